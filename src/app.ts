@@ -1,0 +1,96 @@
+// Composition root: builds the store, keystore and trust service from configuration and wires
+// the HTTP front. Tests build the same app with their own configuration.
+import express from 'express';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import type { Config } from './config/config.js';
+import { FileKeyStore } from './keystore/file.js';
+import type { KeyStore } from './keystore/types.js';
+import { createLogger, type Logger } from './log.js';
+import { createNotaryHandler } from './notary/handler.js';
+import { Metrics } from './notary/metrics.js';
+import { openStore } from './storage/open.js';
+import type { MetadataStore } from './storage/types.js';
+import { TrustService } from './trust/service.js';
+import { NotaryErrors, sendError } from './http/errcode.js';
+
+export interface App {
+  config: Config;
+  store: MetadataStore;
+  keys: KeyStore;
+  trust: TrustService;
+  metrics: Metrics;
+  log: Logger;
+  /** Express app for the management API; the Notary API runs in front of it. */
+  api: express.Express;
+  /** The request listener to give to http(s).createServer. */
+  listener: (req: IncomingMessage, res: ServerResponse) => void;
+  close(): Promise<void>;
+}
+
+/**
+ * The key-encryption passphrase: the configured one, else a random secret kept in the data
+ * directory (0600), apart from the keys themselves, so a copy of the keys directory alone does
+ * not reveal any key.
+ */
+export function resolvePassphrase(config: Config, log: Logger): string {
+  if (config.keyPassphrase) return config.keyPassphrase;
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const path = join(config.dataDir, 'keystore.secret');
+  if (!existsSync(path)) {
+    writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    log('warn', 'TRUSTGATE_KEY_PASSPHRASE is not set: generated a key-encryption secret; back it up with the keys directory, but store it apart', { path });
+  }
+  return readFileSync(path, 'utf8').trim();
+}
+
+export interface AppOverrides {
+  store?: MetadataStore;
+  keys?: KeyStore;
+  log?: Logger;
+  now?: () => number;
+}
+
+export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
+  const log = over.log ?? createLogger(config.logLevel);
+  const store = over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
+  const keys = over.keys ?? FileKeyStore.open(config.keysDir, resolvePassphrase(config, log));
+  const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
+  const metrics = new Metrics();
+  const notary = createNotaryHandler(trust, metrics, {
+    maxBodyBytes: config.maxBodyBytes,
+    gunPrefixes: config.gunPrefixes,
+    cacheMaxAge: config.cacheMaxAge,
+    log,
+  });
+
+  const api = express();
+  api.disable('x-powered-by');
+  // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
+  const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
+
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    notary(req, res)
+      .then((handled) => {
+        if (!handled) api(req as express.Request, res as express.Response, () => fallthrough(req, res));
+      })
+      .catch((e: Error) => {
+        log('error', 'unhandled request error', { error: e.message });
+        if (!res.headersSent) sendError(res, NotaryErrors.UNKNOWN);
+      });
+  };
+
+  return {
+    config,
+    store,
+    keys,
+    trust,
+    metrics,
+    log,
+    api,
+    listener,
+    close: () => store.close(),
+  };
+}

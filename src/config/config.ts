@@ -1,0 +1,114 @@
+// Configuration from the environment (optionally merged over a JSON file named by
+// TRUSTGATE_CONFIG), validated once at start: every bad value is reported by name, and the
+// service does not start with any of them.
+import { readFileSync } from 'node:fs';
+import type { Algorithm } from '../core/crypto/signer.js';
+
+export interface Config {
+  listen: { host: string; port: number };
+  tls?: { cert: string; key: string };
+  dataDir: string;
+  keysDir: string;
+  databaseUrl?: string;
+  /** Passphrase for the key-encryption key; undefined means "generate a secret in dataDir". */
+  keyPassphrase?: string;
+  maxBodyBytes: number;
+  gunPrefixes: string[];
+  cacheMaxAge: { current: number; consistent: number };
+  serverKeyAlgorithm: Algorithm;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function parseHostPort(v: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+/** A small reader that records a problem instead of throwing, so all of them are reported at once. */
+class Reader {
+  problems: string[] = [];
+  constructor(private env: Env) {}
+  str(name: string): string | undefined {
+    const v = this.env[name];
+    return v === undefined || v === '' ? undefined : v;
+  }
+  int(name: string, def: number, min: number, max: number): number {
+    const v = this.str(name);
+    if (v === undefined) return def;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      this.problems.push(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+      return def;
+    }
+    return Number(v);
+  }
+  oneOf<T extends string>(name: string, def: T, allowed: readonly T[]): T {
+    const v = this.str(name);
+    if (v === undefined) return def;
+    if (!(allowed as readonly string[]).includes(v)) {
+      this.problems.push(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+      return def;
+    }
+    return v as T;
+  }
+  hostPort(name: string, def: string): { host: string; port: number } {
+    const v = this.str(name) ?? def;
+    const hp = parseHostPort(v);
+    if (!hp) {
+      this.problems.push(`${name} must be HOST:PORT (e.g. 127.0.0.1:4443), got ${JSON.stringify(v)}`);
+      return parseHostPort(def)!;
+    }
+    return hp;
+  }
+}
+
+/** Reads the environment (and the optional JSON file it names), or throws ConfigError. */
+export function loadConfig(env: Env = process.env): Config {
+  let merged: Env = env;
+  if (env.TRUSTGATE_CONFIG) {
+    try {
+      const file = JSON.parse(readFileSync(env.TRUSTGATE_CONFIG, 'utf8')) as Record<string, unknown>;
+      const fromFile: Env = {};
+      for (const [k, v] of Object.entries(file)) fromFile[k] = typeof v === 'string' ? v : JSON.stringify(v);
+      merged = { ...fromFile, ...env };
+    } catch (e) {
+      throw new ConfigError([`TRUSTGATE_CONFIG: cannot read ${env.TRUSTGATE_CONFIG}: ${(e as Error).message}`]);
+    }
+  }
+  const r = new Reader(merged);
+  const cert = r.str('TRUSTGATE_TLS_CERT');
+  const key = r.str('TRUSTGATE_TLS_KEY');
+  if (!!cert !== !!key) r.problems.push('TRUSTGATE_TLS_CERT and TRUSTGATE_TLS_KEY must be set together');
+  const databaseUrl = r.str('TRUSTGATE_DATABASE_URL');
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) r.problems.push('TRUSTGATE_DATABASE_URL must be a postgres:// URL');
+  const prefixes = (r.str('TRUSTGATE_GUN_PREFIXES') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const cfg: Config = {
+    listen: r.hostPort('TRUSTGATE_LISTEN', '127.0.0.1:4443'),
+    ...(cert && key ? { tls: { cert, key } } : {}),
+    dataDir: r.str('TRUSTGATE_DATA_DIR') ?? './data',
+    keysDir: r.str('TRUSTGATE_KEYS_DIR') ?? './keys',
+    ...(databaseUrl ? { databaseUrl } : {}),
+    ...(r.str('TRUSTGATE_KEY_PASSPHRASE') ? { keyPassphrase: r.str('TRUSTGATE_KEY_PASSPHRASE') } : {}),
+    maxBodyBytes: r.int('TRUSTGATE_MAX_BODY_BYTES', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    gunPrefixes: prefixes,
+    cacheMaxAge: {
+      current: r.int('TRUSTGATE_CACHE_MAX_AGE_CURRENT', 300, 0, 31536000),
+      consistent: r.int('TRUSTGATE_CACHE_MAX_AGE_CONSISTENT', 2592000, 0, 31536000),
+    },
+    serverKeyAlgorithm: r.oneOf('TRUSTGATE_SERVER_KEY_ALGORITHM', 'ecdsa', ['ecdsa', 'ed25519', 'rsa'] as const),
+    logLevel: r.oneOf('TRUSTGATE_LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
+  };
+  if (r.problems.length) throw new ConfigError(r.problems);
+  return cfg;
+}

@@ -1,0 +1,341 @@
+// The TUF metadata model in notary's dialect: a signed envelope around one of four role bodies.
+// A `Metadata` keeps three views of one file: the exact bytes (stored and hashed as they are),
+// the generic parsed tree of `signed` (canonicalised for signature checks, so unknown signed
+// fields are covered), and a typed, validated view for the rules. Pure: no I/O.
+import { createHash } from 'node:crypto';
+import { canonicalBytes, parseJson, type JsonValue } from '../json/canonical.js';
+import { keyId, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
+import type { Signer } from '../crypto/signer.js';
+import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
+import { BASE_ROLES, isDelegationName } from './roles.js';
+import { formatUnixDate, parseRfc3339 } from './time.js';
+
+export interface Signature {
+  keyid: string;
+  method: string;
+  sig: string;
+}
+export interface FileMeta {
+  length: number;
+  hashes: Record<string, string>;
+  custom?: JsonValue;
+}
+export interface RoleKeys {
+  keyids: string[];
+  threshold: number;
+}
+export interface DelegatedRole extends RoleKeys {
+  name: string;
+  paths?: string[];
+}
+export interface Delegations {
+  keys: Record<string, TufKey>;
+  roles: DelegatedRole[];
+}
+interface Common {
+  expires: string;
+  version: number;
+}
+export interface RootBody extends Common {
+  _type: 'Root';
+  consistent_snapshot: boolean;
+  keys: Record<string, TufKey>;
+  roles: Record<'root' | 'targets' | 'snapshot' | 'timestamp', RoleKeys>;
+}
+export interface TargetsBody extends Common {
+  _type: 'Targets';
+  delegations: Delegations;
+  targets: Record<string, FileMeta>;
+}
+export interface SnapshotBody extends Common {
+  _type: 'Snapshot';
+  meta: Record<string, FileMeta>;
+}
+export interface TimestampBody extends Common {
+  _type: 'Timestamp';
+  meta: { snapshot: FileMeta };
+}
+export type RoleBody = RootBody | TargetsBody | SnapshotBody | TimestampBody;
+export type RoleType = RoleBody['_type'];
+
+/** Upper bound on versions: past 2^53 JSON numbers lose precision (Cure53 TUF-01-002). */
+export const MAX_VERSION = Number.MAX_SAFE_INTEGER;
+/** Bounds that keep hostile metadata from costing unbounded work. */
+export const MAX_SIGNATURES = 64;
+
+const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/** Thrown by the typed readers; the caller maps it to the role's error kind. */
+class ShapeError extends Error {}
+function need(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new ShapeError(msg);
+}
+
+function readFileMeta(v: unknown, what: string): FileMeta {
+  need(isObj(v), `${what}: file meta is not an object`);
+  need(Number.isSafeInteger(v.length) && (v.length as number) >= 0, `${what}: bad length`);
+  need(isObj(v.hashes), `${what}: hashes missing`);
+  const hashes: Record<string, string> = {};
+  for (const [alg, h] of Object.entries(v.hashes)) {
+    need(typeof h === 'string', `${what}: hash ${alg} is not a string`);
+    hashes[alg] = h;
+  }
+  const fm: FileMeta = { length: v.length as number, hashes };
+  if (v.custom !== undefined) fm.custom = v.custom as JsonValue;
+  return fm;
+}
+
+function readRoleKeys(v: unknown, what: string): RoleKeys {
+  need(isObj(v), `${what}: role is not an object`);
+  need(Array.isArray(v.keyids) && v.keyids.every((k) => typeof k === 'string'), `${what}: keyids must be strings`);
+  need(Number.isSafeInteger(v.threshold) && (v.threshold as number) >= 1, `${what}: threshold must be at least 1`);
+  return { keyids: v.keyids as string[], threshold: v.threshold as number };
+}
+
+/** Keys maps must hold each key under its own ID; a mismatch is an error, never skipped. */
+function readKeys(v: unknown, what: string): Record<string, TufKey> {
+  need(isObj(v), `${what}: keys is not an object`);
+  const out: Record<string, TufKey> = {};
+  for (const [id, raw] of Object.entries(v)) {
+    let k: TufKey;
+    try {
+      k = parseKey(raw);
+    } catch (e) {
+      throw new ShapeError(`${what}: key ${id}: ${(e as Error).message}`);
+    }
+    need(keyId(k) === id, `${what}: key ID ${id} does not match its key`);
+    out[id] = k;
+  }
+  return out;
+}
+
+function readCommon(v: Record<string, unknown>, type: RoleType): Common {
+  need(v._type === type, `expected _type ${type}, found ${JSON.stringify(v._type)}`);
+  need(Number.isSafeInteger(v.version) && (v.version as number) >= 1, 'version must be an integer of at least 1');
+  need(typeof v.expires === 'string' && !Number.isNaN(parseRfc3339(v.expires)), 'expires is not an RFC 3339 time');
+  return { version: v.version as number, expires: v.expires as string };
+}
+
+function readBody(type: RoleType, v: unknown): RoleBody {
+  need(isObj(v), 'signed is not an object');
+  const common = readCommon(v, type);
+  switch (type) {
+    case 'Root': {
+      need(isObj(v.roles), 'root has no roles');
+      const roles = {} as RootBody['roles'];
+      for (const r of BASE_ROLES) roles[r] = readRoleKeys(v.roles[r], `root role ${r}`);
+      return { ...common, _type: 'Root', consistent_snapshot: v.consistent_snapshot === true, keys: readKeys(v.keys, 'root'), roles };
+    }
+    case 'Targets': {
+      const targets: Record<string, FileMeta> = {};
+      if (v.targets !== undefined && v.targets !== null) {
+        need(isObj(v.targets), 'targets is not an object');
+        for (const [name, fm] of Object.entries(v.targets)) targets[name] = readFileMeta(fm, `target ${name}`);
+      }
+      let delegations: Delegations = { keys: {}, roles: [] };
+      if (v.delegations !== undefined && v.delegations !== null) {
+        const d = v.delegations;
+        need(isObj(d), 'delegations is not an object');
+        const roles = d.roles ?? [];
+        need(Array.isArray(roles), 'delegation roles is not a list');
+        delegations = {
+          keys: d.keys === undefined || d.keys === null ? {} : readKeys(d.keys, 'delegations'),
+          roles: roles.map((r, i) => {
+            const rk = readRoleKeys(r, `delegation ${i}`);
+            const o = r as Record<string, unknown>;
+            need(typeof o.name === 'string', `delegation ${i} has no name`);
+            const paths = o.paths ?? undefined;
+            need(paths === undefined || paths === null || (Array.isArray(paths) && paths.every((p) => typeof p === 'string')), `delegation ${o.name}: paths must be strings`);
+            return { ...rk, name: o.name, ...(Array.isArray(paths) ? { paths: paths as string[] } : {}) };
+          }),
+        };
+      }
+      return { ...common, _type: 'Targets', targets, delegations };
+    }
+    case 'Snapshot': {
+      need(isObj(v.meta), 'snapshot has no meta');
+      const meta: Record<string, FileMeta> = {};
+      for (const [name, fm] of Object.entries(v.meta)) meta[name] = readFileMeta(fm, `snapshot meta ${name}`);
+      return { ...common, _type: 'Snapshot', meta };
+    }
+    case 'Timestamp': {
+      need(isObj(v.meta), 'timestamp has no meta');
+      return { ...common, _type: 'Timestamp', meta: { snapshot: readFileMeta(v.meta.snapshot, 'timestamp meta snapshot') } };
+    }
+  }
+}
+
+export function roleType(role: string): RoleType {
+  if (role === 'root') return 'Root';
+  if (role === 'snapshot') return 'Snapshot';
+  if (role === 'timestamp') return 'Timestamp';
+  return 'Targets';
+}
+
+/** Splits bytes into the signed tree and the signatures, or throws MalformedMetadataError. */
+export function parseEnvelope(bytes: Buffer): { signed: JsonValue; signatures: Signature[] } {
+  let doc: JsonValue;
+  try {
+    doc = parseJson(bytes);
+  } catch {
+    throw new MalformedMetadataError('metadata is not JSON');
+  }
+  if (!isObj(doc) || !isObj(doc.signed) || !(Array.isArray(doc.signatures) || doc.signatures === null)) {
+    throw new MalformedMetadataError('metadata is not a {"signed","signatures"} document');
+  }
+  // Anything outside `signed` is unsigned: refuse it rather than store it (Cure53 TUF-01-001).
+  for (const k of Object.keys(doc)) {
+    if (k !== 'signed' && k !== 'signatures') throw new MalformedMetadataError(`unsigned field ${JSON.stringify(k)} in metadata`);
+  }
+  const sigs = (doc.signatures ?? []) as unknown[];
+  if (sigs.length > MAX_SIGNATURES) throw new MalformedMetadataError('too many signatures');
+  const signatures = sigs.map((s) => {
+    if (!isObj(s) || typeof s.keyid !== 'string' || typeof s.method !== 'string' || typeof s.sig !== 'string') {
+      throw new MalformedMetadataError('malformed signature entry');
+    }
+    return { keyid: s.keyid, method: s.method, sig: s.sig };
+  });
+  return { signed: doc.signed, signatures };
+}
+
+export interface Hashes {
+  sha256: string; // hex
+  sha512: string; // hex
+}
+export function hashBytes(bytes: Buffer): Hashes {
+  return {
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    sha512: createHash('sha512').update(bytes).digest('hex'),
+  };
+}
+
+/** FileMeta over exact bytes, as snapshots and timestamps record them. */
+export function fileMetaFor(bytes: Buffer): FileMeta {
+  const h = hashBytes(bytes);
+  return {
+    hashes: { sha256: Buffer.from(h.sha256, 'hex').toString('base64'), sha512: Buffer.from(h.sha512, 'hex').toString('base64') },
+    length: bytes.length,
+  };
+}
+
+/** Hex sha256 recorded in a FileMeta, if any. */
+export function metaSha256Hex(fm: FileMeta | undefined): string | undefined {
+  const h = fm?.hashes.sha256;
+  return h === undefined ? undefined : Buffer.from(h, 'base64').toString('hex');
+}
+
+/**
+ * Checks that `bytes` match a FileMeta: every known hash present must match and at least one
+ * must be present. Returns an error message, or undefined when they match.
+ */
+export function checkFileMeta(role: string, bytes: Buffer, fm: FileMeta, checkLength = false): string | undefined {
+  if (checkLength && fm.length !== bytes.length) return `length for ${role} did not match: expected ${fm.length}`;
+  let seen = 0;
+  for (const alg of ['sha256', 'sha512'] as const) {
+    const want = fm.hashes[alg];
+    if (want === undefined) continue;
+    const raw = Buffer.from(want, 'base64');
+    if (raw.length !== (alg === 'sha256' ? 32 : 64)) return `invalid ${alg} checksum for ${role}`;
+    seen++;
+    const got = createHash(alg).update(bytes).digest();
+    if (!got.equals(raw)) return `${alg} checksum for ${role} did not match: expected ${raw.toString('hex')}`;
+  }
+  return seen === 0 ? `no checksums for supported algorithms were provided for ${role}` : undefined;
+}
+
+/** A parsed metadata file. `T` is the typed body. */
+export class Metadata<T extends RoleBody = RoleBody> {
+  private constructor(
+    readonly role: string,
+    readonly bytes: Buffer,
+    readonly signedTree: JsonValue,
+    readonly signatures: Signature[],
+    readonly body: T,
+  ) {}
+
+  /**
+   * Parses and shape-checks a role file. Malformed JSON throws MalformedMetadataError; a body
+   * that is JSON but breaks the role's schema throws TufValidationError of `kind`.
+   */
+  static parse<R extends RoleBody = RoleBody>(role: string, bytes: Buffer, kind: ValidationErrorName = 'ErrValidation'): Metadata<R> {
+    const env = parseEnvelope(bytes);
+    try {
+      const body = readBody(roleType(role), env.signed) as R;
+      return new Metadata<R>(role, bytes, env.signed, env.signatures, body);
+    } catch (e) {
+      if (e instanceof ShapeError) throw new TufValidationError(kind, `${role}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  get version(): number {
+    return this.body.version;
+  }
+  get expiresMs(): number {
+    return parseRfc3339(this.body.expires);
+  }
+  isExpired(nowMs: number): boolean {
+    return this.expiresMs <= nowMs;
+  }
+  /** The message signatures cover: canonical JSON of the parsed `signed` tree. */
+  message(): Buffer {
+    return canonicalBytes(this.signedTree);
+  }
+
+  /**
+   * Counts distinct valid signatures by `role`'s keys and throws unless the threshold is met.
+   * Unknown key IDs and invalid signatures are skipped; an empty list is an error.
+   */
+  verifyThreshold(keys: Record<string, TufKey>, role: RoleKeys, kind: ValidationErrorName): Set<string> {
+    if (this.signatures.length === 0) throw new TufValidationError(kind, 'tuf: data has no signatures');
+    const valid = countValidSignatures(this.message(), this.signatures, keys, role.keyids);
+    if (valid.size < role.threshold) {
+      throw new TufValidationError(kind, `valid signatures did not meet threshold for ${this.role}`);
+    }
+    return valid;
+  }
+
+  assertNotExpired(nowMs: number, kind: ValidationErrorName): void {
+    if (this.isExpired(nowMs)) throw new TufValidationError(kind, `${this.role} expired at ${formatUnixDate(this.expiresMs)}`);
+  }
+}
+
+/** The one place that decides which signatures count: distinct trusted key IDs with a valid signature. */
+export function countValidSignatures(
+  message: Buffer,
+  signatures: readonly Signature[],
+  keys: Record<string, TufKey>,
+  allowed: readonly string[],
+): Set<string> {
+  const valid = new Set<string>();
+  for (const s of signatures) {
+    if (valid.has(s.keyid) || !allowed.includes(s.keyid)) continue;
+    const key = keys[s.keyid];
+    if (!key) continue;
+    if (verifySignature(key, message, s.method, Buffer.from(s.sig, 'base64'))) valid.add(s.keyid);
+  }
+  return valid;
+}
+
+/** Signs a body with each signer and serialises the envelope canonically. */
+export async function signBody(body: RoleBody | JsonValue, signers: readonly Signer[]): Promise<Buffer> {
+  const message = canonicalBytes(body);
+  const signatures: Signature[] = [];
+  for (const s of signers) {
+    const sig = await s.sign(message);
+    signatures.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: sig.toString('base64') });
+  }
+  return canonicalBytes({ signed: body, signatures });
+}
+
+/** Delegation name checks shared by publish validation and key management. */
+export function checkDelegationList(parent: string, d: Delegations): string | undefined {
+  for (const r of d.roles) {
+    if (!isDelegationName(r.name) || r.name.slice(0, r.name.lastIndexOf('/')) !== parent) {
+      return `invalid delegation ${r.name}: must be a direct child of ${parent}`;
+    }
+    if (r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
+    for (const id of r.keyids) if (!d.keys[id]) return `delegation ${r.name}: key ${id} is not in delegations.keys`;
+  }
+  return undefined;
+}

@@ -1,0 +1,129 @@
+// Embedded default store: one SQLite file in the data directory. better-sqlite3 is synchronous
+// and transactional; `BEGIN IMMEDIATE` takes the write lock before the version check, so the
+// check-and-insert is atomic even with several processes on one file.
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
+
+interface FileRow {
+  gun: string;
+  role: string;
+  version: number;
+  sha256: string;
+  data: Buffer;
+  created_at: number;
+}
+interface ChangeRow {
+  id: number;
+  gun: string;
+  version: number;
+  sha256: string;
+  category: 'update' | 'deletion';
+  created_at: number;
+}
+
+const toFile = (r: FileRow | undefined): StoredFile | undefined =>
+  r && { gun: r.gun, role: r.role, version: r.version, sha256: r.sha256, bytes: r.data, createdAt: new Date(r.created_at) };
+const toChange = (r: ChangeRow): Change => ({ id: r.id, gun: r.gun, version: r.version, sha256: r.sha256, category: r.category, createdAt: new Date(r.created_at) });
+
+export class SqliteStore implements MetadataStore {
+  readonly kind = 'sqlite';
+  private db: Database.Database;
+  private q;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS tuf_files (
+        gun TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL,
+        PRIMARY KEY (gun, role, version));
+      CREATE INDEX IF NOT EXISTS tuf_files_sha ON tuf_files (gun, role, sha256);
+      CREATE TABLE IF NOT EXISTS changefeed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, gun TEXT NOT NULL, version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL, category TEXT NOT NULL, created_at INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);`);
+    this.q = {
+      latest: this.db.prepare<[string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1'),
+      byVersion: this.db.prepare<[string, string, number], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND version = ?'),
+      byChecksum: this.db.prepare<[string, string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1'),
+      versions: this.db.prepare<[string], { role: string; v: number }>('SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = ? GROUP BY role'),
+      maxVersion: this.db.prepare<[string, string], { v: number | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = ? AND role = ?'),
+      insert: this.db.prepare('INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      change: this.db.prepare('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES (?, ?, ?, ?, ?)'),
+      del: this.db.prepare('DELETE FROM tuf_files WHERE gun = ?'),
+      guns: this.db.prepare<[], { gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun'),
+    };
+  }
+
+  async latest(gun: string, role: string) {
+    return toFile(this.q.latest.get(gun, role));
+  }
+  async byVersion(gun: string, role: string, version: number) {
+    return toFile(this.q.byVersion.get(gun, role, version));
+  }
+  async byChecksum(gun: string, role: string, sha256: string) {
+    return toFile(this.q.byChecksum.get(gun, role, sha256));
+  }
+  async latestVersions(gun: string) {
+    return new Map(this.q.versions.all(gun).map((r) => [r.role, r.v]));
+  }
+
+  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<void> {
+    const seen = new Set<string>();
+    const run = this.db.transaction(() => {
+      for (const f of files) {
+        const key = `${f.role}\0${f.version}`;
+        const max = this.q.maxVersion.get(gun, f.role)?.v ?? 0;
+        if (f.version <= max || seen.has(key)) throw new VersionConflictError(f.role, f.version);
+        seen.add(key);
+        const sha = createHash('sha256').update(f.bytes).digest('hex');
+        this.q.insert.run(gun, f.role, f.version, sha, f.bytes, now.getTime());
+        if (f.role === 'timestamp') this.q.change.run(gun, f.version, sha, 'update', now.getTime());
+      }
+    });
+    run.immediate();
+  }
+
+  async deleteGun(gun: string, now: Date): Promise<boolean> {
+    return this.db.transaction(() => {
+      const n = this.q.del.run(gun).changes;
+      if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());
+      return n > 0;
+    }).immediate();
+  }
+
+  async changes(q: ChangeQuery): Promise<Change[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.gun !== undefined) {
+      where.push('gun = ?');
+      args.push(q.gun);
+    }
+    const backwards = q.records < 0 || q.changeId === -1;
+    if (q.changeId > 0) {
+      where.push(backwards ? 'id < ?' : 'id > ?');
+      args.push(q.changeId);
+    }
+    const sql = `SELECT * FROM changefeed ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${backwards ? 'DESC' : 'ASC'} LIMIT ?`;
+    args.push(Math.abs(q.records));
+    const rows = this.db.prepare<(string | number)[], ChangeRow>(sql).all(...args).map(toChange);
+    return backwards ? rows.reverse() : rows;
+  }
+
+  async listGuns() {
+    return this.q.guns.all().map((r) => r.gun);
+  }
+  async ping() {
+    this.db.prepare('SELECT 1').get();
+  }
+  async close() {
+    this.db.close();
+  }
+}

@@ -1,0 +1,67 @@
+// The metadata store port: what the trust service needs from a database. Adapters (SQLite,
+// PostgreSQL) implement it; nothing above this line knows SQL.
+
+export interface StoredFile {
+  gun: string;
+  role: string;
+  version: number;
+  /** Hex sha256 of `bytes`. */
+  sha256: string;
+  /** Exactly the bytes that were uploaded or generated. */
+  bytes: Buffer;
+  createdAt: Date;
+}
+
+export interface NewFile {
+  role: string;
+  version: number;
+  bytes: Buffer;
+}
+
+export interface Change {
+  id: number;
+  gun: string;
+  version: number;
+  sha256: string;
+  category: 'update' | 'deletion';
+  createdAt: Date;
+}
+
+export interface ChangeQuery {
+  gun?: string;
+  /** 0: from the start; -1: from the newest backwards; otherwise records after (or before) this id. */
+  changeId: number;
+  /** Positive: that many after changeId; negative: that many before it. */
+  records: number;
+}
+
+/** A commit lost a race or replayed an old version: the caller answers 400 VERSION. */
+export class VersionConflictError extends Error {
+  override name = 'VersionConflictError';
+  constructor(readonly role: string, readonly version: number) {
+    super(`a newer version of ${role} than ${version} is already stored`);
+  }
+}
+
+export interface MetadataStore {
+  readonly kind: string;
+  /** Highest stored version of a role. */
+  latest(gun: string, role: string): Promise<StoredFile | undefined>;
+  byVersion(gun: string, role: string, version: number): Promise<StoredFile | undefined>;
+  byChecksum(gun: string, role: string, sha256: string): Promise<StoredFile | undefined>;
+  /** Highest stored version of every role of a GUN. */
+  latestVersions(gun: string): Promise<Map<string, number>>;
+  /**
+   * Stores all files or none. Each version must be strictly greater than every stored version of
+   * its role (else VersionConflictError). Each timestamp appends an `update` change.
+   */
+  commit(gun: string, files: readonly NewFile[], now: Date): Promise<void>;
+  /** Removes every version of every role of exactly this GUN; records a deletion if anything went. */
+  deleteGun(gun: string, now: Date): Promise<boolean>;
+  changes(q: ChangeQuery): Promise<Change[]>;
+  /** GUNs with any stored metadata. */
+  listGuns(): Promise<string[]>;
+  /** Throws when the database cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

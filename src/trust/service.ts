@@ -1,0 +1,194 @@
+// The trust service: the application layer between the Notary HTTP routes (and the management
+// API, signer and proxy) and the pure TUF core. It resolves "current" metadata through the
+// timestamp → snapshot → role hash chain, validates and commits publishes, re-signs expired
+// timestamps and server-held snapshots lazily, and hands out server-held keys.
+import { EventEmitter } from 'node:events';
+import type { Algorithm, Signer } from '../core/crypto/signer.js';
+import { Metadata, metaSha256Hex, type RootBody, type SnapshotBody, type TimestampBody } from '../core/tuf/metadata.js';
+import { DEFAULT_LIFETIMES, planPublish, planRefresh, type Lifetimes, type PlannedFile, type RepoState, type ServerKeyring } from '../core/tuf/update.js';
+import type { KeyRecord, KeyStore } from '../keystore/types.js';
+import { VersionConflictError, type ChangeQuery, type MetadataStore, type StoredFile } from '../storage/types.js';
+
+export interface TrustServiceOptions {
+  lifetimes?: Lifetimes;
+  serverKeyAlgorithm?: Algorithm;
+  now?: () => number;
+}
+
+export type ServerRole = 'snapshot' | 'timestamp';
+
+export interface ChangeEvent {
+  gun: string;
+  kind: 'update' | 'deletion';
+}
+
+/** Parsed metadata is immutable per hash, so parses are cached by sha256 (bounded). */
+class ParseCache {
+  private m = new Map<string, Metadata>();
+  constructor(private max = 2048) {}
+  get<T extends Metadata['body']>(f: StoredFile): Metadata<T> {
+    const hit = this.m.get(f.sha256);
+    if (hit) return hit as Metadata<T>;
+    const md = Metadata.parse<T>(f.role, f.bytes);
+    if (this.m.size >= this.max) this.m.delete(this.m.keys().next().value!);
+    this.m.set(f.sha256, md);
+    return md;
+  }
+}
+
+export class TrustService {
+  readonly events = new EventEmitter<{ change: [ChangeEvent] }>();
+  private parses = new ParseCache();
+  private refreshing = new Map<string, Promise<void>>();
+  private lifetimes: Lifetimes;
+  private algorithm: Algorithm;
+  private now: () => number;
+
+  constructor(
+    readonly store: MetadataStore,
+    readonly keys: KeyStore,
+    opts: TrustServiceOptions = {},
+  ) {
+    this.lifetimes = opts.lifetimes ?? DEFAULT_LIFETIMES;
+    this.algorithm = opts.serverKeyAlgorithm ?? 'ecdsa';
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Signers for a GUN's server-held keys; a key of another GUN is never used. */
+  keyring(gun: string): ServerKeyring {
+    return {
+      signersFor: async (role, keyids) => {
+        const out: Signer[] = [];
+        for (const id of keyids) {
+          const rec = await this.keys.get(id);
+          if (!rec || rec.gun !== gun || rec.role !== role) continue;
+          const s = await this.keys.signer(id);
+          if (s) out.push(s);
+        }
+        return out;
+      },
+    };
+  }
+
+  /** The current timestamp, the snapshot it names, and that snapshot's parsed body. */
+  private async chainHead(gun: string): Promise<{ ts: StoredFile; snap?: StoredFile; snapMd?: Metadata<SnapshotBody> } | undefined> {
+    const ts = await this.store.latest(gun, 'timestamp');
+    if (!ts) return undefined;
+    const tsMd = this.parses.get<TimestampBody>(ts);
+    const sha = metaSha256Hex(tsMd.body.meta.snapshot);
+    const snap = sha ? await this.store.byChecksum(gun, 'snapshot', sha) : undefined;
+    return { ts, snap, snapMd: snap && this.parses.get<SnapshotBody>(snap) };
+  }
+
+  /** A role's current file by the hash chain; falls back to the newest version when the chain lacks it. */
+  private async resolve(gun: string, role: string, head?: Awaited<ReturnType<TrustService['chainHead']>>): Promise<StoredFile | undefined> {
+    if (role === 'timestamp') return head?.ts;
+    if (role === 'snapshot') return head?.snap;
+    const sha = metaSha256Hex(head?.snapMd?.body.meta[role]);
+    if (sha) return this.store.byChecksum(gun, role, sha);
+    return role === 'root' ? this.store.latest(gun, role) : undefined;
+  }
+
+  /** Everything publish validation needs to know about the stored repository. */
+  async state(gun: string): Promise<RepoState> {
+    const head = await this.chainHead(gun);
+    const targets = new Map<string, Buffer>();
+    for (const role of Object.keys(head?.snapMd?.body.meta ?? {})) {
+      if (role === 'root') continue;
+      const f = await this.resolve(gun, role, head);
+      if (f) targets.set(role, f.bytes);
+    }
+    return {
+      root: (await this.resolve(gun, 'root', head))?.bytes,
+      snapshot: head?.snap?.bytes,
+      timestamp: head?.ts.bytes,
+      targets,
+      latestVersions: await this.store.latestVersions(gun),
+    };
+  }
+
+  private async commit(gun: string, files: PlannedFile[]): Promise<void> {
+    await this.store.commit(gun, files, new Date(this.now()));
+    this.events.emit('change', { gun, kind: 'update' });
+  }
+
+  /** Validates and stores an upload; throws TufValidationError or VersionConflictError. */
+  async publish(gun: string, uploads: ReadonlyMap<string, Buffer>): Promise<PlannedFile[]> {
+    const files = await planPublish(gun, uploads, await this.state(gun), this.keyring(gun), this.now(), this.lifetimes);
+    await this.commit(gun, files);
+    return files;
+  }
+
+  /** Re-signs an expired timestamp or server snapshot, once at a time per GUN. */
+  private async refresh(gun: string): Promise<void> {
+    const running = this.refreshing.get(gun);
+    if (running) return running;
+    const p = (async () => {
+      const files = await planRefresh(await this.state(gun), this.keyring(gun), this.now(), this.lifetimes);
+      if (files.length === 0) return;
+      try {
+        await this.commit(gun, files);
+      } catch (e) {
+        if (!(e instanceof VersionConflictError)) throw e; // another process refreshed first: use its files
+      }
+    })().finally(() => this.refreshing.delete(gun));
+    this.refreshing.set(gun, p);
+    return p;
+  }
+
+  /** Whether the current timestamp or server snapshot is due for re-signing. */
+  private stale(head: NonNullable<Awaited<ReturnType<TrustService['chainHead']>>>): boolean {
+    const now = this.now();
+    if (this.parses.get<TimestampBody>(head.ts).isExpired(now)) return true;
+    return !head.snapMd || head.snapMd.isExpired(now);
+  }
+
+  /** Current metadata for GET `role.json`; timestamp and snapshot are refreshed first if due. */
+  async current(gun: string, role: string): Promise<StoredFile | undefined> {
+    let head = await this.chainHead(gun);
+    if (head && (role === 'timestamp' || role === 'snapshot') && this.stale(head)) {
+      await this.refresh(gun);
+      head = await this.chainHead(gun);
+    }
+    return this.resolve(gun, role, head);
+  }
+
+  byVersion(gun: string, role: string, version: number) {
+    return this.store.byVersion(gun, role, version);
+  }
+  byChecksum(gun: string, role: string, sha256: string) {
+    return this.store.byChecksum(gun, role, sha256);
+  }
+
+  /**
+   * The server-held key for GET `snapshot.key`/`timestamp.key`: the first key of the root's role
+   * that the server holds; otherwise the newest key made for this GUN and role (so repeated GETs
+   * do not pile up keys, unlike Go notary); else a new key.
+   */
+  async serverKey(gun: string, role: ServerRole): Promise<KeyRecord> {
+    const rootFile = await this.current(gun, 'root');
+    const held = await this.keys.list({ gun, role });
+    if (rootFile) {
+      const root = this.parses.get<RootBody>(rootFile).body;
+      for (const id of root.roles[role].keyids) {
+        const rec = held.find((k) => k.id === id);
+        if (rec) return rec;
+      }
+    }
+    return held.at(-1) ?? this.keys.generate(gun, role, this.algorithm);
+  }
+
+  /** POST `*.key`: always a new key, used once a published root lists it. */
+  rotateServerKey(gun: string, role: ServerRole): Promise<KeyRecord> {
+    return this.keys.generate(gun, role, this.algorithm);
+  }
+
+  async deleteGun(gun: string): Promise<void> {
+    const removed = await this.store.deleteGun(gun, new Date(this.now()));
+    if (removed) this.events.emit('change', { gun, kind: 'deletion' });
+  }
+
+  changes(q: ChangeQuery) {
+    return this.store.changes(q);
+  }
+}

@@ -1,0 +1,49 @@
+// Starts a real trustgate (the same createApp that `npm start` uses) on a free loopback port,
+// with its own temporary data and keys directories.
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createApp, type App, type AppOverrides } from '../../src/app.js';
+import { loadConfig } from '../../src/config/config.js';
+import { makeTempDir, removeTempDir } from './services.js';
+
+export interface RunningTrustgate {
+  app: App;
+  url: string;
+  port: number;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export async function startTrustgate(
+  opts: { env?: Record<string, string>; tls?: { cert: string; key: string }; overrides?: AppOverrides; dir?: string } = {},
+): Promise<RunningTrustgate> {
+  const dir = opts.dir ?? (await makeTempDir('trustgate'));
+  const config = loadConfig({
+    TRUSTGATE_LISTEN: '127.0.0.1:0',
+    TRUSTGATE_DATA_DIR: `${dir}/data`,
+    TRUSTGATE_KEYS_DIR: `${dir}/keys`,
+    TRUSTGATE_KEY_PASSPHRASE: 'test-keystore-passphrase',
+    TRUSTGATE_LOG_LEVEL: 'error',
+    ...opts.env,
+  });
+  const app = await createApp(config, opts.overrides);
+  const server = opts.tls
+    ? https.createServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, app.listener)
+    : http.createServer(app.listener);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    app,
+    port,
+    dir,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await app.close();
+      if (!opts.dir) await removeTempDir(dir);
+    },
+  };
+}

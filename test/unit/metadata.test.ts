@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { canonicalKeyId, keyId, verifySignature, type TufKey } from '../../src/core/crypto/keys.js';
+import { generateSigner } from '../../src/core/crypto/signer.js';
+import { MalformedMetadataError, TufValidationError } from '../../src/core/tuf/errors.js';
+import { Metadata, checkFileMeta, signBody, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../../src/core/tuf/metadata.js';
+
+const fix = (n: string) => readFileSync(new URL(`../fixtures/notary/metadata/${n}`, import.meta.url));
+const root = Metadata.parse<RootBody>('root', fix('root.json'));
+
+test('fixture root, targets, snapshot and timestamp verify against the root\'s keys', () => {
+  const keys = root.body.keys;
+  assert.equal(root.verifyThreshold(keys, root.body.roles.root, 'ErrBadRoot').size, 1);
+  Metadata.parse<TargetsBody>('targets', fix('targets.json')).verifyThreshold(keys, root.body.roles.targets, 'ErrBadTargets');
+  Metadata.parse<SnapshotBody>('snapshot', fix('snapshot.json')).verifyThreshold(keys, root.body.roles.snapshot, 'ErrBadSnapshot');
+  Metadata.parse<TimestampBody>('timestamp', fix('timestamp.json')).verifyThreshold(keys, root.body.roles.timestamp, 'ErrValidation');
+});
+
+test('the hash chain of the fixtures holds: timestamp names snapshot, snapshot names root and targets', () => {
+  const ts = Metadata.parse<TimestampBody>('timestamp', fix('timestamp.json'));
+  const snap = Metadata.parse<SnapshotBody>('snapshot', fix('snapshot.json'));
+  assert.equal(checkFileMeta('snapshot', fix('snapshot.json'), ts.body.meta.snapshot, true), undefined);
+  assert.equal(checkFileMeta('root', fix('root.json'), snap.body.meta.root!), undefined);
+  assert.equal(checkFileMeta('targets', fix('targets.json'), snap.body.meta.targets!), undefined);
+  assert.match(checkFileMeta('targets', fix('root.json'), snap.body.meta.targets!) ?? '', /sha256 checksum for targets did not match/);
+});
+
+test('delegation files verify against the keys their parent delegates to', () => {
+  const targets = Metadata.parse<TargetsBody>('targets', fix('targets.json'));
+  for (const [name, file] of [['targets/releases', 'targets-releases.json'], ['targets/qa', 'targets-qa.json']] as const) {
+    const entry = targets.body.delegations.roles.find((r) => r.name === name);
+    if (!entry) continue;
+    Metadata.parse<TargetsBody>(name, fix(file)).verifyThreshold(targets.body.delegations.keys, entry, 'ErrBadTargets');
+  }
+  assert.ok(targets.body.delegations.roles.length > 0);
+});
+
+test('x509 root key: TUF ID hashes the PEM, canonical ID hashes the inner key', () => {
+  const id = root.body.roles.root.keyids[0]!;
+  const k = root.body.keys[id]!;
+  assert.equal(k.keytype, 'ecdsa-x509');
+  assert.equal(keyId(k), id);
+  assert.notEqual(canonicalKeyId(k), id);
+  assert.match(canonicalKeyId(k), /^[0-9a-f]{64}$/);
+});
+
+test('a tampered signed body fails the threshold; so does an empty signature list', () => {
+  const raw = JSON.parse(fix('targets.json').toString()) as { signed: { version: number }; signatures: unknown[] };
+  raw.signed.version += 1;
+  const tampered = Metadata.parse<TargetsBody>('targets', Buffer.from(JSON.stringify(raw)));
+  assert.throws(() => tampered.verifyThreshold(root.body.keys, root.body.roles.targets, 'ErrBadTargets'), /did not meet threshold for targets/);
+  raw.signatures = [];
+  const unsigned = Metadata.parse<TargetsBody>('targets', Buffer.from(JSON.stringify(raw)));
+  assert.throws(() => unsigned.verifyThreshold(root.body.keys, root.body.roles.targets, 'ErrBadTargets'), /data has no signatures/);
+});
+
+test('the algorithm comes from the key: an ecdsa signature labelled eddsa, or vice versa, never verifies', async () => {
+  const ec = generateSigner('ecdsa');
+  const ed = generateSigner('ed25519');
+  const msg = Buffer.from('message');
+  const ecSig = await ec.sign(msg);
+  assert.ok(verifySignature(ec.key, msg, 'ecdsa', ecSig));
+  assert.ok(verifySignature(ec.key, msg, 'ECDSA', ecSig), 'method is case-insensitive');
+  assert.ok(!verifySignature(ec.key, msg, 'eddsa', ecSig));
+  assert.ok(!verifySignature(ec.key, msg, 'rsapss', ecSig));
+  const edSig = await ed.sign(msg);
+  assert.ok(verifySignature(ed.key, msg, 'eddsa', edSig));
+  assert.ok(!verifySignature(ed.key, msg, 'ecdsa', edSig));
+  // A key whose declared type lies about its contents is refused outright.
+  const liar: TufKey = { keytype: 'ed25519', keyval: { private: null, public: ec.key.keyval.public } };
+  assert.ok(!verifySignature(liar, msg, 'eddsa', edSig));
+});
+
+test('ECDSA signatures are raw r||s of 64 bytes; DER-encoded ones are refused', async () => {
+  const { sign } = await import('node:crypto');
+  const ec = generateSigner('ecdsa');
+  const msg = Buffer.from('m');
+  const der = sign('sha256', msg, ec.privateKey);
+  assert.ok(!verifySignature(ec.key, msg, 'ecdsa', der));
+  assert.equal((await ec.sign(msg)).length, 64);
+});
+
+test('RSA keys under 2048 bits are refused', async () => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { tufKeyFromPublic } = await import('../../src/core/crypto/signer.js');
+  const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const { publicKeyObject } = await import('../../src/core/crypto/keys.js');
+  assert.throws(() => publicKeyObject(tufKeyFromPublic(publicKey)), /at least 2048/);
+});
+
+test('signBody output parses back and verifies; unsigned top-level fields are refused', async () => {
+  const s = generateSigner('ed25519');
+  const body: TimestampBody = { _type: 'Timestamp', expires: '2099-01-01T00:00:00Z', meta: { snapshot: { hashes: { sha256: Buffer.alloc(32).toString('base64') }, length: 1 } }, version: 3 };
+  const bytes = await signBody(body, [s]);
+  const md = Metadata.parse<TimestampBody>('timestamp', bytes);
+  md.verifyThreshold({ [s.id]: s.key }, { keyids: [s.id], threshold: 1 }, 'ErrValidation');
+  const extra = Buffer.from(JSON.stringify({ ...JSON.parse(bytes.toString()), unsigned: 1 }));
+  assert.throws(() => Metadata.parse('timestamp', extra), MalformedMetadataError);
+});
+
+test('shape errors name the role and the problem', () => {
+  const bad = Buffer.from(JSON.stringify({ signed: { _type: 'Targets', version: 0, expires: '2099-01-01T00:00:00Z', targets: {} }, signatures: [] }));
+  assert.throws(() => Metadata.parse('targets', bad, 'ErrBadTargets'), (e: unknown) => e instanceof TufValidationError && e.kind === 'ErrBadTargets' && /version/.test(e.message));
+  const wrongType = Buffer.from(JSON.stringify({ signed: { _type: 'Root', version: 1, expires: '2099-01-01T00:00:00Z' }, signatures: [] }));
+  assert.throws(() => Metadata.parse('targets', wrongType), /expected _type Targets/);
+  assert.throws(() => Metadata.parse('targets', Buffer.from('not json')), MalformedMetadataError);
+});
