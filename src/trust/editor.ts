@@ -1,0 +1,249 @@
+// Server-side edits of a repository's trust data: initialise a repository, change a targets
+// role (add, remove or promote tags; manage delegations), rotate keys, and publish the result
+// through the same validation path a Notary client's upload takes. Signatures come from keys
+// the keystore holds; a change whose role needs more signatures than the server holds is
+// returned unsigned-enough (`ThresholdNotMetError`) for the caller to collect the rest.
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { keyId, signingMethod, type TufKey } from '../core/crypto/keys.js';
+import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
+import { createRootCertificate } from '../core/crypto/x509.js';
+import { canonicalBytes } from '../core/json/canonical.js';
+import { TufValidationError } from '../core/tuf/errors.js';
+import { Metadata, countValidSignatures, type RoleKeys, type RootBody, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
+import { isTargetsRole, parentRole } from '../core/tuf/roles.js';
+import { YEAR_MS, formatRfc3339 } from '../core/tuf/time.js';
+import type { PlannedFile } from '../core/tuf/update.js';
+import type { KeyRecord, KeyStore } from '../keystore/types.js';
+import type { TrustService } from './service.js';
+
+export class EditorError extends Error {
+  override name = 'EditorError';
+  constructor(
+    readonly code: 'NOT_FOUND' | 'CONFLICT' | 'INVALID',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A role body whose signatures fall short of its threshold. */
+export class ThresholdNotMetError extends Error {
+  override name = 'ThresholdNotMetError';
+  constructor(
+    readonly role: string,
+    readonly body: RootBody | TargetsBody,
+    readonly signatures: Signature[],
+    readonly needed: number,
+    readonly keyids: string[],
+  ) {
+    super(`${role} needs ${needed} more signature(s) from keys ${keyids.join(', ')}`);
+  }
+}
+
+export const ROOT_LIFETIME_MS = 10 * YEAR_MS;
+export const TARGETS_LIFETIME_MS = 3 * YEAR_MS;
+
+export interface InitOptions {
+  /** `keystore`: the root key stays on the server (encrypted); `offline`: it is returned once and forgotten. */
+  rootKey: 'keystore' | 'offline';
+  algorithm?: Algorithm;
+}
+
+export interface InitResult {
+  gun: string;
+  rootKeyId: string;
+  targetsKeyId: string;
+  snapshotKeyId: string;
+  timestampKeyId: string;
+  /** Only for an offline root: the private key, for the caller to encrypt and hand out once. */
+  offlineRootKey?: KeyObject;
+  files: PlannedFile[];
+}
+
+/** Where the signing keys of a targets role are listed. */
+export interface SigningRole {
+  keys: Record<string, TufKey>;
+  role: RoleKeys;
+}
+
+export class RepoEditor {
+  constructor(
+    readonly trust: TrustService,
+    readonly keys: KeyStore,
+    private now: () => number = Date.now,
+  ) {}
+
+  private async currentMd<T extends RootBody | TargetsBody>(gun: string, role: string): Promise<Metadata<T> | undefined> {
+    const f = await this.trust.current(gun, role);
+    return f && Metadata.parse<T>(role, f.bytes);
+  }
+
+  async root(gun: string): Promise<Metadata<RootBody>> {
+    const root = await this.currentMd<RootBody>(gun, 'root');
+    if (!root) throw new EditorError('NOT_FOUND', `repository ${gun} has no trust data`);
+    return root;
+  }
+
+  /** The keys and threshold that sign `role`: root's for `targets`, the parent's delegation below. */
+  async signingRole(gun: string, role: string): Promise<SigningRole> {
+    if (!isTargetsRole(role)) throw new EditorError('INVALID', `${role} is not a targets role`);
+    if (role === 'targets') {
+      const root = await this.root(gun);
+      return { keys: root.body.keys, role: root.body.roles.targets };
+    }
+    const parent = await this.currentMd<TargetsBody>(gun, parentRole(role));
+    const entry = parent?.body.delegations.roles.find((r) => r.name === role);
+    if (!parent || !entry) throw new EditorError('NOT_FOUND', `role ${role} is not delegated in ${gun}`);
+    return { keys: parent.body.delegations.keys, role: entry };
+  }
+
+  /** Signers this server holds for the given key IDs, limited to keys stored for this GUN. */
+  async heldSigners(gun: string, keyids: readonly string[]): Promise<Signer[]> {
+    const out: Signer[] = [];
+    for (const id of keyids) {
+      const rec = await this.keys.get(id);
+      if (!rec || rec.gun !== gun) continue;
+      const s = await this.keys.signer(id);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  /** Signs a body with the given signers, keeping existing signatures by other keys. */
+  static async addSignatures(body: unknown, signers: readonly Signer[], existing: Signature[] = []): Promise<Signature[]> {
+    const message = canonicalBytes(body);
+    const out = existing.filter((s) => !signers.some((x) => x.id === s.keyid));
+    for (const s of signers) out.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: (await s.sign(message)).toString('base64') });
+    return out;
+  }
+
+  static envelope(body: unknown, signatures: Signature[]): Buffer {
+    return canonicalBytes({ signed: body, signatures });
+  }
+
+  /** Number of distinct valid signatures still missing for `signing`. */
+  static missing(body: unknown, signatures: Signature[], signing: SigningRole): number {
+    const valid = countValidSignatures(canonicalBytes(body), signatures, signing.keys, signing.role.keyids);
+    return Math.max(0, signing.role.threshold - valid.size);
+  }
+
+  /** A new targets body: the current one (or an empty one) with version+1 and a fresh expiry. */
+  async nextTargetsBody(gun: string, role: string): Promise<TargetsBody> {
+    const cur = await this.currentMd<TargetsBody>(gun, role);
+    const latest = (await this.trust.store.latestVersions(gun)).get(role) ?? 0;
+    const base: TargetsBody = cur
+      ? (JSON.parse(JSON.stringify(cur.body)) as TargetsBody)
+      : { _type: 'Targets', delegations: { keys: {}, roles: [] }, expires: '', targets: {}, version: 0 };
+    base.version = Math.max(base.version, latest) + 1;
+    base.expires = formatRfc3339(this.now() + TARGETS_LIFETIME_MS);
+    return base;
+  }
+
+  /**
+   * Applies `mutate` to the next version of a targets role, signs it with held keys (plus any
+   * `extraSignatures`), and publishes. Throws ThresholdNotMetError when signatures are missing.
+   */
+  async editTargets(gun: string, role: string, mutate: (body: TargetsBody) => void, extraSignatures: Signature[] = []): Promise<PlannedFile[]> {
+    const signing = await this.signingRole(gun, role);
+    const body = await this.nextTargetsBody(gun, role);
+    mutate(body);
+    const signers = await this.heldSigners(gun, signing.role.keyids);
+    const signatures = await RepoEditor.addSignatures(body, signers, extraSignatures);
+    return this.publishSigned(gun, role, body, signatures, signing);
+  }
+
+  /** Publishes a signed targets-role body, or throws ThresholdNotMetError naming what is missing. */
+  async publishSigned(gun: string, role: string, body: TargetsBody | RootBody, signatures: Signature[], signing?: SigningRole): Promise<PlannedFile[]> {
+    const s = signing ?? (role === 'root' ? undefined : await this.signingRole(gun, role));
+    if (s) {
+      const missing = RepoEditor.missing(body, signatures, s);
+      if (missing > 0) throw new ThresholdNotMetError(role, body, signatures, missing, s.role.keyids);
+    }
+    return this.trust.publish(gun, new Map([[role, RepoEditor.envelope(body, signatures)]]));
+  }
+
+  /** Makes a root key: a key pair wrapped in a self-signed certificate whose CN is the GUN. */
+  async makeRootKey(gun: string, alg: Algorithm = 'ecdsa'): Promise<{ privateKey: KeyObject; key: TufKey }> {
+    if (alg === 'ed25519') throw new EditorError('INVALID', 'root keys must be ECDSA or RSA (they are wrapped in an X.509 certificate)');
+    const { privateKey } = alg === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 3072 }) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const { key } = await createRootCertificate({ gun, privateKey, notBefore: new Date(this.now()) });
+    return { privateKey, key };
+  }
+
+  /**
+   * Initialises trust for a GUN on the server: root (keystore or offline), targets held in the
+   * keystore, snapshot and timestamp held by the server; publishes root and targets v1.
+   */
+  async init(gun: string, opts: InitOptions): Promise<InitResult> {
+    if (await this.trust.current(gun, 'root')) throw new EditorError('CONFLICT', `repository ${gun} already has trust data`);
+    const alg = opts.algorithm ?? 'ecdsa';
+    const root = await this.makeRootKey(gun, alg);
+    const rootId = keyId(root.key);
+    const rootSigner = new LocalSigner(root.privateKey, root.key);
+    const targets = await this.keys.generate(gun, 'targets', alg === 'rsa' ? 'rsa' : 'ecdsa');
+    const snapshot = await this.trust.serverKey(gun, 'snapshot');
+    const timestamp = await this.trust.serverKey(gun, 'timestamp');
+    const rootBody: RootBody = {
+      _type: 'Root',
+      consistent_snapshot: false,
+      expires: formatRfc3339(this.now() + ROOT_LIFETIME_MS),
+      keys: { [rootId]: root.key, [targets.id]: targets.public, [snapshot.id]: snapshot.public, [timestamp.id]: timestamp.public },
+      roles: {
+        root: { keyids: [rootId], threshold: 1 },
+        snapshot: { keyids: [snapshot.id], threshold: 1 },
+        targets: { keyids: [targets.id], threshold: 1 },
+        timestamp: { keyids: [timestamp.id], threshold: 1 },
+      },
+      version: 1,
+    };
+    const targetsBody: TargetsBody = { _type: 'Targets', delegations: { keys: {}, roles: [] }, expires: formatRfc3339(this.now() + TARGETS_LIFETIME_MS), targets: {}, version: 1 };
+    const targetsSigners = await this.heldSigners(gun, [targets.id]);
+    const files = await this.trust.publish(
+      gun,
+      new Map([
+        ['root', RepoEditor.envelope(rootBody, await RepoEditor.addSignatures(rootBody, [rootSigner]))],
+        ['targets', RepoEditor.envelope(targetsBody, await RepoEditor.addSignatures(targetsBody, targetsSigners))],
+      ]),
+    );
+    if (opts.rootKey === 'keystore') await this.keys.importKey(gun, 'root', root.privateKey, root.key);
+    return {
+      gun,
+      rootKeyId: rootId,
+      targetsKeyId: targets.id,
+      snapshotKeyId: snapshot.id,
+      timestampKeyId: timestamp.id,
+      ...(opts.rootKey === 'offline' ? { offlineRootKey: root.privateKey } : {}),
+      files,
+    };
+  }
+
+  /**
+   * A new root (version+1) after `mutate`, signed by the held keys of the current root role and
+   * of the new one, so clients holding the old root accept it. Offline root keys can add their
+   * signatures through `extraSignatures`.
+   */
+  async editRoot(gun: string, mutate: (body: RootBody) => void | Promise<void>, extraSignatures: Signature[] = [], extraSigners: Signer[] = []): Promise<PlannedFile[]> {
+    const cur = await this.root(gun);
+    const body = JSON.parse(JSON.stringify(cur.body)) as RootBody;
+    body.version = cur.body.version + 1;
+    body.expires = formatRfc3339(this.now() + ROOT_LIFETIME_MS);
+    await mutate(body);
+    const keyids = [...new Set([...cur.body.roles.root.keyids, ...body.roles.root.keyids])];
+    const signers = [...(await this.heldSigners(gun, keyids)), ...extraSigners];
+    const signatures = await RepoEditor.addSignatures(body, signers, extraSignatures);
+    const oldMissing = RepoEditor.missing(body, signatures, { keys: cur.body.keys, role: cur.body.roles.root });
+    const newMissing = RepoEditor.missing(body, signatures, { keys: body.keys, role: body.roles.root });
+    if (oldMissing > 0 || newMissing > 0) throw new ThresholdNotMetError('root', body, signatures, Math.max(oldMissing, newMissing), keyids);
+    try {
+      return await this.trust.publish(gun, new Map([['root', RepoEditor.envelope(body, signatures)]]));
+    } catch (e) {
+      if (e instanceof TufValidationError) throw new EditorError('INVALID', e.message);
+      throw e;
+    }
+  }
+
+  /** Keys the keystore holds for a GUN. */
+  listKeys(gun: string): Promise<KeyRecord[]> {
+    return this.keys.list({ gun });
+  }
+}

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
+import { RepoEditor, ThresholdNotMetError } from '../../src/trust/editor.js';
+import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
+import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+
+let tg: RunningTrustgate;
+let editor: RepoEditor;
+before(async () => {
+  tg = await startTrustgate();
+  editor = new RepoEditor(tg.app.trust, tg.app.keys);
+});
+after(() => tg.stop());
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+test('a repository initialised on the server is readable by the real notary CLI', async () => {
+  const gun = 'example.com/editor/app';
+  const res = await editor.init(gun, { rootKey: 'keystore' });
+  assert.deepEqual(res.files.map((f) => f.role), ['root', 'targets', 'snapshot', 'timestamp']);
+  await editor.editTargets(gun, 'targets', (b) => {
+    b.targets.v1 = { hashes: { sha256: digest('manifest').toString('base64') }, length: 8 };
+  });
+  const cli = await notaryCli({ server: tg.url });
+  try {
+    const out = await cli.runOk(['list', gun]);
+    const rows = parseNotaryList(out.stdout);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.name, 'v1');
+    assert.equal(rows[0]!.digest, digest('manifest').toString('hex'));
+  } finally {
+    await cli.cleanup();
+  }
+});
+
+test('an offline root is returned once and never stored', async () => {
+  const gun = 'example.com/editor/offline';
+  const res = await editor.init(gun, { rootKey: 'offline' });
+  assert.ok(res.offlineRootKey);
+  assert.equal(await tg.app.keys.get(res.rootKeyId), undefined);
+  const held = await tg.app.keys.list({ gun, role: 'root' });
+  assert.equal(held.length, 0);
+  // Root changes now need the offline key: without it the editor reports what is missing.
+  await assert.rejects(editor.editRoot(gun, () => undefined), ThresholdNotMetError);
+});
+
+test('a targets edit that lacks signatures is refused with what is missing, and nothing is published', async () => {
+  const gun = 'example.com/editor/threshold';
+  await editor.init(gun, { rootKey: 'keystore' });
+  const second = await tg.app.keys.generate(gun, 'targets', 'ecdsa');
+  await editor.editRoot(gun, (b) => {
+    b.keys[second.id] = second.public;
+    b.roles.targets.keyids.push(second.id);
+    b.roles.targets.threshold = 2;
+  });
+  await tg.app.keys.delete(second.id); // the second holder is somebody else now
+  const before = (await tg.app.trust.current(gun, 'targets'))!.bytes;
+  await assert.rejects(
+    editor.editTargets(gun, 'targets', (b) => void (b.targets.x = { hashes: { sha256: digest('x').toString('base64') }, length: 1 })),
+    (e: unknown) => e instanceof ThresholdNotMetError && e.needed === 1,
+  );
+  assert.deepEqual((await tg.app.trust.current(gun, 'targets'))!.bytes, before);
+  assert.equal(Metadata.parse<TargetsBody>('targets', before).body.targets.x, undefined);
+});
