@@ -1,0 +1,83 @@
+// Sigstore bundles for image digests, made by @sigstore/sign with a Signer backed by a key
+// trustgate holds: an in-toto statement about the image in a DSSE envelope. There is no Fulcio
+// certificate and no Rekor/TSA witness (no network here): trust rests on the public key, as with
+// `cosign sign --key`. Verification uses @sigstore/verify against that key.
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { DSSEBundleBuilder, type Bundle, type Signer as SigstoreSigner } from '@sigstore/sign';
+import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
+import { publicKeyObject } from '../core/crypto/keys.js';
+import type { Signer } from '../core/crypto/signer.js';
+import { rawEcdsaToDer } from './cosign.js';
+
+export const IN_TOTO_STATEMENT = 'https://in-toto.io/Statement/v1';
+export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
+export const TAG_PREDICATE = 'https://trustgate.dev/attestations/signed-tag/v1';
+export const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+
+export interface TagStatementInput {
+  repository: string;
+  digest: string;
+  tag?: string;
+  role?: string;
+  signedAt?: Date;
+}
+
+/** An in-toto statement saying which image (by digest) trustgate signed, and for which tag. */
+export function tagStatement(i: TagStatementInput): Buffer {
+  const hex = /^sha256:([0-9a-f]{64})$/.exec(i.digest)?.[1];
+  if (!hex) throw new Error(`not a sha256 digest: ${i.digest}`);
+  return Buffer.from(
+    JSON.stringify({
+      _type: IN_TOTO_STATEMENT,
+      subject: [{ name: i.repository, digest: { sha256: hex } }],
+      predicateType: TAG_PREDICATE,
+      predicate: { ...(i.tag ? { tag: i.tag } : {}), ...(i.role ? { role: i.role } : {}), signedAt: (i.signedAt ?? new Date()).toISOString() },
+    }),
+  );
+}
+
+function publicPem(signer: Signer): string {
+  return publicKeyObject(signer.key).export({ type: 'spki', format: 'pem' }).toString();
+}
+
+/** Adapts a trustgate Signer to the @sigstore/sign Signer interface (DER ECDSA signatures). */
+export function sigstoreSigner(signer: Signer): SigstoreSigner {
+  const pem = publicPem(signer);
+  return {
+    sign: async (data: Buffer) => {
+      const raw = await signer.sign(data);
+      const signature = signer.key.keytype.startsWith('ecdsa') ? rawEcdsaToDer(raw) : raw;
+      return { signature, key: { $case: 'publicKey', publicKey: pem, hint: signer.id } };
+    },
+  };
+}
+
+/** Signs an in-toto statement into a Sigstore bundle (DSSE, public-key verification material). */
+export async function createBundle(signer: Signer, statement: Buffer): Promise<Bundle> {
+  const builder = new DSSEBundleBuilder({ signer: sigstoreSigner(signer), witnesses: [] });
+  return builder.create({ data: statement, type: IN_TOTO_PAYLOAD_TYPE });
+}
+
+const EMPTY_TRUSTED_ROOT = {
+  mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+  tlogs: [],
+  certificateAuthorities: [],
+  ctlogs: [],
+  timestampAuthorities: [],
+};
+
+/**
+ * Verifies a bundle with @sigstore/verify against one trusted public key (by its hint, the
+ * TUF key ID), requiring no transparency log or timestamp. Returns the statement.
+ */
+export function verifyBundle(bundle: Bundle, trusted: { hint: string; key: KeyObject | string }): { statement: Record<string, unknown> } {
+  const key = typeof trusted.key === 'string' ? createPublicKey(trusted.key) : trusted.key;
+  const material = toTrustMaterial(EMPTY_TRUSTED_ROOT as never, {
+    [trusted.hint]: { rawBytes: key.export({ type: 'spki', format: 'der' }), keyDetails: 'PKIX_ECDSA_P256_SHA_256' as never, validFor: undefined },
+  } as never);
+  const verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
+  verifier.verify(toSignedEntity(bundle));
+  if (bundle.content.$case !== 'dsseEnvelope') throw new Error('bundle holds no DSSE envelope');
+  const payload = bundle.content.dsseEnvelope.payload;
+  return { statement: JSON.parse(payload.toString('utf8')) as Record<string, unknown> };
+}
