@@ -106,3 +106,15 @@ test('shape errors name the role and the problem', () => {
   assert.throws(() => Metadata.parse('targets', wrongType), /expected _type Targets/);
   assert.throws(() => Metadata.parse('targets', Buffer.from('not json')), MalformedMetadataError);
 });
+
+test('RSA keys sign with PSS and verify as rsapss; PKCS#1 v1.5 signatures verify too', async () => {
+  const { sign, constants } = await import('node:crypto');
+  const r = generateSigner('rsa');
+  const msg = Buffer.from('rsa message');
+  const pss = await r.sign(msg);
+  assert.ok(verifySignature(r.key, msg, 'rsapss', pss));
+  assert.ok(!verifySignature(r.key, Buffer.from('other'), 'rsapss', pss));
+  const v15 = sign('sha256', msg, { key: r.privateKey, padding: constants.RSA_PKCS1_PADDING });
+  assert.ok(verifySignature(r.key, msg, 'rsapkcs1v15', v15));
+  assert.ok(!verifySignature(r.key, msg, 'ecdsa', pss));
+});

@@ -1,7 +1,7 @@
 // TUF public keys as notary writes them, their two key IDs, and signature checks.
 // The verification algorithm always comes from the trusted key's type, never from the
 // signature's `method` field (NCC 2015 finding 1: key confusion). Pure: no I/O.
-import { createHash, createPublicKey, verify as nodeVerify, X509Certificate, type KeyObject } from 'node:crypto';
+import { constants, createHash, createPublicKey, verify as nodeVerify, X509Certificate, type KeyObject } from 'node:crypto';
 import { canonicalBytes } from '../json/canonical.js';
 
 export const KEY_TYPES = ['ecdsa', 'ecdsa-x509', 'ed25519', 'rsa', 'rsa-x509'] as const;
@@ -144,8 +144,8 @@ export function verifySignature(key: TufKey, message: Buffer, method: string, si
       }
       case 'rsa':
         return nodeVerify('sha256', message, m === 'rsapss'
-          ? { key: pub, padding: 2 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 }
-          : { key: pub, padding: 1 /* RSA_PKCS1_PADDING */ }, sig);
+          ? { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
+          : { key: pub, padding: constants.RSA_PKCS1_PADDING }, sig);
       default:
         return false;
     }

@@ -15,8 +15,8 @@
 // `prf` field and always derives with HMAC-SHA1, so a file that names hmacWithSHA256 (what
 // OpenSSL 3 and node's KeyObject.export write) decrypts to garbage in notary ("pkcs8: incorrect
 // password"). That is why this module does its own PBES2 instead of using KeyObject.export.
-// Ed25519 keys use notary's own PKCS#8 form: OID 1.3.6.1.4.1.11591.15.1 and the 64-byte
-// seed‖public as the private key octets; Go (and so notary) rejects the RFC 8410 form.
+// Ed25519 keys use notary's own PKCS#8 form: OID 1.3.6.1.4.1.11591.15.1 and the 96-byte
+// public‖seed‖public as the private key octets; notary rejects the RFC 8410 form.
 import {
   createCipheriv,
   createDecipheriv,
@@ -323,11 +323,25 @@ function checkSupported(key: KeyObject): KeyObject {
   }
 }
 
-function ed25519FromSeedAndPublic(both: Buffer): KeyObject {
-  if (both.length !== 64) throw new DerError('ed25519 private key must be 64 bytes (seed and public key)');
-  const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, both.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+/**
+ * Notary's serialised Ed25519 private key: public‖seed‖public (96 bytes: the public key, then Go's
+ * 64-byte ed25519.PrivateKey). Go's bare 64-byte seed‖public is accepted too.
+ */
+function ed25519FromNotaryBytes(bytes: Buffer): KeyObject {
+  let seed: Buffer;
+  let pubs: Buffer[];
+  if (bytes.length === 96) {
+    seed = bytes.subarray(32, 64);
+    pubs = [bytes.subarray(0, 32), bytes.subarray(64)];
+  } else if (bytes.length === 64) {
+    seed = bytes.subarray(0, 32);
+    pubs = [bytes.subarray(32)];
+  } else {
+    throw new DerError('ed25519 private key must be 96 bytes (public, seed, public)');
+  }
+  const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
   const pub = createPublicKey(key).export({ type: 'spki', format: 'der' }).subarray(12);
-  if (!pub.equals(both.subarray(32))) throw new DerError('ed25519 public half does not match the seed');
+  if (!pubs.every((p) => p.equals(pub))) throw new DerError('ed25519 public key does not match the private key');
   return key;
 }
 
@@ -357,7 +371,7 @@ function parsePkcs8(der: Buffer): KeyObject {
     case OID.ed25519:
       return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
     case OID.notaryEd25519:
-      return ed25519FromSeedAndPublic(inner);
+      return ed25519FromNotaryBytes(inner);
     default:
       throw unsupported(`private key algorithm ${oid}`);
   }
@@ -372,7 +386,7 @@ function toNotaryPkcs8(key: KeyObject, ed25519Format: 'notary' | 'rfc8410'): Buf
   return derEncode(DER.SEQUENCE, [
     derInteger(0),
     derEncode(DER.SEQUENCE, derOid(OID.notaryEd25519)),
-    derEncode(DER.OCTET_STRING, Buffer.concat([seed, pub])),
+    derEncode(DER.OCTET_STRING, Buffer.concat([pub, seed, pub])),
   ]);
 }
 
@@ -530,7 +544,7 @@ export interface ExportPrivateKeyOptions {
   path?: string | false;
   /** PBKDF2 iterations; notary writes 2048 and reads whatever the file says. */
   iterations?: number;
-  /** Ed25519 PKCS#8 flavour: notary's private OID (default, what notary reads) or RFC 8410. */
+  /** Ed25519 PKCS#8 flavour: notary's private OID and 96-byte key (default, what notary reads) or RFC 8410. */
   ed25519Format?: 'notary' | 'rfc8410';
 }
 
@@ -618,8 +632,8 @@ export function importPrivateKeyPem(pem: string, passphrase?: string): ImportedP
         case 'RSA PRIVATE KEY':
           key = createPrivateKey({ key: der, format: 'der', type: 'pkcs1' });
           break;
-        default: // ED25519 PRIVATE KEY: notary's legacy raw seed‖public
-          key = ed25519FromSeedAndPublic(der);
+        default: // ED25519 PRIVATE KEY: notary's legacy raw public‖seed‖public
+          key = ed25519FromNotaryBytes(der);
       }
     } catch (e) {
       if (e instanceof PrivateKeyPemError) throw e;

@@ -1,6 +1,6 @@
 // Private-key holders. The core asks a Signer for a signature and never sees where the key lives
 // (memory, an encrypted file, an HSM), so keystores can plug in behind this one interface.
-import { generateKeyPairSync, createPublicKey, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { constants, generateKeyPairSync, createPublicKey, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { keyId, makeKey, signingMethod, type KeyType, type TufKey } from './keys.js';
 
 export interface Signer {
@@ -36,7 +36,7 @@ export function signWith(privateKey: KeyObject, keytype: KeyType, message: Buffe
     case 'ecdsa':
       return nodeSign('sha256', message, { key: privateKey, dsaEncoding: 'ieee-p1363' });
     case 'rsapss':
-      return nodeSign('sha256', message, { key: privateKey, padding: 2, saltLength: 32 });
+      return nodeSign('sha256', message, { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
     default:
       throw new Error(`no signing method for ${keytype}`);
   }
