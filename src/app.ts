@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
-import { FileKeyStore } from './keystore/file.js';
+import { openKeyStore } from './keystore/open.js';
 import type { KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './log.js';
 import { createNotaryHandler } from './notary/handler.js';
@@ -56,7 +56,8 @@ export interface AppOverrides {
 export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
   const log = over.log ?? createLogger(config.logLevel);
   const store = over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
-  const keys = over.keys ?? FileKeyStore.open(config.keysDir, resolvePassphrase(config, log));
+  const opened = over.keys ? undefined : await openKeyStore(config, () => resolvePassphrase(config, log));
+  const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();
   const notary = createNotaryHandler(trust, metrics, {
@@ -91,6 +92,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     log,
     api,
     listener,
-    close: () => store.close(),
+    close: async () => {
+      await store.close();
+      await opened?.close();
+    },
   };
 }

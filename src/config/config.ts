@@ -17,6 +17,29 @@ export interface Config {
   cacheMaxAge: { current: number; consistent: number };
   serverKeyAlgorithm: Algorithm;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Where private keys live: `file` (default, keysDir), `pkcs11` (an HSM token) or `keyv` (Redis/PostgreSQL). */
+  keystore: 'file' | 'pkcs11' | 'keyv';
+  /** TRUSTGATE_PKCS11_*: module path, token label, and the user PIN or (preferred) a file holding it. */
+  pkcs11?: { module: string; tokenLabel: string; pin?: string; pinFile?: string };
+  /** TRUSTGATE_KEYSTORE_URL: the keyv backend, postgres://… or redis://… */
+  keystoreUrl?: string;
+  /** Docker registry token auth for the Notary API (TRUSTGATE_AUTH=token); off when undefined. */
+  auth?: RegistryAuthConfig;
+}
+
+/** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
+export interface RegistryAuthConfig {
+  type: 'token';
+  realm: string;
+  service: string;
+  issuer: string;
+  /** Path of a PEM bundle of the certificates whose keys may sign tokens. */
+  rootCertBundle: string;
+  /** Built-in token endpoint (GET /api/v1/token): signing key and certificate (PEM paths) and users file. */
+  issuerKey?: string;
+  issuerCert?: string;
+  users?: string;
+  tokenTtl: number;
 }
 
 export class ConfigError extends Error {
@@ -108,7 +131,52 @@ export function loadConfig(env: Env = process.env): Config {
     },
     serverKeyAlgorithm: r.oneOf('TRUSTGATE_SERVER_KEY_ALGORITHM', 'ecdsa', ['ecdsa', 'ed25519', 'rsa'] as const),
     logLevel: r.oneOf('TRUSTGATE_LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
+    keystore: r.oneOf('TRUSTGATE_KEYSTORE', 'file', ['file', 'pkcs11', 'keyv'] as const),
   };
+  keystoreAndAuthConfig(r, cfg);
   if (r.problems.length) throw new ConfigError(r.problems);
   return cfg;
+}
+
+/** TRUSTGATE_KEYSTORE's companions and TRUSTGATE_AUTH_*, checked only when selected. */
+function keystoreAndAuthConfig(r: Reader, cfg: Config): void {
+  if (cfg.keystore === 'pkcs11') {
+    const module = r.str('TRUSTGATE_PKCS11_MODULE');
+    const tokenLabel = r.str('TRUSTGATE_PKCS11_TOKEN_LABEL');
+    const pin = r.str('TRUSTGATE_PKCS11_PIN');
+    const pinFile = r.str('TRUSTGATE_PKCS11_PIN_FILE');
+    if (!module) r.problems.push('TRUSTGATE_PKCS11_MODULE must be set when TRUSTGATE_KEYSTORE=pkcs11');
+    if (!tokenLabel) r.problems.push('TRUSTGATE_PKCS11_TOKEN_LABEL must be set when TRUSTGATE_KEYSTORE=pkcs11');
+    if (!pin === !pinFile) r.problems.push('set exactly one of TRUSTGATE_PKCS11_PIN_FILE (preferred) and TRUSTGATE_PKCS11_PIN when TRUSTGATE_KEYSTORE=pkcs11');
+    if (module && tokenLabel) cfg.pkcs11 = { module, tokenLabel, ...(pin ? { pin } : {}), ...(pinFile ? { pinFile } : {}) };
+  }
+  if (cfg.keystore === 'keyv') {
+    const url = r.str('TRUSTGATE_KEYSTORE_URL');
+    if (!url || !/^(postgres(ql)?|rediss?):\/\//.test(url)) r.problems.push('TRUSTGATE_KEYSTORE_URL must be a postgres:// or redis:// URL when TRUSTGATE_KEYSTORE=keyv');
+    else cfg.keystoreUrl = url;
+  }
+  if (r.oneOf('TRUSTGATE_AUTH', 'none', ['none', 'token'] as const) !== 'token') return;
+  const need = (name: string): string => {
+    const v = r.str(name);
+    if (!v) r.problems.push(`${name} must be set when TRUSTGATE_AUTH=token`);
+    return v ?? '';
+  };
+  const realm = need('TRUSTGATE_AUTH_REALM');
+  if (realm && !/^https?:\/\/[^\s"]+$/.test(realm)) r.problems.push('TRUSTGATE_AUTH_REALM must be an http(s) URL');
+  const auth: RegistryAuthConfig = {
+    type: 'token',
+    realm,
+    service: need('TRUSTGATE_AUTH_SERVICE'),
+    issuer: need('TRUSTGATE_AUTH_ISSUER'),
+    rootCertBundle: need('TRUSTGATE_AUTH_ROOT_CERT_BUNDLE'),
+    tokenTtl: r.int('TRUSTGATE_AUTH_TOKEN_TTL', 300, 10, 86400),
+  };
+  const issuerKey = r.str('TRUSTGATE_AUTH_TOKEN_KEY');
+  const issuerCert = r.str('TRUSTGATE_AUTH_TOKEN_CERT');
+  const users = r.str('TRUSTGATE_AUTH_USERS');
+  if ((issuerKey || issuerCert || users) && !(issuerKey && issuerCert && users)) {
+    r.problems.push('TRUSTGATE_AUTH_TOKEN_KEY, TRUSTGATE_AUTH_TOKEN_CERT and TRUSTGATE_AUTH_USERS must be set together (built-in token endpoint)');
+  }
+  if (issuerKey && issuerCert && users) Object.assign(auth, { issuerKey, issuerCert, users });
+  cfg.auth = auth;
 }
