@@ -1,0 +1,108 @@
+// Writes the registry-side signatures next to an image: the cosign-format `sha256-<hex>.sig`
+// attachment and a Sigstore bundle as an OCI referrer (subject = the image). Signing is done by
+// a trustgate Signer (a key the keystore holds); the registry calls go through RegistryClient.
+import { createHash } from 'node:crypto';
+import { bundleToJSON } from '@sigstore/bundle';
+import type { Signer } from '../core/crypto/signer.js';
+import { OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signatureArtifact, signatureTag, signPayload, simpleSigningPayload } from './cosign.js';
+import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './registry.js';
+import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from './sigstore.js';
+
+const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export interface CosignResult {
+  tag: string;
+  manifestDigest: string;
+  keyId: string;
+}
+
+interface SigLayer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+
+/**
+ * Signs the simple-signing payload for `dockerReference`@`digest` and pushes it under the
+ * digest's `.sig` tag. A `.sig` manifest already there keeps its other signatures (cosign
+ * appends a layer per signature); a signature over the same payload is replaced.
+ */
+export async function writeCosignSignature(reg: RegistryClient, repo: string, dockerReference: string, digest: string, signer: Signer): Promise<CosignResult> {
+  const payload = simpleSigningPayload(dockerReference, digest);
+  const sig = await signPayload(signer, payload);
+  const art = signatureArtifact(digest, payload, sig);
+  const tag = signatureTag(digest);
+  const existing = await reg.getManifest(repo, tag);
+  let manifest = art.manifest;
+  let config = art.config;
+  if (existing) {
+    const old = JSON.parse(existing.bytes.toString('utf8')) as { layers?: SigLayer[] };
+    const others = (old.layers ?? []).filter((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE && l.digest !== art.payloadDigest).slice(0, 31);
+    if (others.length > 0) {
+      // Other layers' payload blobs are already in the registry: only the manifest and config change.
+      const layers: SigLayer[] = [...others, { mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: art.payloadDigest, size: payload.length, annotations: { [SIGNATURE_ANNOTATION]: sig } }];
+      config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
+      manifest = Buffer.from(
+        JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256(config), size: config.length }, layers }),
+      );
+    }
+  }
+  await reg.putBlob(repo, payload);
+  await reg.putBlob(repo, config);
+  const put = await reg.putManifest(repo, tag, manifest, OCI_MANIFEST);
+  return { tag, manifestDigest: put.digest, keyId: signer.id };
+}
+
+export interface BundleResult {
+  /** Digest of the referrer manifest. */
+  manifestDigest: string;
+  /** Digest of the bundle blob. */
+  bundleDigest: string;
+  via: 'referrers-api' | 'tag-schema';
+  keyId: string;
+}
+
+/**
+ * Makes a Sigstore bundle (DSSE, in-toto statement naming the image digest and tag) and pushes
+ * it as an OCI referrer of the image: artifactType = the bundle media type, the bundle JSON as
+ * the single layer, an empty config, and `subject` = the image manifest.
+ */
+export async function writeBundleReferrer(
+  reg: RegistryClient,
+  repo: string,
+  subject: ManifestHead,
+  statement: { repository: string; tag?: string; role?: string },
+  signer: Signer,
+  now: Date = new Date(),
+): Promise<BundleResult> {
+  const bundle = await createBundle(signer, tagStatement({ ...statement, digest: subject.digest, signedAt: now }));
+  const bundleBytes = Buffer.from(JSON.stringify(bundleToJSON(bundle)));
+  const empty = Buffer.from('{}');
+  const bundleDigest = await reg.putBlob(repo, bundleBytes);
+  const emptyDigest = await reg.putBlob(repo, empty);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: BUNDLE_MEDIA_TYPE,
+      config: { mediaType: OCI_EMPTY, digest: emptyDigest, size: empty.length },
+      layers: [{ mediaType: BUNDLE_MEDIA_TYPE, digest: bundleDigest, size: bundleBytes.length }],
+      subject: { mediaType: subject.mediaType || OCI_MANIFEST, digest: subject.digest, size: subject.size },
+      annotations: {
+        'dev.sigstore.bundle.content': 'dsse-envelope',
+        'dev.sigstore.bundle.predicateType': TAG_PREDICATE,
+        'org.opencontainers.image.created': now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      },
+    }),
+  );
+  const desc = {
+    mediaType: OCI_MANIFEST,
+    digest: sha256(manifest),
+    size: manifest.length,
+    artifactType: BUNDLE_MEDIA_TYPE,
+    annotations: { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': TAG_PREDICATE },
+  };
+  const r = await pushReferrer(reg, repo, subject.digest, manifest, desc);
+  return { manifestDigest: r.digest, bundleDigest, via: r.via, keyId: signer.id };
+}

@@ -1,0 +1,282 @@
+// REST routes for CI and release tooling, under /api/v1/signing (contract: openapi.yaml, schemas
+// api/signing*.json). Every route needs a bearer token: signing, revoking and promoting need the
+// signer scope for the GUN and a key of the role the token may use; verify, inspect and the
+// public key need read access. Errors are `{"error":{"code","message",...}}` like the rest of
+// the management API.
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { publicKeyObject } from '../core/crypto/keys.js';
+import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
+import type { AuditLog } from '../audit/log.js';
+import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/guard.js';
+import type { TokenStore } from '../auth/tokens.js';
+import { ApiError, toApiError } from '../management/errors.js';
+import type { Logger } from '../log.js';
+import { SigningError, SigningService, type SignItem, type SigningIdentity, type SignResult } from './service.js';
+import { checkGun, checkRole, checkTag, parseImageRef, SigningInputError } from './validate.js';
+import { verifyImage, type ImageVerifier } from './verifier.js';
+
+export interface SigningRouteDeps {
+  service: SigningService;
+  verifier: ImageVerifier;
+  tokens: TokenStore;
+  audit: AuditLog;
+  log?: Logger;
+  /** The GUN for a `repository` given without its registry name (the proxy's naming); default: as given. */
+  gunFor?: (repository: string) => string;
+  /** Largest request body (batches of thousands of tags). */
+  maxBodyBytes?: number;
+  /** Most items in one batch. */
+  maxBatch?: number;
+}
+
+const identity = (a: Actor): SigningIdentity => ({ id: a.id, name: a.name, admin: isAdmin(a), keyIds: a.keyIds });
+
+type Handler = (req: Request, res: Response) => Promise<void>;
+const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => void h(req, res).catch(next);
+
+const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/** The request body as an object, or 400. */
+function body(req: Request): Record<string, unknown> {
+  if (!isObj(req.body)) throw new SigningInputError('body', 'the request body must be a JSON object (Content-Type: application/json)');
+  return req.body;
+}
+
+function bool(v: unknown, field: string): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new SigningInputError(field, `${field} must be true or false`);
+  return v;
+}
+
+export function signingRouter(deps: SigningRouteDeps): Router {
+  const { service, verifier, tokens, audit } = deps;
+  const gunFor = deps.gunFor ?? ((r: string) => r);
+  const maxBatch = deps.maxBatch ?? 50_000;
+  const r = express.Router();
+  r.use('/signing', authenticate(tokens, audit), express.json({ limit: deps.maxBodyBytes ?? 64 * 1024 * 1024, strict: true }));
+
+  /** The GUN of a request item: `gun` wins, else `repository` through the proxy's naming. */
+  const gunOf = (o: { gun?: string; repository?: string }, field: string): string => {
+    if (o.gun !== undefined) return checkGun(o.gun, `${field}gun`);
+    if (o.repository !== undefined) return checkGun(gunFor(checkGun(o.repository, `${field}repository`)), `${field}repository`);
+    throw new SigningInputError(`${field}gun`, `${field}gun (or ${field}repository) is required`);
+  };
+
+  const mayRead = (a: Actor, gun: string, action: string) => authorize(audit, a, 'read', gun, action);
+  const maySign = (a: Actor, gun: string, action: string) => authorize(audit, a, 'sign', gun, action);
+
+  const auditSign = (a: Actor, action: string, res: SignResult, extra: Record<string, string | number | boolean> = {}) => {
+    for (const p of res.published) {
+      audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'success', gun: p.gun, role: p.role, detail: { version: p.version, tags: res.items.filter((i) => i.gun === p.gun && i.role === p.role).length, ...extra } });
+    }
+    for (const p of res.pending) {
+      audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'pending', gun: p.gun, detail: { pending: p.id, roles: p.roles.map((x) => `${x.role}:${x.needed}`), ...extra } });
+    }
+  };
+  const answer = (res: Response, result: SignResult & Record<string, unknown>) => {
+    const pending = result.status === 'pending';
+    res.status(pending ? 202 : 201).json({
+      ...result,
+      ...(pending
+        ? { message: result.pending.map((p) => p.roles.map((x) => `${x.role} in ${p.gun} needs ${x.needed} more signature(s) (pending change ${p.id})`).join('; ')).join('; ') }
+        : {}),
+    });
+  };
+
+  // POST /signing/sign: one tag.
+  r.post(
+    '/signing/sign',
+    wrap(async (req, res) => {
+      const b = body(req);
+      const a = actorOf(res);
+      const raw = SigningService.parseItem(b);
+      const item: SignItem = { ...raw, gun: gunOf(raw, '') };
+      maySign(a, item.gun, 'tag.sign');
+      const out = await service.sign([item], identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
+      auditSign(a, 'tag.sign', out);
+      answer(res, { ...out });
+    }),
+  );
+
+  // POST /signing/batch: many tags, one publish per GUN.
+  r.post(
+    '/signing/batch',
+    wrap(async (req, res) => {
+      const b = body(req);
+      const a = actorOf(res);
+      if (!Array.isArray(b.items) || b.items.length === 0) throw new SigningInputError('items', 'items must be a non-empty list of {tag, digest, size}');
+      if (b.items.length > maxBatch) throw new SigningInputError('items', `a batch holds at most ${maxBatch} items`);
+      const defGun = b.gun !== undefined || b.repository !== undefined ? gunOf(b as { gun?: string; repository?: string }, '') : undefined;
+      const defRole = b.role !== undefined ? checkRole(b.role) : undefined;
+      const items: SignItem[] = b.items.map((x: unknown, i: number) => {
+        const raw = SigningService.parseItem(x, { ...(defRole ? { role: defRole } : {}) }, `items[${i}]`);
+        const gun = raw.gun !== undefined || raw.repository !== undefined ? gunOf(raw, `items[${i}].`) : defGun;
+        if (!gun) throw new SigningInputError(`items[${i}].gun`, `items[${i}].gun is required (or a gun for the whole batch)`);
+        const { repository: _r, ...rest } = raw;
+        return { ...rest, gun };
+      });
+      for (const g of new Set(items.map((i) => i.gun))) maySign(a, g, 'tag.sign');
+      const out = await service.sign(items, identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
+      auditSign(a, 'tag.sign', out, { batch: true });
+      answer(res, { ...out });
+    }),
+  );
+
+  // POST /signing/revoke: {gun|repository, tag, role?}
+  r.post(
+    '/signing/revoke',
+    wrap(async (req, res) => {
+      const b = body(req);
+      const a = actorOf(res);
+      const gun = gunOf(b as { gun?: string; repository?: string }, '');
+      const tag = checkTag(b.tag);
+      const role = b.role !== undefined ? checkRole(b.role) : undefined;
+      maySign(a, gun, 'tag.revoke');
+      const out = await service.revoke(gun, tag, role, identity(a));
+      for (const p of out.published) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'success', gun, role: p.role, detail: { tag, version: p.version } });
+      if (out.pending) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'pending', gun, detail: { tag, pending: out.pending.id } });
+      res.status(out.status === 'pending' ? 202 : 200).json(out);
+    }),
+  );
+
+  // POST /signing/promote: {gun|repository, from: {tag, role?}, to: {tag?, role, gun?}}
+  r.post(
+    '/signing/promote',
+    wrap(async (req, res) => {
+      const b = body(req);
+      const a = actorOf(res);
+      const gun = gunOf(b as { gun?: string; repository?: string }, '');
+      if (!isObj(b.from)) throw new SigningInputError('from', 'from must be {tag, role?}');
+      if (!isObj(b.to)) throw new SigningInputError('to', 'to must be {role, tag?, gun?}');
+      const from = { gun, tag: checkTag(b.from.tag, 'from.tag'), ...(b.from.role !== undefined ? { role: checkRole(b.from.role, 'from.role') } : {}) };
+      const toGun = b.to.gun !== undefined || b.to.repository !== undefined ? gunOf(b.to as { gun?: string; repository?: string }, 'to.') : gun;
+      const to = { gun: toGun, tag: checkTag(b.to.tag ?? from.tag, 'to.tag'), role: checkRole(b.to.role ?? 'targets', 'to.role') };
+      mayRead(a, gun, 'tag.promote');
+      maySign(a, toGun, 'tag.promote');
+      const out = await service.promote(from, to, identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
+      auditSign(a, 'tag.promote', out, { from: `${gun}:${from.tag}` });
+      answer(res, { ...out });
+    }),
+  );
+
+  // GET|POST /signing/verify: {image} → verdict and evidence. 200 either way: the verdict is the answer.
+  const verify = wrap(async (req, res) => {
+    const a = actorOf(res);
+    const src = req.method === 'GET' ? (req.query as Record<string, unknown>) : body(req);
+    const image = src.image;
+    if (typeof image !== 'string') throw new SigningInputError('image', 'image is required: host/repo:tag or host/repo@sha256:<hex>');
+    const ref = parseImageRef(image);
+    if (!ref.tag && !ref.digest) throw new SigningInputError('image', 'image needs a :tag or an @sha256:<hex> digest');
+    const roles = src.roles === undefined ? undefined : (Array.isArray(src.roles) ? src.roles : String(src.roles).split(',')).map((x, i) => checkRole(x, `roles[${i}]`));
+    const gun = ref.name;
+    mayRead(a, gun, 'image.verify');
+    const report = await verifyImage(verifier, image, gun, { ...(ref.tag ? { tag: ref.tag } : {}), ...(ref.digest ? { digest: ref.digest } : {}) }, roles ? { roles } : {});
+    res.status(200).json(report);
+  });
+  r.get('/signing/verify', verify);
+  r.post('/signing/verify', verify);
+
+  // GET /signing/inspect?gun=: signed tags, signers (delegations) and administrative keys.
+  r.get(
+    '/signing/inspect',
+    wrap(async (req, res) => {
+      const a = actorOf(res);
+      const gun = gunOf(req.query as { gun?: string; repository?: string }, '');
+      mayRead(a, gun, 'repository.inspect');
+      res.json(await inspect(service, verifier, gun));
+    }),
+  );
+
+  // GET /signing/public-key?gun=&role=: the PEM that verifies cosign signatures and bundles of that role.
+  r.get(
+    '/signing/public-key',
+    wrap(async (req, res) => {
+      const a = actorOf(res);
+      const q = req.query as Record<string, unknown>;
+      const gun = gunOf(q as { gun?: string; repository?: string }, '');
+      const role = checkRole(q.role ?? 'targets');
+      mayRead(a, gun, 'key.public');
+      const { keyId, signer } = await service.publicKeyFor(gun, role);
+      const pem = publicKeyObject(signer.key).export({ type: 'spki', format: 'pem' }).toString();
+      if ((req.headers.accept ?? '').includes('application/json')) res.json({ gun, role, keyId, pem });
+      else res.type('application/x-pem-file').set('X-Trustgate-Key-Id', keyId).send(pem);
+    }),
+  );
+
+  r.use('/signing', (_req: Request, _res: Response, next: NextFunction) => next(new ApiError(404, 'NOT_FOUND', 'no such signing route')));
+  r.use('/signing', (e: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (res.headersSent) return;
+    const err = e as { type?: string; status?: number };
+    if (err?.type === 'entity.parse.failed') return void res.status(400).json({ error: { code: 'INVALID_JSON', message: 'the request body is not valid JSON' } });
+    if (err?.type === 'entity.too.large') return void res.status(413).json({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large' } });
+    if (e instanceof SigningInputError) return void res.status(400).json({ error: { code: 'INVALID_REQUEST', message: e.message, field: e.field } });
+    if (e instanceof SigningError) return void res.status(e.status).json({ error: { code: e.code, message: e.message, ...e.extra } });
+    const api = toApiError(e);
+    if (api.status >= 500) deps.log?.('error', 'signing request failed', { error: (e as Error)?.message });
+    if (api.status === 401) res.setHeader('WWW-Authenticate', res.getHeader('WWW-Authenticate') ?? 'Bearer realm="trustgate"');
+    res.status(api.status).json({ error: { code: api.code, message: api.message } });
+  });
+  return r;
+}
+
+export interface InspectReport {
+  name: string;
+  signedTags: Array<{ tag: string; digest: string; size: number; signers: string[] }>;
+  signers: Array<{ name: string; keys: Array<{ id: string }>; threshold: number }>;
+  administrativeKeys: Array<{ name: string; keys: Array<{ id: string }> }>;
+  versions?: Record<string, number>;
+  expiries?: Record<string, string>;
+  verified: boolean;
+  reason?: string;
+  message?: string;
+}
+
+/**
+ * `docker trust inspect` in JSON: signed tags (from `targets/releases` and `targets`, or any
+ * signer role), the signers (delegations, with their keys) and the administrative keys (root,
+ * and the repository key that signs `targets`), read from verified trust data.
+ */
+export async function inspect(service: SigningService, verifier: ImageVerifier, gun: string): Promise<InspectReport> {
+  const rootFile = await service.editor.trust.current(gun, 'root');
+  if (!rootFile) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data`);
+  const root = Metadata.parse<RootBody>('root', rootFile.bytes).body;
+  const admin = [
+    { name: 'Root', keys: root.roles.root.keyids.map((id) => ({ id })) },
+    { name: 'Repository', keys: root.roles.targets.keyids.map((id) => ({ id })) },
+  ];
+  const repo = await verifier.repository(gun);
+  if (!repo.ok) return { name: gun, signedTags: [], signers: [], administrativeKeys: admin, verified: false, reason: repo.reason, message: repo.message };
+  const tags = new Map<string, { tag: string; digest: string; size: number; signers: string[] }>();
+  const signers: InspectReport['signers'] = [];
+  const label = (role: string) => (role === 'targets' ? 'Repo Admin' : role.slice('targets/'.length));
+  for (const [name, role] of repo.roles) {
+    for (const [tag, fm] of Object.entries(role.targets)) {
+      const h = fm.hashes.sha256;
+      if (!h) continue;
+      const digest = `sha256:${Buffer.from(h, 'base64').toString('hex')}`;
+      const key = `${tag}\n${digest}`;
+      const t = tags.get(key) ?? { tag, digest, size: fm.length, signers: [] };
+      t.signers.push(label(name));
+      tags.set(key, t);
+    }
+  }
+  // Delegation keys come from the parents' delegation entries.
+  const targetsFile = await service.editor.trust.current(gun, 'targets');
+  const walk = async (body: TargetsBody | undefined) => {
+    for (const d of body?.delegations.roles ?? []) {
+      signers.push({ name: d.name.slice('targets/'.length), keys: d.keyids.map((id) => ({ id })), threshold: d.threshold });
+      const f = await service.editor.trust.current(gun, d.name);
+      if (f && d.name.split('/').length < 6) await walk(Metadata.parse<TargetsBody>(d.name, f.bytes).body);
+    }
+  };
+  await walk(targetsFile && Metadata.parse<TargetsBody>('targets', targetsFile.bytes).body);
+  return {
+    name: gun,
+    signedTags: [...tags.values()].sort((a, b) => a.tag.localeCompare(b.tag) || a.digest.localeCompare(b.digest)),
+    signers: signers.sort((a, b) => a.name.localeCompare(b.name)),
+    administrativeKeys: admin,
+    versions: repo.versions,
+    expiries: repo.expiries,
+    verified: true,
+  };
+}

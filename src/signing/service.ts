@@ -1,0 +1,507 @@
+// The signing service: signs image digests as TUF targets into a role with keys the keystore
+// holds (single requests and batches of thousands in one publish), revokes and promotes signed
+// tags, and optionally writes the registry-side signatures (cosign-format `.sig` and a Sigstore
+// bundle referrer). Everything is checked before anything is published: a bad item, an unknown
+// role, a role the caller may not sign or a digest the upstream does not have refuses the whole
+// request and the repository's versions do not move. A role whose threshold the caller's keys
+// cannot meet becomes a pending change that other key holders complete.
+import type { JsonValue } from '../core/json/canonical.js';
+import type { Signer } from '../core/crypto/signer.js';
+import type { FileMeta, Signature, TargetsBody } from '../core/tuf/metadata.js';
+import { TufValidationError } from '../core/tuf/errors.js';
+import { isDelegationName, parentRole } from '../core/tuf/roles.js';
+import type { TargetRequirement } from '../core/tuf/verify.js';
+import type { Logger } from '../log.js';
+import { PendingStore, type PendingChange } from '../management/pending.js';
+import { VersionConflictError } from '../storage/types.js';
+import { EditorError, RepoEditor, type SigningRole } from '../trust/editor.js';
+import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
+import { RegistryError, type ManifestHead, type RegistryClient } from './registry.js';
+import { checkCustom, checkDigest, checkRole, checkSize, checkTag, SigningInputError } from './validate.js';
+import type { ImageVerifier } from './verifier.js';
+
+export type SigningErrorCode =
+  | 'INVALID_REQUEST'
+  | 'ROLE_NOT_FOUND'
+  | 'REPOSITORY_NOT_FOUND'
+  | 'FORBIDDEN'
+  | 'DIGEST_UNKNOWN'
+  | 'SIZE_MISMATCH'
+  | 'SIZE_REQUIRED'
+  | 'TAG_NOT_FOUND'
+  | 'SOURCE_NOT_VERIFIED'
+  | 'UPSTREAM_REQUIRED'
+  | 'UPSTREAM_ERROR'
+  | 'UNSUPPORTED_KEY'
+  | 'VERSION_CONFLICT'
+  | 'PENDING_NOT_FOUND'
+  | 'PENDING_STALE';
+
+export class SigningError extends Error {
+  override name = 'SigningError';
+  constructor(
+    readonly status: number,
+    readonly code: SigningErrorCode,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Who is asking: which held keys they may sign with. */
+export interface SigningIdentity {
+  id: string;
+  name: string;
+  /** Admins sign with every key the server holds for the GUN. */
+  admin: boolean;
+  /** Keystore key IDs this caller may sign with (non-admins). */
+  keyIds: readonly string[];
+}
+
+export interface SignItem {
+  gun: string;
+  tag: string;
+  digest: string;
+  /** Manifest size in bytes; read from the upstream when absent. */
+  size?: number;
+  role: string;
+  custom?: Record<string, unknown>;
+}
+
+export interface SignOptions {
+  cosign?: boolean;
+  bundle?: boolean;
+  /** Progress for long batches: called after each phase with done/total items. */
+  onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+export interface PublishedRole {
+  gun: string;
+  role: string;
+  version: number;
+  tags: number;
+}
+
+export interface PendingInfo {
+  id: string;
+  gun: string;
+  roles: Array<{ role: string; needed: number; keyIds: string[]; signatures: number }>;
+  expiresAt: string;
+}
+
+export interface ItemResult {
+  gun: string;
+  tag: string;
+  digest: string;
+  size: number;
+  role: string;
+  cosign?: CosignResult;
+  bundle?: BundleResult;
+}
+
+export interface SignResult {
+  status: 'published' | 'pending';
+  published: PublishedRole[];
+  pending: PendingInfo[];
+  items: ItemResult[];
+}
+
+export interface SigningServiceOptions {
+  editor: RepoEditor;
+  verifier: ImageVerifier;
+  /** The upstream registry the proxy fronts; needed for size look-ups, upstream checks and registry-side signatures. */
+  registry?: RegistryClient;
+  /** Repository path in the upstream for a GUN (default: the GUN without its registry host). */
+  upstreamRepo?: (gun: string) => string;
+  /** Refuse digests the upstream does not have (TRUSTGATE_SIGN_CHECK_UPSTREAM). */
+  checkUpstream?: boolean;
+  pending?: PendingStore;
+  /** How long a pending (partially signed) change waits for the rest. */
+  pendingTtlMs?: number;
+  log?: Logger;
+  now?: () => number;
+}
+
+/** A GUN's upstream repository by docker's rule: drop the first segment when it names a host. */
+export function defaultUpstreamRepo(gun: string): string {
+  const i = gun.indexOf('/');
+  if (i < 0) return gun;
+  const first = gun.slice(0, i);
+  return first.includes('.') || first.includes(':') || first === 'localhost' ? gun.slice(i + 1) : gun;
+}
+
+/** The first whose sha256 matches, as TUF stores it (base64). */
+const hashOf = (digest: string) => Buffer.from(digest.slice(7), 'hex').toString('base64');
+const digestOf = (fm: FileMeta): string | undefined => {
+  const h = fm.hashes.sha256;
+  if (!h) return undefined;
+  const raw = Buffer.from(h, 'base64');
+  return raw.length === 32 ? `sha256:${raw.toString('hex')}` : undefined;
+};
+
+/** Runs `fn` over items with at most `n` at a time. */
+async function pool<T, R>(items: readonly T[], n: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return out;
+}
+
+type Edit = (body: TargetsBody) => void;
+
+export class SigningService {
+  readonly editor: RepoEditor;
+  private locks = new Map<string, Promise<unknown>>();
+  private now: () => number;
+  private log: Logger;
+  private upstreamRepo: (gun: string) => string;
+
+  constructor(readonly opts: SigningServiceOptions) {
+    this.editor = opts.editor;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? (() => undefined);
+    this.upstreamRepo = opts.upstreamRepo ?? defaultUpstreamRepo;
+  }
+
+  get registry(): RegistryClient | undefined {
+    return this.opts.registry;
+  }
+
+  repoFor(gun: string): string {
+    return this.upstreamRepo(gun);
+  }
+
+  /** One change per GUN at a time in this process (edits read, then write, the current version). */
+  private async withLock<T>(gun: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(gun) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(gun, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(gun) === tail) this.locks.delete(gun);
+    }
+  }
+
+  /** Parses one raw request item (REST body or batch entry); `defaults` fill role and GUN. */
+  static parseItem(raw: unknown, defaults: { gun?: string; role?: string } = {}, at = ''): Omit<SignItem, 'gun'> & { gun?: string; repository?: string } {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new SigningInputError(at || 'body', `${at || 'the request body'} must be a JSON object`);
+    const o = raw as Record<string, unknown>;
+    const f = (n: string) => (at ? `${at}.${n}` : n);
+    const role = checkRole(o.role ?? defaults.role ?? 'targets', f('role'));
+    const item: Omit<SignItem, 'gun'> & { gun?: string; repository?: string } = {
+      tag: checkTag(o.tag, f('tag')),
+      digest: checkDigest(o.digest, f('digest')),
+      role,
+    };
+    if (o.size !== undefined) item.size = checkSize(o.size, f('size'));
+    if (o.custom !== undefined) item.custom = checkCustom(o.custom, f('custom'));
+    if (typeof o.gun === 'string') item.gun = o.gun;
+    else if (o.gun !== undefined) throw new SigningInputError(f('gun'), `${f('gun')} must be a string`);
+    if (typeof o.repository === 'string') item.repository = o.repository;
+    else if (o.repository !== undefined) throw new SigningInputError(f('repository'), `${f('repository')} must be a string`);
+    return item;
+  }
+
+  /** The role's signing keys, or a 4xx naming what is wrong (no trust data, role not delegated). */
+  async signingRole(gun: string, role: string): Promise<SigningRole> {
+    try {
+      return await this.editor.signingRole(gun, role);
+    } catch (e) {
+      if (e instanceof EditorError && e.code === 'NOT_FOUND') {
+        const noRepo = !(await this.editor.trust.current(gun, 'root'));
+        if (noRepo) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data (run: trustgate repo init ${gun})`);
+        throw new SigningError(400, 'ROLE_NOT_FOUND', `role ${role} does not exist in ${gun}${isDelegationName(role) ? ` (it is not delegated by ${parentRole(role)})` : ''}`);
+      }
+      if (e instanceof EditorError) throw new SigningError(400, 'INVALID_REQUEST', e.message);
+      throw e;
+    }
+  }
+
+  /** The held signers for a role that this identity may use; 403 when there are none. */
+  async signersFor(gun: string, role: string, who: SigningIdentity, signing?: SigningRole): Promise<Signer[]> {
+    const s = signing ?? (await this.signingRole(gun, role));
+    const held = await this.editor.heldSigners(gun, s.role.keyids);
+    const usable = who.admin ? held : held.filter((x) => who.keyIds.includes(x.id));
+    if (usable.length === 0) {
+      throw new SigningError(
+        403,
+        'FORBIDDEN',
+        who.admin
+          ? `the server holds no key of role ${role} in ${gun}; sign it elsewhere`
+          : `this token may not sign ${role} in ${gun}: it holds none of the role's keys`,
+        { role },
+      );
+    }
+    return usable;
+  }
+
+  /**
+   * Applies edits to several roles of one GUN and publishes them in one go (one new version
+   * per role, one snapshot, one timestamp), or records a pending change when a role's
+   * threshold is not met with the caller's keys. Retries when another writer published first.
+   */
+  private async publishEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, action: string, summary: string): Promise<{ published: PublishedRole[]; pending?: PendingInfo }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.withLock(gun, () => this.publishOnce(gun, edits, who, action, summary));
+      } catch (e) {
+        if (!(e instanceof VersionConflictError) || attempt >= 4) {
+          if (e instanceof VersionConflictError) throw new SigningError(409, 'VERSION_CONFLICT', `${gun} kept changing while signing; retry`);
+          throw e;
+        }
+      }
+    }
+  }
+
+  private async publishOnce(gun: string, edits: Map<string, Edit>, who: SigningIdentity, action: string, summary: string): Promise<{ published: PublishedRole[]; pending?: PendingInfo }> {
+    const uploads = new Map<string, Buffer>();
+    const parts: PendingChange['parts'] = [];
+    const published: PublishedRole[] = [];
+    let short = false;
+    for (const [role, edit] of edits) {
+      const signing = await this.signingRole(gun, role);
+      const signers = await this.signersFor(gun, role, who, signing);
+      const body = await this.editor.nextTargetsBody(gun, role);
+      edit(body);
+      const signatures = await RepoEditor.addSignatures(body, signers);
+      const missing = RepoEditor.missing(body, signatures, signing);
+      parts.push({ role, body, signatures, requirements: [{ label: role, keys: signing.keys, keyids: signing.role.keyids, threshold: signing.role.threshold }] });
+      if (missing > 0) short = true;
+      else uploads.set(role, RepoEditor.envelope(body, signatures));
+      published.push({ gun, role, version: body.version, tags: Object.keys(body.targets).length });
+    }
+    if (short) return { published: [], pending: this.recordPending(gun, parts, who, action, summary) };
+    try {
+      await this.editor.trust.publish(gun, uploads);
+    } catch (e) {
+      if (e instanceof TufValidationError) throw new SigningError(400, 'INVALID_REQUEST', `the signed result was refused: ${e.message}`);
+      throw e;
+    }
+    return { published };
+  }
+
+  private recordPending(gun: string, parts: PendingChange['parts'], who: SigningIdentity, action: string, summary: string): PendingInfo {
+    const store = this.opts.pending;
+    const needs = parts.map((p) => {
+      const r = p.requirements[0]!;
+      const s = { keys: r.keys, role: { keyids: r.keyids, threshold: r.threshold } };
+      return { role: p.role, needed: RepoEditor.missing(p.body, p.signatures, s), keyIds: r.keyids.filter((k) => !p.signatures.some((x) => x.keyid === k)), signatures: p.signatures.length };
+    });
+    const expiresAt = new Date(this.now() + (this.opts.pendingTtlMs ?? 7 * 24 * 3600 * 1000)).toISOString();
+    if (!store) {
+      const first = needs.find((n) => n.needed > 0)!;
+      throw new SigningError(409, 'INVALID_REQUEST', `${first.role} needs ${first.needed} more signature(s) and this server keeps no pending changes`);
+    }
+    const change: PendingChange = {
+      id: PendingStore.newId(),
+      gun,
+      action,
+      summary,
+      parts,
+      createdKeyIds: [],
+      retireKeyIds: [],
+      createdBy: { id: who.id, name: who.name },
+      createdAt: new Date(this.now()).toISOString(),
+      expiresAt,
+    };
+    store.put(change);
+    this.log('info', 'signing change pending further signatures', { gun, pending: change.id, roles: needs.map((n) => `${n.role}:${n.needed}`).join(',') });
+    return { id: change.id, gun, roles: needs.filter((n) => n.needed > 0), expiresAt };
+  }
+
+  /** Sizes from the upstream for items without one, and (when checking is on) proof that each digest exists there. */
+  private async resolveUpstream(items: SignItem[], opts: SignOptions): Promise<Map<number, ManifestHead>> {
+    const heads = new Map<number, ManifestHead>();
+    const needHead = items.map((it, i) => ({ it, i })).filter(({ it }) => it.size === undefined || this.opts.checkUpstream || opts.cosign || opts.bundle);
+    if (needHead.length === 0) return heads;
+    const reg = this.opts.registry;
+    if (!reg) {
+      const first = needHead.find(({ it }) => it.size === undefined);
+      if (first) throw new SigningError(400, 'SIZE_REQUIRED', `items[${first.i}].size is required: no upstream registry is configured to read it from`, { field: `items[${first.i}].size` });
+      if (opts.cosign || opts.bundle) throw new SigningError(400, 'UPSTREAM_REQUIRED', 'cosign and bundle signatures are written to the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)');
+      return heads;
+    }
+    let done = 0;
+    await pool(needHead, 16, async ({ it, i }) => {
+      let h: ManifestHead | undefined;
+      try {
+        h = await reg.headManifest(this.repoFor(it.gun), it.digest);
+      } catch (e) {
+        throw new SigningError(502, 'UPSTREAM_ERROR', `could not read ${it.digest} from the upstream registry: ${(e as Error).message}`);
+      }
+      if (!h) {
+        throw new SigningError(400, 'DIGEST_UNKNOWN', `items[${i}]: ${it.digest} is not a manifest in upstream repository ${this.repoFor(it.gun)}`, { field: `items[${i}].digest` });
+      }
+      if (it.size !== undefined && it.size !== h.size) {
+        throw new SigningError(400, 'SIZE_MISMATCH', `items[${i}]: size ${it.size} does not match the manifest's ${h.size} bytes in the upstream`, { field: `items[${i}].size` });
+      }
+      heads.set(i, h);
+      opts.onProgress?.('checked', ++done, needHead.length);
+    });
+    return heads;
+  }
+
+  /**
+   * Signs items (any number of GUNs and roles): validated, authorised and checked against the
+   * upstream first; then one publish per GUN covering all of its roles.
+   */
+  async sign(items: SignItem[], who: SigningIdentity, opts: SignOptions = {}): Promise<SignResult> {
+    if (items.length === 0) throw new SigningInputError('items', 'nothing to sign');
+    const seen = new Map<string, number>();
+    items.forEach((it, i) => {
+      const k = `${it.gun}\n${it.role}\n${it.tag}`;
+      const j = seen.get(k);
+      if (j !== undefined && items[j]!.digest !== it.digest) throw new SigningInputError(`items[${i}].tag`, `items[${i}]: tag ${it.tag} is given twice with different digests`);
+      seen.set(k, i);
+    });
+    // Roles exist and the caller may sign them: checked for every GUN before anything is published.
+    const byGun = new Map<string, Map<string, number[]>>();
+    items.forEach((it, i) => {
+      const roles = byGun.get(it.gun) ?? new Map<string, number[]>();
+      const idx = roles.get(it.role) ?? [];
+      idx.push(i);
+      roles.set(it.role, idx);
+      byGun.set(it.gun, roles);
+    });
+    const cosignSigners = new Map<string, Signer>();
+    for (const [gun, roles] of byGun) {
+      for (const role of roles.keys()) {
+        const signers = await this.signersFor(gun, role, who);
+        if (opts.cosign || opts.bundle) {
+          const ec = signers.find((s) => s.key.keytype.startsWith('ecdsa'));
+          if (!ec) throw new SigningError(400, 'UNSUPPORTED_KEY', `cosign and bundle signatures need an ECDSA key, and role ${role} in ${gun} has none this token may use`);
+          cosignSigners.set(`${gun}\n${role}`, ec);
+        }
+      }
+    }
+    const heads = await this.resolveUpstream(items, opts);
+    const sized = items.map((it, i) => ({ ...it, size: it.size ?? heads.get(i)!.size }));
+
+    const result: SignResult = { status: 'published', published: [], pending: [], items: [] };
+    for (const [gun, roles] of byGun) {
+      const edits = new Map<string, Edit>();
+      for (const [role, idx] of roles) {
+        edits.set(role, (body) => {
+          for (const i of idx) {
+            const it = sized[i]!;
+            const fm: FileMeta = { hashes: { sha256: hashOf(it.digest) }, length: it.size };
+            if (it.custom) fm.custom = it.custom as JsonValue;
+            body.targets[it.tag] = fm;
+          }
+        });
+      }
+      const n = [...roles.values()].reduce((a, b) => a + b.length, 0);
+      const r = await this.publishEdits(gun, edits, who, 'tag.sign', `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}`);
+      result.published.push(...r.published);
+      if (r.pending) result.pending.push(r.pending);
+      opts.onProgress?.('published', result.published.length, byGun.size);
+    }
+    if (result.pending.length) result.status = 'pending';
+    result.items = sized.map((it) => ({ gun: it.gun, tag: it.tag, digest: it.digest, size: it.size, role: it.role }));
+
+    // Registry-side signatures for what was published (pending changes get them on completion by their own request).
+    if ((opts.cosign || opts.bundle) && result.status === 'published') {
+      const reg = this.opts.registry!;
+      let done = 0;
+      await pool(result.items, 8, async (item, i) => {
+        const signer = cosignSigners.get(`${item.gun}\n${item.role}`)!;
+        const repo = this.repoFor(item.gun);
+        try {
+          if (opts.cosign) item.cosign = await writeCosignSignature(reg, repo, item.gun, item.digest, signer);
+          if (opts.bundle) item.bundle = await writeBundleReferrer(reg, repo, heads.get(i)!, { repository: item.gun, tag: item.tag, role: item.role }, signer, new Date(this.now()));
+        } catch (e) {
+          if (e instanceof RegistryError) {
+            throw new SigningError(502, 'UPSTREAM_ERROR', `signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, { published: result.published });
+          }
+          throw e;
+        }
+        opts.onProgress?.('attached', ++done, result.items.length);
+      });
+    }
+    return result;
+  }
+
+  /**
+   * Removes a tag from one role, or from every role that lists it (and that the caller may
+   * sign), in one publish. 404 when no role lists it.
+   */
+  async revoke(gun: string, tag: string, role: string | undefined, who: SigningIdentity): Promise<{ status: 'published' | 'pending'; published: PublishedRole[]; pending?: PendingInfo; removed: Array<{ role: string; digest?: string }> }> {
+    checkTag(tag);
+    if (role !== undefined) checkRole(role);
+    const roles = role ? [role] : await this.rolesListing(gun, tag);
+    if (role) await this.signingRole(gun, role);
+    const removed: Array<{ role: string; digest?: string }> = [];
+    for (const r of roles) {
+      const cur = await this.editor.trust.current(gun, r);
+      const body = cur ? (JSON.parse(cur.bytes.toString('utf8')) as { signed: TargetsBody }).signed : undefined;
+      const fm = body?.targets?.[tag];
+      if (fm) removed.push({ role: r, ...(digestOf(fm) ? { digest: digestOf(fm)! } : {}) });
+    }
+    if (removed.length === 0) {
+      if (!(await this.editor.trust.current(gun, 'root'))) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data`);
+      throw new SigningError(404, 'TAG_NOT_FOUND', `tag ${tag} is not signed in ${role ?? 'any role of'} ${gun}`);
+    }
+    for (const r of removed) await this.signersFor(gun, r.role, who);
+    const edits = new Map<string, Edit>(removed.map((r) => [r.role, (b: TargetsBody) => void delete b.targets[tag]]));
+    const res = await this.publishEdits(gun, edits, who, 'tag.revoke', `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}`);
+    return { status: res.pending ? 'pending' : 'published', published: res.published, ...(res.pending ? { pending: res.pending } : {}), removed };
+  }
+
+  /** Targets roles of a GUN (in the current snapshot) that list `tag`. */
+  private async rolesListing(gun: string, tag: string): Promise<string[]> {
+    const state = await this.editor.trust.state(gun);
+    const out: string[] = [];
+    for (const [role, bytes] of state.targets) {
+      const body = (JSON.parse(bytes.toString('utf8')) as { signed: TargetsBody }).signed;
+      if (body.targets?.[tag]) out.push(role);
+    }
+    return out.sort();
+  }
+
+  /**
+   * Signs an already signed digest under another tag and/or role (and GUN), after verifying
+   * the source with the proxy's verifier: the whole chain, and the source role when named.
+   */
+  async promote(
+    src: { gun: string; tag: string; role?: string },
+    dst: { gun: string; tag: string; role: string; custom?: Record<string, unknown> },
+    who: SigningIdentity,
+    opts: SignOptions = {},
+  ): Promise<SignResult & { source: { digest: string; size: number; roles: string[]; keyIds: string[] } }> {
+    checkTag(src.tag, 'from.tag');
+    if (src.role !== undefined) checkRole(src.role, 'from.role');
+    checkTag(dst.tag, 'to.tag');
+    checkRole(dst.role, 'to.role');
+    if (src.gun === dst.gun && src.tag === dst.tag && src.role === dst.role) throw new SigningInputError('to', 'promotion source and destination are the same');
+    const req: TargetRequirement = src.role ? { roles: [src.role] } : {};
+    const v = await this.opts.verifier.verifyTag(src.gun, src.tag, req);
+    if (!v.ok || !v.digest || v.length === undefined) {
+      throw new SigningError(409, 'SOURCE_NOT_VERIFIED', `${src.gun}:${src.tag}${src.role ? ` in ${src.role}` : ''} does not verify: ${v.message ?? v.reason}`, { reason: v.reason });
+    }
+    const res = await this.sign([{ gun: dst.gun, tag: dst.tag, digest: v.digest, size: v.length, role: dst.role, ...(dst.custom ? { custom: dst.custom } : {}) }], who, opts);
+    return { ...res, source: { digest: v.digest, size: v.length, roles: v.evidence.roles ?? [], keyIds: v.signers } };
+  }
+
+  /** The cosign/bundle verification key of a role: the first ECDSA key the server holds for it. */
+  async publicKeyFor(gun: string, role: string): Promise<{ keyId: string; signer: Signer }> {
+    const s = await this.signingRole(gun, role);
+    const held = await this.editor.heldSigners(gun, s.role.keyids);
+    const ec = held.find((x) => x.key.keytype.startsWith('ecdsa'));
+    if (!ec) throw new SigningError(404, 'UNSUPPORTED_KEY', `the server holds no ECDSA key of ${role} in ${gun}`);
+    return { keyId: ec.id, signer: ec };
+  }
+
+  /** Signatures already on a targets role (for inspection): which keys signed its current file. */
+  static signatureKeyIds(sigs: readonly Signature[]): string[] {
+    return [...new Set(sigs.map((s) => s.keyid))];
+  }
+}

@@ -1,0 +1,109 @@
+// Input rules for signing requests, shared by the REST routes, the service and the CLI: digests,
+// sizes, OCI tag names, role names and image references. Pure: every check either returns the
+// clean value or throws a SigningInputError naming the field and what was wrong with it.
+import { isValidGun } from '../core/tuf/gun.js';
+import { isTargetsRole } from '../core/tuf/roles.js';
+
+export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+/** The OCI distribution spec's tag grammar. */
+export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+export class SigningInputError extends Error {
+  override name = 'SigningInputError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+export function checkDigest(v: unknown, field = 'digest'): string {
+  if (typeof v !== 'string' || !DIGEST_RE.test(v)) {
+    throw new SigningInputError(field, `${field} must be sha256:<64 lower-case hex digits>, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+export function checkTag(v: unknown, field = 'tag'): string {
+  if (typeof v !== 'string' || !TAG_RE.test(v)) {
+    throw new SigningInputError(field, `${field} ${JSON.stringify(v)} is not a valid OCI tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})`);
+  }
+  return v;
+}
+
+export function checkSize(v: unknown, field = 'size'): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new SigningInputError(field, `${field} must be a positive whole number of bytes, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+export function checkRole(v: unknown, field = 'role'): string {
+  if (typeof v !== 'string' || !isTargetsRole(v)) {
+    throw new SigningInputError(field, `${field} ${JSON.stringify(v)} is not a targets role (targets, targets/releases, targets/<name>)`);
+  }
+  return v;
+}
+
+export function checkGun(v: unknown, field = 'gun'): string {
+  if (typeof v !== 'string' || !isValidGun(v)) throw new SigningInputError(field, `${field} ${JSON.stringify(v)} is not a valid repository name`);
+  return v;
+}
+
+/** Custom metadata is stored inside the signed targets file: plain JSON of bounded size only. */
+export function checkCustom(v: unknown, field = 'custom'): Record<string, unknown> {
+  if (!isObj(v)) throw new SigningInputError(field, `${field} must be a JSON object`);
+  const text = JSON.stringify(v);
+  if (text.length > 16 * 1024) throw new SigningInputError(field, `${field} is larger than 16 KiB`);
+  const walk = (x: unknown, depth: number): void => {
+    if (depth > 16) throw new SigningInputError(field, `${field} is nested too deeply`);
+    if (typeof x === 'number' && !Number.isSafeInteger(x)) throw new SigningInputError(field, `${field} may hold only whole numbers (canonical JSON)`);
+    if (Array.isArray(x)) x.forEach((y) => walk(y, depth + 1));
+    else if (isObj(x)) Object.values(x).forEach((y) => walk(y, depth + 1));
+  };
+  walk(v, 0);
+  return v;
+}
+
+export interface ImageRef {
+  /** The repository name with its registry host: the GUN. */
+  name: string;
+  /** Registry host[:port], when the name has one. */
+  host?: string;
+  /** Path within the registry. */
+  path: string;
+  tag?: string;
+  digest?: string;
+}
+
+/** A registry host as docker tells it apart from a path segment: has a dot or a port, or is localhost. */
+const looksLikeHost = (s: string) => s.includes('.') || s.includes(':') || s === 'localhost';
+
+/**
+ * Parses `host/repo:tag`, `host/repo@sha256:…` or `host/repo:tag@sha256:…`. A tag and a digest
+ * together keep both; the caller decides which wins.
+ */
+export function parseImageRef(ref: string, field = 'image'): ImageRef {
+  if (typeof ref !== 'string' || ref.length === 0 || ref.length > 512) throw new SigningInputError(field, `${field} must be an image reference like host/repo:tag or host/repo@sha256:<hex>`);
+  let rest = ref;
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    digest = checkDigest(rest.slice(at + 1), `${field} digest`);
+    rest = rest.slice(0, at);
+  }
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/')) {
+    tag = checkTag(rest.slice(colon + 1), `${field} tag`);
+    rest = rest.slice(0, colon);
+  }
+  const name = checkGun(rest, `${field} name`);
+  const first = name.split('/')[0]!;
+  const host = name.includes('/') && looksLikeHost(first) ? first : undefined;
+  const path = host ? name.slice(host.length + 1) : name;
+  return { name, ...(host ? { host } : {}), path, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
+}

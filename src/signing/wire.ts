@@ -1,0 +1,72 @@
+// Composition of the signing feature: the service over the trust service and keystore, the
+// proxy's verifier, the upstream registry (when configured), the management API's pending
+// changes, and the REST router. app.ts calls this once with the shared token store and audit log.
+import type { Router } from 'express';
+import type { AuditLog } from '../audit/log.js';
+import type { TokenStore } from '../auth/tokens.js';
+import type { KeyStore } from '../keystore/types.js';
+import type { Logger } from '../log.js';
+import type { PendingStore } from '../management/pending.js';
+import { Upstream } from '../proxy/upstream.js';
+import { Verifier } from '../proxy/verifier.js';
+import { RepoEditor } from '../trust/editor.js';
+import type { TrustService } from '../trust/service.js';
+import { UpstreamRegistry, type RegistryClient } from './registry.js';
+import { signingRouter } from './routes.js';
+import { SigningService } from './service.js';
+import type { ImageVerifier } from './verifier.js';
+
+export interface SigningDeps {
+  trust: TrustService;
+  keys: KeyStore;
+  tokens: TokenStore;
+  audit: AuditLog;
+  log: Logger;
+  pending?: PendingStore;
+  /** The proxy's verifier, shared so verdicts and caches are the same; made here when absent. */
+  verifier?: ImageVerifier;
+  /** The proxy's upstream client, or its URL. */
+  upstream?: Upstream | string;
+  /** Refuse digests the upstream does not have. */
+  checkUpstream?: boolean;
+  /** GUN for a bare repository name, and the upstream repository for a GUN (the proxy's naming). */
+  gunFor?: (repository: string) => string;
+  upstreamRepo?: (gun: string) => string;
+  maxBodyBytes?: number;
+  now?: () => number;
+}
+
+export interface Signing {
+  service: SigningService;
+  verifier: ImageVerifier;
+  registry?: RegistryClient;
+  router: Router;
+  close(): void;
+}
+
+export function createSigning(d: SigningDeps): Signing {
+  const verifier = d.verifier ?? new Verifier(d.trust, { ...(d.now ? { now: d.now } : {}) });
+  const ownUpstream = typeof d.upstream === 'string' ? new Upstream({ url: d.upstream }) : undefined;
+  const upstream = ownUpstream ?? (d.upstream as Upstream | undefined);
+  const registry = upstream ? new UpstreamRegistry(upstream) : undefined;
+  const service = new SigningService({
+    editor: new RepoEditor(d.trust, d.keys, d.now),
+    verifier,
+    ...(registry ? { registry } : {}),
+    ...(d.upstreamRepo ? { upstreamRepo: d.upstreamRepo } : {}),
+    checkUpstream: d.checkUpstream ?? false,
+    ...(d.pending ? { pending: d.pending } : {}),
+    log: d.log,
+    ...(d.now ? { now: d.now } : {}),
+  });
+  const router = signingRouter({
+    service,
+    verifier,
+    tokens: d.tokens,
+    audit: d.audit,
+    log: d.log,
+    ...(d.gunFor ? { gunFor: d.gunFor } : {}),
+    ...(d.maxBodyBytes ? { maxBodyBytes: d.maxBodyBytes } : {}),
+  });
+  return { service, verifier, ...(registry ? { registry } : {}), router, close: () => ownUpstream?.close() };
+}

@@ -1,0 +1,88 @@
+// Shared setup for the signing tests: a real trustgate (startTrustgate) with the signing routes
+// on its /api/v1, real tokens (the management API's token store), the proxy's verifier, and
+// optionally a real upstream registry (docker-registry). Helpers make repositories and
+// delegations with the RepoEditor and read back versions, so a refused request can be shown to
+// have published nothing.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import request from 'supertest';
+import { keyId } from '../../src/core/crypto/keys.js';
+import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
+import { RepoEditor } from '../../src/trust/editor.js';
+import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { signingParts, type SigningParts } from './wiring.js';
+
+export type Agent = ReturnType<typeof request>;
+
+export interface SigningServer {
+  tg: RunningTrustgate;
+  agent: Agent;
+  parts: SigningParts;
+  editor: RepoEditor;
+  adminToken: string;
+  /** A new token with the given scopes (and keystore keys it may sign with). */
+  token(scopes: string[], keyIds?: string[]): string;
+  stop(): Promise<void>;
+}
+
+export async function startSigningServer(opts: { env?: Record<string, string>; upstream?: string; checkUpstream?: boolean } = {}): Promise<SigningServer> {
+  const tg = await startTrustgate({ env: opts.env ?? {} });
+  const parts = signingParts(tg, { ...(opts.upstream ? { upstream: opts.upstream } : {}), checkUpstream: opts.checkUpstream ?? false });
+  const admin = parts.tokens.create({ name: 'test-admin', scopes: ['admin'], createdBy: 'test' }).token;
+  return {
+    tg,
+    agent: request(tg.url),
+    parts,
+    editor: new RepoEditor(tg.app.trust, tg.app.keys),
+    adminToken: admin,
+    token: (scopes, keyIds) => parts.tokens.create({ name: `t-${randomBytes(3).toString('hex')}`, scopes: scopes as never, ...(keyIds ? { keyIds } : {}), createdBy: 'test' }).token,
+    stop: async () => {
+      parts.close();
+      await tg.stop();
+    },
+  };
+}
+
+let n = 0;
+export const newGun = (name = 'app') => `registry.example.com:5000/ci/${name}-${process.pid}-${++n}`;
+
+export const fakeDigest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+
+/** Initialises trust for a GUN with the root and targets keys held by the server. */
+export async function initRepo(s: SigningServer, gun: string): Promise<{ targetsKeyId: string }> {
+  const r = await s.editor.init(gun, { rootKey: 'keystore' });
+  return { targetsKeyId: r.targetsKeyId };
+}
+
+/** Adds a delegation under `targets` with a new held key (what `trustgate signer add` does). */
+export async function addDelegation(s: SigningServer, gun: string, role: string, opts: { extraKeys?: import('../../src/core/crypto/keys.js').TufKey[]; threshold?: number } = {}): Promise<string> {
+  const rec = await s.tg.app.keys.generate(gun, role, 'ecdsa');
+  const extra = opts.extraKeys ?? [];
+  await s.editor.editTargets(gun, 'targets', (b) => {
+    b.delegations.keys[rec.id] = rec.public;
+    for (const k of extra) b.delegations.keys[keyId(k)] = k;
+    b.delegations.roles.push({ name: role, keyids: [rec.id, ...extra.map(keyId)], threshold: opts.threshold ?? 1, paths: [''] });
+  });
+  return rec.id;
+}
+
+/** Highest stored version of each role of a GUN. */
+export async function versions(s: SigningServer, gun: string): Promise<Record<string, number>> {
+  return Object.fromEntries(await s.tg.app.store.latestVersions(gun));
+}
+
+/** The current targets (or delegation) body. */
+export async function targetsOf(s: SigningServer, gun: string, role = 'targets'): Promise<TargetsBody | undefined> {
+  const f = await s.tg.app.trust.current(gun, role);
+  return f && Metadata.parse<TargetsBody>(role, f.bytes).body;
+}
+
+/** Runs `fn` and asserts that no role of the GUN got a new version. */
+export async function unchanged<T>(s: SigningServer, gun: string, fn: () => Promise<T>): Promise<T> {
+  const before = await versions(s, gun);
+  const out = await fn();
+  assert.deepEqual(await versions(s, gun), before, 'a refused request must not publish anything');
+  return out;
+}
+
+export const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
