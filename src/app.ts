@@ -27,6 +27,8 @@ export interface App {
   api: express.Express;
   /** The request listener to give to http(s).createServer. */
   listener: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The clock the trust service uses (tests move it). */
+  now: () => number;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     log,
     api,
     listener,
+    now: over.now ?? Date.now,
     close: async () => {
       await store.close();
       await opened?.close();

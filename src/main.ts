@@ -5,6 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
+import { startProxy } from './proxy/index.js';
 
 async function main(): Promise<void> {
   let config;
@@ -42,7 +43,16 @@ async function main(): Promise<void> {
       keystore: app.keys.kind,
     });
   });
+  // The verifying registry proxy, when an upstream registry is configured.
+  const proxy = config.proxy
+    ? await startProxy(app).catch((e: Error) => {
+        app.log('error', 'cannot start the registry proxy', { error: e.message });
+        process.exit(2);
+      })
+    : undefined;
+  if (proxy) app.log('info', 'registry proxy listening', { url: proxy.url, upstream: config.proxy!.upstream, policy: proxy.policy.current().source });
   const stop = () => {
+    void proxy?.close();
     server.close(() => void app.close().then(() => process.exit(0)));
     setTimeout(() => process.exit(0), 5000).unref();
   };

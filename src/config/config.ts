@@ -3,6 +3,7 @@
 // service does not start with any of them.
 import { readFileSync } from 'node:fs';
 import type { Algorithm } from '../core/crypto/signer.js';
+import { readProxyConfig, type ProxyConfig } from '../proxy/config.js';
 
 export interface Config {
   listen: { host: string; port: number };
@@ -25,6 +26,8 @@ export interface Config {
   keystoreUrl?: string;
   /** Docker registry token auth for the Notary API (TRUSTGATE_AUTH=token); off when undefined. */
   auth?: RegistryAuthConfig;
+  /** The verifying registry proxy (src/proxy/config.ts); runs only when TRUSTGATE_UPSTREAM is set. */
+  proxy?: ProxyConfig;
 }
 
 /** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
@@ -134,6 +137,9 @@ export function loadConfig(env: Env = process.env): Config {
     keystore: r.oneOf('TRUSTGATE_KEYSTORE', 'file', ['file', 'pkcs11', 'keyv'] as const),
   };
   keystoreAndAuthConfig(r, cfg);
+  const proxy = readProxyConfig(merged);
+  r.problems.push(...proxy.problems);
+  if (proxy.config) cfg.proxy = proxy.config;
   if (r.problems.length) throw new ConfigError(r.problems);
   return cfg;
 }

@@ -1,0 +1,24 @@
+// Extension points of the proxy that other modules fill in: the audit log and cosign-format
+// signature verification. Both are optional; without them the proxy logs and refuses cosign.
+import type { Verdict } from './verifier.js';
+
+/** Where signing events go (trustgate's audit log fits it: `AuditLog.append`). */
+export interface AuditSink {
+  append(entry: {
+    actor: { id: string; name: string };
+    action: string;
+    outcome: 'success' | 'denied' | 'failure' | 'pending';
+    gun?: string;
+    role?: string;
+    detail?: Record<string, string | number | boolean | string[] | null>;
+  }): unknown;
+}
+
+/**
+ * Cosign-format verification, consulted for repositories whose policy accepts cosign when the
+ * TUF check fails. It resolves the reference upstream and checks a `sha256-<hex>.sig` signature;
+ * an allowing verdict names the digest to serve.
+ */
+export interface CosignHook {
+  verify(req: { gun: string; repository: string; reference: string }): Promise<Verdict>;
+}

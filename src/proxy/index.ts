@@ -1,0 +1,125 @@
+// Builds the verifying registry proxy from the app (trust service, keystore, metrics, clock) and
+// the proxy's configuration.
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { App } from '../app.js';
+import type { KeyStore } from '../keystore/types.js';
+import type { Logger } from '../log.js';
+import type { TrustService } from '../trust/service.js';
+import { ProxyAuth, type TokenSource } from './auth.js';
+import { VerdictCache } from './cache.js';
+import type { ProxyConfig } from './config.js';
+import type { AuditSink, CosignHook } from './hooks.js';
+import { ProxyMetrics } from './metrics.js';
+import { PolicySource } from './policy.js';
+import { RegistryProxy } from './server.js';
+import { PushSigner } from './signing.js';
+import { Upstream } from './upstream.js';
+import { Verifier } from './verifier.js';
+
+export interface ProxyDeps {
+  trust: TrustService;
+  keys: KeyStore;
+  log: Logger;
+  registry: Registry;
+  now?: () => number;
+  /** The Notary API listener, served under `/v2/<gun>/_trust/` on the proxy's address. */
+  notary?: (req: IncomingMessage, res: ServerResponse) => void;
+  tokens?: TokenSource;
+  audit?: AuditSink;
+  cosign?: CosignHook;
+  scheme?: 'http' | 'https';
+}
+
+export interface RunningProxyParts {
+  proxy: RegistryProxy;
+  verifier: Verifier;
+  cache: VerdictCache;
+  policy: PolicySource;
+  signer: PushSigner;
+  metrics: ProxyMetrics;
+  close(): Promise<void>;
+}
+
+export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps): Promise<RunningProxyParts> {
+  const now = deps.now ?? Date.now;
+  const policy = new PolicySource(config.policyPath, deps.log);
+  const cache = await VerdictCache.create({ ...(config.cacheUrl ? { url: config.cacheUrl } : {}), max: config.cacheMax, maxTtlMs: config.verdictTtlMs, now, log: deps.log });
+  const verifier = new Verifier(deps.trust, { now });
+  const onChange = ({ gun }: { gun: string }) => cache.invalidate(gun);
+  deps.trust.events.on('change', onChange);
+  policy.onChange(() => void cache.clear().catch(() => undefined));
+  const upstream = new Upstream({
+    url: config.upstream,
+    timeoutMs: config.upstreamTimeoutMs,
+    ...(config.upstreamUsername !== undefined ? { username: config.upstreamUsername, password: config.upstreamPassword ?? '' } : {}),
+    ...(config.upstreamToken ? { token: config.upstreamToken } : {}),
+  });
+  if (config.auth === 'token' && !deps.tokens) throw new Error('TRUSTGATE_PROXY_AUTH=token needs a token store');
+  const auth = new ProxyAuth(config.auth === 'token' ? deps.tokens : undefined, config.anonymousPull);
+  const metrics = new ProxyMetrics(deps.registry);
+  const signer = new PushSigner(deps.trust, deps.keys, now);
+  const proxy = new RegistryProxy({
+    upstream,
+    verifier,
+    cache,
+    policy,
+    signer,
+    auth,
+    metrics,
+    log: deps.log,
+    now,
+    ...(config.registryName ? { registryName: config.registryName } : {}),
+    ...(deps.scheme ? { scheme: deps.scheme } : {}),
+    ...(deps.notary ? { notary: deps.notary } : {}),
+    ...(deps.audit ? { audit: deps.audit } : {}),
+    ...(deps.cosign ? { cosign: deps.cosign } : {}),
+  });
+  return {
+    proxy,
+    verifier,
+    cache,
+    policy,
+    signer,
+    metrics,
+    async close() {
+      deps.trust.events.off('change', onChange);
+      policy.close();
+      await proxy.close();
+      await cache.close();
+    },
+  };
+}
+
+export interface StartedProxy extends RunningProxyParts {
+  url: string;
+  address: AddressInfo;
+}
+
+/**
+ * Starts the proxy of an app on its configured listen address (http, or https with the app's TLS
+ * certificate). `listen` overrides the address (tests use port 0).
+ */
+export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, listen?: { host: string; port: number }): Promise<StartedProxy> {
+  const config = app.config.proxy;
+  if (!config) throw new Error('the proxy is not configured (TRUSTGATE_UPSTREAM is not set)');
+  const tls = app.config.tls;
+  const parts = await createRegistryProxy(config, {
+    trust: app.trust,
+    keys: app.keys,
+    log: app.log,
+    registry: app.metrics.registry,
+    now: app.now,
+    notary: app.listener,
+    scheme: tls ? 'https' : 'http',
+    ...extra,
+  });
+  const server = tls ? https.createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }) : http.createServer();
+  const at = listen ?? config.listen;
+  const address = await parts.proxy.listen(at.host, at.port, server);
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return { ...parts, address, url: `${tls ? 'https' : 'http'}://${host}:${address.port}` };
+}

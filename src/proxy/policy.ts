@@ -1,0 +1,196 @@
+// The proxy's policy: which repositories are enforced, audited or passed through, which roles or
+// signers must have signed, and which role pushes are signed into. Read from a YAML or JSON file
+// (schema: api/policy.schema.json), reloaded when the file changes; a file that fails to parse
+// or validate is refused with a clear log line and the policy in force stays.
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
+import type { Logger } from '../log.js';
+
+export type Mode = 'enforce' | 'audit' | 'off';
+
+export interface RepoSettings {
+  mode: Mode;
+  require: TargetRequirement;
+  /** Role pushed tags are signed into; null = do not sign. */
+  signOnPush: string | null;
+  cosign: boolean;
+}
+
+export interface Rule extends RepoSettings {
+  /** The pattern that matched, or `(default)`. */
+  pattern: string;
+}
+
+export interface Policy {
+  /** Where it came from: a file path, or `(built-in)`. */
+  source: string;
+  rules: CompiledRule[];
+  default: Rule;
+}
+
+interface CompiledRule extends Rule {
+  re: RegExp;
+  exact: boolean;
+  literal: number;
+  index: number;
+}
+
+export class PolicyError extends Error {
+  override name = 'PolicyError';
+}
+
+/** With no policy file: enforce everything, sign every push into `targets`, initialising trust. */
+export const BUILTIN_POLICY: Policy = {
+  source: '(built-in)',
+  rules: [],
+  default: { pattern: '(default)', mode: 'enforce', require: {}, signOnPush: 'targets', cosign: false },
+};
+
+/** A policy file's `default` when it has none: enforce with nothing signed on push, so unsigned is denied. */
+const FILE_DEFAULT: RepoSettings = { mode: 'enforce', require: {}, signOnPush: null, cosign: false };
+
+interface RawSettings {
+  mode?: Mode;
+  require?: { roles?: string[]; signers?: string[]; threshold?: number };
+  signOnPush?: string | null;
+  cosign?: boolean;
+}
+interface RawPolicy {
+  version: 1;
+  default?: RawSettings;
+  repositories?: Array<RawSettings & { pattern: string }>;
+}
+
+let validator: ((v: unknown) => boolean) & { errors?: Array<{ instancePath: string; message?: string }> | null } | undefined;
+function validate(doc: unknown): void {
+  if (!validator) {
+    const schema = JSON.parse(readFileSync(new URL('../../api/policy.schema.json', import.meta.url), 'utf8')) as object;
+    validator = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+  }
+  if (!validator(doc)) {
+    const errs = (validator.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`);
+    throw new PolicyError(`policy does not match api/policy.schema.json: ${[...new Set(errs)].join('; ')}`);
+  }
+}
+
+/** Anchored glob → RegExp: `*` within a segment, `**` across segments. */
+function globToRegExp(pattern: string): RegExp {
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '*') {
+      if (pattern[i + 1] === '*') {
+        re += '.*';
+        i++;
+      } else re += '[^/]*';
+    } else re += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSettings {
+  const require: TargetRequirement = {};
+  if (raw?.require?.roles) require.roles = raw.require.roles;
+  if (raw?.require?.signers) require.signers = raw.require.signers;
+  if (raw?.require?.threshold) require.threshold = raw.require.threshold;
+  return {
+    mode: raw?.mode ?? base.mode,
+    require: raw?.require ? require : base.require,
+    signOnPush: raw?.signOnPush === undefined ? base.signOnPush : raw.signOnPush,
+    cosign: raw?.cosign ?? base.cosign,
+  };
+}
+
+/** Parses and validates policy text (YAML is a superset of JSON, so both are read the same way). */
+export function parsePolicy(text: string, source: string): Policy {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true });
+  } catch (e) {
+    throw new PolicyError(`policy is not valid YAML or JSON: ${(e as Error).message}`);
+  }
+  validate(doc);
+  const raw = doc as RawPolicy;
+  const def: Rule = { pattern: '(default)', ...settings(raw.default, FILE_DEFAULT) };
+  const rules = (raw.repositories ?? []).map((r, index): CompiledRule => {
+    const s = settings(r, { ...FILE_DEFAULT, mode: 'enforce' });
+    return { pattern: r.pattern, ...s, re: globToRegExp(r.pattern), exact: !r.pattern.includes('*'), literal: r.pattern.replace(/\*/g, '').length, index };
+  });
+  // Most specific first: exact names, then more literal characters, then file order.
+  rules.sort((a, b) => Number(b.exact) - Number(a.exact) || b.literal - a.literal || a.index - b.index);
+  return { source, rules, default: def };
+}
+
+/** The rule for a repository path (without the registry name). */
+export function ruleFor(policy: Policy, repo: string): Rule {
+  return policy.rules.find((r) => r.re.test(repo)) ?? policy.default;
+}
+
+/**
+ * The requirement a pull is checked against: the policy's, or by default the sign-on-push role
+ * (so what the proxy signs is what it serves), then docker's `targets/releases` and `targets`.
+ */
+export function requirementFor(rule: Rule): TargetRequirement {
+  if (rule.require.roles?.length) return rule.require;
+  const roles = [...new Set([...(rule.signOnPush ? [rule.signOnPush] : []), ...DEFAULT_ROLES])];
+  return { ...rule.require, roles };
+}
+
+/** Holds the policy in force and reloads it when the file changes (mtime/size poll). */
+export class PolicySource {
+  private policy: Policy;
+  private listeners: Array<(p: Policy) => void> = [];
+
+  constructor(
+    readonly path: string | undefined,
+    private log: Logger,
+    private pollMs = 1000,
+  ) {
+    this.policy = path ? this.read(path) : BUILTIN_POLICY;
+    if (path) watchFile(path, { interval: this.pollMs, persistent: false }, this.onStat);
+  }
+
+  private onStat = (cur: Stats, prev: Stats): void => {
+    if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;
+    this.reload();
+  };
+
+  private read(path: string): Policy {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new PolicyError(`cannot read policy ${path}: ${(e as Error).message}`);
+    }
+    return parsePolicy(text, path);
+  }
+
+  /** Re-reads the file; an invalid policy is refused and the one in force stays. Returns whether it changed. */
+  reload(): boolean {
+    if (!this.path) return false;
+    try {
+      statSync(this.path);
+      this.policy = this.read(this.path);
+    } catch (e) {
+      this.log('error', 'policy reload refused; the previous policy stays in force', { path: this.path, error: (e as Error).message });
+      return false;
+    }
+    this.log('info', 'policy reloaded', { path: this.path, rules: this.policy.rules.length });
+    for (const l of this.listeners) l(this.policy);
+    return true;
+  }
+
+  current(): Policy {
+    return this.policy;
+  }
+
+  onChange(l: (p: Policy) => void): void {
+    this.listeners.push(l);
+  }
+
+  close(): void {
+    if (this.path) unwatchFile(this.path, this.onStat);
+  }
+}

@@ -1,0 +1,541 @@
+// The verifying registry proxy: the OCI Distribution API in front of an upstream registry.
+// Blobs, uploads, tag lists, the catalog and referrers stream through (constant memory,
+// backpressure by pipeline, the upstream request aborted when the client goes). Manifests are
+// where trust is enforced: a tag is served only as the digest its trust data signs, fetched from
+// the upstream by that digest and checked byte for byte; a digest only when it is signed, a child
+// of a signed index, or a signature/referrer of a signed digest. Pushed tags are signed.
+import { createHash } from 'node:crypto';
+import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { fail, type TargetRequirement } from '../core/tuf/verify.js';
+import { errorBody } from '../http/errcode.js';
+import type { Logger } from '../log.js';
+import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
+import { BoundedMap, type VerdictCache } from './cache.js';
+import type { AuditSink, CosignHook } from './hooks.js';
+import type { ProxyMetrics } from './metrics.js';
+import { requirementFor, ruleFor, type PolicySource, type Rule } from './policy.js';
+import type { PushSigner } from './signing.js';
+import { Upstream, UpstreamError, endToEnd } from './upstream.js';
+import type { Verdict, Verifier } from './verifier.js';
+
+// Registry name grammar (distribution/reference).
+const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const NAME = `${COMPONENT}(?:/${COMPONENT})*`;
+const TAG = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}';
+const DIGEST = '[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+';
+const ROUTES: Array<[RegExp, Route]> = [
+  [new RegExp(`^/v2/(${NAME})/manifests/(${TAG}|${DIGEST})$`), 'manifest'],
+  [new RegExp(`^/v2/(${NAME})/blobs/uploads/?$`), 'upload-start'],
+  [new RegExp(`^/v2/(${NAME})/blobs/uploads/([A-Za-z0-9_.=-]+)$`), 'upload'],
+  [new RegExp(`^/v2/(${NAME})/blobs/(${DIGEST})$`), 'blob'],
+  [new RegExp(`^/v2/(${NAME})/tags/list$`), 'tags'],
+  [new RegExp(`^/v2/(${NAME})/referrers/(${DIGEST})$`), 'referrers'],
+];
+type Route = 'manifest' | 'upload-start' | 'upload' | 'blob' | 'tags' | 'referrers';
+
+const DIGEST_RE = new RegExp(`^${DIGEST}$`);
+/** cosign's tag for the signature (and attestation, SBOM) of `sha256:<hex>`. */
+const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})\.(sig|att|sbom)$/;
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Every manifest type, for fetches the proxy makes for itself (index children, subjects). */
+const ALL_MANIFEST_TYPES = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(', ');
+
+const E = {
+  DENIED: { code: 'DENIED', status: 403, message: 'requested access to the resource is denied' },
+  UNAUTHORIZED: { code: 'UNAUTHORIZED', status: 401, message: 'authentication required' },
+  UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'service unavailable' },
+  NAME_INVALID: { code: 'NAME_INVALID', status: 404, message: 'invalid repository name or route' },
+  SIZE_INVALID: { code: 'SIZE_INVALID', status: 413, message: 'manifest too large' },
+  UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'The operation is unsupported.' },
+  UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
+} as const;
+type Err = (typeof E)[keyof typeof E];
+
+export interface ProxyOptions {
+  upstream: Upstream;
+  verifier: Verifier;
+  cache: VerdictCache;
+  policy: PolicySource;
+  signer: PushSigner;
+  auth: ProxyAuth;
+  metrics: ProxyMetrics;
+  log: Logger;
+  /** Registry part of GUNs; default: the address the proxy listens on (host:port). */
+  registryName?: string;
+  /** Scheme clients use to reach the proxy (for rewritten Location headers). */
+  scheme?: 'http' | 'https';
+  /** Requests under `/v2/<gun>/_trust/` go here (the Notary API), so docker trust works at the proxy's address. */
+  notary?: (req: IncomingMessage, res: ServerResponse) => void;
+  audit?: AuditSink;
+  cosign?: CosignHook;
+  now?: () => number;
+}
+
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  repo: string;
+  gun: string;
+  rule: Rule;
+  principal: Principal;
+}
+
+const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const DAPI = { 'Docker-Distribution-Api-Version': 'registry/2.0' };
+
+function send(res: ServerResponse, e: Err, detail?: unknown, message?: string, headers: OutgoingHttpHeaders = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(e, detail, message);
+  res.writeHead(e.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...DAPI, ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+export class RegistryProxy {
+  private server?: http.Server;
+  private registryName?: string;
+  /** Children of signed indexes, by index digest: content-addressed, so kept as long as there is room. */
+  private children = new BoundedMap<string, Map<string, number>>(4096);
+  private now: () => number;
+
+  constructor(readonly opts: ProxyOptions) {
+    if (opts.registryName) this.registryName = opts.registryName;
+    this.now = opts.now ?? Date.now;
+  }
+
+  gunFor(repo: string): string {
+    return `${this.registryName ?? 'localhost'}/${repo}`;
+  }
+
+  /** The request listener (for http(s).createServer). */
+  readonly listener = (req: IncomingMessage, res: ServerResponse): void => {
+    this.handle(req, res).catch((e: Error) => {
+      this.opts.log('error', 'proxy request failed', { method: req.method, url: req.url, error: e.message });
+      send(res, E.UNKNOWN, undefined, e.message);
+    });
+  };
+
+  async listen(host: string, port: number, server: http.Server = http.createServer()): Promise<AddressInfo> {
+    server.on('request', this.listener);
+    server.keepAliveTimeout = 65_000;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address() as AddressInfo;
+    this.registryName ??= `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    return addr;
+  }
+
+  async close(): Promise<void> {
+    if (this.server) {
+      this.server.closeAllConnections();
+      await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    }
+    this.opts.upstream.close();
+  }
+
+  private authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Principal | undefined {
+    const r = this.opts.auth.check(req.headers.authorization, action, gun);
+    if (r.ok) return r.principal;
+    if (r.status === 401) send(res, E.UNAUTHORIZED, undefined, r.message, { 'WWW-Authenticate': CHALLENGE });
+    else send(res, E.DENIED, undefined, r.message);
+    return undefined;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const method = req.method ?? 'GET';
+
+    if (this.opts.notary && /^\/v2\/.+\/_trust\//.test(path)) return this.opts.notary(req, res);
+    if (path === '/v2/' || path === '/v2') {
+      if (!this.authorize(req, res, 'ping')) return;
+      return this.forward(req, res, '/v2/', undefined, { scope: '' });
+    }
+    if (path === '/v2/_catalog') {
+      if (method !== 'GET') return send(res, E.UNSUPPORTED);
+      if (!this.authorize(req, res, 'catalog')) return;
+      return this.forward(req, res, url, undefined, { scope: 'registry:catalog:*' });
+    }
+    let route: Route | undefined;
+    let m: RegExpExecArray | null = null;
+    for (const [re, r] of ROUTES) {
+      m = re.exec(path);
+      if (m) {
+        route = r;
+        break;
+      }
+    }
+    if (!route || !m) return send(res, E.NAME_INVALID, { path });
+    const repo = m[1]!;
+    const gun = this.gunFor(repo);
+    const write = !(method === 'GET' || method === 'HEAD');
+    const principal = this.authorize(req, res, write ? 'push' : 'pull', gun);
+    if (!principal) return;
+    const rule = ruleFor(this.opts.policy.current(), repo);
+    const ctx: Ctx = { req, res, repo, gun, rule, principal };
+    const scope = `repository:${repo}:${write ? 'pull,push' : 'pull'}`;
+
+    if (route === 'manifest') {
+      const ref = m[2]!;
+      if (method === 'GET' || method === 'HEAD') return this.pullManifest(ctx, ref, url);
+      if (method === 'PUT') return this.pushManifest(ctx, ref, url);
+      if (method === 'DELETE') return this.forward(req, res, url, ctx, { scope });
+      return send(res, E.UNSUPPORTED);
+    }
+    if (route === 'upload-start' && method === 'POST') {
+      // A cross-repository mount reads the source repository too.
+      const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
+      const mountScope = from ? `${scope} repository:${from}:pull` : scope;
+      return this.forward(req, res, url, ctx, { scope: mountScope, body: true });
+    }
+    if (route === 'upload' && ['GET', 'PATCH', 'PUT', 'DELETE'].includes(method)) {
+      return this.forward(req, res, url, ctx, { scope, body: method === 'PATCH' || method === 'PUT' });
+    }
+    if (route === 'blob' && ['GET', 'HEAD', 'DELETE'].includes(method)) return this.forward(req, res, url, ctx, { scope });
+    if ((route === 'tags' || route === 'referrers') && method === 'GET') return this.forward(req, res, url, ctx, { scope });
+    return send(res, E.UNSUPPORTED);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Pass-through
+
+  /** Where clients reach the proxy, for rewritten Location headers. */
+  private origin(req: IncomingMessage): string {
+    return `${this.opts.scheme ?? 'http'}://${req.headers.host ?? this.registryName}`;
+  }
+
+  private rewrite(req: IncomingMessage, value: string): string {
+    try {
+      const u = new URL(value, this.opts.upstream.origin);
+      if (u.origin === this.opts.upstream.origin) return `${this.origin(req)}${u.pathname}${u.search}`;
+    } catch {
+      // not a URL: leave it
+    }
+    return value;
+  }
+
+  private responseHeaders(req: IncomingMessage, up: IncomingMessage): OutgoingHttpHeaders {
+    const h = endToEnd(up.headers, ['www-authenticate']);
+    if (typeof h.location === 'string') h.location = this.rewrite(req, h.location);
+    if (typeof h.link === 'string') h.link = h.link.replace(/<([^>]+)>/g, (_all, u: string) => `<${this.rewrite(req, u)}>`);
+    return h;
+  }
+
+  private upstreamFailure(res: ServerResponse, e: Error, what: string): void {
+    this.opts.metrics.upstreamErrors.inc({ kind: e instanceof UpstreamError ? 'unavailable' : 'error' });
+    this.opts.log('warn', 'upstream registry failed', { what, error: e.message });
+    send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin, error: e.message }, `upstream registry unavailable: ${e.message}`);
+  }
+
+  /** Streams a request to the upstream and its answer back; aborts upstream when the client goes. */
+  private async forward(req: IncomingMessage, res: ServerResponse, path: string, _ctx: Ctx | undefined, o: { scope: string; body?: boolean }): Promise<void> {
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) ac.abort();
+    };
+    res.once('close', onClose);
+    const hasBody = o.body && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
+    if (!hasBody) req.resume();
+    let up: IncomingMessage;
+    try {
+      up = await this.opts.upstream.request({
+        method: req.method ?? 'GET',
+        path,
+        headers: endToEnd(req.headers),
+        scope: o.scope,
+        ...(hasBody ? { body: req } : {}),
+        signal: ac.signal,
+      });
+    } catch (e) {
+      if (ac.signal.aborted) return;
+      return this.upstreamFailure(res, e as Error, `${req.method} ${path}`);
+    }
+    if (up.statusCode === 401) {
+      up.resume();
+      return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, 'the upstream registry refused trustgate\'s credentials');
+    }
+    res.writeHead(up.statusCode ?? 502, this.responseHeaders(req, up));
+    try {
+      await pipeline(up, res);
+    } catch {
+      // client or upstream went away mid-body: pipeline has destroyed both ends
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Pull enforcement
+
+  private async pullManifest(ctx: Ctx, ref: string, url: string): Promise<void> {
+    const { req, res, rule } = ctx;
+    req.resume();
+    if (rule.mode === 'off') {
+      this.count(rule, 'passed', 'off');
+      return this.forward(req, res, url, ctx, { scope: `repository:${ctx.repo}:pull` });
+    }
+    const require = requirementFor(rule);
+    const isDigest = DIGEST_RE.test(ref);
+    const sig = SIGNATURE_TAG.exec(ref);
+    let verdict: Verdict;
+    if (sig) {
+      // A cosign signature (or attestation) of a digest: allowed when that digest is.
+      const subject = await this.decideDigest(ctx, `sha256:${sig[1]}`, require);
+      verdict = subject.ok ? { ...subject, evidence: { ...subject.evidence, reference: ref, via: 'signature', parent: `sha256:${sig[1]}` } } : subject;
+      if (verdict.ok) {
+        this.count(rule, 'allowed', 'signature');
+        return this.forward(req, res, url, ctx, { scope: `repository:${ctx.repo}:pull` });
+      }
+    } else if (isDigest) {
+      verdict = await this.decideDigest(ctx, ref, require);
+    } else {
+      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}\n${reqKey(require)}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
+    }
+    if (!verdict.ok && rule.cosign && this.opts.cosign && verdict.reason !== 'unavailable') {
+      verdict = await this.opts.cosign.verify({ gun: ctx.gun, repository: ctx.repo, reference: ref }).catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
+    }
+    if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
+    return this.serveVerified(ctx, ref, url, verdict);
+  }
+
+  private count(rule: Rule, result: string, reason: string): void {
+    this.opts.metrics.decisions.inc({ mode: rule.mode, result, reason });
+  }
+
+  /** A failed verdict: 403 (or 503 when unavailable) in enforce mode; served anyway in audit mode. */
+  private refuse(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> | void {
+    const reason = v.reason ?? 'not-signed';
+    if (reason === 'unavailable') {
+      this.count(ctx.rule, 'unavailable', reason);
+      this.opts.log('warn', 'proxy could not verify; failing closed', { gun: ctx.gun, reference: ref, message: v.message });
+      return send(ctx.res, E.UNAVAILABLE, { reason, repository: ctx.repo, reference: ref }, `cannot verify ${ctx.repo}:${ref}: ${v.message}`);
+    }
+    if (ctx.rule.mode === 'audit') {
+      this.count(ctx.rule, 'audit-violation', reason);
+      this.opts.metrics.auditViolations.inc({ repository: ctx.repo, reason });
+      this.opts.log('warn', 'audit mode: serving unverified content', { gun: ctx.gun, reference: ref, reason, message: v.message });
+      return this.forward(ctx.req, ctx.res, url, ctx, { scope: `repository:${ctx.repo}:pull` });
+    }
+    this.count(ctx.rule, 'denied', reason);
+    this.opts.log('info', 'pull denied', { gun: ctx.gun, reference: ref, reason, message: v.message, actor: ctx.principal.name });
+    send(
+      ctx.res,
+      E.DENIED,
+      { reason, ...(v.role ? { role: v.role } : {}), repository: ctx.repo, reference: ref, gun: ctx.gun },
+      `${reason}: ${v.message ?? 'not verified'}`,
+    );
+  }
+
+  /** Fetches the manifest by its verified digest and serves it if its bytes match. */
+  private async serveVerified(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> {
+    const { req, res } = ctx;
+    const digest = v.digest!;
+    let got: { status: number; headers: OutgoingHttpHeaders; body: Buffer };
+    try {
+      got = await this.fetchManifest(ctx.repo, digest, req.headers.accept);
+    } catch (e) {
+      return this.upstreamFailure(res, e as Error, `manifest ${ctx.repo}@${digest}`);
+    }
+    if (got.status !== 200) {
+      // The signed digest is not (or not in an accepted form) upstream: relay the registry's answer.
+      this.count(ctx.rule, 'upstream', String(got.status));
+      res.writeHead(got.status, got.headers);
+      res.end(req.method === 'HEAD' ? undefined : got.body);
+      return;
+    }
+    const actual = sha256(got.body);
+    const lengthOk = v.length === undefined || v.length === got.body.length;
+    if (actual !== digest || !lengthOk) {
+      const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${got.body.length} bytes, signed length is ${v.length}`;
+      return this.refuse(ctx, ref, url, { ...v, ok: false, reason: 'digest-mismatch', message });
+    }
+    this.count(ctx.rule, 'allowed', v.evidence.via ?? 'tag');
+    res.writeHead(200, {
+      ...DAPI,
+      'Content-Type': got.headers['content-type'] ?? 'application/vnd.oci.image.manifest.v1+json',
+      'Content-Length': got.body.length,
+      'Docker-Content-Digest': digest,
+      Etag: `"${digest}"`,
+    });
+    res.end(req.method === 'HEAD' ? undefined : got.body);
+  }
+
+  /** GET a manifest by digest from the upstream, whole (bounded). */
+  private async fetchManifest(repo: string, digest: string, accept: string | undefined): Promise<{ status: number; headers: OutgoingHttpHeaders; body: Buffer }> {
+    const up = await this.opts.upstream.request({
+      method: 'GET',
+      path: `/v2/${repo}/manifests/${digest}`,
+      headers: accept ? { accept } : {},
+      scope: `repository:${repo}:pull`,
+    });
+    if (up.statusCode === 401) {
+      up.resume();
+      throw new UpstreamError('the upstream registry refused trustgate\'s credentials');
+    }
+    const body = await Upstream.readBody(up, MAX_MANIFEST_BYTES);
+    return { status: up.statusCode ?? 502, headers: { ...DAPI, ...endToEnd(up.headers, ['www-authenticate', 'content-length']), 'content-length': body.length }, body };
+  }
+
+  /** Parsed JSON of a manifest the upstream holds under `digest`, checked against the digest. */
+  private async manifestJson(repo: string, digest: string): Promise<Record<string, unknown> | undefined> {
+    const got = await this.fetchManifest(repo, digest, ALL_MANIFEST_TYPES);
+    if (got.status !== 200 || sha256(got.body) !== digest) return undefined;
+    try {
+      const doc = JSON.parse(got.body.toString('utf8')) as unknown;
+      return doc && typeof doc === 'object' ? (doc as Record<string, unknown>) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Digests (and sizes) an index lists; empty for anything else. Cached: content-addressed. */
+  private async childrenOf(repo: string, index: string): Promise<Map<string, number>> {
+    const hit = this.children.get(index);
+    if (hit) return hit;
+    const doc = await this.manifestJson(repo, index);
+    const kids = new Map<string, number>();
+    if (doc && Array.isArray(doc.manifests)) {
+      for (const d of doc.manifests as Array<{ digest?: unknown; size?: unknown }>) {
+        if (typeof d?.digest === 'string') kids.set(d.digest, typeof d.size === 'number' ? d.size : -1);
+      }
+    }
+    if (doc) this.children.set(index, kids);
+    return kids;
+  }
+
+  /**
+   * Whether a digest may be served: signed for a tag; else a child of a signed index; else an
+   * artifact whose `subject` is allowed (a referrer: signature, SBOM, attestation). Cached.
+   */
+  private decideDigest(ctx: Ctx, digest: string, require: TargetRequirement, depth = 0): Promise<Verdict> {
+    return this.opts.cache.get(ctx.gun, `digest:${digest}\n${reqKey(require)}`, async () => {
+      const { verifier } = this.opts;
+      const direct = await verifier.verifyDigest(ctx.gun, digest, require);
+      if (direct.ok || direct.reason !== 'not-signed') return direct;
+      try {
+        const signed = await verifier.signedDigests(ctx.gun, require);
+        if (!signed.ok) return verifier.failure(ctx.gun, digest, signed);
+        let n = 0;
+        for (const [parent, t] of signed.digests) {
+          if (++n > 256) break; // bounded work per decision
+          const size = (await this.childrenOf(ctx.repo, parent)).get(digest);
+          if (size === undefined) continue;
+          const v = verifier.allow(ctx.gun, digest, t, signed.repo, { via: 'index', parent, tags: [t.name] });
+          return { ...v, digest, ...(size >= 0 ? { length: size } : {}) };
+        }
+        if (depth === 0) {
+          const doc = await this.manifestJson(ctx.repo, digest);
+          const subject = (doc?.subject as { digest?: unknown } | undefined)?.digest;
+          if (typeof subject === 'string' && DIGEST_RE.test(subject)) {
+            const parent = await this.decideDigest(ctx, subject, require, depth + 1);
+            if (parent.ok) {
+              const { length: _l, ...rest } = parent;
+              return { ...rest, digest, evidence: { ...parent.evidence, reference: digest, via: 'referrer', parent: subject } };
+            }
+          }
+        }
+      } catch (e) {
+        return verifier.failure(ctx.gun, digest, fail('unavailable', `upstream registry unavailable: ${(e as Error).message}`));
+      }
+      return {
+        ...direct,
+        message: `${digest} is not signed for any tag in ${(require.roles ?? []).join(', ')}, not listed by a signed index, and not a referrer of a signed digest`,
+      };
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Push and sign
+
+  private async pushManifest(ctx: Ctx, ref: string, url: string): Promise<void> {
+    const { req, res, rule } = ctx;
+    let body: Buffer;
+    try {
+      body = await Upstream.readBody(req, MAX_MANIFEST_BYTES);
+    } catch {
+      return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES });
+    }
+    let up: IncomingMessage;
+    try {
+      up = await this.opts.upstream.request({ method: 'PUT', path: url, headers: endToEnd(req.headers, ['content-length']), data: body, scope: `repository:${ctx.repo}:pull,push` });
+    } catch (e) {
+      return this.upstreamFailure(res, e as Error, `PUT manifest ${ctx.repo}:${ref}`);
+    }
+    const headers = this.responseHeaders(req, up);
+    const upBody = await Upstream.readBody(up, 1024 * 1024).catch(() => Buffer.alloc(0));
+    const relay = () => {
+      res.writeHead(up.statusCode ?? 502, { ...headers, 'content-length': upBody.length });
+      res.end(upBody);
+    };
+    if (up.statusCode !== 201) return relay();
+    const skip = this.signSkipReason(ref, body, rule);
+    if (skip) {
+      this.opts.metrics.signedPushes.inc({ result: 'skipped' });
+      this.opts.log('debug', 'push not signed', { gun: ctx.gun, reference: ref, why: skip });
+      return relay();
+    }
+    const digest = sha256(body);
+    const role = rule.signOnPush!;
+    const actor = { id: ctx.principal.id, name: ctx.principal.name };
+    try {
+      const upstreamDigest = up.headers['docker-content-digest'];
+      if (upstreamDigest && upstreamDigest !== digest) throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
+      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length);
+      this.opts.metrics.signedPushes.inc({ result: 'signed' });
+      this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
+      this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised } });
+      // The cache holds verdicts of the old trust data; the trust 'change' event drops them too.
+      this.opts.cache.invalidate(ctx.gun);
+      return relay();
+    } catch (e) {
+      const message = (e as Error).message;
+      this.opts.metrics.signedPushes.inc({ result: 'failed' });
+      this.opts.log('error', 'signing a pushed tag failed', { gun: ctx.gun, tag: ref, digest, role, error: message });
+      this.audit({ actor, action: 'proxy.sign', outcome: 'failure', gun: ctx.gun, role, detail: { tag: ref, digest, error: message } });
+      return send(
+        res,
+        E.UNKNOWN,
+        { reason: 'signing-failed', repository: ctx.repo, tag: ref, digest, role, error: message },
+        `the manifest was stored upstream as ${digest} but signing it into ${role} failed: ${message}`,
+      );
+    }
+  }
+
+  /** Why a push is not signed, or undefined when it is. */
+  private signSkipReason(ref: string, body: Buffer, rule: Rule): string | undefined {
+    if (!rule.signOnPush) return 'the policy signs no pushes here';
+    if (DIGEST_RE.test(ref)) return 'pushed by digest';
+    if (SIGNATURE_TAG.test(ref)) return 'a signature artifact';
+    try {
+      const doc = JSON.parse(body.toString('utf8')) as { subject?: unknown };
+      if (doc && typeof doc === 'object' && doc.subject) return 'a referrer (has a subject)';
+    } catch {
+      // the upstream accepted it; not JSON we understand, sign it as given
+    }
+    return undefined;
+  }
+
+  private audit(entry: Parameters<AuditSink['append']>[0]): void {
+    if (!this.opts.audit) return;
+    try {
+      this.opts.audit.append(entry);
+    } catch (e) {
+      this.opts.log('error', 'audit log write failed', { error: (e as Error).message });
+    }
+  }
+}
+
+const reqKey = (r: TargetRequirement) => JSON.stringify([r.roles ?? [], r.signers ?? [], r.threshold ?? 1]);

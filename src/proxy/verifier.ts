@@ -1,0 +1,228 @@
+// The verification service: reads a GUN's trust data from the trust service as a client would
+// (current root, the N.root.json chain when the root moved since last time, timestamp, the
+// snapshot and roles by checksum), checks the whole chain with the pure core
+// (src/core/tuf/verify.ts), remembers the verified root and versions per GUN (rollback
+// protection within this process), and answers questions as Verdicts. Used by the registry
+// proxy and meant for any other caller (REST verify endpoints).
+import { Metadata, metaSha256Hex, type SnapshotBody, type TimestampBody } from '../core/tuf/metadata.js';
+import {
+  fail,
+  resolveTarget,
+  signedDigests,
+  targetsForDigest,
+  verifyRepository,
+  type FailureReason,
+  type ResolvedTarget,
+  type TargetRequirement,
+  type VerifiedRepo,
+  type VerifyFailure,
+  type VersionMap,
+} from '../core/tuf/verify.js';
+import type { TrustService } from '../trust/service.js';
+import { BoundedMap } from './cache.js';
+
+/** How an allowed digest was established. */
+export type Via = 'tag' | 'digest' | 'index' | 'referrer' | 'signature' | 'cosign';
+
+export interface Evidence {
+  gun: string;
+  /** What was asked: a tag or a digest. */
+  reference: string;
+  via?: Via;
+  /** Tags the digest is signed for (by-digest checks). */
+  tags?: string[];
+  /** The signed digest through which this one is allowed (index child, referrer, signature). */
+  parent?: string;
+  /** Roles that list the target with this digest. */
+  roles?: string[];
+  versions?: VersionMap;
+  expiries?: Record<string, string>;
+  /** Delegations skipped because they failed their checks. */
+  skipped?: Array<{ role: string; reason: FailureReason; message: string }>;
+  checkedAt: string;
+}
+
+export interface Verdict {
+  ok: boolean;
+  reason?: FailureReason;
+  message?: string;
+  /** `sha256:<hex>` of the signed manifest (for failures, when known). */
+  digest?: string;
+  length?: number;
+  role?: string;
+  signers: string[];
+  evidence: Evidence;
+  /** Until when the verdict may be relied on (earliest expiry of the data it rests on). */
+  expiresAtMs?: number;
+}
+
+interface Pin {
+  root: Buffer;
+  versions: VersionMap;
+}
+
+export interface VerifierOptions {
+  now?: () => number;
+  /** GUNs whose pins and parsed repositories are kept. */
+  maxRepos?: number;
+}
+
+export class Verifier {
+  private pins: BoundedMap<string, Pin>;
+  /** The last verified repository per GUN, reused until the trust data changes or expires. */
+  private repos: BoundedMap<string, VerifiedRepo>;
+  private loading = new Map<string, Promise<VerifiedRepo | VerifyFailure>>();
+  private generation = new Map<string, number>();
+  private now: () => number;
+
+  constructor(
+    readonly trust: TrustService,
+    opts: VerifierOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.pins = new BoundedMap(opts.maxRepos ?? 10_000);
+    this.repos = new BoundedMap(opts.maxRepos ?? 10_000);
+    trust.events.on('change', ({ gun, kind }) => {
+      this.generation.set(gun, (this.generation.get(gun) ?? 0) + 1);
+      this.repos.delete(gun);
+      // A deleted repository may be initialised again with new keys: forget its pin.
+      if (kind === 'deletion') this.pins.delete(gun);
+    });
+  }
+
+  /** The GUN's trust data, verified end to end; coalesced per GUN. */
+  repository(gun: string): Promise<VerifiedRepo | VerifyFailure> {
+    const cached = this.repos.get(gun);
+    if (cached && cached.expiresAtMs > this.now()) return Promise.resolve(cached);
+    const running = this.loading.get(gun);
+    if (running) return running;
+    const gen = this.generation.get(gun) ?? 0;
+    const p = this.load(gun)
+      .then((r) => {
+        if (r.ok && (this.generation.get(gun) ?? 0) === gen) this.repos.set(gun, r);
+        return r;
+      })
+      .finally(() => this.loading.delete(gun));
+    this.loading.set(gun, p);
+    return p;
+  }
+
+  private async load(gun: string): Promise<VerifiedRepo | VerifyFailure> {
+    let input;
+    try {
+      input = await this.read(gun);
+    } catch (e) {
+      return fail('unavailable', `trust data for ${gun} could not be read: ${(e as Error).message}`);
+    }
+    if ('ok' in input) return input;
+    const r = verifyRepository(input);
+    if (r.ok) this.pins.set(gun, { root: r.rootBytes, versions: { ...(this.pins.get(gun)?.versions ?? {}), ...r.versions } });
+    return r;
+  }
+
+  /** Fetches what a client fetches on pull, by the hash chain. */
+  private async read(gun: string) {
+    const tsFile = await this.trust.current(gun, 'timestamp');
+    const rootFile = await this.trust.current(gun, 'root');
+    if (!tsFile || !rootFile) return fail('no-trust-data', `${gun} has no trust data`);
+    const nowMs = this.now();
+    let ts: Metadata<TimestampBody>;
+    try {
+      ts = Metadata.parse<TimestampBody>('timestamp', tsFile.bytes);
+    } catch (e) {
+      return fail('malformed', `timestamp: ${(e as Error).message}`, 'timestamp');
+    }
+    const snapSha = metaSha256Hex(ts.body.meta.snapshot);
+    const snapFile = snapSha ? await this.trust.byChecksum(gun, 'snapshot', snapSha) : undefined;
+    if (!snapFile) return fail('missing-role', 'the snapshot the timestamp names is missing', 'snapshot');
+    let snap: Metadata<SnapshotBody>;
+    try {
+      snap = Metadata.parse<SnapshotBody>('snapshot', snapFile.bytes);
+    } catch (e) {
+      return fail('malformed', `snapshot: ${(e as Error).message}`, 'snapshot');
+    }
+    const roles = new Map<string, Buffer>();
+    for (const [role, fm] of Object.entries(snap.body.meta)) {
+      if (role === 'root') continue;
+      const sha = metaSha256Hex(fm);
+      const f = sha ? await this.trust.byChecksum(gun, role, sha) : undefined;
+      if (f) roles.set(role, f.bytes);
+    }
+    // Roots between the pinned one and the current one, each to be checked against the previous.
+    const pin = this.pins.get(gun);
+    const roots: Buffer[] = [];
+    if (pin && !pin.root.equals(rootFile.bytes)) {
+      const pinned = Metadata.parse('root', pin.root).version;
+      const current = Metadata.parse('root', rootFile.bytes).version;
+      for (let v = pinned + 1; v < current && v - pinned <= 1024; v++) {
+        const f = await this.trust.byVersion(gun, 'root', v);
+        if (f) roots.push(f.bytes);
+      }
+    }
+    roots.push(rootFile.bytes);
+    return {
+      gun,
+      ...(pin ? { trustedRoot: pin.root, lastVersions: pin.versions } : {}),
+      roots,
+      timestamp: tsFile.bytes,
+      snapshot: snapFile.bytes,
+      roles,
+      nowMs,
+    };
+  }
+
+  private evidence(gun: string, reference: string, extra: Partial<Evidence> = {}): Evidence {
+    return { gun, reference, checkedAt: new Date(this.now()).toISOString(), ...extra };
+  }
+
+  /** A failure as a verdict. */
+  failure(gun: string, reference: string, f: VerifyFailure, extra: Partial<Evidence> = {}): Verdict {
+    return { ok: false, reason: f.reason, message: f.message, ...(f.role ? { role: f.role } : {}), signers: [], evidence: this.evidence(gun, reference, extra) };
+  }
+
+  /** A resolved target as an allowing verdict. */
+  allow(gun: string, reference: string, t: ResolvedTarget, repo: VerifiedRepo, extra: Partial<Evidence> = {}): Verdict {
+    return {
+      ok: true,
+      digest: t.digest,
+      length: t.length,
+      role: t.role,
+      signers: t.signers,
+      expiresAtMs: t.expiresAtMs,
+      evidence: this.evidence(gun, reference, {
+        roles: t.roles,
+        versions: t.versions,
+        expiries: t.expiries,
+        ...(repo.skipped.length ? { skipped: repo.skipped } : {}),
+        ...extra,
+      }),
+    };
+  }
+
+  /** Which digest `tag` is signed as, under the requirement (docker's roles by default). */
+  async verifyTag(gun: string, tag: string, req: TargetRequirement = {}): Promise<Verdict> {
+    const repo = await this.repository(gun);
+    if (!repo.ok) return this.failure(gun, tag, repo);
+    const t = resolveTarget(repo, tag, req);
+    if (!t.ok) return { ...this.failure(gun, tag, t), expiresAtMs: repo.expiresAtMs };
+    return this.allow(gun, tag, t, repo, { via: 'tag' });
+  }
+
+  /** Whether `digest` is signed for some tag under the requirement. */
+  async verifyDigest(gun: string, digest: string, req: TargetRequirement = {}): Promise<Verdict> {
+    const repo = await this.repository(gun);
+    if (!repo.ok) return this.failure(gun, digest, repo);
+    const hits = targetsForDigest(repo, digest, req);
+    if (hits.length === 0) {
+      return { ...this.failure(gun, digest, fail('not-signed', `${digest} is not signed for any tag in ${(req.roles ?? ['targets/releases', 'targets']).join(', ')}`)), expiresAtMs: repo.expiresAtMs };
+    }
+    return this.allow(gun, digest, hits[0]!, repo, { via: 'digest', tags: hits.map((h) => h.name) });
+  }
+
+  /** Every digest signed for a tag, with its resolution (for index and referrer checks). */
+  async signedDigests(gun: string, req: TargetRequirement = {}): Promise<{ ok: true; repo: VerifiedRepo; digests: Map<string, ResolvedTarget> } | VerifyFailure> {
+    const repo = await this.repository(gun);
+    if (!repo.ok) return repo;
+    return { ok: true, repo, digests: signedDigests(repo, req) };
+  }
+}
