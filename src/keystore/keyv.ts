@@ -36,6 +36,9 @@ const META = 'keystore';
 const INDEX = 'index';
 const KEY_PREFIX = 'key:';
 
+/** Open keystores per PostgreSQL URL (see connect). */
+const pgUsers = new Map<string, number>();
+
 export interface KeyvKeyStoreOptions {
   /** `iterator` (default when the adapter has one) or `index`. */
   listing?: 'iterator' | 'index';
@@ -72,19 +75,39 @@ export class KeyvKeyStore implements KeyStore {
     u.searchParams.delete('namespace');
     const clean = u.toString();
     let store: unknown;
+    let disconnect: (kv: Keyv) => Promise<void> = (kv) => kv.disconnect();
     if (/^postgres(ql)?:$/.test(u.protocol)) {
       const { default: KeyvPostgres } = await import('@keyv/postgres');
       store = new KeyvPostgres({ uri: clean, table: 'trustgate_keys' });
+      // @keyv/postgres keeps one pool per process for a URI and ends it on any disconnect:
+      // count the users of a URI and end the pool with the last one.
+      pgUsers.set(clean, (pgUsers.get(clean) ?? 0) + 1);
+      disconnect = async (kv) => {
+        const n = (pgUsers.get(clean) ?? 1) - 1;
+        if (n > 0) return void pgUsers.set(clean, n);
+        pgUsers.delete(clean);
+        await kv.disconnect();
+      };
     } else if (/^rediss?:$/.test(u.protocol)) {
       const { default: KeyvRedis } = await import('@keyv/redis');
-      store = new KeyvRedis(clean, { throwOnConnectError: true, connectionTimeout: 10_000 });
+      const redis = new KeyvRedis(
+        // No offline queue: while Redis is unreachable, calls fail at once instead of waiting.
+        { url: clean, disableOfflineQueue: true, socket: { connectTimeout: 10_000, reconnectStrategy: (n: number) => Math.min(2 ** n * 100, 2000) } },
+        { throwOnConnectError: true, throwErrors: true, connectionTimeout: 10_000 },
+      );
+      // The client reports a lost connection as an 'error' event; calls fail and reconnection
+      // goes on, so the event itself must not crash the process.
+      redis.client.on('error', () => undefined);
+      store = redis;
+      // A graceful QUIT would wait for a server that may be gone; nothing is in flight at close.
+      disconnect = async () => {
+        if (redis.client.isOpen) await redis.disconnect(true);
+      };
     } else {
       throw new KeyStoreError('TRUSTGATE_KEYSTORE_URL must be a postgres:// or redis:// URL');
     }
     const kv = new Keyv({ store: store as never, namespace, throwOnErrors: true });
-    return KeyvKeyStore.open(kv, passphrase, opts, async () => {
-      await kv.disconnect();
-    });
+    return KeyvKeyStore.open(kv, passphrase, opts, () => disconnect(kv));
   }
 
   /** Opens the keystore in any keyv instance, creating the KDF parameters on first use. */
@@ -185,13 +208,23 @@ export class KeyvKeyStore implements KeyStore {
   private async allRecords(): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
     if (this.listing === 'iterator' && this.kv.iterator) {
-      await this.run(async () => {
-        for await (const [k, v] of this.kv.iterator!(this.kv.namespace)) {
-          if (typeof k !== 'string' || !k.startsWith(KEY_PREFIX) || !v) continue;
-          const { sealed: _sealed, ...rec } = v as KeyEntry;
-          if (ID_RE.test(rec.id) && k === KEY_PREFIX + rec.id) out.push(rec);
-        }
-      });
+      // Some adapters (@keyv/postgres) report a failed iteration only as an 'error' event and end
+      // it early: a partial listing must not pass for the whole one.
+      let failed: unknown;
+      const onError = (e: unknown) => (failed ??= e);
+      this.kv.on('error', onError);
+      try {
+        await this.run(async () => {
+          for await (const [k, v] of this.kv.iterator!(this.kv.namespace)) {
+            if (typeof k !== 'string' || !k.startsWith(KEY_PREFIX) || !v) continue;
+            const { sealed: _sealed, ...rec } = v as KeyEntry;
+            if (ID_RE.test(rec.id) && k === KEY_PREFIX + rec.id) out.push(rec);
+          }
+        });
+      } finally {
+        this.kv.off('error', onError);
+      }
+      if (failed !== undefined) throw backendError(failed);
       return out;
     }
     const ids = ((await this.run(() => this.kv.get(INDEX))) as string[] | undefined) ?? [];
