@@ -118,3 +118,14 @@ test('RSA keys sign with PSS and verify as rsapss; PKCS#1 v1.5 signatures verify
   assert.ok(verifySignature(r.key, msg, 'rsapkcs1v15', v15));
   assert.ok(!verifySignature(r.key, msg, 'ecdsa', pss));
 });
+
+test('a delegation emptied of keys (Go writes "keyids": null) parses; too few keys for the threshold does not', async () => {
+  const { checkDelegationList } = await import('../../src/core/tuf/metadata.js');
+  const body = { _type: 'Targets', version: 2, expires: '2099-01-01T00:00:00Z', targets: {}, delegations: { keys: {}, roles: [{ name: 'targets/releases', keyids: null, threshold: 1, paths: [''] }] } };
+  const md = Metadata.parse<TargetsBody>('targets', Buffer.from(JSON.stringify({ signed: body, signatures: [] })));
+  assert.deepEqual(md.body.delegations.roles[0]!.keyids, []);
+  assert.equal(checkDelegationList('targets', md.body.delegations), undefined);
+  const k = generateSigner('ecdsa');
+  const two = { keys: { [k.id]: k.key }, roles: [{ name: 'targets/qa', keyids: [k.id], threshold: 2 }] };
+  assert.match(checkDelegationList('targets', two) ?? '', /threshold 2 is larger than its 1 keys/);
+});

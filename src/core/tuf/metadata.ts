@@ -3,7 +3,7 @@
 // the generic parsed tree of `signed` (canonicalised for signature checks, so unknown signed
 // fields are covered), and a typed, validated view for the rules. Pure: no I/O.
 import { createHash } from 'node:crypto';
-import { canonicalBytes, parseJson, type JsonValue } from '../json/canonical.js';
+import { CanonicalJsonError, canonicalBytes, parseJson, type JsonValue } from '../json/canonical.js';
 import { keyId, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
@@ -87,9 +87,11 @@ function readFileMeta(v: unknown, what: string): FileMeta {
 
 function readRoleKeys(v: unknown, what: string): RoleKeys {
   need(isObj(v), `${what}: role is not an object`);
-  need(Array.isArray(v.keyids) && v.keyids.every((k) => typeof k === 'string'), `${what}: keyids must be strings`);
+  // Go writes a role whose last key was removed as `"keyids": null`.
+  const keyids = v.keyids ?? [];
+  need(Array.isArray(keyids) && keyids.every((k) => typeof k === 'string'), `${what}: keyids must be strings`);
   need(Number.isSafeInteger(v.threshold) && (v.threshold as number) >= 1, `${what}: threshold must be at least 1`);
-  return { keyids: v.keyids as string[], threshold: v.threshold as number };
+  return { keyids: keyids as string[], threshold: v.threshold as number };
 }
 
 /** Keys maps must hold each key under its own ID; a mismatch is an error, never skipped. */
@@ -288,7 +290,15 @@ export class Metadata<T extends RoleBody = RoleBody> {
    */
   verifyThreshold(keys: Record<string, TufKey>, role: RoleKeys, kind: ValidationErrorName): Set<string> {
     if (this.signatures.length === 0) throw new TufValidationError(kind, 'tuf: data has no signatures');
-    const valid = countValidSignatures(this.message(), this.signatures, keys, role.keyids);
+    let message: Buffer;
+    try {
+      message = this.message();
+    } catch (e) {
+      // e.g. a number beyond 2^53 or a fraction in `custom`: nothing can have signed it canonically.
+      if (e instanceof CanonicalJsonError) throw new TufValidationError(kind, `${this.role}: ${e.message}`);
+      throw e;
+    }
+    const valid = countValidSignatures(message, this.signatures, keys, role.keyids);
     if (valid.size < role.threshold) {
       throw new TufValidationError(kind, `valid signatures did not meet threshold for ${this.role}`);
     }
@@ -334,7 +344,9 @@ export function checkDelegationList(parent: string, d: Delegations): string | un
     if (!isDelegationName(r.name) || r.name.slice(0, r.name.lastIndexOf('/')) !== parent) {
       return `invalid delegation ${r.name}: must be a direct child of ${parent}`;
     }
-    if (r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
+    // A delegation with no keys is disabled (notary's `delegation remove` of the last key);
+    // one with some keys but fewer than its threshold could never sign: refuse that.
+    if (r.keyids.length > 0 && r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
     for (const id of r.keyids) if (!d.keys[id]) return `delegation ${r.name}: key ${id} is not in delegations.keys`;
   }
   return undefined;
