@@ -14,6 +14,7 @@ import { Metrics } from './notary/metrics.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
 import { TrustService } from './trust/service.js';
+import { createManagement, type Management } from './management/index.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
 
 export interface App {
@@ -29,6 +30,8 @@ export interface App {
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   /** The clock the trust service uses (tests move it). */
   now: () => number;
+  /** The key-management API under /api/v1 (tokens, audit log, pending changes). */
+  management: Management;
   close(): Promise<void>;
 }
 
@@ -71,6 +74,17 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
 
   const api = express();
   api.disable('x-powered-by');
+  const management = createManagement({
+    dataDir: config.dataDir,
+    trust,
+    keys,
+    log,
+    pendingTtlSeconds: config.pendingTtlSeconds,
+    gunPrefixes: config.gunPrefixes,
+    serverKeyAlgorithm: config.serverKeyAlgorithm,
+    ...(over.now ? { now: over.now } : {}),
+  });
+  api.use('/api/v1', management.router);
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
   const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
 
@@ -95,6 +109,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     api,
     listener,
     now: over.now ?? Date.now,
+    management,
     close: async () => {
       await store.close();
       await opened?.close();

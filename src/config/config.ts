@@ -28,6 +28,8 @@ export interface Config {
   auth?: RegistryAuthConfig;
   /** The verifying registry proxy (src/proxy/config.ts); runs only when TRUSTGATE_UPSTREAM is set. */
   proxy?: ProxyConfig;
+  /** TRUSTGATE_PENDING_TTL_SECONDS: how long a management-API change waits for m-of-n signatures. */
+  pendingTtlSeconds: number;
 }
 
 /** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
@@ -135,6 +137,7 @@ export function loadConfig(env: Env = process.env): Config {
     serverKeyAlgorithm: r.oneOf('TRUSTGATE_SERVER_KEY_ALGORITHM', 'ecdsa', ['ecdsa', 'ed25519', 'rsa'] as const),
     logLevel: r.oneOf('TRUSTGATE_LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
     keystore: r.oneOf('TRUSTGATE_KEYSTORE', 'file', ['file', 'pkcs11', 'keyv'] as const),
+    pendingTtlSeconds: r.int('TRUSTGATE_PENDING_TTL_SECONDS', 7 * 24 * 3600, 60, 365 * 24 * 3600),
   };
   keystoreAndAuthConfig(r, cfg);
   const proxy = readProxyConfig(merged);

@@ -1,0 +1,202 @@
+// The audit log: an append-only JSON Lines file in the data directory. Every entry carries the
+// hash of the entry before it (`prev`) and its own hash over its canonical JSON (`hash`), so an
+// edited, inserted or removed entry breaks the chain that `verify()` walks. The newest sequence
+// number and hash are also kept in a small head file, which catches a truncated tail; an
+// operator who wants protection against someone rewriting both should record `verify().head`
+// somewhere else (the verify endpoint returns it).
+//
+// Entries never carry secrets: the writer takes typed fields only, and callers pass IDs, names
+// and outcomes, never key bytes, passphrases or tokens.
+import { createHash } from 'node:crypto';
+import { appendFileSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { canonicalBytes } from '../core/json/canonical.js';
+
+export type AuditOutcome = 'success' | 'denied' | 'failure' | 'pending';
+
+export interface AuditActor {
+  /** Token ID, or `system` / `anonymous`. */
+  id: string;
+  name: string;
+}
+
+export interface AuditInput {
+  actor: AuditActor;
+  /** Dotted verb, e.g. `key.export`, `repository.create`, `auth.denied`. */
+  action: string;
+  outcome: AuditOutcome;
+  gun?: string;
+  role?: string;
+  keyId?: string;
+  /** Small, secret-free facts: versions, new key IDs, error codes, pending change IDs. */
+  detail?: Record<string, string | number | boolean | string[] | null>;
+}
+
+export interface AuditEntry extends AuditInput {
+  seq: number;
+  time: string;
+  /** Hash of the previous entry (64 zeros for the first). */
+  prev: string;
+  /** sha256 (hex) of the canonical JSON of this entry without `hash`. */
+  hash: string;
+}
+
+export interface AuditQuery {
+  gun?: string;
+  /** Token ID or token name. */
+  actor?: string;
+  action?: string;
+  since?: number;
+  until?: number;
+  limit?: number;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  entries: number;
+  head: { seq: number; hash: string };
+  /** First sequence number (1-based line) where the chain breaks. */
+  brokenAt?: number;
+  reason?: string;
+}
+
+export const GENESIS = '0'.repeat(64);
+
+export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
+  return createHash('sha256').update(canonicalBytes(e)).digest('hex');
+}
+
+/** The last line of a file without reading all of it. */
+function lastLine(path: string): string | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    let pos = size;
+    let tail = '';
+    while (pos > 0) {
+      const n = Math.min(64 * 1024, pos);
+      pos -= n;
+      const buf = Buffer.alloc(n);
+      readSync(fd, buf, 0, n, pos);
+      tail = buf.toString('utf8') + tail;
+      const lines = tail.split('\n').filter((l) => l.length > 0);
+      if (lines.length >= 2 || (pos === 0 && lines.length > 0)) return lines.at(-1);
+    }
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class AuditLog {
+  private seq = 0;
+  private last = GENESIS;
+  readonly path: string;
+  private headPath: string;
+
+  constructor(
+    dir: string,
+    private now: () => number = Date.now,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.path = join(dir, 'audit.jsonl');
+    this.headPath = join(dir, 'audit.head');
+    if (existsSync(this.path)) {
+      const line = lastLine(this.path);
+      if (line) {
+        try {
+          const e = JSON.parse(line) as AuditEntry;
+          this.seq = e.seq;
+          this.last = e.hash;
+        } catch {
+          // A damaged tail: keep appending after it; verify() reports the break.
+          this.seq = readFileSync(this.path, 'utf8').split('\n').filter(Boolean).length;
+          this.last = createHash('sha256').update(line).digest('hex');
+        }
+      }
+    }
+  }
+
+  append(input: AuditInput): AuditEntry {
+    const base: Omit<AuditEntry, 'hash'> = {
+      seq: this.seq + 1,
+      time: new Date(this.now()).toISOString(),
+      actor: { id: input.actor.id, name: input.actor.name },
+      action: input.action,
+      outcome: input.outcome,
+      ...(input.gun !== undefined ? { gun: input.gun } : {}),
+      ...(input.role !== undefined ? { role: input.role } : {}),
+      ...(input.keyId !== undefined ? { keyId: input.keyId } : {}),
+      ...(input.detail !== undefined ? { detail: input.detail } : {}),
+      prev: this.last,
+    };
+    const entry: AuditEntry = { ...base, hash: entryHash(base) };
+    appendFileSync(this.path, JSON.stringify(entry) + '\n', { mode: 0o600 });
+    this.seq = entry.seq;
+    this.last = entry.hash;
+    const tmp = `${this.headPath}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ seq: this.seq, hash: this.last }) + '\n', { mode: 0o600 });
+    renameSync(tmp, this.headPath);
+    return entry;
+  }
+
+  private readAll(): string[] {
+    if (!existsSync(this.path)) return [];
+    return readFileSync(this.path, 'utf8').split('\n').filter((l) => l.length > 0);
+  }
+
+  query(q: AuditQuery = {}): AuditEntry[] {
+    const out: AuditEntry[] = [];
+    for (const line of this.readAll()) {
+      let e: AuditEntry;
+      try {
+        e = JSON.parse(line) as AuditEntry;
+      } catch {
+        continue;
+      }
+      if (q.gun !== undefined && e.gun !== q.gun) continue;
+      if (q.actor !== undefined && e.actor.id !== q.actor && e.actor.name !== q.actor) continue;
+      if (q.action !== undefined && e.action !== q.action && !e.action.startsWith(`${q.action}.`)) continue;
+      const t = Date.parse(e.time);
+      if (q.since !== undefined && t < q.since) continue;
+      if (q.until !== undefined && t > q.until) continue;
+      out.push(e);
+    }
+    return q.limit !== undefined ? out.slice(-q.limit) : out;
+  }
+
+  /** Walks the whole chain: every hash recomputed, every `prev` linked, sequence unbroken, head matched. */
+  verify(): AuditVerifyResult {
+    const lines = this.readAll();
+    let prev = GENESIS;
+    let n = 0;
+    const fail = (reason: string): AuditVerifyResult => ({ ok: false, entries: lines.length, head: { seq: this.seq, hash: this.last }, brokenAt: n + 1, reason });
+    for (const line of lines) {
+      let e: AuditEntry;
+      try {
+        e = JSON.parse(line) as AuditEntry;
+      } catch {
+        return fail('entry is not JSON');
+      }
+      if (e.seq !== n + 1) return fail(`expected sequence number ${n + 1}, found ${e.seq}`);
+      if (e.prev !== prev) return fail('entry does not link to the previous entry');
+      const { hash, ...rest } = e;
+      if (entryHash(rest) !== hash) return fail('entry hash does not match its content');
+      prev = hash;
+      n++;
+    }
+    if (existsSync(this.headPath)) {
+      try {
+        const head = JSON.parse(readFileSync(this.headPath, 'utf8')) as { seq: number; hash: string };
+        if (head.seq !== n || head.hash !== prev) {
+          return { ok: false, entries: n, head: { seq: n, hash: prev }, brokenAt: n + 1, reason: `the log ends at entry ${n} but its head records entry ${head.seq}` };
+        }
+      } catch {
+        return { ok: false, entries: n, head: { seq: n, hash: prev }, brokenAt: n + 1, reason: 'head file is damaged' };
+      }
+    } else if (n > 0) {
+      return { ok: false, entries: n, head: { seq: n, hash: prev }, brokenAt: n + 1, reason: 'head file is missing' };
+    }
+    return { ok: true, entries: n, head: { seq: n, hash: prev } };
+  }
+}

@@ -1,0 +1,66 @@
+// Bearer-token guard for the management API: 401 without a valid token (with a Bearer
+// challenge), 403 when the token's scopes do not cover the action. Every refusal of a presented
+// token is written to the audit log; the token itself never is, nor is it logged.
+import type { NextFunction, Request, Response } from 'express';
+import type { AuditLog } from '../audit/log.js';
+import { ApiError } from '../management/errors.js';
+import { allows, type Permission, type Scope, type TokenStore } from './tokens.js';
+
+export interface Actor {
+  id: string;
+  name: string;
+  scopes: Scope[];
+  keyIds: string[];
+}
+
+export const SYSTEM_ACTOR: Actor = { id: 'system', name: 'system', scopes: ['admin'], keyIds: [] };
+
+export const CHALLENGE = 'Bearer realm="trustgate", error="invalid_token"';
+
+/** The authenticated actor of a request (set by `authenticate`). */
+export function actorOf(res: Response): Actor {
+  const a = res.locals.actor as Actor | undefined;
+  if (!a) throw new ApiError(401, 'UNAUTHORIZED', 'a bearer token is required');
+  return a;
+}
+
+export function isAdmin(a: Actor): boolean {
+  return a.scopes.includes('admin');
+}
+
+export function authenticate(tokens: TokenStore, audit: AuditLog) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const header = req.headers.authorization;
+    if (!header) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="trustgate"');
+      return next(new ApiError(401, 'UNAUTHORIZED', 'a bearer token is required'));
+    }
+    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    const rec = m ? tokens.authenticate(m[1]!) : undefined;
+    if (!rec) {
+      audit.append({
+        actor: { id: 'anonymous', name: 'anonymous' },
+        action: 'auth.denied',
+        outcome: 'denied',
+        detail: { reason: m ? 'unknown or expired token' : 'malformed Authorization header', method: req.method, path: req.path },
+      });
+      res.setHeader('WWW-Authenticate', CHALLENGE);
+      return next(new ApiError(401, 'UNAUTHORIZED', 'the bearer token is not valid'));
+    }
+    res.locals.actor = { id: rec.id, name: rec.name, scopes: rec.scopes, keyIds: rec.keyIds ?? [] } satisfies Actor;
+    next();
+  };
+}
+
+/** Throws 403 (and audits the refusal) unless the actor may `perm` (on `gun`). */
+export function authorize(audit: AuditLog, actor: Actor, perm: Permission, gun: string | undefined, action: string): void {
+  if (allows(actor.scopes, perm, gun)) return;
+  audit.append({
+    actor: { id: actor.id, name: actor.name },
+    action: 'auth.denied',
+    outcome: 'denied',
+    ...(gun !== undefined ? { gun } : {}),
+    detail: { attempted: action, needs: perm },
+  });
+  throw new ApiError(403, 'FORBIDDEN', gun !== undefined ? `this token may not ${perm === 'admin' ? 'administer' : perm} ${gun}` : `this action needs the ${perm} scope`);
+}

@@ -1,0 +1,201 @@
+// Management API bearer tokens. A token is `tgt_` + 32 random bytes (base64url); only its
+// sha256 is stored, in `<dataDir>/tokens.json` (0600). Scopes:
+//   admin               everything
+//   signer:<pattern>    read, and sign targets and delegations, in repositories the pattern matches
+//   reader[:<pattern>]  read (all repositories, or those the pattern matches)
+// A signer token may also name keystore key IDs (`keyIds`) it may sign with; without them it can
+// only upload signatures made elsewhere. Admin tokens may sign with every key the server holds.
+//
+// GUN patterns are fully anchored and match segment by segment: `*` matches any run of
+// characters inside one path segment (never `/`), a segment that is exactly `**` matches one or
+// more whole segments. Nothing else is special; there is no normalisation, and GUNs that are not
+// valid (`..`, empty segments) never reach the matcher.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isValidGun } from '../core/tuf/gun.js';
+
+export type Scope = 'admin' | 'reader' | `reader:${string}` | `signer:${string}`;
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  scopes: Scope[];
+  /** Keystore key IDs a signer token may sign with. */
+  keyIds?: string[];
+  /** sha256 (hex) of the token string. */
+  hash: string;
+  createdAt: string;
+  createdBy: string;
+  expiresAt?: string;
+}
+
+export type TokenInfo = Omit<TokenRecord, 'hash'>;
+
+interface TokenFile {
+  version: 1;
+  tokens: TokenRecord[];
+}
+
+const PATTERN_SEGMENT = /^(?:\*\*|[A-Za-z0-9._:@*-]+)$/;
+
+export class ScopeError extends Error {
+  override name = 'ScopeError';
+}
+
+/** Checks a GUN pattern: `/`-separated segments of GUN characters and `*`, or `**` alone. */
+export function validatePattern(pattern: string): void {
+  if (pattern.length === 0 || pattern.length > 255) throw new ScopeError('a GUN pattern must be 1 to 255 characters');
+  for (const seg of pattern.split('/')) {
+    if (!PATTERN_SEGMENT.test(seg)) throw new ScopeError(`invalid GUN pattern segment ${JSON.stringify(seg)}`);
+    if (seg.includes('**') && seg !== '**') throw new ScopeError('`**` must be a whole path segment');
+    if (seg.includes('..')) throw new ScopeError('GUN patterns must not contain `..`');
+  }
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The anchored regular expression of a pattern. */
+export function patternRegExp(pattern: string): RegExp {
+  validatePattern(pattern);
+  const parts = pattern.split('/').map((seg) => (seg === '**' ? '[^/]+(?:/[^/]+)*' : seg.split('*').map(escapeRe).join('[^/]*')));
+  return new RegExp(`^${parts.join('/')}$`);
+}
+
+export function matchGun(pattern: string, gun: string): boolean {
+  return patternRegExp(pattern).test(gun);
+}
+
+export function validateScope(s: string): Scope {
+  if (s === 'admin' || s === 'reader') return s;
+  const m = /^(reader|signer):(.+)$/.exec(s);
+  if (!m) throw new ScopeError(`unknown scope ${JSON.stringify(s)}: use admin, reader, reader:<pattern> or signer:<pattern>`);
+  validatePattern(m[2]!);
+  return s as Scope;
+}
+
+export type Permission = 'admin' | 'sign' | 'read';
+
+/** Whether scopes grant `perm` (on `gun`, for sign and read). Admin needs the `admin` scope. */
+export function allows(scopes: readonly Scope[], perm: Permission, gun?: string): boolean {
+  if (scopes.includes('admin')) return true;
+  if (gun !== undefined && !isValidGun(gun)) return false; // `..` and friends never match a pattern
+  if (perm === 'admin') return false;
+  for (const s of scopes) {
+    if (s === 'reader') {
+      if (perm === 'read') return true;
+      continue;
+    }
+    const i = s.indexOf(':');
+    const kind = s.slice(0, i);
+    const pattern = s.slice(i + 1);
+    if (gun === undefined || !matchGun(pattern, gun)) continue;
+    if (kind === 'signer') return true;
+    if (kind === 'reader' && perm === 'read') return true;
+  }
+  return false;
+}
+
+export const hashToken = (token: string) => createHash('sha256').update(token, 'utf8').digest('hex');
+
+export function newTokenString(): string {
+  return `tgt_${randomBytes(32).toString('base64url')}`;
+}
+
+export class TokenStore {
+  private tokens: TokenRecord[] = [];
+  readonly path: string;
+
+  constructor(
+    dir: string,
+    private now: () => number = Date.now,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.path = join(dir, 'tokens.json');
+    if (existsSync(this.path)) this.tokens = (JSON.parse(readFileSync(this.path, 'utf8')) as TokenFile).tokens;
+  }
+
+  private save(): void {
+    const tmp = `${this.path}.${randomBytes(4).toString('hex')}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, tokens: this.tokens } satisfies TokenFile, null, 2) + '\n', { mode: 0o600 });
+    renameSync(tmp, this.path);
+  }
+
+  get size(): number {
+    return this.tokens.length;
+  }
+
+  /** Makes a token; the returned `token` string is the only copy of the secret. */
+  create(opts: { name: string; scopes: Scope[]; keyIds?: string[]; expiresInSeconds?: number; createdBy: string }): { token: string; info: TokenInfo } {
+    const token = newTokenString();
+    const rec: TokenRecord = {
+      id: randomBytes(8).toString('hex'),
+      name: opts.name,
+      scopes: [...opts.scopes],
+      ...(opts.keyIds && opts.keyIds.length ? { keyIds: [...opts.keyIds] } : {}),
+      hash: hashToken(token),
+      createdAt: new Date(this.now()).toISOString(),
+      createdBy: opts.createdBy,
+      ...(opts.expiresInSeconds ? { expiresAt: new Date(this.now() + opts.expiresInSeconds * 1000).toISOString() } : {}),
+    };
+    this.tokens.push(rec);
+    this.save();
+    return { token, info: TokenStore.info(rec) };
+  }
+
+  static info(rec: TokenRecord): TokenInfo {
+    const { hash: _hash, ...info } = rec;
+    return info;
+  }
+
+  /** The record of a presented token, if it exists and has not expired. */
+  authenticate(token: string): TokenRecord | undefined {
+    if (!/^tgt_[A-Za-z0-9_-]{43}$/.test(token)) return undefined;
+    const h = Buffer.from(hashToken(token), 'hex');
+    const rec = this.tokens.find((t) => timingSafeEqual(Buffer.from(t.hash, 'hex'), h));
+    if (!rec) return undefined;
+    if (rec.expiresAt && Date.parse(rec.expiresAt) <= this.now()) return undefined;
+    return rec;
+  }
+
+  list(): TokenInfo[] {
+    return this.tokens.map(TokenStore.info);
+  }
+
+  get(id: string): TokenInfo | undefined {
+    const rec = this.tokens.find((t) => t.id === id);
+    return rec && TokenStore.info(rec);
+  }
+
+  /** Tokens that still grant admin (not expired). */
+  activeAdmins(): TokenInfo[] {
+    return this.tokens.filter((t) => t.scopes.includes('admin') && !(t.expiresAt && Date.parse(t.expiresAt) <= this.now())).map(TokenStore.info);
+  }
+
+  revoke(id: string): boolean {
+    const n = this.tokens.length;
+    this.tokens = this.tokens.filter((t) => t.id !== id);
+    if (this.tokens.length === n) return false;
+    this.save();
+    return true;
+  }
+}
+
+export interface BootstrapResult {
+  /** The new admin token, only when one was created. */
+  token?: string;
+  info?: TokenInfo;
+  file?: string;
+}
+
+/**
+ * On first start (no tokens at all), creates an admin token and writes it to
+ * `<dataDir>/admin-token` (0600, never overwritten). The caller logs where it is, never what it is.
+ */
+export function bootstrapAdminToken(store: TokenStore, dataDir: string): BootstrapResult {
+  if (store.size > 0) return {};
+  const { token, info } = store.create({ name: 'initial-admin', scopes: ['admin'], createdBy: 'system' });
+  const file = join(dataDir, 'admin-token');
+  writeFileSync(file, token + '\n', { mode: 0o600, flag: 'w' });
+  return { token, info, file };
+}

@@ -1,0 +1,58 @@
+// Wires the management API: tokens (with the first-start admin token), the audit log, pending
+// changes and the service, all kept in the data directory, and the `/api/v1` router.
+import type express from 'express';
+import { AuditLog } from '../audit/log.js';
+import { TokenStore, bootstrapAdminToken } from '../auth/tokens.js';
+import type { Algorithm } from '../core/crypto/signer.js';
+import type { KeyStore } from '../keystore/types.js';
+import type { Logger } from '../log.js';
+import type { TrustService } from '../trust/service.js';
+import { PendingStore } from './pending.js';
+import { createManagementRouter } from './router.js';
+import { ManagementService } from './service.js';
+
+export interface ManagementDeps {
+  dataDir: string;
+  trust: TrustService;
+  keys: KeyStore;
+  log: Logger;
+  now?: () => number;
+  pendingTtlSeconds?: number;
+  gunPrefixes?: string[];
+  serverKeyAlgorithm?: Algorithm;
+  /** Where the one-time admin token is shown besides its file; default: stderr when it is a terminal. */
+  announce?: (text: string) => void;
+}
+
+export interface Management {
+  service: ManagementService;
+  tokens: TokenStore;
+  audit: AuditLog;
+  pending: PendingStore;
+  router: express.Router;
+}
+
+export const DEFAULT_PENDING_TTL_SECONDS = 7 * 24 * 3600;
+
+export function createManagement(d: ManagementDeps): Management {
+  const now = d.now ?? Date.now;
+  const tokens = new TokenStore(d.dataDir, now);
+  const audit = new AuditLog(d.dataDir, now);
+  const pending = new PendingStore(d.dataDir, now);
+  const boot = bootstrapAdminToken(tokens, d.dataDir);
+  if (boot.token) {
+    audit.append({ actor: { id: 'system', name: 'system' }, action: 'token.create', outcome: 'success', detail: { tokenId: boot.info!.id, name: boot.info!.name, scopes: boot.info!.scopes } });
+    // The token itself is never logged: it is in a 0600 file, and shown on an interactive terminal.
+    d.log('warn', 'created the initial admin token for the management API: read it from the file, keep it safe, then delete the file', { file: boot.file, tokenId: boot.info!.id });
+    const announce = d.announce ?? (process.stderr.isTTY ? (t: string) => process.stderr.write(t) : undefined);
+    announce?.(`\ntrustgate: initial admin token (shown once, also in ${boot.file}):\n\n  ${boot.token}\n\n`);
+  }
+  const service = new ManagementService(d.trust, d.keys, pending, audit, {
+    now,
+    pendingTtlMs: (d.pendingTtlSeconds ?? DEFAULT_PENDING_TTL_SECONDS) * 1000,
+    ...(d.serverKeyAlgorithm ? { serverKeyAlgorithm: d.serverKeyAlgorithm } : {}),
+    ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
+    log: d.log,
+  });
+  return { service, tokens, audit, pending, router: createManagementRouter({ service, tokens, audit, log: d.log }) };
+}

@@ -1,0 +1,438 @@
+// HTTP edge of the management API (`/api/v1`): one declarative route table (method, OpenAPI
+// path, permission, request schema, handler). The router authenticates, checks the GUN and the
+// token's scope, validates the body against the schema in api/, calls the service, and maps
+// errors to `{"error":{"code","message"}}`. Tests compare this table with openapi.yaml.
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { AuditLog } from '../audit/log.js';
+import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/guard.js';
+import { ScopeError, allows, validateScope, type Permission, type Scope, type TokenStore } from '../auth/tokens.js';
+import type { Algorithm } from '../core/crypto/signer.js';
+import type { Logger } from '../log.js';
+import { ApiError, badRequest, conflict, errorBody, notFound, toApiError } from './errors.js';
+import { RequestValidator } from './schemas.js';
+import { parseDuration, type ChangeResult, type ManagementService, type OfflineKeyInput } from './service.js';
+
+export interface Ctx {
+  req: Request;
+  res: Response;
+  actor: Actor;
+  params: Record<string, string>;
+  query: Record<string, string | undefined>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+}
+
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+export interface Route {
+  method: 'get' | 'post' | 'put' | 'delete';
+  /** The OpenAPI path template, relative to /api/v1. */
+  path: string;
+  /** `any`: authenticated; checks that need the loaded object happen in the handler. */
+  perm: Permission | 'any';
+  /** Request body schema in api/ (`file.json#/$defs/Name`). */
+  body?: string;
+  /** Verb recorded when the scope check refuses the request. */
+  action: string;
+  handler(c: Ctx): Promise<Reply>;
+}
+
+export interface RouterDeps {
+  service: ManagementService;
+  tokens: TokenStore;
+  audit: AuditLog;
+  log: Logger;
+  validator?: RequestValidator;
+}
+
+const changeReply = (r: ChangeResult & Record<string, unknown>): Reply => ({ status: r.status === 'published' ? 200 : 202, body: r });
+
+function intParam(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw badRequest('INVALID_REQUEST', `${name} must be a whole number from ${min} to ${max}`);
+  return Number(v);
+}
+
+function timeParam(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw badRequest('INVALID_REQUEST', `${name} must be an RFC 3339 time`);
+  return t;
+}
+
+export function routes(d: RouterDeps): Route[] {
+  const s = d.service;
+  const readable = (a: Actor) => (gun: string) => allows(a.scopes, 'read', gun);
+  return [
+    {
+      method: 'get',
+      path: '/whoami',
+      perm: 'any',
+      action: 'whoami',
+      handler: async ({ actor }) => ({ status: 200, body: { id: actor.id, name: actor.name, scopes: actor.scopes, keyIds: actor.keyIds } }),
+    },
+    // Repositories
+    {
+      method: 'get',
+      path: '/repositories',
+      perm: 'any',
+      action: 'repository.list',
+      handler: async ({ actor }) => ({ status: 200, body: { repositories: await s.listRepositories(readable(actor)) } }),
+    },
+    {
+      method: 'post',
+      path: '/repositories',
+      perm: 'admin',
+      body: 'repositories.json#/$defs/CreateRepositoryRequest',
+      action: 'repository.create',
+      handler: async ({ actor, body }) => {
+        if (body.algorithm === 'ed25519') throw badRequest('UNSUPPORTED_KEY', 'root keys must be ecdsa or rsa');
+        return { status: 201, body: await s.createRepository(actor, body) };
+      },
+    },
+    {
+      method: 'get',
+      path: '/repositories/{gun}',
+      perm: 'read',
+      action: 'repository.inspect',
+      handler: async ({ params }) => ({ status: 200, body: await s.inspect(params.gun!) }),
+    },
+    {
+      method: 'delete',
+      path: '/repositories/{gun}',
+      perm: 'admin',
+      action: 'repository.delete',
+      handler: async ({ actor, params, query }) => {
+        if (query.keys !== undefined && query.keys !== 'keep' && query.keys !== 'delete') throw badRequest('INVALID_REQUEST', 'keys must be keep or delete');
+        return { status: 200, body: await s.deleteRepository(actor, params.gun!, query.keys === 'delete') };
+      },
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/root',
+      perm: 'admin',
+      body: 'repositories.json#/$defs/UploadRootRequest',
+      action: 'root.upload',
+      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.uploadRoot(actor, params.gun!, body.root) }),
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/resign',
+      perm: 'sign',
+      body: 'repositories.json#/$defs/ResignRequest',
+      action: 'repository.resign',
+      handler: async ({ actor, params, body }) => {
+        if ((body.roles ?? []).includes('root') && !isAdmin(actor)) throw new ApiError(403, 'FORBIDDEN', 're-signing root needs the admin scope');
+        const r = await s.resign(actor, params.gun!, {
+          ...(body.roles ? { roles: body.roles } : {}),
+          ...(body.within ? { withinMs: parseDuration(body.within) } : {}),
+          ...(body.signWith ? { signWith: body.signWith } : {}),
+          ...(body.offlineRootKey ? { offlineRootKey: body.offlineRootKey } : {}),
+        });
+        return { status: 200, body: r };
+      },
+    },
+    // Keys
+    {
+      method: 'get',
+      path: '/repositories/{gun}/keys',
+      perm: 'read',
+      action: 'key.list',
+      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, keys: await s.listKeys(params.gun!) } }),
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/keys/import',
+      perm: 'admin',
+      body: 'keys.json#/$defs/ImportKeyRequest',
+      action: 'key.import',
+      handler: async ({ actor, params, body }) => {
+        const r = await s.importKey(actor, params.gun!, body);
+        return r.status === 'stored' ? { status: 201, body: r } : changeReply(r as ChangeResult & Record<string, unknown>);
+      },
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/keys/{role}/rotate',
+      perm: 'admin',
+      body: 'keys.json#/$defs/RotateKeyRequest',
+      action: 'key.rotate',
+      handler: async ({ actor, params, body }) => changeReply(await s.rotateKey(actor, params.gun!, params.role!, body)),
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/keys/{keyId}/export',
+      perm: 'admin',
+      body: 'keys.json#/$defs/ExportKeyRequest',
+      action: 'key.export',
+      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.exportKey(actor, params.gun!, params.keyId!, body.passphrase) }),
+    },
+    {
+      method: 'delete',
+      path: '/repositories/{gun}/keys/{keyId}',
+      perm: 'admin',
+      body: 'keys.json#/$defs/DeleteKeyRequest',
+      action: 'key.delete',
+      handler: async ({ actor, params, body }) => changeReply(await s.deleteKey(actor, params.gun!, params.keyId!, body as { offlineRootKey?: OfflineKeyInput })),
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/roles/{role}/keys',
+      perm: 'admin',
+      body: 'keys.json#/$defs/AddRoleKeyRequest',
+      action: 'role.key.add',
+      handler: async ({ actor, params, body }) => changeReply(await s.addRoleKey(actor, params.gun!, params.role!, body)),
+    },
+    {
+      method: 'put',
+      path: '/repositories/{gun}/roles/{role}/threshold',
+      perm: 'admin',
+      body: 'keys.json#/$defs/ThresholdRequest',
+      action: 'role.threshold',
+      handler: async ({ actor, params, body }) => changeReply(await s.setThreshold(actor, params.gun!, params.role!, body) as ChangeResult & Record<string, unknown>),
+    },
+    // Delegations and signers
+    {
+      method: 'get',
+      path: '/repositories/{gun}/delegations',
+      perm: 'read',
+      action: 'delegation.list',
+      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, delegations: await s.listDelegations(params.gun!) } }),
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/delegations',
+      perm: 'admin',
+      body: 'delegations.json#/$defs/AddDelegationRequest',
+      action: 'delegation.add',
+      handler: async ({ actor, params, body }) => changeReply(await s.addDelegation(actor, params.gun!, body as { role: string; algorithm?: Algorithm })),
+    },
+    {
+      method: 'delete',
+      path: '/repositories/{gun}/delegations/{role}',
+      perm: 'admin',
+      action: 'delegation.remove',
+      handler: async ({ actor, params }) => changeReply(await s.removeDelegation(actor, params.gun!, params.role!) as ChangeResult & Record<string, unknown>),
+    },
+    {
+      method: 'get',
+      path: '/repositories/{gun}/signers',
+      perm: 'read',
+      action: 'signer.list',
+      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, signers: await s.listSigners(params.gun!) } }),
+    },
+    {
+      method: 'post',
+      path: '/repositories/{gun}/signers',
+      perm: 'admin',
+      body: 'delegations.json#/$defs/AddSignerRequest',
+      action: 'signer.add',
+      handler: async ({ actor, params, body }) => changeReply(await s.addSigner(actor, params.gun!, body)),
+    },
+    {
+      method: 'delete',
+      path: '/repositories/{gun}/signers/{name}',
+      perm: 'admin',
+      action: 'signer.remove',
+      handler: async ({ actor, params }) => changeReply(await s.removeSigner(actor, params.gun!, params.name!) as ChangeResult & Record<string, unknown>),
+    },
+    // Tags
+    {
+      method: 'post',
+      path: '/repositories/{gun}/tags',
+      perm: 'sign',
+      body: 'tags.json#/$defs/AddTagRequest',
+      action: 'tag.add',
+      handler: async ({ actor, params, body }) => changeReply(await s.addTag(actor, params.gun!, body)),
+    },
+    {
+      method: 'delete',
+      path: '/repositories/{gun}/tags/{tag}',
+      perm: 'sign',
+      action: 'tag.remove',
+      handler: async ({ actor, params, query }) =>
+        changeReply((await s.removeTag(actor, params.gun!, params.tag!, { ...(query.role !== undefined ? { role: query.role } : {}) })) as ChangeResult & Record<string, unknown>),
+    },
+    // Pending changes
+    {
+      method: 'get',
+      path: '/pending',
+      perm: 'any',
+      action: 'pending.list',
+      handler: async ({ actor, query }) => ({ status: 200, body: { pending: await s.listPending(readable(actor), query.gun) } }),
+    },
+    {
+      method: 'get',
+      path: '/pending/{id}',
+      perm: 'any',
+      action: 'pending.get',
+      handler: async ({ actor, params }) => {
+        const p = await s.getPending(params.id!);
+        authorize(d.audit, actor, 'read', p.gun, 'pending.get');
+        return { status: 200, body: s.viewPending(p) };
+      },
+    },
+    {
+      method: 'post',
+      path: '/pending/{id}/signatures',
+      perm: 'any',
+      body: 'pending.json#/$defs/SignPendingRequest',
+      action: 'pending.sign',
+      handler: async ({ actor, params, body }) => {
+        const p = await s.getPending(params.id!);
+        authorize(d.audit, actor, 'sign', p.gun, 'pending.sign');
+        return { status: 200, body: await s.signPending(actor, params.id!, body) };
+      },
+    },
+    {
+      method: 'delete',
+      path: '/pending/{id}',
+      perm: 'any',
+      action: 'pending.cancel',
+      handler: async ({ actor, params }) => {
+        const p = await s.getPending(params.id!);
+        authorize(d.audit, actor, 'sign', p.gun, 'pending.cancel');
+        return { status: 200, body: await s.cancelPending(actor, params.id!) };
+      },
+    },
+    // Expiry
+    {
+      method: 'get',
+      path: '/expiring',
+      perm: 'any',
+      action: 'expiring.list',
+      handler: async ({ actor, query }) => ({ status: 200, body: await s.expiring(parseDuration(query.within ?? '30d'), readable(actor)) }),
+    },
+    // Tokens
+    {
+      method: 'get',
+      path: '/tokens',
+      perm: 'admin',
+      action: 'token.list',
+      handler: async () => ({ status: 200, body: { tokens: d.tokens.list() } }),
+    },
+    {
+      method: 'post',
+      path: '/tokens',
+      perm: 'admin',
+      body: 'tokens.json#/$defs/CreateTokenRequest',
+      action: 'token.create',
+      handler: async ({ actor, body }) => {
+        let scopes: Scope[];
+        try {
+          scopes = (body.scopes as string[]).map(validateScope);
+        } catch (e) {
+          if (e instanceof ScopeError) throw badRequest('INVALID_REQUEST', e.message);
+          throw e;
+        }
+        for (const id of (body.keyIds ?? []) as string[]) {
+          if (!(await s.keys.get(id))) throw notFound('KEY_NOT_FOUND', `the server holds no key ${id}`);
+        }
+        const { token, info } = d.tokens.create({
+          name: body.name,
+          scopes,
+          ...(body.keyIds ? { keyIds: body.keyIds } : {}),
+          ...(body.expiresInSeconds ? { expiresInSeconds: body.expiresInSeconds } : {}),
+          createdBy: actor.id,
+        });
+        d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'token.create', outcome: 'success', detail: { tokenId: info.id, name: info.name, scopes: info.scopes } });
+        return { status: 201, body: { token, info } };
+      },
+    },
+    {
+      method: 'delete',
+      path: '/tokens/{id}',
+      perm: 'admin',
+      action: 'token.revoke',
+      handler: async ({ actor, params }) => {
+        const t = d.tokens.get(params.id!);
+        if (!t) throw notFound('NOT_FOUND', `no token ${params.id}`);
+        const admins = d.tokens.activeAdmins();
+        if (admins.length === 1 && admins[0]!.id === t.id) throw conflict('LAST_ADMIN_TOKEN', 'this is the last admin token: create another admin token first');
+        d.tokens.revoke(t.id);
+        d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'token.revoke', outcome: 'success', detail: { tokenId: t.id, name: t.name } });
+        return { status: 200, body: { id: t.id, revoked: true } };
+      },
+    },
+    // Audit
+    {
+      method: 'get',
+      path: '/audit',
+      perm: 'admin',
+      action: 'audit.query',
+      handler: async ({ query }) => {
+        const since = timeParam(query.since, 'since');
+        const until = timeParam(query.until, 'until');
+        const limit = intParam(query.limit, 'limit', 1, 100000);
+        const entries = d.audit.query({
+          ...(query.gun !== undefined ? { gun: query.gun } : {}),
+          ...(query.actor !== undefined ? { actor: query.actor } : {}),
+          ...(query.action !== undefined ? { action: query.action } : {}),
+          ...(since !== undefined ? { since } : {}),
+          ...(until !== undefined ? { until } : {}),
+          ...(limit !== undefined ? { limit } : {}),
+        });
+        return { status: 200, body: { entries } };
+      },
+    },
+    {
+      method: 'get',
+      path: '/audit/verify',
+      perm: 'admin',
+      action: 'audit.verify',
+      handler: async () => ({ status: 200, body: d.audit.verify() }),
+    },
+  ];
+}
+
+/** `/repositories/{gun}` → `/repositories/:gun` (express 5 uses braces for optional parts). */
+export const expressPath = (p: string) => p.replace(/\{(\w+)\}/g, ':$1');
+
+export function createManagementRouter(d: RouterDeps): express.Router {
+  const validator = d.validator ?? new RequestValidator();
+  const router = express.Router();
+  const table = routes(d);
+  // Only paths of the table are claimed; anything else under /api/v1 (e.g. the registry token
+  // endpoint another module serves) passes through untouched.
+  const owned = table.map((r) => new RegExp(`^${r.path.replace(/\{\w+\}/g, '[^/]+')}/?$`));
+  router.use((req, res, next) => {
+    if (!owned.some((re) => re.test(req.path))) return next('router');
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  router.use(authenticate(d.tokens, d.audit));
+  router.use(express.json({ limit: '1mb' }));
+  for (const r of table) {
+    router[r.method](expressPath(r.path), (req: Request, res: Response, next: NextFunction) => {
+      (async () => {
+        const actor = actorOf(res);
+        const params = Object.fromEntries(Object.entries(req.params as Record<string, string>).map(([k, v]) => [k, String(v)]));
+        if (params.gun !== undefined) d.service.checkGun(params.gun);
+        if (r.perm !== 'any') authorize(d.audit, actor, r.perm, params.gun, r.action);
+        const body = req.body === undefined ? {} : req.body;
+        if (r.body) validator.check(r.body, body);
+        else if (req.body !== undefined && Object.keys(req.body as object).length > 0) throw badRequest('INVALID_REQUEST', 'this endpoint takes no request body');
+        const query: Record<string, string | undefined> = {};
+        for (const [k, v] of Object.entries(req.query as Record<string, unknown>)) if (typeof v === 'string') query[k] = v;
+        const reply = await r.handler({ req, res, actor, params, query, body });
+        res.status(reply.status).json(reply.body);
+      })().catch(next);
+    });
+  }
+  router.use((_req: Request, _res: Response, next: NextFunction) => next(notFound('NOT_FOUND', 'no such endpoint (or not with this method)')));
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    let e: ApiError;
+    const t = (err as { type?: string }).type;
+    if (t === 'entity.parse.failed') e = badRequest('INVALID_JSON', 'the request body is not valid JSON');
+    else if (t === 'entity.too.large') e = new ApiError(413, 'PAYLOAD_TOO_LARGE', 'the request body is too large');
+    else if (t !== undefined && (err as { status?: number }).status === 415) e = new ApiError(400, 'INVALID_REQUEST', 'unsupported request encoding');
+    else e = toApiError(err);
+    if (e.status >= 500) d.log('error', 'management API error', { error: (err as Error).message });
+    res.status(e.status).json(errorBody(e));
+  });
+  return router;
+}
