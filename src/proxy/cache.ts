@@ -58,7 +58,7 @@ export class VerdictCache {
   }
 
   private fullKey(gun: string, key: string): string {
-    return `${gun}\n${key}`;
+    return `${gun}|${key}`;
   }
 
   /**

@@ -129,12 +129,14 @@ export function ruleFor(policy: Policy, repo: string): Rule {
 }
 
 /**
- * The requirement a pull is checked against: the policy's, or by default the sign-on-push role
- * (so what the proxy signs is what it serves), then docker's `targets/releases` and `targets`.
+ * The requirement a pull is checked against: the policy's, or by default docker's
+ * `targets/releases` then `targets`, preceded by the sign-on-push role when it is another
+ * delegation (so what the proxy signs is what it serves).
  */
 export function requirementFor(rule: Rule): TargetRequirement {
   if (rule.require.roles?.length) return rule.require;
-  const roles = [...new Set([...(rule.signOnPush ? [rule.signOnPush] : []), ...DEFAULT_ROLES])];
+  const own = rule.signOnPush && !DEFAULT_ROLES.includes(rule.signOnPush) ? [rule.signOnPush] : [];
+  const roles = [...own, ...DEFAULT_ROLES];
   return { ...rule.require, roles };
 }
 

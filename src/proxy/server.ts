@@ -302,7 +302,7 @@ export class RegistryProxy {
     } else if (isDigest) {
       verdict = await this.decideDigest(ctx, ref, require);
     } else {
-      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}\n${reqKey(require)}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
+      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${reqKey(require)}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
     }
     if (!verdict.ok && rule.cosign && this.opts.cosign && verdict.reason !== 'unavailable') {
       verdict = await this.opts.cosign.verify({ gun: ctx.gun, repository: ctx.repo, reference: ref }).catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
@@ -421,7 +421,7 @@ export class RegistryProxy {
    * artifact whose `subject` is allowed (a referrer: signature, SBOM, attestation). Cached.
    */
   private decideDigest(ctx: Ctx, digest: string, require: TargetRequirement, depth = 0): Promise<Verdict> {
-    return this.opts.cache.get(ctx.gun, `digest:${digest}\n${reqKey(require)}`, async () => {
+    return this.opts.cache.get(ctx.gun, `digest:${digest}|${reqKey(require)}`, async () => {
       const { verifier } = this.opts;
       const direct = await verifier.verifyDigest(ctx.gun, digest, require);
       if (direct.ok || direct.reason !== 'not-signed') return direct;
