@@ -6,6 +6,7 @@ import { MalformedMetadataError, TufValidationError } from '../core/tuf/errors.j
 import { isValidGun } from '../core/tuf/gun.js';
 import { parseEnvelope } from '../core/tuf/metadata.js';
 import { isValidRole } from '../core/tuf/roles.js';
+import { formatRfc3339 } from '../core/tuf/time.js';
 import { NotaryErrors as E, sendError } from '../http/errcode.js';
 import { VersionConflictError, type StoredFile } from '../storage/types.js';
 import type { TrustService } from '../trust/service.js';
@@ -37,9 +38,19 @@ function cacheHeaders(maxAge: number, current: boolean, modified: Date): Record<
   return { 'Cache-Control': cc, 'Last-Modified': lastModified(modified) };
 }
 
+/** A 200 answer. Notary sets no Content-Type on metadata, keys or changefeeds, so Go sniffs text/plain. */
 function sendBytes(res: ServerResponse, body: Buffer | string, headers: Record<string, string | number> = {}): void {
-  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
+  const type = Buffer.byteLength(body) > 0 ? { 'Content-Type': 'text/plain; charset=utf-8' } : {};
+  res.writeHead(200, { ...type, 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);
+}
+
+/** The path of a request target as sent (origin form, or the path of an absolute-form target), undecoded. */
+function rawPath(target: string): string {
+  const noQuery = target.split(/[?#]/, 1)[0]!;
+  const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i.exec(noQuery);
+  const p = abs ? noQuery.slice(abs[0].length) : noQuery;
+  return p === '' ? '/' : p;
 }
 
 /** Go's strconv.ParseInt(s, 10, 32) and its error text, which clients may show. */
@@ -78,13 +89,13 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       parts = await readMultipart(req, opts.maxBodyBytes);
     } catch (e) {
       if (!(e instanceof MultipartError)) throw e;
-      if (e.kind === 'NO_FILENAME') return sendError(res, E.NO_FILENAME);
       if (e.kind === 'TOO_LARGE') return sendError(res, E.TOO_LARGE, undefined, { Connection: 'close' }, `The body of your request is larger than this server accepts (${opts.maxBodyBytes} bytes).`);
       return sendError(res, E.MALFORMED_UPLOAD);
     }
     const uploads = new Map<string, Buffer>();
     for (const p of parts) {
       const role = p.filename.replace(/\.json$/, '');
+      if (role === '') return sendError(res, E.NO_FILENAME);
       if (!isValidRole(role)) return sendError(res, E.INVALID_ROLE, role);
       try {
         parseEnvelope(p.bytes);
@@ -112,13 +123,22 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   async function changefeed(req: IncomingMessage, res: ServerResponse, url: URL, gun: string | undefined): Promise<void> {
     const rec = parseInt32(url.searchParams.get('records') ?? '');
     if (typeof rec === 'string') return sendError(res, E.INVALID_PARAMETERS, `invalid records parameter: ${rec}`);
-    const cid = url.searchParams.get('change_id') ?? '';
-    if (cid !== '' && !/^-?\d{1,18}$/.test(cid)) return sendError(res, E.INVALID_PARAMETERS, {});
+    // change_id: Go's strconv.ParseInt(id, 10, 32); any negative id means "from the newest, backwards".
+    const cidText = url.searchParams.get('change_id') ?? '';
+    const cid = cidText === '' ? 0 : parseInt32(cidText);
+    if (typeof cid === 'string') return sendError(res, E.INVALID_PARAMETERS, {});
     const records = rec === 0 ? 100 : Math.max(-1000, Math.min(1000, rec));
-    const changes = await trust.changes({ ...(gun !== undefined ? { gun } : {}), changeId: cid === '' ? 0 : Number(cid), records });
+    const changes = await trust.changes({ ...(gun !== undefined ? { gun } : {}), changeId: cid < 0 ? -1 : cid, records });
     const body = JSON.stringify({
       count: changes.length,
-      records: changes.map((c) => ({ ID: String(c.id), CreatedAt: c.createdAt.toISOString(), GUN: c.gun, Version: c.version, SHA256: c.sha256, Category: c.category })),
+      records: changes.map((c) => ({
+        ID: String(c.id),
+        CreatedAt: formatRfc3339(c.createdAt.getTime()), // Go's RFC3339Nano: trailing zeros trimmed
+        GUN: c.gun,
+        Version: c.version,
+        SHA256: c.sha256,
+        Category: c.category,
+      })),
     });
     sendBytes(res, body);
   }
@@ -157,12 +177,14 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     const url = new URL(req.url ?? '/', 'http://x');
     let path: string;
     try {
-      path = decodeURIComponent(url.pathname);
+      // The raw request path: WHATWG URL parsing would resolve `..` and `%2e%2e` segments, so
+      // `/v2/a/../b/_trust/tuf/` would act on GUN `b`. Such GUNs must be refused instead.
+      path = decodeURIComponent(rawPath(req.url ?? '/'));
     } catch {
       sendError(res, E.METADATA_NOT_FOUND);
       return true;
     }
-    if (path === '/_notary_server/health') {
+    if (path === '/_notary_server/health' && method === 'GET') {
       try {
         await trust.store.ping();
         res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' }).end('{}');
@@ -171,19 +193,22 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       }
       return true;
     }
-    if (path === '/metrics') {
+    if (path === '/metrics' && method === 'GET') {
       const body = await metrics.registry.metrics();
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body);
       return true;
     }
     if (!path.startsWith('/v2/')) return false;
+    // Only the Notary paths: other /v2/ paths (the registry API, where PATCH uploads blobs) belong to others.
+    const notaryPath = path === '/v2/' || path.includes('/_trust/');
+    if (!notaryPath) return false;
     if (!KNOWN_METHODS.has(method)) {
       res.writeHead(405, { 'Content-Length': 0 }).end();
       return true;
     }
     try {
       if (path === '/v2/') {
-        if (method !== 'GET' && method !== 'HEAD') return false;
+        if (method !== 'GET') return false;
         if (!(await authorize(req, res, undefined, ['catalog']))) return true;
         sendBytes(res, '{}');
         return true;
@@ -200,7 +225,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         await timed('Changefeed', () => changefeed(req, res, url, cf));
         return true;
       }
-      const at = path.lastIndexOf('/_trust/tuf/');
+      // A valid GUN has no `_trust` segment (segments start with a letter or digit), so the first
+      // `/_trust/tuf/` ends it even when a delegation name contains `_trust/tuf` (targets/_trust/tuf/x).
+      const at = path.indexOf('/_trust/tuf/');
       if (at < 4) return false; // not a trust path: the registry proxy or the management API may own it
       const gun = path.slice(4, at);
       const file = path.slice(at + '/_trust/tuf/'.length);

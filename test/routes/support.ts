@@ -1,0 +1,134 @@
+// Shared setup for the Notary route tests: a real trustgate (createApp + http server) with a
+// movable clock, a supertest agent on it, exact-bytes fixture comparison, and a snapshot of
+// everything stored so a refused request can be shown to have changed nothing.
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import request from 'supertest';
+import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
+
+export interface Server {
+  tg: RunningTrustgate;
+  agent: Agent;
+  /** Moves the server's clock forward (or back) by ms. */
+  advance(ms: number): void;
+  now(): number;
+  stop(): Promise<void>;
+}
+
+export async function startServer(env: Record<string, string> = {}): Promise<Server> {
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  const tg = await startTrustgate({ env, overrides: { now } });
+  return {
+    tg,
+    agent: request(tg.url),
+    advance: (ms) => {
+      offset += ms;
+    },
+    now,
+    stop: () => tg.stop(),
+  };
+}
+
+/** A reference-server response body, copied from the recorded fixtures. */
+export const fixture = (name: string): Buffer => readFileSync(new URL(`../fixtures/notary/http/${name}.body`, import.meta.url));
+
+/** One header of a recorded reference answer (the `.headers` fixture next to the body). */
+export function fixtureHeader(name: string, header: string): string | undefined {
+  const text = readFileSync(new URL(`../fixtures/notary/http/${name}.headers`, import.meta.url), 'utf8');
+  const line = text.split(/\r?\n/).find((l) => l.toLowerCase().startsWith(`${header.toLowerCase()}:`));
+  return line?.slice(header.length + 1).trim();
+}
+
+export const ERR_JSON = 'application/json; charset=utf-8';
+
+/** Asserts an error answer: status, JSON content type, body byte-equal to the fixture (or given text), under 1 KiB. */
+export function assertError(res: { status: number; headers: Record<string, string>; body: Buffer }, status: number, expected: Buffer | string): void {
+  const want = typeof expected === 'string' ? Buffer.from(expected) : expected;
+  assert.equal(res.status, status, `status: ${res.body.toString()}`);
+  assert.equal(res.headers['content-type'], ERR_JSON);
+  assert.equal(res.body.toString('utf8'), want.toString('utf8'));
+  assert.ok(res.body.length < 1024, `error body is ${res.body.length} bytes`);
+  assert.equal(Number(res.headers['content-length']), res.body.length);
+}
+
+/** The exact error body notary writes for INVALID_UPDATE with a SerializableError detail. */
+export function invalidUpdate(name: string, msg: string, missing?: string): string {
+  const error = missing ? { Missing: missing, Msg: msg } : { Msg: msg };
+  return JSON.stringify({ errors: [{ code: 'INVALID_UPDATE', message: 'Update sent by the client is invalid.', detail: { Name: name, Error: error } }] }) + '\n';
+}
+
+export const NOT_FOUND_DETAIL = '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}\n';
+export const NOT_FOUND_BARE = '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist."}]}\n';
+
+export interface StoredState {
+  files: Array<{ gun: string; role: string; version: number; sha256: string; data: string; created_at: number }>;
+  changes: Array<Record<string, unknown>>;
+  current: Record<string, string>;
+  changefeed: string;
+  keys: number;
+}
+
+/**
+ * Everything stored: every version of every role of every GUN (exact bytes, straight from the
+ * SQLite file), the changefeed table, the current files as served over HTTP for `guns`, the
+ * global changefeed as served, and the number of server keys.
+ */
+export async function storedState(s: Server, guns: string[] = []): Promise<StoredState> {
+  const db = new Database(join(s.tg.app.config.dataDir, 'trustgate.db'), { readonly: true, fileMustExist: true });
+  try {
+    const files = db
+      .prepare('SELECT gun, role, version, sha256, hex(data) AS data, created_at FROM tuf_files ORDER BY gun, role, version')
+      .all() as StoredState['files'];
+    const changes = db.prepare('SELECT * FROM changefeed ORDER BY id').all() as StoredState['changes'];
+    const current: Record<string, string> = {};
+    for (const gun of guns) {
+      for (const role of ['root', 'targets', 'snapshot', 'timestamp']) {
+        const res = await raw(s.agent.get(tufPath(gun, `${role}.json`)));
+        current[`${gun} ${role}`] = `${res.status} ${res.body.toString('hex')}`;
+      }
+    }
+    const cf = await raw(s.agent.get('/v2/_trust/changefeed?records=1000'));
+    return { files, changes, current, changefeed: cf.body.toString('utf8'), keys: (await s.tg.app.keys.list()).length };
+  } finally {
+    db.close();
+  }
+}
+
+/** Runs `fn` and asserts that nothing stored changed (server keys too, unless `keys` is false). Returns fn's result. */
+export async function unchanged<T>(s: Server, guns: string[], fn: () => Promise<T>, opts: { keys?: boolean } = {}): Promise<T> {
+  const before = await storedState(s, guns);
+  const out = await fn();
+  const after = await storedState(s, guns);
+  if (opts.keys === false) after.keys = before.keys;
+  assert.deepEqual(after, before, 'stored data changed');
+  return out;
+}
+
+let counter = 0;
+/** A fresh GUN per test, so tests on one server do not see each other. */
+export const newGun = (name = 'repo') => `registry.example.com:5000/test/${name}-${process.pid}-${++counter}`;
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** A request whose path goes out exactly as written (no URL normalisation of `..` or `%2e`). */
+export function rawRequest(s: Server, method: string, path: string, opts: { headers?: Record<string, string | number>; body?: Buffer | string } = {}): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: s.tg.port, method, path, headers: { ...(opts.body !== undefined ? { 'Content-Length': Buffer.byteLength(opts.body) } : {}), ...opts.headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
