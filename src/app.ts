@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
 import { openKeyStore } from './keystore/open.js';
+import { createRegistryAuth } from './auth/registry-token.js';
 import type { KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './log.js';
 import { createNotaryHandler } from './notary/handler.js';
@@ -65,15 +66,19 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();
+  const registryAuth = config.auth ? createRegistryAuth(config.auth, log, over.now) : undefined;
   const notary = createNotaryHandler(trust, metrics, {
     maxBodyBytes: config.maxBodyBytes,
     gunPrefixes: config.gunPrefixes,
     cacheMaxAge: config.cacheMaxAge,
+    ...(registryAuth ? { authorize: registryAuth.authorize } : {}),
     log,
   });
 
   const api = express();
   api.disable('x-powered-by');
+  // The registry token endpoint (TRUSTGATE_AUTH_TOKEN_*), ahead of the management API's guard.
+  if (registryAuth?.tokenEndpoint) api.get('/api/v1/token', (req, res, next) => void registryAuth.tokenEndpoint!(req, res).catch(next));
   const management = createManagement({
     dataDir: config.dataDir,
     trust,
