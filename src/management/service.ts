@@ -645,6 +645,8 @@ export class ManagementService {
     if (rk.role.keyids.includes(newId)) throw conflict('CONFLICT', `key ${newId} is already a key of ${role}`);
     const b = new DraftBuilder(v, this.now());
     b.editRoleKeys(role, (r) => void (r.keyids = r.keyids.map((id) => (id === old ? newId : id))), [o.signer.key]);
+    // The rotated role's own file is re-signed, so the new key signs what clients fetch next.
+    if (isTargetsRole(role) && v.targets.has(role)) b.targets(role);
     const offline = o.offlineRootKey ? [this.offlineSigner(o.offlineRootKey, v.root.body.keys, v.root.body.roles.root.keyids)] : [];
     const created: string[] = [];
     const priv = o.privateKey ?? (o.signer instanceof LocalSigner ? o.signer.privateKey : undefined);

@@ -1,0 +1,102 @@
+// A real trustgate (createApp, the same as `npm start`) for the management API tests: a movable
+// clock, captured logs, the first-start admin token, and a `call` that validates every response
+// against openapi.yaml.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import request from 'supertest';
+import { createLogger } from '../../src/log.js';
+import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { OpenApiChecker } from './openapi.js';
+
+export interface Res {
+  status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+  headers: Record<string, string>;
+  text: string;
+}
+
+export interface Mgmt {
+  tg: RunningTrustgate;
+  admin: string;
+  logs: string[];
+  checker: OpenApiChecker;
+  advance(ms: number): void;
+  now(): number;
+  /** A request to /api/v1 + path with the admin token (or `token`, or none with null); the response is checked against openapi.yaml. */
+  call(method: 'get' | 'post' | 'put' | 'delete', path: string, opts?: { token?: string | null; body?: unknown; raw?: string; contentType?: string }): Promise<Res>;
+  stop(): Promise<void>;
+}
+
+let shared: OpenApiChecker | undefined;
+export const checker = () => (shared ??= new OpenApiChecker());
+
+export async function startMgmt(env: Record<string, string> = {}): Promise<Mgmt> {
+  const logs: string[] = [];
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  const tg = await startTrustgate({ env: { TRUSTGATE_LOG_LEVEL: 'debug', ...env }, overrides: { log: createLogger('debug', (l) => logs.push(l)), now } });
+  const admin = readFileSync(join(tg.app.config.dataDir, 'admin-token'), 'utf8').trim();
+  const c = checker();
+  const agent = request(tg.url);
+  return {
+    tg,
+    admin,
+    logs,
+    checker: c,
+    advance: (ms) => void (offset += ms),
+    now,
+    async call(method, path, opts = {}) {
+      const url = `/api/v1${path}`;
+      let r = agent[method](url);
+      const token = opts.token === undefined ? admin : opts.token;
+      if (token !== null) r = r.set('Authorization', `Bearer ${token}`);
+      if (opts.raw !== undefined) r = r.set('Content-Type', opts.contentType ?? 'application/json').send(opts.raw);
+      else if (opts.body !== undefined) r = r.send(opts.body as object);
+      const res = await r;
+      const out: Res = { status: res.status, body: res.body, headers: res.headers as Record<string, string>, text: res.text };
+      c.check(method, url, out);
+      return out;
+    },
+    stop: () => tg.stop(),
+  };
+}
+
+export const enc = encodeURIComponent;
+
+let n = 0;
+export const newGun = (name = 'app') => `registry.example.com:5000/mgmt/${name}-${process.pid}-${++n}`;
+
+/** Asserts a status, with the body in the message. */
+export function expectStatus(res: Res, status: number): void {
+  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${res.text.slice(0, 800)}`);
+}
+
+export function expectError(res: Res, status: number, code: string): void {
+  expectStatus(res, status);
+  assert.equal(res.body.error?.code, code, res.text);
+}
+
+/** Everything a refused request must leave alone: every stored metadata version and the keystore listing. */
+export async function snapshotState(m: Mgmt, gun: string) {
+  const store = m.tg.app.store;
+  const versions = await store.latestVersions(gun);
+  const files: Record<string, string> = {};
+  for (const [role, max] of versions) {
+    for (let v = 1; v <= max; v++) {
+      const f = await store.byVersion(gun, role, v);
+      if (f) files[`${role}.${v}`] = f.bytes.toString('base64');
+    }
+  }
+  const keys = (await m.tg.app.keys.list()).map((k) => `${k.id} ${k.gun} ${k.role}`).sort();
+  const pending = m.tg.app.management.pending.list().map((p) => p.id);
+  return { files, keys, pending };
+}
+
+export async function assertUnchanged<T>(m: Mgmt, gun: string, fn: () => Promise<T>): Promise<T> {
+  const before = await snapshotState(m, gun);
+  const out = await fn();
+  assert.deepEqual(await snapshotState(m, gun), before, 'the repository or the keystore changed');
+  return out;
+}
