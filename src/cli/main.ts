@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// `trustgate`: the command line for CI jobs and release tooling. It talks to a trustgate server's
+// REST API (URL and token from --url/--token or TRUSTGATE_URL/TRUSTGATE_TOKEN) and exits with
+// codes CI can rely on: 0 done, 3 denied or not signed, 1 any other error, 2 bad usage. Errors
+// are one line on stderr; results go to stdout (`--json` for machines).
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, UsageError, type OptionSpec, type Parsed } from './args.js';
+import { ApiClient, CliError, EXIT } from './client.js';
+import { adminCommands } from './admin.js';
+import { signCommands } from './sign.js';
+
+export interface Context {
+  api(): ApiClient;
+  json: boolean;
+  quiet: boolean;
+  out(text: string): void;
+  err(text: string): void;
+  /** Progress for long work (stderr; silent with --quiet or --json). */
+  progress(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface Command {
+  /** e.g. `sign`, `key list`. */
+  name: string;
+  usage: string;
+  summary: string;
+  options: Record<string, OptionSpec>;
+  run(ctx: Context, args: Parsed): Promise<number>;
+}
+
+const GLOBAL: Record<string, OptionSpec> = {
+  url: { value: true },
+  token: { value: true },
+  'token-file': { value: true },
+  json: {},
+  quiet: { short: 'q' },
+  help: { short: 'h' },
+};
+
+const COMMANDS: Command[] = [...signCommands, ...adminCommands];
+
+function help(): string {
+  const w = Math.max(...COMMANDS.map((c) => c.usage.length));
+  return [
+    'trustgate: sign, verify and manage image trust on a trustgate server',
+    '',
+    'usage: trustgate [--url URL] [--token TOKEN] [--json] [-q] <command> [args]',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.usage.padEnd(w)}  ${c.summary}`),
+    '',
+    'The server URL and token come from --url/--token (or --token-file) or TRUSTGATE_URL/TRUSTGATE_TOKEN.',
+    'Exit codes: 0 ok, 3 denied or not signed, 1 error, 2 usage.',
+    '',
+  ].join('\n');
+}
+
+/** Finds the longest command name the arguments start with (`key list` before `key`). */
+function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefined {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  let best: Command | undefined;
+  for (const c of COMMANDS) {
+    const parts = c.name.split(' ');
+    if (parts.every((p, i) => words[i] === p) && (!best || parts.length > best.name.split(' ').length)) best = c;
+  }
+  if (!best) return undefined;
+  // Remove the command words (in order) from argv, keeping options where they were.
+  const rest = [...argv];
+  for (const p of best.name.split(' ')) rest.splice(rest.indexOf(p), 1);
+  return { cmd: best, rest };
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) }): Promise<number> {
+  // Global options may come before the command; split them off first.
+  const globals: string[] = [];
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('-')) {
+    const a = argv[i]!;
+    const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : a.slice(1);
+    const spec = GLOBAL[name] ?? Object.values(GLOBAL).find((s) => s.short === name);
+    if (!spec) break;
+    globals.push(a);
+    if (spec.value && !a.includes('=')) globals.push(argv[++i] ?? '');
+    i++;
+  }
+  const tail = argv.slice(i);
+  try {
+    const found = findCommand(tail);
+    const g = parseArgs(globals, GLOBAL);
+    if (!found) {
+      if (g.flags.has('help') || tail[0] === 'help') {
+        io.out(help());
+        return EXIT.OK;
+      }
+      if (tail.length === 0) throw new UsageError('no command given (see trustgate --help)');
+      throw new UsageError(`unknown command ${JSON.stringify(tail.filter((a) => !a.startsWith('-')).slice(0, 2).join(' '))} (see trustgate --help)`);
+    }
+    const { cmd, rest } = found;
+    const p = parseArgs(rest, { ...GLOBAL, ...cmd.options });
+    for (const [k, v] of g.options) if (!p.options.has(k)) p.options.set(k, v);
+    for (const f of g.flags) p.flags.add(f);
+    if (p.flags.has('help')) {
+      io.out(`usage: trustgate ${cmd.usage}\n\n${cmd.summary}\n`);
+      return EXIT.OK;
+    }
+    const json = p.flags.has('json');
+    const quiet = p.flags.has('quiet');
+    let client: ApiClient | undefined;
+    const ctx: Context = {
+      env,
+      json,
+      quiet,
+      out: io.out,
+      err: io.err,
+      progress: (t) => {
+        if (!quiet && !json) io.err(t.endsWith('\n') ? t : t + '\n');
+      },
+      api: () => {
+        if (client) return client;
+        const url = p.options.get('url')?.[0] ?? env.TRUSTGATE_URL;
+        if (!url) throw new UsageError('no server: give --url or set TRUSTGATE_URL');
+        const tokenFile = p.options.get('token-file')?.[0];
+        let token = p.options.get('token')?.[0] ?? env.TRUSTGATE_TOKEN;
+        if (tokenFile) {
+          try {
+            token = readFileSync(tokenFile, 'utf8').trim();
+          } catch (e) {
+            throw new CliError(`cannot read --token-file ${tokenFile}: ${(e as Error).message}`);
+          }
+        }
+        client = new ApiClient(url, token);
+        return client;
+      },
+    };
+    return await cmd.run(ctx, p);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`trustgate: ${e.message}\n`);
+      return EXIT.USAGE;
+    }
+    if (e instanceof CliError) {
+      io.err(`trustgate: ${e.message.split('\n')[0]}\n`);
+      return e.exitCode;
+    }
+    io.err(`trustgate: ${(e as Error).message?.split('\n')[0] ?? String(e)}\n`);
+    return EXIT.ERROR;
+  }
+}
+
+// Run when executed (not when imported by tests).
+function invokedDirectly(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+if (invokedDirectly()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: Error) => {
+      process.stderr.write(`trustgate: ${e.message}\n`);
+      process.exitCode = EXIT.ERROR;
+    },
+  );
+}
