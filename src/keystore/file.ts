@@ -1,11 +1,16 @@
 // The default keystore: one encrypted JSON file per key in a directory (0700, files 0600), plus
 // keystore.json holding the KDF salt and a check value that detects a wrong passphrase at start.
 // Private keys are decrypted only for the moment they sign or are exported.
-import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+//
+// Signing is on the publish path, so the sealed blobs are kept in memory (still encrypted) and a
+// key file is only re-read when it changes on disk. Each sealed key is also re-sealed in memory
+// in JWK form: node builds a key from JWK several times faster than it decodes PKCS#8 with
+// OpenSSL 3, and a Signer decrypts and builds its key inside each sign() call, keeping nothing.
+import { createPrivateKey, createPublicKey, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
-import { generateSigner, LocalSigner, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
+import { generateSigner, signWith, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { deriveKek, newKdfParams, seal, unseal, type KdfParams, type SealedBlob } from './sealed.js';
 import { KeyStoreError, type KeyRecord, type KeyStore } from './types.js';
 
@@ -18,7 +23,18 @@ interface StoreFile {
   check: SealedBlob;
 }
 
+/** A key file's sealed blob as last read, with what identifies that version of the file. */
+interface CachedBlob {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  sealed: SealedBlob;
+  /** The same private key as JWK, sealed under the same KEK (in memory only); absent if the key has no JWK form. */
+  jwk?: SealedBlob;
+}
+
 const CHECK_AAD = 'trustgate keystore check';
+const JWK_AAD_SUFFIX = '\njwk';
 const ID_RE = /^[0-9a-f]{64}$/;
 
 export function algorithmOf(k: KeyObject): Algorithm {
@@ -44,6 +60,7 @@ function writePrivateFile(path: string, data: string): void {
 export class FileKeyStore implements KeyStore {
   readonly kind = 'file';
   private index = new Map<string, KeyRecord>();
+  private blobs = new Map<string, CachedBlob>();
 
   private constructor(
     private dir: string,
@@ -94,9 +111,71 @@ export class FileKeyStore implements KeyStore {
     const der = privateKey.export({ format: 'der', type: 'pkcs8' });
     const sealed = seal(this.kek, der, this.aad(rec));
     der.fill(0);
-    writePrivateFile(this.path(rec.id), JSON.stringify({ ...rec, sealed } satisfies KeyFile, null, 2) + '\n');
+    const path = this.path(rec.id);
+    writePrivateFile(path, JSON.stringify({ ...rec, sealed } satisfies KeyFile, null, 2) + '\n');
     this.index.set(rec.id, rec);
+    this.remember(rec, path, sealed, privateKey);
     return rec;
+  }
+
+  /** Caches a key file's sealed blob (and its JWK re-sealing) under the file's current identity. */
+  private remember(rec: KeyRecord, path: string, sealed: SealedBlob, key: KeyObject): CachedBlob {
+    const st = statSync(path);
+    const entry: CachedBlob = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, sealed };
+    try {
+      const json = Buffer.from(JSON.stringify(key.export({ format: 'jwk' })), 'utf8');
+      entry.jwk = seal(this.kek, json, this.aad(rec) + JWK_AAD_SUFFIX);
+      json.fill(0);
+    } catch {
+      // No JWK form for this key type: signing decodes the PKCS#8 blob instead.
+    }
+    this.blobs.set(rec.id, entry);
+    return entry;
+  }
+
+  /** The sealed blob of a key file: from memory while the file is unchanged, else read again. */
+  private sealedBlob(rec: KeyRecord): CachedBlob | SealedBlob {
+    const path = this.path(rec.id);
+    const st = statSync(path); // throws as reading would when the file is gone
+    const hit = this.blobs.get(rec.id);
+    if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
+    this.blobs.delete(rec.id);
+    return (JSON.parse(readFileSync(path, 'utf8')) as KeyFile).sealed;
+  }
+
+  /** Decrypts the PKCS#8 form; the caller zeroes the result. */
+  private decryptDer(rec: KeyRecord, blob: CachedBlob | SealedBlob): Buffer {
+    return unseal(this.kek, 'sealed' in blob ? blob.sealed : blob, this.aad(rec));
+  }
+
+  /** The private key for one use, from the JWK form when there is one. Nothing decrypted is kept. */
+  private openKey(rec: KeyRecord, entry: CachedBlob): KeyObject {
+    if (!entry.jwk) {
+      const der = this.decryptDer(rec, entry);
+      try {
+        return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+      } finally {
+        der.fill(0);
+      }
+    }
+    const json = unseal(this.kek, entry.jwk, this.aad(rec) + JWK_AAD_SUFFIX);
+    try {
+      return createPrivateKey({ key: JSON.parse(json.toString('utf8')) as JsonWebKey, format: 'jwk' });
+    } finally {
+      json.fill(0);
+    }
+  }
+
+  /** The cache entry for a key, reading and decrypting the file once when it is new or changed. */
+  private entryFor(rec: KeyRecord): CachedBlob {
+    const blob = this.sealedBlob(rec);
+    if ('sealed' in blob) return blob;
+    const der = unseal(this.kek, blob, this.aad(rec));
+    try {
+      return this.remember(rec, this.path(rec.id), blob, createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }));
+    } finally {
+      der.fill(0);
+    }
   }
 
   async generate(gun: string, role: string, alg: Algorithm): Promise<KeyRecord> {
@@ -123,8 +202,7 @@ export class FileKeyStore implements KeyStore {
   async exportPrivate(id: string): Promise<KeyObject> {
     const rec = await this.get(id);
     if (!rec) throw new KeyStoreError(`no key ${id}`);
-    const f = JSON.parse(readFileSync(this.path(id), 'utf8')) as KeyFile;
-    const der = unseal(this.kek, f.sealed, this.aad(rec));
+    const der = this.decryptDer(rec, this.sealedBlob(rec));
     try {
       return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
     } finally {
@@ -132,16 +210,28 @@ export class FileKeyStore implements KeyStore {
     }
   }
 
+  /**
+   * A Signer for a stored key. The file is checked (and on first use decrypted) now, so a wrong
+   * passphrase or a damaged file fails here; the private key itself is decrypted and built again
+   * inside each sign() call and dropped at its end.
+   */
   async signer(id: string): Promise<Signer | undefined> {
     const rec = await this.get(id);
     if (!rec) return undefined;
-    return new LocalSigner(await this.exportPrivate(id), rec.public);
+    const entry = this.entryFor(rec);
+    const key = rec.public;
+    return {
+      key,
+      id: keyId(key),
+      sign: async (message: Buffer) => signWith(this.openKey(rec, entry), key.keytype, message),
+    };
   }
 
   async delete(id: string): Promise<boolean> {
     if (!(await this.get(id))) return false;
     unlinkSync(this.path(id));
     this.index.delete(id);
+    this.blobs.delete(id);
     return true;
   }
 }

@@ -22,6 +22,23 @@ export interface ChangeEvent {
   kind: 'update' | 'deletion';
 }
 
+/** The current timestamp, the snapshot it names, and that snapshot's parsed body. */
+interface ChainHead {
+  ts: StoredFile;
+  snap?: StoredFile;
+  snapMd?: Metadata<SnapshotBody>;
+  /** Expiry instants of the timestamp and snapshot, parsed once (NaN never counts as expired). */
+  tsExpiresMs: number;
+  snapExpiresMs: number;
+  /** Role files found through this head's snapshot hashes; immutable while the head is current. */
+  roles: Map<string, StoredFile>;
+  /** Whether this head sits in the per-GUN cache (only complete heads do). */
+  cached: boolean;
+}
+
+/** How many GUNs' chain heads the read path keeps in memory. */
+const MAX_CACHED_HEADS = 512;
+
 /** Parsed metadata is immutable per hash, so parses are cached by sha256 (bounded). */
 class ParseCache {
   private m = new Map<string, Metadata>();
@@ -39,6 +56,13 @@ class ParseCache {
 export class TrustService {
   readonly events = new EventEmitter<{ change: [ChangeEvent] }>();
   private parses = new ParseCache();
+  /**
+   * Chain heads by GUN, so a GET does not walk timestamp → snapshot → role in the store each
+   * time. The store stays the source of truth: every read still fetches the newest timestamp
+   * and uses a head only while that timestamp is the one it was built from (so commits by other
+   * processes are seen at once); this process's own commits and deletions also drop it.
+   */
+  private heads = new Map<string, ChainHead>();
   private refreshing = new Map<string, Promise<void>>();
   private lifetimes: Lifetimes;
   private algorithm: Algorithm;
@@ -52,6 +76,7 @@ export class TrustService {
     this.lifetimes = opts.lifetimes ?? DEFAULT_LIFETIMES;
     this.algorithm = opts.serverKeyAlgorithm ?? 'ecdsa';
     this.now = opts.now ?? Date.now;
+    this.events.on('change', (e) => this.heads.delete(e.gun));
   }
 
   /** Signers for a GUN's server-held keys; a key of another GUN is never used. */
@@ -71,21 +96,47 @@ export class TrustService {
   }
 
   /** The current timestamp, the snapshot it names, and that snapshot's parsed body. */
-  private async chainHead(gun: string): Promise<{ ts: StoredFile; snap?: StoredFile; snapMd?: Metadata<SnapshotBody> } | undefined> {
+  private async chainHead(gun: string): Promise<ChainHead | undefined> {
     const ts = await this.store.latest(gun, 'timestamp');
-    if (!ts) return undefined;
+    const hit = this.heads.get(gun);
+    if (!ts) {
+      if (hit) this.heads.delete(gun);
+      return undefined;
+    }
+    if (hit && hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()) return hit;
     const tsMd = this.parses.get<TimestampBody>(ts);
     const sha = metaSha256Hex(tsMd.body.meta.snapshot);
     const snap = sha ? await this.store.byChecksum(gun, 'snapshot', sha) : undefined;
-    return { ts, snap, snapMd: snap && this.parses.get<SnapshotBody>(snap) };
+    const snapMd = snap && this.parses.get<SnapshotBody>(snap);
+    const head: ChainHead = {
+      ts,
+      ...(snap ? { snap, snapMd } : {}),
+      tsExpiresMs: tsMd.expiresMs,
+      snapExpiresMs: snapMd ? snapMd.expiresMs : NaN,
+      roles: new Map(),
+      // A timestamp whose snapshot is missing is not cached: the next read looks again.
+      cached: snap !== undefined,
+    };
+    if (head.cached) {
+      this.heads.delete(gun);
+      if (this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
+      this.heads.set(gun, head);
+    } else if (hit) this.heads.delete(gun);
+    return head;
   }
 
   /** A role's current file by the hash chain; falls back to the newest version when the chain lacks it. */
-  private async resolve(gun: string, role: string, head?: Awaited<ReturnType<TrustService['chainHead']>>): Promise<StoredFile | undefined> {
+  private async resolve(gun: string, role: string, head?: ChainHead): Promise<StoredFile | undefined> {
     if (role === 'timestamp') return head?.ts;
     if (role === 'snapshot') return head?.snap;
+    const known = head?.roles.get(role);
+    if (known) return known;
     const sha = metaSha256Hex(head?.snapMd?.body.meta[role]);
-    if (sha) return this.store.byChecksum(gun, role, sha);
+    if (sha) {
+      const f = await this.store.byChecksum(gun, role, sha);
+      if (f && head!.cached) head!.roles.set(role, f);
+      return f;
+    }
     return role === 'root' ? this.store.latest(gun, role) : undefined;
   }
 
@@ -137,10 +188,10 @@ export class TrustService {
   }
 
   /** Whether the current timestamp or server snapshot is due for re-signing. */
-  private stale(head: NonNullable<Awaited<ReturnType<TrustService['chainHead']>>>): boolean {
+  private stale(head: ChainHead): boolean {
     const now = this.now();
-    if (this.parses.get<TimestampBody>(head.ts).isExpired(now)) return true;
-    return !head.snapMd || head.snapMd.isExpired(now);
+    if (head.tsExpiresMs <= now) return true;
+    return !head.snapMd || head.snapExpiresMs <= now;
   }
 
   /** Current metadata for GET `role.json`; timestamp and snapshot are refreshed first if due. */

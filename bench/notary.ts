@@ -1,0 +1,548 @@
+// `npm run bench`: trustgate against the reference notary-server, in one run, on this machine.
+//
+//  * GET throughput of `timestamp.json` and `targets.json` at concurrency 1 and 32, measured by a
+//    load generator in its own process (wrk when it is on PATH, else bench/load.ts), on a
+//    repository that the real `notary` CLI made, with a server-held snapshot key.
+//  * Pre-signed publish throughput: a repository made with trustgate's core (root and targets
+//    keys held here, timestamp and snapshot keys from each server), then targets versions 2..N+1,
+//    each adding one tag, signed in advance and POSTed one after another, "targets only" as
+//    Docker publishes. Reported over the first 100, the last 100 and all N publishes.
+//
+// The reference runs as the Debian notary-server with its memory store; trustgate runs as a
+// separate process (the built dist, as `npm start` runs it) on its default durable store (SQLite
+// in a temporary data directory). Results are printed as a table with trustgate/reference ratios
+// and written to bench/results/notary-<time>.json (not committed).
+//
+// Knobs (environment): BENCH_DURATION_MS (GET run length, default 5000), BENCH_TAGS (publishes,
+// default 1000), BENCH_LOADGEN (auto | wrk | node), BENCH_TRUSTGATE_NODE_ARGS (extra node flags
+// for the trustgate process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_ONLY (get | publish:
+// run one half, for profiling; no ratios table then).
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { keyId, parseKey, type TufKey } from '../src/core/crypto/keys.js';
+import { generateSigner, LocalSigner } from '../src/core/crypto/signer.js';
+import { createRootCertificate } from '../src/core/crypto/x509.js';
+import { signBody, type FileMeta, type RootBody, type TargetsBody } from '../src/core/tuf/metadata.js';
+import { formatRfc3339, YEAR_MS } from '../src/core/tuf/time.js';
+import { notaryCli, parseNotaryList, type NotaryCli } from '../test/helpers/notary-cli.js';
+import { freePort, waitForHttp } from '../test/helpers/ports.js';
+import { makeTempDir, removeTempDir, runCommand, startNotaryServer, startProcess, tailFile } from '../test/helpers/services.js';
+import type { LoadResult } from './load.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DURATION_MS = envInt('BENCH_DURATION_MS', 5000, 500, 60_000);
+const WARMUP_MS = Math.min(1000, Math.max(300, Math.floor(DURATION_MS / 5)));
+const MAX_REQUESTS = 2_000_000;
+const TAGS = envInt('BENCH_TAGS', 1000, 200, 10_000);
+const GET_REPO_TAGS = 20;
+const PUBLISH_BUDGET_MS = 75_000; // per server; a slower server is reported on what it managed
+const CONCURRENCIES = [1, 32];
+const ONLY = process.env.BENCH_ONLY ?? '';
+if (!['', 'get', 'publish'].includes(ONLY)) throw new Error('BENCH_ONLY must be get or publish');
+const GET_GUN = 'bench.example/get';
+const PUBLISH_GUN = 'bench.example/publish';
+
+function envInt(name: string, def: number, min: number, max: number): number {
+  const v = process.env[name];
+  if (!v) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
+const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+interface Server {
+  name: 'trustgate' | 'reference';
+  url: string;
+  /** The server process, for its CPU time (undefined if it cannot be found). */
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * CPU time (user + system, ms) that a process has used so far, from /proc. Throughput on a busy
+ * machine depends on what else runs; CPU time per request much less so, so both are reported.
+ */
+async function cpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+let CLK_TCK = 100;
+
+/** The pid of the process whose command line contains `needle` (the reference's config path). */
+async function findPid(needle: string): Promise<number | undefined> {
+  for (const name of await fsp.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = await fsp.readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes(needle)) return Number(name);
+  }
+  return undefined;
+}
+
+/** Builds dist/ as `npm start` does (`npm run build`), falling back to tsx if the build fails. */
+async function buildTrustgate(): Promise<{ entry: string[]; how: string }> {
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = await runCommand(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: ROOT, timeoutMs: 120_000 });
+  if (r.code === 0) return { entry: [path.join(ROOT, 'dist', 'main.js')], how: 'node dist/main.js' };
+  say(`build failed, running src/main.ts through tsx instead:\n${(r.stdout + r.stderr).slice(0, 2000)}`);
+  return { entry: ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (build failed)' };
+}
+
+async function startTrustgateProcess(entry: string[]): Promise<Server> {
+  const dir = await makeTempDir('bench-trustgate');
+  const port = await freePort();
+  // Only our settings: an inherited TRUSTGATE_DATABASE_URL must not move us off the default store.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
+  Object.assign(env, {
+    TRUSTGATE_LISTEN: `127.0.0.1:${port}`,
+    TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
+    TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+    TRUSTGATE_LOG_LEVEL: 'error',
+    NODE_ENV: 'production',
+  });
+  const extra = (process.env.BENCH_TRUSTGATE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const proc = startProcess(process.execPath, [...extra, ...entry], { cwd: ROOT, env, logFile: path.join(dir, 'trustgate.log') });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}/_notary_server/health`, 30_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+  } catch (e) {
+    const log = tailFile(proc.logFile);
+    await proc.stop();
+    await removeTempDir(dir);
+    throw new Error(`trustgate did not become ready: ${(e as Error).message}\n${log}`);
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    name: 'trustgate',
+    url,
+    pid: proc.child.pid,
+    stop: () =>
+      (stopping ??= (async () => {
+        const log = tailFile(proc.logFile, 2000).trim();
+        await proc.stop();
+        if (log) say(`trustgate log tail:\n${log}`);
+        await removeTempDir(dir);
+      })()),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain HTTP helpers (keep-alive, sequential)
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function request(url: string, opts: { method?: string; headers?: Record<string, string | number>; body?: Buffer; timeoutMs?: number } = {}): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent, timeout: opts.timeoutMs ?? 30_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${opts.method ?? 'GET'} ${url}`)));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+async function getOk(url: string): Promise<Buffer> {
+  const r = await request(url);
+  if (r.status !== 200) throw new Error(`GET ${url}: ${r.status} ${r.body.toString('utf8').slice(0, 300)}`);
+  return r.body;
+}
+
+const tufUrl = (s: Server, gun: string, file = '') => `${s.url}/v2/${gun}/_trust/tuf/${file}`;
+
+function multipart(files: [role: string, bytes: Buffer][]): { body: Buffer; contentType: string } {
+  const boundary = `trustgate-bench-${randomBytes(12).toString('hex')}`;
+  const parts: Buffer[] = [];
+  for (const [role, bytes] of files) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${role}"\r\nContent-Type: application/octet-stream\r\n\r\n`));
+    parts.push(bytes, Buffer.from('\r\n'));
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+async function post(s: Server, gun: string, m: { body: Buffer; contentType: string }): Promise<void> {
+  const r = await request(tufUrl(s, gun), { method: 'POST', headers: { 'Content-Type': m.contentType, 'Content-Length': m.body.length }, body: m.body });
+  if (r.status !== 200) throw new Error(`${s.name}: publish to ${gun} answered ${r.status} ${r.body.toString('utf8').slice(0, 500)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The GET repository, made by the real notary CLI
+
+async function makeGetRepo(s: Server): Promise<NotaryCli> {
+  const cli = await notaryCli({ server: s.url, timeoutMs: 60_000 });
+  await cli.runOk(['init', GET_GUN, '-p']);
+  await cli.runOk(['key', 'rotate', GET_GUN, 'snapshot', '-r']);
+  for (let i = 0; i < GET_REPO_TAGS; i++) {
+    const digest = createHash('sha256').update(`get-${i}`).digest('hex');
+    await cli.runOk(['addhash', GET_GUN, `v1.${i}`, String(1000 + i), '--sha256', digest, ...(i === GET_REPO_TAGS - 1 ? ['-p'] : [])]);
+  }
+  const listed = parseNotaryList((await cli.runOk(['list', GET_GUN])).stdout);
+  if (listed.length !== GET_REPO_TAGS) throw new Error(`${s.name}: notary list shows ${listed.length} targets, expected ${GET_REPO_TAGS}`);
+  return cli;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generation
+
+type LoadGen = 'wrk' | 'node';
+
+async function pickLoadGen(): Promise<LoadGen> {
+  const want = process.env.BENCH_LOADGEN ?? 'auto';
+  if (want === 'node') return 'node';
+  const has = (await runCommand('wrk', ['--version'], { timeoutMs: 5000 }).catch(() => null)) !== null;
+  if (want === 'wrk' && !has) throw new Error('BENCH_LOADGEN=wrk but wrk is not installed (apt-get install -y wrk)');
+  return has ? 'wrk' : 'node';
+}
+
+function wrkMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n;
+}
+
+async function runWrk(url: string, c: number, ms: number): Promise<LoadResult> {
+  const secs = Math.max(1, Math.round(ms / 1000));
+  const r = await runCommand('wrk', ['-t1', `-c${c}`, `-d${secs}s`, '--latency', '--timeout', '10s', url], { timeoutMs: ms + 30_000 });
+  if (r.code !== 0) throw new Error(`wrk failed: ${r.stderr || r.stdout}`);
+  const out = r.stdout;
+  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m),\s*([\d.]+)(\w+) read/.exec(out);
+  if (!total) throw new Error(`cannot read wrk output:\n${out}`);
+  const requests = Number(total[1]);
+  const elapsedMs = wrkMs(total[2]!, total[3]!);
+  const non200 = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const pct = (p: string) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
+    return m ? wrkMs(m[1]!, m[2]!) : NaN;
+  };
+  const max = /Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)/.exec(out);
+  return {
+    requests,
+    errors: errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    non200,
+    bytes: 0,
+    elapsedMs,
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? requests / (elapsedMs / 1000)),
+    latencyMs: { p50: pct('50'), p90: pct('90'), p99: pct('99'), max: max ? wrkMs(max[1]!, max[2]!) : NaN },
+  };
+}
+
+function runNodeLoad(url: string, c: number, ms: number, warmupMs: number): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'load.ts'), url, String(c), String(ms), String(MAX_REQUESTS), String(warmupMs)], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b));
+    child.stderr.on('data', (b: Buffer) => (err += b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms + warmupMs + 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (code !== 0) return reject(new Error(`load generator exited ${code}: ${err}`));
+      try {
+        resolve(JSON.parse(out) as LoadResult);
+      } catch {
+        reject(new Error(`load generator printed no result: ${out} ${err}`));
+      }
+    });
+  });
+}
+
+interface GetResult extends LoadResult {
+  /** Server CPU time per request (µs); with the node load generator it includes the warm-up. */
+  serverCpuUsPerRequest?: number;
+}
+
+async function load(gen: LoadGen, url: string, c: number, beforeMeasure: () => Promise<void>): Promise<GetResult> {
+  if (gen === 'node') {
+    await beforeMeasure();
+    return runNodeLoad(url, c, DURATION_MS, WARMUP_MS);
+  }
+  await runWrk(url, c, WARMUP_MS); // warm-up, not counted
+  await beforeMeasure();
+  return runWrk(url, c, DURATION_MS);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-signed publishes
+
+interface PublishKeys {
+  root: LocalSigner;
+  rootKey: TufKey;
+  targets: LocalSigner;
+}
+
+async function makeKeys(): Promise<PublishKeys> {
+  const r = generateSigner('ecdsa');
+  const { key: rootKey } = await createRootCertificate({ gun: PUBLISH_GUN, privateKey: r.privateKey });
+  return { root: new LocalSigner(r.privateKey, rootKey), rootKey, targets: generateSigner('ecdsa') };
+}
+
+/** Root v1 for one server: our root and targets keys, that server's snapshot and timestamp keys. */
+async function makeRoot(s: Server, keys: PublishKeys): Promise<Buffer> {
+  const ts = parseKey(JSON.parse((await getOk(tufUrl(s, PUBLISH_GUN, 'timestamp.key'))).toString('utf8')));
+  const sn = parseKey(JSON.parse((await getOk(tufUrl(s, PUBLISH_GUN, 'snapshot.key'))).toString('utf8')));
+  const role = (id: string) => ({ keyids: [id], threshold: 1 });
+  const body: RootBody = {
+    _type: 'Root',
+    consistent_snapshot: false,
+    expires: formatRfc3339(Date.now() + 10 * YEAR_MS),
+    keys: { [keys.root.id]: keys.rootKey, [keys.targets.id]: keys.targets.key, [keyId(ts)]: ts, [keyId(sn)]: sn },
+    roles: { root: role(keys.root.id), targets: role(keys.targets.id), snapshot: role(keyId(sn)), timestamp: role(keyId(ts)) },
+    version: 1,
+  };
+  return signBody(body, [keys.root]);
+}
+
+/** Targets versions 1..n+1; version v lists v-1 tags. The same files serve both servers. */
+async function presignTargets(keys: PublishKeys, n: number): Promise<Buffer[]> {
+  const expires = formatRfc3339(Date.now() + 3 * YEAR_MS);
+  const targets: Record<string, FileMeta> = {};
+  const out: Buffer[] = [];
+  for (let v = 1; v <= n + 1; v++) {
+    if (v > 1) {
+      const i = v - 2;
+      const digest = createHash('sha256').update(`image-${i}`).digest('base64');
+      targets[`tag-${String(i).padStart(4, '0')}`] = { hashes: { sha256: digest }, length: 500 + (i % 1000) };
+    }
+    const body: TargetsBody = { _type: 'Targets', delegations: { keys: {}, roles: [] }, expires, targets, version: v };
+    out.push(await signBody(body, [keys.targets]));
+  }
+  return out;
+}
+
+interface PublishResult {
+  publishes: number;
+  completed: boolean;
+  totalMs: number;
+  first100PerSec: number;
+  last100PerSec: number;
+  overallPerSec: number;
+  /** last-100 rate / first-100 rate: 1 means no slowdown as tags grow. */
+  lastOverFirst: number;
+  latencyMs: { p50: number; p99: number; max: number };
+  /** Server CPU time per publish (ms), from /proc. */
+  serverCpuMsPerPublish: number;
+  /** trustgate only: what its /metrics says about UpdateTUF (includes the earlier root publish). */
+  serverSide?: Record<string, number>;
+}
+
+async function publishRun(s: Server, root: Buffer, bodies: { body: Buffer; contentType: string }[], v1: Buffer): Promise<PublishResult> {
+  await post(s, PUBLISH_GUN, multipart([['root', root], ['targets', v1]]));
+  const times: number[] = [];
+  const cpu0 = await cpuMs(s.pid);
+  const start = performance.now();
+  for (const b of bodies) {
+    const t0 = performance.now();
+    await post(s, PUBLISH_GUN, b);
+    times.push(performance.now() - t0);
+    if (performance.now() - start > PUBLISH_BUDGET_MS) {
+      say(`${s.name}: publish budget of ${PUBLISH_BUDGET_MS} ms used up after ${times.length} publishes`);
+      break;
+    }
+  }
+  const totalMs = performance.now() - start;
+  const serverCpuMsPerPublish = ((await cpuMs(s.pid)) - cpu0) / times.length;
+  const w = Math.min(100, times.length);
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const first = w / (sum(times.slice(0, w)) / 1000);
+  const last = w / (sum(times.slice(-w)) / 1000);
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    publishes: times.length,
+    completed: times.length === bodies.length,
+    totalMs,
+    first100PerSec: first,
+    last100PerSec: last,
+    overallPerSec: times.length / (totalMs / 1000),
+    lastOverFirst: last / first,
+    latencyMs: { p50: sorted[Math.floor(sorted.length / 2)]!, p99: sorted[Math.floor(sorted.length * 0.99)]!, max: sorted.at(-1)! },
+    serverCpuMsPerPublish,
+  };
+}
+
+/** trustgate's own view of its publish latency, from its Prometheus summary (mean and quantiles, ms). */
+async function serverPublishLatency(s: Server): Promise<Record<string, number> | undefined> {
+  const r = await request(`${s.url}/metrics`).catch(() => undefined);
+  if (r?.status !== 200) return undefined;
+  const text = r.body.toString('utf8');
+  const metric = 'notary_server_http_request_duration_microseconds';
+  const get = (suffix: string, extra = '') => {
+    const m = new RegExp(`^${metric}${suffix}\\{${extra}operation="UpdateTUF"\\} (\\S+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
+  const out: Record<string, number> = { meanMs: get('_sum') / get('_count') / 1000 };
+  for (const q of ['0.5', '0.9', '0.99']) out[`p${Number(q) * 100}Ms`] = get('', `quantile="${q}",`) / 1000;
+  return out;
+}
+
+async function checkPublished(s: Server, expectTags: number): Promise<void> {
+  const t = JSON.parse((await getOk(tufUrl(s, PUBLISH_GUN, 'targets.json'))).toString('utf8')) as { signed: TargetsBody };
+  const n = Object.keys(t.signed.targets).length;
+  if (n !== expectTags) throw new Error(`${s.name}: targets.json lists ${n} tags after the publishes, expected ${expectTags}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
+const ratio = (a: number, b: number) => a / b;
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const loadavgAtStart = os.loadavg();
+  const cleanups: (() => Promise<void>)[] = [];
+  const onSignal = () => {
+    say('interrupted: stopping servers');
+    void Promise.allSettled(cleanups.map((c) => c())).then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    CLK_TCK = Number((await runCommand('getconf', ['CLK_TCK'], { timeoutMs: 5000 }).catch(() => null))?.stdout.trim()) || 100;
+    const gen = await pickLoadGen();
+    say(`load generator: ${gen}; GET runs of ${DURATION_MS} ms after ${WARMUP_MS} ms warm-up; ${TAGS} publishes`);
+    say('building trustgate');
+    const build = await buildTrustgate();
+
+    say('starting reference notary-server and trustgate');
+    const refSvc = await startNotaryServer();
+    const ref: Server = { name: 'reference', url: refSvc.url, pid: await findPid(path.join(refSvc.dir, 'server-config.json')), stop: () => refSvc.stop() };
+    cleanups.push(ref.stop);
+    const tg = await startTrustgateProcess(build.entry);
+    cleanups.push(tg.stop);
+    const servers = [ref, tg];
+
+    say('making the GET repositories with the notary CLI');
+    for (const s of ONLY === 'publish' ? [] : servers) {
+      const cli = await makeGetRepo(s);
+      cleanups.push(() => cli.cleanup());
+    }
+
+    // GET: servers alternate run by run, so drift on the machine hits both alike.
+    const get: Record<string, Record<string, GetResult>> = {};
+    for (const file of ONLY === 'publish' ? [] : ['timestamp.json', 'targets.json']) {
+      for (const c of CONCURRENCIES) {
+        const key = `${file} c${c}`;
+        get[key] = {};
+        for (const s of servers) {
+          const url = tufUrl(s, GET_GUN, file);
+          await getOk(url);
+          let cpu0 = NaN;
+          const r = await load(gen, url, c, async () => void (cpu0 = await cpuMs(s.pid)));
+          r.serverCpuUsPerRequest = ((await cpuMs(s.pid)) - cpu0) * 1000 / r.requests;
+          if (r.errors > 0 || r.non200 > 0) throw new Error(`${s.name} GET ${file} c${c}: ${r.errors} errors, ${r.non200} non-200 answers`);
+          get[key]![s.name] = r;
+          say(`GET ${key} ${s.name}: ${fmt(r.rps)} req/s (p50 ${fmt(r.latencyMs.p50, 2)} ms, p99 ${fmt(r.latencyMs.p99, 2)} ms; server CPU ${fmt(r.serverCpuUsPerRequest!)} µs/request)`);
+        }
+      }
+    }
+
+    say(`pre-signing ${TAGS} targets versions`);
+    const keys = await makeKeys();
+    const signed = await presignTargets(keys, ONLY === 'get' ? 0 : TAGS);
+    const bodies = signed.slice(1).map((b) => multipart([['targets', b]]));
+    const publish: Record<string, PublishResult> = {};
+    for (const s of ONLY === 'get' ? [] : servers) {
+      say(`${s.name}: publishing ${TAGS} targets versions`);
+      const root = await makeRoot(s, keys);
+      const r = await publishRun(s, root, bodies, signed[0]!);
+      await checkPublished(s, r.publishes);
+      if (s.name === 'trustgate') r.serverSide = await serverPublishLatency(s);
+      publish[s.name] = r;
+      say(`${s.name}: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s, p50 ${fmt(r.latencyMs.p50, 2)} ms, server CPU ${fmt(r.serverCpuMsPerPublish, 2)} ms/publish` + (r.serverSide ? ` (server-side mean ${fmt(r.serverSide.meanMs!, 2)} ms)` : ''));
+    }
+
+    if (ONLY) {
+      process.stdout.write(JSON.stringify({ get, publish }, null, 2) + '\n');
+      return;
+    }
+
+    // Report
+    const rows: string[][] = [['metric', 'trustgate', 'reference', 'ratio (tg/ref)', 'goal']];
+    const ratios: Record<string, number> = {};
+    for (const [key, r] of Object.entries(get)) {
+      const q = ratio(r.trustgate!.rps, r.reference!.rps);
+      ratios[`GET ${key}`] = q;
+      rows.push([`GET ${key} (req/s)`, fmt(r.trustgate!.rps), fmt(r.reference!.rps), `${fmt(q, 2)}x`, q >= 1.5 ? '>=1.5x ok' : '>=1.5x MISSED']);
+    }
+    for (const [key, r] of Object.entries(get)) {
+      const a = r.trustgate!.serverCpuUsPerRequest!;
+      const b = r.reference!.serverCpuUsPerRequest!;
+      ratios[`GET ${key} cpu efficiency`] = b / a;
+      rows.push([`  server CPU µs/req ${key}`, fmt(a), fmt(b), `${fmt(b / a, 2)}x`, '(ref/tg)']);
+    }
+    const pt = publish.trustgate!;
+    const pr = publish.reference!;
+    for (const [label, field] of [
+      ['first 100', 'first100PerSec'],
+      ['last 100', 'last100PerSec'],
+      ['overall', 'overallPerSec'],
+    ] as const) {
+      const q = ratio(pt[field], pr[field]);
+      ratios[`publish ${label}`] = q;
+      rows.push([`publish ${label} (/s)`, fmt(pt[field], 1), fmt(pr[field], 1), `${fmt(q, 2)}x`, q >= 1 ? '>=1x ok' : '>=1x MISSED']);
+    }
+    rows.push(['publish last100/first100', fmt(pt.lastOverFirst, 2), fmt(pr.lastOverFirst, 2), '', pt.lastOverFirst >= 0.9 ? 'flat ok' : 'slows down']);
+    rows.push(['publish p50 latency (ms)', fmt(pt.latencyMs.p50, 2), fmt(pr.latencyMs.p50, 2), '', '']);
+    ratios['publish cpu efficiency'] = pr.serverCpuMsPerPublish / pt.serverCpuMsPerPublish;
+    rows.push(['  server CPU ms/publish', fmt(pt.serverCpuMsPerPublish, 2), fmt(pr.serverCpuMsPerPublish, 2), `${fmt(ratios['publish cpu efficiency'], 2)}x`, '(ref/tg)']);
+
+    const results = {
+      date: new Date(started).toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}`, loadavgAtStart, loadavgAtEnd: os.loadavg() },
+      settings: { durationMs: DURATION_MS, warmupMs: WARMUP_MS, concurrency: CONCURRENCIES, loadGenerator: gen, publishes: TAGS, getRepoTags: GET_REPO_TAGS, trustgate: build.how, trustgateStore: 'sqlite (default, temp TRUSTGATE_DATA_DIR)', reference: 'notary-server, memory store, local signer' },
+      get,
+      publish,
+      ratios,
+      runSeconds: (Date.now() - started) / 1000,
+    };
+    const dir = path.join(ROOT, 'bench', 'results');
+    await fsp.mkdir(dir, { recursive: true });
+    const file = path.join(dir, `notary-${results.date.replace(/[:.]/g, '-')}.json`);
+    await fsp.writeFile(file, JSON.stringify(results, null, 2) + '\n');
+
+    const busy = Math.max(loadavgAtStart[0]!, os.loadavg()[0]!) > os.cpus().length;
+    process.stdout.write(
+      `\ntrustgate vs notary-server (${gen}, ${os.cpus().length} CPUs, load average ${fmt(loadavgAtStart[0]!, 1)} -> ${fmt(os.loadavg()[0]!, 1)}, ${build.how})\n\n${table(rows)}\n\n` +
+        (busy ? 'note: the machine was busy with other work; throughput ratios are noisy, CPU per request less so\n' : '') +
+        `results: ${path.relative(ROOT, file)} (${fmt(results.runSeconds)} s)\n`,
+    );
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e: Error) => say(`cleanup: ${e.message}`));
+    agent.destroy();
+  }
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench failed: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});
