@@ -40,7 +40,7 @@ export async function startMgmt(env: Record<string, string> = {}): Promise<Mgmt>
   const admin = readFileSync(join(tg.app.config.dataDir, 'admin-token'), 'utf8').trim();
   const c = checker();
   const agent = request(tg.url);
-  return {
+  const self: Mgmt = {
     tg,
     admin,
     logs,
@@ -50,7 +50,7 @@ export async function startMgmt(env: Record<string, string> = {}): Promise<Mgmt>
     async call(method, path, opts = {}) {
       const url = `/api/v1${path}`;
       let r = agent[method](url);
-      const token = opts.token === undefined ? admin : opts.token;
+      const token = opts.token === undefined ? self.admin : opts.token;
       if (token !== null) r = r.set('Authorization', `Bearer ${token}`);
       if (opts.raw !== undefined) r = r.set('Content-Type', opts.contentType ?? 'application/json').send(opts.raw);
       else if (opts.body !== undefined) r = r.send(opts.body as object);
@@ -61,6 +61,7 @@ export async function startMgmt(env: Record<string, string> = {}): Promise<Mgmt>
     },
     stop: () => tg.stop(),
   };
+  return self;
 }
 
 export const enc = encodeURIComponent;
