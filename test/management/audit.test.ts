@@ -1,0 +1,152 @@
+// The audit log: every key and trust change recorded with who, what, where, when and outcome;
+// queries; and a hash chain that detects edited, removed and reordered entries.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AuditLog, GENESIS, entryHash, type AuditEntry } from '../../src/audit/log.js';
+import { exportPrivateKeyPem } from '../../src/core/crypto/pem.js';
+import { generateSigner } from '../../src/core/crypto/signer.js';
+import { enc, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
+
+describe('AuditLog', () => {
+  let dir: string;
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'trustgate-audit-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('entries chain by hash, and a reopened log continues the chain', () => {
+    const a = new AuditLog(dir);
+    const e1 = a.append({ actor: { id: 't1', name: 'one' }, action: 'key.export', outcome: 'success', gun: 'a/b', keyId: 'k' });
+    const e2 = a.append({ actor: { id: 't1', name: 'one' }, action: 'key.rotate', outcome: 'failure', gun: 'a/b', detail: { code: 'X' } });
+    assert.equal(e1.prev, GENESIS);
+    assert.equal(e2.prev, e1.hash);
+    const { hash, ...rest } = e2;
+    assert.equal(entryHash(rest), hash);
+    const b = new AuditLog(dir);
+    const e3 = b.append({ actor: { id: 't2', name: 'two' }, action: 'tag.add', outcome: 'success' });
+    assert.equal(e3.seq, 3);
+    assert.equal(e3.prev, e2.hash);
+    assert.deepEqual(b.verify(), { ok: true, entries: 3, head: { seq: 3, hash: e3.hash } });
+  });
+
+  const tamper = (edit: (lines: string[]) => string[]) => {
+    const d = mkdtempSync(join(tmpdir(), 'trustgate-audit-'));
+    const log = new AuditLog(d);
+    for (let i = 0; i < 5; i++) log.append({ actor: { id: 't', name: 'n' }, action: 'key.export', outcome: 'success', keyId: `k${i}` });
+    assert.equal(log.verify().ok, true);
+    const lines = readFileSync(log.path, 'utf8').split('\n').filter(Boolean);
+    writeFileSync(log.path, edit(lines).join('\n') + '\n');
+    const r = log.verify();
+    rmSync(d, { recursive: true, force: true });
+    return r;
+  };
+
+  test('an edited entry breaks the chain at that entry', () => {
+    const r = tamper((l) => l.map((x, i) => (i === 2 ? x.replace('"outcome":"success"', '"outcome":"failure"') : x)));
+    assert.equal(r.ok, false);
+    assert.equal(r.brokenAt, 3);
+    assert.match(r.reason!, /hash/);
+  });
+
+  test('an edited entry with a recomputed hash breaks the link of the next one', () => {
+    const r = tamper((l) =>
+      l.map((x, i) => {
+        if (i !== 1) return x;
+        const e = JSON.parse(x) as AuditEntry;
+        const { hash: _h, ...rest } = { ...e, keyId: 'other' };
+        return JSON.stringify({ ...rest, hash: entryHash(rest) });
+      }),
+    );
+    assert.equal(r.ok, false);
+    assert.equal(r.brokenAt, 3);
+  });
+
+  test('a removed, a reordered and a truncated tail are detected', () => {
+    assert.equal(tamper((l) => l.filter((_, i) => i !== 1)).ok, false);
+    assert.equal(tamper((l) => [l[0]!, l[2]!, l[1]!, l[3]!, l[4]!]).ok, false);
+    const t = tamper((l) => l.slice(0, 4));
+    assert.equal(t.ok, false);
+    assert.match(t.reason!, /head/);
+  });
+});
+
+describe('audit over the API', () => {
+  let m: Mgmt;
+  before(async () => (m = await startMgmt()));
+  after(() => m.stop());
+
+  test('create, sign, rotate, export, import, delete and denied use are recorded with actor, target and outcome', async () => {
+    const gun = newGun('audit');
+    const g = enc(gun);
+    const t0 = new Date(m.now() - 1000).toISOString();
+    const signerTok = await m.call('post', '/tokens', { body: { name: 'auditor-signer', scopes: [`signer:${gun}`] } });
+    expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
+    expectStatus(await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: `sha256:${'1'.repeat(64)}`, size: 1 } }), 200);
+    const rot = await m.call('post', `/repositories/${g}/keys/targets/rotate`, { body: {} });
+    expectStatus(rot, 200);
+    expectStatus(await m.call('post', `/repositories/${g}/keys/${rot.body.newKeyId}/export`, { body: { passphrase: 'audit-passphrase' } }), 200);
+    const s = generateSigner('ecdsa');
+    const pem = exportPrivateKeyPem(s.privateKey, { passphrase: 'audit-passphrase', role: 'targets', gun });
+    expectStatus(await m.call('post', `/repositories/${g}/keys/import`, { body: { pem, passphrase: 'audit-passphrase', role: 'targets' } }), 201);
+    expectStatus(await m.call('delete', `/repositories/${g}/keys/${s.id}`), 200);
+    expectStatus(await m.call('post', `/repositories/${g}/keys/snapshot/rotate`, { body: {} , token: signerTok.body.token }), 403);
+    expectStatus(await m.call('post', `/repositories/${g}/keys/nope/rotate`, { body: {} }), 400);
+
+    const all = (await m.call('get', `/audit?gun=${g}`)).body.entries as AuditEntry[];
+    const admin = (await m.call('get', '/whoami')).body as { id: string; name: string };
+    const find = (action: string, outcome: string) => all.find((e) => e.action === action && e.outcome === outcome);
+    for (const [action, outcome] of [
+      ['repository.create', 'success'],
+      ['tag.add', 'success'],
+      ['key.rotate', 'success'],
+      ['key.export', 'success'],
+      ['key.import', 'success'],
+      ['key.delete', 'success'],
+      ['auth.denied', 'denied'],
+      ['key.rotate', 'failure'],
+    ]) {
+      const e = find(action!, outcome!);
+      assert.ok(e, `${action} ${outcome} is recorded`);
+      assert.equal(e.gun, gun);
+      assert.ok(Date.parse(e.time) >= Date.parse(t0));
+    }
+    assert.deepEqual(find('key.export', 'success')!.actor, { id: admin.id, name: admin.name });
+    assert.equal(find('key.export', 'success')!.keyId, rot.body.newKeyId);
+    assert.equal(find('key.import', 'success')!.keyId, s.id);
+    assert.equal(find('auth.denied', 'denied')!.actor.name, 'auditor-signer');
+    assert.equal(find('key.rotate', 'failure')!.detail!.code, 'INVALID_ROLE');
+
+    // Filters: actor (by name or id), action prefix, time window.
+    const byActor = (await m.call('get', `/audit?actor=auditor-signer`)).body.entries as AuditEntry[];
+    assert.ok(byActor.length >= 1 && byActor.every((e) => e.actor.name === 'auditor-signer'));
+    const keys = (await m.call('get', `/audit?gun=${g}&action=key`)).body.entries as AuditEntry[];
+    assert.deepEqual([...new Set(keys.map((e) => e.action))].sort(), ['key.delete', 'key.export', 'key.import', 'key.rotate']);
+    const future = new Date(m.now() + 3600_000).toISOString();
+    assert.deepEqual((await m.call('get', `/audit?since=${enc(future)}`)).body.entries, []);
+    assert.ok(((await m.call('get', `/audit?until=${enc(future)}&gun=${g}`)).body.entries as AuditEntry[]).length === all.length);
+    assert.equal(((await m.call('get', `/audit?limit=2`)).body.entries as AuditEntry[]).length, 2);
+    expectStatus(await m.call('get', '/audit?since=yesterday'), 400);
+  });
+
+  test('verify passes, and fails after a stored entry is tampered with', async () => {
+    const ok = await m.call('get', '/audit/verify');
+    assert.equal(ok.body.ok, true);
+    assert.ok(ok.body.entries > 5);
+    const path = join(m.tg.app.config.dataDir, 'audit.jsonl');
+    const original = readFileSync(path, 'utf8');
+    const lines = original.split('\n');
+    const i = lines.findIndex((l) => l.includes('"action":"key.export"'));
+    lines[i] = lines[i]!.replace('"outcome":"success"', '"outcome":"denied"');
+    writeFileSync(path, lines.join('\n'));
+    try {
+      const bad = await m.call('get', '/audit/verify');
+      expectStatus(bad, 200);
+      assert.equal(bad.body.ok, false);
+      assert.equal(bad.body.brokenAt, i + 1);
+    } finally {
+      writeFileSync(path, original);
+    }
+    assert.equal((await m.call('get', '/audit/verify')).body.ok, true);
+  });
+});
