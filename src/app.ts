@@ -16,6 +16,7 @@ import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
 import { TrustService } from './trust/service.js';
 import { createManagement, type Management } from './management/index.js';
+import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
 
 export interface App {
@@ -33,6 +34,8 @@ export interface App {
   now: () => number;
   /** The key-management API under /api/v1 (tokens, audit log, pending changes). */
   management: Management;
+  /** Signing for CI and release tools under /api/v1/signing (src/signing). */
+  signing: Signing;
   close(): Promise<void>;
 }
 
@@ -89,6 +92,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
   });
+  // Signing routes first: the management router answers 404 for paths it does not know.
+  const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
+  api.use('/api/v1', signing.router);
   api.use('/api/v1', management.router);
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
   const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
@@ -115,7 +121,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     listener,
     now: over.now ?? Date.now,
     management,
+    signing,
     close: async () => {
+      signing.close();
       await store.close();
       await opened?.close();
     },

@@ -30,6 +30,8 @@ export interface Config {
   proxy?: ProxyConfig;
   /** TRUSTGATE_PENDING_TTL_SECONDS: how long a management-API change waits for m-of-n signatures. */
   pendingTtlSeconds: number;
+  /** TRUSTGATE_SIGN_CHECK_UPSTREAM: signing refuses digests the upstream registry does not have. */
+  signCheckUpstream: boolean;
 }
 
 /** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
@@ -138,7 +140,9 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: r.oneOf('TRUSTGATE_LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error'] as const),
     keystore: r.oneOf('TRUSTGATE_KEYSTORE', 'file', ['file', 'pkcs11', 'keyv'] as const),
     pendingTtlSeconds: r.int('TRUSTGATE_PENDING_TTL_SECONDS', 7 * 24 * 3600, 60, 365 * 24 * 3600),
+    signCheckUpstream: ['true', '1'].includes(r.oneOf('TRUSTGATE_SIGN_CHECK_UPSTREAM', 'false', ['true', 'false', '1', '0'] as const)),
   };
+  if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM) r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);
   const proxy = readProxyConfig(merged);
   r.problems.push(...proxy.problems);

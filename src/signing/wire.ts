@@ -2,6 +2,7 @@
 // proxy's verifier, the upstream registry (when configured), the management API's pending
 // changes, and the REST router. app.ts calls this once with the shared token store and audit log.
 import type { Router } from 'express';
+import type { Config } from '../config/config.js';
 import type { AuditLog } from '../audit/log.js';
 import type { TokenStore } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
@@ -13,7 +14,7 @@ import { RepoEditor } from '../trust/editor.js';
 import type { TrustService } from '../trust/service.js';
 import { UpstreamRegistry, type RegistryClient } from './registry.js';
 import { signingRouter } from './routes.js';
-import { SigningService } from './service.js';
+import { SigningService, defaultUpstreamRepo } from './service.js';
 import type { ImageVerifier } from './verifier.js';
 
 export interface SigningDeps {
@@ -69,4 +70,50 @@ export function createSigning(d: SigningDeps): Signing {
     ...(d.maxBodyBytes ? { maxBodyBytes: d.maxBodyBytes } : {}),
   });
   return { service, verifier, ...(registry ? { registry } : {}), router, close: () => ownUpstream?.close() };
+}
+
+/** What createApp hands over: its services, and the management API's tokens, audit log and pending changes. */
+export interface AppSigningDeps {
+  trust: TrustService;
+  keys: KeyStore;
+  log: Logger;
+  management: { tokens: TokenStore; audit: AuditLog; pending: PendingStore };
+  now?: () => number;
+}
+
+/**
+ * The signing feature as the app runs it. With the proxy configured (TRUSTGATE_UPSTREAM), its
+ * upstream registry is used for sizes, upstream checks and registry-side signatures, and bare
+ * repository names map to GUNs as the proxy names them (`<registry name>/<repository>`).
+ */
+export function createSigningForApp(config: Config, d: AppSigningDeps): Signing {
+  const px = config.proxy;
+  const registryName = px ? (px.registryName ?? `${px.listen.host.includes(':') ? `[${px.listen.host}]` : px.listen.host}:${px.listen.port}`) : undefined;
+  const upstream = px
+    ? new Upstream({
+        url: px.upstream,
+        timeoutMs: px.upstreamTimeoutMs,
+        ...(px.upstreamUsername !== undefined ? { username: px.upstreamUsername, password: px.upstreamPassword ?? '' } : {}),
+        ...(px.upstreamToken ? { token: px.upstreamToken } : {}),
+      })
+    : undefined;
+  const signing = createSigning({
+    trust: d.trust,
+    keys: d.keys,
+    tokens: d.management.tokens,
+    audit: d.management.audit,
+    pending: d.management.pending,
+    log: d.log,
+    ...(upstream ? { upstream } : {}),
+    checkUpstream: config.signCheckUpstream,
+    ...(registryName
+      ? {
+          gunFor: (repo: string) => `${registryName}/${repo}`,
+          upstreamRepo: (gun: string) => (gun.startsWith(`${registryName}/`) ? gun.slice(registryName.length + 1) : defaultUpstreamRepo(gun)),
+        }
+      : {}),
+    maxBodyBytes: config.maxBodyBytes,
+    ...(d.now ? { now: d.now } : {}),
+  });
+  return { ...signing, close: () => upstream?.close() };
 }

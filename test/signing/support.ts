@@ -25,9 +25,20 @@ export interface SigningServer {
   stop(): Promise<void>;
 }
 
+/**
+ * A trustgate as `npm start` builds it. `upstream` sets TRUSTGATE_UPSTREAM (the proxy's registry,
+ * which signing uses for sizes, checks and registry-side signatures; the proxy itself is not
+ * started) and `checkUpstream` TRUSTGATE_SIGN_CHECK_UPSTREAM.
+ */
 export async function startSigningServer(opts: { env?: Record<string, string>; upstream?: string; checkUpstream?: boolean } = {}): Promise<SigningServer> {
-  const tg = await startTrustgate({ env: opts.env ?? {} });
-  const parts = signingParts(tg, { ...(opts.upstream ? { upstream: opts.upstream } : {}), checkUpstream: opts.checkUpstream ?? false });
+  const tg = await startTrustgate({
+    env: {
+      ...(opts.upstream ? { TRUSTGATE_UPSTREAM: opts.upstream } : {}),
+      ...(opts.checkUpstream ? { TRUSTGATE_SIGN_CHECK_UPSTREAM: 'true' } : {}),
+      ...opts.env,
+    },
+  });
+  const parts = signingParts(tg);
   const admin = parts.tokens.create({ name: 'test-admin', scopes: ['admin'], createdBy: 'test' }).token;
   return {
     tg,
@@ -36,10 +47,7 @@ export async function startSigningServer(opts: { env?: Record<string, string>; u
     editor: new RepoEditor(tg.app.trust, tg.app.keys),
     adminToken: admin,
     token: (scopes, keyIds) => parts.tokens.create({ name: `t-${randomBytes(3).toString('hex')}`, scopes: scopes as never, ...(keyIds ? { keyIds } : {}), createdBy: 'test' }).token,
-    stop: async () => {
-      parts.close();
-      await tg.stop();
-    },
+    stop: () => tg.stop(),
   };
 }
 
