@@ -32,14 +32,28 @@ export interface Mgmt {
 let shared: OpenApiChecker | undefined;
 export const checker = () => (shared ??= new OpenApiChecker());
 
-export async function startMgmt(env: Record<string, string> = {}): Promise<Mgmt> {
+export interface MgmtOptions {
+  env?: Record<string, string>;
+  /** Serve https with this certificate; `ca` verifies it. */
+  tls?: { cert: string; key: string; ca: string };
+  /** Reuse a data/keys directory (restarts); it is then not removed on stop. */
+  dir?: string;
+}
+
+export async function startMgmt(opts: MgmtOptions = {}): Promise<Mgmt> {
   const logs: string[] = [];
   let offset = 0;
   const now = () => Date.now() + offset;
-  const tg = await startTrustgate({ env: { TRUSTGATE_LOG_LEVEL: 'debug', ...env }, overrides: { log: createLogger('debug', (l) => logs.push(l)), now } });
+  const tg = await startTrustgate({
+    env: { TRUSTGATE_LOG_LEVEL: 'debug', ...opts.env },
+    overrides: { log: createLogger('debug', (l) => logs.push(l)), now },
+    ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
+    ...(opts.dir ? { dir: opts.dir } : {}),
+  });
   const admin = readFileSync(join(tg.app.config.dataDir, 'admin-token'), 'utf8').trim();
   const c = checker();
   const agent = request(tg.url);
+  const ca = opts.tls ? readFileSync(opts.tls.ca) : undefined;
   const self: Mgmt = {
     tg,
     admin,
@@ -50,6 +64,7 @@ export async function startMgmt(env: Record<string, string> = {}): Promise<Mgmt>
     async call(method, path, opts = {}) {
       const url = `/api/v1${path}`;
       let r = agent[method](url);
+      if (ca) r = r.ca(ca);
       const token = opts.token === undefined ? self.admin : opts.token;
       if (token !== null) r = r.set('Authorization', `Bearer ${token}`);
       if (opts.raw !== undefined) r = r.set('Content-Type', opts.contentType ?? 'application/json').send(opts.raw);
