@@ -16,6 +16,8 @@ export interface ProxyConfig {
   cacheUrl?: string;
   cacheMax: number;
   verdictTtlMs: number;
+  /** Memory for verified manifests (0 = fetch each pull from the upstream). */
+  manifestCacheBytes: number;
   /** Let clients without credentials pull (when client authentication is on). */
   anonymousPull: boolean;
   /** `token`: clients authenticate with trustgate tokens; `none`: the proxy is open. */
@@ -64,6 +66,7 @@ export function readProxyConfig(env: Env): { config?: ProxyConfig; problems: str
     upstreamTimeoutMs: int('TRUSTGATE_UPSTREAM_TIMEOUT_MS', 30_000, 100, 600_000),
     cacheMax: int('TRUSTGATE_VERDICT_CACHE_MAX', 100_000, 1, 10_000_000),
     verdictTtlMs: int('TRUSTGATE_VERDICT_TTL_SECONDS', 60, 0, 86_400) * 1000,
+    manifestCacheBytes: int('TRUSTGATE_MANIFEST_CACHE_MB', 64, 0, 65_536) * 1024 * 1024,
     anonymousPull: bool('TRUSTGATE_PROXY_ANONYMOUS_PULL'),
     auth: auth === 'token' ? 'token' : 'none',
   };

@@ -72,6 +72,8 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     metrics,
     log: deps.log,
     now,
+    manifestCacheBytes: config.manifestCacheBytes,
+    manifestCacheTtlMs: config.verdictTtlMs,
     ...(config.registryName ? { registryName: config.registryName } : {}),
     ...(deps.scheme ? { scheme: deps.scheme } : {}),
     ...(deps.notary ? { notary: deps.notary } : {}),

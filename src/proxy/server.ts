@@ -76,6 +76,19 @@ export interface ProxyOptions {
   audit?: AuditSink;
   cosign?: CosignHook;
   now?: () => number;
+  /**
+   * Bytes of verified manifests kept in memory (keyed by repository, digest and the client's
+   * Accept, each checked against its digest when fetched), for `manifestCacheTtlMs`; 0 = fetch
+   * every pull from the upstream.
+   */
+  manifestCacheBytes?: number;
+  manifestCacheTtlMs?: number;
+}
+
+interface CachedManifest {
+  headers: OutgoingHttpHeaders;
+  body: Buffer;
+  until: number;
 }
 
 interface Ctx {
@@ -105,6 +118,8 @@ export class RegistryProxy {
   private registryName?: string;
   /** Children of signed indexes, by index digest: content-addressed, so kept as long as there is room. */
   private children = new BoundedMap<string, Map<string, number>>(4096);
+  private manifests = new Map<string, CachedManifest>();
+  private manifestBytes = 0;
   private now: () => number;
 
   constructor(readonly opts: ProxyOptions) {
@@ -192,7 +207,10 @@ export class RegistryProxy {
       const ref = m[2]!;
       if (method === 'GET' || method === 'HEAD') return this.pullManifest(ctx, ref, url);
       if (method === 'PUT') return this.pushManifest(ctx, ref, url);
-      if (method === 'DELETE') return this.forward(req, res, url, ctx, { scope });
+      if (method === 'DELETE') {
+        this.forgetManifests(repo);
+        return this.forward(req, res, url, ctx, { scope });
+      }
       return send(res, E.UNSUPPORTED);
     }
     if (route === 'upload-start' && method === 'POST') {
@@ -343,6 +361,9 @@ export class RegistryProxy {
   private async serveVerified(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> {
     const { req, res } = ctx;
     const digest = v.digest!;
+    const cacheKey = `${ctx.repo}@${digest}|${req.headers.accept ?? ''}`;
+    const cached = this.manifests.get(cacheKey);
+    if (cached && cached.until > this.now()) return this.serveManifest(ctx, v, cached.headers, cached.body);
     let got: { status: number; headers: OutgoingHttpHeaders; body: Buffer };
     try {
       got = await this.fetchManifest(ctx.repo, digest, req.headers.accept);
@@ -362,15 +383,47 @@ export class RegistryProxy {
       const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${got.body.length} bytes, signed length is ${v.length}`;
       return this.refuse(ctx, ref, url, { ...v, ok: false, reason: 'digest-mismatch', message });
     }
+    this.remember(cacheKey, got.headers, got.body);
+    return this.serveManifest(ctx, v, got.headers, got.body);
+  }
+
+  private serveManifest(ctx: Ctx, v: Verdict, headers: OutgoingHttpHeaders, body: Buffer): void {
     this.count(ctx.rule, 'allowed', v.evidence.via ?? 'tag');
-    res.writeHead(200, {
+    ctx.res.writeHead(200, {
       ...DAPI,
-      'Content-Type': got.headers['content-type'] ?? 'application/vnd.oci.image.manifest.v1+json',
-      'Content-Length': got.body.length,
-      'Docker-Content-Digest': digest,
-      Etag: `"${digest}"`,
+      'Content-Type': headers['content-type'] ?? 'application/vnd.oci.image.manifest.v1+json',
+      'Content-Length': body.length,
+      'Docker-Content-Digest': v.digest!,
+      Etag: `"${v.digest!}"`,
     });
-    res.end(req.method === 'HEAD' ? undefined : got.body);
+    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
+  }
+
+  /** Keeps a verified manifest, oldest entries leaving first past the byte budget. */
+  private remember(key: string, headers: OutgoingHttpHeaders, body: Buffer): void {
+    const budget = this.opts.manifestCacheBytes ?? 0;
+    if (budget <= 0 || body.length > budget / 16) return;
+    const old = this.manifests.get(key);
+    if (old) {
+      this.manifestBytes -= old.body.length;
+      this.manifests.delete(key);
+    }
+    this.manifests.set(key, { headers: { 'content-type': headers['content-type'] }, body, until: this.now() + (this.opts.manifestCacheTtlMs ?? 60_000) });
+    this.manifestBytes += body.length;
+    for (const [k, e] of this.manifests) {
+      if (this.manifestBytes <= budget) break;
+      this.manifests.delete(k);
+      this.manifestBytes -= e.body.length;
+    }
+  }
+
+  /** Forgets cached manifests of a repository (after a DELETE through the proxy). */
+  private forgetManifests(repo: string): void {
+    for (const [k, e] of this.manifests) {
+      if (!k.startsWith(`${repo}@`)) continue;
+      this.manifests.delete(k);
+      this.manifestBytes -= e.body.length;
+    }
   }
 
   /** GET a manifest by digest from the upstream, whole (bounded). */

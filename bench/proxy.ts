@@ -1,0 +1,211 @@
+// `npm run bench:proxy`: the verifying proxy against its upstream, in one run, on this machine.
+// A real docker-registry is the upstream; trustgate runs as its own process (`src/main.ts`, as
+// `npm start` does) with the proxy in front of the registry; the load generator is a third
+// process. Measured, direct vs through the proxy:
+//   - manifest GET by tag, requests/s at concurrency 1 and 32 (warm verdict cache; every proxied
+//     request still fetches the manifest from the upstream by its signed digest and hashes it)
+//   - p50 latency added by the proxy at concurrency 1
+//   - blob GET MB/s for a 256 MB layer (median of 3)
+// Goals: manifests >= 0.8x direct, blobs >= 0.9x direct, < 1 ms added p50.
+//
+//   node --import tsx bench/proxy.ts [--seconds N] [--layer-mb N]
+//   node --import tsx bench/proxy.ts --load <url> <concurrency> <ms> <accept>   (internal)
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../test/helpers/oci.js';
+import { freePort, waitForHttp } from '../test/helpers/ports.js';
+import { makeTempDir, removeTempDir, startProcess, startRegistry } from '../test/helpers/services.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+
+interface Load {
+  requests: number;
+  errors: number;
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : 0);
+
+/** The load generator: `c` requests in flight over keep-alive for `ms` after a 1 s warm-up. */
+async function load(url: string, c: number, ms: number, accept: string): Promise<Load> {
+  const u = new URL(url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: c });
+  const lat: number[] = [];
+  let measuring = false;
+  let stop = false;
+  let errors = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const t0 = performance.now();
+      const req = http.request({ agent, host: u.hostname, port: u.port, path: u.pathname, headers: { accept } }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (measuring && !stop) {
+            if (res.statusCode === 200) lat.push(performance.now() - t0);
+            else errors++;
+          }
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        if (measuring) errors++;
+        resolve();
+      });
+      req.end();
+    });
+  const loops = Array.from({ length: c }, async () => {
+    for (let i = 0; !stop && i < 10_000_000; i++) await one();
+  });
+  await new Promise((r) => setTimeout(r, 1000));
+  measuring = true;
+  const start = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  stop = true;
+  const elapsed = performance.now() - start;
+  await Promise.all(loops);
+  agent.destroy();
+  const sorted = lat.sort((a, b) => a - b);
+  return { requests: lat.length, errors, rps: lat.length / (elapsed / 1000), p50: pct(sorted, 0.5), p99: pct(sorted, 0.99) };
+}
+
+/** Runs the load generator as its own process. */
+function loadProcess(url: string, c: number, ms: number, accept: string): Promise<Load> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/proxy.ts'), '--load', url, String(c), String(ms), accept], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`load generator exited ${code}`))));
+  });
+}
+
+/** Streams a blob to nowhere, hashing it; MB/s. */
+function blobRate(url: string, digest: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    http
+      .get(url, (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`GET ${url}: ${res.statusCode}`));
+        const h = createHash('sha256');
+        let n = 0;
+        res.on('data', (c: Buffer) => {
+          h.update(c);
+          n += c.length;
+        });
+        res.on('end', () => {
+          if (`sha256:${h.digest('hex')}` !== digest) return reject(new Error('blob digest mismatch'));
+          resolve(n / 1e6 / ((performance.now() - t0) / 1000));
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args[0] === '--load') {
+    process.stdout.write(JSON.stringify(await load(args[1]!, Number(args[2]), Number(args[3]), args[4]!)) + '\n');
+    return;
+  }
+  const opt = (name: string, def: number) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args[i + 1]) : def;
+  };
+  const seconds = opt('--seconds', 5);
+  const layerMb = opt('--layer-mb', 256);
+
+  const reg = await startRegistry();
+  const dir = await makeTempDir('bench-proxy');
+  const port = await freePort();
+  const uncachedPort = await freePort();
+  const env = (proxyPort: number, extra: Record<string, string> = {}) => ({
+    ...process.env,
+    TRUSTGATE_LISTEN: '127.0.0.1:0',
+    TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
+    TRUSTGATE_UPSTREAM: reg.url,
+    TRUSTGATE_REGISTRY_NAME: `127.0.0.1:${port}`,
+    TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
+    TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+    TRUSTGATE_KEY_PASSPHRASE: 'bench-passphrase',
+    TRUSTGATE_LOG_LEVEL: 'warn',
+    ...extra,
+  });
+  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, logFile: path.join(dir, 'trustgate.log'), env: env(port) });
+  // A second trustgate over the same trust data, without the verified-manifest cache: every
+  // proxied pull fetches the manifest from the upstream by its signed digest.
+  let uncachedProc: ReturnType<typeof startProcess> | undefined;
+  const proxy = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+    uncachedProc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, logFile: path.join(dir, 'trustgate-uncached.log'), env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }) });
+    const uncached = `http://127.0.0.1:${uncachedPort}`;
+    await waitForHttp(`${uncached}/v2/`, 60_000, { check: () => uncachedProc!.assertAlive(), okStatus: (s) => s === 200 });
+    const host = `127.0.0.1:${port}`;
+    process.stderr.write(`bench: pushing images through the proxy (signed on push; ${layerMb} MB layer)\n`);
+    const small = await makeImageLayout(path.join(dir, 'small'), { tag: 'v1', layers: 2 });
+    await skopeoCopy(small.ref, `docker://${host}/bench/app:v1`);
+    const big = await makeImageLayout(path.join(dir, 'big'), { tag: 'big', layerBytes: layerMb * 1024 * 1024 });
+    await skopeoCopy(big.ref, `docker://${host}/bench/app:big`, [], { timeoutMs: 600_000 });
+    const accept = MEDIA_TYPES.ociManifest;
+    for (const base of [proxy, uncached]) {
+      const check = await fetch(`${base}/v2/bench/app/manifests/v1`, { headers: { accept } });
+      if (check.status !== 200 || check.headers.get('docker-content-digest') !== small.manifest.digest) throw new Error(`${base} does not serve the signed manifest: ${check.status}`);
+    }
+
+    const manifest = (base: string) => `${base}/v2/bench/app/manifests/v1`;
+    const results: Record<string, Load> = {};
+    for (const c of [1, 32]) {
+      // Alternate, proxy first, so neither side always runs on a warmer machine.
+      results[`proxy c=${c}`] = await loadProcess(manifest(proxy), c, seconds * 1000, accept);
+      results[`direct c=${c}`] = await loadProcess(manifest(reg.url), c, seconds * 1000, accept);
+      results[`uncached c=${c}`] = await loadProcess(manifest(uncached), c, seconds * 1000, accept);
+    }
+    const layer = big.layers[0]!;
+    const rates = { direct: [] as number[], proxy: [] as number[] };
+    for (let i = 0; i < 3; i++) {
+      rates.proxy.push(await blobRate(`${proxy}/v2/bench/app/blobs/${layer.digest}`, layer.digest));
+      rates.direct.push(await blobRate(`${reg.url}/v2/bench/app/blobs/${layer.digest}`, layer.digest));
+    }
+    for (const [k, v] of Object.entries(results)) if (v.errors) throw new Error(`${k}: ${v.errors} failed requests`);
+
+    const r1 = results['proxy c=1']!.rps / results['direct c=1']!.rps;
+    const r32 = results['proxy c=32']!.rps / results['direct c=32']!.rps;
+    const blob = median(rates.proxy) / median(rates.direct);
+    const addedP50 = results['proxy c=1']!.p50 - results['direct c=1']!.p50;
+    const u1 = results['uncached c=1']!.rps / results['direct c=1']!.rps;
+    const u32 = results['uncached c=32']!.rps / results['direct c=32']!.rps;
+    const uAdded = results['uncached c=1']!.p50 - results['direct c=1']!.p50;
+    const lines = [
+      `manifest by tag, c=1   direct ${results['direct c=1']!.rps.toFixed(0)} req/s  proxy ${results['proxy c=1']!.rps.toFixed(0)} req/s  ratio ${r1.toFixed(2)}x (goal >= 0.8x)`,
+      `manifest by tag, c=32  direct ${results['direct c=32']!.rps.toFixed(0)} req/s  proxy ${results['proxy c=32']!.rps.toFixed(0)} req/s  ratio ${r32.toFixed(2)}x (goal >= 0.8x)`,
+      `p50 latency, c=1       direct ${results['direct c=1']!.p50.toFixed(3)} ms  proxy ${results['proxy c=1']!.p50.toFixed(3)} ms  added ${addedP50.toFixed(3)} ms (goal < 1 ms)`,
+      `without the manifest cache (each pull fetches upstream by digest):`,
+      `  c=1  ${results['uncached c=1']!.rps.toFixed(0)} req/s ratio ${u1.toFixed(2)}x, p50 ${results['uncached c=1']!.p50.toFixed(3)} ms, added ${uAdded.toFixed(3)} ms; c=32 ${results['uncached c=32']!.rps.toFixed(0)} req/s ratio ${u32.toFixed(2)}x`,
+      `p99 latency, c=32      direct ${results['direct c=32']!.p99.toFixed(3)} ms  proxy ${results['proxy c=32']!.p99.toFixed(3)} ms`,
+      `blob ${(layer.size / 1e6).toFixed(0)} MB          direct ${median(rates.direct).toFixed(0)} MB/s  proxy ${median(rates.proxy).toFixed(0)} MB/s  ratio ${blob.toFixed(2)}x (goal >= 0.9x)`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    const out = path.join(ROOT, 'bench/results');
+    mkdirSync(out, { recursive: true });
+    const file = path.join(out, `proxy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    writeFileSync(file, JSON.stringify({ results, blobMBps: rates, ratios: { manifestC1: r1, manifestC32: r32, blob, addedP50Ms: addedP50, uncachedC1: u1, uncachedC32: u32, uncachedAddedP50Ms: uAdded }, seconds, layerMb }, null, 2) + '\n');
+    process.stdout.write(`written to ${path.relative(ROOT, file)}\n`);
+  } finally {
+    await uncachedProc?.stop();
+    await proc.stop();
+    await reg.stop();
+    await removeTempDir(dir);
+  }
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench:proxy: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});
