@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   });
   // The verifying registry proxy, when an upstream registry is configured.
   const proxy = config.proxy
-    ? await startProxy(app).catch((e: Error) => {
+    ? await startProxy(app, app.signing.cosignHook ? { cosign: app.signing.cosignHook } : {}).catch((e: Error) => {
         app.log('error', 'cannot start the registry proxy', { error: e.message });
         process.exit(2);
       })

@@ -45,6 +45,8 @@ export interface RegistryClient {
   headManifest(repo: string, reference: string): Promise<ManifestHead | undefined>;
   getManifest(repo: string, reference: string): Promise<{ bytes: Buffer; mediaType: string; digest: string } | undefined>;
   putBlob(repo: string, bytes: Buffer): Promise<string>;
+  /** A blob of at most `limit` bytes whose content matches `digest`, or undefined. */
+  getBlob(repo: string, digest: string, limit: number): Promise<Buffer | undefined>;
   /** Stores a manifest; `subject` is the OCI-Subject header the registry answered with, if any. */
   putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; subject?: string }>;
   /** Referrers of a digest by the referrers API; undefined when the registry does not offer it. */
@@ -118,6 +120,16 @@ export class UpstreamRegistry implements RegistryClient {
     if (put.statusCode !== 201) return this.fail(`upload blob ${digest} to ${repo}`, put);
     put.resume();
     return digest;
+  }
+
+  async getBlob(repo: string, digest: string, limit: number): Promise<Buffer | undefined> {
+    const res = await this.call('GET', `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`);
+    if (res.statusCode !== 200) {
+      res.resume();
+      return undefined;
+    }
+    const bytes = await Upstream.readBody(res, limit).catch(() => undefined);
+    return bytes && sha256(bytes) === digest ? bytes : undefined;
   }
 
   async putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; subject?: string }> {

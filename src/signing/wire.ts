@@ -12,6 +12,8 @@ import { Upstream } from '../proxy/upstream.js';
 import { Verifier } from '../proxy/verifier.js';
 import { RepoEditor } from '../trust/editor.js';
 import type { TrustService } from '../trust/service.js';
+import type { CosignHook } from '../proxy/hooks.js';
+import { cosignHook } from './cosign-hook.js';
 import { UpstreamRegistry, type RegistryClient } from './registry.js';
 import { signingRouter } from './routes.js';
 import { SigningService, defaultUpstreamRepo } from './service.js';
@@ -25,7 +27,7 @@ export interface SigningDeps {
   log: Logger;
   pending?: PendingStore;
   /** The proxy's verifier, shared so verdicts and caches are the same; made here when absent. */
-  verifier?: ImageVerifier;
+  verifier?: Verifier;
   /** The proxy's upstream client, or its URL. */
   upstream?: Upstream | string;
   /** Refuse digests the upstream does not have. */
@@ -41,6 +43,8 @@ export interface Signing {
   service: SigningService;
   verifier: ImageVerifier;
   registry?: RegistryClient;
+  /** Cosign-format verification for the proxy (policy `cosign: true`); needs the upstream. */
+  cosignHook?: CosignHook;
   router: Router;
   close(): void;
 }
@@ -69,7 +73,8 @@ export function createSigning(d: SigningDeps): Signing {
     ...(d.gunFor ? { gunFor: d.gunFor } : {}),
     ...(d.maxBodyBytes ? { maxBodyBytes: d.maxBodyBytes } : {}),
   });
-  return { service, verifier, ...(registry ? { registry } : {}), router, close: () => ownUpstream?.close() };
+  const hook = registry ? cosignHook({ trust: d.trust, verifier: verifier as ImageVerifier & Pick<Verifier, 'failure'>, registry, ...(d.now ? { now: d.now } : {}) }) : undefined;
+  return { service, verifier, ...(registry ? { registry } : {}), ...(hook ? { cosignHook: hook } : {}), router, close: () => ownUpstream?.close() };
 }
 
 /** What createApp hands over: its services, and the management API's tokens, audit log and pending changes. */

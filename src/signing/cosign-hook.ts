@@ -1,0 +1,80 @@
+// Cosign-format verification for the proxy (its CosignHook), for repositories whose policy
+// accepts cosign signatures: the reference is resolved in the upstream, the digest's
+// `sha256-<hex>.sig` attachment is read, and a simple-signing layer must verify (node:crypto,
+// src/signing/cosign.ts) with an ECDSA key that the GUN's verified trust data names for
+// `targets` or one of its delegations, and name this GUN and digest. So cosign trust follows TUF
+// trust: a key stops counting when the trust data drops it, and a signature pushed by anyone
+// else is just bytes.
+import { publicKeyObject, type TufKey } from '../core/crypto/keys.js';
+import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
+import { fail } from '../core/tuf/verify.js';
+import type { CosignHook } from '../proxy/hooks.js';
+import type { Verdict } from '../proxy/verifier.js';
+import type { TrustService } from '../trust/service.js';
+import { signatureLayers, signatureTag, verifySimpleSigning } from './cosign.js';
+import type { RegistryClient } from './registry.js';
+import type { ImageVerifier } from './verifier.js';
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+const MAX_PAYLOAD = 64 * 1024;
+
+export interface CosignVerifierDeps {
+  trust: TrustService;
+  verifier: ImageVerifier & { failure(gun: string, reference: string, f: ReturnType<typeof fail>): Verdict };
+  registry: RegistryClient;
+  now?: () => number;
+}
+
+/** ECDSA keys of `targets` (from root) and of every delegation (from the parents' delegations), by key ID. */
+async function trustedCosignKeys(trust: TrustService, gun: string): Promise<Map<string, { key: TufKey; role: string }>> {
+  const out = new Map<string, { key: TufKey; role: string }>();
+  const rootFile = await trust.current(gun, 'root');
+  if (!rootFile) return out;
+  const root = Metadata.parse<RootBody>('root', rootFile.bytes).body;
+  for (const id of root.roles.targets.keyids) if (root.keys[id]) out.set(id, { key: root.keys[id]!, role: 'targets' });
+  const state = await trust.state(gun);
+  for (const [role, bytes] of state.targets) {
+    const body = Metadata.parse<TargetsBody>(role, bytes).body;
+    for (const d of body.delegations.roles) for (const id of d.keyids) if (body.delegations.keys[id] && !out.has(id)) out.set(id, { key: body.delegations.keys[id]!, role: d.name });
+  }
+  for (const [id, v] of out) if (!v.key.keytype.startsWith('ecdsa')) out.delete(id);
+  return out;
+}
+
+export function cosignHook(d: CosignVerifierDeps): CosignHook {
+  const now = d.now ?? Date.now;
+  return {
+    async verify({ gun, repository, reference }): Promise<Verdict> {
+      const refuse = (reason: Parameters<typeof fail>[0], message: string) => d.verifier.failure(gun, reference, fail(reason, message));
+      // The trust data must verify before any of its keys are believed.
+      const repo = await d.verifier.repository(gun);
+      if (!repo.ok) return refuse(repo.reason, `cosign: ${repo.message}`);
+      const head = await d.registry.headManifest(repository, reference);
+      if (!head) return refuse('not-signed', `cosign: ${repository}:${reference} is not in the upstream`);
+      const digest = DIGEST.test(reference) ? reference : head.digest;
+      if (!DIGEST.test(digest)) return refuse('not-signed', `cosign: ${reference} has no sha256 digest`);
+      const sig = await d.registry.getManifest(repository, signatureTag(digest));
+      if (!sig) return refuse('not-signed', `cosign: no cosign signature for ${digest}`);
+      const keys = await trustedCosignKeys(d.trust, gun);
+      for (const layer of signatureLayers(sig.bytes)) {
+        if (layer.size > MAX_PAYLOAD) continue;
+        const payload = await d.registry.getBlob(repository, layer.digest, MAX_PAYLOAD);
+        if (!payload) continue;
+        for (const [id, k] of keys) {
+          const r = verifySimpleSigning(publicKeyObject(k.key), payload, layer.signature, digest, gun);
+          if (!r.ok) continue;
+          return {
+            ok: true,
+            digest,
+            length: head.size,
+            role: k.role,
+            signers: [id],
+            expiresAtMs: repo.expiresAtMs,
+            evidence: { gun, reference, via: 'cosign', roles: [k.role], versions: repo.versions, expiries: repo.expiries, checkedAt: new Date(now()).toISOString() },
+          };
+        }
+      }
+      return refuse('not-signed', `cosign: no signature on ${digest} verifies with a key the trust data of ${gun} names`);
+    },
+  };
+}

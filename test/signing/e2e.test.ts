@@ -1,0 +1,140 @@
+// The CI scenario end to end, with real parts only: a docker-registry upstream, trustgate with
+// its verifying proxy in front of it, skopeo, and the `trustgate` CLI as a child process.
+// An admin sets the repository up once (repo init, a CI signer, a CI token); the CI job builds
+// an OCI layout, pushes it with skopeo straight to the upstream, and runs `trustgate sign`.
+// Then a pull through the proxy gets the signed image, and an unsigned sibling is denied. A
+// second part runs the proxy's cosign policy: a cosign-format signature made by trustgate with a
+// key the trust data names lets a pull through; one made with any other key does not.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { generateSigner } from '../../src/core/crypto/signer.js';
+import { startProxy, type StartedProxy } from '../../src/proxy/index.js';
+import { writeCosignSignature } from '../../src/signing/attach.js';
+import { UpstreamRegistry } from '../../src/signing/registry.js';
+import { Upstream } from '../../src/proxy/upstream.js';
+import { makeImageLayout, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
+import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from '../helpers/services.js';
+import { cli, type Cli } from '../cli/support.js';
+import { startSigningServer, type SigningServer } from './support.js';
+
+let reg: RegistryService;
+let s: SigningServer;
+let px: StartedProxy;
+let proxyHost: string;
+let work: string;
+let admin: Cli;
+
+before(async () => {
+  reg = await startRegistry();
+  work = await makeTempDir('signing-e2e');
+  const policy = join(work, 'policy.yaml');
+  // Pulls need targets/releases (or targets); `cosign/**` also accepts cosign-format signatures.
+  writeFileSync(
+    policy,
+    ['version: 1', 'default:', '  mode: enforce', 'repositories:', '  - pattern: "cosign/**"', '    require:', '      roles: [targets/releases]', '    cosign: true', ''].join('\n'),
+  );
+  s = await startSigningServer({ upstream: reg.url, checkUpstream: true, env: { TRUSTGATE_POLICY: policy } });
+  px = await startProxy(s.tg.app, { cosign: s.tg.app.signing.cosignHook! }, { host: '127.0.0.1', port: 0 });
+  proxyHost = px.url.replace(/^https?:\/\//, '');
+  admin = cli(s.tg.url, s.adminToken);
+});
+after(async () => {
+  await px?.close();
+  await s?.stop();
+  await reg?.stop();
+  await removeTempDir(work);
+});
+
+function ok(r: { code: number | null; stdout: string; stderr: string }, what: string): string {
+  assert.equal(r.code, 0, `${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+describe('CI: build, push, sign, pull through the proxy', () => {
+  test('the signed image pulls through the proxy; an unsigned sibling tag and an unsigned sibling repository are denied', async () => {
+    const gun = `${proxyHost}/ci/app`;
+    // Once, by an admin: trust for the repository, a CI signer (key held by trustgate), a CI token for it.
+    ok(await admin.run(['repo', 'init', gun]), 'repo init');
+    ok(await admin.run(['signer', 'add', gun, 'ci', '--generate']), 'signer add');
+    const keys = JSON.parse(ok(await admin.run(['key', 'list', gun, '--json']), 'key list')).keys as Array<{ id: string; role: string }>;
+    const ciKey = keys.find((k) => k.role === 'targets/ci')!.id;
+    const ciToken = ok(await admin.run(['token', 'create', '--name', 'ci', '--scope', `signer:${gun}`, '--key-id', ciKey]), 'token create').trim();
+    const ci = cli(s.tg.url, ciToken);
+
+    // The CI job: build an OCI layout, push it to the upstream with skopeo, sign it.
+    const img = await makeImageLayout(join(work, 'build-1'), { tag: 'v1.2.3', layers: 2 });
+    await skopeoCopy(img.ref, `docker://${reg.host}/ci/app:v1.2.3`);
+    const digest = ok(await runSkopeo(['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${reg.host}/ci/app:v1.2.3`]), 'skopeo inspect').trim();
+    assert.equal(digest, img.manifest.digest);
+    const signed = await ci.run(['sign', `${gun}@${digest}`, '--tag', 'v1.2.3', '--role', 'targets/releases']);
+    ok(signed, 'trustgate sign');
+    assert.match(signed.stdout, new RegExp(`${gun.replace(/[.]/g, '\\.')}:v1\\.2\\.3 -> ${digest} \\(${img.manifest.size} bytes\\)`));
+    ok(await ci.run(['verify', `${gun}:v1.2.3`]), 'trustgate verify');
+
+    // A pull through the proxy gets exactly the signed image.
+    const out = join(work, 'pulled');
+    await skopeoCopy(`docker://${proxyHost}/ci/app:v1.2.3`, `oci:${out}:v1.2.3`);
+    const pulled = await skopeoInspect<{ Digest: string }>(`oci:${out}:v1.2.3`);
+    assert.equal(pulled.Digest, digest);
+
+    // An unsigned sibling: pushed to the upstream, never signed, denied by the proxy (and by verify: exit 3).
+    const sib = await makeImageLayout(join(work, 'build-2'), { tag: 'v1.2.4' });
+    await skopeoCopy(sib.ref, `docker://${reg.host}/ci/app:v1.2.4`);
+    const deniedTag = await runSkopeo(['copy', '--src-tls-verify=false', `docker://${proxyHost}/ci/app:v1.2.4`, `oci:${join(work, 'nope')}:x`]);
+    assert.notEqual(deniedTag.code, 0);
+    assert.match(deniedTag.stderr, /denied|DENIED/);
+    assert.equal((await ci.run(['verify', `${gun}:v1.2.4`])).code, 3);
+    const deniedDigest = await fetch(`${px.url}/v2/ci/app/manifests/${sib.manifest.digest}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(deniedDigest.status, 403);
+    // A sibling repository without trust data.
+    await skopeoCopy(sib.ref, `docker://${reg.host}/ci/other:v1`);
+    const other = await runSkopeo(['copy', '--src-tls-verify=false', `docker://${proxyHost}/ci/other:v1`, `oci:${join(work, 'nope2')}:x`]);
+    assert.notEqual(other.code, 0);
+
+    // The CI token cannot sign what it has no key for (targets), nor another repository: exit 3.
+    assert.equal((await ci.run(['sign', `${gun}@${sib.manifest.digest}`, '--tag', 'v1.2.4'])).code, 3);
+    assert.equal((await ci.run(['sign', `${proxyHost}/ci/other@${sib.manifest.digest}`, '--tag', 'v1'])).code, 3);
+    // After revoking, the proxy denies the tag again.
+    ok(await admin.run(['revoke', `${gun}:v1.2.3`]), 'revoke');
+    const afterRevoke = await fetch(`${px.url}/v2/ci/app/manifests/v1.2.3`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(afterRevoke.status, 403);
+  });
+});
+
+describe("the proxy's cosign policy", () => {
+  test('a trustgate cosign signature by a key the trust data names is accepted; a foreign key is not', async () => {
+    const gun = `${proxyHost}/cosign/app`;
+    ok(await admin.run(['repo', 'init', gun]), 'repo init');
+    const a = await makeImageLayout(join(work, 'cos-a'), { tag: 'v1' });
+    const b = await makeImageLayout(join(work, 'cos-b'), { tag: 'v2' });
+    await skopeoCopy(a.ref, `docker://${reg.host}/cosign/app:v1`);
+    await skopeoCopy(b.ref, `docker://${reg.host}/cosign/app:v2`);
+    // Signed in `targets` (not the targets/releases the policy requires) plus a cosign signature.
+    ok(await admin.run(['sign', `${gun}@${a.manifest.digest}`, '--tag', 'v1', '--cosign']), 'sign --cosign');
+    const pullA = await fetch(`${px.url}/v2/cosign/app/manifests/v1`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(pullA.status, 200, await pullA.clone().text());
+    assert.equal(pullA.headers.get('docker-content-digest'), a.manifest.digest);
+
+    // Without the cosign signature the same TUF signing is not enough under this policy.
+    const c = await makeImageLayout(join(work, 'cos-c'), { tag: 'v3' });
+    await skopeoCopy(c.ref, `docker://${reg.host}/cosign/app:v3`);
+    ok(await admin.run(['sign', `${gun}@${c.manifest.digest}`, '--tag', 'v3']), 'sign without --cosign');
+    const pullC = await fetch(`${px.url}/v2/cosign/app/manifests/v3`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(pullC.status, 403);
+
+    // v2 gets a cosign-format signature too, but made with a key trustgate's trust data does not name.
+    const foreign = generateSigner('ecdsa');
+    const up = new Upstream({ url: reg.url });
+    try {
+      await writeCosignSignature(new UpstreamRegistry(up), 'cosign/app', gun, b.manifest.digest, foreign);
+    } finally {
+      up.close();
+    }
+    const pullB = await fetch(`${px.url}/v2/cosign/app/manifests/v2`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(pullB.status, 403);
+    const err = (await pullB.json()) as { errors: Array<{ detail: { reason: string } }> };
+    assert.equal(err.errors[0]!.detail.reason, 'not-signed');
+  });
+});
