@@ -95,6 +95,8 @@ export interface KeyInfo {
 }
 
 const SERVER_ROLES = new Set(['snapshot', 'timestamp']);
+/** Roles whose targets Docker treats as released (signer name "Repo Admin"). */
+const RELEASED = new Set(['targets', 'targets/releases']);
 const actorRef = (a: Actor): AuditActor => ({ id: a.id, name: a.name });
 const hex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
 
@@ -361,7 +363,7 @@ export class ManagementService {
         gun,
         rootVersion: v.root.version,
         targetsVersion: v.targets.get('targets')?.version ?? null,
-        tagCount: this.signedTags(v).length,
+        tagCount: this.allTags(v).length,
         delegationCount: roles.length - BASE_ROLES.length,
         nextExpiry: expiries[0] ?? null,
       });
@@ -378,7 +380,8 @@ export class ManagementService {
     return role === 'root' ? v.root : role === 'snapshot' ? v.snapshot : role === 'timestamp' ? v.timestamp : v.targets.get(role);
   }
 
-  private signedTags(v: RepoView) {
+  /** Every target of every role, grouped by tag and digest, with the roles that sign it. */
+  private allTags(v: RepoView) {
     const tags = new Map<string, { tag: string; digest: string; size: number; roles: string[]; signers: string[] }>();
     for (const role of allRoles(v)) {
       const md = v.targets.get(role);
@@ -388,12 +391,22 @@ export class ManagementService {
         const k = `${tag}\n${digest}`;
         const e = tags.get(k) ?? { tag, digest, size: fm.length, roles: [], signers: [] };
         e.roles.push(role);
-        const signer = role === 'targets' || role === 'targets/releases' ? 'Repo Admin' : role.slice('targets/'.length);
-        if (!e.signers.includes(signer)) e.signers.push(signer);
+        // Docker's naming: each delegation that signs the digest by name; targets and
+        // targets/releases only as "Repo Admin" when no delegation signs it.
+        if (!RELEASED.has(role) && !e.signers.includes(role.slice('targets/'.length))) e.signers.push(role.slice('targets/'.length));
         tags.set(k, e);
       }
     }
-    return [...tags.values()].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
+    for (const e of tags.values()) if (e.signers.length === 0) e.signers.push('Repo Admin');
+    return [...tags.values()].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : a.digest < b.digest ? -1 : 1));
+  }
+
+  /**
+   * What `docker trust inspect` calls signed tags: tags released in `targets` or
+   * `targets/releases`, each with every role that signs the same digest.
+   */
+  private signedTags(v: RepoView) {
+    return this.allTags(v).filter((t) => t.roles.some((r) => RELEASED.has(r)));
   }
 
   /** Like `docker trust inspect`, with versions and expiry of every role. */
@@ -421,6 +434,7 @@ export class ManagementService {
       gun,
       rootKey: rootHeld.length >= v.root.body.roles.root.threshold ? ('keystore' as const) : ('offline' as const),
       signedTags: this.signedTags(v),
+      allTags: this.allTags(v),
       signers,
       administrativeKeys: { root: v.root.body.roles.root.keyids, repository: v.root.body.roles.targets.keyids },
       roles: roles.filter((r) => isBaseRole(r.role)),
