@@ -51,7 +51,9 @@ export class ProxyAuth {
     if (!this.tokens) return { ok: true, principal: ANONYMOUS };
     const token = ProxyAuth.tokenOf(header);
     if (!token) {
-      if (this.anonymousPull && (action === 'pull' || action === 'ping')) return { ok: true, principal: ANONYMOUS };
+      // The ping always challenges: clients send credentials only after a challenge there, and
+      // clients without any go on anonymously.
+      if (this.anonymousPull && action === 'pull') return { ok: true, principal: ANONYMOUS };
       return { ok: false, status: 401, message: 'authentication required' };
     }
     const rec = this.tokens.authenticate(token);

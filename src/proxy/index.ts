@@ -6,6 +6,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { App } from '../app.js';
+import { allows, type Scope } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
 import type { TrustService } from '../trust/service.js';
@@ -109,7 +110,17 @@ export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, liste
   const config = app.config.proxy;
   if (!config) throw new Error('the proxy is not configured (TRUSTGATE_UPSTREAM is not set)');
   const tls = app.config.tls;
+  // Clients authenticate with the management API's tokens; signing events go to its audit log.
+  const tokens: TokenSource = {
+    authenticate: (t) => app.management.tokens.authenticate(t),
+    allows: (scopes, perm, gun) => allows(scopes as Scope[], perm, gun),
+  };
+  if (config.auth === 'none' && !['127.0.0.1', '::1', 'localhost'].includes(listen?.host ?? config.listen.host)) {
+    app.log('warn', 'the registry proxy accepts pushes and pulls from anyone: set TRUSTGATE_PROXY_AUTH=token', { listen: config.listen });
+  }
   const parts = await createRegistryProxy(config, {
+    tokens,
+    audit: app.management.audit,
     trust: app.trust,
     keys: app.keys,
     log: app.log,

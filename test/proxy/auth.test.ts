@@ -1,0 +1,77 @@
+// Client authentication at the proxy with trustgate's management tokens (Basic password or
+// Bearer), anonymous pulls when configured, and signing events in the audit log with the actor.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/oci.js';
+import { makeTempDir, removeTempDir } from '../helpers/services.js';
+import { get, startStack, type Stack } from './support.js';
+
+let s: Stack;
+let dir: string;
+let signer: string;
+let reader: string;
+before(async () => {
+  dir = await makeTempDir('proxy-auth');
+  s = await startStack({ env: { TRUSTGATE_PROXY_AUTH: 'token', TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' } });
+  const tokens = s.tg.app.management.tokens;
+  signer = tokens.create({ name: 'ci', scopes: ['signer:**'], createdBy: 'test' }).token;
+  reader = tokens.create({ name: 'puller', scopes: ['reader:127.0.0.1:*/team/**'], createdBy: 'test' }).token;
+});
+after(async () => {
+  await s?.stop();
+  await removeTempDir(dir);
+});
+
+test('pushes need a token with sign access; the signing is audited under the token', async () => {
+  const img = await makeImageLayout(path.join(dir, 'a'), { tag: 'v1' });
+  const anon = await get(`${s.px.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
+  assert.equal(anon.status, 401);
+  assert.equal(anon.headers.get('www-authenticate'), 'Basic realm="trustgate"');
+  assert.equal(anon.json().errors[0].code, 'UNAUTHORIZED');
+  const asReader = await get(`${s.px.url}/v2/team/app/blobs/uploads/`, { method: 'POST', headers: { authorization: `Bearer ${reader}` } });
+  assert.equal(asReader.status, 403);
+  const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', img.ref, `docker://${s.host}/team/app:v1`]);
+  assert.notEqual(r.code, 0, 'an anonymous skopeo push is refused');
+  const bad = await runSkopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', '--dest-creds', 'ci:tgt_not-a-token', img.ref, `docker://${s.host}/team/app:v1`]);
+  assert.notEqual(bad.code, 0);
+  await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', `ci:${signer}`]);
+  const entry = s.tg.app.management.audit.query({ action: 'proxy.sign' }).at(-1);
+  assert.ok(entry);
+  assert.equal(entry.outcome, 'success');
+  assert.equal(entry.actor.name, 'ci');
+  assert.equal(entry.gun, s.gun('team/app'));
+  assert.equal(entry.detail?.digest, img.manifest.digest);
+});
+
+test('anonymous pulls are allowed when configured; a reader token is limited to its repositories', async () => {
+  const anon = await get(`${s.px.url}/v2/team/app/manifests/v1`);
+  assert.equal(anon.status, 200, anon.body.toString());
+  // skopeo without credentials: challenged at the ping, then pulls anonymously
+  const out = await runSkopeo(['inspect', '--tls-verify=false', '--raw', `docker://${s.host}/team/app:v1`]);
+  assert.equal(out.code, 0, out.stderr);
+  const bearer = await get(`${s.px.url}/v2/team/app/manifests/v1`, { headers: { authorization: `Bearer ${reader}` } });
+  assert.equal(bearer.status, 200);
+  const basic = await get(`${s.px.url}/v2/team/app/manifests/v1`, { headers: { authorization: `Basic ${Buffer.from(`me:${reader}`).toString('base64')}` } });
+  assert.equal(basic.status, 200);
+  const other = await get(`${s.px.url}/v2/other/app/manifests/v1`, { headers: { authorization: `Bearer ${reader}` } });
+  assert.equal(other.status, 403);
+  const wrong = await get(`${s.px.url}/v2/team/app/manifests/v1`, { headers: { authorization: 'Bearer tgt_wrong' } });
+  assert.equal(wrong.status, 401);
+  const put = await get(`${s.px.url}/v2/team/app/manifests/v9`, { method: 'PUT', body: Buffer.from('{}'), headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${reader}` } });
+  assert.equal(put.status, 403);
+});
+
+test('without anonymous pulls, a pull needs a token', async () => {
+  const t = await startStack({ reg: s.reg, env: { TRUSTGATE_PROXY_AUTH: 'token' } });
+  try {
+    assert.equal((await get(`${t.px.url}/v2/team/app/manifests/v1`)).status, 401);
+    assert.equal((await get(`${t.px.url}/v2/`)).status, 401);
+    const out = await runSkopeo(['inspect', '--tls-verify=false', '--raw', `docker://${t.host}/team/app:v1`]);
+    assert.notEqual(out.code, 0);
+    const admin = t.tg.app.management.tokens.create({ name: 'admin2', scopes: ['admin'], createdBy: 'test' }).token;
+    assert.equal((await get(`${t.px.url}/v2/`, { headers: { authorization: `Bearer ${admin}` } })).status, 200);
+  } finally {
+    await t.stop();
+  }
+});
