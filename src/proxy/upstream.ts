@@ -89,6 +89,8 @@ export class Upstream {
         this.bearer = { scheme: 'bearer', realm: ch.realm, ...(ch.service ? { service: ch.service } : {}) };
         const scope = ch.scope ?? r.scope ?? '';
         await this.ensureToken(scope, true);
+        // Later requests of the same kind find the token under their own scope too.
+        if (r.scope !== undefined && r.scope !== scope) this.tokens.set(r.scope, this.tokens.get(scope)!);
         res = await this.once(r, this.authorization(scope));
       }
     }
