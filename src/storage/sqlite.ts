@@ -32,6 +32,13 @@ export class SqliteStore implements MetadataStore {
   readonly kind = 'sqlite';
   private db: Database.Database;
   private q;
+  /**
+   * latest() rows kept while the database is unchanged: the read path asks for the newest
+   * timestamp on every GET. SQLite's data_version moves when any other connection (or process)
+   * commits and total_changes() when this one writes, so a row is reused only while both stand.
+   */
+  private latestMemo = new Map<string, StoredFile | undefined>();
+  private memoToken = '';
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -59,11 +66,22 @@ export class SqliteStore implements MetadataStore {
       change: this.db.prepare('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES (?, ?, ?, ?, ?)'),
       del: this.db.prepare('DELETE FROM tuf_files WHERE gun = ?'),
       guns: this.db.prepare<[], { gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun'),
+      dataVersion: this.db.prepare<[], number>('PRAGMA data_version').pluck(),
+      totalChanges: this.db.prepare<[], number>('SELECT total_changes()').pluck(),
     };
   }
 
   async latest(gun: string, role: string) {
-    return toFile(this.q.latest.get(gun, role));
+    const token = `${this.q.dataVersion.get()}/${this.q.totalChanges.get()}`;
+    if (token !== this.memoToken || this.latestMemo.size >= 1024) {
+      this.latestMemo.clear();
+      this.memoToken = token;
+    }
+    const key = `${gun}\0${role}`;
+    if (this.latestMemo.has(key)) return this.latestMemo.get(key);
+    const f = toFile(this.q.latest.get(gun, role));
+    this.latestMemo.set(key, f);
+    return f;
   }
   async byVersion(gun: string, role: string, version: number) {
     return toFile(this.q.byVersion.get(gun, role, version));
