@@ -1,8 +1,11 @@
 // PostgreSQL store for deployments with several trustgate processes. A per-GUN advisory lock
 // serialises commits, so "version strictly greater than every stored one" is checked and
-// written atomically even when two processes publish to one GUN at once.
+// written atomically even when two processes publish to one GUN at once. A second, global lock
+// is taken just before a transaction writes changefeed rows, so change ids become visible in
+// increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
-import { createHash } from 'node:crypto';
+import { createLogger } from '../log.js';
+import { changePlan, checkBatch, sha256Hex } from './common.js';
 import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
 
 interface FileRow {
@@ -22,9 +25,21 @@ interface ChangeRow {
   created_at: Date;
 }
 
+/** BIGINT arrives as a string; anything past 2^53 cannot be represented and is refused loudly. */
+function int(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`${what} ${v} is not a safe integer`);
+  return n;
+}
+
 const toFile = (r: FileRow | undefined): StoredFile | undefined =>
-  r && { gun: r.gun, role: r.role, version: Number(r.version), sha256: r.sha256, bytes: r.data, createdAt: r.created_at };
-const toChange = (r: ChangeRow): Change => ({ id: Number(r.id), gun: r.gun, version: Number(r.version), sha256: r.sha256, category: r.category, createdAt: r.created_at });
+  r && { gun: r.gun, role: r.role, version: int(r.version, 'version'), sha256: r.sha256, bytes: r.data, createdAt: r.created_at };
+const toChange = (r: ChangeRow): Change => ({ id: int(r.id, 'change id'), gun: r.gun, version: int(r.version, 'version'), sha256: r.sha256, category: r.category, createdAt: r.created_at });
+
+/** Fixed advisory locks live in the (int4, int4) key space, apart from the per-GUN bigint keys. */
+const LOCK_CLASS = 7482301;
+const LOCK_SCHEMA = 1;
+const LOCK_CHANGEFEED = 2;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS tuf_files (
@@ -37,114 +52,207 @@ const SCHEMA = `
     sha256 TEXT NOT NULL, category TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL);
   CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);`;
 
+export interface PostgresStoreOptions {
+  /** Pool size (default 10). */
+  max?: number;
+  /** How long to wait for a connection, new or pooled, before failing (default 30 s). */
+  connectionTimeoutMillis?: number;
+  /**
+   * Called when a pooled connection fails while nobody is using it (the server restarted, an
+   * administrator ended the session). The pool drops that connection and opens a new one when
+   * needed; without a listener node would treat the error as uncaught and end the process.
+   */
+  onError?: (e: Error) => void;
+}
+
+const defaultOnError = (() => {
+  const log = createLogger('warn');
+  return (e: Error) => log('warn', 'postgres connection lost; it will be replaced', { error: e.message });
+})();
+
+/**
+ * The connection died under the query (server restart, failover, an administrator ending the
+ * session): the statement never ran to completion, and a fresh connection may well work.
+ */
+function connectionLost(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  if (err.code && ['57P01', '57P02', '57P03', 'ECONNRESET', 'EPIPE'].includes(err.code)) return true;
+  return /^Connection terminated/.test(err.message ?? '');
+}
+
+type Pending = { gun: string; version: number; sha256: string; category: 'update' | 'deletion'; at: Date };
+
 export class PostgresStore implements MetadataStore {
   readonly kind = 'postgres';
-  private constructor(private pool: pg.Pool) {}
+  private closing?: Promise<void>;
+  private constructor(
+    private pool: pg.Pool,
+    private onError: (e: Error) => void,
+    private max: number,
+  ) {}
 
-  static async open(url: string): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: 10 });
-    const c = await pool.connect();
+  static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const onError = opts.onError ?? defaultOnError;
+    const max = opts.max ?? 10;
+    const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 30_000 });
+    pool.on('error', (e) => onError(e));
     try {
-      // Two processes starting together must not race on CREATE TABLE.
-      await c.query('BEGIN');
-      await c.query('SELECT pg_advisory_xact_lock(7482301)');
-      await c.query(SCHEMA);
-      await c.query('COMMIT');
+      const c = await pool.connect();
+      const onClientError = (e: Error) => onError(e);
+      c.on('error', onClientError);
+      let broken: Error | undefined;
+      try {
+        // Two processes starting together must not race on CREATE TABLE.
+        await c.query('BEGIN');
+        await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_SCHEMA]);
+        await c.query(SCHEMA);
+        await c.query('COMMIT');
+      } catch (e) {
+        await c.query('ROLLBACK').catch((re: Error) => (broken = re));
+        throw e;
+      } finally {
+        c.off('error', onClientError);
+        c.release(broken);
+      }
     } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
+      await pool.end().catch(() => undefined);
       throw e;
-    } finally {
-      c.release();
     }
-    return new PostgresStore(pool);
+    return new PostgresStore(pool, onError, max);
+  }
+
+  /**
+   * A read-only query. A pooled connection that the server dropped while it sat idle can fail the
+   * first query sent on it (the pool then discards it), and after a database restart every idle
+   * connection is such a one. Reads are retried, at most once per pooled connection plus one, so
+   * a restart does not turn into a burst of 500s.
+   */
+  private async read<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<pg.QueryResult<R>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.pool.query<R>(sql, args);
+      } catch (e) {
+        if (!connectionLost(e) || attempt >= this.max) throw e;
+      }
+    }
   }
 
   private async one(sql: string, args: unknown[]): Promise<StoredFile | undefined> {
-    const r = await this.pool.query<FileRow>(sql, args);
+    const r = await this.read<FileRow>(sql, args);
     return toFile(r.rows[0]);
   }
   latest(gun: string, role: string) {
     return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 ORDER BY version DESC LIMIT 1', [gun, role]);
   }
   byVersion(gun: string, role: string, version: number) {
+    if (!Number.isSafeInteger(version)) return Promise.resolve(undefined);
     return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3', [gun, role, version]);
   }
   byChecksum(gun: string, role: string, sha256: string) {
     return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1', [gun, role, sha256]);
   }
   async latestVersions(gun: string) {
-    const r = await this.pool.query<{ role: string; v: string }>('SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = $1 GROUP BY role', [gun]);
-    return new Map(r.rows.map((x) => [x.role, Number(x.v)]));
+    const r = await this.read<{ role: string; v: string }>('SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = $1 GROUP BY role', [gun]);
+    return new Map(r.rows.map((x) => [x.role, int(x.v, 'version')]));
   }
 
-  private async tx<T>(gun: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * One transaction under the GUN's advisory lock. `fn` returns its result and the changefeed
+   * rows to append; those are written last, under the global changefeed lock, which is held
+   * only until COMMIT.
+   */
+  private async tx<T>(gun: string, fn: (c: pg.PoolClient) => Promise<{ out: T; changes: Pending[] }>): Promise<T> {
     const c = await this.pool.connect();
+    // A checked-out client has no pool listener: a connection dropped mid-transaction would
+    // otherwise raise an unhandled 'error' event. The failing query rejects on its own.
+    let broken: Error | undefined;
+    const onClientError = (e: Error) => {
+      broken ??= e;
+      this.onError(e);
+    };
+    c.on('error', onClientError);
     try {
       await c.query('BEGIN');
       await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [gun]);
-      const out = await fn(c);
+      const { out, changes } = await fn(c);
+      if (changes.length > 0) {
+        await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_CHANGEFEED]);
+        for (const ch of changes) {
+          await c.query('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES ($1, $2, $3, $4, $5)', [ch.gun, ch.version, ch.sha256, ch.category, ch.at]);
+        }
+      }
       await c.query('COMMIT');
       return out;
     } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
+      if (!broken) await c.query('ROLLBACK').catch((re: Error) => (broken ??= re));
       throw e;
     } finally {
-      c.release();
+      c.off('error', onClientError);
+      // A broken connection must not go back to the pool.
+      c.release(broken);
     }
   }
 
   async commit(gun: string, files: readonly NewFile[], now: Date): Promise<void> {
+    checkBatch(files);
+    if (files.length === 0) return;
     await this.tx(gun, async (c) => {
-      const seen = new Set<string>();
+      const changes: Pending[] = [];
       for (const f of files) {
-        const key = `${f.role}\0${f.version}`;
         const r = await c.query<{ v: string | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = $1 AND role = $2', [gun, f.role]);
-        const max = Number(r.rows[0]?.v ?? 0);
-        if (f.version <= max || seen.has(key)) throw new VersionConflictError(f.role, f.version);
-        seen.add(key);
-        const sha = createHash('sha256').update(f.bytes).digest('hex');
-        await c.query('INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [gun, f.role, f.version, sha, f.bytes, now]);
-        if (f.role === 'timestamp') {
-          await c.query('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES ($1, $2, $3, $4, $5)', [gun, f.version, sha, 'update', now]);
+        const max = r.rows[0]?.v == null ? 0 : int(r.rows[0].v, 'version');
+        if (f.version <= max) throw new VersionConflictError(f.role, f.version);
+        const sha = sha256Hex(f.bytes);
+        try {
+          await c.query('INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [gun, f.role, f.version, sha, f.bytes, now]);
+        } catch (e) {
+          // The primary key backs up the advisory lock: a duplicate version is a conflict, not a 500.
+          if ((e as { code?: string }).code === '23505') throw new VersionConflictError(f.role, f.version);
+          throw e;
         }
+        if (f.role === 'timestamp') changes.push({ gun, version: f.version, sha256: sha, category: 'update', at: now });
       }
+      return { out: undefined, changes };
     });
   }
 
   async deleteGun(gun: string, now: Date): Promise<boolean> {
     return this.tx(gun, async (c) => {
       const r = await c.query('DELETE FROM tuf_files WHERE gun = $1', [gun]);
-      const n = r.rowCount ?? 0;
-      if (n > 0) await c.query('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES ($1, 0, $2, $3, $4)', [gun, '', 'deletion', now]);
-      return n > 0;
+      const removed = (r.rowCount ?? 0) > 0;
+      return { out: removed, changes: removed ? [{ gun, version: 0, sha256: '', category: 'deletion', at: now }] : [] };
     });
   }
 
   async changes(q: ChangeQuery): Promise<Change[]> {
+    const plan = changePlan(q);
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.gun !== undefined) {
       args.push(q.gun);
       where.push(`gun = $${args.length}`);
     }
-    const backwards = q.records < 0 || q.changeId === -1;
-    if (q.changeId > 0) {
-      args.push(q.changeId);
-      where.push(`id ${backwards ? '<' : '>'} $${args.length}`);
+    if (plan.after !== undefined) {
+      args.push(plan.after);
+      where.push(`id > $${args.length}`);
     }
-    args.push(Math.abs(q.records));
-    const sql = `SELECT * FROM changefeed ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${backwards ? 'DESC' : 'ASC'} LIMIT $${args.length}`;
-    const rows = (await this.pool.query<ChangeRow>(sql, args)).rows.map(toChange);
-    return backwards ? rows.reverse() : rows;
+    if (plan.before !== undefined) {
+      args.push(plan.before);
+      where.push(`id < $${args.length}`);
+    }
+    args.push(plan.limit);
+    const sql = `SELECT * FROM changefeed ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${plan.backwards ? 'DESC' : 'ASC'} LIMIT $${args.length}`;
+    const rows = (await this.read<ChangeRow>(sql, args)).rows.map(toChange);
+    return plan.backwards ? rows.reverse() : rows;
   }
 
   async listGuns() {
-    return (await this.pool.query<{ gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun')).rows.map((r) => r.gun);
+    return (await this.read<{ gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun')).rows.map((r) => r.gun);
   }
   async ping() {
-    await this.pool.query('SELECT 1');
+    await this.read('SELECT 1');
   }
-  async close() {
-    await this.pool.end();
+  close(): Promise<void> {
+    return (this.closing ??= this.pool.end());
   }
 }

@@ -1,11 +1,19 @@
 // Embedded default store: one SQLite file in the data directory. better-sqlite3 is synchronous
 // and transactional; `BEGIN IMMEDIATE` takes the write lock before the version check, so the
-// check-and-insert is atomic even with several processes on one file.
+// check-and-insert is atomic even with several processes on one file. (A deferred BEGIN would
+// read first and then fail the upgrade to a writer with SQLITE_BUSY_SNAPSHOT, which no busy
+// timeout retries: the loser of a race would see a 500 instead of a VERSION conflict.)
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { changePlan, checkBatch, sha256Hex } from './common.js';
 import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
+
+/**
+ * How long a writer waits for another connection's (or process's) write lock. better-sqlite3
+ * waits synchronously, so this also bounds how long the event loop can stall on it.
+ */
+const BUSY_TIMEOUT_MS = 5000;
 
 interface FileRow {
   gun: string;
@@ -32,6 +40,7 @@ export class SqliteStore implements MetadataStore {
   readonly kind = 'sqlite';
   private db: Database.Database;
   private q;
+  private changeQueries = new Map<string, Database.Statement<(string | number)[], ChangeRow>>();
   /**
    * latest() rows kept while the database is unchanged: the read path asks for the newest
    * timestamp on every GET. SQLite's data_version moves when any other connection (or process)
@@ -42,10 +51,12 @@ export class SqliteStore implements MetadataStore {
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
+    // The busy timeout must be in force before the first statement: switching to WAL and
+    // creating the schema take locks that another process may be holding right now.
+    this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS tuf_files (
         gun TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL,
@@ -94,14 +105,12 @@ export class SqliteStore implements MetadataStore {
   }
 
   async commit(gun: string, files: readonly NewFile[], now: Date): Promise<void> {
-    const seen = new Set<string>();
+    checkBatch(files);
     const run = this.db.transaction(() => {
       for (const f of files) {
-        const key = `${f.role}\0${f.version}`;
         const max = this.q.maxVersion.get(gun, f.role)?.v ?? 0;
-        if (f.version <= max || seen.has(key)) throw new VersionConflictError(f.role, f.version);
-        seen.add(key);
-        const sha = createHash('sha256').update(f.bytes).digest('hex');
+        if (f.version <= max) throw new VersionConflictError(f.role, f.version);
+        const sha = sha256Hex(f.bytes);
         this.q.insert.run(gun, f.role, f.version, sha, f.bytes, now.getTime());
         if (f.role === 'timestamp') this.q.change.run(gun, f.version, sha, 'update', now.getTime());
       }
@@ -118,21 +127,27 @@ export class SqliteStore implements MetadataStore {
   }
 
   async changes(q: ChangeQuery): Promise<Change[]> {
+    const plan = changePlan(q);
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (q.gun !== undefined) {
       where.push('gun = ?');
       args.push(q.gun);
     }
-    const backwards = q.records < 0 || q.changeId === -1;
-    if (q.changeId > 0) {
-      where.push(backwards ? 'id < ?' : 'id > ?');
-      args.push(q.changeId);
+    if (plan.after !== undefined) {
+      where.push('id > ?');
+      args.push(plan.after);
     }
-    const sql = `SELECT * FROM changefeed ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${backwards ? 'DESC' : 'ASC'} LIMIT ?`;
-    args.push(Math.abs(q.records));
-    const rows = this.db.prepare<(string | number)[], ChangeRow>(sql).all(...args).map(toChange);
-    return backwards ? rows.reverse() : rows;
+    if (plan.before !== undefined) {
+      where.push('id < ?');
+      args.push(plan.before);
+    }
+    const sql = `SELECT * FROM changefeed ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id ${plan.backwards ? 'DESC' : 'ASC'} LIMIT ?`;
+    args.push(plan.limit);
+    let stmt = this.changeQueries.get(sql);
+    if (!stmt) this.changeQueries.set(sql, (stmt = this.db.prepare<(string | number)[], ChangeRow>(sql)));
+    const rows = stmt.all(...args).map(toChange);
+    return plan.backwards ? rows.reverse() : rows;
   }
 
   async listGuns() {
@@ -142,6 +157,6 @@ export class SqliteStore implements MetadataStore {
     this.db.prepare('SELECT 1').get();
   }
   async close() {
-    this.db.close();
+    if (this.db.open) this.db.close();
   }
 }
