@@ -108,13 +108,18 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       if (b.items.length > maxBatch) throw new SigningInputError('items', `a batch holds at most ${maxBatch} items`);
       const defGun = b.gun !== undefined || b.repository !== undefined ? gunOf(b as { gun?: string; repository?: string }, '') : undefined;
       const defRole = b.role !== undefined ? checkRole(b.role) : undefined;
-      const items: SignItem[] = b.items.map((x: unknown, i: number) => {
-        const raw = SigningService.parseItem(x, { ...(defRole ? { role: defRole } : {}) }, `items[${i}]`);
-        const gun = raw.gun !== undefined || raw.repository !== undefined ? gunOf(raw, `items[${i}].`) : defGun;
+      const defaults = defRole ? { role: defRole } : {};
+      const items: SignItem[] = new Array(b.items.length);
+      for (let i = 0; i < b.items.length; i++) {
+        const raw = SigningService.parseItem(b.items[i], defaults, `items[${i}]`);
+        let gun = defGun;
+        if (raw.gun !== undefined || raw.repository !== undefined) {
+          gun = gunOf(raw, `items[${i}].`);
+          delete raw.repository;
+        }
         if (!gun) throw new SigningInputError(`items[${i}].gun`, `items[${i}].gun is required (or a gun for the whole batch)`);
-        const { repository: _r, ...rest } = raw;
-        return { ...rest, gun };
-      });
+        items[i] = { ...(raw as Omit<SignItem, 'gun'>), gun };
+      }
       for (const g of new Set(items.map((i) => i.gun))) maySign(a, g, 'tag.sign');
       const out = await service.sign(items, identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
       auditSign(a, 'tag.sign', out, { batch: true });
