@@ -7,7 +7,7 @@
 // in JWK form: node builds a key from JWK several times faster than it decodes PKCS#8 with
 // OpenSSL 3, and a Signer decrypts and builds its key inside each sign() call, keeping nothing.
 import { createPrivateKey, createPublicKey, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
 import { generateSigner, signWith, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
@@ -72,14 +72,22 @@ export class FileKeyStore implements KeyStore {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
     const metaPath = join(dir, 'keystore.json');
-    let meta: StoreFile;
-    if (existsSync(metaPath)) {
-      meta = JSON.parse(readFileSync(metaPath, 'utf8')) as StoreFile;
-    } else {
+    if (!existsSync(metaPath)) {
       const kdf = newKdfParams();
-      meta = { version: 1, kdf, check: seal(deriveKek(passphrase, kdf), Buffer.from(CHECK_AAD), CHECK_AAD) };
-      writePrivateFile(metaPath, JSON.stringify(meta, null, 2) + '\n');
+      const fresh: StoreFile = { version: 1, kdf, check: seal(deriveKek(passphrase, kdf), Buffer.from(CHECK_AAD), CHECK_AAD) };
+      // link() refuses to replace: when two processes start on an empty directory, exactly one
+      // file wins and both then read it, so neither ends up with keys the other cannot open.
+      const tmp = `${metaPath}.${randomBytes(6).toString('hex')}.tmp`;
+      writeFileSync(tmp, JSON.stringify(fresh, null, 2) + '\n', { mode: 0o600 });
+      try {
+        linkSync(tmp, metaPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      } finally {
+        unlinkSync(tmp);
+      }
     }
+    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as StoreFile;
     const kek = deriveKek(passphrase, meta.kdf);
     unseal(kek, meta.check, CHECK_AAD); // throws on a wrong passphrase
     const store = new FileKeyStore(dir, kek);
