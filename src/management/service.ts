@@ -4,25 +4,24 @@
 // path a Notary client's upload takes) or parked as a pending change until other key holders
 // add their signatures. Validation happens before anything is written; keys made for a change
 // are removed again if the change fails, so a refused request leaves nothing behind.
-import { createPublicKey, type KeyObject } from 'node:crypto';
-import { canonicalKeyId, isX509, keyId, signingMethod, verifySignature, type TufKey } from '../core/crypto/keys.js';
+import type { KeyObject } from 'node:crypto';
+import { canonicalKeyId, keyId, signingMethod, verifySignature, type TufKey } from '../core/crypto/keys.js';
 import { exportPrivateKeyPem, notaryKeyId } from '../core/crypto/pem.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { createRootCertificate, validateRootKey } from '../core/crypto/x509.js';
 import { canonicalBytes, parseJson } from '../core/json/canonical.js';
-import { TufValidationError } from '../core/tuf/errors.js';
 import { isValidGun } from '../core/tuf/gun.js';
 import { Metadata, countValidSignatures, type FileMeta, type RootBody, type Signature, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
 import { BASE_ROLES, isBaseRole, isDelegationName, isTargetsRole, parentRole } from '../core/tuf/roles.js';
 import { parseRfc3339 } from '../core/tuf/time.js';
-import type { KeyRecord, KeyStore } from '../keystore/types.js';
+import type { KeyStore } from '../keystore/types.js';
 import { KeyStoreError } from '../keystore/types.js';
 import type { Logger } from '../log.js';
 import { RepoEditor } from '../trust/editor.js';
 import type { TrustService } from '../trust/service.js';
 import type { AuditActor, AuditLog } from '../audit/log.js';
 import { isAdmin, type Actor } from '../auth/guard.js';
-import { DraftBuilder, allRoles, delegationEntry, partMissing, requireRole, requiredKeyIds, roleKeysOf, type RepoView } from './draft.js';
+import { DraftBuilder, allRoles, partMissing, requireRole, requiredKeyIds, roleKeysOf, type RepoView } from './draft.js';
 import { ApiError, badRequest, conflict, notFound, toApiError } from './errors.js';
 import { metadataKeyFor, normaliseSignature, parsePublicKeyPem, readPrivateKeyPem, sameKey } from './material.js';
 import { PendingStore, type ChangePart, type PendingChange } from './pending.js';

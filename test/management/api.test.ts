@@ -242,6 +242,36 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   expectStatus(await m.call('get', `/repositories/${g}`), 404);
 });
 
+test('a signer given as an X.509 certificate: the delegation lists the certificate, and signatures by its key publish', async () => {
+  const { createCertificateForKey } = await import('../../src/core/crypto/x509.js');
+  const { keyId } = await import('../../src/core/crypto/keys.js');
+  const { generateKeyPairSync } = await import('node:crypto');
+  const gun = newGun('cert');
+  const g = enc(gun);
+  expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const cert = await createCertificateForKey({ commonName: 'dana', privateKey });
+  const added = await m.call('post', `/repositories/${g}/signers`, { body: { name: 'dana', publicKeys: [cert.pem] } });
+  expectStatus(added, 200);
+  assert.deepEqual(added.body.keyIds, [keyId(cert.key)]);
+  const targets = await tuf(gun, 'targets');
+  const keys = (targets.signed.delegations as { keys: Record<string, { keytype: string }> }).keys;
+  assert.equal(keys[keyId(cert.key)]!.keytype, 'ecdsa-x509');
+  const p = await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: digest('f'), size: 8, role: 'targets/dana' } });
+  expectStatus(p, 202);
+  const part = p.body.pending.parts[0];
+  const done = await m.call('post', `/pending/${p.body.pending.id}/signatures`, { body: { signatures: [{ keyid: keyId(cert.key), sig: signAs(privateKey, part.canonical) }] } });
+  expectStatus(done, 200);
+  assert.equal(done.body.status, 'published');
+  const { notaryCli, parseNotaryList } = await import('../helpers/notary-cli.js');
+  const cli = await notaryCli({ server: m.tg.url });
+  try {
+    assert.deepEqual(parseNotaryList((await cli.runOk(['list', gun])).stdout).map((r) => `${r.name} ${r.role}`), ['v1 targets/dana']);
+  } finally {
+    await cli.cleanup();
+  }
+});
+
 test('every documented operation was exercised with a successful, schema-valid response', () => {
   const c = checker();
   const missing = c.ops.filter((o) => ![...c.seen].some((s) => s.startsWith(`${o.method} ${o.template} 2`))).map((o) => `${o.method} ${o.template}`);
