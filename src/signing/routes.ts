@@ -53,7 +53,15 @@ export function signingRouter(deps: SigningRouteDeps): Router {
   const gunFor = deps.gunFor ?? ((r: string) => r);
   const maxBatch = deps.maxBatch ?? 50_000;
   const r = express.Router();
-  r.use('/signing', authenticate(tokens, audit), express.json({ limit: deps.maxBodyBytes ?? 64 * 1024 * 1024, strict: true }));
+  r.use(
+    '/signing',
+    (_req: Request, res: Response, next: NextFunction) => {
+      res.setHeader('Cache-Control', 'no-store');
+      next();
+    },
+    authenticate(tokens, audit),
+    express.json({ limit: deps.maxBodyBytes ?? 64 * 1024 * 1024, strict: true }),
+  );
 
   /** The GUN of a request item: `gun` wins, else `repository` through the proxy's naming. */
   const gunOf = (o: { gun?: string; repository?: string }, field: string): string => {

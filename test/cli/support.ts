@@ -13,7 +13,8 @@ export function cliCommand(): { cmd: string; args: string[] } {
     if (!existsSync(bin)) throw new Error('TRUSTGATE_CLI=dist but dist/cli/main.js is missing: run npm run build');
     return { cmd: process.execPath, args: [bin] };
   }
-  return { cmd: process.execPath, args: ['--import', 'tsx', `${root}src/cli/main.ts`] };
+  // tsx by absolute URL, so the CLI runs from any working directory (as a CI step does).
+  return { cmd: process.execPath, args: ['--import', import.meta.resolve('tsx'), `${root}src/cli/main.ts`] };
 }
 
 export interface Cli {

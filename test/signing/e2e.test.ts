@@ -6,7 +6,7 @@
 // second part runs the proxy's cosign policy: a cosign-format signature made by trustgate with a
 // key the trust data names lets a pull through; one made with any other key does not.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
@@ -15,6 +15,8 @@ import { writeCosignSignature } from '../../src/signing/attach.js';
 import { UpstreamRegistry } from '../../src/signing/registry.js';
 import { Upstream } from '../../src/proxy/upstream.js';
 import { makeImageLayout, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
+import { runCommand } from '../helpers/services.js';
+import { cliCommand } from '../cli/support.js';
 import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from '../helpers/services.js';
 import { cli, type Cli } from '../cli/support.js';
 import { startSigningServer, type SigningServer } from './support.js';
@@ -100,6 +102,59 @@ describe('CI: build, push, sign, pull through the proxy', () => {
     ok(await admin.run(['revoke', `${gun}:v1.2.3`]), 'revoke');
     const afterRevoke = await fetch(`${px.url}/v2/ci/app/manifests/v1.2.3`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
     assert.equal(afterRevoke.status, 403);
+  });
+});
+
+describe('the CI step in docs/signing.md', () => {
+  test('runs as written: skopeo pushes, trustgate signs and verifies, the proxy serves it', async () => {
+    const gun = `${proxyHost}/docs/app`;
+    ok(await admin.run(['repo', 'init', gun]), 'repo init');
+    ok(await admin.run(['signer', 'add', gun, 'ci', '--generate']), 'signer add');
+    const keys = JSON.parse(ok(await admin.run(['key', 'list', gun, '--json']), 'key list')).keys as Array<{ id: string; role: string }>;
+    const ciToken = ok(await admin.run(['token', 'create', '--name', 'docs-ci', '--scope', `signer:${gun}`, '--key-id', keys.find((k) => k.role === 'targets/ci')!.id]), 'token').trim();
+
+    const doc = readFileSync(new URL('../../docs/signing.md', import.meta.url), 'utf8');
+    const block = /<!-- ci-example:start -->\s*```sh\n([\s\S]*?)```\s*<!-- ci-example:end -->/.exec(doc);
+    assert.ok(block, 'docs/signing.md has the CI example between its markers');
+    const dir = join(work, 'docs-ci');
+    const bin = join(dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(dir, 'sign.sh'), block[1]!);
+    // PATH shims: `trustgate` is this checkout's CLI; `skopeo` gets the test's private policy and
+    // a plain-HTTP registry (what a CI image's /etc/containers would say).
+    const { cmd, args } = cliCommand();
+    writeFileSync(join(bin, 'trustgate'), `#!/bin/sh\nexec ${[cmd, ...args].map((a) => `'${a}'`).join(' ')} "$@"\n`);
+    const policy = join(dir, 'policy.json');
+    writeFileSync(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    writeFileSync(join(bin, 'skopeo'), `#!/bin/sh\nsub="$1"; shift\nexec /usr/bin/skopeo --policy '${policy}' "$sub" --dest-tls-verify=false "$@"\n`);
+    chmodSync(join(bin, 'trustgate'), 0o755);
+    chmodSync(join(bin, 'skopeo'), 0o755);
+    const img = await makeImageLayout(join(dir, 'build', 'oci'), { tag: 'latest' });
+
+    const r = await runCommand('bash', [join(dir, 'sign.sh')], {
+      cwd: dir,
+      timeoutMs: 120_000,
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+        TRUSTGATE_URL: s.tg.url,
+        TRUSTGATE_TOKEN: ciToken,
+        REGISTRY: reg.host,
+        TRUST_NAME: proxyHost,
+        IMAGE: 'docs/app',
+        TAG: 'build-42',
+        LAYOUT: 'build/oci:latest',
+      },
+    });
+    assert.equal(r.code, 0, `the documented CI step failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /docs\/app:build-42 is signed: sha256:/);
+    assert.equal(readFileSync(join(dir, 'digest.txt'), 'utf8').trim(), img.manifest.digest);
+    const pull = await fetch(`${px.url}/v2/docs/app/manifests/build-42`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(pull.status, 200);
+    assert.equal(pull.headers.get('docker-content-digest'), img.manifest.digest);
+    // Without a token the same step fails, and nothing is signed.
+    const bad = await runCommand('bash', [join(dir, 'sign.sh')], { cwd: dir, env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TRUSTGATE_URL: s.tg.url, TRUSTGATE_TOKEN: 'tgt_' + 'x'.repeat(43), REGISTRY: reg.host, TRUST_NAME: proxyHost, IMAGE: 'docs/app', TAG: 'build-43' } });
+    assert.equal(bad.code, 3);
   });
 });
 
