@@ -43,7 +43,7 @@ export function createManagement(d: ManagementDeps): Management {
   if (boot.token) {
     audit.append({ actor: { id: 'system', name: 'system' }, action: 'token.create', outcome: 'success', detail: { tokenId: boot.info!.id, name: boot.info!.name, scopes: boot.info!.scopes } });
     // The token itself is never logged: it is in a 0600 file, and shown on an interactive terminal.
-    d.log('warn', 'created the initial admin token for the management API: read it from the file, keep it safe, then delete the file', { file: boot.file, tokenId: boot.info!.id });
+    d.log('warn', 'created the initial admin token for the management API: read it from the file, keep it safe, then delete the file', { file: boot.file, id: boot.info!.id });
     const announce = d.announce ?? (process.stderr.isTTY ? (t: string) => process.stderr.write(t) : undefined);
     announce?.(`\ntrustgate: initial admin token (shown once, also in ${boot.file}):\n\n  ${boot.token}\n\n`);
   }

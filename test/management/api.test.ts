@@ -23,12 +23,16 @@ const tuf = async (gun: string, role: string) => {
   return JSON.parse(r.text) as { signed: Record<string, unknown> & { version: number }; signatures: Array<{ keyid: string }> };
 };
 
+/** openapi.yaml also documents other modules' routes (e.g. `signing`); these tags are the management API's. */
+const MANAGEMENT_TAGS = new Set(['repositories', 'keys', 'delegations', 'tags', 'pending', 'expiry', 'tokens', 'audit']);
+const managementOps = () => checker().ops.filter((o) => (o.op.tags as string[] | undefined)?.some((t) => MANAGEMENT_TAGS.has(t)));
+
 test('openapi.yaml documents exactly the routes the router serves, with the same request schemas', () => {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const table = routes({ service: {} as any, tokens: {} as any, audit: {} as any, log: () => undefined });
   const c = checker();
   const served = table.map((r) => `${r.method} ${r.path}`).sort();
-  const documented = c.ops.map((o) => `${o.method} ${o.template}`).sort();
+  const documented = managementOps().map((o) => `${o.method} ${o.template}`).sort();
   assert.deepEqual(documented, served);
   for (const r of table) {
     const op = c.ops.find((o) => o.method === r.method && o.template === r.path)!;
@@ -43,20 +47,26 @@ test('openapi.yaml documents exactly the routes the router serves, with the same
   }
 });
 
-test('every example request in api/examples is referenced from openapi.yaml and valid for its schema', () => {
+test('every example request in api/examples is referenced from openapi.yaml, and the management ones are valid for their schemas', () => {
   const c = checker();
   const used = new Set<string>();
   for (const o of c.ops) {
     const content = o.op.requestBody?.content?.['application/json'];
+    for (const ex of Object.values<{ externalValue: string }>(content?.examples ?? {})) used.add(ex.externalValue);
+  }
+  let checked = 0;
+  for (const o of managementOps()) {
+    const content = o.op.requestBody?.content?.['application/json'];
     for (const ex of Object.values<{ externalValue: string }>(content?.examples ?? {})) {
-      used.add(ex.externalValue);
       const v = c.validator(content.schema.$ref);
       const body = JSON.parse(readFileSync(new URL(`../../${ex.externalValue}`, import.meta.url), 'utf8')) as unknown;
       assert.ok(v(body), `${ex.externalValue}: ${c.ajv.errorsText(v.errors)}`);
+      checked++;
     }
   }
+  assert.ok(checked >= 11);
   const files = readdirSync(new URL('../../api/examples/', import.meta.url)).map((f) => `api/examples/${f}`);
-  assert.deepEqual([...used].sort(), files.sort());
+  assert.deepEqual(files.filter((f) => !used.has(f)), [], 'examples nobody refers to');
 });
 
 test('the schemas really constrain: an invented field or a wrong type fails validation', () => {
@@ -274,6 +284,8 @@ test('a signer given as an X.509 certificate: the delegation lists the certifica
 
 test('every documented operation was exercised with a successful, schema-valid response', () => {
   const c = checker();
-  const missing = c.ops.filter((o) => ![...c.seen].some((s) => s.startsWith(`${o.method} ${o.template} 2`))).map((o) => `${o.method} ${o.template}`);
+  const missing = managementOps()
+    .filter((o) => ![...c.seen].some((s) => s.startsWith(`${o.method} ${o.template} 2`)))
+    .map((o) => `${o.method} ${o.template}`);
   assert.deepEqual(missing, []);
 });

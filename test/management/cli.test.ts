@@ -200,3 +200,34 @@ test('a delegation key exported by the API is loaded by `docker trust key load` 
   const inspect = await m.call('get', `/repositories/${enc(gun)}`);
   assert.deepEqual(inspect.body.allTags.map((t: { tag: string; roles: string[] }) => [t.tag, t.roles]), [['ci-1', ['targets/ci']]]);
 });
+
+test('taking over a repository made by `notary init`: its keys are imported, the snapshot key moves to the server, then the API signs', async () => {
+  const gun = newGun('takeover');
+  const cli = await notary();
+  await cli.runOk(['init', gun, '-p']);
+  await cli.runOk(['addhash', gun, 'old', '3', '--sha256', sha('m6'), '-p']);
+  // The server holds no targets key yet: a change waits for the key holder's signature.
+  const waiting = await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'new', digest: `sha256:${sha('m7')}`, size: 4 } });
+  expectStatus(waiting, 202);
+  expectStatus(await m.call('delete', `/pending/${waiting.body.pending.id}`), 200);
+  // Import the root and targets keys notary made (key files under private/, encrypted, with role headers).
+  const dir = path.join(cli.trustDir, 'private');
+  for (const f of await fsp.readdir(dir)) {
+    const pem = await fsp.readFile(path.join(dir, f), 'utf8');
+    const role = /role: (\w+)/.exec(pem)![1]!;
+    if (role !== 'root' && role !== 'targets') continue;
+    const r = await m.call('post', `/repositories/${enc(gun)}/keys/import`, { body: { pem, passphrase: NOTARY_TEST_PASSPHRASE, role } });
+    expectStatus(r, 201);
+    assert.equal(r.body.key.inMetadata, true, `${role} key matches the published ${role} key`);
+  }
+  // With a client-held snapshot key the server cannot publish on its own, and says what to do.
+  const blocked = await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'new', digest: `sha256:${sha('m7')}`, size: 4 } });
+  assert.equal(blocked.status, 409);
+  assert.match(blocked.body.error.message, /snapshot key/);
+  expectStatus(await m.call('post', `/repositories/${enc(gun)}/keys/snapshot/rotate`, { body: {} }), 200);
+  expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'new', digest: `sha256:${sha('m7')}`, size: 4 } }), 200);
+  const fresh = await notary();
+  assert.deepEqual(parseNotaryList((await fresh.runOk(['list', gun])).stdout).map((r) => r.name).sort(), ['new', 'old']);
+  const inspect = await m.call('get', `/repositories/${enc(gun)}`);
+  assert.equal(inspect.body.rootKey, 'keystore');
+});
