@@ -105,5 +105,6 @@ export function parseImageRef(ref: string, field = 'image'): ImageRef {
   const first = name.split('/')[0]!;
   const host = name.includes('/') && looksLikeHost(first) ? first : undefined;
   const path = host ? name.slice(host.length + 1) : name;
+  if (/[:@]/.test(path)) throw new SigningInputError(field, `${field} ${JSON.stringify(ref)} is not an image reference: only the registry host may hold ":" (a tag goes last)`);
   return { name, ...(host ? { host } : {}), path, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
 }

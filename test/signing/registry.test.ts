@@ -11,6 +11,7 @@ import { signatureLayers, signatureTag, verifySimpleSigning, SIMPLE_SIGNING_MEDI
 import { BUNDLE_MEDIA_TYPE, verifyBundle } from '../../src/signing/sigstore.js';
 import { makeImageLayout, skopeoCopy, type ImageLayout } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from '../helpers/services.js';
+import { cli } from '../cli/support.js';
 import { bearer, fakeDigest, initRepo, startSigningServer, targetsOf, unchanged, versions, type SigningServer } from './support.js';
 
 let reg: RegistryService;
@@ -179,6 +180,23 @@ describe('cosign-format signatures and Sigstore bundles', () => {
       assert.equal(res.status, 400);
       assert.equal(res.body.error.code, 'UPSTREAM_REQUIRED');
       assert.deepEqual(await versions(local, gun), before);
+    } finally {
+      await local.stop();
+    }
+  });
+
+  test('the CLI reads the size from a registry it is pointed at (--registry) when the server has no upstream', async () => {
+    const local = await startSigningServer();
+    try {
+      const { gun, image } = await pushed();
+      await initRepo(local, gun);
+      const c = cli(local.tg.url, local.adminToken);
+      const without = await c.run(['sign', `${gun}@${image.manifest.digest}`, '--tag', 'v1']);
+      assert.equal(without.code, 1, without.stderr);
+      assert.match(without.stderr, /SIZE_REQUIRED/);
+      const r = await c.run(['sign', `${gun}@${image.manifest.digest}`, '--tag', 'v1', '--registry', reg.url]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((await targetsOf(local, gun))!.targets.v1!.length, image.manifest.size);
     } finally {
       await local.stop();
     }
