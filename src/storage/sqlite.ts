@@ -71,7 +71,14 @@ export class SqliteStore implements MetadataStore {
       latest: this.db.prepare<[string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1'),
       byVersion: this.db.prepare<[string, string, number], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND version = ?'),
       byChecksum: this.db.prepare<[string, string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1'),
-      versions: this.db.prepare<[string], { role: string; v: number }>('SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = ? GROUP BY role'),
+      // One index seek per role (a loose index scan), not a pass over every stored version: this
+      // runs on every publish and must not slow down as a repository's history grows.
+      versions: this.db.prepare<[{ gun: string }], { role: string; v: number }>(`
+        WITH RECURSIVE r(role) AS (
+          SELECT MIN(role) FROM tuf_files WHERE gun = @gun
+          UNION ALL
+          SELECT (SELECT MIN(role) FROM tuf_files WHERE gun = @gun AND role > r.role) FROM r WHERE r.role IS NOT NULL)
+        SELECT role, (SELECT MAX(version) FROM tuf_files WHERE gun = @gun AND role = r.role) AS v FROM r WHERE role IS NOT NULL`),
       maxVersion: this.db.prepare<[string, string], { v: number | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = ? AND role = ?'),
       insert: this.db.prepare('INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       change: this.db.prepare('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES (?, ?, ?, ?, ?)'),
@@ -101,7 +108,7 @@ export class SqliteStore implements MetadataStore {
     return toFile(this.q.byChecksum.get(gun, role, sha256));
   }
   async latestVersions(gun: string) {
-    return new Map(this.q.versions.all(gun).map((r) => [r.role, r.v]));
+    return new Map(this.q.versions.all({ gun }).map((r) => [r.role, r.v]));
   }
 
   async commit(gun: string, files: readonly NewFile[], now: Date): Promise<void> {
