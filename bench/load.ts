@@ -8,6 +8,8 @@ import http from 'node:http';
 
 export interface LoadResult {
   requests: number;
+  /** Every answered request including the warm-up ones (for the server's CPU time per request). */
+  totalRequests?: number;
   errors: number;
   non200: number;
   bytes: number;
@@ -44,6 +46,7 @@ async function main(): Promise<void> {
     finished();
   };
   let requests = 0;
+  let all = 0;
   let errors = 0;
   let non200 = 0;
   let bytes = 0;
@@ -56,6 +59,7 @@ async function main(): Promise<void> {
         let n = 0;
         res.on('data', (c: Buffer) => (n += c.length));
         res.on('end', () => {
+          all++;
           if (measuring && !stop) {
             if (res.statusCode !== 200) non200++;
             if (requests < maxRequests) lat[requests] = performance.now() - t0;
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
   const sorted = lat.slice(0, n).sort();
   const result: LoadResult = {
     requests,
+    totalRequests: all,
     errors,
     non200,
     bytes,
