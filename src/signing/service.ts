@@ -527,9 +527,4 @@ export class SigningService {
     if (!ec) throw new SigningError(404, 'UNSUPPORTED_KEY', `the server holds no ECDSA key of ${role} in ${gun}`);
     return { keyId: ec.id, signer: ec };
   }
-
-  /** Signatures already on a targets role (for inspection): which keys signed its current file. */
-  static signatureKeyIds(sigs: readonly Signature[]): string[] {
-    return [...new Set(sigs.map((s) => s.keyid))];
-  }
 }
