@@ -11,7 +11,6 @@ import {
   DER,
   derChildren,
   derReadExact,
-  derReadInteger,
   exportPrivateKeyPem,
   exportPublicKeyPem,
   importPrivateKeyPem,
@@ -24,6 +23,7 @@ import {
   type PemErrorCode,
 } from '../../src/core/crypto/pem.js';
 import { createRootCertificate } from '../../src/core/crypto/x509.js';
+import forge from 'node-forge';
 
 const PASS = 'correct horse battery';
 const NOTARY = '/usr/bin/notary';
@@ -65,7 +65,7 @@ function pbes2Layout(pem: string) {
     pbes2: oidToString(pbes2Oid!),
     kdf: oidToString(kdfOid!),
     saltLength: kp[0]!.tag === DER.OCTET_STRING ? kp[0]!.value.length : -1,
-    iterations: derReadInteger(kp[1]!),
+    iterations: kp[1]!.tag === DER.INTEGER ? forge.asn1.derToInteger(kp[1]!.value.toString('binary')) : -1,
     extraKdfParams: kp.length - 2, // keyLength / prf: notary writes neither
     cipher: oidToString(encOid!),
     ivLength: iv!.value.length,

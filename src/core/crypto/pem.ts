@@ -14,21 +14,28 @@
 // no prf (so HMAC-SHA1) }, AES-256-CBC { iv: 16 random bytes } }. Notary's reader ignores any
 // `prf` field and always derives with HMAC-SHA1, so a file that names hmacWithSHA256 (what
 // OpenSSL 3 and node's KeyObject.export write) decrypts to garbage in notary ("pkcs8: incorrect
-// password"). That is why this module does its own PBES2 instead of using KeyObject.export.
+// password"). That is why this module lays out PBES2 itself instead of using KeyObject.export.
 // Ed25519 keys use notary's own PKCS#8 form: OID 1.3.6.1.4.1.11591.15.1 and the 96-byte
 // public‖seed‖public as the private key octets; notary rejects the RFC 8410 form.
+//
+// ASN.1 goes through node-forge's asn1 module; PBKDF2, AES and key objects through node:crypto
+// (native speed, and the derived keys and plaintext are Buffers that can be wiped after use).
 import {
   createCipheriv,
   createDecipheriv,
-  createHash,
   createPrivateKey,
   createPublicKey,
+  getCipherInfo,
   pbkdf2Sync,
   randomBytes,
   type KeyObject,
 } from 'node:crypto';
+import forge from 'node-forge';
 import { isX509, keyId, publicKeyObject, type TufKey } from './keys.js';
 import { tufKeyFromPublic } from './signer.js';
+
+const { asn1 } = forge;
+type Asn1 = forge.asn1.Asn1;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -51,12 +58,67 @@ const unsupported = (detail?: string) => new PrivateKeyPemError('unsupported-key
 const wrongPassphrase = () => new PrivateKeyPemError('wrong-passphrase', 'wrong passphrase');
 
 // ---------------------------------------------------------------------------------------------
-// Minimal DER (definite lengths only), enough for PKCS#8, PBES2 and certificate outer fields.
+// DER, parsed by forge.asn1
+
+export class DerError extends Error {
+  override name = 'DerError';
+}
+
+// @types/node-forge only declares the boolean form of fromDer's options.
+const fromDer = asn1.fromDer as unknown as (bytes: forge.util.ByteBuffer, options: { parseAllBytes: boolean; decodeBitStrings: boolean }) => Asn1;
+
+/** Runs a forge decoder, turning its plain Errors into DerErrors. */
+function decoding<R>(fn: () => R): R {
+  try {
+    return fn();
+  } catch (e) {
+    throw new DerError((e as Error).message);
+  }
+}
+
+/** One DER value as forge's tree. */
+const parseDer = (der: Buffer): Asn1 =>
+  decoding(() => fromDer(forge.util.createBuffer(der.toString('binary')), { parseAllBytes: true, decodeBitStrings: false }));
+/** forge throws on sub-identifiers over 53 bits but silently drops an unfinished last one. */
+function toOid(contents: string): string {
+  if (!contents || contents.charCodeAt(contents.length - 1) & 0x80) throw new DerError('truncated OBJECT IDENTIFIER');
+  return decoding(() => asn1.derToOid(contents));
+}
+
+const derBytes = (node: Asn1) => Buffer.from(asn1.toDer(node).getBytes(), 'binary');
+
+// Builders for the few structures written here.
+const U = asn1.Class.UNIVERSAL;
+const T = asn1.Type;
+const seq = (...kids: Asn1[]) => asn1.create(U, T.SEQUENCE, true, kids);
+const oid = (dotted: string) => asn1.create(U, T.OID, false, asn1.oidToDer(dotted).getBytes());
+const octets = (b: Buffer) => asn1.create(U, T.OCTETSTRING, false, b.toString('binary'));
+const int = (n: number) => asn1.create(U, T.INTEGER, false, asn1.integerToDer(n).getBytes());
+
+// Readers: each checks the universal type it expects and throws DerError otherwise.
+function children(node: Asn1 | undefined, min: number): Asn1[] {
+  if (node?.tagClass !== U || node.type !== T.SEQUENCE || !Array.isArray(node.value) || node.value.length < min) throw new DerError('expected SEQUENCE');
+  return node.value;
+}
+function contents(node: Asn1 | undefined, type: forge.asn1.Type): string {
+  if (node?.tagClass !== U || node.type !== type || typeof node.value !== 'string') throw new DerError(`expected universal type ${type}`);
+  return node.value;
+}
+const readOid = (node?: Asn1) => toOid(contents(node, T.OID));
+const readOctets = (node?: Asn1) => Buffer.from(contents(node, T.OCTETSTRING), 'binary');
+/** A non-negative INTEGER; forge reads at most 32 bits. */
+function readUint(node?: Asn1): number {
+  const v = contents(node, T.INTEGER);
+  if (v.length === 0 || v.length > 4 || v.charCodeAt(0) & 0x80) throw new DerError('expected a small non-negative INTEGER');
+  return asn1.derToInteger(v);
+}
+
+// The Buffer view below is what x509.ts and management/material.ts read DER with.
 
 export interface DerNode {
   /** The full identifier octet (class, constructed bit and tag number; tag numbers < 31 only). */
   tag: number;
-  /** Header plus contents. */
+  /** Header plus contents, exactly as found. */
   raw: Buffer;
   /** Contents only. */
   value: Buffer;
@@ -72,113 +134,52 @@ export const DER = {
   SET: 0x31,
 } as const;
 
-export class DerError extends Error {
-  override name = 'DerError';
-}
-
-/** Reads one TLV at `offset`. Throws DerError on truncated or indefinite-length input. */
-export function derRead(buf: Buffer, offset = 0): DerNode {
-  if (offset + 2 > buf.length) throw new DerError('truncated DER');
-  const tag = buf[offset]!;
-  if ((tag & 0x1f) === 0x1f) throw new DerError('high tag numbers are not supported');
-  let len = buf[offset + 1]!;
-  let hdr = 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0) throw new DerError('indefinite length is not DER');
-    if (n > 4) throw new DerError('DER length too large');
-    if (offset + 2 + n > buf.length) throw new DerError('truncated DER');
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + buf[offset + 2 + i]!;
-    hdr += n;
-  }
-  const end = offset + hdr + len;
-  if (end > buf.length) throw new DerError('truncated DER');
-  return { tag, raw: buf.subarray(offset, end), value: buf.subarray(offset + hdr, end) };
-}
-
-/** Reads a whole buffer as exactly one TLV (no trailing bytes). */
-export function derReadExact(buf: Buffer): DerNode {
-  const n = derRead(buf, 0);
-  if (n.raw.length !== buf.length) throw new DerError('trailing data after DER value');
-  return n;
-}
-
-/** The TLVs inside a constructed value. */
-export function derChildren(node: DerNode): DerNode[] {
+/**
+ * Every TLV in `bytes`, in order, as slices of it. Forge does the parsing (each value's whole
+ * subtree, so nested garbage is refused up front); its read position gives the slice ends.
+ */
+function derNodes(bytes: Buffer): DerNode[] {
+  const buf = forge.util.createBuffer(bytes.toString('binary'));
   const out: DerNode[] = [];
-  for (let off = 0; off < node.value.length; ) {
-    const c = derRead(node.value, off);
-    out.push(c);
-    off += c.raw.length;
+  while (buf.length() > 0) {
+    const start = bytes.length - buf.length();
+    const node = decoding(() => fromDer(buf, { parseAllBytes: false, decodeBitStrings: false }));
+    const raw = bytes.subarray(start, bytes.length - buf.length());
+    // forge takes tag number 31 as a tag rather than the start of a multi-octet one, and reads
+    // BER's indefinite length (0x80); neither appears in what we read.
+    if ((raw[0]! & 0x1f) === 0x1f) throw new DerError('high tag numbers are not supported');
+    if (raw[1] === 0x80) throw new DerError('indefinite length is not DER');
+    // The length octet, or 0x80|n and n length octets. forge reads an odd-length BMPString one
+    // byte too far, so what it consumed must match what the header says.
+    const n = raw[1]! & 0x80 ? raw[1]! & 0x7f : 0;
+    const header = 2 + n;
+    if (raw.length !== header + (n ? raw.readUIntBE(2, n) : raw[1]!)) throw new DerError('malformed DER');
+    out.push({ tag: node.tagClass | (node.constructed ? 0x20 : 0) | node.type, raw, value: raw.subarray(header) });
   }
   return out;
 }
 
-function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
+/** Reads a whole buffer as exactly one TLV (no trailing bytes). Throws DerError. */
+export function derReadExact(buf: Buffer): DerNode {
+  const nodes = derNodes(buf);
+  if (nodes.length !== 1) throw new DerError(nodes.length ? 'trailing data after DER value' : 'empty DER');
+  return nodes[0]!;
 }
 
-/** Encodes a TLV; an array of contents is concatenated (for SEQUENCE/SET). */
-export function derEncode(tag: number, content: Buffer | Buffer[]): Buffer {
-  const body = Array.isArray(content) ? Buffer.concat(content) : content;
-  return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
-}
-
-/** DER INTEGER of a non-negative safe integer. */
-export function derInteger(n: number): Buffer {
-  if (!Number.isSafeInteger(n) || n < 0) throw new DerError('only non-negative safe integers are supported');
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  if (bytes.length === 0 || bytes[0]! & 0x80) bytes.unshift(0);
-  return derEncode(DER.INTEGER, Buffer.from(bytes));
-}
-
-/** Reads a small non-negative DER INTEGER. */
-export function derReadInteger(node: DerNode): number {
-  if (node.tag !== DER.INTEGER || node.value.length === 0) throw new DerError('expected INTEGER');
-  if (node.value[0]! & 0x80) throw new DerError('negative INTEGER');
-  if (node.value.length > 7) throw new DerError('INTEGER too large');
-  let n = 0;
-  for (const b of node.value) n = n * 256 + b;
-  return n;
+/** The TLVs inside a constructed value (or inside a primitive's contents). */
+export function derChildren(node: DerNode): DerNode[] {
+  return derNodes(node.value);
 }
 
 export function oidToString(node: DerNode): string {
-  if (node.tag !== DER.OID || node.value.length === 0) throw new DerError('expected OBJECT IDENTIFIER');
-  const arcs: number[] = [];
-  let v = 0;
-  for (const b of node.value) {
-    v = v * 128 + (b & 0x7f);
-    if (!(b & 0x80)) {
-      arcs.push(v);
-      v = 0;
-    }
-  }
-  const first = arcs.shift()!;
-  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
-  return [...head, ...arcs].join('.');
-}
-
-export function derOid(oid: string): Buffer {
-  const arcs = oid.split('.').map(Number);
-  if (arcs.length < 2 || arcs.some((a) => !Number.isSafeInteger(a) || a < 0)) throw new DerError(`bad OID ${oid}`);
-  const out: number[] = [];
-  const push = (a: number) => {
-    const tmp = [a & 0x7f];
-    for (a = Math.floor(a / 128); a > 0; a = Math.floor(a / 128)) tmp.unshift((a & 0x7f) | 0x80);
-    out.push(...tmp);
-  };
-  push(arcs[0]! * 40 + arcs[1]!);
-  arcs.slice(2).forEach(push);
-  return derEncode(DER.OID, Buffer.from(out));
+  if (node.tag !== DER.OID) throw new DerError('expected OBJECT IDENTIFIER');
+  return toOid(node.value.toString('binary'));
 }
 
 // ---------------------------------------------------------------------------------------------
-// PEM, byte-compatible with Go's encoding/pem.
+// PEM, byte-compatible with Go's encoding/pem. Hand-written because forge.pem.decode rejects a
+// first header other than Proc-Type (notary's `role:`) and forge.pem.encode writes CRLF, folds
+// long headers and omits the blank line after non-Proc-Type headers.
 
 export interface PemBlock {
   type: string;
@@ -203,10 +204,8 @@ export function pemEncode(block: { type: string; bytes: Buffer; headers?: Record
     }
     out += '\n';
   }
-  const b64 = block.bytes.toString('base64');
-  for (let i = 0; i < b64.length; i += 64) out += `${b64.slice(i, i + 64)}\n`;
-  out += `-----END ${block.type}-----\n`;
-  return out;
+  out += block.bytes.toString('base64').replace(/.{1,64}/g, '$&\n');
+  return `${out}-----END ${block.type}-----\n`;
 }
 
 const PEM_BLOCK = /-----BEGIN ([^\r\n]*?)-----[ \t]*\r?\n([\s\S]*?)-----END ([^\r\n]*?)-----/g;
@@ -281,10 +280,7 @@ const OID = {
   notaryEd25519: '1.3.6.1.4.1.11591.15.1',
   pbes2: '1.2.840.113549.1.5.13',
   pbkdf2: '1.2.840.113549.1.5.12',
-  aes128cbc: '2.16.840.1.101.3.4.1.2',
-  aes192cbc: '2.16.840.1.101.3.4.1.22',
   aes256cbc: '2.16.840.1.101.3.4.1.42',
-  desEde3cbc: '1.2.840.113549.3.7',
 } as const;
 
 const PRFS: Record<string, string> = {
@@ -295,11 +291,12 @@ const PRFS: Record<string, string> = {
   '1.2.840.113549.2.11': 'sha512',
 };
 
-const PBES2_CIPHERS: Record<string, { name: string; keyLen: number; ivLen: number }> = {
-  [OID.aes128cbc]: { name: 'aes-128-cbc', keyLen: 16, ivLen: 16 },
-  [OID.aes192cbc]: { name: 'aes-192-cbc', keyLen: 24, ivLen: 16 },
-  [OID.aes256cbc]: { name: 'aes-256-cbc', keyLen: 32, ivLen: 16 },
-  [OID.desEde3cbc]: { name: 'des-ede3-cbc', keyLen: 24, ivLen: 8 },
+/** PBES2 encryption schemes by OID; key and IV sizes come from node's getCipherInfo. */
+const PBES2_CIPHERS: Record<string, string> = {
+  '2.16.840.1.101.3.4.1.2': 'aes-128-cbc',
+  '2.16.840.1.101.3.4.1.22': 'aes-192-cbc',
+  [OID.aes256cbc]: 'aes-256-cbc',
+  '1.2.840.113549.3.7': 'des-ede3-cbc',
 };
 
 /** PBKDF2 work above this is refused rather than burning CPU on a hostile file. */
@@ -307,7 +304,6 @@ const MAX_PBKDF2_ITERATIONS = 10_000_000;
 /** notary 0.7's iteration count (tuf/utils/pkcs8.go). */
 export const NOTARY_PBKDF2_ITERATIONS = 2048;
 
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SUPPORTED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
 
 function checkSupported(key: KeyObject): KeyObject {
@@ -323,24 +319,23 @@ function checkSupported(key: KeyObject): KeyObject {
   }
 }
 
+/** An Ed25519 key's raw seed (`d`) and public key (`x`), via JWK so no DER offsets are involved. */
+function ed25519Raw(key: KeyObject): { seed: Buffer; pub: Buffer } {
+  const { d, x } = key.export({ format: 'jwk' });
+  return { seed: Buffer.from(d!, 'base64url'), pub: Buffer.from(x!, 'base64url') };
+}
+
 /**
  * Notary's serialised Ed25519 private key: public‖seed‖public (96 bytes: the public key, then Go's
  * 64-byte ed25519.PrivateKey). Go's bare 64-byte seed‖public is accepted too.
  */
 function ed25519FromNotaryBytes(bytes: Buffer): KeyObject {
-  let seed: Buffer;
-  let pubs: Buffer[];
-  if (bytes.length === 96) {
-    seed = bytes.subarray(32, 64);
-    pubs = [bytes.subarray(0, 32), bytes.subarray(64)];
-  } else if (bytes.length === 64) {
-    seed = bytes.subarray(0, 32);
-    pubs = [bytes.subarray(32)];
-  } else {
-    throw new DerError('ed25519 private key must be 96 bytes (public, seed, public)');
-  }
-  const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
-  const pub = createPublicKey(key).export({ type: 'spki', format: 'der' }).subarray(12);
+  if (bytes.length !== 96 && bytes.length !== 64) throw new DerError('ed25519 private key must be 96 bytes (public, seed, public)');
+  const seed = bytes.subarray(bytes.length - 64, bytes.length - 32);
+  const pubs = [bytes.subarray(bytes.length - 32), ...(bytes.length === 96 ? [bytes.subarray(0, 32)] : [])];
+  // node derives the public key from `d` alone, so the stored copies are checked against it.
+  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: pubs[0]!.toString('base64url') }, format: 'jwk' });
+  const { pub } = ed25519Raw(key);
   if (!pubs.every((p) => p.equals(pub))) throw new DerError('ed25519 public key does not match the private key');
   return key;
 }
@@ -352,42 +347,36 @@ function ed25519FromNotaryBytes(bytes: Buffer): KeyObject {
  * node error; an unknown algorithm is `unsupported key`.
  */
 function parsePkcs8(der: Buffer): KeyObject {
-  const kids = derChildren(derReadExact(der));
-  if (kids.length < 3 || kids[1]!.tag !== DER.SEQUENCE || kids[2]!.tag !== DER.OCTET_STRING) throw new DerError('not a PrivateKeyInfo');
-  derReadInteger(kids[0]!);
-  const alg = derChildren(kids[1]!);
-  const oid = oidToString(alg[0]!);
-  const inner = kids[2]!.value;
-  switch (oid) {
+  const [version, alg, privateKey] = children(parseDer(der), 3);
+  readUint(version);
+  const algOid = readOid(children(alg, 1)[0]);
+  const inner = readOctets(privateKey);
+  switch (algOid) {
     case OID.rsaEncryption:
       return createPrivateKey({ key: inner, format: 'der', type: 'pkcs1' });
     case OID.ecPublicKey:
       // Re-wrap as version 0 with the same AlgorithmIdentifier, which every OpenSSL accepts.
-      return createPrivateKey({
-        key: derEncode(DER.SEQUENCE, [derInteger(0), kids[1]!.raw, kids[2]!.raw]),
-        format: 'der',
-        type: 'pkcs8',
-      });
+      return createPrivateKey({ key: derBytes(seq(int(0), alg!, privateKey!)), format: 'der', type: 'pkcs8' });
     case OID.ed25519:
       return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
     case OID.notaryEd25519:
       return ed25519FromNotaryBytes(inner);
     default:
-      throw unsupported(`private key algorithm ${oid}`);
+      throw unsupported(`private key algorithm ${algOid}`);
   }
 }
 
 /** Notary's PKCS#8 bytes for a key (see the header comment for the Ed25519 form). */
 function toNotaryPkcs8(key: KeyObject, ed25519Format: 'notary' | 'rfc8410'): Buffer {
-  const pkcs8 = key.export({ type: 'pkcs8', format: 'der' });
-  if (key.asymmetricKeyType !== 'ed25519' || ed25519Format === 'rfc8410') return pkcs8;
-  const seed = pkcs8.subarray(pkcs8.length - 32);
-  const pub = createPublicKey(key).export({ type: 'spki', format: 'der' }).subarray(12);
-  return derEncode(DER.SEQUENCE, [
-    derInteger(0),
-    derEncode(DER.SEQUENCE, derOid(OID.notaryEd25519)),
-    derEncode(DER.OCTET_STRING, Buffer.concat([pub, seed, pub])),
-  ]);
+  if (key.asymmetricKeyType !== 'ed25519' || ed25519Format === 'rfc8410') return key.export({ type: 'pkcs8', format: 'der' });
+  const { seed, pub } = ed25519Raw(key);
+  const body = Buffer.concat([pub, seed, pub]);
+  try {
+    return derBytes(seq(int(0), seq(oid(OID.notaryEd25519)), octets(body)));
+  } finally {
+    seed.fill(0);
+    body.fill(0);
+  }
 }
 
 /** PBES2 / PBKDF2-HMAC-SHA1 / AES-256-CBC, laid out exactly as notary's convertTUFKeyToPKCS8Encrypted. */
@@ -398,29 +387,29 @@ function encryptPkcs8(plain: Buffer, passphrase: string, iterations: number): Bu
   const c = createCipheriv('aes-256-cbc', key, iv);
   const encrypted = Buffer.concat([c.update(plain), c.final()]);
   key.fill(0);
-  return derEncode(DER.SEQUENCE, [
-    derEncode(DER.SEQUENCE, [
-      derOid(OID.pbes2),
-      derEncode(DER.SEQUENCE, [
-        derEncode(DER.SEQUENCE, [
-          derOid(OID.pbkdf2),
-          derEncode(DER.SEQUENCE, [derEncode(DER.OCTET_STRING, salt), derInteger(iterations)]),
-        ]),
-        derEncode(DER.SEQUENCE, [derOid(OID.aes256cbc), derEncode(DER.OCTET_STRING, iv)]),
-      ]),
-    ]),
-    derEncode(DER.OCTET_STRING, encrypted),
-  ]);
+  return derBytes(
+    seq(
+      seq(
+        oid(OID.pbes2),
+        seq(
+          // PBKDF2-params with neither keyLength nor prf: notary always derives with HMAC-SHA1.
+          seq(oid(OID.pbkdf2), seq(octets(salt), int(iterations))),
+          seq(oid(OID.aes256cbc), octets(iv)),
+        ),
+      ),
+      octets(encrypted),
+    ),
+  );
 }
 
 /** Decrypts an EncryptedPrivateKeyInfo. PBES2 is done here (honouring `prf`); others go to OpenSSL. */
 function decryptPkcs8(der: Buffer, passphrase: string): KeyObject {
-  let kids: DerNode[];
-  let algOid: string;
+  let algOid: string, params: Asn1 | undefined, data: Buffer;
   try {
-    kids = derChildren(derReadExact(der));
-    if (kids.length !== 2 || kids[1]!.tag !== DER.OCTET_STRING) throw new DerError('not an EncryptedPrivateKeyInfo');
-    algOid = oidToString(derChildren(kids[0]!)[0]!);
+    const kids = children(parseDer(der), 2);
+    if (kids.length !== 2) throw new DerError('not an EncryptedPrivateKeyInfo');
+    const [algId, algParams] = children(kids[0], 1);
+    [algOid, params, data] = [readOid(algId), algParams, readOctets(kids[1])];
   } catch (e) {
     if (e instanceof DerError) throw malformed('not an EncryptedPrivateKeyInfo');
     throw e;
@@ -430,41 +419,40 @@ function decryptPkcs8(der: Buffer, passphrase: string): KeyObject {
   let prf = 'sha1';
   let salt: Buffer, iterations: number, keyLen: number | undefined, cipherOid: string, iv: Buffer;
   try {
-    const [kdf, scheme] = derChildren(derChildren(kids[0]!)[1]!);
-    const [kdfOid, kdfParams] = derChildren(kdf!);
-    if (oidToString(kdfOid!) !== OID.pbkdf2) throw unsupported('PBES2 key derivation other than PBKDF2');
-    const p = derChildren(kdfParams!);
-    if (p[0]!.tag !== DER.OCTET_STRING) throw unsupported('PBKDF2 salt source');
-    salt = p[0]!.value;
-    iterations = derReadInteger(p[1]!);
-    for (const extra of p.slice(2)) {
-      if (extra.tag === DER.INTEGER) keyLen = derReadInteger(extra);
-      else if (extra.tag === DER.SEQUENCE) {
-        const prfOid = oidToString(derChildren(extra)[0]!);
-        const h = PRFS[prfOid];
-        if (!h) throw unsupported(`PBKDF2 PRF ${prfOid}`);
-        prf = h;
+    const [kdf, scheme] = children(params, 2);
+    const [kdfOid, kdfParams] = children(kdf, 2);
+    if (readOid(kdfOid) !== OID.pbkdf2) throw unsupported('PBES2 key derivation other than PBKDF2');
+    const [saltNode, iterationsNode, ...extra] = children(kdfParams, 2);
+    if (saltNode!.type !== T.OCTETSTRING) throw unsupported('PBKDF2 salt source');
+    salt = readOctets(saltNode);
+    iterations = readUint(iterationsNode);
+    for (const x of extra) {
+      if (x.type === T.INTEGER) keyLen = readUint(x);
+      else if (x.type === T.SEQUENCE) {
+        const prfOid = readOid(children(x, 1)[0]);
+        const hash = PRFS[prfOid];
+        if (!hash) throw unsupported(`PBKDF2 PRF ${prfOid}`);
+        prf = hash;
       }
     }
-    const [encOid, ivNode] = derChildren(scheme!);
-    cipherOid = oidToString(encOid!);
-    if (!ivNode || ivNode.tag !== DER.OCTET_STRING) throw new DerError('missing IV');
-    iv = ivNode.value;
+    const [encOid, ivNode] = children(scheme, 2);
+    cipherOid = readOid(encOid);
+    iv = readOctets(ivNode);
   } catch (e) {
     if (e instanceof PrivateKeyPemError) throw e;
     throw malformed('bad PBES2 parameters');
   }
-  const cipher = PBES2_CIPHERS[cipherOid];
+  const cipher = getCipherInfo(PBES2_CIPHERS[cipherOid] ?? '');
   if (!cipher) throw unsupported(`key encryption ${cipherOid}`);
-  if (iv.length !== cipher.ivLen) throw malformed('bad PBES2 IV');
-  if (keyLen !== undefined && keyLen !== cipher.keyLen) throw malformed('bad PBKDF2 key length');
+  if (iv.length !== cipher.ivLength) throw malformed('bad PBES2 IV');
+  if (keyLen !== undefined && keyLen !== cipher.keyLength) throw malformed('bad PBKDF2 key length');
   if (iterations < 1 || iterations > MAX_PBKDF2_ITERATIONS) throw unsupported(`PBKDF2 iteration count ${iterations}`);
 
-  const key = pbkdf2Sync(Buffer.from(passphrase, 'utf8'), salt, iterations, cipher.keyLen, prf);
+  const key = pbkdf2Sync(Buffer.from(passphrase, 'utf8'), salt, iterations, cipher.keyLength, prf);
   let plain: Buffer;
   try {
     const d = createDecipheriv(cipher.name, key, iv);
-    plain = Buffer.concat([d.update(kids[1]!.value), d.final()]);
+    plain = Buffer.concat([d.update(data), d.final()]);
   } catch {
     throw wrongPassphrase(); // bad CBC padding
   } finally {
@@ -491,36 +479,28 @@ function decryptWithOpenSsl(der: Buffer, passphrase: string): KeyObject {
 }
 
 // Legacy OpenSSL PEM encryption (Proc-Type/DEK-Info), as Go's x509.DecryptPEMBlock and notary <0.4 wrote it.
-const LEGACY_CIPHERS: Record<string, { name: string; keyLen: number; ivLen: number }> = {
-  'DES-CBC': { name: 'des-cbc', keyLen: 8, ivLen: 8 },
-  'DES-EDE3-CBC': { name: 'des-ede3-cbc', keyLen: 24, ivLen: 8 },
-  'AES-128-CBC': { name: 'aes-128-cbc', keyLen: 16, ivLen: 16 },
-  'AES-192-CBC': { name: 'aes-192-cbc', keyLen: 24, ivLen: 16 },
-  'AES-256-CBC': { name: 'aes-256-cbc', keyLen: 32, ivLen: 16 },
-};
+const LEGACY_CIPHERS = new Set(['DES-CBC', 'DES-EDE3-CBC', 'AES-128-CBC', 'AES-192-CBC', 'AES-256-CBC']);
+
+// EVP_BytesToKey (MD5, one round), which @types/node-forge does not declare.
+const { opensslDeriveBytes } = (forge.pki as unknown as { pbe: { opensslDeriveBytes(password: string, salt: string, dkLen: number): string } }).pbe;
 
 function decryptLegacy(block: PemBlock, passphrase: string): Buffer {
   const dek = block.headers['DEK-Info'] ?? '';
   const [name, ivHex] = dek.split(',').map((s) => s.trim());
-  const cipher = LEGACY_CIPHERS[name?.toUpperCase() ?? ''];
+  const cipher = LEGACY_CIPHERS.has(name?.toUpperCase() ?? '') ? getCipherInfo(name!.toLowerCase()) : undefined;
   if (!cipher) throw unsupported(`PEM encryption ${name || '(none)'}`);
-  if (!ivHex || !/^[0-9a-fA-F]+$/.test(ivHex) || ivHex.length !== cipher.ivLen * 2) throw malformed('bad DEK-Info IV');
+  if (!ivHex || !/^[0-9a-fA-F]+$/.test(ivHex) || ivHex.length !== (cipher.ivLength ?? 0) * 2) throw malformed('bad DEK-Info IV');
   const iv = Buffer.from(ivHex, 'hex');
-  // EVP_BytesToKey(MD5, 1 round, salt = first 8 bytes of the IV)
-  const pass = Buffer.from(passphrase, 'utf8');
-  const parts: Buffer[] = [];
-  let prev = Buffer.alloc(0);
-  while (Buffer.concat(parts).length < cipher.keyLen) {
-    prev = createHash('md5').update(Buffer.concat([prev, pass, iv.subarray(0, 8)])).digest();
-    parts.push(prev);
-  }
-  const key = Buffer.concat(parts).subarray(0, cipher.keyLen);
+  const pass = Buffer.from(passphrase, 'utf8').toString('binary');
+  const key = Buffer.from(opensslDeriveBytes(pass, iv.subarray(0, 8).toString('binary'), cipher.keyLength), 'binary');
   try {
     const d = createDecipheriv(cipher.name, key, iv);
     return Buffer.concat([d.update(block.bytes), d.final()]);
   } catch (e) {
     if (/unsupported|unknown cipher/i.test((e as Error).message)) throw unsupported(`PEM encryption ${name}`);
     throw wrongPassphrase();
+  } finally {
+    key.fill(0);
   }
 }
 
