@@ -56,7 +56,10 @@ export class SqliteStore implements MetadataStore {
     this.db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
     this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    // FULL: a publish answered 200 survives a power cut. Under NORMAL the last commits can vanish,
+    // and clients that already saw the newer timestamp would then read the server as a rollback.
+    // It costs about 0.3 ms per commit here.
+    this.db.pragma('synchronous = FULL');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS tuf_files (
         gun TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL,
