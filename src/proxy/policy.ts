@@ -3,7 +3,7 @@
 // (schema: api/policy.schema.json), reloaded when the file changes; a file that fails to parse
 // or validate is refused with a clear log line and the policy in force stays.
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../log.js';
@@ -140,48 +140,122 @@ export function requirementFor(rule: Rule): TargetRequirement {
   return { ...rule.require, roles };
 }
 
-/** Holds the policy in force and reloads it when the file changes (mtime/size poll). */
+/** What a stat said about the policy file; a change in any of these means it must be read again. */
+interface FileState {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+const sameFile = (a: FileState, b: FileState) => a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+
+/**
+ * A file changed this recently may change again within the same timestamp tick without its stat
+ * changing, so until it is older than this its text is compared on every check.
+ */
+const RACY_MS = 2000;
+
+/**
+ * Holds the policy in force and reloads it when the file changes. `check()` (run every `pollMs`,
+ * and callable directly) stats the file and re-reads it when it differs from the state taken just
+ * before the last read, so a change made between reading and watching is never missed; a new text
+ * is parsed and validated, an invalid one refused once with a log line while the policy in force
+ * stays.
+ */
 export class PolicySource {
   private policy: Policy;
   private listeners: Array<(p: Policy) => void> = [];
+  /** The file's state as of the last read (taken before reading it). */
+  private seen?: FileState;
+  /** The text last read: the policy in force, or a refused one (refused once, not on every check). */
+  private text?: string;
+  private problem?: string;
+  private timer?: NodeJS.Timeout;
 
   constructor(
     readonly path: string | undefined,
     private log: Logger,
-    private pollMs = 1000,
+    pollMs = 1000,
   ) {
-    this.policy = path ? this.read(path) : BUILTIN_POLICY;
-    if (path) watchFile(path, { interval: this.pollMs, persistent: false }, this.onStat);
+    if (!path) {
+      this.policy = BUILTIN_POLICY;
+      return;
+    }
+    const st = this.stat(path);
+    const text = this.readText(path);
+    this.policy = parsePolicy(text, path);
+    this.seen = st;
+    this.text = text;
+    this.timer = setInterval(() => this.check(), pollMs);
+    this.timer.unref();
   }
 
-  private onStat = (cur: Stats, prev: Stats): void => {
-    if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;
-    this.reload();
-  };
-
-  private read(path: string): Policy {
-    let text: string;
+  private stat(path: string): FileState {
     try {
-      text = readFileSync(path, 'utf8');
+      const { ino, size, mtimeMs, ctimeMs } = statSync(path);
+      return { ino, size, mtimeMs, ctimeMs };
     } catch (e) {
       throw new PolicyError(`cannot read policy ${path}: ${(e as Error).message}`);
     }
-    return parsePolicy(text, path);
   }
 
-  /** Re-reads the file; an invalid policy is refused and the one in force stays. Returns whether it changed. */
+  private readText(path: string): string {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new PolicyError(`cannot read policy ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Re-reads the file when it may have changed since the last read. Returns whether a new policy
+   * took effect; an unreadable or invalid file is refused (logged once per problem) and the policy
+   * in force stays.
+   */
+  check(): boolean {
+    if (!this.path) return false;
+    let st: FileState;
+    let text: string;
+    try {
+      st = this.stat(this.path);
+      if (this.seen && sameFile(st, this.seen) && Date.now() - st.mtimeMs > RACY_MS) return false;
+      text = this.readText(this.path);
+    } catch (e) {
+      this.refuse((e as Error).message);
+      return false;
+    }
+    this.seen = st;
+    this.problem = undefined;
+    if (text === this.text) return false;
+    this.text = text;
+    return this.apply(text);
+  }
+
+  /** Reads the file again whatever its stat says; returns whether a new policy took effect. */
   reload(): boolean {
     if (!this.path) return false;
+    this.seen = undefined;
+    this.text = undefined;
+    return this.check();
+  }
+
+  private apply(text: string): boolean {
     try {
-      statSync(this.path);
-      this.policy = this.read(this.path);
+      this.policy = parsePolicy(text, this.path!);
     } catch (e) {
-      this.log('error', 'policy reload refused; the previous policy stays in force', { path: this.path, error: (e as Error).message });
+      this.refuse((e as Error).message);
       return false;
     }
     this.log('info', 'policy reloaded', { path: this.path, rules: this.policy.rules.length });
     for (const l of this.listeners) l(this.policy);
     return true;
+  }
+
+  private refuse(error: string): void {
+    if (error === this.problem) return;
+    this.problem = error;
+    this.log('error', 'policy reload refused; the previous policy stays in force', { path: this.path, error });
   }
 
   current(): Policy {
@@ -193,6 +267,6 @@ export class PolicySource {
   }
 
   close(): void {
-    if (this.path) unwatchFile(this.path, this.onStat);
+    clearInterval(this.timer);
   }
 }

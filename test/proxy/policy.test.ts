@@ -71,22 +71,62 @@ before(async () => {
 });
 after(() => removeTempDir(dir));
 
-test('a changed policy file is picked up; an invalid one is refused and the old one stays', async () => {
+test('a changed policy file is picked up; an invalid one is refused and the old one stays', () => {
   const file = path.join(dir, 'reload.yaml');
   writeFileSync(file, 'version: 1\ndefault: {mode: audit}\n');
   const lines: string[] = [];
-  const src = new PolicySource(file, createLogger('info', (l) => lines.push(l)), 50);
+  const refusals = () => lines.filter((l) => l.includes('refused'));
+  // An hour between polls: every step below is driven by check(), so nothing depends on timing.
+  const src = new PolicySource(file, createLogger('info', (l) => lines.push(l)), 3_600_000);
+  let changes = 0;
+  src.onChange(() => changes++);
   try {
     assert.equal(src.current().default.mode, 'audit');
+    assert.equal(src.check(), false, 'an unchanged file is not a change');
     writeFileSync(file, 'version: 1\ndefault: {mode: "off"}\nrepositories: [{pattern: "a/**", mode: enforce}]\n');
-    for (let i = 0; i < 500 && src.current().default.mode !== 'off'; i++) await sleep(20);
+    assert.equal(src.check(), true);
     assert.equal(src.current().default.mode, 'off');
+    assert.equal(ruleFor(src.current(), 'a/b').mode, 'enforce');
+    // Rewritten at once with the same size: seen even when the stat cannot tell the two apart.
+    writeFileSync(file, 'version: 1\ndefault: {mode: "off"}\nrepositories: [{pattern: "b/**", mode: enforce}]\n');
+    assert.equal(src.check(), true);
+    assert.equal(ruleFor(src.current(), 'b/c').mode, 'enforce');
+    assert.equal(ruleFor(src.current(), 'a/b').mode, 'off');
+    assert.equal(changes, 2);
+
     writeFileSync(file, 'version: 1\ndefault: {mode: "sometimes"}\n');
-    for (let i = 0; i < 500 && !lines.some((l) => l.includes('refused')); i++) await sleep(20);
+    assert.equal(src.check(), false);
     assert.equal(src.current().default.mode, 'off', 'the old policy stays in force');
-    const refused = JSON.parse(lines.find((l) => l.includes('refused'))!);
+    assert.equal(refusals().length, 1);
+    const refused = JSON.parse(refusals()[0]!);
     assert.equal(refused.level, 'error');
     assert.match(refused.error, /mode/);
+    assert.equal(src.check(), false);
+    assert.equal(refusals().length, 1, 'a refused file is refused once, not on every check');
+    // reload() reads the file whatever its stat says; the refused text is still refused.
+    assert.equal(src.reload(), false);
+    assert.equal(src.current().default.mode, 'off');
+    writeFileSync(file, 'version: 1\ndefault: {mode: enforce}\n');
+    assert.equal(src.check(), true);
+    assert.equal(src.current().default.mode, 'enforce');
+    assert.equal(changes, 3);
+  } finally {
+    src.close();
+  }
+});
+
+test('the poll picks up a change written right after the policy was first read', async () => {
+  const file = path.join(dir, 'poll.yaml');
+  writeFileSync(file, 'version: 1\ndefault: {mode: audit}\n');
+  const src = new PolicySource(file, createLogger('error'), 20);
+  try {
+    // No await in between: the file changes before the first poll can take its own stat.
+    writeFileSync(file, 'version: 1\ndefault: {mode: "off"}\n');
+    let changed = false;
+    src.onChange(() => (changed = true));
+    for (let i = 0; i < 500 && !changed; i++) await sleep(20);
+    assert.ok(changed, 'the poll saw the change within 10 s');
+    assert.equal(src.current().default.mode, 'off');
   } finally {
     src.close();
   }
