@@ -15,8 +15,8 @@
 //   hash  = $scrypt$<N>$<r>$<p>$<salt base64>$<key base64>     (see hashPassword; made by
 //           `node --import tsx -e "import('./src/auth/jwt-issuer.ts').then(async m => console.log(await m.hashPassword(process.argv[1])))" 'the password'`)
 //   grant = <type>:<name pattern>:<actions>, e.g. repository:example.com/team/*:pull,push
-//           or registry:catalog:*. In patterns `*` matches within one path segment and a `**`
-//           segment matches one or more segments; patterns are anchored at both ends.
+//           or registry:catalog:*. Name patterns are GUN patterns (src/core/tuf/gun-pattern.ts):
+//           anchored, `*` within one path segment, a `**` segment for one or more segments.
 import { randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -24,6 +24,7 @@ import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
 import type { RegistryAuthConfig } from '../config/config.js';
 import { isValidGun } from '../core/tuf/gun.js';
+import { GunPatternError, compileGunPattern } from '../core/tuf/gun-pattern.js';
 import type { Logger } from '../log.js';
 import { libtrustKeyId, type AccessEntry } from './jwt-keys.js';
 
@@ -45,17 +46,14 @@ export class UsersFileError extends Error {
   override name = 'UsersFileError';
 }
 
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** An anchored pattern: `*` within one segment, a `**` segment for one or more segments. */
+/** An anchored name pattern (src/core/tuf/gun-pattern.ts): `*` within one segment, a `**` segment for one or more. */
 export function namePattern(p: string): RegExp {
-  if (p.length === 0 || p.length > 255) throw new UsersFileError('a name pattern must be 1 to 255 characters');
-  const parts = p.split('/').map((seg) => {
-    if (seg === '**') return '[^/]+(?:/[^/]+)*';
-    if (seg.length === 0 || seg.includes('**') || seg.includes('..')) throw new UsersFileError(`invalid pattern segment ${JSON.stringify(seg)}`);
-    return seg.split('*').map(escapeRe).join('[^/]*');
-  });
-  return new RegExp(`^${parts.join('/')}$`);
+  try {
+    return compileGunPattern(p).regexp;
+  } catch (e) {
+    if (e instanceof GunPatternError) throw new UsersFileError(e.message);
+    throw e;
+  }
 }
 
 /** Splits `type:name:actions`, where the name may itself contain `:` (host:port GUNs). */

@@ -6,14 +6,14 @@
 // A signer token may also name keystore key IDs (`keyIds`) it may sign with; without them it can
 // only upload signatures made elsewhere. Admin tokens may sign with every key the server holds.
 //
-// GUN patterns are fully anchored and match segment by segment: `*` matches any run of
-// characters inside one path segment (never `/`), a segment that is exactly `**` matches one or
-// more whole segments. Nothing else is special; there is no normalisation, and GUNs that are not
-// valid (`..`, empty segments) never reach the matcher.
+// GUN patterns are those of src/core/tuf/gun-pattern.ts: fully anchored, `*` inside one path
+// segment, a segment that is exactly `**` for one or more whole segments. GUNs that are not valid
+// (`..`, empty segments) never reach the matcher.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isValidGun } from '../core/tuf/gun.js';
+import { GunPatternError, compileGunPattern, type GunPattern } from '../core/tuf/gun-pattern.js';
 
 export type Scope = 'admin' | 'reader' | `reader:${string}` | `signer:${string}`;
 
@@ -37,33 +37,26 @@ interface TokenFile {
   tokens: TokenRecord[];
 }
 
-const PATTERN_SEGMENT = /^(?:\*\*|[A-Za-z0-9._:@*-]+)$/;
-
 export class ScopeError extends Error {
   override name = 'ScopeError';
 }
 
-/** Checks a GUN pattern: `/`-separated segments of GUN characters and `*`, or `**` alone. */
+/** Checks a GUN pattern (src/core/tuf/gun-pattern.ts); a bad one throws ScopeError. */
 export function validatePattern(pattern: string): void {
-  if (pattern.length === 0 || pattern.length > 255) throw new ScopeError('a GUN pattern must be 1 to 255 characters');
-  for (const seg of pattern.split('/')) {
-    if (!PATTERN_SEGMENT.test(seg)) throw new ScopeError(`invalid GUN pattern segment ${JSON.stringify(seg)}`);
-    if (seg.includes('**') && seg !== '**') throw new ScopeError('`**` must be a whole path segment');
-    if (seg.includes('..')) throw new ScopeError('GUN patterns must not contain `..`');
+  compilePattern(pattern);
+}
+
+function compilePattern(pattern: string): GunPattern {
+  try {
+    return compileGunPattern(pattern);
+  } catch (e) {
+    if (e instanceof GunPatternError) throw new ScopeError(e.message);
+    throw e;
   }
 }
 
-const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** The anchored regular expression of a pattern. */
-export function patternRegExp(pattern: string): RegExp {
-  validatePattern(pattern);
-  const parts = pattern.split('/').map((seg) => (seg === '**' ? '[^/]+(?:/[^/]+)*' : seg.split('*').map(escapeRe).join('[^/]*')));
-  return new RegExp(`^${parts.join('/')}$`);
-}
-
 export function matchGun(pattern: string, gun: string): boolean {
-  return patternRegExp(pattern).test(gun);
+  return compilePattern(pattern).test(gun);
 }
 
 export function validateScope(s: string): Scope {
