@@ -28,6 +28,11 @@ export function isAdmin(a: Actor): boolean {
   return a.scopes.includes('admin');
 }
 
+/** An actor as the signing service sees it: admins sign with every held key, others with the keys their token names. */
+export function signingIdentity(a: Actor): { id: string; name: string; admin: boolean; keyIds: readonly string[] } {
+  return { id: a.id, name: a.name, admin: isAdmin(a), keyIds: a.keyIds };
+}
+
 export function authenticate(tokens: TokenStore, audit: AuditLog) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const header = req.headers.authorization;

@@ -39,6 +39,7 @@ export type ErrorCode =
   | 'PENDING_EXPIRED'
   | 'LAST_ADMIN_TOKEN'
   | 'PAYLOAD_TOO_LARGE'
+  | 'UPSTREAM_ERROR'
   | 'INTERNAL';
 
 export class ApiError extends Error {

@@ -6,6 +6,7 @@ import { TokenStore, bootstrapAdminToken } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
+import { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
 import { PendingStore } from './pending.js';
 import { createManagementRouter } from './router.js';
@@ -29,6 +30,8 @@ export interface Management {
   tokens: TokenStore;
   audit: AuditLog;
   pending: PendingStore;
+  /** The per-GUN change queue; the signing service shares it. */
+  locks: GunLocks;
   router: express.Router;
 }
 
@@ -47,12 +50,14 @@ export function createManagement(d: ManagementDeps): Management {
     const announce = d.announce ?? (process.stderr.isTTY ? (t: string) => process.stderr.write(t) : undefined);
     announce?.(`\ntrustgate: initial admin token (shown once, also in ${boot.file}):\n\n  ${boot.token}\n\n`);
   }
+  const locks = new GunLocks();
   const service = new ManagementService(d.trust, d.keys, pending, audit, {
     now,
+    locks,
     pendingTtlMs: (d.pendingTtlSeconds ?? DEFAULT_PENDING_TTL_SECONDS) * 1000,
     ...(d.serverKeyAlgorithm ? { serverKeyAlgorithm: d.serverKeyAlgorithm } : {}),
     ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
     log: d.log,
   });
-  return { service, tokens, audit, pending, router: createManagementRouter({ service, tokens, audit, log: d.log }) };
+  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log }) };
 }

@@ -42,6 +42,25 @@ export interface PendingChange {
   expiresAt: string;
 }
 
+/** A change as it is built: what a pending change records besides who made it and when. */
+export type ChangeDraft = Pick<PendingChange, 'gun' | 'action' | 'summary' | 'parts' | 'createdKeyIds' | 'retireKeyIds'>;
+
+/** A new pending change for `draft`, made by `by` at `nowMs`, waiting `ttlMs` for signatures. */
+export function pendingChange(draft: ChangeDraft, by: { id: string; name: string }, nowMs: number, ttlMs: number): PendingChange {
+  return {
+    id: PendingStore.newId(),
+    gun: draft.gun,
+    action: draft.action,
+    summary: draft.summary,
+    parts: draft.parts,
+    createdKeyIds: draft.createdKeyIds,
+    retireKeyIds: draft.retireKeyIds,
+    createdBy: { id: by.id, name: by.name },
+    createdAt: new Date(nowMs).toISOString(),
+    expiresAt: new Date(nowMs + ttlMs).toISOString(),
+  };
+}
+
 interface PendingFile {
   version: 1;
   changes: PendingChange[];

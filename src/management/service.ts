@@ -11,20 +11,23 @@ import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.
 import { createRootCertificate, validateRootKey } from '../core/crypto/x509.js';
 import { canonicalBytes, parseJson } from '../core/json/canonical.js';
 import { isValidGun } from '../core/tuf/gun.js';
-import { Metadata, countValidSignatures, type FileMeta, type RootBody, type Signature, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
+import { Metadata, countValidSignatures, type RootBody, type Signature, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
 import { BASE_ROLES, isBaseRole, isDelegationName, isTargetsRole, parentRole } from '../core/tuf/roles.js';
 import { parseRfc3339 } from '../core/tuf/time.js';
 import type { KeyStore } from '../keystore/types.js';
 import { KeyStoreError } from '../keystore/types.js';
 import type { Logger } from '../log.js';
 import { RepoEditor } from '../trust/editor.js';
+import { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
 import type { AuditActor, AuditLog } from '../audit/log.js';
-import { isAdmin, type Actor } from '../auth/guard.js';
+import { isAdmin, signingIdentity, type Actor } from '../auth/guard.js';
+import { SigningService, type Publication } from '../signing/service.js';
 import { DraftBuilder, allRoles, partMissing, requireRole, requiredKeyIds, roleKeysOf, type RepoView } from './draft.js';
 import { ApiError, badRequest, conflict, notFound, toApiError } from './errors.js';
+import { fromSigning, type TagSigning } from './tags.js';
 import { metadataKeyFor, normaliseSignature, parsePublicKeyPem, readPrivateKeyPem, sameKey } from './material.js';
-import { PendingStore, type ChangePart, type PendingChange } from './pending.js';
+import { pendingChange, type ChangeDraft, type PendingChange, type PendingStore } from './pending.js';
 
 export const MIN_PASSPHRASE_LENGTH = 8;
 
@@ -34,6 +37,8 @@ export interface ManagementOptions {
   pendingTtlMs: number;
   serverKeyAlgorithm?: Algorithm;
   gunPrefixes?: string[];
+  /** Per-GUN change queue (shared with the signing service). */
+  locks?: GunLocks;
   log: Logger;
 }
 
@@ -70,14 +75,7 @@ export type ChangeResult =
   | { status: 'published'; action: string; summary: string; versions: Record<string, number> }
   | { status: 'pending'; action: string; summary: string; pending: PendingView };
 
-interface Draft {
-  gun: string;
-  action: string;
-  summary: string;
-  parts: ChangePart[];
-  createdKeyIds: string[];
-  retireKeyIds: string[];
-}
+type Draft = ChangeDraft;
 
 export interface KeyInfo {
   id: string;
@@ -109,7 +107,8 @@ export function parseDuration(text: string): number {
 export class ManagementService {
   readonly editor: RepoEditor;
   private now: () => number;
-  private locks = new Map<string, Promise<unknown>>();
+  private locks: GunLocks;
+  private tagSigning?: TagSigning;
 
   constructor(
     readonly trust: TrustService,
@@ -119,6 +118,7 @@ export class ManagementService {
     private opts: ManagementOptions,
   ) {
     this.now = opts.now ?? Date.now;
+    this.locks = opts.locks ?? new GunLocks();
     this.editor = new RepoEditor(trust, keys, this.now);
   }
 
@@ -126,16 +126,8 @@ export class ManagementService {
   // Plumbing
 
   /** Runs changes to one GUN one at a time (build, sign and publish must not interleave). */
-  private async locked<T>(gun: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(gun) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(gun, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(gun) === tail) this.locks.delete(gun);
-    }
+  private locked<T>(gun: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(gun, fn);
   }
 
   checkGun(gun: string): void {
@@ -274,19 +266,7 @@ export class ManagementService {
         const versions = await this.publishDraft(d);
         return { status: 'published', action: d.action, summary: d.summary, versions };
       }
-      const t = this.now();
-      const p: PendingChange = {
-        id: PendingStore.newId(),
-        gun: d.gun,
-        action: d.action,
-        summary: d.summary,
-        parts: d.parts,
-        createdKeyIds: d.createdKeyIds,
-        retireKeyIds: d.retireKeyIds,
-        createdBy: actorRef(actor),
-        createdAt: new Date(t).toISOString(),
-        expiresAt: new Date(t + this.opts.pendingTtlMs).toISOString(),
-      };
+      const p = pendingChange(d, actor, this.now(), this.opts.pendingTtlMs);
       this.pending.put(p);
       return { status: 'pending', action: d.action, summary: d.summary, pending: this.pendingView(p) };
     } catch (e) {
@@ -1003,57 +983,58 @@ export class ManagementService {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Tags
+  // Tags: signed and removed by the signing service (src/signing), the one implementation of
+  // "put or remove targets in a role and publish": its input rules, role and path checks, key
+  // binding and m-of-n pending changes. The management API proposes a change the caller cannot
+  // sign at all (it waits for key holders) where the signing API answers 403.
+
+  /** Signing serves the tag routes; app.ts connects it once both exist. */
+  useTagSigning(s: TagSigning): void {
+    this.tagSigning = s;
+  }
+
+  private signingService(): TagSigning {
+    if (!this.tagSigning) throw new Error('tag signing is not connected to the management API');
+    return this.tagSigning;
+  }
 
   private defaultTagRole(v: RepoView): string {
     return roleKeysOf(v, 'targets/releases') ? 'targets/releases' : 'targets';
   }
 
+  /** A publication of the signing service as a management change result. */
+  private tagChange(p: Publication): ChangeResult {
+    const pending = p.pending && this.pending.get(p.pending.id);
+    if (pending) return { status: 'pending', action: p.action, summary: p.summary, pending: this.pendingView(pending) };
+    return { status: 'published', action: p.action, summary: p.summary, versions: p.versions };
+  }
+
   async addTag(actor: Actor, gun: string, req: { tag: string; digest: string; size: number; role?: string; signWith?: string[] }) {
-    return this.audited(
-      actor,
-      'tag.add',
-      gun,
-      () =>
-        this.locked(gun, async () => {
-          const v = await this.view(gun);
-          const role = req.role ?? this.defaultTagRole(v);
-          if (!isTargetsRole(role)) throw badRequest('INVALID_ROLE', 'tags live in targets or a delegation');
-          requireRole(v, role);
-          const paths = roleKeysOf(v, role)!.paths;
-          if (role !== 'targets' && !(paths ?? []).some((p) => req.tag.startsWith(p))) throw badRequest('INVALID_REQUEST', `${role} may not sign ${req.tag} (outside its paths)`);
-          const m = /^(?:sha256:)?([0-9a-f]{64})$/.exec(req.digest);
-          if (!m) throw badRequest('INVALID_REQUEST', 'digest must be sha256:<64 hex digits>');
-          const fm: FileMeta = { hashes: { sha256: Buffer.from(m[1]!, 'hex').toString('base64') }, length: req.size };
-          const b = new DraftBuilder(v, this.now());
-          b.targets(role).targets[req.tag] = fm;
-          const d = await this.draft(b, 'tag.add', `sign ${req.tag} (${req.digest.slice(0, 19)}) in ${role}`);
-          const result = await this.submit(actor, d, await this.signersForDraft(actor, d, [], req.signWith));
-          this.auditChange(actor, 'tag.add', gun, result, { role }, { tag: req.tag, digest: `sha256:${m[1]}` });
-          return { ...result, role };
-        }),
-      {},
-    );
+    return this.audited(actor, 'tag.add', gun, async () => {
+      const v = await this.view(gun);
+      const role = req.role ?? this.defaultTagRole(v);
+      const result = await fromSigning(async () => {
+        const item = { ...SigningService.parseItem({ tag: req.tag, digest: req.digest, size: req.size, role }), gun };
+        const label = { action: 'tag.add', summary: `sign ${item.tag} (${item.digest.slice(0, 19)}) in ${role}` };
+        const out = await this.signingService().signItems([item], signingIdentity(actor), { propose: true, label, ...(req.signWith ? { signWith: req.signWith } : {}) });
+        return this.tagChange(out.publications[0]!);
+      });
+      this.auditChange(actor, 'tag.add', gun, result, { role }, { tag: req.tag, digest: req.digest });
+      return { ...result, role };
+    });
   }
 
   async removeTag(actor: Actor, gun: string, tag: string, req: { role?: string; signWith?: string[] }) {
-    return this.audited(actor, 'tag.remove', gun, () =>
-      this.locked(gun, async () => {
-        const v = await this.view(gun);
-        const roles = req.role !== undefined ? [req.role] : allRoles(v).filter((r) => v.targets.get(r)?.body.targets[tag]);
-        for (const r of roles) requireRole(v, r);
-        const b = new DraftBuilder(v, this.now());
-        for (const r of roles) {
-          if (!v.targets.get(r)?.body.targets[tag]) throw notFound('NOT_FOUND', `${r} has no tag ${tag}`);
-          delete b.targets(r).targets[tag];
-        }
-        if (roles.length === 0) throw notFound('NOT_FOUND', `no role of ${gun} signs ${tag}`);
-        const d = await this.draft(b, 'tag.remove', `remove ${tag} from ${roles.join(', ')}`);
-        const result = await this.submit(actor, d, await this.signersForDraft(actor, d, [], req.signWith));
-        this.auditChange(actor, 'tag.remove', gun, result, {}, { tag, roles });
-        return result;
-      }),
-    );
+    return this.audited(actor, 'tag.remove', gun, async () => {
+      await this.view(gun);
+      const { result, roles } = await fromSigning(async () => {
+        const opts = { propose: true, label: { action: 'tag.remove' }, ...(req.signWith ? { signWith: req.signWith } : {}) };
+        const out = await this.signingService().revokeTag(gun, tag, req.role, signingIdentity(actor), opts);
+        return { result: this.tagChange(out.publication), roles: out.result.removed.map((r) => r.role) };
+      });
+      this.auditChange(actor, 'tag.remove', gun, result, {}, { tag, roles });
+      return result;
+    });
   }
 
   // -------------------------------------------------------------------------------------------

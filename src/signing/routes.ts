@@ -7,11 +7,11 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import { publicKeyObject } from '../core/crypto/keys.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
 import type { AuditLog } from '../audit/log.js';
-import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/guard.js';
+import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
 import type { TokenStore } from '../auth/tokens.js';
 import { ApiError, toApiError } from '../management/errors.js';
 import type { Logger } from '../log.js';
-import { SigningError, SigningService, type SignItem, type SigningIdentity, type SignResult } from './service.js';
+import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, parseImageRef, SigningInputError } from './validate.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';
 
@@ -28,8 +28,6 @@ export interface SigningRouteDeps {
   /** Most items in one batch. */
   maxBatch?: number;
 }
-
-const identity = (a: Actor): SigningIdentity => ({ id: a.id, name: a.name, admin: isAdmin(a), keyIds: a.keyIds });
 
 type Handler = (req: Request, res: Response) => Promise<void>;
 const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => void h(req, res).catch(next);

@@ -8,14 +8,15 @@
 import { canonicalBytes, canonicalString, type JsonValue } from '../core/json/canonical.js';
 import { signingMethod } from '../core/crypto/keys.js';
 import type { Signer } from '../core/crypto/signer.js';
-import type { FileMeta, Signature, TargetsBody } from '../core/tuf/metadata.js';
+import type { DelegatedRole, FileMeta, Signature, TargetsBody } from '../core/tuf/metadata.js';
 import { TufValidationError } from '../core/tuf/errors.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../log.js';
-import { PendingStore, type PendingChange } from '../management/pending.js';
+import { pendingChange, type PendingChange, type PendingStore } from '../management/pending.js';
 import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor, type SigningRole } from '../trust/editor.js';
+import { GunLocks } from '../trust/locks.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
 import { RegistryError, type ManifestHead, type RegistryClient } from './registry.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from './validate.js';
@@ -70,7 +71,20 @@ export interface SignItem {
   custom?: Record<string, unknown>;
 }
 
-export interface SignOptions {
+/** Which of the caller's keys sign, and what happens when they cannot sign a role at all. */
+export interface KeyOptions {
+  /** Only these of the held keys the caller may use (the management API's `signWith`). */
+  signWith?: readonly string[];
+  /**
+   * A role the caller can make no signature for: refused with 403 (default, the signing API), or
+   * proposed as a pending change with no signatures yet that key holders complete (the management API).
+   */
+  propose?: boolean;
+  /** How the change is named (pending changes, audit): default tag.sign / tag.revoke, and a summary of the items. */
+  label?: { action: string; summary?: string };
+}
+
+export interface SignOptions extends KeyOptions {
   cosign?: boolean;
   bundle?: boolean;
   /** Progress for long batches: called after each phase with done/total items. */
@@ -108,6 +122,24 @@ export interface SignResult {
   items: ItemResult[];
 }
 
+export interface RevokeResult {
+  status: 'published' | 'pending';
+  published: PublishedRole[];
+  pending?: PendingInfo;
+  removed: Array<{ role: string; digest?: string }>;
+}
+
+/** What one change to one GUN came to: the edited roles and every file version it published, or its pending change. */
+export interface Publication {
+  gun: string;
+  action: string;
+  summary: string;
+  published: PublishedRole[];
+  /** Versions of every file the publish wrote (the edited roles, snapshot, timestamp); empty when pending. */
+  versions: Record<string, number>;
+  pending?: PendingInfo;
+}
+
 export interface SigningServiceOptions {
   editor: RepoEditor;
   verifier: ImageVerifier;
@@ -120,6 +152,8 @@ export interface SigningServiceOptions {
   pending?: PendingStore;
   /** How long a pending (partially signed) change waits for the rest. */
   pendingTtlMs?: number;
+  /** Per-GUN change queue, shared with the management API (default: one of its own). */
+  locks?: GunLocks;
   log?: Logger;
   now?: () => number;
 }
@@ -141,6 +175,16 @@ const digestOf = (fm: FileMeta): string | undefined => {
   return raw.length === 32 ? `sha256:${raw.toString('hex')}` : undefined;
 };
 
+/** A delegation signs only names inside its paths (prefixes), as clients look them up. */
+function checkPaths(role: string, signing: SigningRole, items: readonly SignItem[], idx: readonly number[]): void {
+  if (role === 'targets') return;
+  const paths = (signing.role as DelegatedRole).paths ?? [];
+  for (const i of idx) {
+    const tag = items[i]!.tag;
+    if (!paths.some((p) => tag.startsWith(p))) throw new SigningInputError(`items[${i}].tag`, `items[${i}]: ${role} may not sign ${tag} (outside its paths)`);
+  }
+}
+
 /** Runs `fn` over items with at most `n` at a time. */
 async function pool<T, R>(items: readonly T[], n: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
@@ -156,16 +200,18 @@ async function pool<T, R>(items: readonly T[], n: number, fn: (t: T, i: number) 
 }
 
 type Edit = (body: TargetsBody) => void;
+type Label = { action: string; summary: string };
 
 export class SigningService {
   readonly editor: RepoEditor;
-  private locks = new Map<string, Promise<unknown>>();
+  private locks: GunLocks;
   private now: () => number;
   private log: Logger;
   private upstreamRepo: (gun: string) => string;
 
   constructor(readonly opts: SigningServiceOptions) {
     this.editor = opts.editor;
+    this.locks = opts.locks ?? new GunLocks();
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? (() => undefined);
     this.upstreamRepo = opts.upstreamRepo ?? defaultUpstreamRepo;
@@ -177,19 +223,6 @@ export class SigningService {
 
   repoFor(gun: string): string {
     return this.upstreamRepo(gun);
-  }
-
-  /** One change per GUN at a time in this process (edits read, then write, the current version). */
-  private async withLock<T>(gun: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(gun) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(gun, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(gun) === tail) this.locks.delete(gun);
-    }
   }
 
   /** Parses one raw request item (REST body or batch entry); `defaults` fill role and GUN. */
@@ -248,12 +281,12 @@ export class SigningService {
     }
   }
 
-  /** The held signers for a role that this identity may use; 403 when there are none. */
-  async signersFor(gun: string, role: string, who: SigningIdentity, signing?: SigningRole): Promise<Signer[]> {
+  /** The held signers for a role that this identity may use (and `signWith` names); 403 when there are none, unless proposing. */
+  async signersFor(gun: string, role: string, who: SigningIdentity, signing?: SigningRole, opts: KeyOptions = {}): Promise<Signer[]> {
     const s = signing ?? (await this.signingRole(gun, role));
     const held = await this.editor.heldSigners(gun, s.role.keyids);
-    const usable = who.admin ? held : held.filter((x) => who.keyIds.includes(x.id));
-    if (usable.length === 0) {
+    const usable = held.filter((x) => (who.admin || who.keyIds.includes(x.id)) && (!opts.signWith || opts.signWith.includes(x.id)));
+    if (usable.length === 0 && !opts.propose) {
       throw new SigningError(
         403,
         'FORBIDDEN',
@@ -271,10 +304,10 @@ export class SigningService {
    * per role, one snapshot, one timestamp), or records a pending change when a role's
    * threshold is not met with the caller's keys. Retries when another writer published first.
    */
-  private async publishEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, action: string, summary: string): Promise<{ published: PublishedRole[]; pending?: PendingInfo }> {
+  private async publishEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: Label, opts: KeyOptions): Promise<Publication> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.withLock(gun, () => this.publishOnce(gun, edits, who, action, summary));
+        return await this.locks.run(gun, () => this.publishOnce(gun, edits, who, label, opts));
       } catch (e) {
         if (!(e instanceof VersionConflictError) || attempt >= 4) {
           if (e instanceof VersionConflictError) throw new SigningError(409, 'VERSION_CONFLICT', `${gun} kept changing while signing; retry`);
@@ -284,14 +317,14 @@ export class SigningService {
     }
   }
 
-  private async publishOnce(gun: string, edits: Map<string, Edit>, who: SigningIdentity, action: string, summary: string): Promise<{ published: PublishedRole[]; pending?: PendingInfo }> {
+  private async publishOnce(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: Label, opts: KeyOptions): Promise<Publication> {
     const uploads = new Map<string, Buffer>();
     const parts: PendingChange['parts'] = [];
     const published: PublishedRole[] = [];
     let short = false;
     for (const [role, edit] of edits) {
       const signing = await this.signingRole(gun, role);
-      const signers = await this.signersFor(gun, role, who, signing);
+      const signers = await this.signersFor(gun, role, who, signing, opts);
       const body = await this.editor.nextTargetsBody(gun, role);
       edit(body);
       // The canonical bytes are made once: signed, and spliced into the envelope. Keys in
@@ -307,43 +340,32 @@ export class SigningService {
       else uploads.set(role, Buffer.concat([Buffer.from(`{"signatures":${canonicalString(signatures)},"signed":`), message, Buffer.from('}')]));
       published.push({ gun, role, version: body.version, tags: Object.keys(body.targets).length });
     }
-    if (short) return { published: [], pending: this.recordPending(gun, parts, who, action, summary) };
+    if (short) return { gun, ...label, published: [], versions: {}, pending: this.recordPending(gun, parts, who, label) };
     try {
-      await this.editor.trust.publish(gun, uploads);
+      const files = await this.editor.trust.publish(gun, uploads);
+      return { gun, ...label, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])) };
     } catch (e) {
-      if (e instanceof TufValidationError) throw new SigningError(400, 'INVALID_REQUEST', `the signed result was refused: ${e.message}`);
+      // A client-held snapshot key is not bad input: it goes on as is (409 CONFLICT, saying what to do).
+      if (e instanceof TufValidationError && e.missing !== 'snapshot') throw new SigningError(400, 'INVALID_REQUEST', `the signed result was refused: ${e.message}`);
       throw e;
     }
-    return { published };
   }
 
-  private recordPending(gun: string, parts: PendingChange['parts'], who: SigningIdentity, action: string, summary: string): PendingInfo {
+  private recordPending(gun: string, parts: PendingChange['parts'], who: SigningIdentity, label: Label): PendingInfo {
     const store = this.opts.pending;
     const needs = parts.map((p) => {
       const r = p.requirements[0]!;
       const s = { keys: r.keys, role: { keyids: r.keyids, threshold: r.threshold } };
       return { role: p.role, needed: RepoEditor.missing(p.body, p.signatures, s), keyIds: r.keyids.filter((k) => !p.signatures.some((x) => x.keyid === k)), signatures: p.signatures.length };
     });
-    const expiresAt = new Date(this.now() + (this.opts.pendingTtlMs ?? 7 * 24 * 3600 * 1000)).toISOString();
     if (!store) {
       const first = needs.find((n) => n.needed > 0)!;
       throw new SigningError(409, 'INVALID_REQUEST', `${first.role} needs ${first.needed} more signature(s) and this server keeps no pending changes`);
     }
-    const change: PendingChange = {
-      id: PendingStore.newId(),
-      gun,
-      action,
-      summary,
-      parts,
-      createdKeyIds: [],
-      retireKeyIds: [],
-      createdBy: { id: who.id, name: who.name },
-      createdAt: new Date(this.now()).toISOString(),
-      expiresAt,
-    };
+    const change = pendingChange({ gun, ...label, parts, createdKeyIds: [], retireKeyIds: [] }, who, this.now(), this.opts.pendingTtlMs ?? 7 * 24 * 3600 * 1000);
     store.put(change);
     this.log('info', 'signing change pending further signatures', { gun, pending: change.id, roles: needs.map((n) => `${n.role}:${n.needed}`).join(',') });
-    return { id: change.id, gun, roles: needs.filter((n) => n.needed > 0), expiresAt };
+    return { id: change.id, gun, roles: needs.filter((n) => n.needed > 0), expiresAt: change.expiresAt };
   }
 
   /** Sizes from the upstream for items without one, and (when checking is on) proof that each digest exists there. */
@@ -383,6 +405,11 @@ export class SigningService {
    * upstream first; then one publish per GUN covering all of its roles.
    */
   async sign(items: SignItem[], who: SigningIdentity, opts: SignOptions = {}): Promise<SignResult> {
+    return (await this.signItems(items, who, opts)).result;
+  }
+
+  /** sign(), also telling what each GUN's change published (every file version) or left pending. */
+  async signItems(items: SignItem[], who: SigningIdentity, opts: SignOptions = {}): Promise<{ result: SignResult; publications: Publication[] }> {
     if (items.length === 0) throw new SigningInputError('items', 'nothing to sign');
     const seen = new Map<string, number>();
     items.forEach((it, i) => {
@@ -402,8 +429,10 @@ export class SigningService {
     });
     const cosignSigners = new Map<string, Signer>();
     for (const [gun, roles] of byGun) {
-      for (const role of roles.keys()) {
-        const signers = await this.signersFor(gun, role, who);
+      for (const [role, idx] of roles) {
+        const signing = await this.signingRole(gun, role);
+        const signers = await this.signersFor(gun, role, who, signing, opts);
+        checkPaths(role, signing, items, idx);
         if (opts.cosign || opts.bundle) {
           const ec = signers.find((s) => s.key.keytype.startsWith('ecdsa'));
           if (!ec) throw new SigningError(400, 'UNSUPPORTED_KEY', `cosign and bundle signatures need an ECDSA key, and role ${role} in ${gun} has none this token may use`);
@@ -415,6 +444,7 @@ export class SigningService {
     const sized = items.map((it, i) => ({ ...it, size: it.size ?? heads.get(i)!.size }));
 
     const result: SignResult = { status: 'published', published: [], pending: [], items: [] };
+    const publications: Publication[] = [];
     for (const [gun, roles] of byGun) {
       const edits = new Map<string, Edit>();
       for (const [role, idx] of roles) {
@@ -428,7 +458,8 @@ export class SigningService {
         });
       }
       const n = [...roles.values()].reduce((a, b) => a + b.length, 0);
-      const r = await this.publishEdits(gun, edits, who, 'tag.sign', `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}`);
+      const r = await this.publishEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.sign', summary: opts.label?.summary ?? `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}` }, opts);
+      publications.push(r);
       result.published.push(...r.published);
       if (r.pending) result.pending.push(r.pending);
       opts.onProgress?.('published', result.published.length, byGun.size);
@@ -455,14 +486,19 @@ export class SigningService {
         opts.onProgress?.('attached', ++done, result.items.length);
       });
     }
-    return result;
+    return { result, publications };
   }
 
   /**
    * Removes a tag from one role, or from every role that lists it (and that the caller may
    * sign), in one publish. 404 when no role lists it.
    */
-  async revoke(gun: string, tag: string, role: string | undefined, who: SigningIdentity): Promise<{ status: 'published' | 'pending'; published: PublishedRole[]; pending?: PendingInfo; removed: Array<{ role: string; digest?: string }> }> {
+  async revoke(gun: string, tag: string, role: string | undefined, who: SigningIdentity, opts: KeyOptions = {}): Promise<RevokeResult> {
+    return (await this.revokeTag(gun, tag, role, who, opts)).result;
+  }
+
+  /** revoke(), also telling what the change published (every file version) or left pending. */
+  async revokeTag(gun: string, tag: string, role: string | undefined, who: SigningIdentity, opts: KeyOptions = {}): Promise<{ result: RevokeResult; publication: Publication }> {
     checkTag(tag);
     if (role !== undefined) checkRole(role);
     const roles = role ? [role] : await this.rolesListing(gun, tag);
@@ -478,19 +514,27 @@ export class SigningService {
       if (!(await this.editor.trust.current(gun, 'root'))) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data`);
       throw new SigningError(404, 'TAG_NOT_FOUND', `tag ${tag} is not signed in ${role ?? 'any role of'} ${gun}`);
     }
-    for (const r of removed) await this.signersFor(gun, r.role, who);
+    for (const r of removed) await this.signersFor(gun, r.role, who, undefined, opts);
     const edits = new Map<string, Edit>(removed.map((r) => [r.role, (b: TargetsBody) => void delete b.targets[tag]]));
-    const res = await this.publishEdits(gun, edits, who, 'tag.revoke', `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}`);
-    return { status: res.pending ? 'pending' : 'published', published: res.published, ...(res.pending ? { pending: res.pending } : {}), removed };
+    const res = await this.publishEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.revoke', summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}` }, opts);
+    const result: RevokeResult = { status: res.pending ? 'pending' : 'published', published: res.published, ...(res.pending ? { pending: res.pending } : {}), removed };
+    return { result, publication: res };
   }
 
-  /** Targets roles of a GUN (in the current snapshot) that list `tag`. */
+  /** Targets roles of a GUN (in the current snapshot, and still delegated) that list `tag`. */
   private async rolesListing(gun: string, tag: string): Promise<string[]> {
     const state = await this.editor.trust.state(gun);
     const out: string[] = [];
     for (const [role, bytes] of state.targets) {
       const body = (JSON.parse(bytes.toString('utf8')) as { signed: TargetsBody }).signed;
-      if (body.targets?.[tag]) out.push(role);
+      if (!body.targets?.[tag]) continue;
+      try {
+        await this.editor.signingRole(gun, role);
+      } catch (e) {
+        if (e instanceof EditorError && e.code === 'NOT_FOUND') continue; // a file left behind by a removed delegation
+        throw e;
+      }
+      out.push(role);
     }
     return out.sort();
   }

@@ -11,6 +11,7 @@ import type { PendingStore } from '../management/pending.js';
 import { Upstream } from '../proxy/upstream.js';
 import { Verifier } from '../proxy/verifier.js';
 import { RepoEditor } from '../trust/editor.js';
+import type { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
 import type { CosignHook } from '../proxy/hooks.js';
 import { cosignHook } from './cosign-hook.js';
@@ -26,6 +27,9 @@ export interface SigningDeps {
   audit: AuditLog;
   log: Logger;
   pending?: PendingStore;
+  pendingTtlMs?: number;
+  /** The per-GUN change queue the management API uses, so their changes to a GUN do not interleave. */
+  locks?: GunLocks;
   /** The proxy's verifier, shared so verdicts and caches are the same; made here when absent. */
   verifier?: Verifier;
   /** The proxy's upstream client, or its URL. */
@@ -61,6 +65,8 @@ export function createSigning(d: SigningDeps): Signing {
     ...(d.upstreamRepo ? { upstreamRepo: d.upstreamRepo } : {}),
     checkUpstream: d.checkUpstream ?? false,
     ...(d.pending ? { pending: d.pending } : {}),
+    ...(d.pendingTtlMs ? { pendingTtlMs: d.pendingTtlMs } : {}),
+    ...(d.locks ? { locks: d.locks } : {}),
     log: d.log,
     ...(d.now ? { now: d.now } : {}),
   });
@@ -77,12 +83,12 @@ export function createSigning(d: SigningDeps): Signing {
   return { service, verifier, ...(registry ? { registry } : {}), ...(hook ? { cosignHook: hook } : {}), router, close: () => ownUpstream?.close() };
 }
 
-/** What createApp hands over: its services, and the management API's tokens, audit log and pending changes. */
+/** What createApp hands over: its services, and the management API's tokens, audit log, pending changes and change queue. */
 export interface AppSigningDeps {
   trust: TrustService;
   keys: KeyStore;
   log: Logger;
-  management: { tokens: TokenStore; audit: AuditLog; pending: PendingStore };
+  management: { tokens: TokenStore; audit: AuditLog; pending: PendingStore; locks: GunLocks };
   now?: () => number;
 }
 
@@ -108,6 +114,8 @@ export function createSigningForApp(config: Config, d: AppSigningDeps): Signing 
     tokens: d.management.tokens,
     audit: d.management.audit,
     pending: d.management.pending,
+    pendingTtlMs: config.pendingTtlSeconds * 1000,
+    locks: d.management.locks,
     log: d.log,
     ...(upstream ? { upstream } : {}),
     checkUpstream: config.signCheckUpstream,

@@ -120,6 +120,21 @@ test('malformed requests: bad JSON, unknown fields, wrong types, bad GUNs, bad t
   await refused(404, 'NOT_FOUND', () => m.call('delete', `/repositories/${g}/tags/never-signed`));
 });
 
+test('tags follow the input rules of the signing API (one implementation): sha256: digests, sizes above 0, OCI tags, targets roles', async () => {
+  const sha = `sha256:${'a'.repeat(64)}`;
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: 'a'.repeat(64), size: 1 } }));
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: `sha256:${'A'.repeat(64)}`, size: 1 } }));
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: sha, size: 0 } }));
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'a/b', digest: sha, size: 1 } }));
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: '.hidden', digest: sha, size: 1 } }));
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: sha, size: 1, role: 'snapshot' } }));
+  await refused(404, 'ROLE_NOT_FOUND', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: sha, size: 1, role: 'targets/nope' } }));
+  await refused(400, 'INVALID_REQUEST', () => m.call('delete', `/repositories/${g}/tags/${enc('.hidden')}`));
+  await refused(400, 'INVALID_ROLE', () => m.call('delete', `/repositories/${g}/tags/v1?role=root`));
+  await refused(404, 'ROLE_NOT_FOUND', () => m.call('delete', `/repositories/${g}/tags/v1?role=${enc('targets/nope')}`));
+  await refused(404, 'NOT_FOUND', () => m.call('post', `/repositories/${enc(`${gun}-none`)}/tags`, { body: { tag: 'v1', digest: sha, size: 1 } }));
+});
+
 test('a root upload that is not signed by the current root is refused through the publish checks', async () => {
   const cur = JSON.parse((await request(m.tg.url).get(`/v2/${offline}/_trust/tuf/root.json`)).text) as { signed: { version: number } };
   const body = { ...cur.signed, version: cur.signed.version + 1 };

@@ -142,6 +142,16 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
     });
   }
 
+  test('a tag outside the paths of its delegation (clients would not trust it there)', async () => {
+    await addDelegation(s, gun, 'targets/qa', { paths: ['qa-'] });
+    const res = await unchanged(s, gun, () => post('sign', s.adminToken, { ...good(), tag: 'v1', role: 'targets/qa' }));
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, 'INVALID_REQUEST');
+    assert.equal(res.body.error.field, 'items[0].tag');
+    assert.match(res.body.error.message, /outside its paths/);
+    assert.equal((await post('sign', s.adminToken, { ...good(), tag: 'qa-1', role: 'targets/qa' })).status, 201);
+  });
+
   test('one bad item refuses the whole batch', async () => {
     const items = [
       { tag: 'ok-1', digest: fakeDigest('1'), size: 1 },

@@ -63,13 +63,13 @@ export async function initRepo(s: SigningServer, gun: string): Promise<{ targets
 }
 
 /** Adds a delegation under `targets` with a new held key (what `trustgate signer add` does). */
-export async function addDelegation(s: SigningServer, gun: string, role: string, opts: { extraKeys?: import('../../src/core/crypto/keys.js').TufKey[]; threshold?: number } = {}): Promise<string> {
+export async function addDelegation(s: SigningServer, gun: string, role: string, opts: { extraKeys?: import('../../src/core/crypto/keys.js').TufKey[]; threshold?: number; paths?: string[] } = {}): Promise<string> {
   const rec = await s.tg.app.keys.generate(gun, role, 'ecdsa');
   const extra = opts.extraKeys ?? [];
   await s.editor.editTargets(gun, 'targets', (b) => {
     b.delegations.keys[rec.id] = rec.public;
     for (const k of extra) b.delegations.keys[keyId(k)] = k;
-    b.delegations.roles.push({ name: role, keyids: [rec.id, ...extra.map(keyId)], threshold: opts.threshold ?? 1, paths: [''] });
+    b.delegations.roles.push({ name: role, keyids: [rec.id, ...extra.map(keyId)], threshold: opts.threshold ?? 1, paths: opts.paths ?? [''] });
   });
   return rec.id;
 }
