@@ -9,13 +9,15 @@ import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../log.js';
 
 export type Mode = 'enforce' | 'audit' | 'off';
+/** Which signatures admit a pull: TUF trust data, cosign-format signatures, either, or both. */
+export type SignatureMode = 'tuf' | 'cosign' | 'either' | 'both';
 
 export interface RepoSettings {
   mode: Mode;
   require: TargetRequirement;
   /** Role pushed tags are signed into; null = do not sign. */
   signOnPush: string | null;
-  cosign: boolean;
+  signatures: SignatureMode;
 }
 
 export interface Rule extends RepoSettings {
@@ -45,16 +47,18 @@ export class PolicyError extends Error {
 export const BUILTIN_POLICY: Policy = {
   source: '(built-in)',
   rules: [],
-  default: { pattern: '(default)', mode: 'enforce', require: {}, signOnPush: 'targets', cosign: false },
+  default: { pattern: '(default)', mode: 'enforce', require: {}, signOnPush: 'targets', signatures: 'tuf' },
 };
 
 /** A policy file's `default` when it has none: enforce with nothing signed on push, so unsigned is denied. */
-const FILE_DEFAULT: RepoSettings = { mode: 'enforce', require: {}, signOnPush: null, cosign: false };
+const FILE_DEFAULT: RepoSettings = { mode: 'enforce', require: {}, signOnPush: null, signatures: 'tuf' };
 
 interface RawSettings {
   mode?: Mode;
   require?: { roles?: string[]; signers?: string[]; threshold?: number };
   signOnPush?: string | null;
+  signatures?: SignatureMode;
+  /** Shorthand for `signatures: either` (true) or `tuf` (false). */
   cosign?: boolean;
 }
 interface RawPolicy {
@@ -99,7 +103,7 @@ function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSetting
     mode: raw?.mode ?? base.mode,
     require: raw?.require ? require : base.require,
     signOnPush: raw?.signOnPush === undefined ? base.signOnPush : raw.signOnPush,
-    cosign: raw?.cosign ?? base.cosign,
+    signatures: raw?.signatures ?? (raw?.cosign === undefined ? base.signatures : raw.cosign ? 'either' : 'tuf'),
   };
 }
 

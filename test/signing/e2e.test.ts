@@ -35,7 +35,13 @@ before(async () => {
   // Pulls need targets/releases (or targets); `cosign/**` also accepts cosign-format signatures.
   writeFileSync(
     policy,
-    ['version: 1', 'default:', '  mode: enforce', 'repositories:', '  - pattern: "cosign/**"', '    require:', '      roles: [targets/releases]', '    cosign: true', ''].join('\n'),
+    [
+      'version: 1', 'default:', '  mode: enforce', 'repositories:',
+      '  - pattern: "cosign/**"', '    require:', '      roles: [targets/releases]', '    cosign: true',
+      '  - pattern: "both/**"', '    signatures: both',
+      '  - pattern: "cosignonly/**"', '    signatures: cosign',
+      '',
+    ].join('\n'),
   );
   s = await startSigningServer({ upstream: reg.url, checkUpstream: true, env: { TRUSTGATE_POLICY: policy } });
   px = await startProxy(s.tg.app, { cosign: s.tg.app.signing.cosignHook! }, { host: '127.0.0.1', port: 0 });
@@ -191,5 +197,42 @@ describe("the proxy's cosign policy", () => {
     assert.equal(pullB.status, 403);
     const err = (await pullB.json()) as { errors: Array<{ detail: { reason: string } }> };
     assert.equal(err.errors[0]!.detail.reason, 'not-signed');
+  });
+});
+
+describe('signatures: both and signatures: cosign', () => {
+  const accept = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
+  test('`both` needs TUF and a cosign signature over the same digest; either alone is denied', async () => {
+    const gun = `${proxyHost}/both/app`;
+    ok(await admin.run(['repo', 'init', gun]), 'repo init');
+    const imgs = await Promise.all(['b1', 'b2', 'b3'].map((t) => makeImageLayout(join(work, `both-${t}`), { tag: t })));
+    for (const [i, img] of imgs.entries()) await skopeoCopy(img.ref, `docker://${reg.host}/both/app:b${i + 1}`);
+    ok(await admin.run(['sign', `${gun}@${imgs[0]!.manifest.digest}`, '--tag', 'b1', '--cosign']), 'sign b1 with cosign');
+    ok(await admin.run(['sign', `${gun}@${imgs[1]!.manifest.digest}`, '--tag', 'b2']), 'sign b2 TUF only');
+    // b3: a cosign signature by a key the trust data names, but no TUF target for the tag.
+    ok(await admin.run(['sign', `${gun}@${imgs[2]!.manifest.digest}`, '--tag', 'other', '--cosign']), 'sign b3 digest under another tag');
+    const b1 = await fetch(`${px.url}/v2/both/app/manifests/b1`, { headers: accept });
+    assert.equal(b1.status, 200, await b1.clone().text());
+    assert.equal(b1.headers.get('docker-content-digest'), imgs[0]!.manifest.digest);
+    const b2 = await fetch(`${px.url}/v2/both/app/manifests/b2`, { headers: accept });
+    assert.equal(b2.status, 403, 'TUF alone is not enough under `both`');
+    const b3 = await fetch(`${px.url}/v2/both/app/manifests/b3`, { headers: accept });
+    assert.equal(b3.status, 403, 'cosign alone is not enough under `both`');
+  });
+
+  test('`cosign` admits a cosign-signed image without looking at TUF targets, and refuses one without', async () => {
+    const gun = `${proxyHost}/cosignonly/app`;
+    ok(await admin.run(['repo', 'init', gun]), 'repo init');
+    const a = await makeImageLayout(join(work, 'co-a'), { tag: 'c1' });
+    const b = await makeImageLayout(join(work, 'co-b'), { tag: 'c2' });
+    await skopeoCopy(a.ref, `docker://${reg.host}/cosignonly/app:c1`);
+    await skopeoCopy(b.ref, `docker://${reg.host}/cosignonly/app:c2`);
+    ok(await admin.run(['sign', `${gun}@${a.manifest.digest}`, '--tag', 'signed-elsewhere', '--cosign']), 'cosign-sign a');
+    ok(await admin.run(['sign', `${gun}@${b.manifest.digest}`, '--tag', 'c2']), 'TUF-sign b only');
+    const c1 = await fetch(`${px.url}/v2/cosignonly/app/manifests/c1`, { headers: accept });
+    assert.equal(c1.status, 200, await c1.clone().text());
+    assert.equal(c1.headers.get('docker-content-digest'), a.manifest.digest);
+    const c2 = await fetch(`${px.url}/v2/cosignonly/app/manifests/c2`, { headers: accept });
+    assert.equal(c2.status, 403, 'a TUF signature does not count under `cosign`');
   });
 });
