@@ -2,18 +2,28 @@
 // A real docker-registry is the upstream; trustgate runs as its own process (`src/main.ts`, as
 // `npm start` does) with the proxy in front of the registry; the load generator is a third
 // process. Measured, direct vs through the proxy:
-//   - manifest GET by tag, requests/s at concurrency 1 and 32 (warm verdict cache; every proxied
-//     request still fetches the manifest from the upstream by its signed digest and hashes it)
-//   - p50 latency added by the proxy at concurrency 1
-//   - blob GET MB/s for a 256 MB layer (median of 3)
-// Goals: manifests >= 0.8x direct, blobs >= 0.9x direct, < 1 ms added p50.
+//   - manifest GET by tag, requests/s at concurrency 1 and 32, warm verdict cache, by two proxies:
+//     one with the verified-manifest cache (default) and one without (TRUSTGATE_MANIFEST_CACHE_MB=0:
+//     every proxied request fetches the manifest from the upstream by its signed digest and hashes
+//     it). Each (proxy, direct, uncached) triple runs back to back, `--rounds` times, so all three
+//     see the same machine; requests and latencies are pooled over the rounds.
+//   - p50 latency added by the proxy at concurrency 1 (both proxies)
+//   - blob GET MB/s for a 256 MB layer, proxy and direct alternating (median of `--blob-runs`),
+//     and the proxy process's CPU time per GB streamed (user and system, from /proc), which does
+//     not depend on how loaded the machine is
+// Goals: manifests >= 0.8x direct, blobs >= 0.9x direct, < 1 ms added p50. The machine's load
+// average is recorded with the results: on a loaded machine every extra process hop waits for a
+// CPU, so compare ratios from runs with similar load.
 //
-//   node --import tsx bench/proxy.ts [--seconds N] [--layer-mb N]
+//   node --import tsx bench/proxy.ts [--seconds N] [--rounds N] [--layer-mb N] [--blob-runs N] [--profile DIR]
 //   node --import tsx bench/proxy.ts --load <url> <concurrency> <ms> <accept>   (internal)
+//
+// --profile DIR runs both trustgate processes with --cpu-prof, writing .cpuprofile files to DIR.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../test/helpers/oci.js';
 import { freePort, waitForHttp } from '../test/helpers/ports.js';
@@ -29,22 +39,32 @@ interface Load {
   p99: number;
 }
 
+/** One load run: latencies of the measured requests; `total` also counts the warm-up. */
+interface Sample extends Load {
+  lat: number[];
+  total: number;
+  /** CPU seconds the serving trustgate process used per request (all requests of the run). */
+  cpuPerRequest?: number;
+}
+
 const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : 0);
 
 /** The load generator: `c` requests in flight over keep-alive for `ms` after a 1 s warm-up. */
-async function load(url: string, c: number, ms: number, accept: string): Promise<Load> {
+async function load(url: string, c: number, ms: number, accept: string): Promise<Sample> {
   const u = new URL(url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: c });
   const lat: number[] = [];
   let measuring = false;
   let stop = false;
   let errors = 0;
+  let total = 0;
   const one = () =>
     new Promise<void>((resolve) => {
       const t0 = performance.now();
       const req = http.request({ agent, host: u.hostname, port: u.port, path: u.pathname, headers: { accept } }, (res) => {
         res.resume();
         res.on('end', () => {
+          total++;
           if (measuring && !stop) {
             if (res.statusCode === 200) lat.push(performance.now() - t0);
             else errors++;
@@ -70,17 +90,17 @@ async function load(url: string, c: number, ms: number, accept: string): Promise
   await Promise.all(loops);
   agent.destroy();
   const sorted = lat.sort((a, b) => a - b);
-  return { requests: lat.length, errors, rps: lat.length / (elapsed / 1000), p50: pct(sorted, 0.5), p99: pct(sorted, 0.99) };
+  return { requests: lat.length, errors, rps: lat.length / (elapsed / 1000), p50: pct(sorted, 0.5), p99: pct(sorted, 0.99), lat: sorted, total };
 }
 
 /** Runs the load generator as its own process. */
-function loadProcess(url: string, c: number, ms: number, accept: string): Promise<Load> {
+function loadProcess(url: string, c: number, ms: number, accept: string): Promise<Sample> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/proxy.ts'), '--load', url, String(c), String(ms), accept], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as Load) : reject(new Error(`load generator exited ${code}`))));
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as Sample) : reject(new Error(`load generator exited ${code}`))));
   });
 }
 
@@ -108,6 +128,41 @@ function blobRate(url: string, digest: string): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** User and system CPU seconds used so far by every thread of a process. */
+function cpuSeconds(pid: number): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
+  const tick = 100; // USER_HZ on Linux
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      user += Number(f[11]) / tick;
+      system += Number(f[12]) / tick;
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return { user, system };
+}
+
+/** Requests and latencies of several load runs, pooled. */
+function pool(runs: Sample[]): Load & { cpuPerRequestUs?: number } {
+  const lat = runs.flatMap((r) => r.lat).sort((a, b) => a - b);
+  const seconds = runs.reduce((n, r) => n + r.requests / r.rps, 0);
+  const requests = runs.reduce((n, r) => n + r.requests, 0);
+  const cpu = runs.filter((r) => r.cpuPerRequest !== undefined);
+  return {
+    requests,
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    rps: requests / seconds,
+    p50: pct(lat, 0.5),
+    p99: pct(lat, 0.99),
+    ...(cpu.length ? { cpuPerRequestUs: (median(cpu.map((r) => r.cpuPerRequest!)) * 1e6) } : {}),
+  };
+}
+
+const loadavg = () => os.loadavg().map((x) => Number(x.toFixed(2)));
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--load') {
@@ -118,8 +173,15 @@ async function main(): Promise<void> {
     const i = args.indexOf(name);
     return i >= 0 ? Number(args[i + 1]) : def;
   };
-  const seconds = opt('--seconds', 5);
+  const seconds = opt('--seconds', 4);
+  const rounds = opt('--rounds', 2);
   const layerMb = opt('--layer-mb', 256);
+  const blobRuns = opt('--blob-runs', 5);
+  const pi = args.indexOf('--profile');
+  const profileDir = pi >= 0 ? path.resolve(args[pi + 1]!) : undefined;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const nodeArgs = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), 'src/main.ts'];
+  const loadAtStart = loadavg();
 
   const reg = await startRegistry();
   const dir = await makeTempDir('bench-proxy');
@@ -137,14 +199,15 @@ async function main(): Promise<void> {
     TRUSTGATE_LOG_LEVEL: 'warn',
     ...extra,
   });
-  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, logFile: path.join(dir, 'trustgate.log'), env: env(port) });
+  // SIGINT: trustgate exits through its own handler, so --cpu-prof can write its profile.
+  const proc = startProcess(process.execPath, nodeArgs, { cwd: ROOT, logFile: path.join(dir, 'trustgate.log'), env: env(port), stopSignal: 'SIGINT', stopTimeoutMs: 15_000 });
   // A second trustgate over the same trust data, without the verified-manifest cache: every
   // proxied pull fetches the manifest from the upstream by its signed digest.
   let uncachedProc: ReturnType<typeof startProcess> | undefined;
   const proxy = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
-    uncachedProc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, logFile: path.join(dir, 'trustgate-uncached.log'), env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }) });
+    uncachedProc = startProcess(process.execPath, nodeArgs, { cwd: ROOT, logFile: path.join(dir, 'trustgate-uncached.log'), env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }), stopSignal: 'SIGINT', stopTimeoutMs: 15_000 });
     const uncached = `http://127.0.0.1:${uncachedPort}`;
     await waitForHttp(`${uncached}/v2/`, 60_000, { check: () => uncachedProc!.assertAlive(), okStatus: (s) => s === 200 });
     const host = `127.0.0.1:${port}`;
@@ -160,20 +223,45 @@ async function main(): Promise<void> {
     }
 
     const manifest = (base: string) => `${base}/v2/bench/app/manifests/v1`;
-    const results: Record<string, Load> = {};
-    for (const c of [1, 32]) {
-      // Alternate, proxy first, so neither side always runs on a warmer machine.
-      results[`proxy c=${c}`] = await loadProcess(manifest(proxy), c, seconds * 1000, accept);
-      results[`direct c=${c}`] = await loadProcess(manifest(reg.url), c, seconds * 1000, accept);
-      results[`uncached c=${c}`] = await loadProcess(manifest(uncached), c, seconds * 1000, accept);
+    const runs: Record<string, Sample[]> = {};
+    const pids: Record<string, number | undefined> = { proxy: proc.child.pid, uncached: uncachedProc.child.pid };
+    const run = async (name: string, url: string, c: number) => {
+      const pid = pids[name];
+      const before = pid ? cpuSeconds(pid) : undefined;
+      const sample = await loadProcess(url, c, seconds * 1000, accept);
+      if (pid && before) {
+        const after = cpuSeconds(pid);
+        sample.cpuPerRequest = (after.user + after.system - before.user - before.system) / Math.max(1, sample.total);
+      }
+      (runs[`${name} c=${c}`] ??= []).push(sample);
+    };
+    for (let round = 0; round < rounds; round++) {
+      for (const c of [1, 32]) {
+        // Alternate which side goes first, so neither always runs on a warmer machine.
+        const order: Array<[string, string]> = [
+          ['proxy', manifest(proxy)],
+          ['direct', manifest(reg.url)],
+          ['uncached', manifest(uncached)],
+        ];
+        for (const [name, url] of round % 2 ? order.reverse() : order) await run(name, url, c);
+      }
     }
+    const results: Record<string, Load & { cpuPerRequestUs?: number }> = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, pool(v)]));
     const layer = big.layers[0]!;
     const rates = { direct: [] as number[], proxy: [] as number[] };
-    for (let i = 0; i < 3; i++) {
+    const proxyCpu: Array<{ user: number; system: number }> = [];
+    const pid = proc.child.pid!;
+    for (let i = 0; i < blobRuns; i++) {
+      const before = cpuSeconds(pid);
       rates.proxy.push(await blobRate(`${proxy}/v2/bench/app/blobs/${layer.digest}`, layer.digest));
+      const after = cpuSeconds(pid);
+      proxyCpu.push({ user: after.user - before.user, system: after.system - before.system });
       rates.direct.push(await blobRate(`${reg.url}/v2/bench/app/blobs/${layer.digest}`, layer.digest));
     }
     for (const [k, v] of Object.entries(results)) if (v.errors) throw new Error(`${k}: ${v.errors} failed requests`);
+    const gb = layer.size / 1e9;
+    const cpuPerGb = { user: median(proxyCpu.map((c) => c.user)) / gb, system: median(proxyCpu.map((c) => c.system)) / gb };
+    const loadAtEnd = loadavg();
 
     const r1 = results['proxy c=1']!.rps / results['direct c=1']!.rps;
     const r32 = results['proxy c=32']!.rps / results['direct c=32']!.rps;
@@ -182,20 +270,31 @@ async function main(): Promise<void> {
     const u1 = results['uncached c=1']!.rps / results['direct c=1']!.rps;
     const u32 = results['uncached c=32']!.rps / results['direct c=32']!.rps;
     const uAdded = results['uncached c=1']!.p50 - results['direct c=1']!.p50;
+    const fmt = (x: number[]) => x.map((v) => v.toFixed(0)).join(' ');
     const lines = [
+      `load average at start ${loadAtStart.join(' ')}, at end ${loadAtEnd.join(' ')} (${os.cpus().length} CPUs); ${rounds} rounds of ${seconds} s per measurement`,
       `manifest by tag, c=1   direct ${results['direct c=1']!.rps.toFixed(0)} req/s  proxy ${results['proxy c=1']!.rps.toFixed(0)} req/s  ratio ${r1.toFixed(2)}x (goal >= 0.8x)`,
       `manifest by tag, c=32  direct ${results['direct c=32']!.rps.toFixed(0)} req/s  proxy ${results['proxy c=32']!.rps.toFixed(0)} req/s  ratio ${r32.toFixed(2)}x (goal >= 0.8x)`,
       `p50 latency, c=1       direct ${results['direct c=1']!.p50.toFixed(3)} ms  proxy ${results['proxy c=1']!.p50.toFixed(3)} ms  added ${addedP50.toFixed(3)} ms (goal < 1 ms)`,
-      `without the manifest cache (each pull fetches upstream by digest):`,
+      `without the manifest cache (each pull fetches upstream by digest and hashes it):`,
       `  c=1  ${results['uncached c=1']!.rps.toFixed(0)} req/s ratio ${u1.toFixed(2)}x, p50 ${results['uncached c=1']!.p50.toFixed(3)} ms, added ${uAdded.toFixed(3)} ms; c=32 ${results['uncached c=32']!.rps.toFixed(0)} req/s ratio ${u32.toFixed(2)}x`,
-      `p99 latency, c=32      direct ${results['direct c=32']!.p99.toFixed(3)} ms  proxy ${results['proxy c=32']!.p99.toFixed(3)} ms`,
+      `trustgate CPU per request (user+system): cached c=1 ${results['proxy c=1']!.cpuPerRequestUs?.toFixed(0)} us, c=32 ${results['proxy c=32']!.cpuPerRequestUs?.toFixed(0)} us; uncached c=1 ${results['uncached c=1']!.cpuPerRequestUs?.toFixed(0)} us, c=32 ${results['uncached c=32']!.cpuPerRequestUs?.toFixed(0)} us`,
+      `p99 latency, c=32      direct ${results['direct c=32']!.p99.toFixed(3)} ms  proxy ${results['proxy c=32']!.p99.toFixed(3)} ms  uncached ${results['uncached c=32']!.p99.toFixed(3)} ms`,
       `blob ${(layer.size / 1e6).toFixed(0)} MB          direct ${median(rates.direct).toFixed(0)} MB/s  proxy ${median(rates.proxy).toFixed(0)} MB/s  ratio ${blob.toFixed(2)}x (goal >= 0.9x)`,
+      `  runs (MB/s): direct ${fmt(rates.direct)}; proxy ${fmt(rates.proxy)}; proxy CPU per GB streamed: ${cpuPerGb.user.toFixed(2)} s user + ${cpuPerGb.system.toFixed(2)} s system`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
     const out = path.join(ROOT, 'bench/results');
     mkdirSync(out, { recursive: true });
     const file = path.join(out, `proxy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify({ results, blobMBps: rates, ratios: { manifestC1: r1, manifestC32: r32, blob, addedP50Ms: addedP50, uncachedC1: u1, uncachedC32: u32, uncachedAddedP50Ms: uAdded }, seconds, layerMb }, null, 2) + '\n');
+    writeFileSync(
+      file,
+      JSON.stringify(
+        { loadavg: { start: loadAtStart, end: loadAtEnd, cpus: os.cpus().length }, results, rounds: runs, blobMBps: rates, proxyCpuPerGb: cpuPerGb, proxyCpuPerBlob: proxyCpu, ratios: { manifestC1: r1, manifestC32: r32, blob, addedP50Ms: addedP50, uncachedC1: u1, uncachedC32: u32, uncachedAddedP50Ms: uAdded }, seconds, layerMb },
+        (k, v) => (k === 'lat' ? undefined : v),
+        2,
+      ) + '\n',
+    );
     process.stdout.write(`written to ${path.relative(ROOT, file)}\n`);
   } finally {
     await uncachedProc?.stop();

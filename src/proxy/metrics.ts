@@ -9,6 +9,10 @@ export class ProxyMetrics {
   readonly auditViolations: Counter<'repository' | 'reason'>;
   readonly signedPushes: Counter<'result'>;
   readonly upstreamErrors: Counter<'kind'>;
+  /** Blob GET bodies by how they were streamed: from the upstream's socket, or through node's client. */
+  readonly blobBodies: Counter<'via'>;
+  /** Labelled children of `decisions`, so a pull does not hash its labels each time. */
+  private decisionChildren = new Map<string, { inc(): void }>();
 
   constructor(registry: Registry) {
     const existing = <T>(name: string) => registry.getSingleMetric(name) as T | undefined;
@@ -24,5 +28,21 @@ export class ProxyMetrics {
     this.upstreamErrors =
       existing('trustgate_proxy_upstream_errors_total') ??
       new Counter({ name: 'trustgate_proxy_upstream_errors_total', help: 'Requests the upstream registry could not answer.', labelNames: ['kind'], registers: [registry] });
+    this.blobBodies =
+      existing('trustgate_proxy_blob_bodies_total') ??
+      new Counter({
+        name: 'trustgate_proxy_blob_bodies_total',
+        help: 'Blob GET bodies streamed by the proxy (via: socket = copied from the upstream socket, client = through node\'s HTTP client).',
+        labelNames: ['via'],
+        registers: [registry],
+      });
+  }
+
+  /** Counts one pull decision. */
+  decision(mode: string, result: string, reason: string): void {
+    const key = `${mode}\0${result}\0${reason}`;
+    let child = this.decisionChildren.get(key);
+    if (!child) this.decisionChildren.set(key, (child = this.decisions.labels({ mode, result, reason })));
+    child.inc();
   }
 }

@@ -5,7 +5,7 @@
 // the upstream by that digest and checked byte for byte; a digest only when it is signed, a child
 // of a signed index, or a signature/referrer of a signed digest. Pushed tags are signed.
 import { createHash } from 'node:crypto';
-import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { fail, type TargetRequirement } from '../core/tuf/verify.js';
@@ -86,9 +86,16 @@ export interface ProxyOptions {
 }
 
 interface CachedManifest {
-  headers: OutgoingHttpHeaders;
+  contentType: string | undefined;
   body: Buffer;
   until: number;
+}
+
+/** An upstream answer with its whole body. */
+interface Fetched {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
 }
 
 interface Ctx {
@@ -177,12 +184,12 @@ export class RegistryProxy {
     if (this.opts.notary && /^\/v2\/.+\/_trust\//.test(path)) return this.opts.notary(req, res);
     if (path === '/v2/' || path === '/v2') {
       if (!this.authorize(req, res, 'ping')) return;
-      return this.forward(req, res, '/v2/', undefined, { scope: '' });
+      return this.forward(req, res, '/v2/', { scope: '' });
     }
     if (path === '/v2/_catalog') {
       if (method !== 'GET') return send(res, E.UNSUPPORTED);
       if (!this.authorize(req, res, 'catalog')) return;
-      return this.forward(req, res, url, undefined, { scope: 'registry:catalog:*' });
+      return this.forward(req, res, url, { scope: 'registry:catalog:*' });
     }
     let route: Route | undefined;
     let m: RegExpExecArray | null = null;
@@ -209,7 +216,7 @@ export class RegistryProxy {
       if (method === 'PUT') return this.pushManifest(ctx, ref, url);
       if (method === 'DELETE') {
         this.forgetManifests(repo);
-        return this.forward(req, res, url, ctx, { scope });
+        return this.forward(req, res, url, { scope });
       }
       return send(res, E.UNSUPPORTED);
     }
@@ -217,13 +224,13 @@ export class RegistryProxy {
       // A cross-repository mount reads the source repository too.
       const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
       const mountScope = from ? `${scope} repository:${from}:pull` : scope;
-      return this.forward(req, res, url, ctx, { scope: mountScope, body: true });
+      return this.forward(req, res, url, { scope: mountScope, body: true });
     }
     if (route === 'upload' && ['GET', 'PATCH', 'PUT', 'DELETE'].includes(method)) {
-      return this.forward(req, res, url, ctx, { scope, body: method === 'PATCH' || method === 'PUT' });
+      return this.forward(req, res, url, { scope, body: method === 'PATCH' || method === 'PUT' });
     }
-    if (route === 'blob' && ['GET', 'HEAD', 'DELETE'].includes(method)) return this.forward(req, res, url, ctx, { scope });
-    if ((route === 'tags' || route === 'referrers') && method === 'GET') return this.forward(req, res, url, ctx, { scope });
+    if (route === 'blob' && ['GET', 'HEAD', 'DELETE'].includes(method)) return this.forward(req, res, url, { scope, blob: true });
+    if ((route === 'tags' || route === 'referrers') && method === 'GET') return this.forward(req, res, url, { scope });
     return send(res, E.UNSUPPORTED);
   }
 
@@ -245,8 +252,8 @@ export class RegistryProxy {
     return value;
   }
 
-  private responseHeaders(req: IncomingMessage, up: IncomingMessage): OutgoingHttpHeaders {
-    const h = endToEnd(up.headers, ['www-authenticate']);
+  private responseHeaders(req: IncomingMessage, upstreamHeaders: IncomingHttpHeaders): OutgoingHttpHeaders {
+    const h = endToEnd(upstreamHeaders, ['www-authenticate']);
     if (typeof h.location === 'string') h.location = this.rewrite(req, h.location);
     if (typeof h.link === 'string') h.link = h.link.replace(/<([^>]+)>/g, (_all, u: string) => `<${this.rewrite(req, u)}>`);
     return h;
@@ -258,38 +265,41 @@ export class RegistryProxy {
     send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin, error: e.message }, `upstream registry unavailable: ${e.message}`);
   }
 
-  /** Streams a request to the upstream and its answer back; aborts upstream when the client goes. */
-  private async forward(req: IncomingMessage, res: ServerResponse, path: string, _ctx: Ctx | undefined, o: { scope: string; body?: boolean }): Promise<void> {
+  /**
+   * Streams a request to the upstream and its answer back; aborts upstream when the client goes.
+   * Blob GETs (`blob`) take the raw path first: body bytes copied from the upstream's socket
+   * without node's HTTP client (rawget.ts), falling back to it for answers that path leaves alone.
+   */
+  private async forward(req: IncomingMessage, res: ServerResponse, path: string, o: { scope: string; body?: boolean; blob?: boolean }): Promise<void> {
     const ac = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) ac.abort();
     };
     res.once('close', onClose);
-    const hasBody = o.body && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
-    if (!hasBody) req.resume();
-    let up: IncomingMessage;
     try {
-      up = await this.opts.upstream.request({
-        method: req.method ?? 'GET',
-        path,
-        headers: endToEnd(req.headers),
-        scope: o.scope,
-        ...(hasBody ? { body: req } : {}),
-        signal: ac.signal,
-      });
+      const hasBody = o.body && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
+      if (!hasBody) req.resume();
+      const headers = endToEnd(req.headers);
+      if (o.blob && req.method === 'GET') {
+        const raw = await this.opts.upstream.streamGet({ path, headers, scope: o.scope, signal: ac.signal });
+        if (raw) {
+          this.opts.metrics.blobBodies.inc({ via: 'socket' });
+          res.writeHead(raw.head.status, this.responseHeaders(req, raw.head.headers));
+          return await raw.pipe(res);
+        }
+      }
+      const up = await this.opts.upstream.request({ method: req.method ?? 'GET', path, headers, scope: o.scope, ...(hasBody ? { body: req } : {}), signal: ac.signal });
+      if (up.statusCode === 401) {
+        up.resume();
+        return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, 'the upstream registry refused trustgate\'s credentials');
+      }
+      if (o.blob && req.method === 'GET') this.opts.metrics.blobBodies.inc({ via: 'client' });
+      res.writeHead(up.statusCode ?? 502, this.responseHeaders(req, up.headers));
+      // Client or upstream gone mid-body: pipeline has destroyed both ends.
+      await pipeline(up, res).catch(() => undefined);
     } catch (e) {
       if (ac.signal.aborted) return;
       return this.upstreamFailure(res, e as Error, `${req.method} ${path}`);
-    }
-    if (up.statusCode === 401) {
-      up.resume();
-      return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, 'the upstream registry refused trustgate\'s credentials');
-    }
-    res.writeHead(up.statusCode ?? 502, this.responseHeaders(req, up));
-    try {
-      await pipeline(up, res);
-    } catch {
-      // client or upstream went away mid-body: pipeline has destroyed both ends
     } finally {
       res.off('close', onClose);
     }
@@ -303,9 +313,9 @@ export class RegistryProxy {
     req.resume();
     if (rule.mode === 'off') {
       this.count(rule, 'passed', 'off');
-      return this.forward(req, res, url, ctx, { scope: `repository:${ctx.repo}:pull` });
+      return this.forward(req, res, url, { scope: `repository:${ctx.repo}:pull` });
     }
-    const require = requirementFor(rule);
+    const { require, key } = requirement(rule);
     const isDigest = DIGEST_RE.test(ref);
     const sig = SIGNATURE_TAG.exec(ref);
     let verdict: Verdict;
@@ -315,39 +325,22 @@ export class RegistryProxy {
       verdict = subject.ok ? { ...subject, evidence: { ...subject.evidence, reference: ref, via: 'signature', parent: `sha256:${sig[1]}` } } : subject;
       if (verdict.ok) {
         this.count(rule, 'allowed', 'signature');
-        return this.forward(req, res, url, ctx, { scope: `repository:${ctx.repo}:pull` });
+        return this.forward(req, res, url, { scope: `repository:${ctx.repo}:pull` });
       }
     } else if (isDigest) {
       verdict = await this.decideDigest(ctx, ref, require);
     } else {
-      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${reqKey(require)}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
+      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
     }
-    if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
+    if (!verdict.ok && rule.cosign && this.opts.cosign && verdict.reason !== 'unavailable') {
+      verdict = await this.opts.cosign.verify({ gun: ctx.gun, repository: ctx.repo, reference: ref }).catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
+    }
     if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
     return this.serveVerified(ctx, ref, url, verdict);
   }
 
-  /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
-  private async applyCosign(ctx: Ctx, ref: string, tuf: Verdict): Promise<Verdict> {
-    const mode = ctx.rule.signatures;
-    if (mode === 'either' && tuf.ok) return tuf;
-    if (mode === 'both' && !tuf.ok) return tuf;
-    const hook = this.opts.cosign;
-    if (!hook) {
-      return mode === 'either' ? tuf : this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', 'the policy needs cosign-format signatures, and no cosign verifier is configured'));
-    }
-    // For `both`, the cosign signature must be over the very digest the TUF data signed.
-    const reference = mode === 'both' ? tuf.digest! : ref;
-    const cosign = await hook
-      .verify({ gun: ctx.gun, repository: ctx.repo, reference })
-      .catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
-    if (mode !== 'both' || !cosign.ok) return cosign;
-    if (cosign.digest !== tuf.digest) return this.opts.verifier.failure(ctx.gun, ref, fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'));
-    return { ...tuf, signers: [...tuf.signers, ...cosign.signers] };
-  }
-
   private count(rule: Rule, result: string, reason: string): void {
-    this.opts.metrics.decisions.inc({ mode: rule.mode, result, reason });
+    this.opts.metrics.decision(rule.mode, result, reason);
   }
 
   /** A failed verdict: 403 (or 503 when unavailable) in enforce mode; served anyway in audit mode. */
@@ -362,7 +355,7 @@ export class RegistryProxy {
       this.count(ctx.rule, 'audit-violation', reason);
       this.opts.metrics.auditViolations.inc({ repository: ctx.repo, reason });
       this.opts.log('warn', 'audit mode: serving unverified content', { gun: ctx.gun, reference: ref, reason, message: v.message });
-      return this.forward(ctx.req, ctx.res, url, ctx, { scope: `repository:${ctx.repo}:pull` });
+      return this.forward(ctx.req, ctx.res, url, { scope: `repository:${ctx.repo}:pull` });
     }
     this.count(ctx.rule, 'denied', reason);
     this.opts.log('info', 'pull denied', { gun: ctx.gun, reference: ref, reason, message: v.message, actor: ctx.principal.name });
@@ -380,35 +373,37 @@ export class RegistryProxy {
     const digest = v.digest!;
     const cacheKey = `${ctx.repo}@${digest}|${req.headers.accept ?? ''}`;
     const cached = this.manifests.get(cacheKey);
-    if (cached && cached.until > this.now()) return this.serveManifest(ctx, v, cached.headers, cached.body);
-    let got: { status: number; headers: OutgoingHttpHeaders; body: Buffer };
+    if (cached && cached.until > this.now()) return this.serveManifest(ctx, v, cached.contentType, cached.body);
+    let got: Fetched;
     try {
       got = await this.fetchManifest(ctx.repo, digest, req.headers.accept);
     } catch (e) {
       return this.upstreamFailure(res, e as Error, `manifest ${ctx.repo}@${digest}`);
     }
-    if (got.status !== 200) {
+    const { status, headers, body } = got;
+    if (status !== 200) {
       // The signed digest is not (or not in an accepted form) upstream: relay the registry's answer.
-      this.count(ctx.rule, 'upstream', String(got.status));
-      res.writeHead(got.status, got.headers);
-      res.end(req.method === 'HEAD' ? undefined : got.body);
+      this.count(ctx.rule, 'upstream', String(status));
+      res.writeHead(status, { ...DAPI, ...endToEnd(headers, ['www-authenticate', 'content-length']), 'content-length': body.length });
+      res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
-    const actual = sha256(got.body);
-    const lengthOk = v.length === undefined || v.length === got.body.length;
+    const actual = sha256(body);
+    const lengthOk = v.length === undefined || v.length === body.length;
     if (actual !== digest || !lengthOk) {
-      const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${got.body.length} bytes, signed length is ${v.length}`;
+      const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${body.length} bytes, signed length is ${v.length}`;
       return this.refuse(ctx, ref, url, { ...v, ok: false, reason: 'digest-mismatch', message });
     }
-    this.remember(cacheKey, got.headers, got.body);
-    return this.serveManifest(ctx, v, got.headers, got.body);
+    const contentType = headers['content-type'];
+    this.remember(cacheKey, contentType, body);
+    return this.serveManifest(ctx, v, contentType, body);
   }
 
-  private serveManifest(ctx: Ctx, v: Verdict, headers: OutgoingHttpHeaders, body: Buffer): void {
+  private serveManifest(ctx: Ctx, v: Verdict, contentType: string | undefined, body: Buffer): void {
     this.count(ctx.rule, 'allowed', v.evidence.via ?? 'tag');
     ctx.res.writeHead(200, {
       ...DAPI,
-      'Content-Type': headers['content-type'] ?? 'application/vnd.oci.image.manifest.v1+json',
+      'Content-Type': contentType ?? 'application/vnd.oci.image.manifest.v1+json',
       'Content-Length': body.length,
       'Docker-Content-Digest': v.digest!,
       Etag: `"${v.digest!}"`,
@@ -417,7 +412,7 @@ export class RegistryProxy {
   }
 
   /** Keeps a verified manifest, oldest entries leaving first past the byte budget. */
-  private remember(key: string, headers: OutgoingHttpHeaders, body: Buffer): void {
+  private remember(key: string, contentType: string | undefined, body: Buffer): void {
     const budget = this.opts.manifestCacheBytes ?? 0;
     if (budget <= 0 || body.length > budget / 16) return;
     const old = this.manifests.get(key);
@@ -425,7 +420,7 @@ export class RegistryProxy {
       this.manifestBytes -= old.body.length;
       this.manifests.delete(key);
     }
-    this.manifests.set(key, { headers: { 'content-type': headers['content-type'] }, body, until: this.now() + (this.opts.manifestCacheTtlMs ?? 60_000) });
+    this.manifests.set(key, { contentType, body, until: this.now() + (this.opts.manifestCacheTtlMs ?? 60_000) });
     this.manifestBytes += body.length;
     for (const [k, e] of this.manifests) {
       if (this.manifestBytes <= budget) break;
@@ -444,19 +439,10 @@ export class RegistryProxy {
   }
 
   /** GET a manifest by digest from the upstream, whole (bounded). */
-  private async fetchManifest(repo: string, digest: string, accept: string | undefined): Promise<{ status: number; headers: OutgoingHttpHeaders; body: Buffer }> {
-    const up = await this.opts.upstream.request({
-      method: 'GET',
-      path: `/v2/${repo}/manifests/${digest}`,
-      headers: accept ? { accept } : {},
-      scope: `repository:${repo}:pull`,
-    });
-    if (up.statusCode === 401) {
-      up.resume();
-      throw new UpstreamError('the upstream registry refused trustgate\'s credentials');
-    }
-    const body = await Upstream.readBody(up, MAX_MANIFEST_BYTES);
-    return { status: up.statusCode ?? 502, headers: { ...DAPI, ...endToEnd(up.headers, ['www-authenticate', 'content-length']), 'content-length': body.length }, body };
+  private async fetchManifest(repo: string, digest: string, accept: string | undefined): Promise<Fetched> {
+    const got = await this.opts.upstream.getWhole({ path: `/v2/${repo}/manifests/${digest}`, headers: accept ? { accept } : {}, scope: `repository:${repo}:pull` }, MAX_MANIFEST_BYTES);
+    if (got.status === 401) throw new UpstreamError('the upstream registry refused trustgate\'s credentials');
+    return got;
   }
 
   /** Parsed JSON of a manifest the upstream holds under `digest`, checked against the digest. */
@@ -544,7 +530,7 @@ export class RegistryProxy {
     } catch (e) {
       return this.upstreamFailure(res, e as Error, `PUT manifest ${ctx.repo}:${ref}`);
     }
-    const headers = this.responseHeaders(req, up);
+    const headers = this.responseHeaders(req, up.headers);
     const upBody = await Upstream.readBody(up, 1024 * 1024).catch(() => Buffer.alloc(0));
     const relay = () => {
       res.writeHead(up.statusCode ?? 502, { ...headers, 'content-length': upBody.length });
@@ -609,3 +595,14 @@ export class RegistryProxy {
 }
 
 const reqKey = (r: TargetRequirement) => JSON.stringify([r.roles ?? [], r.signers ?? [], r.threshold ?? 1]);
+
+/** A rule's pull requirement and its cache-key form, worked out once per rule of a loaded policy. */
+const requirements = new WeakMap<Rule, { require: TargetRequirement; key: string }>();
+function requirement(rule: Rule): { require: TargetRequirement; key: string } {
+  let r = requirements.get(rule);
+  if (!r) {
+    const require = requirementFor(rule);
+    requirements.set(rule, (r = { require, key: reqKey(require) }));
+  }
+  return r;
+}

@@ -7,6 +7,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttp
 import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { RawGetClient, RawGetError, type RawResponse } from './rawget.js';
 
 export interface UpstreamOptions {
   url: string;
@@ -64,6 +65,8 @@ export class Upstream {
   private tokens = new Map<string, { token: string; until: number }>();
   private bearer?: Challenge;
   private basic?: string;
+  /** Blob bodies from a plain-http upstream, without node's HTTP client on the body path. */
+  private raw?: RawGetClient;
 
   constructor(readonly opts: UpstreamOptions) {
     this.base = new URL(opts.url);
@@ -71,10 +74,52 @@ export class Upstream {
     const Agent = this.base.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 256, scheduling: 'lifo', timeout: opts.timeoutMs ?? 60_000 });
     if (opts.username !== undefined) this.basic = 'Basic ' + Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64');
+    if (this.base.protocol === 'http:') {
+      this.raw = new RawGetClient({
+        host: this.base.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: Number(this.base.port || 80),
+        hostHeader: this.base.host,
+        origin: this.origin,
+        timeoutMs: opts.timeoutMs ?? 60_000,
+      });
+    }
+  }
+
+  /**
+   * A GET whose 200/206 body is copied from the upstream's socket to the client (rawget.ts), with
+   * the proxy's credentials for `scope`. Undefined, with nothing sent to the client, when the
+   * upstream is https, no token for the scope is at hand yet, or the answer is of another kind
+   * (a challenge, a redirect, an error): the caller then asks through request().
+   */
+  async streamGet(r: { path: string; headers: OutgoingHttpHeaders; scope?: string; signal?: AbortSignal }): Promise<RawResponse | undefined> {
+    if (!this.raw) return undefined;
+    const authorization = this.authorization(r.scope);
+    if (this.bearer && !authorization?.startsWith('Bearer ')) return undefined; // request() runs the token flow first
+    try {
+      return await this.raw.get(r.path, authorization ? { ...r.headers, authorization } : r.headers, r.signal);
+    } catch (e) {
+      throw e instanceof RawGetError ? new UpstreamError(e.message) : e;
+    }
   }
 
   private get mod() {
     return this.base.protocol === 'https:' ? https : http;
+  }
+
+  /**
+   * A GET of a small body (a manifest) read whole, at most `limit` bytes: over the raw path when
+   * it can (see streamGet), else through request(). Resolves with any status the upstream gave.
+   */
+  async getWhole(r: { path: string; headers: OutgoingHttpHeaders; scope?: string }, limit: number): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+    const raw = await this.streamGet(r);
+    if (raw) {
+      const body = await raw.collect(limit).catch((e: Error) => {
+        throw e instanceof RawGetError ? new UpstreamError(e.message) : e;
+      });
+      return { status: raw.head.status, headers: raw.head.headers, body };
+    }
+    const up = await this.request({ method: 'GET', ...r });
+    return { status: up.statusCode ?? 502, headers: up.headers, body: await Upstream.readBody(up, limit) };
   }
 
   /** Sends a request and resolves with the response head; the body is for the caller to read. */
@@ -144,23 +189,30 @@ export class Upstream {
     });
   }
 
-  /** A whole response body, up to `limit` bytes (more is an error). */
-  static async readBody(res: IncomingMessage, limit: number): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    for await (const c of res) {
-      n += (c as Buffer).length;
-      if (n > limit) {
-        res.destroy();
-        throw new UpstreamError(`upstream response larger than ${limit} bytes`);
-      }
-      chunks.push(c as Buffer);
-    }
-    return Buffer.concat(chunks);
+  /** A whole message body, up to `limit` bytes (more is an error). */
+  static readBody(res: IncomingMessage, limit: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      res.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > limit) {
+          res.destroy();
+          return reject(new UpstreamError(`upstream response larger than ${limit} bytes`));
+        }
+        chunks.push(c);
+      });
+      res.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n)));
+      res.once('error', reject);
+      res.once('close', () => {
+        if (!res.complete) reject(new UpstreamError('the message ended before its body was complete'));
+      });
+    });
   }
 
   close(): void {
     this.agent.destroy();
+    this.raw?.close();
   }
 }
 

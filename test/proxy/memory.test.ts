@@ -25,6 +25,12 @@ const rss = (pid: number): number => {
   return Number(m![1]) * 1024;
 };
 
+/** CPU seconds (user + system, all threads) a process has used. */
+const cpuSeconds = (pid: number): number => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
 /** Samples the RSS of `pid` while `work` runs; returns the peak. */
 async function peakDuring(pid: number, work: () => Promise<void>): Promise<number> {
   let peak = rss(pid);
@@ -90,6 +96,7 @@ test('a 256 MB layer streams through the proxy both ways in bounded memory', asy
 
   let pulled = 0;
   const hash = createHash('sha256');
+  const cpuBefore = cpuSeconds(pid);
   const pullPeak = await peakDuring(pid, async () => {
     const res = await fetch(`http://${proxy}/v2/mem/app/blobs/${layer.digest}`);
     assert.equal(res.status, 200);
@@ -98,6 +105,7 @@ test('a 256 MB layer streams through the proxy both ways in bounded memory', asy
       pulled += chunk.length;
     }
   });
+  const pullCpu = cpuSeconds(pid) - cpuBefore;
   assert.equal(pulled, layer.size);
   assert.equal(`sha256:${hash.digest('hex')}`, layer.digest);
 
@@ -115,6 +123,6 @@ test('a 256 MB layer streams through the proxy both ways in bounded memory', asy
   assert.equal(m.headers.get('docker-content-digest'), img.manifest.digest);
 
   const growth = Math.max(pushPeak, pullPeak) - baseline;
-  process.stdout.write(`# proxy RSS baseline ${(baseline / 2 ** 20).toFixed(0)} MiB, push peak +${((pushPeak - baseline) / 2 ** 20).toFixed(0)} MiB, pull peak +${((pullPeak - baseline) / 2 ** 20).toFixed(0)} MiB for a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer\n`);
+  process.stdout.write(`# proxy RSS baseline ${(baseline / 2 ** 20).toFixed(0)} MiB, push peak +${((pushPeak - baseline) / 2 ** 20).toFixed(0)} MiB, pull peak +${((pullPeak - baseline) / 2 ** 20).toFixed(0)} MiB for a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer; pull used ${pullCpu.toFixed(2)} s of proxy CPU\n`);
   assert.ok(growth < MAX_GROWTH, `proxy RSS grew by ${(growth / 2 ** 20).toFixed(0)} MiB while streaming a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer`);
 });

@@ -28,6 +28,10 @@ const signedTargets = async (repo: string, role = 'targets') => {
   return f ? Metadata.parse<TargetsBody>(role, f.bytes).body.targets : {};
 };
 const hexToB64 = (digest: string) => Buffer.from(digest.slice(7), 'hex').toString('base64');
+const metric = async (name: string, labels: string) => {
+  const line = (await s.tg.app.metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+};
 
 /** Uploads a blob through the proxy: POST, then PUT to the Location the proxy gave back. */
 async function uploadBlob(repo: string, bytes: Buffer): Promise<string> {
@@ -114,6 +118,40 @@ test('a re-signed tag is served at once (verdicts are dropped when trust data ch
   assert.equal(denied(await get(`${s.px.url}/v2/team/resign/manifests/v1`)).detail.reason, 'not-signed');
 });
 
+test('without the manifest cache every pull is checked against the upstream bytes; changed bytes are denied', async () => {
+  const u = await startStack({ reg: s.reg, env: { TRUSTGATE_MANIFEST_CACHE_MB: '0' } });
+  try {
+    const img = await makeImageLayout(layout('tamper'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${u.host}/team/tamper:v1`);
+    for (let i = 0; i < 2; i++) {
+      const ok = await get(`${u.px.url}/v2/team/tamper/manifests/v1`);
+      assert.equal(ok.status, 200);
+      assert.equal(sha256(ok.body), img.manifest.digest);
+    }
+    // Change the manifest in the registry's storage, keeping its length and its validity: the last
+    // digit of the config's size.
+    const hex = img.manifest.digest.slice('sha256:'.length);
+    const file = path.join(s.reg.dir, 'storage/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    const fs = await import('node:fs/promises');
+    const original = await fs.readFile(file);
+    const changed = Buffer.from(original.toString('utf8').replace(/("size":\d*)(\d)/, (_m, head: string, d: string) => `${head}${(Number(d) + 1) % 10}`));
+    assert.notDeepEqual(changed, original);
+    assert.equal(changed.length, original.length);
+    await fs.writeFile(file, changed);
+    try {
+      const byTag = denied(await get(`${u.px.url}/v2/team/tamper/manifests/v1`));
+      assert.equal(byTag.detail.reason, 'digest-mismatch');
+      assert.match(byTag.message, /hashes to sha256:/);
+      assert.equal(denied(await get(`${u.px.url}/v2/team/tamper/manifests/${img.manifest.digest}`)).detail.reason, 'digest-mismatch');
+    } finally {
+      await fs.writeFile(file, original);
+    }
+    assert.equal((await get(`${u.px.url}/v2/team/tamper/manifests/v1`)).status, 200, 'served again once the bytes are right');
+  } finally {
+    await u.stop();
+  }
+});
+
 test('a multi-arch index is signed as a whole; its children are allowed by digest', async () => {
   const idx = await makeIndexLayout(layout('multi'), undefined, { tag: 'v1' });
   await skopeoCopy(idx.ref, `docker://${s.host}/team/multi:v1`);
@@ -195,6 +233,8 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   assert.equal(done.status, 201, done.body.toString());
   assert.ok(done.headers.get('location')!.startsWith(s.px.url));
 
+  const bodies = async () => [await metric('trustgate_proxy_blob_bodies_total', 'via="socket"'), await metric('trustgate_proxy_blob_bodies_total', 'via="client"')];
+  const [socketBefore, clientBefore] = await bodies();
   const headBlob = await get(`${s.px.url}/v2/team/up/blobs/${digest}`, { method: 'HEAD' });
   assert.equal(headBlob.status, 200);
   assert.equal(headBlob.headers.get('content-length'), String(data.length));
@@ -215,6 +255,10 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   const unknown = await get(`${s.px.url}/v2/team/up/blobs/sha256:${'0'.repeat(64)}`);
   assert.equal(unknown.status, 404);
   assert.equal(unknown.json().errors[0].code, 'BLOB_UNKNOWN');
+  // Blob bodies came straight from the upstream's socket; the 404 went through node's client.
+  const [socketAfter, clientAfter] = await bodies();
+  assert.equal(socketAfter - socketBefore, 2);
+  assert.equal(clientAfter - clientBefore, 1);
 });
 
 test('tag lists and the catalog with paging go through, with Link headers pointing at the proxy', async () => {
