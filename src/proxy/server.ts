@@ -332,11 +332,28 @@ export class RegistryProxy {
     } else {
       verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
     }
-    if (!verdict.ok && rule.cosign && this.opts.cosign && verdict.reason !== 'unavailable') {
-      verdict = await this.opts.cosign.verify({ gun: ctx.gun, repository: ctx.repo, reference: ref }).catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
-    }
+    if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
     if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
     return this.serveVerified(ctx, ref, url, verdict);
+  }
+
+  /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
+  private async applyCosign(ctx: Ctx, ref: string, tuf: Verdict): Promise<Verdict> {
+    const mode = ctx.rule.signatures;
+    if (mode === 'either' && tuf.ok) return tuf;
+    if (mode === 'both' && !tuf.ok) return tuf;
+    const hook = this.opts.cosign;
+    if (!hook) {
+      return mode === 'either' ? tuf : this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', 'the policy needs cosign-format signatures, and no cosign verifier is configured'));
+    }
+    // For `both`, the cosign signature must be over the very digest the TUF data signed.
+    const reference = mode === 'both' ? tuf.digest! : ref;
+    const cosign = await hook
+      .verify({ gun: ctx.gun, repository: ctx.repo, reference })
+      .catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
+    if (mode !== 'both' || !cosign.ok) return cosign;
+    if (cosign.digest !== tuf.digest) return this.opts.verifier.failure(ctx.gun, ref, fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'));
+    return { ...tuf, signers: [...tuf.signers, ...cosign.signers] };
   }
 
   private count(rule: Rule, result: string, reason: string): void {
