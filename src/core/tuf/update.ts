@@ -63,7 +63,7 @@ function parseStored<T extends Metadata['body']>(role: string, bytes: Buffer | u
 }
 
 /** Keys of a root that are usable right now: x509 root keys rebuilt from their valid leaf certs. */
-function validRootKeys(root: RootBody, gun: string, nowMs: number, checkExpiry: boolean): Record<string, TufKey> {
+export function validRootKeys(root: RootBody, gun: string, nowMs: number, checkExpiry: boolean): Record<string, TufKey> {
   const keys: Record<string, TufKey> = {};
   for (const id of root.roles.root.keyids) {
     const k = root.keys[id];

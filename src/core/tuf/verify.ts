@@ -4,12 +4,12 @@
 // the parent file's meta, signatures and thresholds, expiry, rollback against the versions last
 // verified), and then target lookup within delegation paths. Pure: bytes and a clock come in, a
 // verified view or a typed failure goes out. Nothing here trusts the server that stored the data.
-import { keyId, type TufKey } from '../crypto/keys.js';
-import { validateRootKey } from '../crypto/x509.js';
+import type { TufKey } from '../crypto/keys.js';
 import { MalformedMetadataError, TufValidationError } from './errors.js';
 import { Metadata, checkFileMeta, countValidSignatures, type FileMeta, type RoleKeys, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from './metadata.js';
 import { parentRole } from './roles.js';
 import { formatRfc3339 } from './time.js';
+import { validRootKeys } from './update.js';
 
 /** Why verification failed; stable strings, shown to clients in DENIED details. */
 export type FailureReason =
@@ -160,18 +160,6 @@ function matchesMeta(name: string, bytes: Buffer, fm: FileMeta | undefined): voi
   if (bad) bail('hash-mismatch', bad, name);
 }
 
-/** Root keys a client accepts: x509 certificates for this GUN, within validity when `checkExpiry`. */
-function rootKeys(root: RootBody, gun: string, nowMs: number, checkExpiry: boolean): Record<string, TufKey> {
-  const keys: Record<string, TufKey> = {};
-  for (const id of root.roles.root.keyids) {
-    const k = root.keys[id];
-    if (!k) continue;
-    const res = validateRootKey(k, gun, new Date(nowMs), { checkExpiry });
-    if (res.ok && keyId(res.key) === id) keys[id] = res.key;
-  }
-  return keys;
-}
-
 /** Verifies the root chain and returns the current root. */
 function verifyRoots(input: VerifyInput): Metadata<RootBody> {
   const { gun, nowMs } = input;
@@ -181,7 +169,7 @@ function verifyRoots(input: VerifyInput): Metadata<RootBody> {
   if (!trusted) {
     // Trust on first use: the first root must at least sign itself with keys valid for this GUN.
     trusted = chain.shift()!;
-    const own = rootKeys(trusted.body, gun, nowMs, true);
+    const own = validRootKeys(trusted.body, gun, nowMs, true);
     try {
       threshold(trusted, own, trusted.body.roles.root, 'root');
     } catch (e) {
@@ -196,8 +184,8 @@ function verifyRoots(input: VerifyInput): Metadata<RootBody> {
       bail('untrusted-root', `root chain skips from version ${trusted.version} to ${next.version}`, 'root');
     }
     // Signed by the previous root's threshold (its certificates' expiry not checked) and by its own.
-    const prevKeys = rootKeys(trusted.body, gun, nowMs, false);
-    const ownKeys = rootKeys(next.body, gun, nowMs, true);
+    const prevKeys = validRootKeys(trusted.body, gun, nowMs, false);
+    const ownKeys = validRootKeys(next.body, gun, nowMs, true);
     for (const [keys, role, who] of [
       [prevKeys, trusted.body.roles.root, `root v${trusted.version}`],
       [ownKeys, next.body.roles.root, `its own root keys`],
@@ -214,7 +202,7 @@ function verifyRoots(input: VerifyInput): Metadata<RootBody> {
   noRollback(trusted, 'root', input.lastVersions);
   notExpired(trusted, 'root', nowMs);
   // Keys valid now must still meet the threshold (expired root certificates stop trust).
-  const now = rootKeys(trusted.body, gun, nowMs, true);
+  const now = validRootKeys(trusted.body, gun, nowMs, true);
   try {
     threshold(trusted, now, trusted.body.roles.root, 'root');
   } catch (e) {
