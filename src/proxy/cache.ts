@@ -1,8 +1,9 @@
-// The verdict cache: verification results keyed by repository and reference, kept in keyv (an
-// in-process bounded map by default, Redis when TRUSTGATE_CACHE_URL is redis://), each for no
-// longer than the configured TTL nor past the earliest expiry of the trust data it rests on.
-// Entries of a GUN are dropped when its trust data changes; a verification that started before
-// the change is not stored. Identical verifications in flight at once run once.
+// The proxy's caches. The verdict cache: verification results keyed by repository and reference,
+// kept in keyv (an in-process bounded map by default, Redis when TRUSTGATE_CACHE_URL is
+// redis://), each for no longer than the configured TTL nor past the earliest expiry of the
+// trust data it rests on. Entries of a GUN are dropped when its trust data changes; a
+// verification that started before the change is not stored. Identical verifications in flight
+// at once run once. The manifest cache: bytes of manifests already checked against their digest.
 import Keyv from 'keyv';
 import type { Logger } from '../log.js';
 import type { Verdict } from './verifier.js';
@@ -118,5 +119,67 @@ export class VerdictCache {
 
   async close(): Promise<void> {
     await this.kv.disconnect().catch(() => undefined);
+  }
+}
+
+interface CachedManifest {
+  contentType: string | undefined;
+  body: Buffer;
+  until: number;
+}
+
+/**
+ * Manifests whose bytes were checked against their digest, by repository, digest and the
+ * client's Accept (the upstream may convert a manifest by Accept), within a byte budget (oldest
+ * out first; no entry over 1/16 of it) and for `ttlMs`. A digest names its bytes, so an entry
+ * stays right for as long as it is kept; the TTL only bounds how long a manifest deleted upstream
+ * behind the proxy's back is still served. A budget of 0 keeps nothing.
+ */
+export class ManifestCache {
+  private entries = new Map<string, CachedManifest>();
+  private bytes = 0;
+
+  constructor(
+    readonly budget: number,
+    readonly ttlMs: number,
+    private now: () => number,
+  ) {}
+
+  private key(repo: string, digest: string, accept: string | undefined): string {
+    return `${repo}@${digest}|${accept ?? ''}`;
+  }
+
+  get(repo: string, digest: string, accept: string | undefined): CachedManifest | undefined {
+    if (this.budget <= 0) return undefined;
+    const e = this.entries.get(this.key(repo, digest, accept));
+    return e && e.until > this.now() ? e : undefined;
+  }
+
+  set(repo: string, digest: string, accept: string | undefined, contentType: string | undefined, body: Buffer): void {
+    if (this.budget <= 0 || body.length > this.budget / 16) return;
+    const key = this.key(repo, digest, accept);
+    this.drop(key);
+    this.entries.set(key, { contentType, body, until: this.now() + this.ttlMs });
+    this.bytes += body.length;
+    for (const k of this.entries.keys()) {
+      if (this.bytes <= this.budget) break;
+      this.drop(k);
+    }
+  }
+
+  /** Forgets a repository's manifests (after a DELETE through the proxy). */
+  forget(repo: string): void {
+    for (const k of this.entries.keys()) if (k.startsWith(`${repo}@`)) this.drop(k);
+  }
+
+  private drop(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    this.bytes -= e.body.length;
+  }
+
+  get size(): number {
+    return this.entries.size;
   }
 }

@@ -9,6 +9,7 @@ import type { App } from '../app.js';
 import { allows, type Scope } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
+import type { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
 import { ProxyAuth, type TokenSource } from './auth.js';
 import { VerdictCache } from './cache.js';
@@ -33,6 +34,8 @@ export interface ProxyDeps {
   audit?: AuditSink;
   cosign?: CosignHook;
   scheme?: 'http' | 'https';
+  /** The app's per-GUN edit queue, so signed pushes wait for other edits of the same GUN. */
+  locks?: GunLocks;
 }
 
 export interface RunningProxyParts {
@@ -62,7 +65,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
   if (config.auth === 'token' && !deps.tokens) throw new Error('TRUSTGATE_PROXY_AUTH=token needs a token store');
   const auth = new ProxyAuth(config.auth === 'token' ? deps.tokens : undefined, config.anonymousPull);
   const metrics = new ProxyMetrics(deps.registry);
-  const signer = new PushSigner(deps.trust, deps.keys, now);
+  const signer = new PushSigner(deps.trust, deps.keys, now, deps.locks);
   const proxy = new RegistryProxy({
     upstream,
     verifier,
@@ -128,6 +131,7 @@ export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, liste
     now: app.now,
     notary: app.listener,
     scheme: tls ? 'https' : 'http',
+    locks: app.management.locks,
     ...extra,
   });
   const server = tls ? https.createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }) : http.createServer();

@@ -236,11 +236,7 @@ class Exchange {
         if (this.phase !== 'done') this.fail(new RawGetError('the client went away'));
         resolve();
       });
-      this.phase = 'body';
-      const held = this.held;
-      this.held = undefined;
-      const more = held ? this.body(held.buf, held.start, held.end, held.pooled) : this.remaining > 0 || this.complete(false);
-      if (more && this.phase === 'body') this.conn.resume();
+      this.startBody();
     });
   }
 
@@ -253,12 +249,17 @@ class Exchange {
         return reject(new RawGetError(`upstream response larger than ${limit} bytes`));
       }
       this.whole = { body: Buffer.allocUnsafe(this.remaining), at: 0, resolve, reject };
-      this.phase = 'body';
-      const held = this.held;
-      this.held = undefined;
-      const more = held ? this.body(held.buf, held.start, held.end, held.pooled) : this.remaining > 0 || this.complete(false);
-      if (more && this.phase === 'body') this.conn.resume();
+      this.startBody();
     });
+  }
+
+  /** Takes the bytes that came with the head, then reads on (unless that was all, or the sink is full). */
+  private startBody(): void {
+    this.phase = 'body';
+    const held = this.held;
+    this.held = undefined;
+    const more = held ? this.body(held.buf, held.start, held.end, held.pooled) : this.remaining > 0 || this.complete(false);
+    if (more && this.phase === 'body') this.conn.resume();
   }
 
   /** Takes body bytes (to the client, or into the whole body); returns whether the connection should read on. */

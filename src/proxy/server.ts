@@ -12,7 +12,7 @@ import { fail, type TargetRequirement } from '../core/tuf/verify.js';
 import { errorBody } from '../http/errcode.js';
 import type { Logger } from '../log.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
-import { BoundedMap, type VerdictCache } from './cache.js';
+import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
 import type { AuditSink, CosignHook } from './hooks.js';
 import type { ProxyMetrics } from './metrics.js';
 import { requirementFor, ruleFor, type PolicySource, type Rule } from './policy.js';
@@ -85,12 +85,6 @@ export interface ProxyOptions {
   manifestCacheTtlMs?: number;
 }
 
-interface CachedManifest {
-  contentType: string | undefined;
-  body: Buffer;
-  until: number;
-}
-
 /** An upstream answer with its whole body. */
 interface Fetched {
   status: number;
@@ -125,13 +119,11 @@ export class RegistryProxy {
   private registryName?: string;
   /** Children of signed indexes, by index digest: content-addressed, so kept as long as there is room. */
   private children = new BoundedMap<string, Map<string, number>>(4096);
-  private manifests = new Map<string, CachedManifest>();
-  private manifestBytes = 0;
-  private now: () => number;
+  private manifests: ManifestCache;
 
   constructor(readonly opts: ProxyOptions) {
     if (opts.registryName) this.registryName = opts.registryName;
-    this.now = opts.now ?? Date.now;
+    this.manifests = new ManifestCache(opts.manifestCacheBytes ?? 0, opts.manifestCacheTtlMs ?? 60_000, opts.now ?? Date.now);
   }
 
   gunFor(repo: string): string {
@@ -215,7 +207,7 @@ export class RegistryProxy {
       if (method === 'GET' || method === 'HEAD') return this.pullManifest(ctx, ref, url);
       if (method === 'PUT') return this.pushManifest(ctx, ref, url);
       if (method === 'DELETE') {
-        this.forgetManifests(repo);
+        this.manifests.forget(repo);
         return this.forward(req, res, url, { scope });
       }
       return send(res, E.UNSUPPORTED);
@@ -388,9 +380,8 @@ export class RegistryProxy {
   private async serveVerified(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> {
     const { req, res } = ctx;
     const digest = v.digest!;
-    const cacheKey = `${ctx.repo}@${digest}|${req.headers.accept ?? ''}`;
-    const cached = this.manifests.get(cacheKey);
-    if (cached && cached.until > this.now()) return this.serveManifest(ctx, v, cached.contentType, cached.body);
+    const cached = this.manifests.get(ctx.repo, digest, req.headers.accept);
+    if (cached) return this.serveManifest(ctx, v, cached.contentType, cached.body);
     let got: Fetched;
     try {
       got = await this.fetchManifest(ctx.repo, digest, req.headers.accept);
@@ -412,7 +403,7 @@ export class RegistryProxy {
       return this.refuse(ctx, ref, url, { ...v, ok: false, reason: 'digest-mismatch', message });
     }
     const contentType = headers['content-type'];
-    this.remember(cacheKey, contentType, body);
+    this.manifests.set(ctx.repo, digest, req.headers.accept, contentType, body);
     return this.serveManifest(ctx, v, contentType, body);
   }
 
@@ -426,33 +417,6 @@ export class RegistryProxy {
       Etag: `"${v.digest!}"`,
     });
     ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
-  }
-
-  /** Keeps a verified manifest, oldest entries leaving first past the byte budget. */
-  private remember(key: string, contentType: string | undefined, body: Buffer): void {
-    const budget = this.opts.manifestCacheBytes ?? 0;
-    if (budget <= 0 || body.length > budget / 16) return;
-    const old = this.manifests.get(key);
-    if (old) {
-      this.manifestBytes -= old.body.length;
-      this.manifests.delete(key);
-    }
-    this.manifests.set(key, { contentType, body, until: this.now() + (this.opts.manifestCacheTtlMs ?? 60_000) });
-    this.manifestBytes += body.length;
-    for (const [k, e] of this.manifests) {
-      if (this.manifestBytes <= budget) break;
-      this.manifests.delete(k);
-      this.manifestBytes -= e.body.length;
-    }
-  }
-
-  /** Forgets cached manifests of a repository (after a DELETE through the proxy). */
-  private forgetManifests(repo: string): void {
-    for (const [k, e] of this.manifests) {
-      if (!k.startsWith(`${repo}@`)) continue;
-      this.manifests.delete(k);
-      this.manifestBytes -= e.body.length;
-    }
   }
 
   /** GET a manifest by digest from the upstream, whole (bounded). */

@@ -2,12 +2,14 @@
 // length, docker's format) in the role the policy names, signed with a key trustgate holds, and
 // a new targets/snapshot/timestamp is published. The repository's trust is initialised on its
 // first push (root kept in the keystore) and a delegated role is created under `targets` with a
-// new held key when it does not exist yet. Edits of one GUN run one at a time.
+// new held key when it does not exist yet. Edits of one GUN run one at a time, queued behind the
+// management API's and the signing service's edits of it when the app's GunLocks is handed in.
 import { keyId } from '../core/crypto/keys.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { KeyStore } from '../keystore/types.js';
 import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor } from '../trust/editor.js';
+import { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
 
 export interface SignResult {
@@ -30,32 +32,20 @@ export class SigningError extends Error {
 
 export class PushSigner {
   readonly editor: RepoEditor;
-  private queues = new Map<string, Promise<unknown>>();
 
   constructor(
     readonly trust: TrustService,
     readonly keys: KeyStore,
     now: () => number = Date.now,
+    private locks: GunLocks = new GunLocks(),
   ) {
     this.editor = new RepoEditor(trust, keys, now);
-  }
-
-  /** Runs `fn` after every earlier edit of the same GUN has settled. */
-  private serial<T>(gun: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.queues.get(gun) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.queues.set(gun, tail);
-    void tail.then(() => {
-      if (this.queues.get(gun) === tail) this.queues.delete(gun);
-    });
-    return next;
   }
 
   /** Signs `tag` → `digest` (`sha256:<hex>`), `length` bytes, into `role`. */
   sign(gun: string, role: string, tag: string, digest: string, length: number): Promise<SignResult> {
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) return Promise.reject(new SigningError(`cannot sign ${digest}: only sha256 digests are signed`));
-    return this.serial(gun, async () => {
+    return this.locks.run(gun, async () => {
       let initialised = false;
       if (!(await this.trust.current(gun, 'root'))) {
         try {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../src/log.js';
-import { BoundedMap, VerdictCache } from '../../src/proxy/cache.js';
+import { BoundedMap, ManifestCache, VerdictCache } from '../../src/proxy/cache.js';
 import type { Verdict } from '../../src/proxy/verifier.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir, runCommandOk, startRedis, startRegistry, type RedisService, type RegistryService } from '../helpers/services.js';
@@ -58,6 +58,32 @@ test('a verdict is not used past the expiry of its trust data, and a change duri
   const m = new BoundedMap<string, number>(2);
   m.set('a', 1).set('b', 2).set('c', 3);
   assert.deepEqual([...m.keys()], ['b', 'c']);
+});
+
+test('the manifest cache keeps checked bytes within its budget and TTL, per Accept, and forgets a repository', () => {
+  let now = 0;
+  const c = new ManifestCache(1600, 1000, () => now);
+  const b = (n: number, fill = 1) => Buffer.alloc(n, fill);
+  c.set('a/x', 'sha256:1', 'json', 'application/json', b(100));
+  assert.equal(c.get('a/x', 'sha256:1', 'json')?.body.length, 100);
+  assert.equal(c.get('a/x', 'sha256:1', 'other'), undefined, 'another Accept is another entry');
+  assert.equal(c.get('a/y', 'sha256:1', 'json'), undefined, 'another repository is another entry');
+  c.set('a/x', 'sha256:big', 'json', undefined, b(101));
+  assert.equal(c.get('a/x', 'sha256:big', 'json'), undefined, 'an entry over 1/16 of the budget is not kept');
+  for (let i = 2; i <= 16; i++) c.set('a/y', `sha256:${i}`, 'json', undefined, b(100, i));
+  assert.equal(c.size, 16);
+  c.set('a/y', 'sha256:17', 'json', undefined, b(100));
+  assert.equal(c.size, 16, 'the oldest left to make room');
+  assert.equal(c.get('a/x', 'sha256:1', 'json'), undefined);
+  assert.equal(c.get('a/y', 'sha256:2', 'json')?.body[0], 2);
+  c.forget('a/y');
+  assert.equal(c.size, 0);
+  c.set('a/x', 'sha256:1', 'json', 'application/json', b(100));
+  now += 1001;
+  assert.equal(c.get('a/x', 'sha256:1', 'json'), undefined, 'expired');
+  const off = new ManifestCache(0, 1000, () => now);
+  off.set('a/x', 'sha256:1', 'json', undefined, b(1));
+  assert.equal(off.get('a/x', 'sha256:1', 'json'), undefined);
 });
 
 let redis: RedisService;

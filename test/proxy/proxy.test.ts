@@ -301,6 +301,23 @@ test('16 concurrent pulls all get the signed manifest and intact blobs', async (
   for (const o of outs) assert.equal(sha256(Buffer.from(JSON.stringify(o))), img.manifest.digest);
 });
 
+test('signing a push waits for other edits of the same GUN in this process', async () => {
+  const img = await makeImageLayout(layout('locked'), { tag: 'v1' });
+  await skopeoCopy(img.ref, `docker://${s.host}/team/locked:v1`);
+  let released = 0;
+  // The management API (and the signing service) hold this queue while they change a GUN.
+  const held = s.tg.app.management.locks.run(s.gun('team/locked'), async () => {
+    await new Promise((r) => setTimeout(r, 800));
+    released = Date.now();
+  });
+  const put = await get(`${s.px.url}/v2/team/locked/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const answered = Date.now();
+  await held;
+  assert.equal(put.status, 201, put.body.toString());
+  assert.ok(released > 0 && answered >= released, 'the push was signed only after the other edit finished');
+  assert.ok((await signedTargets('team/locked')).v2);
+});
+
 test('a failed signing answers the push with an error and is audited', async () => {
   const entries: Array<{ action: string; outcome: string; detail?: Record<string, unknown> }> = [];
   const fs = await import('node:fs/promises');
