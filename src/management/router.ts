@@ -10,7 +10,8 @@ import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../log.js';
 import { ApiError, badRequest, conflict, errorBody, notFound, toApiError } from './errors.js';
 import { RequestValidator } from './schemas.js';
-import { parseDuration, type ChangeResult, type ManagementService, type OfflineKeyInput } from './service.js';
+import { parseDuration, type ChangeResult, type OfflineKeyInput } from './context.js';
+import type { ManagementService } from './service.js';
 
 export interface Ctx {
   req: Request;
@@ -66,6 +67,12 @@ function timeParam(v: string | undefined, name: string): number | undefined {
 export function routes(d: RouterDeps): Route[] {
   const s = d.service;
   const readable = (a: Actor) => (gun: string) => allows(a.scopes, 'read', gun);
+  /** A pending change, once the actor may `perm` its repository. */
+  const pendingFor = async (a: Actor, id: string, perm: Permission, action: string) => {
+    const p = await s.pendingChanges.get(id);
+    authorize(d.audit, a, perm, p.gun, action);
+    return p;
+  };
   return [
     {
       method: 'get',
@@ -80,7 +87,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/repositories',
       perm: 'any',
       action: 'repository.list',
-      handler: async ({ actor }) => ({ status: 200, body: { repositories: await s.listRepositories(readable(actor)) } }),
+      handler: async ({ actor }) => ({ status: 200, body: { repositories: await s.repositories.list(readable(actor)) } }),
     },
     {
       method: 'post',
@@ -90,7 +97,7 @@ export function routes(d: RouterDeps): Route[] {
       action: 'repository.create',
       handler: async ({ actor, body }) => {
         if (body.algorithm === 'ed25519') throw badRequest('UNSUPPORTED_KEY', 'root keys must be ecdsa or rsa');
-        return { status: 201, body: await s.createRepository(actor, body) };
+        return { status: 201, body: await s.repositories.create(actor, body) };
       },
     },
     {
@@ -98,7 +105,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/repositories/{gun}',
       perm: 'read',
       action: 'repository.inspect',
-      handler: async ({ params }) => ({ status: 200, body: await s.inspect(params.gun!) }),
+      handler: async ({ params }) => ({ status: 200, body: await s.repositories.inspect(params.gun!) }),
     },
     {
       method: 'delete',
@@ -107,7 +114,7 @@ export function routes(d: RouterDeps): Route[] {
       action: 'repository.delete',
       handler: async ({ actor, params, query }) => {
         if (query.keys !== undefined && query.keys !== 'keep' && query.keys !== 'delete') throw badRequest('INVALID_REQUEST', 'keys must be keep or delete');
-        return { status: 200, body: await s.deleteRepository(actor, params.gun!, query.keys === 'delete') };
+        return { status: 200, body: await s.repositories.delete(actor, params.gun!, query.keys === 'delete') };
       },
     },
     {
@@ -116,7 +123,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'repositories.json#/$defs/UploadRootRequest',
       action: 'root.upload',
-      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.uploadRoot(actor, params.gun!, body.root) }),
+      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.repositories.uploadRoot(actor, params.gun!, body.root) }),
     },
     {
       method: 'post',
@@ -126,7 +133,7 @@ export function routes(d: RouterDeps): Route[] {
       action: 'repository.resign',
       handler: async ({ actor, params, body }) => {
         if ((body.roles ?? []).includes('root') && !isAdmin(actor)) throw new ApiError(403, 'FORBIDDEN', 're-signing root needs the admin scope');
-        const r = await s.resign(actor, params.gun!, {
+        const r = await s.expiry.resign(actor, params.gun!, {
           ...(body.roles ? { roles: body.roles } : {}),
           ...(body.within ? { withinMs: parseDuration(body.within) } : {}),
           ...(body.signWith ? { signWith: body.signWith } : {}),
@@ -141,7 +148,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/repositories/{gun}/keys',
       perm: 'read',
       action: 'key.list',
-      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, keys: await s.listKeys(params.gun!) } }),
+      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, keys: await s.keyring.list(params.gun!) } }),
     },
     {
       method: 'post',
@@ -150,7 +157,7 @@ export function routes(d: RouterDeps): Route[] {
       body: 'keys.json#/$defs/ImportKeyRequest',
       action: 'key.import',
       handler: async ({ actor, params, body }) => {
-        const r = await s.importKey(actor, params.gun!, body);
+        const r = await s.keyring.import(actor, params.gun!, body);
         return r.status === 'stored' ? { status: 201, body: r } : changeReply(r as ChangeResult & Record<string, unknown>);
       },
     },
@@ -160,7 +167,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/RotateKeyRequest',
       action: 'key.rotate',
-      handler: async ({ actor, params, body }) => changeReply(await s.rotateKey(actor, params.gun!, params.role!, body)),
+      handler: async ({ actor, params, body }) => changeReply(await s.keyring.rotate(actor, params.gun!, params.role!, body)),
     },
     {
       method: 'post',
@@ -168,7 +175,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/ExportKeyRequest',
       action: 'key.export',
-      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.exportKey(actor, params.gun!, params.keyId!, body.passphrase) }),
+      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.keyring.export(actor, params.gun!, params.keyId!, body.passphrase) }),
     },
     {
       method: 'delete',
@@ -176,7 +183,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/DeleteKeyRequest',
       action: 'key.delete',
-      handler: async ({ actor, params, body }) => changeReply(await s.deleteKey(actor, params.gun!, params.keyId!, body as { offlineRootKey?: OfflineKeyInput })),
+      handler: async ({ actor, params, body }) => changeReply(await s.keyring.delete(actor, params.gun!, params.keyId!, body as { offlineRootKey?: OfflineKeyInput })),
     },
     {
       method: 'post',
@@ -184,7 +191,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/AddRoleKeyRequest',
       action: 'role.key.add',
-      handler: async ({ actor, params, body }) => changeReply(await s.addRoleKey(actor, params.gun!, params.role!, body)),
+      handler: async ({ actor, params, body }) => changeReply(await s.keyring.addToRole(actor, params.gun!, params.role!, body)),
     },
     {
       method: 'put',
@@ -192,7 +199,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/ThresholdRequest',
       action: 'role.threshold',
-      handler: async ({ actor, params, body }) => changeReply(await s.setThreshold(actor, params.gun!, params.role!, body) as ChangeResult & Record<string, unknown>),
+      handler: async ({ actor, params, body }) => changeReply(await s.keyring.setThreshold(actor, params.gun!, params.role!, body) as ChangeResult & Record<string, unknown>),
     },
     // Delegations and signers
     {
@@ -200,7 +207,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/repositories/{gun}/delegations',
       perm: 'read',
       action: 'delegation.list',
-      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, delegations: await s.listDelegations(params.gun!) } }),
+      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, delegations: await s.delegations.list(params.gun!) } }),
     },
     {
       method: 'post',
@@ -208,21 +215,21 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'delegations.json#/$defs/AddDelegationRequest',
       action: 'delegation.add',
-      handler: async ({ actor, params, body }) => changeReply(await s.addDelegation(actor, params.gun!, body as { role: string; algorithm?: Algorithm })),
+      handler: async ({ actor, params, body }) => changeReply(await s.delegations.add(actor, params.gun!, body as { role: string; algorithm?: Algorithm })),
     },
     {
       method: 'delete',
       path: '/repositories/{gun}/delegations/{role}',
       perm: 'admin',
       action: 'delegation.remove',
-      handler: async ({ actor, params }) => changeReply(await s.removeDelegation(actor, params.gun!, params.role!) as ChangeResult & Record<string, unknown>),
+      handler: async ({ actor, params }) => changeReply(await s.delegations.remove(actor, params.gun!, params.role!) as ChangeResult & Record<string, unknown>),
     },
     {
       method: 'get',
       path: '/repositories/{gun}/signers',
       perm: 'read',
       action: 'signer.list',
-      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, signers: await s.listSigners(params.gun!) } }),
+      handler: async ({ params }) => ({ status: 200, body: { gun: params.gun, signers: await s.delegations.listSigners(params.gun!) } }),
     },
     {
       method: 'post',
@@ -230,14 +237,14 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'delegations.json#/$defs/AddSignerRequest',
       action: 'signer.add',
-      handler: async ({ actor, params, body }) => changeReply(await s.addSigner(actor, params.gun!, body)),
+      handler: async ({ actor, params, body }) => changeReply(await s.delegations.addSigner(actor, params.gun!, body)),
     },
     {
       method: 'delete',
       path: '/repositories/{gun}/signers/{name}',
       perm: 'admin',
       action: 'signer.remove',
-      handler: async ({ actor, params }) => changeReply(await s.removeSigner(actor, params.gun!, params.name!) as ChangeResult & Record<string, unknown>),
+      handler: async ({ actor, params }) => changeReply(await s.delegations.removeSigner(actor, params.gun!, params.name!) as ChangeResult & Record<string, unknown>),
     },
     // Tags
     {
@@ -246,7 +253,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'sign',
       body: 'tags.json#/$defs/AddTagRequest',
       action: 'tag.add',
-      handler: async ({ actor, params, body }) => changeReply(await s.addTag(actor, params.gun!, body)),
+      handler: async ({ actor, params, body }) => changeReply(await s.tags.add(actor, params.gun!, body)),
     },
     {
       method: 'delete',
@@ -254,7 +261,7 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'sign',
       action: 'tag.remove',
       handler: async ({ actor, params, query }) =>
-        changeReply((await s.removeTag(actor, params.gun!, params.tag!, { ...(query.role !== undefined ? { role: query.role } : {}) })) as ChangeResult & Record<string, unknown>),
+        changeReply((await s.tags.remove(actor, params.gun!, params.tag!, { ...(query.role !== undefined ? { role: query.role } : {}) })) as ChangeResult & Record<string, unknown>),
     },
     // Pending changes
     {
@@ -262,18 +269,14 @@ export function routes(d: RouterDeps): Route[] {
       path: '/pending',
       perm: 'any',
       action: 'pending.list',
-      handler: async ({ actor, query }) => ({ status: 200, body: { pending: await s.listPending(readable(actor), query.gun) } }),
+      handler: async ({ actor, query }) => ({ status: 200, body: { pending: await s.pendingChanges.list(readable(actor), query.gun) } }),
     },
     {
       method: 'get',
       path: '/pending/{id}',
       perm: 'any',
       action: 'pending.get',
-      handler: async ({ actor, params }) => {
-        const p = await s.getPending(params.id!);
-        authorize(d.audit, actor, 'read', p.gun, 'pending.get');
-        return { status: 200, body: s.viewPending(p) };
-      },
+      handler: async ({ actor, params }) => ({ status: 200, body: s.pendingChanges.view(await pendingFor(actor, params.id!, 'read', 'pending.get')) }),
     },
     {
       method: 'post',
@@ -282,9 +285,8 @@ export function routes(d: RouterDeps): Route[] {
       body: 'pending.json#/$defs/SignPendingRequest',
       action: 'pending.sign',
       handler: async ({ actor, params, body }) => {
-        const p = await s.getPending(params.id!);
-        authorize(d.audit, actor, 'sign', p.gun, 'pending.sign');
-        return { status: 200, body: await s.signPending(actor, params.id!, body) };
+        await pendingFor(actor, params.id!, 'sign', 'pending.sign');
+        return { status: 200, body: await s.pendingChanges.sign(actor, params.id!, body) };
       },
     },
     {
@@ -293,9 +295,8 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'any',
       action: 'pending.cancel',
       handler: async ({ actor, params }) => {
-        const p = await s.getPending(params.id!);
-        authorize(d.audit, actor, 'sign', p.gun, 'pending.cancel');
-        return { status: 200, body: await s.cancelPending(actor, params.id!) };
+        await pendingFor(actor, params.id!, 'sign', 'pending.cancel');
+        return { status: 200, body: await s.pendingChanges.cancel(actor, params.id!) };
       },
     },
     // Expiry
@@ -304,7 +305,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/expiring',
       perm: 'any',
       action: 'expiring.list',
-      handler: async ({ actor, query }) => ({ status: 200, body: await s.expiring(parseDuration(query.within ?? '30d'), readable(actor)) }),
+      handler: async ({ actor, query }) => ({ status: 200, body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor)) }),
     },
     // Tokens
     {

@@ -1,9 +1,15 @@
-// The management API's tag routes run on the signing service (src/signing/service.ts): this is
-// what they need of it, and how its errors read in the management API's error vocabulary.
-import type { SigningService } from '../signing/service.js';
-import { SigningError } from '../signing/service.js';
+// Tags: signed and removed by the signing service (src/signing/service.ts), the one
+// implementation of "put or remove targets in a role and publish": its input rules, role and
+// path checks, key binding, upstream check and m-of-n pending changes. The management API
+// answers in its own shapes and error codes, defaults to targets/releases when it exists, and
+// proposes a change the caller cannot sign at all (it waits for key holders) where the signing
+// API answers 403.
+import { signingIdentity, type Actor } from '../auth/guard.js';
+import { SigningError, SigningService, type Publication } from '../signing/service.js';
 import { SigningInputError } from '../signing/validate.js';
+import { roleKeysOf } from './draft.js';
 import { ApiError, badRequest, conflict, notFound } from './errors.js';
+import type { ChangeResult, ManagementContext } from './context.js';
 
 export type TagSigning = Pick<SigningService, 'signItems' | 'revokeTag'>;
 
@@ -42,5 +48,56 @@ export async function fromSigning<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (e) {
     throw signingToApiError(e);
+  }
+}
+
+export class Tags {
+  private signing?: TagSigning;
+
+  constructor(private c: ManagementContext) {}
+
+  /** The signing service serves the tag routes; app.ts connects it once both exist. */
+  useSigning(s: TagSigning): void {
+    this.signing = s;
+  }
+
+  private service(): TagSigning {
+    if (!this.signing) throw new Error('tag signing is not connected to the management API');
+    return this.signing;
+  }
+
+  /** A publication of the signing service as a management change result. */
+  private result(p: Publication): ChangeResult {
+    const pending = p.pending && this.c.pending.get(p.pending.id);
+    if (pending) return { status: 'pending', action: p.action, summary: p.summary, pending: this.c.pendingView(pending) };
+    return { status: 'published', action: p.action, summary: p.summary, versions: p.versions };
+  }
+
+  async add(actor: Actor, gun: string, req: { tag: string; digest: string; size: number; role?: string; signWith?: string[] }) {
+    return this.c.audited(actor, 'tag.add', gun, async () => {
+      const v = await this.c.view(gun);
+      const role = req.role ?? (roleKeysOf(v, 'targets/releases') ? 'targets/releases' : 'targets');
+      const result = await fromSigning(async () => {
+        const item = { ...SigningService.parseItem({ tag: req.tag, digest: req.digest, size: req.size, role }), gun };
+        const label = { action: 'tag.add', summary: `sign ${item.tag} (${item.digest.slice(0, 19)}) in ${role}` };
+        const out = await this.service().signItems([item], signingIdentity(actor), { propose: true, label, ...(req.signWith ? { signWith: req.signWith } : {}) });
+        return this.result(out.publications[0]!);
+      });
+      this.c.auditChange(actor, 'tag.add', gun, result, { role }, { tag: req.tag, digest: req.digest });
+      return { ...result, role };
+    });
+  }
+
+  async remove(actor: Actor, gun: string, tag: string, req: { role?: string; signWith?: string[] }) {
+    return this.c.audited(actor, 'tag.remove', gun, async () => {
+      await this.c.view(gun);
+      const { result, roles } = await fromSigning(async () => {
+        const opts = { propose: true, label: { action: 'tag.remove' }, ...(req.signWith ? { signWith: req.signWith } : {}) };
+        const out = await this.service().revokeTag(gun, tag, req.role, signingIdentity(actor), opts);
+        return { result: this.result(out.publication), roles: out.result.removed.map((r) => r.role) };
+      });
+      this.c.auditChange(actor, 'tag.remove', gun, result, {}, { tag, roles });
+      return result;
+    });
   }
 }

@@ -1,0 +1,332 @@
+// What every part of the management service shares: the stores, the per-GUN change queue, the
+// audit trail, the repository view, and the change pipeline. A trust change is built by
+// DraftBuilder, signed with the keys the caller may use, and either published through
+// TrustService (the same validation path a Notary client's upload takes) or parked as a pending
+// change until other key holders add their signatures. Keys made for a change are removed again
+// if it fails, so a refused request leaves nothing behind.
+import type { TufKey } from '../core/crypto/keys.js';
+import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
+import { canonicalBytes } from '../core/json/canonical.js';
+import { isValidGun } from '../core/tuf/gun.js';
+import { Metadata, countValidSignatures, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
+import type { KeyStore } from '../keystore/types.js';
+import type { Logger } from '../log.js';
+import { RepoEditor } from '../trust/editor.js';
+import { GunLocks } from '../trust/locks.js';
+import type { TrustService } from '../trust/service.js';
+import type { AuditActor, AuditLog } from '../audit/log.js';
+import { isAdmin, type Actor } from '../auth/guard.js';
+import { DraftBuilder, partMissing, requiredKeyIds, type RepoView } from './draft.js';
+import { badRequest, notFound, toApiError } from './errors.js';
+import { readPrivateKeyPem, sameKey } from './material.js';
+import { pendingChange, type ChangeDraft, type PendingChange, type PendingStore } from './pending.js';
+
+export const MIN_PASSPHRASE_LENGTH = 8;
+
+export interface ManagementOptions {
+  now?: () => number;
+  /** How long a pending change waits for signatures. */
+  pendingTtlMs: number;
+  serverKeyAlgorithm?: Algorithm;
+  gunPrefixes?: string[];
+  /** Per-GUN change queue (shared with the signing service). */
+  locks?: GunLocks;
+  log: Logger;
+}
+
+/** An offline key the caller hands in for one request (used in memory, then dropped). */
+export interface OfflineKeyInput {
+  pem: string;
+  passphrase: string;
+}
+
+export interface PartView {
+  role: string;
+  version: number;
+  /** Base64 of the canonical JSON of `signed`: the exact bytes a signature must cover. */
+  canonical: string;
+  signed: RootBody | TargetsBody;
+  signatures: Array<{ keyid: string; method: string }>;
+  requirements: Array<{ label: string; keyids: string[]; threshold: number; signedBy: string[]; missing: number }>;
+  missing: number;
+}
+
+export interface PendingView {
+  id: string;
+  gun: string;
+  action: string;
+  summary: string;
+  createdBy: { id: string; name: string };
+  createdAt: string;
+  expiresAt: string;
+  parts: PartView[];
+  missing: number;
+}
+
+export type ChangeResult =
+  | { status: 'published'; action: string; summary: string; versions: Record<string, number> }
+  | { status: 'pending'; action: string; summary: string; pending: PendingView };
+
+type AuditDetail = Record<string, string | number | boolean | string[] | null>;
+type AuditExtra = { role?: string; keyId?: string };
+
+/** Roles whose keys the server holds and uses on its own. */
+export const SERVER_ROLES = new Set(['snapshot', 'timestamp']);
+export const actorRef = (a: Actor): AuditActor => ({ id: a.id, name: a.name });
+
+export function parseDuration(text: string): number {
+  const m = /^(\d{1,9})(s|m|h|d|w)?$/.exec(text.trim());
+  if (!m) throw badRequest('INVALID_REQUEST', 'durations look like 3600, 90m, 12h, 30d or 2w');
+  const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[(m[2] ?? 's') as 's'];
+  return Number(m[1]) * unit * 1000;
+}
+
+export function checkPassphrase(p: string | undefined): asserts p is string {
+  if (!p) throw badRequest('PASSPHRASE_REQUIRED', 'a passphrase is required to encrypt the exported key');
+  if (p.length < MIN_PASSPHRASE_LENGTH) throw badRequest('INVALID_REQUEST', `the passphrase must be at least ${MIN_PASSPHRASE_LENGTH} characters`);
+}
+
+/** The current file of any role of a repository view. */
+export function roleFile(v: RepoView, role: string): Metadata | undefined {
+  return role === 'root' ? v.root : role === 'snapshot' ? v.snapshot : role === 'timestamp' ? v.timestamp : v.targets.get(role);
+}
+
+export class ManagementContext {
+  readonly editor: RepoEditor;
+  readonly now: () => number;
+  readonly locks: GunLocks;
+
+  constructor(
+    readonly trust: TrustService,
+    readonly keys: KeyStore,
+    readonly pending: PendingStore,
+    readonly audit: AuditLog,
+    readonly opts: ManagementOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.locks = opts.locks ?? new GunLocks();
+    this.editor = new RepoEditor(trust, keys, this.now);
+  }
+
+  checkGun(gun: string): void {
+    if (!isValidGun(gun)) throw badRequest('INVALID_GUN', 'not a valid GUN (host[:port]/path, segments of letters, digits and ._:@-)');
+    const prefixes = this.opts.gunPrefixes ?? [];
+    if (prefixes.length && !prefixes.some((p) => gun.startsWith(p))) throw badRequest('INVALID_GUN', 'this server does not serve that GUN (TRUSTGATE_GUN_PREFIXES)');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Audit
+
+  auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}): void {
+    this.audit.append({ actor: actorRef(actor), action, outcome: 'success', ...(gun ? { gun } : {}), ...extra, detail });
+  }
+
+  /** Audits a change as published (with the new versions) or pending (with its ID). */
+  auditChange(actor: Actor, action: string, gun: string, r: ChangeResult, extra: AuditExtra = {}, detail: AuditDetail = {}): void {
+    this.audit.append({
+      actor: actorRef(actor),
+      action,
+      outcome: r.status === 'published' ? 'success' : 'pending',
+      gun,
+      ...extra,
+      detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`) } : { ...detail, pendingId: r.pending.id },
+    });
+  }
+
+  /** Audits a refused or failed action and rethrows it as an ApiError. */
+  async audited<T>(actor: Actor, action: string, gun: string | undefined, fn: () => Promise<T>, extra: AuditExtra = {}): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const err = toApiError(e);
+      if (err.status >= 500) this.opts.log('error', 'management action failed', { action, gun, error: (e as Error).message });
+      this.audit.append({
+        actor: actorRef(actor),
+        action,
+        outcome: err.status === 403 ? 'denied' : 'failure',
+        ...(gun ? { gun } : {}),
+        ...extra,
+        detail: { code: err.code, status: err.status },
+      });
+      throw err;
+    }
+  }
+
+  /** A change to one GUN: audited if refused, and queued behind other changes to the GUN (build, sign and publish must not interleave). */
+  change<T>(actor: Actor, action: string, gun: string, fn: () => Promise<T>, extra: AuditExtra = {}): Promise<T> {
+    return this.audited(actor, action, gun, () => this.locks.run(gun, fn), extra);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading
+
+  async view(gun: string): Promise<RepoView> {
+    this.checkGun(gun);
+    await this.trust.current(gun, 'timestamp'); // renews an expired timestamp/snapshot first
+    const rootFile = await this.trust.current(gun, 'root');
+    if (!rootFile) throw notFound('NOT_FOUND', `repository ${gun} has no trust data`);
+    const state = await this.trust.state(gun);
+    const targets = new Map<string, Metadata<TargetsBody>>();
+    for (const [role, bytes] of state.targets) targets.set(role, Metadata.parse<TargetsBody>(role, bytes));
+    return {
+      gun,
+      root: Metadata.parse<RootBody>('root', rootFile.bytes),
+      targets,
+      ...(state.snapshot ? { snapshot: Metadata.parse<SnapshotBody>('snapshot', state.snapshot) } : {}),
+      ...(state.timestamp ? { timestamp: Metadata.parse<TimestampBody>('timestamp', state.timestamp) } : {}),
+      latest: state.latestVersions,
+    };
+  }
+
+  /** Views of every repository `canRead` allows, in GUN order (skipping GUNs with only keys minted, or not valid). */
+  async *readableViews(canRead: (gun: string) => boolean): AsyncGenerator<RepoView> {
+    for (const gun of (await this.trust.store.listGuns()).sort()) {
+      if (!canRead(gun)) continue;
+      let v: RepoView;
+      try {
+        v = await this.view(gun);
+      } catch {
+        continue;
+      }
+      yield v;
+    }
+  }
+
+  /** Keys among `ids` that this GUN's keystore holds (for retiring after a change). */
+  async heldOf(gun: string, ids: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const id of ids) if ((await this.keys.get(id))?.gun === gun) out.push(id);
+    return out;
+  }
+
+  /** Deletes keystore keys, ignoring ones already gone. */
+  async dropKeys(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        await this.keys.delete(id);
+      } catch (e) {
+        this.opts.log('warn', 'could not delete a key', { keyId: id, error: (e as Error).message });
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Signers
+
+  /** Held keys of this GUN among `keyids` that the actor may sign with (admin: all; signer: its keyIds). */
+  async usableSigners(actor: Actor, gun: string, keyids: Iterable<string>, only?: readonly string[]): Promise<Signer[]> {
+    const out: Signer[] = [];
+    for (const id of new Set(keyids)) {
+      if (only && !only.includes(id)) continue;
+      if (!isAdmin(actor) && !actor.keyIds.includes(id)) continue;
+      const rec = await this.keys.get(id);
+      if (!rec || rec.gun !== gun) continue;
+      const s = await this.keys.signer(id);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  /** A signer over an offline key handed in with the request; it must be one of `candidates`. */
+  offlineSigner(input: OfflineKeyInput, candidates: Record<string, TufKey>, ids: readonly string[]): Signer {
+    const { privateKey } = readPrivateKeyPem(input.pem, input.passphrase);
+    for (const id of ids) {
+      const k = candidates[id];
+      if (k && sameKey(k, privateKey)) return new LocalSigner(privateKey, k);
+    }
+    throw badRequest('KEY_NOT_IN_ROLE', 'the offline key is not one of the keys this change needs');
+  }
+
+  /** The signer of an offline root key handed in with the request (none without one); it must be a current root key. */
+  offlineRootSigners(v: RepoView, input: OfflineKeyInput | undefined): Signer[] {
+    return input ? [this.offlineSigner(input, v.root.body.keys, v.root.body.roles.root.keyids)] : [];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Changes
+
+  /** Builds a draft from a builder: parts, plus which held keys the change retires. */
+  async draft(b: DraftBuilder, action: string, summary: string, createdKeyIds: string[] = []): Promise<ChangeDraft> {
+    const parts = b.build();
+    if (parts.length === 0) throw badRequest('INVALID_REQUEST', 'nothing to change');
+    return { gun: b.view.gun, action, summary, parts, createdKeyIds, retireKeyIds: await this.heldOf(b.view.gun, b.droppedKeyIds()) };
+  }
+
+  /** The held keys a draft needs that the actor may use (narrowed to `only`), plus `extra` signers. */
+  async signersForDraft(actor: Actor, d: ChangeDraft, extra: Signer[] = [], only?: readonly string[]): Promise<Signer[]> {
+    const ids = d.parts.flatMap(requiredKeyIds);
+    const held = await this.usableSigners(actor, d.gun, ids, only);
+    return [...held, ...extra.filter((s) => !held.some((h) => h.id === s.id))];
+  }
+
+  /** Publishes a complete change and retires the keys it dropped; the new version of every file. */
+  async publishDraft(d: ChangeDraft): Promise<Record<string, number>> {
+    const uploads = new Map(d.parts.map((p) => [p.role, RepoEditor.envelope(p.body, p.signatures)]));
+    const files = await this.trust.publish(d.gun, uploads);
+    await this.dropKeys(d.retireKeyIds);
+    return Object.fromEntries(files.map((f) => [f.role, f.version]));
+  }
+
+  /** Signs every part with `signers` (where they are needed), then publishes or parks the change. */
+  async submit(actor: Actor, d: ChangeDraft, signers: Signer[]): Promise<ChangeResult> {
+    try {
+      for (const p of d.parts) {
+        const need = requiredKeyIds(p);
+        p.signatures = await RepoEditor.addSignatures(p.body, signers.filter((s) => need.includes(s.id)), p.signatures);
+      }
+      if (d.parts.every((p) => partMissing(p) === 0)) {
+        const versions = await this.publishDraft(d);
+        return { status: 'published', action: d.action, summary: d.summary, versions };
+      }
+      const p = pendingChange(d, actor, this.now(), this.opts.pendingTtlMs);
+      this.pending.put(p);
+      return { status: 'pending', action: d.action, summary: d.summary, pending: this.pendingView(p) };
+    } catch (e) {
+      await this.dropKeys(d.createdKeyIds);
+      throw e;
+    }
+  }
+
+  /** A draft of `b`'s edits, signed with the held keys the actor may use (and `extra`), published or parked. */
+  async submitBuilt(actor: Actor, b: DraftBuilder, action: string, summary: string, o: { extra?: Signer[]; only?: readonly string[]; created?: string[] } = {}): Promise<ChangeResult> {
+    const d = await this.draft(b, action, summary, o.created);
+    return this.submit(actor, d, await this.signersForDraft(actor, d, o.extra, o.only));
+  }
+
+  pendingView(p: PendingChange): PendingView {
+    const parts = p.parts.map((part): PartView => {
+      const msg = canonicalBytes(part.body);
+      return {
+        role: part.role,
+        version: part.body.version,
+        canonical: msg.toString('base64'),
+        signed: part.body,
+        signatures: part.signatures.map((s) => ({ keyid: s.keyid, method: s.method })),
+        requirements: part.requirements.map((r) => {
+          const valid = countValidSignatures(msg, part.signatures, r.keys, r.keyids);
+          return { label: r.label, keyids: r.keyids, threshold: r.threshold, signedBy: [...valid], missing: Math.max(0, r.threshold - valid.size) };
+        }),
+        missing: partMissing(part),
+      };
+    });
+    return {
+      id: p.id,
+      gun: p.gun,
+      action: p.action,
+      summary: p.summary,
+      createdBy: p.createdBy,
+      createdAt: p.createdAt,
+      expiresAt: p.expiresAt,
+      parts,
+      missing: parts.reduce((n, x) => n + x.missing, 0),
+    };
+  }
+
+  /** Removes expired pending changes and the keys made for them. */
+  async sweep(): Promise<void> {
+    for (const p of this.pending.takeExpired()) {
+      await this.dropKeys(p.createdKeyIds);
+      this.audit.append({ actor: { id: 'system', name: 'system' }, action: 'pending.expire', outcome: 'failure', gun: p.gun, detail: { pendingId: p.id, change: p.action } });
+    }
+  }
+}

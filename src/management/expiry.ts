@@ -1,0 +1,63 @@
+// Expiry: which roles expire soon, and re-signing roles with a fresh expiry (each role its own
+// change; root only with its keys, held or handed in for the request).
+import { isTargetsRole } from '../core/tuf/roles.js';
+import { parseRfc3339 } from '../core/tuf/time.js';
+import type { Actor } from '../auth/guard.js';
+import { DraftBuilder, allRoles, requireRole, roleKeysOf } from './draft.js';
+import { badRequest, notFound } from './errors.js';
+import { SERVER_ROLES, roleFile, type ManagementContext, type OfflineKeyInput } from './context.js';
+
+export class Expiry {
+  constructor(private c: ManagementContext) {}
+
+  async expiring(withinMs: number, canRead: (gun: string) => boolean) {
+    const cutoff = this.c.now() + withinMs;
+    const items = [];
+    for await (const v of this.c.readableViews(canRead)) {
+      for (const role of allRoles(v)) {
+        const md = roleFile(v, role);
+        if (!md || md.expiresMs > cutoff) continue;
+        const serverRole = SERVER_ROLES.has(role);
+        const held = serverRole ? (await this.c.heldOf(v.gun, roleKeysOf(v, role)!.role.keyids)).length > 0 : false;
+        items.push({ gun: v.gun, role, version: md.version, expires: md.body.expires, expired: md.isExpired(this.c.now()), renewedAutomatically: serverRole && held });
+      }
+    }
+    items.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
+    return { within: Math.round(withinMs / 1000), cutoff: new Date(cutoff).toISOString(), items };
+  }
+
+  /** Re-signs targets roles (and root, if asked) with fresh expiry; each role is its own change. */
+  async resign(actor: Actor, gun: string, req: { roles?: string[]; withinMs?: number; signWith?: string[]; offlineRootKey?: OfflineKeyInput }) {
+    return this.c.change(actor, 'repository.resign', gun, async () => {
+      const v = await this.c.view(gun);
+      let roles = req.roles ?? allRoles(v).filter((r) => isTargetsRole(r) && v.targets.has(r));
+      for (const r of roles) {
+        requireRole(v, r);
+        if (SERVER_ROLES.has(r)) throw badRequest('INVALID_ROLE', `${r} is re-signed by the server automatically`);
+        if (isTargetsRole(r) && !v.targets.has(r)) throw notFound('ROLE_NOT_FOUND', `${r} has no metadata to re-sign yet`);
+      }
+      if (req.withinMs !== undefined) {
+        const cutoff = this.c.now() + req.withinMs;
+        roles = roles.filter((r) => (roleFile(v, r)?.expiresMs ?? Infinity) <= cutoff);
+      }
+      const results = [];
+      let cur = v;
+      for (const role of roles) {
+        const b = new DraftBuilder(cur, this.c.now());
+        if (role === 'root') b.root();
+        else b.targets(role);
+        const d = await this.c.draft(b, 'repository.resign', `re-sign ${role}`);
+        const offline = role === 'root' ? this.c.offlineRootSigners(cur, req.offlineRootKey) : [];
+        const r = await this.c.submit(actor, d, await this.c.signersForDraft(actor, d, offline, req.signWith));
+        this.c.auditChange(actor, 'repository.resign', gun, r, { role });
+        results.push(
+          r.status === 'published'
+            ? { role, status: r.status, version: r.versions[role] ?? null, pendingId: null }
+            : { role, status: r.status, version: r.pending.parts[0]!.version, pendingId: r.pending.id },
+        );
+        if (r.status === 'published') cur = await this.c.view(gun);
+      }
+      return { gun, results };
+    });
+  }
+}

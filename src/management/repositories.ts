@@ -1,0 +1,169 @@
+// Repositories: create (keys in the keystore, or an offline root handed back once), list,
+// inspect like `docker trust inspect`, delete, and publish a root signed elsewhere.
+import { exportPrivateKeyPem, notaryKeyId } from '../core/crypto/pem.js';
+import { canonicalBytes, parseJson } from '../core/json/canonical.js';
+import { BASE_ROLES, isBaseRole, isDelegationName, parentRole } from '../core/tuf/roles.js';
+import { parseRfc3339 } from '../core/tuf/time.js';
+import type { Actor } from '../auth/guard.js';
+import { allRoles, roleKeysOf, type RepoView } from './draft.js';
+import { badRequest } from './errors.js';
+import { checkPassphrase, roleFile, type ManagementContext } from './context.js';
+
+/** Roles whose targets Docker treats as released (signer name "Repo Admin"). */
+const RELEASED = new Set(['targets', 'targets/releases']);
+const hex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
+
+/** Every target of every role, grouped by tag and digest, with the roles that sign it. */
+function allTags(v: RepoView) {
+  const tags = new Map<string, { tag: string; digest: string; size: number; roles: string[]; signers: string[] }>();
+  for (const role of allRoles(v)) {
+    const md = v.targets.get(role);
+    if (!md) continue;
+    for (const [tag, fm] of Object.entries(md.body.targets)) {
+      const digest = fm.hashes.sha256 ? `sha256:${hex(fm.hashes.sha256)}` : fm.hashes.sha512 ? `sha512:${hex(fm.hashes.sha512)}` : '';
+      const k = `${tag}\n${digest}`;
+      const e = tags.get(k) ?? { tag, digest, size: fm.length, roles: [], signers: [] };
+      e.roles.push(role);
+      // Docker's naming: each delegation that signs the digest by name; targets and
+      // targets/releases only as "Repo Admin" when no delegation signs it.
+      if (!RELEASED.has(role) && !e.signers.includes(role.slice('targets/'.length))) e.signers.push(role.slice('targets/'.length));
+      tags.set(k, e);
+    }
+  }
+  for (const e of tags.values()) if (e.signers.length === 0) e.signers.push('Repo Admin');
+  return [...tags.values()].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : a.digest < b.digest ? -1 : 1));
+}
+
+/**
+ * What `docker trust inspect` calls signed tags: tags released in `targets` or
+ * `targets/releases`, each with every role that signs the same digest.
+ */
+function signedTags(v: RepoView) {
+  return allTags(v).filter((t) => t.roles.some((r) => RELEASED.has(r)));
+}
+
+export class Repositories {
+  constructor(private c: ManagementContext) {}
+
+  async create(actor: Actor, req: { gun: string; rootKey: 'keystore' | 'offline'; passphrase?: string; algorithm?: 'ecdsa' | 'rsa' }) {
+    return this.c.change(actor, 'repository.create', req.gun, async () => {
+      this.c.checkGun(req.gun);
+      if (req.rootKey === 'offline') checkPassphrase(req.passphrase);
+      const res = await this.c.editor.init(req.gun, { rootKey: req.rootKey, algorithm: req.algorithm ?? 'ecdsa' });
+      let rootKey: { id: string; canonicalId: string; pem: string } | undefined;
+      if (res.offlineRootKey) {
+        rootKey = {
+          id: res.rootKeyId,
+          canonicalId: notaryKeyId(res.offlineRootKey),
+          pem: exportPrivateKeyPem(res.offlineRootKey, { passphrase: req.passphrase!, role: 'root' }),
+        };
+      }
+      this.c.auditOk(actor, 'repository.create', req.gun, {
+        rootKey: req.rootKey,
+        rootKeyId: res.rootKeyId,
+        targetsKeyId: res.targetsKeyId,
+        snapshotKeyId: res.snapshotKeyId,
+        timestampKeyId: res.timestampKeyId,
+      });
+      return { repository: await this.inspect(req.gun), ...(rootKey ? { rootKey } : {}) };
+    });
+  }
+
+  async list(canRead: (gun: string) => boolean) {
+    const out = [];
+    for await (const v of this.c.readableViews(canRead)) {
+      const roles = allRoles(v);
+      const expiries = roles.flatMap((role) => {
+        const md = roleFile(v, role);
+        return md ? [{ role, expires: md.body.expires }] : [];
+      });
+      expiries.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
+      out.push({
+        gun: v.gun,
+        rootVersion: v.root.version,
+        targetsVersion: v.targets.get('targets')?.version ?? null,
+        tagCount: allTags(v).length,
+        delegationCount: roles.length - BASE_ROLES.length,
+        nextExpiry: expiries[0] ?? null,
+      });
+    }
+    return out;
+  }
+
+  /** Like `docker trust inspect`, with versions and expiry of every role. */
+  async inspect(gun: string) {
+    const v = await this.c.view(gun);
+    const roles = [];
+    for (const role of allRoles(v)) {
+      const rk = roleKeysOf(v, role)!;
+      const md = roleFile(v, role);
+      roles.push({
+        role,
+        keyIds: rk.role.keyids,
+        threshold: rk.role.threshold,
+        ...(rk.paths ? { paths: rk.paths } : {}),
+        version: md?.version ?? null,
+        expires: md?.body.expires ?? null,
+      });
+    }
+    const delegations = roles.filter((r) => isDelegationName(r.role));
+    const signers = delegations
+      .filter((d) => parentRole(d.role) === 'targets' && d.role !== 'targets/releases')
+      .map((d) => ({ name: d.role.slice('targets/'.length), role: d.role, keyIds: d.keyIds }));
+    const rootHeld = await this.c.heldOf(gun, v.root.body.roles.root.keyids);
+    return {
+      gun,
+      rootKey: rootHeld.length >= v.root.body.roles.root.threshold ? ('keystore' as const) : ('offline' as const),
+      signedTags: signedTags(v),
+      allTags: allTags(v),
+      signers,
+      administrativeKeys: { root: v.root.body.roles.root.keyids, repository: v.root.body.roles.targets.keyids },
+      roles: roles.filter((r) => isBaseRole(r.role)),
+      delegations,
+    };
+  }
+
+  async delete(actor: Actor, gun: string, deleteKeys: boolean) {
+    return this.c.change(actor, 'repository.delete', gun, async () => {
+      await this.c.view(gun);
+      for (const p of this.c.pending.list({ gun })) {
+        this.c.pending.remove(p.id);
+        await this.c.dropKeys(p.createdKeyIds);
+      }
+      await this.c.trust.deleteGun(gun);
+      const deleted: string[] = [];
+      if (deleteKeys) {
+        for (const k of await this.c.keys.list({ gun })) {
+          await this.c.keys.delete(k.id);
+          deleted.push(k.id);
+        }
+      }
+      this.c.auditOk(actor, 'repository.delete', gun, { deletedKeyIds: deleted });
+      return { gun, deleted: true, deletedKeyIds: deleted };
+    });
+  }
+
+  /** Publishes a root signed elsewhere (offline root holders), through the normal publish checks. */
+  async uploadRoot(actor: Actor, gun: string, root: unknown) {
+    return this.c.change(
+      actor,
+      'root.upload',
+      gun,
+      async () => {
+        await this.c.view(gun);
+        let bytes: Buffer;
+        try {
+          bytes = canonicalBytes(root);
+          parseJson(bytes);
+        } catch {
+          throw badRequest('INVALID_METADATA', 'root is not canonical-JSON-encodable metadata');
+        }
+        const files = await this.c.trust.publish(gun, new Map([['root', bytes]]));
+        const versions = Object.fromEntries(files.map((f) => [f.role, f.version]));
+        this.c.auditOk(actor, 'root.upload', gun, { version: versions.root ?? null });
+        return { status: 'published' as const, action: 'root.upload', summary: `uploaded root v${versions.root}`, versions };
+      },
+      { role: 'root' },
+    );
+  }
+}
