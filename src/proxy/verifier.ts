@@ -2,8 +2,10 @@
 // (current root, the N.root.json chain when the root moved since last time, timestamp, the
 // snapshot and roles by checksum), checks the whole chain with the pure core
 // (src/core/tuf/verify.ts), remembers the verified root and versions per GUN (rollback
-// protection within this process), and answers questions as Verdicts. Used by the registry
-// proxy and meant for any other caller (REST verify endpoints).
+// protection within this process), and answers questions as Verdicts. A verified repository is
+// reused while the store's timestamp is still the one it was verified from (so a publish by
+// another process on the same database is seen at the next verification) and nothing in it
+// has expired. Used by the registry proxy and meant for any other caller (REST verify endpoints).
 import { Metadata, metaSha256Hex, type SnapshotBody, type TimestampBody } from '../core/tuf/metadata.js';
 import {
   fail,
@@ -69,8 +71,8 @@ export interface VerifierOptions {
 
 export class Verifier {
   private pins: BoundedMap<string, Pin>;
-  /** The last verified repository per GUN, reused until the trust data changes or expires. */
-  private repos: BoundedMap<string, VerifiedRepo>;
+  /** The last verified repository per GUN, and the timestamp it was verified from. */
+  private repos: BoundedMap<string, { repo: VerifiedRepo; timestamp: Buffer }>;
   private loading = new Map<string, Promise<VerifiedRepo | VerifyFailure>>();
   private generation = new Map<string, number>();
   private now: () => number;
@@ -92,22 +94,21 @@ export class Verifier {
 
   /** The GUN's trust data, verified end to end; coalesced per GUN. */
   repository(gun: string): Promise<VerifiedRepo | VerifyFailure> {
-    const cached = this.repos.get(gun);
-    if (cached && cached.expiresAtMs > this.now()) return Promise.resolve(cached);
     const running = this.loading.get(gun);
     if (running) return running;
-    const gen = this.generation.get(gun) ?? 0;
-    const p = this.load(gun)
-      .then((r) => {
-        if (r.ok && (this.generation.get(gun) ?? 0) === gen) this.repos.set(gun, r);
-        return r;
-      })
-      .finally(() => this.loading.delete(gun));
+    const p = this.current(gun).finally(() => this.loading.delete(gun));
     this.loading.set(gun, p);
     return p;
   }
 
-  private async load(gun: string): Promise<VerifiedRepo | VerifyFailure> {
+  private async current(gun: string): Promise<VerifiedRepo | VerifyFailure> {
+    const gen = this.generation.get(gun) ?? 0;
+    const kept = this.repos.get(gun);
+    if (kept && kept.repo.expiresAtMs > this.now()) {
+      // This process hears its own publishes; the timestamp tells of everyone else's.
+      const ts = await this.trust.current(gun, 'timestamp').catch(() => undefined);
+      if (ts?.bytes.equals(kept.timestamp)) return kept.repo;
+    }
     let input;
     try {
       input = await this.read(gun);
@@ -116,7 +117,10 @@ export class Verifier {
     }
     if ('ok' in input) return input;
     const r = verifyRepository(input);
-    if (r.ok) this.pins.set(gun, { root: r.rootBytes, versions: { ...(this.pins.get(gun)?.versions ?? {}), ...r.versions } });
+    if (!r.ok) return r;
+    this.pins.set(gun, { root: r.rootBytes, versions: { ...(this.pins.get(gun)?.versions ?? {}), ...r.versions } });
+    // A verification that began before a change this process made is not kept.
+    if ((this.generation.get(gun) ?? 0) === gen) this.repos.set(gun, { repo: r, timestamp: input.timestamp });
     return r;
   }
 

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { YEAR_MS } from '../../src/core/tuf/time.js';
 import { RepoEditor } from '../../src/trust/editor.js';
+import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, makeIndexLayout, MEDIA_TYPES, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 import { ACCEPT_ALL, denied, get, putManifest, sha256, startStack, type Stack } from './support.js';
@@ -149,6 +150,23 @@ test('without the manifest cache every pull is checked against the upstream byte
     assert.equal((await get(`${u.px.url}/v2/team/tamper/manifests/v1`)).status, 200, 'served again once the bytes are right');
   } finally {
     await u.stop();
+  }
+});
+
+test('a trust change published by another process on the same database is seen once the verdict TTL has passed', async () => {
+  const t = await startStack({ reg: s.reg, env: { TRUSTGATE_VERDICT_TTL_SECONDS: '1' } });
+  try {
+    const img = await makeImageLayout(layout('elsewhere'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${t.host}/team/elsewhere:v1`);
+    assert.equal((await get(`${t.px.url}/v2/team/elsewhere/manifests/v1`)).status, 200);
+    // Another trustgate over the same store: its own TrustService, whose change events this
+    // proxy does not hear.
+    const other = new TrustService(t.tg.app.trust.store, t.tg.app.keys);
+    await new RepoEditor(other, t.tg.app.keys).editTargets(t.gun('team/elsewhere'), 'targets', (b) => void delete b.targets.v1);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal(denied(await get(`${t.px.url}/v2/team/elsewhere/manifests/v1`)).detail.reason, 'not-signed');
+  } finally {
+    await t.stop();
   }
 });
 
