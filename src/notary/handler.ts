@@ -32,24 +32,42 @@ const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'HEAD', 'DELETE']);
 /** Go's http.TimeFormat with the stored zone (UTC), as notary writes Last-Modified. */
 const lastModified = (d: Date) => d.toUTCString().replace(/GMT$/, 'UTC');
 
-function cacheHeaders(maxAge: number, current: boolean, modified: Date): Record<string, string> {
-  if (maxAge === 0) return { 'Cache-Control': 'max-age=0, no-cache, no-store', Pragma: 'no-cache', 'Last-Modified': lastModified(modified) };
-  const cc = current ? `public, max-age=${maxAge}, s-maxage=${maxAge}, must-revalidate` : `public, max-age=${maxAge}, s-maxage=${maxAge}`;
-  return { 'Cache-Control': cc, 'Last-Modified': lastModified(modified) };
-}
+const TEXT_PLAIN = 'text/plain; charset=utf-8';
 
 /** A 200 answer. Notary sets no Content-Type on metadata, keys or changefeeds, so Go sniffs text/plain. */
-function sendBytes(res: ServerResponse, body: Buffer | string, headers: Record<string, string | number> = {}): void {
-  const type = Buffer.byteLength(body) > 0 ? { 'Content-Type': 'text/plain; charset=utf-8' } : {};
-  res.writeHead(200, { ...type, 'Content-Length': Buffer.byteLength(body), ...headers });
+function sendBytes(res: ServerResponse, body: Buffer | string): void {
+  const length = Buffer.byteLength(body);
+  res.writeHead(200, length > 0 ? ['Content-Length', String(length), 'Content-Type', TEXT_PLAIN] : ['Content-Length', '0']);
   res.end(body);
 }
 
-/** The path of a request target as sent (origin form, or the path of an absolute-form target), undecoded. */
+/** A metadata file's 200 answer, ready to write: its bytes and raw header pairs. */
+interface ReadyFile {
+  createdMs: number;
+  bytes: Buffer;
+  /** By cache policy: [current, consistent]. */
+  headers: [string[] | undefined, string[] | undefined];
+}
+
+/** How many files' answers, and how many of their bytes, the handler keeps ready. */
+const READY_MAX_FILES = 1024;
+const READY_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The raw request path (origin form, or the path of an absolute-form target), undecoded and
+ * without query or fragment.
+ */
 function rawPath(target: string): string {
-  const noQuery = target.split(/[?#]/, 1)[0]!;
-  const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i.exec(noQuery);
-  const p = abs ? noQuery.slice(abs[0].length) : noQuery;
+  let end = target.length;
+  const q = target.indexOf('?');
+  if (q >= 0) end = q;
+  const h = target.indexOf('#');
+  if (h >= 0 && h < end) end = h;
+  let p = end === target.length ? target : target.slice(0, end);
+  if (p.charCodeAt(0) !== 47 /* '/' */) {
+    const abs = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i.exec(p);
+    if (abs) p = p.slice(abs[0].length);
+  }
   return p === '' ? '/' : p;
 }
 
@@ -64,23 +82,73 @@ function parseInt32(s: string): number | string {
 export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts: NotaryOptions) {
   const log = opts.log ?? (() => undefined);
   const notFound = (res: ServerResponse, withDetail = true) => sendError(res, E.METADATA_NOT_FOUND, withDetail ? {} : undefined);
-  const gunAllowed = (gun: string) => opts.gunPrefixes.length === 0 || opts.gunPrefixes.some((p) => gun.startsWith(p));
-  const authorize = async (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]) =>
-    opts.authorize ? opts.authorize(req, res, gun, actions) : true;
+  const authorizeHook = opts.authorize;
+  /** Resolves true to go on; the hook, when there is one, has answered otherwise. */
+  const authorize = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): boolean | Promise<boolean> =>
+    authorizeHook ? authorizeHook(req, res, gun, actions) : true;
 
-  async function timed(op: Operation, fn: () => Promise<void>): Promise<void> {
-    const start = process.hrtime.bigint();
-    try {
-      await fn();
-    } finally {
-      metrics.observe(op, start);
+  // GUN checks (syntax and prefixes) by name, remembered for the GUNs seen last.
+  const gunChecks = new Map<string, boolean>();
+  const gunAllowed = (gun: string): boolean => {
+    let ok = gunChecks.get(gun);
+    if (ok === undefined) {
+      ok = isValidGun(gun) && (opts.gunPrefixes.length === 0 || opts.gunPrefixes.some((p) => gun.startsWith(p)));
+      if (gunChecks.size >= 4096) gunChecks.clear();
+      gunChecks.set(gun, ok);
     }
+    return ok;
+  };
+
+  const cacheControl = (maxAge: number, current: boolean): string[] =>
+    maxAge === 0
+      ? ['Cache-Control', 'max-age=0, no-cache, no-store', 'Pragma', 'no-cache']
+      : ['Cache-Control', `public, max-age=${maxAge}, s-maxage=${maxAge}${current ? ', must-revalidate' : ''}`];
+  const currentCache = cacheControl(opts.cacheMaxAge.current, true);
+  const consistentCache = cacheControl(opts.cacheMaxAge.consistent, false);
+
+  // Ready answers by sha256: a stored file's bytes never change, and its Last-Modified is its
+  // row's time (checked, since the same bytes may be stored at other times, e.g. in another GUN).
+  const ready = new Map<string, ReadyFile>();
+  let readyBytes = 0;
+  function readyFile(f: StoredFile): ReadyFile {
+    const createdMs = f.createdAt.getTime();
+    let r = ready.get(f.sha256);
+    if (r && r.createdMs === createdMs && r.bytes.length === f.bytes.length) return r;
+    if (r) {
+      ready.delete(f.sha256);
+      readyBytes -= r.bytes.length;
+    }
+    r = { createdMs, bytes: f.bytes, headers: [undefined, undefined] };
+    if (f.bytes.length <= READY_MAX_BYTES / 4) {
+      while (ready.size > 0 && (ready.size >= READY_MAX_FILES || readyBytes + f.bytes.length > READY_MAX_BYTES)) {
+        const [oldest, old] = ready.entries().next().value!;
+        ready.delete(oldest);
+        readyBytes -= old.bytes.length;
+      }
+      ready.set(f.sha256, r);
+      readyBytes += f.bytes.length;
+    }
+    return r;
   }
 
   function serveFile(res: ServerResponse, f: StoredFile | undefined, current: boolean): void {
     if (!f) return notFound(res);
-    const maxAge = current ? opts.cacheMaxAge.current : opts.cacheMaxAge.consistent;
-    sendBytes(res, f.bytes, cacheHeaders(maxAge, current, f.createdAt));
+    const r = readyFile(f);
+    const slot = current ? 0 : 1;
+    let headers = r.headers[slot];
+    if (!headers) {
+      const length = r.bytes.length;
+      headers = r.headers[slot] = [
+        ...(current ? currentCache : consistentCache),
+        'Last-Modified',
+        lastModified(f.createdAt),
+        'Content-Length',
+        String(length),
+        ...(length > 0 ? ['Content-Type', TEXT_PLAIN] : []),
+      ];
+    }
+    res.writeHead(200, headers);
+    res.end(r.bytes);
   }
 
   async function publish(req: IncomingMessage, res: ServerResponse, gun: string): Promise<void> {
@@ -120,7 +188,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     }
   }
 
-  async function changefeed(req: IncomingMessage, res: ServerResponse, url: URL, gun: string | undefined): Promise<void> {
+  async function changefeed(req: IncomingMessage, res: ServerResponse, gun: string | undefined): Promise<void> {
+    // Only here is the query needed; the path was taken from the raw target already.
+    const url = new URL(req.url ?? '/', 'http://x');
     const rec = parseInt32(url.searchParams.get('records') ?? '');
     if (typeof rec === 'string') return sendError(res, E.INVALID_PARAMETERS, `invalid records parameter: ${rec}`);
     // change_id: Go's strconv.ParseInt(id, 10, 32); any negative id means "from the newest, backwards".
@@ -143,47 +213,68 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     sendBytes(res, body);
   }
 
+  /** GET `role.json`: the hot path, awaited once (the store) when no authorisation hook is set. */
+  async function getCurrent(req: IncomingMessage, res: ServerResponse, gun: string, role: string): Promise<void> {
+    if (authorizeHook && !(await authorizeHook(req, res, gun, ['pull']))) return;
+    const start = performance.now();
+    try {
+      serveFile(res, await trust.current(gun, role), true);
+    } finally {
+      metrics.observe('GetRole', start);
+    }
+  }
+
   async function tufFile(req: IncomingMessage, res: ServerResponse, gun: string, file: string, method: string): Promise<void> {
     let m: RegExpExecArray | null;
+    let start: number;
     if (method === 'GET' && (m = BY_CHECKSUM.exec(file))) {
       if (!(await authorize(req, res, gun, ['pull']))) return;
       const [, role, sum] = m;
-      return timed('GetRoleByHash', async () => serveFile(res, sum!.length === 64 ? await trust.byChecksum(gun, role!, sum!.toLowerCase()) : undefined, false));
+      start = performance.now();
+      try {
+        return serveFile(res, sum!.length === 64 ? await trust.byChecksum(gun, role!, sum!.toLowerCase()) : undefined, false);
+      } finally {
+        metrics.observe('GetRoleByHash', start);
+      }
     }
     if (method === 'GET' && (m = BY_VERSION.exec(file))) {
       if (!(await authorize(req, res, gun, ['pull']))) return;
       const version = Number(m[1]);
-      return timed('GetRoleByVersion', async () => serveFile(res, Number.isSafeInteger(version) ? await trust.byVersion(gun, m![2]!, version) : undefined, false));
+      start = performance.now();
+      try {
+        return serveFile(res, Number.isSafeInteger(version) ? await trust.byVersion(gun, m[2]!, version) : undefined, false);
+      } finally {
+        metrics.observe('GetRoleByVersion', start);
+      }
     }
-    if (method === 'GET' && (m = CURRENT.exec(file))) {
-      if (!(await authorize(req, res, gun, ['pull']))) return;
-      return timed('GetRole', async () => serveFile(res, await trust.current(gun, m![1]!), true));
-    }
+    if (method === 'GET' && (m = CURRENT.exec(file))) return getCurrent(req, res, gun, m[1]!);
     if ((m = KEY.exec(file)) && (method === 'GET' || method === 'POST')) {
       if (!(await authorize(req, res, gun, method === 'GET' ? ['push', 'pull'] : ['*']))) return;
       const role = m[1] as 'snapshot' | 'timestamp';
-      return timed(method === 'GET' ? 'GetKey' : 'RotateKey', async () => {
+      const op = method === 'GET' ? 'GetKey' : 'RotateKey';
+      start = performance.now();
+      try {
         const rec = method === 'GET' ? await trust.serverKey(gun, role) : await trust.rotateServerKey(gun, role);
         if (method === 'POST') log('info', 'server key created', { gun, role, keyId: rec.id });
-        sendBytes(res, JSON.stringify(rec.public));
-      });
+        return sendBytes(res, JSON.stringify(rec.public));
+      } finally {
+        metrics.observe(op, start);
+      }
     }
     return notFound(res, false);
   }
 
-  /** Handles a request if it is part of the Notary API; resolves false to let others try. */
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const method = req.method ?? 'GET';
-    const url = new URL(req.url ?? '/', 'http://x');
-    let path: string;
+  async function timed(op: Operation, fn: () => Promise<void>): Promise<void> {
+    const start = performance.now();
     try {
-      // The raw request path: WHATWG URL parsing would resolve `..` and `%2e%2e` segments, so
-      // `/v2/a/../b/_trust/tuf/` would act on GUN `b`. Such GUNs must be refused instead.
-      path = decodeURIComponent(rawPath(req.url ?? '/'));
-    } catch {
-      sendError(res, E.METADATA_NOT_FOUND);
-      return true;
+      await fn();
+    } finally {
+      metrics.observe(op, start);
     }
+  }
+
+  /** Everything but GET of current metadata by its plain name (getCurrent). */
+  async function route(req: IncomingMessage, res: ServerResponse, method: string, path: string): Promise<boolean> {
     if (path === '/_notary_server/health' && method === 'GET') {
       try {
         await trust.store.ping();
@@ -215,14 +306,14 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       }
       if (path === '/v2/_trust/changefeed' && method === 'GET') {
         if (!(await authorize(req, res, undefined, ['catalog']))) return true;
-        await timed('Changefeed', () => changefeed(req, res, url, undefined));
+        await timed('Changefeed', () => changefeed(req, res, undefined));
         return true;
       }
       const cf = path.endsWith('/_trust/changefeed') ? path.slice(4, -'/_trust/changefeed'.length) : undefined;
       if (cf !== undefined && method === 'GET') {
-        if (!isValidGun(cf) || !gunAllowed(cf)) return notFound(res, false), true;
+        if (!gunAllowed(cf)) return notFound(res, false), true;
         if (!(await authorize(req, res, cf, ['pull']))) return true;
-        await timed('Changefeed', () => changefeed(req, res, url, cf));
+        await timed('Changefeed', () => changefeed(req, res, cf));
         return true;
       }
       // A valid GUN has no `_trust` segment (segments start with a letter or digit), so the first
@@ -231,7 +322,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       if (at < 4) return false; // not a trust path: the registry proxy or the management API may own it
       const gun = path.slice(4, at);
       const file = path.slice(at + '/_trust/tuf/'.length);
-      if (!isValidGun(gun) || !gunAllowed(gun)) {
+      if (!gunAllowed(gun)) {
         if (file === '' && method === 'POST') {
           const detail = isValidGun(gun) ? `Require GUNs with prefix: [${opts.gunPrefixes.join(' ')}]` : 'invalid GUN';
           req.resume();
@@ -256,10 +347,54 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       await tufFile(req, res, gun, file, method);
       return true;
     } catch (e) {
-      log('error', 'request failed', { method, path, error: (e as Error).message });
-      if (!res.headersSent) sendError(res, E.UNKNOWN);
-      else res.destroy();
+      failed(res, method, path, e);
       return true;
     }
+  }
+
+  function failed(res: ServerResponse, method: string, path: string, e: unknown): void {
+    log('error', 'request failed', { method, path, error: (e as Error).message });
+    if (!res.headersSent) sendError(res, E.UNKNOWN);
+    else res.destroy();
+  }
+
+  const TUF = '/_trust/tuf/';
+
+  /** Handles a request if it is part of the Notary API; resolves false to let others try. */
+  return function handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const method = req.method ?? 'GET';
+    const raw = rawPath(req.url ?? '/');
+    let path = raw;
+    // The raw request path: WHATWG URL parsing would resolve `..` and `%2e%2e` segments, so
+    // `/v2/a/../b/_trust/tuf/` would act on GUN `b`. Such GUNs must be refused instead.
+    if (raw.includes('%')) {
+      try {
+        path = decodeURIComponent(raw);
+      } catch {
+        sendError(res, E.METADATA_NOT_FOUND);
+        return Promise.resolve(true);
+      }
+    }
+    // The hot path: GET <gun>/_trust/tuf/<role>.json for the top-level roles, without regexes.
+    if (method === 'GET' && path.startsWith('/v2/') && path.endsWith('.json')) {
+      const at = path.indexOf(TUF);
+      if (at >= 4) {
+        const file = path.slice(at + TUF.length);
+        const role =
+          file === 'targets.json' ? 'targets' : file === 'timestamp.json' ? 'timestamp' : file === 'snapshot.json' ? 'snapshot' : file === 'root.json' ? 'root' : undefined;
+        if (role !== undefined) {
+          const gun = path.slice(4, at);
+          if (!gunAllowed(gun)) {
+            notFound(res, false);
+            return Promise.resolve(true);
+          }
+          return getCurrent(req, res, gun, role).then(
+            () => true,
+            (e: unknown) => (failed(res, method, path, e), true),
+          );
+        }
+      }
+    }
+    return route(req, res, method, path);
   };
 }

@@ -103,7 +103,8 @@ export class TrustService {
       if (hit) this.heads.delete(gun);
       return undefined;
     }
-    if (hit && hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()) return hit;
+    // The store may hand back the very row object it gave before (while its database is unchanged).
+    if (hit && (hit.ts === ts || (hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()))) return hit;
     const tsMd = this.parses.get<TimestampBody>(ts);
     const sha = metaSha256Hex(tsMd.body.meta.snapshot);
     const snap = sha ? await this.store.byChecksum(gun, 'snapshot', sha) : undefined;
@@ -200,6 +201,13 @@ export class TrustService {
     if (head && (role === 'timestamp' || role === 'snapshot') && this.stale(head)) {
       await this.refresh(gun);
       head = await this.chainHead(gun);
+    }
+    // What the head already knows is answered without another await (the hot GET path).
+    if (head) {
+      if (role === 'timestamp') return head.ts;
+      const known = role === 'snapshot' ? head.snap : head.roles.get(role);
+      if (known) return known;
+      if (role === 'snapshot') return undefined;
     }
     return this.resolve(gun, role, head);
   }
