@@ -84,7 +84,7 @@ export function parseHead(text: string): RawHead | undefined {
     const name = line.slice(0, c).toLowerCase();
     if (!TOKEN.test(name)) return undefined;
     const value = line.slice(c + 1).replace(/^[ \t]+|[ \t]+$/g, '');
-    if (/[\0\r\n]/.test(value)) return undefined;
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(value)) return undefined; // what node would refuse to send on
     const had = headers[name];
     if (name === 'set-cookie') headers[name] = [...((had as string[] | undefined) ?? []), value];
     else headers[name] = had === undefined ? value : `${had as string}, ${value}`;
@@ -170,7 +170,9 @@ class Exchange {
         if (signal.aborted) return this.fail(new RawGetError('aborted'));
         signal.addEventListener('abort', () => this.fail(new RawGetError('aborted')), { once: true });
       }
-      this.conn.socket.write(requestHead, 'latin1');
+      this.conn.socket.write(requestHead, 'latin1', (err) => {
+        if (err) this.connectionGone(err);
+      });
       this.conn.resume();
     });
   }
@@ -305,6 +307,11 @@ class Exchange {
     return reusable;
   }
 
+  /** The caller will not take the body (it failed to answer its client): drop the connection. */
+  cancel(): void {
+    this.fail(new RawGetError('cancelled'));
+  }
+
   /** The connection closed or failed. */
   connectionGone(e: Error): void {
     if (this.phase === 'done') return;
@@ -353,11 +360,15 @@ export interface RawGetOptions {
   maxIdle?: number;
 }
 
-/** A started GET whose head is known: `pipe(res)` streams its body, or `collect` reads it whole (see Exchange). */
+/**
+ * A started GET whose head is known. Exactly one of these must follow: `pipe(res)` streams the
+ * body, `collect` reads it whole, `cancel` drops it (see Exchange).
+ */
 export interface RawResponse {
   head: RawHead;
   pipe(res: ServerResponse): Promise<void>;
   collect(limit: number): Promise<Buffer>;
+  cancel(): void;
 }
 
 export class RawGetClient {
@@ -375,7 +386,9 @@ export class RawGetClient {
     const head = requestHead(path, this.opts.hostHeader, headers);
     if (head === undefined) return undefined;
     for (let attempt = 0; ; attempt++) {
-      const conn = this.idle.pop() ?? this.connect();
+      let conn = this.idle.pop();
+      while (conn?.socket.destroyed) conn = this.idle.pop();
+      conn ??= this.connect();
       conn.socket.ref();
       const reused = conn.used;
       conn.used = true;
@@ -384,7 +397,7 @@ export class RawGetClient {
       try {
         const h = await ex.start(head, signal);
         if (!h) return undefined;
-        return { head: h, pipe: (res) => ex.pipe(res), collect: (limit) => ex.collect(limit) };
+        return { head: h, pipe: (res) => ex.pipe(res), collect: (limit) => ex.collect(limit), cancel: () => ex.cancel() };
       } catch (e) {
         // A kept-alive connection the upstream had closed meanwhile: ask once more on a new one.
         if (reused && attempt === 0 && e instanceof RawGetError && e.stale) continue;

@@ -276,7 +276,12 @@ export class RegistryProxy {
         const raw = await this.opts.upstream.streamGet({ path, headers, scope: o.scope, signal: ac.signal });
         if (raw) {
           this.opts.metrics.blobBodies.inc({ via: 'socket' });
-          res.writeHead(raw.head.status, this.responseHeaders(req, raw.head.headers));
+          try {
+            res.writeHead(raw.head.status, this.responseHeaders(req, raw.head.headers));
+          } catch (e) {
+            raw.cancel();
+            throw e;
+          }
           return await raw.pipe(res);
         }
       }

@@ -37,6 +37,7 @@ test('response heads: only a plain 200/206 with one Content-Length is streamed',
     'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nBad Name: x',
     'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: a\rb',
     'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: a\nY: b',
+    'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: a\u0001b',
     'HTTP/2 200\r\nContent-Length: 1',
     'ICY 200 OK\r\nContent-Length: 1',
   ]) {
@@ -197,6 +198,23 @@ test('answers other than a plain 200/206 are left to node\'s client', async () =
     assert.equal(r.status, 599, p);
   }
   assert.equal(f.client.idleCount, 0, 'connections with unread answers are not reused');
+});
+
+test('a response the caller cancels drops its connection', async () => {
+  let closed = 0;
+  const up = await upstream((_req, res) => {
+    res.socket!.once('close', () => closed++);
+    res.writeHead(200, { 'content-length': 10 }).end('0123456789');
+  });
+  const client = new RawGetClient({ host: '127.0.0.1', port: Number(up.url.port), hostHeader: up.url.host, origin: up.url.origin, timeoutMs: 5000 });
+  closers.push(async () => client.close());
+  const r = await client.get('/a', {});
+  assert.equal(r?.head.length, 10);
+  r!.cancel();
+  for (let i = 0; i < 50 && closed === 0; i++) await sleep(20);
+  assert.equal(closed, 1);
+  assert.equal(client.idleCount, 0);
+  assert.deepEqual(await (await client.get('/a', {}))!.collect(100), Buffer.from('0123456789'));
 });
 
 test('a kept-alive connection the upstream closed is replaced, and the request goes through', async () => {
