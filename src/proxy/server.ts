@@ -4,7 +4,6 @@
 // where trust is enforced: a tag is served only as the digest its trust data signs, fetched from
 // the upstream by that digest and checked byte for byte; a digest only when it is signed, a child
 // of a signed index, or a signature/referrer of a signed digest. Pushed tags are signed.
-import { createHash } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
@@ -19,6 +18,7 @@ import { requirementFor, ruleFor, type PolicySource, type Rule } from './policy.
 import type { PushSigner } from './signing.js';
 import { Upstream, UpstreamError, endToEnd } from './upstream.js';
 import type { Verdict, Verifier } from './verifier.js';
+import { ociDigest } from '../core/digest.js';
 
 // Registry name grammar (distribution/reference).
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
@@ -101,7 +101,6 @@ interface Ctx {
   principal: Principal;
 }
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const DAPI = { 'Docker-Distribution-Api-Version': 'registry/2.0' };
 
 function send(res: ServerResponse, e: Err, detail?: unknown, message?: string, headers: OutgoingHttpHeaders = {}): void {
@@ -401,7 +400,7 @@ export class RegistryProxy {
       res.end(req.method === 'HEAD' ? undefined : body);
       return;
     }
-    const actual = sha256(body);
+    const actual = ociDigest(body);
     const lengthOk = v.length === undefined || v.length === body.length;
     if (actual !== digest || !lengthOk) {
       const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${body.length} bytes, signed length is ${v.length}`;
@@ -434,7 +433,7 @@ export class RegistryProxy {
   /** Parsed JSON of a manifest the upstream holds under `digest`, checked against the digest. */
   private async manifestJson(repo: string, digest: string): Promise<Record<string, unknown> | undefined> {
     const got = await this.fetchManifest(repo, digest, ALL_MANIFEST_TYPES);
-    if (got.status !== 200 || sha256(got.body) !== digest) return undefined;
+    if (got.status !== 200 || ociDigest(got.body) !== digest) return undefined;
     try {
       const doc = JSON.parse(got.body.toString('utf8')) as unknown;
       return doc && typeof doc === 'object' ? (doc as Record<string, unknown>) : undefined;
@@ -529,7 +528,7 @@ export class RegistryProxy {
       this.opts.log('debug', 'push not signed', { gun: ctx.gun, reference: ref, why: skip });
       return relay();
     }
-    const digest = sha256(body);
+    const digest = ociDigest(body);
     const role = rule.signOnPush!;
     const actor = { id: ctx.principal.id, name: ctx.principal.name };
     try {

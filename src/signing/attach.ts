@@ -1,14 +1,13 @@
 // Writes the registry-side signatures next to an image: the cosign-format `sha256-<hex>.sig`
 // attachment and a Sigstore bundle as an OCI referrer (subject = the image). Signing is done by
 // a trustgate Signer (a key the keystore holds); the registry calls go through RegistryClient.
-import { createHash } from 'node:crypto';
 import { bundleToJSON } from '@sigstore/bundle';
 import type { Signer } from '../core/crypto/signer.js';
 import { OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signatureArtifact, signatureTag, signPayload, simpleSigningPayload } from './cosign.js';
 import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './registry.js';
 import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from './sigstore.js';
+import { ociDigest } from '../core/digest.js';
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export interface CosignResult {
   tag: string;
@@ -44,7 +43,7 @@ export async function writeCosignSignature(reg: RegistryClient, repo: string, do
       const layers: SigLayer[] = [...others, { mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: art.payloadDigest, size: payload.length, annotations: { [SIGNATURE_ANNOTATION]: sig } }];
       config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
       manifest = Buffer.from(
-        JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: sha256(config), size: config.length }, layers }),
+        JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: ociDigest(config), size: config.length }, layers }),
       );
     }
   }
@@ -98,7 +97,7 @@ export async function writeBundleReferrer(
   );
   const desc = {
     mediaType: OCI_MANIFEST,
-    digest: sha256(manifest),
+    digest: ociDigest(manifest),
     size: manifest.length,
     artifactType: BUNDLE_MEDIA_TYPE,
     annotations: { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': TAG_PREDICATE },

@@ -2,9 +2,10 @@
 // cosign and containers/image read: tag `sha256-<hex>.sig` holding an OCI manifest with one
 // simple-signing layer whose annotation carries the signature. Pure: building and checking
 // the bytes; pushing them is the registry client's job.
-import { createHash, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import type { Signer } from '../core/crypto/signer.js';
+import { ociDigest } from '../core/digest.js';
 
 export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
@@ -13,7 +14,6 @@ export const OCI_CONFIG = 'application/vnd.oci.image.config.v1+json';
 export const COSIGN_TYPE = 'cosign container image signature';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** The tag cosign stores a digest's signatures under: `sha256:abc…` → `sha256-abc….sig`. */
 export function signatureTag(digest: string): string {
@@ -67,9 +67,9 @@ export interface SignatureArtifact {
 
 /** The attachment manifest and config exactly as cosign (and skopeo) write them. */
 export function signatureArtifact(imageDigest: string, payload: Buffer, signatureB64: string): SignatureArtifact {
-  const payloadDigest = sha256(payload);
+  const payloadDigest = ociDigest(payload);
   const config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [payloadDigest] } }));
-  const configDigest = sha256(config);
+  const configDigest = ociDigest(config);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -78,7 +78,7 @@ export function signatureArtifact(imageDigest: string, payload: Buffer, signatur
       layers: [{ mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: payloadDigest, size: payload.length, annotations: { [SIGNATURE_ANNOTATION]: signatureB64 } }],
     }),
   );
-  return { payload, payloadDigest, config, configDigest, manifest, manifestDigest: sha256(manifest), tag: signatureTag(imageDigest) };
+  return { payload, payloadDigest, config, configDigest, manifest, manifestDigest: ociDigest(manifest), tag: signatureTag(imageDigest) };
 }
 
 export interface CosignCheck {

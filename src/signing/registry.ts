@@ -1,9 +1,9 @@
 // The few OCI distribution calls signing needs against the upstream registry: read a manifest's
 // digest and size, push blobs and manifests (signature attachments, referrers), and list
 // referrers (with the spec's tag-schema fallback for registries without the referrers API).
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Upstream } from '../proxy/upstream.js';
+import { ociDigest } from '../core/digest.js';
 
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -53,7 +53,6 @@ export interface RegistryClient {
   referrers(repo: string, digest: string): Promise<Descriptor[] | undefined>;
 }
 
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const header = (res: IncomingMessage, name: string): string | undefined => {
   const v = res.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -100,11 +99,11 @@ export class UpstreamRegistry implements RegistryClient {
     }
     if (res.statusCode !== 200) return this.fail(`GET manifest ${repo}:${reference}`, res);
     const bytes = await Upstream.readBody(res, this.maxManifestBytes);
-    return { bytes, mediaType: header(res, 'content-type') ?? '', digest: sha256(bytes) };
+    return { bytes, mediaType: header(res, 'content-type') ?? '', digest: ociDigest(bytes) };
   }
 
   async putBlob(repo: string, bytes: Buffer): Promise<string> {
-    const digest = sha256(bytes);
+    const digest = ociDigest(bytes);
     const scope = `repository:${repo}:pull,push`;
     const head = await this.call('HEAD', `/v2/${repo}/blobs/${digest}`, scope);
     head.resume();
@@ -129,7 +128,7 @@ export class UpstreamRegistry implements RegistryClient {
       return undefined;
     }
     const bytes = await Upstream.readBody(res, limit).catch(() => undefined);
-    return bytes && sha256(bytes) === digest ? bytes : undefined;
+    return bytes && ociDigest(bytes) === digest ? bytes : undefined;
   }
 
   async putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; subject?: string }> {
@@ -137,7 +136,7 @@ export class UpstreamRegistry implements RegistryClient {
     if (res.statusCode !== 201 && res.statusCode !== 200) return this.fail(`PUT manifest ${repo}:${reference}`, res);
     res.resume();
     const subject = header(res, 'oci-subject');
-    return { digest: header(res, 'docker-content-digest') ?? sha256(bytes), ...(subject ? { subject } : {}) };
+    return { digest: header(res, 'docker-content-digest') ?? ociDigest(bytes), ...(subject ? { subject } : {}) };
   }
 
   async referrers(repo: string, digest: string): Promise<Descriptor[] | undefined> {
