@@ -98,15 +98,8 @@ export class RepoEditor {
   }
 
   /** Signers this server holds for the given key IDs, limited to keys stored for this GUN. */
-  async heldSigners(gun: string, keyids: readonly string[]): Promise<Signer[]> {
-    const out: Signer[] = [];
-    for (const id of keyids) {
-      const rec = await this.keys.get(id);
-      if (!rec || rec.gun !== gun) continue;
-      const s = await this.keys.signer(id);
-      if (s) out.push(s);
-    }
-    return out;
+  heldSigners(gun: string, keyids: readonly string[]): Promise<Signer[]> {
+    return this.trust.heldSigners(gun, keyids);
   }
 
   /** Signs a body with the given signers, keeping existing signatures by other keys. */

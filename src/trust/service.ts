@@ -82,17 +82,23 @@ export class TrustService {
   /** Signers for a GUN's server-held keys; a key of another GUN is never used. */
   keyring(gun: string): ServerKeyring {
     return {
-      signersFor: async (role, keyids) => {
-        const out: Signer[] = [];
-        for (const id of keyids) {
-          const rec = await this.keys.get(id);
-          if (!rec || rec.gun !== gun || rec.role !== role) continue;
-          const s = await this.keys.signer(id);
-          if (s) out.push(s);
-        }
-        return out;
-      },
+      signersFor: (role, keyids) => this.heldSigners(gun, keyids, role),
     };
+  }
+
+  /**
+   * Signers the keystore holds among `keyids`, limited to keys stored for this GUN (and, when
+   * given, this role): a key of another repository is never used.
+   */
+  async heldSigners(gun: string, keyids: readonly string[], role?: string): Promise<Signer[]> {
+    const out: Signer[] = [];
+    for (const id of keyids) {
+      const rec = await this.keys.get(id);
+      if (!rec || rec.gun !== gun || (role !== undefined && rec.role !== role)) continue;
+      const s = await this.keys.signer(id);
+      if (s) out.push(s);
+    }
+    return out;
   }
 
   /** The current timestamp, the snapshot it names, and that snapshot's parsed body. */
