@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { changePlan, checkBatch, sha256Hex } from './common.js';
+import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
 import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
 
 /**
@@ -14,6 +15,7 @@ import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore
  * waits synchronously, so this also bounds how long the event loop can stall on it.
  */
 const BUSY_TIMEOUT_MS = 5000;
+const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
 
 interface FileRow {
   gun: string;
@@ -48,6 +50,7 @@ export class SqliteStore implements MetadataStore {
    */
   private latestMemo = new Map<string, StoredFile | undefined>();
   private memoToken = '';
+  private checkpointer: Checkpointer | undefined;
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -60,6 +63,14 @@ export class SqliteStore implements MetadataStore {
     // and clients that already saw the newer timestamp would then read the server as a rollback.
     // It costs about 0.3 ms per commit here.
     this.db.pragma('synchronous = FULL');
+    if (path !== ':memory:') {
+      // Checkpoints run in a thread (sqlite-checkpointer.ts), not inside this connection's commits.
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = startCheckpointer(path, BUSY_TIMEOUT_MS, () => {
+        this.checkpointer = undefined;
+        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);
+      });
+    }
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS tuf_files (
         gun TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL,
@@ -167,6 +178,9 @@ export class SqliteStore implements MetadataStore {
     this.db.prepare('SELECT 1').get();
   }
   async close() {
+    const c = this.checkpointer;
+    this.checkpointer = undefined;
+    await c?.stop();
     if (this.db.open) this.db.close();
   }
 }
