@@ -174,8 +174,26 @@ export function roleType(role: string): RoleType {
   return 'Targets';
 }
 
+interface Envelope {
+  signed: JsonValue;
+  signatures: Signature[];
+}
+
+// An upload is parsed at the HTTP edge (a malformed file is refused before any other work) and
+// again by the publish checks: the second parse of the same Buffer reuses the first. Parsed
+// trees are read, never changed, and stored or uploaded bytes are never written to.
+const envelopes = new WeakMap<Buffer, Envelope>();
+
 /** Splits bytes into the signed tree and the signatures, or throws MalformedMetadataError. */
-export function parseEnvelope(bytes: Buffer): { signed: JsonValue; signatures: Signature[] } {
+export function parseEnvelope(bytes: Buffer): Envelope {
+  const known = envelopes.get(bytes);
+  if (known) return known;
+  const env = readEnvelope(bytes);
+  envelopes.set(bytes, env);
+  return env;
+}
+
+function readEnvelope(bytes: Buffer): Envelope {
   let doc: JsonValue;
   try {
     doc = parseJson(bytes);
