@@ -36,6 +36,9 @@ interface CachedBlob {
 const CHECK_AAD = 'trustgate keystore check';
 const JWK_AAD_SUFFIX = '\njwk';
 const ID_RE = /^[0-9a-f]{64}$/;
+const ONLINE_ROLES = new Set(['timestamp', 'snapshot']);
+/** Opened online keys kept at most (one timestamp and one snapshot key per repository in use). */
+const MAX_OPENED_KEYS = 4096;
 
 export function algorithmOf(k: KeyObject): Algorithm {
   switch (k.asymmetricKeyType) {
@@ -61,6 +64,7 @@ export class FileKeyStore implements KeyStore {
   readonly kind = 'file';
   private index = new Map<string, KeyRecord>();
   private blobs = new Map<string, CachedBlob>();
+  private opened = new Map<string, { entry: CachedBlob; key: KeyObject }>();
 
   private constructor(
     private dir: string,
@@ -156,7 +160,7 @@ export class FileKeyStore implements KeyStore {
     return unseal(this.kek, 'sealed' in blob ? blob.sealed : blob, this.aad(rec));
   }
 
-  /** The private key for one use, from the JWK form when there is one. Nothing decrypted is kept. */
+  /** The private key, opened from its sealed JWK form when there is one (else PKCS#8). */
   private openKey(rec: KeyRecord, entry: CachedBlob): KeyObject {
     if (!entry.jwk) {
       const der = this.decryptDer(rec, entry);
@@ -220,19 +224,35 @@ export class FileKeyStore implements KeyStore {
 
   /**
    * A Signer for a stored key. The file is checked (and on first use decrypted) now, so a wrong
-   * passphrase or a damaged file fails here; the private key itself is decrypted and built again
-   * inside each sign() call and dropped at its end.
+   * passphrase or a damaged file fails here. Except for online roles (see onlineKey), the private
+   * key itself is decrypted and built again inside each sign() call and dropped at its end.
    */
   async signer(id: string): Promise<Signer | undefined> {
     const rec = await this.get(id);
     if (!rec) return undefined;
     const entry = this.entryFor(rec);
     const key = rec.public;
+    const online = ONLINE_ROLES.has(rec.role);
     return {
       key,
       id: keyId(key),
-      sign: async (message: Buffer) => signWith(this.openKey(rec, entry), key.keytype, message),
+      sign: async (message: Buffer) => signWith(online ? this.onlineKey(rec, entry) : this.openKey(rec, entry), key.keytype, message),
     };
+  }
+
+  /**
+   * Timestamp and snapshot keys sign on every publish and every refresh, so, as in notary-signer,
+   * they stay opened (an OpenSSL key object, outside the JavaScript heap) while their file is
+   * unchanged. Root, targets and delegation keys are still opened for each signature only.
+   */
+  private onlineKey(rec: KeyRecord, entry: CachedBlob): KeyObject {
+    const hit = this.opened.get(rec.id);
+    if (hit && hit.entry === entry) return hit.key;
+    const key = this.openKey(rec, entry);
+    this.opened.delete(rec.id);
+    if (this.opened.size >= MAX_OPENED_KEYS) this.opened.delete(this.opened.keys().next().value!);
+    this.opened.set(rec.id, { entry, key });
+    return key;
   }
 
   async delete(id: string): Promise<boolean> {
@@ -240,6 +260,7 @@ export class FileKeyStore implements KeyStore {
     unlinkSync(this.path(id));
     this.index.delete(id);
     this.blobs.delete(id);
+    this.opened.delete(id);
     return true;
   }
 }
