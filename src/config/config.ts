@@ -2,6 +2,7 @@
 // TRUSTGATE_CONFIG), validated once at start: every bad value is reported by name, and the
 // service does not start with any of them.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { Algorithm } from '../core/crypto/signer.js';
 import { readProxyConfig, type ProxyConfig } from '../proxy/config.js';
 
@@ -32,7 +33,14 @@ export interface Config {
   pendingTtlSeconds: number;
   /** TRUSTGATE_SIGN_CHECK_UPSTREAM: signing refuses digests the upstream registry does not have. */
   signCheckUpstream: boolean;
+  /** TRUSTGATE_WORKERS: processes serving requests; 1 runs no cluster at all (src/cluster). */
+  workers: number;
+  /** Set when `auto` was held to one worker, saying why (logged at start). */
+  workersNote?: string;
 }
+
+/** Upper bound of TRUSTGATE_WORKERS=auto, so a large machine does not start dozens of processes (each has its own caches and store connections). */
+export const AUTO_WORKERS_MAX = 16;
 
 /** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
 export interface RegistryAuthConfig {
@@ -141,14 +149,37 @@ export function loadConfig(env: Env = process.env): Config {
     keystore: r.oneOf('TRUSTGATE_KEYSTORE', 'file', ['file', 'pkcs11', 'keyv'] as const),
     pendingTtlSeconds: r.int('TRUSTGATE_PENDING_TTL_SECONDS', 7 * 24 * 3600, 60, 365 * 24 * 3600),
     signCheckUpstream: ['true', '1'].includes(r.oneOf('TRUSTGATE_SIGN_CHECK_UPSTREAM', 'false', ['true', 'false', '1', '0'] as const)),
+    workers: 1,
   };
   if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM) r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);
+  workersConfig(r, cfg);
   const proxy = readProxyConfig(merged);
   r.problems.push(...proxy.problems);
   if (proxy.config) cfg.proxy = proxy.config;
   if (r.problems.length) throw new ConfigError(r.problems);
   return cfg;
+}
+
+/** TRUSTGATE_WORKERS: `auto` or 1..64. An HSM keystore stays in one process (its sessions are per process). */
+function workersConfig(r: Reader, cfg: Config): void {
+  const v = r.str('TRUSTGATE_WORKERS');
+  if (v === undefined) return;
+  if (v === 'auto') {
+    const n = Math.min(AUTO_WORKERS_MAX, availableParallelism());
+    if (cfg.keystore === 'pkcs11' && n > 1) cfg.workersNote = 'TRUSTGATE_WORKERS=auto runs one process with TRUSTGATE_KEYSTORE=pkcs11 (HSM sessions are per process)';
+    else cfg.workers = n;
+    return;
+  }
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 64) {
+    r.problems.push(`TRUSTGATE_WORKERS must be auto or a whole number from 1 to 64, got ${JSON.stringify(v)}`);
+    return;
+  }
+  if (cfg.keystore === 'pkcs11' && Number(v) > 1) {
+    r.problems.push(`TRUSTGATE_WORKERS must be 1 with TRUSTGATE_KEYSTORE=pkcs11 (HSM sessions are per process and not used across processes), got ${v}`);
+    return;
+  }
+  cfg.workers = Number(v);
 }
 
 /** TRUSTGATE_KEYSTORE's companions and TRUSTGATE_AUTH_*, checked only when selected. */
