@@ -285,7 +285,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       return true;
     }
     if (path === '/metrics' && method === 'GET') {
-      const body = await metrics.registry.metrics();
+      const body = await metrics.text(); // in cluster mode: all workers' metrics, merged
       res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body);
       return true;
     }

@@ -7,7 +7,12 @@
 // and the quantiles are read off the buckets when /metrics is scraped (within ~3% of the true
 // value: 32 buckets per power of two, interpolated inside a bucket, clamped to the min/max seen).
 // Like prom-client's Summary without maxAgeSeconds, the quantiles cover the process lifetime.
-import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+//
+// In cluster mode (src/cluster) every worker keeps its own metrics; /metrics shows their merge.
+// The buckets are the whole state of the summary, so merging adds them (and sums, counts) exactly,
+// and the merged quantiles are as close as one process's. Other metrics (process, proxy counters)
+// merge with prom-client's per-metric aggregators (counters add; see AggregatorRegistry).
+import { AggregatorRegistry, Registry, collectDefaultMetrics, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
 export type Operation = 'UpdateTUF' | 'GetRoleByHash' | 'GetRoleByVersion' | 'GetRole' | 'GetKey' | 'RotateKey' | 'DeleteTUF' | 'Changefeed';
 
@@ -69,6 +74,45 @@ class Durations {
     this.min = Infinity;
     this.max = -Infinity;
   }
+
+  snapshot(operation: Operation): DurationsSnapshot {
+    const buckets: number[] = [];
+    for (let i = 0; i < BUCKETS; i++) if (this.counts[i] !== 0) buckets.push(i, this.counts[i]!);
+    // JSON has no Infinity: an empty summary's bounds travel as null.
+    return { operation, buckets, count: this.count, sum: this.sum, min: this.count ? this.min : null, max: this.count ? this.max : null };
+  }
+
+  /** Adds a snapshot's observations to these. */
+  add(s: DurationsSnapshot): void {
+    for (let j = 0; j + 1 < s.buckets.length; j += 2) {
+      const i = s.buckets[j]!;
+      if (i >= 0 && i < BUCKETS) this.counts[i]! += s.buckets[j + 1]!;
+    }
+    this.count += s.count;
+    this.sum += s.sum;
+    if (s.min !== null && s.min < this.min) this.min = s.min;
+    if (s.max !== null && s.max > this.max) this.max = s.max;
+  }
+}
+
+/** One operation's request durations, JSON-able: its non-empty buckets as [index, count, …] pairs. */
+export interface DurationsSnapshot {
+  operation: Operation;
+  buckets: number[];
+  count: number;
+  sum: number;
+  min: number | null;
+  max: number | null;
+}
+
+/** prom-client's JSON form of one metric (Registry.getMetricsAsJSON). */
+type MetricJson = MetricObjectWithValues<MetricValue<string>>;
+
+/** The raw state of one process's metrics (or of several, merged), JSON-able for cluster IPC. */
+export interface MetricsSnapshot {
+  durations: DurationsSnapshot[];
+  /** Everything else in the registry, as prom-client gives it. */
+  others: MetricJson[];
 }
 
 interface SampleLine {
@@ -110,11 +154,22 @@ class OperationSummary {
   reset(): void {
     for (const d of this.byOp.values()) d.reset();
   }
+
+  snapshot(): DurationsSnapshot[] {
+    return [...this.byOp].map(([op, d]) => d.snapshot(op));
+  }
 }
+
+/** The values that only grow, of metrics whose merge is a sum: what a stopped worker still counts for. */
+const cumulative = (m: MetricJson) => {
+  const type = m.type as unknown as string; // typed as an enum, a string at run time
+  return m.aggregator === 'sum' && (type === 'counter' || type === 'histogram');
+};
 
 export class Metrics {
   readonly registry = new Registry();
   private duration = new OperationSummary();
+  private collector: (() => Promise<string>) | undefined;
   constructor() {
     this.registry.registerMetric(this.duration as unknown as Metric);
     collectDefaultMetrics({ register: this.registry, prefix: 'trustgate_' });
@@ -122,5 +177,59 @@ export class Metrics {
   /** Records a request of `op` that started at `startMs` (a performance.now() reading). */
   observe(op: Operation, startMs: number): void {
     this.duration.of(op).observe((performance.now() - startMs) * 1000);
+  }
+
+  /** The text /metrics answers: this registry's, unless a collector (cluster mode) replaces it. */
+  text(): Promise<string> {
+    return this.collector ? this.collector() : this.registry.metrics();
+  }
+
+  /** Makes /metrics answer with `collect()` (a cluster worker: the merge of all workers). */
+  collectWith(collect: () => Promise<string>): void {
+    this.collector = collect;
+  }
+
+  /** This process's raw state, for merging with other processes'. */
+  async snapshot(): Promise<MetricsSnapshot> {
+    const others = (await this.registry.getMetricsAsJSON()).filter((m) => m.name !== this.duration.name) as MetricJson[];
+    return { durations: this.duration.snapshot(), others };
+  }
+
+  /**
+   * Merges snapshots: the duration summary exactly (buckets, sums and counts add; min and max of
+   * the bounds), other metrics by their prom-client aggregator (counters and histograms add,
+   * gauges as the metric declares: sum, first, min, max, average, or left out).
+   */
+  static merge(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
+    const byOp = new Map<Operation, Durations>();
+    for (const s of snapshots) {
+      for (const d of s.durations) {
+        let m = byOp.get(d.operation);
+        if (!m) byOp.set(d.operation, (m = new Durations()));
+        m.add(d);
+      }
+    }
+    const aggregated = AggregatorRegistry.aggregate(snapshots.map((s) => s.others));
+    // aggregate() registers each merged metric as its JSON plus a get(): keep the JSON.
+    const others = aggregated.getMetricsAsArray().map((m) => {
+      const j = m as unknown as MetricJson;
+      return { name: j.name, help: j.help, type: j.type, aggregator: j.aggregator, values: j.values } as MetricJson;
+    });
+    return { durations: [...byOp].map(([op, d]) => d.snapshot(op)), others };
+  }
+
+  /** The part of a snapshot that only grows (kept for a stopped worker so merged counters never go back). */
+  static cumulative(s: MetricsSnapshot): MetricsSnapshot {
+    return { durations: s.durations, others: s.others.filter(cumulative) };
+  }
+
+  /** The Prometheus text of a (merged) snapshot, in the same form a single process's /metrics has. */
+  static render(s: MetricsSnapshot): Promise<string> {
+    const registry = new Registry();
+    const summary = new OperationSummary();
+    for (const d of s.durations) summary.of(d.operation).add(d);
+    registry.registerMetric(summary as unknown as Metric);
+    for (const m of s.others) registry.registerMetric({ ...m, get: () => m } as unknown as Metric);
+    return registry.metrics();
   }
 }
