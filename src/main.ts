@@ -1,11 +1,20 @@
 // Entry point for `npm start`: read configuration, open storage and keys, and listen.
 // A TLS certificate that fails to load stops the start; it never falls back to plain HTTP.
+// With TRUSTGATE_WORKERS > 1 this process becomes the cluster primary (src/cluster/primary.ts)
+// and each worker it forks runs serve() below.
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { createApp } from './app.js';
-import { ConfigError, loadConfig } from './config/config.js';
+import { runPrimary } from './cluster/primary.js';
+import { joinCluster, reportReady } from './cluster/worker.js';
+import { ConfigError, loadConfig, type Config } from './config/config.js';
+import { createLogger } from './log.js';
 import { startProxy } from './proxy/index.js';
+
+const listenUrl = (config: Config, tls: boolean) =>
+  `${tls ? 'https' : 'http'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
 
 async function main(): Promise<void> {
   let config;
@@ -29,16 +38,33 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  if (cluster.isPrimary) {
+    const log = createLogger(config.logLevel);
+    if (config.workersNote) log('info', config.workersNote);
+    if (config.workers > 1) return runPrimary(config, { workers: config.workers, url: listenUrl(config, !!tlsOptions), log });
+  }
+  await serve(config, tlsOptions);
+}
+
+/** One serving process: the whole service, or one cluster worker. */
+async function serve(config: Config, tlsOptions: https.ServerOptions | undefined): Promise<void> {
+  const worker = cluster.isWorker;
   const app = await createApp(config);
+  if (worker) joinCluster(app);
   const server = tlsOptions ? https.createServer(tlsOptions, app.listener) : http.createServer(app.listener);
   server.keepAliveTimeout = 65_000;
   server.on('error', (e) => {
     app.log('error', 'server error', { error: e.message });
     process.exit(1);
   });
+  // A worker reports to the primary, which logs the service's start once.
+  let listening!: () => void;
+  const listened = new Promise<void>((resolve) => (listening = resolve));
   server.listen(config.listen.port, config.listen.host, () => {
+    listening();
+    if (worker) return;
     app.log('info', 'trustgate listening', {
-      url: `${tlsOptions ? 'https' : 'http'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`,
+      url: listenUrl(config, !!tlsOptions),
       storage: app.store.kind,
       keystore: app.keys.kind,
     });
@@ -50,14 +76,23 @@ async function main(): Promise<void> {
         process.exit(2);
       })
     : undefined;
-  if (proxy) app.log('info', 'registry proxy listening', { url: proxy.url, upstream: config.proxy!.upstream, policy: proxy.policy.current().source });
+  const proxyInfo = proxy ? { url: proxy.url, upstream: config.proxy!.upstream, policy: proxy.policy.current().source } : undefined;
+  if (proxyInfo && !worker) app.log('info', 'registry proxy listening', proxyInfo);
+  let stopping = false;
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     void proxy?.close();
     server.close(() => void app.close().then(() => process.exit(0)));
     setTimeout(() => process.exit(0), 5000).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (worker) {
+    await listened;
+    app.log('debug', 'worker listening', { pid: process.pid });
+    reportReady(proxyInfo);
+  }
 }
 
 void main();

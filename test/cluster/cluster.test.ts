@@ -1,0 +1,317 @@
+// Cluster mode (TRUSTGATE_WORKERS > 1) with real processes: `node --import tsx src/main.ts` as
+// the primary, its workers seen in /proc, the real `notary` CLI, /metrics merged across workers,
+// a worker killed and replaced, SIGTERM to the primary, a primary killed outright, a crash loop,
+// and bad settings. Every wait is bounded; processes and temp dirs go even when a test fails.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
+import { freePort, waitForHttp } from '../helpers/ports.js';
+import { makeTempDir, removeTempDir, runCommand, startProcess, tailFile, type ManagedProcess } from '../helpers/services.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SUMMARY = 'notary_server_http_request_duration_microseconds';
+
+/** The environment without any TRUSTGATE_* of the caller's. */
+const cleanEnv = () => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
+
+interface Cluster {
+  url: string;
+  proc: ManagedProcess;
+  pid: number;
+  log: () => string;
+}
+
+/** Starts a cluster in `dir` and waits until the primary has logged that all workers listen. */
+async function startCluster(dir: string, env: Record<string, string> = {}): Promise<Cluster> {
+  const port = await freePort();
+  const logFile = path.join(dir, 'trustgate.log');
+  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: {
+      ...cleanEnv(),
+      TRUSTGATE_LISTEN: `127.0.0.1:${port}`,
+      TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
+      TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+      TRUSTGATE_LOG_LEVEL: 'info',
+      TRUSTGATE_WORKERS: '2',
+      ...env,
+    },
+    logFile,
+    stopTimeoutMs: 15_000,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const log = () => {
+    try {
+      return fs.readFileSync(logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  try {
+    await waitForHttp(`${url}/_notary_server/health`, 90_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+    await until(() => /"msg":"trustgate listening"/.test(log()), 90_000, 'the primary to log "trustgate listening"', () => proc.assertAlive());
+  } catch (e) {
+    await proc.stop();
+    throw new Error(`cluster did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
+  }
+  return { url, proc, pid: proc.child.pid!, log };
+}
+
+/** Polls `ok` every 100 ms until it holds; throws after `ms`. */
+async function until(ok: () => boolean | Promise<boolean>, ms: number, what: string, check?: () => void): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (let i = 0; i < Math.ceil(ms / 100) + 1 && Date.now() < deadline; i++) {
+    check?.();
+    if (await ok()) return;
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** A process's state letter and parent, from /proc (undefined when it is gone). */
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0]!, ppid: Number(rest[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+const alive = (pid: number) => {
+  const s = procStat(pid);
+  return s !== undefined && s.state !== 'Z' && s.state !== 'X';
+};
+
+/** The primary's worker processes: its live node children running main.ts (tsx also runs esbuild). */
+function workerPids(primary: number): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    const s = procStat(pid);
+    if (!s || s.ppid !== primary || s.state === 'Z') continue;
+    try {
+      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('main.ts')) out.push(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** One GET on a connection of its own. */
+function getOnce(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+/** Waits for a child's exit, at most `ms`; undefined when it did not exit. */
+function exitOf(child: ChildProcess, ms: number): Promise<{ code: number | null; signal: string | null } | undefined> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}
+
+function sample(text: string, line: string): number {
+  const m = new RegExp(`^${line.replace(/[{}.]/g, '\\$&')} (\\S+)$`, 'm').exec(text);
+  assert.ok(m, `no line ${line} in:\n${text.slice(0, 3000)}`);
+  return Number(m[1]);
+}
+
+const getRoleCount = async (url: string) => {
+  const r = await getOnce(`${url}/metrics`);
+  assert.equal(r.status, 200, r.body);
+  return sample(r.body, `${SUMMARY}_count{operation="GetRole"}`);
+};
+
+describe('a cluster of two workers', () => {
+  let dir: string;
+  let c: Cluster | undefined;
+  const gun = `localhost/cluster/app-${process.pid}`;
+
+  before(async () => {
+    dir = await makeTempDir('cluster');
+    c = await startCluster(dir);
+  });
+  after(async () => {
+    await c?.proc.stop();
+    if (dir) await removeTempDir(dir);
+  });
+
+  test('the primary prepares once and forks two workers; requests over separate connections are answered', async () => {
+    const { url, pid, log } = c!;
+    await until(() => workerPids(pid).length === 2, 30_000, 'two workers');
+    const text = log();
+    assert.equal(text.match(/"msg":"trustgate listening"/g)?.length, 1, text);
+    assert.match(text, /"msg":"trustgate listening".*"workers":2/);
+    assert.equal(text.match(/created the initial admin token/g)?.length, 1, 'the admin token is made once, by the primary');
+    assert.equal(text.match(/generated a key-encryption secret/g)?.length, 1);
+    for (let i = 0; i < 20; i++) {
+      const r = await getOnce(`${url}/_notary_server/health`);
+      assert.equal(r.status, 200, r.body);
+    }
+  });
+
+  test('the real notary CLI: init, addhash, publish and list from a fresh trust dir', async () => {
+    const bytes = Buffer.from(`cluster target ${process.pid}`);
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    const alice = await notaryCli({ server: c!.url });
+    const reader = await notaryCli({ server: c!.url });
+    try {
+      await alice.runOk(['init', gun, '-p']);
+      await alice.runOk(['addhash', gun, 'v1', String(bytes.length), '--sha256', hex]);
+      await alice.runOk(['publish', gun]);
+      // A fresh trust dir fetches everything anew, over new connections (so from either worker).
+      for (const cli of [alice, reader]) {
+        const listed = parseNotaryList((await cli.runOk(['list', gun])).stdout);
+        assert.deepEqual(listed.map((t) => [t.name, t.digest, t.size, t.role]), [['v1', hex, bytes.length, 'targets']]);
+      }
+    } finally {
+      await alice.cleanup();
+      await reader.cleanup();
+    }
+  });
+
+  test('/metrics counts the GETs of every worker', async () => {
+    const { url } = c!;
+    const K = 40;
+    const before = await getRoleCount(url);
+    for (let i = 0; i < K; i++) {
+      const r = await getOnce(`${url}/v2/${gun}/_trust/tuf/timestamp.json`);
+      assert.equal(r.status, 200, r.body);
+    }
+    // Round-robin gives each worker about half of the connections: one worker alone has < K.
+    const afterCount = await getRoleCount(url);
+    assert.ok(afterCount >= before + K, `GetRole count ${afterCount}, expected at least ${before} + ${K}`);
+    const text = (await getOnce(`${url}/metrics`)).body;
+    for (const q of ['0.5', '0.9', '0.99']) assert.ok(sample(text, `${SUMMARY}{quantile="${q}",operation="GetRole"}`) > 0, q);
+    assert.match(text, /^# TYPE trustgate_process_cpu_seconds_total counter$/m);
+  });
+
+  test('a worker killed with SIGKILL: the service keeps answering and another worker takes its place', async () => {
+    const { url, pid, log } = c!;
+    const countBefore = await getRoleCount(url); // this scrape is what the primary keeps of the dying worker
+    const [victim, survivor] = workerPids(pid);
+    assert.ok(victim && survivor);
+    process.kill(victim, 'SIGKILL');
+    // Once the primary has seen the death it hands no connection to that worker. (A connection
+    // handed over in the instant between the death and the primary noticing it is lost: node's
+    // round-robin hand-over has no way back for it.)
+    await until(() => log().includes(`"pid":${victim},`), 10_000, 'the primary to see the killed worker exit');
+    assert.match(log(), /"msg":"worker stopped unexpectedly: starting another".*"signal":"SIGKILL"/);
+    for (let i = 0; i < 20; i++) {
+      const r = await getOnce(`${url}/v2/${gun}/_trust/tuf/timestamp.json`);
+      assert.equal(r.status, 200, `request ${i} after the kill: ${r.body}`);
+    }
+    await until(() => workerPids(pid).length === 2, 90_000, 'a replacement worker');
+    const now = workerPids(pid);
+    assert.ok(!now.includes(victim) && now.includes(survivor), `workers now ${now}`);
+    await until(() => /"msg":"worker started"/.test(log()), 90_000, 'the replacement to listen');
+    for (let i = 0; i < 10; i++) assert.equal((await getOnce(`${url}/_notary_server/health`)).status, 200);
+    // The killed worker's counts (as of the last scrape) stay in the merge: the counter never goes back.
+    assert.ok((await getRoleCount(url)) >= countBefore + 20, 'merged counter kept the stopped worker\'s counts');
+  });
+
+  test('SIGTERM to the primary: every process exits, with code 0', async () => {
+    const { pid, proc } = c!;
+    const workers = workerPids(pid);
+    assert.equal(workers.length, 2);
+    process.kill(pid, 'SIGTERM');
+    const exit = await exitOf(proc.child, 20_000);
+    assert.ok(exit, `the primary did not exit within 20 s\n${tailFile(proc.logFile)}`);
+    assert.deepEqual(exit, { code: 0, signal: null });
+    await until(() => workers.every((w) => !alive(w)), 10_000, 'the workers to be gone');
+  });
+});
+
+test('a primary killed outright: its workers exit too', async () => {
+  const dir = await makeTempDir('cluster-orphans');
+  let c: Cluster | undefined;
+  try {
+    c = await startCluster(dir);
+    await until(() => workerPids(c!.pid).length === 2, 30_000, 'two workers');
+    const workers = workerPids(c.pid);
+    process.kill(c.pid, 'SIGKILL');
+    await until(() => workers.every((w) => !alive(w)), 15_000, 'the orphaned workers to exit');
+  } finally {
+    await c?.proc.stop();
+    await removeTempDir(dir);
+  }
+});
+
+test('workers that keep dying at start: the primary gives up with a non-zero exit', async () => {
+  const dir = await makeTempDir('cluster-crashloop');
+  // The proxy's port is taken, so every worker fails to start its proxy (after the primary's preparation).
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const taken = (blocker.address() as net.AddressInfo).port;
+  const port = await freePort();
+  const logFile = path.join(dir, 'trustgate.log');
+  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: {
+      ...cleanEnv(),
+      TRUSTGATE_LISTEN: `127.0.0.1:${port}`,
+      TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
+      TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+      TRUSTGATE_WORKERS: '2',
+      TRUSTGATE_UPSTREAM: 'http://127.0.0.1:9',
+      TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${taken}`,
+    },
+    logFile,
+  });
+  try {
+    const exit = await exitOf(proc.child, 120_000);
+    assert.ok(exit, `the primary was still running after 120 s\n${tailFile(logFile)}`);
+    assert.equal(exit.code, 1, tailFile(logFile));
+    const text = fs.readFileSync(logFile, 'utf8');
+    assert.match(text, /"msg":"workers keep stopping \(5 within 30 s\): giving up"/);
+    assert.match(text, /cannot start the registry proxy/);
+    assert.doesNotMatch(text, /"msg":"trustgate listening"/);
+  } finally {
+    await proc.stop();
+    blocker.close();
+    await removeTempDir(dir);
+  }
+});
+
+test('TRUSTGATE_WORKERS=0, abc or 65: exit 2 with a message naming the setting', async () => {
+  const dir = await makeTempDir('cluster-config');
+  try {
+    for (const v of ['0', 'abc', '65']) {
+      const r = await runCommand(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        cwd: ROOT,
+        env: { ...cleanEnv(), TRUSTGATE_WORKERS: v, TRUSTGATE_DATA_DIR: path.join(dir, 'data'), TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_LISTEN: '127.0.0.1:1' },
+        timeoutMs: 60_000,
+      });
+      assert.equal(r.code, 2, `${v}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`TRUSTGATE_WORKERS must be auto or a whole number from 1 to 64, got "${v}"`), r.stderr);
+      assert.ok(!fs.existsSync(path.join(dir, 'data')), 'nothing was prepared');
+    }
+  } finally {
+    await removeTempDir(dir);
+  }
+});
