@@ -126,6 +126,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     signing,
     close: async () => {
       signing.close();
+      management.close();
       await store.close();
       await opened?.close();
     },

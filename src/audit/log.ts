@@ -7,10 +7,16 @@
 //
 // Entries never carry secrets: the writer takes typed fields only, and callers pass IDs, names
 // and outcomes, never key bytes, passphrases or tokens.
+//
+// Several processes on one machine may append to one data directory's log: an append runs under
+// the state lock (src/state/lock.ts) and takes its sequence number and `prev` from the log's last
+// line as it is on disk then, so all appends form one chain. Instances on different machines
+// sharing only a database each keep their own log.
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalBytes } from '../core/json/canonical.js';
+import { StateLock } from '../state/lock.js';
 
 export type AuditOutcome = 'success' | 'denied' | 'failure' | 'pending';
 
@@ -68,7 +74,13 @@ export function entryHash(e: Omit<AuditEntry, 'hash'>): string {
 
 /** The last line of a file without reading all of it. */
 function lastLine(path: string): string | undefined {
-  const fd = openSync(path, 'r');
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
   try {
     const size = fstatSync(fd).size;
     let pos = size;
@@ -88,61 +100,82 @@ function lastLine(path: string): string | undefined {
   }
 }
 
+/** Sequence number and hash of the newest entry of a log whose last line is `line`. */
+function headOf(line: string | undefined, countLines: () => number): { seq: number; hash: string } {
+  if (!line) return { seq: 0, hash: GENESIS };
+  try {
+    const e = JSON.parse(line) as AuditEntry;
+    return { seq: e.seq, hash: e.hash };
+  } catch {
+    // A damaged tail: keep appending after it; verify() reports the break.
+    return { seq: countLines(), hash: createHash('sha256').update(line).digest('hex') };
+  }
+}
+
+const splitLines = (text: string) => text.split('\n').filter((l) => l.length > 0);
+
 export class AuditLog {
-  private seq = 0;
-  private last = GENESIS;
   readonly path: string;
   private headPath: string;
+  /** The state lock appends take (shared with tokens and pending changes in the app). */
+  readonly lock: StateLock;
 
   constructor(
     dir: string,
     private now: () => number = Date.now,
+    lock?: StateLock,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.path = join(dir, 'audit.jsonl');
     this.headPath = join(dir, 'audit.head');
-    if (existsSync(this.path)) {
-      const line = lastLine(this.path);
-      if (line) {
-        try {
-          const e = JSON.parse(line) as AuditEntry;
-          this.seq = e.seq;
-          this.last = e.hash;
-        } catch {
-          // A damaged tail: keep appending after it; verify() reports the break.
-          this.seq = readFileSync(this.path, 'utf8').split('\n').filter(Boolean).length;
-          this.last = createHash('sha256').update(line).digest('hex');
-        }
-      }
-    }
+    this.lock = lock ?? new StateLock(dir);
   }
 
   append(input: AuditInput): AuditEntry {
-    const base: Omit<AuditEntry, 'hash'> = {
-      seq: this.seq + 1,
-      time: new Date(this.now()).toISOString(),
-      actor: { id: input.actor.id, name: input.actor.name },
-      action: input.action,
-      outcome: input.outcome,
-      ...(input.gun !== undefined ? { gun: input.gun } : {}),
-      ...(input.role !== undefined ? { role: input.role } : {}),
-      ...(input.keyId !== undefined ? { keyId: input.keyId } : {}),
-      ...(input.detail !== undefined ? { detail: input.detail } : {}),
-      prev: this.last,
-    };
-    const entry: AuditEntry = { ...base, hash: entryHash(base) };
-    appendFileSync(this.path, JSON.stringify(entry) + '\n', { mode: 0o600 });
-    this.seq = entry.seq;
-    this.last = entry.hash;
-    const tmp = `${this.headPath}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ seq: this.seq, hash: this.last }) + '\n', { mode: 0o600 });
-    renameSync(tmp, this.headPath);
-    return entry;
+    return this.lock.run(() => {
+      // The newest entry as it is on disk now: another process may have appended since.
+      const head = headOf(lastLine(this.path), () => this.readAll().length);
+      const base: Omit<AuditEntry, 'hash'> = {
+        seq: head.seq + 1,
+        time: new Date(this.now()).toISOString(),
+        actor: { id: input.actor.id, name: input.actor.name },
+        action: input.action,
+        outcome: input.outcome,
+        ...(input.gun !== undefined ? { gun: input.gun } : {}),
+        ...(input.role !== undefined ? { role: input.role } : {}),
+        ...(input.keyId !== undefined ? { keyId: input.keyId } : {}),
+        ...(input.detail !== undefined ? { detail: input.detail } : {}),
+        prev: head.hash,
+      };
+      const entry: AuditEntry = { ...base, hash: entryHash(base) };
+      appendFileSync(this.path, JSON.stringify(entry) + '\n', { mode: 0o600 });
+      const tmp = `${this.headPath}.tmp`; // one writer at a time: the lock
+      writeFileSync(tmp, JSON.stringify({ seq: entry.seq, hash: entry.hash }) + '\n', { mode: 0o600 });
+      renameSync(tmp, this.headPath);
+      return entry;
+    });
   }
 
   private readAll(): string[] {
     if (!existsSync(this.path)) return [];
-    return readFileSync(this.path, 'utf8').split('\n').filter((l) => l.length > 0);
+    return splitLines(readFileSync(this.path, 'utf8'));
+  }
+
+  /** The log's first `size` bytes. */
+  private readPrefix(size: number): string {
+    const fd = openSync(this.path, 'r');
+    try {
+      const buf = Buffer.alloc(size);
+      let got = 0;
+      while (got < size) {
+        const n = readSync(fd, buf, got, size - got, got);
+        if (n === 0) break; // shorter than it was (edited by hand): verify what is there
+        got += n;
+      }
+      return buf.subarray(0, got).toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
   }
 
   query(q: AuditQuery = {}): AuditEntry[] {
@@ -167,10 +200,17 @@ export class AuditLog {
 
   /** Walks the whole chain: every hash recomputed, every `prev` linked, sequence unbroken, head matched. */
   verify(): AuditVerifyResult {
-    const lines = this.readAll();
+    // The head file and the log's length, read together under the lock (an append writes the log,
+    // then the head); the log is append-only, so its first `size` bytes can be read after.
+    const snap = this.lock.run(() => ({
+      size: statSync(this.path, { throwIfNoEntry: false })?.size ?? 0,
+      head: existsSync(this.headPath) ? readFileSync(this.headPath, 'utf8') : undefined,
+    }));
+    const lines = snap.size > 0 ? splitLines(this.readPrefix(snap.size)) : [];
+    const last = headOf(lines.at(-1), () => lines.length);
     let prev = GENESIS;
     let n = 0;
-    const fail = (reason: string): AuditVerifyResult => ({ ok: false, entries: lines.length, head: { seq: this.seq, hash: this.last }, brokenAt: n + 1, reason });
+    const fail = (reason: string): AuditVerifyResult => ({ ok: false, entries: lines.length, head: last, brokenAt: n + 1, reason });
     for (const line of lines) {
       let e: AuditEntry;
       try {
@@ -185,9 +225,9 @@ export class AuditLog {
       prev = hash;
       n++;
     }
-    if (existsSync(this.headPath)) {
+    if (snap.head !== undefined) {
       try {
-        const head = JSON.parse(readFileSync(this.headPath, 'utf8')) as { seq: number; hash: string };
+        const head = JSON.parse(snap.head) as { seq: number; hash: string };
         if (head.seq !== n || head.hash !== prev) {
           return { ok: false, entries: n, head: { seq: n, hash: prev }, brokenAt: n + 1, reason: `the log ends at entry ${n} but its head records entry ${head.seq}` };
         }

@@ -9,11 +9,18 @@
 // GUN patterns are those of src/core/tuf/gun-pattern.ts: fully anchored, `*` inside one path
 // segment, a segment that is exactly `**` for one or more whole segments. GUNs that are not valid
 // (`..`, empty segments) never reach the matcher.
+//
+// Several processes on one machine may share the data directory: creates and revokes run under
+// the state lock (src/state/lock.ts) on the file as it is then, and every lookup first reloads
+// the file if another process changed it, so a revoked token stops working everywhere on the
+// next request. Instances on different machines sharing only a database keep their own tokens.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isValidGun } from '../core/tuf/gun.js';
 import { GunPatternError, compileGunPattern, type GunPattern } from '../core/tuf/gun-pattern.js';
+import { StateLock } from '../state/lock.js';
+import { SharedFile } from '../state/shared-file.js';
 
 export type Scope = 'admin' | 'reader' | `reader:${string}` | `signer:${string}`;
 
@@ -96,22 +103,29 @@ export function newTokenString(): string {
 }
 
 export class TokenStore {
-  private tokens: TokenRecord[] = [];
+  private file: SharedFile<TokenFile>;
   readonly path: string;
+  /** The state lock its writes take (shared with the audit log and pending changes in the app). */
+  readonly lock: StateLock;
 
   constructor(
     dir: string,
     private now: () => number = Date.now,
+    lock?: StateLock,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.path = join(dir, 'tokens.json');
-    if (existsSync(this.path)) this.tokens = (JSON.parse(readFileSync(this.path, 'utf8')) as TokenFile).tokens;
+    this.lock = lock ?? new StateLock(dir);
+    this.file = new SharedFile<TokenFile>(this.path, this.lock, {
+      empty: () => ({ version: 1, tokens: [] }),
+      parse: (text) => JSON.parse(text) as TokenFile,
+      format: (f) => JSON.stringify({ version: 1, tokens: f.tokens } satisfies TokenFile, null, 2) + '\n',
+    });
   }
 
-  private save(): void {
-    const tmp = `${this.path}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, tokens: this.tokens } satisfies TokenFile, null, 2) + '\n', { mode: 0o600 });
-    renameSync(tmp, this.path);
+  /** The tokens as they are on disk now (reloaded when another process changed them). */
+  private get tokens(): readonly TokenRecord[] {
+    return this.file.read().tokens;
   }
 
   get size(): number {
@@ -131,8 +145,10 @@ export class TokenStore {
       createdBy: opts.createdBy,
       ...(opts.expiresInSeconds ? { expiresAt: new Date(this.now() + opts.expiresInSeconds * 1000).toISOString() } : {}),
     };
-    this.tokens.push(rec);
-    this.save();
+    this.file.update((f) => {
+      f.tokens.push(rec);
+      return { changed: true, result: undefined };
+    });
     return { token, info: TokenStore.info(rec) };
   }
 
@@ -166,11 +182,12 @@ export class TokenStore {
   }
 
   revoke(id: string): boolean {
-    const n = this.tokens.length;
-    this.tokens = this.tokens.filter((t) => t.id !== id);
-    if (this.tokens.length === n) return false;
-    this.save();
-    return true;
+    return this.file.update((f) => {
+      const n = f.tokens.length;
+      f.tokens = f.tokens.filter((t) => t.id !== id);
+      const changed = f.tokens.length !== n;
+      return { changed, result: changed };
+    });
   }
 }
 
@@ -183,12 +200,17 @@ export interface BootstrapResult {
 
 /**
  * On first start (no tokens at all), creates an admin token and writes it to
- * `<dataDir>/admin-token` (0600, never overwritten). The caller logs where it is, never what it is.
+ * `<dataDir>/admin-token` (0600). The caller logs where it is, never what it is. Decided under
+ * the state lock, so of several processes starting together on one data directory exactly one
+ * makes it.
  */
 export function bootstrapAdminToken(store: TokenStore, dataDir: string): BootstrapResult {
-  if (store.size > 0) return {};
-  const { token, info } = store.create({ name: 'initial-admin', scopes: ['admin'], createdBy: 'system' });
-  const file = join(dataDir, 'admin-token');
-  writeFileSync(file, token + '\n', { mode: 0o600, flag: 'w' });
-  return { token, info, file };
+  if (store.size > 0) return {}; // the usual restart: no need to wait for the lock
+  return store.lock.run(() => {
+    if (store.size > 0) return {};
+    const { token, info } = store.create({ name: 'initial-admin', scopes: ['admin'], createdBy: 'system' });
+    const file = join(dataDir, 'admin-token');
+    writeFileSync(file, token + '\n', { mode: 0o600, flag: 'w' });
+    return { token, info, file };
+  });
 }

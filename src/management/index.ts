@@ -6,6 +6,7 @@ import { TokenStore, bootstrapAdminToken } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
+import { StateLock } from '../state/lock.js';
 import { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
 import { PendingStore } from './pending.js';
@@ -33,15 +34,19 @@ export interface Management {
   /** The per-GUN change queue; the signing service shares it. */
   locks: GunLocks;
   router: express.Router;
+  /** Closes the state lock the three stores share. */
+  close(): void;
 }
 
 export const DEFAULT_PENDING_TTL_SECONDS = 7 * 24 * 3600;
 
 export function createManagement(d: ManagementDeps): Management {
   const now = d.now ?? Date.now;
-  const tokens = new TokenStore(d.dataDir, now);
-  const audit = new AuditLog(d.dataDir, now);
-  const pending = new PendingStore(d.dataDir, now);
+  // One cross-process lock for the process's tokens, audit log and pending changes.
+  const stateLock = new StateLock(d.dataDir);
+  const tokens = new TokenStore(d.dataDir, now, stateLock);
+  const audit = new AuditLog(d.dataDir, now, stateLock);
+  const pending = new PendingStore(d.dataDir, now, stateLock);
   const boot = bootstrapAdminToken(tokens, d.dataDir);
   if (boot.token) {
     audit.append({ actor: { id: 'system', name: 'system' }, action: 'token.create', outcome: 'success', detail: { tokenId: boot.info!.id, name: boot.info!.name, scopes: boot.info!.scopes } });
@@ -59,5 +64,5 @@ export function createManagement(d: ManagementDeps): Management {
     ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
     log: d.log,
   });
-  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log }) };
+  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log }), close: () => stateLock.close() };
 }

@@ -1,13 +1,17 @@
 // Pending changes: a trust change whose roles still need signatures from other key holders.
-// Kept in memory and persisted as one JSON file in the data directory (`pending.json`, 0600,
-// replaced atomically), so they survive a restart. Nothing secret is stored: role bodies,
-// signatures and public keys only. One instance owns the file; several instances sharing a
-// database but not a disk each see their own pending changes (documented limitation).
+// Persisted as one JSON file in the data directory (`pending.json`, 0600, replaced atomically),
+// so they survive a restart. Nothing secret is stored: role bodies, signatures and public keys
+// only. Several processes on one machine may share the file: every change to it runs under the
+// state lock (src/state/lock.ts) on the file as it is then, and reads reload it when another
+// process changed it. Instances on different machines sharing only a database each keep their
+// own pending changes.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TufKey } from '../core/crypto/keys.js';
 import type { RootBody, Signature, TargetsBody } from '../core/tuf/metadata.js';
+import { StateLock } from '../state/lock.js';
+import { SharedFile } from '../state/shared-file.js';
 
 /** Signatures that must be present: `threshold` distinct valid ones by `keyids`. */
 export interface Requirement {
@@ -67,33 +71,56 @@ interface PendingFile {
 }
 
 export class PendingStore {
-  private changes = new Map<string, PendingChange>();
+  private file: SharedFile<Map<string, PendingChange>>;
   readonly path: string;
+  /** The state lock its writes take (shared with tokens and the audit log in the app). */
+  readonly lock: StateLock;
 
   constructor(
     dir: string,
     private now: () => number = Date.now,
+    lock?: StateLock,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.path = join(dir, 'pending.json');
-    if (existsSync(this.path)) {
-      for (const c of (JSON.parse(readFileSync(this.path, 'utf8')) as PendingFile).changes) this.changes.set(c.id, c);
-    }
+    this.lock = lock ?? new StateLock(dir);
+    this.file = new SharedFile<Map<string, PendingChange>>(this.path, this.lock, {
+      empty: () => new Map(),
+      parse: (text) => new Map((JSON.parse(text) as PendingFile).changes.map((c) => [c.id, c])),
+      format: (m) => JSON.stringify({ version: 1, changes: [...m.values()] } satisfies PendingFile) + '\n',
+    });
   }
 
-  private save(): void {
-    const tmp = `${this.path}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, changes: [...this.changes.values()] } satisfies PendingFile) + '\n', { mode: 0o600 });
-    renameSync(tmp, this.path);
+  private get changes(): ReadonlyMap<string, PendingChange> {
+    return this.file.read();
   }
 
   static newId(): string {
     return randomBytes(12).toString('hex');
   }
 
+  /** Adds `c`, or replaces the change with its ID. */
   put(c: PendingChange): void {
-    this.changes.set(c.id, structuredClone(c));
-    this.save();
+    const copy = structuredClone(c);
+    this.file.update((m) => {
+      m.set(copy.id, copy);
+      return { changed: true, result: undefined };
+    });
+  }
+
+  /**
+   * Replaces change `id` with what `fn` makes of it as it is on disk now (under the lock, so a
+   * change another process made meanwhile is seen); undefined, and nothing written, when the
+   * change is gone (published, cancelled or expired elsewhere) or `fn` returns undefined.
+   */
+  update(id: string, fn: (current: PendingChange) => PendingChange | undefined): PendingChange | undefined {
+    return this.file.update((m) => {
+      const cur = m.get(id);
+      const next = cur && fn(structuredClone(cur));
+      if (!next) return { changed: false, result: undefined };
+      m.set(id, structuredClone({ ...next, id }));
+      return { changed: true, result: structuredClone(next) };
+    });
   }
 
   get(id: string): PendingChange | undefined {
@@ -108,21 +135,25 @@ export class PendingStore {
       .map((c) => structuredClone(c));
   }
 
+  /** Removes change `id`; returns it, or undefined when it was not there (so of several processes one gets it). */
   remove(id: string): PendingChange | undefined {
-    const c = this.changes.get(id);
-    if (!c) return undefined;
-    this.changes.delete(id);
-    this.save();
-    return c;
+    return this.file.update((m) => {
+      const c = m.get(id);
+      if (!c) return { changed: false, result: undefined };
+      m.delete(id);
+      return { changed: true, result: c };
+    });
   }
 
-  /** Removes and returns every change whose time is up. */
+  /** Removes and returns every change whose time is up (each to one process only). */
   takeExpired(): PendingChange[] {
     const t = this.now();
-    const out = [...this.changes.values()].filter((c) => Date.parse(c.expiresAt) <= t);
-    if (out.length === 0) return [];
-    for (const c of out) this.changes.delete(c.id);
-    this.save();
-    return out;
+    // Every pending read sweeps first: take the lock only when something is due.
+    if (![...this.changes.values()].some((c) => Date.parse(c.expiresAt) <= t)) return [];
+    return this.file.update((m) => {
+      const out = [...m.values()].filter((c) => Date.parse(c.expiresAt) <= t);
+      for (const c of out) m.delete(c.id);
+      return { changed: out.length > 0, result: out };
+    });
   }
 }
