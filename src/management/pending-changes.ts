@@ -16,6 +16,21 @@ export interface SignPendingRequest {
   signatures?: Array<{ keyid: string; sig: string; method?: string; role?: string }>;
 }
 
+const complete = (p: PendingChange) => p.parts.every((x) => partMissing(x) === 0);
+
+/** A change another process published, cancelled or let expire while this one worked on it. */
+const gone = (id: string) => new ApiError(409, 'CONFLICT', `pending change ${id} was published, cancelled or expired meanwhile`);
+
+/** `cur` (as stored now) with the signatures of `mine` added, part by part; `mine`'s win for the same key. */
+function mergeSignatures(cur: PendingChange, mine: PendingChange): PendingChange {
+  for (const part of cur.parts) {
+    const own = mine.parts.find((x) => x.role === part.role)?.signatures ?? [];
+    const keyids = new Set(own.map((s) => s.keyid));
+    part.signatures = [...part.signatures.filter((s) => !keyids.has(s.keyid)), ...own];
+  }
+  return cur;
+}
+
 export class PendingChanges {
   constructor(private c: ManagementContext) {}
 
@@ -45,7 +60,7 @@ export class PendingChanges {
   async sign(actor: Actor, id: string, req: SignPendingRequest): Promise<ChangeResult> {
     const first = await this.get(id);
     return this.c.change(actor, 'pending.sign', first.gun, async () => {
-      const p = await this.get(id);
+      let p = await this.get(id);
       if (!req.keyId && !req.signatures?.length) throw badRequest('INVALID_REQUEST', 'give keyId (a key the server holds) or signatures');
       const added: string[] = [];
       if (req.keyId) {
@@ -73,20 +88,25 @@ export class PendingChanges {
         if (!ok) throw badRequest('INVALID_SIGNATURE', `the signature by ${s.keyid} does not verify over the canonical bytes of the change`);
         added.push(s.keyid);
       }
-      if (!p.parts.every((x) => partMissing(x) === 0)) {
-        this.c.pending.put(p);
-        this.c.auditOk(actor, 'pending.sign', p.gun, { pendingId: p.id, keyIds: added, complete: false });
-        return { status: 'pending' as const, action: p.action, summary: p.summary, pending: this.c.pendingView(p) };
+      if (!complete(p)) {
+        // Another process may have signed it meanwhile (or published, cancelled or expired it).
+        const saved = this.c.pending.update(p.id, (cur) => mergeSignatures(cur, p));
+        if (!saved) throw gone(p.id);
+        if (!complete(saved)) {
+          this.c.auditOk(actor, 'pending.sign', p.gun, { pendingId: p.id, keyIds: added, complete: false });
+          return { status: 'pending' as const, action: p.action, summary: p.summary, pending: this.c.pendingView(saved) };
+        }
+        p = saved;
       }
+      // Taken off the list before publishing, so of several processes only one publishes it.
+      if (!this.c.pending.remove(p.id)) throw gone(p.id);
       try {
         const result: ChangeResult = { status: 'published', action: p.action, summary: p.summary, versions: await this.c.publishDraft(p) };
-        this.c.pending.remove(p.id);
         this.c.audit.append({ actor: actorRef(actor), action: 'pending.sign', outcome: 'success', gun: p.gun, detail: { pendingId: p.id, keyIds: added, complete: true, change: p.action } });
         this.c.auditChange(actor, p.action, p.gun, result, {}, { pendingId: p.id });
         return result;
       } catch (e) {
         // The change can no longer apply (another change won, or the repository moved on).
-        this.c.pending.remove(p.id);
         await this.c.dropKeys(p.createdKeyIds);
         const err = toApiError(e);
         throw new ApiError(409, err.code === 'VERSION_CONFLICT' ? 'VERSION_CONFLICT' : 'CONFLICT', `the change could not be published and was dropped: ${err.message}`);
@@ -98,7 +118,8 @@ export class PendingChanges {
     const p = await this.get(id);
     return this.c.audited(actor, 'pending.cancel', p.gun, async () => {
       if (!isAdmin(actor) && p.createdBy.id !== actor.id) throw new ApiError(403, 'FORBIDDEN', 'only the creator of a pending change or an admin may cancel it');
-      this.c.pending.remove(id);
+      // Gone meanwhile (published, cancelled or expired in another process): as if never found.
+      if (!this.c.pending.remove(id)) throw notFound('NOT_FOUND', `no pending change ${id} (it may have expired or been published)`);
       await this.c.dropKeys(p.createdKeyIds);
       this.c.auditOk(actor, 'pending.cancel', p.gun, { pendingId: id, change: p.action });
       return { id, cancelled: true };

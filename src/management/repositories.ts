@@ -127,8 +127,7 @@ export class Repositories {
     return this.c.change(actor, 'repository.delete', gun, async () => {
       await this.c.view(gun);
       for (const p of this.c.pending.list({ gun })) {
-        this.c.pending.remove(p.id);
-        await this.c.dropKeys(p.createdKeyIds);
+        if (this.c.pending.remove(p.id)) await this.c.dropKeys(p.createdKeyIds);
       }
       await this.c.trust.deleteGun(gun);
       const deleted: string[] = [];

@@ -351,9 +351,12 @@ export function routes(d: RouterDeps): Route[] {
       handler: async ({ actor, params }) => {
         const t = d.tokens.get(params.id!);
         if (!t) throw notFound('NOT_FOUND', `no token ${params.id}`);
-        const admins = d.tokens.activeAdmins();
-        if (admins.length === 1 && admins[0]!.id === t.id) throw conflict('LAST_ADMIN_TOKEN', 'this is the last admin token: create another admin token first');
-        d.tokens.revoke(t.id);
+        // Checked and revoked under the state lock: two processes must not revoke the last two admins.
+        d.tokens.lock.run(() => {
+          const admins = d.tokens.activeAdmins();
+          if (admins.length === 1 && admins[0]!.id === t.id) throw conflict('LAST_ADMIN_TOKEN', 'this is the last admin token: create another admin token first');
+          d.tokens.revoke(t.id);
+        });
         d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'token.revoke', outcome: 'success', detail: { tokenId: t.id, name: t.name } });
         return { status: 200, body: { id: t.id, revoked: true } };
       },
