@@ -46,10 +46,12 @@ export class SqliteStore implements MetadataStore {
   /**
    * latest() rows kept while the database is unchanged: the read path asks for the newest
    * timestamp on every GET. SQLite's data_version moves when any other connection (or process)
-   * commits and total_changes() when this one writes, so a row is reused only while both stand.
+   * commits, and `writes` when this one does, so a row is reused only while both stand.
    */
   private latestMemo = new Map<string, StoredFile | undefined>();
-  private memoToken = '';
+  private memoVersion = -1;
+  private memoWrites = -1;
+  private writes = 0;
   private checkpointer: Checkpointer | undefined;
 
   constructor(path: string) {
@@ -99,15 +101,15 @@ export class SqliteStore implements MetadataStore {
       del: this.db.prepare('DELETE FROM tuf_files WHERE gun = ?'),
       guns: this.db.prepare<[], { gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun'),
       dataVersion: this.db.prepare<[], number>('PRAGMA data_version').pluck(),
-      totalChanges: this.db.prepare<[], number>('SELECT total_changes()').pluck(),
     };
   }
 
   async latest(gun: string, role: string) {
-    const token = `${this.q.dataVersion.get()}/${this.q.totalChanges.get()}`;
-    if (token !== this.memoToken || this.latestMemo.size >= 1024) {
+    const version = this.q.dataVersion.get()!;
+    if (version !== this.memoVersion || this.writes !== this.memoWrites || this.latestMemo.size >= 1024) {
       this.latestMemo.clear();
-      this.memoToken = token;
+      this.memoVersion = version;
+      this.memoWrites = this.writes;
     }
     const key = `${gun}\0${role}`;
     if (this.latestMemo.has(key)) return this.latestMemo.get(key);
@@ -136,10 +138,15 @@ export class SqliteStore implements MetadataStore {
         if (f.role === 'timestamp') this.q.change.run(gun, f.version, sha, 'update', now.getTime());
       }
     });
-    run.immediate();
+    try {
+      run.immediate();
+    } finally {
+      this.writes++;
+    }
   }
 
   async deleteGun(gun: string, now: Date): Promise<boolean> {
+    this.writes++;
     return this.db.transaction(() => {
       const n = this.q.del.run(gun).changes;
       if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());
