@@ -152,7 +152,16 @@ export class PostgresStore implements MetadataStore {
     return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1', [gun, role, sha256]);
   }
   async latestVersions(gun: string) {
-    const r = await this.read<{ role: string; v: string }>('SELECT role, MAX(version) AS v FROM tuf_files WHERE gun = $1 GROUP BY role', [gun]);
+    // A loose index scan (one index seek per role) rather than GROUP BY over every stored
+    // version: this runs on every publish and must not slow down as a repository's history grows.
+    const r = await this.read<{ role: string; v: string }>(
+      `WITH RECURSIVE r(role) AS (
+         (SELECT role FROM tuf_files WHERE gun = $1 ORDER BY role LIMIT 1)
+         UNION ALL
+         SELECT (SELECT t.role FROM tuf_files t WHERE t.gun = $1 AND t.role > r.role ORDER BY t.role LIMIT 1) FROM r WHERE r.role IS NOT NULL)
+       SELECT role, (SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = r.role) AS v FROM r WHERE role IS NOT NULL`,
+      [gun],
+    );
     return new Map(r.rows.map((x) => [x.role, int(x.v, 'version')]));
   }
 
