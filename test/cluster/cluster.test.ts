@@ -13,8 +13,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
+import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
-import { makeTempDir, removeTempDir, runCommand, startProcess, tailFile, type ManagedProcess } from '../helpers/services.js';
+import { makeTempDir, removeTempDir, runCommand, startProcess, startRegistry, tailFile, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SUMMARY = 'notary_server_http_request_duration_microseconds';
@@ -110,9 +111,9 @@ function workerPids(primary: number): number[] {
 }
 
 /** One GET on a connection of its own. */
-function getOnce(url: string): Promise<{ status: number; body: string }> {
+function getOnce(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: 10_000 }, (res) => {
+    const req = http.get(url, { agent: false, timeout: 10_000, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -245,6 +246,37 @@ describe('a cluster of two workers', () => {
     assert.deepEqual(exit, { code: 0, signal: null });
     await until(() => workers.every((w) => !alive(w)), 10_000, 'the workers to be gone');
   });
+});
+
+test('the verifying proxy on two workers: a tag signed through one worker is served by every worker at once', async () => {
+  const dir = await makeTempDir('cluster-proxy');
+  let reg: RegistryService | undefined;
+  let c: Cluster | undefined;
+  try {
+    reg = await startRegistry();
+    const proxyPort = await freePort();
+    c = await startCluster(dir, { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}` });
+    assert.equal(c.log().match(/"msg":"registry proxy listening"/g)?.length, 1, c.log());
+    const host = `127.0.0.1:${proxyPort}`;
+    const manifest = (tag: string) =>
+      getOnce(`http://${host}/v2/team/app/manifests/${tag}`, { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' });
+    const v1 = await makeImageLayout(path.join(dir, 'v1'), { tag: 'v1' });
+    await skopeoCopy(v1.ref, `docker://${host}/team/app:v1`);
+    // Each worker gets some of these connections, and keeps the denial of the unsigned v2.
+    for (let i = 0; i < 10; i++) assert.equal((await manifest('v2')).status, 403, `pull ${i} of the unsigned v2`);
+    const v2 = await makeImageLayout(path.join(dir, 'v2'), { tag: 'v2' });
+    await skopeoCopy(v2.ref, `docker://${host}/team/app:v2`);
+    await sleep(200); // the change travels worker → primary → worker over IPC
+    // Without the change passed on, the other worker would deny v2 until its verdict's TTL (60 s).
+    for (let i = 0; i < 10; i++) {
+      const r = await manifest('v2');
+      assert.equal(r.status, 200, `pull ${i} of the signed v2: ${r.body}`);
+    }
+  } finally {
+    await c?.proc.stop();
+    await reg?.stop();
+    await removeTempDir(dir);
+  }
 });
 
 test('a primary killed outright: its workers exit too', async () => {
