@@ -82,7 +82,8 @@ export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<
         resolve();
       };
       collections.set(id, { waiting, got, done: finish });
-      for (const w of live.values()) if (send(w, { type: 'trustgate:snapshot?', id })) waiting.add(w.id);
+      // Only workers that serve: one still starting has counted nothing and would not answer yet.
+      for (const w of live.values()) if (ready.has(w.id) && send(w, { type: 'trustgate:snapshot?', id })) waiting.add(w.id);
       if (waiting.size === 0) finish();
     });
     return Metrics.merge(retired ? [...got, retired] : got);
