@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { changePlan, checkBatch, sha256Hex } from './common.js';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
+import { WalWatch } from './sqlite-wal-watch.js';
 import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
 
 /**
@@ -45,13 +46,15 @@ export class SqliteStore implements MetadataStore {
   private changeQueries = new Map<string, Database.Statement<(string | number)[], ChangeRow>>();
   /**
    * latest() rows kept while the database is unchanged: the read path asks for the newest
-   * timestamp on every GET. SQLite's data_version moves when any other connection (or process)
-   * commits, and `writes` when this one does, so a row is reused only while both stand.
+   * timestamp on every GET. The WAL-index header (sqlite-wal-watch.ts; else SQLite's
+   * data_version) moves when any connection or process commits, and `writes` when this one
+   * does, so a row is reused only while both stand.
    */
   private latestMemo = new Map<string, StoredFile | undefined>();
   private memoVersion = -1;
   private memoWrites = -1;
   private writes = 0;
+  private wal: WalWatch | undefined;
   private checkpointer: Checkpointer | undefined;
 
   constructor(path: string) {
@@ -102,13 +105,22 @@ export class SqliteStore implements MetadataStore {
       guns: this.db.prepare<[], { gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun'),
       dataVersion: this.db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
+    // After the schema work above, so the WAL index exists.
+    if (path !== ':memory:') this.wal = WalWatch.open(path);
+  }
+
+  /** Whether another connection may have committed since the memo was filled. */
+  private changedElsewhere(): boolean {
+    if (this.wal) return this.wal.changed();
+    const version = this.q.dataVersion.get()!;
+    if (version === this.memoVersion) return false;
+    this.memoVersion = version;
+    return true;
   }
 
   async latest(gun: string, role: string) {
-    const version = this.q.dataVersion.get()!;
-    if (version !== this.memoVersion || this.writes !== this.memoWrites || this.latestMemo.size >= 1024) {
+    if (this.changedElsewhere() || this.writes !== this.memoWrites || this.latestMemo.size >= 1024) {
       this.latestMemo.clear();
-      this.memoVersion = version;
       this.memoWrites = this.writes;
     }
     const key = `${gun}\0${role}`;
@@ -188,6 +200,8 @@ export class SqliteStore implements MetadataStore {
     const c = this.checkpointer;
     this.checkpointer = undefined;
     await c?.stop();
+    this.wal?.close();
+    this.wal = undefined;
     if (this.db.open) this.db.close();
   }
 }

@@ -1,0 +1,102 @@
+// The SQLite store serves latest() from memory while no connection has committed, and sees a
+// commit by another connection or another process at once: it watches the WAL-index header in
+// `<db>-shm` (src/storage/sqlite-wal-watch.ts) instead of running PRAGMA data_version per read.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { SqliteStore } from '../../src/storage/sqlite.js';
+import { WalWatch } from '../../src/storage/sqlite-wal-watch.js';
+import { makeTempDir, removeTempDir } from '../helpers/services.js';
+
+let dir: string;
+let n = 0;
+before(async () => {
+  dir = await makeTempDir('storage-wal-watch');
+});
+after(async () => {
+  await removeTempDir(dir);
+});
+const freshPath = () => path.join(dir, `t${++n}`, 'trustgate.db');
+const files = (v: number) => [
+  { role: 'targets', version: v, bytes: Buffer.from(`targets ${v}`) },
+  { role: 'timestamp', version: v, bytes: Buffer.from(`timestamp ${v}`) },
+];
+
+test('WalWatch: changed on the first look and after each commit by another connection, not otherwise', async () => {
+  const p = freshPath();
+  const store = new SqliteStore(p);
+  const watch = WalWatch.open(p);
+  assert.ok(watch, 'a WAL-mode database has a -shm file to watch');
+  const other = new Database(p);
+  try {
+    assert.equal(watch.changed(), true);
+    assert.equal(watch.changed(), false);
+    other.prepare("INSERT INTO tuf_files VALUES ('g/x', 'root', 1, '', x'00', 0)").run();
+    assert.equal(watch.changed(), true);
+    assert.equal(watch.changed(), false);
+    // A read by anyone is not a change.
+    other.prepare('SELECT COUNT(*) FROM tuf_files').get();
+    await store.latest('g/x', 'root');
+    assert.equal(watch.changed(), false);
+    await store.commit('g/y', files(1), new Date());
+    assert.equal(watch.changed(), true);
+  } finally {
+    watch.close();
+    other.close();
+    await store.close();
+  }
+  assert.equal(WalWatch.open(path.join(dir, 'missing', 'x.db')), undefined);
+});
+
+test('two connections: each commit by one is seen by the other\'s very next latest()', async () => {
+  const p = freshPath();
+  const a = new SqliteStore(p);
+  const b = new SqliteStore(p);
+  try {
+    for (let v = 1; v <= 300; v++) {
+      const [writer, reader] = v % 3 === 0 ? [b, a] : [a, b];
+      await writer.commit('example.com/seen', files(v), new Date());
+      assert.equal((await reader.latest('example.com/seen', 'timestamp'))?.version, v, `reader stale after commit ${v}`);
+      // And a second read from the memo gives the same row.
+      assert.equal((await reader.latest('example.com/seen', 'targets'))?.version, v);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('another process: each of its commits is seen by this process\'s next latest()', async () => {
+  const p = freshPath();
+  const store = new SqliteStore(p);
+  const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'sqlite-worker.ts');
+  const gun = 'example.com/other-process';
+  const child = spawn(process.execPath, ['--import', 'tsx', worker, p, 'race', JSON.stringify({ id: 0, gun })], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => {
+    const r = await lines.next();
+    if (r.done) throw new Error(`worker ended: ${err}`);
+    return r.value;
+  };
+  try {
+    assert.equal(await next(), 'ready');
+    // Warm the memo so that a stale answer would be possible.
+    assert.equal(await store.latest(gun, 'timestamp'), undefined);
+    for (let round = 0; round < 40; round++) {
+      child.stdin.write(`go ${Date.now()}\n`);
+      const res = JSON.parse(await next()) as { ok: boolean; error?: string };
+      assert.ok(res.ok, res.error);
+      assert.equal((await store.latest(gun, 'timestamp'))?.version, round + 2, `stale after the other process's commit ${round}`);
+    }
+    child.stdin.write('exit\n');
+  } finally {
+    child.kill();
+    await store.close();
+  }
+});
