@@ -15,10 +15,13 @@
 //
 // The reference runs as the Debian notary-server with its memory store; trustgate runs as a
 // separate process (the built dist, as `npm start` runs it) on its default durable store (SQLite
-// in a temporary data directory). Results are printed as a table with trustgate/reference ratios
+// in a temporary data directory), with TRUSTGATE_WORKERS=auto (one worker process per CPU, as
+// the Go server uses every CPU). The GET cases also run against a single-process trustgate
+// (TRUSTGATE_WORKERS=1, the default) for comparison; the ratios are those of the workers run. Results are printed as a table with trustgate/reference ratios
 // and written to bench/results/notary-<time>.json (not committed).
 //
-// Knobs (environment): BENCH_DURATION_MS (GET time per server and case, default 5000, split into
+// Knobs (environment): BENCH_TRUSTGATE_WORKERS (the measured trustgate's TRUSTGATE_WORKERS,
+// default auto), BENCH_DURATION_MS (GET time per server and case, default 5000, split into
 // BENCH_ROUNDS rounds, default 5, taken in turns with the other server), BENCH_TAGS (publishes,
 // default 1000), BENCH_LOADGEN (auto | wrk | node), BENCH_TRUSTGATE_NODE_ARGS (extra node flags
 // for the trustgate process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_ONLY (get | publish:
@@ -50,6 +53,8 @@ const GET_REPO_TAGS = 20;
 const PUBLISH_BUDGET_MS = 75_000; // both servers' measured publishes together; past it, what was done is reported
 const CONCURRENCIES = [1, 32];
 const ONLY = process.env.BENCH_ONLY ?? '';
+const WORKERS = process.env.BENCH_TRUSTGATE_WORKERS ?? 'auto';
+if (!/^(auto|[1-9]\d?)$/.test(WORKERS)) throw new Error('BENCH_TRUSTGATE_WORKERS must be auto or a number of processes');
 if (!['', 'get', 'publish'].includes(ONLY)) throw new Error('BENCH_ONLY must be get or publish');
 const GET_GUN = 'bench.example/get';
 const PUBLISH_GUN = 'bench.example/publish';
@@ -70,26 +75,50 @@ const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 // Servers
 
 interface Server {
-  name: 'trustgate' | 'reference';
+  name: 'trustgate' | 'reference' | 'trustgate-1';
   url: string;
   /** The server process, for its CPU time (undefined if it cannot be found). */
   pid: number | undefined;
   stop(): Promise<void>;
 }
 
-/**
- * CPU time (user + system, ms) that a process has used so far, from /proc. Throughput on a busy
- * machine depends on what else runs; CPU time per request much less so, so both are reported.
- */
-async function cpuMs(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN;
+/** A process's parent pid and CPU time (user + system, ms) from /proc/<pid>/stat. */
+async function procStat(pid: number | string): Promise<{ ppid: number; cpuMs: number } | undefined> {
   try {
     const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+    return { ppid: Number(f[1]), cpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK };
   } catch {
-    return NaN;
+    return undefined;
   }
+}
+
+/**
+ * CPU time (ms) that a process and its live descendants (trustgate's cluster workers) have used
+ * so far. Throughput on a busy machine depends on what else runs; CPU time per request much
+ * less so, so both are reported.
+ */
+async function cpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return NaN;
+  const root = await procStat(pid);
+  if (!root) return NaN;
+  const children = new Map<number, number[]>();
+  const cpu = new Map<number, number>([[pid, root.cpuMs]]);
+  for (const name of await fsp.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name) || Number(name) === pid) continue;
+    const st = await procStat(name);
+    if (!st) continue;
+    cpu.set(Number(name), st.cpuMs);
+    children.set(st.ppid, [...(children.get(st.ppid) ?? []), Number(name)]);
+  }
+  let total = 0;
+  const todo = [pid];
+  for (let n = 0; todo.length > 0 && n < 10_000; n++) {
+    const p = todo.pop()!;
+    total += cpu.get(p) ?? 0;
+    todo.push(...(children.get(p) ?? []));
+  }
+  return total;
 }
 let CLK_TCK = 100;
 
@@ -112,7 +141,7 @@ async function buildTrustgate(): Promise<{ entry: string[]; how: string }> {
   return { entry: ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (build failed)' };
 }
 
-async function startTrustgateProcess(entry: string[]): Promise<Server> {
+async function startTrustgateProcess(entry: string[], workers: string, name: Server['name'] = 'trustgate'): Promise<Server> {
   const dir = await makeTempDir('bench-trustgate');
   const port = await freePort();
   // Only our settings: an inherited TRUSTGATE_DATABASE_URL must not move us off the default store.
@@ -122,6 +151,7 @@ async function startTrustgateProcess(entry: string[]): Promise<Server> {
     TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
     TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
     TRUSTGATE_LOG_LEVEL: 'error',
+    TRUSTGATE_WORKERS: workers,
     NODE_ENV: 'production',
   });
   const extra = (process.env.BENCH_TRUSTGATE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
@@ -137,7 +167,7 @@ async function startTrustgateProcess(entry: string[]): Promise<Server> {
   }
   let stopping: Promise<void> | undefined;
   return {
-    name: 'trustgate',
+    name,
     url,
     pid: proc.child.pid,
     stop: () =>
@@ -474,12 +504,16 @@ async function main(): Promise<void> {
     const refSvc = await startNotaryServer();
     const ref: Server = { name: 'reference', url: refSvc.url, pid: await findPid(path.join(refSvc.dir, 'server-config.json')), stop: () => refSvc.stop() };
     cleanups.push(ref.stop);
-    const tg = await startTrustgateProcess(build.entry);
+    const tg = await startTrustgateProcess(build.entry, WORKERS);
     cleanups.push(tg.stop);
     const servers = [ref, tg];
+    // The single-process trustgate, for the GET comparison only.
+    const tg1 = ONLY === 'publish' || WORKERS === '1' ? undefined : await startTrustgateProcess(build.entry, '1', 'trustgate-1');
+    if (tg1) cleanups.push(tg1.stop);
+    const getServers = tg1 ? [...servers, tg1] : servers;
 
     say('making the GET repositories with the notary CLI');
-    for (const s of ONLY === 'publish' ? [] : servers) {
+    for (const s of ONLY === 'publish' ? [] : getServers) {
       const cli = await makeGetRepo(s);
       cleanups.push(() => cli.cleanup());
     }
@@ -491,23 +525,23 @@ async function main(): Promise<void> {
     const getRatios: Record<string, number> = {};
     if (ONLY !== 'publish') {
       // A longer first warm-up, so the first case does not measure trustgate's JIT.
-      for (const s of servers) for (const file of ['timestamp.json', 'targets.json']) await warmUp(gen, tufUrl(s, GET_GUN, file), 32);
+      for (const s of getServers) for (const file of ['timestamp.json', 'targets.json']) await warmUp(gen, tufUrl(s, GET_GUN, file), 32);
     }
     for (const file of ONLY === 'publish' ? [] : ['timestamp.json', 'targets.json']) {
       for (const c of CONCURRENCIES) {
         const key = `${file} c${c}`;
-        const runs: Record<string, (LoadResult & { cpuMs: number })[]> = { reference: [], trustgate: [] };
-        for (const s of servers) {
+        const runs: Record<string, (LoadResult & { cpuMs: number })[]> = Object.fromEntries(getServers.map((s) => [s.name, []]));
+        for (const s of getServers) {
           await getOk(tufUrl(s, GET_GUN, file));
           await warmUp(gen, tufUrl(s, GET_GUN, file), c);
         }
         const perRound: number[] = [];
         for (let i = 0; i < ROUNDS; i++) {
-          for (const s of i % 2 ? [...servers].reverse() : servers) runs[s.name]!.push(await measure(gen, s, tufUrl(s, GET_GUN, file), c, roundMs));
+          for (const s of i % 2 ? [...getServers].reverse() : getServers) runs[s.name]!.push(await measure(gen, s, tufUrl(s, GET_GUN, file), c, roundMs));
           perRound.push(runs.trustgate![i]!.rps / runs.reference![i]!.rps);
         }
         get[key] = {};
-        for (const s of servers) {
+        for (const s of getServers) {
           const rs = runs[s.name]!;
           const requests = rs.reduce((a, r) => a + r.requests, 0);
           const g: GetResult = {
@@ -565,6 +599,10 @@ async function main(): Promise<void> {
       rows.push([`GET ${key} (req/s)`, fmt(r.trustgate!.rps), fmt(r.reference!.rps), `${fmt(q, 2)}x`, q >= 1.5 ? '>=1.5x ok' : '>=1.5x MISSED']);
     }
     for (const [key, r] of Object.entries(get)) {
+      const one = r['trustgate-1'];
+      if (one) rows.push([`  GET ${key}, trustgate 1 process`, fmt(one.rps), fmt(r.reference!.rps), `${fmt(one.rps / r.reference!.rps, 2)}x`, '(default setting)']);
+    }
+    for (const [key, r] of Object.entries(get)) {
       const a = r.trustgate!.serverCpuUsPerRequest!;
       const b = r.reference!.serverCpuUsPerRequest!;
       ratios[`GET ${key} cpu efficiency`] = b / a;
@@ -589,7 +627,7 @@ async function main(): Promise<void> {
     const results = {
       date: new Date(started).toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}`, loadavgAtStart, loadavgAtEnd: os.loadavg() },
-      settings: { durationMs: DURATION_MS, warmupMs: WARMUP_MS, concurrency: CONCURRENCIES, loadGenerator: gen, publishes: TAGS, getRepoTags: GET_REPO_TAGS, trustgate: build.how, trustgateStore: 'sqlite (default, temp TRUSTGATE_DATA_DIR)', reference: 'notary-server, memory store, local signer' },
+      settings: { durationMs: DURATION_MS, warmupMs: WARMUP_MS, concurrency: CONCURRENCIES, loadGenerator: gen, publishes: TAGS, getRepoTags: GET_REPO_TAGS, trustgate: build.how, trustgateWorkers: WORKERS, trustgateStore: 'sqlite (default, temp TRUSTGATE_DATA_DIR)', reference: 'notary-server, memory store, local signer' },
       get,
       publish,
       ratios,
@@ -602,7 +640,7 @@ async function main(): Promise<void> {
 
     const busy = Math.max(loadavgAtStart[0]!, os.loadavg()[0]!) > os.cpus().length;
     process.stdout.write(
-      `\ntrustgate vs notary-server (${gen}, ${os.cpus().length} CPUs, load average ${fmt(loadavgAtStart[0]!, 1)} -> ${fmt(os.loadavg()[0]!, 1)}, ${build.how})\n\n${table(rows)}\n\n` +
+      `\ntrustgate vs notary-server (${gen}, ${os.cpus().length} CPUs, load average ${fmt(loadavgAtStart[0]!, 1)} -> ${fmt(os.loadavg()[0]!, 1)}, ${build.how}, TRUSTGATE_WORKERS=${WORKERS})\n\n${table(rows)}\n\n` +
         (busy ? 'note: the machine was busy with other work; throughput ratios are noisy, CPU per request less so\n' : '') +
         `results: ${path.relative(ROOT, file)} (${fmt(results.runSeconds)} s)\n`,
     );
