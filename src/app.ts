@@ -101,10 +101,19 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
   const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
 
+  const toApi = (req: IncomingMessage, res: ServerResponse) => api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
-    notary(req, res)
-      .then((handled) => {
-        if (!handled) api(req as express.Request, res as express.Response, () => fallthrough(req, res));
+    let handled: boolean | Promise<boolean>;
+    try {
+      handled = notary(req, res);
+    } catch (e) {
+      handled = Promise.reject(e as Error);
+    }
+    if (handled === true) return; // answered synchronously (the hot GET path)
+    if (handled === false) return void toApi(req, res);
+    handled
+      .then((done) => {
+        if (!done) toApi(req, res);
       })
       .catch((e: Error) => {
         log('error', 'unhandled request error', { error: e.message });

@@ -119,6 +119,9 @@ export class SqliteStore implements MetadataStore {
   }
 
   async latest(gun: string, role: string) {
+    return this.latestNow(gun, role);
+  }
+  latestNow(gun: string, role: string): StoredFile | undefined {
     if (this.changedElsewhere() || this.writes !== this.memoWrites || this.latestMemo.size >= 1024) {
       this.latestMemo.clear();
       this.memoWrites = this.writes;

@@ -47,6 +47,11 @@ export interface MetadataStore {
   readonly kind: string;
   /** Highest stored version of a role. */
   latest(gun: string, role: string): Promise<StoredFile | undefined>;
+  /**
+   * latest() answered at once, for stores that can without I/O (embedded SQLite); `null` when
+   * this store cannot. Lets the hot GET path run without a promise per request.
+   */
+  latestNow?(gun: string, role: string): StoredFile | undefined | null;
   byVersion(gun: string, role: string, version: number): Promise<StoredFile | undefined>;
   byChecksum(gun: string, role: string, sha256: string): Promise<StoredFile | undefined>;
   /** Highest stored version of every role of a GUN. */

@@ -101,6 +101,14 @@ export class TrustService {
     return out;
   }
 
+  /** The cached head of a GUN if it was built from timestamp `ts`. */
+  private cachedHead(gun: string, ts: StoredFile): ChainHead | undefined {
+    const hit = this.heads.get(gun);
+    // The store may hand back the very row object it gave before (while its database is unchanged).
+    if (hit && (hit.ts === ts || (hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()))) return hit;
+    return undefined;
+  }
+
   /** The current timestamp, the snapshot it names, and that snapshot's parsed body. */
   private async chainHead(gun: string): Promise<ChainHead | undefined> {
     const ts = await this.store.latest(gun, 'timestamp');
@@ -109,8 +117,8 @@ export class TrustService {
       if (hit) this.heads.delete(gun);
       return undefined;
     }
-    // The store may hand back the very row object it gave before (while its database is unchanged).
-    if (hit && (hit.ts === ts || (hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()))) return hit;
+    const cached = this.cachedHead(gun, ts);
+    if (cached) return cached;
     const tsMd = this.parses.get<TimestampBody>(ts);
     const sha = metaSha256Hex(tsMd.body.meta.snapshot);
     const snap = sha ? await this.store.byChecksum(gun, 'snapshot', sha) : undefined;
@@ -216,6 +224,23 @@ export class TrustService {
       if (role === 'snapshot') return undefined;
     }
     return this.resolve(gun, role, head);
+  }
+
+  /**
+   * current() answered at once when everything it needs is in memory (a store that answers
+   * latestNow, this GUN's head cached and fresh, the role already resolved); `null` means "call
+   * current()". The answer is the same file current() would give at this instant.
+   */
+  currentNow(gun: string, role: string): StoredFile | null {
+    const ts = this.store.latestNow?.(gun, 'timestamp');
+    if (!ts) return null;
+    const head = this.cachedHead(gun, ts);
+    if (!head) return null;
+    if (role === 'timestamp' || role === 'snapshot') {
+      if (this.stale(head)) return null;
+      return (role === 'timestamp' ? head.ts : head.snap) ?? null;
+    }
+    return head.roles.get(role) ?? null;
   }
 
   byVersion(gun: string, role: string, version: number) {
