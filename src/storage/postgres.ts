@@ -202,11 +202,12 @@ export class PostgresStore implements MetadataStore {
     }
   }
 
-  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<void> {
+  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<StoredFile[]> {
     checkBatch(files);
-    if (files.length === 0) return;
-    await this.tx(gun, async (c) => {
+    if (files.length === 0) return [];
+    return this.tx(gun, async (c) => {
       const changes: Pending[] = [];
+      const stored: StoredFile[] = [];
       for (const f of files) {
         const r = await c.query<{ v: string | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = $1 AND role = $2', [gun, f.role]);
         const max = r.rows[0]?.v == null ? 0 : int(r.rows[0].v, 'version');
@@ -220,8 +221,9 @@ export class PostgresStore implements MetadataStore {
           throw e;
         }
         if (f.role === 'timestamp') changes.push({ gun, version: f.version, sha256: sha, category: 'update', at: now });
+        stored.push({ gun, role: f.role, version: f.version, sha256: sha, bytes: f.bytes, createdAt: new Date(now.getTime()) });
       }
-      return { out: undefined, changes };
+      return { out: stored, changes };
     });
   }
 

@@ -142,8 +142,9 @@ export class SqliteStore implements MetadataStore {
     return new Map(this.q.versions.all({ gun }).map((r) => [r.role, r.v]));
   }
 
-  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<void> {
+  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<StoredFile[]> {
     checkBatch(files);
+    const stored: StoredFile[] = [];
     const run = this.db.transaction(() => {
       for (const f of files) {
         const max = this.q.maxVersion.get(gun, f.role)?.v ?? 0;
@@ -151,6 +152,7 @@ export class SqliteStore implements MetadataStore {
         const sha = sha256Hex(f.bytes);
         this.q.insert.run(gun, f.role, f.version, sha, f.bytes, now.getTime());
         if (f.role === 'timestamp') this.q.change.run(gun, f.version, sha, 'update', now.getTime());
+        stored.push({ gun, role: f.role, version: f.version, sha256: sha, bytes: f.bytes, createdAt: new Date(now.getTime()) });
       }
     });
     try {
@@ -158,6 +160,7 @@ export class SqliteStore implements MetadataStore {
     } finally {
       this.writes++;
     }
+    return stored;
   }
 
   async deleteGun(gun: string, now: Date): Promise<boolean> {

@@ -58,9 +58,10 @@ export interface MetadataStore {
   latestVersions(gun: string): Promise<Map<string, number>>;
   /**
    * Stores all files or none. Each version must be strictly greater than every stored version of
-   * its role (else VersionConflictError). Each timestamp appends an `update` change.
+   * its role (else VersionConflictError). Each timestamp appends an `update` change. Resolves to
+   * the stored rows, as the read methods would return them.
    */
-  commit(gun: string, files: readonly NewFile[], now: Date): Promise<void>;
+  commit(gun: string, files: readonly NewFile[], now: Date): Promise<StoredFile[]>;
   /** Removes every version of every role of exactly this GUN; records a deletion if anything went. */
   deleteGun(gun: string, now: Date): Promise<boolean>;
   changes(q: ChangeQuery): Promise<Change[]>;

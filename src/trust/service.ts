@@ -174,8 +174,32 @@ export class TrustService {
   }
 
   private async commit(gun: string, files: PlannedFile[]): Promise<void> {
-    await this.store.commit(gun, files, new Date(this.now()));
+    const before = this.heads.get(gun);
+    const stored = await this.store.commit(gun, files, new Date(this.now()));
     this.events.emit('change', { gun, kind: 'update' });
+    this.headAfterCommit(gun, stored, before);
+  }
+
+  /**
+   * The chain head a commit has just made, built from the rows the store wrote rather than read back:
+   * the next publish's state() and the next GETs then need no lookups by checksum. The next read
+   * still compares it with the store's newest timestamp, so a commit by anyone else wins.
+   */
+  private headAfterCommit(gun: string, files: StoredFile[], before: ChainHead | undefined): void {
+    const ts = files.find((f) => f.role === 'timestamp');
+    if (!ts) return;
+    const tsMd = this.parses.get<TimestampBody>(ts);
+    const snap = files.find((f) => f.role === 'snapshot') ?? before?.snap;
+    if (!snap || snap.sha256 !== metaSha256Hex(tsMd.body.meta.snapshot)) return;
+    const snapMd = this.parses.get<SnapshotBody>(snap);
+    const roles = new Map<string, StoredFile>();
+    for (const [role, fm] of Object.entries(snapMd.body.meta)) {
+      const f = files.find((x) => x.role === role) ?? before?.roles.get(role);
+      if (f && f.sha256 === metaSha256Hex(fm)) roles.set(role, f);
+    }
+    this.heads.delete(gun);
+    if (this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
+    this.heads.set(gun, { ts, snap, snapMd, tsExpiresMs: tsMd.expiresMs, snapExpiresMs: snapMd.expiresMs, roles, cached: true });
   }
 
   /** Validates and stores an upload; throws TufValidationError or VersionConflictError. */
