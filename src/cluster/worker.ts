@@ -49,9 +49,13 @@ export function joinCluster(app: App): void {
     }
   });
 
-  app.trust.events.on('change', (e) => {
-    if (!relayed.has(e)) send({ type: 'trustgate:change', gun: e.gun, kind: e.kind });
-  });
+  // Only the verifying proxy keeps verdicts that a trust change must drop at once; the trust
+  // server's own caches check the store on every read. Without the proxy, nothing is relayed.
+  if (app.config.proxy) {
+    app.trust.events.on('change', (e) => {
+      if (!relayed.has(e)) send({ type: 'trustgate:change', gun: e.gun, kind: e.kind });
+    });
+  }
 
   app.metrics.collectWith(async () => {
     const id = ++nextId;
