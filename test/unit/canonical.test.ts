@@ -53,3 +53,13 @@ test('compareUtf8 orders astral characters after the whole BMP', () => {
   assert.ok(compareUtf8('a', 'ab') < 0);
   assert.equal(compareUtf8('abc', 'abc'), 0);
 });
+
+test('object keys: UTF-8 byte order whether or not a key has an astral character, and at any depth', () => {
+  // U+FFFD sorts before U+1F600 in UTF-8 bytes but after it in UTF-16 code units.
+  assert.equal(canonicalString({ '😀': 1, '\ufffd': 2, a: 3, Z: 4 }), '{"Z":4,"a":3,"\ufffd":2,"😀":1}');
+  assert.equal(canonicalString({ b: { '😀': [1, { y: 1, x: 2 }], '\ue000': null }, a: true }), '{"a":true,"b":{"\ue000":null,"😀":[1,{"x":2,"y":1}]}}');
+  // Without astral characters the order is plain code unit order, upper case before lower.
+  assert.equal(canonicalString({ b: 1, B: 2, 'b/a': 3, 'b-a': 4, '': 5 }), '{"":5,"B":2,"b":1,"b-a":4,"b/a":3}');
+  // Undefined members are left out; arrays keep their order.
+  assert.equal(canonicalString({ b: undefined, a: [3, 1, 2] }), '{"a":[3,1,2]}');
+});

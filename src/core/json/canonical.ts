@@ -38,42 +38,42 @@ function encodeNumber(n: number): string {
   return Object.is(n, -0) ? '0' : String(n);
 }
 
-function encode(value: unknown, out: string[], depth: number): void {
-  if (depth > 64) throw new CanonicalJsonError('JSON nested too deeply');
-  if (value === null) {
-    out.push('null');
-    return;
+// Object keys in UTF-8 byte order. For strings without surrogates that is plain UTF-16 code unit
+// order, which the built-in sort gives much faster than a comparator; keys with astral
+// characters (surrogate pairs) take compareUtf8.
+const SURROGATE = /[\uD800-\uDFFF]/;
+function sortedKeys(obj: Record<string, unknown>): string[] {
+  const keys: string[] = [];
+  let astral = false;
+  for (const k of Object.keys(obj)) {
+    if (obj[k] === undefined) continue;
+    keys.push(k);
+    if (!astral && SURROGATE.test(k)) astral = true;
   }
+  return astral ? keys.sort(compareUtf8) : keys.sort();
+}
+
+function encode(value: unknown, depth: number): string {
+  if (depth > 64) throw new CanonicalJsonError('JSON nested too deeply');
+  if (value === null) return 'null';
   switch (typeof value) {
     case 'boolean':
-      out.push(value ? 'true' : 'false');
-      return;
+      return value ? 'true' : 'false';
     case 'number':
-      out.push(encodeNumber(value));
-      return;
+      return encodeNumber(value);
     case 'string':
-      out.push(encodeString(value));
-      return;
+      return encodeString(value);
     case 'object': {
       if (Array.isArray(value)) {
-        out.push('[');
-        value.forEach((item, i) => {
-          if (i > 0) out.push(',');
-          encode(item, out, depth + 1);
-        });
-        out.push(']');
-        return;
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + encode(value[i], depth + 1);
+        return out + ']';
       }
       const obj = value as Record<string, unknown>;
-      const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort(compareUtf8);
-      out.push('{');
-      keys.forEach((k, i) => {
-        if (i > 0) out.push(',');
-        out.push(encodeString(k), ':');
-        encode(obj[k], out, depth + 1);
-      });
-      out.push('}');
-      return;
+      const keys = sortedKeys(obj);
+      let out = '{';
+      for (let i = 0; i < keys.length; i++) out += (i > 0 ? ',' : '') + encodeString(keys[i]!) + ':' + encode(obj[keys[i]!], depth + 1);
+      return out + '}';
     }
     default:
       throw new CanonicalJsonError(`canonical JSON cannot encode a ${typeof value}`);
@@ -82,9 +82,7 @@ function encode(value: unknown, out: string[], depth: number): void {
 
 /** Canonical JSON text of a value (undefined object members are left out, as Go's omitempty does). */
 export function canonicalString(value: unknown): string {
-  const out: string[] = [];
-  encode(value, out, 0);
-  return out.join('');
+  return encode(value, 0);
 }
 
 /** Canonical JSON bytes, the message that TUF signatures cover. */
