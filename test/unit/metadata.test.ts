@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { canonicalKeyId, keyId, verifySignature, type TufKey } from '../../src/core/crypto/keys.js';
 import { generateSigner } from '../../src/core/crypto/signer.js';
+import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { MalformedMetadataError, TufValidationError } from '../../src/core/tuf/errors.js';
 import { Metadata, checkFileMeta, signBody, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../../src/core/tuf/metadata.js';
 
@@ -128,4 +129,13 @@ test('a delegation emptied of keys (Go writes "keyids": null) parses; too few ke
   const k = generateSigner('ecdsa');
   const two = { keys: { [k.id]: k.key }, roles: [{ name: 'targets/qa', keyids: [k.id], threshold: 2 }] };
   assert.match(checkDelegationList('targets', two) ?? '', /threshold 2 is larger than its 1 keys/);
+});
+
+test('signBody writes exactly canonicalBytes({ signed, signatures })', async () => {
+  const signers = [generateSigner('ecdsa'), generateSigner('ed25519')];
+  const body = { _type: 'Targets', delegations: { keys: {}, roles: [] }, expires: '2030-01-01T00:00:00Z', targets: { 'b\\"q': { hashes: { sha256: 'AAAA' }, length: 1 }, a: { hashes: { sha256: 'BBBB' }, length: 2 } }, version: 3 };
+  const bytes = await signBody(body as never, signers);
+  const doc = JSON.parse(bytes.toString('utf8')) as { signed: unknown; signatures: unknown };
+  assert.deepEqual(doc.signed, body);
+  assert.ok(bytes.equals(canonicalBytes({ signed: body, signatures: doc.signatures } as never)), bytes.toString('utf8'));
 });

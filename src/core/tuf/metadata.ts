@@ -3,7 +3,7 @@
 // the generic parsed tree of `signed` (canonicalised for signature checks, so unknown signed
 // fields are covered), and a typed, validated view for the rules. Pure: no I/O.
 import { createHash } from 'node:crypto';
-import { CanonicalJsonError, canonicalBytes, parseJson, type JsonValue } from '../json/canonical.js';
+import { CanonicalJsonError, canonicalBytes, canonicalString, parseJson, type JsonValue } from '../json/canonical.js';
 import { keyId, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
@@ -347,13 +347,16 @@ export function countValidSignatures(
 
 /** Signs a body with each signer and serialises the envelope canonically. */
 export async function signBody(body: RoleBody | JsonValue, signers: readonly Signer[]): Promise<Buffer> {
-  const message = canonicalBytes(body);
+  const message = canonicalString(body);
+  const bytes = Buffer.from(message, 'utf8');
   const signatures: Signature[] = [];
   for (const s of signers) {
-    const sig = await s.sign(message);
+    const sig = await s.sign(bytes);
     signatures.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: sig.toString('base64') });
   }
-  return canonicalBytes({ signed: body, signatures });
+  // canonicalBytes({ signed: body, signatures }) without encoding the body a second time:
+  // "signatures" sorts before "signed".
+  return Buffer.from(`{"signatures":${canonicalString(signatures)},"signed":${message}}`, 'utf8');
 }
 
 /** Delegation name checks shared by publish validation and key management. */
