@@ -30,11 +30,9 @@ interface Cluster {
   log: () => string;
 }
 
-/** Starts a cluster in `dir` and waits until the primary has logged that all workers listen. */
-async function startCluster(dir: string, env: Record<string, string> = {}): Promise<Cluster> {
-  const port = await freePort();
-  const logFile = path.join(dir, 'trustgate.log');
-  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+/** `npm start`'s code with two workers in `dir`, on `port`, logging to `logFile`. */
+function spawnCluster(dir: string, port: number, logFile: string, env: Record<string, string> = {}) {
+  return startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: {
       ...cleanEnv(),
@@ -48,6 +46,13 @@ async function startCluster(dir: string, env: Record<string, string> = {}): Prom
     logFile,
     stopTimeoutMs: 15_000,
   });
+}
+
+/** Starts a cluster in `dir` and waits until the primary has logged that all workers listen. */
+async function startCluster(dir: string, env: Record<string, string> = {}): Promise<Cluster> {
+  const port = await freePort();
+  const logFile = path.join(dir, 'trustgate.log');
+  const proc = spawnCluster(dir, port, logFile, env);
   const url = `http://127.0.0.1:${port}`;
   const log = () => {
     try {
@@ -302,19 +307,7 @@ test('workers that keep dying at start: the primary gives up with a non-zero exi
   const taken = (blocker.address() as net.AddressInfo).port;
   const port = await freePort();
   const logFile = path.join(dir, 'trustgate.log');
-  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      ...cleanEnv(),
-      TRUSTGATE_LISTEN: `127.0.0.1:${port}`,
-      TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
-      TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
-      TRUSTGATE_WORKERS: '2',
-      TRUSTGATE_UPSTREAM: 'http://127.0.0.1:9',
-      TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${taken}`,
-    },
-    logFile,
-  });
+  const proc = spawnCluster(dir, port, logFile, { TRUSTGATE_UPSTREAM: 'http://127.0.0.1:9', TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${taken}` });
   try {
     const exit = await exitOf(proc.child, 120_000);
     assert.ok(exit, `the primary was still running after 120 s\n${tailFile(logFile)}`);
