@@ -101,6 +101,13 @@ export class TrustService {
     return out;
   }
 
+  /** Keeps `head` as the GUN's newest, dropping the least recently cached GUN when full. */
+  private cacheHead(gun: string, head: ChainHead): void {
+    this.heads.delete(gun);
+    if (this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
+    this.heads.set(gun, head);
+  }
+
   /** The cached head of a GUN if it was built from timestamp `ts`. */
   private cachedHead(gun: string, ts: StoredFile): ChainHead | undefined {
     const hit = this.heads.get(gun);
@@ -132,11 +139,8 @@ export class TrustService {
       // A timestamp whose snapshot is missing is not cached: the next read looks again.
       cached: snap !== undefined,
     };
-    if (head.cached) {
-      this.heads.delete(gun);
-      if (this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
-      this.heads.set(gun, head);
-    } else if (hit) this.heads.delete(gun);
+    if (head.cached) this.cacheHead(gun, head);
+    else if (hit) this.heads.delete(gun);
     return head;
   }
 
@@ -197,9 +201,7 @@ export class TrustService {
       const f = files.find((x) => x.role === role) ?? before?.roles.get(role);
       if (f && f.sha256 === metaSha256Hex(fm)) roles.set(role, f);
     }
-    this.heads.delete(gun);
-    if (this.heads.size >= MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value!);
-    this.heads.set(gun, { ts, snap, snapMd, tsExpiresMs: tsMd.expiresMs, snapExpiresMs: snapMd.expiresMs, roles, cached: true });
+    this.cacheHead(gun, { ts, snap, snapMd, tsExpiresMs: tsMd.expiresMs, snapExpiresMs: snapMd.expiresMs, roles, cached: true });
   }
 
   /** Validates and stores an upload; throws TufValidationError or VersionConflictError. */
