@@ -201,21 +201,15 @@ export class Metrics {
    * gauges as the metric declares: sum, first, min, max, average, or left out).
    */
   static merge(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
-    const byOp = new Map<Operation, Durations>();
-    for (const s of snapshots) {
-      for (const d of s.durations) {
-        let m = byOp.get(d.operation);
-        if (!m) byOp.set(d.operation, (m = new Durations()));
-        m.add(d);
-      }
-    }
+    const summary = new OperationSummary();
+    for (const s of snapshots) for (const d of s.durations) summary.of(d.operation).add(d);
     const aggregated = AggregatorRegistry.aggregate(snapshots.map((s) => s.others));
     // aggregate() registers each merged metric as its JSON plus a get(): keep the JSON.
     const others = aggregated.getMetricsAsArray().map((m) => {
       const j = m as unknown as MetricJson;
       return { name: j.name, help: j.help, type: j.type, aggregator: j.aggregator, values: j.values } as MetricJson;
     });
-    return { durations: [...byOp].map(([op, d]) => d.snapshot(op)), others };
+    return { durations: summary.snapshot(), others };
   }
 
   /** The part of a snapshot that only grows (kept for a stopped worker so merged counters never go back). */
