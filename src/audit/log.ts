@@ -161,21 +161,9 @@ export class AuditLog {
     return splitLines(readFileSync(this.path, 'utf8'));
   }
 
-  /** The log's first `size` bytes. */
+  /** The log's first `size` bytes (fewer if it shrank, e.g. edited by hand: verify what is there). */
   private readPrefix(size: number): string {
-    const fd = openSync(this.path, 'r');
-    try {
-      const buf = Buffer.alloc(size);
-      let got = 0;
-      while (got < size) {
-        const n = readSync(fd, buf, got, size - got, got);
-        if (n === 0) break; // shorter than it was (edited by hand): verify what is there
-        got += n;
-      }
-      return buf.subarray(0, got).toString('utf8');
-    } finally {
-      closeSync(fd);
-    }
+    return readFileSync(this.path).subarray(0, size).toString('utf8');
   }
 
   query(q: AuditQuery = {}): AuditEntry[] {
