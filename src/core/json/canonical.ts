@@ -80,8 +80,71 @@ function encode(value: unknown, depth: number): string {
   }
 }
 
+// Fast path. Clients upload canonical JSON and JSON.parse keeps key order, so a parsed tree
+// usually has its keys sorted already; then JSON.stringify (native, much cheaper than encode)
+// writes the canonical text, provided nothing in the tree is written differently by the two.
+// `canonicalReady` checks what only the tree can tell (key order, numbers, types, depth); the
+// strings are checked on the output (see canonicalString). Whenever in doubt it says no, and
+// encode, the reference, does the work (and throws its own errors).
+function canonicalReady(value: object, depth: number): boolean {
+  // encode fails past depth 64; a container at 64 may still be fine, but leave it to encode.
+  if (depth >= 64) return false;
+  // JSON.stringify calls toJSON (own, inherited or patched onto a prototype); encode does not.
+  if ((value as { toJSON?: unknown }).toJSON !== undefined) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      // JSON.stringify writes undefined (or a hole) in an array as null: encode throws.
+      if (!readyMember(value[i], depth)) return false;
+    }
+    return true;
+  }
+  // JSON.stringify unwraps boxed primitives (new Number(1)); encode writes them as {}.
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  for (let i = 0; i < keys.length; i++) {
+    // Sorted by UTF-16 code units, which is UTF-8 byte order unless a key has a surrogate (the
+    // output check catches those). Integer-like keys, which V8 lists first in numeric order,
+    // fail here unless that happens to be byte order too (as "1","2" is).
+    if (i > 0 && !(keys[i - 1]! < keys[i]!)) return false;
+    const v = obj[keys[i]!];
+    // An undefined member is left out by both.
+    if (v !== undefined && !readyMember(v, depth)) return false;
+  }
+  return true;
+}
+
+function readyMember(v: unknown, parentDepth: number): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      // JSON.stringify writes NaN and Infinity as null and fractions as they are; -0 is "0" in both.
+      return Number.isSafeInteger(v);
+    case 'object':
+      return v === null || canonicalReady(v, parentDepth + 1);
+    default:
+      return false; // undefined in an array, functions, symbols, bigints
+  }
+}
+
 /** Canonical JSON text of a value (undefined object members are left out, as Go's omitempty does). */
 export function canonicalString(value: unknown): string {
+  if (typeof value === 'object' && value !== null && canonicalReady(value, 0)) {
+    const out = JSON.stringify(value);
+    // JSON.stringify escapes `"`, `\`, control characters and lone surrogates, each with a
+    // backslash: none in the output means every string was written raw, as encode would. No
+    // surrogate at all also means no key needed compareUtf8. (The test is nearly free on a
+    // one-byte string, which is what ASCII metadata is.)
+    if (out.indexOf('\\') === -1 && !SURROGATE.test(out)) return out;
+  }
+  return encode(value, 0);
+}
+
+/** The reference encoder, without the JSON.stringify fast path (for tests and benchmarks). */
+export function canonicalStringSlow(value: unknown): string {
   return encode(value, 0);
 }
 
