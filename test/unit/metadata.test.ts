@@ -139,3 +139,57 @@ test('signBody writes exactly canonicalBytes({ signed, signatures })', async () 
   assert.deepEqual(doc.signed, body);
   assert.ok(bytes.equals(canonicalBytes({ signed: body, signatures: doc.signatures } as never)), bytes.toString('utf8'));
 });
+
+const targetsFile = (targets: unknown) => Buffer.from(JSON.stringify({ signed: { _type: 'Targets', expires: '2099-01-01T00:00:00Z', targets, version: 1 }, signatures: [] }));
+
+test('targets file meta: custom kept, unknown fields dropped, null or missing targets are empty', () => {
+  const md = Metadata.parse<TargetsBody>(
+    'targets',
+    targetsFile({ a: { custom: { x: [1, 'y'] }, hashes: { sha256: 'AAAA', sha512: 'BBBB' }, length: 5 }, b: { custom: null, hashes: {}, length: 0 }, c: { extra: true, hashes: { sha256: 'CCCC' }, length: 1 } }),
+  );
+  assert.deepEqual(md.body.targets, {
+    a: { length: 5, hashes: { sha256: 'AAAA', sha512: 'BBBB' }, custom: { x: [1, 'y'] } },
+    b: { length: 0, hashes: {}, custom: null },
+    c: { length: 1, hashes: { sha256: 'CCCC' } },
+  });
+  assert.deepEqual(Object.keys(md.body.targets.a!), ['length', 'hashes', 'custom']);
+  assert.deepEqual(Metadata.parse<TargetsBody>('targets', targetsFile(null)).body.targets, {});
+  const none = Buffer.from(JSON.stringify({ signed: { _type: 'Targets', expires: '2099-01-01T00:00:00Z', version: 1 }, signatures: [] }));
+  assert.deepEqual(Metadata.parse<TargetsBody>('targets', none).body.targets, {});
+});
+
+test('editing the typed targets body leaves the signed tree, and so the message, unchanged', () => {
+  const md = Metadata.parse<TargetsBody>('targets', targetsFile({ a: { hashes: { sha256: 'AAAA' }, length: 5 }, b: { hashes: { sha256: 'BBBB' }, length: 6 } }));
+  const before = md.message().toString('utf8');
+  md.body.targets.a!.hashes.sha256 = 'ZZZZ';
+  md.body.targets.a!.length = 99;
+  delete md.body.targets.b;
+  md.body.targets.c = { hashes: {}, length: 1 };
+  assert.equal(md.message().toString('utf8'), before);
+  assert.equal(before, '{"_type":"Targets","expires":"2099-01-01T00:00:00Z","targets":{"a":{"hashes":{"sha256":"AAAA"},"length":5},"b":{"hashes":{"sha256":"BBBB"},"length":6}},"version":1}');
+});
+
+test('file meta shape errors keep their messages', () => {
+  const err = (role: string, bytes: Buffer) => {
+    try {
+      Metadata.parse(role, bytes, 'ErrBadTargets');
+    } catch (e) {
+      assert.ok(e instanceof TufValidationError && e.kind === 'ErrBadTargets', String(e));
+      return e.message;
+    }
+    return 'parsed';
+  };
+  const h = { sha256: 'AAAA' };
+  assert.equal(err('targets', targetsFile({ ok: { hashes: h, length: 1 }, a: 1 })), 'targets: target a: file meta is not an object');
+  assert.equal(err('targets', targetsFile({ a: [] })), 'targets: target a: file meta is not an object');
+  assert.equal(err('targets', targetsFile({ a: { hashes: h, length: -1 } })), 'targets: target a: bad length');
+  assert.equal(err('targets', targetsFile({ a: { hashes: h, length: 1.5 } })), 'targets: target a: bad length');
+  assert.equal(err('targets', targetsFile({ a: { length: 1 } })), 'targets: target a: hashes missing');
+  assert.equal(err('targets', targetsFile({ a: { hashes: { sha256: 'x', sha512: 5 }, length: 1 } })), 'targets: target a: hash sha512 is not a string');
+  assert.equal(err('targets', targetsFile([])), 'targets: targets is not an object');
+  const snap = Buffer.from(JSON.stringify({ signed: { _type: 'Snapshot', expires: '2099-01-01T00:00:00Z', meta: { root: { hashes: h, length: 'x' } }, version: 1 }, signatures: [] }));
+  assert.equal(err('snapshot', snap), 'snapshot: snapshot meta root: bad length');
+  const ts = Buffer.from(JSON.stringify({ signed: { _type: 'Timestamp', expires: '2099-01-01T00:00:00Z', meta: { snapshot: { length: 1 } }, version: 1 }, signatures: [] }));
+  assert.equal(err('timestamp', ts), 'timestamp: timestamp meta snapshot: hashes missing');
+  assert.equal(err('targets', Buffer.from(JSON.stringify({ signed: { _type: 'Root', expires: '2099-01-01T00:00:00Z', version: 1 }, signatures: [] }))), 'targets: expected _type Targets, found "Root"');
+});

@@ -71,16 +71,27 @@ function need(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new ShapeError(msg);
 }
 
-function readFileMeta(v: unknown, what: string): FileMeta {
-  need(isObj(v), `${what}: file meta is not an object`);
-  need(Number.isSafeInteger(v.length) && (v.length as number) >= 0, `${what}: bad length`);
-  need(isObj(v.hashes), `${what}: hashes missing`);
+function shapeError(msg: string): never {
+  throw new ShapeError(msg);
+}
+
+// Runs once per target: messages are built only on failure and keys are walked without
+// Object.entries, as those strings and pair arrays were most of readBody's cost. It still copies:
+// reusing the parsed objects saved at most ~0.1 ms at 1,000 targets, and would let an edit of the
+// typed body (which shares nothing with signedTree but `custom`) change the signed tree.
+function readFileMeta(v: unknown, what: string, name: string): FileMeta {
+  if (!isObj(v)) shapeError(`${what} ${name}: file meta is not an object`);
+  const length = v.length;
+  if (!(Number.isSafeInteger(length) && (length as number) >= 0)) shapeError(`${what} ${name}: bad length`);
+  const h = v.hashes;
+  if (!isObj(h)) shapeError(`${what} ${name}: hashes missing`);
   const hashes: Record<string, string> = {};
-  for (const [alg, h] of Object.entries(v.hashes)) {
-    need(typeof h === 'string', `${what}: hash ${alg} is not a string`);
-    hashes[alg] = h;
+  for (const alg of Object.keys(h)) {
+    const x = h[alg];
+    if (typeof x !== 'string') shapeError(`${what} ${name}: hash ${alg} is not a string`);
+    hashes[alg] = x;
   }
-  const fm: FileMeta = { length: v.length as number, hashes };
+  const fm: FileMeta = { length: length as number, hashes };
   if (v.custom !== undefined) fm.custom = v.custom as JsonValue;
   return fm;
 }
@@ -112,7 +123,7 @@ function readKeys(v: unknown, what: string): Record<string, TufKey> {
 }
 
 function readCommon(v: Record<string, unknown>, type: RoleType): Common {
-  need(v._type === type, `expected _type ${type}, found ${JSON.stringify(v._type)}`);
+  if (v._type !== type) shapeError(`expected _type ${type}, found ${JSON.stringify(v._type)}`);
   need(Number.isSafeInteger(v.version) && (v.version as number) >= 1, 'version must be an integer of at least 1');
   need(typeof v.expires === 'string' && !Number.isNaN(parseRfc3339(v.expires)), 'expires is not an RFC 3339 time');
   return { version: v.version as number, expires: v.expires as string };
@@ -132,7 +143,8 @@ function readBody(type: RoleType, v: unknown): RoleBody {
       const targets: Record<string, FileMeta> = {};
       if (v.targets !== undefined && v.targets !== null) {
         need(isObj(v.targets), 'targets is not an object');
-        for (const [name, fm] of Object.entries(v.targets)) targets[name] = readFileMeta(fm, `target ${name}`);
+        const t = v.targets;
+        for (const name of Object.keys(t)) targets[name] = readFileMeta(t[name], 'target', name);
       }
       let delegations: Delegations = { keys: {}, roles: [] };
       if (v.delegations !== undefined && v.delegations !== null) {
@@ -157,12 +169,13 @@ function readBody(type: RoleType, v: unknown): RoleBody {
     case 'Snapshot': {
       need(isObj(v.meta), 'snapshot has no meta');
       const meta: Record<string, FileMeta> = {};
-      for (const [name, fm] of Object.entries(v.meta)) meta[name] = readFileMeta(fm, `snapshot meta ${name}`);
+      const m = v.meta;
+      for (const name of Object.keys(m)) meta[name] = readFileMeta(m[name], 'snapshot meta', name);
       return { ...common, _type: 'Snapshot', meta };
     }
     case 'Timestamp': {
       need(isObj(v.meta), 'timestamp has no meta');
-      return { ...common, _type: 'Timestamp', meta: { snapshot: readFileMeta(v.meta.snapshot, 'timestamp meta snapshot') } };
+      return { ...common, _type: 'Timestamp', meta: { snapshot: readFileMeta(v.meta.snapshot, 'timestamp meta', 'snapshot') } };
     }
   }
 }
