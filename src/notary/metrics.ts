@@ -22,6 +22,9 @@ const SUB = 1 << SUB_BITS; // buckets per power of two
 const OCTAVES = 41;
 const BUCKETS = 1 + OCTAVES * SUB;
 
+/** 2^-e for each octave: observe() runs on every request, and `2 ** e` is a pow() call there. */
+const INV_POW2 = Float64Array.from({ length: OCTAVES }, (_, e) => 2 ** -e);
+
 /** Lower bound of bucket i (i ≥ 1). */
 function bucketLow(i: number): number {
   const e = Math.floor((i - 1) / SUB);
@@ -44,7 +47,7 @@ class Durations {
     if (us >= 1) {
       // Exponent and mantissa by arithmetic: values up to 2^40 µs (12 days) get their own bucket.
       const e = us < 4294967296 ? 31 - Math.clz32(us) : Math.min(OCTAVES - 1, Math.floor(Math.log2(us)));
-      i = 1 + e * SUB + Math.min(SUB - 1, Math.floor((us / 2 ** e - 1) * SUB));
+      i = 1 + e * SUB + Math.min(SUB - 1, Math.floor((us * INV_POW2[e]! - 1) * SUB));
     }
     this.counts[i]!++;
   }
