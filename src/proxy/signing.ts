@@ -5,6 +5,7 @@
 // new held key when it does not exist yet. Edits of one GUN run one at a time, queued behind the
 // management API's and the signing service's edits of it when the app's GunLocks is handed in.
 import { keyId } from '../core/crypto/keys.js';
+import { setEntry } from '../core/tuf/metadata.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { KeyStore } from '../keystore/types.js';
 import { VersionConflictError } from '../storage/types.js';
@@ -61,7 +62,7 @@ export class PushSigner {
       for (let attempt = 0; ; attempt++) {
         try {
           files = await this.editor.editTargets(gun, role, (b) => {
-            b.targets[tag] = meta;
+            setEntry(b.targets, tag, meta);
           });
           break;
         } catch (e) {

@@ -8,7 +8,7 @@
 import { canonicalBytes, canonicalString, type JsonValue } from '../core/json/canonical.js';
 import { signingMethod } from '../core/crypto/keys.js';
 import type { Signer } from '../core/crypto/signer.js';
-import type { DelegatedRole, FileMeta, Signature, TargetsBody } from '../core/tuf/metadata.js';
+import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
 import { TufValidationError } from '../core/tuf/errors.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
@@ -453,7 +453,7 @@ export class SigningService {
             const it = sized[i]!;
             const fm: FileMeta = { hashes: { sha256: hashOf(it.digest) }, length: it.size };
             if (it.custom) fm.custom = it.custom as JsonValue;
-            body.targets[it.tag] = fm;
+            setEntry(body.targets, it.tag, fm);
           }
         });
       }
@@ -507,7 +507,7 @@ export class SigningService {
     for (const r of roles) {
       const cur = await this.editor.trust.current(gun, r);
       const body = cur ? (JSON.parse(cur.bytes.toString('utf8')) as { signed: TargetsBody }).signed : undefined;
-      const fm = body?.targets?.[tag];
+      const fm = ownEntry(body?.targets, tag);
       if (fm) removed.push({ role: r, ...(digestOf(fm) ? { digest: digestOf(fm)! } : {}) });
     }
     if (removed.length === 0) {
@@ -527,7 +527,7 @@ export class SigningService {
     const out: string[] = [];
     for (const [role, bytes] of state.targets) {
       const body = (JSON.parse(bytes.toString('utf8')) as { signed: TargetsBody }).signed;
-      if (!body.targets?.[tag]) continue;
+      if (!ownEntry(body.targets, tag)) continue;
       try {
         await this.editor.signingRole(gun, role);
       } catch (e) {

@@ -10,7 +10,7 @@ import { generateSigner } from '../../src/core/crypto/signer.js';
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { routes } from '../../src/management/router.js';
 import { outsideKey, signAs } from './keys-helpers.js';
-import { checker, enc, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
+import { checker, enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
 
 let m: Mgmt;
 before(async () => (m = await startMgmt()));
@@ -288,4 +288,23 @@ test('every documented operation was exercised with a successful, schema-valid r
     .filter((o) => ![...c.seen].some((s) => s.startsWith(`${o.method} ${o.template} 2`)))
     .map((o) => `${o.method} ${o.template}`);
   assert.deepEqual(missing, []);
+});
+
+test('tags named like Object.prototype members ("__proto__", "constructor") are added, listed and removed like any other', async () => {
+  const gun = newGun('proto');
+  const g = enc(gun);
+  expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
+  expectStatus(await m.call('post', `/repositories/${g}/tags`, { body: { tag: '__proto__', digest: digest('a'), size: 10 } }), 200);
+  expectStatus(await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'constructor', digest: digest('b'), size: 20 } }), 200);
+  const targets = (await tuf(gun, 'targets')).signed.targets as Record<string, { length: number }>;
+  assert.deepEqual(Object.keys(targets), ['__proto__', 'constructor']);
+  assert.equal(targets['__proto__']!.length, 10);
+  const inspect = await m.call('get', `/repositories/${g}`);
+  assert.deepEqual(
+    inspect.body.signedTags.map((t: { tag: string; digest: string }) => [t.tag, t.digest]),
+    [['__proto__', digest('a')], ['constructor', digest('b')]],
+  );
+  expectError(await m.call('delete', `/repositories/${g}/tags/toString`), 404, 'NOT_FOUND');
+  expectStatus(await m.call('delete', `/repositories/${g}/tags/__proto__`), 200);
+  assert.deepEqual(Object.keys((await tuf(gun, 'targets')).signed.targets as object), ['constructor']);
 });

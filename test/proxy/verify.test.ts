@@ -218,3 +218,37 @@ test('a root whose certificate is not for this GUN is not trusted on first use',
   expectFailure(verifyRepository({ ...b.input, roots: [] }), 'no-trust-data');
   expectFailure(verifyRepository({ ...b.input, timestamp: Buffer.from('not json') }), 'malformed', 'timestamp');
 });
+
+// Tags are untrusted names, and "__proto__", "constructor", "toString"... are valid OCI tags.
+const OBJECT_MEMBER_TAGS = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'length', 'hashes'];
+/** An own "__proto__" member, as JSON.parse makes it (plain assignment would set the prototype). */
+const putOwn = (o: object, k: string, v: unknown) => Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+
+test('tags named like Object.prototype members are unsigned unless listed, like any other tag', async () => {
+  const repo = verifyRepository((await build()).input);
+  assert.ok(repo.ok, !repo.ok ? repo.message : '');
+  for (const tag of [...OBJECT_MEMBER_TAGS, 'v3']) {
+    const r = resolveTarget(repo, tag);
+    assert.equal(r.ok, false, tag);
+    assert.equal(!r.ok && r.reason, 'not-signed', `${tag}: ${!r.ok && r.message}`);
+  }
+});
+
+test('a signed "__proto__" tag resolves to its digest, and other member names stay unsigned', async () => {
+  const b = await build({ targets: (t) => void putOwn(t.targets, '__proto__', targetMeta('manifest-proto')) });
+  assert.match(b.roles.get('targets')!.toString(), /"__proto__":\{"hashes"/);
+  const repo = verifyRepository(b.input);
+  assert.ok(repo.ok, !repo.ok ? repo.message : '');
+  const t = resolveTarget(repo, '__proto__');
+  assert.ok(t.ok, !t.ok ? `${t.reason}: ${t.message}` : '');
+  assert.equal(t.digest, sha('manifest-proto'));
+  assert.equal(t.length, 'manifest-proto'.length);
+  assert.equal(t.role, 'targets');
+  assert.deepEqual(targetsForDigest(repo, sha('manifest-proto')).map((r) => r.name), ['__proto__']);
+  assert.ok(signedDigests(repo).has(sha('manifest-proto')));
+  for (const tag of OBJECT_MEMBER_TAGS.filter((x) => x !== '__proto__')) {
+    const r = resolveTarget(repo, tag);
+    assert.equal(!r.ok && r.reason, 'not-signed', tag);
+  }
+  assert.equal((resolveTarget(repo, 'v1') as { digest: string }).digest, sha('manifest-v1'));
+});

@@ -328,3 +328,54 @@ describe('inspect and public key', () => {
     assert.equal(res.headers['x-trustgate-key-id'], targetsKeyId);
   });
 });
+
+describe('tags named like Object.prototype members ("__proto__", "constructor", "toString" are valid OCI tags)', () => {
+  const targetsJson = async (gun: string) => {
+    const r = await s.agent.get(`/v2/${gun}/_trust/tuf/targets.json`);
+    assert.equal(r.status, 200);
+    return (JSON.parse(r.text) as { signed: { targets: Record<string, { hashes: { sha256: string }; length: number }> } }).signed.targets;
+  };
+  const verify = (gun: string, tag: string) => s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:${tag}` }).set(bearer(s.adminToken));
+
+  test('are signed into targets.json as their own entries, verify, and are revoked; unsigned ones are 404', async () => {
+    const gun = newGun('proto');
+    await initRepo(s, gun);
+    const dp = fakeDigest('proto');
+    const dc = fakeDigest('ctor');
+    const p = await post('sign', s.adminToken, { gun, tag: '__proto__', digest: dp, size: 11 });
+    assert.equal(p.status, 201, JSON.stringify(p.body));
+    assert.equal(p.body.published[0].tags, 1);
+    const c = await post('sign', s.adminToken, { gun, tag: 'constructor', digest: dc, size: 22 });
+    assert.equal(c.status, 201, JSON.stringify(c.body));
+    assert.equal(c.body.published[0].tags, 2);
+
+    const t = await targetsJson(gun);
+    assert.deepEqual(Object.keys(t), ['__proto__', 'constructor']);
+    assert.ok(Object.hasOwn(t, '__proto__'));
+    assert.deepEqual({ ...t['__proto__'] }, { hashes: { sha256: hexOf(dp) }, length: 11 });
+    assert.deepEqual({ ...t['constructor'] }, { hashes: { sha256: hexOf(dc) }, length: 22 });
+
+    const vp = await verify(gun, '__proto__');
+    assert.equal(vp.body.verdict, 'signed', JSON.stringify(vp.body));
+    assert.equal(vp.body.digest, dp);
+    assert.equal((await verify(gun, 'constructor')).body.digest, dc);
+    for (const tag of ['toString', 'hasOwnProperty', 'valueOf', 'length', 'hashes']) {
+      const v = await verify(gun, tag);
+      assert.equal(v.body.verdict, 'denied', tag);
+      assert.equal(v.body.reason, 'not-signed', `${tag}: ${JSON.stringify(v.body)}`);
+    }
+
+    for (const tag of ['toString', 'hasOwnProperty']) {
+      const gone = await unchanged(s, gun, () => post('revoke', s.adminToken, { gun, tag }));
+      assert.equal(gone.status, 404, `${tag}: ${JSON.stringify(gone.body)}`);
+      assert.equal(gone.body.error.code, 'TAG_NOT_FOUND');
+    }
+    const r = await post('revoke', s.adminToken, { gun, tag: '__proto__' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body.removed, [{ role: 'targets', digest: dp }]);
+    assert.deepEqual(Object.keys(await targetsJson(gun)), ['constructor']);
+    assert.equal((await verify(gun, '__proto__')).body.reason, 'not-signed');
+    const again = await unchanged(s, gun, () => post('revoke', s.adminToken, { gun, tag: '__proto__' }));
+    assert.equal(again.status, 404);
+  });
+});

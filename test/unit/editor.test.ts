@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
+import { PushSigner } from '../../src/proxy/signing.js';
 import { RepoEditor, ThresholdNotMetError } from '../../src/trust/editor.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
@@ -63,4 +64,19 @@ test('a targets edit that lacks signatures is refused with what is missing, and 
   );
   assert.deepEqual((await tg.app.trust.current(gun, 'targets'))!.bytes, before);
   assert.equal(Metadata.parse<TargetsBody>('targets', before).body.targets.x, undefined);
+});
+
+test('push signing a tag named "__proto__" or "constructor" lists it as an own target of the signed file', async () => {
+  const gun = 'example.com/editor/proto';
+  const signer = new PushSigner(tg.app.trust, tg.app.keys);
+  const hex = (s: string) => digest(s).toString('hex');
+  await signer.sign(gun, 'targets', '__proto__', `sha256:${hex('p')}`, 3);
+  await signer.sign(gun, 'targets', 'constructor', `sha256:${hex('c')}`, 4);
+  const bytes = (await tg.app.trust.current(gun, 'targets'))!.bytes;
+  const signed = (JSON.parse(bytes.toString('utf8')) as { signed: { targets: Record<string, { hashes: { sha256: string }; length: number }> } }).signed;
+  assert.deepEqual(Object.keys(signed.targets), ['__proto__', 'constructor']);
+  assert.equal(signed.targets['__proto__']!.hashes.sha256, digest('p').toString('base64'));
+  assert.equal(signed.targets['constructor']!.length, 4);
+  const body = Metadata.parse<TargetsBody>('targets', bytes).body;
+  assert.deepEqual(Object.keys(body.targets), ['__proto__', 'constructor']);
 });

@@ -147,15 +147,16 @@ test('targets file meta: custom kept, unknown fields dropped, null or missing ta
     'targets',
     targetsFile({ a: { custom: { x: [1, 'y'] }, hashes: { sha256: 'AAAA', sha512: 'BBBB' }, length: 5 }, b: { custom: null, hashes: {}, length: 0 }, c: { extra: true, hashes: { sha256: 'CCCC' }, length: 1 } }),
   );
-  assert.deepEqual(md.body.targets, {
+  // The typed map has no prototype (see readBody); compare its entries.
+  assert.deepEqual({ ...md.body.targets }, {
     a: { length: 5, hashes: { sha256: 'AAAA', sha512: 'BBBB' }, custom: { x: [1, 'y'] } },
     b: { length: 0, hashes: {}, custom: null },
     c: { length: 1, hashes: { sha256: 'CCCC' } },
   });
   assert.deepEqual(Object.keys(md.body.targets.a!), ['length', 'hashes', 'custom']);
-  assert.deepEqual(Metadata.parse<TargetsBody>('targets', targetsFile(null)).body.targets, {});
+  assert.deepEqual({ ...Metadata.parse<TargetsBody>('targets', targetsFile(null)).body.targets }, {});
   const none = Buffer.from(JSON.stringify({ signed: { _type: 'Targets', expires: '2099-01-01T00:00:00Z', version: 1 }, signatures: [] }));
-  assert.deepEqual(Metadata.parse<TargetsBody>('targets', none).body.targets, {});
+  assert.deepEqual({ ...Metadata.parse<TargetsBody>('targets', none).body.targets }, {});
 });
 
 test('editing the typed targets body leaves the signed tree, and so the message, unchanged', () => {
@@ -192,4 +193,22 @@ test('file meta shape errors keep their messages', () => {
   const ts = Buffer.from(JSON.stringify({ signed: { _type: 'Timestamp', expires: '2099-01-01T00:00:00Z', meta: { snapshot: { length: 1 } }, version: 1 }, signatures: [] }));
   assert.equal(err('timestamp', ts), 'timestamp: timestamp meta snapshot: hashes missing');
   assert.equal(err('targets', Buffer.from(JSON.stringify({ signed: { _type: 'Root', expires: '2099-01-01T00:00:00Z', version: 1 }, signatures: [] }))), 'targets: expected _type Targets, found "Root"');
+});
+
+test('target and snapshot meta names are own entries of the typed body: "__proto__" is kept, "constructor" is not found', () => {
+  // JSON.parse makes "__proto__" an own member, as any JSON reader does.
+  const targets = JSON.parse('{"__proto__":{"hashes":{"sha256":"AAAA"},"length":5},"v1":{"hashes":{"sha256":"BBBB"},"length":6}}') as unknown;
+  const md = Metadata.parse<TargetsBody>('targets', targetsFile(targets));
+  assert.deepEqual(Object.keys(md.body.targets), ['__proto__', 'v1']);
+  assert.ok(Object.hasOwn(md.body.targets, '__proto__'));
+  assert.deepEqual({ ...md.body.targets['__proto__'] }, { length: 5, hashes: { sha256: 'AAAA' } });
+  for (const name of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', 'length', 'hashes']) assert.equal(md.body.targets[name], undefined, name);
+  // The typed map and the signed tree's still canonicalise to the same text.
+  assert.equal(canonicalBytes(md.body.targets).toString(), canonicalBytes((md.signedTree as { targets: unknown }).targets).toString());
+
+  const meta = JSON.parse('{"__proto__":{"hashes":{"sha256":"AAAA"},"length":1},"root":{"hashes":{"sha256":"BBBB"},"length":2}}') as unknown;
+  const snap = Metadata.parse<SnapshotBody>('snapshot', Buffer.from(JSON.stringify({ signed: { _type: 'Snapshot', expires: '2099-01-01T00:00:00Z', meta, version: 1 }, signatures: [] })));
+  assert.deepEqual(Object.keys(snap.body.meta), ['__proto__', 'root']);
+  assert.equal(snap.body.meta.targets, undefined);
+  assert.equal(snap.body.meta['constructor'], undefined);
 });

@@ -75,6 +75,24 @@ function shapeError(msg: string): never {
   throw new ShapeError(msg);
 }
 
+// Target names (tags) are untrusted keys, and "__proto__", "constructor" or "toString" are valid
+// tags. The typed `targets` and `meta` maps have no prototype, so a lookup never finds an
+// inherited member and `map["__proto__"] = x` makes an own entry. Bodies edited for signing are
+// JSON clones whose maps do inherit from Object.prototype: there, write with setEntry (plain
+// assignment of "__proto__" would set the prototype and the entry would be left out of the JSON)
+// and read with ownEntry.
+const entryMap = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;
+
+/** Sets `map[name]` as an own, enumerable entry, whatever the name. */
+export function setEntry<T>(map: Record<string, T>, name: string, value: T): void {
+  Object.defineProperty(map, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** `map[name]` when it is an own entry of the map, never an inherited member. */
+export function ownEntry<T>(map: Record<string, T> | null | undefined, name: string): T | undefined {
+  return map != null && Object.hasOwn(map, name) ? map[name] : undefined;
+}
+
 // Runs once per target: messages are built only on failure and keys are walked without
 // Object.entries, as those strings and pair arrays were most of readBody's cost. It still copies:
 // reusing the parsed objects saved at most ~0.1 ms at 1,000 targets, and would let an edit of the
@@ -140,7 +158,7 @@ function readBody(type: RoleType, v: unknown): RoleBody {
       return { ...common, _type: 'Root', consistent_snapshot: v.consistent_snapshot === true, keys: readKeys(v.keys, 'root'), roles };
     }
     case 'Targets': {
-      const targets: Record<string, FileMeta> = {};
+      const targets = entryMap<FileMeta>();
       if (v.targets !== undefined && v.targets !== null) {
         need(isObj(v.targets), 'targets is not an object');
         const t = v.targets;
@@ -168,7 +186,7 @@ function readBody(type: RoleType, v: unknown): RoleBody {
     }
     case 'Snapshot': {
       need(isObj(v.meta), 'snapshot has no meta');
-      const meta: Record<string, FileMeta> = {};
+      const meta = entryMap<FileMeta>();
       const m = v.meta;
       for (const name of Object.keys(m)) meta[name] = readFileMeta(m[name], 'snapshot meta', name);
       return { ...common, _type: 'Snapshot', meta };

@@ -6,7 +6,7 @@
 // verified view or a typed failure goes out. Nothing here trusts the server that stored the data.
 import type { TufKey } from '../crypto/keys.js';
 import { MalformedMetadataError, TufValidationError } from './errors.js';
-import { Metadata, checkFileMeta, countValidSignatures, type FileMeta, type RoleKeys, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from './metadata.js';
+import { Metadata, checkFileMeta, countValidSignatures, ownEntry, type FileMeta, type RoleKeys, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from './metadata.js';
 import { parentRole } from './roles.js';
 import { formatRfc3339 } from './time.js';
 import { validRootKeys } from './update.js';
@@ -315,7 +315,7 @@ export function resolveTarget(repo: VerifiedRepo, name: string, req: TargetRequi
   const outside: string[] = [];
   for (const roleName of order) {
     const role = repo.roles.get(roleName);
-    const fm = role?.targets[name];
+    const fm = role && ownEntry(role.targets, name);
     if (!role || !fm) continue;
     if (!inPaths(role, name)) {
       outside.push(roleName);
