@@ -44,7 +44,8 @@ export function parseArgs(argv: readonly string[], spec: Record<string, OptionSp
       positionals.push(a);
       continue;
     }
-    const s = spec[name];
+    // Own entries only: `--constructor` must be an unknown option, not Object.prototype's member.
+    const s = Object.hasOwn(spec, name) ? spec[name] : undefined;
     if (!s) throw new UsageError(`unknown option --${name}`);
     if (!s.value) {
       if (inline !== undefined) throw new UsageError(`--${name} takes no value`);

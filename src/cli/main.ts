@@ -79,7 +79,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   while (i < argv.length && argv[i]!.startsWith('-')) {
     const a = argv[i]!;
     const name = a.startsWith('--') ? a.slice(2).split('=')[0]! : a.slice(1);
-    const spec = GLOBAL[name] ?? Object.values(GLOBAL).find((s) => s.short === name);
+    const spec = (Object.hasOwn(GLOBAL, name) ? GLOBAL[name] : undefined) ?? Object.values(GLOBAL).find((s) => s.short === name);
     if (!spec) break;
     globals.push(a);
     if (spec.value && !a.includes('=')) globals.push(argv[++i] ?? '');

@@ -41,6 +41,13 @@ describe('usage and connection errors', () => {
     exits(await admin.run(['sign', `registry.example.com/app@${fakeDigest('x')}`, '--tag', 'bad/tag']), 2);
     exits(await admin.run(['sign', `registry.example.com/app@${fakeDigest('x')}`, '--tag', 'v1', '--size', '0']), 2);
     exits(await admin.run(['verify', 'registry.example.com/app', '--nope']), 2);
+    // Option names are looked up as own entries: Object.prototype's members are unknown options too.
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const r = await admin.run(['verify', 'registry.example.com/app:v1', `--${name}`]);
+      exits(r, 2);
+      assert.match(r.stderr, new RegExp(`unknown option --${name}`));
+      exits(await admin.run([`--${name}`, 'verify', 'registry.example.com/app:v1']), 2);
+    }
     const help = await admin.run(['--help']);
     exits(help, 0);
     assert.match(help.stdout, /sign IMAGE@DIGEST/);
