@@ -261,6 +261,15 @@ test('a root whose role threshold is larger than its keys: refused', async () =>
   await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', 'role targets threshold 2 is larger than its 1 keys'));
 });
 
+test('key IDs named like Object.prototype members (constructor, __proto__) are unknown keys: ErrBadRoot, never a 500', async () => {
+  const repo = await initRepo(s.agent, newGun('proto-keyid'), { serverSnapshot: true });
+  for (const id of ['constructor', '__proto__', 'toString']) {
+    const body = repo.rootBodyFor(2);
+    body.roles.targets.keyids = [id];
+    await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', `key ${id} of role targets is not in root keys`));
+  }
+});
+
 test('a root that drops the server timestamp key: ErrBadRoot "no  timestamp keys exist on the server"', async () => {
   const repo = await initRepo(s.agent, newGun('nots'), { serverSnapshot: true });
   const body = repo.rootBodyFor(2, { timestamp: [generateSigner('ecdsa').key] });
@@ -337,6 +346,7 @@ test('delegation entries that are not direct children, or whose threshold exceed
     [{ keyids: [key.id], name: 'targets/a/*', paths: [''], threshold: 1 }, 'invalid delegation targets/a/*: must be a direct child of targets'],
     [{ keyids: [key.id], name: 'targets/a', paths: [''], threshold: 2 }, 'delegation targets/a: threshold 2 is larger than its 1 keys'],
     [{ keyids: ['0'.repeat(64)], name: 'targets/a', paths: [''], threshold: 1 }, `delegation targets/a: key ${'0'.repeat(64)} is not in delegations.keys`],
+    [{ keyids: ['constructor'], name: 'targets/a', paths: [''], threshold: 1 }, 'delegation targets/a: key constructor is not in delegations.keys'],
   ] as const) {
     const body = server.next('targets', (b: TargetsBody) => {
       b.delegations = { keys: { [key.id]: key.key }, roles: [{ ...entry, paths: [...entry.paths], keyids: [...entry.keyids] }] };

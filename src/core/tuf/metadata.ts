@@ -126,7 +126,8 @@ function readRoleKeys(v: unknown, what: string): RoleKeys {
 /** Keys maps must hold each key under its own ID; a mismatch is an error, never skipped. */
 function readKeys(v: unknown, what: string): Record<string, TufKey> {
   need(isObj(v), `${what}: keys is not an object`);
-  const out: Record<string, TufKey> = {};
+  // Key IDs in role and delegation entries are untrusted too: `keys["constructor"]` must miss.
+  const out = entryMap<TufKey>();
   for (const [id, raw] of Object.entries(v)) {
     let k: TufKey;
     try {
