@@ -355,6 +355,19 @@ test('delegation entries that are not direct children, or whose threshold exceed
   }
 });
 
+test('delegations with keys null or absent: a role naming key constructor/toString/__proto__ is refused (not found on Object.prototype)', async () => {
+  for (const keys of [null, undefined]) {
+    for (const id of ['constructor', 'toString', '__proto__']) {
+      const body = server.next('targets', (b: TargetsBody) => {
+        const d: Record<string, unknown> = { roles: [{ keyids: [id], name: 'targets/a', paths: [''], threshold: 1 }] };
+        if (keys === null) d.keys = null;
+        (b as unknown as { delegations: unknown }).delegations = d;
+      });
+      await refused(server.gun, [['targets', await sign(body, [server.targetsKey])]], 400, invalidUpdate('ErrBadTargets', `delegation targets/a: key ${id} is not in delegations.keys`));
+    }
+  }
+});
+
 test('one bad file refuses the whole publish: a valid targets with an invalid delegation stores nothing', async () => {
   const repo = await initRepo(s.agent, newGun('atomic'), { serverSnapshot: true });
   const key = generateSigner('ecdsa');

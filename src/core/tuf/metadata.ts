@@ -165,14 +165,16 @@ function readBody(type: RoleType, v: unknown): RoleBody {
         const t = v.targets;
         for (const name of Object.keys(t)) targets[name] = readFileMeta(t[name], 'target', name);
       }
-      let delegations: Delegations = { keys: {}, roles: [] };
+      // Absent or null `keys` must give an empty map without a prototype too, or a delegation naming
+      // key "constructor" finds Object.prototype's member and passes checkDelegationList.
+      let delegations: Delegations = { keys: entryMap<TufKey>(), roles: [] };
       if (v.delegations !== undefined && v.delegations !== null) {
         const d = v.delegations;
         need(isObj(d), 'delegations is not an object');
         const roles = d.roles ?? [];
         need(Array.isArray(roles), 'delegation roles is not a list');
         delegations = {
-          keys: d.keys === undefined || d.keys === null ? {} : readKeys(d.keys, 'delegations'),
+          keys: d.keys === undefined || d.keys === null ? entryMap<TufKey>() : readKeys(d.keys, 'delegations'),
           roles: roles.map((r, i) => {
             const rk = readRoleKeys(r, `delegation ${i}`);
             const o = r as Record<string, unknown>;
