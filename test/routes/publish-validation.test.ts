@@ -261,6 +261,14 @@ test('a root whose role threshold is larger than its keys: refused', async () =>
   await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', 'role targets threshold 2 is larger than its 1 keys'));
 });
 
+test('a role listing one key twice is refused: [k, k] with threshold 2 passed the threshold check but can never be met', async () => {
+  const repo = await initRepo(s.agent, newGun('dup-keyid'), { serverSnapshot: true });
+  const body = repo.rootBodyFor(2, { thresholds: { targets: 2 } });
+  const id = body.roles.targets.keyids[0]!;
+  body.roles.targets.keyids = [id, id];
+  await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', `role targets lists key ${id} more than once`));
+});
+
 test('key IDs named like Object.prototype members (constructor, __proto__) are unknown keys: ErrBadRoot, never a 500', async () => {
   const repo = await initRepo(s.agent, newGun('proto-keyid'), { serverSnapshot: true });
   for (const id of ['constructor', '__proto__', 'toString']) {
@@ -347,6 +355,7 @@ test('delegation entries that are not direct children, or whose threshold exceed
     [{ keyids: [key.id], name: 'targets/a', paths: [''], threshold: 2 }, 'delegation targets/a: threshold 2 is larger than its 1 keys'],
     [{ keyids: ['0'.repeat(64)], name: 'targets/a', paths: [''], threshold: 1 }, `delegation targets/a: key ${'0'.repeat(64)} is not in delegations.keys`],
     [{ keyids: ['constructor'], name: 'targets/a', paths: [''], threshold: 1 }, 'delegation targets/a: key constructor is not in delegations.keys'],
+    [{ keyids: [key.id, key.id], name: 'targets/a', paths: [''], threshold: 2 }, `delegation targets/a: key ${key.id} is listed more than once`],
   ] as const) {
     const body = server.next('targets', (b: TargetsBody) => {
       b.delegations = { keys: { [key.id]: key.key }, roles: [{ ...entry, paths: [...entry.paths], keyids: [...entry.keyids] }] };

@@ -401,6 +401,9 @@ export function checkDelegationList(parent: string, d: Delegations): string | un
     }
     // A delegation with no keys is disabled (notary's `delegation remove` of the last key);
     // one with some keys but fewer than its threshold could never sign: refuse that.
+    // Signatures count once per distinct key, so a repeated key ID would let [k, k] pass with threshold 2.
+    const dup = r.keyids.find((id, i) => r.keyids.indexOf(id) !== i);
+    if (dup !== undefined) return `delegation ${r.name}: key ${dup} is listed more than once`;
     if (r.keyids.length > 0 && r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
     for (const id of r.keyids) if (!d.keys[id]) return `delegation ${r.name}: key ${id} is not in delegations.keys`;
   }
