@@ -189,12 +189,16 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   }
 
   async function changefeed(req: IncomingMessage, res: ServerResponse, gun: string | undefined): Promise<void> {
-    // Only here is the query needed; the path was taken from the raw target already.
-    const url = new URL(req.url ?? '/', 'http://x');
-    const rec = parseInt32(url.searchParams.get('records') ?? '');
+    // Only here is the query needed; the path was taken from the raw target already. The query is
+    // cut from the raw target too: new URL() over an absolute-form target throws for a host it
+    // cannot parse (`GET http://[/v2/_trust/changefeed`), which answered 500.
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const params = new URLSearchParams(q < 0 ? '' : target.slice(q + 1).split('#', 1)[0]);
+    const rec = parseInt32(params.get('records') ?? '');
     if (typeof rec === 'string') return sendError(res, E.INVALID_PARAMETERS, `invalid records parameter: ${rec}`);
     // change_id: Go's strconv.ParseInt(id, 10, 32); any negative id means "from the newest, backwards".
-    const cidText = url.searchParams.get('change_id') ?? '';
+    const cidText = params.get('change_id') ?? '';
     const cid = cidText === '' ? 0 : parseInt32(cidText);
     if (typeof cid === 'string') return sendError(res, E.INVALID_PARAMETERS, {});
     const records = rec === 0 ? 100 : Math.max(-1000, Math.min(1000, rec));

@@ -156,3 +156,12 @@ test('changefeed of an invalid GUN: bare 404', async () => {
   assertError(await raw(s.agent.get(`/v2/${newGun('x')}/_trust/tuf/nope.json`)), 404, NOT_FOUND_BARE);
   assertError(await raw(s.agent.get(tufPath(newGun('x'), 'root.json'))), 404, NOT_FOUND_DETAIL);
 });
+
+test('changefeed asked for in absolute form whose authority is not a valid URL host: answered like the path, never a 500', async () => {
+  // The route comes from the raw path (authority stripped); the query was read with new URL() over
+  // the whole target, which throws for `http://[/...` (TypeError: Invalid URL → 500 UNKNOWN).
+  const want = (await raw(s.agent.get('/v2/_trust/changefeed?records=1'))).body.toString();
+  const res = await rawRequest(s, 'GET', 'http://[/v2/_trust/changefeed?records=1');
+  assert.equal(res.status, 200, res.body.toString());
+  assert.equal(res.body.toString(), want);
+});
