@@ -420,7 +420,12 @@ export function createManagementRouter(d: RouterDeps): express.Router {
         if (r.body) validator.check(r.body, body);
         else if (req.body !== undefined && Object.keys(req.body as object).length > 0) throw badRequest('INVALID_REQUEST', 'this endpoint takes no request body');
         const query: Record<string, string | undefined> = {};
-        for (const [k, v] of Object.entries(req.query as Record<string, unknown>)) if (typeof v === 'string') query[k] = v;
+        // `?keys=delete&keys=delete` arrives as an array: refuse it rather than drop it, which went
+        // on as if the parameter were absent (that DELETE removed the repository and kept its keys).
+        for (const [k, v] of Object.entries(req.query as Record<string, unknown>)) {
+          if (typeof v !== 'string') throw badRequest('INVALID_REQUEST', `query parameter ${JSON.stringify(k.slice(0, 40))} is given more than once`);
+          query[k] = v;
+        }
         const reply = await r.handler({ req, res, actor, params, query, body });
         res.status(reply.status).json(reply.body);
       })().catch(next);

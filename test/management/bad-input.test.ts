@@ -120,6 +120,17 @@ test('malformed requests: bad JSON, unknown fields, wrong types, bad GUNs, bad t
   await refused(404, 'NOT_FOUND', () => m.call('delete', `/repositories/${g}/tags/never-signed`));
 });
 
+test('a query parameter given twice is refused, never silently dropped (DELETE ?keys=delete&keys=delete deleted the repository but kept its keys)', async () => {
+  const other = newGun('dup-query');
+  expectStatus(await m.call('post', '/repositories', { body: { gun: other, rootKey: 'keystore' } }), 201);
+  await assertUnchanged(m, other, async () => {
+    expectError(await m.call('delete', `/repositories/${enc(other)}?keys=delete&keys=delete`), 400, 'INVALID_REQUEST');
+  });
+  await refused(400, 'INVALID_REQUEST', () => m.call('get', '/expiring?within=1s&within=2w'));
+  await refused(400, 'INVALID_REQUEST', () => m.call('get', '/audit?limit=1&limit=2'));
+  await refused(400, 'INVALID_REQUEST', () => m.call('delete', `/repositories/${g}/tags/v1?role=targets&role=${enc('targets/scoped')}`));
+});
+
 test('tags follow the input rules of the signing API (one implementation): sha256: digests, sizes above 0, OCI tags, targets roles', async () => {
   const sha = `sha256:${'a'.repeat(64)}`;
   await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: 'a'.repeat(64), size: 1 } }));
