@@ -7,6 +7,9 @@ import { DraftBuilder, allRoles, requireRole, roleKeysOf } from './draft.js';
 import { badRequest, notFound } from './errors.js';
 import { SERVER_ROLES, roleFile, type ManagementContext, type OfflineKeyInput } from './context.js';
 
+/** The last instant an RFC 3339 time can name (a four-digit year). */
+const MAX_DATE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 export class Expiry {
   constructor(private c: ManagementContext) {}
 
@@ -23,7 +26,10 @@ export class Expiry {
       }
     }
     items.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
-    return { within: Math.round(withinMs / 1000), cutoff: new Date(cutoff).toISOString(), items };
+    // openapi allows up to 999999999w, far past the largest Date (8.64e15 ms): toISOString threw a
+    // RangeError (500), and past year 9999 it writes no RFC 3339 time. The answer shows the cutoff
+    // clamped to the last writable instant; the comparison above used the exact one.
+    return { within: Math.round(withinMs / 1000), cutoff: new Date(Math.min(cutoff, MAX_DATE_MS)).toISOString(), items };
   }
 
   /** Re-signs targets roles (and root, if asked) with fresh expiry; each role is its own change. */

@@ -131,6 +131,14 @@ test('a query parameter given twice is refused, never silently dropped (DELETE ?
   await refused(400, 'INVALID_REQUEST', () => m.call('delete', `/repositories/${g}/tags/v1?role=targets&role=${enc('targets/scoped')}`));
 });
 
+test('the longest documented within (999999999w) answers 200: its cutoff lies past the largest date (was a RangeError, 500)', async () => {
+  for (const within of ['999999999w', '999999999d']) {
+    const r = await m.call('get', `/expiring?within=${within}`);
+    expectStatus(r, 200);
+    assert.ok(r.body.items.some((i: { gun: string }) => i.gun === gun), 'every role expires before the cutoff');
+  }
+});
+
 test('tags follow the input rules of the signing API (one implementation): sha256: digests, sizes above 0, OCI tags, targets roles', async () => {
   const sha = `sha256:${'a'.repeat(64)}`;
   await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: 'a'.repeat(64), size: 1 } }));
