@@ -439,6 +439,8 @@ export function createManagementRouter(d: RouterDeps): express.Router {
     if (t === 'entity.parse.failed') e = badRequest('INVALID_JSON', 'the request body is not valid JSON');
     else if (t === 'entity.too.large') e = new ApiError(413, 'PAYLOAD_TOO_LARGE', 'the request body is too large');
     else if (t !== undefined && (err as { status?: number }).status === 415) e = new ApiError(400, 'INVALID_REQUEST', 'unsupported request encoding');
+    // Express decodes path parameters and raises a URIError for `%ZZ`: a bad request, not a 500.
+    else if (err instanceof URIError) e = badRequest('INVALID_REQUEST', 'a path segment is not valid percent-encoding');
     else e = toApiError(err);
     if (e.status >= 500) d.log('error', 'management API error', { error: (err as Error).message });
     res.status(e.status).json(errorBody(e));

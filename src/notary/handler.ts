@@ -378,6 +378,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       try {
         path = decodeURIComponent(raw);
       } catch {
+        // Only Notary paths get notary's 404: `/api/v1/repositories/%ZZ` is the management API's
+        // to refuse (it answered {"errors":[METADATA_NOT_FOUND]}, not the API's error shape).
+        if (!raw.startsWith('/v2/')) return false;
         sendError(res, E.METADATA_NOT_FOUND);
         return Promise.resolve(true);
       }

@@ -139,6 +139,12 @@ test('the longest documented within (999999999w) answers 200: its cutoff lies pa
   }
 });
 
+test('a path segment that is not valid percent-encoding is a 400, never a 500 (express raised a URIError)', async () => {
+  await refused(400, 'INVALID_REQUEST', () => m.call('get', '/repositories/%ZZ'));
+  await refused(400, 'INVALID_REQUEST', () => m.call('delete', `/repositories/${g}/tags/%E0%A4%A`));
+  await refused(400, 'INVALID_REQUEST', () => m.call('get', '/pending/%C0'));
+});
+
 test('tags follow the input rules of the signing API (one implementation): sha256: digests, sizes above 0, OCI tags, targets roles', async () => {
   const sha = `sha256:${'a'.repeat(64)}`;
   await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: 'a'.repeat(64), size: 1 } }));
