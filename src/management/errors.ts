@@ -92,6 +92,12 @@ export function toApiError(e: unknown): ApiError {
   return new ApiError(500, 'INTERNAL', 'internal error');
 }
 
+/** A 4xx the JSON body parser raised (http-errors marks those `expose`), not one of our own errors. */
+export function isBodyParserError(err: unknown): boolean {
+  const e = err as { status?: unknown; expose?: unknown };
+  return !(err instanceof ApiError) && e?.expose === true && typeof e.status === 'number' && e.status >= 400 && e.status < 500;
+}
+
 export function errorBody(e: ApiError): ErrorBody {
   return { error: { code: e.code, message: e.message } };
 }

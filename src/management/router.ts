@@ -8,7 +8,7 @@ import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/g
 import { ScopeError, allows, validateScope, type Permission, type Scope, type TokenStore } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../log.js';
-import { ApiError, badRequest, conflict, errorBody, notFound, toApiError } from './errors.js';
+import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound, toApiError } from './errors.js';
 import { RequestValidator } from './schemas.js';
 import { parseDuration, type ChangeResult, type OfflineKeyInput } from './context.js';
 import type { ManagementService } from './service.js';
@@ -438,7 +438,9 @@ export function createManagementRouter(d: RouterDeps): express.Router {
     const t = (err as { type?: string }).type;
     if (t === 'entity.parse.failed') e = badRequest('INVALID_JSON', 'the request body is not valid JSON');
     else if (t === 'entity.too.large') e = new ApiError(413, 'PAYLOAD_TOO_LARGE', 'the request body is too large');
-    else if (t !== undefined && (err as { status?: number }).status === 415) e = new ApiError(400, 'INVALID_REQUEST', 'unsupported request encoding');
+    // Any other refusal of the JSON parser (an unknown encoding or charset: 415; a corrupt gzip
+    // body: 400 without a `type`) is the client's: it answered 500 INTERNAL when untyped.
+    else if (isBodyParserError(err)) e = new ApiError(400, 'INVALID_REQUEST', 'the request body could not be read: unsupported or corrupt encoding');
     // Express decodes path parameters and raises a URIError for `%ZZ`: a bad request, not a 500.
     else if (err instanceof URIError) e = badRequest('INVALID_REQUEST', 'a path segment is not valid percent-encoding');
     else e = toApiError(err);

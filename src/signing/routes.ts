@@ -9,7 +9,7 @@ import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.
 import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
 import type { TokenStore } from '../auth/tokens.js';
-import { ApiError, toApiError } from '../management/errors.js';
+import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
 import type { Logger } from '../log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, parseImageRef, SigningInputError } from './validate.js';
@@ -222,6 +222,8 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     if (err?.type === 'entity.too.large') return void res.status(413).json({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large' } });
     if (e instanceof SigningInputError) return void res.status(400).json({ error: { code: 'INVALID_REQUEST', message: e.message, field: e.field } });
     if (e instanceof SigningError) return void res.status(e.status).json({ error: { code: e.code, message: e.message, ...e.extra } });
+    // Other refusals of the JSON parser (unknown encoding or charset, corrupt gzip) fell through to 500.
+    if (isBodyParserError(e)) return void res.status(400).json({ error: { code: 'INVALID_REQUEST', message: 'the request body could not be read: unsupported or corrupt encoding' } });
     const api = toApiError(e);
     if (api.status >= 500) deps.log?.('error', 'signing request failed', { error: (e as Error)?.message });
     if (api.status === 401) res.setHeader('WWW-Authenticate', res.getHeader('WWW-Authenticate') ?? 'Bearer realm="trustgate"');

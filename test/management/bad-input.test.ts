@@ -139,6 +139,21 @@ test('the longest documented within (999999999w) answers 200: its cutoff lies pa
   }
 });
 
+test('a body the JSON parser cannot read (corrupt gzip, unknown encoding or charset) is a 400, never a 500', async () => {
+  const body = JSON.stringify({ tag: 'v1', digest: `sha256:${'a'.repeat(64)}`, size: 1 });
+  for (const headers of [
+    { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' },
+    { 'Content-Type': 'application/json', 'Content-Encoding': 'x-unknown' },
+    { 'Content-Type': 'application/json; charset=latin1' },
+  ]) {
+    await assertUnchanged(m, gun, async () => {
+      const res = await request(m.tg.url).post(`/api/v1/repositories/${g}/tags`).set('Authorization', `Bearer ${m.admin}`).set(headers).send(body);
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.body.error.code, 'INVALID_REQUEST', `${JSON.stringify(headers)}: ${res.text}`);
+    });
+  }
+});
+
 test('a path segment that is not valid percent-encoding is a 400, never a 500 (express raised a URIError)', async () => {
   await refused(400, 'INVALID_REQUEST', () => m.call('get', '/repositories/%ZZ'));
   await refused(400, 'INVALID_REQUEST', () => m.call('delete', `/repositories/${g}/tags/%E0%A4%A`));

@@ -200,6 +200,19 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
     assert.equal(res.body.error.code, 'INVALID_JSON');
   });
 
+  test('a body the JSON parser cannot read (corrupt gzip, unknown encoding or charset): 400 as in the management API, never 500', async () => {
+    const body = JSON.stringify(good());
+    for (const headers of [
+      { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' },
+      { 'Content-Type': 'application/json', 'Content-Encoding': 'x-unknown' },
+      { 'Content-Type': 'application/json; charset=latin1' },
+    ]) {
+      const res = await unchanged(s, gun, () => s.agent.post('/api/v1/signing/sign').set(bearer(s.adminToken)).set(headers).send(body));
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'INVALID_REQUEST');
+    }
+  });
+
   test('a repository without trust data: 404', async () => {
     const res = await post('sign', s.adminToken, { ...good(), gun: newGun('none') });
     assert.equal(res.status, 404);
