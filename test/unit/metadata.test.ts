@@ -5,7 +5,7 @@ import { canonicalKeyId, keyId, verifySignature, type TufKey } from '../../src/c
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { MalformedMetadataError, TufValidationError } from '../../src/core/tuf/errors.js';
-import { Metadata, checkFileMeta, signBody, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../../src/core/tuf/metadata.js';
+import { Metadata, checkFileMeta, countValidSignatures, signBody, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../../src/core/tuf/metadata.js';
 
 const fix = (n: string) => readFileSync(new URL(`../fixtures/notary/metadata/${n}`, import.meta.url));
 const root = Metadata.parse<RootBody>('root', fix('root.json'));
@@ -211,4 +211,16 @@ test('target and snapshot meta names are own entries of the typed body: "__proto
   assert.deepEqual(Object.keys(snap.body.meta), ['__proto__', 'root']);
   assert.equal(snap.body.meta.targets, undefined);
   assert.equal(snap.body.meta['constructor'], undefined);
+});
+
+test('countValidSignatures looks keys up as own entries: a key ID named like an Object.prototype member is an unknown key, never a crash', async () => {
+  const s = generateSigner('ecdsa');
+  const message = Buffer.from('message');
+  const sig = (await s.sign(message)).toString('base64');
+  for (const id of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    // A plain object (as a root's keys map built elsewhere would be) and an allowed list naming the ID.
+    const keys: Record<string, TufKey> = { [s.id]: s.key };
+    assert.deepEqual([...countValidSignatures(message, [{ keyid: id, method: 'ecdsa', sig }], keys, [id, s.id])], []);
+  }
+  assert.deepEqual([...countValidSignatures(message, [{ keyid: s.id, method: 'ecdsa', sig }], { [s.id]: s.key }, [s.id])], [s.id]);
 });

@@ -372,7 +372,8 @@ export function countValidSignatures(
   const valid = new Set<string>();
   for (const s of signatures) {
     if (valid.has(s.keyid) || !allowed.includes(s.keyid)) continue;
-    const key = keys[s.keyid];
+    // Own entries only: a signature's key ID is untrusted, and maps built elsewhere inherit Object.prototype.
+    const key = ownEntry(keys, s.keyid);
     if (!key) continue;
     if (verifySignature(key, message, s.method, Buffer.from(s.sig, 'base64'))) valid.add(s.keyid);
   }
