@@ -19,6 +19,7 @@ import type { PushSigner } from './signing.js';
 import { Upstream, UpstreamError, endToEnd } from './upstream.js';
 import type { Verdict, Verifier } from './verifier.js';
 import { ociDigest } from '../core/digest.js';
+import { MultipartError, readBody as readRequestBody } from '../notary/multipart.js';
 
 // Registry name grammar (distribution/reference).
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
@@ -505,9 +506,12 @@ export class RegistryProxy {
     const { req, res, rule } = ctx;
     let body: Buffer;
     try {
-      body = await Upstream.readBody(req, MAX_MANIFEST_BYTES);
-    } catch {
-      return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES });
+      // Not Upstream.readBody: it destroys the request past the limit, and with it the socket
+      // the 413 must go out on. This one drains the rest, so the client still sending reads it.
+      body = await readRequestBody(req, MAX_MANIFEST_BYTES);
+    } catch (e) {
+      if (e instanceof MultipartError && e.kind === 'TOO_LARGE') return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
+      return void res.destroy(); // the request broke off: nobody to answer
     }
     let up: IncomingMessage;
     try {

@@ -1,0 +1,41 @@
+// Bad input at the proxy: odd names and oversized bodies get a clear OCI 4xx error, never a
+// dropped connection, and nothing of them reaches the upstream or the trust data.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { MAX_GUN_LENGTH } from '../../src/core/tuf/gun.js';
+import { MAX_MANIFEST_BYTES } from '../../src/proxy/server.js';
+import { MEDIA_TYPES } from '../helpers/oci.js';
+import { get, sha256, startStack, type Stack } from './support.js';
+
+let s: Stack;
+before(async () => {
+  s = await startStack();
+});
+after(async () => {
+  await s?.stop();
+});
+
+/** A manifest the upstream accepts in `repo` (its config blob pushed straight to the upstream). */
+async function manifestFor(repo: string): Promise<Buffer> {
+  const config = Buffer.from('{}');
+  const start = await get(`${s.reg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  assert.equal(start.status, 202, start.body.toString());
+  const loc = new URL(start.headers.get('location')!, s.reg.url);
+  loc.searchParams.set('digest', sha256(config));
+  assert.equal((await get(loc.toString(), { method: 'PUT', body: config })).status, 201);
+  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length }, layers: [] }));
+}
+
+test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a reset connection', async () => {
+  const big = Buffer.alloc(MAX_MANIFEST_BYTES + 1024 * 1024, 0x20);
+  const r = await get(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: big, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  assert.equal(r.status, 413, r.body.toString());
+  assert.equal(r.json().errors[0].code, 'SIZE_INVALID');
+  // Without a Content-Length (chunked), the limit is found while reading.
+  const chunks = [big.subarray(0, 1024 * 1024), big.subarray(1024 * 1024)];
+  const stream = new ReadableStream({ pull: (c) => (chunks.length ? c.enqueue(new Uint8Array(chunks.shift()!)) : c.close()) });
+  const chunked = await fetch(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: stream, duplex: 'half', headers: { 'content-type': MEDIA_TYPES.ociManifest } } as RequestInit);
+  assert.equal(chunked.status, 413);
+  assert.equal((await chunked.json()).errors[0].code, 'SIZE_INVALID');
+  assert.equal((await get(`${s.reg.url}/v2/team/big/manifests/v1`)).status, 404, 'nothing reached the upstream');
+});
