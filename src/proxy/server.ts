@@ -19,6 +19,7 @@ import type { PushSigner } from './signing.js';
 import { Upstream, UpstreamError, endToEnd } from './upstream.js';
 import type { Verdict, Verifier } from './verifier.js';
 import { ociDigest } from '../core/digest.js';
+import { MAX_GUN_LENGTH } from '../core/tuf/gun.js';
 import { MultipartError, readBody as readRequestBody } from '../notary/multipart.js';
 
 // Registry name grammar (distribution/reference).
@@ -195,6 +196,10 @@ export class RegistryProxy {
     if (!route || !m) return send(res, E.NAME_INVALID, { path });
     const repo = m[1]!;
     const gun = this.gunFor(repo);
+    // The name grammar has no length limit, and the registry part lengthens the GUN: a name whose
+    // GUN is over 255 bytes would be signed into trust data the Notary API refuses to serve.
+    // (Length only: the name grammar makes valid segments, and an IPv6 registry part fails isValidGun.)
+    if (Buffer.byteLength(gun) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { name: repo, limit: MAX_GUN_LENGTH - Buffer.byteLength(this.gunFor('')) }, `repository name too long: its GUN is over ${MAX_GUN_LENGTH} bytes`);
     const write = !(method === 'GET' || method === 'HEAD');
     const principal = this.authorize(req, res, write ? 'push' : 'pull', gun);
     if (!principal) return;

@@ -39,3 +39,22 @@ test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a re
   assert.equal((await chunked.json()).errors[0].code, 'SIZE_INVALID');
   assert.equal((await get(`${s.reg.url}/v2/team/big/manifests/v1`)).status, 404, 'nothing reached the upstream');
 });
+
+test('a name whose GUN trustgate cannot hold (over 255 bytes with the registry part) is NAME_INVALID, and nothing is stored or signed', async () => {
+  // A valid registry name (under 255 characters) that only the registry part pushes over.
+  const repo = `team/${'n'.repeat(MAX_GUN_LENGTH - s.gun('team/').length + 1)}`;
+  assert.ok(repo.length <= 255 && s.gun(repo).length === MAX_GUN_LENGTH + 1);
+  const manifest = await manifestFor(repo);
+  const push = await get(`${s.px.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: manifest, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  assert.equal(push.status, 404, push.body.toString());
+  assert.equal(push.json().errors[0].code, 'NAME_INVALID');
+  assert.equal((await get(`${s.reg.url}/v2/${repo}/manifests/v1`)).status, 404, 'nothing reached the upstream');
+  assert.equal(await s.tg.app.trust.current(s.gun(repo), 'root'), undefined, 'no trust data was made for it');
+  for (const method of ['GET', 'HEAD']) {
+    const pull = await get(`${s.px.url}/v2/${repo}/manifests/v1`, { method });
+    assert.equal(pull.status, 404, method);
+  }
+  const longer = await get(`${s.px.url}/v2/${'a'.repeat(300)}/manifests/v1`);
+  assert.equal(longer.status, 404);
+  assert.equal(longer.json().errors[0].code, 'NAME_INVALID');
+});
