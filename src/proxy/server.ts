@@ -38,6 +38,7 @@ const ROUTES: Array<[RegExp, Route]> = [
 type Route = 'manifest' | 'upload-start' | 'upload' | 'blob' | 'tags' | 'referrers';
 
 const DIGEST_RE = new RegExp(`^${DIGEST}$`);
+const NAME_RE = new RegExp(`^${NAME}$`);
 /** cosign's tag for the signature (and attestation, SBOM) of `sha256:<hex>`. */
 const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})\.(sig|att|sbom)$/;
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
@@ -218,8 +219,13 @@ export class RegistryProxy {
       return send(res, E.UNSUPPORTED);
     }
     if (route === 'upload-start' && method === 'POST') {
-      // A cross-repository mount reads the source repository too.
+      // A cross-repository mount reads the source repository too: the client needs read access
+      // to it here, as the upstream would ask of it (the proxy's own credentials can read it all).
       const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
+      if (from) {
+        if (!NAME_RE.test(from) || Buffer.byteLength(this.gunFor(from)) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
+        if (!this.authorize(req, res, 'pull', this.gunFor(from))) return;
+      }
       const mountScope = from ? `${scope} repository:${from}:pull` : scope;
       return this.forward(req, res, url, { scope: mountScope, body: true });
     }

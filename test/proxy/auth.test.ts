@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { get, startStack, type Stack } from './support.js';
+import { get, sha256, startStack, type Stack } from './support.js';
 
 let s: Stack;
 let dir: string;
@@ -74,4 +74,30 @@ test('without anonymous pulls, a pull needs a token', async () => {
   } finally {
     await t.stop();
   }
+});
+
+test('a cross-repository mount needs read access to the source repository too', async () => {
+  const teamSigner = s.tg.app.management.tokens.create({ name: 'team-ci', scopes: ['signer:127.0.0.1:*/team/**'], createdBy: 'test' }).token;
+  const auth = { authorization: `Bearer ${teamSigner}` };
+  // A blob in a repository the token may not read, put straight into the upstream.
+  const secret = Buffer.from(`secret ${Date.now()}`);
+  const digest = sha256(secret);
+  const start = await get(`${s.reg.url}/v2/secret/app/blobs/uploads/`, { method: 'POST' });
+  const loc = new URL(start.headers.get('location')!, s.reg.url);
+  loc.searchParams.set('digest', digest);
+  assert.equal((await get(loc.toString(), { method: 'PUT', body: secret })).status, 201);
+  assert.equal((await get(`${s.px.url}/v2/secret/app/blobs/${digest}`, { headers: auth })).status, 403, 'the token cannot read it directly');
+
+  const mount = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=secret/app`, { method: 'POST', headers: auth });
+  assert.equal(mount.status, 403, mount.body.toString());
+  assert.equal(mount.json().errors[0].code, 'DENIED');
+  assert.equal((await get(`${s.reg.url}/v2/team/mounted/blobs/${digest}`, { method: 'HEAD' })).status, 404, 'nothing was mounted upstream');
+  // A source that is no repository name is refused, not forwarded.
+  const odd = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=${encodeURIComponent('secret/app:pull repository:x')}`, { method: 'POST', headers: auth });
+  assert.equal(odd.status, 404, odd.body.toString());
+  assert.equal(odd.json().errors[0].code, 'NAME_INVALID');
+  // With read access to the source, the mount goes through.
+  const both = s.tg.app.management.tokens.create({ name: 'team-ci-2', scopes: ['signer:127.0.0.1:*/team/**', 'reader:127.0.0.1:*/secret/**'], createdBy: 'test' }).token;
+  const ok = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=secret/app`, { method: 'POST', headers: { authorization: `Bearer ${both}` } });
+  assert.equal(ok.status, 201, ok.body.toString());
 });
