@@ -405,6 +405,10 @@ export class RegistryProxy {
       return this.upstreamFailure(res, e as Error, `manifest ${ctx.repo}@${digest}`);
     }
     const { status, headers, body } = got;
+    if (status >= 300 && status < 400) {
+      // Relayed, a redirect would have the client fetch bytes nobody checked against the digest.
+      return this.upstreamFailure(res, new UpstreamError(`the upstream answered ${status} (a redirect) for ${digest}; manifests are served only as bytes checked here`), `manifest ${ctx.repo}@${digest}`);
+    }
     if (status !== 200) {
       // The signed digest is not (or not in an accepted form) upstream: relay the registry's answer.
       this.count(ctx.rule, 'upstream', String(status));

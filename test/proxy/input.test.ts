@@ -1,10 +1,14 @@
 // Bad input at the proxy: odd names and oversized bodies get a clear OCI 4xx error, never a
 // dropped connection, and nothing of them reaches the upstream or the trust data.
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MAX_GUN_LENGTH } from '../../src/core/tuf/gun.js';
 import { MAX_MANIFEST_BYTES } from '../../src/proxy/server.js';
-import { MEDIA_TYPES } from '../helpers/oci.js';
+import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../helpers/oci.js';
+import { makeTempDir, removeTempDir } from '../helpers/services.js';
 import { get, sha256, startStack, type Stack } from './support.js';
 
 let s: Stack;
@@ -57,4 +61,39 @@ test('a name whose GUN trustgate cannot hold (over 255 bytes with the registry p
   const longer = await get(`${s.px.url}/v2/${'a'.repeat(300)}/manifests/v1`);
   assert.equal(longer.status, 404);
   assert.equal(longer.json().errors[0].code, 'NAME_INVALID');
+});
+
+test('a manifest fetch the upstream answers with a redirect is not relayed: the client would fetch unchecked bytes', async () => {
+  // The real registry behind a front that sends manifest fetches by digest elsewhere, as a
+  // compromised or misconfigured upstream could.
+  const front = http.createServer((req, res) => {
+    if (req.method === 'GET' && /\/manifests\/sha256:/.test(req.url ?? '')) {
+      res.writeHead(307, { Location: `${s.reg.url}/v2/elsewhere/manifests/unsigned` });
+      return res.end();
+    }
+    const up = http.request(`${s.reg.url}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+  const port = (front.address() as AddressInfo).port;
+  const t = await startStack({ reg: { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, port, dir: '', logFile: '', stop: async () => {} } });
+  const work = await makeTempDir('proxy-redirect');
+  try {
+    const img = await makeImageLayout(path.join(work, 'img'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${t.host}/team/redirected:v1`);
+    for (const method of ['GET', 'HEAD']) {
+      const r = await get(`${t.px.url}/v2/team/redirected/manifests/v1`, { method });
+      assert.equal(r.headers.get('location'), null, `${method}: no redirect relayed`);
+      assert.equal(r.status, 503, method);
+    }
+    assert.equal((await get(`${t.px.url}/v2/team/redirected/manifests/v1`)).json().errors[0].code, 'UNAVAILABLE');
+  } finally {
+    await t.stop();
+    front.closeAllConnections();
+    front.close();
+    await removeTempDir(work);
+  }
 });
