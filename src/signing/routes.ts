@@ -12,7 +12,7 @@ import type { TokenStore } from '../auth/tokens.js';
 import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
 import type { Logger } from '../log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
-import { checkGun, checkRole, checkTag, parseImageRef, SigningInputError } from './validate.js';
+import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';
 
 export interface SigningRouteDeps {
@@ -33,6 +33,18 @@ type Handler = (req: Request, res: Response) => Promise<void>;
 const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) => void h(req, res).catch(next);
 
 const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+// The fields each request body may hold, as api/signing.json lists them.
+const fields = (...names: string[]) => new Set(names);
+const ITEM = ['gun', 'repository', 'tag', 'digest', 'size', 'role', 'custom'];
+const SIGN_FIELDS = fields(...ITEM, 'cosign', 'bundle');
+const ITEM_FIELDS = fields(...ITEM);
+const BATCH_FIELDS = fields('gun', 'repository', 'role', 'items', 'cosign', 'bundle');
+const REVOKE_FIELDS = fields('gun', 'repository', 'tag', 'role');
+const PROMOTE_FIELDS = fields('gun', 'repository', 'from', 'to', 'cosign', 'bundle');
+const FROM_FIELDS = fields('tag', 'role');
+const TO_FIELDS = fields('tag', 'role', 'gun', 'repository');
+const VERIFY_FIELDS = fields('image', 'roles');
 
 /** The request body as an object, or 400. */
 function body(req: Request): Record<string, unknown> {
@@ -94,6 +106,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     '/signing/sign',
     wrap(async (req, res) => {
       const b = body(req);
+      onlyFields(b, SIGN_FIELDS);
       const a = actorOf(res);
       const raw = SigningService.parseItem(b);
       const item: SignItem = { ...raw, gun: gunOf(raw, '') };
@@ -109,6 +122,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     '/signing/batch',
     wrap(async (req, res) => {
       const b = body(req);
+      onlyFields(b, BATCH_FIELDS);
       const a = actorOf(res);
       if (!Array.isArray(b.items) || b.items.length === 0) throw new SigningInputError('items', 'items must be a non-empty list of {tag, digest, size}');
       if (b.items.length > maxBatch) throw new SigningInputError('items', `a batch holds at most ${maxBatch} items`);
@@ -117,6 +131,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const defaults = defRole ? { role: defRole } : {};
       const items: SignItem[] = new Array(b.items.length);
       for (let i = 0; i < b.items.length; i++) {
+        if (isObj(b.items[i])) onlyFields(b.items[i], ITEM_FIELDS, `items[${i}]`);
         const raw = SigningService.parseItem(b.items[i], defaults, `items[${i}]`);
         let gun = defGun;
         if (raw.gun !== undefined || raw.repository !== undefined) {
@@ -138,6 +153,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     '/signing/revoke',
     wrap(async (req, res) => {
       const b = body(req);
+      onlyFields(b, REVOKE_FIELDS);
       const a = actorOf(res);
       const gun = gunOf(b as { gun?: string; repository?: string }, '');
       const tag = checkTag(b.tag);
@@ -159,6 +175,9 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const gun = gunOf(b as { gun?: string; repository?: string }, '');
       if (!isObj(b.from)) throw new SigningInputError('from', 'from must be {tag, role?}');
       if (!isObj(b.to)) throw new SigningInputError('to', 'to must be {role, tag?, gun?}');
+      onlyFields(b, PROMOTE_FIELDS);
+      onlyFields(b.from, FROM_FIELDS, 'from');
+      onlyFields(b.to, TO_FIELDS, 'to');
       const from = { gun, tag: checkTag(b.from.tag, 'from.tag'), ...(b.from.role !== undefined ? { role: checkRole(b.from.role, 'from.role') } : {}) };
       const toGun = b.to.gun !== undefined || b.to.repository !== undefined ? gunOf(b.to as { gun?: string; repository?: string }, 'to.') : gun;
       const to = { gun: toGun, tag: checkTag(b.to.tag ?? from.tag, 'to.tag'), role: checkRole(b.to.role ?? 'targets', 'to.role') };
@@ -174,6 +193,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
   const verify = wrap(async (req, res) => {
     const a = actorOf(res);
     const src = req.method === 'GET' ? (req.query as Record<string, unknown>) : body(req);
+    if (req.method !== 'GET') onlyFields(src, VERIFY_FIELDS);
     const image = src.image;
     if (typeof image !== 'string') throw new SigningInputError('image', 'image is required: host/repo:tag or host/repo@sha256:<hex>');
     const ref = parseImageRef(image);

@@ -20,6 +20,19 @@ export class SigningInputError extends Error {
 
 const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
+/**
+ * Refuses a field the schema (api/signing.json, additionalProperties false) does not name: a typo
+ * such as `rol` or `cosgin` was ignored, so the request went on with the default (a revoke from
+ * every role, a signature without cosign) instead of what was asked.
+ */
+export function onlyFields(o: Record<string, unknown>, allowed: ReadonlySet<string>, at = ''): void {
+  for (const k of Object.keys(o)) {
+    if (allowed.has(k)) continue;
+    const field = `${at ? `${at}.` : ''}${k.slice(0, 40)}`;
+    throw new SigningInputError(field, `unknown field ${JSON.stringify(field)}: allowed are ${[...allowed].join(', ')}`);
+  }
+}
+
 export function checkDigest(v: unknown, field = 'digest'): string {
   if (typeof v !== 'string' || !DIGEST_RE.test(v)) {
     throw new SigningInputError(field, `${field} must be sha256:<64 lower-case hex digits>, got ${JSON.stringify(v)}`);

@@ -213,6 +213,25 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
     }
   });
 
+  test('an unknown field (a typo such as "rol" or "cosgin") is refused, never ignored: api/signing.json has additionalProperties false', async () => {
+    const d = fakeDigest('typo');
+    const refusals: Array<[string, Record<string, unknown>, string]> = [
+      ['sign', { ...good(), cosgin: true }, 'cosgin'],
+      ['batch', { gun, items: [{ tag: 'b1', digest: d, size: 1 }], rol: 'targets/ci' }, 'rol'],
+      ['batch', { gun, items: [{ tag: 'b1', digest: d, size: 1, rol: 'targets/ci' }] }, 'items[0].rol'],
+      ['revoke', { gun, tag: 'v1', rol: 'targets/ci' }, 'rol'],
+      ['promote', { gun, from: { tag: 'v1', rol: 'targets/ci' }, to: { role: 'targets' } }, 'from.rol'],
+      ['promote', { gun, from: { tag: 'v1' }, to: { role: 'targets', tga: 'v2' } }, 'to.tga'],
+      ['verify', { image: `${gun}:v1`, role: ['targets/ci'] }, 'role'],
+    ];
+    for (const [path, body, field] of refusals) {
+      const res = await unchanged(s, gun, () => post(path, s.adminToken, body));
+      assert.equal(res.status, 400, `${path} ${JSON.stringify(body)}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.code, 'INVALID_REQUEST');
+      assert.equal(res.body.error.field, field);
+    }
+  });
+
   test('a repository without trust data: 404', async () => {
     const res = await post('sign', s.adminToken, { ...good(), gun: newGun('none') });
     assert.equal(res.status, 404);
