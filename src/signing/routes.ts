@@ -198,6 +198,11 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     if (typeof image !== 'string') throw new SigningInputError('image', 'image is required: host/repo:tag or host/repo@sha256:<hex>');
     const ref = parseImageRef(image);
     if (!ref.tag && !ref.digest) throw new SigningInputError('image', 'image needs a :tag or an @sha256:<hex> digest');
+    // A JSON body's roles is a non-empty list (api/signing.json): an empty one verified against
+    // every role, and a string or object was taken apart as if it were the GET query's text.
+    if (req.method !== 'GET' && src.roles !== undefined && (!Array.isArray(src.roles) || src.roles.length === 0)) {
+      throw new SigningInputError('roles', 'roles must be a non-empty list of targets roles');
+    }
     const roles = src.roles === undefined ? undefined : (Array.isArray(src.roles) ? src.roles : String(src.roles).split(',')).map((x, i) => checkRole(x, `roles[${i}]`));
     const gun = ref.name;
     mayRead(a, gun, 'image.verify');

@@ -330,6 +330,21 @@ describe('verify', () => {
     const stranger = await s.agent.post('/api/v1/signing/verify').set(bearer(s.token(['reader:other/**']))).send({ image: `${gun}:a` });
     assert.equal(stranger.status, 403);
   });
+
+  test('a POST roles that is not a non-empty list (api/signing.json: array, minItems 1) is a 400, not a verdict (an empty list answered denied)', async () => {
+    const gun = newGun('ver-roles');
+    await initRepo(s, gun);
+    await post('sign', s.adminToken, { gun, tag: 'a', digest: fakeDigest('r'), size: 9 });
+    for (const roles of [[], 'targets', { 0: 'targets' }, null]) {
+      const res = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}:a`, roles });
+      assert.equal(res.status, 400, `${JSON.stringify(roles)}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body.error.field, 'roles');
+    }
+    const ok = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}:a`, roles: ['targets'] });
+    assert.equal(ok.body.verdict, 'signed');
+    const get = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:a`, roles: 'targets' }).set(bearer(s.adminToken));
+    assert.equal(get.body.verdict, 'signed');
+  });
 });
 
 describe('inspect and public key', () => {
