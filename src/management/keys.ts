@@ -133,6 +133,9 @@ export class Keyring {
       async () => {
         const v = await this.c.view(gun);
         requireRole(v, req.role);
+        // replaceKeyId only steers an activated import; without activate it was ignored and the
+        // key to replace stayed in the role while the answer looked like success.
+        if (req.replaceKeyId !== undefined && !req.activate) throw badRequest('INVALID_REQUEST', 'replaceKeyId needs activate: true (it names the key the imported key replaces)');
         const up = readPrivateKeyPem(req.pem, req.passphrase);
         if (up.role !== undefined && up.role !== req.role && `targets/${up.role}` !== req.role) {
           throw badRequest('ROLE_MISMATCH', `the key's role header says ${up.role.slice(0, 64)}, not ${req.role}`);

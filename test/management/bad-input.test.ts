@@ -84,6 +84,13 @@ test('importing a key for the wrong role or repository', async () => {
   await refused(409, 'KEY_EXISTS', () => m.call('post', `/repositories/${g}/keys/import`, { body: { pem: again, passphrase: 'role-passphrase', role: 'targets' } }));
 });
 
+test('import: replaceKeyId without activate is refused (the key was stored and the key to replace kept, as if the rotation had been asked for nothing)', async () => {
+  const pem = exportPrivateKeyPem(generateSigner('ecdsa').privateKey, { passphrase: 'role-passphrase', role: 'targets', gun });
+  for (const extra of [{}, { activate: false }]) {
+    await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/keys/import`, { body: { pem, passphrase: 'role-passphrase', role: 'targets', replaceKeyId: targetsKey, ...extra } }));
+  }
+});
+
 test('rotating a role that does not exist, or one that is not a role', async () => {
   await refused(404, 'ROLE_NOT_FOUND', () => m.call('post', `/repositories/${g}/keys/${enc('targets/nobody')}/rotate`, { body: {} }));
   await refused(400, 'INVALID_ROLE', () => m.call('post', `/repositories/${g}/keys/admin/rotate`, { body: {} }));
