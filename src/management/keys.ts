@@ -341,6 +341,8 @@ export class Keyring {
         let generated: NewKey | undefined;
         if (req.publicKey !== undefined) {
           if (SERVER_ROLES.has(role)) throw badRequest('INVALID_REQUEST', `${role} keys are held by the server: generate one (omit publicKey) or rotate`);
+          // algorithm picks the kind of key the server generates; with a given key it was ignored.
+          if (req.algorithm !== undefined) throw badRequest('INVALID_REQUEST', 'algorithm is for a key the server generates: give publicKey or algorithm, not both');
           key = parsePublicKeyPem(req.publicKey, new Date(this.c.now()));
           if (role === 'root') {
             const ok = validateRootKey(key, gun, new Date(this.c.now()));

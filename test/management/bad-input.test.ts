@@ -91,6 +91,10 @@ test('import: replaceKeyId without activate is refused (the key was stored and t
   }
 });
 
+test('adding a role key: publicKey and algorithm together are refused (the algorithm was ignored for the given key)', async () => {
+  await refused(400, 'INVALID_REQUEST', () => m.call('post', `/repositories/${g}/roles/targets/keys`, { body: { publicKey: outsideKey().publicPem, algorithm: 'rsa' } }));
+});
+
 test('rotating a role that does not exist, or one that is not a role', async () => {
   await refused(404, 'ROLE_NOT_FOUND', () => m.call('post', `/repositories/${g}/keys/${enc('targets/nobody')}/rotate`, { body: {} }));
   await refused(400, 'INVALID_ROLE', () => m.call('post', `/repositories/${g}/keys/admin/rotate`, { body: {} }));
