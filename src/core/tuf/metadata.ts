@@ -394,6 +394,14 @@ export async function signBody(body: RoleBody | JsonValue, signers: readonly Sig
   return Buffer.from(`{"signatures":${canonicalString(signatures)},"signed":${message}}`, 'utf8');
 }
 
+/**
+ * The first key ID a role lists twice, if any. Signatures count once per distinct key, so a
+ * repeated ID would let [k, k] pass a threshold-2 check and never be met.
+ */
+export function repeatedKeyId(keyids: readonly string[]): string | undefined {
+  return keyids.find((id, i) => keyids.indexOf(id) !== i);
+}
+
 /** Delegation name checks shared by publish validation and key management. */
 export function checkDelegationList(parent: string, d: Delegations): string | undefined {
   for (const r of d.roles) {
@@ -402,8 +410,7 @@ export function checkDelegationList(parent: string, d: Delegations): string | un
     }
     // A delegation with no keys is disabled (notary's `delegation remove` of the last key);
     // one with some keys but fewer than its threshold could never sign: refuse that.
-    // Signatures count once per distinct key, so a repeated key ID would let [k, k] pass with threshold 2.
-    const dup = r.keyids.find((id, i) => r.keyids.indexOf(id) !== i);
+    const dup = repeatedKeyId(r.keyids);
     if (dup !== undefined) return `delegation ${r.name}: key ${dup} is listed more than once`;
     if (r.keyids.length > 0 && r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
     for (const id of r.keyids) if (!d.keys[id]) return `delegation ${r.name}: key ${id} is not in delegations.keys`;

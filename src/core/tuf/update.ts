@@ -12,6 +12,7 @@ import {
   checkDelegationList,
   checkFileMeta,
   fileMetaFor,
+  repeatedKeyId,
   signBody,
   type FileMeta,
   type RoleKeys,
@@ -79,8 +80,7 @@ function checkThresholds(root: RootBody): void {
     for (const id of r.keyids) {
       if (!root.keys[id]) throw new TufValidationError('ErrBadRoot', `key ${id} of role ${name} is not in root keys`);
     }
-    // Signatures count once per distinct key: [k, k] with threshold 2 would pass the check below and never be met.
-    const dup = r.keyids.find((id, i) => r.keyids.indexOf(id) !== i);
+    const dup = repeatedKeyId(r.keyids);
     if (dup !== undefined) throw new TufValidationError('ErrBadRoot', `role ${name} lists key ${dup} more than once`);
     if (r.threshold > r.keyids.length) {
       throw new TufValidationError('ErrBadRoot', `role ${name} threshold ${r.threshold} is larger than its ${r.keyids.length} keys`);
