@@ -223,8 +223,9 @@ export class RegistryProxy {
       // to it here, as the upstream would ask of it (the proxy's own credentials can read it all).
       const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
       if (from) {
-        if (!NAME_RE.test(from) || Buffer.byteLength(this.gunFor(from)) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
-        if (!this.authorize(req, res, 'pull', this.gunFor(from))) return;
+        const fromGun = this.gunFor(from);
+        if (!NAME_RE.test(from) || Buffer.byteLength(fromGun) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
+        if (!this.authorize(req, res, 'pull', fromGun)) return;
       }
       const mountScope = from ? `${scope} repository:${from}:pull` : scope;
       return this.forward(req, res, url, { scope: mountScope, body: true });
