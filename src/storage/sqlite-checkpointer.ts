@@ -3,11 +3,26 @@
 // fsyncs it, and on this kind of disk the event loop stalls for 100-200 ms every few megabytes
 // written. A worker thread with its own connection runs passive checkpoints instead, so commits
 // only append to the WAL. If the thread fails, the store turns SQLite's own checkpoints back on.
+//
+// A passive checkpoint never blocks writers, so it cannot by itself bound the WAL: the log starts
+// over only when a writer begins after a checkpoint has copied every frame, and commits that
+// never pause keep every checkpoint one commit behind. Two steps bound it. Past
+// WAL_CHECKPOINT_FRAMES the store asks for a checkpoint after each of its commits (not just once a
+// second), which usually finishes before the next commit. Past WAL_RESTART_FRAMES the thread runs
+// a RESTART checkpoint: writers wait while it copies what the passive ones left (little) and the
+// next commit starts the log over. journal_size_limit then gives the file back.
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /** How often the thread checkpoints (a passive checkpoint with nothing to copy costs microseconds). */
 export const CHECKPOINT_INTERVAL_MS = 1000;
+
+/** Past this many WAL frames (4 KiB pages, SQLite's own autocheckpoint point) each commit asks for a checkpoint. */
+export const WAL_CHECKPOINT_FRAMES = 1000;
+/** Past this many WAL frames (about 16 MiB) the thread makes the WAL start over. */
+export const WAL_RESTART_FRAMES = 4000;
+/** What the WAL file is cut back to when it starts over. */
+export const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 
 // The thread's code, evaluated as CommonJS so that it runs the same from dist/ and under tsx.
 const THREAD_SOURCE = `
@@ -15,21 +30,41 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
 db.pragma('synchronous = FULL');
-const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+db.pragma('journal_size_limit = ' + workerData.sizeLimit);
+const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)');
 let timer;
-const tick = () => {
+let kicked = false;
+const run = () => {
   try {
-    checkpoint.get();
+    // { busy, log, checkpointed }: log is the WAL's length in frames.
+    const r = passive.get();
+    if (r && r.log >= workerData.restartFrames) restart.get();
   } catch (e) {
     // SQLITE_BUSY: another connection is checkpointing; the next tick tries again.
     if (!e || e.code !== 'SQLITE_BUSY') throw e;
   }
+};
+const tick = () => {
+  run();
   timer = setTimeout(tick, workerData.intervalMs);
 };
+const afterKick = () => {
+  kicked = false;
+  run();
+};
 parentPort.on('message', (m) => {
+  if (m === 'kick') {
+    // Commits that queued up behind one checkpoint need only the next one.
+    if (!kicked) {
+      kicked = true;
+      setImmediate(afterKick);
+    }
+    return;
+  }
   if (m !== 'stop') return;
   clearTimeout(timer);
-  try { checkpoint.get(); } catch {}
+  try { passive.get(); } catch {}
   db.close();
   parentPort.close();
 });
@@ -37,6 +72,8 @@ tick();
 `;
 
 export interface Checkpointer {
+  /** Asks for a checkpoint now, without waiting for it (the store does this once its WAL is long). */
+  kick(): void;
   /** Stops the thread after a last checkpoint. */
   stop(): Promise<void>;
 }
@@ -49,7 +86,7 @@ export function startCheckpointer(path: string, busyTimeoutMs: number, onFailure
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(THREAD_SOURCE, {
     eval: true,
-    workerData: { path, driver, busyTimeoutMs, intervalMs: CHECKPOINT_INTERVAL_MS },
+    workerData: { path, driver, busyTimeoutMs, intervalMs: CHECKPOINT_INTERVAL_MS, restartFrames: WAL_RESTART_FRAMES, sizeLimit: WAL_SIZE_LIMIT_BYTES },
     // The thread needs none of the parent's loaders (tsx) or flags.
     execArgv: [],
   });
@@ -62,6 +99,9 @@ export function startCheckpointer(path: string, busyTimeoutMs: number, onFailure
     if (!stopping) onFailure(new Error(`WAL checkpoint thread exited with code ${code}`));
   });
   return {
+    kick: () => {
+      if (!stopping) worker.postMessage('kick');
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         if (stopping) return resolve();

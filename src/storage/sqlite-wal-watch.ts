@@ -10,8 +10,12 @@
 // that differ from the last look mean "read the database again"; a read torn by a commit in
 // progress only costs one extra look.
 import { closeSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
 
 const HEADER_BYTES = 96;
+/** mxFrame, the WAL's length in frames, in SQLite's native byte order. */
+const MX_FRAME_OFFSET = 16;
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 export class WalWatch {
   private last = Buffer.alloc(HEADER_BYTES);
@@ -37,6 +41,13 @@ export class WalWatch {
     this.first = false;
     this.now.copy(this.last);
     return true;
+  }
+
+  /** How many frames the WAL holds now (0 right after it started over); a torn read may be off once. */
+  frames(): number {
+    const b = Buffer.alloc(MX_FRAME_OFFSET + 4);
+    if (readSync(this.fd, b, 0, b.length, 0) < b.length) return 0;
+    return LITTLE_ENDIAN ? b.readUInt32LE(MX_FRAME_OFFSET) : b.readUInt32BE(MX_FRAME_OFFSET);
   }
 
   close(): void {

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { changePlan, checkBatch, sha256Hex } from './common.js';
-import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.js';
+import { startCheckpointer, WAL_CHECKPOINT_FRAMES, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js';
 import { WalWatch } from './sqlite-wal-watch.js';
 import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
 
@@ -71,6 +71,8 @@ export class SqliteStore implements MetadataStore {
     if (path !== ':memory:') {
       // Checkpoints run in a thread (sqlite-checkpointer.ts), not inside this connection's commits.
       this.db.pragma('wal_autocheckpoint = 0');
+      // When the WAL starts over, its file is cut back to this (a burst's WAL is not kept forever).
+      this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
       this.checkpointer = startCheckpointer(path, BUSY_TIMEOUT_MS, () => {
         this.checkpointer = undefined;
         if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);
@@ -160,6 +162,8 @@ export class SqliteStore implements MetadataStore {
     } finally {
       this.writes++;
     }
+    // A long WAL means the once-a-second checkpoint is not keeping up: ask for one now.
+    if (this.checkpointer && this.wal && this.wal.frames() >= WAL_CHECKPOINT_FRAMES) this.checkpointer.kick();
     return stored;
   }
 

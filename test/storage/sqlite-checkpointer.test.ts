@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/storage/sqlite.js';
-import { CHECKPOINT_INTERVAL_MS } from '../../src/storage/sqlite-checkpointer.js';
+import { CHECKPOINT_INTERVAL_MS, WAL_RESTART_FRAMES } from '../../src/storage/sqlite-checkpointer.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 
 let dir: string;
@@ -19,6 +19,8 @@ after(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** What the WAL may reach: the restart point plus what commits add while a checkpoint runs. */
+const WAL_BOUND_BYTES = WAL_RESTART_FRAMES * (4096 + 24) + 16 * 2 ** 20;
 
 test('a thread checkpoints the WAL into the database file; commits never do', async () => {
   const dbPath = path.join(dir, 'a', 'trustgate.db');
@@ -44,6 +46,29 @@ test('a thread checkpoints the WAL into the database file; commits never do', as
       db.close();
     }
     assert.equal((await store.latest('example.com/ckpt', 'targets'))?.version, 48);
+  } finally {
+    await store.close();
+  }
+});
+
+test('back-to-back commits cannot grow the WAL without bound', async () => {
+  // A passive checkpoint lets the next writer start the WAL over only if it finished before that
+  // writer began. Commits that never pause (a busy CI fleet signing) kept every checkpoint
+  // behind, and the WAL grew with every byte ever written (60 MB after 1,000 publishes).
+  const dbPath = path.join(dir, 'c', 'trustgate.db');
+  const store = new SqliteStore(dbPath);
+  try {
+    const blob = Buffer.alloc(512 * 1024, 9);
+    const n = 160; // 80 MiB through the WAL
+    let maxWal = 0;
+    for (let v = 1; v <= n; v++) {
+      blob.writeUInt32BE(v, 0); // distinct pages, as real files are
+      await store.commit('example.com/burst', [{ role: 'targets', version: v, bytes: blob }], new Date());
+      maxWal = Math.max(maxWal, statSync(`${dbPath}-wal`).size);
+    }
+    assert.ok(maxWal < WAL_BOUND_BYTES, `the WAL reached ${(maxWal / 2 ** 20).toFixed(1)} MiB while ${(n / 2).toFixed(0)} MiB were written`);
+    assert.equal((await store.latest('example.com/burst', 'targets'))?.version, n);
+    assert.equal((await store.byVersion('example.com/burst', 'targets', 1))?.bytes.readUInt32BE(0), 1);
   } finally {
     await store.close();
   }

@@ -44,6 +44,14 @@ test('WalWatch: changed on the first look and after each commit by another conne
     assert.equal(watch.changed(), false);
     await store.commit('g/y', files(1), new Date());
     assert.equal(watch.changed(), true);
+    // frames() reads the WAL's length from the same header: it matches SQLite's own count.
+    const before = watch.frames();
+    const log = (other.pragma('wal_checkpoint(PASSIVE)') as { log: number }[])[0]!.log;
+    assert.ok(before > 0 && before === log, `frames() says ${before}, SQLite says ${log}`);
+    // That checkpoint copied every frame, so the next commit starts the WAL over.
+    await store.commit('g/y', files(2), new Date());
+    const after = watch.frames();
+    assert.ok(after > 0 && after < before + 1, `after a fresh start the WAL holds ${after} frames (before: ${before})`);
   } finally {
     watch.close();
     other.close();
