@@ -41,6 +41,14 @@ function sendBytes(res: ServerResponse, body: Buffer | string): void {
   res.end(body);
 }
 
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** A whole body with its length, as notary sends health and metrics (writeHead alone would chunk it). */
+function sendWithLength(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, ['Content-Type', type, 'Content-Length', String(Buffer.byteLength(body))]);
+  res.end(body);
+}
+
 /** A metadata file's 200 answer, ready to write: its bytes and raw header pairs. */
 interface ReadyFile {
   createdMs: number;
@@ -282,15 +290,15 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     if (path === '/_notary_server/health' && method === 'GET') {
       try {
         await trust.store.ping();
-        res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8' }).end('{}');
+        sendWithLength(res, 200, JSON_TYPE, '{}');
       } catch (e) {
-        res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8' }).end(JSON.stringify({ storage: (e as Error).message }));
+        sendWithLength(res, 503, JSON_TYPE, JSON.stringify({ storage: (e as Error).message }));
       }
       return true;
     }
     if (path === '/metrics' && method === 'GET') {
       const body = await metrics.text(); // in cluster mode: all workers' metrics, merged
-      res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body);
+      sendWithLength(res, 200, metrics.registry.contentType, body);
       return true;
     }
     if (!path.startsWith('/v2/')) return false;

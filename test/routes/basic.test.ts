@@ -25,6 +25,9 @@ test('GET /_notary_server/health: 200 `{}` with a JSON content type', async () =
   assert.equal(res.status, 200);
   assert.ok(res.body.equals(fixture('health')));
   assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+  // As the reference answers (fixture health.headers): a length, not a chunked body.
+  assert.equal(res.headers['content-length'], '2');
+  assert.equal(res.headers['transfer-encoding'], undefined);
 });
 
 test('GET /_notary_server/health: 503 naming the failed check when storage is down', async () => {
@@ -38,6 +41,7 @@ test('GET /_notary_server/health: 503 naming the failed check when storage is do
     assert.equal(res.status, 503);
     assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
     assert.deepEqual(JSON.parse(res.body.toString()), { storage: 'database is gone' });
+    assert.equal(res.headers['content-length'], String(res.body.length));
     s2.tg.app.store.ping = ping;
   } finally {
     await s2.stop();
@@ -57,6 +61,7 @@ test('GET /metrics: notary_server_http_request_duration_microseconds with an ope
   const res = await raw(s.agent.get('/metrics'));
   assert.equal(res.status, 200);
   assert.match(res.headers['content-type']!, /^text\/plain; version=0\.0\.4; charset=utf-8$/);
+  assert.equal(res.headers['content-length'], String(res.body.length));
   const text = res.body.toString();
   assert.match(text, /# TYPE notary_server_http_request_duration_microseconds summary/);
   for (const op of ['UpdateTUF', 'GetRoleByHash', 'GetRoleByVersion', 'GetRole', 'GetKey', 'RotateKey', 'DeleteTUF', 'Changefeed']) {
