@@ -44,12 +44,16 @@ class ParseCache {
   private m = new Map<string, Metadata>();
   constructor(private max = 2048) {}
   get<T extends Metadata['body']>(f: StoredFile): Metadata<T> {
-    const hit = this.m.get(f.sha256);
-    if (hit) return hit as Metadata<T>;
+    const hit = this.peek<T>(f);
+    if (hit) return hit;
     const md = Metadata.parse<T>(f.role, f.bytes);
     if (this.m.size >= this.max) this.m.delete(this.m.keys().next().value!);
     this.m.set(f.sha256, md);
     return md;
+  }
+  /** The cached parse of `f`, without parsing. */
+  peek<T extends Metadata['body']>(f: StoredFile): Metadata<T> | undefined {
+    return this.m.get(f.sha256) as Metadata<T> | undefined;
   }
 }
 
@@ -163,18 +167,43 @@ export class TrustService {
   async state(gun: string): Promise<RepoState> {
     const head = await this.chainHead(gun);
     const targets = new Map<string, Buffer>();
+    const parsed = new Map<Buffer, Metadata>();
     for (const role of Object.keys(head?.snapMd?.body.meta ?? {})) {
       if (role === 'root') continue;
       const f = await this.resolve(gun, role, head);
-      if (f) targets.set(role, f.bytes);
+      if (f) {
+        targets.set(role, f.bytes);
+        // Planning needs a targets file only as the parent of an uploaded delegation: reuse a
+        // parse the cache already has, but do not parse one (targets.json lists every tag).
+        this.addParse(parsed, f, false);
+      }
     }
+    const root = await this.resolve(gun, 'root', head);
+    for (const f of [root, head?.snap, head?.ts]) if (f) this.addParse(parsed, f, true);
     return {
-      root: (await this.resolve(gun, 'root', head))?.bytes,
+      root: root?.bytes,
       snapshot: head?.snap?.bytes,
       timestamp: head?.ts.bytes,
       targets,
       latestVersions: await this.store.latestVersions(gun),
+      parsed,
     };
+  }
+
+  /**
+   * Adds the cached parse of a stored file (parsing it first when `parse`), so a publish parses
+   * only what it uploads. A file that does not parse is left out: planning then parses it
+   * itself and reports the error it expects there.
+   */
+  private addParse(out: Map<Buffer, Metadata>, f: StoredFile, parse: boolean): void {
+    let md: Metadata | undefined;
+    try {
+      md = parse ? this.parses.get(f) : this.parses.peek(f);
+    } catch {
+      return;
+    }
+    // The cache is by sha256; the bytes are compared too (a memcmp).
+    if (md && md.role === f.role && (md.bytes === f.bytes || md.bytes.equals(f.bytes))) out.set(f.bytes, md);
   }
 
   private async commit(gun: string, files: PlannedFile[]): Promise<void> {
