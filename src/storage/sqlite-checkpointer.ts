@@ -7,10 +7,12 @@
 // A passive checkpoint never blocks writers, so it cannot by itself bound the WAL: the log starts
 // over only when a writer begins after a checkpoint has copied every frame, and commits that
 // never pause keep every checkpoint one commit behind. Two steps bound it. Past
-// WAL_CHECKPOINT_FRAMES the store asks for a checkpoint after each of its commits (not just once a
-// second), which usually finishes before the next commit. Past WAL_RESTART_FRAMES the thread runs
-// a RESTART checkpoint: writers wait while it copies what the passive ones left (little) and the
-// next commit starts the log over. journal_size_limit then gives the file back.
+// WAL_CHECKPOINT_FRAMES the store asks the thread for a checkpoint after each of its commits (not
+// just once a second), which usually finishes before the next commit. Past WAL_RESTART_FRAMES the
+// store, right after its commit, runs a RESTART checkpoint itself: the thread has copied nearly
+// everything already, so it copies little, and the next commit starts the log over (the thread
+// could not: it would have to catch the write lock between two back-to-back commits).
+// journal_size_limit then gives the file back.
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
@@ -19,8 +21,10 @@ export const CHECKPOINT_INTERVAL_MS = 1000;
 
 /** Past this many WAL frames (4 KiB pages, SQLite's own autocheckpoint point) each commit asks for a checkpoint. */
 export const WAL_CHECKPOINT_FRAMES = 1000;
-/** Past this many WAL frames (about 16 MiB) the thread makes the WAL start over. */
+/** Past this many WAL frames (about 16 MiB) the store makes the WAL start over itself. */
 export const WAL_RESTART_FRAMES = 4000;
+/** How long the store's own RESTART checkpoint may wait for another writer or a reader. */
+export const RESTART_WAIT_MS = 50;
 /** What the WAL file is cut back to when it starts over. */
 export const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 
@@ -32,14 +36,12 @@ const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
 db.pragma('synchronous = FULL');
 db.pragma('journal_size_limit = ' + workerData.sizeLimit);
 const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
-const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)');
 let timer;
 let kicked = false;
 const run = () => {
   try {
     // { busy, log, checkpointed }: log is the WAL's length in frames.
-    const r = passive.get();
-    if (r && r.log >= workerData.restartFrames) restart.get();
+    passive.get();
   } catch (e) {
     // SQLITE_BUSY: another connection is checkpointing; the next tick tries again.
     if (!e || e.code !== 'SQLITE_BUSY') throw e;
@@ -86,7 +88,7 @@ export function startCheckpointer(path: string, busyTimeoutMs: number, onFailure
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(THREAD_SOURCE, {
     eval: true,
-    workerData: { path, driver, busyTimeoutMs, intervalMs: CHECKPOINT_INTERVAL_MS, restartFrames: WAL_RESTART_FRAMES, sizeLimit: WAL_SIZE_LIMIT_BYTES },
+    workerData: { path, driver, busyTimeoutMs, intervalMs: CHECKPOINT_INTERVAL_MS, sizeLimit: WAL_SIZE_LIMIT_BYTES },
     // The thread needs none of the parent's loaders (tsx) or flags.
     execArgv: [],
   });

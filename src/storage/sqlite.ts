@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { changePlan, checkBatch, sha256Hex } from './common.js';
-import { startCheckpointer, WAL_CHECKPOINT_FRAMES, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js';
+import { RESTART_WAIT_MS, startCheckpointer, WAL_CHECKPOINT_FRAMES, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js';
 import { WalWatch } from './sqlite-wal-watch.js';
 import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
 
@@ -106,6 +106,7 @@ export class SqliteStore implements MetadataStore {
       del: this.db.prepare('DELETE FROM tuf_files WHERE gun = ?'),
       guns: this.db.prepare<[], { gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun'),
       dataVersion: this.db.prepare<[], number>('PRAGMA data_version').pluck(),
+      restart: this.db.prepare('PRAGMA wal_checkpoint(RESTART)'),
     };
     // After the schema work above, so the WAL index exists.
     if (path !== ':memory:') this.wal = WalWatch.open(path);
@@ -162,9 +163,29 @@ export class SqliteStore implements MetadataStore {
     } finally {
       this.writes++;
     }
-    // A long WAL means the once-a-second checkpoint is not keeping up: ask for one now.
-    if (this.checkpointer && this.wal && this.wal.frames() >= WAL_CHECKPOINT_FRAMES) this.checkpointer.kick();
+    this.boundWal();
     return stored;
+  }
+
+  /**
+   * Keeps the WAL short when commits come back to back (sqlite-checkpointer.ts): a long WAL gets
+   * a checkpoint from the thread at once, a very long one a RESTART checkpoint here, which may
+   * wait RESTART_WAIT_MS for others' locks and otherwise is tried again after the next commit.
+   */
+  private boundWal(): void {
+    if (!this.checkpointer || !this.wal) return;
+    const frames = this.wal.frames();
+    if (frames < WAL_CHECKPOINT_FRAMES) return;
+    if (frames < WAL_RESTART_FRAMES) return this.checkpointer.kick();
+    this.db.pragma(`busy_timeout = ${RESTART_WAIT_MS}`);
+    try {
+      this.q.restart.get();
+    } catch {
+      // The commit stands whatever happens here (SQLITE_BUSY: another process's lock); the next
+      // commit tries again.
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
   }
 
   async deleteGun(gun: string, now: Date): Promise<boolean> {
