@@ -40,7 +40,6 @@ let timer;
 let kicked = false;
 const run = () => {
   try {
-    // { busy, log, checkpointed }: log is the WAL's length in frames.
     passive.get();
   } catch (e) {
     // SQLITE_BUSY: another connection is checkpointing; the next tick tries again.
