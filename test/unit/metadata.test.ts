@@ -46,6 +46,18 @@ test('x509 root key: TUF ID hashes the PEM, canonical ID hashes the inner key', 
   assert.match(canonicalKeyId(k), /^[0-9a-f]{64}$/);
 });
 
+test('keyId: a key object changed after its ID was taken gets the ID of what it holds now', () => {
+  const id = root.body.roles.root.keyids[0]!;
+  const k = structuredClone(root.body.keys[id]!);
+  assert.equal(keyId(k), id);
+  assert.equal(keyId(k), id); // remembered
+  const other = Object.values(root.body.keys).find((x) => x.keytype === 'ecdsa')!;
+  k.keyval.public = other.keyval.public;
+  assert.notEqual(keyId(k), id, 'a new public value');
+  k.keytype = 'ecdsa';
+  assert.equal(keyId(k), keyId(structuredClone(other)), 'a new type too');
+});
+
 test('a tampered signed body fails the threshold; so does an empty signature list', () => {
   const raw = JSON.parse(fix('targets.json').toString()) as { signed: { version: number }; signatures: unknown[] };
   raw.signed.version += 1;

@@ -44,9 +44,17 @@ export function parseKey(raw: unknown): TufKey {
 
 const sha256hex = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
+// Key IDs by key object: the keystore's and a parsed root's keys are asked for theirs on every
+// publish. An entry counts only while the object still holds the type and value it was hashed from.
+const keyIds = new WeakMap<TufKey, { keytype: string; pub: string; id: string }>();
+
 /** The TUF key ID: sha256 of the canonical key JSON (for x509 keys this hashes the PEM text). */
 export function keyId(k: TufKey): string {
-  return sha256hex(canonicalBytes({ keytype: k.keytype, keyval: { private: null, public: k.keyval.public } }));
+  const hit = keyIds.get(k);
+  if (hit && hit.keytype === k.keytype && hit.pub === k.keyval.public) return hit.id;
+  const id = sha256hex(canonicalBytes({ keytype: k.keytype, keyval: { private: null, public: k.keyval.public } }));
+  keyIds.set(k, { keytype: k.keytype, pub: k.keyval.public, id });
+  return id;
 }
 
 /** Notary's canonical key ID: for x509 keys, the ID of the plain key inside the leaf certificate. */
