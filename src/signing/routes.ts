@@ -34,7 +34,7 @@ const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) =
 
 const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
-// The fields each request body may hold, as api/signing.json lists them.
+// The fields each request body may hold, as api/signing.json lists them (a test compares them).
 const fields = (...names: string[]) => new Set(names);
 const ITEM = ['gun', 'repository', 'tag', 'digest', 'size', 'role', 'custom'];
 const SIGN_FIELDS = fields(...ITEM, 'cosign', 'bundle');
@@ -45,6 +45,18 @@ const PROMOTE_FIELDS = fields('gun', 'repository', 'from', 'to', 'cosign', 'bund
 const FROM_FIELDS = fields('tag', 'role');
 const TO_FIELDS = fields('tag', 'role', 'gun', 'repository');
 const VERIFY_FIELDS = fields('image', 'roles');
+
+/** Each request schema of api/signing.json (by its $defs name or path) and the fields accepted for it. */
+export const REQUEST_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  SignRequest: SIGN_FIELDS,
+  BatchItem: ITEM_FIELDS,
+  BatchRequest: BATCH_FIELDS,
+  RevokeRequest: REVOKE_FIELDS,
+  PromoteRequest: PROMOTE_FIELDS,
+  'PromoteRequest.from': FROM_FIELDS,
+  'PromoteRequest.to': TO_FIELDS,
+  VerifyRequest: VERIFY_FIELDS,
+};
 
 /** The request body as an object, or 400. */
 function body(req: Request): Record<string, unknown> {
@@ -193,7 +205,8 @@ export function signingRouter(deps: SigningRouteDeps): Router {
   const verify = wrap(async (req, res) => {
     const a = actorOf(res);
     const src = req.method === 'GET' ? (req.query as Record<string, unknown>) : body(req);
-    if (req.method !== 'GET') onlyFields(src, VERIFY_FIELDS);
+    // The query too: a misspelt `?role=` was ignored, and the verdict then counted every role.
+    onlyFields(src, VERIFY_FIELDS);
     const image = src.image;
     if (typeof image !== 'string') throw new SigningInputError('image', 'image is required: host/repo:tag or host/repo@sha256:<hex>');
     const ref = parseImageRef(image);

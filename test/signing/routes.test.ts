@@ -2,9 +2,16 @@
 // verify, inspect and the public key, with real tokens; every refused request is shown to have
 // published nothing (no role's version moved).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { REQUEST_FIELDS } from '../../src/signing/routes.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { addDelegation, bearer, fakeDigest, initRepo, newGun, startSigningServer, targetsOf, unchanged, versions, type SigningServer } from './support.js';
+
+interface SchemaObject {
+  properties?: Record<string, SchemaObject>;
+  additionalProperties?: boolean;
+}
 
 let s: SigningServer;
 before(async () => {
@@ -230,6 +237,24 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
       assert.equal(res.body.error.code, 'INVALID_REQUEST');
       assert.equal(res.body.error.field, field);
     }
+    // GET /signing/verify's query alike: `?role=` was ignored and the verdict counted every role.
+    const q = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:v1`, role: 'targets/ci' }).set(bearer(s.adminToken));
+    assert.equal(q.status, 400, JSON.stringify(q.body));
+    assert.equal(q.body.error.code, 'INVALID_REQUEST');
+    assert.equal(q.body.error.field, 'role');
+  });
+
+  test('the fields accepted for each request are the ones api/signing.json lists', () => {
+    const defs = (JSON.parse(readFileSync(new URL('../../api/signing.json', import.meta.url), 'utf8')) as { $defs: Record<string, SchemaObject> }).$defs;
+    for (const [name, accepted] of Object.entries(REQUEST_FIELDS)) {
+      const [def, prop] = name.split('.');
+      let schema = defs[def!]!;
+      if (prop) schema = schema.properties![prop]!;
+      assert.equal(schema.additionalProperties, false, `${name}: the schema closes its fields`);
+      assert.deepEqual([...accepted].sort(), Object.keys(schema.properties!).sort(), name);
+    }
+    // Every request schema is covered.
+    for (const def of Object.keys(defs).filter((d) => d.endsWith('Request') || d === 'BatchItem')) assert.ok(REQUEST_FIELDS[def], def);
   });
 
   test('a repository without trust data: 404', async () => {
