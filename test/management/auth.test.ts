@@ -176,6 +176,9 @@ describe('the management API over HTTP', () => {
     expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['signer:a//b'] } }), 400, 'INVALID_REQUEST');
     expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['superuser'] } }), 400, 'INVALID_REQUEST');
     expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader'], keyIds: ['0'.repeat(64)] } }), 404, 'KEY_NOT_FOUND');
+    // A scope or key listed twice is a mistake in the request, not a wish: refused, never stored.
+    expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader', 'reader'] } }), 400, 'INVALID_REQUEST');
+    expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader'], keyIds: ['1'.repeat(64), '1'.repeat(64)] } }), 400, 'INVALID_REQUEST');
     const me = (await m.call('get', '/whoami')).body.id as string;
     expectError(await m.call('delete', `/tokens/${me}`), 409, 'LAST_ADMIN_TOKEN');
     const second = await token(['admin']);
