@@ -206,6 +206,10 @@ test('a pending change refuses bad signatures and signatures by keys it does not
   expectError(await m.call('post', `/pending/${id}/signatures`, { body: { signatures: [{ keyid: stranger.id, sig: stranger.sign(root.canonical) }] } }), 400, 'KEY_NOT_IN_ROLE');
   expectError(await m.call('post', `/pending/${id}/signatures`, { body: { signatures: [{ keyid: rootId, sig: stranger.sign(root.canonical) }] } }), 400, 'INVALID_SIGNATURE');
   expectError(await m.call('post', `/pending/${id}/signatures`, { body: {} }), 400, 'INVALID_REQUEST');
+  // Not base64 at all: said so, rather than "does not verify" after decoding what could be decoded.
+  const notB64 = await m.call('post', `/pending/${id}/signatures`, { body: { signatures: [{ keyid: rootId, sig: 'not base64!' }] } });
+  expectError(notB64, 400, 'INVALID_REQUEST');
+  assert.match(JSON.stringify(notB64.body), /sig/);
   expectError(await m.call('post', `/pending/${id}/signatures`, { body: { keyId: '2'.repeat(64) } }), 404, 'KEY_NOT_FOUND');
   assert.deepEqual(m.tg.app.management.pending.get(id), before);
   expectError(await m.call('post', `/pending/${'0'.repeat(24)}/signatures`, { body: { keyId: targetsKey } }), 404, 'NOT_FOUND');
