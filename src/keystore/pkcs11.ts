@@ -8,7 +8,12 @@
 //     holds everything `list` needs and several instances can share one token.
 // ECDSA P-256 signs with CKM_ECDSA over the SHA-256 digest, which yields the raw r||s that notary
 // writes; RSA signs with CKM_RSA_PKCS_PSS (SHA-256, MGF1-SHA-256, salt 32). Ed25519 is refused.
-// Calls are synchronous on one session, so operations never interleave on it.
+// Calls are synchronous on one session, so operations never interleave on it. When the token ends
+// that session (an HSM restart, a network HSM's dropped link, another user of the module calling
+// C_CloseAllSessions), the call that finds out opens a new one, logs in again and runs once more.
+// Every operation starts with a call that uses no object handle (a search, a key generation or an
+// object creation), so a session lost while idle costs nothing but that reopen. One lost in the
+// middle of an operation fails that operation (its handles were the old session's); the next works.
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import pkcs11js, { type Mechanism, type RsaPSS, type Template } from 'pkcs11js';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
@@ -76,6 +81,33 @@ function hsmError(op: string, e: unknown): KeyStoreError {
   return new KeyStoreError(`pkcs11 ${op} failed: ${code}`);
 }
 
+/**
+ * Codes after which this process's session (and its login) is gone while the token may still be
+ * there. CKR_DEVICE_REMOVED and CKR_TOKEN_NOT_PRESENT are included: the reopen then fails with a
+ * clear error if the token is really gone, and works if it came back.
+ */
+const SESSION_LOST = /CKR_(SESSION_HANDLE_INVALID|SESSION_CLOSED|USER_NOT_LOGGED_IN|DEVICE_REMOVED|TOKEN_NOT_PRESENT)\b/;
+
+/** Finds the token by label, opens a read-write session and logs in. */
+function openSession(lib: PKCS11, opts: Pkcs11Options): Handle {
+  const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
+  if (!slot) throw new KeyStoreError(`pkcs11: no token labelled ${JSON.stringify(opts.tokenLabel)}`);
+  const session = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
+  try {
+    lib.C_Login(session, P.CKU_USER, opts.pin);
+  } catch (e) {
+    if (!/CKR_USER_ALREADY_LOGGED_IN/.test(String((e as Error).message))) {
+      try {
+        lib.C_CloseSession(session);
+      } catch {
+        // ignore
+      }
+      throw hsmError('login', e);
+    }
+  }
+  return session;
+}
+
 /** Unwraps CKA_EC_POINT, which tokens return DER-encoded (OCTET STRING) or, rarely, raw. */
 function ecPoint(v: Buffer): Buffer {
   if (v.length === 65 && v[0] === 0x04) return v;
@@ -107,7 +139,7 @@ export class Pkcs11KeyStore implements KeyStore {
   private closed = false;
 
   private constructor(
-    private modulePath: string,
+    private opts: Pkcs11Options,
     private lib: PKCS11,
     private session: Handle,
   ) {}
@@ -123,27 +155,25 @@ export class Pkcs11KeyStore implements KeyStore {
     } catch (e) {
       throw hsmError('module load', e);
     }
-    let session: Handle | undefined;
     try {
-      const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
-      if (!slot) throw new KeyStoreError(`pkcs11: no token labelled ${JSON.stringify(opts.tokenLabel)}`);
-      session = lib.C_OpenSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION);
-      try {
-        lib.C_Login(session, P.CKU_USER, opts.pin);
-      } catch (e) {
-        if (!/CKR_USER_ALREADY_LOGGED_IN/.test(String((e as Error).message))) throw hsmError('login', e);
-      }
-      return new Pkcs11KeyStore(opts.module, lib, session);
+      return new Pkcs11KeyStore({ ...opts }, lib, openSession(lib, opts));
     } catch (e) {
-      if (session) {
-        try {
-          lib.C_CloseSession(session);
-        } catch {
-          // ignore
-        }
-      }
       release(opts.module);
       throw e instanceof KeyStoreError ? e : hsmError('open', e);
+    }
+  }
+
+  /** A new session and login in place of one the token ended. */
+  private reopen(): void {
+    try {
+      this.lib.C_CloseSession(this.session);
+    } catch {
+      // already gone, which is why we are here
+    }
+    try {
+      this.session = openSession(this.lib, this.opts);
+    } catch (e) {
+      throw e instanceof KeyStoreError ? e : hsmError('reopen session', e);
     }
   }
 
@@ -156,11 +186,19 @@ export class Pkcs11KeyStore implements KeyStore {
     } catch {
       // session already gone
     }
-    release(this.modulePath);
+    release(this.opts.module);
   }
 
+  /** Runs `fn` against the session; when the token has ended the session, opens a new one and runs `fn` once more. */
   private call<T>(op: string, fn: () => T): T {
     if (this.closed) throw new KeyStoreError('pkcs11 keystore is closed');
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof KeyStoreError) throw e;
+      if (!SESSION_LOST.test(String((e as Error)?.message ?? ''))) throw hsmError(op, e);
+    }
+    this.reopen();
     try {
       return fn();
     } catch (e) {

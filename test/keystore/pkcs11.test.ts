@@ -197,6 +197,45 @@ test('pkcs11: importKey stores a P-256 key as a sensitive object that signs for 
   }
 });
 
+/** Ends every session this process has on the token, as an HSM restart or a dropped network HSM link does. */
+function closeAllSessions(): void {
+  const lib = new pkcs11js.PKCS11();
+  lib.load(hsm.module);
+  try {
+    lib.C_Initialize();
+  } catch (e) {
+    if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test((e as Error).message)) throw e;
+  }
+  const slot = lib.C_GetSlotList(true).find((s) => lib.C_GetTokenInfo(s).label.trim() === hsm.label)!;
+  lib.C_CloseAllSessions(slot);
+}
+
+test('pkcs11: a session the token ended is opened again, logged in, and the operation goes through', async () => {
+  const ks = open();
+  const other = open();
+  try {
+    const gun = 'example.com/hsm-session';
+    const rec = await ks.generate(gun, 'timestamp', 'ecdsa');
+    const signer = (await ks.signer(rec.id))!;
+    closeAllSessions();
+    // Signing found the key with a dead session: CKR_SESSION_HANDLE_INVALID until a restart.
+    const msg = Buffer.from('signed after the token dropped our session');
+    assert.ok(verifySignature(rec.public, msg, 'ecdsa', await signer.sign(msg)));
+    closeAllSessions();
+    assert.deepEqual((await ks.list({ gun })).map((r) => r.id), [rec.id]);
+    closeAllSessions();
+    const second = await ks.generate(gun, 'snapshot', 'ecdsa');
+    assert.equal((await ks.list({ gun })).length, 2);
+    // Another keystore in the process lost its session too, and recovers on its own.
+    assert.deepEqual((await other.list({ gun })).map((r) => r.id).sort(), [rec.id, second.id].sort());
+    assert.ok(await ks.delete(second.id));
+    assert.ok(await ks.delete(rec.id));
+  } finally {
+    await ks.close();
+    await other.close();
+  }
+});
+
 test('pkcs11: a wrong PIN or token label fails with a clear error that does not contain the PIN', async () => {
   const wrong = 'wrong-pin-99817';
   assert.throws(
