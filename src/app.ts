@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
 import { openKeyStore } from './keystore/open.js';
-import { createRegistryAuth } from './auth/registry-token.js';
+import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js';
 import type { KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './log.js';
 import { createNotaryHandler } from './notary/handler.js';
@@ -69,7 +69,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();
-  const registryAuth = config.auth ? createRegistryAuth(config.auth, log, over.now) : undefined;
+  // Refused Notary API tokens go to the audit log, which the management API (made below) owns.
+  let auditDenial: ((d: NotaryDenial) => void) | undefined;
+  const registryAuth = config.auth ? createRegistryAuth(config.auth, log, over.now, (d) => auditDenial?.(d)) : undefined;
   const notary = createNotaryHandler(trust, metrics, {
     maxBodyBytes: config.maxBodyBytes,
     gunPrefixes: config.gunPrefixes,
@@ -92,6 +94,14 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
   });
+  auditDenial = (d) =>
+    management.audit.append({
+      actor: d.subject !== undefined ? { id: 'registry-token', name: d.subject || 'unknown' } : { id: 'anonymous', name: 'anonymous' },
+      action: 'auth.denied',
+      outcome: 'denied',
+      ...(d.gun !== undefined ? { gun: d.gun } : {}),
+      detail: { api: 'notary', reason: d.error, why: d.reason, needs: d.needs, method: d.method },
+    });
   // Signing routes first: the management router answers 404 for paths it does not know.
   const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
   // The management API's tag routes sign and revoke through the signing service.

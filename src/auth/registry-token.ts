@@ -149,6 +149,19 @@ export class RegistryTokenVerifier {
   }
 }
 
+/** A request refused for its token (not for lacking one): what the audit log records. */
+export interface NotaryDenial {
+  error: 'invalid_token' | 'insufficient_scope';
+  /** Why, without the token: e.g. `invalid token: ERR_JWT_EXPIRED`. */
+  reason: string;
+  /** The access set the route needs, as in the challenge: `repository:<gun>:push,pull`. */
+  needs: string;
+  gun?: string;
+  method: string;
+  /** The verified token's subject (insufficient_scope only: an invalid token's claims are not believed). */
+  subject?: string;
+}
+
 export interface RegistryAuth {
   /** The NotaryOptions.authorize hook. */
   authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean>;
@@ -157,7 +170,12 @@ export interface RegistryAuth {
   verifier: RegistryTokenVerifier;
 }
 
-export function createRegistryAuth(cfg: RegistryAuthConfig, log: Logger, now: () => number = Date.now): RegistryAuth {
+/**
+ * The Notary API's token check. `onDenied` hears of every request refused for a bad token or for a
+ * token without the access; a request without a token is not reported, since Docker's token flow
+ * sends every first request without one and expects the challenge.
+ */
+export function createRegistryAuth(cfg: RegistryAuthConfig, log: Logger, now: () => number = Date.now, onDenied?: (d: NotaryDenial) => void): RegistryAuth {
   const verifier = new RegistryTokenVerifier(cfg, readFileSync(cfg.rootCertBundle, 'utf8'), now);
   const issuer = cfg.issuerKey ? TokenIssuer.load(cfg, log, now) : undefined;
   if (issuer && !verifier.trusts(issuer.certificate)) {
@@ -166,8 +184,12 @@ export function createRegistryAuth(cfg: RegistryAuthConfig, log: Logger, now: ()
 
   async function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean> {
     const need = requiredAccess(gun, actions);
-    const deny = (error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string) => {
-      log('info', 'notary API access denied', { method: req.method, path: req.url, need: `${need.type}:${need.name}:${need.actions.join(',')}`, reason });
+    const needs = `${need.type}:${need.name}:${need.actions.join(',')}`;
+    const deny = (error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string, subject?: string) => {
+      log('info', 'notary API access denied', { method: req.method, path: req.url, need: needs, reason });
+      if (error && onDenied) {
+        onDenied({ error, reason, needs, method: req.method ?? 'GET', ...(gun !== undefined ? { gun } : {}), ...(subject !== undefined ? { subject } : {}) });
+      }
       req.resume(); // drain an unread body (a publish) so the connection can be reused
       const detail = need.actions.map((a) => ({ Type: need.type, Class: '', Name: need.name, Action: a }));
       sendError(res, NotaryErrors.UNAUTHORIZED, detail, { 'WWW-Authenticate': challengeHeader(cfg, need, error) });
@@ -177,12 +199,13 @@ export function createRegistryAuth(cfg: RegistryAuthConfig, log: Logger, now: ()
     const m = /^Bearer\s+([A-Za-z0-9._~+/=-]+)\s*$/i.exec(header);
     if (!m) return deny(header ? 'invalid_token' : undefined, header ? 'not a bearer token' : 'no token');
     let access: AccessEntry[];
+    let subject: string;
     try {
-      ({ access } = await verifier.verify(m[1]!));
+      ({ access, subject } = await verifier.verify(m[1]!));
     } catch (e) {
       return deny('invalid_token', e instanceof TokenError ? e.message : 'invalid token');
     }
-    if (!covers(access, need)) return deny('insufficient_scope', 'token lacks the access');
+    if (!covers(access, need)) return deny('insufficient_scope', 'token lacks the access', subject);
     return true;
   }
 

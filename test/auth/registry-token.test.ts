@@ -197,6 +197,38 @@ test('a token authorises exactly its access: pull passes, push needs push, anoth
   assert.equal(key.status, 200, '`*` covers push,pull');
 });
 
+test('refused tokens on the Notary API are audited (a bad token, a token that lacks access); the tokenless first try is not', async () => {
+  const denials = () => app.management.audit.query({ action: 'auth.denied' }).filter((e) => e.detail?.api === 'notary');
+  const before = denials().length;
+  // Docker's token flow: every client's first request has no token and gets the challenge.
+  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
+  assert.equal(denials().length, before, 'the challenge to a tokenless request is not an audit event');
+  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
+  const pull = await getToken(`repository:${GUN}:pull`, basic('alice', ALICE_PW));
+  assertChallenge(await request(server).post(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:*`, 'insufficient_scope');
+  const [bad, scope] = denials().slice(before);
+  assert.equal(denials().length, before + 2);
+  assert.deepEqual({ actor: bad!.actor, outcome: bad!.outcome, gun: bad!.gun, reason: bad!.detail?.reason, needs: bad!.detail?.needs, method: bad!.detail?.method }, {
+    actor: { id: 'anonymous', name: 'anonymous' },
+    outcome: 'denied',
+    gun: GUN,
+    reason: 'invalid_token',
+    needs: `repository:${GUN}:pull`,
+    method: 'GET',
+  });
+  // A verified token's subject names who was refused.
+  assert.deepEqual({ actor: scope!.actor, gun: scope!.gun, reason: scope!.detail?.reason, needs: scope!.detail?.needs, method: scope!.detail?.method }, {
+    actor: { id: 'registry-token', name: 'alice' },
+    gun: GUN,
+    reason: 'insufficient_scope',
+    needs: `repository:${GUN}:*`,
+    method: 'POST',
+  });
+  // Tokens themselves never reach the audit log.
+  const raw = JSON.stringify(app.management.audit.query({}));
+  assert.ok(!raw.includes(pull) && !raw.includes('not.a.jwt'));
+});
+
 test('verifier: refuses wrong issuer, audience, expired/not-yet-valid tokens, untrusted signers, alg none/HS256; accepts kid-only', async () => {
   const key = createPrivateKey(await fsp.readFile(certs.key));
   const cert = new X509Certificate(await fsp.readFile(certs.cert));
