@@ -5,6 +5,7 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { compareSpecificity, compileGunPattern, GunPatternError, type GunPattern } from '../core/tuf/gun-pattern.js';
 import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../log.js';
 
@@ -33,9 +34,7 @@ export interface Policy {
 }
 
 interface CompiledRule extends Rule {
-  re: RegExp;
-  exact: boolean;
-  literal: number;
+  match: GunPattern;
   index: number;
 }
 
@@ -79,19 +78,14 @@ function validate(doc: unknown): void {
   }
 }
 
-/** Anchored glob → RegExp: `*` within a segment, `**` across segments. */
-function globToRegExp(pattern: string): RegExp {
-  let re = '';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '*') {
-      if (pattern[i + 1] === '*') {
-        re += '.*';
-        i++;
-      } else re += '[^/]*';
-    } else re += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+/** A rule's pattern in the grammar token scopes use (src/core/tuf/gun-pattern.ts), or PolicyError. */
+function compilePattern(pattern: string): GunPattern {
+  try {
+    return compileGunPattern(pattern);
+  } catch (e) {
+    if (e instanceof GunPatternError) throw new PolicyError(`policy pattern ${JSON.stringify(pattern)} is not valid: ${e.message}`);
+    throw e;
   }
-  return new RegExp(`^${re}$`);
 }
 
 function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSettings {
@@ -120,16 +114,16 @@ export function parsePolicy(text: string, source: string): Policy {
   const def: Rule = { pattern: '(default)', ...settings(raw.default, FILE_DEFAULT) };
   const rules = (raw.repositories ?? []).map((r, index): CompiledRule => {
     const s = settings(r, { ...FILE_DEFAULT, mode: 'enforce' });
-    return { pattern: r.pattern, ...s, re: globToRegExp(r.pattern), exact: !r.pattern.includes('*'), literal: r.pattern.replace(/\*/g, '').length, index };
+    return { pattern: r.pattern, ...s, match: compilePattern(r.pattern), index };
   });
   // Most specific first: exact names, then more literal characters, then file order.
-  rules.sort((a, b) => Number(b.exact) - Number(a.exact) || b.literal - a.literal || a.index - b.index);
+  rules.sort((a, b) => compareSpecificity(a.match.specificity, b.match.specificity) || a.index - b.index);
   return { source, rules, default: def };
 }
 
 /** The rule for a repository path (without the registry name). */
 export function ruleFor(policy: Policy, repo: string): Rule {
-  return policy.rules.find((r) => r.re.test(repo)) ?? policy.default;
+  return policy.rules.find((r) => r.match.test(repo)) ?? policy.default;
 }
 
 /**

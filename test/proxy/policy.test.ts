@@ -63,6 +63,26 @@ test('invalid policies are refused with a message naming the problem', () => {
   assert.throws(() => parsePolicy('version: 1\nrepositories:\n  - mode: audit\n', 'x'), /pattern/);
   assert.throws(() => parsePolicy('version: 1\ndefault: {signOnPush: "releases"}\n', 'x'), PolicyError);
   assert.throws(() => parsePolicy('version: [1', 'x'), /not valid YAML or JSON/);
+  // Patterns follow the one GUN-pattern grammar (src/core/tuf/gun-pattern.ts) that token scopes and
+  // registry grants use: `**` is a whole segment, and no empty segments or `..`. `a**b` was read as
+  // `a.*b` and so crossed segments: `team/a**b` matched team/a/x/b.
+  for (const bad of ['team/a**b', 'team//app', 'team/../x', 'team/']) {
+    assert.throws(
+      () => parsePolicy(`version: 1\nrepositories:\n  - pattern: "${bad}"\n`, 'x'),
+      (e: Error) => e instanceof PolicyError && e.message.includes(JSON.stringify(bad)),
+      bad,
+    );
+  }
+});
+
+test('policy patterns match as token scopes do: a lone `*` or `**` needs a segment, `**` spans several', () => {
+  const p = parsePolicy('version: 1\nrepositories:\n  - {pattern: "**/app", mode: audit}\n  - {pattern: "x/**/y", mode: "off"}\n', 'x');
+  assert.equal(ruleFor(p, 'a/app').pattern, '**/app');
+  assert.equal(ruleFor(p, 'a/b/app').pattern, '**/app');
+  assert.equal(ruleFor(p, 'app').pattern, '(default)');
+  assert.equal(ruleFor(p, 'x/1/y').pattern, 'x/**/y');
+  assert.equal(ruleFor(p, 'x/1/2/y').pattern, 'x/**/y');
+  assert.equal(ruleFor(p, 'x/y').pattern, '(default)');
 });
 
 let dir: string;

@@ -1,6 +1,6 @@
 // GUN patterns: the one matcher for names like `registry.example.com/team/*` wherever a GUN (or a
 // repository path) is granted or configured — management API token scopes (src/auth/tokens.ts),
-// registry token grants (src/auth/jwt-issuer.ts), and usable for the proxy's policy rules.
+// registry token grants (src/auth/jwt-issuer.ts) and the proxy's policy rules (src/proxy/policy.ts).
 //
 // Semantics: fully anchored, matched segment by segment on `/`.
 //   - `*` matches any run of characters inside one path segment (never `/`; a segment never
