@@ -1,5 +1,7 @@
 // The proxy's settings, read from the same environment (and TRUSTGATE_CONFIG file) as the rest.
 // The proxy runs only when TRUSTGATE_UPSTREAM is set.
+import { isValidGun } from '../core/tuf/gun.js';
+
 export interface ProxyConfig {
   listen: { host: string; port: number };
   /** Base URL of the upstream registry, e.g. http://127.0.0.1:5001 */
@@ -25,6 +27,15 @@ export interface ProxyConfig {
 }
 
 type Env = Record<string, string | undefined>;
+
+/**
+ * Why a registry name cannot begin the GUNs of the repositories behind the proxy, or undefined.
+ * Every GUN is `<registry name>/<repository>`, and the trust server refuses any other shape.
+ */
+export function registryNameProblem(name: string): string | undefined {
+  if (isValidGun(`${name}/x`)) return undefined;
+  return 'cannot begin a GUN: use /-separated segments of letters, digits and ._:@- (an IPv6 address needs a host name instead)';
+}
 
 export function readProxyConfig(env: Env): { config?: ProxyConfig; problems: string[] } {
   const problems: string[] = [];
@@ -78,6 +89,10 @@ export function readProxyConfig(env: Env): { config?: ProxyConfig; problems: str
   opt('TRUSTGATE_UPSTREAM_PASSWORD', 'upstreamPassword');
   opt('TRUSTGATE_UPSTREAM_TOKEN', 'upstreamToken');
   opt('TRUSTGATE_REGISTRY_NAME', 'registryName');
+  if (config.registryName !== undefined) {
+    const bad = registryNameProblem(config.registryName);
+    if (bad) problems.push(`TRUSTGATE_REGISTRY_NAME ${JSON.stringify(config.registryName)} ${bad}`);
+  }
   opt('TRUSTGATE_POLICY', 'policyPath');
   if (cacheUrl) config.cacheUrl = cacheUrl;
   return { config, problems };

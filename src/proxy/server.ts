@@ -12,6 +12,7 @@ import { errorBody } from '../http/errcode.js';
 import type { Logger } from '../log.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
+import { registryNameProblem } from './config.js';
 import type { AuditSink, CosignHook } from './hooks.js';
 import type { ProxyMetrics } from './metrics.js';
 import { requirementFor, ruleFor, type PolicySource, type Rule } from './policy.js';
@@ -149,7 +150,16 @@ export class RegistryProxy {
       server.listen(port, host, () => resolve());
     });
     const addr = server.address() as AddressInfo;
-    this.registryName ??= `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    if (this.registryName === undefined) {
+      const name = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+      const bad = registryNameProblem(name);
+      if (bad) {
+        // Started anyway, every pull would be denied and every push left unsigned.
+        await this.close();
+        throw new Error(`the registry name ${name}, taken from the listen address, ${bad}: set TRUSTGATE_REGISTRY_NAME to the name clients use`);
+      }
+      this.registryName = name;
+    }
     return addr;
   }
 

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MAX_GUN_LENGTH } from '../../src/core/tuf/gun.js';
+import { startProxy } from '../../src/proxy/index.js';
 import { MAX_MANIFEST_BYTES } from '../../src/proxy/server.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
@@ -42,6 +43,19 @@ test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a re
   assert.equal(chunked.status, 413);
   assert.equal((await chunked.json()).errors[0].code, 'SIZE_INVALID');
   assert.equal((await get(`${s.reg.url}/v2/team/big/manifests/v1`)).status, 404, 'nothing reached the upstream');
+});
+
+test('a proxy on an IPv6 address without TRUSTGATE_REGISTRY_NAME refuses to start: `[::1]:port` cannot begin a GUN', async () => {
+  // Every GUN would have been `[::1]:<port>/<repo>`, which the trust server refuses: each pull was
+  // denied and each push failed to sign, long after a start that looked fine.
+  await assert.rejects(startProxy(s.tg.app, {}, { host: '::1', port: 0 }), (e: Error) => /TRUSTGATE_REGISTRY_NAME/.test(e.message) && e.message.includes('[::1]'));
+  // Nothing was left listening: the same app can start a proxy on IPv4 again.
+  const again = await startProxy(s.tg.app, {}, { host: '127.0.0.1', port: 0 });
+  try {
+    assert.equal((await get(`${again.url}/v2/`)).status, 200);
+  } finally {
+    await again.close();
+  }
 });
 
 test('a name whose GUN trustgate cannot hold (over 255 bytes with the registry part) is NAME_INVALID, and nothing is stored or signed', async () => {

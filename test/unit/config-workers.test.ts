@@ -45,3 +45,14 @@ test('pkcs11 keystore: more than one worker is refused; auto falls back to one w
   assert.equal(auto.workers, 1);
   if (Math.min(AUTO_WORKERS_MAX, availableParallelism()) > 1) assert.match(auto.workersNote ?? '', /TRUSTGATE_WORKERS=auto runs one process with TRUSTGATE_KEYSTORE=pkcs11/);
 });
+
+test('TRUSTGATE_REGISTRY_NAME must be able to begin a GUN; a host, a port and a path prefix are fine', () => {
+  const proxy = { TRUSTGATE_UPSTREAM: 'http://127.0.0.1:5000' };
+  for (const ok of ['registry.example.com', 'registry.example.com:5000', 'localhost:5000/mirror']) {
+    assert.deepEqual(problems({ ...proxy, TRUSTGATE_REGISTRY_NAME: ok }), [], ok);
+  }
+  for (const bad of ['[::1]:5000', 'registry example', 'registry.example.com/', 'a/../b', 'x'.repeat(255)]) {
+    const p = problems({ ...proxy, TRUSTGATE_REGISTRY_NAME: bad });
+    assert.ok(p.some((m) => m.includes('TRUSTGATE_REGISTRY_NAME')), `${bad}: ${p.join('; ')}`);
+  }
+});
