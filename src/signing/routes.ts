@@ -4,12 +4,15 @@
 // public key need read access. Errors are `{"error":{"code","message",...}}` like the rest of
 // the management API.
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { publicKeyObject } from '../core/crypto/keys.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
 import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
 import type { TokenStore } from '../auth/tokens.js';
 import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
+import { API_DIR } from '../management/schemas.js';
 import type { Logger } from '../log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
@@ -34,29 +37,35 @@ const wrap = (h: Handler) => (req: Request, res: Response, next: NextFunction) =
 
 const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
 
-// The fields each request body may hold, as api/signing.json lists them (a test compares them).
-const fields = (...names: string[]) => new Set(names);
-const ITEM = ['gun', 'repository', 'tag', 'digest', 'size', 'role', 'custom'];
-const SIGN_FIELDS = fields(...ITEM, 'cosign', 'bundle');
-const ITEM_FIELDS = fields(...ITEM);
-const BATCH_FIELDS = fields('gun', 'repository', 'role', 'items', 'cosign', 'bundle');
-const REVOKE_FIELDS = fields('gun', 'repository', 'tag', 'role');
-const PROMOTE_FIELDS = fields('gun', 'repository', 'from', 'to', 'cosign', 'bundle');
-const FROM_FIELDS = fields('tag', 'role');
-const TO_FIELDS = fields('tag', 'role', 'gun', 'repository');
-const VERIFY_FIELDS = fields('image', 'roles');
+// The fields each request may hold, read from api/signing.json itself: the schema openapi.yaml
+// documents stays the one list (its requests close their fields with additionalProperties false).
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: unknown;
+}
+const SIGNING_DEFS = (JSON.parse(readFileSync(join(API_DIR, 'signing.json'), 'utf8')) as { $defs: Record<string, SchemaNode> }).$defs;
+
+/** The fields of a closed object in api/signing.json: a $defs name, or `Name.property`. */
+function fieldsOf(path: string): ReadonlySet<string> {
+  const [def, prop] = path.split('.');
+  let node: SchemaNode | undefined = SIGNING_DEFS[def!];
+  if (prop !== undefined) node = node?.properties?.[prop];
+  if (!node?.properties || node.additionalProperties !== false) throw new Error(`api/signing.json: ${path} does not list closed fields`);
+  return new Set(Object.keys(node.properties));
+}
 
 /** Each request schema of api/signing.json (by its $defs name or path) and the fields accepted for it. */
-export const REQUEST_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
-  SignRequest: SIGN_FIELDS,
-  BatchItem: ITEM_FIELDS,
-  BatchRequest: BATCH_FIELDS,
-  RevokeRequest: REVOKE_FIELDS,
-  PromoteRequest: PROMOTE_FIELDS,
-  'PromoteRequest.from': FROM_FIELDS,
-  'PromoteRequest.to': TO_FIELDS,
-  VerifyRequest: VERIFY_FIELDS,
-};
+export const REQUEST_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = Object.fromEntries(
+  ['SignRequest', 'BatchItem', 'BatchRequest', 'RevokeRequest', 'PromoteRequest', 'PromoteRequest.from', 'PromoteRequest.to', 'VerifyRequest'].map((p) => [p, fieldsOf(p)]),
+);
+const SIGN_FIELDS = REQUEST_FIELDS.SignRequest!;
+const ITEM_FIELDS = REQUEST_FIELDS.BatchItem!;
+const BATCH_FIELDS = REQUEST_FIELDS.BatchRequest!;
+const REVOKE_FIELDS = REQUEST_FIELDS.RevokeRequest!;
+const PROMOTE_FIELDS = REQUEST_FIELDS.PromoteRequest!;
+const FROM_FIELDS = REQUEST_FIELDS['PromoteRequest.from']!;
+const TO_FIELDS = REQUEST_FIELDS['PromoteRequest.to']!;
+const VERIFY_FIELDS = REQUEST_FIELDS.VerifyRequest!;
 
 /** The request body as an object, or 400. */
 function body(req: Request): Record<string, unknown> {
