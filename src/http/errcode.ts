@@ -28,6 +28,9 @@ export const NotaryErrors = {
   UNKNOWN: def('UNKNOWN', 500, 'unknown error'),
 } as const;
 
+/** Notary's JSON answers (errors, health) carry this type. */
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
 /** The body of an error answer; `detail` is left out when undefined. */
 export function errorBody(e: ErrorCode, detail?: unknown, message = e.message): string {
   const item: Record<string, unknown> = { code: e.code, message };
@@ -37,6 +40,6 @@ export function errorBody(e: ErrorCode, detail?: unknown, message = e.message): 
 
 export function sendError(res: ServerResponse, e: ErrorCode, detail?: unknown, headers: Record<string, string> = {}, message?: string): void {
   const body = errorBody(e, detail, message);
-  res.writeHead(e.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.writeHead(e.status, { 'Content-Type': JSON_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);
 }

@@ -7,7 +7,7 @@ import { isValidGun } from '../core/tuf/gun.js';
 import { parseEnvelope } from '../core/tuf/metadata.js';
 import { isValidRole } from '../core/tuf/roles.js';
 import { formatRfc3339 } from '../core/tuf/time.js';
-import { NotaryErrors as E, sendError } from '../http/errcode.js';
+import { JSON_CONTENT_TYPE, NotaryErrors as E, sendError } from '../http/errcode.js';
 import { VersionConflictError, type StoredFile } from '../storage/types.js';
 import type { TrustService } from '../trust/service.js';
 import type { Metrics, Operation } from './metrics.js';
@@ -40,8 +40,6 @@ function sendBytes(res: ServerResponse, body: Buffer | string): void {
   res.writeHead(200, length > 0 ? ['Content-Length', String(length), 'Content-Type', TEXT_PLAIN] : ['Content-Length', '0']);
   res.end(body);
 }
-
-const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** A whole body with its length, as notary sends health and metrics (writeHead alone would chunk it). */
 function sendWithLength(res: ServerResponse, status: number, type: string, body: string): void {
@@ -290,9 +288,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     if (path === '/_notary_server/health' && method === 'GET') {
       try {
         await trust.store.ping();
-        sendWithLength(res, 200, JSON_TYPE, '{}');
+        sendWithLength(res, 200, JSON_CONTENT_TYPE, '{}');
       } catch (e) {
-        sendWithLength(res, 503, JSON_TYPE, JSON.stringify({ storage: (e as Error).message }));
+        sendWithLength(res, 503, JSON_CONTENT_TYPE, JSON.stringify({ storage: (e as Error).message }));
       }
       return true;
     }

@@ -8,7 +8,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttp
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { fail, type TargetRequirement } from '../core/tuf/verify.js';
-import { errorBody } from '../http/errcode.js';
+import { errorBody, JSON_CONTENT_TYPE } from '../http/errcode.js';
 import type { Logger } from '../log.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
@@ -113,7 +113,7 @@ function send(res: ServerResponse, e: Err, detail?: unknown, message?: string, h
     return;
   }
   const body = errorBody(e, detail, message);
-  res.writeHead(e.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), ...DAPI, ...headers });
+  res.writeHead(e.status, { 'Content-Type': JSON_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body), ...DAPI, ...headers });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
