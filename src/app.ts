@@ -95,13 +95,16 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     ...(over.now ? { now: over.now } : {}),
   });
   auditDenial = (d) =>
-    management.audit.append({
-      actor: d.subject !== undefined ? { id: 'registry-token', name: d.subject || 'unknown' } : { id: 'anonymous', name: 'anonymous' },
-      action: 'auth.denied',
-      outcome: 'denied',
-      ...(d.gun !== undefined ? { gun: d.gun } : {}),
-      detail: { api: 'notary', reason: d.error, why: d.reason, needs: d.needs, method: d.method },
-    });
+    void management.audit.appendDenial(
+      {
+        actor: d.subject !== undefined ? { id: 'registry-token', name: d.subject || 'unknown' } : { id: 'anonymous', name: 'anonymous' },
+        action: 'auth.denied',
+        outcome: 'denied',
+        ...(d.gun !== undefined ? { gun: d.gun } : {}),
+        detail: { api: 'notary', reason: d.error, why: d.reason, needs: d.needs, method: d.method },
+      },
+      { api: 'notary', reason: d.error },
+    );
   // Signing routes first: the management router answers 404 for paths it does not know.
   const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
   // The management API's tag routes sign and revoke through the signing service.

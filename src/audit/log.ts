@@ -114,6 +114,41 @@ function headOf(line: string | undefined, countLines: () => number): { seq: numb
 
 const splitLines = (text: string) => text.split('\n').filter((l) => l.length > 0);
 
+/** How long repeated refusals of one kind are counted rather than written one by one. */
+export const DENIAL_WINDOW_MS = 60_000;
+/** Kinds of refusal counted at once; past this, a new kind is counted under one shared entry. */
+export const MAX_DENIAL_KINDS = 1024;
+/** Longest string a refusal's entry keeps (paths and GUNs come from whoever sent the request). */
+export const MAX_DENIAL_STRING = 256;
+
+/** What makes two refusals "the same": fixed, low-cardinality facts (never a path or a GUN). */
+export type DenialKind = Record<string, string>;
+
+interface DenialWindow {
+  actor: AuditActor;
+  action: string;
+  kind: DenialKind;
+  /** When the window's written entry was appended. */
+  start: number;
+  /** Refusals counted since, not written. */
+  count: number;
+  first: number;
+  last: number;
+}
+
+const clip = (v: string) => (v.length > MAX_DENIAL_STRING ? `${v.slice(0, MAX_DENIAL_STRING)}…` : v);
+
+function clipped(input: AuditInput): AuditInput {
+  const out: AuditInput = { ...input, actor: { id: clip(input.actor.id), name: clip(input.actor.name) } };
+  if (input.gun !== undefined) out.gun = clip(input.gun);
+  if (input.detail) {
+    out.detail = Object.fromEntries(
+      Object.entries(input.detail).map(([k, v]) => [k, typeof v === 'string' ? clip(v) : Array.isArray(v) ? v.slice(0, 16).map(clip) : v]),
+    );
+  }
+  return out;
+}
+
 export class AuditLog {
   readonly path: string;
   private headPath: string;
@@ -129,6 +164,80 @@ export class AuditLog {
     this.path = join(dir, 'audit.jsonl');
     this.headPath = join(dir, 'audit.head');
     this.lock = lock ?? new StateLock(dir);
+  }
+
+  private denials = new Map<string, DenialWindow>();
+  private denialTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Appends a refusal, but at most one of each kind (actor, action and `kind`) per
+   * DENIAL_WINDOW_MS. Later refusals in the window are counted, and the count is written as one
+   * entry (`detail.repeated`, `detail.from`, `detail.to`) once the window is over. Refusals come
+   * from whoever can reach the port, with or without a valid token: writing each one would let
+   * them grow the log, and hold its lock, as fast as they can send. Returns the entry written,
+   * or undefined when the refusal was only counted. Counts are per process.
+   */
+  appendDenial(input: AuditInput, kind: DenialKind): AuditEntry | undefined {
+    const now = this.now();
+    this.flushDenials(now);
+    let key = JSON.stringify([input.actor.id, input.actor.name, input.action, kind]);
+    let w = this.denials.get(key);
+    if (!w && this.denials.size >= MAX_DENIAL_KINDS) {
+      key = '*';
+      w = this.denials.get(key);
+      if (!w) {
+        // The shared entry names no actor or kind: those are what made the table overflow.
+        const entry = this.append(clipped({ ...input, actor: { id: 'various', name: 'various' }, detail: { overflow: true } }));
+        this.trackDenial(key, { actor: { id: 'various', name: 'various' }, action: input.action, kind: { overflow: 'true' }, start: now, count: 0, first: 0, last: 0 });
+        return entry;
+      }
+    }
+    if (w) {
+      if (w.count === 0) w.first = now;
+      w.count++;
+      w.last = now;
+      return undefined;
+    }
+    const entry = this.append(clipped(input));
+    this.trackDenial(key, { actor: clipped(input).actor, action: input.action, kind, start: now, count: 0, first: 0, last: 0 });
+    return entry;
+  }
+
+  private trackDenial(key: string, w: DenialWindow): void {
+    this.denials.set(key, w);
+    if (!this.denialTimer) {
+      // Closes windows nobody refuses into again; unref'd, so it never keeps the process alive.
+      this.denialTimer = setInterval(() => {
+        try {
+          this.flushDenials(this.now());
+        } catch {
+          // A log that cannot be written now (disk full) loses these counts, not the process.
+        }
+      }, DENIAL_WINDOW_MS / 4);
+      this.denialTimer.unref();
+    }
+  }
+
+  /**
+   * Writes the counts of refusal windows that are over at `now` (all of them with no `now`, as
+   * at shutdown) and forgets those windows.
+   */
+  flushDenials(now?: number): void {
+    for (const [key, w] of this.denials) {
+      if (now !== undefined && now - w.start < DENIAL_WINDOW_MS) continue;
+      this.denials.delete(key);
+      if (w.count === 0) continue;
+      this.append({
+        actor: w.actor,
+        action: w.action,
+        outcome: 'denied',
+        detail: { ...w.kind, repeated: w.count, from: new Date(w.first).toISOString(), to: new Date(w.last).toISOString() },
+      });
+    }
+    if (this.denials.size === 0 && this.denialTimer) {
+      clearInterval(this.denialTimer);
+      this.denialTimer = undefined;
+    }
   }
 
   append(input: AuditInput): AuditEntry {

@@ -43,12 +43,11 @@ export function authenticate(tokens: TokenStore, audit: AuditLog) {
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
     const rec = m ? tokens.authenticate(m[1]!) : undefined;
     if (!rec) {
-      audit.append({
-        actor: { id: 'anonymous', name: 'anonymous' },
-        action: 'auth.denied',
-        outcome: 'denied',
-        detail: { reason: m ? 'unknown or expired token' : 'malformed Authorization header', method: req.method, path: req.path },
-      });
+      const reason = m ? 'unknown or expired token' : 'malformed Authorization header';
+      audit.appendDenial(
+        { actor: { id: 'anonymous', name: 'anonymous' }, action: 'auth.denied', outcome: 'denied', detail: { reason, method: req.method, path: req.path } },
+        { reason },
+      );
       res.setHeader('WWW-Authenticate', CHALLENGE);
       return next(new ApiError(401, 'UNAUTHORIZED', 'the bearer token is not valid'));
     }
@@ -60,12 +59,9 @@ export function authenticate(tokens: TokenStore, audit: AuditLog) {
 /** Throws 403 (and audits the refusal) unless the actor may `perm` (on `gun`). */
 export function authorize(audit: AuditLog, actor: Actor, perm: Permission, gun: string | undefined, action: string): void {
   if (allows(actor.scopes, perm, gun)) return;
-  audit.append({
-    actor: { id: actor.id, name: actor.name },
-    action: 'auth.denied',
-    outcome: 'denied',
-    ...(gun !== undefined ? { gun } : {}),
-    detail: { attempted: action, needs: perm },
-  });
+  audit.appendDenial(
+    { actor: { id: actor.id, name: actor.name }, action: 'auth.denied', outcome: 'denied', ...(gun !== undefined ? { gun } : {}), detail: { attempted: action, needs: perm } },
+    { attempted: action, needs: perm },
+  );
   throw new ApiError(403, 'FORBIDDEN', gun !== undefined ? `this token may not ${perm === 'admin' ? 'administer' : perm} ${gun}` : `this action needs the ${perm} scope`);
 }

@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { RepoEditor } from '../trust/editor.js';
 import { GunLocks } from '../trust/locks.js';
 import type { TrustService } from '../trust/service.js';
-import type { AuditActor, AuditLog } from '../audit/log.js';
+import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
 import { isAdmin, type Actor } from '../auth/guard.js';
 import { DraftBuilder, partMissing, requiredKeyIds, type RepoView } from './draft.js';
 import { badRequest, notFound, toApiError } from './errors.js';
@@ -140,14 +140,10 @@ export class ManagementContext {
     } catch (e) {
       const err = toApiError(e);
       if (err.status >= 500) this.opts.log('error', 'management action failed', { action, gun, error: (e as Error).message });
-      this.audit.append({
-        actor: actorRef(actor),
-        action,
-        outcome: err.status === 403 ? 'denied' : 'failure',
-        ...(gun ? { gun } : {}),
-        ...extra,
-        detail: { code: err.code, status: err.status },
-      });
+      const entry: AuditInput = { actor: actorRef(actor), action, outcome: err.status === 403 ? 'denied' : 'failure', ...(gun ? { gun } : {}), ...extra, detail: { code: err.code, status: err.status } };
+      // Refusals are counted per kind (see AuditLog.appendDenial); other failures are each written.
+      if (err.status === 403) this.audit.appendDenial(entry, { code: err.code });
+      else this.audit.append(entry);
       throw err;
     }
   }

@@ -64,5 +64,12 @@ export function createManagement(d: ManagementDeps): Management {
     ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
     log: d.log,
   });
-  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log }), close: () => stateLock.close() };
+  const close = () => {
+    try {
+      audit.flushDenials(); // counted refusals are written before the process goes
+    } finally {
+      stateLock.close();
+    }
+  };
+  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log }), close };
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AuditLog, GENESIS, entryHash, type AuditEntry } from '../../src/audit/log.js';
+import { AuditLog, DENIAL_WINDOW_MS, GENESIS, MAX_DENIAL_KINDS, MAX_DENIAL_STRING, entryHash, type AuditEntry } from '../../src/audit/log.js';
 import { exportPrivateKeyPem } from '../../src/core/crypto/pem.js';
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { enc, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
@@ -68,6 +68,76 @@ describe('AuditLog', () => {
     const t = tamper((l) => l.slice(0, 4));
     assert.equal(t.ok, false);
     assert.match(t.reason!, /head/);
+  });
+});
+
+describe('AuditLog refusals', () => {
+  const anon = { id: 'anonymous', name: 'anonymous' };
+  const refusal = (path: string) => ({ actor: anon, action: 'auth.denied', outcome: 'denied' as const, detail: { reason: 'unknown or expired token', path } });
+  const fresh = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trustgate-audit-'));
+    const clock = { t: Date.parse('2026-01-01T00:00:00Z') };
+    return { dir, clock, log: new AuditLog(dir, () => clock.t) };
+  };
+  const lines = (log: AuditLog) => readFileSync(log.path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEntry);
+
+  test('a flood of one kind writes one entry per window, then the count; the chain stays whole', () => {
+    const { dir, clock, log } = fresh();
+    try {
+      assert.equal(log.appendDenial(refusal('/first'), { reason: 'unknown or expired token' })?.detail?.path, '/first');
+      for (let i = 0; i < 500; i++) {
+        clock.t += 10;
+        assert.equal(log.appendDenial(refusal(`/p${i}`), { reason: 'unknown or expired token' }), undefined);
+      }
+      assert.equal(lines(log).length, 1, 'the counted refusals are not written one by one');
+      // Another kind (another reason, or another actor) has its own window.
+      assert.ok(log.appendDenial(refusal('/x'), { reason: 'malformed Authorization header' }));
+      assert.ok(log.appendDenial({ ...refusal('/y'), actor: { id: 't1', name: 'ci' } }, { reason: 'unknown or expired token' }));
+      assert.equal(lines(log).length, 3);
+      // The next refusal after the window writes the count first, then itself.
+      clock.t = Date.parse('2026-01-01T00:00:00Z') + DENIAL_WINDOW_MS;
+      assert.equal(log.appendDenial(refusal('/late'), { reason: 'unknown or expired token' })?.detail?.path, '/late');
+      const all = lines(log);
+      const summary = all.find((e) => e.detail?.repeated !== undefined)!;
+      assert.deepEqual({ actor: summary.actor, action: summary.action, outcome: summary.outcome, detail: summary.detail }, {
+        actor: anon,
+        action: 'auth.denied',
+        outcome: 'denied',
+        detail: { reason: 'unknown or expired token', repeated: 500, from: '2026-01-01T00:00:00.010Z', to: '2026-01-01T00:00:05.000Z' },
+      });
+      assert.equal(all.at(-1)!.detail?.path, '/late');
+      // Closing writes what is still counted (the new window has none; the other kinds none either).
+      log.appendDenial(refusal('/again'), { reason: 'unknown or expired token' });
+      log.flushDenials();
+      assert.equal(lines(log).at(-1)!.detail?.repeated, 1);
+      assert.deepEqual(log.verify(), { ok: true, entries: lines(log).length, head: { seq: lines(log).length, hash: lines(log).at(-1)!.hash } });
+    } finally {
+      log.flushDenials();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('entries are clipped, and the number of kinds counted at once is bounded', () => {
+    const { dir, clock, log } = fresh();
+    try {
+      const long = '/' + 'a'.repeat(10_000);
+      const e = log.appendDenial({ ...refusal(long), gun: 'g/' + 'b'.repeat(5000), actor: { id: 'x'.repeat(1000), name: 'n' } }, { reason: 'r' })!;
+      assert.equal((e.detail!.path as string).length, MAX_DENIAL_STRING + 1);
+      assert.equal(e.gun!.length, MAX_DENIAL_STRING + 1);
+      assert.equal(e.actor.id.length, MAX_DENIAL_STRING + 1);
+      // Every kind beyond the bound shares one entry, written once per window.
+      for (let i = 1; i < MAX_DENIAL_KINDS + 300; i++) log.appendDenial({ ...refusal('/k'), actor: { id: `t${i}`, name: `n${i}` } }, { reason: 'r' });
+      const all = lines(log);
+      assert.equal(all.length, MAX_DENIAL_KINDS + 1);
+      assert.deepEqual({ actor: all.at(-1)!.actor, detail: all.at(-1)!.detail }, { actor: { id: 'various', name: 'various' }, detail: { overflow: true } });
+      clock.t += DENIAL_WINDOW_MS;
+      log.flushDenials(clock.t);
+      assert.equal(lines(log).at(-1)!.detail?.repeated, 299);
+      assert.equal(log.verify().ok, true);
+    } finally {
+      log.flushDenials();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
