@@ -86,6 +86,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   if (registryAuth?.tokenEndpoint) api.get('/api/v1/token', (req, res, next) => void registryAuth.tokenEndpoint!(req, res).catch(next));
   const management = createManagement({
     dataDir: config.dataDir,
+    ...(store.backup ? { backup: (dest: string) => store.backup!(dest) } : {}),
     trust,
     keys,
     log,

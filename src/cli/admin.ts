@@ -250,4 +250,21 @@ const tokenCreate: Command = {
   },
 };
 
-export const adminCommands: Command[] = [repoInit, keyList, keyRotate, keyExport, keyImport, signerAdd, signerRemove, tokenCreate];
+const backup: Command = {
+  name: 'backup',
+  usage: 'backup -o FILE',
+  summary: 'save a consistent copy of the server\'s metadata store (SQLite) to a new file (admin)',
+  options: { out: { value: true, short: 'o' } },
+  async run(ctx, p) {
+    needPositionals(p, [], this.usage);
+    const out = opt(p, 'out');
+    if (!out || out === '-') throw new UsageError(`give -o FILE, a file that does not exist yet\nusage: ${this.usage}`);
+    ctx.progress('copying the metadata store…');
+    const bytes = await ctx.api().download('/api/v1/backup', out, 'application/vnd.sqlite3');
+    if (ctx.json) ctx.out(JSON.stringify({ file: out, bytes }) + '\n');
+    else ctx.progress(`wrote ${bytes} bytes to ${out} (mode 0600); the keys directory is backed up separately`);
+    return EXIT.OK;
+  },
+};
+
+export const adminCommands: Command[] = [repoInit, keyList, keyRotate, keyExport, keyImport, signerAdd, signerRemove, tokenCreate, backup];

@@ -22,6 +22,8 @@ export interface ManagementDeps {
   pendingTtlSeconds?: number;
   gunPrefixes?: string[];
   serverKeyAlgorithm?: Algorithm;
+  /** Copies the metadata store to a new file (the embedded store only): GET /backup. */
+  backup?: (dest: string) => Promise<void>;
   /** Where the one-time admin token is shown besides its file; default: stderr when it is a terminal. */
   announce?: (text: string) => void;
 }
@@ -71,5 +73,5 @@ export function createManagement(d: ManagementDeps): Management {
       stateLock.close();
     }
   };
-  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log }), close };
+  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log, dataDir: d.dataDir, ...(d.backup ? { backup: d.backup } : {}) }), close };
 }

@@ -2,6 +2,9 @@
 // path, permission, request schema, handler). The router authenticates, checks the GUN and the
 // token's scope, validates the body against the schema in api/, calls the service, and maps
 // errors to `{"error":{"code","message"}}`. Tests compare this table with openapi.yaml.
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/guard.js';
@@ -26,6 +29,8 @@ export interface Ctx {
 export interface Reply {
   status: number;
   body: unknown;
+  /** Sent instead of `body` when set: a file's bytes, then `done` (which may remove it). */
+  file?: { path: string; type: string; size: number; done: () => Promise<void> };
 }
 
 export interface Route {
@@ -47,6 +52,9 @@ export interface RouterDeps {
   audit: AuditLog;
   log: Logger;
   validator?: RequestValidator;
+  /** Where a backup is written before it is sent (the data directory: same disk, 0700). */
+  dataDir?: string;
+  backup?: (dest: string) => Promise<void>;
 }
 
 const changeReply = (r: ChangeResult & Record<string, unknown>): Reply => ({ status: r.status === 'published' ? 200 : 202, body: r });
@@ -389,7 +397,50 @@ export function routes(d: RouterDeps): Route[] {
       action: 'audit.verify',
       handler: async () => ({ status: 200, body: d.audit.verify() }),
     },
+    // Backup
+    {
+      method: 'get',
+      path: '/backup',
+      perm: 'admin',
+      action: 'backup.create',
+      handler: async ({ actor }) => {
+        const backup = d.backup;
+        if (!backup || !d.dataDir) throw conflict('BACKUP_UNSUPPORTED', 'this store has no built-in backup: back up PostgreSQL with its own tools (pg_dump)');
+        const dir = await mkdtemp(join(d.dataDir, '.backup-'));
+        const done = () => rm(dir, { recursive: true, force: true });
+        const path = join(dir, 'trustgate.db');
+        let bytes: number;
+        try {
+          await backup(path);
+          bytes = (await stat(path)).size;
+        } catch (e) {
+          await done();
+          throw e;
+        }
+        d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'backup.create', outcome: 'success', detail: { bytes } });
+        return { status: 200, body: undefined, file: { path, type: 'application/vnd.sqlite3', size: bytes, done } };
+      },
+    },
   ];
+}
+
+/** Streams a reply's file, then lets it go (also when the client leaves early). */
+function sendFile(res: Response, file: NonNullable<Reply['file']>, log: Logger): void {
+  const src = createReadStream(file.path);
+  const finish = () => void file.done().catch((e: Error) => log('error', 'cannot remove a sent file', { file: file.path, error: e.message }));
+  src.once('open', () => {
+    res.status(200).type(file.type).setHeader('Content-Length', String(file.size));
+    src.pipe(res);
+  });
+  src.once('error', (e) => {
+    log('error', 'cannot send a file', { file: file.path, error: e.message });
+    if (!res.headersSent) res.status(500).json(errorBody(new ApiError(500, 'INTERNAL', 'internal error')));
+    else res.destroy();
+  });
+  res.once('close', () => {
+    src.destroy();
+    finish();
+  });
 }
 
 /** `/repositories/{gun}` → `/repositories/:gun` (express 5 uses braces for optional parts). */
@@ -427,6 +478,7 @@ export function createManagementRouter(d: RouterDeps): express.Router {
           query[k] = v;
         }
         const reply = await r.handler({ req, res, actor, params, query, body });
+        if (reply.file) return sendFile(res, reply.file, d.log);
         res.status(reply.status).json(reply.body);
       })().catch(next);
     });

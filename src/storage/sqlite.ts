@@ -227,6 +227,11 @@ export class SqliteStore implements MetadataStore {
   async ping() {
     this.db.prepare('SELECT 1').get();
   }
+  async backup(dest: string) {
+    // SQLite's online backup: a few pages per step, so the event loop keeps serving; a commit by
+    // another connection meanwhile makes it start over, so the copy is one consistent state.
+    await this.db.backup(dest);
+  }
   async close() {
     const c = this.checkpointer;
     this.checkpointer = undefined;
