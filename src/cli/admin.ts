@@ -253,7 +253,7 @@ const tokenCreate: Command = {
 const backup: Command = {
   name: 'backup',
   usage: 'backup -o FILE',
-  summary: 'save a consistent copy of the server\'s metadata store (SQLite) to a new file (admin)',
+  summary: "save a consistent copy of the server's metadata store (SQLite) to a new file (admin)",
   options: { out: { value: true, short: 'o' } },
   async run(ctx, p) {
     needPositionals(p, [], this.usage);
