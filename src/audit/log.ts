@@ -181,26 +181,23 @@ export class AuditLog {
     const now = this.now();
     this.flushDenials(now);
     let key = JSON.stringify([input.actor.id, input.actor.name, input.action, kind]);
-    let w = this.denials.get(key);
-    if (!w && this.denials.size >= MAX_DENIAL_KINDS) {
+    let entry = input;
+    if (!this.denials.has(key) && this.denials.size >= MAX_DENIAL_KINDS) {
+      // One shared window, naming no actor or kind: those are what made the table overflow.
       key = '*';
-      w = this.denials.get(key);
-      if (!w) {
-        // The shared entry names no actor or kind: those are what made the table overflow.
-        const entry = this.append(clipped({ ...input, actor: { id: 'various', name: 'various' }, detail: { overflow: true } }));
-        this.trackDenial(key, { actor: { id: 'various', name: 'various' }, action: input.action, kind: { overflow: 'true' }, start: now, count: 0, first: 0, last: 0 });
-        return entry;
-      }
+      entry = { ...input, actor: { id: 'various', name: 'various' }, detail: { overflow: true } };
+      kind = { overflow: 'true' };
     }
+    const w = this.denials.get(key);
     if (w) {
       if (w.count === 0) w.first = now;
       w.count++;
       w.last = now;
       return undefined;
     }
-    const entry = this.append(clipped(input));
-    this.trackDenial(key, { actor: clipped(input).actor, action: input.action, kind, start: now, count: 0, first: 0, last: 0 });
-    return entry;
+    const written = this.append(clipped(entry));
+    this.trackDenial(key, { actor: written.actor, action: written.action, kind, start: now, count: 0, first: 0, last: 0 });
+    return written;
   }
 
   private trackDenial(key: string, w: DenialWindow): void {

@@ -60,7 +60,8 @@ export class ApiClient {
    */
   async download(path: string, dest: string, accept: string): Promise<number> {
     const res = await this.send('GET', path, undefined, accept);
-    if (!res.ok || !res.body) return this.answer(res, 'GET', path, {}).then(() => 0);
+    if (!res.ok) await this.answer(res, 'GET', path, {}); // throws the API's error
+    if (!res.body) throw new CliError(`GET ${path}: the server answered ${res.status} without a body`);
     let out;
     try {
       out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });

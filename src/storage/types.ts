@@ -53,11 +53,6 @@ export interface MetadataStore {
    */
   latestNow?(gun: string, role: string): StoredFile | undefined | null;
   byVersion(gun: string, role: string, version: number): Promise<StoredFile | undefined>;
-  /**
-   * Writes a consistent copy of the whole store to `dest`, a new SQLite file, while it stays in
-   * use. Only the embedded store has it; PostgreSQL is backed up with its own tools (pg_dump).
-   */
-  backup?(dest: string): Promise<void>;
   byChecksum(gun: string, role: string, sha256: string): Promise<StoredFile | undefined>;
   /** Highest stored version of every role of a GUN. */
   latestVersions(gun: string): Promise<Map<string, number>>;
@@ -74,5 +69,10 @@ export interface MetadataStore {
   listGuns(): Promise<string[]>;
   /** Throws when the database cannot be reached. */
   ping(): Promise<void>;
+  /**
+   * Writes a consistent copy of the whole store to `dest`, a new SQLite file, while it stays in
+   * use. Only the embedded store has it; PostgreSQL is backed up with its own tools (pg_dump).
+   */
+  backup?(dest: string): Promise<void>;
   close(): Promise<void>;
 }
