@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import request from 'supertest';
 import { cli } from '../cli/support.js';
-import { makeTempDir, removeTempDir } from '../helpers/services.js';
+import { makeTempDir, removeTempDir, startPostgres } from '../helpers/services.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
 
@@ -84,12 +84,15 @@ describe('backup of the embedded store', () => {
     }
   });
 
-  test('only admins may take one; nothing is left behind', async () => {
+  test('only admins may take one; a refused one writes nothing', async () => {
+    const taken = () => m.tg.app.management.audit.query({ action: 'backup.create' }).length;
+    const before = taken();
     const reader = (await m.call('post', '/tokens', { body: { name: 'backup-reader', scopes: ['reader'] } })).body.token as string;
     expectError(await m.call('get', '/backup', { token: reader }), 403, 'FORBIDDEN');
     expectError(await m.call('get', '/backup', { token: null }), 401, 'UNAUTHORIZED');
     expectError(await m.call('get', '/backup?x=1', { raw: '{"a":1}' }), 400, 'INVALID_REQUEST');
     await noLeftovers();
+    assert.equal(taken(), before, 'no backup.create entry for a refused request');
   });
 
   test('`trustgate backup -o FILE` writes a new 0600 file and never overwrites one', async () => {
@@ -116,23 +119,21 @@ describe('backup of the embedded store', () => {
   });
 });
 
-describe('backup of a store without one', () => {
-  test('answers 409 BACKUP_UNSUPPORTED (PostgreSQL is backed up with pg_dump)', async () => {
-    const dir = await makeTempDir('trustgate-backup-none');
-    // The embedded store with its backup hidden stands for a store that has none, as PostgreSQL.
-    const { SqliteStore } = await import('../../src/storage/sqlite.js');
-    mkdirSync(join(dir, 'data'), { recursive: true });
-    const inner = new SqliteStore(join(dir, 'data', 'trustgate.db'));
-    const store = Object.create(inner, { backup: { value: undefined } }) as typeof inner;
-    const tg = await startTrustgate({ dir, overrides: { store } });
+describe('backup on PostgreSQL', () => {
+  test('answers 409 BACKUP_UNSUPPORTED (pg_dump backs PostgreSQL up) and writes nothing', async () => {
+    const pg = await startPostgres();
+    const tg = await startTrustgate({ env: { TRUSTGATE_DATABASE_URL: pg.url } });
     try {
-      const admin = readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim();
+      assert.equal(tg.app.store.kind, 'postgres');
+      const admin = readFileSync(join(tg.app.config.dataDir, 'admin-token'), 'utf8').trim();
       const r = await request(tg.url).get('/api/v1/backup').set('Authorization', `Bearer ${admin}`);
       assert.equal(r.status, 409);
       assert.equal(r.body.error.code, 'BACKUP_UNSUPPORTED');
+      assert.deepEqual(readdirSync(tg.app.config.dataDir).filter((f) => f.startsWith('.backup-')), []);
+      assert.deepEqual(tg.app.management.audit.query({ action: 'backup.create' }), []);
     } finally {
-      await tg.stop(); // closes the store it was given
-      await removeTempDir(dir);
+      await tg.stop();
+      await pg.stop();
     }
   });
 });
