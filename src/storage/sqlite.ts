@@ -48,7 +48,9 @@ export class SqliteStore implements MetadataStore {
    * latest() rows kept while the database is unchanged: the read path asks for the newest
    * timestamp on every GET. The WAL-index header (sqlite-wal-watch.ts; else SQLite's
    * data_version) moves when any connection or process commits, and `writes` when this one
-   * does, so a row is reused only while both stand.
+   * does, so a row is reused only while both stand. The header is looked at once per event-loop
+   * turn: another connection's commit shows from the next turn (a process has one store, so in
+   * practice that other connection is another process's).
    */
   private latestMemo = new Map<string, StoredFile | undefined>();
   private memoVersion = -1;
@@ -114,7 +116,7 @@ export class SqliteStore implements MetadataStore {
 
   /** Whether another connection may have committed since the memo was filled. */
   private changedElsewhere(): boolean {
-    if (this.wal) return this.wal.changed();
+    if (this.wal) return this.wal.changedThisTurn();
     const version = this.q.dataVersion.get()!;
     if (version === this.memoVersion) return false;
     this.memoVersion = version;

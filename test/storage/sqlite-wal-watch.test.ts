@@ -1,15 +1,17 @@
 // The SQLite store serves latest() from memory while no connection has committed, and sees a
-// commit by another connection or another process at once: it watches the WAL-index header in
-// `<db>-shm` (src/storage/sqlite-wal-watch.ts) instead of running PRAGMA data_version per read.
+// commit by another connection or another process from the next event-loop turn: it watches the
+// WAL-index header in `<db>-shm` (src/storage/sqlite-wal-watch.ts), once per turn, instead of
+// running PRAGMA data_version per read.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/storage/sqlite.js';
-import { WalWatch } from '../../src/storage/sqlite-wal-watch.js';
+import { REUSE_MS, WalWatch } from '../../src/storage/sqlite-wal-watch.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 
 let dir: string;
@@ -60,7 +62,7 @@ test('WalWatch: changed on the first look and after each commit by another conne
   assert.equal(WalWatch.open(path.join(dir, 'missing', 'x.db')), undefined);
 });
 
-test('two connections: each commit by one is seen by the other\'s very next latest()', async () => {
+test('two connections: each commit by one is seen by the other\'s first latest() of a later turn', async () => {
   const p = freshPath();
   const a = new SqliteStore(p);
   const b = new SqliteStore(p);
@@ -68,6 +70,7 @@ test('two connections: each commit by one is seen by the other\'s very next late
     for (let v = 1; v <= 300; v++) {
       const [writer, reader] = v % 3 === 0 ? [b, a] : [a, b];
       await writer.commit('example.com/seen', files(v), new Date());
+      await nextTurn();
       assert.equal((await reader.latest('example.com/seen', 'timestamp'))?.version, v, `reader stale after commit ${v}`);
       // And a second read from the memo gives the same row.
       assert.equal((await reader.latest('example.com/seen', 'targets'))?.version, v);
@@ -75,6 +78,39 @@ test('two connections: each commit by one is seen by the other\'s very next late
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+test('changedThisTurn: one look stands for the rest of its event-loop turn, and for reuseMs at most', async () => {
+  const p = freshPath();
+  const store = new SqliteStore(p);
+  const other = new Database(p);
+  const insert = (v: number) => other.prepare("INSERT INTO tuf_files VALUES ('g/turn', 'root', ?, '', x'00', 0)").run(v);
+  // A minute: within this test's turns, only the turn ends a look.
+  const slow = WalWatch.open(p, 60_000)!;
+  const quick = WalWatch.open(p)!;
+  try {
+    assert.equal(slow.changedThisTurn(), true);
+    insert(1);
+    assert.equal(slow.changedThisTurn(), false, 'the same turn stands on its first look');
+    assert.equal(slow.changed(), true, 'a direct look sees the commit');
+    insert(2);
+    await nextTurn();
+    assert.equal(slow.changedThisTurn(), true, 'the next turn looks again');
+    assert.equal(slow.changedThisTurn(), false);
+    // Within one long turn, a look older than REUSE_MS is taken again.
+    assert.equal(quick.changedThisTurn(), true);
+    insert(3);
+    const until = performance.now() + REUSE_MS + 1;
+    while (performance.now() < until) {
+      // busy: no turn passes
+    }
+    assert.equal(quick.changedThisTurn(), true, 'a look older than REUSE_MS is redone');
+  } finally {
+    slow.close();
+    quick.close();
+    other.close();
+    await store.close();
   }
 });
 
