@@ -51,6 +51,13 @@ function sendWithLength(res: ServerResponse, status: number, type: string, body:
 interface ReadyFile {
   createdMs: number;
   bytes: Buffer;
+  /**
+   * The same bytes as a latin1 string (a byte per character, so exactly the same bytes go out),
+   * for small files: node writes a string body and the headers with one write() instead of a
+   * two-buffer writev, which saves a few µs of a GET's ~60. Large files go out as the buffer,
+   * uncopied.
+   */
+  text: string | undefined;
   /** By cache policy: [current, consistent]. */
   headers: [string[] | undefined, string[] | undefined];
 }
@@ -58,6 +65,8 @@ interface ReadyFile {
 /** How many files' answers, and how many of their bytes, the handler keeps ready. */
 const READY_MAX_FILES = 1024;
 const READY_MAX_BYTES = 64 * 1024 * 1024;
+/** Files up to this size are also kept as a string (ReadyFile.text). */
+const SINGLE_WRITE_MAX_BYTES = 16 * 1024;
 
 /**
  * The raw request path (origin form, or the path of an absolute-form target), undecoded and
@@ -124,7 +133,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       ready.delete(f.sha256);
       readyBytes -= r.bytes.length;
     }
-    r = { createdMs, bytes: f.bytes, headers: [undefined, undefined] };
+    const text = f.bytes.length <= SINGLE_WRITE_MAX_BYTES ? f.bytes.toString('latin1') : undefined;
+    r = { createdMs, bytes: f.bytes, text, headers: [undefined, undefined] };
     if (f.bytes.length <= READY_MAX_BYTES / 4) {
       while (ready.size > 0 && (ready.size >= READY_MAX_FILES || readyBytes + f.bytes.length > READY_MAX_BYTES)) {
         const [oldest, old] = ready.entries().next().value!;
@@ -154,7 +164,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       ];
     }
     res.writeHead(200, headers);
-    res.end(r.bytes);
+    if (r.text !== undefined) res.end(r.text, 'latin1');
+    else res.end(r.bytes);
   }
 
   async function publish(req: IncomingMessage, res: ServerResponse, gun: string): Promise<void> {

@@ -147,6 +147,33 @@ test('current: resolved through timestamp → snapshot → role, not simply the 
   assert.ok((await get('50.targets.json', g)).body.equals(stray), 'the stray row is still reachable by version');
 });
 
+test('stored bytes go out unchanged whatever they hold: every byte value, small files and large ones', async () => {
+  // Small files are written as a latin1 string with the headers, large ones as the buffer
+  // (src/notary/handler.ts, ReadyFile.text): both must give back exactly the stored bytes,
+  // including non-ASCII UTF-8 and bytes that are not UTF-8 at all.
+  const g = newGun('bytes');
+  await initRepo(s.agent, g, { serverSnapshot: true });
+  const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  const utf8 = Buffer.from('{"signed":{"name":"café ☃ 𝄞"},"signatures":[]}', 'utf8');
+  const large = Buffer.concat(Array.from({ length: 100 }, () => every)); // 25,600 bytes
+  const cases = [
+    [60, every],
+    [61, utf8],
+    [62, large],
+  ] as const;
+  for (const [v, bytes] of cases) await s.tg.app.store.commit(g, [{ role: 'targets', version: v, bytes }], new Date());
+  for (let round = 0; round < 2; round++) {
+    // The second round is answered from the ready cache.
+    for (const [v, bytes] of cases) {
+      const res = await get(`${v}.targets.json`, g);
+      assert.equal(res.status, 200);
+      assert.equal(Number(res.headers['content-length']), bytes.length, `version ${v}`);
+      assert.ok(res.body.equals(bytes), `version ${v}, round ${round}: the stored bytes exactly`);
+      assert.ok((await get(`targets.${sha256(bytes)}.json`, g)).body.equals(bytes), `by checksum, version ${v}`);
+    }
+  }
+});
+
 test('GET never regenerates anything when nothing is due (same bytes, no new versions)', async () => {
   const a = await get('timestamp.json');
   const b = await get('timestamp.json');
