@@ -64,7 +64,8 @@ export class TrustService {
    * Chain heads by GUN, so a GET does not walk timestamp → snapshot → role in the store each
    * time. The store stays the source of truth: every read still fetches the newest timestamp
    * and uses a head only while that timestamp is the one it was built from (so commits by other
-   * processes are seen at once); this process's own commits and deletions also drop it.
+   * processes are seen by any request sent after they were answered: see the SQLite store's
+   * latestNow); this process's own commits and deletions also drop it.
    */
   private heads = new Map<string, ChainHead>();
   private refreshing = new Map<string, Promise<void>>();
