@@ -7,7 +7,9 @@
 //    keys held here, timestamp and snapshot keys from each server), then targets versions 2..N+1,
 //    each adding one tag, signed in advance and POSTed one after another, "targets only" as
 //    Docker publishes. Reported over the first 100, the last 100 and all N publishes, after a
-//    warm-up of 100 such publishes to another repository on each server.
+//    warm-up of 100 such publishes to another repository on each server. Then the same number
+//    of publishes with the file held at 20 tags (each version re-points one of them), which
+//    separates what a longer history costs from what a bigger targets file costs.
 //
 // Both measurements let the servers take turns (GET in short rounds, publishes one by one), so
 // that other work on the machine falls on both alike, and both also report the servers' CPU time
@@ -60,6 +62,9 @@ const GET_GUN = 'bench.example/get';
 const PUBLISH_GUN = 'bench.example/publish';
 const WARMUP_GUN = 'bench.example/warmup';
 const WARMUP_PUBLISHES = 100;
+const HISTORY_GUN = 'bench.example/history';
+/** The fixed-size series: this many tags, re-pointed in turn, over as many versions as TAGS. */
+const HISTORY_KEEP_TAGS = 20;
 
 function envInt(name: string, def: number, min: number, max: number): number {
   const v = process.env[name];
@@ -372,7 +377,12 @@ async function makeRoot(s: Server, keys: PublishKeys, gun: string): Promise<Buff
 }
 
 /** Targets versions 1..n+1; version v lists v-1 tags. The same files serve both servers. */
-async function presignTargets(keys: PublishKeys, n: number): Promise<Buffer[]> {
+/**
+ * Targets versions 1..n+1. Version v > 1 adds tag v-2; with `keepTags`, it points tag
+ * (v-2) mod keepTags at a new digest instead, so the file stays the same size while the
+ * repository's history grows.
+ */
+async function presignTargets(keys: PublishKeys, n: number, keepTags?: number): Promise<Buffer[]> {
   const expires = formatRfc3339(Date.now() + 3 * YEAR_MS);
   const targets: Record<string, FileMeta> = {};
   const out: Buffer[] = [];
@@ -380,7 +390,8 @@ async function presignTargets(keys: PublishKeys, n: number): Promise<Buffer[]> {
     if (v > 1) {
       const i = v - 2;
       const digest = createHash('sha256').update(`image-${i}`).digest('base64');
-      targets[`tag-${String(i).padStart(4, '0')}`] = { hashes: { sha256: digest }, length: 500 + (i % 1000) };
+      const tag = keepTags === undefined ? i : i % keepTags;
+      targets[`tag-${String(tag).padStart(4, '0')}`] = { hashes: { sha256: digest }, length: 500 + (i % 1000) };
     }
     const body: TargetsBody = { _type: 'Targets', delegations: { keys: {}, roles: [] }, expires, targets, version: v };
     out.push(await signBody(body, [keys.targets]));
@@ -465,10 +476,11 @@ async function serverPublishLatency(s: Server): Promise<Record<string, number> |
   return out;
 }
 
-async function checkPublished(s: Server, expectTags: number): Promise<void> {
-  const t = JSON.parse((await getOk(tufUrl(s, PUBLISH_GUN, 'targets.json'))).toString('utf8')) as { signed: TargetsBody };
+async function checkPublished(s: Server, gun: string, expectTags: number, expectVersion: number): Promise<void> {
+  const t = JSON.parse((await getOk(tufUrl(s, gun, 'targets.json'))).toString('utf8')) as { signed: TargetsBody };
   const n = Object.keys(t.signed.targets).length;
-  if (n !== expectTags) throw new Error(`${s.name}: targets.json lists ${n} tags after the publishes, expected ${expectTags}`);
+  if (n !== expectTags) throw new Error(`${s.name}: ${gun} targets.json lists ${n} tags after the publishes, expected ${expectTags}`);
+  if (t.signed.version !== expectVersion) throw new Error(`${s.name}: ${gun} targets.json is version ${t.signed.version} after the publishes, expected ${expectVersion}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,14 +591,31 @@ async function main(): Promise<void> {
       publish = await publishAll(servers, PUBLISH_GUN, roots, signed[0]!, bodies);
       for (const s of servers) {
         const r = publish[s.name]!;
-        await checkPublished(s, r.publishes);
+        await checkPublished(s, PUBLISH_GUN, r.publishes, r.publishes + 1);
         if (s.name === 'trustgate') r.serverSide = await serverPublishLatency(s);
         say(`${s.name}: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s, p50 ${fmt(r.latencyMs.p50, 2)} ms, server CPU ${fmt(r.serverCpuMsPerPublish, 2)} ms/publish` + (r.serverSide ? ` (server-side mean ${fmt(r.serverSide.meanMs!, 2)} ms)` : ''));
       }
     }
 
+    // The same publishes, with the file held at 20 tags: what a repository's growing history
+    // alone costs, apart from the bytes of a growing targets file.
+    let history: Record<string, PublishResult> = {};
+    if (ONLY !== 'get') {
+      const hkeys = await makeKeys(HISTORY_GUN);
+      const hsigned = await presignTargets(hkeys, TAGS, HISTORY_KEEP_TAGS);
+      const hroots = new Map<Server, Buffer>();
+      for (const s of servers) hroots.set(s, await makeRoot(s, hkeys, HISTORY_GUN));
+      say(`publishing ${TAGS} targets versions of ${HISTORY_KEEP_TAGS} tags to each server, in turns`);
+      history = await publishAll(servers, HISTORY_GUN, hroots, hsigned[0]!, hsigned.slice(1).map((b) => multipart([['targets', b]])));
+      for (const s of servers) {
+        const r = history[s.name]!;
+        await checkPublished(s, HISTORY_GUN, Math.min(r.publishes, HISTORY_KEEP_TAGS), r.publishes + 1);
+        say(`${s.name}, ${HISTORY_KEEP_TAGS} tags: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s`);
+      }
+    }
+
     if (ONLY) {
-      process.stdout.write(JSON.stringify({ get, publish }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ get, publish, history }, null, 2) + '\n');
       return;
     }
 
@@ -620,6 +649,13 @@ async function main(): Promise<void> {
       rows.push([`publish ${label} (/s)`, fmt(pt[field], 1), fmt(pr[field], 1), `${fmt(q, 2)}x`, q >= 1 ? '>=1x ok' : '>=1x MISSED']);
     }
     rows.push(['publish last100/first100', fmt(pt.lastOverFirst, 2), fmt(pr.lastOverFirst, 2), '', pt.lastOverFirst >= 0.9 ? 'flat ok' : 'slows down']);
+    const ht = history.trustgate;
+    const hr = history.reference;
+    if (ht && hr) {
+      ratios['publish 20 tags overall'] = ht.overallPerSec / hr.overallPerSec;
+      rows.push([`  publish, ${HISTORY_KEEP_TAGS} tags kept, overall (/s)`, fmt(ht.overallPerSec, 1), fmt(hr.overallPerSec, 1), `${fmt(ratios['publish 20 tags overall'], 2)}x`, '(history only)']);
+      rows.push([`  publish, ${HISTORY_KEEP_TAGS} tags kept, last100/first100`, fmt(ht.lastOverFirst, 2), fmt(hr.lastOverFirst, 2), '', '(history only)']);
+    }
     rows.push(['publish p50 latency (ms)', fmt(pt.latencyMs.p50, 2), fmt(pr.latencyMs.p50, 2), '', '']);
     ratios['publish cpu efficiency'] = pr.serverCpuMsPerPublish / pt.serverCpuMsPerPublish;
     rows.push(['  server CPU ms/publish', fmt(pt.serverCpuMsPerPublish, 2), fmt(pr.serverCpuMsPerPublish, 2), `${fmt(ratios['publish cpu efficiency'], 2)}x`, '(ref/tg)']);
@@ -630,6 +666,7 @@ async function main(): Promise<void> {
       settings: { durationMs: DURATION_MS, warmupMs: WARMUP_MS, concurrency: CONCURRENCIES, loadGenerator: gen, publishes: TAGS, getRepoTags: GET_REPO_TAGS, trustgate: build.how, trustgateWorkers: WORKERS, trustgateStore: 'sqlite (default, temp TRUSTGATE_DATA_DIR)', reference: 'notary-server, memory store, local signer' },
       get,
       publish,
+      publishFixedSize: { tags: HISTORY_KEEP_TAGS, ...history },
       ratios,
       runSeconds: (Date.now() - started) / 1000,
     };
