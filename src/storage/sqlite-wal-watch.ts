@@ -17,8 +17,9 @@
 // seen is therefore older than the look, and the request is served the state after it. Requests
 // of one turn that raced a commit may be served the state before it, as if they had come a
 // moment earlier. The look is also redone after REUSE_MS within a turn, which bounds the rare
-// turns that poll twice (libuv polls again at once after 1024 ready events) or that began with a
-// look taken in the check phase.
+// cases the argument does not cover: a turn that polls twice (libuv polls again at once after
+// 1024 ready events), and a look taken before the poll (by a timer) or in the check phase,
+// which then stands over the next poll.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 
