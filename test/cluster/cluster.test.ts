@@ -12,9 +12,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import request from 'supertest';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
+import { initRepo } from '../helpers/tuf-builder.js';
 import { makeTempDir, removeTempDir, runCommand, startProcess, startRegistry, tailFile, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -199,6 +201,52 @@ describe('a cluster of two workers', () => {
       await alice.cleanup();
       await reader.cleanup();
     }
+  });
+
+  test('read-your-writes across workers under load: a GET sent after a publish\'s answer, on either worker, gets the new targets', async () => {
+    // Each worker looks at SQLite's WAL-index once per event-loop turn (src/storage/sqlite-wal-watch.ts).
+    // Background GETs on keep-alive connections keep both workers busy, so their turns serve
+    // many requests on one look; the GETs checked here come on new connections, which the
+    // primary hands to the workers in turn.
+    const { url } = c!;
+    const g = `localhost/cluster/ryw-${process.pid}`;
+    const repo = await initRepo(request(url), g, { serverSnapshot: true });
+    const loadAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    let stop = false;
+    let served = 0;
+    const getVia = () =>
+      new Promise<void>((resolve, reject) => {
+        const req = http.get(`${url}/v2/${g}/_trust/tuf/timestamp.json`, { agent: loadAgent, timeout: 10_000 }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`load GET: ${res.statusCode}`))));
+        });
+        req.on('timeout', () => req.destroy(new Error('load GET timed out')));
+        req.on('error', reject);
+      });
+    const load = Array.from({ length: 8 }, async () => {
+      for (let n = 0; !stop && n < 200_000; n++) {
+        await getVia();
+        served++;
+      }
+    });
+    try {
+      await until(() => served >= 200, 10_000, 'the background load to run');
+      for (let i = 0; i < 40; i++) {
+        const res = await repo.addTarget(`t${i}`, `content ${i}`);
+        assert.equal(res.status, 200, `publish ${i}`);
+        const want = repo.targets.bytes;
+        for (let k = 0; k < 2; k++) {
+          const r = await getOnce(`${url}/v2/${g}/_trust/tuf/targets.json`);
+          assert.equal(r.status, 200, r.body);
+          assert.equal(r.body, want.toString('utf8'), `GET ${k} after publish ${i} served an older targets`);
+        }
+      }
+    } finally {
+      stop = true;
+      await Promise.all(load);
+      loadAgent.destroy();
+    }
+    assert.ok(served > 1000, `the background load kept the workers busy (${served} GETs)`);
   });
 
   test('/metrics counts the GETs of every worker', async () => {
