@@ -11,6 +11,7 @@ import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { createLogger } from './log.js';
+import { removeLeftoverBackups } from './management/backup-dirs.js';
 import { startProxy } from './proxy/index.js';
 
 const listenUrl = (config: Config, tls: boolean) =>
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
 /** One serving process: the whole service, or one cluster worker. */
 async function serve(config: Config, tlsOptions: https.ServerOptions | undefined): Promise<void> {
   const worker = cluster.isWorker;
+  // One process alone on its data directory (a worker's primary has done this before forking).
+  if (!worker) await removeLeftoverBackups(config.dataDir, createLogger(config.logLevel));
   const app = await createApp(config);
   if (worker) joinCluster(app);
   const server = tlsOptions ? https.createServer(tlsOptions, app.listener) : http.createServer(app.listener);

@@ -10,6 +10,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { createApp } from '../app.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../log.js';
+import { removeLeftoverBackups } from '../management/backup-dirs.js';
 import { Metrics, type MetricsSnapshot } from '../notary/metrics.js';
 import { clusterMessage, type ClusterMessage } from './messages.js';
 
@@ -33,8 +34,10 @@ export interface PrimaryOptions {
 
 export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<void> {
   const { log } = opts;
-  // The one-time preparation, before any worker exists, so workers never race on it: the store's
-  // schema, the keystore and its secret, the first admin token (logged here, once).
+  // The one-time preparation, before any worker exists, so workers never race on it: backup
+  // copies an earlier run left behind, the store's schema, the keystore and its secret, the first
+  // admin token (logged here, once).
+  await removeLeftoverBackups(config.dataDir, log);
   const prepared = await createApp(config, { log });
   const kinds = { storage: prepared.store.kind, keystore: prepared.keys.kind };
   await prepared.close();

@@ -3,7 +3,7 @@
 // token's scope, validates the body against the schema in api/, calls the service, and maps
 // errors to `{"error":{"code","message"}}`. Tests compare this table with openapi.yaml.
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AuditLog } from '../audit/log.js';
@@ -11,6 +11,7 @@ import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/g
 import { ScopeError, allows, validateScope, type Permission, type Scope, type TokenStore } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../log.js';
+import { makeBackupDir } from './backup-dirs.js';
 import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound, toApiError } from './errors.js';
 import { RequestValidator } from './schemas.js';
 import { parseDuration, type ChangeResult, type OfflineKeyInput } from './context.js';
@@ -406,7 +407,7 @@ export function routes(d: RouterDeps): Route[] {
       handler: async ({ actor }) => {
         const backup = d.backup;
         if (!backup || !d.dataDir) throw conflict('BACKUP_UNSUPPORTED', 'this store has no built-in backup: back up PostgreSQL with its own tools (pg_dump)');
-        const dir = await mkdtemp(join(d.dataDir, '.backup-'));
+        const dir = await makeBackupDir(d.dataDir);
         const done = () => rm(dir, { recursive: true, force: true });
         const path = join(dir, 'trustgate.db');
         let bytes: number;

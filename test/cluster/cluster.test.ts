@@ -162,6 +162,9 @@ describe('a cluster of two workers', () => {
 
   before(async () => {
     dir = await makeTempDir('cluster');
+    // A backup copy that a killed run left behind: the primary removes it before it forks.
+    fs.mkdirSync(path.join(dir, 'data', '.backup-left1'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'data', '.backup-left1', 'trustgate.db'), 'a copy');
     c = await startCluster(dir);
   });
   after(async () => {
@@ -177,6 +180,8 @@ describe('a cluster of two workers', () => {
     assert.match(text, /"msg":"trustgate listening".*"workers":2/);
     assert.equal(text.match(/created the initial admin token/g)?.length, 1, 'the admin token is made once, by the primary');
     assert.equal(text.match(/generated a key-encryption secret/g)?.length, 1);
+    assert.equal(fs.existsSync(path.join(dir, 'data', '.backup-left1')), false, 'the leftover backup copy is gone');
+    assert.equal(text.match(/removed a backup copy left by an earlier run/g)?.length, 1, 'removed once, by the primary');
     for (let i = 0; i < 20; i++) {
       const r = await getOnce(`${url}/_notary_server/health`);
       assert.equal(r.status, 200, r.body);

@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import request from 'supertest';
+import { removeLeftoverBackups } from '../../src/management/backup-dirs.js';
 import { cli } from '../cli/support.js';
-import { makeTempDir, removeTempDir, startPostgres } from '../helpers/services.js';
+import { freePort, waitForHttp } from '../helpers/ports.js';
+import { makeTempDir, removeTempDir, startPostgres, startProcess, tailFile } from '../helpers/services.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
 
@@ -134,6 +136,51 @@ describe('backup on PostgreSQL', () => {
     } finally {
       await tg.stop();
       await pg.stop();
+    }
+  });
+});
+
+describe('backup copies left behind by a killed run', () => {
+  let work: string;
+  before(async () => {
+    work = await makeTempDir('trustgate-backup-left');
+  });
+  after(async () => {
+    await removeTempDir(work);
+  });
+
+  test('removeLeftoverBackups removes `.backup-*` directories and nothing else; a missing data directory is fine', async () => {
+    const data = join(work, 'unit');
+    mkdirSync(join(data, '.backup-aB3xZ9'), { recursive: true });
+    writeFileSync(join(data, '.backup-aB3xZ9', 'trustgate.db'), 'copy');
+    mkdirSync(join(data, '.backup-q'));
+    writeFileSync(join(data, '.backup-file'), 'not a directory');
+    mkdirSync(join(data, 'backup-x'));
+    writeFileSync(join(data, 'trustgate.db'), 'the store');
+    const logged: string[] = [];
+    await removeLeftoverBackups(data, (_level, msg, fields) => logged.push(`${msg} ${String(fields?.dir)}`));
+    assert.deepEqual(readdirSync(data).sort(), ['.backup-file', 'backup-x', 'trustgate.db']);
+    assert.equal(logged.length, 2, logged.join('\n'));
+    await removeLeftoverBackups(join(work, 'missing'), () => undefined);
+  });
+
+  test('`npm start`\'s code, one process: a leftover copy is gone once it serves', async () => {
+    const dir = join(work, 'single');
+    mkdirSync(join(dir, 'data', '.backup-left2'), { recursive: true });
+    writeFileSync(join(dir, 'data', '.backup-left2', 'trustgate.db'), 'copy');
+    const port = await freePort();
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
+    const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: join(import.meta.dirname, '..', '..'),
+      env: { ...env, TRUSTGATE_LISTEN: `127.0.0.1:${port}`, TRUSTGATE_DATA_DIR: join(dir, 'data'), TRUSTGATE_KEYS_DIR: join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'pw-leftover', TRUSTGATE_LOG_LEVEL: 'info' },
+      logFile: join(dir, 'trustgate.log'),
+    });
+    try {
+      await waitForHttp(`http://127.0.0.1:${port}/_notary_server/health`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+      assert.equal(existsSync(join(dir, 'data', '.backup-left2')), false, tailFile(proc.logFile));
+      assert.match(readFileSync(proc.logFile, 'utf8'), /removed a backup copy left by an earlier run/);
+    } finally {
+      await proc.stop();
     }
   });
 });
