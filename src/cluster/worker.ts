@@ -42,7 +42,10 @@ export function joinCluster(app: App): void {
       }
     } else if (m.type === 'trustgate:change' && (m.kind === 'update' || m.kind === 'deletion') && typeof m.gun === 'string') {
       // Another worker changed this repository: drop what this one has cached about it
-      // (the proxy's verdicts and verified chain), as if the change had been made here.
+      // (the proxy's verdicts and verified chain), as if the change had been made here. The
+      // store looks again first: a look of this turn may predate the commit (it is reused for up
+      // to 1 ms), and a verdict built on it would be cached for its whole TTL.
+      app.store.committedElsewhere?.();
       const e: ChangeEvent = { gun: m.gun, kind: m.kind };
       relayed.add(e);
       app.trust.events.emit('change', e);

@@ -11,15 +11,20 @@
 // progress only costs one extra look.
 //
 // Even that read is a system call, and at 20-30k metadata GETs/s per server it was a fifth of
-// the CPU a GET took. So the store looks once per event-loop turn (changedThisTurn): every
-// request handled in a turn was read from a socket that the turn's poll reported ready, so its
-// client sent it before the turn's first look. A commit whose answer that client had already
-// seen is therefore older than the look, and the request is served the state after it. Requests
-// of one turn that raced a commit may be served the state before it, as if they had come a
-// moment earlier. The look is also redone after REUSE_MS within a turn, which bounds the rare
-// cases the argument does not cover: a turn that polls twice (libuv polls again at once after
-// 1024 ready events), and a look taken before the poll (by a timer) or in the check phase,
-// which then stands over the next poll.
+// the CPU a GET took. So the store looks once per event-loop turn (changedThisTurn), and again
+// whenever its last look is REUSE_MS old. In the common case a request handled in a turn came
+// from a socket that the turn's poll reported ready, so its client sent it before the turn's
+// first look: a commit whose answer that client had already seen is older than the look, and
+// the request is served the state after it. Requests of one turn that raced a commit may be
+// served the state before it, as if they had come a moment earlier.
+//
+// Where that argument does not hold, REUSE_MS bounds how old the state served can be (a look
+// older than that is taken again): data read in the turn after its first look (a pipelined
+// request, a socket libuv reads again because its buffer filled, a second poll after 1024 ready
+// events), and a look taken before the poll (a timer, pending callbacks) or in the check phase,
+// which then stands over the next poll (an unref'd immediate does not cut the poll short).
+// What must not keep even that moment's state, such as the proxy's cached verdicts, calls
+// forgetLook() when another process says it has committed (SqliteStore.committedElsewhere).
 import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 
@@ -80,6 +85,11 @@ export class WalWatch {
       setImmediate(this.turnEnded).unref();
     }
     return this.changed();
+  }
+
+  /** The next changedThisTurn() looks again (another process says it has committed). */
+  forgetLook(): void {
+    this.lookedAt = -Infinity;
   }
 
   /** How many frames the WAL holds now (0 right after it started over); a torn read may be off once. */

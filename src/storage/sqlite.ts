@@ -49,8 +49,9 @@ export class SqliteStore implements MetadataStore {
    * timestamp on every GET. The WAL-index header (sqlite-wal-watch.ts; else SQLite's
    * data_version) moves when any connection or process commits, and `writes` when this one
    * does, so a row is reused only while both stand. The header is looked at once per event-loop
-   * turn: another connection's commit shows from the next turn (a process has one store, so in
-   * practice that other connection is another process's).
+   * turn and at least every REUSE_MS (sqlite-wal-watch.ts): another connection's commit shows at
+   * the next look (a process has one store, so in practice that connection is another
+   * process's).
    */
   private latestMemo = new Map<string, StoredFile | undefined>();
   private memoVersion = -1;
@@ -59,7 +60,8 @@ export class SqliteStore implements MetadataStore {
   private wal: WalWatch | undefined;
   private checkpointer: Checkpointer | undefined;
 
-  constructor(path: string) {
+  /** `opts.walReuseMs`: how long a look at the WAL-index may stand within a turn (for tests). */
+  constructor(path: string, opts: { walReuseMs?: number } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     // The busy timeout must be in force before the first statement: switching to WAL and
     // creating the schema take locks that another process may be holding right now.
@@ -111,7 +113,7 @@ export class SqliteStore implements MetadataStore {
       restart: this.db.prepare('PRAGMA wal_checkpoint(RESTART)'),
     };
     // After the schema work above, so the WAL index exists.
-    if (path !== ':memory:') this.wal = WalWatch.open(path);
+    if (path !== ':memory:') this.wal = WalWatch.open(path, opts.walReuseMs);
   }
 
   /** Whether another connection may have committed since the memo was filled. */
@@ -121,6 +123,10 @@ export class SqliteStore implements MetadataStore {
     if (version === this.memoVersion) return false;
     this.memoVersion = version;
     return true;
+  }
+
+  committedElsewhere(): void {
+    this.wal?.forgetLook();
   }
 
   async latest(gun: string, role: string) {

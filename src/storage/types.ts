@@ -52,6 +52,11 @@ export interface MetadataStore {
    * this store cannot. Lets the hot GET path run without a promise per request.
    */
   latestNow?(gun: string, role: string): StoredFile | undefined | null;
+  /**
+   * Told that another process has committed (a cluster worker's relayed change): the next read
+   * looks at the database again, even within a turn whose look it would otherwise reuse.
+   */
+  committedElsewhere?(): void;
   byVersion(gun: string, role: string, version: number): Promise<StoredFile | undefined>;
   byChecksum(gun: string, role: string, sha256: string): Promise<StoredFile | undefined>;
   /** Highest stored version of every role of a GUN. */

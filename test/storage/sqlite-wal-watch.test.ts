@@ -98,6 +98,12 @@ test('changedThisTurn: one look stands for the rest of its event-loop turn, and 
     await nextTurn();
     assert.equal(slow.changedThisTurn(), true, 'the next turn looks again');
     assert.equal(slow.changedThisTurn(), false);
+    // Told that another process committed, it looks again within the turn.
+    insert(20);
+    assert.equal(slow.changedThisTurn(), false);
+    slow.forgetLook();
+    assert.equal(slow.changedThisTurn(), true, 'forgetLook: the next call looks');
+    assert.equal(slow.changedThisTurn(), false, 'and later calls of the turn stand on that look');
     // Within one long turn, a look older than REUSE_MS is taken again.
     assert.equal(quick.changedThisTurn(), true);
     insert(3);
@@ -111,6 +117,26 @@ test('changedThisTurn: one look stands for the rest of its event-loop turn, and 
     quick.close();
     other.close();
     await store.close();
+  }
+});
+
+test('committedElsewhere: the store\'s next read sees another connection\'s commit within the same turn', async () => {
+  const p = freshPath();
+  const writer = new SqliteStore(p);
+  // A minute: only the turn, or being told, makes this reader look again.
+  const reader = new SqliteStore(p, { walReuseMs: 60_000 });
+  const gun = 'example.com/told';
+  try {
+    await writer.commit(gun, files(1), new Date());
+    await nextTurn();
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 1);
+    await writer.commit(gun, files(2), new Date());
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 1, 'within the turn, the look stands');
+    reader.committedElsewhere();
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 2, 'told, it looks again');
+  } finally {
+    await writer.close();
+    await reader.close();
   }
 });
 
