@@ -4,7 +4,7 @@
 // and bad settings. Every wait is bounded; processes and temp dirs go even when a test fails.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -21,6 +21,20 @@ import { makeTempDir, removeTempDir, runCommand, startProcess, startRegistry, ta
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SUMMARY = 'notary_server_http_request_duration_microseconds';
+
+/** GETs its URL on 8 keep-alive connections until killed (at most 10 minutes), printing a count. */
+const LOAD_SCRIPT = `
+const http = require('node:http');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+let served = 0;
+const end = Date.now() + 600000;
+const one = () => new Promise((resolve, reject) => {
+  http.get(process.argv[1], { agent }, (res) => { res.resume(); res.on('end', () => res.statusCode === 200 ? resolve() : reject(new Error('status ' + res.statusCode))); }).on('error', reject);
+});
+const loop = async () => { while (Date.now() < end) { await one(); served++; } };
+setInterval(() => process.stdout.write('served ' + served + '\\n'), 100);
+Promise.all(Array.from({ length: 8 }, loop)).then(() => process.exit(0), (e) => { process.stderr.write('load error: ' + e.message + '\\n'); process.exit(1); });
+`;
 
 /** The environment without any TRUSTGATE_* of the caller's. */
 const cleanEnv = () => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
@@ -211,47 +225,54 @@ describe('a cluster of two workers', () => {
   test('read-your-writes across workers under load: a GET sent after a publish\'s answer, on either worker, gets the new targets', async () => {
     // Each worker looks at SQLite's WAL-index once per event-loop turn (src/storage/sqlite-wal-watch.ts).
     // Background GETs on keep-alive connections keep both workers busy, so their turns serve
-    // many requests on one look; the GETs checked here come on new connections, which the
-    // primary hands to the workers in turn.
+    // many requests on one look. The GETs checked here go out right after each publish's answer:
+    // on four keep-alive connections made in a row (which the primary hands to the two workers in
+    // turn), well within a millisecond, and on a new connection.
     const { url } = c!;
     const g = `localhost/cluster/ryw-${process.pid}`;
+    const targetsUrl = `${url}/v2/${g}/_trust/tuf/targets.json`;
     const repo = await initRepo(request(url), g, { serverSnapshot: true });
-    const loadAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    let stop = false;
-    let served = 0;
-    const getVia = () =>
-      new Promise<void>((resolve, reject) => {
-        const req = http.get(`${url}/v2/${g}/_trust/tuf/timestamp.json`, { agent: loadAgent, timeout: 10_000 }, (res) => {
-          res.resume();
-          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`load GET: ${res.statusCode}`))));
+    const get = (agent: http.Agent, u: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get(u, { agent, timeout: 10_000 }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (b: Buffer) => chunks.push(b));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
         });
-        req.on('timeout', () => req.destroy(new Error('load GET timed out')));
+        req.on('timeout', () => req.destroy(new Error(`GET ${u} timed out`)));
         req.on('error', reject);
       });
-    const load = Array.from({ length: 8 }, async () => {
-      for (let n = 0; !stop && n < 200_000; n++) {
-        await getVia();
-        served++;
-      }
-    });
+    const pinned = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    // The load runs in a process of its own, so this one answers each publish at once: its GETs
+    // reach the workers within about a millisecond of the commit.
+    const loader = spawn(process.execPath, ['-e', LOAD_SCRIPT, `${url}/v2/${g}/_trust/tuf/timestamp.json`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let loadOut = '';
+    loader.stdout!.on('data', (b: Buffer) => (loadOut += b.toString()));
+    loader.stderr!.on('data', (b: Buffer) => (loadOut += b.toString()));
+    const served = () => Number(/served (\d+)/.exec(loadOut.slice(loadOut.lastIndexOf('served')))?.[1] ?? 0);
     try {
-      await until(() => served >= 200, 10_000, 'the background load to run');
+      // The four pinned connections, opened together.
+      assert.deepEqual((await Promise.all([0, 1, 2, 3].map(() => get(pinned, targetsUrl)))).map((r) => r.status), [200, 200, 200, 200]);
+      await until(() => served() >= 200, 20_000, 'the background load to run', () => assert.equal(loader.exitCode, null, loadOut));
       for (let i = 0; i < 40; i++) {
         const res = await repo.addTarget(`t${i}`, `content ${i}`);
         assert.equal(res.status, 200, `publish ${i}`);
-        const want = repo.targets.bytes;
-        for (let k = 0; k < 2; k++) {
-          const r = await getOnce(`${url}/v2/${g}/_trust/tuf/targets.json`);
+        const want = repo.targets.bytes.toString('utf8');
+        const answers = await Promise.all([get(pinned, targetsUrl), get(pinned, targetsUrl), get(pinned, targetsUrl), get(pinned, targetsUrl), getOnce(targetsUrl)]);
+        answers.forEach((r, k) => {
           assert.equal(r.status, 200, r.body);
-          assert.equal(r.body, want.toString('utf8'), `GET ${k} after publish ${i} served an older targets`);
-        }
+          assert.equal(r.body, want, `GET ${k} after publish ${i} served an older targets`);
+        });
       }
+      assert.equal(loader.exitCode, null, `the load stopped early: ${loadOut}`);
     } finally {
-      stop = true;
-      await Promise.all(load);
-      loadAgent.destroy();
+      pinned.destroy();
+      loader.kill();
+      await exitOf(loader, 5000);
     }
-    assert.ok(served > 1000, `the background load kept the workers busy (${served} GETs)`);
+    assert.doesNotMatch(loadOut, /error/i);
+    assert.ok(served() > 1000, `the background load kept the workers busy (${served()} GETs)`);
   });
 
   test('/metrics counts the GETs of every worker', async () => {
