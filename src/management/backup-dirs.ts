@@ -13,7 +13,9 @@ export const makeBackupDir = (dataDir: string): Promise<string> => mkdtemp(join(
 /**
  * Removes the backup directories left in `dataDir` by a process that stopped mid-backup. Only
  * for a start with no other process serving from this data directory yet (one process, or the
- * cluster primary before it forks), since a live worker's backup is in such a directory too.
+ * cluster primary before it forks), since a live worker's backup is in such a directory too. A
+ * process still finishing its requests while the new one starts can lose a backup it is writing
+ * (that request fails; one being sent goes on, from the removed file).
  */
 export async function removeLeftoverBackups(dataDir: string, log: Logger): Promise<void> {
   let entries;
@@ -25,7 +27,13 @@ export async function removeLeftoverBackups(dataDir: string, log: Logger): Promi
   }
   for (const e of entries) {
     if (!e.isDirectory() || !e.name.startsWith(BACKUP_DIR_PREFIX)) continue;
-    await rm(join(dataDir, e.name), { recursive: true, force: true });
-    log('warn', 'removed a backup copy left by an earlier run', { dir: join(dataDir, e.name) });
+    const dir = join(dataDir, e.name);
+    try {
+      await rm(dir, { recursive: true, force: true });
+      log('warn', 'removed a backup copy left by an earlier run', { dir });
+    } catch (err) {
+      // Not a reason to refuse to start: the copy stays, and the log says where.
+      log('error', 'cannot remove a backup copy left by an earlier run', { dir, error: (err as Error).message });
+    }
   }
 }
