@@ -125,24 +125,26 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   // row's time (checked, since the same bytes may be stored at other times, e.g. in another GUN).
   const ready = new Map<string, ReadyFile>();
   let readyBytes = 0;
+  /** What an entry holds: its bytes, and as many again for the string of a small file. */
+  const size = (r: ReadyFile) => r.bytes.length + (r.text?.length ?? 0);
   function readyFile(f: StoredFile): ReadyFile {
     const createdMs = f.createdAt.getTime();
     let r = ready.get(f.sha256);
     if (r && r.createdMs === createdMs && r.bytes.length === f.bytes.length) return r;
     if (r) {
       ready.delete(f.sha256);
-      readyBytes -= r.bytes.length;
+      readyBytes -= size(r);
     }
     const text = f.bytes.length <= SINGLE_WRITE_MAX_BYTES ? f.bytes.toString('latin1') : undefined;
     r = { createdMs, bytes: f.bytes, text, headers: [undefined, undefined] };
     if (f.bytes.length <= READY_MAX_BYTES / 4) {
-      while (ready.size > 0 && (ready.size >= READY_MAX_FILES || readyBytes + f.bytes.length > READY_MAX_BYTES)) {
+      while (ready.size > 0 && (ready.size >= READY_MAX_FILES || readyBytes + size(r) > READY_MAX_BYTES)) {
         const [oldest, old] = ready.entries().next().value!;
         ready.delete(oldest);
-        readyBytes -= old.bytes.length;
+        readyBytes -= size(old);
       }
       ready.set(f.sha256, r);
-      readyBytes += f.bytes.length;
+      readyBytes += size(r);
     }
     return r;
   }
