@@ -52,7 +52,7 @@ const MAX_REQUESTS = 2_000_000;
 const ROUNDS = envInt('BENCH_ROUNDS', 5, 1, 20);
 const TAGS = envInt('BENCH_TAGS', 1000, 200, 10_000);
 const GET_REPO_TAGS = 20;
-const PUBLISH_BUDGET_MS = 75_000; // both servers' measured publishes together; past it, what was done is reported
+const PUBLISH_BUDGET_MS = 75_000; // per series, both servers' publishes together; past it, what was done is reported
 const CONCURRENCIES = [1, 32];
 const ONLY = process.env.BENCH_ONLY ?? '';
 const WORKERS = process.env.BENCH_TRUSTGATE_WORKERS ?? 'auto';
@@ -376,11 +376,10 @@ async function makeRoot(s: Server, keys: PublishKeys, gun: string): Promise<Buff
   return signBody(body, [keys.root]);
 }
 
-/** Targets versions 1..n+1; version v lists v-1 tags. The same files serve both servers. */
 /**
- * Targets versions 1..n+1. Version v > 1 adds tag v-2; with `keepTags`, it points tag
- * (v-2) mod keepTags at a new digest instead, so the file stays the same size while the
- * repository's history grows.
+ * Targets versions 1..n+1, the same files for both servers. Version v > 1 adds tag v-2; with
+ * `keepTags`, it points tag (v-2) mod keepTags at a new digest instead, so the file stays the
+ * same size while the repository's history grows.
  */
 async function presignTargets(keys: PublishKeys, n: number, keepTags?: number): Promise<Buffer[]> {
   const expires = formatRfc3339(Date.now() + 3 * YEAR_MS);
