@@ -78,8 +78,9 @@ export class WalWatch {
    * and reuseMs (see the top of this file): within a turn, later calls stand on its first look.
    */
   changedThisTurn(): boolean {
-    if (this.looked && performance.now() - this.lookedAt < this.reuseMs) return false;
-    this.lookedAt = performance.now();
+    const now = performance.now();
+    if (this.looked && now - this.lookedAt < this.reuseMs) return false;
+    this.lookedAt = now;
     if (!this.looked) {
       this.looked = true;
       setImmediate(this.turnEnded).unref();

@@ -1,7 +1,7 @@
 // The SQLite store serves latest() from memory while no connection has committed, and sees a
-// commit by another connection or another process from the next event-loop turn: it watches the
-// WAL-index header in `<db>-shm` (src/storage/sqlite-wal-watch.ts), once per turn, instead of
-// running PRAGMA data_version per read.
+// commit by another connection or another process at its next look: it watches the WAL-index
+// header in `<db>-shm` (src/storage/sqlite-wal-watch.ts) once per event-loop turn, and again
+// after REUSE_MS within a turn, instead of running PRAGMA data_version per read.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
