@@ -398,6 +398,25 @@ async function presignTargets(keys: PublishKeys, n: number, keepTags?: number): 
   return out;
 }
 
+/** A repository's keys and its pre-signed targets versions (see presignTargets). */
+interface Series {
+  gun: string;
+  keys: PublishKeys;
+  signed: Buffer[];
+}
+
+async function presignSeries(gun: string, n: number, keepTags?: number): Promise<Series> {
+  const keys = await makeKeys(gun);
+  return { gun, keys, signed: await presignTargets(keys, n, keepTags) };
+}
+
+/** Makes the series' repository on every server (root and targets v1), then publishes the rest, in turns. */
+async function publishSeries(servers: Server[], series: Series): Promise<Record<string, PublishResult>> {
+  const roots = new Map<Server, Buffer>();
+  for (const s of servers) roots.set(s, await makeRoot(s, series.keys, series.gun));
+  return publishAll(servers, series.gun, roots, series.signed[0]!, series.signed.slice(1).map((b) => multipart([['targets', b]])));
+}
+
 interface PublishResult {
   publishes: number;
   completed: boolean;
@@ -572,22 +591,15 @@ async function main(): Promise<void> {
     let publish: Record<string, PublishResult> = {};
     if (ONLY !== 'get') {
       say(`pre-signing ${TAGS} targets versions (and ${WARMUP_PUBLISHES} for the warm-up)`);
-      const keys = await makeKeys(PUBLISH_GUN);
-      const signed = await presignTargets(keys, TAGS);
-      const bodies = signed.slice(1).map((b) => multipart([['targets', b]]));
+      const series = await presignSeries(PUBLISH_GUN, TAGS);
       // Warm-up: the same kind of publishes to another repository on each server, so the measured
       // run sees a server in its steady state (JIT-compiled, keys read once), as in production.
-      const wkeys = await makeKeys(WARMUP_GUN);
-      const wsigned = await presignTargets(wkeys, WARMUP_PUBLISHES);
-      const wroots = new Map<Server, Buffer>();
-      for (const s of servers) wroots.set(s, await makeRoot(s, wkeys, WARMUP_GUN));
+      const warmup = await presignSeries(WARMUP_GUN, WARMUP_PUBLISHES);
       say(`warm-up: ${WARMUP_PUBLISHES} publishes to ${WARMUP_GUN} on each server`);
-      await publishAll(servers, WARMUP_GUN, wroots, wsigned[0]!, wsigned.slice(1).map((b) => multipart([['targets', b]])));
+      await publishSeries(servers, warmup);
 
-      const roots = new Map<Server, Buffer>();
-      for (const s of servers) roots.set(s, await makeRoot(s, keys, PUBLISH_GUN));
       say(`publishing ${TAGS} targets versions to each server, in turns`);
-      publish = await publishAll(servers, PUBLISH_GUN, roots, signed[0]!, bodies);
+      publish = await publishSeries(servers, series);
       for (const s of servers) {
         const r = publish[s.name]!;
         await checkPublished(s, PUBLISH_GUN, r.publishes, r.publishes + 1);
@@ -600,12 +612,9 @@ async function main(): Promise<void> {
     // alone costs, apart from the bytes of a growing targets file.
     let history: Record<string, PublishResult> = {};
     if (ONLY !== 'get') {
-      const hkeys = await makeKeys(HISTORY_GUN);
-      const hsigned = await presignTargets(hkeys, TAGS, HISTORY_KEEP_TAGS);
-      const hroots = new Map<Server, Buffer>();
-      for (const s of servers) hroots.set(s, await makeRoot(s, hkeys, HISTORY_GUN));
+      const fixed = await presignSeries(HISTORY_GUN, TAGS, HISTORY_KEEP_TAGS);
       say(`publishing ${TAGS} targets versions of ${HISTORY_KEEP_TAGS} tags to each server, in turns`);
-      history = await publishAll(servers, HISTORY_GUN, hroots, hsigned[0]!, hsigned.slice(1).map((b) => multipart([['targets', b]])));
+      history = await publishSeries(servers, fixed);
       for (const s of servers) {
         const r = history[s.name]!;
         await checkPublished(s, HISTORY_GUN, Math.min(r.publishes, HISTORY_KEEP_TAGS), r.publishes + 1);
