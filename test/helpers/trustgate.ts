@@ -4,9 +4,14 @@ import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
-import { makeTempDir, removeTempDir } from './services.js';
+import { freePort, waitForHttp } from './ports.js';
+import { makeTempDir, removeTempDir, startProcess, tailFile, type ManagedProcess } from './services.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface RunningTrustgate {
   app: App;
@@ -46,4 +51,27 @@ export async function startTrustgate(
       if (!opts.dir) await removeTempDir(dir);
     },
   };
+}
+
+/**
+ * `npm start`'s code (`node --import tsx src/main.ts`) as a process of its own on a free loopback
+ * port, logging to `logFile`; resolves once its health check answers 200. Only `env`'s
+ * TRUSTGATE_* settings apply, not the caller's.
+ */
+export async function startTrustgateProcess(env: Record<string, string>, logFile: string): Promise<{ url: string; proc: ManagedProcess }> {
+  const port = await freePort();
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
+  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { ...clean, TRUSTGATE_LISTEN: `127.0.0.1:${port}`, ...env },
+    logFile,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}/_notary_server/health`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+  } catch (e) {
+    await proc.stop();
+    throw new Error(`trustgate (${logFile}) did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
+  }
+  return { url, proc };
 }

@@ -8,9 +8,8 @@ import Database from 'better-sqlite3';
 import request from 'supertest';
 import { removeLeftoverBackups } from '../../src/management/backup-dirs.js';
 import { cli } from '../cli/support.js';
-import { freePort, waitForHttp } from '../helpers/ports.js';
-import { makeTempDir, removeTempDir, startPostgres, startProcess, tailFile } from '../helpers/services.js';
-import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { makeTempDir, removeTempDir, startPostgres, tailFile } from '../helpers/services.js';
+import { startTrustgate, startTrustgateProcess, type RunningTrustgate } from '../helpers/trustgate.js';
 import { enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
 
 const binary = (res: request.Response, done: (err: Error | null, body: Buffer) => void) => {
@@ -168,15 +167,11 @@ describe('backup copies left behind by a killed run', () => {
     const dir = join(work, 'single');
     mkdirSync(join(dir, 'data', '.backup-left2'), { recursive: true });
     writeFileSync(join(dir, 'data', '.backup-left2', 'trustgate.db'), 'copy');
-    const port = await freePort();
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
-    const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: join(import.meta.dirname, '..', '..'),
-      env: { ...env, TRUSTGATE_LISTEN: `127.0.0.1:${port}`, TRUSTGATE_DATA_DIR: join(dir, 'data'), TRUSTGATE_KEYS_DIR: join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'pw-leftover', TRUSTGATE_LOG_LEVEL: 'info' },
-      logFile: join(dir, 'trustgate.log'),
-    });
+    const { proc } = await startTrustgateProcess(
+      { TRUSTGATE_DATA_DIR: join(dir, 'data'), TRUSTGATE_KEYS_DIR: join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'pw-leftover', TRUSTGATE_LOG_LEVEL: 'info' },
+      join(dir, 'trustgate.log'),
+    );
     try {
-      await waitForHttp(`http://127.0.0.1:${port}/_notary_server/health`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
       assert.equal(existsSync(join(dir, 'data', '.backup-left2')), false, tailFile(proc.logFile));
       assert.match(readFileSync(proc.logFile, 'utf8'), /removed a backup copy left by an earlier run/);
     } finally {

@@ -11,43 +11,19 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { notaryCli, parseNotaryList, type NotaryResult } from '../helpers/notary-cli.js';
-import { freePort, waitForHttp } from '../helpers/ports.js';
-import { makeTempDir, removeTempDir, startPostgres, startProcess, tailFile, type ManagedProcess, type PostgresService } from '../helpers/services.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+import { makeTempDir, removeTempDir, startPostgres, type ManagedProcess, type PostgresService } from '../helpers/services.js';
+import { startTrustgateProcess } from '../helpers/trustgate.js';
 
 interface Server {
   url: string;
   proc: ManagedProcess;
 }
 
-async function startServer(name: string, dir: string, env: Record<string, string>): Promise<Server> {
-  const port = await freePort();
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
-  const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      ...clean,
-      TRUSTGATE_LISTEN: `127.0.0.1:${port}`,
-      TRUSTGATE_DATA_DIR: path.join(dir, `${name}-data`),
-      TRUSTGATE_LOG_LEVEL: 'info',
-      ...env,
-    },
-    logFile: path.join(dir, `${name}.log`),
-  });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHttp(`${url}/_notary_server/health`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
-  } catch (e) {
-    await proc.stop();
-    throw new Error(`trustgate ${name} did not start: ${(e as Error).message}\n${tailFile(proc.logFile)}`);
-  }
-  return { url, proc };
-}
+const startServer = (name: string, dir: string, env: Record<string, string>): Promise<Server> =>
+  startTrustgateProcess({ TRUSTGATE_DATA_DIR: path.join(dir, `${name}-data`), TRUSTGATE_LOG_LEVEL: 'info', ...env }, path.join(dir, `${name}.log`));
 
 const b64sha256 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
 const hexsha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
