@@ -42,12 +42,8 @@ test('openapi.yaml documents exactly the routes the router serves, with the same
     for (const status of Object.keys(op.responses)) {
       const resp = c.deref(op.responses[status]);
       // A file answer (GET /backup) is bytes of its own media type; everything else is JSON.
+      if (c.fileAnswer(resp, `${r.method} ${r.path} ${status}`) !== undefined) continue;
       const json = resp.content['application/json'];
-      if (!json) {
-        const [type, media] = Object.entries(resp.content as Record<string, { schema: { format?: string } }>)[0]!;
-        assert.equal(media.schema.format, 'binary', `${r.method} ${r.path} ${status}: ${type} is a binary answer`);
-        continue;
-      }
       assert.ok(json.schema.$ref, `${r.method} ${r.path} ${status} has a schema`);
       c.validator(json.schema.$ref);
     }

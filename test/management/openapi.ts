@@ -93,6 +93,17 @@ export class OpenApiChecker {
     return v;
   }
 
+  /**
+   * A documented response that is a file (GET /backup), not JSON: its media type, once asserted
+   * to be `format: binary`; undefined when the response has a JSON body.
+   */
+  fileAnswer(resp: { content?: Record<string, { schema?: { format?: string } }> }, what: string): string | undefined {
+    if (resp.content?.['application/json']) return undefined;
+    const [type, media] = Object.entries(resp.content ?? {})[0] ?? [];
+    assert.equal(media?.schema?.format, 'binary', `${what} has no JSON schema, and is not a binary answer either`);
+    return type;
+  }
+
   /** Asserts that a response is documented for its operation and status and matches the schema. */
   check(method: string, rawPath: string, res: { status: number; body: unknown; headers: Record<string, string> }): void {
     const path = rawPath.replace(/^\/api\/v1/, '').replace(/\?.*$/, '');
@@ -100,18 +111,18 @@ export class OpenApiChecker {
     assert.ok(op, `${method} ${path} is not in openapi.yaml`);
     const r = this.deref(op.responses[String(res.status)]);
     assert.ok(r, `${method} ${op.template} does not document status ${res.status}: ${JSON.stringify(res.body).slice(0, 300)}`);
-    const schema = r.content?.['application/json']?.schema;
-    if (!schema) {
-      // A file answer: the documented media type, with its length.
-      const [type, media] = Object.entries((r.content ?? {}) as Record<string, { schema?: { format?: string } }>)[0] ?? [];
-      assert.equal(media?.schema?.format, 'binary', `${method} ${op.template} ${res.status} has no JSON schema`);
-      assert.equal(res.headers['content-type'], type, `${method} ${op.template} ${res.status}: content type`);
-      assert.ok(Number(res.headers['content-length']) > 0, `${method} ${op.template} ${res.status}: a length`);
+    const what = `${method} ${op.template} ${res.status}`;
+    const file = this.fileAnswer(r, what);
+    if (file !== undefined) {
+      // The documented media type, with its length.
+      assert.equal(res.headers['content-type'], file, `${what}: content type`);
+      assert.ok(Number(res.headers['content-length']) > 0, `${what}: a length`);
     } else {
-      assert.ok(schema.$ref, `${method} ${op.template} ${res.status} has no JSON schema`);
+      const schema = r.content['application/json'].schema;
+      assert.ok(schema?.$ref, `${what} has no JSON schema`);
       const v = this.validator(schema.$ref);
       if (!v(res.body)) {
-        assert.fail(`${method} ${op.template} ${res.status} does not match ${schema.$ref}: ${this.ajv.errorsText(v.errors)}\n${JSON.stringify(res.body).slice(0, 1500)}`);
+        assert.fail(`${what} does not match ${schema.$ref}: ${this.ajv.errorsText(v.errors)}\n${JSON.stringify(res.body).slice(0, 1500)}`);
       }
     }
     if (res.status === 401) assert.match(res.headers['www-authenticate'] ?? '', /^Bearer /);
