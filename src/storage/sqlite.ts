@@ -39,6 +39,13 @@ const toFile = (r: FileRow | undefined): StoredFile | undefined =>
   r && { gun: r.gun, role: r.role, version: r.version, sha256: r.sha256, bytes: r.data, createdAt: new Date(r.created_at) };
 const toChange = (r: ChangeRow): Change => ({ id: r.id, gun: r.gun, version: r.version, sha256: r.sha256, category: r.category, createdAt: new Date(r.created_at) });
 
+/**
+ * Commits and deletions through any SqliteStore in this process. Each store drops its latest()
+ * memo when this moves: the once-per-turn look at the WAL-index (sqlite-wal-watch.ts) stands
+ * only for other processes, whose requests reach this one through I/O.
+ */
+let processWrites = 0;
+
 export class SqliteStore implements MetadataStore {
   readonly kind = 'sqlite';
   private db: Database.Database;
@@ -47,16 +54,15 @@ export class SqliteStore implements MetadataStore {
   /**
    * latest() rows kept while the database is unchanged: the read path asks for the newest
    * timestamp on every GET. The WAL-index header (sqlite-wal-watch.ts; else SQLite's
-   * data_version) moves when any connection or process commits, and `writes` when this one
-   * does, so a row is reused only while both stand. The header is looked at once per event-loop
-   * turn and at least every REUSE_MS (sqlite-wal-watch.ts): another connection's commit shows at
-   * the next look (a process has one store, so in practice that connection is another
-   * process's).
+   * data_version) moves when any connection or process commits, and `processWrites` when a
+   * store in this process does, so a row is reused only while both stand. The header is looked
+   * at once per event-loop turn and at least every REUSE_MS (sqlite-wal-watch.ts), so another
+   * process's commit shows at the next look; this process's commits, through any store, show at
+   * once.
    */
   private latestMemo = new Map<string, StoredFile | undefined>();
   private memoVersion = -1;
   private memoWrites = -1;
-  private writes = 0;
   private wal: WalWatch | undefined;
   private checkpointer: Checkpointer | undefined;
 
@@ -116,7 +122,7 @@ export class SqliteStore implements MetadataStore {
     if (path !== ':memory:') this.wal = WalWatch.open(path, opts.walReuseMs);
   }
 
-  /** Whether another connection may have committed since the memo was filled. */
+  /** Whether another process (or a connection that is not a SqliteStore) may have committed since the memo was filled. */
   private changedElsewhere(): boolean {
     if (this.wal) return this.wal.changedThisTurn();
     const version = this.q.dataVersion.get()!;
@@ -133,9 +139,9 @@ export class SqliteStore implements MetadataStore {
     return this.latestNow(gun, role);
   }
   latestNow(gun: string, role: string): StoredFile | undefined {
-    if (this.changedElsewhere() || this.writes !== this.memoWrites || this.latestMemo.size >= 1024) {
+    if (this.changedElsewhere() || processWrites !== this.memoWrites || this.latestMemo.size >= 1024) {
       this.latestMemo.clear();
-      this.memoWrites = this.writes;
+      this.memoWrites = processWrites;
     }
     const key = `${gun}\0${role}`;
     if (this.latestMemo.has(key)) return this.latestMemo.get(key);
@@ -169,7 +175,7 @@ export class SqliteStore implements MetadataStore {
     try {
       run.immediate();
     } finally {
-      this.writes++;
+      processWrites++;
     }
     this.boundWal();
     return stored;
@@ -197,7 +203,7 @@ export class SqliteStore implements MetadataStore {
   }
 
   async deleteGun(gun: string, now: Date): Promise<boolean> {
-    this.writes++;
+    processWrites++;
     return this.db.transaction(() => {
       const n = this.q.del.run(gun).changes;
       if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());

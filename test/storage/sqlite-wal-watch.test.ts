@@ -1,7 +1,8 @@
-// The SQLite store serves latest() from memory while no connection has committed, and sees a
-// commit by another connection or another process at its next look: it watches the WAL-index
-// header in `<db>-shm` (src/storage/sqlite-wal-watch.ts) once per event-loop turn, and again
-// after REUSE_MS within a turn, instead of running PRAGMA data_version per read.
+// The SQLite store serves latest() from memory while no connection has committed. It sees a
+// commit through any store of this process at once, and one by another process at its next look:
+// it watches the WAL-index header in `<db>-shm` (src/storage/sqlite-wal-watch.ts) once per
+// event-loop turn, and again after REUSE_MS within a turn, instead of running PRAGMA data_version
+// per read.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -62,7 +63,7 @@ test('WalWatch: changed on the first look and after each commit by another conne
   assert.equal(WalWatch.open(path.join(dir, 'missing', 'x.db')), undefined);
 });
 
-test('two connections: each commit by one is seen by the other\'s first latest() of a later turn', async () => {
+test('two connections: each commit by one is seen by the other\'s very next latest()', async () => {
   const p = freshPath();
   const a = new SqliteStore(p);
   const b = new SqliteStore(p);
@@ -70,7 +71,6 @@ test('two connections: each commit by one is seen by the other\'s first latest()
     for (let v = 1; v <= 300; v++) {
       const [writer, reader] = v % 3 === 0 ? [b, a] : [a, b];
       await writer.commit('example.com/seen', files(v), new Date());
-      await nextTurn();
       assert.equal((await reader.latest('example.com/seen', 'timestamp'))?.version, v, `reader stale after commit ${v}`);
       // And a second read from the memo gives the same row.
       assert.equal((await reader.latest('example.com/seen', 'targets'))?.version, v);
@@ -120,21 +120,33 @@ test('changedThisTurn: one look stands for the rest of its event-loop turn, and 
   }
 });
 
-test('committedElsewhere: the store\'s next read sees another connection\'s commit within the same turn', async () => {
+test('another process\'s commit shows at the next look, or at once when the store is told (committedElsewhere); this process\'s, at once', async () => {
   const p = freshPath();
   const writer = new SqliteStore(p);
   // A minute: only the turn, or being told, makes this reader look again.
   const reader = new SqliteStore(p, { walReuseMs: 60_000 });
+  // A plain connection stands in for another process: its commits do not pass through a SqliteStore here.
+  const other = new Database(p);
   const gun = 'example.com/told';
+  const stamp = (v: number) => other.prepare("INSERT INTO tuf_files VALUES (?, 'timestamp', ?, '', x'00', 0)").run(gun, v);
   try {
     await writer.commit(gun, files(1), new Date());
     await nextTurn();
     assert.equal((await reader.latest(gun, 'timestamp'))?.version, 1);
+    // Another store in this process: seen at once, within the turn.
     await writer.commit(gun, files(2), new Date());
-    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 1, 'within the turn, the look stands');
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 2, 'a commit through a store of this process is seen at once');
+    // Another process: the turn's look stands until the next turn, or until the store is told.
+    stamp(3);
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 2, 'within the turn, the look stands');
     reader.committedElsewhere();
-    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 2, 'told, it looks again');
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 3, 'told, it looks again');
+    stamp(4);
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 3);
+    await nextTurn();
+    assert.equal((await reader.latest(gun, 'timestamp'))?.version, 4, 'the next turn looks again');
   } finally {
+    other.close();
     await writer.close();
     await reader.close();
   }
