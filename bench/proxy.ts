@@ -26,6 +26,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { TokenStore } from '../src/auth/tokens.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../test/helpers/oci.js';
 import { freePort, waitForHttp } from '../test/helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, startRegistry } from '../test/helpers/services.js';
@@ -193,6 +194,7 @@ async function main(): Promise<void> {
     TRUSTGATE_LISTEN: '127.0.0.1:0',
     TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
     TRUSTGATE_UPSTREAM: reg.url,
+    TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true',
     TRUSTGATE_REGISTRY_NAME: `127.0.0.1:${port}`,
     TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
     TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
@@ -200,6 +202,8 @@ async function main(): Promise<void> {
     TRUSTGATE_LOG_LEVEL: 'warn',
     ...extra,
   });
+  // Pushes through the proxy need a token with sign access; the measured pulls go without one.
+  const creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'bench', scopes: ['admin'], createdBy: 'bench' }).token}`;
   // SIGINT: trustgate exits through its own handler, so --cpu-prof can write its profile.
   const proc = startProcess(process.execPath, nodeArgs, { cwd: ROOT, logFile: path.join(dir, 'trustgate.log'), env: env(port), stopSignal: 'SIGINT', stopTimeoutMs: 15_000 });
   // A second trustgate over the same trust data, without the verified-manifest cache: every
@@ -207,16 +211,16 @@ async function main(): Promise<void> {
   let uncachedProc: ReturnType<typeof startProcess> | undefined;
   const proxy = `http://127.0.0.1:${port}`;
   try {
-    await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+    await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 401 });
     uncachedProc = startProcess(process.execPath, nodeArgs, { cwd: ROOT, logFile: path.join(dir, 'trustgate-uncached.log'), env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }), stopSignal: 'SIGINT', stopTimeoutMs: 15_000 });
     const uncached = `http://127.0.0.1:${uncachedPort}`;
-    await waitForHttp(`${uncached}/v2/`, 60_000, { check: () => uncachedProc!.assertAlive(), okStatus: (s) => s === 200 });
+    await waitForHttp(`${uncached}/v2/`, 60_000, { check: () => uncachedProc!.assertAlive(), okStatus: (s) => s === 401 });
     const host = `127.0.0.1:${port}`;
     process.stderr.write(`bench: pushing images through the proxy (signed on push; ${layerMb} MB layer)\n`);
     const small = await makeImageLayout(path.join(dir, 'small'), { tag: 'v1', layers: 2 });
-    await skopeoCopy(small.ref, `docker://${host}/bench/app:v1`);
+    await skopeoCopy(small.ref, `docker://${host}/bench/app:v1`, ['--dest-creds', creds]);
     const big = await makeImageLayout(path.join(dir, 'big'), { tag: 'big', layerBytes: layerMb * 1024 * 1024 });
-    await skopeoCopy(big.ref, `docker://${host}/bench/app:big`, [], { timeoutMs: 600_000 });
+    await skopeoCopy(big.ref, `docker://${host}/bench/app:big`, ['--dest-creds', creds], { timeoutMs: 600_000 });
     const accept = MEDIA_TYPES.ociManifest;
     for (const base of [proxy, uncached]) {
       const check = await fetch(`${base}/v2/bench/app/manifests/v1`, { headers: { accept } });

@@ -22,7 +22,10 @@ export interface ProxyConfig {
   manifestCacheBytes: number;
   /** Let clients without credentials pull (when client authentication is on). */
   anonymousPull: boolean;
-  /** `token`: clients authenticate with trustgate tokens; `none`: the proxy is open. */
+  /**
+   * `token` (default): clients authenticate with trustgate tokens. `none` (only when named):
+   * pulls are open to anyone. Pushes need a token with sign access in both.
+   */
   auth: 'none' | 'token';
 }
 
@@ -69,7 +72,7 @@ export function readProxyConfig(env: Env): { config?: ProxyConfig; problems: str
   };
   const cacheUrl = str('TRUSTGATE_CACHE_URL');
   if (cacheUrl && !/^rediss?:\/\//.test(cacheUrl)) problems.push('TRUSTGATE_CACHE_URL must be a redis:// or rediss:// URL');
-  const auth = str('TRUSTGATE_PROXY_AUTH') ?? 'none';
+  const auth = str('TRUSTGATE_PROXY_AUTH') ?? 'token';
   if (auth !== 'none' && auth !== 'token') problems.push(`TRUSTGATE_PROXY_AUTH must be none or token, got ${JSON.stringify(auth)}`);
   const config: ProxyConfig = {
     listen: lm ? { host: lm[1] ?? lm[2]!, port: Number(lm[3]) } : { host: '127.0.0.1', port: 5000 },

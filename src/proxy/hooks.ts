@@ -2,16 +2,20 @@
 // signature verification. Both are optional; without them the proxy logs and refuses cosign.
 import type { Verdict } from './verifier.js';
 
-/** Where signing events go (trustgate's audit log fits it: `AuditLog.append`). */
+export interface AuditEntryInput {
+  actor: { id: string; name: string };
+  action: string;
+  outcome: 'success' | 'denied' | 'failure' | 'pending';
+  gun?: string;
+  role?: string;
+  detail?: Record<string, string | number | boolean | string[] | null>;
+}
+
+/** Where signing events and refused pushes go (trustgate's audit log fits it: `AuditLog`). */
 export interface AuditSink {
-  append(entry: {
-    actor: { id: string; name: string };
-    action: string;
-    outcome: 'success' | 'denied' | 'failure' | 'pending';
-    gun?: string;
-    role?: string;
-    detail?: Record<string, string | number | boolean | string[] | null>;
-  }): unknown;
+  append(entry: AuditEntryInput): unknown;
+  /** A refusal, written at most once per actor, action and `kind` in a time window (AuditLog.appendDenial). */
+  appendDenial?(entry: AuditEntryInput, kind: Record<string, string>): unknown;
 }
 
 /**

@@ -63,9 +63,9 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     ...(config.upstreamToken ? { token: config.upstreamToken } : {}),
   });
   if (config.auth === 'token' && !deps.tokens) throw new Error('TRUSTGATE_PROXY_AUTH=token needs a token store');
-  const auth = new ProxyAuth(config.auth === 'token' ? deps.tokens : undefined, config.anonymousPull);
+  const auth = new ProxyAuth(deps.tokens, { openPulls: config.auth === 'none', anonymousPull: config.anonymousPull });
   const metrics = new ProxyMetrics(deps.registry);
-  const signer = new PushSigner(deps.trust, deps.keys, now, deps.locks);
+  const signer = new PushSigner(deps.trust, deps.keys, verifier, now, deps.locks);
   const proxy = new RegistryProxy({
     upstream,
     verifier,
@@ -118,8 +118,8 @@ export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, liste
     authenticate: (t) => app.management.tokens.authenticate(t),
     allows: (scopes, perm, gun) => allows(scopes as Scope[], perm, gun),
   };
-  if (config.auth === 'none' && !['127.0.0.1', '::1', 'localhost'].includes(listen?.host ?? config.listen.host)) {
-    app.log('warn', 'the registry proxy accepts pushes and pulls from anyone: set TRUSTGATE_PROXY_AUTH=token', { listen: config.listen });
+  if (config.auth === 'none') {
+    app.log('warn', 'TRUSTGATE_PROXY_AUTH=none: the registry proxy serves pulls to anyone (pushes still need a token with sign access)', { listen: listen ?? config.listen });
   }
   const parts = await createRegistryProxy(config, {
     tokens,

@@ -174,6 +174,10 @@ export class RegistryProxy {
   private authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Principal | undefined {
     const r = this.opts.auth.check(req.headers.authorization, action, gun);
     if (r.ok) return r.principal;
+    if (action === 'push') {
+      const path = (req.url ?? '/').split('?')[0]!;
+      this.denyPush(r.actor, gun, { reason: r.message, method: req.method ?? '', path: path.length > 256 ? path.slice(0, 256) : path });
+    }
     if (r.status === 401) send(res, E.UNAUTHORIZED, undefined, r.message, { 'WWW-Authenticate': CHALLENGE });
     else send(res, E.DENIED, undefined, r.message);
     return undefined;
@@ -539,6 +543,15 @@ export class RegistryProxy {
       if (e instanceof MultipartError && e.kind === 'TOO_LARGE') return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
       return void res.destroy(); // the request broke off: nobody to answer
     }
+    const skip = this.signSkipReason(ref, body, rule);
+    if (!skip) {
+      // Refused before anything is written upstream, or the tag would land there unsigned.
+      const why = await this.opts.signer.refusal(ctx.gun, rule.signOnPush!, ctx.principal);
+      if (why) {
+        this.denyPush(ctx.principal, ctx.gun, { reason: why, method: 'PUT', tag: ref, role: rule.signOnPush! });
+        return send(res, E.DENIED, { reason: 'cannot-sign', repository: ctx.repo, tag: ref, role: rule.signOnPush! }, `the policy signs pushes to ${ctx.repo} into ${rule.signOnPush!}, and this token cannot: ${why}`);
+      }
+    }
     let up: IncomingMessage;
     try {
       up = await this.opts.upstream.request({ method: 'PUT', path: url, headers: endToEnd(req.headers, ['content-length']), data: body, scope: `repository:${ctx.repo}:pull,push` });
@@ -552,7 +565,6 @@ export class RegistryProxy {
       res.end(upBody);
     };
     if (up.statusCode !== 201) return relay();
-    const skip = this.signSkipReason(ref, body, rule);
     if (skip) {
       this.opts.metrics.signedPushes.inc({ result: 'skipped' });
       this.opts.log('debug', 'push not signed', { gun: ctx.gun, reference: ref, why: skip });
@@ -564,7 +576,7 @@ export class RegistryProxy {
     try {
       const upstreamDigest = up.headers['docker-content-digest'];
       if (upstreamDigest && upstreamDigest !== digest) throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
-      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length);
+      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal);
       this.opts.metrics.signedPushes.inc({ result: 'signed' });
       this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
       this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised } });
@@ -597,6 +609,19 @@ export class RegistryProxy {
       // the upstream accepted it; not JSON we understand, sign it as given
     }
     return undefined;
+  }
+
+  /** A push refused for its credentials or its signing rights, audited with the actor (refusals of one kind are windowed when the sink can). */
+  private denyPush(actor: { id: string; name: string }, gun: string | undefined, detail: Record<string, string>): void {
+    this.opts.log('debug', 'push refused', { actor: actor.name, gun, ...detail });
+    const entry = { actor: { id: actor.id, name: actor.name }, action: 'proxy.push', outcome: 'denied' as const, ...(gun !== undefined ? { gun } : {}), detail };
+    const sink = this.opts.audit;
+    if (!sink?.appendDenial) return this.audit(entry);
+    try {
+      sink.appendDenial(entry, { reason: detail.reason ?? '', ...(gun !== undefined ? { gun } : {}) });
+    } catch (e) {
+      this.opts.log('error', 'audit log write failed', { error: (e as Error).message });
+    }
   }
 
   private audit(entry: Parameters<AuditSink['append']>[0]): void {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
+import { TokenStore } from '../../src/auth/tokens.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
@@ -326,17 +327,19 @@ test('the verifying proxy on two workers: a tag signed through one worker is ser
   try {
     reg = await startRegistry();
     const proxyPort = await freePort();
-    c = await startCluster(dir, { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}` });
+    // Pushes through the proxy need a token with sign access; pulls here go without one.
+    const creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'admin', scopes: ['admin'], createdBy: 'test' }).token}`;
+    c = await startCluster(dir, { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' });
     assert.equal(c.log().match(/"msg":"registry proxy listening"/g)?.length, 1, c.log());
     const host = `127.0.0.1:${proxyPort}`;
     const manifest = (tag: string) =>
       getOnce(`http://${host}/v2/team/app/manifests/${tag}`, { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' });
     const v1 = await makeImageLayout(path.join(dir, 'v1'), { tag: 'v1' });
-    await skopeoCopy(v1.ref, `docker://${host}/team/app:v1`);
+    await skopeoCopy(v1.ref, `docker://${host}/team/app:v1`, ['--dest-creds', creds]);
     // Each worker gets some of these connections, and keeps the denial of the unsigned v2.
     for (let i = 0; i < 10; i++) assert.equal((await manifest('v2')).status, 403, `pull ${i} of the unsigned v2`);
     const v2 = await makeImageLayout(path.join(dir, 'v2'), { tag: 'v2' });
-    await skopeoCopy(v2.ref, `docker://${host}/team/app:v2`);
+    await skopeoCopy(v2.ref, `docker://${host}/team/app:v2`, ['--dest-creds', creds]);
     await sleep(200); // the change travels worker → primary → worker over IPC
     // Without the change passed on, the other worker would deny v2 until its verdict's TTL (60 s).
     for (let i = 0; i < 10; i++) {

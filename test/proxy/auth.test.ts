@@ -9,13 +9,11 @@ import { get, sha256, startStack, type Stack } from './support.js';
 
 let s: Stack;
 let dir: string;
-let signer: string;
 let reader: string;
 before(async () => {
   dir = await makeTempDir('proxy-auth');
   s = await startStack({ env: { TRUSTGATE_PROXY_AUTH: 'token', TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' } });
   const tokens = s.tg.app.management.tokens;
-  signer = tokens.create({ name: 'ci', scopes: ['signer:**'], createdBy: 'test' }).token;
   reader = tokens.create({ name: 'puller', scopes: ['reader:127.0.0.1:*/team/**'], createdBy: 'test' }).token;
 });
 after(async () => {
@@ -24,6 +22,11 @@ after(async () => {
 });
 
 test('pushes need a token with sign access; the signing is audited under the token', async () => {
+  // The repository's trust is initialised by an admin's push; the CI token may sign with its targets key.
+  const first = await makeImageLayout(path.join(dir, 'first'), { tag: 'v0' });
+  await skopeoCopy(first.ref, `docker://${s.host}/team/app:v0`, ['--dest-creds', s.creds]);
+  const root = JSON.parse((await s.tg.app.trust.current(s.gun('team/app'), 'root'))!.bytes.toString()).signed;
+  const signer = s.tg.app.management.tokens.create({ name: 'ci', scopes: ['signer:**'], keyIds: root.roles.targets.keyids, createdBy: 'test' }).token;
   const img = await makeImageLayout(path.join(dir, 'a'), { tag: 'v1' });
   const anon = await get(`${s.px.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
   assert.equal(anon.status, 401);
@@ -63,7 +66,7 @@ test('anonymous pulls are allowed when configured; a reader token is limited to 
 });
 
 test('without anonymous pulls, a pull needs a token', async () => {
-  const t = await startStack({ reg: s.reg, env: { TRUSTGATE_PROXY_AUTH: 'token' } });
+  const t = await startStack({ reg: s.reg, env: { TRUSTGATE_PROXY_AUTH: 'token', TRUSTGATE_PROXY_ANONYMOUS_PULL: 'false' } });
   try {
     assert.equal((await get(`${t.px.url}/v2/team/app/manifests/v1`)).status, 401);
     assert.equal((await get(`${t.px.url}/v2/`)).status, 401);

@@ -103,7 +103,7 @@ test('with TRUSTGATE_CACHE_URL verdicts live in Redis and are dropped on trust c
   try {
     assert.equal(s.px.cache.kind, 'redis');
     const img = await makeImageLayout(path.join(dir, 'a'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${s.host}/cached/app:v1`);
+    await skopeoCopy(img.ref, `docker://${s.host}/cached/app:v1`, ['--dest-creds', s.creds]);
     denied(await get(`${s.px.url}/v2/cached/app/manifests/v2`));
     assert.equal((await get(`${s.px.url}/v2/cached/app/manifests/v1`)).status, 200);
     const keys = await runCommandOk('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*']);
@@ -115,7 +115,7 @@ test('with TRUSTGATE_CACHE_URL verdicts live in Redis and are dropped on trust c
     assert.equal(s.px.cache.hits, hits + 1);
     // signing v2 drops the cached denial at once
     const b = await makeImageLayout(path.join(dir, 'b'), { tag: 'v2' });
-    await skopeoCopy(b.ref, `docker://${s.host}/cached/app:v2`);
+    await skopeoCopy(b.ref, `docker://${s.host}/cached/app:v2`, ['--dest-creds', s.creds]);
     assert.equal((await get(`${s.px.url}/v2/cached/app/manifests/v2`)).status, 200);
   } finally {
     await s.stop();

@@ -33,13 +33,13 @@ async function manifestFor(repo: string): Promise<Buffer> {
 
 test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a reset connection', async () => {
   const big = Buffer.alloc(MAX_MANIFEST_BYTES + 1024 * 1024, 0x20);
-  const r = await get(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: big, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const r = await get(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: big, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(r.status, 413, r.body.toString());
   assert.equal(r.json().errors[0].code, 'SIZE_INVALID');
   // Without a Content-Length (chunked), the limit is found while reading.
   const chunks = [big.subarray(0, 1024 * 1024), big.subarray(1024 * 1024)];
   const stream = new ReadableStream({ pull: (c) => (chunks.length ? c.enqueue(new Uint8Array(chunks.shift()!)) : c.close()) });
-  const chunked = await fetch(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: stream, duplex: 'half', headers: { 'content-type': MEDIA_TYPES.ociManifest } } as RequestInit);
+  const chunked = await fetch(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: stream, duplex: 'half', headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } } as RequestInit);
   assert.equal(chunked.status, 413);
   assert.equal((await chunked.json()).errors[0].code, 'SIZE_INVALID');
   assert.equal((await get(`${s.reg.url}/v2/team/big/manifests/v1`)).status, 404, 'nothing reached the upstream');
@@ -52,7 +52,7 @@ test('a proxy on an IPv6 address without TRUSTGATE_REGISTRY_NAME refuses to star
   // Nothing was left listening: the same app can start a proxy on IPv4 again.
   const again = await startProxy(s.tg.app, {}, { host: '127.0.0.1', port: 0 });
   try {
-    assert.equal((await get(`${again.url}/v2/`)).status, 200);
+    assert.equal((await get(`${again.url}/v2/`, { headers: s.auth })).status, 200);
   } finally {
     await again.close();
   }
@@ -63,7 +63,7 @@ test('a name whose GUN trustgate cannot hold (over 255 bytes with the registry p
   const repo = `team/${'n'.repeat(MAX_GUN_LENGTH - s.gun('team/').length + 1)}`;
   assert.ok(repo.length <= 255 && s.gun(repo).length === MAX_GUN_LENGTH + 1);
   const manifest = await manifestFor(repo);
-  const push = await get(`${s.px.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: manifest, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const push = await get(`${s.px.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: manifest, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(push.status, 404, push.body.toString());
   assert.equal(push.json().errors[0].code, 'NAME_INVALID');
   assert.equal((await get(`${s.reg.url}/v2/${repo}/manifests/v1`)).status, 404, 'nothing reached the upstream');
@@ -97,7 +97,7 @@ test('a manifest fetch the upstream answers with a redirect is not relayed: the 
   const work = await makeTempDir('proxy-redirect');
   try {
     const img = await makeImageLayout(path.join(work, 'img'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${t.host}/team/redirected:v1`);
+    await skopeoCopy(img.ref, `docker://${t.host}/team/redirected:v1`, ['--dest-creds', t.creds]);
     for (const method of ['GET', 'HEAD']) {
       const r = await get(`${t.px.url}/v2/team/redirected/manifests/v1`, { method });
       assert.equal(r.headers.get('location'), null, `${method}: no redirect relayed`);

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { TokenStore } from '../../src/auth/tokens.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, startRegistry, type ManagedProcess, type RegistryService } from '../helpers/services.js';
@@ -19,6 +20,8 @@ let reg: RegistryService;
 let proc: ManagedProcess;
 let dir: string;
 let proxy: string;
+/** skopeo `--dest-creds` of an admin token: pushes through the proxy need one. */
+let creds: string;
 
 const rss = (pid: number): number => {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -55,6 +58,7 @@ before(async () => {
   dir = await makeTempDir('proxy-mem');
   const port = await freePort();
   const apiPort = await freePort();
+  creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'admin', scopes: ['admin'], createdBy: 'test' }).token}`;
   proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     logFile: path.join(dir, 'trustgate.log'),
@@ -63,6 +67,7 @@ before(async () => {
       TRUSTGATE_LISTEN: `127.0.0.1:${apiPort}`,
       TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${port}`,
       TRUSTGATE_UPSTREAM: reg.url,
+      TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true',
       TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
       TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
       TRUSTGATE_KEY_PASSPHRASE: 'memory-test-passphrase',
@@ -70,7 +75,7 @@ before(async () => {
     },
   });
   proxy = `127.0.0.1:${port}`;
-  await waitForHttp(`http://${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
+  await waitForHttp(`http://${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 401 });
 });
 after(async () => {
   await proc?.stop();
@@ -82,7 +87,7 @@ test('a 256 MB layer streams through the proxy both ways in bounded memory', asy
   const pid = proc.child.pid!;
   // Warm up (module loading, first signing, keys) before taking the baseline.
   const small = await makeImageLayout(path.join(dir, 'small'), { tag: 'warm' });
-  await skopeoCopy(small.ref, `docker://${proxy}/mem/app:warm`);
+  await skopeoCopy(small.ref, `docker://${proxy}/mem/app:warm`, ['--dest-creds', creds]);
   await fetch(`http://${proxy}/v2/mem/app/blobs/${small.layers[0]!.digest}`).then((r) => r.arrayBuffer());
   await sleep(200);
   const baseline = rss(pid);
@@ -91,7 +96,7 @@ test('a 256 MB layer streams through the proxy both ways in bounded memory', asy
   const layer = img.layers[0]!;
   assert.ok(layer.size > LAYER);
   const pushPeak = await peakDuring(pid, async () => {
-    await skopeoCopy(img.ref, `docker://${proxy}/mem/app:big`, [], { timeoutMs: 300_000 });
+    await skopeoCopy(img.ref, `docker://${proxy}/mem/app:big`, ['--dest-creds', creds], { timeoutMs: 300_000 });
   });
 
   let pulled = 0;

@@ -197,7 +197,7 @@ describe('modes against a real registry', () => {
 
   test('pushes are signed into the role the policy names (a delegation created with a held key), or not at all', async () => {
     const img = await makeImageLayout(path.join(dir, 'ci'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${s.host}/ci/build:v1`);
+    await skopeoCopy(img.ref, `docker://${s.host}/ci/build:v1`, ['--dest-creds', s.creds]);
     const ci = await s.tg.app.trust.current(s.gun('ci/build'), 'targets/ci');
     assert.ok(ci, 'targets/ci was created and signed');
     assert.ok(JSON.parse(ci.bytes.toString()).signed.targets.v1);
@@ -205,14 +205,14 @@ describe('modes against a real registry', () => {
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('docker-content-digest'), img.manifest.digest);
     // default: signOnPush null, so the push lands upstream but nothing is signed and the pull is denied
-    await skopeoCopy(img.ref, `docker://${s.host}/elsewhere/app:v1`);
+    await skopeoCopy(img.ref, `docker://${s.host}/elsewhere/app:v1`, ['--dest-creds', s.creds]);
     assert.equal(await s.tg.app.trust.current(s.gun('elsewhere/app'), 'root'), undefined);
     denied(await get(`${s.px.url}/v2/elsewhere/app/manifests/v1`));
   });
 
   test('a threshold of two roles is not met by one signature', async () => {
     const img = await makeImageLayout(path.join(dir, 'strict'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${s.host}/strict/app:v1`);
+    await skopeoCopy(img.ref, `docker://${s.host}/strict/app:v1`, ['--dest-creds', s.creds]);
     const e = denied(await get(`${s.px.url}/v2/strict/app/manifests/v1`));
     assert.equal(e.detail.reason, 'policy-unmet');
     assert.match(e.message, /threshold is 2/);

@@ -36,20 +36,20 @@ const metric = async (name: string, labels: string) => {
 
 /** Uploads a blob through the proxy: POST, then PUT to the Location the proxy gave back. */
 async function uploadBlob(repo: string, bytes: Buffer): Promise<string> {
-  const start = await get(`${s.px.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  const start = await get(`${s.px.url}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: s.auth });
   assert.equal(start.status, 202, start.body.toString());
   const loc = new URL(start.headers.get('location')!);
   assert.equal(loc.host, s.host, 'the upload Location points at the proxy');
   const digest = sha256(bytes);
   loc.searchParams.set('digest', digest);
-  const put = await get(loc.toString(), { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  const put = await get(loc.toString(), { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream', ...s.auth } });
   assert.equal(put.status, 201, put.body.toString());
   return digest;
 }
 
 test('a push through the proxy is signed, and pulls by tag and by digest get the signed manifest', async () => {
   const img = await makeImageLayout(layout('app'), { tag: 'v1' });
-  await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`);
+  await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', s.creds]);
   const targets = await signedTargets('team/app');
   assert.deepEqual(targets.v1, { hashes: { sha256: hexToB64(img.manifest.digest) }, length: img.manifest.size });
 
@@ -95,7 +95,7 @@ test('an image pushed straight to the upstream is denied by tag and by digest', 
 
 test('when the upstream tag is re-pointed, the proxy still serves the signed digest', async () => {
   const signed = await makeImageLayout(layout('moved-a'), { tag: 'prod' });
-  await skopeoCopy(signed.ref, `docker://${s.host}/team/moved:prod`);
+  await skopeoCopy(signed.ref, `docker://${s.host}/team/moved:prod`, ['--dest-creds', s.creds]);
   const other = await makeImageLayout(layout('moved-b'), { tag: 'prod' });
   await skopeoCopy(other.ref, `docker://${s.reg.host}/team/moved:prod`);
   const upstream = await get(`${s.reg.url}/v2/team/moved/manifests/prod`);
@@ -109,10 +109,10 @@ test('when the upstream tag is re-pointed, the proxy still serves the signed dig
 
 test('a re-signed tag is served at once (verdicts are dropped when trust data changes)', async () => {
   const a = await makeImageLayout(layout('resign-a'), { tag: 'v1' });
-  await skopeoCopy(a.ref, `docker://${s.host}/team/resign:v1`);
+  await skopeoCopy(a.ref, `docker://${s.host}/team/resign:v1`, ['--dest-creds', s.creds]);
   assert.equal((await get(`${s.px.url}/v2/team/resign/manifests/v1`)).headers.get('docker-content-digest'), a.manifest.digest);
   const b = await makeImageLayout(layout('resign-b'), { tag: 'v1' });
-  await skopeoCopy(b.ref, `docker://${s.host}/team/resign:v1`);
+  await skopeoCopy(b.ref, `docker://${s.host}/team/resign:v1`, ['--dest-creds', s.creds]);
   assert.equal((await get(`${s.px.url}/v2/team/resign/manifests/v1`)).headers.get('docker-content-digest'), b.manifest.digest);
   // Removing the tag from the trust data (an edit outside the proxy) denies it at once.
   await new RepoEditor(s.tg.app.trust, s.tg.app.keys).editTargets(s.gun('team/resign'), 'targets', (t) => void delete t.targets.v1);
@@ -123,7 +123,7 @@ test('without the manifest cache every pull is checked against the upstream byte
   const u = await startStack({ reg: s.reg, env: { TRUSTGATE_MANIFEST_CACHE_MB: '0' } });
   try {
     const img = await makeImageLayout(layout('tamper'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${u.host}/team/tamper:v1`);
+    await skopeoCopy(img.ref, `docker://${u.host}/team/tamper:v1`, ['--dest-creds', u.creds]);
     for (let i = 0; i < 2; i++) {
       const ok = await get(`${u.px.url}/v2/team/tamper/manifests/v1`);
       assert.equal(ok.status, 200);
@@ -157,7 +157,7 @@ test('a trust change published by another process on the same database is seen o
   const t = await startStack({ reg: s.reg, env: { TRUSTGATE_VERDICT_TTL_SECONDS: '1' } });
   try {
     const img = await makeImageLayout(layout('elsewhere'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${t.host}/team/elsewhere:v1`);
+    await skopeoCopy(img.ref, `docker://${t.host}/team/elsewhere:v1`, ['--dest-creds', t.creds]);
     assert.equal((await get(`${t.px.url}/v2/team/elsewhere/manifests/v1`)).status, 200);
     // Another trustgate over the same store: its own TrustService, whose change events this
     // proxy does not hear.
@@ -172,7 +172,7 @@ test('a trust change published by another process on the same database is seen o
 
 test('a multi-arch index is signed as a whole; its children are allowed by digest', async () => {
   const idx = await makeIndexLayout(layout('multi'), undefined, { tag: 'v1' });
-  await skopeoCopy(idx.ref, `docker://${s.host}/team/multi:v1`);
+  await skopeoCopy(idx.ref, `docker://${s.host}/team/multi:v1`, ['--dest-creds', s.creds]);
   const targets = await signedTargets('team/multi');
   assert.deepEqual(Object.keys(targets), ['v1'], 'only the index tag is signed; children went by digest');
   assert.equal(targets.v1!.hashes.sha256, hexToB64(idx.index.digest));
@@ -195,7 +195,7 @@ test('a multi-arch index is signed as a whole; its children are allowed by diges
 
 test('signature artifacts and referrers are not signed on push, and are served when their subject is signed', async () => {
   const img = await makeImageLayout(layout('sig'), { tag: 'v1' });
-  await skopeoCopy(img.ref, `docker://${s.host}/team/sig:v1`);
+  await skopeoCopy(img.ref, `docker://${s.host}/team/sig:v1`, ['--dest-creds', s.creds]);
   const config = Buffer.from('{}');
   const configDigest = await uploadBlob('team/sig', config);
   const artifact = (extra: object) =>
@@ -203,7 +203,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
   // cosign's tag scheme
   const sigTag = `${img.manifest.digest.replace(':', '-')}.sig`;
   const sig = artifact({ annotations: { kind: 'signature' } });
-  const put = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`, { method: 'PUT', body: sig, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const put = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`, { method: 'PUT', body: sig, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(put.status, 201, put.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1'], 'the .sig tag was not signed');
   const gotSig = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`);
@@ -211,7 +211,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
   assert.equal(sha256(gotSig.body), sha256(sig));
   // a referrer (OCI subject), pushed by tag: not signed, served by digest because its subject is signed
   const ref = artifact({ subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
-  const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, { method: 'PUT', body: ref, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, { method: 'PUT', body: ref, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(refPut.status, 201, refPut.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1']);
   assert.equal((await get(`${s.px.url}/v2/team/sig/manifests/${sha256(ref)}`)).status, 200);
@@ -229,7 +229,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
 test('uploads: chunked, monolithic and cross-repository mount, with Locations pointing at the proxy; blobs with Range', async () => {
   const data = randomBytes(300_000);
   const digest = sha256(data);
-  const start = await get(`${s.px.url}/v2/team/up/blobs/uploads/`, { method: 'POST' });
+  const start = await get(`${s.px.url}/v2/team/up/blobs/uploads/`, { method: 'POST', headers: s.auth });
   assert.equal(start.status, 202);
   let loc = start.headers.get('location')!;
   assert.ok(loc.startsWith(`${s.px.url}/v2/team/up/blobs/uploads/`), loc);
@@ -237,7 +237,7 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
     [0, 100_000],
     [100_000, 300_000],
   ] as const) {
-    const chunk = await get(loc, { method: 'PATCH', body: data.subarray(from, to), headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${to - 1}` } });
+    const chunk = await get(loc, { method: 'PATCH', body: data.subarray(from, to), headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${to - 1}`, ...s.auth } });
     assert.equal(chunk.status, 202, chunk.body.toString());
     assert.equal(chunk.headers.get('range'), `0-${to - 1}`);
     loc = chunk.headers.get('location')!;
@@ -247,7 +247,7 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   assert.equal(status.status, 204);
   const fin = new URL(loc);
   fin.searchParams.set('digest', digest);
-  const done = await get(fin.toString(), { method: 'PUT' });
+  const done = await get(fin.toString(), { method: 'PUT', headers: s.auth });
   assert.equal(done.status, 201, done.body.toString());
   assert.ok(done.headers.get('location')!.startsWith(s.px.url));
 
@@ -262,7 +262,7 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   const whole = await get(`${s.px.url}/v2/team/up/blobs/${digest}`);
   assert.equal(sha256(whole.body), digest);
 
-  const mount = await get(`${s.px.url}/v2/team/up2/blobs/uploads/?mount=${digest}&from=team/up`, { method: 'POST' });
+  const mount = await get(`${s.px.url}/v2/team/up2/blobs/uploads/?mount=${digest}&from=team/up`, { method: 'POST', headers: s.auth });
   assert.equal(mount.status, 201, mount.body.toString());
   assert.equal((await get(`${s.reg.url}/v2/team/up2/blobs/${digest}`, { method: 'HEAD' })).status, 200);
   // monolithic: one PUT with the whole body to the Location of the POST
@@ -286,7 +286,7 @@ test('tag lists and the catalog with paging go through, with Link headers pointi
   const seen: string[] = [];
   let next: string | undefined = `${s.px.url}/v2/_catalog?n=2`;
   for (let i = 0; next && i < 20; i++) {
-    const page = await get(next);
+    const page = await get(next, { headers: s.auth });
     assert.equal(page.status, 200);
     seen.push(...page.json().repositories);
     const link = page.headers.get('link');
@@ -296,7 +296,7 @@ test('tag lists and the catalog with paging go through, with Link headers pointi
   const direct = (await get(`${s.reg.url}/v2/_catalog?n=1000`)).json().repositories;
   assert.deepEqual(seen, direct);
   assert.ok(seen.length > 2);
-  const ping = await get(`${s.px.url}/v2/`);
+  const ping = await get(`${s.px.url}/v2/`, { headers: s.auth });
   assert.equal(ping.status, 200);
   assert.equal(ping.headers.get('docker-distribution-api-version'), 'registry/2.0');
   const bad = await get(`${s.px.url}/v2/Team/x/manifests/v1`);
@@ -306,7 +306,7 @@ test('tag lists and the catalog with paging go through, with Link headers pointi
 
 test('16 concurrent pulls all get the signed manifest and intact blobs', async () => {
   const img = await makeImageLayout(layout('conc'), { tag: 'v1', layers: 2, layerBytes: 200_000 });
-  await skopeoCopy(img.ref, `docker://${s.host}/team/conc:v1`);
+  await skopeoCopy(img.ref, `docker://${s.host}/team/conc:v1`, ['--dest-creds', s.creds]);
   await s.px.cache.clear();
   const pulls = Array.from({ length: 16 }, async () => {
     const m = await get(`${s.px.url}/v2/team/conc/manifests/v1`);
@@ -321,14 +321,14 @@ test('16 concurrent pulls all get the signed manifest and intact blobs', async (
 
 test('signing a push waits for other edits of the same GUN in this process', async () => {
   const img = await makeImageLayout(layout('locked'), { tag: 'v1' });
-  await skopeoCopy(img.ref, `docker://${s.host}/team/locked:v1`);
+  await skopeoCopy(img.ref, `docker://${s.host}/team/locked:v1`, ['--dest-creds', s.creds]);
   let released = 0;
   // The management API (and the signing service) hold this queue while they change a GUN.
   const held = s.tg.app.management.locks.run(s.gun('team/locked'), async () => {
     await new Promise((r) => setTimeout(r, 800));
     released = Date.now();
   });
-  const put = await get(`${s.px.url}/v2/team/locked/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const put = await get(`${s.px.url}/v2/team/locked/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   const answered = Date.now();
   await held;
   assert.equal(put.status, 201, put.body.toString());
@@ -344,8 +344,8 @@ test('a failed signing answers the push with an error and is audited', async () 
   const bad = await startStack({ env: { TRUSTGATE_POLICY: policy }, reg: s.reg, extra: { audit: { append: (e) => entries.push(e) } } });
   try {
     const img = await makeImageLayout(layout('signfail'), { tag: 'v1' });
-    await assert.rejects(skopeoCopy(img.ref, `docker://${bad.host}/team/signfail:v1`), /signing it into targets\/a\/b failed|500/);
-    const res = await get(`${bad.px.url}/v2/team/signfail/manifests/v1`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+    await assert.rejects(skopeoCopy(img.ref, `docker://${bad.host}/team/signfail:v1`, ['--dest-creds', bad.creds]), /signing it into targets\/a\/b failed|500/);
+    const res = await get(`${bad.px.url}/v2/team/signfail/manifests/v1`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...bad.auth } });
     assert.equal(res.status, 500);
     const err = res.json().errors[0];
     assert.equal(err.detail.reason, 'signing-failed');
@@ -361,7 +361,7 @@ test('expired trust data is denied with the reason', async () => {
   const t = await startStack({ overrides: { now: () => Date.now() + offset }, reg: s.reg });
   try {
     const img = await makeImageLayout(layout('exp'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${t.host}/team/expiring:v1`);
+    await skopeoCopy(img.ref, `docker://${t.host}/team/expiring:v1`, ['--dest-creds', t.creds]);
     assert.equal((await get(`${t.px.url}/v2/team/expiring/manifests/v1`)).status, 200);
     offset = 4 * YEAR_MS; // targets live 3 years; the server re-signs only timestamp and snapshot
     const e = denied(await get(`${t.px.url}/v2/team/expiring/manifests/v1`));
@@ -380,16 +380,16 @@ test('upstream down: pulls and pushes fail closed with a clear error', async () 
   const t = await startStack({ reg });
   try {
     const img = await makeImageLayout(layout('down'), { tag: 'v1' });
-    await skopeoCopy(img.ref, `docker://${t.host}/team/down:v1`);
+    await skopeoCopy(img.ref, `docker://${t.host}/team/down:v1`, ['--dest-creds', t.creds]);
     await reg.stop();
     for (const url of [`${t.px.url}/v2/team/down/manifests/v1`, `${t.px.url}/v2/team/down/manifests/${img.manifest.digest}`, `${t.px.url}/v2/team/down/blobs/${img.layers[0]!.digest}`, `${t.px.url}/v2/`]) {
-      const r = await get(url, { accept: ACCEPT_ALL });
+      const r = await get(url, { accept: ACCEPT_ALL, headers: t.auth });
       assert.equal(r.status, 503, `${url}: ${r.body.toString()}`);
       const e = r.json().errors[0];
       assert.equal(e.code, 'UNAVAILABLE');
       assert.match(e.message, /upstream registry unavailable/);
     }
-    const push = await get(`${t.px.url}/v2/team/down/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+    const push = await get(`${t.px.url}/v2/team/down/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...t.auth } });
     assert.equal(push.status, 503);
     assert.equal(push.json().errors[0].code, 'UNAVAILABLE');
     // an unsigned tag is still denied (trust is checked first), never passed through

@@ -13,20 +13,35 @@ export interface Stack {
   px: StartedProxy;
   /** host:port of the proxy, for image references. */
   host: string;
+  /** An admin token of this stack's trustgate: pushes through the proxy need one. */
+  token: string;
+  /** skopeo's `--dest-creds`/`--creds` value for that token. */
+  creds: string;
+  /** The Authorization header for that token, for fetch pushes. */
+  auth: { authorization: string };
   gun(repo: string): string;
   stop(): Promise<void>;
 }
 
+/**
+ * Client authentication is the default (`token`), with anonymous pulls on unless `env` says
+ * otherwise; pushes go with the stack's admin `token`.
+ */
 export async function startStack(opts: { env?: Record<string, string>; overrides?: AppOverrides; reg?: RegistryService; extra?: Partial<ProxyDeps> } = {}): Promise<Stack> {
   const reg = opts.reg ?? (await startRegistry());
-  const tg = await startTrustgate({ env: { TRUSTGATE_UPSTREAM: reg.url, ...opts.env }, ...(opts.overrides ? { overrides: opts.overrides } : {}) });
+  const env = { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true', ...opts.env };
+  const tg = await startTrustgate({ env, ...(opts.overrides ? { overrides: opts.overrides } : {}) });
   const px = await startProxy(tg.app, opts.extra ?? {}, { host: '127.0.0.1', port: 0 });
   const host = px.url.replace(/^https?:\/\//, '');
+  const token = tg.app.management.tokens.create({ name: 'stack-admin', scopes: ['admin'], createdBy: 'test' }).token;
   return {
     reg,
     tg,
     px,
     host,
+    token,
+    creds: `admin:${token}`,
+    auth: { authorization: `Bearer ${token}` },
     gun: (repo) => `${host}/${repo}`,
     async stop() {
       await px.close();

@@ -6,7 +6,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { hashPassword } from '../../src/auth/jwt-issuer.js';
-import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
+import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
@@ -79,7 +79,7 @@ test('the proxy answers the upstream Bearer challenge with its own credentials',
   const s = await startStack({ reg, env: { TRUSTGATE_UPSTREAM_USERNAME: 'proxy', TRUSTGATE_UPSTREAM_PASSWORD: PASSWORD } });
   try {
     const img = await makeImageLayout(path.join(dir, 'img'), { tag: 'v1', layerBytes: 100_000 });
-    await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`);
+    await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', s.creds]);
     const m = await get(`${s.px.url}/v2/team/app/manifests/v1`);
     assert.equal(m.status, 200, m.body.toString());
     assert.equal(sha256(m.body), img.manifest.digest);
@@ -87,9 +87,35 @@ test('the proxy answers the upstream Bearer challenge with its own credentials',
     assert.equal(sha256(blob.body), img.layers[0]!.digest);
     const tags = await get(`${s.px.url}/v2/team/app/tags/list`);
     assert.deepEqual(tags.json().tags, ['v1']);
-    const catalog = await get(`${s.px.url}/v2/_catalog`);
+    const catalog = await get(`${s.px.url}/v2/_catalog`, { headers: s.auth });
     assert.deepEqual(catalog.json().repositories, ['team/app']);
     denied(await get(`${s.px.url}/v2/team/app/manifests/v2`));
+  } finally {
+    await s.stop();
+  }
+});
+
+test('V14: upstream credentials are never used for an anonymous client', async () => {
+  const s = await startStack({ reg, env: { TRUSTGATE_UPSTREAM_USERNAME: 'proxy', TRUSTGATE_UPSTREAM_PASSWORD: PASSWORD, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'false' } });
+  try {
+    const img = await makeImageLayout(path.join(dir, 'anon'), { tag: 'v1', layerBytes: 10_000 });
+    const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', img.ref, `docker://${s.host}/anon/app:v1`]);
+    assert.notEqual(r.code, 0, 'an anonymous push is refused');
+    for (const [method, url] of [
+      ['POST', `${s.px.url}/v2/anon/app/blobs/uploads/`],
+      ['PUT', `${s.px.url}/v2/anon/app/manifests/v1`],
+      ['DELETE', `${s.px.url}/v2/team/app/manifests/v1`],
+    ] as const) {
+      const w = await get(url, { method, ...(method === 'PUT' ? { body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } } : {}) });
+      assert.equal(w.status, 401, `${method} ${url}: ${w.body.toString()}`);
+    }
+    // Asked with the proxy's own credentials (through the proxy, as an admin), the upstream has nothing.
+    const tags = await get(`${s.px.url}/v2/anon/app/tags/list`, { headers: s.auth });
+    assert.equal(tags.status, 404, tags.body.toString());
+    assert.equal(tags.json().errors[0].code, 'NAME_UNKNOWN');
+    const blob = await get(`${s.px.url}/v2/anon/app/blobs/${img.layers[0]!.digest}`, { method: 'HEAD', headers: s.auth });
+    assert.equal(blob.status, 404);
+    assert.equal(await s.tg.app.trust.current(s.gun('anon/app'), 'root'), undefined);
   } finally {
     await s.stop();
   }

@@ -43,7 +43,7 @@ before(async () => {
       '',
     ].join('\n'),
   );
-  s = await startSigningServer({ upstream: reg.url, checkUpstream: true, env: { TRUSTGATE_POLICY: policy } });
+  s = await startSigningServer({ upstream: reg.url, checkUpstream: true, env: { TRUSTGATE_POLICY: policy, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' } });
   px = await startProxy(s.tg.app, { cosign: s.tg.app.signing.cosignHook! }, { host: '127.0.0.1', port: 0 });
   proxyHost = px.url.replace(/^https?:\/\//, '');
   admin = cli(s.tg.url, s.adminToken);

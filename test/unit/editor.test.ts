@@ -68,10 +68,11 @@ test('a targets edit that lacks signatures is refused with what is missing, and 
 
 test('push signing a tag named "__proto__" or "constructor" lists it as an own target of the signed file', async () => {
   const gun = 'example.com/editor/proto';
-  const signer = new PushSigner(tg.app.trust, tg.app.keys);
+  const signer = new PushSigner(tg.app.trust, tg.app.keys, tg.app.signing.verifier);
+  const admin = { id: 'admin', name: 'admin', admin: true, keyIds: [] };
   const hex = (s: string) => digest(s).toString('hex');
-  await signer.sign(gun, 'targets', '__proto__', `sha256:${hex('p')}`, 3);
-  await signer.sign(gun, 'targets', 'constructor', `sha256:${hex('c')}`, 4);
+  await signer.sign(gun, 'targets', '__proto__', `sha256:${hex('p')}`, 3, admin);
+  await signer.sign(gun, 'targets', 'constructor', `sha256:${hex('c')}`, 4, admin);
   const bytes = (await tg.app.trust.current(gun, 'targets'))!.bytes;
   const signed = (JSON.parse(bytes.toString('utf8')) as { signed: { targets: Record<string, { hashes: { sha256: string }; length: number }> } }).signed;
   assert.deepEqual(Object.keys(signed.targets), ['__proto__', 'constructor']);
