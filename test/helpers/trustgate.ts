@@ -70,9 +70,10 @@ export async function startTrustgate(
 /**
  * `npm start`'s code (`node --import tsx src/main.ts`) as a process of its own on a free loopback
  * port, logging to `logFile`; resolves once its health check answers 200. Only `env`'s
- * TRUSTGATE_* settings apply, not the caller's.
+ * TRUSTGATE_* settings apply, not the caller's. `adminToken`: the first-start token of
+ * TRUSTGATE_DATA_DIR, when given.
  */
-export async function startTrustgateProcess(env: Record<string, string>, logFile: string): Promise<{ url: string; proc: ManagedProcess }> {
+export async function startTrustgateProcess(env: Record<string, string>, logFile: string): Promise<{ url: string; proc: ManagedProcess; adminToken?: string }> {
   const port = await freePort();
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
   const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -87,5 +88,8 @@ export async function startTrustgateProcess(env: Record<string, string>, logFile
     await proc.stop();
     throw new Error(`trustgate (${logFile}) did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
   }
-  return { url, proc };
+  // The first-start admin token, when the data directory is known and it made one.
+  const tokenFile = env.TRUSTGATE_DATA_DIR ? path.join(env.TRUSTGATE_DATA_DIR, 'admin-token') : undefined;
+  const adminToken = tokenFile && existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined;
+  return { url, proc, ...(adminToken ? { adminToken } : {}) };
 }

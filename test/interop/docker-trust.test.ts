@@ -103,6 +103,10 @@ async function withDockerEnv(fn: (env: Env) => Promise<void>): Promise<void> {
     await fsp.copyFile(certs.caCert, path.join(caDir, 'ca.crt'));
     const noCaConfig = path.join(home, 'docker-no-ca');
     await fsp.mkdir(noCaConfig, { recursive: true });
+    // docker sends the image registry's credentials to the trust server: the admin token for each.
+    const auth = Buffer.from(`trustgate:${tg.adminToken}`).toString('base64');
+    const auths = { [hostPort]: { auth }, 'https://index.docker.io/v1/': { auth } };
+    for (const dir of [dockerConfig, noCaConfig]) await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify({ auths }));
 
     const baseEnv: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -131,6 +135,7 @@ async function withDockerEnv(fn: (env: Env) => Promise<void>): Promise<void> {
           server: tg.url,
           tlsCaCert: certs.caCert,
           passphrase: PASSPHRASE,
+          token: tg.adminToken,
           ...(o.dockerTrustDir ? { trustDir: path.join(dockerConfig, 'trust') } : {}),
         });
         clis.push(cli);

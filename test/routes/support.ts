@@ -8,7 +8,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import request from 'supertest';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
+import { authedAgent, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
 
 export interface Server {
   tg: RunningTrustgate;
@@ -25,7 +25,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
   const tg = await startTrustgate({ env, overrides: { now } });
   return {
     tg,
-    agent: request(tg.url),
+    agent: authedAgent(request(tg.url), tg.adminToken),
     advance: (ms) => {
       offset += ms;
     },
