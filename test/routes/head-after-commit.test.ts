@@ -34,7 +34,7 @@ async function sameAnswers(gun: string, agents: [Agent, Agent]): Promise<void> {
 
 test('GETs right after each publish match what the store holds, on either instance', async () => {
   const agentA = authedAgent(request(a.url), a.adminToken);
-  const agentB = request(b.url);
+  const agentB = authedAgent(request(b.url), a.adminToken);
   const gun = newGun('head-after-commit');
   const repoA = await TufRepo.init(agentA, gun, { serverSnapshot: true });
   await sameAnswers(gun, [agentA, agentB]);
