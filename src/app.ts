@@ -85,7 +85,6 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
           tokens: { authenticate: (t) => management?.tokens.authenticate(t) },
           anonymousRead: config.anonymousRead,
           ...(config.authRealm ? { realm: config.authRealm } : {}),
-          tls: !!config.tls,
           log,
           audit: () => management?.audit,
           onGranted: (req, actor) => actors.set(req, actor),

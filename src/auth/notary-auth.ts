@@ -12,6 +12,7 @@
 // would fail every anonymous read). The challenge's realm, GET /api/v1/token here, hands back the
 // presented token after checking it, or ANONYMOUS_TOKEN without one.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { AuditActor, AuditLog } from '../audit/log.js';
 import { NotaryErrors, sendError } from '../http/errcode.js';
 import type { Logger } from '../log.js';
@@ -39,7 +40,6 @@ export interface TrustgateAuthOptions {
   anonymousRead: boolean;
   /** The challenge's realm; default: `<scheme>://<Host>/api/v1/token`. */
   realm?: string;
-  tls: boolean;
   log: Logger;
   /** Where refusals of presented tokens are written (a request without one is not: clients send that first). */
   audit: () => AuditLog | undefined;
@@ -55,7 +55,9 @@ export interface TrustgateAuth {
 }
 
 export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
-  const realmOf = (req: IncomingMessage) => o.realm ?? `${o.tls ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}/api/v1/token`;
+  // The scheme of the connection the request came on (a test may serve TLS without TRUSTGATE_TLS_*).
+  const realmOf = (req: IncomingMessage) =>
+    o.realm ?? `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}/api/v1/token`;
 
   const denyAudit = (actor: AuditActor, reason: string, needs: string, method: string, gun: string | undefined) => {
     try {

@@ -10,7 +10,6 @@ import { keyId } from '../../src/core/crypto/keys.js';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { RepoEditor } from '../../src/trust/editor.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { authedAgent } from '../helpers/tuf-builder.js';
 import { signingParts, type SigningParts } from './wiring.js';
 
 export type Agent = ReturnType<typeof request>;
@@ -43,7 +42,7 @@ export async function startSigningServer(opts: { env?: Record<string, string>; u
   const admin = parts.tokens.create({ name: 'test-admin', scopes: ['admin'], createdBy: 'test' }).token;
   return {
     tg,
-    agent: authedAgent(request(tg.url), admin),
+    agent: request(tg.url),
     parts,
     editor: new RepoEditor(tg.app.trust, tg.app.keys),
     adminToken: admin,
