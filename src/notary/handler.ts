@@ -17,7 +17,10 @@ export interface NotaryOptions {
   maxBodyBytes: number;
   gunPrefixes: string[];
   cacheMaxAge: { current: number; consistent: number };
-  /** Authorisation hook: resolves true to go on; otherwise it has answered (401/403) itself. */
+  /**
+   * Authorisation hook: resolves true to go on; otherwise it has answered (401/403) itself.
+   * `actions` are notary's (spec §2.1), and `ping` for GET /v2/, where clients learn the scheme.
+   */
   authorize?: (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]) => Promise<boolean>;
   /** Reads (`pull`) skip `authorize`, so the hot GET path stays synchronous. */
   anonymousReads?: boolean;

@@ -61,9 +61,9 @@ interface InspectJson {
 }
 
 /** GET over https trusting only the test CA. */
-function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: Buffer }> {
+function httpsGet(url: string, ca: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ca, timeout: 10_000 }, (res) => {
+    const req = https.get(url, { ca, timeout: 10_000, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
@@ -278,7 +278,7 @@ test('docker trust key generate + signer add (two signers) initialise a reposito
     const root = (await env.tuf<RootSigned>(gun, 'root.json')).signed;
     assert.equal(root.version, 1);
     for (const role of ['snapshot', 'timestamp'] as const) {
-      const r = await httpsGet(`${env.tg.url}/v2/${gun}/_trust/tuf/${role}.key`, env.ca);
+      const r = await httpsGet(`${env.tg.url}/v2/${gun}/_trust/tuf/${role}.key`, env.ca, { Authorization: `Bearer ${env.tg.adminToken}` });
       const key = JSON.parse(r.body.toString()) as KeyJson;
       assert.deepEqual(root.roles[role].keyids, [tufKeyId(key.keytype, key.keyval.public)], `${role} key is the server's`);
     }

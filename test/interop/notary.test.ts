@@ -55,8 +55,9 @@ interface SnapshotSigned {
 }
 
 /** GET a file under /v2/<gun>/_trust/tuf/ and keep the exact bytes. */
-async function getTuf(base: string, gun: string, file: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
-  const res = await fetch(`${base}/v2/${gun}/_trust/tuf/${file}`, { signal: AbortSignal.timeout(10_000) });
+async function getTuf(base: string, gun: string, file: string, token?: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
+  const headers = token ? { Authorization: `Bearer ${token}` } : undefined;
+  const res = await fetch(`${base}/v2/${gun}/_trust/tuf/${file}`, { signal: AbortSignal.timeout(10_000), ...(headers ? { headers } : {}) });
   return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
 }
 
@@ -207,7 +208,7 @@ test('notary: key rotations (server snapshot, timestamp, targets, root) keep old
     assert.equal(root2.signed.version, 2);
     const snapKeyId = root2.signed.roles.snapshot.keyids[0]!;
     assert.notEqual(snapKeyId, root1.signed.roles.snapshot.keyids[0]);
-    const served = JSON.parse((await getTuf(tg.url, gun, 'snapshot.key')).bytes.toString()) as KeyJson;
+    const served = JSON.parse((await getTuf(tg.url, gun, 'snapshot.key', tg.adminToken)).bytes.toString()) as KeyJson;
     assert.equal(tufKeyId(served.keytype, served.keyval.public), snapKeyId, 'GET snapshot.key = the key root v2 names');
     const snapAfter = await getJson<SnapshotSigned>(tg.url, gun, 'snapshot.json');
     assert.deepEqual(snapAfter.env.signatures.map((s) => s.keyid), [snapKeyId], 'the server signed the new snapshot');
@@ -383,7 +384,7 @@ test('notary: delegation targets/releases: import key, add, publish as delegate,
       // ... and the server refuses a replayed delegation file whose parent no longer lists it.
       const form = new FormData();
       form.append('files', new Blob([new Uint8Array(oldRelBytes)]), 'targets/releases');
-      const res = await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, { method: 'POST', body: form, headers: { Authorization: `Bearer ${tg.adminToken}` }, signal: AbortSignal.timeout(10_000) });
       assert.equal(res.status, 400);
       const body = (await res.json()) as { errors: { code: string; detail: { Name: string; Error: { Msg: string } } }[] };
       assert.equal(body.errors[0]!.code, 'INVALID_UPDATE');
