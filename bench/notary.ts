@@ -157,6 +157,7 @@ async function startTrustgateProcess(entry: string[], workers: string, name: Ser
     TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
     TRUSTGATE_LOG_LEVEL: 'error',
     TRUSTGATE_WORKERS: workers,
+    TRUSTGATE_AUTH: 'none', // like the reference server, which runs without auth
     NODE_ENV: 'production',
   });
   const extra = (process.env.BENCH_TRUSTGATE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import type { Config } from './config/config.js';
 import { openKeyStore } from './keystore/open.js';
 import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js';
+import { ANONYMOUS_ACTOR, createTrustgateAuth } from './auth/notary-auth.js';
+import type { AuditActor } from './audit/log.js';
 import type { KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './log.js';
 import { createNotaryHandler } from './notary/handler.js';
@@ -71,12 +73,45 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const metrics = new Metrics();
   // Refused Notary API tokens go to the audit log, which the management API (made below) owns.
   let auditDenial: ((d: NotaryDenial) => void) | undefined;
-  const registryAuth = config.auth ? createRegistryAuth(config.auth, log, over.now, (d) => auditDenial?.(d)) : undefined;
+  // Who made each Notary API request let through, so its write is audited with its actor.
+  const actors = new WeakMap<IncomingMessage, AuditActor>();
+  const registryAuth = config.auth
+    ? createRegistryAuth(config.auth, log, over.now, (d) => auditDenial?.(d), (req, subject) => actors.set(req, { id: 'registry-token', name: subject || 'unknown' }))
+    : undefined;
+  let management: Management | undefined;
+  const trustgateAuth =
+    config.authMode === 'trustgate'
+      ? createTrustgateAuth({
+          tokens: { authenticate: (t) => management?.tokens.authenticate(t) },
+          anonymousRead: config.anonymousRead,
+          ...(config.authRealm ? { realm: config.authRealm } : {}),
+          log,
+          audit: () => management?.audit,
+          onGranted: (req, actor) => actors.set(req, actor),
+        })
+      : undefined;
+  if (config.authMode === 'none') log('warn', 'TRUSTGATE_AUTH=none: the Notary API takes no credentials, so anyone who can reach it may publish, delete and rewrite trust data');
   const notary = createNotaryHandler(trust, metrics, {
     maxBodyBytes: config.maxBodyBytes,
     gunPrefixes: config.gunPrefixes,
     cacheMaxAge: config.cacheMaxAge,
     ...(registryAuth ? { authorize: registryAuth.authorize } : {}),
+    ...(trustgateAuth ? { authorize: trustgateAuth.authorize, anonymousReads: config.anonymousRead } : {}),
+    onWrite: (req, w) => {
+      try {
+        management?.audit.append({
+          actor: actors.get(req) ?? ANONYMOUS_ACTOR,
+          action: w.action,
+          outcome: 'success',
+          gun: w.gun,
+          ...(w.role !== undefined ? { role: w.role } : {}),
+          ...(w.keyId !== undefined ? { keyId: w.keyId } : {}),
+          detail: { api: 'notary', ...(w.files ? { files: w.files } : {}) },
+        });
+      } catch (e) {
+        log('error', 'audit log write failed', { action: w.action, gun: w.gun, error: (e as Error).message });
+      }
+    },
     log,
   });
 
@@ -84,7 +119,8 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   api.disable('x-powered-by');
   // The registry token endpoint (TRUSTGATE_AUTH_TOKEN_*), ahead of the management API's guard.
   if (registryAuth?.tokenEndpoint) api.get('/api/v1/token', (req, res, next) => void registryAuth.tokenEndpoint!(req, res).catch(next));
-  const management = createManagement({
+  if (trustgateAuth) api.get('/api/v1/token', (req, res) => trustgateAuth.tokenEndpoint(req, res));
+  management = createManagement({
     dataDir: config.dataDir,
     ...(store.backup ? { backup: (dest: string) => store.backup!(dest) } : {}),
     trust,

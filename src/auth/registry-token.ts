@@ -175,7 +175,13 @@ export interface RegistryAuth {
  * token without the access; a request without a token is not reported, since Docker's token flow
  * sends every first request without one and expects the challenge.
  */
-export function createRegistryAuth(cfg: RegistryAuthConfig, log: Logger, now: () => number = Date.now, onDenied?: (d: NotaryDenial) => void): RegistryAuth {
+export function createRegistryAuth(
+  cfg: RegistryAuthConfig,
+  log: Logger,
+  now: () => number = Date.now,
+  onDenied?: (d: NotaryDenial) => void,
+  onGranted?: (req: IncomingMessage, subject: string) => void,
+): RegistryAuth {
   const verifier = new RegistryTokenVerifier(cfg, readFileSync(cfg.rootCertBundle, 'utf8'), now);
   const issuer = cfg.issuerKey ? TokenIssuer.load(cfg, log, now) : undefined;
   if (issuer && !verifier.trusts(issuer.certificate)) {
@@ -206,6 +212,7 @@ export function createRegistryAuth(cfg: RegistryAuthConfig, log: Logger, now: ()
       return deny('invalid_token', e instanceof TokenError ? e.message : 'invalid token');
     }
     if (!covers(access, need)) return deny('insufficient_scope', 'token lacks the access', subject);
+    onGranted?.(req, subject);
     return true;
   }
 

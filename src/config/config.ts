@@ -25,6 +25,16 @@ export interface Config {
   pkcs11?: { module: string; tokenLabel: string; pin?: string; pinFile?: string };
   /** TRUSTGATE_KEYSTORE_URL: the keyv backend, postgres://… or redis://… */
   keystoreUrl?: string;
+  /**
+   * TRUSTGATE_AUTH: who may write trust data through the Notary API. `trustgate` (default):
+   * trustgate tokens (src/auth/notary-auth.ts); `token`: Docker registry tokens (`auth`); `none`:
+   * anyone (only when asked for by name).
+   */
+  authMode: 'trustgate' | 'token' | 'none';
+  /** TRUSTGATE_AUTH_ANONYMOUS_READ (trustgate mode): reads need no token; default true. */
+  anonymousRead: boolean;
+  /** TRUSTGATE_AUTH_REALM in trustgate mode: the Bearer challenge's realm; default: this server's /api/v1/token. */
+  authRealm?: string;
   /** Docker registry token auth for the Notary API (TRUSTGATE_AUTH=token); off when undefined. */
   auth?: RegistryAuthConfig;
   /** The verifying registry proxy (src/proxy/config.ts); runs only when TRUSTGATE_UPSTREAM is set. */
@@ -150,6 +160,8 @@ export function loadConfig(env: Env = process.env): Config {
     pendingTtlSeconds: r.int('TRUSTGATE_PENDING_TTL_SECONDS', 7 * 24 * 3600, 60, 365 * 24 * 3600),
     signCheckUpstream: ['true', '1'].includes(r.oneOf('TRUSTGATE_SIGN_CHECK_UPSTREAM', 'false', ['true', 'false', '1', '0'] as const)),
     workers: 1,
+    authMode: 'trustgate',
+    anonymousRead: true,
   };
   if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM) r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);
@@ -199,7 +211,18 @@ function keystoreAndAuthConfig(r: Reader, cfg: Config): void {
     if (!url || !/^(postgres(ql)?|rediss?):\/\//.test(url)) r.problems.push('TRUSTGATE_KEYSTORE_URL must be a postgres:// or redis:// URL when TRUSTGATE_KEYSTORE=keyv');
     else cfg.keystoreUrl = url;
   }
-  if (r.oneOf('TRUSTGATE_AUTH', 'none', ['none', 'token'] as const) !== 'token') return;
+  cfg.authMode = r.oneOf('TRUSTGATE_AUTH', 'trustgate', ['trustgate', 'token', 'none'] as const);
+  const anonymousRead = r.str('TRUSTGATE_AUTH_ANONYMOUS_READ');
+  if (anonymousRead !== undefined) {
+    if (cfg.authMode !== 'trustgate') r.problems.push(`TRUSTGATE_AUTH_ANONYMOUS_READ applies only with TRUSTGATE_AUTH=trustgate, not ${cfg.authMode}`);
+    else cfg.anonymousRead = ['true', '1'].includes(r.oneOf('TRUSTGATE_AUTH_ANONYMOUS_READ', 'true', ['true', 'false', '1', '0'] as const));
+  }
+  if (cfg.authMode === 'trustgate') {
+    const realm = r.str('TRUSTGATE_AUTH_REALM');
+    if (realm && !/^https?:\/\/[^\s"]+$/.test(realm)) r.problems.push('TRUSTGATE_AUTH_REALM must be an http(s) URL');
+    else if (realm) cfg.authRealm = realm;
+  }
+  if (cfg.authMode !== 'token') return;
   const need = (name: string): string => {
     const v = r.str(name);
     if (!v) r.problems.push(`${name} must be set when TRUSTGATE_AUTH=token`);

@@ -17,9 +17,26 @@ export interface NotaryOptions {
   maxBodyBytes: number;
   gunPrefixes: string[];
   cacheMaxAge: { current: number; consistent: number };
-  /** Authorisation hook: resolves true to go on; otherwise it has answered (401/403) itself. */
+  /**
+   * Authorisation hook: resolves true to go on; otherwise it has answered (401/403) itself.
+   * `actions` are notary's (spec §2.1), and `ping` for GET /v2/, where clients learn the scheme.
+   */
   authorize?: (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]) => Promise<boolean>;
+  /** Reads (`pull`) skip `authorize`, so the hot GET path stays synchronous. */
+  anonymousReads?: boolean;
+  /** Hears of every write that succeeded (for the audit log). */
+  onWrite?: (req: IncomingMessage, w: NotaryWrite) => void;
   log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** A Notary API write that succeeded. */
+export interface NotaryWrite {
+  action: 'notary.publish' | 'notary.delete' | 'notary.key.create' | 'notary.key.rotate';
+  gun: string;
+  role?: string;
+  keyId?: string;
+  /** Publishes: the files stored, `role@version`. */
+  files?: string[];
 }
 
 const ROLE_PATTERN = '(?:root|snapshot|timestamp|targets(?:/[^/\\s]+)*)';
@@ -101,6 +118,10 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   /** Resolves true to go on; the hook, when there is one, has answered otherwise. */
   const authorize = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): boolean | Promise<boolean> =>
     authorizeHook ? authorizeHook(req, res, gun, actions) : true;
+  const readHook = opts.anonymousReads ? undefined : authorizeHook;
+  const authorizeRead = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): boolean | Promise<boolean> =>
+    readHook ? readHook(req, res, gun, actions) : true;
+  const wrote = (req: IncomingMessage, w: NotaryWrite) => opts.onWrite?.(req, w);
 
   // GUN checks (syntax and prefixes) by name, remembered for the GUNs seen last.
   const gunChecks = new Map<string, boolean>();
@@ -196,7 +217,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     }
     try {
       const files = await trust.publish(gun, uploads);
-      log('info', 'published', { gun, files: files.map((f) => `${f.role}@${f.version}`) });
+      const stored = files.map((f) => `${f.role}@${f.version}`);
+      log('info', 'published', { gun, files: stored });
+      wrote(req, { action: 'notary.publish', gun, files: stored });
       sendBytes(res, '');
     } catch (e) {
       if (e instanceof TufValidationError) return sendError(res, E.INVALID_UPDATE, e.toDetail());
@@ -238,7 +261,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
 
   /** GET `role.json`: the hot path, awaited once (the store) when no authorisation hook is set. */
   async function getCurrent(req: IncomingMessage, res: ServerResponse, gun: string, role: string): Promise<void> {
-    if (authorizeHook && !(await authorizeHook(req, res, gun, ['pull']))) return;
+    if (readHook && !(await readHook(req, res, gun, ['pull']))) return;
     const start = performance.now();
     try {
       serveFile(res, await trust.current(gun, role), true);
@@ -251,7 +274,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     let m: RegExpExecArray | null;
     let start: number;
     if (method === 'GET' && (m = BY_CHECKSUM.exec(file))) {
-      if (!(await authorize(req, res, gun, ['pull']))) return;
+      if (!(await authorizeRead(req, res, gun, ['pull']))) return;
       const [, role, sum] = m;
       start = performance.now();
       try {
@@ -261,7 +284,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       }
     }
     if (method === 'GET' && (m = BY_VERSION.exec(file))) {
-      if (!(await authorize(req, res, gun, ['pull']))) return;
+      if (!(await authorizeRead(req, res, gun, ['pull']))) return;
       const version = Number(m[1]);
       start = performance.now();
       try {
@@ -277,8 +300,10 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       const op = method === 'GET' ? 'GetKey' : 'RotateKey';
       start = performance.now();
       try {
-        const rec = method === 'GET' ? await trust.serverKey(gun, role) : await trust.rotateServerKey(gun, role);
+        const got = method === 'GET' ? await trust.serverKeyOrNew(gun, role) : { key: await trust.rotateServerKey(gun, role), created: true };
+        const rec = got.key;
         if (method === 'POST') log('info', 'server key created', { gun, role, keyId: rec.id });
+        if (got.created) wrote(req, { action: method === 'GET' ? 'notary.key.create' : 'notary.key.rotate', gun, role, keyId: rec.id });
         return sendBytes(res, JSON.stringify(rec.public));
       } finally {
         metrics.observe(op, start);
@@ -323,19 +348,19 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     try {
       if (path === '/v2/') {
         if (method !== 'GET') return false;
-        if (!(await authorize(req, res, undefined, ['catalog']))) return true;
+        if (!(await authorize(req, res, undefined, ['ping']))) return true;
         sendBytes(res, '{}');
         return true;
       }
       if (path === '/v2/_trust/changefeed' && method === 'GET') {
-        if (!(await authorize(req, res, undefined, ['catalog']))) return true;
+        if (!(await authorizeRead(req, res, undefined, ['catalog']))) return true;
         await timed('Changefeed', () => changefeed(req, res, undefined));
         return true;
       }
       const cf = path.endsWith('/_trust/changefeed') ? path.slice(4, -'/_trust/changefeed'.length) : undefined;
       if (cf !== undefined && method === 'GET') {
         if (!gunAllowed(cf)) return notFound(res, false), true;
-        if (!(await authorize(req, res, cf, ['pull']))) return true;
+        if (!(await authorizeRead(req, res, cf, ['pull']))) return true;
         await timed('Changefeed', () => changefeed(req, res, cf));
         return true;
       }
@@ -362,6 +387,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
           await timed('DeleteTUF', async () => {
             await trust.deleteGun(gun);
             log('info', 'deleted trust data', { gun });
+            wrote(req, { action: 'notary.delete', gun });
             sendBytes(res, '');
           });
         } else notFound(res, false);
@@ -417,8 +443,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
             notFound(res, false);
             return Promise.resolve(true);
           }
-          // Without an authorisation hook, a file already in memory is answered synchronously.
-          const known = authorizeHook ? null : trust.currentNow(gun, role);
+          // Without an authorisation hook for reads, a file already in memory is answered synchronously.
+          const known = readHook ? null : trust.currentNow(gun, role);
           if (known) {
             const start = performance.now();
             serveFile(res, known, true);

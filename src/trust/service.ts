@@ -312,16 +312,22 @@ export class TrustService {
    * do not pile up keys, unlike Go notary); else a new key.
    */
   async serverKey(gun: string, role: ServerRole): Promise<KeyRecord> {
+    return (await this.serverKeyOrNew(gun, role)).key;
+  }
+
+  /** serverKey(), and whether it made the key just now. */
+  async serverKeyOrNew(gun: string, role: ServerRole): Promise<{ key: KeyRecord; created: boolean }> {
     const rootFile = await this.current(gun, 'root');
     const held = await this.keys.list({ gun, role });
     if (rootFile) {
       const root = this.parses.get<RootBody>(rootFile).body;
       for (const id of root.roles[role].keyids) {
         const rec = held.find((k) => k.id === id);
-        if (rec) return rec;
+        if (rec) return { key: rec, created: false };
       }
     }
-    return held.at(-1) ?? this.keys.generate(gun, role, this.algorithm);
+    const last = held.at(-1);
+    return last ? { key: last, created: false } : { key: await this.keys.generate(gun, role, this.algorithm), created: true };
   }
 
   /** POST `*.key`: always a new key, used once a published root lists it. */

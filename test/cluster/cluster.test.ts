@@ -17,7 +17,7 @@ import { TokenStore } from '../../src/auth/tokens.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
-import { initRepo } from '../helpers/tuf-builder.js';
+import { authedAgent, initRepo } from '../helpers/tuf-builder.js';
 import { makeTempDir, removeTempDir, runCommand, startProcess, startRegistry, tailFile, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -45,6 +45,8 @@ interface Cluster {
   proc: ManagedProcess;
   pid: number;
   log: () => string;
+  /** The first-start admin token. */
+  adminToken: string;
 }
 
 /** `npm start`'s code with two workers in `dir`, on `port`, logging to `logFile`. */
@@ -85,7 +87,7 @@ async function startCluster(dir: string, env: Record<string, string> = {}): Prom
     await proc.stop();
     throw new Error(`cluster did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
   }
-  return { url, proc, pid: proc.child.pid!, log };
+  return { url, proc, pid: proc.child.pid!, log, adminToken: fs.readFileSync(path.join(dir, 'data', 'admin-token'), 'utf8').trim() };
 }
 
 /** Polls `ok` every 100 ms until it holds; throws after `ms`. */
@@ -206,7 +208,7 @@ describe('a cluster of two workers', () => {
   test('the real notary CLI: init, addhash, publish and list from a fresh trust dir', async () => {
     const bytes = Buffer.from(`cluster target ${process.pid}`);
     const hex = createHash('sha256').update(bytes).digest('hex');
-    const alice = await notaryCli({ server: c!.url });
+    const alice = await notaryCli({ server: c!.url, token: c!.adminToken });
     const reader = await notaryCli({ server: c!.url });
     try {
       await alice.runOk(['init', gun, '-p']);
@@ -234,7 +236,7 @@ describe('a cluster of two workers', () => {
     const { url } = c!;
     const g = `localhost/cluster/ryw-${process.pid}`;
     const targetsUrl = `${url}/v2/${g}/_trust/tuf/targets.json`;
-    const repo = await initRepo(request(url), g, { serverSnapshot: true });
+    const repo = await initRepo(authedAgent(request(url), c!.adminToken), g, { serverSnapshot: true });
     const get = (agent: http.Agent) => getOnce(targetsUrl, {}, agent);
     const pinned = new http.Agent({ keepAlive: true, maxSockets: 4 });
     // The load runs in a process of its own, so this one sends its GETs as soon as each publish

@@ -19,6 +19,8 @@ export interface NotaryCliOptions {
   tlsKey?: string;
   /** Passphrase for all key roles (default NOTARY_TEST_PASSPHRASE). */
   passphrase?: string;
+  /** A trustgate token, sent as NOTARY_AUTH (notaryAuth()); `env` may override it. */
+  token?: string;
   /** Extra env vars (e.g. NOTARY_AUTH=base64(user:pass) for token/basic auth servers). */
   env?: NodeJS.ProcessEnv;
   /** Per-command timeout (default 60s). */
@@ -45,6 +47,9 @@ export interface NotaryCli {
   cleanup(): Promise<void>;
 }
 
+/** NOTARY_AUTH for a trustgate token: base64 of `<any user>:<token>`. */
+export const notaryAuth = (token: string, user = 'trustgate') => Buffer.from(`${user}:${token}`).toString('base64');
+
 export async function notaryCli(opts: NotaryCliOptions): Promise<NotaryCli> {
   const ownDir = !opts.trustDir;
   const trustDir = opts.trustDir ?? (await makeTempDir('notary-trust'));
@@ -57,6 +62,7 @@ export async function notaryCli(opts: NotaryCliOptions): Promise<NotaryCli> {
     NOTARY_TARGETS_PASSPHRASE: pass,
     NOTARY_SNAPSHOT_PASSPHRASE: pass,
     NOTARY_DELEGATION_PASSPHRASE: pass,
+    ...(opts.token ? { NOTARY_AUTH: notaryAuth(opts.token) } : {}),
     ...opts.env,
   };
   const globalArgs = [

@@ -2,7 +2,7 @@
 // with its own temporary data and keys directories.
 import http from 'node:http';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,20 @@ export interface RunningTrustgate {
   url: string;
   port: number;
   dir: string;
+  /** An admin token (the first-start one in <dataDir>/admin-token, else a new one) for the Notary and management APIs. */
+  adminToken: string;
   stop(): Promise<void>;
+}
+
+/** `Authorization` header values for a trustgate token. */
+export const bearer = (token: string) => `Bearer ${token}`;
+export const basicAuth = (token: string, user = 'trustgate') => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`;
+
+/** The admin token of an app: the first-start file when it is there, else a new token. */
+export function adminTokenOf(app: App): string {
+  const file = path.join(app.config.dataDir, 'admin-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  return app.management.tokens.create({ name: 'test-admin', scopes: ['admin'], createdBy: 'test' }).token;
 }
 
 export async function startTrustgate(
@@ -43,6 +56,7 @@ export async function startTrustgate(
     app,
     port,
     dir,
+    adminToken: adminTokenOf(app),
     url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     async stop() {
       server.closeAllConnections();
@@ -56,9 +70,10 @@ export async function startTrustgate(
 /**
  * `npm start`'s code (`node --import tsx src/main.ts`) as a process of its own on a free loopback
  * port, logging to `logFile`; resolves once its health check answers 200. Only `env`'s
- * TRUSTGATE_* settings apply, not the caller's.
+ * TRUSTGATE_* settings apply, not the caller's. `adminToken`: the first-start token of
+ * TRUSTGATE_DATA_DIR, when given.
  */
-export async function startTrustgateProcess(env: Record<string, string>, logFile: string): Promise<{ url: string; proc: ManagedProcess }> {
+export async function startTrustgateProcess(env: Record<string, string>, logFile: string): Promise<{ url: string; proc: ManagedProcess; adminToken?: string }> {
   const port = await freePort();
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
   const proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -73,5 +88,8 @@ export async function startTrustgateProcess(env: Record<string, string>, logFile
     await proc.stop();
     throw new Error(`trustgate (${logFile}) did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
   }
-  return { url, proc };
+  // The first-start admin token, when the data directory is known and it made one.
+  const tokenFile = env.TRUSTGATE_DATA_DIR ? path.join(env.TRUSTGATE_DATA_DIR, 'admin-token') : undefined;
+  const adminToken = tokenFile && existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined;
+  return { url, proc, ...(adminToken ? { adminToken } : {}) };
 }

@@ -17,6 +17,15 @@ export type Files = Array<[filename: string, bytes: Buffer]>;
 
 export const tufPath = (gun: string, file = '') => `/v2/${gun}/_trust/tuf/${file}`;
 
+/** An Agent whose every request presents `token` as a Bearer token (a later `.set` replaces it). */
+export function authedAgent(agent: Agent, token: string): Agent {
+  const out: Record<string, unknown> = {};
+  for (const [m, f] of Object.entries(agent)) {
+    out[m] = typeof f === 'function' ? (url: string) => (f as (u: string) => ReturnType<Agent['get']>)(url).set('Authorization', `Bearer ${token}`) : f;
+  }
+  return out as unknown as Agent;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Responses as raw bytes
 

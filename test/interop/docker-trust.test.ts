@@ -61,9 +61,9 @@ interface InspectJson {
 }
 
 /** GET over https trusting only the test CA. */
-function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: Buffer }> {
+function httpsGet(url: string, ca: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ca, timeout: 10_000 }, (res) => {
+    const req = https.get(url, { ca, timeout: 10_000, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
@@ -103,6 +103,10 @@ async function withDockerEnv(fn: (env: Env) => Promise<void>): Promise<void> {
     await fsp.copyFile(certs.caCert, path.join(caDir, 'ca.crt'));
     const noCaConfig = path.join(home, 'docker-no-ca');
     await fsp.mkdir(noCaConfig, { recursive: true });
+    // docker sends the image registry's credentials to the trust server: the admin token for each.
+    const auth = Buffer.from(`trustgate:${tg.adminToken}`).toString('base64');
+    const auths = { [hostPort]: { auth }, 'https://index.docker.io/v1/': { auth } };
+    for (const dir of [dockerConfig, noCaConfig]) await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify({ auths }));
 
     const baseEnv: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -131,6 +135,7 @@ async function withDockerEnv(fn: (env: Env) => Promise<void>): Promise<void> {
           server: tg.url,
           tlsCaCert: certs.caCert,
           passphrase: PASSPHRASE,
+          token: tg.adminToken,
           ...(o.dockerTrustDir ? { trustDir: path.join(dockerConfig, 'trust') } : {}),
         });
         clis.push(cli);
@@ -273,7 +278,7 @@ test('docker trust key generate + signer add (two signers) initialise a reposito
     const root = (await env.tuf<RootSigned>(gun, 'root.json')).signed;
     assert.equal(root.version, 1);
     for (const role of ['snapshot', 'timestamp'] as const) {
-      const r = await httpsGet(`${env.tg.url}/v2/${gun}/_trust/tuf/${role}.key`, env.ca);
+      const r = await httpsGet(`${env.tg.url}/v2/${gun}/_trust/tuf/${role}.key`, env.ca, { Authorization: `Bearer ${env.tg.adminToken}` });
       const key = JSON.parse(r.body.toString()) as KeyJson;
       assert.deepEqual(root.roles[role].keyids, [tufKeyId(key.keytype, key.keyval.public)], `${role} key is the server's`);
     }

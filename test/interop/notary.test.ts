@@ -55,8 +55,9 @@ interface SnapshotSigned {
 }
 
 /** GET a file under /v2/<gun>/_trust/tuf/ and keep the exact bytes. */
-async function getTuf(base: string, gun: string, file: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
-  const res = await fetch(`${base}/v2/${gun}/_trust/tuf/${file}`, { signal: AbortSignal.timeout(10_000) });
+async function getTuf(base: string, gun: string, file: string, token?: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
+  const headers = token ? { Authorization: `Bearer ${token}` } : undefined;
+  const res = await fetch(`${base}/v2/${gun}/_trust/tuf/${file}`, { signal: AbortSignal.timeout(10_000), ...(headers ? { headers } : {}) });
   return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
 }
 
@@ -114,7 +115,7 @@ async function withTrustgate(clients: number, fn: (tg: RunningTrustgate, cli: No
   const tg = await startTrustgate();
   const clis: NotaryCli[] = [];
   try {
-    for (let i = 0; i < clients; i++) clis.push(await notaryCli({ server: tg.url }));
+    for (let i = 0; i < clients; i++) clis.push(await notaryCli({ server: tg.url, token: tg.adminToken }));
     await fn(tg, clis);
   } finally {
     for (const c of clis) await c.cleanup();
@@ -207,7 +208,7 @@ test('notary: key rotations (server snapshot, timestamp, targets, root) keep old
     assert.equal(root2.signed.version, 2);
     const snapKeyId = root2.signed.roles.snapshot.keyids[0]!;
     assert.notEqual(snapKeyId, root1.signed.roles.snapshot.keyids[0]);
-    const served = JSON.parse((await getTuf(tg.url, gun, 'snapshot.key')).bytes.toString()) as KeyJson;
+    const served = JSON.parse((await getTuf(tg.url, gun, 'snapshot.key', tg.adminToken)).bytes.toString()) as KeyJson;
     assert.equal(tufKeyId(served.keytype, served.keyval.public), snapKeyId, 'GET snapshot.key = the key root v2 names');
     const snapAfter = await getJson<SnapshotSigned>(tg.url, gun, 'snapshot.json');
     assert.deepEqual(snapAfter.env.signatures.map((s) => s.keyid), [snapKeyId], 'the server signed the new snapshot');
@@ -383,7 +384,7 @@ test('notary: delegation targets/releases: import key, add, publish as delegate,
       // ... and the server refuses a replayed delegation file whose parent no longer lists it.
       const form = new FormData();
       form.append('files', new Blob([new Uint8Array(oldRelBytes)]), 'targets/releases');
-      const res = await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, { method: 'POST', body: form, headers: { Authorization: `Bearer ${tg.adminToken}` }, signal: AbortSignal.timeout(10_000) });
       assert.equal(res.status, 400);
       const body = (await res.json()) as { errors: { code: string; detail: { Name: string; Error: { Msg: string } } }[] };
       assert.equal(body.errors[0]!.code, 'INVALID_UPDATE');
@@ -443,8 +444,8 @@ test(
   'notary: removing the last key of a delegation (`delegation remove <gun> <role> <keyid>`) publishes',
   async () => {
     const work = await makeTempDir('notary-lastkey');
-    const flow = async (server: string) => {
-      const [admin, reader] = [await notaryCli({ server }), await notaryCli({ server })];
+    const flow = async (server: string, token?: string) => {
+      const [admin, reader] = [await notaryCli({ server, token }), await notaryCli({ server })];
       try {
         const gun = 'registry.example.com/ns/lastkey';
         const k = await makeDelegationCert(work, 'releases');
@@ -467,7 +468,7 @@ test(
     const tg = await startTrustgate();
     try {
       await flow(ref.url); // the reference server accepts it ...
-      await flow(tg.url); // ... and so must trustgate
+      await flow(tg.url, tg.adminToken); // ... and so must trustgate
     } finally {
       await tg.stop();
       await ref.stop();
@@ -554,7 +555,7 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
   let offsetMs = 0;
   const DAY = 86_400_000;
   const tg = await startTrustgate({ overrides: { now: () => Date.now() + offsetMs } });
-  const [alice, bob, carol] = [await notaryCli({ server: tg.url }), await notaryCli({ server: tg.url }), await notaryCli({ server: tg.url })];
+  const [alice, bob, carol] = [await notaryCli({ server: tg.url, token: tg.adminToken }), await notaryCli({ server: tg.url, token: tg.adminToken }), await notaryCli({ server: tg.url, token: tg.adminToken })];
   try {
     const gun = 'registry.example.com/ns/clock';
     const m = fakeManifest('clock');
@@ -591,7 +592,7 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
     assert.deepEqual(snap3.env.signatures.map((s) => s.keyid), snap2.env.signatures.map((s) => s.keyid));
     await assertHashChain(tg.url, gun);
     assert.deepEqual(parseNotaryList((await bob.runOk(['list', gun])).stdout), want);
-    const dave = await notaryCli({ server: tg.url });
+    const dave = await notaryCli({ server: tg.url, token: tg.adminToken });
     try {
       assert.deepEqual(parseNotaryList((await dave.runOk(['list', gun])).stdout), want);
     } finally {
@@ -604,9 +605,9 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
 });
 
 /** The same client flow against any server; returns what a user would compare. */
-async function parityFlow(server: string, work: string) {
+async function parityFlow(server: string, work: string, token?: string) {
   const gun = 'registry.example.com/ns/parity';
-  const [admin, delegate, reader] = [await notaryCli({ server }), await notaryCli({ server }), await notaryCli({ server })];
+  const [admin, delegate, reader] = [await notaryCli({ server, token }), await notaryCli({ server, token }), await notaryCli({ server })];
   try {
     const m1 = fakeManifest('p1');
     const m2 = fakeManifest('p2');
@@ -645,7 +646,7 @@ test('notary: parity with the reference notary-server (same CLI flow, same outpu
   const tg = await startTrustgate();
   try {
     const want = await parityFlow(ref.url, work);
-    const got = await parityFlow(tg.url, work);
+    const got = await parityFlow(tg.url, work, tg.adminToken);
     // Sanity: the reference flow produced what we think it did, so the comparison means something.
     assert.deepEqual(parseNotaryList(want.list!).map((t) => `${t.name}@${t.role}`), ['r1@targets/releases', 'v1@targets', 'v2@targets']);
     assert.match(want.shape!, /^snapshot: Snapshot v\d+ sigs=1 meta=\[root,targets,targets\/releases\]$/m);

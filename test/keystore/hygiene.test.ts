@@ -44,7 +44,7 @@ test('no key bytes or passphrase in logs, responses or key files after a notary 
     env: { TRUSTGATE_KEY_PASSPHRASE: PASSPHRASE, TRUSTGATE_LOG_LEVEL: 'debug' },
     overrides: { log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })) },
   });
-  const cli = await notaryCli({ server: tg.url });
+  const cli = await notaryCli({ server: tg.url, token: tg.adminToken });
   const gun = 'example.com/hygiene/app';
   const responses: string[] = [];
   try {

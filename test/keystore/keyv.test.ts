@@ -175,7 +175,7 @@ test('keyv e2e: two trustgate instances share metadata (PostgreSQL) and keys (Re
   const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(JSON.stringify({ level, msg, ...fields }));
   const one = await startTrustgate({ env, overrides: { log } });
   const two = await startTrustgate({ env, overrides: { log } });
-  const publisher = await notaryCli({ server: one.url });
+  const publisher = await notaryCli({ server: one.url, token: one.adminToken });
   const reader = await notaryCli({ server: two.url });
   const gun = 'example.com/keyv/e2e';
   try {

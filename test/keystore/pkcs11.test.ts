@@ -297,8 +297,8 @@ test('pkcs11 e2e: notary CLI publishes to trustgate whose timestamp/snapshot key
     overrides: { log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })) },
   });
   const gun = 'example.com/hsm/e2e';
-  const publisher = await notaryCli({ server: tg.url });
-  const reader = await notaryCli({ server: tg.url });
+  const publisher = await notaryCli({ server: tg.url, token: tg.adminToken });
+  const reader = await notaryCli({ server: tg.url, token: tg.adminToken });
   try {
     assert.equal(tg.app.keys.kind, 'pkcs11');
     await publisher.runOk(['init', gun, '-p']);
@@ -341,7 +341,7 @@ test('pkcs11 e2e: notary CLI publishes to trustgate whose timestamp/snapshot key
 
     // Rotating the timestamp key to a new HSM key keeps clients working.
     await publisher.runOk(['key', 'rotate', gun, 'timestamp', '-r']);
-    const reader2 = await notaryCli({ server: tg.url });
+    const reader2 = await notaryCli({ server: tg.url, token: tg.adminToken });
     try {
       assert.deepEqual(parseNotaryList((await reader2.runOk(['list', gun])).stdout).map((t) => t.name).sort(), ['v1', 'v2']);
     } finally {

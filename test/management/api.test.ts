@@ -280,7 +280,7 @@ test('a signer given as an X.509 certificate: the delegation lists the certifica
   expectStatus(done, 200);
   assert.equal(done.body.status, 'published');
   const { notaryCli, parseNotaryList } = await import('../helpers/notary-cli.js');
-  const cli = await notaryCli({ server: m.tg.url });
+  const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
     assert.deepEqual(parseNotaryList((await cli.runOk(['list', gun])).stdout).map((r) => `${r.name} ${r.role}`), ['v1 targets/dana']);
   } finally {

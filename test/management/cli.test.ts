@@ -39,7 +39,7 @@ const newGun = (name: string) => `${hostPort}/mgmt/${name}-${++n}`;
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 async function notary(): Promise<NotaryCli> {
-  const c = await notaryCli({ server: m.tg.url, tlsCaCert: certs.caCert });
+  const c = await notaryCli({ server: m.tg.url, token: m.admin, tlsCaCert: certs.caCert });
   clis.push(c);
   return c;
 }

@@ -63,7 +63,7 @@ test('expiring lists roles across repositories soonest first; resign renews targ
     const targets = inspect.body.roles.find((x: { role: string }) => x.role === 'targets');
     assert.ok(Date.parse(targets.expires) > m.now() + 2 * YEAR_MS, 'targets expire three years from the (moved) clock');
     // A real client accepts the renewed repository.
-    const cli = await notaryCli({ server: m.tg.url });
+    const cli = await notaryCli({ server: m.tg.url, token: m.admin });
     try {
       const rows = parseNotaryList((await cli.runOk(['list', gun])).stdout);
       assert.deepEqual(rows.map((x) => `${x.name} ${x.role}`).sort(), ['e1 targets/ext', 'v1 targets/ci']);

@@ -24,7 +24,7 @@ test('root rotation: signed by the old and the new root key; a client that trust
   const gun = newGun('rot-root');
   expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
   expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: digest('1'), size: 1 } }), 200);
-  const cli: NotaryCli = await notaryCli({ server: m.tg.url });
+  const cli: NotaryCli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
     await cli.runOk(['list', gun]); // trusts root v1 now
     const old = (await tuf(gun, 'root')).signed.roles.root!.keyids[0]!;
@@ -58,7 +58,7 @@ test('snapshot and timestamp rotation: the server re-signs snapshot and timestam
     const keys = (await m.call('get', `/repositories/${enc(gun)}/keys`)).body.keys as Array<{ id: string; role: string; held: string }>;
     assert.deepEqual(keys.filter((k) => k.role === role).map((k) => [k.id, k.held]), [[r.body.newKeyId, 'server']]);
   }
-  const cli = await notaryCli({ server: m.tg.url });
+  const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
     await cli.runOk(['list', gun]);
   } finally {
@@ -81,7 +81,7 @@ test('delegation rotation: the parent lists the new key and the delegation is re
   assert.deepEqual(targets.signed.delegations.roles.find((d) => d.name === 'targets/releases')!.keyids, [old]);
   assert.ok(await m.tg.app.keys.get(old));
   assert.deepEqual(sigs(await tuf(gun, 'targets/ci')), [r.body.newKeyId]);
-  const cli = await notaryCli({ server: m.tg.url });
+  const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
     assert.deepEqual(parseNotaryList((await cli.runOk(['list', gun])).stdout).map((x) => `${x.name} ${x.role}`), ['v1 targets/ci']);
   } finally {

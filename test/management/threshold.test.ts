@@ -25,7 +25,7 @@ const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const hexOf = (d: string) => d.slice('sha256:'.length);
 
 async function notaryList(gun: string) {
-  const cli = await notaryCli({ server: m.tg.url });
+  const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
     return parseNotaryList((await cli.runOk(['list', gun])).stdout);
   } finally {

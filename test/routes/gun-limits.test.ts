@@ -122,7 +122,7 @@ test('TRUSTGATE_GUN_PREFIXES: outside GUNs get 400 INVALID_GUN with the prefixes
 /** POSTs a body in chunks without a Content-Length (chunked transfer encoding). */
 function postChunked(srv: Server, path: string, contentType: string, chunks: Buffer[]): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: srv.tg.port, method: 'POST', path, headers: { 'Content-Type': contentType } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: srv.tg.port, method: 'POST', path, headers: { 'Content-Type': contentType, Authorization: `Bearer ${srv.tg.adminToken}` } }, (res) => {
       const out: Buffer[] = [];
       res.on('data', (c: Buffer) => out.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(out) }));

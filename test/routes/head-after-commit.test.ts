@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import request from 'supertest';
-import { raw, targetMeta, TufRepo, tufPath, type Agent } from '../helpers/tuf-builder.js';
+import { authedAgent, raw, targetMeta, TufRepo, tufPath, type Agent } from '../helpers/tuf-builder.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { newGun } from './support.js';
 
@@ -33,8 +33,8 @@ async function sameAnswers(gun: string, agents: [Agent, Agent]): Promise<void> {
 }
 
 test('GETs right after each publish match what the store holds, on either instance', async () => {
-  const agentA = request(a.url);
-  const agentB = request(b.url);
+  const agentA = authedAgent(request(a.url), a.adminToken);
+  const agentB = authedAgent(request(b.url), a.adminToken);
   const gun = newGun('head-after-commit');
   const repoA = await TufRepo.init(agentA, gun, { serverSnapshot: true });
   await sameAnswers(gun, [agentA, agentB]);

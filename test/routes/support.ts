@@ -8,7 +8,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import request from 'supertest';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
+import { authedAgent, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
 
 export interface Server {
   tg: RunningTrustgate;
@@ -25,7 +25,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
   const tg = await startTrustgate({ env, overrides: { now } });
   return {
     tg,
-    agent: request(tg.url),
+    agent: authedAgent(request(tg.url), tg.adminToken),
     advance: (ms) => {
       offset += ms;
     },
@@ -119,10 +119,10 @@ export interface RawResponse {
   body: Buffer;
 }
 
-/** A request whose path goes out exactly as written (no URL normalisation of `..` or `%2e`). */
+/** A request whose path goes out exactly as written (no URL normalisation of `..` or `%2e`), with the admin token unless `headers` name another. */
 export function rawRequest(s: Server, method: string, path: string, opts: { headers?: Record<string, string | number>; body?: Buffer | string } = {}): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: s.tg.port, method, path, headers: { ...(opts.body !== undefined ? { 'Content-Length': Buffer.byteLength(opts.body) } : {}), ...opts.headers } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: s.tg.port, method, path, headers: { Authorization: `Bearer ${s.tg.adminToken}`, ...(opts.body !== undefined ? { 'Content-Length': Buffer.byteLength(opts.body) } : {}), ...opts.headers } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));

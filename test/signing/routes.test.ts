@@ -38,7 +38,7 @@ describe('sign', () => {
     const body = await targetsOf(s, gun);
     assert.deepEqual(body!.targets.v1, { hashes: { sha256: hexOf(digest) }, length: 1234 });
 
-    const cli = await notaryCli({ server: s.tg.url });
+    const cli = await notaryCli({ server: s.tg.url, token: s.adminToken });
     try {
       const rows = parseNotaryList((await cli.runOk(['list', gun])).stdout);
       assert.deepEqual(rows.map((r) => [r.name, r.digest, r.size]), [['v1', digest.slice(7), 1234]]);

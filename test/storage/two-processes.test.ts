@@ -20,6 +20,7 @@ import { startTrustgateProcess } from '../helpers/trustgate.js';
 interface Server {
   url: string;
   proc: ManagedProcess;
+  adminToken?: string;
 }
 
 const startServer = (name: string, dir: string, env: Record<string, string>): Promise<Server> =>
@@ -90,14 +91,14 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
 
   const gun = 'registry.example.com/race/app';
   const trust1 = path.join(dir, 'trust1');
-  const init = await notaryCli({ server: a.url, trustDir: trust1 });
+  const init = await notaryCli({ server: a.url, trustDir: trust1, token: a.adminToken });
   await init.runOk(['init', gun, '-p']);
   const trust2 = path.join(dir, 'trust2');
   await fsp.cp(trust1, trust2, { recursive: true });
 
   // Stage one tag in each copy (no -p), then publish both at once through the two processes.
-  const cli1 = await notaryCli({ server: a.url, trustDir: trust1 });
-  const cli2 = await notaryCli({ server: b.url, trustDir: trust2 });
+  const cli1 = await notaryCli({ server: a.url, trustDir: trust1, token: a.adminToken });
+  const cli2 = await notaryCli({ server: b.url, trustDir: trust2, token: b.adminToken });
   const tag = (n: string) => ({ name: n, hex: hexsha256(Buffer.from(n)), size: 100 + n.length });
   const t1 = tag('from-a'), t2 = tag('from-b');
   await cli1.runOk(['addhash', gun, t1.name, String(t1.size), '--sha256', t1.hex]);
@@ -151,7 +152,7 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   a.proc.assertAlive();
   b.proc.assertAlive();
   for (const s of [a, b]) {
-    const fresh = await notaryCli({ server: s.url });
+    const fresh = await notaryCli({ server: s.url, token: s.adminToken });
     try {
       const listed = parseNotaryList((await fresh.runOk(['list', gun])).stdout);
       assert.deepEqual(listed.map((t) => [t.name, t.digest, t.size]), [[winner.name, winner.hex, winner.size]], `${s.url} lists the winner only`);
@@ -177,7 +178,7 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   // The loser's change is still staged: publishing again builds on the winner's targets.
   const loserCli = r1.code === 0 ? cli2 : cli1;
   await loserCli.runOk(['publish', gun]);
-  const both = await notaryCli({ server: b.url });
+  const both = await notaryCli({ server: b.url, token: b.adminToken });
   try {
     const listed = parseNotaryList((await both.runOk(['list', gun])).stdout).map((t) => t.name).sort();
     assert.deepEqual(listed, [t1.name, t2.name].sort());

@@ -24,7 +24,7 @@ test('a repository initialised on the server is readable by the real notary CLI'
   await editor.editTargets(gun, 'targets', (b) => {
     b.targets.v1 = { hashes: { sha256: digest('manifest').toString('base64') }, length: 8 };
   });
-  const cli = await notaryCli({ server: tg.url });
+  const cli = await notaryCli({ server: tg.url, token: tg.adminToken });
   try {
     const out = await cli.runOk(['list', gun]);
     const rows = parseNotaryList(out.stdout);

@@ -1,0 +1,123 @@
+// Trustgate tokens on the Notary API (TRUSTGATE_AUTH=trustgate, the default). A request presents
+// its token as `Authorization: Bearer <token>`, or as Basic with any user name and the token as
+// the password (what NOTARY_AUTH and docker's credential store send). Permissions follow notary's
+// route table:
+//   reads (`pull`: metadata, changefeeds)         none, or `read` on the GUN when anonymous reads are off
+//   GET/POST {snapshot,timestamp}.key, publish    `sign` on the GUN (signer:<pattern> covering it, or admin)
+//   DELETE …/_trust/tuf/                          `admin`
+//   GET /v2/ (the clients' ping)                  any valid token
+// No or a bad credential: 401 UNAUTHORIZED with a Bearer challenge; a token without the
+// permission: 403 DENIED. Clients (notary, docker) learn the scheme from the ping's challenge
+// only, and Bearer is the one they follow both without credentials (reads) and with them (Basic
+// would fail every anonymous read). The challenge's realm, GET /api/v1/token here, hands back the
+// presented token after checking it, or ANONYMOUS_TOKEN without one.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { AuditActor, AuditLog } from '../audit/log.js';
+import { NotaryErrors, sendError } from '../http/errcode.js';
+import type { Logger } from '../log.js';
+import { ProxyAuth } from '../proxy/auth.js';
+import { challengeHeader, requiredAccess } from './registry-token.js';
+import { allows, type Permission, type Scope } from './tokens.js';
+
+/** What the realm answers a client without credentials; presented back, it counts as no token. */
+export const ANONYMOUS_TOKEN = 'anonymous';
+export const ANONYMOUS_ACTOR: AuditActor = { id: 'anonymous', name: 'anonymous' };
+/** The `service` of the Bearer challenge. */
+export const NOTARY_SERVICE = 'trustgate';
+const TOKEN_TTL_SECONDS = 300;
+
+/** The handler's action list (spec §2.1) as a trustgate permission; `ping` needs only a valid token. */
+export function notaryPermission(method: string, actions: readonly string[]): Permission | 'ping' {
+  if (actions.includes('ping')) return 'ping';
+  if (actions.includes('*')) return method === 'DELETE' ? 'admin' : 'sign';
+  if (actions.includes('push')) return 'sign';
+  return 'read';
+}
+
+export interface TrustgateAuthOptions {
+  tokens: { authenticate(token: string): { id: string; name: string; scopes: readonly string[] } | undefined };
+  anonymousRead: boolean;
+  /** The challenge's realm; default: `<scheme>://<Host>/api/v1/token`. */
+  realm?: string;
+  log: Logger;
+  /** Where refusals of presented tokens are written (a request without one is not: clients send that first). */
+  audit: () => AuditLog | undefined;
+  /** Hears who made each request let through (for the audit of writes). */
+  onGranted: (req: IncomingMessage, actor: AuditActor) => void;
+}
+
+export interface TrustgateAuth {
+  /** The NotaryOptions.authorize hook. */
+  authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean>;
+  /** GET /api/v1/token: the Bearer challenge's realm. */
+  tokenEndpoint(req: IncomingMessage, res: ServerResponse): void;
+}
+
+export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
+  // The scheme of the connection the request came on (a test may serve TLS without TRUSTGATE_TLS_*).
+  const realmOf = (req: IncomingMessage) =>
+    o.realm ?? `${(req.socket as TLSSocket).encrypted ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}/api/v1/token`;
+
+  const denyAudit = (actor: AuditActor, reason: string, needs: string, method: string, gun: string | undefined) => {
+    try {
+      o.audit()?.appendDenial(
+        { actor, action: 'auth.denied', outcome: 'denied', ...(gun !== undefined ? { gun } : {}), detail: { api: 'notary', reason, needs, method } },
+        { api: 'notary', reason },
+      );
+    } catch (e) {
+      o.log('error', 'audit log write failed', { error: (e as Error).message });
+    }
+  };
+
+  function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean> {
+    const method = req.method ?? 'GET';
+    const perm = notaryPermission(method, actions);
+    const need = requiredAccess(gun, perm === 'ping' ? ['*'] : actions);
+    const needs = perm === 'ping' ? 'a valid token' : perm;
+    const detail = need.actions.map((a) => ({ Type: need.type, Class: '', Name: need.name, Action: a }));
+    const refuse = (status: 401 | 403, error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string, actor?: AuditActor) => {
+      o.log('info', 'notary API access denied', { method, path: req.url, need: needs, reason });
+      if (error) denyAudit(actor ?? ANONYMOUS_ACTOR, error, needs, method, gun);
+      req.resume(); // drain an unread body (a publish) so the connection can be reused
+      if (status === 403) sendError(res, NotaryErrors.DENIED, detail);
+      else sendError(res, NotaryErrors.UNAUTHORIZED, detail, { 'WWW-Authenticate': challengeHeader({ realm: realmOf(req), service: NOTARY_SERVICE }, need, error) });
+      return Promise.resolve(false);
+    };
+    const header = req.headers.authorization;
+    const token = ProxyAuth.tokenOf(header);
+    if (token === undefined || token === ANONYMOUS_TOKEN) {
+      if (header && token === undefined) return refuse(401, 'invalid_token', 'malformed Authorization header');
+      if (perm === 'read' && o.anonymousRead) {
+        o.onGranted(req, ANONYMOUS_ACTOR);
+        return Promise.resolve(true);
+      }
+      return refuse(401, undefined, 'no token');
+    }
+    const rec = o.tokens.authenticate(token);
+    if (!rec) return refuse(401, 'invalid_token', 'unknown or expired token');
+    const actor = { id: rec.id, name: rec.name };
+    if (perm !== 'ping' && !allows(rec.scopes as Scope[], perm, gun)) return refuse(403, 'insufficient_scope', `the token may not ${perm} ${gun ?? 'every repository'}`, actor);
+    o.onGranted(req, actor);
+    return Promise.resolve(true);
+  }
+
+  function tokenEndpoint(req: IncomingMessage, res: ServerResponse): void {
+    const header = req.headers.authorization;
+    const token = ProxyAuth.tokenOf(header);
+    let answer = ANONYMOUS_TOKEN;
+    if (header || token !== undefined) {
+      const rec = token === undefined ? undefined : o.tokens.authenticate(token);
+      if (!rec) {
+        denyAudit(ANONYMOUS_ACTOR, 'invalid_token', 'a valid token', req.method ?? 'GET', undefined);
+        return sendError(res, NotaryErrors.UNAUTHORIZED, undefined, { 'WWW-Authenticate': 'Basic realm="trustgate"' });
+      }
+      answer = token!;
+    }
+    const body = JSON.stringify({ token: answer, expires_in: TOKEN_TTL_SECONDS, issued_at: new Date().toISOString() });
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+    res.end(body);
+  }
+
+  return { authorize, tokenEndpoint };
+}
