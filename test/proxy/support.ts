@@ -17,9 +17,10 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { env?: Record<string, string>; overrides?: AppOverrides; reg?: RegistryService; extra?: Partial<ProxyDeps> } = {}): Promise<Stack> {
+/** `dir`: trustgate's data and keys directory, kept on stop (a restart uses it again). */
+export async function startStack(opts: { env?: Record<string, string>; overrides?: AppOverrides; reg?: RegistryService; extra?: Partial<ProxyDeps>; dir?: string } = {}): Promise<Stack> {
   const reg = opts.reg ?? (await startRegistry());
-  const tg = await startTrustgate({ env: { TRUSTGATE_UPSTREAM: reg.url, ...opts.env }, ...(opts.overrides ? { overrides: opts.overrides } : {}) });
+  const tg = await startTrustgate({ env: { TRUSTGATE_UPSTREAM: reg.url, ...opts.env }, ...(opts.overrides ? { overrides: opts.overrides } : {}), ...(opts.dir ? { dir: opts.dir } : {}) });
   const px = await startProxy(tg.app, opts.extra ?? {}, { host: '127.0.0.1', port: 0 });
   const host = px.url.replace(/^https?:\/\//, '');
   return {
