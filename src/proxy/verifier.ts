@@ -145,8 +145,9 @@ export class Verifier {
     }
   }
 
-  /** A root that does not chain from the pin is named as such: only a trust reset accepts it. */
+  /** A root that does not chain from the pin is named as such: only a trust reset accepts it (or older versions). */
   private explain(gun: string, pin: StoredPin | undefined, current: Buffer, f: VerifyFailure): VerifyFailure {
+    if (pin && f.reason === 'rollback') return { ...f, message: `${f.message} (if ${gun} was restored or created again, an administrator can reset its trust)` };
     if (!pin || f.reason !== 'untrusted-root' || pin.root.equals(current)) return f;
     let pinned = '';
     try {

@@ -193,7 +193,11 @@ async function rollbackScenario(opts: { env?: Record<string, string>; rollBack: 
       assert.match(targets.bytes.toString(), new RegExp(Buffer.from(a.manifest.digest.slice(7), 'hex').toString('base64').replace(/[+/]/g, '\\$&')));
       const r = denied(await pull(s, repo, 'v1'));
       assert.equal(r.detail.reason, 'rollback', r.message);
+      assert.match(r.message, /older than version \d+ verified before .*reset its trust/);
       assert.equal(denied(await pull(s, repo, a.manifest.digest)).detail.reason, 'rollback');
+      // An administrator who means the older data (a restore) accepts it with a trust reset.
+      await ok(s, 'post', `/repositories/${enc(gun)}/trust-reset`);
+      await pulls(s, repo, 'v1', a);
     } finally {
       await s.stop();
     }
