@@ -91,6 +91,29 @@ const repoInit: Command = {
   },
 };
 
+interface PinInfo {
+  rootVersion: number;
+  rootKeyIds: string[];
+}
+
+const repoTrustReset: Command = {
+  name: 'repo trust-reset',
+  usage: 'repo trust-reset REPO',
+  summary: "make the proxy trust a repository's current root again, e.g. after it was deleted and created anew (admin, audited)",
+  options: {},
+  async run(ctx, p) {
+    const [gun] = needPositionals(p, ['REPO'], this.usage);
+    const res = await ctx.api().call<{ gun: string; previous: PinInfo | null; pinned: PinInfo | null }>('POST', `${repoPath(gun!)}/trust-reset`);
+    if (ctx.json) ctx.out(JSON.stringify(res.body, null, 2) + '\n');
+    else {
+      const root = (x: PinInfo | null) => (x ? `root v${x.rootVersion} (${x.rootKeyIds.map((k) => k.slice(0, 12)).join(', ')})` : 'nothing');
+      const now = res.body.pinned ? root(res.body.pinned) : 'the next root it gets, on first use';
+      ctx.out(`reset the trust of ${gun}: was ${root(res.body.previous)}, now ${now}\n`);
+    }
+    return EXIT.OK;
+  },
+};
+
 interface KeyInfo {
   id: string;
   algorithm: string;
@@ -267,4 +290,4 @@ const backup: Command = {
   },
 };
 
-export const adminCommands: Command[] = [repoInit, keyList, keyRotate, keyExport, keyImport, signerAdd, signerRemove, tokenCreate, backup];
+export const adminCommands: Command[] = [repoInit, repoTrustReset, keyList, keyRotate, keyExport, keyImport, signerAdd, signerRemove, tokenCreate, backup];

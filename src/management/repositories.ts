@@ -3,11 +3,20 @@
 import { exportPrivateKeyPem, notaryKeyId } from '../core/crypto/pem.js';
 import { canonicalBytes, parseJson } from '../core/json/canonical.js';
 import { BASE_ROLES, isBaseRole, isDelegationName, parentRole } from '../core/tuf/roles.js';
+import { Metadata, type RootBody } from '../core/tuf/metadata.js';
 import { parseRfc3339 } from '../core/tuf/time.js';
+import type { TrustPin } from '../storage/types.js';
 import type { Actor } from '../auth/guard.js';
 import { allRoles, roleKeysOf, type RepoView } from './draft.js';
-import { badRequest } from './errors.js';
+import { badRequest, notFound } from './errors.js';
 import { checkPassphrase, roleFile, type ManagementContext } from './context.js';
+
+/** A pinned root as the trust reset reports it. */
+function pinView(p: TrustPin | undefined) {
+  if (!p) return null;
+  const root = Metadata.parse<RootBody>('root', p.root);
+  return { rootVersion: root.version, rootKeyIds: root.body.roles.root.keyids, versions: p.versions };
+}
 
 /** Roles whose targets Docker treats as released (signer name "Repo Admin"). */
 const RELEASED = new Set(['targets', 'targets/releases']);
@@ -164,5 +173,38 @@ export class Repositories {
       },
       { role: 'root' },
     );
+  }
+
+  /**
+   * The trust reset: the verifiers' pin for `gun` moves to the root stored now, as on first use
+   * (or is removed when the GUN has no trust data, so the next root is pinned on first use).
+   * The only way, besides a rotation signed by the pinned root, for a GUN to trust another root.
+   */
+  async trustReset(actor: Actor, gun: string) {
+    return this.c.change(actor, 'repository.trust-reset', gun, async () => {
+      this.c.checkGun(gun);
+      const rootFile = await this.c.trust.current(gun, 'root');
+      const next = rootFile && { root: rootFile.bytes, versions: { root: rootFile.version } };
+      // Checked before anything is written: a GUN with neither trust data nor a pin is unknown.
+      if (!next && !(await this.c.trust.store.pin(gun))) throw notFound('NOT_FOUND', `repository ${gun} has no trust data and no pinned root`);
+      const pinned = pinView(next);
+      const old = await this.c.trust.store.resetPin(gun, next, new Date(this.c.now()));
+      let previous: ReturnType<typeof pinView> = null;
+      try {
+        previous = pinView(old);
+      } catch {
+        // an unreadable old pin is replaced all the same
+      }
+      // Verifiers and verdict caches of this process (and of cluster workers) drop what they hold.
+      this.c.trust.events.emit('change', { gun, kind: 'update' });
+      this.c.auditOk(actor, 'repository.trust-reset', gun, {
+        previousRootVersion: previous?.rootVersion ?? null,
+        previousRootKeyIds: previous?.rootKeyIds ?? [],
+        previousVersions: Object.entries(previous?.versions ?? {}).map(([r, v]) => `${r}=${v}`),
+        rootVersion: pinned?.rootVersion ?? null,
+        rootKeyIds: pinned?.rootKeyIds ?? [],
+      });
+      return { gun, previous, pinned };
+    });
   }
 }

@@ -136,6 +136,13 @@ export function routes(d: RouterDeps): Route[] {
     },
     {
       method: 'post',
+      path: '/repositories/{gun}/trust-reset',
+      perm: 'admin',
+      action: 'repository.trust-reset',
+      handler: async ({ actor, params }) => ({ status: 200, body: await s.repositories.trustReset(actor, params.gun!) }),
+    },
+    {
+      method: 'post',
       path: '/repositories/{gun}/resign',
       perm: 'sign',
       body: 'repositories.json#/$defs/ResignRequest',

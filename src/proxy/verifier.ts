@@ -1,11 +1,13 @@
 // The verification service: reads a GUN's trust data from the trust service as a client would
-// (current root, the N.root.json chain when the root moved since last time, timestamp, the
+// (current root, the N.root.json chain when the root moved since the pin, timestamp, the
 // snapshot and roles by checksum), checks the whole chain with the pure core
-// (src/core/tuf/verify.ts), remembers the verified root and versions per GUN (rollback
-// protection within this process), and answers questions as Verdicts. A verified repository is
-// reused while the store's timestamp is still the one it was verified from (so a publish by
-// another process on the same database is seen at the next verification) and nothing in it
-// has expired. Used by the registry proxy and meant for any other caller (REST verify endpoints).
+// (src/core/tuf/verify.ts) from the GUN's pin, and answers questions as Verdicts. The pin (root
+// and versions last verified) lives in the store: it survives restarts and deletion of the
+// GUN's metadata, is written only when it moves forward, and is replaced otherwise only by an
+// audited trust reset. A verified repository is reused while the store's timestamp is still the
+// one it was verified from (so a publish by another process on the same database is seen at the
+// next verification) and nothing in it has expired. Used by the registry proxy and meant for
+// any other caller (REST verify endpoints).
 import { Metadata, metaSha256Hex, type SnapshotBody, type TimestampBody } from '../core/tuf/metadata.js';
 import {
   fail,
@@ -20,6 +22,7 @@ import {
   type VerifyFailure,
   type VersionMap,
 } from '../core/tuf/verify.js';
+import type { StoredPin, TrustPin } from '../storage/types.js';
 import type { TrustService } from '../trust/service.js';
 import { BoundedMap } from './cache.js';
 
@@ -58,19 +61,22 @@ export interface Verdict {
   expiresAtMs?: number;
 }
 
-interface Pin {
-  root: Buffer;
-  versions: VersionMap;
-}
-
 export interface VerifierOptions {
   now?: () => number;
-  /** GUNs whose pins and parsed repositories are kept. */
+  /** GUNs whose verified repositories are kept in memory. */
   maxRepos?: number;
 }
 
+/** How often a verification starts over when another writer moved the pin meanwhile. */
+const PIN_ATTEMPTS = 3;
+
+/** The pin a successful verification moves to, or undefined when it stays (no write). */
+function movedPin(pin: StoredPin | undefined, r: VerifiedRepo): TrustPin | undefined {
+  const moved = !pin || !pin.root.equals(r.rootBytes) || Object.entries(r.versions).some(([role, v]) => v > (pin.versions[role] ?? 0));
+  return moved ? { root: r.rootBytes, versions: r.versions } : undefined;
+}
+
 export class Verifier {
-  private pins: BoundedMap<string, Pin>;
   /** The last verified repository per GUN, and the timestamp it was verified from. */
   private repos: BoundedMap<string, { repo: VerifiedRepo; timestamp: Buffer }>;
   private loading = new Map<string, Promise<VerifiedRepo | VerifyFailure>>();
@@ -82,13 +88,11 @@ export class Verifier {
     opts: VerifierOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
-    this.pins = new BoundedMap(opts.maxRepos ?? 10_000);
     this.repos = new BoundedMap(opts.maxRepos ?? 10_000);
-    trust.events.on('change', ({ gun, kind }) => {
+    // A deletion keeps the pin: a repository created again under new keys is refused until a trust reset.
+    trust.events.on('change', ({ gun }) => {
       this.generation.set(gun, (this.generation.get(gun) ?? 0) + 1);
       this.repos.delete(gun);
-      // A deleted repository may be initialised again with new keys: forget its pin.
-      if (kind === 'deletion') this.pins.delete(gun);
     });
   }
 
@@ -109,23 +113,53 @@ export class Verifier {
       const ts = await this.trust.current(gun, 'timestamp').catch(() => undefined);
       if (ts?.bytes.equals(kept.timestamp)) return kept.repo;
     }
-    let input;
-    try {
-      input = await this.read(gun);
-    } catch (e) {
-      return fail('unavailable', `trust data for ${gun} could not be read: ${(e as Error).message}`);
+    for (let attempt = 1; ; attempt++) {
+      let pin: StoredPin | undefined;
+      let input;
+      try {
+        pin = await this.trust.store.pin(gun);
+        input = await this.read(gun, pin);
+      } catch (e) {
+        return fail('unavailable', `trust data for ${gun} could not be read: ${(e as Error).message}`);
+      }
+      if ('ok' in input) return input;
+      const r = verifyRepository(input);
+      if (!r.ok) return this.explain(gun, pin, input.roots.at(-1)!, r);
+      const next = movedPin(pin, r);
+      if (next) {
+        let moved: boolean;
+        try {
+          moved = await this.trust.store.advancePin(gun, pin?.root, next, new Date(this.now()));
+        } catch (e) {
+          return fail('unavailable', `the pin of ${gun} could not be stored: ${(e as Error).message}`);
+        }
+        // Another verifier moved (or an admin reset) the pin meanwhile: verify again from it.
+        if (!moved) {
+          if (attempt < PIN_ATTEMPTS) continue;
+          return fail('unavailable', `the pin of ${gun} kept changing during verification`);
+        }
+      }
+      // A verification that began before a change this process made is not kept.
+      if ((this.generation.get(gun) ?? 0) === gen) this.repos.set(gun, { repo: r, timestamp: input.timestamp });
+      return r;
     }
-    if ('ok' in input) return input;
-    const r = verifyRepository(input);
-    if (!r.ok) return r;
-    this.pins.set(gun, { root: r.rootBytes, versions: { ...(this.pins.get(gun)?.versions ?? {}), ...r.versions } });
-    // A verification that began before a change this process made is not kept.
-    if ((this.generation.get(gun) ?? 0) === gen) this.repos.set(gun, { repo: r, timestamp: input.timestamp });
-    return r;
+  }
+
+  /** A root that does not chain from the pin is named as such: only a trust reset accepts it (or older versions). */
+  private explain(gun: string, pin: StoredPin | undefined, current: Buffer, f: VerifyFailure): VerifyFailure {
+    if (pin && f.reason === 'rollback') return { ...f, message: `${f.message} (if ${gun} was restored or created again, an administrator can reset its trust)` };
+    if (!pin || f.reason !== 'untrusted-root' || pin.root.equals(current)) return f;
+    let pinned = '';
+    try {
+      pinned = ` at version ${Metadata.parse('root', pin.root).version}`;
+    } catch {
+      // the message goes without the version
+    }
+    return fail('root-changed', `the root of ${gun} is not the one pinned${pinned}, nor signed by it (${f.message}); an administrator must reset its trust to accept it`, 'root');
   }
 
   /** Fetches what a client fetches on pull, by the hash chain. */
-  private async read(gun: string) {
+  private async read(gun: string, pin: StoredPin | undefined) {
     const tsFile = await this.trust.current(gun, 'timestamp');
     const rootFile = await this.trust.current(gun, 'root');
     if (!tsFile || !rootFile) return fail('no-trust-data', `${gun} has no trust data`);
@@ -153,7 +187,6 @@ export class Verifier {
       if (f) roles.set(role, f.bytes);
     }
     // Roots between the pinned one and the current one, each to be checked against the previous.
-    const pin = this.pins.get(gun);
     const roots: Buffer[] = [];
     if (pin && !pin.root.equals(rootFile.bytes)) {
       const pinned = Metadata.parse('root', pin.root).version;

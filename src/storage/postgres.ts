@@ -5,8 +5,8 @@
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
 import { createLogger } from '../log.js';
-import { changePlan, checkBatch, sha256Hex } from './common.js';
-import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
+import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
+import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
 
 interface FileRow {
   gun: string;
@@ -25,6 +25,13 @@ interface ChangeRow {
   created_at: Date;
 }
 
+interface PinRow {
+  gun: string;
+  root: Buffer;
+  versions: string;
+  updated_at: Date;
+}
+
 /** BIGINT arrives as a string; anything past 2^53 cannot be represented and is refused loudly. */
 function int(v: string, what: string): number {
   const n = Number(v);
@@ -34,6 +41,7 @@ function int(v: string, what: string): number {
 
 const toFile = (r: FileRow | undefined): StoredFile | undefined =>
   r && { gun: r.gun, role: r.role, version: int(r.version, 'version'), sha256: r.sha256, bytes: r.data, createdAt: r.created_at };
+const toPin = (r: PinRow | undefined): StoredPin | undefined => r && { gun: r.gun, root: r.root, versions: parseVersions(r.versions), updatedAt: r.updated_at };
 const toChange = (r: ChangeRow): Change => ({ id: int(r.id, 'change id'), gun: r.gun, version: int(r.version, 'version'), sha256: r.sha256, category: r.category, createdAt: r.created_at });
 
 /** Fixed advisory locks live in the (int4, int4) key space, apart from the per-GUN bigint keys. */
@@ -50,7 +58,9 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS changefeed (
     id BIGSERIAL PRIMARY KEY, gun TEXT NOT NULL, version BIGINT NOT NULL,
     sha256 TEXT NOT NULL, category TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL);
-  CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);`;
+  CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);
+  CREATE TABLE IF NOT EXISTS trust_pins (
+    gun TEXT PRIMARY KEY, root BYTEA NOT NULL, versions TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL);`;
 
 export interface PostgresStoreOptions {
   /** Pool size (default 10). */
@@ -166,11 +176,11 @@ export class PostgresStore implements MetadataStore {
   }
 
   /**
-   * One transaction under the GUN's advisory lock. `fn` returns its result and the changefeed
-   * rows to append; those are written last, under the global changefeed lock, which is held
-   * only until COMMIT.
+   * One transaction under the advisory lock of `lock` (the GUN, for commits). `fn` returns its
+   * result and the changefeed rows to append; those are written last, under the global
+   * changefeed lock, which is held only until COMMIT.
    */
-  private async tx<T>(gun: string, fn: (c: pg.PoolClient) => Promise<{ out: T; changes: Pending[] }>): Promise<T> {
+  private async tx<T>(lock: string, fn: (c: pg.PoolClient) => Promise<{ out: T; changes: Pending[] }>): Promise<T> {
     const c = await this.pool.connect();
     // A checked-out client has no pool listener: a connection dropped mid-transaction would
     // otherwise raise an unhandled 'error' event. The failing query rejects on its own.
@@ -182,7 +192,7 @@ export class PostgresStore implements MetadataStore {
     c.on('error', onClientError);
     try {
       await c.query('BEGIN');
-      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [gun]);
+      await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lock]);
       const { out, changes } = await fn(c);
       if (changes.length > 0) {
         await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_CHANGEFEED]);
@@ -232,6 +242,43 @@ export class PostgresStore implements MetadataStore {
       const r = await c.query('DELETE FROM tuf_files WHERE gun = $1', [gun]);
       const removed = (r.rowCount ?? 0) > 0;
       return { out: removed, changes: removed ? [{ gun, version: 0, sha256: '', category: 'deletion', at: now }] : [] };
+    });
+  }
+
+  async pin(gun: string) {
+    return toPin((await this.read<PinRow>('SELECT * FROM trust_pins WHERE gun = $1', [gun])).rows[0]);
+  }
+
+  /** Reads and writes a pin under its own advisory lock (apart from the GUN's commit lock). */
+  private pinTx<T>(gun: string, fn: (c: pg.PoolClient, old: StoredPin | undefined) => Promise<T>): Promise<T> {
+    return this.tx(`pin:${gun}`, async (c) => {
+      const old = toPin((await c.query<PinRow>('SELECT * FROM trust_pins WHERE gun = $1', [gun])).rows[0]);
+      return { out: await fn(c, old), changes: [] };
+    });
+  }
+  private async setPin(c: pg.PoolClient, gun: string, p: TrustPin, now: Date): Promise<void> {
+    await c.query(
+      `INSERT INTO trust_pins (gun, root, versions, updated_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (gun) DO UPDATE SET root = excluded.root, versions = excluded.versions, updated_at = excluded.updated_at`,
+      [gun, p.root, versionsText(p.versions), now],
+    );
+  }
+
+  async advancePin(gun: string, from: Buffer | undefined, next: TrustPin, now: Date): Promise<boolean> {
+    checkPin(next);
+    return this.pinTx(gun, async (c, old) => {
+      const write = pinAdvance(old, from, next);
+      if (write) await this.setPin(c, gun, write, now);
+      return write !== undefined;
+    });
+  }
+
+  async resetPin(gun: string, next: TrustPin | undefined, now: Date) {
+    if (next) checkPin(next);
+    return this.pinTx(gun, async (c, old) => {
+      if (next) await this.setPin(c, gun, next, now);
+      else await c.query('DELETE FROM trust_pins WHERE gun = $1', [gun]);
+      return old;
     });
   }
 

@@ -6,10 +6,10 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { changePlan, checkBatch, sha256Hex } from './common.js';
+import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import { RESTART_WAIT_MS, startCheckpointer, WAL_CHECKPOINT_FRAMES, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js';
 import { WalWatch } from './sqlite-wal-watch.js';
-import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile } from './types.js';
+import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
 
 /**
  * How long a writer waits for another connection's (or process's) write lock. better-sqlite3
@@ -35,6 +35,14 @@ interface ChangeRow {
   created_at: number;
 }
 
+interface PinRow {
+  gun: string;
+  root: Buffer;
+  versions: string;
+  updated_at: number;
+}
+
+const toPin = (r: PinRow | undefined): StoredPin | undefined => r && { gun: r.gun, root: r.root, versions: parseVersions(r.versions), updatedAt: new Date(r.updated_at) };
 const toFile = (r: FileRow | undefined): StoredFile | undefined =>
   r && { gun: r.gun, role: r.role, version: r.version, sha256: r.sha256, bytes: r.data, createdAt: new Date(r.created_at) };
 const toChange = (r: ChangeRow): Change => ({ id: r.id, gun: r.gun, version: r.version, sha256: r.sha256, category: r.category, createdAt: new Date(r.created_at) });
@@ -97,7 +105,9 @@ export class SqliteStore implements MetadataStore {
       CREATE TABLE IF NOT EXISTS changefeed (
         id INTEGER PRIMARY KEY AUTOINCREMENT, gun TEXT NOT NULL, version INTEGER NOT NULL,
         sha256 TEXT NOT NULL, category TEXT NOT NULL, created_at INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);`);
+      CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);
+      CREATE TABLE IF NOT EXISTS trust_pins (
+        gun TEXT PRIMARY KEY, root BLOB NOT NULL, versions TEXT NOT NULL, updated_at INTEGER NOT NULL);`);
     this.q = {
       latest: this.db.prepare<[string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1'),
       byVersion: this.db.prepare<[string, string, number], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND version = ?'),
@@ -115,6 +125,10 @@ export class SqliteStore implements MetadataStore {
       change: this.db.prepare('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES (?, ?, ?, ?, ?)'),
       del: this.db.prepare('DELETE FROM tuf_files WHERE gun = ?'),
       guns: this.db.prepare<[], { gun: string }>('SELECT DISTINCT gun FROM tuf_files ORDER BY gun'),
+      pin: this.db.prepare<[string], PinRow>('SELECT * FROM trust_pins WHERE gun = ?'),
+      setPin: this.db.prepare(`INSERT INTO trust_pins (gun, root, versions, updated_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (gun) DO UPDATE SET root = excluded.root, versions = excluded.versions, updated_at = excluded.updated_at`),
+      delPin: this.db.prepare('DELETE FROM trust_pins WHERE gun = ?'),
       dataVersion: this.db.prepare<[], number>('PRAGMA data_version').pluck(),
       restart: this.db.prepare('PRAGMA wal_checkpoint(RESTART)'),
     };
@@ -208,6 +222,29 @@ export class SqliteStore implements MetadataStore {
       const n = this.q.del.run(gun).changes;
       if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());
       return n > 0;
+    }).immediate();
+  }
+
+  async pin(gun: string) {
+    return toPin(this.q.pin.get(gun));
+  }
+
+  async advancePin(gun: string, from: Buffer | undefined, next: TrustPin, now: Date): Promise<boolean> {
+    checkPin(next);
+    return this.db.transaction(() => {
+      const write = pinAdvance(toPin(this.q.pin.get(gun)), from, next);
+      if (write) this.q.setPin.run(gun, write.root, versionsText(write.versions), now.getTime());
+      return write !== undefined;
+    }).immediate();
+  }
+
+  async resetPin(gun: string, next: TrustPin | undefined, now: Date) {
+    if (next) checkPin(next);
+    return this.db.transaction(() => {
+      const old = toPin(this.q.pin.get(gun));
+      if (next) this.q.setPin.run(gun, next.root, versionsText(next.versions), now.getTime());
+      else this.q.delPin.run(gun);
+      return old;
     }).immediate();
   }
 

@@ -35,6 +35,23 @@ export interface ChangeQuery {
   records: number;
 }
 
+/**
+ * What the verifier trusts for a GUN: the root it last verified and the highest version it has
+ * verified of each role. It moves only forward (TUF rules) or by an audited trust reset, and a
+ * deletion of the GUN's metadata leaves it in place.
+ */
+export interface TrustPin {
+  /** The exact bytes of the pinned root. */
+  root: Buffer;
+  /** Highest verified version per role (root, timestamp, snapshot, targets, delegations). */
+  versions: Record<string, number>;
+}
+
+export interface StoredPin extends TrustPin {
+  gun: string;
+  updatedAt: Date;
+}
+
 /** A commit lost a race or replayed an old version: the caller answers 400 VERSION. */
 export class VersionConflictError extends Error {
   override name = 'VersionConflictError';
@@ -70,6 +87,17 @@ export interface MetadataStore {
   /** Removes every version of every role of exactly this GUN; records a deletion if anything went. */
   deleteGun(gun: string, now: Date): Promise<boolean>;
   changes(q: ChangeQuery): Promise<Change[]>;
+  /** The GUN's pin; deleteGun leaves it in place. */
+  pin(gun: string): Promise<StoredPin | undefined>;
+  /**
+   * Moves the pin to `next`, atomically, if the stored one is still what the caller verified
+   * from: no pin when `from` is undefined, else a pin whose root bytes equal `from`; or a pin
+   * already on `next.root`. Versions are merged by maximum, so none ever goes down. Resolves
+   * false (nothing written) when another writer moved or reset the pin meanwhile.
+   */
+  advancePin(gun: string, from: Buffer | undefined, next: TrustPin, now: Date): Promise<boolean>;
+  /** The trust reset: replaces the pin with `next`, or removes it; resolves to the pin it replaced. */
+  resetPin(gun: string, next: TrustPin | undefined, now: Date): Promise<StoredPin | undefined>;
   /** GUNs with any stored metadata. */
   listGuns(): Promise<string[]>;
   /** Throws when the database cannot be reached. */

@@ -250,6 +250,12 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   // Backup (test/management/backup.test.ts restores one).
   expectStatus(await m.call('get', '/backup'), 200);
 
+  // Trust reset (test/proxy/pins.test.ts covers what it does to the proxy).
+  const reset = await m.call('post', `/repositories/${g}/trust-reset`);
+  expectStatus(reset, 200);
+  assert.equal(reset.body.gun, gun);
+  assert.equal(reset.body.pinned.rootVersion, (await tuf(gun, 'root')).signed.version);
+
   // Delete, keys too.
   const gone = await m.call('delete', `/repositories/${g}?keys=delete`);
   expectStatus(gone, 200);

@@ -25,15 +25,18 @@ export interface Stack {
 
 /**
  * Client authentication is the default (`token`), with anonymous pulls on unless `env` says
- * otherwise; pushes go with the stack's admin `token`.
+ * otherwise; pushes go with the stack's admin `token`. `dir`: trustgate's data and keys
+ * directory, kept on stop (a restart uses it again).
  */
-export async function startStack(opts: { env?: Record<string, string>; overrides?: AppOverrides; reg?: RegistryService; extra?: Partial<ProxyDeps> } = {}): Promise<Stack> {
+export async function startStack(
+  opts: { env?: Record<string, string>; overrides?: AppOverrides; reg?: RegistryService; extra?: Partial<ProxyDeps>; dir?: string } = {},
+): Promise<Stack> {
   const reg = opts.reg ?? (await startRegistry());
   const env = { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true', ...opts.env };
-  const tg = await startTrustgate({ env, ...(opts.overrides ? { overrides: opts.overrides } : {}) });
+  const tg = await startTrustgate({ env, ...(opts.overrides ? { overrides: opts.overrides } : {}), ...(opts.dir ? { dir: opts.dir } : {}) });
   const px = await startProxy(tg.app, opts.extra ?? {}, { host: '127.0.0.1', port: 0 });
   const host = px.url.replace(/^https?:\/\//, '');
-  const token = tg.app.management.tokens.create({ name: 'stack-admin', scopes: ['admin'], createdBy: 'test' }).token;
+  const token = tg.adminToken;
   return {
     reg,
     tg,

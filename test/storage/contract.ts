@@ -254,6 +254,74 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal((await s.latest('a/b', 'root'))?.version, 1);
       }));
 
+    test('pins: first pin, forward moves with versions merged by maximum, stale writers refused, exact bytes', () =>
+      withStore(open, async (s) => {
+        const g = 'pin/app';
+        const r1 = Buffer.from([0, 0xff, 0x0a, ...Buffer.from('{"root":1}')]);
+        const r2 = Buffer.from('{"root":2}');
+        const other = Buffer.from('{"root":"other"}');
+        assert.equal(await s.pin(g), undefined);
+        // First use: only when no pin is stored.
+        assert.equal(await s.advancePin(g, undefined, { root: r1, versions: { root: 1, timestamp: 3, targets: 2 } }, at(1)), true);
+        let p = await s.pin(g);
+        assert.ok(p && p.root.equals(r1), 'the exact root bytes');
+        assert.deepEqual(p.versions, { root: 1, targets: 2, timestamp: 3 });
+        assert.equal(p.gun, g);
+        assert.equal(p.updatedAt.getTime(), at(1).getTime());
+        assert.equal(await s.advancePin(g, undefined, { root: other, versions: { root: 1 } }, at(2)), false, 'a second first use of another root');
+        // Same root: versions never go down, roles are added.
+        assert.equal(await s.advancePin(g, r1, { root: r1, versions: { root: 1, timestamp: 2, targets: 5, 'targets/releases': 1 } }, at(3)), true);
+        assert.deepEqual((await s.pin(g))?.versions, { root: 1, targets: 5, 'targets/releases': 1, timestamp: 3 });
+        // A rotation from the pinned root moves it; a writer that verified from another root does not.
+        assert.equal(await s.advancePin(g, other, { root: r2, versions: { root: 2 } }, at(4)), false);
+        assert.equal(await s.advancePin(g, r1, { root: r2, versions: { root: 2, timestamp: 4 } }, at(5)), true);
+        p = await s.pin(g);
+        assert.ok(p?.root.equals(r2));
+        assert.deepEqual(p!.versions, { root: 2, targets: 5, 'targets/releases': 1, timestamp: 4 });
+        // A late writer still on r1 is refused; one that already reached r2 merges.
+        assert.equal(await s.advancePin(g, r1, { root: r1, versions: { timestamp: 9 } }, at(6)), false);
+        assert.equal(await s.advancePin(g, r1, { root: r2, versions: { timestamp: 6 } }, at(7)), true);
+        assert.equal((await s.pin(g))?.versions.timestamp, 6);
+        // Bad pins are caller bugs, and nothing is written.
+        await assert.rejects(s.advancePin(g, r2, { root: r2, versions: { timestamp: 0 } }, at(8)), RangeError);
+        await assert.rejects(s.advancePin(g, r2, { root: r2, versions: { timestamp: 1.5 } }, at(8)), RangeError);
+        await assert.rejects(s.advancePin(g, r2, { root: Buffer.alloc(0), versions: {} }, at(8)), TypeError);
+        assert.equal((await s.pin(g))?.updatedAt.getTime(), at(7).getTime());
+        assert.equal(await s.pin('pin/ap'), undefined, 'pins are per exact GUN');
+        assert.equal(await s.pin('pin/%'), undefined);
+      }));
+
+    test('pins survive deleteGun and are moved only by resetPin', () =>
+      withStore(open, async (s) => {
+        const g = 'pin/deleted';
+        const r1 = Buffer.from('{"root":1}');
+        const fresh = Buffer.from('{"root":"fresh"}');
+        await s.commit(g, [file('root', 1, r1), file('timestamp', 7)], at(0));
+        assert.equal(await s.advancePin(g, undefined, { root: r1, versions: { root: 1, timestamp: 7 } }, at(1)), true);
+        assert.equal(await s.deleteGun(g, at(2)), true);
+        assert.deepEqual(await s.listGuns(), []);
+        const kept = await s.pin(g);
+        assert.ok(kept?.root.equals(r1), 'deleting the metadata keeps the pin');
+        assert.deepEqual(kept!.versions, { root: 1, timestamp: 7 });
+        // Re-created under another root: first use does not apply while a pin is stored.
+        assert.equal(await s.advancePin(g, undefined, { root: fresh, versions: { root: 1 } }, at(3)), false);
+        // The reset replaces it (answering with the old pin) ...
+        const old = await s.resetPin(g, { root: fresh, versions: { root: 1 } }, at(4));
+        assert.ok(old?.root.equals(r1));
+        assert.deepEqual(old!.versions, { root: 1, timestamp: 7 });
+        const now = await s.pin(g);
+        assert.ok(now?.root.equals(fresh));
+        assert.deepEqual(now!.versions, { root: 1 }, 'versions start again');
+        assert.equal(now!.updatedAt.getTime(), at(4).getTime());
+        // ... or removes it; a writer that verified from the removed pin is refused.
+        assert.ok((await s.resetPin(g, undefined, at(5)))?.root.equals(fresh));
+        assert.equal(await s.pin(g), undefined);
+        assert.equal(await s.advancePin(g, fresh, { root: fresh, versions: { timestamp: 2 } }, at(6)), false);
+        assert.equal(await s.pin(g), undefined);
+        assert.equal(await s.resetPin(g, undefined, at(7)), undefined);
+        assert.equal(await s.resetPin('never/pinned', undefined, at(7)), undefined);
+      }));
+
     test('changefeed: one update per stored timestamp, cursors and direction as in spec §2.8', () =>
       withStore(open, async (s) => {
         assert.deepEqual(await s.changes({ changeId: 0, records: 100 }), []);
@@ -526,6 +594,22 @@ export function concurrencyContract(name: string, openPair: () => Promise<[Metad
         assert.equal(await a.latest(g, 'timestamp'), undefined);
         await b.commit(g, [file('timestamp', 1, 'again')], at(10));
         assert.equal((await a.latest(g, 'timestamp'))?.sha256, sha('again'));
+      }));
+
+    test('racing pin writers: one first use wins, versions end at the maximum, a reset is not undone', () =>
+      withPair(async (a, b) => {
+        const g = 'race/pin';
+        const roots = Array.from({ length: 10 }, (_, i) => Buffer.from(`{"root":${i}}`));
+        const first = await Promise.all(roots.map((r, i) => (i % 2 ? a : b).advancePin(g, undefined, { root: r, versions: { root: 1 } }, at(i))));
+        assert.equal(first.filter(Boolean).length, 1);
+        const won = roots[first.indexOf(true)]!;
+        assert.ok((await b.pin(g))?.root.equals(won));
+        const bumps = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).advancePin(g, won, { root: won, versions: { timestamp: i + 1 } }, at(20 + i))));
+        assert.ok(bumps.every(Boolean));
+        assert.deepEqual((await a.pin(g))?.versions, { root: 1, timestamp: 20 });
+        await a.resetPin(g, undefined, at(50));
+        assert.equal(await b.advancePin(g, won, { root: won, versions: { timestamp: 21 } }, at(51)), false);
+        assert.equal(await a.pin(g), undefined);
       }));
 
     test('concurrent deletes of one GUN: one removes it, one deletion record', () =>

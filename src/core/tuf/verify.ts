@@ -16,6 +16,7 @@ export type FailureReason =
   | 'no-trust-data' // the repository has no root or timestamp
   | 'malformed' // a file is not valid metadata
   | 'untrusted-root' // the root does not verify, or does not chain from the trusted root
+  | 'root-changed' // the root is not the pinned one and does not chain from it (used by callers)
   | 'threshold-not-met' // not enough valid signatures from the role's keys
   | 'expired' // a role's `expires` is in the past
   | 'rollback' // a version is older than one verified before
