@@ -38,8 +38,25 @@ export function makeKey(keytype: KeyType, publicBytes: Buffer): TufKey {
  * be written several ways, and a key written another way would get another key ID.
  */
 export function decodeCanonicalBase64(s: string): Buffer | undefined {
-  const bytes = Buffer.from(s, 'base64');
-  return bytes.toString('base64') === s ? bytes : undefined;
+  return isCanonicalBase64(s) ? Buffer.from(s, 'base64') : undefined;
+}
+
+// Letter values of the standard alphabet, -1 for anything else ('=' included).
+const B64 = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+
+/** decodeCanonicalBase64 without decoding: whole quanta, `=` only as padding, pad bits zero. */
+export function isCanonicalBase64(s: string): boolean {
+  const n = s.length;
+  if (n % 4 !== 0) return false;
+  const pad = n === 0 ? 0 : s.charCodeAt(n - 1) !== 0x3d ? 0 : s.charCodeAt(n - 2) !== 0x3d ? 1 : 2;
+  const end = n - pad;
+  for (let i = 0; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127 || B64[c]! < 0) return false;
+  }
+  // The last letter's bits past the data must be zero: 4 of them with "==", 2 with "=".
+  return pad === 0 || (B64[s.charCodeAt(end - 1)]! & (pad === 2 ? 0x0f : 0x03)) === 0;
 }
 
 /** Strips a parsed key down to the fields TUF hashes and signs, rejecting anything else. */
@@ -49,7 +66,7 @@ export function parseKey(raw: unknown): TufKey {
   if (!isKeyType(r.keytype)) throw new KeyError(`unsupported key type ${JSON.stringify(r.keytype)}`);
   const pub = r.keyval?.public;
   if (typeof pub !== 'string' || pub.length === 0) throw new KeyError('key has no public value');
-  if (!decodeCanonicalBase64(pub)) throw new KeyError('key public value is not canonical base64');
+  if (!isCanonicalBase64(pub)) throw new KeyError('key public value is not canonical base64');
   return { keytype: r.keytype, keyval: { private: null, public: pub } };
 }
 

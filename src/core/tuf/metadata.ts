@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { CanonicalJsonError, canonicalBytes, canonicalString, type JsonValue } from '../json/canonical.js';
 import { duplicateKey } from '../json/duplicates.js';
-import { decodeCanonicalBase64, keyId, keyIdentity, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
+import { isCanonicalBase64, keyId, keyIdentity, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
 import { BASE_ROLES, isDelegationName } from './roles.js';
@@ -109,7 +109,7 @@ function readFileMeta(v: unknown, what: string, name: string): FileMeta {
   for (const alg of Object.keys(h)) {
     const x = h[alg];
     if (typeof x !== 'string') shapeError(`${what} ${name}: hash ${alg} is not a string`);
-    if (!decodeCanonicalBase64(x)) shapeError(`${what} ${name}: hash ${alg} is not canonical base64`);
+    if (!isCanonicalBase64(x)) shapeError(`${what} ${name}: hash ${alg} is not canonical base64`);
     hashes[alg] = x;
   }
   const fm: FileMeta = { length: length as number, hashes };
@@ -323,7 +323,7 @@ function readEnvelope(bytes: Buffer): Envelope {
     }
     const bad = miscasedField(s, SIGNATURE);
     if (bad) problem ??= miscasedMessage(`signatures[${i}]`, bad);
-    if (!decodeCanonicalBase64(s.sig)) problem ??= `signatures[${i}]: sig is not canonical base64`;
+    if (!isCanonicalBase64(s.sig)) problem ??= `signatures[${i}]: sig is not canonical base64`;
     return { keyid: s.keyid, method: s.method, sig: s.sig };
   });
   // Invalid UTF-8 is replaced on decoding, by Go and by Node in their own ways.
