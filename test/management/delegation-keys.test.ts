@@ -1,6 +1,6 @@
 // Security issue 13, V6 through the management API: a delegation (or signer) may not list one
 // public key under two key IDs, raw and as a certificate, or as certificates from different CAs,
-// since a threshold would then count one key twice.
+// since a threshold would then count one key twice. And no repository is named like a role.
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { after, before, test } from 'node:test';
@@ -45,4 +45,12 @@ test('V6: a certificate from another CA over the same key is refused by POST …
   const dels = (await m.call('get', `/repositories/${enc(g)}/delegations`)).body.delegations as Array<{ role: string; keyIds: string[]; threshold: number }>;
   const team = dels.find((d) => d.role === 'targets/team');
   assert.equal(team?.keyIds?.length, 2, JSON.stringify(dels));
+});
+
+test('GUN named like a role is refused by POST /repositories', async () => {
+  for (const gun of ['root', 'targets/releases', 'Snapshot/app']) {
+    const before = (await m.tg.app.keys.list()).length;
+    expectError(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 400, 'INVALID_GUN');
+    assert.equal((await m.tg.app.keys.list()).length, before, 'no key was made');
+  }
 });

@@ -13,6 +13,7 @@ import { TufValidationError } from '../../src/core/tuf/errors.js';
 import { isValidGun } from '../../src/core/tuf/gun.js';
 import { Metadata, checkDelegationList, countValidSignatures, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { planPublish } from '../../src/core/tuf/update.js';
+import { resolveTarget, verifyRepository } from '../../src/core/tuf/verify.js';
 import { newRootSigner, rootBody, sign, snapshotBody, targetMeta, targetsBody } from '../helpers/tuf-builder.js';
 
 /** The error Metadata.parse throws for `text` as `role`, or 'parsed'. */
@@ -150,6 +151,39 @@ test('V6: one key listed twice (raw and re-encoded) does not meet a threshold of
     planPublish(gun, new Map([['root', rootBytes], ['targets', t1], ['snapshot', snap]]), state, keyring, Date.now()),
     (e: unknown) => e instanceof TufValidationError && e.kind === 'ErrBadRoot' && /role targets lists keys [0-9a-f]+ and [0-9a-f]+, which are the same public key/.test(e.message),
   );
+});
+
+test('V6: the client-side verifier counts one key once, in role thresholds and in named policy signers', async () => {
+  const gun = 'example.com/v6-verify';
+  const k = generateSigner('ecdsa');
+  const twin = new LocalSigner(k.privateKey, makeKey('ecdsa', compressedSpki(createPublicKey(k.privateKey))));
+  const root = await newRootSigner(gun);
+  const [snapshot, timestamp] = [generateSigner('ecdsa'), generateSigner('ecdsa')];
+  const rootBytes = await sign(rootBody({ version: 1, root: [root.key], targets: [k.key], snapshot: [snapshot.key], timestamp: [timestamp.key] }), [root]);
+  // As a hostile server could serve them: targets/qa lists the key under both IDs with threshold 2.
+  const tb = targetsBody({ version: 1, targets: { v1: targetMeta('one') } });
+  tb.delegations = {
+    keys: { [k.id]: k.key, [twin.id]: twin.key },
+    roles: [
+      { name: 'targets/releases', keyids: [twin.id], threshold: 1, paths: [''] },
+      { name: 'targets/qa', keyids: [k.id, twin.id], threshold: 2, paths: [''] },
+    ],
+  };
+  const roles = new Map<string, Buffer>([
+    ['targets', await sign(tb, [k])],
+    ['targets/releases', await sign(targetsBody({ version: 1, targets: { v1: targetMeta('one') } }), [twin])],
+    ['targets/qa', await sign(targetsBody({ version: 1, targets: { v3: targetMeta('three') } }), [k, twin])],
+  ]);
+  const snap = await sign(snapshotBody({ version: 1, files: new Map([['root', rootBytes], ...roles]) }), [snapshot]);
+  const ts = await sign({ _type: 'Timestamp', expires: '2099-01-01T00:00:00Z', meta: { snapshot: snapshotBody({ version: 1, files: { snapshot: snap } }).meta.snapshot! }, version: 1 }, [timestamp]);
+  const repo = verifyRepository({ gun, roots: [rootBytes], timestamp: ts, snapshot: snap, roles, nowMs: Date.now() });
+  assert.ok(repo.ok, JSON.stringify(repo));
+  assert.deepEqual(repo.skipped.map((x) => `${x.role} ${x.reason}`), ['targets/qa threshold-not-met']);
+  assert.equal(resolveTarget(repo, 'v3', { roles: ['targets/qa'] }).ok, false);
+  // v1 is signed in targets by k and in targets/releases by its twin ID: one signer, not two.
+  const twoSigners = resolveTarget(repo, 'v1', { roles: ['targets/releases', 'targets'], signers: [k.id, twin.id], threshold: 2 });
+  assert.ok(!twoSigners.ok && twoSigners.reason === 'policy-unmet', JSON.stringify(twoSigners));
+  assert.ok(resolveTarget(repo, 'v1', { roles: ['targets/releases', 'targets'], signers: [k.id, twin.id], threshold: 1 }).ok);
 });
 
 test('GUN named like a role is refused', () => {
