@@ -9,7 +9,7 @@ import { generateSigner, LocalSigner } from '../../src/core/crypto/signer.js';
 import { createCertificateForKey } from '../../src/core/crypto/x509.js';
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { duplicateKey } from '../../src/core/json/duplicates.js';
-import { TufValidationError } from '../../src/core/tuf/errors.js';
+import { MalformedMetadataError, TufValidationError } from '../../src/core/tuf/errors.js';
 import { isValidGun } from '../../src/core/tuf/gun.js';
 import { Metadata, checkDelegationList, countValidSignatures, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { planPublish } from '../../src/core/tuf/update.js';
@@ -76,6 +76,10 @@ test('V5: case-variant field names refused', () => {
   const keyText = `{"\u212Aeytype":"rsa","keytype":"ecdsa","KeyVal":{"public":"x"},"keyval":{"private":null,"public":"${k.keyval.public}"}}`;
   assert.match(parseError('targets', doc(SIGNED.replace('"keys":{}', `"keys":{"${keyId(k)}":${keyText}}`))), /signed.delegations.keys(\.|\["?)[0-9a-f]{64}"?\]?: key "\u212Aeytype" is not the field "keytype"/);
   assert.match(parseError('targets', doc(SIGNED, '[{"keyid":"a","KeyID":"b","method":"ecdsa","sig":"AAAA"}]')), /^targets: signatures\[0\]: key "KeyID" is not the field "keyid"/);
+  // Outside `signed` every other key is already refused as unsigned data, case variants included.
+  for (const extra of ['"Signed":{}', '"SIGNATURES":[]']) {
+    assert.throws(() => Metadata.parse('targets', Buffer.from(doc(SIGNED).replace('{"signed"', `{${extra},"signed"`))), MalformedMetadataError);
+  }
   // Names in maps are data, not fields: a target called "Targets" or a hash called "SHA256" is fine.
   assert.equal(parseError('targets', doc(SIGNED.replace('"targets":{}', `"targets":{"Targets":{"hashes":{"SHA256":"AAAA","sha256":"${H.hashes.sha256}"},"length":5}}`))), 'parsed');
   // And `custom` is opaque to Go (json.RawMessage).
