@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { publicKeyObject } from '../../src/core/crypto/keys.js';
 import { createCertificateForKey } from '../../src/core/crypto/x509.js';
+import { Metadata, type RootBody } from '../../src/core/tuf/metadata.js';
 import { outsideKey } from './keys-helpers.js';
 import { assertUnchanged, enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
 
@@ -45,6 +47,20 @@ test('V6: a certificate from another CA over the same key is refused by POST …
   const dels = (await m.call('get', `/repositories/${enc(g)}/delegations`)).body.delegations as Array<{ role: string; keyIds: string[]; threshold: number }>;
   const team = dels.find((d) => d.role === 'targets/team');
   assert.equal(team?.keyIds?.length, 2, JSON.stringify(dels));
+});
+
+test('V6: a certificate over a key a root role lists already is refused by POST …/roles/{role}/keys', async () => {
+  const g = newGun('dupkey-root');
+  expectStatus(await m.call('post', '/repositories', { body: { gun: g, rootKey: 'keystore' } }), 201);
+  const root = Metadata.parse<RootBody>('root', (await m.tg.app.trust.current(g, 'root'))!.bytes).body;
+  const targetsKey = root.keys[root.roles.targets.keyids[0]!]!;
+  const caKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  const { pem } = await createCertificateForKey({ commonName: g, issuerCommonName: 'some CA', privateKey: caKey, publicKey: publicKeyObject(targetsKey) });
+  await assertUnchanged(m, g, async () => {
+    const r = await m.call('post', `/repositories/${enc(g)}/roles/targets/keys`, { body: { publicKey: pem, threshold: 2 } });
+    expectError(r, 400, 'INVALID_REQUEST');
+    assert.match(r.body.error.message, /role targets lists keys [0-9a-f]{64} and [0-9a-f]{64}, which are the same public key/);
+  });
 });
 
 test('GUN named like a role is refused by POST /repositories', async () => {
