@@ -109,7 +109,7 @@ export class ManagementContext {
   }
 
   checkGun(gun: string): void {
-    if (!isValidGun(gun)) throw badRequest('INVALID_GUN', 'not a valid GUN (host[:port]/path, segments of letters, digits and ._:@-)');
+    if (!isValidGun(gun)) throw badRequest('INVALID_GUN', 'not a valid GUN (host[:port]/path, segments of letters, digits and ._:@-, not starting with a role name)');
     const prefixes = this.opts.gunPrefixes ?? [];
     if (prefixes.length && !prefixes.some((p) => gun.startsWith(p))) throw badRequest('INVALID_GUN', 'this server does not serve that GUN (TRUSTGATE_GUN_PREFIXES)');
   }

@@ -8,6 +8,7 @@ import {
   Metadata,
   checkDelegationList,
   countValidSignatures,
+  repeatedPublicKey,
   type DelegatedRole,
   type RoleKeys,
   type RootBody,
@@ -229,7 +230,11 @@ export class DraftBuilder {
       const root = this.rootBody;
       const used = referencedKeyIds(root, []);
       for (const id of Object.keys(root.keys)) if (!used.has(id)) delete root.keys[id];
-      for (const r of BASE_ROLES) DraftBuilder.checkRole(r, root.roles[r]);
+      for (const r of BASE_ROLES) {
+        DraftBuilder.checkRole(r, root.roles[r]);
+        const same = repeatedPublicKey(root.roles[r].keyids, root.keys);
+        if (same) throw badRequest('INVALID_REQUEST', `role ${r} lists keys ${same[0]} and ${same[1]}, which are the same public key`);
+      }
     }
     for (const [role, body] of this.bodies) {
       const used = new Set(body.delegations.roles.flatMap((d) => d.keyids));

@@ -198,7 +198,7 @@ test('file meta shape errors keep their messages', () => {
   assert.equal(err('targets', targetsFile({ a: { hashes: h, length: -1 } })), 'targets: target a: bad length');
   assert.equal(err('targets', targetsFile({ a: { hashes: h, length: 1.5 } })), 'targets: target a: bad length');
   assert.equal(err('targets', targetsFile({ a: { length: 1 } })), 'targets: target a: hashes missing');
-  assert.equal(err('targets', targetsFile({ a: { hashes: { sha256: 'x', sha512: 5 }, length: 1 } })), 'targets: target a: hash sha512 is not a string');
+  assert.equal(err('targets', targetsFile({ a: { hashes: { sha256: 'AAAA', sha512: 5 }, length: 1 } })), 'targets: target a: hash sha512 is not a string');
   assert.equal(err('targets', targetsFile([])), 'targets: targets is not an object');
   const snap = Buffer.from(JSON.stringify({ signed: { _type: 'Snapshot', expires: '2099-01-01T00:00:00Z', meta: { root: { hashes: h, length: 'x' } }, version: 1 }, signatures: [] }));
   assert.equal(err('snapshot', snap), 'snapshot: snapshot meta root: bad length');

@@ -32,6 +32,33 @@ export function makeKey(keytype: KeyType, publicBytes: Buffer): TufKey {
   return { keytype, keyval: { private: null, public: publicBytes.toString('base64') } };
 }
 
+/**
+ * Standard base64 in its one canonical form (padding as required, zero pad bits, no whitespace
+ * or URL-safe letters), or undefined. Node's decoder takes all of those, so the same bytes could
+ * be written several ways, and a key written another way would get another key ID.
+ */
+export function decodeCanonicalBase64(s: string): Buffer | undefined {
+  return isCanonicalBase64(s) ? Buffer.from(s, 'base64') : undefined;
+}
+
+// Letter values of the standard alphabet, -1 for anything else ('=' included).
+const B64 = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
+
+/** decodeCanonicalBase64 without decoding: whole quanta, `=` only as padding, pad bits zero. */
+export function isCanonicalBase64(s: string): boolean {
+  const n = s.length;
+  if (n % 4 !== 0) return false;
+  const pad = n === 0 ? 0 : s.charCodeAt(n - 1) !== 0x3d ? 0 : s.charCodeAt(n - 2) !== 0x3d ? 1 : 2;
+  const end = n - pad;
+  for (let i = 0; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127 || B64[c]! < 0) return false;
+  }
+  // The last letter's bits past the data must be zero: 4 of them with "==", 2 with "=".
+  return pad === 0 || (B64[s.charCodeAt(end - 1)]! & (pad === 2 ? 0x0f : 0x03)) === 0;
+}
+
 /** Strips a parsed key down to the fields TUF hashes and signs, rejecting anything else. */
 export function parseKey(raw: unknown): TufKey {
   if (!raw || typeof raw !== 'object') throw new KeyError('key is not an object');
@@ -39,6 +66,7 @@ export function parseKey(raw: unknown): TufKey {
   if (!isKeyType(r.keytype)) throw new KeyError(`unsupported key type ${JSON.stringify(r.keytype)}`);
   const pub = r.keyval?.public;
   if (typeof pub !== 'string' || pub.length === 0) throw new KeyError('key has no public value');
+  if (!isCanonicalBase64(pub)) throw new KeyError('key public value is not canonical base64');
   return { keytype: r.keytype, keyval: { private: null, public: pub } };
 }
 
@@ -113,6 +141,32 @@ export function publicKeyObject(k: TufKey): KeyObject {
   if (keyObjectCache.size >= KEY_CACHE_MAX) keyObjectCache.delete(keyObjectCache.keys().next().value!);
   keyObjectCache.set(cacheKey, obj);
   return obj;
+}
+
+const identities = new WeakMap<KeyObject, string>();
+
+/**
+ * What makes two metadata keys the same key: the public key's numbers as JWK (for x509 keys, the
+ * leaf certificate's key), whatever the key ID and however its DER was written (a compressed EC
+ * point, say). Undefined for a key that does not parse (it can verify nothing).
+ */
+export function keyIdentity(k: TufKey): string | undefined {
+  let obj: KeyObject;
+  try {
+    obj = publicKeyObject(k);
+  } catch {
+    return undefined;
+  }
+  let id = identities.get(obj);
+  if (id === undefined) {
+    try {
+      id = JSON.stringify(obj.export({ format: 'jwk' }));
+    } catch {
+      id = obj.export({ type: 'spki', format: 'der' }).toString('base64');
+    }
+    identities.set(obj, id);
+  }
+  return id;
 }
 
 /** Signature methods each key type may use; the method only picks among these. */

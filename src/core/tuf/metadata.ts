@@ -2,9 +2,11 @@
 // A `Metadata` keeps three views of one file: the exact bytes (stored and hashed as they are),
 // the generic parsed tree of `signed` (canonicalised for signature checks, so unknown signed
 // fields are covered), and a typed, validated view for the rules. Pure: no I/O.
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { CanonicalJsonError, canonicalBytes, canonicalString, parseJson, type JsonValue } from '../json/canonical.js';
-import { keyId, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
+import { CanonicalJsonError, canonicalBytes, canonicalString, type JsonValue } from '../json/canonical.js';
+import { duplicateKey } from '../json/duplicates.js';
+import { isCanonicalBase64, keyId, keyIdentity, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
 import { BASE_ROLES, isDelegationName } from './roles.js';
@@ -107,6 +109,7 @@ function readFileMeta(v: unknown, what: string, name: string): FileMeta {
   for (const alg of Object.keys(h)) {
     const x = h[alg];
     if (typeof x !== 'string') shapeError(`${what} ${name}: hash ${alg} is not a string`);
+    if (!isCanonicalBase64(x)) shapeError(`${what} ${name}: hash ${alg} is not canonical base64`);
     hashes[alg] = x;
   }
   const fm: FileMeta = { length: length as number, hashes };
@@ -201,6 +204,73 @@ function readBody(type: RoleType, v: unknown): RoleBody {
   }
 }
 
+// The fields of the structs notary (Go) decodes metadata into; `each` is a map's values or a list's
+// items. Go's encoding/json matches a key to a field case-insensitively (folding ſ to s and K to
+// k too), so a key that folds to a field name without being it is read by Go and not by us.
+type Shape = { fields: Record<string, Shape> } | { each: Shape } | null;
+const KEY: Shape = { fields: { keytype: null, keyval: { fields: { public: null, private: null } } } };
+const FILE_META: Shape = { fields: { length: null, hashes: null, custom: null } };
+const ROLE_KEYS = { keyids: null, threshold: null };
+const COMMON = { _type: null, expires: null, version: null };
+const SIGNATURE: Shape = { fields: { keyid: null, method: null, sig: null } };
+const BODY_SHAPES: Record<RoleType, Shape> = {
+  Root: { fields: { ...COMMON, consistent_snapshot: null, keys: { each: KEY }, roles: { each: { fields: ROLE_KEYS } } } },
+  Targets: {
+    fields: {
+      ...COMMON,
+      targets: { each: FILE_META },
+      delegations: { fields: { keys: { each: KEY }, roles: { each: { fields: { ...ROLE_KEYS, name: null, paths: null } } } } },
+    },
+  },
+  Snapshot: { fields: { ...COMMON, meta: { each: FILE_META } } },
+  Timestamp: { fields: { ...COMMON, meta: { each: FILE_META } } },
+};
+
+/** Go's case folding of a field name, for the lower-case ASCII names above. */
+const foldName = (k: string) => k.replace(/\u017f/g, 's').toLowerCase();
+
+/**
+ * The first key of `v` that a Go reader would take for a field of `shape` it is not exactly,
+ * as [path segments..., key, field], or undefined.
+ */
+function miscasedField(v: unknown, shape: Shape): Array<string | number> | undefined {
+  if (shape === null || v === null || typeof v !== 'object') return undefined;
+  if ('each' in shape) {
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const bad = miscasedField(v[i], shape.each);
+        if (bad) return [i, ...bad];
+      }
+    } else {
+      const o = v as Record<string, unknown>;
+      for (const k of Object.keys(o)) {
+        const bad = miscasedField(o[k], shape.each);
+        if (bad) return [k, ...bad];
+      }
+    }
+    return undefined;
+  }
+  if (Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (Object.hasOwn(shape.fields, k)) {
+      const bad = miscasedField(o[k], shape.fields[k]!);
+      if (bad) return [k, ...bad];
+    } else {
+      const f = foldName(k);
+      if (Object.hasOwn(shape.fields, f)) return [k, f];
+    }
+  }
+  return undefined;
+}
+
+function miscasedMessage(where: string, bad: Array<string | number>): string {
+  const field = bad.pop() as string;
+  const key = bad.pop() as string;
+  const path = bad.map((p) => (typeof p === 'number' ? `[${p}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(p) ? `.${p}` : `[${JSON.stringify(p)}]`)).join('');
+  return `${where}${path}: key ${JSON.stringify(key)} is not the field ${JSON.stringify(field)} (field names are case-sensitive)`;
+}
+
 export function roleType(role: string): RoleType {
   if (role === 'root') return 'Root';
   if (role === 'snapshot') return 'Snapshot';
@@ -211,6 +281,8 @@ export function roleType(role: string): RoleType {
 interface Envelope {
   signed: JsonValue;
   signatures: Signature[];
+  /** Why a reader other than JSON.parse could see something else in these bytes; refused by Metadata.parse. */
+  problem?: string;
 }
 
 // An upload is parsed at the HTTP edge (a malformed file is refused before any other work) and
@@ -229,8 +301,9 @@ export function parseEnvelope(bytes: Buffer): Envelope {
 
 function readEnvelope(bytes: Buffer): Envelope {
   let doc: JsonValue;
+  const text = bytes.toString('utf8');
   try {
-    doc = parseJson(bytes);
+    doc = JSON.parse(text) as JsonValue;
   } catch {
     throw new MalformedMetadataError('metadata is not JSON');
   }
@@ -243,13 +316,23 @@ function readEnvelope(bytes: Buffer): Envelope {
   }
   const sigs = (doc.signatures ?? []) as unknown[];
   if (sigs.length > MAX_SIGNATURES) throw new MalformedMetadataError('too many signatures');
-  const signatures = sigs.map((s) => {
+  let problem: string | undefined;
+  const signatures = sigs.map((s, i) => {
     if (!isObj(s) || typeof s.keyid !== 'string' || typeof s.method !== 'string' || typeof s.sig !== 'string') {
       throw new MalformedMetadataError('malformed signature entry');
     }
+    const bad = miscasedField(s, SIGNATURE);
+    if (bad) problem ??= miscasedMessage(`signatures[${i}]`, bad);
+    if (!isCanonicalBase64(s.sig)) problem ??= `signatures[${i}]: sig is not canonical base64`;
     return { keyid: s.keyid, method: s.method, sig: s.sig };
   });
-  return { signed: doc.signed, signatures };
+  // Invalid UTF-8 is replaced on decoding, by Go and by Node in their own ways.
+  if (!isUtf8(bytes)) problem = 'metadata is not valid UTF-8';
+  else {
+    const dup = duplicateKey(text);
+    if (dup !== undefined) problem = `duplicate key ${dup}`;
+  }
+  return { signed: doc.signed, signatures, ...(problem !== undefined ? { problem } : {}) };
 }
 
 export interface Hashes {
@@ -313,8 +396,13 @@ export class Metadata<T extends RoleBody = RoleBody> {
    */
   static parse<R extends RoleBody = RoleBody>(role: string, bytes: Buffer, kind: ValidationErrorName = 'ErrValidation'): Metadata<R> {
     const env = parseEnvelope(bytes);
+    // One reading: refuse what Go's notary would read otherwise (duplicates, case-folded fields).
+    if (env.problem !== undefined) throw new TufValidationError(kind, `${role}: ${env.problem}`);
+    const type = roleType(role);
+    const miscased = miscasedField(env.signed, BODY_SHAPES[type]);
+    if (miscased) throw new TufValidationError(kind, `${role}: ${miscasedMessage('signed', miscased)}`);
     try {
-      const body = readBody(roleType(role), env.signed) as R;
+      const body = readBody(type, env.signed) as R;
       return new Metadata<R>(role, bytes, env.signed, env.signatures, body);
     } catch (e) {
       if (e instanceof ShapeError) throw new TufValidationError(kind, `${role}: ${e.message}`);
@@ -362,7 +450,10 @@ export class Metadata<T extends RoleBody = RoleBody> {
   }
 }
 
-/** The one place that decides which signatures count: distinct trusted key IDs with a valid signature. */
+/**
+ * The one place that decides which signatures count: trusted key IDs with a valid signature,
+ * one per public key (a key listed under two IDs, raw and in a certificate say, counts once).
+ */
 export function countValidSignatures(
   message: Buffer,
   signatures: readonly Signature[],
@@ -370,12 +461,17 @@ export function countValidSignatures(
   allowed: readonly string[],
 ): Set<string> {
   const valid = new Set<string>();
+  const counted = new Set<string>();
   for (const s of signatures) {
     if (valid.has(s.keyid) || !allowed.includes(s.keyid)) continue;
     // Own entries only: a signature's key ID is untrusted, and maps built elsewhere inherit Object.prototype.
     const key = ownEntry(keys, s.keyid);
     if (!key) continue;
-    if (verifySignature(key, message, s.method, Buffer.from(s.sig, 'base64'))) valid.add(s.keyid);
+    if (!verifySignature(key, message, s.method, Buffer.from(s.sig, 'base64'))) continue;
+    const identity = keyIdentity(key) ?? `id:${s.keyid}`;
+    if (counted.has(identity)) continue;
+    counted.add(identity);
+    valid.add(s.keyid);
   }
   return valid;
 }
@@ -402,6 +498,23 @@ export function repeatedKeyId(keyids: readonly string[]): string | undefined {
   return keyids.find((id, i) => keyids.indexOf(id) !== i);
 }
 
+/**
+ * Two key IDs of `keyids` that hold the same public key (raw and re-encoded, or certificates over
+ * one key), if any: a role listing them would look like it had more keys than it has.
+ */
+export function repeatedPublicKey(keyids: readonly string[], keys: Record<string, TufKey>): [string, string] | undefined {
+  const seen = new Map<string, string>();
+  for (const id of keyids) {
+    const k = ownEntry(keys, id);
+    const identity = k && keyIdentity(k);
+    if (identity === undefined) continue;
+    const other = seen.get(identity);
+    if (other !== undefined && other !== id) return [other, id];
+    seen.set(identity, id);
+  }
+  return undefined;
+}
+
 /** Delegation name checks shared by publish validation and key management. */
 export function checkDelegationList(parent: string, d: Delegations): string | undefined {
   for (const r of d.roles) {
@@ -414,6 +527,8 @@ export function checkDelegationList(parent: string, d: Delegations): string | un
     if (dup !== undefined) return `delegation ${r.name}: key ${dup} is listed more than once`;
     if (r.keyids.length > 0 && r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
     for (const id of r.keyids) if (!d.keys[id]) return `delegation ${r.name}: key ${id} is not in delegations.keys`;
+    const same = repeatedPublicKey(r.keyids, d.keys);
+    if (same) return `delegation ${r.name}: keys ${same[0]} and ${same[1]} are the same public key`;
   }
   return undefined;
 }

@@ -13,6 +13,7 @@ import {
   checkFileMeta,
   fileMetaFor,
   repeatedKeyId,
+  repeatedPublicKey,
   signBody,
   type FileMeta,
   type RoleKeys,
@@ -92,6 +93,8 @@ function checkThresholds(root: RootBody): void {
     }
     const dup = repeatedKeyId(r.keyids);
     if (dup !== undefined) throw new TufValidationError('ErrBadRoot', `role ${name} lists key ${dup} more than once`);
+    const same = repeatedPublicKey(r.keyids, root.keys);
+    if (same) throw new TufValidationError('ErrBadRoot', `role ${name} lists keys ${same[0]} and ${same[1]}, which are the same public key`);
     if (r.threshold > r.keyids.length) {
       throw new TufValidationError('ErrBadRoot', `role ${name} threshold ${r.threshold} is larger than its ${r.keyids.length} keys`);
     }
@@ -262,11 +265,17 @@ export async function planPublish(
     for (const must of ['root', 'targets']) {
       if (!snap.body.meta[must]?.hashes.sha256) throw new TufValidationError('ErrBadSnapshot', `snapshot is missing the sha256 of ${must}`);
     }
-    const check = new Map<string, Buffer>([['root', rootBytes ?? state.root!]]);
-    for (const [role, md] of loaded) check.set(role, md.bytes);
-    for (const [role, bytes] of check) {
-      const fm = snap.body.meta[role];
-      const bad = fm ? checkFileMeta(role, bytes, fm) : `snapshot has no entry for ${role}`;
+    // Root and the targets roles uploaded (or loaded as their parents) must be listed; every role
+    // listed must match, length and hashes, the file that is current once this publish is stored.
+    const present = new Map<string, Buffer>(state.targets);
+    present.set('root', rootBytes ?? state.root!);
+    for (const [role, md] of loaded) {
+      present.set(role, md.bytes);
+      if (!snap.body.meta[role]) throw new TufValidationError('ErrBadSnapshot', `snapshot has no entry for ${role}`);
+    }
+    for (const [role, fm] of Object.entries(snap.body.meta)) {
+      const bytes = present.get(role);
+      const bad = bytes && checkFileMeta(role, bytes, fm, true);
       if (bad) throw new TufValidationError('ErrBadSnapshot', bad);
     }
     out.push({ role: 'snapshot', version: snap.version, bytes: snapshotBytes });

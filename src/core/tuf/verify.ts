@@ -4,7 +4,7 @@
 // the parent file's meta, signatures and thresholds, expiry, rollback against the versions last
 // verified), and then target lookup within delegation paths. Pure: bytes and a clock come in, a
 // verified view or a typed failure goes out. Nothing here trusts the server that stored the data.
-import type { TufKey } from '../crypto/keys.js';
+import { keyIdentity, type TufKey } from '../crypto/keys.js';
 import { MalformedMetadataError, TufValidationError } from './errors.js';
 import { Metadata, checkFileMeta, countValidSignatures, ownEntry, type FileMeta, type RoleKeys, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from './metadata.js';
 import { parentRole } from './roles.js';
@@ -63,8 +63,10 @@ export interface VerifiedRole {
   name: string;
   version: number;
   expires: string;
-  /** Key IDs whose signatures on this file are valid and trusted by the parent. */
+  /** Key IDs whose signatures on this file are valid and trusted by the parent (one per public key). */
   signers: string[];
+  /** The public key each of `signers` holds (keyIdentity), in the same order. */
+  signerKeys: string[];
   /** Effective delegation paths (prefixes); `targets` has `[""]`. */
   paths: string[];
   targets: Record<string, FileMeta>;
@@ -254,7 +256,8 @@ function verifyChain(input: VerifyInput): VerifiedRepo {
     const signers = threshold(md, keys, role, name);
     noRollback(md, name, lastVersions);
     notExpired(md, name, nowMs);
-    roles.set(name, { name, version: md.version, expires: md.body.expires, signers, paths, targets: md.body.targets });
+    const signerKeys = signers.map((id) => keyIdentity(keys[id]!) ?? `id:${id}`);
+    roles.set(name, { name, version: md.version, expires: md.body.expires, signers, signerKeys, paths, targets: md.body.targets });
     versions[name] = md.version;
     expiries[name] = md.body.expires;
     expiresAtMs = Math.min(expiresAtMs, md.expiresMs);
@@ -342,9 +345,12 @@ function finish(repo: VerifiedRepo, name: string, agree: Hit[], req: TargetRequi
   const need = req.threshold ?? 1;
   const signers = [...new Set(agree.flatMap((h) => h.role.signers))];
   if (req.signers?.length) {
-    const got = signers.filter((s) => req.signers!.includes(s));
-    if (got.length < need) {
-      return fail('policy-unmet', `${name} is signed by ${got.length} of the required signers, threshold is ${need}`, first.role.name);
+    // Named signers count once per public key, whichever of its key IDs signed.
+    const keyOf = new Map<string, string>();
+    for (const h of agree) h.role.signers.forEach((id, i) => keyOf.set(id, h.role.signerKeys[i]!));
+    const got = new Set(signers.filter((s) => req.signers!.includes(s)).map((id) => keyOf.get(id) ?? id)).size;
+    if (got < need) {
+      return fail('policy-unmet', `${name} is signed by ${got} of the required signers, threshold is ${need}`, first.role.name);
     }
   } else if (agree.length < need) {
     return fail('policy-unmet', `${name} is signed in ${agree.length} role(s) (${agree.map((h) => h.role.name).join(', ')}), threshold is ${need}`, first.role.name);
