@@ -8,7 +8,7 @@ import request from 'supertest';
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { initRepo, publish, targetMeta } from '../helpers/tuf-builder.js';
+import { authedAgent, initRepo, publish, targetMeta } from '../helpers/tuf-builder.js';
 
 let tg: RunningTrustgate;
 before(async () => {
@@ -29,7 +29,8 @@ async function notaryList(gun: string) {
 
 test('V5: a targets.json with both targets and Targets is refused, and notary list still shows the signed digest', async () => {
   const gun = `registry.example.com:5000/interop/v5-${process.pid}`;
-  const repo = await initRepo(request(tg.url), gun, { serverSnapshot: true });
+  const agent = authedAgent(request(tg.url), tg.adminToken);
+  const repo = await initRepo(agent, gun, { serverSnapshot: true });
   assert.equal((await repo.addTarget('v1', 'honest')).status, 200);
   assert.deepEqual(await notaryList(gun), [`v1 ${hex('honest')}`]);
 
@@ -40,7 +41,7 @@ test('V5: a targets.json with both targets and Targets is refused, and notary li
   const text = `${canonical.slice(0, at)},"Targets":${JSON.stringify({ v1: targetMeta('evil') })}${canonical.slice(at)}`;
   const sig = (await repo.targetsKey.sign(canonicalBytes(JSON.parse(text)))).toString('base64');
   const file = Buffer.from(`{"signed":${text},"signatures":[{"keyid":"${repo.targetsKey.id}","method":"ecdsa","sig":"${sig}"}]}`);
-  const res = await publish(request(tg.url), gun, [['targets', file]]);
+  const res = await publish(agent, gun, [['targets', file]]);
   assert.equal(res.status, 400, res.body.toString());
   assert.match(res.body.toString(), /key \\"Targets\\" is not the field \\"targets\\"/);
   assert.deepEqual(await notaryList(gun), [`v1 ${hex('honest')}`]);
