@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { fail, type TargetRequirement } from '../core/tuf/verify.js';
 import { errorBody, JSON_CONTENT_TYPE } from '../http/errcode.js';
+import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
 import type { Logger } from '../log.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
@@ -141,9 +142,8 @@ export class RegistryProxy {
     });
   };
 
-  async listen(host: string, port: number, server: http.Server = http.createServer()): Promise<AddressInfo> {
+  async listen(host: string, port: number, server: http.Server = createServer(proxyTimeouts(DEFAULT_HTTP_TIMEOUTS))): Promise<AddressInfo> {
     server.on('request', this.listener);
-    server.keepAliveTimeout = 65_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
