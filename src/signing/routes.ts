@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';
+import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface SigningRouteDeps {
   service: SigningService;
@@ -91,6 +92,10 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       next();
     },
     authenticate(tokens, audit),
+    (req: Request, _res: Response, next: NextFunction) => {
+      const repeated = repeatedParam(req.originalUrl);
+      next(repeated === undefined ? undefined : new SigningInputError(repeated, repeatedParamMessage(repeated)));
+    },
     express.json({ limit: deps.maxBodyBytes ?? 64 * 1024 * 1024, strict: true }),
   );
 
