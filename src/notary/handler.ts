@@ -331,7 +331,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         await trust.store.ping();
         sendWithLength(res, 200, JSON_CONTENT_TYPE, '{}');
       } catch (e) {
-        sendWithLength(res, 503, JSON_CONTENT_TYPE, JSON.stringify({ storage: (e as Error).message }));
+        // Anyone may ask: the failed check is named, its error text (hosts, paths) goes to the log.
+        log('error', 'health check failed: storage unavailable', { error: (e as Error).message });
+        sendWithLength(res, 503, JSON_CONTENT_TYPE, JSON.stringify({ storage: 'unavailable' }));
       }
       return true;
     }
