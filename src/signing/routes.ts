@@ -80,10 +80,13 @@ function bool(v: unknown, field: string): boolean {
   return v;
 }
 
+/** Items one batch may hold (api/signing.json BatchRequest.items): a batch is checked and signed without yielding to other requests. */
+export const MAX_BATCH_ITEMS = 1000;
+
 export function signingRouter(deps: SigningRouteDeps): Router {
   const { service, verifier, tokens, audit } = deps;
   const gunFor = deps.gunFor ?? ((r: string) => r);
-  const maxBatch = deps.maxBatch ?? 50_000;
+  const maxBatch = deps.maxBatch ?? MAX_BATCH_ITEMS;
   const r = express.Router();
   r.use(
     '/signing',
