@@ -52,6 +52,8 @@ export interface Config {
   http: HttpTimeouts;
   /** TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS: the proxy's whole-request limit; default 0 (none), so long blob uploads are not cut. */
   proxyRequestTimeoutMs: number;
+  /** TRUSTGATE_SIGN_MAX_BATCH: items one signing batch may hold (default 1000); a batch holds the event loop while it is checked and signed. */
+  signMaxBatch: number;
 }
 
 /** Upper bound of TRUSTGATE_WORKERS=auto, so a large machine does not start dozens of processes (each has its own caches and store connections). */
@@ -173,6 +175,7 @@ export function loadConfig(env: Env = process.env): Config {
       keepAliveMs: r.int('TRUSTGATE_HTTP_KEEPALIVE_TIMEOUT_MS', DEFAULT_HTTP_TIMEOUTS.keepAliveMs, 100, 600_000),
     },
     proxyRequestTimeoutMs: r.int('TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
+    signMaxBatch: r.int('TRUSTGATE_SIGN_MAX_BATCH', 1000, 1, 50_000),
   };
   if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM) r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);

@@ -51,3 +51,17 @@ test('V12: a batch at the cap does not block a concurrent GET beyond a generous 
   assert.equal((await versions(s, gun)).targets, before.targets! + 1);
   assert.ok(slowest < 1500, `slowest concurrent GET: ${slowest.toFixed(0)} ms over ${n} GETs`);
 });
+
+test('V12: TRUSTGATE_SIGN_MAX_BATCH sets the cap', async () => {
+  const small = await startSigningServer({ env: { TRUSTGATE_SIGN_MAX_BATCH: '10' } });
+  try {
+    const gun = newGun('v12-env');
+    await initRepo(small, gun);
+    const over = await unchanged(small, gun, () => small.agent.post('/api/v1/signing/batch').set(bearer(small.adminToken)).send({ gun, items: items(11, 'env') }));
+    assert.equal(over.status, 400);
+    assert.match(over.body.error.message, /at most 10 items/);
+    assert.equal((await small.agent.post('/api/v1/signing/batch').set(bearer(small.adminToken)).send({ gun, items: items(10, 'env') })).status, 201);
+  } finally {
+    await small.stop();
+  }
+});
