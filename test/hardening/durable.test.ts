@@ -57,6 +57,10 @@ test('fsync: a key file is written durably (temp file fsynced, renamed, director
   assertDurableReplace(path.join(path.dirname(keyFile), 'keystore.json'));
 });
 
+test('fsync: the generated key-encryption secret is written durably', () => {
+  assertDurableReplace(path.join(dir, 'state', 'data', 'keystore.secret'));
+});
+
 test('fsync: the token file (SharedFile, as pending changes) is written durably', () => {
   assertDurableReplace(path.join(dir, 'state', 'data', 'tokens.json'));
 });
