@@ -83,6 +83,8 @@ async function startServer(entry: string[]): Promise<Server> {
     TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
     TRUSTGATE_KEY_PASSPHRASE: 'bench-passphrase',
     TRUSTGATE_LOG_LEVEL: 'error',
+    // Each size is measured as one batch (one publish).
+    TRUSTGATE_SIGN_MAX_BATCH: String(Math.max(...SIZES)),
     NODE_ENV: 'production',
   });
   const extra = (process.env.BENCH_TRUSTGATE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);

@@ -2,7 +2,7 @@
 // the HTTP front. Tests build the same app with their own configuration.
 import express from 'express';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Config } from './config/config.js';
@@ -14,6 +14,7 @@ import type { KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './log.js';
 import { createNotaryHandler } from './notary/handler.js';
 import { Metrics } from './notary/metrics.js';
+import { createFileDurable } from './state/durable.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
 import { TrustService } from './trust/service.js';
@@ -50,8 +51,8 @@ export function resolvePassphrase(config: Config, log: Logger): string {
   if (config.keyPassphrase) return config.keyPassphrase;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const path = join(config.dataDir, 'keystore.secret');
-  if (!existsSync(path)) {
-    writeFileSync(path, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+  // Durable before any key is sealed under it; of racing first starts exactly one secret wins.
+  if (!existsSync(path) && createFileDurable(path, randomBytes(32).toString('base64') + '\n')) {
     log('warn', 'TRUSTGATE_KEY_PASSPHRASE is not set: generated a key-encryption secret; back it up with the keys directory, but store it apart', { path });
   }
   return readFileSync(path, 'utf8').trim();

@@ -4,12 +4,12 @@
 // and each worker it forks runs serve() below.
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import https from 'node:https';
 import { createApp } from './app.js';
 import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
+import { createServer } from './http/server.js';
 import { createLogger } from './log.js';
 import { removeLeftoverBackups } from './management/backup-dirs.js';
 import { startProxy } from './proxy/index.js';
@@ -54,8 +54,7 @@ async function serve(config: Config, tlsOptions: https.ServerOptions | undefined
   if (!worker) await removeLeftoverBackups(config.dataDir, createLogger(config.logLevel));
   const app = await createApp(config);
   if (worker) joinCluster(app);
-  const server = tlsOptions ? https.createServer(tlsOptions, app.listener) : http.createServer(app.listener);
-  server.keepAliveTimeout = 65_000;
+  const server = createServer(config.http, tlsOptions, app.listener);
   server.on('error', (e) => {
     app.log('error', 'server error', { error: e.message });
     process.exit(1);

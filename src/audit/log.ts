@@ -13,9 +13,10 @@
 // line as it is on disk then, so all appends form one chain. Instances on different machines
 // sharing only a database each keep their own log.
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalBytes } from '../core/json/canonical.js';
+import { appendFileDurable, writeFileDurable } from '../state/durable.js';
 import { StateLock } from '../state/lock.js';
 
 export type AuditOutcome = 'success' | 'denied' | 'failure' | 'pending';
@@ -254,10 +255,9 @@ export class AuditLog {
         prev: head.hash,
       };
       const entry: AuditEntry = { ...base, hash: entryHash(base) };
-      appendFileSync(this.path, JSON.stringify(entry) + '\n', { mode: 0o600 });
-      const tmp = `${this.headPath}.tmp`; // one writer at a time: the lock
-      writeFileSync(tmp, JSON.stringify({ seq: entry.seq, hash: entry.hash }) + '\n', { mode: 0o600 });
-      renameSync(tmp, this.headPath);
+      // On disk before the request is answered; the log before the head, so the head is never ahead.
+      appendFileDurable(this.path, JSON.stringify(entry) + '\n');
+      writeFileDurable(this.headPath, JSON.stringify({ seq: entry.seq, hash: entry.hash }) + '\n');
       return entry;
     });
   }

@@ -27,6 +27,8 @@ import { isValidGun } from '../core/tuf/gun.js';
 import { GunPatternError, compileGunPattern } from '../core/tuf/gun-pattern.js';
 import type { Logger } from '../log.js';
 import { libtrustKeyId, type AccessEntry } from './jwt-keys.js';
+import { DEFAULT_LOGIN_GATE, LoginGate } from './login-gate.js';
+import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 const scrypt = promisify(scryptCb) as (pw: string | Buffer, salt: Buffer, len: number, opts: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
 
@@ -128,9 +130,19 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-const DUMMY_HASH = '$scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+/** A hash no password matches, with the cost (N, r, p, key length) of `like`: what an unknown user is checked against. */
+export function dummyHashLike(like: string | undefined): string {
+  const [, , N = '32768', r = '8', p = '1', , key = ''] = (like ?? '').split('$');
+  const len = Buffer.from(key, 'base64').length || 32;
+  return `$scrypt$${N}$${r}$${p}$${randomBytes(16).toString('base64')}$${randomBytes(len).toString('base64')}`;
+}
 
 export class TokenIssuer {
+  /** Password checks run (each one scrypt), for any user name, known or not. */
+  passwordChecks = 0;
+  private readonly gate: LoginGate;
+  private readonly dummyHash: string;
+
   private constructor(
     private cfg: RegistryAuthConfig,
     private key: KeyObject,
@@ -139,9 +151,19 @@ export class TokenIssuer {
     private users: Map<string, UserEntry>,
     private log: Logger,
     private now: () => number,
-  ) {}
+    gate?: LoginGate,
+  ) {
+    this.gate = gate ?? new LoginGate(DEFAULT_LOGIN_GATE, now);
+    // Hashes made by hashPassword all share one cost: the first user's stands for all.
+    this.dummyHash = dummyHashLike(users.values().next().value?.hash);
+  }
 
-  static load(cfg: RegistryAuthConfig, log: Logger, now: () => number = Date.now): TokenIssuer {
+  /** The hash a password for `name` is checked against: the user's, or for an unknown name one of the same cost. */
+  hashFor(name: string): string {
+    return this.users.get(name)?.hash ?? this.dummyHash;
+  }
+
+  static load(cfg: RegistryAuthConfig, log: Logger, now: () => number = Date.now, gate?: LoginGate): TokenIssuer {
     if (!cfg.issuerKey || !cfg.issuerCert || !cfg.users) throw new UsersFileError('the token issuer needs a key, a certificate and a users file');
     const key = createPrivateKey(readFileSync(cfg.issuerKey));
     const certPem = readFileSync(cfg.issuerCert, 'utf8');
@@ -151,7 +173,7 @@ export class TokenIssuer {
     if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') alg = 'ES256';
     else if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048) alg = 'RS256';
     else throw new UsersFileError('TRUSTGATE_AUTH_TOKEN_KEY must be an EC P-256 or RSA (2048 bits or more) key');
-    return new TokenIssuer(cfg, key, alg, cert, parseUsersFile(readFileSync(cfg.users, 'utf8')), log, now);
+    return new TokenIssuer(cfg, key, alg, cert, parseUsersFile(readFileSync(cfg.users, 'utf8')), log, now, gate);
   }
 
   /** Signs a token for a subject with the given access. */
@@ -173,6 +195,8 @@ export class TokenIssuer {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
+    const repeated = repeatedParam(req.url ?? '/', ['scope']);
+    if (repeated !== undefined) return json(res, 400, { errors: [{ code: 'INVALID_PARAMETERS', message: repeatedParamMessage(repeated), detail: null }] });
     const service = url.searchParams.get('service');
     if (service !== this.cfg.service) {
       return json(res, 400, { errors: [{ code: 'INVALID_PARAMETERS', message: 'unknown or missing service', detail: { service: this.cfg.service } }] });
@@ -194,9 +218,16 @@ export class TokenIssuer {
       const colon = plain.indexOf(':');
       const name = colon > 0 ? plain.slice(0, colon) : '';
       const user = this.users.get(name);
-      // The same scrypt work for unknown users, so timing does not tell which names exist.
-      const ok = (await checkPassword(colon > 0 ? plain.slice(colon + 1) : '', user?.hash ?? DUMMY_HASH)) && !!user;
-      if (!ok) {
+      // The same path and scrypt cost for unknown users, so neither answers nor timing tell which names exist.
+      const checked = await this.gate.run(req.socket.remoteAddress ?? '', async () => {
+        this.passwordChecks++;
+        return (await checkPassword(colon > 0 ? plain.slice(colon + 1) : '', this.hashFor(name))) && !!user;
+      });
+      if (typeof checked === 'object') {
+        this.log('warn', 'token request refused: login rate limited', { user: name || undefined, client: req.socket.remoteAddress, reason: checked.reason });
+        return json(res, checked.status, { errors: [{ code: checked.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: checked.reason, detail: null }] }, { 'Retry-After': String(checked.retryAfterS) });
+      }
+      if (!checked || !user) {
         this.log('warn', 'token request with wrong credentials', { user: name || undefined });
         return json(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: null }] }, { 'WWW-Authenticate': 'Basic realm="trustgate token service"' });
       }

@@ -15,10 +15,11 @@
 // the file if another process changed it, so a revoked token stops working everywhere on the
 // next request. Instances on different machines sharing only a database keep their own tokens.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isValidGun } from '../core/tuf/gun.js';
 import { GunPatternError, compileGunPattern, type GunPattern } from '../core/tuf/gun-pattern.js';
+import { writeFileDurable } from '../state/durable.js';
 import { StateLock } from '../state/lock.js';
 import { SharedFile } from '../state/shared-file.js';
 
@@ -210,7 +211,7 @@ export function bootstrapAdminToken(store: TokenStore, dataDir: string): Bootstr
     if (store.size > 0) return {};
     const { token, info } = store.create({ name: 'initial-admin', scopes: ['admin'], createdBy: 'system' });
     const file = join(dataDir, 'admin-token');
-    writeFileSync(file, token + '\n', { mode: 0o600, flag: 'w' });
+    writeFileDurable(file, token + '\n');
     return { token, info, file };
   });
 }

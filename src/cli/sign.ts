@@ -170,7 +170,7 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
       return o;
     }),
   );
-  const chunk = intOpt(p, 'chunk') ?? 10_000;
+  const chunk = intOpt(p, 'chunk') ?? 1000; // the server's default batch limit (TRUSTGATE_SIGN_MAX_BATCH)
   const chunks: BatchItem[][] = [];
   for (let i = 0; i < items.length; i += chunk) chunks.push(items.slice(i, i + chunk));
   ctx.progress(`checked ${total} item(s); signing in ${chunks.length} request(s)${chunks.length > 1 ? ` of up to ${chunk}` : ''}`);

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Algorithm } from '../core/crypto/signer.js';
+import { DEFAULT_HTTP_TIMEOUTS, type HttpTimeouts } from '../http/server.js';
 import { readProxyConfig, type ProxyConfig } from '../proxy/config.js';
 
 export interface Config {
@@ -47,6 +48,12 @@ export interface Config {
   workers: number;
   /** Set when `auto` was held to one worker, saying why (logged at start). */
   workersNote?: string;
+  /** TRUSTGATE_HTTP_*_TIMEOUT_MS: header, whole-request and keep-alive limits of every server (src/http/server.ts). */
+  http: HttpTimeouts;
+  /** TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS: the proxy's whole-request limit; default 0 (none), so long blob uploads are not cut. */
+  proxyRequestTimeoutMs: number;
+  /** TRUSTGATE_SIGN_MAX_BATCH: items one signing batch may hold (default 1000); a batch holds the event loop while it is checked and signed. */
+  signMaxBatch: number;
 }
 
 /** Upper bound of TRUSTGATE_WORKERS=auto, so a large machine does not start dozens of processes (each has its own caches and store connections). */
@@ -162,6 +169,13 @@ export function loadConfig(env: Env = process.env): Config {
     workers: 1,
     authMode: 'trustgate',
     anonymousRead: true,
+    http: {
+      headersMs: r.int('TRUSTGATE_HTTP_HEADERS_TIMEOUT_MS', DEFAULT_HTTP_TIMEOUTS.headersMs, 100, 600_000),
+      requestMs: r.int('TRUSTGATE_HTTP_REQUEST_TIMEOUT_MS', DEFAULT_HTTP_TIMEOUTS.requestMs, 0, 86_400_000),
+      keepAliveMs: r.int('TRUSTGATE_HTTP_KEEPALIVE_TIMEOUT_MS', DEFAULT_HTTP_TIMEOUTS.keepAliveMs, 100, 600_000),
+    },
+    proxyRequestTimeoutMs: r.int('TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
+    signMaxBatch: r.int('TRUSTGATE_SIGN_MAX_BATCH', 1000, 1, 50_000),
   };
   if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM) r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);

@@ -6,11 +6,12 @@
 // key file is only re-read when it changes on disk. Each sealed key is also re-sealed in memory
 // in JWK form: node builds a key from JWK several times faster than it decodes PKCS#8 with
 // OpenSSL 3, and a Signer decrypts and builds its key inside each sign() call, keeping nothing.
-import { createPrivateKey, createPublicKey, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
 import { generateSigner, signWith, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
+import { createFileDurable, fsyncDir, writeFileDurable } from '../state/durable.js';
 import { deriveKek, newKdfParams, seal, unseal, type KdfParams, type SealedBlob } from './sealed.js';
 import { KeyStoreError, type KeyRecord, type KeyStore } from './types.js';
 
@@ -53,12 +54,6 @@ export function algorithmOf(k: KeyObject): Algorithm {
   }
 }
 
-/** Writes via a temp file and rename, so a crash never leaves half a key file. */
-function writePrivateFile(path: string, data: string): void {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  writeFileSync(tmp, data, { mode: 0o600 });
-  renameSync(tmp, path);
-}
 
 export class FileKeyStore implements KeyStore {
   readonly kind = 'file';
@@ -79,17 +74,9 @@ export class FileKeyStore implements KeyStore {
     if (!existsSync(metaPath)) {
       const kdf = newKdfParams();
       const fresh: StoreFile = { version: 1, kdf, check: seal(deriveKek(passphrase, kdf), Buffer.from(CHECK_AAD), CHECK_AAD) };
-      // link() refuses to replace: when two processes start on an empty directory, exactly one
+      // Created only if missing: when two processes start on an empty directory, exactly one
       // file wins and both then read it, so neither ends up with keys the other cannot open.
-      const tmp = `${metaPath}.${randomBytes(6).toString('hex')}.tmp`;
-      writeFileSync(tmp, JSON.stringify(fresh, null, 2) + '\n', { mode: 0o600 });
-      try {
-        linkSync(tmp, metaPath);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      } finally {
-        unlinkSync(tmp);
-      }
+      createFileDurable(metaPath, JSON.stringify(fresh, null, 2) + '\n');
     }
     const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as StoreFile;
     const kek = deriveKek(passphrase, meta.kdf);
@@ -124,7 +111,8 @@ export class FileKeyStore implements KeyStore {
     const sealed = seal(this.kek, der, this.aad(rec));
     der.fill(0);
     const path = this.path(rec.id);
-    writePrivateFile(path, JSON.stringify({ ...rec, sealed } satisfies KeyFile, null, 2) + '\n');
+    // Durable before the key is used or reported: a crash never leaves half a key file, or none.
+    writeFileDurable(path, JSON.stringify({ ...rec, sealed } satisfies KeyFile, null, 2) + '\n');
     this.index.set(rec.id, rec);
     this.remember(rec, path, sealed, privateKey);
     return rec;
@@ -258,6 +246,7 @@ export class FileKeyStore implements KeyStore {
   async delete(id: string): Promise<boolean> {
     if (!(await this.get(id))) return false;
     unlinkSync(this.path(id));
+    fsyncDir(this.dir);
     this.index.delete(id);
     this.blobs.delete(id);
     this.opened.delete(id);

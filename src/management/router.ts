@@ -16,6 +16,7 @@ import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound,
 import { RequestValidator } from './schemas.js';
 import { parseDuration, type ChangeResult, type OfflineKeyInput } from './context.js';
 import type { ManagementService } from './service.js';
+import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface Ctx {
   req: Request;
@@ -478,11 +479,13 @@ export function createManagementRouter(d: RouterDeps): express.Router {
         const body = req.body === undefined ? {} : req.body;
         if (r.body) validator.check(r.body, body);
         else if (req.body !== undefined && Object.keys(req.body as object).length > 0) throw badRequest('INVALID_REQUEST', 'this endpoint takes no request body');
+        const repeated = repeatedParam(req.originalUrl);
+        if (repeated !== undefined) throw badRequest('INVALID_REQUEST', repeatedParamMessage(repeated));
         const query: Record<string, string | undefined> = {};
         // `?keys=delete&keys=delete` arrives as an array: refuse it rather than drop it, which went
         // on as if the parameter were absent (that DELETE removed the repository and kept its keys).
         for (const [k, v] of Object.entries(req.query as Record<string, unknown>)) {
-          if (typeof v !== 'string') throw badRequest('INVALID_REQUEST', `query parameter ${JSON.stringify(k.slice(0, 40))} is given more than once`);
+          if (typeof v !== 'string') throw badRequest('INVALID_REQUEST', repeatedParamMessage(k));
           query[k] = v;
         }
         const reply = await r.handler({ req, res, actor, params, query, body });

@@ -12,6 +12,7 @@ import { VersionConflictError, type StoredFile } from '../storage/types.js';
 import type { TrustService } from '../trust/service.js';
 import type { Metrics, Operation } from './metrics.js';
 import { MultipartError, readMultipart } from './multipart.js';
+import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface NotaryOptions {
   maxBodyBytes: number;
@@ -237,6 +238,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     const target = req.url ?? '/';
     const q = target.indexOf('?');
     const params = new URLSearchParams(q < 0 ? '' : target.slice(q + 1).split('#', 1)[0]);
+    const repeated = repeatedParam(target);
+    if (repeated !== undefined) return sendError(res, E.INVALID_PARAMETERS, repeatedParamMessage(repeated));
     const rec = parseInt32(params.get('records') ?? '');
     if (typeof rec === 'string') return sendError(res, E.INVALID_PARAMETERS, `invalid records parameter: ${rec}`);
     // change_id: Go's strconv.ParseInt(id, 10, 32); any negative id means "from the newest, backwards".
@@ -328,7 +331,9 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         await trust.store.ping();
         sendWithLength(res, 200, JSON_CONTENT_TYPE, '{}');
       } catch (e) {
-        sendWithLength(res, 503, JSON_CONTENT_TYPE, JSON.stringify({ storage: (e as Error).message }));
+        // Anyone may ask: the failed check is named, its error text (hosts, paths) goes to the log.
+        log('error', 'health check failed: storage unavailable', { error: (e as Error).message });
+        sendWithLength(res, 503, JSON_CONTENT_TYPE, JSON.stringify({ storage: 'unavailable' }));
       }
       return true;
     }

@@ -1,12 +1,12 @@
 // Builds the verifying registry proxy from the app (trust service, keystore, metrics, clock) and
 // the proxy's configuration.
 import { readFileSync } from 'node:fs';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { App } from '../app.js';
 import { allows, type Scope } from '../auth/tokens.js';
+import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
 import type { GunLocks } from '../trust/locks.js';
@@ -134,7 +134,8 @@ export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, liste
     locks: app.management.locks,
     ...extra,
   });
-  const server = tls ? https.createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }) : http.createServer();
+  const timeouts = proxyTimeouts(app.config.http, app.config.proxyRequestTimeoutMs);
+  const server = createServer(timeouts, tls ? { cert: readFileSync(tls.cert), key: readFileSync(tls.key) } : undefined);
   const at = listen ?? config.listen;
   const address = await parts.proxy.listen(at.host, at.port, server);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;

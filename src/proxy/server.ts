@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { fail, type TargetRequirement } from '../core/tuf/verify.js';
 import { errorBody, JSON_CONTENT_TYPE } from '../http/errcode.js';
+import { repeatedParam, repeatedParamMessage } from '../http/query.js';
+import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
 import type { Logger } from '../log.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
@@ -58,6 +60,7 @@ const E = {
   NAME_INVALID: { code: 'NAME_INVALID', status: 404, message: 'invalid repository name or route' },
   SIZE_INVALID: { code: 'SIZE_INVALID', status: 413, message: 'manifest too large' },
   UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'The operation is unsupported.' },
+  REPEATED_PARAMETER: { code: 'UNSUPPORTED', status: 400, message: 'a query parameter is given more than once' },
   UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
 } as const;
 type Err = (typeof E)[keyof typeof E];
@@ -141,9 +144,8 @@ export class RegistryProxy {
     });
   };
 
-  async listen(host: string, port: number, server: http.Server = http.createServer()): Promise<AddressInfo> {
+  async listen(host: string, port: number, server: http.Server = createServer(proxyTimeouts(DEFAULT_HTTP_TIMEOUTS))): Promise<AddressInfo> {
     server.on('request', this.listener);
-    server.keepAliveTimeout = 65_000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -235,6 +237,8 @@ export class RegistryProxy {
     if (route === 'upload-start' && method === 'POST') {
       // A cross-repository mount reads the source repository too: the client needs read access
       // to it here, as the upstream would ask of it (the proxy's own credentials can read it all).
+      const repeated = repeatedParam(url);
+      if (repeated !== undefined) return send(res, E.REPEATED_PARAMETER, { parameter: repeated }, repeatedParamMessage(repeated));
       const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
       if (from) {
         const fromGun = this.gunFor(from);

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';
+import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface SigningRouteDeps {
   service: SigningService;
@@ -79,10 +80,13 @@ function bool(v: unknown, field: string): boolean {
   return v;
 }
 
+/** Items one batch may hold (api/signing.json BatchRequest.items): a batch is checked and signed without yielding to other requests. */
+export const MAX_BATCH_ITEMS = 1000;
+
 export function signingRouter(deps: SigningRouteDeps): Router {
   const { service, verifier, tokens, audit } = deps;
   const gunFor = deps.gunFor ?? ((r: string) => r);
-  const maxBatch = deps.maxBatch ?? 50_000;
+  const maxBatch = deps.maxBatch ?? MAX_BATCH_ITEMS;
   const r = express.Router();
   r.use(
     '/signing',
@@ -91,6 +95,10 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       next();
     },
     authenticate(tokens, audit),
+    (req: Request, _res: Response, next: NextFunction) => {
+      const repeated = repeatedParam(req.originalUrl);
+      next(repeated === undefined ? undefined : new SigningInputError(repeated, repeatedParamMessage(repeated)));
+    },
     express.json({ limit: deps.maxBodyBytes ?? 64 * 1024 * 1024, strict: true }),
   );
 

@@ -40,6 +40,8 @@ export interface SigningDeps {
   gunFor?: (repository: string) => string;
   upstreamRepo?: (gun: string) => string;
   maxBodyBytes?: number;
+  /** Items one batch may hold (default MAX_BATCH_ITEMS). */
+  maxBatch?: number;
   now?: () => number;
 }
 
@@ -78,6 +80,7 @@ export function createSigning(d: SigningDeps): Signing {
     log: d.log,
     ...(d.gunFor ? { gunFor: d.gunFor } : {}),
     ...(d.maxBodyBytes ? { maxBodyBytes: d.maxBodyBytes } : {}),
+    ...(d.maxBatch ? { maxBatch: d.maxBatch } : {}),
   });
   const hook = registry ? cosignHook({ trust: d.trust, verifier: verifier as ImageVerifier & Pick<Verifier, 'failure'>, registry, ...(d.now ? { now: d.now } : {}) }) : undefined;
   return { service, verifier, ...(registry ? { registry } : {}), ...(hook ? { cosignHook: hook } : {}), router, close: () => ownUpstream?.close() };
@@ -126,6 +129,7 @@ export function createSigningForApp(config: Config, d: AppSigningDeps): Signing 
         }
       : {}),
     maxBodyBytes: config.maxBodyBytes,
+    maxBatch: config.signMaxBatch,
     ...(d.now ? { now: d.now } : {}),
   });
   return { ...signing, close: () => upstream?.close() };

@@ -1,9 +1,10 @@
 // One JSON state file in the data directory that several processes may read and write (tokens,
 // pending changes). Reads use a copy kept in memory, reloaded when the file changed on disk
 // (one stat per read); writes run under the state lock, start from the file as it is on disk
-// then, and replace it atomically (tmp + rename, 0600), so no process overwrites another's change.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
+// then, and replace it atomically and durably (src/state/durable.ts, 0600), so no process
+// overwrites another's change and an answered change survives a crash.
+import { closeSync, fstatSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { writeFileDurable } from './durable.js';
 import type { StateLock } from './lock.js';
 
 export interface Codec<T> {
@@ -71,9 +72,7 @@ export class SharedFile<T> {
   }
 
   private save(): void {
-    const tmp = `${this.path}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, this.codec.format(this.value), { mode: 0o600 });
-    renameSync(tmp, this.path);
+    writeFileDurable(this.path, this.codec.format(this.value));
     // Under the lock nobody else writes: this stat is of the file just written.
     this.stamp = stampOf(statSync(this.path));
   }

@@ -1,13 +1,12 @@
 // Starts a real trustgate (the same createApp that `npm start` uses) on a free loopback port,
 // with its own temporary data and keys directories.
-import http from 'node:http';
-import https from 'node:https';
 import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
+import { createServer } from '../../src/http/server.js';
 import { freePort, waitForHttp } from './ports.js';
 import { makeTempDir, removeTempDir, startProcess, tailFile, type ManagedProcess } from './services.js';
 
@@ -47,9 +46,7 @@ export async function startTrustgate(
     ...opts.env,
   });
   const app = await createApp(config, opts.overrides);
-  const server = opts.tls
-    ? https.createServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, app.listener)
-    : http.createServer(app.listener);
+  const server = createServer(config.http, opts.tls ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) } : undefined, app.listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
