@@ -1,33 +1,6 @@
-// `npm run bench`: trustgate against the reference notary-server, in one run, on this machine.
-//
-//  * GET throughput of `timestamp.json` and `targets.json` at concurrency 1 and 32, measured by a
-//    load generator in its own process (wrk when it is on PATH, else bench/load.ts), on a
-//    repository that the real `notary` CLI made, with a server-held snapshot key.
-//  * Pre-signed publish throughput: a repository made with trustgate's core (root and targets
-//    keys held here, timestamp and snapshot keys from each server), then targets versions 2..N+1,
-//    each adding one tag, signed in advance and POSTed one after another, "targets only" as
-//    Docker publishes. Reported over the first 100, the last 100 and all N publishes, after a
-//    warm-up of 100 such publishes to another repository on each server. Then the same number
-//    of publishes with the file held at 20 tags (each version re-points one of them), which
-//    separates what a longer history costs from what a bigger targets file costs.
-//
-// Both measurements let the servers take turns (GET in short rounds, publishes one by one), so
-// that other work on the machine falls on both alike, and both also report the servers' CPU time
-// per request from /proc, which a busy machine distorts much less than throughput.
-//
-// The reference runs as the Debian notary-server with its memory store; trustgate runs as a
-// separate process (the built dist, as `npm start` runs it) on its default durable store (SQLite
-// in a temporary data directory), with TRUSTGATE_WORKERS=auto (one worker process per CPU, as
-// the Go server uses every CPU). The GET cases also run against a single-process trustgate
-// (TRUSTGATE_WORKERS=1, the default) for comparison; the ratios are those of the workers run. Results are printed as a table with trustgate/reference ratios
-// and written to bench/results/notary-<time>.json (not committed).
-//
-// Knobs (environment): BENCH_TRUSTGATE_WORKERS (the measured trustgate's TRUSTGATE_WORKERS,
-// default auto), BENCH_DURATION_MS (GET time per server and case, default 5000, split into
-// BENCH_ROUNDS rounds, default 5, taken in turns with the other server), BENCH_TAGS (publishes,
-// default 1000), BENCH_LOADGEN (auto | wrk | node), BENCH_TRUSTGATE_NODE_ARGS (extra node flags
-// for the trustgate process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_ONLY (get | publish:
-// run one half, for profiling; no ratios table then).
+// `npm run bench`: trustgate against the reference notary-server, GET and publish throughput, in one
+// run on this machine. What it measures and its BENCH_* knobs: docs/performance.md. Raw results go
+// to bench/results/notary-<time>.json (not committed).
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';

@@ -1,25 +1,9 @@
-// `npm run bench:proxy`: the verifying proxy against its upstream, in one run, on this machine.
-// A real docker-registry is the upstream; trustgate runs as its own process (`src/main.ts`, as
-// `npm start` does) with the proxy in front of the registry; the load generator is a third
-// process. Measured, direct vs through the proxy:
-//   - manifest GET by tag, requests/s at concurrency 1 and 32, warm verdict cache, by two proxies:
-//     one with the verified-manifest cache (default) and one without (TRUSTGATE_MANIFEST_CACHE_MB=0:
-//     every proxied request fetches the manifest from the upstream by its signed digest and hashes
-//     it). Each (proxy, direct, uncached) triple runs back to back, `--rounds` times, so all three
-//     see the same machine; requests and latencies are pooled over the rounds.
-//   - p50 latency added by the proxy at concurrency 1 (both proxies)
-//   - blob GET MB/s for a 256 MB layer, proxy and direct alternating after one untimed pull each
-//     (median of `--blob-runs`, and the median of the per-pair ratios),
-//     and the proxy process's CPU time per GB streamed (user and system, from /proc), which does
-//     not depend on how loaded the machine is
-// Goals: manifests >= 0.8x direct, blobs >= 0.9x direct, < 1 ms added p50. The machine's load
-// average is recorded with the results: on a loaded machine every extra process hop waits for a
-// CPU, so compare ratios from runs with similar load.
+// `npm run bench:proxy`: the verifying proxy against direct pulls from a real docker-registry, in one
+// run on this machine. What it measures: docs/performance.md. Raw results go to
+// bench/results/proxy-<time>.json (not committed).
 //
 //   node --import tsx bench/proxy.ts [--seconds N] [--rounds N] [--layer-mb N] [--blob-runs N] [--profile DIR]
 //   node --import tsx bench/proxy.ts --load <url> <concurrency> <ms> <accept>   (internal)
-//
-// --profile DIR runs both trustgate processes with --cpu-prof, writing .cpuprofile files to DIR.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -1,20 +1,6 @@
-// `npm run bench:sign`: batch signing end to end, on this machine, in one run.
-//
-//  * trustgate runs as its own process, as `npm start` runs it (the built dist; tsx if the build
-//    fails), on its default durable store (SQLite in a temporary data directory) with the file
-//    keystore. The admin token is the one it makes on first start.
-//  * For each batch size (1,000 and 10,000 tags; BENCH_SIGN_SIZES), each round uses a fresh
-//    repository (made over REST): one `POST /api/v1/signing/batch` with every tag, timed until
-//    the answer says it is published; then the published `targets.json` is fetched over the
-//    Notary API and checked to hold every tag with its digest, and the version to have moved by
-//    exactly one. Signatures/s = tags / elapsed.
-//  * In the same run, the raw ECDSA P-256 sign rate of node:crypto on one core (the signature
-//    trustgate uses, over 256-byte messages), measured before and after the batches; the batch
-//    rate is reported as a fraction of it (goal: at least 50%).
-//
-// Results are printed and written to bench/results/sign-<time>.json (not committed).
-// Knobs: BENCH_SIGN_SIZES (comma list, default 1000,10000), BENCH_SIGN_ROUNDS (default 5),
-// BENCH_TRUSTGATE_NODE_ARGS (extra node flags for the server, e.g. --cpu-prof).
+// `npm run bench:sign`: batch signing end to end against node's raw ECDSA P-256 sign rate, in one
+// run on this machine. What it measures and its BENCH_SIGN_* knobs: docs/performance.md. Raw
+// results go to bench/results/sign-<time>.json (not committed).
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';

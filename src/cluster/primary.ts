@@ -1,11 +1,6 @@
 // The cluster primary (TRUSTGATE_WORKERS > 1): prepares the shared state once, then forks the
 // workers that serve requests, keeps their number up, merges their metrics for /metrics, and
-// stops them all on SIGTERM/SIGINT. It serves no request itself.
-//
-// Scheduling: node's default on Linux, SCHED_RR: the primary accepts each connection and hands
-// it to the workers in turn. With SCHED_NONE the kernel picks the accepting worker, which tends to
-// pile connections onto a few processes; the cost of RR is one hand-over per connection, and
-// clients keep connections alive. (NODE_CLUSTER_SCHED_POLICY=none still selects node's other policy.)
+// stops them all on SIGTERM/SIGINT. It serves no request itself (docs/cluster.md).
 import cluster, { type Worker } from 'node:cluster';
 import { createApp } from '../app.js';
 import type { Config } from '../config/config.js';

@@ -1,11 +1,7 @@
 // The default keystore: one encrypted JSON file per key in a directory (0700, files 0600), plus
 // keystore.json holding the KDF salt and a check value that detects a wrong passphrase at start.
-// Private keys are decrypted only for the moment they sign or are exported.
-//
-// Signing is on the publish path, so the sealed blobs are kept in memory (still encrypted) and a
-// key file is only re-read when it changes on disk. Each sealed key is also re-sealed in memory
-// in JWK form: node builds a key from JWK several times faster than it decodes PKCS#8 with
-// OpenSSL 3, and a Signer decrypts and builds its key inside each sign() call, keeping nothing.
+// Private keys are decrypted only for the moment they sign or are exported. Sealed keys stay in
+// memory (re-sealed as JWK, which node imports faster than PKCS#8) until their file changes.
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';

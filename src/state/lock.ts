@@ -1,17 +1,7 @@
-// The data directory's state lock: one cross-process mutex around every write to the
-// management state files (tokens.json, audit.jsonl + audit.head, pending.json), so that several
-// processes sharing one data directory (node:cluster workers) re-read, change and write those
-// files one at a time.
-//
-// Why SQLite: node has no file-lock API, and better-sqlite3 is already a dependency. A
-// `BEGIN IMMEDIATE` transaction on a small database (`<dataDir>/state.lock`, no tables) takes
-// SQLite's write lock, which is an OS file lock: it is released when the process dies (no stale
-// lock files to clean up), and a waiter retries for at most `busy_timeout` ms, then fails. The
-// database is never written; the transaction is only held, then committed.
-//
-// Everything is synchronous, like the stores that use it: `run(fn)` blocks the event loop while
-// it waits (bounded by the timeout), and `fn` must not be async. A process normally shares one
-// instance between its three stores (src/management/index.ts); `run` is re-entrant within it.
+// The data directory's state lock: one cross-process mutex around every write to the state files
+// (tokens.json, audit.jsonl + audit.head, pending.json). It is SQLite's write lock on an empty
+// database (`<dataDir>/state.lock`): an OS file lock, released when the process dies. Synchronous:
+// `run(fn)` blocks for at most the busy timeout, `fn` must not be async, and `run` is re-entrant.
 import Database from 'better-sqlite3';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,18 +1,7 @@
-// WAL checkpoints off the event loop. better-sqlite3 is synchronous: when SQLite's automatic
-// checkpoint fires inside a commit, that request's thread copies the WAL into the database and
-// fsyncs it, and on this kind of disk the event loop stalls for 100-200 ms every few megabytes
-// written. A worker thread with its own connection runs passive checkpoints instead, so commits
-// only append to the WAL. If the thread fails, the store turns SQLite's own checkpoints back on.
-//
-// A passive checkpoint never blocks writers, so it cannot by itself bound the WAL: the log starts
-// over only when a writer begins after a checkpoint has copied every frame, and commits that
-// never pause keep every checkpoint one commit behind. Two steps bound it. Past
-// WAL_CHECKPOINT_FRAMES the store asks the thread for a checkpoint after each of its commits (not
-// just once a second), which usually finishes before the next commit. Past WAL_RESTART_FRAMES the
-// store, right after its commit, runs a RESTART checkpoint itself: the thread has copied nearly
-// everything already, so it copies little, and the next commit starts the log over (the thread
-// could not: it would have to catch the write lock between two back-to-back commits).
-// journal_size_limit then gives the file back.
+// WAL checkpoints in a worker thread, so a commit only appends to the WAL and never stalls the event
+// loop copying and fsyncing it. Passive checkpoints cannot bound the WAL under back-to-back
+// commits; the store does that past WAL_RESTART_FRAMES (docs/performance.md). If the thread fails,
+// the store turns SQLite's own checkpoints back on.
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 

@@ -1,30 +1,8 @@
 // Whether any connection, in any process, has committed to a WAL-mode SQLite database since the
-// last look, without running a statement. `PRAGMA data_version` answers the same question, but
-// it is a read transaction: shared-memory locks (fcntl calls) each time, and with several
-// processes on one file those calls cost more than the rest of a metadata GET (two cluster
-// workers served 17-21k GET/s with it, 27-37k without).
-//
-// Every commit rewrites the WAL-index header: the first 96 bytes of `<db>-shm`, two copies of a
-// 48-byte header whose change counter goes up on each commit (https://www.sqlite.org/walformat.html).
-// SQLite keeps that file mapped shared, so a plain read sees what the last commit wrote. Bytes
-// that differ from the last look mean "read the database again"; a read torn by a commit in
-// progress only costs one extra look.
-//
-// Even that read is a system call, and at 20-30k metadata GETs/s per server it was a fifth of
-// the CPU a GET took. So the store looks once per event-loop turn (changedThisTurn), and again
-// whenever its last look is REUSE_MS old. In the common case a request handled in a turn came
-// from a socket that the turn's poll reported ready, so its client sent it before the turn's
-// first look: a commit whose answer that client had already seen is older than the look, and
-// the request is served the state after it. Requests of one turn that raced a commit may be
-// served the state before it, as if they had come a moment earlier.
-//
-// Where that argument does not hold, REUSE_MS bounds how old the state served can be (a look
-// older than that is taken again): data read in the turn after its first look (a pipelined
-// request, a socket libuv reads again because its buffer filled, a second poll after 1024 ready
-// events), and a look taken before the poll (a timer, pending callbacks) or in the check phase,
-// which then stands over the next poll (an unref'd immediate does not cut the poll short).
-// What must not keep even that moment's state, such as the proxy's cached verdicts, calls
-// forgetLook() when another process says it has committed (SqliteStore.committedElsewhere).
+// last look, without running a statement: every commit rewrites the WAL-index header at the start
+// of `<db>-shm` (https://www.sqlite.org/walformat.html), and a torn read only costs one more look.
+// Looked at once per event-loop turn and again when REUSE_MS old; docs/cluster.md says why a
+// client still reads its own writes.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 
@@ -75,7 +53,7 @@ export class WalWatch {
 
   /**
    * Whether a commit happened since the previous look, looking at most once per event-loop turn
-   * and reuseMs (see the top of this file): within a turn, later calls stand on its first look.
+   * and reuseMs (docs/cluster.md): within a turn, later calls stand on its first look.
    */
   changedThisTurn(): boolean {
     const now = performance.now();

@@ -1,25 +1,6 @@
-// PEM and private-key files in the notary client's format, so that `notary key import` and
-// `docker trust key load` accept our exports and we accept `notary key generate`, `notary key
-// export` and `docker trust key generate` output. Pure: no I/O.
-//
-// What notary 0.7 writes (tuf/utils/pkcs8.go, checked against /usr/bin/notary):
-//   -----BEGIN ENCRYPTED PRIVATE KEY-----
-//   gun: example.com/app          (targets/snapshot/timestamp keys only)
-//   path: <key id>                (only in `notary key export` output)
-//   role: targets
-//
-//   <base64 EncryptedPrivateKeyInfo, 64 columns>
-//   -----END ENCRYPTED PRIVATE KEY-----
-// EncryptedPrivateKeyInfo = PBES2 { PBKDF2 { salt: 8 random bytes, iterations: 2048, no keyLength,
-// no prf (so HMAC-SHA1) }, AES-256-CBC { iv: 16 random bytes } }. Notary's reader ignores any
-// `prf` field and always derives with HMAC-SHA1, so a file that names hmacWithSHA256 (what
-// OpenSSL 3 and node's KeyObject.export write) decrypts to garbage in notary ("pkcs8: incorrect
-// password"). That is why this module lays out PBES2 itself instead of using KeyObject.export.
-// Ed25519 keys use notary's own PKCS#8 form: OID 1.3.6.1.4.1.11591.15.1 and the 96-byte
-// public‖seed‖public as the private key octets; notary rejects the RFC 8410 form.
-//
-// ASN.1 goes through node-forge's asn1 module; PBKDF2, AES and key objects through node:crypto
-// (native speed, and the derived keys and plaintext are Buffers that can be wiped after use).
+// PEM and private-key files in the notary client's format, so that notary and docker accept our
+// exports and we accept theirs. Pure: no I/O. PBES2 is laid out by hand because notary always
+// derives with HMAC-SHA1, whatever PRF the file names (docs/notary-compatibility.md).
 import {
   createCipheriv,
   createDecipheriv,

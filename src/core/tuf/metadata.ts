@@ -95,10 +95,9 @@ export function ownEntry<T>(map: Record<string, T> | null | undefined, name: str
   return map != null && Object.hasOwn(map, name) ? map[name] : undefined;
 }
 
-// Runs once per target: messages are built only on failure and keys are walked without
-// Object.entries, as those strings and pair arrays were most of readBody's cost. It still copies:
-// reusing the parsed objects saved at most ~0.1 ms at 1,000 targets, and would let an edit of the
-// typed body (which shares nothing with signedTree but `custom`) change the signed tree.
+// Runs once per target, so messages are built only on failure and keys are walked without
+// Object.entries. It copies rather than reuses the parsed objects: an edit of the typed body
+// (which shares nothing with signedTree but `custom`) must never change the signed tree.
 function readFileMeta(v: unknown, what: string, name: string): FileMeta {
   if (!isObj(v)) shapeError(`${what} ${name}: file meta is not an object`);
   const length = v.length;
