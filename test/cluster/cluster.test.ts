@@ -13,7 +13,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
-import { TokenStore } from '../../src/auth/tokens.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
@@ -330,8 +329,8 @@ test('the verifying proxy on two workers: a tag signed through one worker is ser
     reg = await startRegistry();
     const proxyPort = await freePort();
     // Pushes through the proxy need a token with sign access; pulls here go without one.
-    const creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'admin', scopes: ['admin'], createdBy: 'test' }).token}`;
     c = await startCluster(dir, { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' });
+    const creds = `admin:${c.adminToken}`;
     assert.equal(c.log().match(/"msg":"registry proxy listening"/g)?.length, 1, c.log());
     const host = `127.0.0.1:${proxyPort}`;
     const manifest = (tag: string) =>
