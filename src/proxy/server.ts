@@ -43,6 +43,8 @@ const NAME_RE = new RegExp(`^${NAME}$`);
 /** cosign's tag for the signature (and attestation, SBOM) of `sha256:<hex>`. */
 const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})\.(sig|att|sbom)$/;
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** An upstream error body relayed is read whole, up to this, so its Content-Length is the one sent. */
+const MAX_ERROR_BODY = 64 * 1024;
 /** Every manifest type, for fetches the proxy makes for itself (index children, subjects). */
 const ALL_MANIFEST_TYPES = [
   'application/vnd.oci.image.index.v1+json',
@@ -313,7 +315,16 @@ export class RegistryProxy {
         return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, 'the upstream registry refused trustgate\'s credentials');
       }
       if (o.blob && req.method === 'GET') this.opts.metrics.blobBodies.inc({ via: 'client' });
-      res.writeHead(up.statusCode ?? 502, this.responseHeaders(req, up.headers));
+      const status = up.statusCode ?? 502;
+      if (status >= 400 && req.method !== 'HEAD') {
+        // An error's Content-Length may not be its body's (docker-registry's 416 and 412 keep the
+        // blob's): relay the body that came, with its own length.
+        const body = await upstreamErrorBody(up, MAX_ERROR_BODY);
+        res.writeHead(status, { ...this.responseHeaders(req, up.headers), 'content-length': body.length });
+        res.end(body);
+        return;
+      }
+      res.writeHead(status, this.responseHeaders(req, up.headers));
       // Client or upstream gone mid-body: pipeline has destroyed both ends.
       await pipeline(up, res).catch(() => undefined);
     } catch (e) {
@@ -620,4 +631,31 @@ function requirement(rule: Rule): { require: TargetRequirement; key: string } {
     requirements.set(rule, (r = { require, key: reqKey(require) }));
   }
   return r;
+}
+
+/** An upstream error answer's body as far as it came (it may end before its stated length), at most `limit` bytes. */
+function upstreamErrorBody(up: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let ended = false;
+    const done = () => {
+      if (ended) return;
+      ended = true;
+      up.off('data', onData);
+      resolve(Buffer.concat(chunks, Math.min(n, limit)));
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n >= limit) {
+        up.destroy();
+        done();
+      }
+    };
+    up.on('data', onData);
+    up.once('end', done);
+    up.once('close', done);
+    up.once('error', () => undefined);
+  });
 }

@@ -10,7 +10,7 @@ import { RepoEditor } from '../../src/trust/editor.js';
 import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, makeIndexLayout, MEDIA_TYPES, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { ACCEPT_ALL, denied, get, putManifest, sha256, startStack, type Stack } from './support.js';
+import { ACCEPT_ALL, denied, get, putBlob, putManifest, sha256, startStack, type Stack } from './support.js';
 
 let s: Stack;
 let work: string;
@@ -277,6 +277,31 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   const [socketAfter, clientAfter] = await bodies();
   assert.equal(socketAfter - socketBefore, 2);
   assert.equal(clientAfter - clientBefore, 1);
+});
+
+test('416: relayed range error ends with a correct length', async () => {
+  // docker-registry answers these with the blob's Content-Length and a short body (or none), then
+  // closes: relayed as they came, the client waits for bytes that never come, or is cut off.
+  const data = randomBytes(1000);
+  const digest = await putBlob(s.reg.url, 'team/range', data);
+  const url = `${s.px.url}/v2/team/range/blobs/${digest}`;
+  const fetchWhole = async (headers: Record<string, string>, method = 'GET') => {
+    const r = await fetch(url, { method, headers, signal: AbortSignal.timeout(3000) });
+    return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+  };
+  const range = await fetchWhole({ range: 'bytes=5000-6000' });
+  assert.equal(range.status, 416);
+  assert.equal(range.headers.get('content-range'), `bytes */${data.length}`);
+  assert.match(range.body.toString(), /invalid range/);
+  assert.equal(range.headers.get('content-length'), String(range.body.length));
+  const precondition = await fetchWhole({ 'if-match': '"sha256:nope"' });
+  assert.equal(precondition.status, 412);
+  assert.equal(precondition.headers.get('content-length'), String(precondition.body.length));
+  // HEAD keeps the size it describes; a good range and the whole blob still stream.
+  const head = await fetchWhole({}, 'HEAD');
+  assert.equal(head.headers.get('content-length'), String(data.length));
+  assert.deepEqual((await fetchWhole({ range: 'bytes=10-19' })).body, data.subarray(10, 20));
+  assert.deepEqual((await fetchWhole({})).body, data);
 });
 
 test('tag lists and the catalog with paging go through, with Link headers pointing at the proxy', async () => {
