@@ -202,7 +202,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
     Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: configDigest, size: 2 }, layers: [], ...extra }));
   // cosign's tag scheme
   const sigTag = `${img.manifest.digest.replace(':', '-')}.sig`;
-  const sig = artifact({ annotations: { kind: 'signature' } });
+  const sig = artifact({ artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', annotations: { kind: 'signature' } });
   const put = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`, { method: 'PUT', body: sig, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
   assert.equal(put.status, 201, put.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1'], 'the .sig tag was not signed');
@@ -210,7 +210,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
   assert.equal(gotSig.status, 200);
   assert.equal(sha256(gotSig.body), sha256(sig));
   // a referrer (OCI subject), pushed by tag: not signed, served by digest because its subject is signed
-  const ref = artifact({ subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
+  const ref = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
   const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, { method: 'PUT', body: ref, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
   assert.equal(refPut.status, 201, refPut.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1']);
@@ -221,7 +221,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
   const straySig = `${stray.manifest.digest.replace(':', '-')}.sig`;
   assert.equal((await putManifest(s.reg.url, 'team/sig', straySig, sig, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${straySig}`));
-  const strayRef = artifact({ subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size } });
+  const strayRef = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size } });
   assert.equal((await putManifest(s.reg.url, 'team/sig', sha256(strayRef), strayRef, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${sha256(strayRef)}`));
 });
