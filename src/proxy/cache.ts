@@ -47,6 +47,8 @@ class MemoryStore implements Store {
   private entries: BoundedMap<string, { verdict: Verdict; until: number }>;
   private keysByGun = new BoundedMap<string, Set<string>>(65536);
   private generation = new Map<string, number>();
+  /** Bumped by clear(), as the GUN's generation is by invalidate(). */
+  private epoch = 0;
 
   constructor(
     max: number,
@@ -56,18 +58,22 @@ class MemoryStore implements Store {
   }
 
   async get(gun: string, key: string): Promise<{ verdict?: Verdict; token: string }> {
-    const token = String(this.generation.get(gun) ?? 0);
+    const token = this.token(gun);
     const e = this.entries.get(`${gun}|${key}`);
     return e && e.until > this.now() ? { verdict: e.verdict, token } : { token };
   }
 
   async set(gun: string, key: string, verdict: Verdict, ttlMs: number, token: string): Promise<void> {
-    if (String(this.generation.get(gun) ?? 0) !== token) return;
+    if (this.token(gun) !== token) return;
     const k = `${gun}|${key}`;
     this.entries.set(k, { verdict, until: this.now() + ttlMs });
     let keys = this.keysByGun.get(gun);
     if (!keys) this.keysByGun.set(gun, (keys = new Set()));
     keys.add(k);
+  }
+
+  private token(gun: string): string {
+    return `${this.epoch}:${this.generation.get(gun) ?? 0}`;
   }
 
   async invalidate(gun: string): Promise<void> {
@@ -79,7 +85,7 @@ class MemoryStore implements Store {
   async clear(): Promise<void> {
     this.entries.clear();
     this.keysByGun.clear();
-    for (const gun of this.generation.keys()) this.generation.set(gun, (this.generation.get(gun) ?? 0) + 1);
+    this.epoch++;
   }
 
   async close(): Promise<void> {}
@@ -234,14 +240,14 @@ export class VerdictCache {
    */
   invalidate(gun: string): Promise<void> {
     this.generation.set(gun, (this.generation.get(gun) ?? 0) + 1);
-    return this.send(gun).then(() => undefined);
+    return this.send(gun, true).then(() => undefined);
   }
 
-  private send(gun: string): Promise<boolean> {
+  private send(gun: string, first = false): Promise<boolean> {
     const p = this.store.invalidate(gun).then(
       () => true,
       (e: Error) => {
-        this.opts.log('warn', "verdict cache: dropping a repository's verdicts failed; its verdicts are not cached until that works", { gun, error: e.message });
+        if (first) this.opts.log('warn', "verdict cache: dropping a repository's verdicts failed; its verdicts are not cached until that works", { gun, error: e.message });
         return false;
       },
     );
