@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
+import { checkArtifact, DEFAULT_ARTIFACT_TYPES } from '../../src/proxy/artifacts.js';
 import { parsePolicy, PolicyError } from '../../src/proxy/policy.js';
 import { Upstream } from '../../src/proxy/upstream.js';
 import { writeBundleReferrer, writeCosignSignature } from '../../src/signing/attach.js';
@@ -202,4 +203,34 @@ test('V4: a real cosign signature of a signed digest is still served', async () 
   // Served only while the tag holds a signature: re-pointed to an unsigned image, it is denied.
   await rogueImage(s, 'v4/real', meta.attachment.tag);
   assert.equal(denied(await get(`${s.px.url}/v2/v4/real/manifests/${meta.attachment.tag}`)).detail.reason, 'not-signed');
+});
+
+test('what counts as an artifact: cosign and skopeo layouts pass, anything a runtime would unpack does not', () => {
+  const allowed = new Set(DEFAULT_ARTIFACT_TYPES);
+  const d = (mediaType: string) => ({ mediaType, digest: `sha256:${'a'.repeat(64)}`, size: 1 });
+  const subject = { subject: d(MEDIA_TYPES.ociManifest) };
+  const check = (doc: object) => checkArtifact(doc as Record<string, unknown>, allowed);
+  // cosign's tag layout: an image config and only signature (or attestation) layers; docker-typed too.
+  assert.deepEqual(check({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: d(MEDIA_TYPES.ociConfig), layers: [d('application/vnd.dev.cosign.simplesigning.v1+json')] }), { ok: true, type: 'application/vnd.dev.cosign.simplesigning.v1+json' });
+  assert.equal(check({ schemaVersion: 2, config: d(MEDIA_TYPES.ociConfig), layers: [d('application/vnd.dsse.envelope.v1+json'), d('application/vnd.dsse.envelope.v1+json')] }).ok, true);
+  assert.equal(check({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerManifest, config: d('application/vnd.docker.container.image.v1+json'), layers: [d('text/spdx')] }).ok, true);
+  // OCI 1.1: the artifact type names it; media types compare case-insensitively.
+  assert.deepEqual(check({ schemaVersion: 2, artifactType: 'Application/SPDX+JSON', config: d(EMPTY), layers: [d(EMPTY)], ...subject }), { ok: true, type: SPDX, subject: subject.subject.digest });
+  assert.equal(check({ schemaVersion: 2, config: d('application/vnd.dev.cosign.artifact.sig.v1+json'), layers: [d('application/vnd.dev.cosign.simplesigning.v1+json')] }).ok, true);
+  // Not artifacts.
+  const no = (doc: object, why: RegExp) => {
+    const r = check(doc);
+    assert.equal(r.ok, false, JSON.stringify(doc));
+    assert.match((r as { why: string }).why, why);
+  };
+  no({ schemaVersion: 2, config: d(MEDIA_TYPES.ociConfig), layers: [d('application/vnd.dev.cosign.simplesigning.v1+json'), d(MEDIA_TYPES.ociLayerGzip)] }, /layer of type/);
+  no({ schemaVersion: 2, artifactType: SPDX, config: d(MEDIA_TYPES.ociConfig), layers: [], ...subject }, /runnable image config/);
+  no({ schemaVersion: 2, config: d(EMPTY), layers: [d(EMPTY)], ...subject }, /no artifact type/);
+  no({ schemaVersion: 2, artifactType: SPDX, config: d('application/vnd.wasm.config.v0+json'), layers: [d(SPDX)] }, /config type/);
+  no({ schemaVersion: 2, artifactType: 7, config: d(EMPTY), layers: [d(SPDX)] }, /artifactType/);
+  no({ schemaVersion: 2, artifactType: SPDX, config: d(EMPTY), layers: [d(SPDX)], subject: { digest: 5 } }, /subject/);
+  no({ schemaVersion: 2, artifactType: SPDX, config: d(EMPTY), layers: [{ digest: 'x' }] }, /layer without a media type/);
+  no({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, artifactType: SPDX, manifests: [] }, /index/);
+  no({ schemaVersion: 2, artifactType: SPDX, config: d(EMPTY), layers: [d(SPDX)], manifests: [] }, /index/);
+  assert.equal(checkArtifact(undefined, allowed).ok, false);
 });
