@@ -53,7 +53,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
   const policy = new PolicySource(config.policyPath, deps.log);
   const cache = await VerdictCache.create({ ...(config.cacheUrl ? { url: config.cacheUrl } : {}), max: config.cacheMax, maxTtlMs: config.verdictTtlMs, now, log: deps.log });
   const verifier = new Verifier(deps.trust, { now });
-  const onChange = ({ gun }: { gun: string }) => cache.invalidate(gun);
+  const onChange = ({ gun }: { gun: string }) => void cache.invalidate(gun);
   deps.trust.events.on('change', onChange);
   policy.onChange(() => void cache.clear().catch(() => undefined));
   const upstream = new Upstream({

@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { compareSpecificity, compileGunPattern, GunPatternError, type GunPattern } from '../core/tuf/gun-pattern.js';
 import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../log.js';
+import { DEFAULT_ARTIFACT_TYPES, NOT_ARTIFACT_TYPE } from './artifacts.js';
 
 export type Mode = 'enforce' | 'audit' | 'off';
 /** Which signatures admit a pull: TUF trust data, cosign-format signatures, either, or both. */
@@ -19,6 +20,8 @@ export interface RepoSettings {
   /** Role pushed tags are signed into; null = do not sign. */
   signOnPush: string | null;
   signatures: SignatureMode;
+  /** Media types a manifest may have to be served as an artifact (signature, attestation, SBOM) of a digest the proxy serves; lower case. */
+  artifactTypes: ReadonlySet<string>;
 }
 
 export interface Rule extends RepoSettings {
@@ -42,15 +45,17 @@ export class PolicyError extends Error {
   override name = 'PolicyError';
 }
 
+const DEFAULT_ARTIFACTS: ReadonlySet<string> = new Set(DEFAULT_ARTIFACT_TYPES);
+
 /** With no policy file: enforce everything, sign every push into `targets`, initialising trust. */
 export const BUILTIN_POLICY: Policy = {
   source: '(built-in)',
   rules: [],
-  default: { pattern: '(default)', mode: 'enforce', require: {}, signOnPush: 'targets', signatures: 'tuf' },
+  default: { pattern: '(default)', mode: 'enforce', require: {}, signOnPush: 'targets', signatures: 'tuf', artifactTypes: DEFAULT_ARTIFACTS },
 };
 
 /** A policy file's `default` when it has none: enforce with nothing signed on push, so unsigned is denied. */
-const FILE_DEFAULT: RepoSettings = { mode: 'enforce', require: {}, signOnPush: null, signatures: 'tuf' };
+const FILE_DEFAULT: RepoSettings = { mode: 'enforce', require: {}, signOnPush: null, signatures: 'tuf', artifactTypes: DEFAULT_ARTIFACTS };
 
 interface RawSettings {
   mode?: Mode;
@@ -59,6 +64,7 @@ interface RawSettings {
   signatures?: SignatureMode;
   /** Shorthand for `signatures: either` (true) or `tuf` (false). */
   cosign?: boolean;
+  artifactTypes?: string[];
 }
 interface RawPolicy {
   version: 1;
@@ -88,6 +94,15 @@ function compilePattern(pattern: string): GunPattern {
   }
 }
 
+function artifactTypes(raw: string[] | undefined, base: ReadonlySet<string>): ReadonlySet<string> {
+  if (!raw) return base;
+  const types = raw.map((t) => t.toLowerCase());
+  // The schema refuses these too; checked here as well because serving one would pass runnable images.
+  const bad = types.find((t) => NOT_ARTIFACT_TYPE.test(t));
+  if (bad) throw new PolicyError(`policy artifactTypes may not list ${bad}: image configs, layers, manifests and indexes are never artifacts`);
+  return new Set(types);
+}
+
 function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSettings {
   const require: TargetRequirement = {};
   if (raw?.require?.roles) require.roles = raw.require.roles;
@@ -98,6 +113,7 @@ function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSetting
     require: raw?.require ? require : base.require,
     signOnPush: raw?.signOnPush === undefined ? base.signOnPush : raw.signOnPush,
     signatures: raw?.signatures ?? (raw?.cosign === undefined ? base.signatures : raw.cosign ? 'either' : 'tuf'),
+    artifactTypes: artifactTypes(raw?.artifactTypes, base.artifactTypes),
   };
 }
 

@@ -3,7 +3,9 @@
 // backpressure by pipeline, the upstream request aborted when the client goes). Manifests are
 // where trust is enforced: a tag is served only as the digest its trust data signs, fetched from
 // the upstream by that digest and checked byte for byte; a digest only when it is signed, a child
-// of a signed index, or a signature/referrer of a signed digest. Pushed tags are signed.
+// of a signed index, or an artifact of an allowed type (artifacts.ts) whose subject is served.
+// Pushed tags are signed.
+import { createHash } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
@@ -12,6 +14,7 @@ import { errorBody, JSON_CONTENT_TYPE } from '../http/errcode.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
 import type { Logger } from '../log.js';
+import { checkArtifact } from './artifacts.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
 import { registryNameProblem } from './config.js';
@@ -45,6 +48,10 @@ const NAME_RE = new RegExp(`^${NAME}$`);
 /** cosign's tag for the signature (and attestation, SBOM) of `sha256:<hex>`. */
 const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})\.(sig|att|sbom)$/;
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** An upstream error body relayed is read whole, up to this, so its Content-Length is the one sent. */
+const MAX_ERROR_BODY = 64 * 1024;
+/** How many artifacts deep a subject chain may go (a signature of an attestation of an image: 2). */
+const MAX_ARTIFACT_DEPTH = 2;
 /** Every manifest type, for fetches the proxy makes for itself (index children, subjects). */
 const ALL_MANIFEST_TYPES = [
   'application/vnd.oci.image.index.v1+json',
@@ -321,7 +328,16 @@ export class RegistryProxy {
         return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, 'the upstream registry refused trustgate\'s credentials');
       }
       if (o.blob && req.method === 'GET') this.opts.metrics.blobBodies.inc({ via: 'client' });
-      res.writeHead(up.statusCode ?? 502, this.responseHeaders(req, up.headers));
+      const status = up.statusCode ?? 502;
+      if (status >= 400 && req.method !== 'HEAD') {
+        // An error's Content-Length may not be its body's (docker-registry's 416 and 412 keep the
+        // blob's): relay the body that came, with its own length.
+        const body = await upstreamErrorBody(up, MAX_ERROR_BODY);
+        res.writeHead(status, { ...this.responseHeaders(req, up.headers), 'content-length': body.length });
+        res.end(body);
+        return;
+      }
+      res.writeHead(status, this.responseHeaders(req, up.headers));
       // Client or upstream gone mid-body: pipeline has destroyed both ends.
       await pipeline(up, res).catch(() => undefined);
     } catch (e) {
@@ -346,22 +362,65 @@ export class RegistryProxy {
     const isDigest = DIGEST_RE.test(ref);
     const sig = SIGNATURE_TAG.exec(ref);
     let verdict: Verdict;
+    let notArtifact: string | undefined;
     if (sig) {
-      // A cosign signature (or attestation) of a digest: allowed when that digest is.
-      const subject = await this.decideDigest(ctx, `sha256:${sig[1]}`, require);
-      verdict = subject.ok ? { ...subject, evidence: { ...subject.evidence, reference: ref, via: 'signature', parent: `sha256:${sig[1]}` } } : subject;
-      if (verdict.ok) {
-        this.count(rule, 'allowed', 'signature');
-        return this.forward(req, res, url, { scope: `repository:${ctx.repo}:pull` });
-      }
-    } else if (isDigest) {
+      // A cosign signature (or attestation, SBOM) tag: served as an artifact of the digest it
+      // names, or else only as any other tag is.
+      const r = await this.artifactTag(ctx, ref, url, `sha256:${sig[1]}`, require);
+      if (r === 'answered') return;
+      notArtifact = r;
+    }
+    if (isDigest) {
       verdict = await this.decideDigest(ctx, ref, require);
     } else {
       verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
     }
     if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
+    if (!verdict.ok && notArtifact) verdict = { ...verdict, message: `${verdict.message ?? 'not verified'}; not served as an artifact: ${notArtifact}` };
     if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
     return this.serveVerified(ctx, ref, url, verdict);
+  }
+
+  /**
+   * Serves a `sha256-<hex>.sig|.att|.sbom` tag when its manifest is an artifact of an allowed type
+   * whose subject (or, without one, the digest `named` by the tag) is served; the bytes checked
+   * are the bytes sent. Otherwise says why not ('answered' when a reply went out).
+   */
+  private async artifactTag(ctx: Ctx, ref: string, url: string, named: string, require: TargetRequirement): Promise<'answered' | string> {
+    const { req, res } = ctx;
+    const unavailable = (v: Verdict): 'answered' => {
+      void this.refuse(ctx, ref, url, v);
+      return 'answered';
+    };
+    let got: Fetched;
+    try {
+      got = await this.fetchManifest(ctx.repo, ref, req.headers.accept);
+    } catch (e) {
+      this.upstreamFailure(res, e as Error, `manifest ${ctx.repo}:${ref}`);
+      return 'answered';
+    }
+    if (got.status !== 200) {
+      // cosign asks for the tag before signing and verifying: a missing one is relayed when the
+      // digest it would be about is served.
+      if (got.status >= 500) return unavailable(this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `upstream registry answered ${got.status}`)));
+      if (got.status < 400) return `the upstream answered ${got.status}`;
+      const parent = await this.decideDigest(ctx, named, require);
+      if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `the upstream answered ${got.status}`;
+      this.count(ctx.rule, 'upstream', String(got.status));
+      res.writeHead(got.status, { ...DAPI, ...endToEnd(got.headers, ['www-authenticate', 'content-length']), 'content-length': got.body.length });
+      res.end(req.method === 'HEAD' ? undefined : got.body);
+      return 'answered';
+    }
+    const art = checkArtifact(parseObject(got.body), ctx.rule.artifactTypes);
+    if (!art.ok) return art.why;
+    const subject = art.subject ?? named;
+    if (!DIGEST_RE.test(subject)) return `its subject ${subject} is not a digest`;
+    const parent = await this.decideDigest(ctx, subject, require, 1);
+    if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `its subject ${subject} is not served: ${parent.message ?? parent.reason}`;
+    const { length: _l, ...rest } = parent;
+    const digest = ociDigest(got.body);
+    this.serveManifest(ctx, { ...rest, digest, evidence: { ...parent.evidence, reference: ref, via: 'signature', parent: subject } }, got.headers['content-type'], got.body);
+    return 'answered';
   }
 
   /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
@@ -468,13 +527,10 @@ export class RegistryProxy {
   /** Parsed JSON of a manifest the upstream holds under `digest`, checked against the digest. */
   private async manifestJson(repo: string, digest: string): Promise<Record<string, unknown> | undefined> {
     const got = await this.fetchManifest(repo, digest, ALL_MANIFEST_TYPES);
+    // A failing upstream is not an answer about the digest (it must not become a cached denial).
+    if (got.status >= 500) throw new UpstreamError(`the upstream answered ${got.status} for ${digest}`);
     if (got.status !== 200 || ociDigest(got.body) !== digest) return undefined;
-    try {
-      const doc = JSON.parse(got.body.toString('utf8')) as unknown;
-      return doc && typeof doc === 'object' ? (doc as Record<string, unknown>) : undefined;
-    } catch {
-      return undefined;
-    }
+    return parseObject(got.body);
   }
 
   /** Digests (and sizes) an index lists; empty for anything else. Cached: content-addressed. */
@@ -494,13 +550,16 @@ export class RegistryProxy {
 
   /**
    * Whether a digest may be served: signed for a tag; else a child of a signed index; else an
-   * artifact whose `subject` is allowed (a referrer: signature, SBOM, attestation). Cached.
+   * artifact of a type the rule allows (signature, attestation, SBOM; never a runnable image)
+   * whose `subject` may be served. Cached (with the depth: deeper, fewer subjects are followed).
    */
   private decideDigest(ctx: Ctx, digest: string, require: TargetRequirement, depth = 0): Promise<Verdict> {
-    return this.opts.cache.get(ctx.gun, `digest:${digest}|${reqKey(require)}`, async () => {
+    const { artifacts } = requirement(ctx.rule);
+    return this.opts.cache.get(ctx.gun, `digest:${digest}|${reqKey(require)}|${artifacts}${depth ? `|d${depth}` : ''}`, async () => {
       const { verifier } = this.opts;
       const direct = await verifier.verifyDigest(ctx.gun, digest, require);
       if (direct.ok || direct.reason !== 'not-signed') return direct;
+      let why: string | undefined;
       try {
         const signed = await verifier.signedDigests(ctx.gun, require);
         if (!signed.ok) return verifier.failure(ctx.gun, digest, signed);
@@ -512,15 +571,18 @@ export class RegistryProxy {
           const v = verifier.allow(ctx.gun, digest, t, signed.repo, { via: 'index', parent, tags: [t.name] });
           return { ...v, digest, ...(size >= 0 ? { length: size } : {}) };
         }
-        if (depth === 0) {
-          const doc = await this.manifestJson(ctx.repo, digest);
-          const subject = (doc?.subject as { digest?: unknown } | undefined)?.digest;
-          if (typeof subject === 'string' && DIGEST_RE.test(subject)) {
-            const parent = await this.decideDigest(ctx, subject, require, depth + 1);
+        if (depth < MAX_ARTIFACT_DEPTH) {
+          const art = checkArtifact(await this.manifestJson(ctx.repo, digest), ctx.rule.artifactTypes);
+          if (!art.ok) why = art.why;
+          else if (!art.subject || !DIGEST_RE.test(art.subject)) why = 'it is an artifact without a subject digest';
+          else {
+            const parent = await this.decideDigest(ctx, art.subject, require, depth + 1);
             if (parent.ok) {
               const { length: _l, ...rest } = parent;
-              return { ...rest, digest, evidence: { ...parent.evidence, reference: digest, via: 'referrer', parent: subject } };
+              return { ...rest, digest, evidence: { ...parent.evidence, reference: digest, via: 'referrer', parent: art.subject } };
             }
+            if (parent.reason === 'unavailable') return parent;
+            why = `its subject ${art.subject} is not served`;
           }
         }
       } catch (e) {
@@ -528,7 +590,7 @@ export class RegistryProxy {
       }
       return {
         ...direct,
-        message: `${digest} is not signed for any tag in ${(require.roles ?? []).join(', ')}, not listed by a signed index, and not a referrer of a signed digest`,
+        message: `${digest} is not signed for any tag in ${(require.roles ?? []).join(', ')}, not listed by a signed index, and not an artifact of a served digest${why ? ` (${why})` : ''}`,
       };
     });
   }
@@ -640,13 +702,51 @@ export class RegistryProxy {
 
 const reqKey = (r: TargetRequirement) => JSON.stringify([r.roles ?? [], r.signers ?? [], r.threshold ?? 1]);
 
-/** A rule's pull requirement and its cache-key form, worked out once per rule of a loaded policy. */
-const requirements = new WeakMap<Rule, { require: TargetRequirement; key: string }>();
-function requirement(rule: Rule): { require: TargetRequirement; key: string } {
+/** A rule's pull requirement, its cache-key form and its artifact types' key, worked out once per rule of a loaded policy. */
+const requirements = new WeakMap<Rule, { require: TargetRequirement; key: string; artifacts: string }>();
+function requirement(rule: Rule): { require: TargetRequirement; key: string; artifacts: string } {
   let r = requirements.get(rule);
   if (!r) {
     const require = requirementFor(rule);
-    requirements.set(rule, (r = { require, key: reqKey(require) }));
+    const artifacts = createHash('sha256').update(JSON.stringify([...rule.artifactTypes].sort())).digest('hex').slice(0, 16);
+    requirements.set(rule, (r = { require, key: reqKey(require), artifacts }));
   }
   return r;
+}
+
+/** A JSON object, or undefined for anything else. */
+function parseObject(body: Buffer): Record<string, unknown> | undefined {
+  try {
+    const doc = JSON.parse(body.toString('utf8')) as unknown;
+    return doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An upstream error answer's body as far as it came (it may end before its stated length), at most `limit` bytes. */
+function upstreamErrorBody(up: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let ended = false;
+    const done = () => {
+      if (ended) return;
+      ended = true;
+      up.off('data', onData);
+      resolve(Buffer.concat(chunks, Math.min(n, limit)));
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n >= limit) {
+        up.destroy();
+        done();
+      }
+    };
+    up.on('data', onData);
+    up.once('end', done);
+    up.once('close', done);
+    up.once('error', () => undefined);
+  });
 }

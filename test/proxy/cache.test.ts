@@ -7,7 +7,10 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../src/log.js';
 import { BoundedMap, ManifestCache, VerdictCache } from '../../src/proxy/cache.js';
+import { startProxy } from '../../src/proxy/index.js';
 import type { Verdict } from '../../src/proxy/verifier.js';
+import { RepoEditor } from '../../src/trust/editor.js';
+import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir, runCommandOk, startRedis, startRegistry, type RedisService, type RegistryService } from '../helpers/services.js';
 import { denied, get, startStack } from './support.js';
@@ -119,5 +122,74 @@ test('with TRUSTGATE_CACHE_URL verdicts live in Redis and are dropped on trust c
     assert.equal((await get(`${s.px.url}/v2/cached/app/manifests/v2`)).status, 200);
   } finally {
     await s.stop();
+  }
+});
+
+test('V13: a revoke drops verdicts written by another instance at once', async () => {
+  // Two proxy instances on one database and one Redis: B has its own trust service (another
+  // process), so it never hears A's trust changes; only the shared cache can carry them.
+  const env = { TRUSTGATE_CACHE_URL: redis.url, TRUSTGATE_REGISTRY_NAME: 'registry.example.com', TRUSTGATE_VERDICT_TTL_SECONDS: '600' };
+  const a = await startStack({ reg, env });
+  const b = await startProxy(a.tg.app, { trust: new TrustService(a.tg.app.trust.store, a.tg.app.keys) }, { host: '127.0.0.1', port: 0 });
+  try {
+    assert.equal(b.cache.kind, 'redis');
+    const img = await makeImageLayout(path.join(dir, 'v13'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${a.host}/v13/app:v1`, ['--dest-creds', a.creds]);
+    const gun = 'registry.example.com/v13/app';
+    // B verifies and writes the verdict; A then answers from it.
+    assert.equal((await get(`${b.url}/v2/v13/app/manifests/v1`)).status, 200);
+    const hits = a.px.cache.hits;
+    assert.equal((await get(`${a.px.url}/v2/v13/app/manifests/v1`)).status, 200);
+    assert.equal(a.px.cache.hits, hits + 1, 'A used the verdict B wrote');
+    // Revoked through A: neither instance serves it any more, B first.
+    await new RepoEditor(a.tg.app.trust, a.tg.app.keys).editTargets(gun, 'targets', (t) => void delete t.targets.v1);
+    assert.equal(denied(await get(`${b.url}/v2/v13/app/manifests/v1`)).detail.reason, 'not-signed');
+    assert.equal(denied(await get(`${a.px.url}/v2/v13/app/manifests/v1`)).detail.reason, 'not-signed');
+    // Signed again (through A's push), both serve it again at once: the denials are dropped too.
+    await skopeoCopy(img.ref, `docker://${a.host}/v13/app:v1`, ['--dest-creds', a.creds]);
+    assert.equal((await get(`${b.url}/v2/v13/app/manifests/v1`)).status, 200);
+    assert.equal((await get(`${a.px.url}/v2/v13/app/manifests/v1`)).status, 200);
+  } finally {
+    await b.close();
+    await a.stop();
+  }
+});
+
+test('the Redis verdict cache: a verification that began before an invalidation is not stored, and Redis away costs only verifications', async () => {
+  const mk = () => VerdictCache.create({ url: redis.url, max: 10, maxTtlMs: 60_000, now: Date.now, log });
+  const [one, two] = await Promise.all([mk(), mk()]);
+  try {
+    let runs = 0;
+    let started!: () => void;
+    const begun = new Promise<void>((r) => (started = r));
+    const slow = async () => {
+      runs++;
+      started();
+      await sleep(50);
+      return verdict(true);
+    };
+    // `two` starts a verification; `one` invalidates the GUN meanwhile: the result is not stored.
+    const running = two.get('race/gun', 'tag:v1', slow);
+    await begun;
+    await one.invalidate('race/gun');
+    assert.ok((await running).ok);
+    await two.get('race/gun', 'tag:v1', slow);
+    assert.equal(runs, 2, 'the verdict computed across the invalidation was not kept');
+    await one.get('race/gun', 'tag:v1', slow);
+    assert.equal(runs, 2, 'the one computed after it was');
+  } finally {
+    await one.close();
+    await two.close();
+  }
+  const away = await VerdictCache.create({ url: 'redis://127.0.0.1:1', max: 10, maxTtlMs: 60_000, now: Date.now, log });
+  try {
+    let runs = 0;
+    const v = await away.get('g', 'k', async () => (runs++, verdict(true)));
+    assert.ok(v.ok);
+    await away.invalidate('g');
+    await away.get('g', 'k', async () => (runs++, verdict(true)));
+    assert.equal(runs, 2);
+  } finally {
+    await away.close();
   }
 });

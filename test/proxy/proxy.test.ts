@@ -10,7 +10,7 @@ import { RepoEditor } from '../../src/trust/editor.js';
 import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, makeIndexLayout, MEDIA_TYPES, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { ACCEPT_ALL, denied, get, putManifest, sha256, startStack, type Stack } from './support.js';
+import { ACCEPT_ALL, denied, get, putBlob, putManifest, sha256, startStack, type Stack } from './support.js';
 
 let s: Stack;
 let work: string;
@@ -202,7 +202,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
     Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: configDigest, size: 2 }, layers: [], ...extra }));
   // cosign's tag scheme
   const sigTag = `${img.manifest.digest.replace(':', '-')}.sig`;
-  const sig = artifact({ annotations: { kind: 'signature' } });
+  const sig = artifact({ artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', annotations: { kind: 'signature' } });
   const put = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`, { method: 'PUT', body: sig, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(put.status, 201, put.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1'], 'the .sig tag was not signed');
@@ -210,7 +210,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
   assert.equal(gotSig.status, 200);
   assert.equal(sha256(gotSig.body), sha256(sig));
   // a referrer (OCI subject), pushed by tag: not signed, served by digest because its subject is signed
-  const ref = artifact({ subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
+  const ref = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
   const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, { method: 'PUT', body: ref, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(refPut.status, 201, refPut.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1']);
@@ -221,7 +221,7 @@ test('signature artifacts and referrers are not signed on push, and are served w
   const straySig = `${stray.manifest.digest.replace(':', '-')}.sig`;
   assert.equal((await putManifest(s.reg.url, 'team/sig', straySig, sig, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${straySig}`));
-  const strayRef = artifact({ subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size } });
+  const strayRef = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size } });
   assert.equal((await putManifest(s.reg.url, 'team/sig', sha256(strayRef), strayRef, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${sha256(strayRef)}`));
 });
@@ -277,6 +277,31 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   const [socketAfter, clientAfter] = await bodies();
   assert.equal(socketAfter - socketBefore, 2);
   assert.equal(clientAfter - clientBefore, 1);
+});
+
+test('416: relayed range error ends with a correct length', async () => {
+  // docker-registry answers these with the blob's Content-Length and a short body (or none), then
+  // closes: relayed as they came, the client waits for bytes that never come, or is cut off.
+  const data = randomBytes(1000);
+  const digest = await putBlob(s.reg.url, 'team/range', data);
+  const url = `${s.px.url}/v2/team/range/blobs/${digest}`;
+  const fetchWhole = async (headers: Record<string, string>, method = 'GET') => {
+    const r = await fetch(url, { method, headers, signal: AbortSignal.timeout(3000) });
+    return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+  };
+  const range = await fetchWhole({ range: 'bytes=5000-6000' });
+  assert.equal(range.status, 416);
+  assert.equal(range.headers.get('content-range'), `bytes */${data.length}`);
+  assert.match(range.body.toString(), /invalid range/);
+  assert.equal(range.headers.get('content-length'), String(range.body.length));
+  const precondition = await fetchWhole({ 'if-match': '"sha256:nope"' });
+  assert.equal(precondition.status, 412);
+  assert.equal(precondition.headers.get('content-length'), String(precondition.body.length));
+  // HEAD keeps the size it describes; a good range and the whole blob still stream.
+  const head = await fetchWhole({}, 'HEAD');
+  assert.equal(head.headers.get('content-length'), String(data.length));
+  assert.deepEqual((await fetchWhole({ range: 'bytes=10-19' })).body, data.subarray(10, 20));
+  assert.deepEqual((await fetchWhole({})).body, data);
 });
 
 test('tag lists and the catalog with paging go through, with Link headers pointing at the proxy', async () => {

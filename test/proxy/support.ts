@@ -88,3 +88,15 @@ export function denied(g: Got): { code: string; message: string; detail: { reaso
 export async function putManifest(base: string, repo: string, ref: string, bytes: Buffer, mediaType: string): Promise<Got> {
   return get(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: bytes, headers: { 'content-type': mediaType } });
 }
+
+/** Uploads a blob straight to the upstream registry (bypassing the proxy): one POST with the digest, then a monolithic PUT. */
+export async function putBlob(base: string, repo: string, bytes: Buffer): Promise<string> {
+  const digest = sha256(bytes);
+  const start = await get(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${start.body.toString()}`);
+  const loc = new URL(start.headers.get('location')!, base);
+  loc.searchParams.set('digest', digest);
+  const put = await get(loc.toString(), { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${put.body.toString()}`);
+  return digest;
+}
