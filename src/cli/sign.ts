@@ -244,7 +244,7 @@ const verify: Command = {
 const inspect: Command = {
   name: 'inspect',
   usage: 'inspect REPO [--json]',
-  summary: 'signed tags, signers and keys of a repository (like docker trust inspect --pretty)',
+  summary: 'signed tags, signers and keys of a repository, as docker trust inspect --pretty prints them',
   options: {},
   async run(ctx, p) {
     const [repo] = needPositionals(p, ['REPO'], this.usage);
@@ -252,7 +252,8 @@ const inspect: Command = {
     if (ref.tag || ref.digest) throw new UsageError('inspect takes a repository name, without :tag or @digest');
     const q = new URLSearchParams(ref.host ? { gun: ref.name } : { repository: ref.name });
     const res = await ctx.api().call<InspectBody>('GET', `/api/v1/signing/inspect?${q}`);
-    ctx.out(ctx.json ? JSON.stringify(res.body, null, 2) + '\n' : prettyInspect(res.body));
+    if (res.body.verified === false) ctx.err(`trustgate: the trust data of ${repo} does not verify: ${res.body.message ?? 'unknown reason'}\n`);
+    ctx.out(ctx.json ? JSON.stringify(res.body, null, 2) + '\n' : prettyInspect(res.body, repo));
     return res.body.verified === false ? EXIT.DENIED : EXIT.OK;
   },
 };

@@ -102,11 +102,11 @@ describe('a repository from init to revoke', () => {
     const table = await admin.run(['inspect', gun]);
     exits(table, 0);
     const out = table.stdout;
-    assert.match(out, new RegExp(`^Signatures for ${gun.replace(/[.]/g, '\\.')}`, 'm'));
+    assert.match(out, new RegExp(`^\\nSignatures for ${gun.replace(/[.]/g, '\\.')}\\n`));
     assert.match(out, /^SIGNED TAG\s+DIGEST\s+SIGNERS$/m);
-    assert.match(out, new RegExp(`^v1\\s+${d1.slice(7)}\\s+Repo Admin$`, 'm'));
+    assert.match(out, new RegExp(`^v1\\s+${d1.slice(7)}\\s+\\(Repo Admin\\)$`, 'm'));
     assert.match(out, /^Administrative keys for /m);
-    assert.match(out, /^ {2}Repository Key:\t[0-9a-f]{12}$/m);
+    assert.match(out, /^ {2}Repository Key:\t[0-9a-f]{64}$/m);
     const j = JSON.parse((await admin.run(['inspect', gun, '--json'])).stdout);
     assert.deepEqual(j.signedTags, [{ tag: 'v1', digest: d1, size: 321, signers: ['Repo Admin'] }]);
   });
@@ -217,7 +217,7 @@ describe('keys, signers and tokens', () => {
     exits(add, 0);
     assert.match(add.stdout, /added signer alice/);
     const j = JSON.parse((await admin.run(['inspect', gun, '--json'])).stdout);
-    assert.deepEqual(j.signers.map((x: { name: string }) => x.name).sort(), ['alice', 'releases']);
+    assert.deepEqual(j.signers.map((x: { name: string }) => x.name), ['alice'], 'targets/releases is not a signer (docker hides it)');
     exits(await admin.run(['signer', 'remove', gun, 'alice']), 0);
     const k = JSON.parse((await admin.run(['inspect', gun, '--json'])).stdout);
     assert.ok(!k.signers.some((x: { name: string }) => x.name === 'alice'));
