@@ -1,6 +1,6 @@
 // Human-readable output: aligned tables and the `docker trust inspect --pretty` layout.
 
-/** Columns padded to their widest cell, separated by three spaces (as docker prints them). */
+/** Columns padded to their widest cell, separated by three spaces. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
@@ -20,29 +20,43 @@ export interface InspectBody {
   message?: string;
 }
 
-const short = (id: string) => id.slice(0, 12);
+/**
+ * A table as docker's formatter writes it through Go's tabwriter (minwidth 10, padding 3): each
+ * column but the last is padded to max(10, widest cell + 3); the last is written as is.
+ */
+export function dockerTable(headers: string[], rows: string[][]): string {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, i) => Math.max(10, ...all.map((r) => (r[i] ?? '').length + 3)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('') + '\n').join('');
+}
 
-/** What `docker trust inspect --pretty` prints, from trustgate's inspect answer. */
-export function prettyInspect(r: InspectBody): string {
+const byBytes = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * What `docker trust inspect --pretty NAME` prints (docker/cli inspect_pretty.go), from
+ * trustgate's inspect answer: `name` is the repository as the user typed it, as docker echoes it.
+ */
+export function prettyInspect(r: InspectBody, name = r.name): string {
   let out = '';
-  if (r.verified === false) out += `WARNING: the trust data of ${r.name} does not verify: ${r.message ?? 'unknown reason'}\n\n`;
-  if (r.signedTags.length === 0) out += `No signatures for ${r.name}\n\n`;
+  if (r.signedTags.length === 0) out += `\nNo signatures for ${name}\n\n`;
   else {
-    out += `Signatures for ${r.name}\n\n`;
-    out += table(
+    out += `\nSignatures for ${name}\n\n`;
+    // docker prints "(Repo Admin)" for a tag no delegation signs (its JSON says "Repo Admin").
+    const signers = (s: string[]) => (s.length === 1 && s[0] === 'Repo Admin' ? '(Repo Admin)' : [...s].sort(byBytes).join(', '));
+    out += dockerTable(
       ['SIGNED TAG', 'DIGEST', 'SIGNERS'],
-      r.signedTags.map((t) => [t.tag, t.digest.replace(/^sha256:/, ''), t.signers.join(', ')]),
+      r.signedTags.map((t) => [t.tag, t.digest.replace(/^sha256:/, ''), signers(t.signers)]),
     );
-    out += '\n';
   }
   if (r.signers.length) {
-    out += `List of signers and their keys for ${r.name}\n\n`;
-    out += table(['SIGNER', 'KEYS'], r.signers.map((s) => [s.name, s.keys.map((k) => short(k.id)).join(', ')]));
-    out += '\n';
+    out += `\nList of signers and their keys for ${name}\n\n`;
+    out += dockerTable(['SIGNER', 'KEYS'], r.signers.map((s) => [s.name, s.keys.map((k) => k.id).sort(byBytes).map((id) => id.slice(0, 12)).join(', ')]));
   }
-  out += `Administrative keys for ${r.name}\n\n`;
-  for (const a of [...r.administrativeKeys].sort((x, y) => (x.name === 'Repository' ? -1 : y.name === 'Repository' ? 1 : 0))) {
-    out += `  ${a.name} Key:\t${a.keys.map((k) => short(k.id)).join(', ')}\n`;
+  out += `\nAdministrative keys for ${name}\n\n`;
+  // docker sorts the roles by name, descending: targets ("Repository") before root.
+  for (const label of ['Repository', 'Root']) {
+    const a = r.administrativeKeys.find((x) => x.name === label);
+    if (a) out += `  ${label} Key:\t${a.keys.map((k) => k.id).sort(byBytes).join(', ')}\n`;
   }
   return out;
 }

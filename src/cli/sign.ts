@@ -46,15 +46,28 @@ interface SignAnswer {
   message?: string;
 }
 
-function reportSign(ctx: Context, a: SignAnswer): number {
+/** The tags one published role took: the answer's items of that repository and role. */
+const signedIn = (a: SignAnswer, p: SignAnswer['published'][number]) => [...new Set(a.items.filter((i) => i.gun === p.gun && i.role === p.role).map((i) => i.tag))];
+
+/** Items listed one per line at most; more are counted (`--json` has them all). */
+const MAX_LINES = 20;
+
+/** `signed[k]`: the tags `a.published[k]` took (a merged batch passes them per request). */
+function reportSign(ctx: Context, a: SignAnswer, signed = a.published.map((p) => signedIn(a, p))): number {
   if (ctx.json) ctx.out(JSON.stringify(a, null, 2) + '\n');
   else {
-    for (const p of a.published) ctx.out(`signed ${p.tags} tag(s) in ${p.role} of ${p.gun}: ${p.role} is now version ${p.version}\n`);
-    if (a.items.length <= 20) {
-      for (const i of a.items) {
+    // `published[].tags` counts every tag the role lists; the tags signed now are the items.
+    for (const [k, p] of a.published.entries()) {
+      const tags = signed[k]!;
+      const names = tags.length <= MAX_LINES ? tags.join(', ') : `${tags.slice(0, MAX_LINES).join(', ')}, ... (${tags.length - MAX_LINES} more)`;
+      ctx.out(`signed ${tags.length} tag(s) in ${p.role} of ${p.gun}: ${names}; ${p.role} is now version ${p.version}\n`);
+    }
+    if (a.status === 'published') {
+      for (const i of a.items.slice(0, MAX_LINES)) {
         const extra = [i.cosign ? `cosign ${i.cosign.tag}` : '', i.bundle ? `bundle ${i.bundle.manifestDigest.slice(0, 19)}` : ''].filter(Boolean).join(', ');
-        if (a.status === 'published') ctx.out(`  ${i.gun}:${i.tag} -> ${i.digest} (${i.size} bytes)${extra ? ` [${extra}]` : ''}\n`);
+        ctx.out(`  ${i.gun}:${i.tag} -> ${i.digest} (${i.size} bytes)${extra ? ` [${extra}]` : ''}\n`);
       }
+      if (a.items.length > MAX_LINES) ctx.out(`  ... and ${a.items.length - MAX_LINES} more (--json lists them all)\n`);
     }
     for (const p of a.pending) {
       for (const r of p.roles) ctx.out(`pending: ${r.role} of ${p.gun} needs ${r.needed} more signature(s) from ${r.keyIds.map((k) => k.slice(0, 12)).join(', ')} (change ${p.id})\n`);
@@ -176,6 +189,7 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
   ctx.progress(`checked ${total} item(s); signing in ${chunks.length} request(s)${chunks.length > 1 ? ` of up to ${chunk}` : ''}`);
   const api = ctx.api();
   const all: SignAnswer = { status: 'published', published: [], pending: [], items: [] };
+  const signed: string[][] = [];
   let done = 0;
   const started = Date.now();
   for (const [k, part] of chunks.entries()) {
@@ -189,6 +203,7 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
     });
     done += part.length;
     all.published.push(...res.body.published);
+    signed.push(...res.body.published.map((x) => signedIn(res.body, x)));
     all.pending.push(...res.body.pending);
     all.items.push(...res.body.items);
     if (res.body.status === 'pending') all.status = 'pending';
@@ -198,8 +213,8 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
     if (res.body.status === 'pending') break;
   }
   const secs = (Date.now() - started) / 1000;
-  ctx.progress(`signed ${done} tag(s) in ${secs.toFixed(2)}s (${Math.round(done / Math.max(secs, 0.001))}/s)`);
-  return reportSign(ctx, all);
+  ctx.progress(`${all.status === 'published' ? 'signed' : 'sent'} ${done} item(s) in ${secs.toFixed(2)}s (${Math.round(done / Math.max(secs, 0.001))}/s)`);
+  return reportSign(ctx, all, signed);
 }
 
 interface VerifyReport {
@@ -244,7 +259,7 @@ const verify: Command = {
 const inspect: Command = {
   name: 'inspect',
   usage: 'inspect REPO [--json]',
-  summary: 'signed tags, signers and keys of a repository (like docker trust inspect --pretty)',
+  summary: 'signed tags, signers and keys of a repository, as docker trust inspect --pretty prints them',
   options: {},
   async run(ctx, p) {
     const [repo] = needPositionals(p, ['REPO'], this.usage);
@@ -252,7 +267,8 @@ const inspect: Command = {
     if (ref.tag || ref.digest) throw new UsageError('inspect takes a repository name, without :tag or @digest');
     const q = new URLSearchParams(ref.host ? { gun: ref.name } : { repository: ref.name });
     const res = await ctx.api().call<InspectBody>('GET', `/api/v1/signing/inspect?${q}`);
-    ctx.out(ctx.json ? JSON.stringify(res.body, null, 2) + '\n' : prettyInspect(res.body));
+    if (res.body.verified === false) ctx.err(`trustgate: the trust data of ${repo} does not verify: ${res.body.message ?? 'unknown reason'}\n`);
+    ctx.out(ctx.json ? JSON.stringify(res.body, null, 2) + '\n' : prettyInspect(res.body, repo));
     return res.body.verified === false ? EXIT.DENIED : EXIT.OK;
   },
 };

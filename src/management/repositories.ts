@@ -2,6 +2,7 @@
 // inspect like `docker trust inspect`, delete, and publish a root signed elsewhere.
 import { exportPrivateKeyPem, notaryKeyId } from '../core/crypto/pem.js';
 import { canonicalBytes, parseJson } from '../core/json/canonical.js';
+import { releasedRows, tagRows } from '../core/tuf/docker-view.js';
 import { BASE_ROLES, isBaseRole, isDelegationName, parentRole } from '../core/tuf/roles.js';
 import { Metadata, type RootBody } from '../core/tuf/metadata.js';
 import { parseRfc3339 } from '../core/tuf/time.js';
@@ -18,37 +19,17 @@ function pinView(p: TrustPin | undefined) {
   return { rootVersion: root.version, rootKeyIds: root.body.roles.root.keyids, versions: p.versions };
 }
 
-/** Roles whose targets Docker treats as released (signer name "Repo Admin"). */
-const RELEASED = new Set(['targets', 'targets/releases']);
-const hex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
-
 /** Every target of every role, grouped by tag and digest, with the roles that sign it. */
 function allTags(v: RepoView) {
-  const tags = new Map<string, { tag: string; digest: string; size: number; roles: string[]; signers: string[] }>();
-  for (const role of allRoles(v)) {
+  return tagRows(allRoles(v).flatMap((role) => {
     const md = v.targets.get(role);
-    if (!md) continue;
-    for (const [tag, fm] of Object.entries(md.body.targets)) {
-      const digest = fm.hashes.sha256 ? `sha256:${hex(fm.hashes.sha256)}` : fm.hashes.sha512 ? `sha512:${hex(fm.hashes.sha512)}` : '';
-      const k = `${tag}\n${digest}`;
-      const e = tags.get(k) ?? { tag, digest, size: fm.length, roles: [], signers: [] };
-      e.roles.push(role);
-      // Docker's naming: each delegation that signs the digest by name; targets and
-      // targets/releases only as "Repo Admin" when no delegation signs it.
-      if (!RELEASED.has(role) && !e.signers.includes(role.slice('targets/'.length))) e.signers.push(role.slice('targets/'.length));
-      tags.set(k, e);
-    }
-  }
-  for (const e of tags.values()) if (e.signers.length === 0) e.signers.push('Repo Admin');
-  return [...tags.values()].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : a.digest < b.digest ? -1 : 1));
+    return md ? [[role, md.body.targets] as const] : [];
+  }));
 }
 
-/**
- * What `docker trust inspect` calls signed tags: tags released in `targets` or
- * `targets/releases`, each with every role that signs the same digest.
- */
+/** What `docker trust inspect` calls signed tags (the signing API's inspect shows the same). */
 function signedTags(v: RepoView) {
-  return allTags(v).filter((t) => t.roles.some((r) => RELEASED.has(r)));
+  return releasedRows(allTags(v));
 }
 
 export class Repositories {

@@ -6,7 +6,8 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { publicKeyObject } from '../core/crypto/keys.js';
+import { canonicalKeyId, parseKey, publicKeyObject } from '../core/crypto/keys.js';
+import { naturalCompare, releasedRows, signerName, tagRows } from '../core/tuf/docker-view.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
 import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
@@ -299,10 +300,20 @@ export interface InspectReport {
   message?: string;
 }
 
+/** Notary's canonical ID of a delegation key (the plain key inside an x509 certificate). */
+function canonicalId(raw: unknown, id: string): string {
+  try {
+    return canonicalKeyId(parseKey(raw));
+  } catch {
+    return id;
+  }
+}
+
 /**
- * `docker trust inspect` in JSON: signed tags (from `targets/releases` and `targets`, or any
- * signer role), the signers (delegations, with their keys) and the administrative keys (root,
- * and the repository key that signs `targets`), read from verified trust data.
+ * `docker trust inspect` in JSON, read from verified trust data: the tags released in `targets`
+ * or `targets/releases` with their signers, the signers (every delegation but
+ * `targets/releases`, with canonical key IDs) and the administrative keys (root, and the
+ * repository key that signs `targets`).
  */
 export async function inspect(service: SigningService, verifier: ImageVerifier, gun: string): Promise<InspectReport> {
   const rootFile = await service.editor.trust.current(gun, 'root');
@@ -314,34 +325,23 @@ export async function inspect(service: SigningService, verifier: ImageVerifier, 
   ];
   const repo = await verifier.repository(gun);
   if (!repo.ok) return { name: gun, signedTags: [], signers: [], administrativeKeys: admin, verified: false, reason: repo.reason, message: repo.message };
-  const tags = new Map<string, { tag: string; digest: string; size: number; signers: string[] }>();
-  const signers: InspectReport['signers'] = [];
-  const label = (role: string) => (role === 'targets' ? 'Repo Admin' : role.slice('targets/'.length));
-  for (const [name, role] of repo.roles) {
-    for (const [tag, fm] of Object.entries(role.targets)) {
-      const h = fm.hashes.sha256;
-      if (!h) continue;
-      const digest = `sha256:${Buffer.from(h, 'base64').toString('hex')}`;
-      const key = `${tag}\n${digest}`;
-      const t = tags.get(key) ?? { tag, digest, size: fm.length, signers: [] };
-      t.signers.push(label(name));
-      tags.set(key, t);
-    }
-  }
-  // Delegation keys come from the parents' delegation entries.
+  const inPaths = (paths: string[], tag: string) => paths.some((p) => tag.startsWith(p));
+  const rows = tagRows([...repo.roles].map(([name, role]) => [name, Object.fromEntries(Object.entries(role.targets).filter(([t, fm]) => fm.hashes.sha256 && inPaths(role.paths, t)))] as const));
+  // Delegation keys come from the parents' delegation entries; names and key IDs as Docker shows them.
+  const signers = new Map<string, InspectReport['signers'][number]>();
   const targetsFile = await service.editor.trust.current(gun, 'targets');
   const walk = async (body: TargetsBody | undefined) => {
     for (const d of body?.delegations.roles ?? []) {
-      signers.push({ name: d.name.slice('targets/'.length), keys: d.keyids.map((id) => ({ id })), threshold: d.threshold });
-      const f = await service.editor.trust.current(gun, d.name);
+      if (d.name !== 'targets/releases') signers.set(signerName(d.name), { name: signerName(d.name), keys: d.keyids.map((id) => ({ id: canonicalId(body!.delegations.keys[id], id) })), threshold: d.threshold });
+      const f = repo.roles.has(d.name) ? await service.editor.trust.current(gun, d.name) : undefined;
       if (f && d.name.split('/').length < 6) await walk(Metadata.parse<TargetsBody>(d.name, f.bytes).body);
     }
   };
   await walk(targetsFile && Metadata.parse<TargetsBody>('targets', targetsFile.bytes).body);
   return {
     name: gun,
-    signedTags: [...tags.values()].sort((a, b) => a.tag.localeCompare(b.tag) || a.digest.localeCompare(b.digest)),
-    signers: signers.sort((a, b) => a.name.localeCompare(b.name)),
+    signedTags: releasedRows(rows).map(({ tag, digest, size, signers: s }) => ({ tag, digest, size, signers: s })),
+    signers: [...signers.values()].sort((a, b) => naturalCompare(a.name, b.name)),
     administrativeKeys: admin,
     versions: repo.versions,
     expiries: repo.expiries,

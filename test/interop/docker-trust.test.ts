@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
+import { cli } from '../cli/support.js';
 import { notaryCli, type NotaryCli } from '../helpers/notary-cli.js';
 import { makeTempDir, removeTempDir, runCommand, type RunResult } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
@@ -369,5 +370,93 @@ test('docker verifies trustgate with the CA from $DOCKER_CONFIG/tls for a non-lo
     const parsed = JSON.parse(trusted.stdout) as InspectJson[];
     assert.equal(parsed[0]!.Name, 'alpine:3.19');
     assert.deepEqual(parsed[0]!.SignedTags, [{ SignedTag: '3.19', Digest: m.hex, Signers: ['Repo Admin'] }]);
+  });
+});
+
+test('GOLDEN: trustgate inspect prints byte for byte what docker trust inspect --pretty prints, and the APIs agree with docker on signed tags', async () => {
+  await withDockerEnv(async (env) => {
+    const tgCli = cli(env.tg.url, env.tg.adminToken);
+    const cliEnv = { NODE_EXTRA_CA_CERTS: env.certs.caCert };
+    const api = async (p: string) => {
+      const r = await httpsGet(`${env.tg.url}/api/v1${p}`, env.ca, { Authorization: `Bearer ${env.tg.adminToken}` });
+      assert.equal(r.status, 200, `GET ${p}: ${r.status} ${r.body.toString()}`);
+      return JSON.parse(r.body.toString('utf8'));
+    };
+    /** trustgate inspect == docker trust inspect --pretty; the signing and management APIs == docker's JSON. */
+    const same = async (gun: string, expectRows: string[]) => {
+      const docker = await env.docker(['trust', 'inspect', '--pretty', gun]);
+      ok(docker, `docker trust inspect --pretty ${gun}`);
+      const ours = await tgCli.run(['inspect', gun], { env: cliEnv });
+      ok(ours, `trustgate inspect ${gun}`);
+      assert.equal(ours.stdout, docker.stdout, `trustgate inspect ${gun} differs from docker:\n--- docker\n${docker.stdout}\n--- trustgate\n${ours.stdout}`);
+      // The rows the case is about, so a shape both get wrong the same way cannot pass.
+      assert.deepEqual(prettyTags(docker.stdout).map((r) => `${r.tag} ${r.signers}`), expectRows);
+
+      const [dj] = JSON.parse((await env.docker(['trust', 'inspect', gun])).stdout) as InspectJson[];
+      const dockerTags = dj!.SignedTags.map((t) => [t.SignedTag, `sha256:${t.Digest}`, t.Signers]);
+      const signing = await api(`/signing/inspect?gun=${encodeURIComponent(gun)}`);
+      const mgmt = await api(`/repositories/${encodeURIComponent(gun)}`);
+      for (const [what, tags] of [['signing API', signing.signedTags], ['management API', mgmt.signedTags]] as const) {
+        assert.deepEqual(tags.map((t: { tag: string; digest: string; signers: string[] }) => [t.tag, t.digest, t.signers]), dockerTags, `${what} signedTags of ${gun}`);
+      }
+      assert.deepEqual(
+        signing.signers.map((s: { name: string; keys: Array<{ id: string }> }) => [s.name, s.keys.map((k) => k.id)]),
+        [...dj!.Signers].sort((a, b) => a.Name.localeCompare(b.Name)).map((s) => [s.Name, s.Keys.map((k) => k.ID)]),
+      );
+    };
+
+    // 1. Only targets signed, no delegations; v2 before v10 (docker sorts tags naturally).
+    const plain = `${env.hostPort}/golden/plain`;
+    const admin = await env.notary();
+    await admin.runOk(['init', plain, '-p']);
+    await admin.runOk(['key', 'rotate', plain, 'snapshot', '-r']);
+    const [m1, m2, m10] = [fakeManifest('g1'), fakeManifest('g2'), fakeManifest('g10')];
+    for (const [tag, m] of [['v1', m1], ['v10', m10], ['v2', m2], ['latest', m10]] as const) await admin.runOk(['addhash', plain, tag, String(m.size), '--sha256', m.hex]);
+    await admin.runOk(['publish', plain]);
+    await same(plain, ['latest (Repo Admin)', 'v1 (Repo Admin)', 'v2 (Repo Admin)', 'v10 (Repo Admin)']);
+
+    // 2. A repository with no tags.
+    const empty = `${env.hostPort}/golden/empty`;
+    await admin.runOk(['init', empty, '-p']);
+    await same(empty, []);
+
+    // 3. Signers alice and bob (docker's layout, with targets/releases); a tag signed by both;
+    // a tag only bob's delegation lists is not released and not shown.
+    const team = `${env.hostPort}/golden/team`;
+    const keyDir = path.join(env.home, 'golden-keys');
+    await fsp.mkdir(keyDir);
+    for (const who of ['alice', 'bob']) {
+      ok(await env.docker(['trust', 'key', 'generate', who, '--dir', keyDir]), `key generate ${who}`);
+      ok(await env.docker(['trust', 'signer', 'add', '--key', path.join(keyDir, `${who}.pub`), who, team]), `signer add ${who}`);
+    }
+    const signer = await env.notary({ dockerTrustDir: true });
+    const [mb, ma, mab, mu] = [fakeManifest('base'), fakeManifest('a'), fakeManifest('ab'), fakeManifest('u')];
+    await signer.runOk(['addhash', team, 'base', String(mb.size), '--sha256', mb.hex]);
+    await signer.runOk(['addhash', team, 'v1', String(ma.size), '--sha256', ma.hex, '--roles', 'targets/releases', '--roles', 'targets/alice']);
+    await signer.runOk(['addhash', team, 'v2', String(mab.size), '--sha256', mab.hex, '--roles', 'targets/releases', '--roles', 'targets/bob', '--roles', 'targets/alice']);
+    await signer.runOk(['addhash', team, 'wip', String(mu.size), '--sha256', mu.hex, '--roles', 'targets/bob']);
+    await signer.runOk(['publish', team]);
+    await same(team, ['base (Repo Admin)', 'v1 alice', 'v2 alice, bob']);
+
+    // 4. Made by trustgate itself: a signer whose key the server generated, released by it.
+    const own = `${env.hostPort}/golden/own`;
+    ok(await tgCli.run(['repo', 'init', own], { env: cliEnv }), 'trustgate repo init');
+    ok(await tgCli.run(['signer', 'add', own, 'ci', '--generate'], { env: cliEnv }), 'trustgate signer add --generate');
+    const mc = fakeManifest('ci');
+    const batch = path.join(env.home, 'golden-batch.json');
+    const item = { gun: own, tag: 'build-7', digest: `sha256:${mc.hex}`, size: mc.size };
+    await fsp.writeFile(batch, JSON.stringify([{ ...item, role: 'targets/releases' }, { ...item, role: 'targets/ci' }, { ...item, tag: 'build-12' }]));
+    ok(await tgCli.run(['sign', '--batch', batch], { env: cliEnv }), 'trustgate sign --batch');
+    // A signer given as an x509 certificate: docker shows the ID of the key inside it.
+    const [certKey, cert] = [path.join(env.home, 'dave.key'), path.join(env.home, 'dave.crt')];
+    const made = await runCommand('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=dave', '-days', '30', '-keyout', certKey, '-out', cert]);
+    ok(made, 'openssl req -x509');
+    ok(await tgCli.run(['signer', 'add', own, 'dave', '--key', cert], { env: cliEnv }), 'trustgate signer add --key cert');
+    await same(own, ['build-7 ci', 'build-12 (Repo Admin)']);
+    const daveRole = ((await env.tuf<TargetsSigned>(own, 'targets.json')).signed.delegations.roles ?? []).find((r) => r.name === 'targets/dave')!;
+    const daveCertId = daveRole.keyids[0]!;
+    const [dj] = JSON.parse((await env.docker(['trust', 'inspect', own])).stdout) as InspectJson[];
+    const daveShown = dj!.Signers.find((x) => x.Name === 'dave')!.Keys[0]!.ID;
+    assert.notEqual(daveShown, daveCertId, 'docker shows the canonical ID, not the certificate key ID');
   });
 });

@@ -376,13 +376,28 @@ describe('inspect and public key', () => {
   test('inspect lists signed tags with signer names, signers with keys, and the administrative keys', async () => {
     const gun = newGun('insp');
     const { targetsKeyId } = await initRepo(s, gun);
-    const rel = await addDelegation(s, gun, 'targets/releases');
-    const d = fakeDigest('i');
-    await post('batch', s.adminToken, { gun, items: [{ tag: 'v1', digest: d, size: 4 }, { tag: 'v1', digest: d, size: 4, role: 'targets/releases' }] });
+    await addDelegation(s, gun, 'targets/releases');
+    const alice = await addDelegation(s, gun, 'targets/alice');
+    const [d, e, u] = [fakeDigest('i'), fakeDigest('j'), fakeDigest('u')];
+    await post('batch', s.adminToken, {
+      gun,
+      items: [
+        { tag: 'v1', digest: d, size: 4 },
+        { tag: 'v1', digest: d, size: 4, role: 'targets/releases' },
+        { tag: 'v2', digest: e, size: 5, role: 'targets/releases' },
+        { tag: 'v2', digest: e, size: 5, role: 'targets/alice' },
+        { tag: 'wip', digest: u, size: 6, role: 'targets/alice' },
+      ],
+    });
     const res = await s.agent.get('/api/v1/signing/inspect').query({ gun }).set(bearer(s.adminToken));
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body.signedTags, [{ tag: 'v1', digest: d, size: 4, signers: ['Repo Admin', 'releases'] }]);
-    assert.deepEqual(res.body.signers, [{ name: 'releases', keys: [{ id: rel }], threshold: 1 }]);
+    // As docker shows them: only released tags (targets, targets/releases); targets/releases is
+    // never a signer, and a tag no delegation signs is the repository admin's.
+    assert.deepEqual(res.body.signedTags, [
+      { tag: 'v1', digest: d, size: 4, signers: ['Repo Admin'] },
+      { tag: 'v2', digest: e, size: 5, signers: ['alice'] },
+    ]);
+    assert.deepEqual(res.body.signers, [{ name: 'alice', keys: [{ id: alice }], threshold: 1 }]);
     assert.deepEqual(res.body.administrativeKeys[1], { name: 'Repository', keys: [{ id: targetsKeyId }] });
   });
 
