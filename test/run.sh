@@ -11,6 +11,9 @@ if [ -f tsconfig.check.json ]; then
   npx --no-install tsc -p tsconfig.check.json
 fi
 
+echo "== lint (npm run lint)"
+npm run --silent lint
+
 # find instead of a ** glob so this works without globstar; sorted for a stable order.
 mapfile -t files < <(find test -name '*.test.ts' -type f -not -path '*/node_modules/*' | LC_ALL=C sort)
 if [ "${#files[@]}" -eq 0 ]; then

@@ -495,7 +495,6 @@ export function createManagementRouter(d: RouterDeps): express.Router {
     });
   }
   router.use((_req: Request, _res: Response, next: NextFunction) => next(notFound('NOT_FOUND', 'no such endpoint (or not with this method)')));
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     let e: ApiError;
     const t = (err as { type?: string }).type;

@@ -35,7 +35,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * Returns undefined when the value does not parse.
  */
 export function parseMediaType(v: string): { type: string; params: Map<string, string> } | undefined {
-  let i = v.indexOf(';');
+  const i = v.indexOf(';');
   const type = (i < 0 ? v : v.slice(0, i)).trim().toLowerCase();
   if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+(\/[!#$%&'*+\-.^_`|~0-9a-z]+)?$/.test(type)) return undefined;
   const params = new Map<string, string>();

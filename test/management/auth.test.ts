@@ -66,7 +66,7 @@ describe('the management API over HTTP', () => {
   const evil = `${team}/app-evil`;
   const sub = `${team}/app/sub`;
   const tag = (t: string) => ({ tag: t, digest: `sha256:${'e'.repeat(64)}`, size: 3 });
-  let targetsKeyOf: Record<string, string> = {};
+  const targetsKeyOf: Record<string, string> = {};
 
   before(async () => {
     m = await startMgmt();

@@ -15,9 +15,7 @@ interface Operation {
   template: string;
   regex: RegExp;
   literals: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   responses: Record<string, any>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   op: any;
 }
 
@@ -38,7 +36,6 @@ export const refUri = (ref: string) => {
 };
 
 export class OpenApiChecker {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly doc: any;
   readonly ajv = loadApiSchemas();
   readonly ops: Operation[] = [];
@@ -49,7 +46,6 @@ export class OpenApiChecker {
     this.doc = YAML.parse(readFileSync(`${ROOT}/openapi.yaml`, 'utf8'));
     for (const [template, item] of Object.entries<Record<string, unknown>>(this.doc.paths)) {
       for (const method of ['get', 'post', 'put', 'delete', 'patch']) {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
         const op = item[method] as any;
         if (!op) continue;
         if ((op.tags ?? []).includes('signing')) continue; // the signing routes (src/signing) are checked by test/signing
@@ -68,7 +64,6 @@ export class OpenApiChecker {
   }
 
   /** Follows `#/components/...` references inside openapi.yaml. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   deref(v: any): any {
     while (v && typeof v.$ref === 'string' && v.$ref.startsWith('#/')) {
       v = v.$ref

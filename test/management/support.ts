@@ -11,7 +11,6 @@ import { OpenApiChecker } from './openapi.js';
 
 export interface Res {
   status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   body: any;
   headers: Record<string, string>;
   text: string;

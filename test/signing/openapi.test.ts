@@ -10,7 +10,6 @@ import { generateSigner } from '../../src/core/crypto/signer.js';
 import { loadApiSchemas, refUri } from '../management/openapi.js';
 import { addDelegation, bearer, fakeDigest, initRepo, newGun, startSigningServer, type SigningServer } from './support.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const doc: any = YAML.parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8'));
 const ajv = loadApiSchemas();
 const cache = new Map<string, ValidateFunction>();
@@ -23,7 +22,6 @@ const validator = (ref: string) => {
   }
   return v;
 };
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 const deref = (v: any): any => (v?.$ref?.startsWith('#/') ? deref(v.$ref.slice(2).split('/').reduce((o: any, k: string) => o?.[k], doc)) : v);
 const seen = new Set<string>();
 
@@ -63,7 +61,6 @@ test('openapi.yaml documents exactly the routes the signing router serves', () =
     for (const m of ['get', 'post', 'put', 'delete']) if (item[m]?.tags?.includes('signing')) documented.push(`${m} ${path}`);
   }
   const served: string[] = [];
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   for (const layer of (s.tg.app.signing.router as any).stack as Array<{ route?: { path: string; methods: Record<string, boolean> } }>) {
     if (!layer.route) continue;
     for (const m of Object.keys(layer.route.methods)) served.push(`${m} ${layer.route.path}`);

@@ -565,7 +565,7 @@ export function concurrencyContract(name: string, openPair: () => Promise<[Metad
 
     test(`${n} commits to ${n} different GUNs all succeed, each with its own changefeed id`, () =>
       withPair(async (a, b) => {
-        const batches = Array.from({ length: n }, (_, i) => [file('root', 1), file('targets', 1), file('snapshot', 1), file('timestamp', 1)]);
+        const batches = Array.from({ length: n }, () => [file('root', 1), file('targets', 1), file('snapshot', 1), file('timestamp', 1)]);
         const results = await Promise.allSettled(batches.map((batch, i) => (i % 2 ? a : b).commit(`race/gun-${i}`, batch, at(i))));
         assert.deepEqual(winners(results).length, n);
         const feed = await a.changes({ changeId: 0, records: 1000 });

@@ -14,7 +14,6 @@ import { concurrencyContract, file, sha, storeContract } from './contract.js';
 let svc: PostgresService;
 let admin: pg.Pool;
 let n = 0;
-const opened: PostgresStore[] = [];
 
 before(async () => {
   svc = await startPostgres();
