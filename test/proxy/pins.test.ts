@@ -38,7 +38,7 @@ const gunOf = (repo: string) => `${REGISTRY}/${repo}`;
 
 interface Answer {
   status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   body: any;
   headers: Record<string, string>;
 }
