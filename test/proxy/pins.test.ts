@@ -38,7 +38,6 @@ const gunOf = (repo: string) => `${REGISTRY}/${repo}`;
 
 interface Answer {
   status: number;
-   
   body: any;
   headers: Record<string, string>;
 }
