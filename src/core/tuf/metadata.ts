@@ -4,6 +4,7 @@
 // fields are covered), and a typed, validated view for the rules. Pure: no I/O.
 import { createHash } from 'node:crypto';
 import { CanonicalJsonError, canonicalBytes, canonicalString, parseJson, type JsonValue } from '../json/canonical.js';
+import { preview } from '../json/preview.js';
 import { keyId, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
@@ -142,7 +143,7 @@ function readKeys(v: unknown, what: string): Record<string, TufKey> {
 }
 
 function readCommon(v: Record<string, unknown>, type: RoleType): Common {
-  if (v._type !== type) shapeError(`expected _type ${type}, found ${JSON.stringify(v._type)}`);
+  if (v._type !== type) shapeError(`expected _type ${type}, found ${preview(v._type)}`);
   need(Number.isSafeInteger(v.version) && (v.version as number) >= 1, 'version must be an integer of at least 1');
   need(typeof v.expires === 'string' && !Number.isNaN(parseRfc3339(v.expires)), 'expires is not an RFC 3339 time');
   return { version: v.version as number, expires: v.expires as string };
