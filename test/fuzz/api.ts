@@ -101,6 +101,7 @@ const CASES: RouteCase[] = [
 export const FUZZED_ROUTES = CASES.map((c) => c.name);
 
 const TOP_LEVEL = ['[]', '"x"', 'null', '1e400', 'true', '', ' ', '{', '{"a":1,"a":2}', '[{}]', '{}'.repeat(3), `${'['.repeat(20000)}${']'.repeat(20000)}`];
+const SEGMENTS = ['..', '%2e%2e', '.', 'Targets', 'targets%2Freleases', 'targets%2F..%2Froot', 'root', 'timestamp', '%00', 'x'.repeat(300), '%ZZ', '', '__proto__', 'F'.repeat(64), '%C0%AF'];
 const CONTENT_TYPES = [
   'text/plain',
   'application/json; charset=utf-16',
@@ -168,7 +169,16 @@ export async function apiFuzzer(t: Target): Promise<ApiFuzzer> {
         text = Buffer.from(rng.pick(TOP_LEVEL), 'utf8');
       }
       if (headers['Content-Type'] === '') delete headers['Content-Type'];
-      return { request: { method: c.method, path: c.path(f, gunSeg, rng), headers, body: text }, mutations };
+      let path = c.path(f, gunSeg, rng);
+      if (rng.chance(0.05)) {
+        // Another path segment after /api/v1 (a role, key ID, pending ID or route word).
+        const segs = path.split('/');
+        const i = rng.int(3, segs.length - 1);
+        segs[i] = rng.pick(SEGMENTS);
+        path = segs.join('/');
+        mutations.push(`segment:${i}`);
+      }
+      return { request: { method: c.method, path, headers, body: text }, mutations };
     },
   };
 }
