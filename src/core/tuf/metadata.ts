@@ -4,9 +4,9 @@
 // fields are covered), and a typed, validated view for the rules. Pure: no I/O.
 import { createHash } from 'node:crypto';
 import { CanonicalJsonError, canonicalBytes, canonicalString, parseJson, type JsonValue } from '../json/canonical.js';
-import { preview } from '../json/preview.js';
 import { keyId, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
+import { preview } from '../json/preview.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
 import { BASE_ROLES, isDelegationName } from './roles.js';
 import { formatUnixDate, parseRfc3339 } from './time.js';
