@@ -1,6 +1,7 @@
 // Input rules for signing requests, shared by the REST routes, the service and the CLI: digests,
 // sizes, OCI tag names, role names and image references. Pure: every check either returns the
 // clean value or throws a SigningInputError naming the field and what was wrong with it.
+import { preview } from '../core/json/preview.js';
 import { isValidGun } from '../core/tuf/gun.js';
 import { isTargetsRole } from '../core/tuf/roles.js';
 
@@ -35,42 +36,41 @@ export function onlyFields(o: Record<string, unknown>, allowed: ReadonlySet<stri
 
 export function checkDigest(v: unknown, field = 'digest'): string {
   if (typeof v !== 'string' || !DIGEST_RE.test(v)) {
-    throw new SigningInputError(field, `${field} must be sha256:<64 lower-case hex digits>, got ${JSON.stringify(v)}`);
+    throw new SigningInputError(field, `${field} must be sha256:<64 lower-case hex digits>, got ${preview(v)}`);
   }
   return v;
 }
 
 export function checkTag(v: unknown, field = 'tag'): string {
   if (typeof v !== 'string' || !TAG_RE.test(v)) {
-    throw new SigningInputError(field, `${field} ${JSON.stringify(v)} is not a valid OCI tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})`);
+    throw new SigningInputError(field, `${field} ${preview(v)} is not a valid OCI tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})`);
   }
   return v;
 }
 
 export function checkSize(v: unknown, field = 'size'): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    throw new SigningInputError(field, `${field} must be a positive whole number of bytes, got ${JSON.stringify(v)}`);
+    throw new SigningInputError(field, `${field} must be a positive whole number of bytes, got ${preview(v)}`);
   }
   return v;
 }
 
 export function checkRole(v: unknown, field = 'role'): string {
   if (typeof v !== 'string' || !isTargetsRole(v)) {
-    throw new SigningInputError(field, `${field} ${JSON.stringify(v)} is not a targets role (targets, targets/releases, targets/<name>)`);
+    throw new SigningInputError(field, `${field} ${preview(v)} is not a targets role (targets, targets/releases, targets/<name>)`);
   }
   return v;
 }
 
 export function checkGun(v: unknown, field = 'gun'): string {
-  if (typeof v !== 'string' || !isValidGun(v)) throw new SigningInputError(field, `${field} ${JSON.stringify(v)} is not a valid repository name`);
+  if (typeof v !== 'string' || !isValidGun(v)) throw new SigningInputError(field, `${field} ${preview(v)} is not a valid repository name`);
   return v;
 }
 
 /** Custom metadata is stored inside the signed targets file: plain JSON of bounded size only. */
 export function checkCustom(v: unknown, field = 'custom'): Record<string, unknown> {
   if (!isObj(v)) throw new SigningInputError(field, `${field} must be a JSON object`);
-  const text = JSON.stringify(v);
-  if (text.length > 16 * 1024) throw new SigningInputError(field, `${field} is larger than 16 KiB`);
+  // Depth first: JSON.stringify of a deeply nested value throws RangeError.
   const walk = (x: unknown, depth: number): void => {
     if (depth > 16) throw new SigningInputError(field, `${field} is nested too deeply`);
     if (typeof x === 'number' && !Number.isSafeInteger(x)) throw new SigningInputError(field, `${field} may hold only whole numbers (canonical JSON)`);
@@ -78,6 +78,7 @@ export function checkCustom(v: unknown, field = 'custom'): Record<string, unknow
     else if (isObj(x)) Object.values(x).forEach((y) => walk(y, depth + 1));
   };
   walk(v, 0);
+  if (JSON.stringify(v).length > 16 * 1024) throw new SigningInputError(field, `${field} is larger than 16 KiB`);
   return v;
 }
 

@@ -8,6 +8,7 @@ import { CanonicalJsonError, canonicalBytes, canonicalString, type JsonValue } f
 import { duplicateKey } from '../json/duplicates.js';
 import { isCanonicalBase64, keyId, keyIdentity, parseKey, signingMethod, verifySignature, type TufKey } from '../crypto/keys.js';
 import type { Signer } from '../crypto/signer.js';
+import { preview } from '../json/preview.js';
 import { MalformedMetadataError, TufValidationError, type ValidationErrorName } from './errors.js';
 import { BASE_ROLES, isDelegationName } from './roles.js';
 import { formatUnixDate, parseRfc3339 } from './time.js';
@@ -144,7 +145,7 @@ function readKeys(v: unknown, what: string): Record<string, TufKey> {
 }
 
 function readCommon(v: Record<string, unknown>, type: RoleType): Common {
-  if (v._type !== type) shapeError(`expected _type ${type}, found ${JSON.stringify(v._type)}`);
+  if (v._type !== type) shapeError(`expected _type ${type}, found ${preview(v._type)}`);
   need(Number.isSafeInteger(v.version) && (v.version as number) >= 1, 'version must be an integer of at least 1');
   need(typeof v.expires === 'string' && !Number.isNaN(parseRfc3339(v.expires)), 'expires is not an RFC 3339 time');
   return { version: v.version as number, expires: v.expires as string };
