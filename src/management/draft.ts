@@ -3,7 +3,6 @@
 // files whose signatures the edits invalidate, each with the signatures it needs. Pure: the
 // view comes in, parts go out; signing and publishing happen in the service.
 import { keyId, type TufKey } from '../core/crypto/keys.js';
-import { canonicalBytes } from '../core/json/canonical.js';
 import {
   Metadata,
   checkDelegationList,

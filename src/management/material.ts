@@ -3,7 +3,7 @@
 // messages never contain the material itself.
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { MIN_RSA_BITS, isX509, makeKey, publicKeyObject, type TufKey } from '../core/crypto/keys.js';
-import { DER, DerError, derChildren, derReadExact, importPrivateKeyPem, pemDecodeAll, type PemBlock } from '../core/crypto/pem.js';
+import { importPrivateKeyPem, pemDecodeAll, type PemBlock } from '../core/crypto/pem.js';
 import { tufKeyFromPublic } from '../core/crypto/signer.js';
 import { parseCertificateBundle, pemEncodeCertificates, validateDelegationCert } from '../core/crypto/x509.js';
 import { badRequest, toApiError } from './errors.js';

@@ -1,10 +1,9 @@
-// The signing service: signs image digests as TUF targets into a role with keys the keystore
-// holds (single requests and batches of thousands in one publish), revokes and promotes signed
-// tags, and optionally writes the registry-side signatures (cosign-format `.sig` and a Sigstore
-// bundle referrer). Everything is checked before anything is published: a bad item, an unknown
-// role, a role the caller may not sign or a digest the upstream does not have refuses the whole
-// request and the repository's versions do not move. A role whose threshold the caller's keys
-// cannot meet becomes a pending change that other key holders complete.
+// The signing API's service: turns sign, revoke and promote requests (single items and batches
+// of thousands) into targets edits for the change pipeline (trust/changes.ts), one change per
+// GUN, and asks it to write the registry-side signatures (cosign `.sig`, Sigstore bundle) after
+// publishing. Everything is checked before anything is published: a bad item, an unknown role, a
+// role the caller may not sign or a digest the upstream does not have refuses the whole request.
+// A role whose threshold the caller's keys cannot meet becomes a pending change.
 import type { JsonValue } from '../core/json/canonical.js';
 import type { Signer } from '../core/crypto/signer.js';
 import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
@@ -186,13 +185,11 @@ async function pool<T, R>(items: readonly T[], n: number, fn: (t: T, i: number) 
 export class SigningService {
   readonly changes: TrustChanges;
   private now: () => number;
-  private log: Logger;
   private upstreamRepo: (gun: string) => string;
 
   constructor(readonly opts: SigningServiceOptions) {
     this.changes = opts.changes;
     this.now = opts.now ?? Date.now;
-    this.log = opts.log ?? (() => undefined);
     this.upstreamRepo = opts.upstreamRepo ?? defaultUpstreamRepo;
   }
 
@@ -264,7 +261,7 @@ export class SigningService {
   }
 
   /** One change of one GUN through the change pipeline, answered in the signing API's errors. */
-  private publishEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: { action: string; summary: string }, opts: KeyOptions, after: AfterPublish[] = []): Promise<Publication> {
+  private applyEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: { action: string; summary: string }, opts: KeyOptions, after: AfterPublish[] = []): Promise<Publication> {
     return trusted(() =>
       this.changes.apply({ gun, caller: who, ...label, edits, ...(opts.signWith ? { signWith: opts.signWith } : {}), ...(opts.propose ? { propose: true } : {}), after }),
     );
@@ -368,7 +365,7 @@ export class SigningService {
       }
       const n = [...roles.values()].reduce((a, b) => a + b.length, 0);
       const label = { action: opts.label?.action ?? 'tag.sign', summary: opts.label?.summary ?? `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}` };
-      const r = await this.publishEdits(gun, edits, who, label, opts, after).catch((e: unknown) => {
+      const r = await this.applyEdits(gun, edits, who, label, opts, after).catch((e: unknown) => {
         // A failed registry write names everything published so far.
         if (e instanceof SigningError && e.code === 'UPSTREAM_ERROR' && e.extra.published) e.extra.published = [...result.published, ...(e.extra.published as PublishedRole[])];
         throw e;
@@ -428,7 +425,7 @@ export class SigningService {
     }
     for (const r of removed) await this.signersFor(gun, r.role, who, await this.signingRole(gun, r.role), opts);
     const edits = new Map<string, Edit>(removed.map((r) => [r.role, (b: TargetsBody) => void delete b.targets[tag]]));
-    const res = await this.publishEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.revoke', summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}` }, opts);
+    const res = await this.applyEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.revoke', summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}` }, opts);
     const result: RevokeResult = { status: res.pending ? 'pending' : 'published', published: res.published, ...(res.pending ? { pending: res.pending } : {}), removed };
     return { result, publication: res };
   }
