@@ -249,6 +249,15 @@ describe('writes through the change pipeline', () => {
     assert.equal(sig.status, 200, 'the cosign signature is in the upstream');
   });
 
+  test('sign-on-push under `signatures: both` with no ECDSA key of the role is refused before the upstream write', async () => {
+    ok(await admin.run(['repo', 'init', `${proxyHost}/pushboth/rsa`, '--algorithm', 'rsa']), 'repo init (RSA)');
+    const img = await makeImageLayout(join(work, 'pushboth-rsa'), { tag: 'v1' });
+    const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${s.adminToken}`, img.ref, `docker://${proxyHost}/pushboth/rsa:v1`]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /ECDSA/);
+    assert.equal((await fetch(`${reg.url}/v2/pushboth/rsa/manifests/v1`, { method: 'HEAD' })).status, 404);
+  });
+
   test('promote --to-repo copies the image into the target repository before signing it there', async () => {
     const from = `${proxyHost}/promo/src`;
     const to = `${proxyHost}/promo/dst`;
