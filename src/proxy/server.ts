@@ -612,7 +612,7 @@ export class RegistryProxy {
     const skip = this.signSkipReason(ref, body, rule);
     if (!skip) {
       // Refused before anything is written upstream, or the tag would land there unsigned.
-      const why = await this.opts.signer.refusal(ctx.gun, rule.signOnPush!, ctx.principal);
+      const why = await this.opts.signer.refusal(ctx.gun, rule.signOnPush!, ctx.principal, { cosign: writesCosign(rule) });
       if (why) {
         this.denyPush(ctx.principal, ctx.gun, { reason: why, method: 'PUT', tag: ref, role: rule.signOnPush! });
         return send(res, E.DENIED, { reason: 'cannot-sign', repository: ctx.repo, tag: ref, role: rule.signOnPush! }, `the policy signs pushes to ${ctx.repo} into ${rule.signOnPush!}, and this token cannot: ${why}`);
@@ -642,10 +642,10 @@ export class RegistryProxy {
     try {
       const upstreamDigest = up.headers['docker-content-digest'];
       if (upstreamDigest && upstreamDigest !== digest) throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
-      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal);
+      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal, writesCosign(rule) ? { cosign: { repo: ctx.repo } } : {});
       this.opts.metrics.signedPushes.inc({ result: 'signed' });
       this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
-      this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised } });
+      this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised, ...(r.cosign ? { cosign: r.cosign.tag } : {}) } });
       // The cache holds verdicts of the old trust data; the trust 'change' event drops them too.
       this.opts.cache.invalidate(ctx.gun);
       return relay();
@@ -750,3 +750,6 @@ function upstreamErrorBody(up: IncomingMessage, limit: number): Promise<Buffer> 
     up.once('error', () => undefined);
   });
 }
+
+/** Whether pulls under `rule` need a cosign signature, so sign-on-push writes one too. */
+const writesCosign = (rule: Rule) => rule.signatures === 'cosign' || rule.signatures === 'both';
