@@ -354,6 +354,12 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   const tufEntries = entries.filter((e) => e.route.file !== undefined);
   const getRole = entries.find((e) => e.route.operation === 'GetRole')!;
 
+  /** The entry of `list` for `method` (and `path`, when given). */
+  function entryFor(list: Entry[], method: string, path?: string): Entry | undefined {
+    for (const e of list) if ((path === undefined || e.route.path === path) && e.route.methods.includes(method)) return e;
+    return undefined;
+  }
+
   async function serve(e: Entry, req: IncomingMessage, res: ServerResponse, gun: string | undefined, m: readonly (string | undefined)[] | null): Promise<void> {
     if (e.gate && !(await e.gate(req, res, gun, e.route))) return;
     await e.run(req, res, gun, m);
@@ -361,7 +367,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
 
   /** Everything but the synchronous answers of the hot path (GetRole for a file in memory). */
   async function route(req: IncomingMessage, res: ServerResponse, method: string, path: string): Promise<boolean> {
-    const fixed = fixedEntries.find((e) => e.route.path === path && e.route.methods.includes(method));
+    const fixed = entryFor(fixedEntries, method, path);
     if (!path.startsWith('/v2/')) {
       if (!fixed) return false;
       await serve(fixed, req, res, undefined, null);
@@ -381,7 +387,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       }
       if (path === '/v2/') return false;
       const cf = path.endsWith(FEED) ? path.slice(4, -FEED.length) : undefined;
-      const feed = cf === undefined ? undefined : feedEntries.find((e) => e.route.methods.includes(method));
+      const feed = cf === undefined ? undefined : entryFor(feedEntries, method);
       if (feed) {
         if (!gunAllowed(cf!)) return notFound(res, false), true;
         await serve(feed, req, res, cf, null);
