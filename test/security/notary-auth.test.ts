@@ -10,7 +10,7 @@ import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { authedAgent, initRepo, publish, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
 import { basicAuth, bearer, startTrustgate } from '../helpers/trustgate.js';
 import { startStack, type Stack } from '../proxy/support.js';
-import { newGun, startServer, unchanged, type Server } from '../routes/support.js';
+import { newGun, startServer, unchanged, type Server } from '../notary-api/support.js';
 
 const UNAUTHORIZED = /"code":"UNAUTHORIZED"/;
 

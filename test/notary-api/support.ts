@@ -1,4 +1,4 @@
-// Shared setup for the Notary route tests: a real trustgate (createApp + http server) with a
+// Shared setup for the Notary server HTTP API tests: a real trustgate (createApp + http server) with a
 // movable clock, a supertest agent on it, exact-bytes fixture comparison, and a snapshot of
 // everything stored so a refused request can be shown to have changed nothing.
 import assert from 'node:assert/strict';
