@@ -11,7 +11,8 @@ import { freePort, waitForHttp } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { denied, get, sha256, startStack } from './support.js';
+import { denied, get, startStack } from './support.js';
+import { digestOf } from '../helpers/util.js';
 
 const SERVICE = 'upstream-registry';
 const ISSUER = 'trustgate-upstream-issuer';
@@ -82,9 +83,9 @@ test('the proxy answers the upstream Bearer challenge with its own credentials',
     await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', s.creds]);
     const m = await get(`${s.px.url}/v2/team/app/manifests/v1`);
     assert.equal(m.status, 200, m.body.toString());
-    assert.equal(sha256(m.body), img.manifest.digest);
+    assert.equal(digestOf(m.body), img.manifest.digest);
     const blob = await get(`${s.px.url}/v2/team/app/blobs/${img.layers[0]!.digest}`);
-    assert.equal(sha256(blob.body), img.layers[0]!.digest);
+    assert.equal(digestOf(blob.body), img.layers[0]!.digest);
     const tags = await get(`${s.px.url}/v2/team/app/tags/list`);
     assert.deepEqual(tags.json().tags, ['v1']);
     const catalog = await get(`${s.px.url}/v2/_catalog`, { headers: s.auth });

@@ -5,12 +5,12 @@ import { after, before, test } from 'node:test';
 import request from 'supertest';
 import type { AuditEntry } from '../../src/audit/log.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
-import { createLogger } from '../../src/log.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { authedAgent, initRepo, publish, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
 import { basicAuth, bearer, startTrustgate } from '../helpers/trustgate.js';
 import { startStack, type Stack } from '../proxy/support.js';
-import { newGun, startServer, unchanged, type Server } from '../notary-api/support.js';
+import { newGun, startServer, type Server } from '../notary-api/support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 const UNAUTHORIZED = /"code":"UNAUTHORIZED"/;
 
@@ -165,18 +165,16 @@ test('TRUSTGATE_AUTH=none must be asked for by name, and logs a warning at every
   assert.throws(() => loadConfig({ TRUSTGATE_AUTH: 'off' }), ConfigError);
   assert.throws(() => loadConfig({ TRUSTGATE_AUTH: 'none', TRUSTGATE_AUTH_ANONYMOUS_READ: 'false' }), ConfigError);
   for (let start = 0; start < 2; start++) {
-    const logs: string[] = [];
-    const tg = await startTrustgate({ env: { TRUSTGATE_AUTH: 'none' }, overrides: { log: createLogger('warn', (l) => logs.push(l)) } });
+    const tg = await startTrustgate({ env: { TRUSTGATE_AUTH: 'none' }, logs: 'warn' });
     try {
-      assert.ok(logs.some((l) => /"level":"warn"/.test(l) && /TRUSTGATE_AUTH=none/.test(l) && /anyone/.test(l)), logs.join('\n'));
+      assert.ok(tg.logs.some((l) => /"level":"warn"/.test(l) && /TRUSTGATE_AUTH=none/.test(l) && /anyone/.test(l)), tg.logs.join('\n'));
     } finally {
       await tg.stop();
     }
   }
-  const logs: string[] = [];
-  const tg = await startTrustgate({ overrides: { log: createLogger('warn', (l) => logs.push(l)) } });
+  const tg = await startTrustgate({ logs: 'warn' });
   await tg.stop();
-  assert.ok(!logs.some((l) => /TRUSTGATE_AUTH=none/.test(l)), 'no warning with authentication on');
+  assert.ok(!tg.logs.some((l) => /TRUSTGATE_AUTH=none/.test(l)), 'no warning with authentication on');
 });
 
 const notaryAudit = (tg: Server['tg'], gun: string): AuditEntry[] => tg.app.management.audit.query({ gun }).filter((e) => e.action.startsWith('notary.') || e.action === 'auth.denied');
