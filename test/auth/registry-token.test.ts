@@ -14,7 +14,7 @@ import { RegistryTokenVerifier, covers } from '../../src/auth/registry-token.js'
 import { freePort } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, runCommandOk } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
-import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { startTrustgate, tokenAuthEnv, type RunningTrustgate } from '../helpers/trustgate.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 
 const SERVICE = 'trustgate-test';
@@ -47,16 +47,8 @@ before(async () => {
     dir,
     port,
     env: {
-      TRUSTGATE_KEY_PASSPHRASE: 'auth-test-passphrase',
       TRUSTGATE_LOG_LEVEL: 'debug',
-      TRUSTGATE_AUTH: 'token',
-      TRUSTGATE_AUTH_REALM: `${base}/api/v1/token`,
-      TRUSTGATE_AUTH_SERVICE: SERVICE,
-      TRUSTGATE_AUTH_ISSUER: ISSUER,
-      TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: certs.caCert,
-      TRUSTGATE_AUTH_TOKEN_KEY: certs.key,
-      TRUSTGATE_AUTH_TOKEN_CERT: certs.cert,
-      TRUSTGATE_AUTH_USERS: path.join(dir, 'users'),
+      ...tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: `${base}/api/v1/token`, service: SERVICE, issuer: ISSUER }),
     },
     // Unmasked fields, so the test below sees any secret a log line would carry.
     overrides: { log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })) },

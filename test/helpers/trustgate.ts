@@ -52,6 +52,24 @@ export interface TrustgateOptions {
 export const bearer = (token: string) => `Bearer ${token}`;
 export const basicAuth = (token: string, user = 'trustgate') => `Basic ${Buffer.from(`${user}:${token}`).toString('base64')}`;
 
+/**
+ * Settings for the registry token scheme with trustgate's own token endpoint: `certs` (from
+ * makeTestCerts) sign and verify the tokens, `users` is the users file, `realm` the URL clients
+ * are sent to for a token.
+ */
+export function tokenAuthEnv(o: { certs: { caCert: string; cert: string; key: string }; users: string; realm: string; service: string; issuer: string }): Record<string, string> {
+  return {
+    TRUSTGATE_AUTH: 'token',
+    TRUSTGATE_AUTH_REALM: o.realm,
+    TRUSTGATE_AUTH_SERVICE: o.service,
+    TRUSTGATE_AUTH_ISSUER: o.issuer,
+    TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: o.certs.caCert,
+    TRUSTGATE_AUTH_TOKEN_KEY: o.certs.key,
+    TRUSTGATE_AUTH_TOKEN_CERT: o.certs.cert,
+    TRUSTGATE_AUTH_USERS: o.users,
+  };
+}
+
 let tokens = 0;
 
 /** A new token on an app's token store. */

@@ -10,7 +10,7 @@ import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/
 import { freePort, waitForHttp } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
-import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { startTrustgate, tokenAuthEnv, type RunningTrustgate } from '../helpers/trustgate.js';
 import { denied, get, startStack } from './support.js';
 import { digestOf } from '../helpers/util.js';
 
@@ -31,16 +31,8 @@ before(async () => {
   // The token service: a trustgate with the built-in registry token issuer.
   const issuerPort = await freePort();
   issuer = await startTrustgate({
-    env: {
-      TRUSTGATE_AUTH: 'token',
-      TRUSTGATE_AUTH_REALM: `http://127.0.0.1:${issuerPort}/api/v1/token`,
-      TRUSTGATE_AUTH_SERVICE: SERVICE,
-      TRUSTGATE_AUTH_ISSUER: ISSUER,
-      TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: certs.caCert,
-      TRUSTGATE_AUTH_TOKEN_KEY: certs.key,
-      TRUSTGATE_AUTH_TOKEN_CERT: certs.cert,
-      TRUSTGATE_AUTH_USERS: path.join(dir, 'users'),
-    },
+    port: issuerPort,
+    env: tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: `http://127.0.0.1:${issuerPort}/api/v1/token`, service: SERVICE, issuer: ISSUER }),
   });
   const realm = `${issuer.url}/api/v1/token`;
   // The upstream: docker-registry requiring tokens from that service.
