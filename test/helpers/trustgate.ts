@@ -73,13 +73,13 @@ export function tokenAuthEnv(o: { certs: { caCert: string; cert: string; key: st
 let tokens = 0;
 
 /** A new token on an app's token store. */
-export function newToken(app: App, scopes: string[], opts: { keyIds?: string[]; name?: string } = {}): string {
+function newToken(app: App, scopes: string[], opts: { keyIds?: string[]; name?: string } = {}): string {
   const name = opts.name ?? `test-${++tokens}`;
   return app.management.tokens.create({ name, scopes: scopes as never, ...(opts.keyIds ? { keyIds: opts.keyIds } : {}), createdBy: 'test' }).token;
 }
 
 /** The admin token of an app: the first-start file when it is there, else a new token. */
-export function adminTokenOf(app: App): string {
+function adminTokenOf(app: App): string {
   return firstStartToken(app.config.dataDir) ?? newToken(app, ['admin'], { name: 'test-admin' });
 }
 
@@ -88,6 +88,7 @@ const firstStartToken = (dataDir: string): string | undefined => {
   return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 };
 
+/** The app `npm start` builds, served over http (or https with `tls`) on loopback. */
 export async function startTrustgate(opts: TrustgateOptions = {}): Promise<RunningTrustgate> {
   const dir = opts.dir ?? (await makeTempDir('trustgate'));
   let offset = 0;

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { keyId } from '../../src/core/crypto/keys.js';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { RepoEditor } from '../../src/trust/editor.js';
-import { newToken, startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { digestOf, gunNamer } from '../helpers/util.js';
 import { signingParts, type SigningParts } from './wiring.js';
 
@@ -43,7 +43,7 @@ export async function startSigningServer(opts: { env?: Record<string, string>; u
     agent: request(tg.url),
     parts,
     editor: new RepoEditor(tg.app.trust, tg.app.keys),
-    adminToken: newToken(tg.app, ['admin'], { name: 'test-admin' }),
+    adminToken: tg.token(['admin'], { name: 'test-admin' }),
     token: (scopes, keyIds) => tg.token(scopes, keyIds ? { keyIds } : {}),
     stop: () => tg.stop(),
   };
