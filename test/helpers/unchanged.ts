@@ -3,12 +3,12 @@
 // PostgreSQL), the rest through the running app, and the named GUNs also over HTTP as a client
 // would see them.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import request from 'supertest';
 import { raw, tufPath } from './tuf-builder.js';
 import type { RunningTrustgate } from './trustgate.js';
+import { sha256Hex } from './util.js';
 
 export interface Watch {
   /** Compare the keystore (default true); false for requests that may hand out a new server key. */
@@ -34,8 +34,6 @@ export interface StoredState {
   audit?: number;
 }
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
 /** What a refused request could have touched; `guns` are also read over HTTP with the admin token. */
 export async function storedState(tg: RunningTrustgate, guns: readonly string[] = [], w: Watch = {}): Promise<StoredState> {
   const { store, keys, management } = tg.app;
@@ -47,11 +45,11 @@ export async function storedState(tg: RunningTrustgate, guns: readonly string[] 
     for (const gun of guns) {
       for (const role of ['root', 'targets', 'snapshot', 'timestamp']) {
         const res = await get(tufPath(gun, `${role}.json`));
-        served[`${gun} ${role}`] = `${res.status} ${sha(res.body)}`;
+        served[`${gun} ${role}`] = `${res.status} ${sha256Hex(res.body)}`;
       }
     }
     const cf = await get('/v2/_trust/changefeed?records=1000');
-    served.changefeed = `${cf.status} ${sha(cf.body)}`;
+    served.changefeed = `${cf.status} ${sha256Hex(cf.body)}`;
   }
   const trust: Record<string, string> = {};
   if (store.kind === 'sqlite') {
@@ -68,7 +66,7 @@ export async function storedState(tg: RunningTrustgate, guns: readonly string[] 
     for (const gun of await store.listGuns()) {
       for (const role of (await store.latestVersions(gun)).keys()) {
         const f = await store.latest(gun, role);
-        if (f) trust[`${gun} ${role} ${f.version}`] = `${f.sha256} ${sha(f.bytes)} ${f.createdAt.toISOString()}`;
+        if (f) trust[`${gun} ${role} ${f.version}`] = `${f.sha256} ${sha256Hex(f.bytes)} ${f.createdAt.toISOString()}`;
       }
     }
   }
