@@ -5,18 +5,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import fsp from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { SignJWT } from 'jose';
 import request from 'supertest';
-import { createApp, type App } from '../../src/app.js';
-import { loadConfig } from '../../src/config/config.js';
 import { libtrustKeyId } from '../../src/auth/jwt-keys.js';
 import { hashPassword, namePattern, parseUsersFile, grantAccess } from '../../src/auth/jwt-issuer.js';
 import { RegistryTokenVerifier, covers } from '../../src/auth/registry-token.js';
 import { freePort } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, runCommandOk } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
+import { startTrustgate, tokenAuthEnv, type RunningTrustgate } from '../helpers/trustgate.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 
 const SERVICE = 'trustgate-test';
@@ -28,8 +26,7 @@ const GUN = 'example.com/auth/app';
 let certs: TestCerts;
 let other: TestCerts;
 let dir: string;
-let app: App;
-let server: http.Server;
+let tg: RunningTrustgate;
 let base: string;
 const logs: string[] = [];
 const issued: string[] = [];
@@ -46,29 +43,20 @@ before(async () => {
   await fsp.writeFile(path.join(dir, 'users'), users, { mode: 0o600 });
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  const config = loadConfig({
-    TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
-    TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
-    TRUSTGATE_KEY_PASSPHRASE: 'auth-test-passphrase',
-    TRUSTGATE_LOG_LEVEL: 'debug',
-    TRUSTGATE_AUTH: 'token',
-    TRUSTGATE_AUTH_REALM: `${base}/api/v1/token`,
-    TRUSTGATE_AUTH_SERVICE: SERVICE,
-    TRUSTGATE_AUTH_ISSUER: ISSUER,
-    TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: certs.caCert,
-    TRUSTGATE_AUTH_TOKEN_KEY: certs.key,
-    TRUSTGATE_AUTH_TOKEN_CERT: certs.cert,
-    TRUSTGATE_AUTH_USERS: path.join(dir, 'users'),
+  tg = await startTrustgate({
+    dir,
+    port,
+    env: {
+      TRUSTGATE_LOG_LEVEL: 'debug',
+      ...tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: `${base}/api/v1/token`, service: SERVICE, issuer: ISSUER }),
+    },
+    // Unmasked fields, so the test below sees any secret a log line would carry.
+    overrides: { log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })) },
   });
-  app = await createApp(config, { log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })) });
-  server = http.createServer(app.listener);
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
 });
 
 after(async () => {
-  server?.closeAllConnections();
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  await app?.close();
+  await tg?.stop();
   await certs?.cleanup();
   await other?.cleanup();
   if (dir) await removeTempDir(dir);
@@ -77,7 +65,7 @@ after(async () => {
 const basic = (user: string, pw: string) => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
 
 async function getToken(scope: string | string[], auth?: string): Promise<string> {
-  let r = request(server).get('/api/v1/token').query({ service: SERVICE });
+  let r = request(base).get('/api/v1/token').query({ service: SERVICE });
   for (const s of [scope].flat()) r = r.query(`scope=${encodeURIComponent(s)}`); // repeated, as clients send several
   if (auth) r = r.set('Authorization', auth);
   const res = await r;
@@ -101,28 +89,28 @@ function assertChallenge(res: request.Response, scope: string, error?: string): 
 }
 
 test('no token: every Notary route answers 401 with the Bearer challenge for its access set', async () => {
-  assertChallenge(await request(server).get('/v2/'), 'registry:catalog:*');
-  assertChallenge(await request(server).get('/v2/_trust/changefeed'), 'registry:catalog:*');
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/2.root.json`), `repository:${GUN}:pull`);
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/changefeed`), `repository:${GUN}:pull`);
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/timestamp.key`), `repository:${GUN}:push,pull`);
-  assertChallenge(await request(server).post(`/v2/${GUN}/_trust/tuf/timestamp.key`), `repository:${GUN}:*`);
-  assertChallenge(await request(server).delete(`/v2/${GUN}/_trust/tuf/`), `repository:${GUN}:*`);
+  assertChallenge(await request(base).get('/v2/'), 'registry:catalog:*');
+  assertChallenge(await request(base).get('/v2/_trust/changefeed'), 'registry:catalog:*');
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/2.root.json`), `repository:${GUN}:pull`);
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/changefeed`), `repository:${GUN}:pull`);
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/timestamp.key`), `repository:${GUN}:push,pull`);
+  assertChallenge(await request(base).post(`/v2/${GUN}/_trust/tuf/timestamp.key`), `repository:${GUN}:*`);
+  assertChallenge(await request(base).delete(`/v2/${GUN}/_trust/tuf/`), `repository:${GUN}:*`);
   assertChallenge(
-    await request(server).post(`/v2/${GUN}/_trust/tuf/`).attach('files', Buffer.from('{}'), 'targets.json'),
+    await request(base).post(`/v2/${GUN}/_trust/tuf/`).attach('files', Buffer.from('{}'), 'targets.json'),
     `repository:${GUN}:push,pull`,
   );
 });
 
 test('health and metrics need no token', async () => {
-  assert.equal((await request(server).get('/_notary_server/health')).status, 200);
-  assert.equal((await request(server).get('/metrics')).status, 200);
+  assert.equal((await request(base).get('/_notary_server/health')).status, 200);
+  assert.equal((await request(base).get('/metrics')).status, 200);
 });
 
 test('a malformed or non-bearer Authorization header gets error="invalid_token"', async () => {
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', basic('alice', ALICE_PW)), `repository:${GUN}:pull`, 'invalid_token');
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', basic('alice', ALICE_PW)), `repository:${GUN}:pull`, 'invalid_token');
 });
 
 test('token endpoint: grants requested actions the user may have, anonymous gets none, wrong credentials 401', async () => {
@@ -152,13 +140,13 @@ test('token endpoint: grants requested actions the user may have, anonymous gets
   assert.equal(anon.sub, '');
   assert.deepEqual(anon.access, []);
 
-  const wrong = await request(server).get('/api/v1/token').query({ service: SERVICE, scope: `repository:${GUN}:pull` }).set('Authorization', basic('alice', 'nope'));
+  const wrong = await request(base).get('/api/v1/token').query({ service: SERVICE, scope: `repository:${GUN}:pull` }).set('Authorization', basic('alice', 'nope'));
   assert.equal(wrong.status, 401);
   assert.match(wrong.headers['www-authenticate']!, /^Basic /);
   assert.equal(wrong.body.token, undefined);
-  const unknown = await request(server).get('/api/v1/token').query({ service: SERVICE }).set('Authorization', basic('mallory', ALICE_PW));
+  const unknown = await request(base).get('/api/v1/token').query({ service: SERVICE }).set('Authorization', basic('mallory', ALICE_PW));
   assert.equal(unknown.status, 401);
-  const badService = await request(server).get('/api/v1/token').query({ service: 'other', scope: `repository:${GUN}:pull` }).set('Authorization', basic('alice', ALICE_PW));
+  const badService = await request(base).get('/api/v1/token').query({ service: 'other', scope: `repository:${GUN}:pull` }).set('Authorization', basic('alice', ALICE_PW));
   assert.equal(badService.status, 400);
 });
 
@@ -183,31 +171,31 @@ test('grant patterns are anchored: `*` stays within a segment, `**` spans segmen
 
 test('a token authorises exactly its access: pull passes, push needs push, another GUN is insufficient_scope', async () => {
   const pull = await getToken(`repository:${GUN}:pull`, basic('alice', ALICE_PW));
-  const ok = await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', `Bearer ${pull}`);
+  const ok = await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', `Bearer ${pull}`);
   assert.equal(ok.status, 404, 'past auth: the repository does not exist yet');
   assert.equal(JSON.parse(ok.text).errors[0].code, 'METADATA_NOT_FOUND');
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:push,pull`, 'insufficient_scope');
-  assertChallenge(await request(server).get('/v2/example.com/auth/other/_trust/tuf/root.json').set('Authorization', `Bearer ${pull}`), 'repository:example.com/auth/other:pull', 'insufficient_scope');
-  assertChallenge(await request(server).get('/v2/').set('Authorization', `Bearer ${pull}`), 'registry:catalog:*', 'insufficient_scope');
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:push,pull`, 'insufficient_scope');
+  assertChallenge(await request(base).get('/v2/example.com/auth/other/_trust/tuf/root.json').set('Authorization', `Bearer ${pull}`), 'repository:example.com/auth/other:pull', 'insufficient_scope');
+  assertChallenge(await request(base).get('/v2/').set('Authorization', `Bearer ${pull}`), 'registry:catalog:*', 'insufficient_scope');
 
   const catalog = await getToken('registry:catalog:*', basic('alice', ALICE_PW));
-  assert.equal((await request(server).get('/v2/').set('Authorization', `Bearer ${catalog}`)).status, 200);
+  assert.equal((await request(base).get('/v2/').set('Authorization', `Bearer ${catalog}`)).status, 200);
   const admin = await getToken('repository:example.com/auth/admin:*', basic('alice', ALICE_PW));
-  const key = await request(server).get('/v2/example.com/auth/admin/_trust/tuf/timestamp.key').set('Authorization', `Bearer ${admin}`);
+  const key = await request(base).get('/v2/example.com/auth/admin/_trust/tuf/timestamp.key').set('Authorization', `Bearer ${admin}`);
   assert.equal(key.status, 200, '`*` covers push,pull');
 });
 
 test('refused tokens on the Notary API are audited (a bad token, a token that lacks access); the tokenless first try is not', async () => {
-  const denials = () => app.management.audit.query({ action: 'auth.denied' }).filter((e) => e.detail?.api === 'notary');
+  const denials = () => tg.app.management.audit.query({ action: 'auth.denied' }).filter((e) => e.detail?.api === 'notary');
   // Earlier tests were refused too: close their counting windows, so these refusals are written.
-  app.management.audit.flushDenials();
+  tg.app.management.audit.flushDenials();
   const before = denials().length;
   // Docker's token flow: every client's first request has no token and gets the challenge.
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
   assert.equal(denials().length, before, 'the challenge to a tokenless request is not an audit event');
-  assertChallenge(await request(server).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
+  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
   const pull = await getToken(`repository:${GUN}:pull`, basic('alice', ALICE_PW));
-  assertChallenge(await request(server).post(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:*`, 'insufficient_scope');
+  assertChallenge(await request(base).post(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:*`, 'insufficient_scope');
   const [bad, scope] = denials().slice(before);
   assert.equal(denials().length, before + 2);
   assert.deepEqual({ actor: bad!.actor, outcome: bad!.outcome, gun: bad!.gun, reason: bad!.detail?.reason, needs: bad!.detail?.needs, method: bad!.detail?.method }, {
@@ -227,7 +215,7 @@ test('refused tokens on the Notary API are audited (a bad token, a token that la
     method: 'POST',
   });
   // Tokens themselves never reach the audit log.
-  const raw = JSON.stringify(app.management.audit.query({}));
+  const raw = JSON.stringify(tg.app.management.audit.query({}));
   assert.ok(!raw.includes(pull) && !raw.includes('not.a.jwt'));
 });
 
@@ -240,7 +228,7 @@ test('verifier: refuses wrong issuer, audience, expired/not-yet-valid tokens, un
       .setProtectedHeader({ alg: 'ES256', ...header })
       .sign(k);
   const good = { iss: ISSUER, aud: SERVICE, exp: now + 300, nbf: now - 5, iat: now };
-  const get = async (jwt: string) => request(server).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', `Bearer ${jwt}`);
+  const get = async (jwt: string) => request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', `Bearer ${jwt}`);
 
   assert.equal((await get(await sign(good))).status, 404, 'the well-formed token passes');
   const scope = `repository:${GUN}:pull`;
@@ -340,7 +328,7 @@ test('real notary CLI: gets tokens with NOTARY_AUTH, publishes and lists; wrong 
     assert.ok(logs.some((l) => l.includes('notary API access denied') && l.includes('example.com/auth/bobs') && l.includes('token lacks the access')), 'denied with insufficient_scope');
     // The server answered the publish with 401 insufficient_scope: no repository was made.
     const admin = await getToken('repository:example.com/auth/bobs:pull', basic('alice', ALICE_PW));
-    assert.equal((await request(server).get('/v2/example.com/auth/bobs/_trust/tuf/root.json').set('Authorization', `Bearer ${admin}`)).status, 404);
+    assert.equal((await request(base).get('/v2/example.com/auth/bobs/_trust/tuf/root.json').set('Authorization', `Bearer ${admin}`)).status, 404);
 
     // Rotating a server key needs `*`: alice lacks it on example.com/auth/app.
     const rot = await alice.run(['key', 'rotate', GUN, 'snapshot', '-r']);

@@ -10,16 +10,16 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
-import { freePort, waitForHttp } from '../helpers/ports.js';
+import { freePort } from '../helpers/ports.js';
+import { until } from '../helpers/util.js';
+import { startTrustgateProcess, trustgateCommand } from '../helpers/trustgate.js';
 import { authedAgent, initRepo } from '../helpers/tuf-builder.js';
-import { makeTempDir, removeTempDir, runCommand, startProcess, startRegistry, tailFile, type ManagedProcess, type RegistryService } from '../helpers/services.js';
+import { makeTempDir, removeTempDir, runCommand, startRegistry, tailFile, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SUMMARY = 'notary_server_http_request_duration_microseconds';
 
 /** GETs its URL on 8 keep-alive connections until killed (at most 10 minutes), printing a count. */
@@ -36,9 +36,6 @@ setInterval(() => process.stdout.write('served ' + served + '\\n'), 100);
 Promise.all(Array.from({ length: 8 }, loop)).then(() => process.exit(0), (e) => { process.stderr.write('load error: ' + e.message + '\\n'); process.exit(1); });
 `;
 
-/** The environment without any TRUSTGATE_* of the caller's. */
-const cleanEnv = () => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
-
 interface Cluster {
   url: string;
   proc: ManagedProcess;
@@ -48,30 +45,19 @@ interface Cluster {
   adminToken: string;
 }
 
-/** `npm start`'s code with two workers in `dir`, on `port`, logging to `logFile`. */
-function spawnCluster(dir: string, port: number, logFile: string, env: Record<string, string> = {}) {
-  return startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      ...cleanEnv(),
-      TRUSTGATE_LISTEN: `127.0.0.1:${port}`,
-      TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
-      TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
-      TRUSTGATE_LOG_LEVEL: 'info',
-      TRUSTGATE_WORKERS: '2',
-      ...env,
-    },
-    logFile,
-    stopTimeoutMs: 15_000,
-  });
-}
+/** `npm start`'s settings for two workers in `dir`. */
+const clusterEnv = (dir: string, env: Record<string, string> = {}) => ({
+  TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
+  TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+  TRUSTGATE_LOG_LEVEL: 'info',
+  TRUSTGATE_WORKERS: '2',
+  ...env,
+});
 
 /** Starts a cluster in `dir` and waits until the primary has logged that all workers listen. */
 async function startCluster(dir: string, env: Record<string, string> = {}): Promise<Cluster> {
-  const port = await freePort();
   const logFile = path.join(dir, 'trustgate.log');
-  const proc = spawnCluster(dir, port, logFile, env);
-  const url = `http://127.0.0.1:${port}`;
+  const { url, proc, adminToken } = await startTrustgateProcess(clusterEnv(dir, env), logFile, { timeoutMs: 90_000, stopTimeoutMs: 15_000, logLine: /"msg":"trustgate listening"/ });
   const log = () => {
     try {
       return fs.readFileSync(logFile, 'utf8');
@@ -79,25 +65,7 @@ async function startCluster(dir: string, env: Record<string, string> = {}): Prom
       return '';
     }
   };
-  try {
-    await waitForHttp(`${url}/_notary_server/health`, 90_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
-    await until(() => /"msg":"trustgate listening"/.test(log()), 90_000, 'the primary to log "trustgate listening"', () => proc.assertAlive());
-  } catch (e) {
-    await proc.stop();
-    throw new Error(`cluster did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
-  }
-  return { url, proc, pid: proc.child.pid!, log, adminToken: fs.readFileSync(path.join(dir, 'data', 'admin-token'), 'utf8').trim() };
-}
-
-/** Polls `ok` every 100 ms until it holds; throws after `ms`. */
-async function until(ok: () => boolean | Promise<boolean>, ms: number, what: string, check?: () => void): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (let i = 0; i < Math.ceil(ms / 100) + 1 && Date.now() < deadline; i++) {
-    check?.();
-    if (await ok()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  return { url, proc, pid: proc.child.pid!, log, adminToken: adminToken! };
 }
 
 /** A process's state letter and parent, from /proc (undefined when it is gone). */
@@ -190,7 +158,7 @@ describe('a cluster of two workers', () => {
 
   test('the primary prepares once and forks two workers; requests over separate connections are answered', async () => {
     const { url, pid, log } = c!;
-    await until(() => workerPids(pid).length === 2, 30_000, 'two workers');
+    await until('two workers', () => workerPids(pid).length === 2, 30_000);
     const text = log();
     assert.equal(text.match(/"msg":"trustgate listening"/g)?.length, 1, text);
     assert.match(text, /"msg":"trustgate listening".*"workers":2/);
@@ -248,7 +216,7 @@ describe('a cluster of two workers', () => {
     try {
       // The four pinned connections, opened together.
       assert.deepEqual((await Promise.all([0, 1, 2, 3].map(() => get(pinned)))).map((r) => r.status), [200, 200, 200, 200]);
-      await until(() => served() >= 200, 20_000, 'the background load to run', () => assert.equal(loader.exitCode, null, loadOut));
+      await until('the background load to run', () => served() >= 200, 20_000, { check: () => assert.equal(loader.exitCode, null, loadOut) });
       for (let i = 0; i < 40; i++) {
         const res = await repo.addTarget(`t${i}`, `content ${i}`);
         assert.equal(res.status, 200, `publish ${i}`);
@@ -294,16 +262,16 @@ describe('a cluster of two workers', () => {
     // Once the primary has seen the death it hands no connection to that worker. (A connection
     // handed over in the instant between the death and the primary noticing it is lost: node's
     // round-robin hand-over has no way back for it.)
-    await until(() => log().includes(`"pid":${victim},`), 10_000, 'the primary to see the killed worker exit');
+    await until('the primary to see the killed worker exit', () => log().includes(`"pid":${victim},`), 10_000);
     assert.match(log(), /"msg":"worker stopped unexpectedly: starting another".*"signal":"SIGKILL"/);
     for (let i = 0; i < 20; i++) {
       const r = await getOnce(`${url}/v2/${gun}/_trust/tuf/timestamp.json`);
       assert.equal(r.status, 200, `request ${i} after the kill: ${r.body}`);
     }
-    await until(() => workerPids(pid).length === 2, 90_000, 'a replacement worker');
+    await until('a replacement worker', () => workerPids(pid).length === 2, 90_000);
     const now = workerPids(pid);
     assert.ok(!now.includes(victim) && now.includes(survivor), `workers now ${now}`);
-    await until(() => /"msg":"worker started"/.test(log()), 90_000, 'the replacement to listen');
+    await until('the replacement to listen', () => /"msg":"worker started"/.test(log()), 90_000);
     for (let i = 0; i < 10; i++) assert.equal((await getOnce(`${url}/_notary_server/health`)).status, 200);
     // The killed worker's counts (as of the last scrape) stay in the merge: the counter never goes back.
     assert.ok((await getRoleCount(url)) >= countBefore + 20, 'merged counter kept the stopped worker\'s counts');
@@ -317,7 +285,7 @@ describe('a cluster of two workers', () => {
     const exit = await exitOf(proc.child, 20_000);
     assert.ok(exit, `the primary did not exit within 20 s\n${tailFile(proc.logFile)}`);
     assert.deepEqual(exit, { code: 0, signal: null });
-    await until(() => workers.every((w) => !alive(w)), 10_000, 'the workers to be gone');
+    await until('the workers to be gone', () => workers.every((w) => !alive(w)), 10_000);
   });
 });
 
@@ -359,10 +327,10 @@ test('a primary killed outright: its workers exit too', async () => {
   let c: Cluster | undefined;
   try {
     c = await startCluster(dir);
-    await until(() => workerPids(c!.pid).length === 2, 30_000, 'two workers');
+    await until('two workers', () => workerPids(c!.pid).length === 2, 30_000);
     const workers = workerPids(c.pid);
     process.kill(c.pid, 'SIGKILL');
-    await until(() => workers.every((w) => !alive(w)), 15_000, 'the orphaned workers to exit');
+    await until('the orphaned workers to exit', () => workers.every((w) => !alive(w)), 15_000);
   } finally {
     await c?.proc.stop();
     await removeTempDir(dir);
@@ -375,9 +343,9 @@ test('workers that keep dying at start: the primary gives up with a non-zero exi
   const blocker = net.createServer();
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const taken = (blocker.address() as net.AddressInfo).port;
-  const port = await freePort();
   const logFile = path.join(dir, 'trustgate.log');
-  const proc = spawnCluster(dir, port, logFile, { TRUSTGATE_UPSTREAM: 'http://127.0.0.1:9', TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${taken}` });
+  const env = clusterEnv(dir, { TRUSTGATE_UPSTREAM: 'http://127.0.0.1:9', TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${taken}` });
+  const { proc } = await startTrustgateProcess(env, logFile, { noWait: true, stopTimeoutMs: 15_000 });
   try {
     const exit = await exitOf(proc.child, 120_000);
     assert.ok(exit, `the primary was still running after 120 s\n${tailFile(logFile)}`);
@@ -397,11 +365,8 @@ test('TRUSTGATE_WORKERS=0, abc or 65: exit 2 with a message naming the setting',
   const dir = await makeTempDir('cluster-config');
   try {
     for (const v of ['0', 'abc', '65']) {
-      const r = await runCommand(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-        cwd: ROOT,
-        env: { ...cleanEnv(), TRUSTGATE_WORKERS: v, TRUSTGATE_DATA_DIR: path.join(dir, 'data'), TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_LISTEN: '127.0.0.1:1' },
-        timeoutMs: 60_000,
-      });
+      const main = trustgateCommand({ TRUSTGATE_WORKERS: v, TRUSTGATE_DATA_DIR: path.join(dir, 'data'), TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_LISTEN: '127.0.0.1:1' });
+      const r = await runCommand(main.cmd, main.args, { ...main.opts, timeoutMs: 60_000 });
       assert.equal(r.code, 2, `${v}: ${r.stderr}`);
       assert.ok(r.stderr.includes(`TRUSTGATE_WORKERS must be auto or a whole number from 1 to 64, got "${v}"`), r.stderr);
       assert.ok(!fs.existsSync(path.join(dir, 'data')), 'nothing was prepared');

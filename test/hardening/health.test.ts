@@ -8,8 +8,7 @@ import { startTrustgate } from '../helpers/trustgate.js';
 test('health: storage down answers 503 with a generic message, the error text only in the log', async (t) => {
   if (process.env.TRUSTGATE_TEST_DATABASE_URL) return t.skip('needs its own PostgreSQL server to stop');
   const pg = await startPostgres();
-  const logs: string[] = [];
-  const tg = await startTrustgate({ env: { TRUSTGATE_DATABASE_URL: pg.url }, overrides: { log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })) } });
+  const tg = await startTrustgate({ env: { TRUSTGATE_DATABASE_URL: pg.url }, logs: 'debug' });
   try {
     assert.equal((await fetch(`${tg.url}/_notary_server/health`)).status, 200);
     await pg.stop();
@@ -18,7 +17,7 @@ test('health: storage down answers 503 with a generic message, the error text on
     assert.equal(res.status, 503);
     assert.deepEqual(JSON.parse(text), { storage: 'unavailable' });
     assert.ok(!text.includes(String(pg.port)) && !/ECONN|refused|terminat|connect/i.test(text), text);
-    const logged = logs.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string }).find((l) => l.msg.startsWith('health check failed'));
+    const logged = tg.logs.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string }).find((l) => l.msg.startsWith('health check failed'));
     assert.equal(logged?.level, 'error');
     assert.ok(logged?.error, 'the storage error is logged');
   } finally {

@@ -23,9 +23,9 @@ test('V10: after kill -9, every answered key creation has its key files and ever
   const dir = await makeTempDir('kill-durable');
   const data = path.join(dir, 'data');
   const keys = path.join(dir, 'keys');
-  const { url, proc } = await startTrustgateProcess({ TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: keys, TRUSTGATE_KEY_PASSPHRASE: 'kill-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn' }, path.join(dir, 'trustgate.log'));
+  const { url, proc, adminToken } = await startTrustgateProcess({ TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: keys, TRUSTGATE_KEY_PASSPHRASE: 'kill-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn' }, path.join(dir, 'trustgate.log'));
   try {
-    const admin = readFileSync(path.join(data, 'admin-token'), 'utf8').trim();
+    const admin = adminToken!;
     const headers = { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' };
     const created: Array<{ gun: string; keyIds: string[] }> = [];
     const signed: Array<{ gun: string; role: string; version: number }> = [];

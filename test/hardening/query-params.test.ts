@@ -1,8 +1,6 @@
 // A query parameter given twice is refused with 400 on every API that reads query parameters,
 // rather than read by its first value.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { startMgmt, type Mgmt } from '../management/support.js';
 import { startStack, type Stack } from '../proxy/support.js';
@@ -55,7 +53,7 @@ test('repeated query parameter: Notary changefeed answers 400 INVALID_PARAMETERS
 test('repeated query parameter: the proxy refuses a blob mount naming two sources', async () => {
   const res = await fetch(`${stack.px.url}/v2/q/app/blobs/uploads/?mount=sha256:${'0'.repeat(64)}&from=q/one&from=q/two`, {
     method: 'POST',
-    headers: { Authorization: `Bearer ${readFileSync(path.join(stack.tg.app.config.dataDir, 'admin-token'), 'utf8').trim()}` },
+    headers: { Authorization: `Bearer ${stack.tg.adminToken}` },
   });
   assert.equal(res.status, 400);
   const body = (await res.json()) as { errors: Array<{ code: string; message: string }> };

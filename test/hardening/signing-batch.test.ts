@@ -2,7 +2,8 @@
 // nothing stored, and a batch at the cap does not hold up other requests for long.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { bearer, fakeDigest, initRepo, newGun, startSigningServer, unchanged, versions, type SigningServer } from '../signing/support.js';
+import { bearer, fakeDigest, initRepo, newGun, startSigningServer, versions, type SigningServer } from '../signing/support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let s: SigningServer;
 before(async () => {

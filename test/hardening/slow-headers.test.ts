@@ -2,7 +2,6 @@
 // a socket trickling header bytes is closed, while a long streamed body through the proxy is not cut.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -74,7 +73,7 @@ test('slow headers: the registry proxy closes a socket trickling header bytes', 
 });
 
 test('slow headers: a blob upload streaming longer than the request timeout still completes through the proxy', async () => {
-  const auth = `Bearer ${readFileSync(path.join(stack.tg.app.config.dataDir, 'admin-token'), 'utf8').trim()}`;
+  const auth = `Bearer ${stack.tg.adminToken}`;
   const started = await fetch(`${stack.px.url}/v2/slow/upload/blobs/uploads/`, { method: 'POST', headers: { Authorization: auth } });
   assert.equal(started.status, 202, await started.text());
   const location = new URL(started.headers.get('location')!, stack.px.url);

@@ -11,7 +11,7 @@ import { hashPassword, TokenIssuer } from '../../src/auth/jwt-issuer.js';
 import { createServer, DEFAULT_HTTP_TIMEOUTS } from '../../src/http/server.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
-import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { startTrustgate, tokenAuthEnv, type RunningTrustgate } from '../helpers/trustgate.js';
 
 const SERVICE = 'trustgate-v9';
 const ALICE_PW = 'alice-pw-V9!';
@@ -27,16 +27,7 @@ before(async () => {
   certs = await makeTestCerts();
   dir = await makeTempDir('v9');
   await fsp.writeFile(path.join(dir, 'users'), `alice:${await hashPassword(ALICE_PW, COST)}:repository:example.com/**:pull\n`, { mode: 0o600 });
-  env = {
-    TRUSTGATE_AUTH: 'token',
-    TRUSTGATE_AUTH_REALM: 'http://127.0.0.1/api/v1/token',
-    TRUSTGATE_AUTH_SERVICE: SERVICE,
-    TRUSTGATE_AUTH_ISSUER: 'v9-issuer',
-    TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: certs.caCert,
-    TRUSTGATE_AUTH_TOKEN_KEY: certs.key,
-    TRUSTGATE_AUTH_TOKEN_CERT: certs.cert,
-    TRUSTGATE_AUTH_USERS: path.join(dir, 'users'),
-  };
+  env = tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: 'http://127.0.0.1/api/v1/token', service: SERVICE, issuer: 'v9-issuer' });
   tg = await startTrustgate({ env });
 });
 

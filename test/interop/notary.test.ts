@@ -552,9 +552,8 @@ test('notary: delete --remote removes the trust data; fresh clients see none; re
 test('notary: expired timestamp and server snapshot are re-signed on GET and real clients accept them', async () => {
   // Move trustgate's clock instead of waiting 14 days / 3 years; the notary client keeps real time,
   // so everything the server re-signs must still chain correctly from what the client cached.
-  let offsetMs = 0;
   const DAY = 86_400_000;
-  const tg = await startTrustgate({ overrides: { now: () => Date.now() + offsetMs } });
+  const tg = await startTrustgate();
   const [alice, bob, carol] = [await notaryCli({ server: tg.url, token: tg.adminToken }), await notaryCli({ server: tg.url, token: tg.adminToken }), await notaryCli({ server: tg.url, token: tg.adminToken })];
   try {
     const gun = 'registry.example.com/ns/clock';
@@ -567,10 +566,10 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
     const snap1 = await getJson(tg.url, gun, 'snapshot.json');
 
     // 15 days on: the timestamp expired; the (client-held) snapshot did not.
-    offsetMs = 15 * DAY;
+    tg.advance(15 * DAY);
     const ts2 = await getJson<{ meta: { snapshot: FileMeta } }>(tg.url, gun, 'timestamp.json');
     assert.equal(ts2.env.signed.version, ts1.env.signed.version + 1);
-    const tsLeft = (Date.parse(ts2.env.signed.expires) - (Date.now() + offsetMs)) / DAY;
+    const tsLeft = (Date.parse(ts2.env.signed.expires) - tg.now()) / DAY;
     assert.ok(Math.abs(tsLeft - 14) < 0.1, ts2.env.signed.expires);
     assert.deepEqual((await getJson(tg.url, gun, 'snapshot.json')).bytes, snap1.bytes);
     assert.deepEqual((await getJson(tg.url, gun, 'timestamp.json')).bytes, ts2.bytes, 'no second re-sign while fresh');
@@ -584,7 +583,7 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
     await alice.runOk(['key', 'rotate', gun, 'snapshot', '-r']);
     assert.deepEqual(parseNotaryList((await bob.runOk(['list', gun])).stdout), want);
     const snap2 = await getJson<SnapshotSigned>(tg.url, gun, 'snapshot.json');
-    offsetMs += 3 * 365 * DAY + DAY;
+    tg.advance(3 * 365 * DAY + DAY);
     const snap3 = await getJson<SnapshotSigned>(tg.url, gun, 'snapshot.json');
     assert.equal(snap3.env.signed.version, snap2.env.signed.version + 1);
     assert.deepEqual(snap3.env.signed.meta.root, snap2.env.signed.meta.root);

@@ -126,7 +126,7 @@ describe('backup on PostgreSQL', () => {
     const tg = await startTrustgate({ env: { TRUSTGATE_DATABASE_URL: pg.url } });
     try {
       assert.equal(tg.app.store.kind, 'postgres');
-      const admin = readFileSync(join(tg.app.config.dataDir, 'admin-token'), 'utf8').trim();
+      const admin = tg.adminToken;
       const r = await request(tg.url).get('/api/v1/backup').set('Authorization', `Bearer ${admin}`);
       assert.equal(r.status, 409);
       assert.equal(r.body.error.code, 'BACKUP_UNSUPPORTED');

@@ -8,7 +8,8 @@ import { exportPrivateKeyPem } from '../../src/core/crypto/pem.js';
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { outsideKey } from './keys-helpers.js';
-import { assertUnchanged, enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
+import { enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let m: Mgmt;
 let gun: string;
@@ -30,7 +31,7 @@ before(async () => {
 after(() => m.stop());
 
 const refused = async (status: number, code: string, fn: () => ReturnType<Mgmt['call']>) => {
-  await assertUnchanged(m, gun, async () => {
+  await unchanged(m, gun, async () => {
     const r = await fn();
     expectError(r, status, code);
     assert.ok(r.body.error.message.length > 0);
@@ -134,7 +135,7 @@ test('malformed requests: bad JSON, unknown fields, wrong types, bad GUNs, bad t
 test('a query parameter given twice is refused, never silently dropped (DELETE ?keys=delete&keys=delete deleted the repository but kept its keys)', async () => {
   const other = newGun('dup-query');
   expectStatus(await m.call('post', '/repositories', { body: { gun: other, rootKey: 'keystore' } }), 201);
-  await assertUnchanged(m, other, async () => {
+  await unchanged(m, other, async () => {
     expectError(await m.call('delete', `/repositories/${enc(other)}?keys=delete&keys=delete`), 400, 'INVALID_REQUEST');
   });
   await refused(400, 'INVALID_REQUEST', () => m.call('get', '/expiring?within=1s&within=2w'));
@@ -157,7 +158,7 @@ test('a body the JSON parser cannot read (corrupt gzip, unknown encoding or char
     { 'Content-Type': 'application/json', 'Content-Encoding': 'x-unknown' },
     { 'Content-Type': 'application/json; charset=latin1' },
   ]) {
-    await assertUnchanged(m, gun, async () => {
+    await unchanged(m, gun, async () => {
       const res = await request(m.tg.url).post(`/api/v1/repositories/${g}/tags`).set('Authorization', `Bearer ${m.admin}`).set(headers).send(body);
       assert.equal(res.status, 400, res.text);
       assert.equal(res.body.error.code, 'INVALID_REQUEST', `${JSON.stringify(headers)}: ${res.text}`);
@@ -191,8 +192,8 @@ test('a root upload that is not signed by the current root is refused through th
   const body = { ...cur.signed, version: cur.signed.version + 1 };
   const stranger = outsideKey();
   const root = { signed: body, signatures: [{ keyid: stranger.id, method: 'ecdsa', sig: stranger.sign(canonicalBytes(body).toString('base64')) }] };
-  await assertUnchanged(m, offline, async () => expectError(await m.call('post', `/repositories/${enc(offline)}/root`, { body: { root } }), 400, 'INVALID_METADATA'));
-  await assertUnchanged(m, offline, async () => expectError(await m.call('post', `/repositories/${enc(offline)}/root`, { body: { root: { signed: { ...body, version: 99 }, signatures: [] } } }), 400, 'INVALID_METADATA'));
+  await unchanged(m, offline, async () => expectError(await m.call('post', `/repositories/${enc(offline)}/root`, { body: { root } }), 400, 'INVALID_METADATA'));
+  await unchanged(m, offline, async () => expectError(await m.call('post', `/repositories/${enc(offline)}/root`, { body: { root: { signed: { ...body, version: 99 }, signatures: [] } } }), 400, 'INVALID_METADATA'));
 });
 
 test('a pending change refuses bad signatures and signatures by keys it does not need, unchanged', async () => {

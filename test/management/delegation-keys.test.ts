@@ -8,7 +8,8 @@ import { publicKeyObject } from '../../src/core/crypto/keys.js';
 import { createCertificateForKey } from '../../src/core/crypto/x509.js';
 import { Metadata, type RootBody } from '../../src/core/tuf/metadata.js';
 import { outsideKey } from './keys-helpers.js';
-import { assertUnchanged, enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
+import { enc, expectError, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let m: Mgmt;
 before(async () => {
@@ -29,7 +30,7 @@ test('V6: a certificate from another CA over the same key is refused by POST …
   const [certA, certB] = [await certFromCa(k, 'CA one'), await certFromCa(k, 'CA two')];
   expectStatus(await m.call('post', `/repositories/${enc(g)}/delegations`, { body: { role: 'targets/team', publicKeys: [certA], paths: [''] } }), 200);
   const same = /delegation targets\/team: keys [0-9a-f]{64} and [0-9a-f]{64} are the same public key/;
-  await assertUnchanged(m, g, async () => {
+  await unchanged(m, g, async () => {
     // The same key through another CA's certificate, or as a plain key, added to the role...
     for (const pem of [certB, k.publicPem]) {
       const r = await m.call('post', `/repositories/${enc(g)}/delegations`, { body: { role: 'targets/team', publicKeys: [pem], threshold: 2 } });
@@ -56,7 +57,7 @@ test('V6: a certificate over a key a root role lists already is refused by POST 
   const targetsKey = root.keys[root.roles.targets.keyids[0]!]!;
   const caKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
   const { pem } = await createCertificateForKey({ commonName: g, issuerCommonName: 'some CA', privateKey: caKey, publicKey: publicKeyObject(targetsKey) });
-  await assertUnchanged(m, g, async () => {
+  await unchanged(m, g, async () => {
     const r = await m.call('post', `/repositories/${enc(g)}/roles/targets/keys`, { body: { publicKey: pem, threshold: 2 } });
     expectError(r, 400, 'INVALID_REQUEST');
     assert.match(r.body.error.message, /role targets lists keys [0-9a-f]{64} and [0-9a-f]{64}, which are the same public key/);

@@ -3,10 +3,9 @@
 // against openapi.yaml.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import request from 'supertest';
-import { createLogger } from '../../src/log.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { gunNamer } from '../helpers/util.js';
 import { OpenApiChecker } from './openapi.js';
 
 export interface Res {
@@ -40,26 +39,22 @@ export interface MgmtOptions {
 }
 
 export async function startMgmt(opts: MgmtOptions = {}): Promise<Mgmt> {
-  const logs: string[] = [];
-  let offset = 0;
-  const now = () => Date.now() + offset;
   const tg = await startTrustgate({
-    env: { TRUSTGATE_LOG_LEVEL: 'debug', ...opts.env },
-    overrides: { log: createLogger('debug', (l) => logs.push(l)), now },
+    logs: 'debug',
+    ...(opts.env ? { env: opts.env } : {}),
     ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
     ...(opts.dir ? { dir: opts.dir } : {}),
   });
-  const admin = readFileSync(join(tg.app.config.dataDir, 'admin-token'), 'utf8').trim();
   const c = checker();
   const agent = request(tg.url);
   const ca = opts.tls ? readFileSync(opts.tls.ca) : undefined;
   const self: Mgmt = {
     tg,
-    admin,
-    logs,
+    admin: tg.adminToken,
+    logs: tg.logs,
     checker: c,
-    advance: (ms) => void (offset += ms),
-    now,
+    advance: tg.advance,
+    now: tg.now,
     async call(method, path, opts = {}) {
       const url = `/api/v1${path}`;
       let r = agent[method](url);
@@ -80,8 +75,7 @@ export async function startMgmt(opts: MgmtOptions = {}): Promise<Mgmt> {
 
 export const enc = encodeURIComponent;
 
-let n = 0;
-export const newGun = (name = 'app') => `registry.example.com:5000/mgmt/${name}-${process.pid}-${++n}`;
+export const newGun = gunNamer('mgmt', 'app');
 
 /** Asserts a status, with the body in the message. */
 export function expectStatus(res: Res, status: number): void {
@@ -91,27 +85,4 @@ export function expectStatus(res: Res, status: number): void {
 export function expectError(res: Res, status: number, code: string): void {
   expectStatus(res, status);
   assert.equal(res.body.error?.code, code, res.text);
-}
-
-/** Everything a refused request must leave alone: every stored metadata version and the keystore listing. */
-export async function snapshotState(m: Mgmt, gun: string) {
-  const store = m.tg.app.store;
-  const versions = await store.latestVersions(gun);
-  const files: Record<string, string> = {};
-  for (const [role, max] of versions) {
-    for (let v = 1; v <= max; v++) {
-      const f = await store.byVersion(gun, role, v);
-      if (f) files[`${role}.${v}`] = f.bytes.toString('base64');
-    }
-  }
-  const keys = (await m.tg.app.keys.list()).map((k) => `${k.id} ${k.gun} ${k.role}`).sort();
-  const pending = m.tg.app.management.pending.list().map((p) => p.id);
-  return { files, keys, pending };
-}
-
-export async function assertUnchanged<T>(m: Mgmt, gun: string, fn: () => Promise<T>): Promise<T> {
-  const before = await snapshotState(m, gun);
-  const out = await fn();
-  assert.deepEqual(await snapshotState(m, gun), before, 'the repository or the keystore changed');
-  return out;
 }

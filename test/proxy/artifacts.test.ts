@@ -16,7 +16,8 @@ import { UpstreamRegistry } from '../../src/signing/registry.js';
 import { RepoEditor } from '../../src/trust/editor.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy, type ImageLayout } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { denied, get, putBlob, putManifest, sha256, startStack, type Stack } from './support.js';
+import { denied, get, putBlob, putManifest, startStack, type Stack } from './support.js';
+import { digestOf } from '../helpers/util.js';
 
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const SPDX = 'application/spdx+json';
@@ -63,7 +64,7 @@ async function artifact(at: Stack, repo: string, type: string, extra: object, re
   const bytes = Buffer.from(
     JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, artifactType: type, config: { mediaType: EMPTY, digest: empty, size: 2 }, layers: [{ mediaType: type, digest: layer, size: content.length }], ...extra }),
   );
-  const put = await putManifest(at.reg.url, repo, ref ?? sha256(bytes), bytes, MEDIA_TYPES.ociManifest);
+  const put = await putManifest(at.reg.url, repo, ref ?? digestOf(bytes), bytes, MEDIA_TYPES.ociManifest);
   assert.equal(put.status, 201, put.body.toString());
   return bytes;
 }
@@ -75,27 +76,27 @@ test('V3: a runnable image with a subject is not served as an artifact', async (
   // The unsigned image itself, given a subject, with or without an artifact type that is allowed.
   for (const extra of [{}, { artifactType: BUNDLE }, { artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json' }]) {
     const bytes = Buffer.from(JSON.stringify({ ...image, ...extra, subject: subjectOf(signed) }));
-    assert.equal((await putManifest(s.reg.url, 'v3/app', sha256(bytes), bytes, MEDIA_TYPES.ociManifest)).status, 201);
-    const e = denied(await get(`${s.px.url}/v2/v3/app/manifests/${sha256(bytes)}`));
+    assert.equal((await putManifest(s.reg.url, 'v3/app', digestOf(bytes), bytes, MEDIA_TYPES.ociManifest)).status, 201);
+    const e = denied(await get(`${s.px.url}/v2/v3/app/manifests/${digestOf(bytes)}`));
     assert.equal(e.detail.reason, 'not-signed');
     assert.match(e.message, /layer of type application\/vnd\.oci\.image\.layer/);
   }
   // An image config with no layers, and an index listing the rogue image: neither is an artifact.
   const bare = Buffer.from(JSON.stringify({ ...image, layers: [], artifactType: BUNDLE, subject: subjectOf(signed) }));
-  assert.equal((await putManifest(s.reg.url, 'v3/app', sha256(bare), bare, MEDIA_TYPES.ociManifest)).status, 201);
-  assert.match(denied(await get(`${s.px.url}/v2/v3/app/manifests/${sha256(bare)}`)).message, /runnable image config/);
+  assert.equal((await putManifest(s.reg.url, 'v3/app', digestOf(bare), bare, MEDIA_TYPES.ociManifest)).status, 201);
+  assert.match(denied(await get(`${s.px.url}/v2/v3/app/manifests/${digestOf(bare)}`)).message, /runnable image config/);
   const index = Buffer.from(
     JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, artifactType: BUNDLE, manifests: [subjectOf(rogue)], subject: subjectOf(signed) }),
   );
-  assert.equal((await putManifest(s.reg.url, 'v3/app', sha256(index), index, MEDIA_TYPES.ociIndex)).status, 201);
-  assert.match(denied(await get(`${s.px.url}/v2/v3/app/manifests/${sha256(index)}`)).message, /index/);
+  assert.equal((await putManifest(s.reg.url, 'v3/app', digestOf(index), index, MEDIA_TYPES.ociIndex)).status, 201);
+  assert.match(denied(await get(`${s.px.url}/v2/v3/app/manifests/${digestOf(index)}`)).message, /index/);
   denied(await get(`${s.px.url}/v2/v3/app/manifests/${rogue.manifest.digest}`));
 
   // trustgate's own Sigstore bundle referrer of the signed image is still served.
   const bundle = await writeBundleReferrer(new UpstreamRegistry(up), 'v3/app', subjectOf(signed), { repository: s.gun('v3/app'), tag: 'v1' }, generateSigner('ecdsa'));
   const got = await get(`${s.px.url}/v2/v3/app/manifests/${bundle.manifestDigest}`);
   assert.equal(got.status, 200, got.body.toString());
-  assert.equal(sha256(got.body), bundle.manifestDigest);
+  assert.equal(digestOf(got.body), bundle.manifestDigest);
 });
 
 test('V3: an artifact of a type the policy does not allow is denied', async () => {
@@ -114,13 +115,13 @@ test('V3: an artifact of a type the policy does not allow is denied', async () =
       subject: subjectOf(wide),
     }),
   );
-  assert.equal((await putManifest(s.reg.url, 'wide/app', sha256(helm), helm, MEDIA_TYPES.ociManifest)).status, 201);
-  assert.match(denied(await get(`${s.px.url}/v2/wide/app/manifests/${sha256(helm)}`)).message, /not an allowed artifact type/);
+  assert.equal((await putManifest(s.reg.url, 'wide/app', digestOf(helm), helm, MEDIA_TYPES.ociManifest)).status, 201);
+  assert.match(denied(await get(`${s.px.url}/v2/wide/app/manifests/${digestOf(helm)}`)).message, /not an allowed artifact type/);
   const unknown = await artifact(s, 'wide/app', 'application/vnd.example.tool+json', { subject: subjectOf(wide) });
-  assert.match(denied(await get(`${s.px.url}/v2/wide/app/manifests/${sha256(unknown)}`)).message, /not an allowed artifact type/);
+  assert.match(denied(await get(`${s.px.url}/v2/wide/app/manifests/${digestOf(unknown)}`)).message, /not an allowed artifact type/);
   for (const type of [SPDX, BUNDLE, 'application/vnd.dsse.envelope.v1+json', 'application/vnd.cyclonedx+json']) {
     const ok = await artifact(s, 'wide/app', type, { subject: subjectOf(wide) });
-    assert.equal((await get(`${s.px.url}/v2/wide/app/manifests/${sha256(ok)}`)).status, 200, type);
+    assert.equal((await get(`${s.px.url}/v2/wide/app/manifests/${digestOf(ok)}`)).status, 200, type);
   }
 
   // A type a runtime would unpack may not be allowed at all.
@@ -134,9 +135,9 @@ test('V3: an artifact of a type the policy does not allow is denied', async () =
   try {
     const narrow = await signedImage(t, 'narrow/app', 'v1');
     const sbom = await artifact(t, 'narrow/app', SPDX, { subject: subjectOf(narrow) });
-    assert.equal((await get(`${t.px.url}/v2/narrow/app/manifests/${sha256(sbom)}`)).status, 200);
+    assert.equal((await get(`${t.px.url}/v2/narrow/app/manifests/${digestOf(sbom)}`)).status, 200);
     const bundle = await artifact(t, 'narrow/app', BUNDLE, { subject: subjectOf(narrow) });
-    assert.match(denied(await get(`${t.px.url}/v2/narrow/app/manifests/${sha256(bundle)}`)).message, /not an allowed artifact type/);
+    assert.match(denied(await get(`${t.px.url}/v2/narrow/app/manifests/${digestOf(bundle)}`)).message, /not an allowed artifact type/);
     const sigTag = `${narrow.manifest.digest.replace(':', '-')}.sig`;
     await writeCosignSignature(new UpstreamRegistry(up), 'narrow/app', t.gun('narrow/app'), narrow.manifest.digest, generateSigner('ecdsa'));
     assert.match(denied(await get(`${t.px.url}/v2/narrow/app/manifests/${sigTag}`)).message, /simplesigning.*not an allowed artifact type/);
@@ -174,7 +175,7 @@ test('V4: a real cosign signature of a signed digest is still served', async () 
   // The image the fixture signs, signed in this GUN's trust data (the proxy needs only its digest).
   await signedImage(s, 'v4/real', 'init');
   const image = fixture('signed-image-manifest.json');
-  assert.equal(sha256(image), meta.signedImage.manifestDigest);
+  assert.equal(digestOf(image), meta.signedImage.manifestDigest);
   await new RepoEditor(s.tg.app.trust, s.tg.app.keys).editTargets(s.gun('v4/real'), 'targets', (b) => {
     b.targets.hello = { hashes: { sha256: Buffer.from(meta.signedImage.manifestDigest.slice(7), 'hex').toString('base64') }, length: image.length };
   });
@@ -197,7 +198,7 @@ test('V4: a real cosign signature of a signed digest is still served', async () 
   const mine = await writeCosignSignature(new UpstreamRegistry(up), 'v4/real', s.gun('v4/real'), pushed.manifest.digest, generateSigner('ecdsa'));
   const mineGot = await get(`${s.px.url}/v2/v4/real/manifests/${mine.tag}`);
   assert.equal(mineGot.status, 200, mineGot.body.toString());
-  assert.equal(sha256(mineGot.body), mine.manifestDigest);
+  assert.equal(digestOf(mineGot.body), mine.manifestDigest);
   await skopeoCopy(`docker://${s.host}/v4/real:${mine.tag}`, `oci:${layout('sig-pulled')}:sig`);
 
   // Served only while the tag holds a signature: re-pointed to an unsigned image, it is denied.

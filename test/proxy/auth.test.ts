@@ -5,7 +5,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { get, sha256, startStack, type Stack } from './support.js';
+import { get, startStack, type Stack } from './support.js';
+import { digestOf } from '../helpers/util.js';
 
 let s: Stack;
 let dir: string;
@@ -13,8 +14,7 @@ let reader: string;
 before(async () => {
   dir = await makeTempDir('proxy-auth');
   s = await startStack({ env: { TRUSTGATE_PROXY_AUTH: 'token', TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' } });
-  const tokens = s.tg.app.management.tokens;
-  reader = tokens.create({ name: 'puller', scopes: ['reader:127.0.0.1:*/team/**'], createdBy: 'test' }).token;
+  reader = s.tg.token(['reader:127.0.0.1:*/team/**'], { name: 'puller' });
 });
 after(async () => {
   await s?.stop();
@@ -26,7 +26,7 @@ test('pushes need a token with sign access; the signing is audited under the tok
   const first = await makeImageLayout(path.join(dir, 'first'), { tag: 'v0' });
   await skopeoCopy(first.ref, `docker://${s.host}/team/app:v0`, ['--dest-creds', s.creds]);
   const root = JSON.parse((await s.tg.app.trust.current(s.gun('team/app'), 'root'))!.bytes.toString()).signed;
-  const signer = s.tg.app.management.tokens.create({ name: 'ci', scopes: ['signer:**'], keyIds: root.roles.targets.keyids, createdBy: 'test' }).token;
+  const signer = s.tg.token(['signer:**'], { name: 'ci', keyIds: root.roles.targets.keyids });
   const img = await makeImageLayout(path.join(dir, 'a'), { tag: 'v1' });
   const anon = await get(`${s.px.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
   assert.equal(anon.status, 401);
@@ -72,7 +72,7 @@ test('without anonymous pulls, a pull needs a token', async () => {
     assert.equal((await get(`${t.px.url}/v2/`)).status, 401);
     const out = await runSkopeo(['inspect', '--tls-verify=false', '--raw', `docker://${t.host}/team/app:v1`]);
     assert.notEqual(out.code, 0);
-    const admin = t.tg.app.management.tokens.create({ name: 'admin2', scopes: ['admin'], createdBy: 'test' }).token;
+    const admin = t.tg.token(['admin'], { name: 'admin2' });
     assert.equal((await get(`${t.px.url}/v2/`, { headers: { authorization: `Bearer ${admin}` } })).status, 200);
   } finally {
     await t.stop();
@@ -80,11 +80,11 @@ test('without anonymous pulls, a pull needs a token', async () => {
 });
 
 test('a cross-repository mount needs read access to the source repository too', async () => {
-  const teamSigner = s.tg.app.management.tokens.create({ name: 'team-ci', scopes: ['signer:127.0.0.1:*/team/**'], createdBy: 'test' }).token;
+  const teamSigner = s.tg.token(['signer:127.0.0.1:*/team/**'], { name: 'team-ci' });
   const auth = { authorization: `Bearer ${teamSigner}` };
   // A blob in a repository the token may not read, put straight into the upstream.
   const secret = Buffer.from(`secret ${Date.now()}`);
-  const digest = sha256(secret);
+  const digest = digestOf(secret);
   const start = await get(`${s.reg.url}/v2/secret/app/blobs/uploads/`, { method: 'POST' });
   const loc = new URL(start.headers.get('location')!, s.reg.url);
   loc.searchParams.set('digest', digest);
@@ -100,7 +100,7 @@ test('a cross-repository mount needs read access to the source repository too', 
   assert.equal(odd.status, 404, odd.body.toString());
   assert.equal(odd.json().errors[0].code, 'NAME_INVALID');
   // With read access to the source, the mount goes through.
-  const both = s.tg.app.management.tokens.create({ name: 'team-ci-2', scopes: ['signer:127.0.0.1:*/team/**', 'reader:127.0.0.1:*/secret/**'], createdBy: 'test' }).token;
+  const both = s.tg.token(['signer:127.0.0.1:*/team/**', 'reader:127.0.0.1:*/secret/**'], { name: 'team-ci-2' });
   const ok = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=secret/app`, { method: 'POST', headers: { authorization: `Bearer ${both}` } });
   assert.equal(ok.status, 201, ok.body.toString());
 });

@@ -10,7 +10,8 @@ import { startProxy } from '../../src/proxy/index.js';
 import { MAX_MANIFEST_BYTES } from '../../src/proxy/manifests.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { get, sha256, startStack, type Stack } from './support.js';
+import { get, startStack, type Stack } from './support.js';
+import { digestOf } from '../helpers/util.js';
 
 let s: Stack;
 before(async () => {
@@ -26,9 +27,9 @@ async function manifestFor(repo: string): Promise<Buffer> {
   const start = await get(`${s.reg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   assert.equal(start.status, 202, start.body.toString());
   const loc = new URL(start.headers.get('location')!, s.reg.url);
-  loc.searchParams.set('digest', sha256(config));
+  loc.searchParams.set('digest', digestOf(config));
   assert.equal((await get(loc.toString(), { method: 'PUT', body: config })).status, 201);
-  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length }, layers: [] }));
+  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers: [] }));
 }
 
 test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a reset connection', async () => {

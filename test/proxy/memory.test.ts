@@ -7,12 +7,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TokenStore } from '../../src/auth/tokens.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { freePort, waitForHttp } from '../helpers/ports.js';
-import { makeTempDir, removeTempDir, startProcess, startRegistry, type ManagedProcess, type RegistryService } from '../helpers/services.js';
+import { startTrustgateProcess } from '../helpers/trustgate.js';
+import { makeTempDir, removeTempDir, startRegistry, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const LAYER = 256 * 1024 * 1024;
 const MAX_GROWTH = 150 * 1024 * 1024;
 
@@ -57,14 +56,8 @@ before(async () => {
   reg = await startRegistry();
   dir = await makeTempDir('proxy-mem');
   const port = await freePort();
-  const apiPort = await freePort();
-  creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'admin', scopes: ['admin'], createdBy: 'test' }).token}`;
-  proc = startProcess(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    logFile: path.join(dir, 'trustgate.log'),
-    env: {
-      ...process.env,
-      TRUSTGATE_LISTEN: `127.0.0.1:${apiPort}`,
+  const started = await startTrustgateProcess(
+    {
       TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${port}`,
       TRUSTGATE_UPSTREAM: reg.url,
       TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true',
@@ -73,7 +66,10 @@ before(async () => {
       TRUSTGATE_KEY_PASSPHRASE: 'memory-test-passphrase',
       TRUSTGATE_LOG_LEVEL: 'warn',
     },
-  });
+    path.join(dir, 'trustgate.log'),
+  );
+  proc = started.proc;
+  creds = `admin:${started.adminToken}`;
   proxy = `127.0.0.1:${port}`;
   await waitForHttp(`http://${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 401 });
 });

@@ -4,7 +4,6 @@
 // trustgate with its proxy, skopeo, SQLite and PostgreSQL.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -66,7 +65,7 @@ interface PinStack extends Stack {
 
 async function stack(opts: { dir?: string; env?: Record<string, string> } = {}): Promise<PinStack> {
   const s = await startStack({ reg, env: env(opts.env), ...(opts.dir ? { dir: opts.dir } : {}) });
-  return Object.assign(s, { admin: readFileSync(path.join(s.tg.app.config.dataDir, 'admin-token'), 'utf8').trim() });
+  return Object.assign(s, { admin: s.tg.adminToken });
 }
 
 /** An image in the upstream under `repo:tag` (pushed straight there, unsigned). */

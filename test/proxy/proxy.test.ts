@@ -10,7 +10,8 @@ import { RepoEditor } from '../../src/trust/editor.js';
 import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, makeIndexLayout, MEDIA_TYPES, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
-import { ACCEPT_ALL, denied, get, putBlob, putManifest, sha256, startStack, type Stack } from './support.js';
+import { ACCEPT_ALL, denied, get, putBlob, putManifest, startStack, type Stack } from './support.js';
+import { digestOf } from '../helpers/util.js';
 
 let s: Stack;
 let work: string;
@@ -40,7 +41,7 @@ async function uploadBlob(repo: string, bytes: Buffer): Promise<string> {
   assert.equal(start.status, 202, start.body.toString());
   const loc = new URL(start.headers.get('location')!);
   assert.equal(loc.host, s.host, 'the upload Location points at the proxy');
-  const digest = sha256(bytes);
+  const digest = digestOf(bytes);
   loc.searchParams.set('digest', digest);
   const put = await get(loc.toString(), { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream', ...s.auth } });
   assert.equal(put.status, 201, put.body.toString());
@@ -56,7 +57,7 @@ test('a push through the proxy is signed, and pulls by tag and by digest get the
   const byTag = await get(`${s.px.url}/v2/team/app/manifests/v1`);
   assert.equal(byTag.status, 200, byTag.body.toString());
   assert.equal(byTag.headers.get('docker-content-digest'), img.manifest.digest);
-  assert.equal(sha256(byTag.body), img.manifest.digest);
+  assert.equal(digestOf(byTag.body), img.manifest.digest);
   assert.equal(byTag.headers.get('content-type'), MEDIA_TYPES.ociManifest);
 
   const head = await get(`${s.px.url}/v2/team/app/manifests/v1`, { method: 'HEAD' });
@@ -66,13 +67,13 @@ test('a push through the proxy is signed, and pulls by tag and by digest get the
 
   const byDigest = await get(`${s.px.url}/v2/team/app/manifests/${img.manifest.digest}`);
   assert.equal(byDigest.status, 200);
-  assert.equal(sha256(byDigest.body), img.manifest.digest);
+  assert.equal(digestOf(byDigest.body), img.manifest.digest);
 
   // A whole pull through the proxy with skopeo: manifest, config and layers.
   const out = layout('pulled');
   await skopeoCopy(`docker://${s.host}/team/app:v1`, `oci:${out}:v1`);
   const pulled = await skopeoInspect(`oci:${out}:v1`, { raw: true });
-  assert.equal(sha256(Buffer.from(JSON.stringify(pulled))), img.manifest.digest);
+  assert.equal(digestOf(Buffer.from(JSON.stringify(pulled))), img.manifest.digest);
 });
 
 test('an image pushed straight to the upstream is denied by tag and by digest', async () => {
@@ -103,7 +104,7 @@ test('when the upstream tag is re-pointed, the proxy still serves the signed dig
   const viaProxy = await get(`${s.px.url}/v2/team/moved/manifests/prod`);
   assert.equal(viaProxy.status, 200);
   assert.equal(viaProxy.headers.get('docker-content-digest'), signed.manifest.digest);
-  assert.equal(sha256(viaProxy.body), signed.manifest.digest);
+  assert.equal(digestOf(viaProxy.body), signed.manifest.digest);
   denied(await get(`${s.px.url}/v2/team/moved/manifests/${other.manifest.digest}`));
 });
 
@@ -127,7 +128,7 @@ test('without the manifest cache every pull is checked against the upstream byte
     for (let i = 0; i < 2; i++) {
       const ok = await get(`${u.px.url}/v2/team/tamper/manifests/v1`);
       assert.equal(ok.status, 200);
-      assert.equal(sha256(ok.body), img.manifest.digest);
+      assert.equal(digestOf(ok.body), img.manifest.digest);
     }
     // Change the manifest in the registry's storage, keeping its length and its validity: the last
     // digit of the config's size.
@@ -181,7 +182,7 @@ test('a multi-arch index is signed as a whole; its children are allowed by diges
   for (const im of idx.images) {
     const child = await get(`${s.px.url}/v2/team/multi/manifests/${im.manifest.digest}`);
     assert.equal(child.status, 200, child.body.toString());
-    assert.equal(sha256(child.body), im.manifest.digest);
+    assert.equal(digestOf(child.body), im.manifest.digest);
   }
   const out = layout('multi-out');
   await skopeoCopy(`docker://${s.host}/team/multi:v1`, `oci:${out}:v1`);
@@ -208,13 +209,13 @@ test('signature artifacts and referrers are not signed on push, and are served w
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1'], 'the .sig tag was not signed');
   const gotSig = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`);
   assert.equal(gotSig.status, 200);
-  assert.equal(sha256(gotSig.body), sha256(sig));
+  assert.equal(digestOf(gotSig.body), digestOf(sig));
   // a referrer (OCI subject), pushed by tag: not signed, served by digest because its subject is signed
   const ref = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
   const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, { method: 'PUT', body: ref, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
   assert.equal(refPut.status, 201, refPut.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1']);
-  assert.equal((await get(`${s.px.url}/v2/team/sig/manifests/${sha256(ref)}`)).status, 200);
+  assert.equal((await get(`${s.px.url}/v2/team/sig/manifests/${digestOf(ref)}`)).status, 200);
   // the same artifacts about an unsigned digest are denied
   const stray = await makeImageLayout(layout('sig-stray'), { tag: 'x' });
   await skopeoCopy(stray.ref, `docker://${s.reg.host}/team/sig:x`);
@@ -222,13 +223,13 @@ test('signature artifacts and referrers are not signed on push, and are served w
   assert.equal((await putManifest(s.reg.url, 'team/sig', straySig, sig, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${straySig}`));
   const strayRef = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size } });
-  assert.equal((await putManifest(s.reg.url, 'team/sig', sha256(strayRef), strayRef, MEDIA_TYPES.ociManifest)).status, 201);
-  denied(await get(`${s.px.url}/v2/team/sig/manifests/${sha256(strayRef)}`));
+  assert.equal((await putManifest(s.reg.url, 'team/sig', digestOf(strayRef), strayRef, MEDIA_TYPES.ociManifest)).status, 201);
+  denied(await get(`${s.px.url}/v2/team/sig/manifests/${digestOf(strayRef)}`));
 });
 
 test('uploads: chunked, monolithic and cross-repository mount, with Locations pointing at the proxy; blobs with Range', async () => {
   const data = randomBytes(300_000);
-  const digest = sha256(data);
+  const digest = digestOf(data);
   const start = await get(`${s.px.url}/v2/team/up/blobs/uploads/`, { method: 'POST', headers: s.auth });
   assert.equal(start.status, 202);
   let loc = start.headers.get('location')!;
@@ -260,15 +261,15 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   assert.equal(range.status, 206);
   assert.deepEqual(range.body, data.subarray(10, 20));
   const whole = await get(`${s.px.url}/v2/team/up/blobs/${digest}`);
-  assert.equal(sha256(whole.body), digest);
+  assert.equal(digestOf(whole.body), digest);
 
   const mount = await get(`${s.px.url}/v2/team/up2/blobs/uploads/?mount=${digest}&from=team/up`, { method: 'POST', headers: s.auth });
   assert.equal(mount.status, 201, mount.body.toString());
   assert.equal((await get(`${s.reg.url}/v2/team/up2/blobs/${digest}`, { method: 'HEAD' })).status, 200);
   // monolithic: one PUT with the whole body to the Location of the POST
   const mono = randomBytes(1000);
-  assert.equal(await uploadBlob('team/up', mono), sha256(mono));
-  assert.equal(sha256((await get(`${s.reg.url}/v2/team/up/blobs/${sha256(mono)}`)).body), sha256(mono));
+  assert.equal(await uploadBlob('team/up', mono), digestOf(mono));
+  assert.equal(digestOf((await get(`${s.reg.url}/v2/team/up/blobs/${digestOf(mono)}`)).body), digestOf(mono));
   // unknown blobs: the registry's own error comes through
   const unknown = await get(`${s.px.url}/v2/team/up/blobs/sha256:${'0'.repeat(64)}`);
   assert.equal(unknown.status, 404);
@@ -336,12 +337,12 @@ test('16 concurrent pulls all get the signed manifest and intact blobs', async (
   const pulls = Array.from({ length: 16 }, async () => {
     const m = await get(`${s.px.url}/v2/team/conc/manifests/v1`);
     assert.equal(m.status, 200);
-    assert.equal(sha256(m.body), img.manifest.digest);
-    for (const l of img.layers) assert.equal(sha256((await get(`${s.px.url}/v2/team/conc/blobs/${l.digest}`)).body), l.digest);
+    assert.equal(digestOf(m.body), img.manifest.digest);
+    for (const l of img.layers) assert.equal(digestOf((await get(`${s.px.url}/v2/team/conc/blobs/${l.digest}`)).body), l.digest);
   });
   await Promise.all(pulls);
   const outs = await Promise.all(Array.from({ length: 4 }, () => skopeoInspect(`docker://${s.host}/team/conc:v1`, { raw: true })));
-  for (const o of outs) assert.equal(sha256(Buffer.from(JSON.stringify(o))), img.manifest.digest);
+  for (const o of outs) assert.equal(digestOf(Buffer.from(JSON.stringify(o))), img.manifest.digest);
 });
 
 test('signing a push waits for other edits of the same GUN in this process', async () => {

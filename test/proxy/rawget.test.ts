@@ -3,14 +3,14 @@
 // connections kept alive and stale ones replaced, backpressure from a client that stops reading,
 // and the upstream aborted when the client goes or the upstream stalls.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseHead, RawGetClient, RawGetError, requestHead } from '../../src/proxy/rawget.js';
+import { sha256Hex } from '../helpers/util.js';
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 test('response heads: only a plain 200/206 with one Content-Length is streamed', () => {
   const ok = parseHead('HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: application/octet-stream\r\nX-A: 1\r\nx-a: 2\r\nSet-Cookie: a\r\nSet-Cookie: b');
@@ -125,7 +125,7 @@ test('bodies arrive intact across buffer boundaries, over one kept-alive connect
   const blobs = new Map(sizes.map((n) => [`/b/${n}`, randomBytes(n)]));
   const up = await upstream((req, res) => {
     const b = blobs.get(req.url!)!;
-    res.writeHead(200, { 'content-length': b.length, 'content-type': 'application/octet-stream', 'docker-content-digest': `sha256:${sha(b)}` });
+    res.writeHead(200, { 'content-length': b.length, 'content-type': 'application/octet-stream', 'docker-content-digest': `sha256:${sha256Hex(b)}` });
     // Small writes as well as large ones: the head and the body's start often share a read.
     if (b.length > 100) {
       res.write(b.subarray(0, 37));
@@ -137,8 +137,8 @@ test('bodies arrive intact across buffer boundaries, over one kept-alive connect
     const r = await fetchAll(new URL(path, f.url));
     assert.equal(r.status, 200);
     assert.equal(r.body.length, b.length, path);
-    assert.equal(sha(r.body), sha(b), path);
-    assert.equal(r.headers.get('docker-content-digest'), `sha256:${sha(b)}`);
+    assert.equal(sha256Hex(r.body), sha256Hex(b), path);
+    assert.equal(r.headers.get('docker-content-digest'), `sha256:${sha256Hex(b)}`);
   }
   assert.equal(up.connections, 1, 'every GET went over the same upstream connection');
   assert.equal(f.client.idleCount, 1);
@@ -172,7 +172,7 @@ test('small bodies are read whole, up to a limit; a larger one is refused and it
     assert.deepEqual(await r.collect(4 * 1024 * 1024), small);
   }
   const whole = await client.get('/big', {});
-  assert.equal(sha(await whole!.collect(4 * 1024 * 1024)), sha(big));
+  assert.equal(sha256Hex(await whole!.collect(4 * 1024 * 1024)), sha256Hex(big));
   assert.equal(up.connections, 1);
   const tooBig = await client.get('/big', {});
   await assert.rejects(tooBig!.collect(1024 * 1024), /larger than 1048576 bytes/);
@@ -224,7 +224,7 @@ test('a kept-alive connection the upstream closed is replaced, and the request g
     res.end(body);
   });
   const f = await front(up);
-  assert.equal(sha((await fetchAll(new URL('/a', f.url))).body), sha(body));
+  assert.equal(sha256Hex((await fetchAll(new URL('/a', f.url))).body), sha256Hex(body));
   assert.equal(f.client.idleCount, 1);
   // The upstream drops its idle connections (as a registry restarting would).
   for (const s of up.sockets) s.destroy();
@@ -232,7 +232,7 @@ test('a kept-alive connection the upstream closed is replaced, and the request g
   assert.equal(f.client.idleCount, 0, 'the idle connection left the pool when the upstream closed it');
   const again = await fetchAll(new URL('/a', f.url));
   assert.equal(again.status, 200);
-  assert.equal(sha(again.body), sha(body));
+  assert.equal(sha256Hex(again.body), sha256Hex(body));
   assert.equal(up.connections, 2);
 });
 
@@ -257,7 +257,7 @@ test('a request that meets a connection closing under it is sent again once, on 
   for (let i = 0; i < 3; i++) {
     const r = await fetchAll(new URL('/a', f.url));
     assert.equal(r.status, 200, r.body.toString());
-    assert.equal(sha(r.body), sha(body));
+    assert.equal(sha256Hex(r.body), sha256Hex(body));
   }
   assert.equal(dropped, 2);
   assert.equal(up.connections, 3);
@@ -345,7 +345,7 @@ test('a stopped client that reads again gets the whole body', async () => {
     res.on('error', reject);
   });
   assert.ok(stops >= 5);
-  assert.equal(sha(Buffer.concat(parts)), sha(big));
+  assert.equal(sha256Hex(Buffer.concat(parts)), sha256Hex(big));
 });
 
 test('an upstream that does not answer times out; one that is not there is unavailable', async () => {

@@ -1,11 +1,11 @@
 // A real stack for proxy tests: a Debian docker-registry upstream, a trustgate app (its trust
 // service and keystore) and the verifying proxy in front of the registry, all on loopback.
-import { createHash } from 'node:crypto';
 import { startProxy, type ProxyDeps, type StartedProxy } from '../../src/proxy/index.js';
 import type { AppOverrides } from '../../src/app.js';
 import { startRegistry, type RegistryService } from '../helpers/services.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { MEDIA_TYPES } from '../helpers/oci.js';
+import { digestOf } from '../helpers/util.js';
 
 export interface Stack {
   reg: RegistryService;
@@ -57,8 +57,6 @@ export async function startStack(
 /** Every manifest type, as a client that accepts them all sends. */
 export const ACCEPT_ALL = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
 
-export const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
 export interface Got {
   status: number;
   headers: Headers;
@@ -91,7 +89,7 @@ export async function putManifest(base: string, repo: string, ref: string, bytes
 
 /** Uploads a blob straight to the upstream registry (bypassing the proxy): one POST with the digest, then a monolithic PUT. */
 export async function putBlob(base: string, repo: string, bytes: Buffer): Promise<string> {
-  const digest = sha256(bytes);
+  const digest = digestOf(bytes);
   const start = await get(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${start.body.toString()}`);
   const loc = new URL(start.headers.get('location')!, base);

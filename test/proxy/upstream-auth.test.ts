@@ -10,8 +10,9 @@ import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/
 import { freePort, waitForHttp } from '../helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, type ManagedProcess, type RegistryService } from '../helpers/services.js';
 import { makeTestCerts, type TestCerts } from '../helpers/tls.js';
-import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { denied, get, sha256, startStack } from './support.js';
+import { startTrustgate, tokenAuthEnv, type RunningTrustgate } from '../helpers/trustgate.js';
+import { denied, get, startStack } from './support.js';
+import { digestOf } from '../helpers/util.js';
 
 const SERVICE = 'upstream-registry';
 const ISSUER = 'trustgate-upstream-issuer';
@@ -30,16 +31,8 @@ before(async () => {
   // The token service: a trustgate with the built-in registry token issuer.
   const issuerPort = await freePort();
   issuer = await startTrustgate({
-    env: {
-      TRUSTGATE_AUTH: 'token',
-      TRUSTGATE_AUTH_REALM: `http://127.0.0.1:${issuerPort}/api/v1/token`,
-      TRUSTGATE_AUTH_SERVICE: SERVICE,
-      TRUSTGATE_AUTH_ISSUER: ISSUER,
-      TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: certs.caCert,
-      TRUSTGATE_AUTH_TOKEN_KEY: certs.key,
-      TRUSTGATE_AUTH_TOKEN_CERT: certs.cert,
-      TRUSTGATE_AUTH_USERS: path.join(dir, 'users'),
-    },
+    port: issuerPort,
+    env: tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: `http://127.0.0.1:${issuerPort}/api/v1/token`, service: SERVICE, issuer: ISSUER }),
   });
   const realm = `${issuer.url}/api/v1/token`;
   // The upstream: docker-registry requiring tokens from that service.
@@ -82,9 +75,9 @@ test('the proxy answers the upstream Bearer challenge with its own credentials',
     await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', s.creds]);
     const m = await get(`${s.px.url}/v2/team/app/manifests/v1`);
     assert.equal(m.status, 200, m.body.toString());
-    assert.equal(sha256(m.body), img.manifest.digest);
+    assert.equal(digestOf(m.body), img.manifest.digest);
     const blob = await get(`${s.px.url}/v2/team/app/blobs/${img.layers[0]!.digest}`);
-    assert.equal(sha256(blob.body), img.layers[0]!.digest);
+    assert.equal(digestOf(blob.body), img.layers[0]!.digest);
     const tags = await get(`${s.px.url}/v2/team/app/tags/list`);
     assert.deepEqual(tags.json().tags, ['v1']);
     const catalog = await get(`${s.px.url}/v2/_catalog`, { headers: s.auth });

@@ -7,11 +7,10 @@ import type { TargetsBody } from '../../src/core/tuf/metadata.js';
 import { resolveTarget, signedDigests, targetsForDigest, verifyRepository, type VerifyInput } from '../../src/core/tuf/verify.js';
 import { DAY_MS, newRootSigner, rootBody, sign, snapshotBody, targetMeta, targetsBody, YEAR_MS } from '../helpers/tuf-builder.js';
 import { formatRfc3339 } from '../../src/core/tuf/time.js';
-import { createHash } from 'node:crypto';
+import { digestOf } from '../helpers/util.js';
 
 const GUN = 'registry.test:5000/team/app';
 const NOW = Date.now();
-const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
 interface Built {
   input: VerifyInput;
@@ -74,7 +73,7 @@ test('a valid chain resolves a tag to the digest and length the accepted role si
   assert.deepEqual(repo.versions, { root: 1, timestamp: 4, snapshot: 3, targets: 2, 'targets/releases': 1 });
   const t = resolveTarget(repo, 'v2');
   assert.ok(t.ok);
-  assert.equal(t.digest, sha('manifest-v2'));
+  assert.equal(t.digest, digestOf('manifest-v2'));
   assert.equal(t.length, 'manifest-v2'.length);
   assert.equal(t.role, 'targets/releases');
   assert.deepEqual(t.signers, [b.keys.releases.id]);
@@ -86,8 +85,8 @@ test('a valid chain resolves a tag to the digest and length the accepted role si
   const missing = resolveTarget(repo, 'v3');
   assert.equal(missing.ok, false);
   assert.equal(!missing.ok && missing.reason, 'not-signed');
-  assert.deepEqual(targetsForDigest(repo, sha('manifest-v1')).map((r) => r.name), ['v1']);
-  assert.deepEqual([...signedDigests(repo).keys()].sort(), [sha('manifest-v1'), sha('manifest-v2')].sort());
+  assert.deepEqual(targetsForDigest(repo, digestOf('manifest-v1')).map((r) => r.name), ['v1']);
+  assert.deepEqual([...signedDigests(repo).keys()].sort(), [digestOf('manifest-v1'), digestOf('manifest-v2')].sort());
 });
 
 test('a snapshot whose bytes differ from the timestamp meta is refused (mix-and-match)', async () => {
@@ -241,14 +240,14 @@ test('a signed "__proto__" tag resolves to its digest, and other member names st
   assert.ok(repo.ok, !repo.ok ? repo.message : '');
   const t = resolveTarget(repo, '__proto__');
   assert.ok(t.ok, !t.ok ? `${t.reason}: ${t.message}` : '');
-  assert.equal(t.digest, sha('manifest-proto'));
+  assert.equal(t.digest, digestOf('manifest-proto'));
   assert.equal(t.length, 'manifest-proto'.length);
   assert.equal(t.role, 'targets');
-  assert.deepEqual(targetsForDigest(repo, sha('manifest-proto')).map((r) => r.name), ['__proto__']);
-  assert.ok(signedDigests(repo).has(sha('manifest-proto')));
+  assert.deepEqual(targetsForDigest(repo, digestOf('manifest-proto')).map((r) => r.name), ['__proto__']);
+  assert.ok(signedDigests(repo).has(digestOf('manifest-proto')));
   for (const tag of OBJECT_MEMBER_TAGS.filter((x) => x !== '__proto__')) {
     const r = resolveTarget(repo, tag);
     assert.equal(!r.ok && r.reason, 'not-signed', tag);
   }
-  assert.equal((resolveTarget(repo, 'v1') as { digest: string }).digest, sha('manifest-v1'));
+  assert.equal((resolveTarget(repo, 'v1') as { digest: string }).digest, digestOf('manifest-v1'));
 });

@@ -5,12 +5,12 @@ import { after, before, test } from 'node:test';
 import request from 'supertest';
 import type { AuditEntry } from '../../src/audit/log.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
-import { createLogger } from '../../src/log.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { authedAgent, initRepo, publish, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
 import { basicAuth, bearer, startTrustgate } from '../helpers/trustgate.js';
 import { startStack, type Stack } from '../proxy/support.js';
-import { newGun, startServer, unchanged, type Server } from '../routes/support.js';
+import { newGun, startServer, type Server } from '../notary-api/support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 const UNAUTHORIZED = /"code":"UNAUTHORIZED"/;
 
@@ -165,18 +165,16 @@ test('TRUSTGATE_AUTH=none must be asked for by name, and logs a warning at every
   assert.throws(() => loadConfig({ TRUSTGATE_AUTH: 'off' }), ConfigError);
   assert.throws(() => loadConfig({ TRUSTGATE_AUTH: 'none', TRUSTGATE_AUTH_ANONYMOUS_READ: 'false' }), ConfigError);
   for (let start = 0; start < 2; start++) {
-    const logs: string[] = [];
-    const tg = await startTrustgate({ env: { TRUSTGATE_AUTH: 'none' }, overrides: { log: createLogger('warn', (l) => logs.push(l)) } });
+    const tg = await startTrustgate({ env: { TRUSTGATE_AUTH: 'none' }, logs: 'warn' });
     try {
-      assert.ok(logs.some((l) => /"level":"warn"/.test(l) && /TRUSTGATE_AUTH=none/.test(l) && /anyone/.test(l)), logs.join('\n'));
+      assert.ok(tg.logs.some((l) => /"level":"warn"/.test(l) && /TRUSTGATE_AUTH=none/.test(l) && /anyone/.test(l)), tg.logs.join('\n'));
     } finally {
       await tg.stop();
     }
   }
-  const logs: string[] = [];
-  const tg = await startTrustgate({ overrides: { log: createLogger('warn', (l) => logs.push(l)) } });
+  const tg = await startTrustgate({ logs: 'warn' });
   await tg.stop();
-  assert.ok(!logs.some((l) => /TRUSTGATE_AUTH=none/.test(l)), 'no warning with authentication on');
+  assert.ok(!tg.logs.some((l) => /TRUSTGATE_AUTH=none/.test(l)), 'no warning with authentication on');
 });
 
 const notaryAudit = (tg: Server['tg'], gun: string): AuditEntry[] => tg.app.management.audit.query({ gun }).filter((e) => e.action.startsWith('notary.') || e.action === 'auth.denied');
@@ -244,29 +242,25 @@ test('V1: proxy trust paths apply the trust server\'s auth', async () => {
     const owner = await notaryCli({ server: st.tg.url, token: signer });
     await owner.runOk(['init', gun, '-p']);
     await owner.runOk(['addhash', gun, 'v1', '3', '--sha256', 'b'.repeat(64), '-p']);
-    const stored = async () => (await request(st!.tg.url).get(tufPath(gun, 'targets.json'))).text;
-    const before = await stored();
-    const keys = (await st.tg.app.keys.list()).length;
-
-    const px = request(st.px.url);
-    assert.equal((await px.delete(tufPath(gun))).status, 401);
-    assert.equal((await px.post(tufPath(gun, 'timestamp.key'))).status, 401);
-    assert.equal((await px.get(tufPath(`${st.host}/team/new`, 'timestamp.key'))).status, 401);
-    assert.equal((await px.delete(tufPath(gun)).set('Authorization', basicAuth('tgt_bogus'))).status, 401);
-    // The real notary CLI through the proxy, with a bogus NOTARY_AUTH: refused, nothing stored.
-    const bogus = await notaryCli({ server: st.px.url, token: `tgt_${'y'.repeat(43)}` });
-    try {
-      const evil = st.gun('team/evil');
-      assert.notEqual((await bogus.run(['init', evil, '-p'])).code, 0);
-      assert.notEqual((await bogus.run(['init', gun, '-p'])).code, 0);
-      await bogus.run(['add', evil, 'v1', '/etc/hostname']);
-      assert.notEqual((await bogus.run(['publish', evil])).code, 0);
-      assert.equal((await request(st.tg.url).get(tufPath(evil, 'root.json'))).status, 404);
-    } finally {
-      await bogus.cleanup();
-    }
-    assert.equal(await stored(), before, 'trust data unchanged');
-    assert.equal((await st.tg.app.keys.list()).length, keys, 'no key made');
+    await unchanged(st, [gun], async () => {
+      const px = request(st!.px.url);
+      assert.equal((await px.delete(tufPath(gun))).status, 401);
+      assert.equal((await px.post(tufPath(gun, 'timestamp.key'))).status, 401);
+      assert.equal((await px.get(tufPath(`${st!.host}/team/new`, 'timestamp.key'))).status, 401);
+      assert.equal((await px.delete(tufPath(gun)).set('Authorization', basicAuth('tgt_bogus'))).status, 401);
+      // The real notary CLI through the proxy, with a bogus NOTARY_AUTH: refused, nothing stored.
+      const bogus = await notaryCli({ server: st!.px.url, token: `tgt_${'y'.repeat(43)}` });
+      try {
+        const evil = st!.gun('team/evil');
+        assert.notEqual((await bogus.run(['init', evil, '-p'])).code, 0);
+        assert.notEqual((await bogus.run(['init', gun, '-p'])).code, 0);
+        await bogus.run(['add', evil, 'v1', '/etc/hostname']);
+        assert.notEqual((await bogus.run(['publish', evil])).code, 0);
+        assert.equal((await request(st!.tg.url).get(tufPath(evil, 'root.json'))).status, 404);
+      } finally {
+        await bogus.cleanup();
+      }
+    });
     // A valid signer token publishes through the proxy, and the reader sees it.
     const good = await notaryCli({ server: st.px.url, token: signer, trustDir: owner.trustDir });
     await good.runOk(['addhash', gun, 'v2', '3', '--sha256', 'c'.repeat(64), '-p']);

@@ -59,7 +59,7 @@ test('V14: anonymous push through the proxy is refused in the default configurat
 });
 
 test('V14: a read-only token cannot push', async () => {
-  const reader = s.tg.app.management.tokens.create({ name: 'read-only', scopes: ['reader'], createdBy: 'test' }).token;
+  const reader = s.tg.token(['reader'], { name: 'read-only' });
   const img = await makeImageLayout(layout('reader'), { tag: 'v1' });
   const r = await push(img.ref, `${s.host}/readonly/app:v1`, `me:${reader}`);
   assert.notEqual(r.code, 0, 'a reader token is refused');
@@ -83,7 +83,7 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
   // Another repository's targets key: held by the server, but not a key of team/own's role.
   await skopeoCopy(first.ref, `docker://${s.host}/team/other:v1`, ['--dest-creds', s.creds]);
   const otherKey: string = JSON.parse((await s.tg.app.trust.current(s.gun('team/other'), 'root'))!.bytes.toString('utf8')).signed.roles.targets.keyids[0];
-  const stranger = s.tg.app.management.tokens.create({ name: 'stranger', scopes: ['signer:**'], keyIds: [otherKey], createdBy: 'test' }).token;
+  const stranger = s.tg.token(['signer:**'], { name: 'stranger', keyIds: [otherKey] });
 
   const second = await makeImageLayout(layout('own-b'), { tag: 'v2' });
   const r = await push(second.ref, `${s.host}/team/own:v2`, `ci:${stranger}`);
@@ -104,7 +104,7 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
   assert.deepEqual(await upstreamTags('team/fresh'), []);
 
   // With the role's key among its keyIds, the same push is signed, by that key only.
-  const ci = s.tg.app.management.tokens.create({ name: 'ci', scopes: ['signer:**'], keyIds: [targetsKey, otherKey], createdBy: 'test' }).token;
+  const ci = s.tg.token(['signer:**'], { name: 'ci', keyIds: [targetsKey, otherKey] });
   await skopeoCopy(second.ref, `docker://${s.host}/team/own:v2`, ['--dest-creds', `ci:${ci}`]);
   const after = await targetsOf('team/own');
   assert.ok(after?.signed.targets.v2);

@@ -12,7 +12,8 @@ import { BUNDLE_MEDIA_TYPE, verifyBundle } from '../../src/signing/sigstore.js';
 import { makeImageLayout, skopeoCopy, type ImageLayout } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from '../helpers/services.js';
 import { cli } from '../cli/support.js';
-import { bearer, fakeDigest, initRepo, startSigningServer, targetsOf, unchanged, versions, type SigningServer } from './support.js';
+import { bearer, fakeDigest, initRepo, startSigningServer, targetsOf, versions, type SigningServer } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let reg: RegistryService;
 let s: SigningServer;

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { REQUEST_FIELDS } from '../../src/signing/routes.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
-import { addDelegation, bearer, fakeDigest, initRepo, newGun, startSigningServer, targetsOf, unchanged, versions, type SigningServer } from './support.js';
+import { addDelegation, bearer, fakeDigest, initRepo, newGun, startSigningServer, targetsOf, versions, type SigningServer } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 interface SchemaObject {
   properties?: Record<string, SchemaObject>;

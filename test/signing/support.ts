@@ -1,15 +1,14 @@
 // Shared setup for the signing tests: a real trustgate (startTrustgate) with the signing routes
 // on its /api/v1, real tokens (the management API's token store), the proxy's verifier, and
 // optionally a real upstream registry (docker-registry). Helpers make repositories and
-// delegations with the RepoEditor and read back versions, so a refused request can be shown to
-// have published nothing.
-import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+// delegations with the RepoEditor and read back versions. Refused requests are checked with
+// test/helpers/unchanged.ts.
 import request from 'supertest';
 import { keyId } from '../../src/core/crypto/keys.js';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { RepoEditor } from '../../src/trust/editor.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { digestOf, gunNamer } from '../helpers/util.js';
 import { signingParts, type SigningParts } from './wiring.js';
 
 export type Agent = ReturnType<typeof request>;
@@ -39,22 +38,21 @@ export async function startSigningServer(opts: { env?: Record<string, string>; u
     },
   });
   const parts = signingParts(tg);
-  const admin = parts.tokens.create({ name: 'test-admin', scopes: ['admin'], createdBy: 'test' }).token;
   return {
     tg,
     agent: request(tg.url),
     parts,
     editor: new RepoEditor(tg.app.trust, tg.app.keys),
-    adminToken: admin,
-    token: (scopes, keyIds) => parts.tokens.create({ name: `t-${randomBytes(3).toString('hex')}`, scopes: scopes as never, ...(keyIds ? { keyIds } : {}), createdBy: 'test' }).token,
+    adminToken: tg.token(['admin'], { name: 'test-admin' }),
+    token: (scopes, keyIds) => tg.token(scopes, keyIds ? { keyIds } : {}),
     stop: () => tg.stop(),
   };
 }
 
-let n = 0;
-export const newGun = (name = 'app') => `registry.example.com:5000/ci/${name}-${process.pid}-${++n}`;
+export const newGun = gunNamer('ci', 'app');
 
-export const fakeDigest = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+/** The digest of some text: stands for an image's manifest digest. */
+export const fakeDigest = digestOf;
 
 /** Initialises trust for a GUN with the root and targets keys held by the server. */
 export async function initRepo(s: SigningServer, gun: string): Promise<{ targetsKeyId: string }> {
@@ -83,14 +81,6 @@ export async function versions(s: SigningServer, gun: string): Promise<Record<st
 export async function targetsOf(s: SigningServer, gun: string, role = 'targets'): Promise<TargetsBody | undefined> {
   const f = await s.tg.app.trust.current(gun, role);
   return f && Metadata.parse<TargetsBody>(role, f.bytes).body;
-}
-
-/** Runs `fn` and asserts that no role of the GUN got a new version. */
-export async function unchanged<T>(s: SigningServer, gun: string, fn: () => Promise<T>): Promise<T> {
-  const before = await versions(s, gun);
-  const out = await fn();
-  assert.deepEqual(await versions(s, gun), before, 'a refused request must not publish anything');
-  return out;
 }
 
 export const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });

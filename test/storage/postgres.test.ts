@@ -9,6 +9,7 @@ import { openStore } from '../../src/storage/open.js';
 import { VersionConflictError } from '../../src/storage/types.js';
 import { startPostgres, type PostgresService } from '../helpers/services.js';
 import { freePort } from '../helpers/ports.js';
+import { until } from '../helpers/util.js';
 import { concurrencyContract, file, sha, storeContract } from './contract.js';
 
 let svc: PostgresService;
@@ -33,17 +34,6 @@ async function freshDb(): Promise<string> {
   const u = new URL(svc.url);
   u.pathname = `/${name}`;
   return u.toString();
-}
-
-/** Polls until fn returns a truthy value (bounded). */
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 storeContract('postgres', async () => PostgresStore.open(await freshDb()));
@@ -94,7 +84,7 @@ describe('postgres: failure modes', () => {
       assert.ok(killed.rowCount! >= 1);
       // Reads right away may land on a connection whose death the pool has not yet seen.
       for (let i = 0; i < 4; i++) assert.equal((await s.latest(`idle/${i}`, 'timestamp'))?.version, 1);
-      await until('the pool to report the dropped connections', async () => errors.length >= 1);
+      await until('the pool to report the dropped connections', async () => errors.length >= 1, 10_000, { intervalMs: 20 });
       assert.match(errors[0]!.message, /terminat/i);
       await s.ping();
       await s.commit('idle/0', [file('timestamp', 2)], new Date());
@@ -123,7 +113,7 @@ describe('postgres: failure modes', () => {
           [dbName],
         );
         return r.rows[0]?.pid;
-      });
+      }, 10_000, { intervalMs: 20 });
       await admin.query('SELECT pg_terminate_backend($1)', [pid]);
       await assert.rejects(pending, (e: Error) => !(e instanceof VersionConflictError));
       await blocker.query('SELECT pg_advisory_unlock_all()');
@@ -155,7 +145,7 @@ describe('postgres: failure modes', () => {
       await until('A to wait on the row lock', async () => {
         const r = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'transactionid'", [dbName]);
         return r.rowCount! > 0;
-      });
+      }, 10_000, { intervalMs: 20 });
       const tsB = file('timestamp', 1);
       await s.commit('order/b', [tsB], new Date());
       const seen = await s.changes({ changeId: 0, records: 100 });
@@ -191,7 +181,7 @@ describe('postgres: failure modes', () => {
       await until('A to stall in its trigger', async () => {
         const r = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event = 'advisory'", [dbName]);
         return r.rowCount! > 0;
-      });
+      }, 10_000, { intervalMs: 20 });
       const b = s.commit('order/fast', [file('timestamp', 1)], new Date());
       b.catch(() => undefined);
       await sleep(300);

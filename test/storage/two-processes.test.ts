@@ -16,6 +16,7 @@ import pg from 'pg';
 import { notaryCli, parseNotaryList, type NotaryResult } from '../helpers/notary-cli.js';
 import { makeTempDir, removeTempDir, startPostgres, type ManagedProcess, type PostgresService } from '../helpers/services.js';
 import { startTrustgateProcess } from '../helpers/trustgate.js';
+import { sha256Hex } from '../helpers/util.js';
 
 interface Server {
   url: string;
@@ -27,7 +28,6 @@ const startServer = (name: string, dir: string, env: Record<string, string>): Pr
   startTrustgateProcess({ TRUSTGATE_DATA_DIR: path.join(dir, `${name}-data`), TRUSTGATE_LOG_LEVEL: 'info', ...env }, path.join(dir, `${name}.log`));
 
 const b64sha256 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
-const hexsha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function get(url: string): Promise<Buffer> {
   const r = await fetch(url);
@@ -55,8 +55,8 @@ async function checkChain(server: string, gun: string): Promise<{ ts: Buffer; sn
   const root = await get(`${base}/root.json`);
   assert.equal(snapMeta.root!.hashes.sha256, b64sha256(root), `${server}: snapshot names the served root`);
   // The same files by checksum, as clients fetch them.
-  assert.ok((await get(`${base}/snapshot.${hexsha256(snap)}.json`)).equals(snap));
-  assert.ok((await get(`${base}/targets.${hexsha256(targets)}.json`)).equals(targets));
+  assert.ok((await get(`${base}/snapshot.${sha256Hex(snap)}.json`)).equals(snap));
+  assert.ok((await get(`${base}/targets.${sha256Hex(targets)}.json`)).equals(targets));
   return { ts, snap, targets, root };
 }
 
@@ -99,7 +99,7 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   // Stage one tag in each copy (no -p), then publish both at once through the two processes.
   const cli1 = await notaryCli({ server: a.url, trustDir: trust1, token: a.adminToken });
   const cli2 = await notaryCli({ server: b.url, trustDir: trust2, token: b.adminToken });
-  const tag = (n: string) => ({ name: n, hex: hexsha256(Buffer.from(n)), size: 100 + n.length });
+  const tag = (n: string) => ({ name: n, hex: sha256Hex(Buffer.from(n)), size: 100 + n.length });
   const t1 = tag('from-a'), t2 = tag('from-b');
   await cli1.runOk(['addhash', gun, t1.name, String(t1.size), '--sha256', t1.hex]);
   await cli2.runOk(['addhash', gun, t2.name, String(t2.size), '--sha256', t2.hex]);
@@ -172,7 +172,7 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   const feeds = await Promise.all([a, b].map(async (s) => JSON.parse((await get(`${s.url}/v2/${gun}/_trust/changefeed?change_id=0&records=100`)).toString())));
   assert.deepEqual(feeds[0], feeds[1]);
   const recs = feeds[0].records as { GUN: string; SHA256: string; Category: string }[];
-  assert.equal(recs.at(-1)!.SHA256, hexsha256(ca.ts));
+  assert.equal(recs.at(-1)!.SHA256, sha256Hex(ca.ts));
   assert.ok(recs.every((r) => r.GUN === gun && r.Category === 'update'));
 
   // The loser's change is still staged: publishing again builds on the winner's targets.

@@ -9,7 +9,8 @@ import { keyId, makeKey, type TufKey } from '../../src/core/crypto/keys.js';
 import { generateSigner, LocalSigner } from '../../src/core/crypto/signer.js';
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { initRepo, publish, raw, sign, targetMeta, targetsBody, tufPath, type TufRepo } from '../helpers/tuf-builder.js';
-import { assertError, invalidUpdate, newGun, rawRequest, startServer, unchanged, type Server } from './support.js';
+import { assertError, invalidUpdate, newGun, rawRequest, startServer, type Server } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let s: Server;
 let client: TufRepo;

@@ -5,7 +5,8 @@ import { after, before, test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { initRepo, multipart, newRootSigner, publish, raw, rootBody, sign, signLiteral, targetMeta, targetsBody, tufPath, type Files, type TufRepo } from '../helpers/tuf-builder.js';
-import { assertError, fixture, invalidUpdate, newGun, rawRequest, startServer, unchanged, type Server } from './support.js';
+import { assertError, fixture, invalidUpdate, newGun, rawRequest, startServer, type Server } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let s: Server;
 /** One repository with a client-held snapshot and one with a server-held snapshot, both at targets v2. */

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import { Metadata, type SnapshotBody } from '../../src/core/tuf/metadata.js';
 import { initRepo, raw, tufPath, type TufRepo } from '../helpers/tuf-builder.js';
 import { assertError, fixture, fixtureHeader, newGun, rawRequest, startServer, NOT_FOUND_DETAIL, type Server } from './support.js';
+import { sha256Hex } from '../helpers/util.js';
 
 let s: Server;
 let gun: string;
@@ -20,7 +21,6 @@ before(async () => {
 after(() => s.stop());
 
 const get = (file: string, g = gun) => raw(s.agent.get(tufPath(g, file)));
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const LAST_MODIFIED = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} UTC$/;
 const CURRENT_CC = 'public, max-age=300, s-maxage=300, must-revalidate';
 const CONSISTENT_CC = 'public, max-age=2592000, s-maxage=2592000';
@@ -89,19 +89,19 @@ test('by checksum: role.<sha256>.json serves those bytes; consistent cache heade
     const sum = Buffer.from(snap.body.meta[role]!.hashes.sha256!, 'base64').toString('hex');
     const res = await get(`${role}.${sum}.json`);
     assert.equal(res.status, 200, role);
-    assert.equal(sha256(res.body), sum);
+    assert.equal(sha256Hex(res.body), sum);
     assert.equal(res.headers['cache-control'], CONSISTENT_CC);
     assert.match(res.headers['last-modified']!, LAST_MODIFIED);
   }
   const ts = await get('timestamp.json');
-  assert.ok((await get(`timestamp.${sha256(ts.body)}.json`)).body.equals(ts.body));
+  assert.ok((await get(`timestamp.${sha256Hex(ts.body)}.json`)).body.equals(ts.body));
   const old = await get('1.targets.json');
-  assert.ok((await get(`targets.${sha256(old.body).toUpperCase()}.json`)).body.equals(old.body));
+  assert.ok((await get(`targets.${sha256Hex(old.body).toUpperCase()}.json`)).body.equals(old.body));
 });
 
 test('by checksum: the lookup is filtered by role and by GUN', async () => {
   const targets = await get('targets.json');
-  const sum = sha256(targets.body);
+  const sum = sha256Hex(targets.body);
   assertError(await get(`root.${sum}.json`), 404, fixture('a_root_badsum'));
   assertError(await get(`snapshot.${sum}.json`), 404, NOT_FOUND_DETAIL);
   assertError(await get(`targets/releases.${sum}.json`), 404, NOT_FOUND_DETAIL);
@@ -116,7 +116,7 @@ test('by checksum: 96- and 128-hex checksums are routed but never match (only sh
   assertError(await get(`root.${sha512}.json`), 404, NOT_FOUND_DETAIL);
   assertError(await get(`root.${sha384}.json`), 404, NOT_FOUND_DETAIL);
   // other lengths are not checksum routes at all: a bare 404
-  const bare = await get(`root.${sha256(root).slice(0, 63)}.json`);
+  const bare = await get(`root.${sha256Hex(root).slice(0, 63)}.json`);
   assert.equal(bare.status, 404);
   assert.equal(JSON.parse(bare.body.toString()).errors[0].detail, undefined);
 });
@@ -169,7 +169,7 @@ test('stored bytes go out unchanged whatever they hold: every byte value, small 
       assert.equal(res.status, 200);
       assert.equal(Number(res.headers['content-length']), bytes.length, `version ${v}`);
       assert.ok(res.body.equals(bytes), `version ${v}, round ${round}: the stored bytes exactly`);
-      assert.ok((await get(`targets.${sha256(bytes)}.json`, g)).body.equals(bytes), `by checksum, version ${v}`);
+      assert.ok((await get(`targets.${sha256Hex(bytes)}.json`, g)).body.equals(bytes), `by checksum, version ${v}`);
     }
   }
 });
@@ -215,7 +215,7 @@ test('TRUSTGATE_CACHE_MAX_AGE_CURRENT=0: current metadata gets `max-age=0, no-ca
     const v = await raw(s2.agent.get(tufPath(g, '1.root.json')));
     assert.equal(v.headers['cache-control'], 'public, max-age=60, s-maxage=60');
     assert.equal(v.headers.pragma, undefined);
-    const c = await raw(s2.agent.get(tufPath(g, `root.${sha256(v.body)}.json`)));
+    const c = await raw(s2.agent.get(tufPath(g, `root.${sha256Hex(v.body)}.json`)));
     assert.equal(c.headers['cache-control'], 'public, max-age=60, s-maxage=60');
   } finally {
     await s2.stop();

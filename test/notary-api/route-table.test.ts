@@ -8,7 +8,8 @@ import request from 'supertest';
 import { createNotaryHandler } from '../../src/notary/handler.js';
 import { NOTARY_ROUTES, type NotaryRoute } from '../../src/notary/routes.js';
 import { initRepo, multipart, raw } from '../helpers/tuf-builder.js';
-import { newGun, startServer, unchanged, type Server } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
+import { newGun, startServer, type Server } from './support.js';
 
 let s: Server;
 before(async () => {

@@ -1,10 +1,11 @@
 // DELETE /v2/<gun>/_trust/tuf/ (spec §2.9) and the changefeeds (spec §2.8). One server for the
 // whole file, so the global feed holds exactly what these tests wrote.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { fetchServerKey, initRepo, raw, tufPath } from '../helpers/tuf-builder.js';
-import { assertError, fixture, fixtureHeader, newGun, rawRequest, startServer, unchanged, NOT_FOUND_BARE, NOT_FOUND_DETAIL, type Server } from './support.js';
+import { assertError, fixture, fixtureHeader, newGun, rawRequest, startServer, NOT_FOUND_BARE, NOT_FOUND_DETAIL, type Server } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
+import { sha256Hex } from '../helpers/util.js';
 
 let s: Server;
 before(async () => {
@@ -20,7 +21,6 @@ interface Record_ {
   SHA256: string;
   Category: string;
 }
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const RFC3339_NANO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,8}[1-9])?Z$/;
 
 async function feed(query: string, gun?: string): Promise<{ count: number; records: Record_[] }> {
@@ -122,7 +122,7 @@ test('changefeed: one update record per stored timestamp, with its version and s
   assert.equal(f.count, 2);
   for (const [i, r] of f.records.entries()) {
     const ts = await raw(s.agent.get(tufPath(gun, `${i + 1}.timestamp.json`)));
-    assert.deepEqual({ ...r, ID: '', CreatedAt: '' }, { ID: '', CreatedAt: '', GUN: gun, Version: i + 1, SHA256: sha256(ts.body), Category: 'update' });
+    assert.deepEqual({ ...r, ID: '', CreatedAt: '' }, { ID: '', CreatedAt: '', GUN: gun, Version: i + 1, SHA256: sha256Hex(ts.body), Category: 'update' });
   }
   assert.ok(Number(f.records[1]!.ID) > Number(f.records[0]!.ID));
   assert.ok((await feed('?records=100')).records.some((r) => r.GUN === `${gun}x`));

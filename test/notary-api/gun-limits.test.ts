@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
 import { initRepo, multipart, publish, raw, tufPath } from '../helpers/tuf-builder.js';
-import { assertError, newGun, rawRequest, startServer, unchanged, NOT_FOUND_BARE, type RawResponse, type Server } from './support.js';
+import { assertError, newGun, rawRequest, startServer, NOT_FOUND_BARE, type RawResponse, type Server } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let s: Server;
 let body: { body: Buffer; contentType: string };

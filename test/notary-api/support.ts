@@ -1,14 +1,13 @@
-// Shared setup for the Notary route tests: a real trustgate (createApp + http server) with a
-// movable clock, a supertest agent on it, exact-bytes fixture comparison, and a snapshot of
-// everything stored so a refused request can be shown to have changed nothing.
+// Shared setup for the Notary server HTTP API tests: a real trustgate (startTrustgate) with a
+// movable clock, a supertest agent on it, and exact-bytes fixture comparison. Refused requests
+// are checked with test/helpers/unchanged.ts.
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { join } from 'node:path';
 import request from 'supertest';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
-import { authedAgent, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
+import { authedAgent, type Agent } from '../helpers/tuf-builder.js';
+import { gunNamer } from '../helpers/util.js';
 
 export interface Server {
   tg: RunningTrustgate;
@@ -20,18 +19,8 @@ export interface Server {
 }
 
 export async function startServer(env: Record<string, string> = {}): Promise<Server> {
-  let offset = 0;
-  const now = () => Date.now() + offset;
-  const tg = await startTrustgate({ env, overrides: { now } });
-  return {
-    tg,
-    agent: authedAgent(request(tg.url), tg.adminToken),
-    advance: (ms) => {
-      offset += ms;
-    },
-    now,
-    stop: () => tg.stop(),
-  };
+  const tg = await startTrustgate({ env });
+  return { tg, agent: authedAgent(request(tg.url), tg.adminToken), advance: tg.advance, now: tg.now, stop: tg.stop };
 }
 
 /** A reference-server response body, copied from the recorded fixtures. */
@@ -65,53 +54,8 @@ export function invalidUpdate(name: string, msg: string, missing?: string): stri
 export const NOT_FOUND_DETAIL = '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}\n';
 export const NOT_FOUND_BARE = '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist."}]}\n';
 
-export interface StoredState {
-  files: Array<{ gun: string; role: string; version: number; sha256: string; data: string; created_at: number }>;
-  changes: Array<Record<string, unknown>>;
-  current: Record<string, string>;
-  changefeed: string;
-  keys: number;
-}
-
-/**
- * Everything stored: every version of every role of every GUN (exact bytes, straight from the
- * SQLite file), the changefeed table, the current files as served over HTTP for `guns`, the
- * global changefeed as served, and the number of server keys.
- */
-export async function storedState(s: Server, guns: string[] = []): Promise<StoredState> {
-  const db = new Database(join(s.tg.app.config.dataDir, 'trustgate.db'), { readonly: true, fileMustExist: true });
-  try {
-    const files = db
-      .prepare('SELECT gun, role, version, sha256, hex(data) AS data, created_at FROM tuf_files ORDER BY gun, role, version')
-      .all() as StoredState['files'];
-    const changes = db.prepare('SELECT * FROM changefeed ORDER BY id').all() as StoredState['changes'];
-    const current: Record<string, string> = {};
-    for (const gun of guns) {
-      for (const role of ['root', 'targets', 'snapshot', 'timestamp']) {
-        const res = await raw(s.agent.get(tufPath(gun, `${role}.json`)));
-        current[`${gun} ${role}`] = `${res.status} ${res.body.toString('hex')}`;
-      }
-    }
-    const cf = await raw(s.agent.get('/v2/_trust/changefeed?records=1000'));
-    return { files, changes, current, changefeed: cf.body.toString('utf8'), keys: (await s.tg.app.keys.list()).length };
-  } finally {
-    db.close();
-  }
-}
-
-/** Runs `fn` and asserts that nothing stored changed (server keys too, unless `keys` is false). Returns fn's result. */
-export async function unchanged<T>(s: Server, guns: string[], fn: () => Promise<T>, opts: { keys?: boolean } = {}): Promise<T> {
-  const before = await storedState(s, guns);
-  const out = await fn();
-  const after = await storedState(s, guns);
-  if (opts.keys === false) after.keys = before.keys;
-  assert.deepEqual(after, before, 'stored data changed');
-  return out;
-}
-
-let counter = 0;
 /** A fresh GUN per test, so tests on one server do not see each other. */
-export const newGun = (name = 'repo') => `registry.example.com:5000/test/${name}-${process.pid}-${++counter}`;
+export const newGun = gunNamer('test', 'repo');
 
 export interface RawResponse {
   status: number;

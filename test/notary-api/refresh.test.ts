@@ -2,12 +2,13 @@
 // expired server-held snapshot, are regenerated, stored (with a changefeed record) and served.
 // The server's clock is moved with createApp's `now` override.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, test } from 'node:test';
 import { Metadata, checkFileMeta, type RootBody, type SnapshotBody, type TimestampBody } from '../../src/core/tuf/metadata.js';
 import { DAY_MS, YEAR_MS, parseRfc3339 } from '../../src/core/tuf/time.js';
 import { initRepo, raw, tufPath } from '../helpers/tuf-builder.js';
-import { newGun, startServer, storedState, type Server } from './support.js';
+import { newGun, startServer, type Server } from './support.js';
+import { storedState } from '../helpers/unchanged.js';
+import { sha256Hex } from '../helpers/util.js';
 
 let s: Server;
 beforeEach(async () => {
@@ -16,7 +17,6 @@ beforeEach(async () => {
 afterEach(() => s.stop());
 
 const get = (gun: string, file: string) => raw(s.agent.get(tufPath(gun, file)));
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function feed(gun: string) {
   const res = await raw(s.agent.get(`/v2/${gun}/_trust/changefeed?records=100`));
@@ -52,24 +52,24 @@ test('an expired timestamp is re-signed on GET: version+1, expires now+14d, stor
   assert.ok((await get(gun, 'snapshot.json')).body.equals(snapBefore), 'snapshot not due: unchanged');
   // stored: reachable by version and checksum; the next GET serves the same bytes
   assert.ok((await get(gun, `${md.version}.timestamp.json`)).body.equals(res.body));
-  assert.ok((await get(gun, `timestamp.${sha256(res.body)}.json`)).body.equals(res.body));
+  assert.ok((await get(gun, `timestamp.${sha256Hex(res.body)}.json`)).body.equals(res.body));
   assert.ok((await get(gun, 'timestamp.json')).body.equals(res.body));
   // Last-Modified is the (moved) time it was made
   const lm = Date.parse(res.headers['last-modified']!.replace(/UTC$/, 'GMT'));
   assert.ok(Math.abs(lm - s.now()) < 10_000, res.headers['last-modified']);
   const f = await feed(gun);
   assert.equal(f.count, 2);
-  assert.deepEqual({ ...f.records[1]!, CreatedAt: undefined }, { ...f.records[1]!, CreatedAt: undefined, Version: md.version, SHA256: sha256(res.body), Category: 'update' });
+  assert.deepEqual({ ...f.records[1]!, CreatedAt: undefined }, { ...f.records[1]!, CreatedAt: undefined, Version: md.version, SHA256: sha256Hex(res.body), Category: 'update' });
   assert.ok(Math.abs(Date.parse(f.records[1]!.CreatedAt) - s.now()) < 10_000);
 });
 
 test('a timestamp that has not expired is served as stored', async () => {
   const gun = newGun('ts-fresh');
   await initRepo(s.agent, gun, { serverSnapshot: true });
-  const before = await storedState(s, []);
+  const before = await storedState(s.tg);
   s.advance(13 * DAY_MS);
   assert.equal(Metadata.parse('timestamp', (await get(gun, 'timestamp.json')).body).version, 1);
-  assert.deepEqual((await storedState(s, [])).files, before.files);
+  assert.deepEqual((await storedState(s.tg)).trust, before.trust);
 });
 
 test('GET snapshot.json also re-signs an expired timestamp (the snapshot stays)', async () => {
@@ -142,15 +142,15 @@ test('client-held snapshot: an expired timestamp is re-signed after 15 days', as
 test('client-held snapshot expired: the server cannot re-sign it; GET answers 200 with what is stored and writes nothing (Go: 500)', async () => {
   const gun = newGun('client-snap-expired');
   await initRepo(s.agent, gun);
-  const before = await storedState(s, []);
+  const before = await storedState(s.tg);
   const ts = (await get(gun, 'timestamp.json')).body;
   s.advance(4 * YEAR_MS);
   const res = await get(gun, 'timestamp.json');
   assert.equal(res.status, 200);
   assert.ok(res.body.equals(ts));
   assert.equal((await get(gun, 'snapshot.json')).status, 200);
-  const after = await storedState(s, []);
-  assert.deepEqual(after.files, before.files);
+  const after = await storedState(s.tg);
+  assert.deepEqual(after.trust, before.trust);
   assert.deepEqual(after.changes, before.changes);
 });
 

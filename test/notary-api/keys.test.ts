@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { keyId, parseKey, type TufKey } from '../../src/core/crypto/keys.js';
 import { fetchServerKey, initRepo, raw, tufPath } from '../helpers/tuf-builder.js';
-import { newGun, startServer, unchanged, type Server } from './support.js';
+import { newGun, startServer, type Server } from './support.js';
+import { unchanged } from '../helpers/unchanged.js';
 
 let s: Server;
 before(async () => {
