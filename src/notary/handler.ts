@@ -9,7 +9,7 @@ import { isValidRole } from '../core/tuf/roles.js';
 import { formatRfc3339 } from '../core/tuf/time.js';
 import { JSON_CONTENT_TYPE, NotaryErrors as E, sendError } from '../http/errcode.js';
 import { VersionConflictError, type StoredFile } from '../storage/types.js';
-import type { TrustService } from '../trust/service.js';
+import type { AuditNote, TrustService } from '../trust/service.js';
 import type { Metrics, Operation } from './metrics.js';
 import { MultipartError, readMultipart } from './multipart.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
@@ -27,6 +27,8 @@ export interface NotaryOptions {
   anonymousReads?: boolean;
   /** Hears of every write that succeeded (for the audit log). */
   onWrite?: (req: IncomingMessage, w: NotaryWrite) => void;
+  /** Who is writing, for the audit entry a publish or delete journals with its commit. */
+  auditNote?: (req: IncomingMessage, action: NotaryWrite['action']) => AuditNote;
   log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -38,6 +40,8 @@ export interface NotaryWrite {
   keyId?: string;
   /** Publishes: the files stored, `role@version`. */
   files?: string[];
+  /** The journal id of the commit's audit entry (TrustService.acknowledge it once appended). */
+  journal?: string;
 }
 
 const ROLE_PATTERN = '(?:root|snapshot|timestamp|targets(?:/[^/\\s]+)*)';
@@ -217,10 +221,11 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       uploads.set(role, p.bytes);
     }
     try {
-      const files = await trust.publish(gun, uploads);
+      const note = opts.auditNote?.(req, 'notary.publish');
+      const files = await trust.publish(gun, uploads, note);
       const stored = files.map((f) => `${f.role}@${f.version}`);
       log('info', 'published', { gun, files: stored });
-      wrote(req, { action: 'notary.publish', gun, files: stored });
+      wrote(req, { action: 'notary.publish', gun, files: stored, ...(note ? { journal: note.id } : {}) });
       sendBytes(res, '');
     } catch (e) {
       if (e instanceof TufValidationError) return sendError(res, E.INVALID_UPDATE, e.toDetail());
@@ -390,9 +395,10 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         } else if (method === 'DELETE') {
           if (!(await authorize(req, res, gun, ['*']))) return true;
           await timed('DeleteTUF', async () => {
-            await trust.deleteGun(gun);
+            const note = opts.auditNote?.(req, 'notary.delete');
+            await trust.deleteGun(gun, note);
             log('info', 'deleted trust data', { gun });
-            wrote(req, { action: 'notary.delete', gun });
+            wrote(req, { action: 'notary.delete', gun, ...(note ? { journal: note.id } : {}) });
             sendBytes(res, '');
           });
         } else notFound(res, false);

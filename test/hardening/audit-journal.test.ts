@@ -1,0 +1,87 @@
+// V10 (the audit half): a change committed to the store whose audit append never happened (the
+// process died in between) is audited at the next start, from the journal row the commit wrote
+// in its own transaction; an entry appended before the kill is not appended again.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, renameSync, rmdirSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import request from 'supertest';
+import { AuditLog, type AuditEntry } from '../../src/audit/log.js';
+import { makeTempDir, removeTempDir, startPostgres, type PostgresService } from '../helpers/services.js';
+import { startTrustgateProcess } from '../helpers/trustgate.js';
+import { authedAgent, initRepo } from '../helpers/tuf-builder.js';
+
+const readAudit = (data: string): AuditEntry[] =>
+  readFileSync(path.join(data, 'audit.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as AuditEntry);
+
+async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<void> {
+  const dir = await makeTempDir('audit-journal');
+  const data = path.join(dir, 'data');
+  const env = { TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'journal-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn', ...extraEnv };
+  const log = path.join(data, 'audit.jsonl');
+  const aside = path.join(dir, 'audit.jsonl.aside');
+  let first = await startTrustgateProcess(env, path.join(dir, 'first.log'));
+  let second: Awaited<ReturnType<typeof startTrustgateProcess>> | undefined;
+  try {
+    const gun = 'example.com/journal/app';
+    const agent = authedAgent(request(first.url), first.adminToken!);
+    const repo = await initRepo(agent, gun); // targets@1, audited
+    assert.equal((await repo.addTarget('v2', 'two')).status, 200); // targets@2, audited
+    // The audit log cannot be appended to (a directory where the file was): publishes are
+    // committed and answered, but their audit appends fail, as if the process died between.
+    renameSync(log, aside);
+    mkdirSync(log);
+    assert.equal((await repo.addTarget('v3', 'three')).status, 200);
+    assert.equal((await repo.addTarget('v4', 'four')).status, 200);
+    rmdirSync(log);
+    renameSync(aside, log);
+    // Audited, and killed at once: its journal row may still be there (not acknowledged yet).
+    assert.equal((await repo.addTarget('v5', 'five')).status, 200);
+    first.proc.child.kill('SIGKILL');
+    await first.proc.stop();
+    const before = readAudit(data).filter((e) => e.action === 'notary.publish');
+    assert.deepEqual(before.map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@'))), ['targets@1', 'targets@2', 'targets@5']);
+
+    second = await startTrustgateProcess(env, path.join(dir, 'second.log'));
+    const entries = readAudit(data).filter((e) => e.action === 'notary.publish' && e.gun === gun);
+    const versions = entries.map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@')));
+    assert.deepEqual([...versions].sort(), ['targets@1', 'targets@2', 'targets@3', 'targets@4', 'targets@5'], JSON.stringify(entries));
+    assert.deepEqual(
+      entries.filter((e) => e.detail!.recovered === true).map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@'))),
+      ['targets@3', 'targets@4'],
+    );
+    for (const e of entries) {
+      assert.equal(e.actor.name, entries[0]!.actor.name, 'the recovered entries name the publisher');
+      assert.equal(typeof e.detail!.journal, 'string');
+    }
+    // Every version the store holds has its entry; the chain is intact.
+    const stored = await (await fetch(`${second.url}/v2/${gun}/_trust/tuf/targets.json`, { headers: { Authorization: `Bearer ${second.adminToken ?? first.adminToken}` } })).json();
+    assert.equal((stored as { signed: { version: number } }).signed.version, 5);
+    assert.equal(new AuditLog(data).verify().ok, true);
+    await second.proc.stop();
+    second = undefined;
+    // A further start finds nothing left to append.
+    second = await startTrustgateProcess(env, path.join(dir, 'third.log'));
+    assert.equal(readAudit(data).filter((e) => e.action === 'notary.publish' && e.gun === gun).length, 5);
+  } finally {
+    await first.proc.stop();
+    await second?.proc.stop();
+    await removeTempDir(dir);
+  }
+}
+
+test('V10: a commit whose audit append never happened is audited at the next start', () => commitWithoutAudit({}));
+
+describe('PostgreSQL', () => {
+  let pg: PostgresService;
+  before(async () => {
+    pg = await startPostgres();
+  });
+  after(async () => {
+    await pg?.stop();
+  });
+  test('V10: a commit whose audit append never happened is audited at the next start (PostgreSQL)', () => commitWithoutAudit({ TRUSTGATE_DATABASE_URL: pg.url }));
+});
