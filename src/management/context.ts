@@ -13,7 +13,7 @@ import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
 import { RepoEditor } from '../trust/editor.js';
 import { GunLocks } from '../trust/locks.js';
-import type { TrustService } from '../trust/service.js';
+import { auditNote, type AuditNote, type TrustService } from '../trust/service.js';
 import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
 import { isAdmin, type Actor } from '../auth/guard.js';
 import { DraftBuilder, partMissing, requiredKeyIds, type RepoView } from './draft.js';
@@ -117,20 +117,35 @@ export class ManagementContext {
   // -------------------------------------------------------------------------------------------
   // Audit
 
-  auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}): void {
-    this.audit.append({ actor: actorRef(actor), action, outcome: 'success', ...(gun ? { gun } : {}), ...extra, detail });
+  auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}, note?: AuditNote): void {
+    this.audit.append({ actor: actorRef(actor), action, outcome: 'success', ...(gun ? { gun } : {}), ...extra, detail: note ? { ...detail, journal: note.id } : detail });
+    if (note) this.trust.acknowledge(note.id);
+  }
+
+  /** The audit note a change journals with its commit (TrustService.publish). */
+  journalNote(actor: Actor, action: string): AuditNote {
+    return auditNote(actorRef(actor), action, { detail: { api: 'management' } });
+  }
+
+  /** Journal ids by the `versions` object a publish returned, for auditChange. */
+  private journals = new WeakMap<object, string>();
+  /** Tells auditChange the journal id of the change whose result holds `versions`. */
+  rememberJournal(versions: Record<string, number>, id: string | undefined): void {
+    if (id) this.journals.set(versions, id);
   }
 
   /** Audits a change as published (with the new versions) or pending (with its ID). */
   auditChange(actor: Actor, action: string, gun: string, r: ChangeResult, extra: AuditExtra = {}, detail: AuditDetail = {}): void {
+    const journal = r.status === 'published' ? this.journals.get(r.versions) : undefined;
     this.audit.append({
       actor: actorRef(actor),
       action,
       outcome: r.status === 'published' ? 'success' : 'pending',
       gun,
       ...extra,
-      detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`) } : { ...detail, pendingId: r.pending.id },
+      detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`), ...(journal ? { journal } : {}) } : { ...detail, pendingId: r.pending.id },
     });
+    if (journal) this.trust.acknowledge(journal);
   }
 
   /** Audits a refused or failed action and rethrows it as an ApiError. */
@@ -256,11 +271,13 @@ export class ManagementContext {
   }
 
   /** Publishes a complete change and retires the keys it dropped; the new version of every file. */
-  async publishDraft(d: ChangeDraft): Promise<Record<string, number>> {
+  async publishDraft(d: ChangeDraft, note?: AuditNote): Promise<Record<string, number>> {
     const uploads = new Map(d.parts.map((p) => [p.role, RepoEditor.envelope(p.body, p.signatures)]));
-    const files = await this.trust.publish(d.gun, uploads);
+    const files = await this.trust.publish(d.gun, uploads, note);
     await this.dropKeys(d.retireKeyIds);
-    return Object.fromEntries(files.map((f) => [f.role, f.version]));
+    const versions = Object.fromEntries(files.map((f) => [f.role, f.version]));
+    this.rememberJournal(versions, note?.id);
+    return versions;
   }
 
   /** Signs every part with `signers` (where they are needed), then publishes or parks the change. */
@@ -271,7 +288,7 @@ export class ManagementContext {
         p.signatures = await RepoEditor.addSignatures(p.body, signers.filter((s) => need.includes(s.id)), p.signatures);
       }
       if (d.parts.every((p) => partMissing(p) === 0)) {
-        const versions = await this.publishDraft(d);
+        const versions = await this.publishDraft(d, this.journalNote(actor, d.action));
         return { status: 'published', action: d.action, summary: d.summary, versions };
       }
       const p = pendingChange(d, actor, this.now(), this.opts.pendingTtlMs);

@@ -101,7 +101,7 @@ export class PendingChanges {
       // Taken off the list before publishing, so of several processes only one publishes it.
       if (!this.c.pending.remove(p.id)) throw gone(p.id);
       try {
-        const result: ChangeResult = { status: 'published', action: p.action, summary: p.summary, versions: await this.c.publishDraft(p) };
+        const result: ChangeResult = { status: 'published', action: p.action, summary: p.summary, versions: await this.c.publishDraft(p, this.c.journalNote(actor, p.action)) };
         this.c.audit.append({ actor: actorRef(actor), action: 'pending.sign', outcome: 'success', gun: p.gun, detail: { pendingId: p.id, keyIds: added, complete: true, change: p.action } });
         this.c.auditChange(actor, p.action, p.gun, result, {}, { pendingId: p.id });
         return result;

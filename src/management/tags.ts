@@ -70,6 +70,7 @@ export class Tags {
   private result(p: Publication): ChangeResult {
     const pending = p.pending && this.c.pending.get(p.pending.id);
     if (pending) return { status: 'pending', action: p.action, summary: p.summary, pending: this.c.pendingView(pending) };
+    this.c.rememberJournal(p.versions, p.journal);
     return { status: 'published', action: p.action, summary: p.summary, versions: p.versions };
   }
 

@@ -17,6 +17,7 @@ import { pendingChange, type PendingChange, type PendingStore } from '../managem
 import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor, type SigningRole } from '../trust/editor.js';
 import { GunLocks } from '../trust/locks.js';
+import { auditNote } from '../trust/service.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
 import { RegistryError, type ManifestHead, type RegistryClient } from './registry.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from './validate.js';
@@ -138,7 +139,13 @@ export interface Publication {
   /** Versions of every file the publish wrote (the edited roles, snapshot, timestamp); empty when pending. */
   versions: Record<string, number>;
   pending?: PendingInfo;
+  /** The journal id of the publish's audit entry: acknowledge it once audited (TrustService.acknowledge). */
+  journal?: string;
 }
+
+/** Journal ids of published roles, for the signing routes' audit entries. */
+const journals = new WeakMap<PublishedRole, string>();
+export const journalOf = (p: PublishedRole): string | undefined => journals.get(p);
 
 export interface SigningServiceOptions {
   editor: RepoEditor;
@@ -342,8 +349,10 @@ export class SigningService {
     }
     if (short) return { gun, ...label, published: [], versions: {}, pending: this.recordPending(gun, parts, who, label) };
     try {
-      const files = await this.editor.trust.publish(gun, uploads);
-      return { gun, ...label, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])) };
+      const note = auditNote({ id: who.id, name: who.name }, label.action, { detail: { api: 'signing' } });
+      const files = await this.editor.trust.publish(gun, uploads, note);
+      for (const p of published) journals.set(p, note.id);
+      return { gun, ...label, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])), journal: note.id };
     } catch (e) {
       // A client-held snapshot key is not bad input: it goes on as is (409 CONFLICT, saying what to do).
       if (e instanceof TufValidationError && e.missing !== 'snapshot') throw new SigningError(400, 'INVALID_REQUEST', `the signed result was refused: ${e.message}`);

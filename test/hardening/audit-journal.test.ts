@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { AuditLog, type AuditEntry } from '../../src/audit/log.js';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresService } from '../helpers/services.js';
-import { startTrustgateProcess } from '../helpers/trustgate.js';
+import { startTrustgate, startTrustgateProcess } from '../helpers/trustgate.js';
 import { authedAgent, initRepo } from '../helpers/tuf-builder.js';
 
 const readAudit = (data: string): AuditEntry[] =>
@@ -74,6 +74,50 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
 }
 
 test('V10: a commit whose audit append never happened is audited at the next start', () => commitWithoutAudit({}));
+
+test('every audited change of the Notary, management and signing APIs carries its journal id and leaves no row', async () => {
+  const tg = await startTrustgate();
+  try {
+    const headers = { Authorization: `Bearer ${tg.adminToken}`, 'Content-Type': 'application/json' };
+    const call = async (method: string, p: string, body?: unknown) => {
+      const r = await fetch(`${tg.url}/api/v1${p}`, { method, headers, ...(body ? { body: JSON.stringify(body) } : {}) });
+      assert.ok(r.status === 200 || r.status === 201, `${method} ${p}: ${r.status} ${await r.text()}`);
+    };
+    const gun = 'example.com/journal/managed';
+    await call('POST', '/repositories', { gun, rootKey: 'keystore' });
+    await call('POST', `/repositories/${encodeURIComponent(gun)}/tags`, { tag: 'v1', digest: `sha256:${'a'.repeat(64)}`, size: 10 });
+    await call('POST', `/repositories/${encodeURIComponent(gun)}/keys/targets/rotate`, {});
+    await call('POST', '/signing/sign', { gun, tag: 'v2', digest: `sha256:${'b'.repeat(64)}`, size: 20 });
+    await call('POST', '/signing/revoke', { gun, tag: 'v2' });
+    const agent = authedAgent(request(tg.url), tg.adminToken);
+    const notary = 'example.com/journal/notary';
+    const repo = await initRepo(agent, notary);
+    assert.equal((await repo.addTarget('v1', 'one')).status, 200);
+    assert.equal((await agent.delete(`/v2/${notary}/_trust/tuf/`)).status, 200);
+    await call('DELETE', `/repositories/${encodeURIComponent(gun)}`);
+
+    await tg.app.trust.flushAcks();
+    assert.deepEqual(await tg.app.store.journal(100), []);
+    const changes = tg.app.management.audit.query().filter((e) => e.outcome === 'success' && (e.gun === gun || e.gun === notary) && !['notary.key.create'].includes(e.action));
+    assert.deepEqual(
+      changes.map((e) => [e.action, typeof e.detail?.journal]),
+      [
+        ['repository.create', 'string'],
+        ['tag.add', 'string'],
+        ['key.rotate', 'string'],
+        ['tag.sign', 'string'],
+        ['tag.revoke', 'string'],
+        ['notary.publish', 'string'],
+        ['notary.publish', 'string'],
+        ['notary.delete', 'string'],
+        ['repository.delete', 'string'],
+      ],
+    );
+    assert.equal(new Set(changes.map((e) => e.detail!.journal)).size, changes.length);
+  } finally {
+    await tg.stop();
+  }
+});
 
 describe('PostgreSQL', () => {
   let pg: PostgresService;
