@@ -22,6 +22,7 @@ import type { AuditSink, CosignHook } from './hooks.js';
 import type { ProxyMetrics } from './metrics.js';
 import { requirementFor, ruleFor, type PolicySource, type Rule } from './policy.js';
 import type { PushSigner } from './signing.js';
+import { auditNote } from '../trust/service.js';
 import { Upstream, UpstreamError, endToEnd } from './upstream.js';
 import type { Verdict, Verifier } from './verifier.js';
 import { ociDigest } from '../core/digest.js';
@@ -642,10 +643,13 @@ export class RegistryProxy {
     try {
       const upstreamDigest = up.headers['docker-content-digest'];
       if (upstreamDigest && upstreamDigest !== digest) throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
-      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal);
+      // The tag's commit journals its entry (a crash before the append below leaves it for the next start).
+      const note = this.opts.audit ? auditNote(actor, 'proxy.sign', { role, detail: { tag: ref, digest, length: body.length } }) : undefined;
+      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal, note);
       this.opts.metrics.signedPushes.inc({ result: 'signed' });
       this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
-      this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised } });
+      const audited = this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised, ...(note ? { journal: note.id } : {}) } });
+      if (note && audited) this.opts.signer.trust.acknowledge(note.id);
       // The cache holds verdicts of the old trust data; the trust 'change' event drops them too.
       this.opts.cache.invalidate(ctx.gun);
       return relay();
@@ -682,7 +686,10 @@ export class RegistryProxy {
     this.opts.log('debug', 'push refused', { actor: actor.name, gun, ...detail });
     const entry = { actor: { id: actor.id, name: actor.name }, action: 'proxy.push', outcome: 'denied' as const, ...(gun !== undefined ? { gun } : {}), detail };
     const sink = this.opts.audit;
-    if (!sink?.appendDenial) return this.audit(entry);
+    if (!sink?.appendDenial) {
+      this.audit(entry);
+      return;
+    }
     try {
       sink.appendDenial(entry, { reason: detail.reason ?? '', ...(gun !== undefined ? { gun } : {}) });
     } catch (e) {
@@ -690,12 +697,15 @@ export class RegistryProxy {
     }
   }
 
-  private audit(entry: Parameters<AuditSink['append']>[0]): void {
-    if (!this.opts.audit) return;
+  /** Whether the entry was written. */
+  private audit(entry: Parameters<AuditSink['append']>[0]): boolean {
+    if (!this.opts.audit) return false;
     try {
       this.opts.audit.append(entry);
+      return true;
     } catch (e) {
       this.opts.log('error', 'audit log write failed', { error: (e as Error).message });
+      return false;
     }
   }
 }

@@ -15,7 +15,7 @@ import type { ImageVerifier } from '../signing/verifier.js';
 import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor, type SigningRole } from '../trust/editor.js';
 import { GunLocks } from '../trust/locks.js';
-import type { TrustService } from '../trust/service.js';
+import type { AuditNote, TrustService } from '../trust/service.js';
 
 export interface SignResult {
   gun: string;
@@ -82,8 +82,11 @@ export class PushSigner {
     return { signing, signers };
   }
 
-  /** Signs `tag` → `digest` (`sha256:<hex>`), `length` bytes, into `role`, with `who`'s usable keys. */
-  sign(gun: string, role: string, tag: string, digest: string, length: number, who: SigningIdentity): Promise<SignResult> {
+  /**
+   * Signs `tag` → `digest` (`sha256:<hex>`), `length` bytes, into `role`, with `who`'s usable keys.
+   * `note`: the audit entry journaled with the tag's publish (TrustService.publish).
+   */
+  sign(gun: string, role: string, tag: string, digest: string, length: number, who: SigningIdentity, note?: AuditNote): Promise<SignResult> {
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) return Promise.reject(new SigningError(`cannot sign ${digest}: only sha256 digests are signed`));
     return this.locks.run(gun, async () => {
       let initialised = false;
@@ -105,7 +108,7 @@ export class PushSigner {
           if (!chosen) throw new SigningError(`role ${role} is not delegated in ${gun}`);
           const body = await this.editor.nextTargetsBody(gun, role);
           setEntry(body.targets, tag, meta);
-          files = await this.editor.publishSigned(gun, role, body, await RepoEditor.addSignatures(body, chosen.signers), chosen.signing);
+          files = await this.editor.publishSigned(gun, role, body, await RepoEditor.addSignatures(body, chosen.signers), chosen.signing, note);
           break;
         } catch (e) {
           // Another writer (a notary client, another trustgate) published first: redo over its data.

@@ -148,13 +148,13 @@ export class RepoEditor {
   }
 
   /** Publishes a signed targets-role body, or throws ThresholdNotMetError naming what is missing. */
-  async publishSigned(gun: string, role: string, body: TargetsBody | RootBody, signatures: Signature[], signing?: SigningRole): Promise<PlannedFile[]> {
+  async publishSigned(gun: string, role: string, body: TargetsBody | RootBody, signatures: Signature[], signing?: SigningRole, note?: AuditNote): Promise<PlannedFile[]> {
     const s = signing ?? (role === 'root' ? undefined : await this.signingRole(gun, role));
     if (s) {
       const missing = RepoEditor.missing(body, signatures, s);
       if (missing > 0) throw new ThresholdNotMetError(role, body, signatures, missing, s.role.keyids);
     }
-    return this.trust.publish(gun, new Map([[role, RepoEditor.envelope(body, signatures)]]));
+    return this.trust.publish(gun, new Map([[role, RepoEditor.envelope(body, signatures)]]), note);
   }
 
   /** Makes a root key: a key pair wrapped in a self-signed certificate whose CN is the GUN. */
