@@ -119,6 +119,25 @@ test('every audited change of the Notary, management and signing APIs carries it
   }
 });
 
+test('the audit log finds the journal ids of its tail, across read chunks', async () => {
+  const dir = await makeTempDir('audit-journal-tail');
+  try {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const log = new AuditLog(dir, () => now);
+    for (let i = 0; i < 400; i++) {
+      now += 1000;
+      log.append({ actor: { id: 'a', name: 'é'.repeat(i % 7) }, action: 'notary.publish', outcome: 'success', gun: 'x/y', detail: { files: ['targets@1'], pad: 'p'.repeat(300), ...(i % 3 ? { journal: `j${i}` } : {}) } });
+    }
+    const since = Date.parse('2026-01-01T00:00:00Z') + 101 * 1000; // the time of entry 100, 300 entries (over 64 KiB) before the end
+    const expected = Array.from({ length: 300 }, (_, k) => 100 + k).filter((i) => i % 3).map((i) => `j${i}`);
+    assert.deepEqual([...log.journalIdsSince(since)].sort(), expected.sort());
+    assert.equal(log.journalIdsSince(now + 1).size, 0);
+    assert.equal(new AuditLog(path.join(dir, 'empty')).journalIdsSince(0).size, 0);
+  } finally {
+    await removeTempDir(dir);
+  }
+});
+
 describe('PostgreSQL', () => {
   let pg: PostgresService;
   before(async () => {
