@@ -21,15 +21,19 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A row of another machine this old is settled here: that machine may never start again under its name. */
+export const FOREIGN_ROW_AGE_MS = 10 * 60_000;
+
 /**
- * Rows this process may settle: written on this machine by a process that is gone. A live
- * writer appends its own (it may be between commit and append right now); a row of another
- * machine belongs to that machine's audit log.
+ * Rows this process may settle: written on this machine by a process that is gone, or on another
+ * machine long ago. A live local writer appends its own (it may be between commit and append
+ * right now); another machine's recent rows belong to its own audit log.
  */
-function orphaned(writer: string, host: string): boolean {
+function orphaned(writer: string, at: Date, host: string, now: number): boolean {
   const [h, p] = writer.split(' ');
+  if (h !== host) return now - at.getTime() >= FOREIGN_ROW_AGE_MS;
   const pid = Number(p);
-  return h === host && Number.isSafeInteger(pid) && pid !== process.pid && !alive(pid);
+  return Number.isSafeInteger(pid) && pid !== process.pid && !alive(pid);
 }
 
 /** Appends the entries of orphaned journal rows that the log lacks, then removes the rows. Resolves to how many were appended. */
@@ -38,7 +42,8 @@ export async function reconcileJournal(store: MetadataStore, audit: AuditLog, lo
   let appended = 0;
   for (let pass = 0; pass < 1000; pass++) {
     const rows = await store.journal(PAGE);
-    const mine = rows.filter((r) => orphaned(r.writer, host));
+    const now = Date.now();
+    const mine = rows.filter((r) => orphaned(r.writer, r.at, host, now));
     if (mine.length === 0) break;
     const since = Math.min(...mine.map((r) => r.at.getTime())) - CLOCK_SLACK_MS;
     // Under the log's lock, so two processes starting together append each entry once.
@@ -52,7 +57,7 @@ export async function reconcileJournal(store: MetadataStore, audit: AuditLog, lo
         } catch {
           entry = { actor: { id: 'unknown', name: 'unknown' }, action: 'journal.damaged', outcome: 'success', gun: r.gun, detail: {} };
         }
-        audit.append({ ...entry, detail: { ...entry.detail, journal: r.id, recovered: true, committedAt: r.at.toISOString() } });
+        audit.append({ ...entry, detail: { ...entry.detail, journal: r.id, recovered: true, committedAt: r.at.toISOString(), writer: r.writer } });
         appended++;
       }
     });
