@@ -1,11 +1,8 @@
 // Trustgate tokens on the Notary API (TRUSTGATE_AUTH=trustgate, the default). A request presents
 // its token as `Authorization: Bearer <token>`, or as Basic with any user name and the token as
-// the password (what NOTARY_AUTH and docker's credential store send). Permissions follow notary's
-// route table:
-//   reads (`pull`: metadata, changefeeds)         none, or `read` on the GUN when anonymous reads are off
-//   GET/POST {snapshot,timestamp}.key, publish    `sign` on the GUN (signer:<pattern> covering it, or admin)
-//   DELETE …/_trust/tuf/                          `admin`
-//   GET /v2/ (the clients' ping)                  any valid token
+// the password (what NOTARY_AUTH and docker's credential store send). Each route declares what it
+// needs in the Notary API's route table (notary/routes.ts): `read`, `sign` or `admin` on the GUN
+// (`read` needs no token when anonymous reads are on), `ping` any valid token.
 // No or a bad credential: 401 UNAUTHORIZED with a Bearer challenge; a token without the
 // permission: 403 DENIED. Clients (notary, docker) learn the scheme from the ping's challenge
 // only, and Bearer is the one they follow both without credentials (reads) and with them (Basic
@@ -27,12 +24,11 @@ export const ANONYMOUS_ACTOR: AuditActor = { id: 'anonymous', name: 'anonymous' 
 export const NOTARY_SERVICE = 'trustgate';
 const TOKEN_TTL_SECONDS = 300;
 
-/** The handler's action list (spec §2.1) as a trustgate permission; `ping` needs only a valid token. */
-export function notaryPermission(method: string, actions: readonly string[]): Permission | 'ping' {
-  if (actions.includes('ping')) return 'ping';
-  if (actions.includes('*')) return method === 'DELETE' ? 'admin' : 'sign';
-  if (actions.includes('push')) return 'sign';
-  return 'read';
+/** What a Notary API route needs: notary's actions (for registry tokens) and a trustgate permission. */
+export interface NotaryAccess {
+  readonly actions: readonly string[];
+  /** `ping`: any valid token; `none`: no credential. */
+  readonly permission: Permission | 'ping' | 'none';
 }
 
 export interface TrustgateAuthOptions {
@@ -49,7 +45,7 @@ export interface TrustgateAuthOptions {
 
 export interface TrustgateAuth {
   /** The NotaryOptions.authorize hook. */
-  authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean>;
+  authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: NotaryAccess): Promise<boolean>;
   /** GET /api/v1/token: the Bearer challenge's realm. */
   tokenEndpoint(req: IncomingMessage, res: ServerResponse): void;
 }
@@ -70,10 +66,11 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
     }
   };
 
-  function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean> {
+  function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: NotaryAccess): Promise<boolean> {
     const method = req.method ?? 'GET';
-    const perm = notaryPermission(method, actions);
-    const need = requiredAccess(gun, perm === 'ping' ? ['*'] : actions);
+    const perm = access.permission;
+    if (perm === 'none') return Promise.resolve(true);
+    const need = requiredAccess(gun, perm === 'ping' ? ['*'] : access.actions);
     const needs = perm === 'ping' ? 'a valid token' : perm;
     const detail = need.actions.map((a) => ({ Type: need.type, Class: '', Name: need.name, Action: a }));
     const refuse = (status: 401 | 403, error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string, actor?: AuditActor) => {

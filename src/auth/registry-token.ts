@@ -164,7 +164,7 @@ export interface NotaryDenial {
 
 export interface RegistryAuth {
   /** The NotaryOptions.authorize hook. */
-  authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean>;
+  authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: { readonly actions: readonly string[] }): Promise<boolean>;
   /** GET /api/v1/token, when the built-in issuer is configured. */
   tokenEndpoint?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   verifier: RegistryTokenVerifier;
@@ -188,7 +188,7 @@ export function createRegistryAuth(
     log('warn', 'the built-in token issuer certificate is not in TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: its tokens will be refused', {});
   }
 
-  async function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): Promise<boolean> {
+  async function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, { actions }: { readonly actions: readonly string[] }): Promise<boolean> {
     const need = requiredAccess(gun, actions);
     const needs = `${need.type}:${need.name}:${need.actions.join(',')}`;
     const deny = (error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string, subject?: string) => {

@@ -1,9 +1,7 @@
 // What every part of the management service shares: the stores, the per-GUN change queue, the
-// audit trail, the repository view, and the change pipeline. A trust change is built by
-// DraftBuilder, signed with the keys the caller may use, and either published through
-// TrustService (the same validation path a Notary client's upload takes) or parked as a pending
-// change until other key holders add their signatures. Keys made for a change are removed again
-// if it fails, so a refused request leaves nothing behind.
+// audit trail and the repository view. A trust change is built by DraftBuilder and handed to the
+// change pipeline (trust/changes.ts), which signs it with the keys the caller may use and
+// publishes or parks it; keys made for a change are removed again if it fails.
 import type { TufKey } from '../core/crypto/keys.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { canonicalBytes } from '../core/json/canonical.js';
@@ -11,15 +9,17 @@ import { isValidGun } from '../core/tuf/gun.js';
 import { Metadata, countValidSignatures, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
-import { RepoEditor } from '../trust/editor.js';
-import { GunLocks } from '../trust/locks.js';
+import { dropKeys, type Publication, type TrustChanges } from '../trust/changes.js';
+import type { RepoEditor } from '../trust/editor.js';
+import type { GunLocks } from '../trust/locks.js';
 import { auditNote, type AuditNote, type TrustService } from '../trust/service.js';
+import { PendingChanges } from '../trust/pending-store.js';
 import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
-import { isAdmin, type Actor } from '../auth/guard.js';
-import { DraftBuilder, partMissing, requiredKeyIds, type RepoView } from './draft.js';
+import { signingIdentity, type Actor } from '../auth/guard.js';
+import type { DraftBuilder, RepoView } from './draft.js';
 import { badRequest, notFound, toApiError } from './errors.js';
 import { readPrivateKeyPem, sameKey } from './material.js';
-import { pendingChange, type ChangeDraft, type PendingChange, type PendingStore } from './pending.js';
+import { partMissing, type ChangeDraft, type PendingChange, type PendingStore } from '../trust/pending.js';
 
 export const MIN_PASSPHRASE_LENGTH = 8;
 
@@ -29,8 +29,6 @@ export interface ManagementOptions {
   pendingTtlMs: number;
   serverKeyAlgorithm?: Algorithm;
   gunPrefixes?: string[];
-  /** Per-GUN change queue (shared with the signing service). */
-  locks?: GunLocks;
   log: Logger;
 }
 
@@ -95,17 +93,23 @@ export class ManagementContext {
   readonly editor: RepoEditor;
   readonly now: () => number;
   readonly locks: GunLocks;
+  readonly trust: TrustService;
+  readonly pending: PendingStore;
+  readonly pendingChanges: PendingChanges;
 
   constructor(
-    readonly trust: TrustService,
+    readonly changes: TrustChanges,
     readonly keys: KeyStore,
-    readonly pending: PendingStore,
     readonly audit: AuditLog,
     readonly opts: ManagementOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    this.locks = opts.locks ?? new GunLocks();
-    this.editor = new RepoEditor(trust, keys, this.now);
+    this.trust = changes.trust;
+    this.locks = changes.locks;
+    this.editor = changes.editor;
+    if (!changes.pending) throw new Error('the management API needs a pending-change store');
+    this.pending = changes.pending;
+    this.pendingChanges = new PendingChanges(changes.pending, changes, keys, opts.log);
   }
 
   checkGun(gun: string): void {
@@ -127,12 +131,8 @@ export class ManagementContext {
     return auditNote(actorRef(actor), action, { detail: { api: 'management' } });
   }
 
-  /** Journal ids by the `versions` object a publish returned, for auditChange. */
+  /** Journal ids by the `versions` object of a published result, for auditChange. */
   private journals = new WeakMap<object, string>();
-  /** Tells auditChange the journal id of the change whose result holds `versions`. */
-  rememberJournal(versions: Record<string, number>, id: string | undefined): void {
-    if (id) this.journals.set(versions, id);
-  }
 
   /** Audits a change as published (with the new versions) or pending (with its ID). */
   auditChange(actor: Actor, action: string, gun: string, r: ChangeResult, extra: AuditExtra = {}, detail: AuditDetail = {}): void {
@@ -145,6 +145,7 @@ export class ManagementContext {
       ...extra,
       detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`), ...(journal ? { journal } : {}) } : { ...detail, pendingId: r.pending.id },
     });
+    // Only once the entry is written: a row left behind is appended at the next start.
     if (journal) this.trust.acknowledge(journal);
   }
 
@@ -211,32 +212,12 @@ export class ManagementContext {
   }
 
   /** Deletes keystore keys, ignoring ones already gone. */
-  async dropKeys(ids: readonly string[]): Promise<void> {
-    for (const id of ids) {
-      try {
-        await this.keys.delete(id);
-      } catch (e) {
-        this.opts.log('warn', 'could not delete a key', { keyId: id, error: (e as Error).message });
-      }
-    }
+  dropKeys(ids: readonly string[]): Promise<void> {
+    return dropKeys(this.keys, ids, this.opts.log);
   }
 
   // -------------------------------------------------------------------------------------------
   // Signers
-
-  /** Held keys of this GUN among `keyids` that the actor may sign with (admin: all; signer: its keyIds). */
-  async usableSigners(actor: Actor, gun: string, keyids: Iterable<string>, only?: readonly string[]): Promise<Signer[]> {
-    const out: Signer[] = [];
-    for (const id of new Set(keyids)) {
-      if (only && !only.includes(id)) continue;
-      if (!isAdmin(actor) && !actor.keyIds.includes(id)) continue;
-      const rec = await this.keys.get(id);
-      if (!rec || rec.gun !== gun) continue;
-      const s = await this.keys.signer(id);
-      if (s) out.push(s);
-    }
-    return out;
-  }
 
   /** A signer over an offline key handed in with the request; it must be one of `candidates`. */
   offlineSigner(input: OfflineKeyInput, candidates: Record<string, TufKey>, ids: readonly string[]): Signer {
@@ -263,47 +244,32 @@ export class ManagementContext {
     return { gun: b.view.gun, action, summary, parts, createdKeyIds, retireKeyIds: await this.heldOf(b.view.gun, b.droppedKeyIds()) };
   }
 
-  /** The held keys a draft needs that the actor may use (narrowed to `only`), plus `extra` signers. */
-  async signersForDraft(actor: Actor, d: ChangeDraft, extra: Signer[] = [], only?: readonly string[]): Promise<Signer[]> {
-    const ids = d.parts.flatMap(requiredKeyIds);
-    const held = await this.usableSigners(actor, d.gun, ids, only);
-    return [...held, ...extra.filter((s) => !held.some((h) => h.id === s.id))];
+  /** Signs a draft with the actor's usable keys (narrowed to `signWith`) and `offline` ones, then publishes or parks it (trust/changes.ts). */
+  async apply(actor: Actor, d: ChangeDraft, o: { offline?: Signer[]; signWith?: readonly string[] | undefined } = {}): Promise<ChangeResult> {
+    const p = await this.changes.apply({
+      gun: d.gun,
+      caller: signingIdentity(actor),
+      action: d.action,
+      summary: d.summary,
+      draft: d,
+      propose: true,
+      audit: { detail: { api: 'management' } },
+      ...(o.offline ? { offline: o.offline } : {}),
+      ...(o.signWith ? { signWith: o.signWith } : {}),
+    });
+    return this.result(p);
   }
 
-  /** Publishes a complete change and retires the keys it dropped; the new version of every file. */
-  async publishDraft(d: ChangeDraft, note?: AuditNote): Promise<Record<string, number>> {
-    const uploads = new Map(d.parts.map((p) => [p.role, RepoEditor.envelope(p.body, p.signatures)]));
-    const files = await this.trust.publish(d.gun, uploads, note);
-    await this.dropKeys(d.retireKeyIds);
-    const versions = Object.fromEntries(files.map((f) => [f.role, f.version]));
-    this.rememberJournal(versions, note?.id);
-    return versions;
+  /** A draft of `b`'s edits, applied as apply() does. */
+  async applyBuilt(actor: Actor, b: DraftBuilder, action: string, summary: string, o: { offline?: Signer[]; created?: string[] } = {}): Promise<ChangeResult> {
+    return this.apply(actor, await this.draft(b, action, summary, o.created), o.offline ? { offline: o.offline } : {});
   }
 
-  /** Signs every part with `signers` (where they are needed), then publishes or parks the change. */
-  async submit(actor: Actor, d: ChangeDraft, signers: Signer[]): Promise<ChangeResult> {
-    try {
-      for (const p of d.parts) {
-        const need = requiredKeyIds(p);
-        p.signatures = await RepoEditor.addSignatures(p.body, signers.filter((s) => need.includes(s.id)), p.signatures);
-      }
-      if (d.parts.every((p) => partMissing(p) === 0)) {
-        const versions = await this.publishDraft(d, this.journalNote(actor, d.action));
-        return { status: 'published', action: d.action, summary: d.summary, versions };
-      }
-      const p = pendingChange(d, actor, this.now(), this.opts.pendingTtlMs);
-      this.pending.put(p);
-      return { status: 'pending', action: d.action, summary: d.summary, pending: this.pendingView(p) };
-    } catch (e) {
-      await this.dropKeys(d.createdKeyIds);
-      throw e;
-    }
-  }
-
-  /** A draft of `b`'s edits, signed with the held keys the actor may use (and `extra`), published or parked. */
-  async submitBuilt(actor: Actor, b: DraftBuilder, action: string, summary: string, o: { extra?: Signer[]; only?: readonly string[]; created?: string[] } = {}): Promise<ChangeResult> {
-    const d = await this.draft(b, action, summary, o.created);
-    return this.submit(actor, d, await this.signersForDraft(actor, d, o.extra, o.only));
+  /** A publication of the change pipeline as a management change result. */
+  result(p: Publication): ChangeResult {
+    if (p.change) return { status: 'pending', action: p.action, summary: p.summary, pending: this.pendingView(p.change) };
+    if (p.journal) this.journals.set(p.versions, p.journal);
+    return { status: 'published', action: p.action, summary: p.summary, versions: p.versions };
   }
 
   pendingView(p: PendingChange): PendingView {
@@ -337,8 +303,7 @@ export class ManagementContext {
 
   /** Removes expired pending changes and the keys made for them. */
   async sweep(): Promise<void> {
-    for (const p of this.pending.takeExpired()) {
-      await this.dropKeys(p.createdKeyIds);
+    for (const p of await this.pendingChanges.sweep()) {
       this.audit.append({ actor: { id: 'system', name: 'system' }, action: 'pending.expire', outcome: 'failure', gun: p.gun, detail: { pendingId: p.id, change: p.action } });
     }
   }

@@ -75,7 +75,7 @@ export class Delegations {
         return this.dropOnFailure(created, async () => {
           const b = new DraftBuilder(v, this.c.now());
           const what = b.upsertDelegation(req.role, [...given, ...generated], { ...(req.paths ? { paths: req.paths } : {}), ...(req.threshold !== undefined ? { threshold: req.threshold } : {}) });
-          const result = await this.c.submitBuilt(actor, b, 'delegation.add', `${what === 'created' ? 'create' : 'update'} delegation ${req.role}`, { created });
+          const result = await this.c.applyBuilt(actor, b, 'delegation.add', `${what === 'created' ? 'create' : 'update'} delegation ${req.role}`, { created });
           this.c.auditChange(actor, 'delegation.add', gun, result, { role: req.role }, { keyIds: keys.map(keyId) });
           return { ...result, role: req.role, keyIds: keys.map(keyId) };
         });
@@ -95,7 +95,7 @@ export class Delegations {
         requireRole(v, role);
         const b = new DraftBuilder(v, this.c.now());
         b.removeDelegation(role);
-        const result = await this.c.submitBuilt(actor, b, 'delegation.remove', `remove delegation ${role}`);
+        const result = await this.c.applyBuilt(actor, b, 'delegation.remove', `remove delegation ${role}`);
         this.c.auditChange(actor, 'delegation.remove', gun, result, { role });
         return result;
       },
@@ -119,7 +119,7 @@ export class Delegations {
           const b = new DraftBuilder(v, this.c.now());
           b.upsertDelegation(role, keys, { paths: req.paths ?? [''], ...(req.threshold !== undefined ? { threshold: req.threshold } : {}) });
           b.upsertDelegation('targets/releases', keys, roleKeysOf(v, 'targets/releases') ? {} : { paths: [''] });
-          const result = await this.c.submitBuilt(actor, b, 'signer.add', `add signer ${req.name}`, { created });
+          const result = await this.c.applyBuilt(actor, b, 'signer.add', `add signer ${req.name}`, { created });
           this.c.auditChange(actor, 'signer.add', gun, result, { role }, { keyIds: keys.map(keyId) });
           return { ...result, name: req.name, keyIds: keys.map(keyId) };
         });
@@ -153,7 +153,7 @@ export class Delegations {
             throw conflict('KEY_IN_USE', `targets/releases would keep ${remaining.length} key(s) for threshold ${releases.role.threshold}: lower its threshold first`);
           } else if (remaining.length !== releases.role.keyids.length) b.editRoleKeys('targets/releases', (r) => void (r.keyids = remaining));
         }
-        const result = await this.c.submitBuilt(actor, b, 'signer.remove', `remove signer ${name}`);
+        const result = await this.c.applyBuilt(actor, b, 'signer.remove', `remove signer ${name}`);
         this.c.auditChange(actor, 'signer.remove', gun, result, { role });
         return result;
       },

@@ -3,7 +3,6 @@
 // files whose signatures the edits invalidate, each with the signatures it needs. Pure: the
 // view comes in, parts go out; signing and publishing happen in the service.
 import { keyId, type TufKey } from '../core/crypto/keys.js';
-import { canonicalBytes } from '../core/json/canonical.js';
 import {
   Metadata,
   checkDelegationList,
@@ -20,7 +19,7 @@ import { BASE_ROLES, isBaseRole, isDelegationName, isTargetsRole, parentRole } f
 import { formatRfc3339 } from '../core/tuf/time.js';
 import { ROOT_LIFETIME_MS, TARGETS_LIFETIME_MS } from '../trust/editor.js';
 import { badRequest, notFound } from './errors.js';
-import type { ChangePart, Requirement } from './pending.js';
+import type { ChangePart, Requirement } from '../trust/pending.js';
 
 export interface RepoView {
   gun: string;
@@ -76,20 +75,6 @@ export function referencedKeyIds(root: RootBody, targets: Iterable<TargetsBody>)
   for (const r of Object.values(root.roles)) r.keyids.forEach((id) => out.add(id));
   for (const t of targets) for (const d of t.delegations.roles) d.keyids.forEach((id) => out.add(id));
   return out;
-}
-
-export function partMissing(p: ChangePart): number {
-  const msg = canonicalBytes(p.body);
-  let missing = 0;
-  for (const r of p.requirements) {
-    const valid = countValidSignatures(msg, p.signatures, r.keys, r.keyids);
-    missing = Math.max(missing, r.threshold - valid.size);
-  }
-  return Math.max(0, missing);
-}
-
-export function requiredKeyIds(p: ChangePart): string[] {
-  return [...new Set(p.requirements.flatMap((r) => r.keyids))];
 }
 
 /** Collects edits to one repository and builds the parts of the change. */

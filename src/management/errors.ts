@@ -6,6 +6,7 @@ import { CertificateError } from '../core/crypto/x509.js';
 import { MalformedMetadataError, TufValidationError } from '../core/tuf/errors.js';
 import { KeyStoreError } from '../keystore/types.js';
 import { VersionConflictError } from '../storage/types.js';
+import { TrustChangeError } from '../trust/changes.js';
 import { EditorError } from '../trust/editor.js';
 
 export type ErrorCode =
@@ -62,9 +63,40 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string };
 }
 
+/** The management API's answer to a refusal of the change pipeline. */
+function fromTrust(e: TrustChangeError): ApiError {
+  switch (e.code) {
+    case 'REPOSITORY_NOT_FOUND':
+    case 'PENDING_NOT_FOUND':
+      return notFound('NOT_FOUND', e.message);
+    case 'ROLE_NOT_FOUND':
+    case 'KEY_NOT_FOUND':
+      return notFound(e.code, e.message);
+    case 'FORBIDDEN':
+      return new ApiError(403, 'FORBIDDEN', e.message);
+    case 'VERSION_CONFLICT':
+      return conflict('VERSION_CONFLICT', e.message);
+    case 'PENDING_DROPPED':
+      return conflict(e.extra.versionConflict ? 'VERSION_CONFLICT' : 'CONFLICT', e.message);
+    case 'THRESHOLD_NOT_MET':
+    case 'SNAPSHOT_KEY_HELD':
+    case 'PENDING_GONE':
+      return conflict('CONFLICT', e.message);
+    case 'INVALID_METADATA':
+    case 'KEY_NOT_IN_ROLE':
+    case 'INVALID_SIGNATURE':
+      return badRequest(e.code, e.message);
+    case 'AFTER_PUBLISH':
+      return new ApiError(502, 'UPSTREAM_ERROR', e.message);
+    default:
+      return badRequest('INVALID_REQUEST', e.message);
+  }
+}
+
 /** The API error for any thrown value; unknown errors become a bare 500. */
 export function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
+  if (e instanceof TrustChangeError) return fromTrust(e);
   if (e instanceof PrivateKeyPemError) {
     switch (e.code) {
       case 'malformed-pem':

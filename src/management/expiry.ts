@@ -54,7 +54,7 @@ export class Expiry {
         else b.targets(role);
         const d = await this.c.draft(b, 'repository.resign', `re-sign ${role}`);
         const offline = role === 'root' ? this.c.offlineRootSigners(cur, req.offlineRootKey) : [];
-        const r = await this.c.submit(actor, d, await this.c.signersForDraft(actor, d, offline, req.signWith));
+        const r = await this.c.apply(actor, d, { offline, signWith: req.signWith });
         this.c.auditChange(actor, 'repository.resign', gun, r, { role });
         results.push(
           r.status === 'published'

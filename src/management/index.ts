@@ -7,9 +7,10 @@ import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
 import { StateLock } from '../state/lock.js';
-import { GunLocks } from '../trust/locks.js';
+import { TrustChanges } from '../trust/changes.js';
+import type { GunLocks } from '../trust/locks.js';
+import { PendingStore } from '../trust/pending.js';
 import type { TrustService } from '../trust/service.js';
-import { PendingStore } from './pending.js';
 import { createManagementRouter } from './router.js';
 import { ManagementService } from './service.js';
 
@@ -33,7 +34,9 @@ export interface Management {
   tokens: TokenStore;
   audit: AuditLog;
   pending: PendingStore;
-  /** The per-GUN change queue; the signing service shares it. */
+  /** The change pipeline over these pending changes; the signing API and sign-on-push share it. */
+  changes: TrustChanges;
+  /** The per-GUN change queue (the pipeline's). */
   locks: GunLocks;
   router: express.Router;
   /** Closes the state lock the three stores share. */
@@ -57,11 +60,11 @@ export function createManagement(d: ManagementDeps): Management {
     const announce = d.announce ?? (process.stderr.isTTY ? (t: string) => process.stderr.write(t) : undefined);
     announce?.(`\ntrustgate: initial admin token (shown once, also in ${boot.file}):\n\n  ${boot.token}\n\n`);
   }
-  const locks = new GunLocks();
-  const service = new ManagementService(d.trust, d.keys, pending, audit, {
+  const pendingTtlMs = (d.pendingTtlSeconds ?? DEFAULT_PENDING_TTL_SECONDS) * 1000;
+  const changes = new TrustChanges({ trust: d.trust, keys: d.keys, pending, pendingTtlMs, log: d.log, now });
+  const service = new ManagementService(changes, d.keys, audit, {
     now,
-    locks,
-    pendingTtlMs: (d.pendingTtlSeconds ?? DEFAULT_PENDING_TTL_SECONDS) * 1000,
+    pendingTtlMs,
     ...(d.serverKeyAlgorithm ? { serverKeyAlgorithm: d.serverKeyAlgorithm } : {}),
     ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
     log: d.log,
@@ -73,5 +76,5 @@ export function createManagement(d: ManagementDeps): Management {
       stateLock.close();
     }
   };
-  return { service, tokens, audit, pending, locks, router: createManagementRouter({ service, tokens, audit, log: d.log, dataDir: d.dataDir, ...(d.backup ? { backup: d.backup } : {}) }), close };
+  return { service, tokens, audit, pending, changes, locks: changes.locks, router: createManagementRouter({ service, tokens, audit, log: d.log, dataDir: d.dataDir, ...(d.backup ? { backup: d.backup } : {}) }), close };
 }

@@ -3,7 +3,7 @@
 // messages never contain the material itself.
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { MIN_RSA_BITS, isX509, makeKey, publicKeyObject, type TufKey } from '../core/crypto/keys.js';
-import { DER, DerError, derChildren, derReadExact, importPrivateKeyPem, pemDecodeAll, type PemBlock } from '../core/crypto/pem.js';
+import { importPrivateKeyPem, pemDecodeAll, type PemBlock } from '../core/crypto/pem.js';
 import { tufKeyFromPublic } from '../core/crypto/signer.js';
 import { parseCertificateBundle, pemEncodeCertificates, validateDelegationCert } from '../core/crypto/x509.js';
 import { badRequest, toApiError } from './errors.js';
@@ -111,31 +111,4 @@ export function metadataKeyFor(k: KeyObject, candidates: TufKey[]): TufKey {
   return candidates.find((c) => isX509(c) && sameKey(c, k)) ?? tufKeyFromPublic(k.type === 'private' ? createPublicKey(k) : k);
 }
 
-/**
- * A signature as TUF wants it. ECDSA signatures may be uploaded in DER (what `openssl dgst
- * -sign` writes) and are converted to raw r‖s; everything else passes unchanged.
- */
-export function normaliseSignature(key: TufKey, sig: Buffer): Buffer {
-  if (!key.keytype.startsWith('ecdsa') || sig[0] !== DER.SEQUENCE) return sig;
-  let size: number;
-  try {
-    const curve = publicKeyObject(key).asymmetricKeyDetails?.namedCurve;
-    size = curve === 'prime256v1' ? 32 : curve === 'secp384r1' ? 48 : curve === 'secp521r1' ? 66 : 0;
-  } catch {
-    return sig;
-  }
-  if (size === 0 || sig.length === 2 * size) return sig;
-  try {
-    const ints = derChildren(derReadExact(sig));
-    if (ints.length !== 2 || ints.some((n) => n.tag !== DER.INTEGER)) return sig;
-    const pad = (v: Buffer) => {
-      let x = v;
-      while (x.length > 0 && x[0] === 0) x = x.subarray(1);
-      if (x.length > size) throw new DerError('integer too long');
-      return Buffer.concat([Buffer.alloc(size - x.length), x]);
-    };
-    return Buffer.concat([pad(ints[0]!.value), pad(ints[1]!.value)]);
-  } catch {
-    return sig;
-  }
-}
+export { normaliseSignature } from '../core/crypto/signature.js';

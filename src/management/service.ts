@@ -4,16 +4,15 @@
 //   keys.ts             list, export, import, rotate, revoke, add to a role, thresholds
 //   delegations.ts      delegations and Docker's signers
 //   tags.ts             sign and remove tags, through the signing service
-//   pending-changes.ts  m-of-n: list, sign, publish when complete, cancel
+//   pending-changes.ts  m-of-n (trust/pending-store.ts): audited, in the API's shapes
 //   expiry.ts           what expires soon, re-signing
 import type { AuditLog } from '../audit/log.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { TrustService } from '../trust/service.js';
+import type { TrustChanges } from '../trust/changes.js';
 import { ManagementContext, type ManagementOptions } from './context.js';
 import { Delegations } from './delegations.js';
 import { Expiry } from './expiry.js';
 import { Keyring } from './keys.js';
-import type { PendingStore } from './pending.js';
 import { PendingChanges } from './pending-changes.js';
 import { Repositories } from './repositories.js';
 import { Tags } from './tags.js';
@@ -27,8 +26,8 @@ export class ManagementService {
   readonly pendingChanges: PendingChanges;
   readonly expiry: Expiry;
 
-  constructor(trust: TrustService, keys: KeyStore, pending: PendingStore, audit: AuditLog, opts: ManagementOptions) {
-    const c = (this.context = new ManagementContext(trust, keys, pending, audit, opts));
+  constructor(changes: TrustChanges, keys: KeyStore, audit: AuditLog, opts: ManagementOptions) {
+    const c = (this.context = new ManagementContext(changes, keys, audit, opts));
     this.repositories = new Repositories(c);
     this.keyring = new Keyring(c);
     this.delegations = new Delegations(c, this.repositories, this.keyring);

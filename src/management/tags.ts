@@ -66,12 +66,8 @@ export class Tags {
     return this.signing;
   }
 
-  /** A publication of the signing service as a management change result. */
   private result(p: Publication): ChangeResult {
-    const pending = p.pending && this.c.pending.get(p.pending.id);
-    if (pending) return { status: 'pending', action: p.action, summary: p.summary, pending: this.c.pendingView(pending) };
-    this.c.rememberJournal(p.versions, p.journal);
-    return { status: 'published', action: p.action, summary: p.summary, versions: p.versions };
+    return this.c.result(p);
   }
 
   async add(actor: Actor, gun: string, req: { tag: string; digest: string; size: number; role?: string; signWith?: string[] }) {

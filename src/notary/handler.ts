@@ -12,6 +12,7 @@ import { VersionConflictError, type StoredFile } from '../storage/types.js';
 import type { AuditNote, TrustService } from '../trust/service.js';
 import type { Metrics, Operation } from './metrics.js';
 import { MultipartError, readMultipart } from './multipart.js';
+import { NOTARY_ROUTES, type NotaryRoute } from './routes.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface NotaryOptions {
@@ -20,10 +21,10 @@ export interface NotaryOptions {
   cacheMaxAge: { current: number; consistent: number };
   /**
    * Authorisation hook: resolves true to go on; otherwise it has answered (401/403) itself.
-   * `actions` are notary's (spec §2.1), and `ping` for GET /v2/, where clients learn the scheme.
+   * `route` is the matched NOTARY_ROUTES entry, which declares the access it needs.
    */
-  authorize?: (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]) => Promise<boolean>;
-  /** Reads (`pull`) skip `authorize`, so the hot GET path stays synchronous. */
+  authorize?: (req: IncomingMessage, res: ServerResponse, gun: string | undefined, route: NotaryRoute) => Promise<boolean>;
+  /** Reads (permission `read`) skip `authorize`, so the hot GET path stays synchronous. */
   anonymousReads?: boolean;
   /** Hears of every write that succeeded (for the audit log). */
   onWrite?: (req: IncomingMessage, w: NotaryWrite) => void;
@@ -44,12 +45,9 @@ export interface NotaryWrite {
   journal?: string;
 }
 
-const ROLE_PATTERN = '(?:root|snapshot|timestamp|targets(?:/[^/\\s]+)*)';
-const BY_CHECKSUM = new RegExp(`^(${ROLE_PATTERN})\\.([0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})\\.json$`);
-const BY_VERSION = new RegExp(`^([1-9]*[0-9]+)\\.(${ROLE_PATTERN})\\.json$`);
-const CURRENT = new RegExp(`^(${ROLE_PATTERN})\\.json$`);
-const KEY = /^(snapshot|timestamp)\.key$/;
 const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'HEAD', 'DELETE']);
+const TUF = '/_trust/tuf/';
+const FEED = '/_trust/changefeed';
 
 /** Go's http.TimeFormat with the stored zone (UTC), as notary writes Last-Modified. */
 const lastModified = (d: Date) => d.toUTCString().replace(/GMT$/, 'UTC');
@@ -120,12 +118,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   const log = opts.log ?? (() => undefined);
   const notFound = (res: ServerResponse, withDetail = true) => sendError(res, E.METADATA_NOT_FOUND, withDetail ? {} : undefined);
   const authorizeHook = opts.authorize;
-  /** Resolves true to go on; the hook, when there is one, has answered otherwise. */
-  const authorize = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): boolean | Promise<boolean> =>
-    authorizeHook ? authorizeHook(req, res, gun, actions) : true;
-  const readHook = opts.anonymousReads ? undefined : authorizeHook;
-  const authorizeRead = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, actions: string[]): boolean | Promise<boolean> =>
-    readHook ? readHook(req, res, gun, actions) : true;
+  /** The hook a route passes through, or undefined when it needs none. */
+  const gateOf = (r: NotaryRoute) => (r.permission === 'none' || (r.permission === 'read' && opts.anonymousReads) ? undefined : authorizeHook);
   const wrote = (req: IncomingMessage, w: NotaryWrite) => opts.onWrite?.(req, w);
 
   // GUN checks (syntax and prefixes) by name, remembered for the GUNs seen last.
@@ -267,9 +261,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     sendBytes(res, body);
   }
 
-  /** GET `role.json`: the hot path, awaited once (the store) when no authorisation hook is set. */
-  async function getCurrent(req: IncomingMessage, res: ServerResponse, gun: string, role: string): Promise<void> {
-    if (readHook && !(await readHook(req, res, gun, ['pull']))) return;
+  /** GET `role.json`: the hot path's store read, awaited once. */
+  async function current(res: ServerResponse, gun: string, role: string): Promise<void> {
     const start = performance.now();
     try {
       serveFile(res, await trust.current(gun, role), true);
@@ -278,46 +271,18 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     }
   }
 
-  async function tufFile(req: IncomingMessage, res: ServerResponse, gun: string, file: string, method: string): Promise<void> {
-    let m: RegExpExecArray | null;
-    let start: number;
-    if (method === 'GET' && (m = BY_CHECKSUM.exec(file))) {
-      if (!(await authorizeRead(req, res, gun, ['pull']))) return;
-      const [, role, sum] = m;
-      start = performance.now();
-      try {
-        return serveFile(res, sum!.length === 64 ? await trust.byChecksum(gun, role!, sum!.toLowerCase()) : undefined, false);
-      } finally {
-        metrics.observe('GetRoleByHash', start);
-      }
+  /** GET (`GetKey`, made on first use) or POST (`RotateKey`) a server-held snapshot or timestamp key. */
+  async function serverKey(req: IncomingMessage, res: ServerResponse, gun: string, role: 'snapshot' | 'timestamp', op: 'GetKey' | 'RotateKey'): Promise<void> {
+    const start = performance.now();
+    try {
+      const got = op === 'GetKey' ? await trust.serverKeyOrNew(gun, role) : { key: await trust.rotateServerKey(gun, role), created: true };
+      const rec = got.key;
+      if (op === 'RotateKey') log('info', 'server key created', { gun, role, keyId: rec.id });
+      if (got.created) wrote(req, { action: op === 'GetKey' ? 'notary.key.create' : 'notary.key.rotate', gun, role, keyId: rec.id });
+      return sendBytes(res, JSON.stringify(rec.public));
+    } finally {
+      metrics.observe(op, start);
     }
-    if (method === 'GET' && (m = BY_VERSION.exec(file))) {
-      if (!(await authorizeRead(req, res, gun, ['pull']))) return;
-      const version = Number(m[1]);
-      start = performance.now();
-      try {
-        return serveFile(res, Number.isSafeInteger(version) ? await trust.byVersion(gun, m[2]!, version) : undefined, false);
-      } finally {
-        metrics.observe('GetRoleByVersion', start);
-      }
-    }
-    if (method === 'GET' && (m = CURRENT.exec(file))) return getCurrent(req, res, gun, m[1]!);
-    if ((m = KEY.exec(file)) && (method === 'GET' || method === 'POST')) {
-      if (!(await authorize(req, res, gun, method === 'GET' ? ['push', 'pull'] : ['*']))) return;
-      const role = m[1] as 'snapshot' | 'timestamp';
-      const op = method === 'GET' ? 'GetKey' : 'RotateKey';
-      start = performance.now();
-      try {
-        const got = method === 'GET' ? await trust.serverKeyOrNew(gun, role) : { key: await trust.rotateServerKey(gun, role), created: true };
-        const rec = got.key;
-        if (method === 'POST') log('info', 'server key created', { gun, role, keyId: rec.id });
-        if (got.created) wrote(req, { action: method === 'GET' ? 'notary.key.create' : 'notary.key.rotate', gun, role, keyId: rec.id });
-        return sendBytes(res, JSON.stringify(rec.public));
-      } finally {
-        metrics.observe(op, start);
-      }
-    }
-    return notFound(res, false);
   }
 
   async function timed(op: Operation, fn: () => Promise<void>): Promise<void> {
@@ -329,9 +294,10 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     }
   }
 
-  /** Everything but GET of current metadata by its plain name (getCurrent). */
-  async function route(req: IncomingMessage, res: ServerResponse, method: string, path: string): Promise<boolean> {
-    if (path === '/_notary_server/health' && method === 'GET') {
+  /** An operation, once its route matched and let the request through; `m`: the file pattern's groups. */
+  type Run = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, m: readonly (string | undefined)[] | null) => Promise<void>;
+  const runs: Record<NotaryRoute['operation'], Run> = {
+    async Health(_req, res) {
       try {
         await trust.store.ping();
         sendWithLength(res, 200, JSON_CONTENT_TYPE, '{}');
@@ -340,14 +306,79 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         log('error', 'health check failed: storage unavailable', { error: (e as Error).message });
         sendWithLength(res, 503, JSON_CONTENT_TYPE, JSON.stringify({ storage: 'unavailable' }));
       }
-      return true;
-    }
-    if (path === '/metrics' && method === 'GET') {
+    },
+    async Metrics(_req, res) {
       const body = await metrics.text(); // in cluster mode: all workers' metrics, merged
       sendWithLength(res, 200, metrics.registry.contentType, body);
+    },
+    async Ping(_req, res) {
+      sendBytes(res, '{}');
+    },
+    Changefeed: (req, res, gun) => timed('Changefeed', () => changefeed(req, res, gun)),
+    UpdateTUF: (req, res, gun) => timed('UpdateTUF', () => publish(req, res, gun!)),
+    DeleteTUF: (req, res, gun) =>
+      timed('DeleteTUF', async () => {
+        const note = opts.auditNote?.(req, 'notary.delete');
+        await trust.deleteGun(gun!, note);
+        log('info', 'deleted trust data', { gun });
+        wrote(req, { action: 'notary.delete', gun: gun!, ...(note ? { journal: note.id } : {}) });
+        sendBytes(res, '');
+      }),
+    async GetRoleByHash(_req, res, gun, m) {
+      const role = m![1]!;
+      const sum = m![2]!;
+      const start = performance.now();
+      try {
+        serveFile(res, sum.length === 64 ? await trust.byChecksum(gun!, role, sum.toLowerCase()) : undefined, false);
+      } finally {
+        metrics.observe('GetRoleByHash', start);
+      }
+    },
+    async GetRoleByVersion(_req, res, gun, m) {
+      const version = Number(m![1]);
+      const start = performance.now();
+      try {
+        serveFile(res, Number.isSafeInteger(version) ? await trust.byVersion(gun!, m![2]!, version) : undefined, false);
+      } finally {
+        metrics.observe('GetRoleByVersion', start);
+      }
+    },
+    GetRole: (_req, res, gun, m) => current(res, gun!, m![1]!),
+    GetKey: (req, res, gun, m) => serverKey(req, res, gun!, m![1] as 'snapshot' | 'timestamp', 'GetKey'),
+    RotateKey: (req, res, gun, m) => serverKey(req, res, gun!, m![1] as 'snapshot' | 'timestamp', 'RotateKey'),
+  };
+
+  /** A route with the hook it passes through (none: let through) and what it runs. */
+  interface Entry {
+    route: NotaryRoute;
+    gate: NotaryOptions['authorize'];
+    run: Run;
+  }
+  const entries: Entry[] = NOTARY_ROUTES.map((route) => ({ route, gate: gateOf(route), run: runs[route.operation] }));
+  const fixedEntries = entries.filter((e) => !e.route.path.includes('{'));
+  const feedEntries = entries.filter((e) => e.route.path === `/v2/{gun}${FEED}`);
+  const tufEntries = entries.filter((e) => e.route.file !== undefined);
+  const getRole = entries.find((e) => e.route.operation === 'GetRole')!;
+
+  /** The entry of `list` for `method` (and `path`, when given). */
+  function entryFor(list: Entry[], method: string, path?: string): Entry | undefined {
+    for (const e of list) if ((path === undefined || e.route.path === path) && e.route.methods.includes(method)) return e;
+    return undefined;
+  }
+
+  async function serve(e: Entry, req: IncomingMessage, res: ServerResponse, gun: string | undefined, m: readonly (string | undefined)[] | null): Promise<void> {
+    if (e.gate && !(await e.gate(req, res, gun, e.route))) return;
+    await e.run(req, res, gun, m);
+  }
+
+  /** Everything but the synchronous answers of the hot path (GetRole for a file in memory). */
+  async function route(req: IncomingMessage, res: ServerResponse, method: string, path: string): Promise<boolean> {
+    const fixed = entryFor(fixedEntries, method, path);
+    if (!path.startsWith('/v2/')) {
+      if (!fixed) return false;
+      await serve(fixed, req, res, undefined, null);
       return true;
     }
-    if (!path.startsWith('/v2/')) return false;
     // Only the Notary paths: other /v2/ paths (the registry API, where PATCH uploads blobs) belong to others.
     const notaryPath = path === '/v2/' || path.includes('/_trust/');
     if (!notaryPath) return false;
@@ -356,30 +387,24 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       return true;
     }
     try {
-      if (path === '/v2/') {
-        if (method !== 'GET') return false;
-        if (!(await authorize(req, res, undefined, ['ping']))) return true;
-        sendBytes(res, '{}');
+      if (fixed) {
+        await serve(fixed, req, res, undefined, null);
         return true;
       }
-      if (path === '/v2/_trust/changefeed' && method === 'GET') {
-        if (!(await authorizeRead(req, res, undefined, ['catalog']))) return true;
-        await timed('Changefeed', () => changefeed(req, res, undefined));
-        return true;
-      }
-      const cf = path.endsWith('/_trust/changefeed') ? path.slice(4, -'/_trust/changefeed'.length) : undefined;
-      if (cf !== undefined && method === 'GET') {
-        if (!gunAllowed(cf)) return notFound(res, false), true;
-        if (!(await authorizeRead(req, res, cf, ['pull']))) return true;
-        await timed('Changefeed', () => changefeed(req, res, cf));
+      if (path === '/v2/') return false;
+      const cf = path.endsWith(FEED) ? path.slice(4, -FEED.length) : undefined;
+      const feed = cf === undefined ? undefined : entryFor(feedEntries, method);
+      if (feed) {
+        if (!gunAllowed(cf!)) return notFound(res, false), true;
+        await serve(feed, req, res, cf, null);
         return true;
       }
       // A valid GUN has no `_trust` segment (segments start with a letter or digit), so the first
       // `/_trust/tuf/` ends it even when a delegation name contains `_trust/tuf` (targets/_trust/tuf/x).
-      const at = path.indexOf('/_trust/tuf/');
+      const at = path.indexOf(TUF);
       if (at < 4) return false; // not a trust path: the registry proxy or the management API may own it
       const gun = path.slice(4, at);
-      const file = path.slice(at + '/_trust/tuf/'.length);
+      const file = path.slice(at + TUF.length);
       if (!gunAllowed(gun)) {
         if (file === '' && method === 'POST') {
           const detail = isValidGun(gun) ? `Require GUNs with prefix: [${opts.gunPrefixes.join(' ')}]` : 'invalid GUN';
@@ -388,23 +413,15 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         } else notFound(res, false);
         return true;
       }
-      if (file === '') {
-        if (method === 'POST') {
-          if (!(await authorize(req, res, gun, ['push', 'pull']))) return true;
-          await timed('UpdateTUF', () => publish(req, res, gun));
-        } else if (method === 'DELETE') {
-          if (!(await authorize(req, res, gun, ['*']))) return true;
-          await timed('DeleteTUF', async () => {
-            const note = opts.auditNote?.(req, 'notary.delete');
-            await trust.deleteGun(gun, note);
-            log('info', 'deleted trust data', { gun });
-            wrote(req, { action: 'notary.delete', gun, ...(note ? { journal: note.id } : {}) });
-            sendBytes(res, '');
-          });
-        } else notFound(res, false);
-        return true;
+      for (const e of tufEntries) {
+        if (!e.route.methods.includes(method)) continue;
+        const m = e.route.file!.exec(file);
+        if (m) {
+          await serve(e, req, res, gun, m);
+          return true;
+        }
       }
-      await tufFile(req, res, gun, file, method);
+      notFound(res, false);
       return true;
     } catch (e) {
       failed(res, method, path, e);
@@ -417,8 +434,6 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     if (!res.headersSent) sendError(res, E.UNKNOWN);
     else res.destroy();
   }
-
-  const TUF = '/_trust/tuf/';
 
   /**
    * Handles a request if it is part of the Notary API: true (at once, or as a promise) when it
@@ -441,7 +456,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         return Promise.resolve(true);
       }
     }
-    // The hot path: GET <gun>/_trust/tuf/<role>.json for the top-level roles, without regexes.
+    // The hot path: the GetRole route for the top-level roles, matched without regexes.
     if (method === 'GET' && path.startsWith('/v2/') && path.endsWith('.json')) {
       const at = path.indexOf(TUF);
       if (at >= 4) {
@@ -455,14 +470,14 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
             return Promise.resolve(true);
           }
           // Without an authorisation hook for reads, a file already in memory is answered synchronously.
-          const known = readHook ? null : trust.currentNow(gun, role);
+          const known = getRole.gate ? null : trust.currentNow(gun, role);
           if (known) {
             const start = performance.now();
             serveFile(res, known, true);
             metrics.observe('GetRole', start);
             return true;
           }
-          return getCurrent(req, res, gun, role).then(
+          return (getRole.gate ? serve(getRole, req, res, gun, [file, role]) : current(res, gun, role)).then(
             () => true,
             (e: unknown) => (failed(res, method, path, e), true),
           );

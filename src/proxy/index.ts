@@ -9,7 +9,8 @@ import { allows, type Scope } from '../auth/tokens.js';
 import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
-import type { GunLocks } from '../trust/locks.js';
+import { UpstreamRegistry } from '../signing/registry.js';
+import { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
 import { ProxyAuth, type TokenSource } from './auth.js';
 import { VerdictCache } from './cache.js';
@@ -34,8 +35,8 @@ export interface ProxyDeps {
   audit?: AuditSink;
   cosign?: CosignHook;
   scheme?: 'http' | 'https';
-  /** The app's per-GUN edit queue, so signed pushes wait for other edits of the same GUN. */
-  locks?: GunLocks;
+  /** The app's change pipeline, so signed pushes queue with other changes of the same GUN. */
+  changes?: TrustChanges;
 }
 
 export interface RunningProxyParts {
@@ -65,7 +66,8 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
   if (config.auth === 'token' && !deps.tokens) throw new Error('TRUSTGATE_PROXY_AUTH=token needs a token store');
   const auth = new ProxyAuth(deps.tokens, { openPulls: config.auth === 'none', anonymousPull: config.anonymousPull });
   const metrics = new ProxyMetrics(deps.registry);
-  const signer = new PushSigner(deps.trust, deps.keys, verifier, now, deps.locks);
+  const changes = deps.changes ?? new TrustChanges({ trust: deps.trust, keys: deps.keys, log: deps.log, now });
+  const signer = new PushSigner(changes, deps.keys, new UpstreamRegistry(upstream));
   const proxy = new RegistryProxy({
     upstream,
     verifier,
@@ -131,7 +133,7 @@ export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, liste
     now: app.now,
     notary: app.listener,
     scheme: tls ? 'https' : 'http',
-    locks: app.management.locks,
+    changes: app.management.changes,
     ...extra,
   });
   const timeouts = proxyTimeouts(app.config.http, app.config.proxyRequestTimeoutMs);

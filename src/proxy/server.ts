@@ -1,144 +1,94 @@
 // The verifying registry proxy: the OCI Distribution API in front of an upstream registry.
-// Blobs, uploads, tag lists, the catalog and referrers stream through (constant memory,
-// backpressure by pipeline, the upstream request aborted when the client goes). Manifests are
-// where trust is enforced: a tag is served only as the digest its trust data signs, fetched from
-// the upstream by that digest and checked byte for byte; a digest only when it is signed, a child
-// of a signed index, or an artifact of an allowed type (artifacts.ts) whose subject is served.
-// Pushed tags are signed.
-import { createHash } from 'node:crypto';
+// PROXY_ROUTES declares each route (method, path pattern, operation, the access it needs); this
+// file dispatches by it, authorises, and holds the helpers the resource handlers share: the
+// pass-through (constant memory, backpressure by pipeline, the upstream request aborted when the
+// client goes) and the audit of refused pushes. Trust is enforced on manifests (manifests.ts);
+// blobs, uploads, tag lists, the catalog and referrers stream through.
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { fail, type TargetRequirement } from '../core/tuf/verify.js';
-import { errorBody, JSON_CONTENT_TYPE } from '../http/errcode.js';
-import { repeatedParam, repeatedParamMessage } from '../http/query.js';
-import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
-import type { Logger } from '../log.js';
-import { checkArtifact } from './artifacts.js';
-import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
-import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';
-import { registryNameProblem } from './config.js';
-import type { AuditSink, CosignHook } from './hooks.js';
-import type { ProxyMetrics } from './metrics.js';
-import { requirementFor, ruleFor, type PolicySource, type Rule } from './policy.js';
-import type { PushSigner } from './signing.js';
-import { auditNote } from '../trust/service.js';
-import { Upstream, UpstreamError, endToEnd } from './upstream.js';
-import type { Verdict, Verifier } from './verifier.js';
-import { ociDigest } from '../core/digest.js';
 import { MAX_GUN_LENGTH } from '../core/tuf/gun.js';
-import { MultipartError, readBody as readRequestBody } from '../notary/multipart.js';
+import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
+import { CHALLENGE, type Principal, type ProxyAction } from './auth.js';
+import { blob } from './blobs.js';
+import { registryNameProblem } from './config.js';
+import { DIGEST, NAME, TAG, type Ctx, type ProxyHost, type ProxyOptions } from './context.js';
+import { E, send } from './errors.js';
+import type { AuditSink } from './hooks.js';
+import { ManifestRoutes } from './manifests.js';
+import { ruleFor } from './policy.js';
+import { listReferrers } from './referrers.js';
+import { catalog, listTags } from './tags.js';
+import { UpstreamError, endToEnd } from './upstream.js';
+import { startUpload, upload } from './uploads.js';
 
-// Registry name grammar (distribution/reference).
-const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const NAME = `${COMPONENT}(?:/${COMPONENT})*`;
-const TAG = '[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}';
-const DIGEST = '[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+';
-const ROUTES: Array<[RegExp, Route]> = [
-  [new RegExp(`^/v2/(${NAME})/manifests/(${TAG}|${DIGEST})$`), 'manifest'],
-  [new RegExp(`^/v2/(${NAME})/blobs/uploads/?$`), 'upload-start'],
-  [new RegExp(`^/v2/(${NAME})/blobs/uploads/([A-Za-z0-9_.=-]+)$`), 'upload'],
-  [new RegExp(`^/v2/(${NAME})/blobs/(${DIGEST})$`), 'blob'],
-  [new RegExp(`^/v2/(${NAME})/tags/list$`), 'tags'],
-  [new RegExp(`^/v2/(${NAME})/referrers/(${DIGEST})$`), 'referrers'],
-];
-type Route = 'manifest' | 'upload-start' | 'upload' | 'blob' | 'tags' | 'referrers';
+export type { ProxyOptions } from './context.js';
 
-const DIGEST_RE = new RegExp(`^${DIGEST}$`);
-const NAME_RE = new RegExp(`^${NAME}$`);
-/** cosign's tag for the signature (and attestation, SBOM) of `sha256:<hex>`. */
-const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})\.(sig|att|sbom)$/;
-export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** An upstream error body relayed is read whole, up to this, so its Content-Length is the one sent. */
 const MAX_ERROR_BODY = 64 * 1024;
-/** How many artifacts deep a subject chain may go (a signature of an attestation of an image: 2). */
-const MAX_ARTIFACT_DEPTH = 2;
-/** Every manifest type, for fetches the proxy makes for itself (index children, subjects). */
-const ALL_MANIFEST_TYPES = [
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-].join(', ');
 
-const E = {
-  DENIED: { code: 'DENIED', status: 403, message: 'requested access to the resource is denied' },
-  UNAUTHORIZED: { code: 'UNAUTHORIZED', status: 401, message: 'authentication required' },
-  UNAVAILABLE: { code: 'UNAVAILABLE', status: 503, message: 'service unavailable' },
-  NAME_INVALID: { code: 'NAME_INVALID', status: 404, message: 'invalid repository name or route' },
-  SIZE_INVALID: { code: 'SIZE_INVALID', status: 413, message: 'manifest too large' },
-  UNSUPPORTED: { code: 'UNSUPPORTED', status: 405, message: 'The operation is unsupported.' },
-  REPEATED_PARAMETER: { code: 'UNSUPPORTED', status: 400, message: 'a query parameter is given more than once' },
-  UNKNOWN: { code: 'UNKNOWN', status: 500, message: 'unknown error' },
-} as const;
-type Err = (typeof E)[keyof typeof E];
-
-export interface ProxyOptions {
-  upstream: Upstream;
-  verifier: Verifier;
-  cache: VerdictCache;
-  policy: PolicySource;
-  signer: PushSigner;
-  auth: ProxyAuth;
-  metrics: ProxyMetrics;
-  log: Logger;
-  /** Registry part of GUNs; default: the address the proxy listens on (host:port). */
-  registryName?: string;
-  /** Scheme clients use to reach the proxy (for rewritten Location headers). */
-  scheme?: 'http' | 'https';
-  /** Requests under `/v2/<gun>/_trust/` go here (the Notary API), so docker trust works at the proxy's address. */
-  notary?: (req: IncomingMessage, res: ServerResponse) => void;
-  audit?: AuditSink;
-  cosign?: CosignHook;
-  now?: () => number;
-  /**
-   * Bytes of verified manifests kept in memory (keyed by repository, digest and the client's
-   * Accept, each checked against its digest when fetched), for `manifestCacheTtlMs`; 0 = fetch
-   * every pull from the upstream.
-   */
-  manifestCacheBytes?: number;
-  manifestCacheTtlMs?: number;
+interface RouteBase {
+  methods: readonly string[];
+  /** The path (without query); for repository routes group 1 is the repository name, group 2 the reference. */
+  pattern: RegExp;
+  operation: string;
 }
-
-/** An upstream answer with its whole body. */
-interface Fetched {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
+/** Registry-wide: `ping` needs a valid token unless pulls are open; `catalog` read access to every repository. */
+interface RegistryRoute extends RouteBase {
+  permission: 'ping' | 'catalog';
+  handle(p: RegistryProxy, req: IncomingMessage, res: ServerResponse, url: string): Promise<void> | void;
 }
-
-interface Ctx {
-  req: IncomingMessage;
-  res: ServerResponse;
-  repo: string;
-  gun: string;
-  rule: Rule;
-  principal: Principal;
+/** On one repository: `pull` needs read access to its GUN (or open pulls), `push` sign access. */
+interface RepositoryRoute extends RouteBase {
+  permission: Extract<ProxyAction, 'pull' | 'push'>;
+  handle(p: RegistryProxy, ctx: Ctx, ref: string, url: string): Promise<void> | void;
 }
+export type ProxyRoute = RegistryRoute | RepositoryRoute;
 
-const DAPI = { 'Docker-Distribution-Api-Version': 'registry/2.0' };
+const BASE = /^\/v2\/?$/;
+const CATALOG = /^\/v2\/_catalog$/;
+const MANIFEST = new RegExp(`^/v2/(${NAME})/manifests/(${TAG}|${DIGEST})$`);
+const UPLOAD_START = new RegExp(`^/v2/(${NAME})/blobs/uploads/?$`);
+const UPLOAD = new RegExp(`^/v2/(${NAME})/blobs/uploads/([A-Za-z0-9_.=-]+)$`);
+const BLOB = new RegExp(`^/v2/(${NAME})/blobs/(${DIGEST})$`);
+const TAGS = new RegExp(`^/v2/(${NAME})/tags/list$`);
+const REFERRERS = new RegExp(`^/v2/(${NAME})/referrers/(${DIGEST})$`);
 
-function send(res: ServerResponse, e: Err, detail?: unknown, message?: string, headers: OutgoingHttpHeaders = {}): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = errorBody(e, detail, message);
-  res.writeHead(e.status, { 'Content-Type': JSON_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body), ...DAPI, ...headers });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+/** The proxy's routes. A method a matched path does not list is refused with 405 UNSUPPORTED. */
+export const PROXY_ROUTES: readonly ProxyRoute[] = [
+  { methods: ['GET', 'HEAD'], pattern: BASE, operation: 'Ping', permission: 'ping', handle: (p, req, res) => p.forward(req, res, '/v2/', { scope: '' }) },
+  { methods: ['GET'], pattern: CATALOG, operation: 'Catalog', permission: 'catalog', handle: (p, req, res, url) => catalog(p, req, res, url) },
+  { methods: ['GET', 'HEAD'], pattern: MANIFEST, operation: 'GetManifest', permission: 'pull', handle: (p, ctx, ref, url) => p.manifests.pullManifest(ctx, ref, url) },
+  { methods: ['PUT'], pattern: MANIFEST, operation: 'PutManifest', permission: 'push', handle: (p, ctx, ref, url) => p.manifests.pushManifest(ctx, ref, url) },
+  { methods: ['DELETE'], pattern: MANIFEST, operation: 'DeleteManifest', permission: 'push', handle: (p, ctx, _ref, url) => p.manifests.deleteManifest(ctx, url) },
+  { methods: ['POST'], pattern: UPLOAD_START, operation: 'StartBlobUpload', permission: 'push', handle: (p, ctx, _ref, url) => startUpload(p, ctx, url) },
+  { methods: ['GET'], pattern: UPLOAD, operation: 'GetBlobUpload', permission: 'pull', handle: (p, ctx, _ref, url) => upload(p, ctx, url) },
+  { methods: ['PATCH', 'PUT', 'DELETE'], pattern: UPLOAD, operation: 'WriteBlobUpload', permission: 'push', handle: (p, ctx, _ref, url) => upload(p, ctx, url) },
+  { methods: ['GET', 'HEAD'], pattern: BLOB, operation: 'GetBlob', permission: 'pull', handle: (p, ctx, _ref, url) => blob(p, ctx, url) },
+  { methods: ['DELETE'], pattern: BLOB, operation: 'DeleteBlob', permission: 'push', handle: (p, ctx, _ref, url) => blob(p, ctx, url) },
+  { methods: ['GET'], pattern: TAGS, operation: 'ListTags', permission: 'pull', handle: (p, ctx, _ref, url) => listTags(p, ctx, url) },
+  { methods: ['GET'], pattern: REFERRERS, operation: 'ListReferrers', permission: 'pull', handle: (p, ctx, _ref, url) => listReferrers(p, ctx, url) },
+];
+
+/** The table by pattern, in order, so each pattern is tried once per request. */
+const BY_PATTERN: Array<{ pattern: RegExp; routes: ProxyRoute[] }> = [];
+for (const r of PROXY_ROUTES) {
+  const group = BY_PATTERN.find((g) => g.pattern === r.pattern);
+  if (group) group.routes.push(r);
+  else BY_PATTERN.push({ pattern: r.pattern, routes: [r] });
 }
+const isRegistryRoute = (r: ProxyRoute): r is RegistryRoute => r.permission === 'ping' || r.permission === 'catalog';
 
-export class RegistryProxy {
+export class RegistryProxy implements ProxyHost {
   private server?: http.Server;
   private registryName?: string;
-  /** Children of signed indexes, by index digest: content-addressed, so kept as long as there is room. */
-  private children = new BoundedMap<string, Map<string, number>>(4096);
-  private manifests: ManifestCache;
+  readonly manifests: ManifestRoutes;
 
   constructor(readonly opts: ProxyOptions) {
     if (opts.registryName) this.registryName = opts.registryName;
-    this.manifests = new ManifestCache(opts.manifestCacheBytes ?? 0, opts.manifestCacheTtlMs ?? 60_000, opts.now ?? Date.now);
+    this.manifests = new ManifestRoutes(this);
   }
+
 
   gunFor(repo: string): string {
     return `${this.registryName ?? 'localhost'}/${repo}`;
@@ -181,7 +131,7 @@ export class RegistryProxy {
     this.opts.upstream.close();
   }
 
-  private authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Principal | undefined {
+  authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Principal | undefined {
     const r = this.opts.auth.check(req.headers.authorization, action, gun);
     if (r.ok) return r.principal;
     if (action === 'push') {
@@ -200,69 +150,37 @@ export class RegistryProxy {
     const method = req.method ?? 'GET';
 
     if (this.opts.notary && /^\/v2\/.+\/_trust\//.test(path)) return this.opts.notary(req, res);
-    if (path === '/v2/' || path === '/v2') {
-      if (!this.authorize(req, res, 'ping')) return;
-      return this.forward(req, res, '/v2/', { scope: '' });
-    }
-    if (path === '/v2/_catalog') {
-      if (method !== 'GET') return send(res, E.UNSUPPORTED);
-      if (!this.authorize(req, res, 'catalog')) return;
-      return this.forward(req, res, url, { scope: 'registry:catalog:*' });
-    }
-    let route: Route | undefined;
     let m: RegExpExecArray | null = null;
-    for (const [re, r] of ROUTES) {
-      m = re.exec(path);
+    let routes: ProxyRoute[] | undefined;
+    for (const g of BY_PATTERN) {
+      m = g.pattern.exec(path);
       if (m) {
-        route = r;
+        routes = g.routes;
         break;
       }
     }
-    if (!route || !m) return send(res, E.NAME_INVALID, { path });
+    if (!routes || !m) return send(res, E.NAME_INVALID, { path });
+    let route: ProxyRoute | undefined;
+    for (const r of routes) if (r.methods.includes(method)) route = r;
+    if (!route) return send(res, E.UNSUPPORTED);
+    if (isRegistryRoute(route)) {
+      if (!this.authorize(req, res, route.permission)) return;
+      return route.handle(this, req, res, url);
+    }
     const repo = m[1]!;
     const gun = this.gunFor(repo);
     // The name grammar has no length limit, and the registry part lengthens the GUN: a name whose
     // GUN is over 255 bytes would be signed into trust data the Notary API refuses to serve.
     // (Length only: the name grammar makes valid segments, and an IPv6 registry part fails isValidGun.)
     if (Buffer.byteLength(gun) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { name: repo, limit: MAX_GUN_LENGTH - Buffer.byteLength(this.gunFor('')) }, `repository name too long: its GUN is over ${MAX_GUN_LENGTH} bytes`);
-    const write = !(method === 'GET' || method === 'HEAD');
-    const principal = this.authorize(req, res, write ? 'push' : 'pull', gun);
+    const principal = this.authorize(req, res, route.permission, gun);
     if (!principal) return;
     const rule = ruleFor(this.opts.policy.current(), repo);
-    const ctx: Ctx = { req, res, repo, gun, rule, principal };
-    const scope = `repository:${repo}:${write ? 'pull,push' : 'pull'}`;
-
-    if (route === 'manifest') {
-      const ref = m[2]!;
-      if (method === 'GET' || method === 'HEAD') return this.pullManifest(ctx, ref, url);
-      if (method === 'PUT') return this.pushManifest(ctx, ref, url);
-      if (method === 'DELETE') {
-        this.manifests.forget(repo);
-        return this.forward(req, res, url, { scope });
-      }
-      return send(res, E.UNSUPPORTED);
-    }
-    if (route === 'upload-start' && method === 'POST') {
-      // A cross-repository mount reads the source repository too: the client needs read access
-      // to it here, as the upstream would ask of it (the proxy's own credentials can read it all).
-      const repeated = repeatedParam(url);
-      if (repeated !== undefined) return send(res, E.REPEATED_PARAMETER, { parameter: repeated }, repeatedParamMessage(repeated));
-      const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
-      if (from) {
-        const fromGun = this.gunFor(from);
-        if (!NAME_RE.test(from) || Buffer.byteLength(fromGun) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
-        if (!this.authorize(req, res, 'pull', fromGun)) return;
-      }
-      const mountScope = from ? `${scope} repository:${from}:pull` : scope;
-      return this.forward(req, res, url, { scope: mountScope, body: true });
-    }
-    if (route === 'upload' && ['GET', 'PATCH', 'PUT', 'DELETE'].includes(method)) {
-      return this.forward(req, res, url, { scope, body: method === 'PATCH' || method === 'PUT' });
-    }
-    if (route === 'blob' && ['GET', 'HEAD', 'DELETE'].includes(method)) return this.forward(req, res, url, { scope, blob: true });
-    if ((route === 'tags' || route === 'referrers') && method === 'GET') return this.forward(req, res, url, { scope });
-    return send(res, E.UNSUPPORTED);
+    const scope = `repository:${repo}:${route.permission === 'push' ? 'pull,push' : 'pull'}`;
+    const ctx: Ctx = { req, res, repo, gun, rule, principal, scope };
+    return route.handle(this, ctx, m[2] ?? '', url);
   }
+
 
   // ---------------------------------------------------------------------------------------------
   // Pass-through
@@ -282,14 +200,14 @@ export class RegistryProxy {
     return value;
   }
 
-  private responseHeaders(req: IncomingMessage, upstreamHeaders: IncomingHttpHeaders): OutgoingHttpHeaders {
+  responseHeaders(req: IncomingMessage, upstreamHeaders: IncomingHttpHeaders): OutgoingHttpHeaders {
     const h = endToEnd(upstreamHeaders, ['www-authenticate']);
     if (typeof h.location === 'string') h.location = this.rewrite(req, h.location);
     if (typeof h.link === 'string') h.link = h.link.replace(/<([^>]+)>/g, (_all, u: string) => `<${this.rewrite(req, u)}>`);
     return h;
   }
 
-  private upstreamFailure(res: ServerResponse, e: Error, what: string): void {
+  upstreamFailure(res: ServerResponse, e: Error, what: string): void {
     this.opts.metrics.upstreamErrors.inc({ kind: e instanceof UpstreamError ? 'unavailable' : 'error' });
     this.opts.log('warn', 'upstream registry failed', { what, error: e.message });
     send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin, error: e.message }, `upstream registry unavailable: ${e.message}`);
@@ -300,7 +218,7 @@ export class RegistryProxy {
    * Blob GETs (`blob`) take the raw path first: body bytes copied from the upstream's socket
    * without node's HTTP client (rawget.ts), falling back to it for answers that path leaves alone.
    */
-  private async forward(req: IncomingMessage, res: ServerResponse, path: string, o: { scope: string; body?: boolean; blob?: boolean }): Promise<void> {
+  async forward(req: IncomingMessage, res: ServerResponse, path: string, o: { scope: string; body?: boolean; blob?: boolean }): Promise<void> {
     const ac = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) ac.abort();
@@ -349,340 +267,8 @@ export class RegistryProxy {
     }
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Pull enforcement
-
-  private async pullManifest(ctx: Ctx, ref: string, url: string): Promise<void> {
-    const { req, res, rule } = ctx;
-    req.resume();
-    if (rule.mode === 'off') {
-      this.count(rule, 'passed', 'off');
-      return this.forward(req, res, url, { scope: `repository:${ctx.repo}:pull` });
-    }
-    const { require, key } = requirement(rule);
-    const isDigest = DIGEST_RE.test(ref);
-    const sig = SIGNATURE_TAG.exec(ref);
-    let verdict: Verdict;
-    let notArtifact: string | undefined;
-    if (sig) {
-      // A cosign signature (or attestation, SBOM) tag: served as an artifact of the digest it
-      // names, or else only as any other tag is.
-      const r = await this.artifactTag(ctx, ref, url, `sha256:${sig[1]}`, require);
-      if (r === 'answered') return;
-      notArtifact = r;
-    }
-    if (isDigest) {
-      verdict = await this.decideDigest(ctx, ref, require);
-    } else {
-      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
-    }
-    if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
-    if (!verdict.ok && notArtifact) verdict = { ...verdict, message: `${verdict.message ?? 'not verified'}; not served as an artifact: ${notArtifact}` };
-    if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
-    return this.serveVerified(ctx, ref, url, verdict);
-  }
-
-  /**
-   * Serves a `sha256-<hex>.sig|.att|.sbom` tag when its manifest is an artifact of an allowed type
-   * whose subject (or, without one, the digest `named` by the tag) is served; the bytes checked
-   * are the bytes sent. Otherwise says why not ('answered' when a reply went out).
-   */
-  private async artifactTag(ctx: Ctx, ref: string, url: string, named: string, require: TargetRequirement): Promise<'answered' | string> {
-    const { req, res } = ctx;
-    const unavailable = (v: Verdict): 'answered' => {
-      void this.refuse(ctx, ref, url, v);
-      return 'answered';
-    };
-    let got: Fetched;
-    try {
-      got = await this.fetchManifest(ctx.repo, ref, req.headers.accept);
-    } catch (e) {
-      this.upstreamFailure(res, e as Error, `manifest ${ctx.repo}:${ref}`);
-      return 'answered';
-    }
-    if (got.status !== 200) {
-      // cosign asks for the tag before signing and verifying: a missing one is relayed when the
-      // digest it would be about is served.
-      if (got.status >= 500) return unavailable(this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `upstream registry answered ${got.status}`)));
-      if (got.status < 400) return `the upstream answered ${got.status}`;
-      const parent = await this.decideDigest(ctx, named, require);
-      if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `the upstream answered ${got.status}`;
-      this.count(ctx.rule, 'upstream', String(got.status));
-      res.writeHead(got.status, { ...DAPI, ...endToEnd(got.headers, ['www-authenticate', 'content-length']), 'content-length': got.body.length });
-      res.end(req.method === 'HEAD' ? undefined : got.body);
-      return 'answered';
-    }
-    const art = checkArtifact(parseObject(got.body), ctx.rule.artifactTypes);
-    if (!art.ok) return art.why;
-    const subject = art.subject ?? named;
-    if (!DIGEST_RE.test(subject)) return `its subject ${subject} is not a digest`;
-    const parent = await this.decideDigest(ctx, subject, require, 1);
-    if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `its subject ${subject} is not served: ${parent.message ?? parent.reason}`;
-    const { length: _l, ...rest } = parent;
-    const digest = ociDigest(got.body);
-    this.serveManifest(ctx, { ...rest, digest, evidence: { ...parent.evidence, reference: ref, via: 'signature', parent: subject } }, got.headers['content-type'], got.body);
-    return 'answered';
-  }
-
-  /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
-  private async applyCosign(ctx: Ctx, ref: string, tuf: Verdict): Promise<Verdict> {
-    const mode = ctx.rule.signatures;
-    if (mode === 'either' && tuf.ok) return tuf;
-    if (mode === 'both' && !tuf.ok) return tuf;
-    const hook = this.opts.cosign;
-    if (!hook) {
-      return mode === 'either' ? tuf : this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', 'the policy needs cosign-format signatures, and no cosign verifier is configured'));
-    }
-    // For `both`, the cosign signature must be over the very digest the TUF data signed.
-    const reference = mode === 'both' ? tuf.digest! : ref;
-    const cosign = await hook
-      .verify({ gun: ctx.gun, repository: ctx.repo, reference })
-      .catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
-    if (mode !== 'both' || !cosign.ok) return cosign;
-    if (cosign.digest !== tuf.digest) return this.opts.verifier.failure(ctx.gun, ref, fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'));
-    return { ...tuf, signers: [...tuf.signers, ...cosign.signers] };
-  }
-
-  private count(rule: Rule, result: string, reason: string): void {
-    this.opts.metrics.decision(rule.mode, result, reason);
-  }
-
-  /** A failed verdict: 403 (or 503 when unavailable) in enforce mode; served anyway in audit mode. */
-  private refuse(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> | void {
-    const reason = v.reason ?? 'not-signed';
-    if (reason === 'unavailable') {
-      this.count(ctx.rule, 'unavailable', reason);
-      this.opts.log('warn', 'proxy could not verify; failing closed', { gun: ctx.gun, reference: ref, message: v.message });
-      return send(ctx.res, E.UNAVAILABLE, { reason, repository: ctx.repo, reference: ref }, `cannot verify ${ctx.repo}:${ref}: ${v.message}`);
-    }
-    if (ctx.rule.mode === 'audit') {
-      this.count(ctx.rule, 'audit-violation', reason);
-      this.opts.metrics.auditViolations.inc({ repository: ctx.repo, reason });
-      this.opts.log('warn', 'audit mode: serving unverified content', { gun: ctx.gun, reference: ref, reason, message: v.message });
-      return this.forward(ctx.req, ctx.res, url, { scope: `repository:${ctx.repo}:pull` });
-    }
-    this.count(ctx.rule, 'denied', reason);
-    this.opts.log('info', 'pull denied', { gun: ctx.gun, reference: ref, reason, message: v.message, actor: ctx.principal.name });
-    send(
-      ctx.res,
-      E.DENIED,
-      { reason, ...(v.role ? { role: v.role } : {}), repository: ctx.repo, reference: ref, gun: ctx.gun },
-      `${reason}: ${v.message ?? 'not verified'}`,
-    );
-  }
-
-  /** Fetches the manifest by its verified digest and serves it if its bytes match. */
-  private async serveVerified(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> {
-    const { req, res } = ctx;
-    const digest = v.digest!;
-    const cached = this.manifests.get(ctx.repo, digest, req.headers.accept);
-    if (cached) return this.serveManifest(ctx, v, cached.contentType, cached.body);
-    let got: Fetched;
-    try {
-      got = await this.fetchManifest(ctx.repo, digest, req.headers.accept);
-    } catch (e) {
-      return this.upstreamFailure(res, e as Error, `manifest ${ctx.repo}@${digest}`);
-    }
-    const { status, headers, body } = got;
-    if (status >= 300 && status < 400) {
-      // Relayed, a redirect would have the client fetch bytes nobody checked against the digest.
-      return this.upstreamFailure(res, new UpstreamError(`the upstream answered ${status} (a redirect) for ${digest}; manifests are served only as bytes checked here`), `manifest ${ctx.repo}@${digest}`);
-    }
-    if (status !== 200) {
-      // The signed digest is not (or not in an accepted form) upstream: relay the registry's answer.
-      this.count(ctx.rule, 'upstream', String(status));
-      res.writeHead(status, { ...DAPI, ...endToEnd(headers, ['www-authenticate', 'content-length']), 'content-length': body.length });
-      res.end(req.method === 'HEAD' ? undefined : body);
-      return;
-    }
-    const actual = ociDigest(body);
-    const lengthOk = v.length === undefined || v.length === body.length;
-    if (actual !== digest || !lengthOk) {
-      const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${body.length} bytes, signed length is ${v.length}`;
-      return this.refuse(ctx, ref, url, { ...v, ok: false, reason: 'digest-mismatch', message });
-    }
-    const contentType = headers['content-type'];
-    this.manifests.set(ctx.repo, digest, req.headers.accept, contentType, body);
-    return this.serveManifest(ctx, v, contentType, body);
-  }
-
-  private serveManifest(ctx: Ctx, v: Verdict, contentType: string | undefined, body: Buffer): void {
-    this.count(ctx.rule, 'allowed', v.evidence.via ?? 'tag');
-    ctx.res.writeHead(200, {
-      ...DAPI,
-      'Content-Type': contentType ?? 'application/vnd.oci.image.manifest.v1+json',
-      'Content-Length': body.length,
-      'Docker-Content-Digest': v.digest!,
-      Etag: `"${v.digest!}"`,
-    });
-    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : body);
-  }
-
-  /** GET a manifest by digest from the upstream, whole (bounded). */
-  private async fetchManifest(repo: string, digest: string, accept: string | undefined): Promise<Fetched> {
-    const got = await this.opts.upstream.getWhole({ path: `/v2/${repo}/manifests/${digest}`, headers: accept ? { accept } : {}, scope: `repository:${repo}:pull` }, MAX_MANIFEST_BYTES);
-    if (got.status === 401) throw new UpstreamError('the upstream registry refused trustgate\'s credentials');
-    return got;
-  }
-
-  /** Parsed JSON of a manifest the upstream holds under `digest`, checked against the digest. */
-  private async manifestJson(repo: string, digest: string): Promise<Record<string, unknown> | undefined> {
-    const got = await this.fetchManifest(repo, digest, ALL_MANIFEST_TYPES);
-    // A failing upstream is not an answer about the digest (it must not become a cached denial).
-    if (got.status >= 500) throw new UpstreamError(`the upstream answered ${got.status} for ${digest}`);
-    if (got.status !== 200 || ociDigest(got.body) !== digest) return undefined;
-    return parseObject(got.body);
-  }
-
-  /** Digests (and sizes) an index lists; empty for anything else. Cached: content-addressed. */
-  private async childrenOf(repo: string, index: string): Promise<Map<string, number>> {
-    const hit = this.children.get(index);
-    if (hit) return hit;
-    const doc = await this.manifestJson(repo, index);
-    const kids = new Map<string, number>();
-    if (doc && Array.isArray(doc.manifests)) {
-      for (const d of doc.manifests as Array<{ digest?: unknown; size?: unknown }>) {
-        if (typeof d?.digest === 'string') kids.set(d.digest, typeof d.size === 'number' ? d.size : -1);
-      }
-    }
-    if (doc) this.children.set(index, kids);
-    return kids;
-  }
-
-  /**
-   * Whether a digest may be served: signed for a tag; else a child of a signed index; else an
-   * artifact of a type the rule allows (signature, attestation, SBOM; never a runnable image)
-   * whose `subject` may be served. Cached (with the depth: deeper, fewer subjects are followed).
-   */
-  private decideDigest(ctx: Ctx, digest: string, require: TargetRequirement, depth = 0): Promise<Verdict> {
-    const { artifacts } = requirement(ctx.rule);
-    return this.opts.cache.get(ctx.gun, `digest:${digest}|${reqKey(require)}|${artifacts}${depth ? `|d${depth}` : ''}`, async () => {
-      const { verifier } = this.opts;
-      const direct = await verifier.verifyDigest(ctx.gun, digest, require);
-      if (direct.ok || direct.reason !== 'not-signed') return direct;
-      let why: string | undefined;
-      try {
-        const signed = await verifier.signedDigests(ctx.gun, require);
-        if (!signed.ok) return verifier.failure(ctx.gun, digest, signed);
-        let n = 0;
-        for (const [parent, t] of signed.digests) {
-          if (++n > 256) break; // bounded work per decision
-          const size = (await this.childrenOf(ctx.repo, parent)).get(digest);
-          if (size === undefined) continue;
-          const v = verifier.allow(ctx.gun, digest, t, signed.repo, { via: 'index', parent, tags: [t.name] });
-          return { ...v, digest, ...(size >= 0 ? { length: size } : {}) };
-        }
-        if (depth < MAX_ARTIFACT_DEPTH) {
-          const art = checkArtifact(await this.manifestJson(ctx.repo, digest), ctx.rule.artifactTypes);
-          if (!art.ok) why = art.why;
-          else if (!art.subject || !DIGEST_RE.test(art.subject)) why = 'it is an artifact without a subject digest';
-          else {
-            const parent = await this.decideDigest(ctx, art.subject, require, depth + 1);
-            if (parent.ok) {
-              const { length: _l, ...rest } = parent;
-              return { ...rest, digest, evidence: { ...parent.evidence, reference: digest, via: 'referrer', parent: art.subject } };
-            }
-            if (parent.reason === 'unavailable') return parent;
-            why = `its subject ${art.subject} is not served`;
-          }
-        }
-      } catch (e) {
-        return verifier.failure(ctx.gun, digest, fail('unavailable', `upstream registry unavailable: ${(e as Error).message}`));
-      }
-      return {
-        ...direct,
-        message: `${digest} is not signed for any tag in ${(require.roles ?? []).join(', ')}, not listed by a signed index, and not an artifact of a served digest${why ? ` (${why})` : ''}`,
-      };
-    });
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Push and sign
-
-  private async pushManifest(ctx: Ctx, ref: string, url: string): Promise<void> {
-    const { req, res, rule } = ctx;
-    let body: Buffer;
-    try {
-      // Not Upstream.readBody: it destroys the request past the limit, and with it the socket
-      // the 413 must go out on. This one drains the rest, so the client still sending reads it.
-      body = await readRequestBody(req, MAX_MANIFEST_BYTES);
-    } catch (e) {
-      if (e instanceof MultipartError && e.kind === 'TOO_LARGE') return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
-      return void res.destroy(); // the request broke off: nobody to answer
-    }
-    const skip = this.signSkipReason(ref, body, rule);
-    if (!skip) {
-      // Refused before anything is written upstream, or the tag would land there unsigned.
-      const why = await this.opts.signer.refusal(ctx.gun, rule.signOnPush!, ctx.principal);
-      if (why) {
-        this.denyPush(ctx.principal, ctx.gun, { reason: why, method: 'PUT', tag: ref, role: rule.signOnPush! });
-        return send(res, E.DENIED, { reason: 'cannot-sign', repository: ctx.repo, tag: ref, role: rule.signOnPush! }, `the policy signs pushes to ${ctx.repo} into ${rule.signOnPush!}, and this token cannot: ${why}`);
-      }
-    }
-    let up: IncomingMessage;
-    try {
-      up = await this.opts.upstream.request({ method: 'PUT', path: url, headers: endToEnd(req.headers, ['content-length']), data: body, scope: `repository:${ctx.repo}:pull,push` });
-    } catch (e) {
-      return this.upstreamFailure(res, e as Error, `PUT manifest ${ctx.repo}:${ref}`);
-    }
-    const headers = this.responseHeaders(req, up.headers);
-    const upBody = await Upstream.readBody(up, 1024 * 1024).catch(() => Buffer.alloc(0));
-    const relay = () => {
-      res.writeHead(up.statusCode ?? 502, { ...headers, 'content-length': upBody.length });
-      res.end(upBody);
-    };
-    if (up.statusCode !== 201) return relay();
-    if (skip) {
-      this.opts.metrics.signedPushes.inc({ result: 'skipped' });
-      this.opts.log('debug', 'push not signed', { gun: ctx.gun, reference: ref, why: skip });
-      return relay();
-    }
-    const digest = ociDigest(body);
-    const role = rule.signOnPush!;
-    const actor = { id: ctx.principal.id, name: ctx.principal.name };
-    try {
-      const upstreamDigest = up.headers['docker-content-digest'];
-      if (upstreamDigest && upstreamDigest !== digest) throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
-      // The tag's commit journals its entry (a crash before the append below leaves it for the next start).
-      const note = this.opts.audit ? auditNote(actor, 'proxy.sign', { role, detail: { tag: ref, digest, length: body.length } }) : undefined;
-      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal, note);
-      this.opts.metrics.signedPushes.inc({ result: 'signed' });
-      this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
-      const audited = this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised, ...(note ? { journal: note.id } : {}) } });
-      if (note && audited) this.opts.signer.trust.acknowledge(note.id);
-      // The cache holds verdicts of the old trust data; the trust 'change' event drops them too.
-      this.opts.cache.invalidate(ctx.gun);
-      return relay();
-    } catch (e) {
-      const message = (e as Error).message;
-      this.opts.metrics.signedPushes.inc({ result: 'failed' });
-      this.opts.log('error', 'signing a pushed tag failed', { gun: ctx.gun, tag: ref, digest, role, error: message });
-      this.audit({ actor, action: 'proxy.sign', outcome: 'failure', gun: ctx.gun, role, detail: { tag: ref, digest, error: message } });
-      return send(
-        res,
-        E.UNKNOWN,
-        { reason: 'signing-failed', repository: ctx.repo, tag: ref, digest, role, error: message },
-        `the manifest was stored upstream as ${digest} but signing it into ${role} failed: ${message}`,
-      );
-    }
-  }
-
-  /** Why a push is not signed, or undefined when it is. */
-  private signSkipReason(ref: string, body: Buffer, rule: Rule): string | undefined {
-    if (!rule.signOnPush) return 'the policy signs no pushes here';
-    if (DIGEST_RE.test(ref)) return 'pushed by digest';
-    if (SIGNATURE_TAG.test(ref)) return 'a signature artifact';
-    try {
-      const doc = JSON.parse(body.toString('utf8')) as { subject?: unknown };
-      if (doc && typeof doc === 'object' && doc.subject) return 'a referrer (has a subject)';
-    } catch {
-      // the upstream accepted it; not JSON we understand, sign it as given
-    }
-    return undefined;
-  }
-
   /** A push refused for its credentials or its signing rights, audited with the actor (refusals of one kind are windowed when the sink can). */
-  private denyPush(actor: { id: string; name: string }, gun: string | undefined, detail: Record<string, string>): void {
+  denyPush(actor: { id: string; name: string }, gun: string | undefined, detail: Record<string, string>): void {
     this.opts.log('debug', 'push refused', { actor: actor.name, gun, ...detail });
     const entry = { actor: { id: actor.id, name: actor.name }, action: 'proxy.push', outcome: 'denied' as const, ...(gun !== undefined ? { gun } : {}), detail };
     const sink = this.opts.audit;
@@ -697,8 +283,7 @@ export class RegistryProxy {
     }
   }
 
-  /** Whether the entry was written. */
-  private audit(entry: Parameters<AuditSink['append']>[0]): boolean {
+  audit(entry: Parameters<AuditSink['append']>[0]): boolean {
     if (!this.opts.audit) return false;
     try {
       this.opts.audit.append(entry);
@@ -710,29 +295,6 @@ export class RegistryProxy {
   }
 }
 
-const reqKey = (r: TargetRequirement) => JSON.stringify([r.roles ?? [], r.signers ?? [], r.threshold ?? 1]);
-
-/** A rule's pull requirement, its cache-key form and its artifact types' key, worked out once per rule of a loaded policy. */
-const requirements = new WeakMap<Rule, { require: TargetRequirement; key: string; artifacts: string }>();
-function requirement(rule: Rule): { require: TargetRequirement; key: string; artifacts: string } {
-  let r = requirements.get(rule);
-  if (!r) {
-    const require = requirementFor(rule);
-    const artifacts = createHash('sha256').update(JSON.stringify([...rule.artifactTypes].sort())).digest('hex').slice(0, 16);
-    requirements.set(rule, (r = { require, key: reqKey(require), artifacts }));
-  }
-  return r;
-}
-
-/** A JSON object, or undefined for anything else. */
-function parseObject(body: Buffer): Record<string, unknown> | undefined {
-  try {
-    const doc = JSON.parse(body.toString('utf8')) as unknown;
-    return doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** An upstream error answer's body as far as it came (it may end before its stated length), at most `limit` bytes. */
 function upstreamErrorBody(up: IncomingMessage, limit: number): Promise<Buffer> {

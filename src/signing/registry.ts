@@ -51,6 +51,10 @@ export interface RegistryClient {
   putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; subject?: string }>;
   /** Referrers of a digest by the referrers API; undefined when the registry does not offer it. */
   referrers(repo: string, digest: string): Promise<Descriptor[] | undefined>;
+  /** Whether `repo` has blob `digest`. */
+  hasBlob(repo: string, digest: string): Promise<boolean>;
+  /** Mounts blob `digest` of `from` into `repo` (cross-repository mount); false when the registry will not. */
+  mountBlob(repo: string, digest: string, from: string): Promise<boolean>;
 }
 
 const header = (res: IncomingMessage, name: string): string | undefined => {
@@ -139,6 +143,31 @@ export class UpstreamRegistry implements RegistryClient {
     return { digest: header(res, 'docker-content-digest') ?? ociDigest(bytes), ...(subject ? { subject } : {}) };
   }
 
+  async hasBlob(repo: string, digest: string): Promise<boolean> {
+    const res = await this.call('HEAD', `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`);
+    res.resume();
+    if (res.statusCode === 200) return true;
+    if (res.statusCode === 404) return false;
+    return this.fail(`HEAD blob ${repo}@${digest}`, res);
+  }
+
+  async mountBlob(repo: string, digest: string, from: string): Promise<boolean> {
+    const q = new URLSearchParams({ mount: digest, from });
+    const res = await this.call('POST', `/v2/${repo}/blobs/uploads/?${q}`, `repository:${repo}:pull,push repository:${from}:pull`, {}, Buffer.alloc(0));
+    res.resume();
+    if (res.statusCode === 201) return true;
+    if (res.statusCode === 202) {
+      // The registry opened an ordinary upload instead: close it again.
+      const location = header(res, 'location');
+      if (location) {
+        const url = new URL(location, this.upstream.origin + '/');
+        (await this.call('DELETE', url.pathname + url.search, `repository:${repo}:pull,push`).catch(() => undefined))?.resume();
+      }
+      return false;
+    }
+    return this.fail(`mount blob ${digest} from ${from} into ${repo}`, res);
+  }
+
   async referrers(repo: string, digest: string): Promise<Descriptor[] | undefined> {
     const res = await this.call('GET', `/v2/${repo}/referrers/${digest}`, `repository:${repo}:pull`, { accept: OCI_INDEX });
     if (res.statusCode !== 200 || !(header(res, 'content-type') ?? '').includes(OCI_INDEX)) {
@@ -185,4 +214,41 @@ export async function pushReferrer(reg: RegistryClient, repo: string, subjectDig
   const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
   await reg.putManifest(repo, tag, index, OCI_INDEX);
   return { digest: put.digest, via: 'tag-schema' };
+}
+
+/** A manifest as the copy reads it: blobs it needs (config, layers) and child manifests (an index). */
+interface ManifestDoc {
+  config?: { digest?: unknown };
+  layers?: Array<{ digest?: unknown }>;
+  manifests?: Array<{ digest?: unknown }>;
+}
+
+const MAX_COPY_DEPTH = 2;
+
+/**
+ * Copies manifest `digest` of repository `from` into `to` in the same registry, so a tag signed
+ * in `to` can be pulled: its blobs by cross-repository mount, an index's child manifests first,
+ * then the manifest itself by digest. Throws RegistryError when the registry will not mount.
+ */
+export async function copyManifest(reg: RegistryClient, from: string, to: string, digest: string, depth = 0): Promise<void> {
+  if (await reg.headManifest(to, digest)) return;
+  const m = await reg.getManifest(from, digest);
+  if (!m) throw new RegistryError(`${from}@${digest} is not in the upstream registry`, 404);
+  if (m.digest !== digest) throw new RegistryError(`${from}@${digest}: the upstream answered other bytes (${m.digest})`);
+  let doc: ManifestDoc;
+  try {
+    doc = JSON.parse(m.bytes.toString('utf8')) as ManifestDoc;
+  } catch {
+    throw new RegistryError(`${from}@${digest} is not a JSON manifest`);
+  }
+  const digests = (xs: Array<{ digest?: unknown }> | undefined) => (Array.isArray(xs) ? xs.map((x) => x?.digest).filter((d): d is string => typeof d === 'string') : []);
+  const children = digests(doc.manifests);
+  if (children.length && depth >= MAX_COPY_DEPTH) throw new RegistryError(`${from}@${digest}: indexes nest too deep to copy`);
+  for (const child of children) await copyManifest(reg, from, to, child, depth + 1);
+  const blobs = [...new Set([...digests(doc.config ? [doc.config] : []), ...digests(doc.layers)])];
+  for (const blob of blobs) {
+    if (await reg.hasBlob(to, blob)) continue;
+    if (!(await reg.mountBlob(to, blob, from))) throw new RegistryError(`the upstream registry would not mount blob ${blob} from ${from} into ${to}`, 409);
+  }
+  await reg.putManifest(to, digest, m.bytes, m.mediaType || OCI_MANIFEST);
 }

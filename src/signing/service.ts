@@ -1,25 +1,18 @@
-// The signing service: signs image digests as TUF targets into a role with keys the keystore
-// holds (single requests and batches of thousands in one publish), revokes and promotes signed
-// tags, and optionally writes the registry-side signatures (cosign-format `.sig` and a Sigstore
-// bundle referrer). Everything is checked before anything is published: a bad item, an unknown
-// role, a role the caller may not sign or a digest the upstream does not have refuses the whole
-// request and the repository's versions do not move. A role whose threshold the caller's keys
-// cannot meet becomes a pending change that other key holders complete.
-import { canonicalBytes, canonicalString, type JsonValue } from '../core/json/canonical.js';
-import { signingMethod } from '../core/crypto/keys.js';
+// The signing API's service: turns sign, revoke and promote requests (single items and batches
+// of thousands) into targets edits for the change pipeline (trust/changes.ts), one change per
+// GUN, and asks it to write the registry-side signatures (cosign `.sig`, Sigstore bundle) after
+// publishing. Everything is checked before anything is published: a bad item, an unknown role, a
+// role the caller may not sign or a digest the upstream does not have refuses the whole request.
+// A role whose threshold the caller's keys cannot meet becomes a pending change.
+import type { JsonValue } from '../core/json/canonical.js';
 import type { Signer } from '../core/crypto/signer.js';
-import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
-import { TufValidationError } from '../core/tuf/errors.js';
-import { isDelegationName, parentRole } from '../core/tuf/roles.js';
+import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../log.js';
-import { pendingChange, type PendingChange, type PendingStore } from '../management/pending.js';
-import { VersionConflictError } from '../storage/types.js';
-import { EditorError, RepoEditor, type SigningRole } from '../trust/editor.js';
-import { GunLocks } from '../trust/locks.js';
-import { auditNote } from '../trust/service.js';
+import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from '../trust/changes.js';
+import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
-import { RegistryError, type ManifestHead, type RegistryClient } from './registry.js';
+import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from './registry.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from './validate.js';
 import type { ImageVerifier } from './verifier.js';
 
@@ -38,7 +31,8 @@ export type SigningErrorCode =
   | 'UNSUPPORTED_KEY'
   | 'VERSION_CONFLICT'
   | 'PENDING_NOT_FOUND'
-  | 'PENDING_STALE';
+  | 'PENDING_STALE'
+  | 'COPY_FAILED';
 
 export class SigningError extends Error {
   override name = 'SigningError';
@@ -52,14 +46,44 @@ export class SigningError extends Error {
   }
 }
 
-/** Who is asking: which held keys they may sign with. */
-export interface SigningIdentity {
-  id: string;
-  name: string;
-  /** Admins sign with every key the server holds for the GUN. */
-  admin: boolean;
-  /** Keystore key IDs this caller may sign with (non-admins). */
-  keyIds: readonly string[];
+/** Who is asking: which held keys they may sign with (the change pipeline's caller). */
+export type SigningIdentity = Caller;
+export type { KeyOptions, PendingInfo, Publication, PublishedRole };
+
+/** The signing API's error for a refusal of the change pipeline. */
+export function fromTrust(e: unknown): unknown {
+  if (!(e instanceof TrustChangeError)) return e;
+  switch (e.code) {
+    case 'REPOSITORY_NOT_FOUND':
+      return new SigningError(404, 'REPOSITORY_NOT_FOUND', e.message);
+    case 'ROLE_NOT_FOUND':
+      return new SigningError(400, 'ROLE_NOT_FOUND', e.message);
+    case 'FORBIDDEN':
+      return new SigningError(403, 'FORBIDDEN', e.message, e.extra.role !== undefined ? { role: e.extra.role } : {});
+    case 'VERSION_CONFLICT':
+      return new SigningError(409, 'VERSION_CONFLICT', e.message);
+    case 'THRESHOLD_NOT_MET':
+    case 'SNAPSHOT_KEY_HELD':
+      return new SigningError(409, 'INVALID_REQUEST', e.message);
+    case 'INVALID_METADATA':
+      return new SigningError(400, 'INVALID_REQUEST', `the signed result was refused: ${e.message}`);
+    case 'AFTER_PUBLISH': {
+      if (!(e.cause instanceof RegistryError)) return e.cause;
+      const p = e.extra.publication as Publication;
+      return new SigningError(502, 'UPSTREAM_ERROR', e.message, { published: p.published });
+    }
+    default:
+      return new SigningError(400, 'INVALID_REQUEST', e.message);
+  }
+}
+
+/** Runs a call into the change pipeline, answering its refusals in the signing API's codes. */
+async function trusted<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw fromTrust(e);
+  }
 }
 
 export interface SignItem {
@@ -72,38 +96,11 @@ export interface SignItem {
   custom?: Record<string, unknown>;
 }
 
-/** Which of the caller's keys sign, and what happens when they cannot sign a role at all. */
-export interface KeyOptions {
-  /** Only these of the held keys the caller may use (the management API's `signWith`). */
-  signWith?: readonly string[];
-  /**
-   * A role the caller can make no signature for: refused with 403 (default, the signing API), or
-   * proposed as a pending change with no signatures yet that key holders complete (the management API).
-   */
-  propose?: boolean;
-  /** How the change is named (pending changes, audit): default tag.sign / tag.revoke, and a summary of the items. */
-  label?: { action: string; summary?: string };
-}
-
 export interface SignOptions extends KeyOptions {
   cosign?: boolean;
   bundle?: boolean;
   /** Progress for long batches: called after each phase with done/total items. */
   onProgress?: (phase: string, done: number, total: number) => void;
-}
-
-export interface PublishedRole {
-  gun: string;
-  role: string;
-  version: number;
-  tags: number;
-}
-
-export interface PendingInfo {
-  id: string;
-  gun: string;
-  roles: Array<{ role: string; needed: number; keyIds: string[]; signatures: number }>;
-  expiresAt: string;
 }
 
 export interface ItemResult {
@@ -130,25 +127,13 @@ export interface RevokeResult {
   removed: Array<{ role: string; digest?: string }>;
 }
 
-/** What one change to one GUN came to: the edited roles and every file version it published, or its pending change. */
-export interface Publication {
-  gun: string;
-  action: string;
-  summary: string;
-  published: PublishedRole[];
-  /** Versions of every file the publish wrote (the edited roles, snapshot, timestamp); empty when pending. */
-  versions: Record<string, number>;
-  pending?: PendingInfo;
-  /** The journal id of the publish's audit entry: acknowledge it once audited (TrustService.acknowledge). */
-  journal?: string;
-}
-
 /** Journal ids of published roles, for the signing routes' audit entries. */
 const journals = new WeakMap<PublishedRole, string>();
 export const journalOf = (p: PublishedRole): string | undefined => journals.get(p);
 
 export interface SigningServiceOptions {
-  editor: RepoEditor;
+  /** The change pipeline (shared with the management API and sign-on-push). */
+  changes: TrustChanges;
   verifier: ImageVerifier;
   /** The upstream registry the proxy fronts; needed for size look-ups, upstream checks and registry-side signatures. */
   registry?: RegistryClient;
@@ -156,11 +141,6 @@ export interface SigningServiceOptions {
   upstreamRepo?: (gun: string) => string;
   /** Refuse digests the upstream does not have (TRUSTGATE_SIGN_CHECK_UPSTREAM). */
   checkUpstream?: boolean;
-  pending?: PendingStore;
-  /** How long a pending (partially signed) change waits for the rest. */
-  pendingTtlMs?: number;
-  /** Per-GUN change queue, shared with the management API (default: one of its own). */
-  locks?: GunLocks;
   log?: Logger;
   now?: () => number;
 }
@@ -206,22 +186,19 @@ async function pool<T, R>(items: readonly T[], n: number, fn: (t: T, i: number) 
   return out;
 }
 
-type Edit = (body: TargetsBody) => void;
-type Label = { action: string; summary: string };
-
 export class SigningService {
-  readonly editor: RepoEditor;
-  private locks: GunLocks;
+  readonly changes: TrustChanges;
   private now: () => number;
-  private log: Logger;
   private upstreamRepo: (gun: string) => string;
 
   constructor(readonly opts: SigningServiceOptions) {
-    this.editor = opts.editor;
-    this.locks = opts.locks ?? new GunLocks();
+    this.changes = opts.changes;
     this.now = opts.now ?? Date.now;
-    this.log = opts.log ?? (() => undefined);
     this.upstreamRepo = opts.upstreamRepo ?? defaultUpstreamRepo;
+  }
+
+  get editor(): RepoEditor {
+    return this.changes.editor;
   }
 
   get registry(): RegistryClient | undefined {
@@ -274,107 +251,26 @@ export class SigningService {
   }
 
   /** The role's signing keys, or a 4xx naming what is wrong (no trust data, role not delegated). */
-  async signingRole(gun: string, role: string): Promise<SigningRole> {
-    try {
-      return await this.editor.signingRole(gun, role);
-    } catch (e) {
-      if (e instanceof EditorError && e.code === 'NOT_FOUND') {
-        const noRepo = !(await this.editor.trust.current(gun, 'root'));
-        if (noRepo) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data (run: trustgate repo init ${gun})`);
-        throw new SigningError(400, 'ROLE_NOT_FOUND', `role ${role} does not exist in ${gun}${isDelegationName(role) ? ` (it is not delegated by ${parentRole(role)})` : ''}`);
-      }
-      if (e instanceof EditorError) throw new SigningError(400, 'INVALID_REQUEST', e.message);
-      throw e;
-    }
+  signingRole(gun: string, role: string): Promise<SigningRole> {
+    return trusted(() => this.changes.role(gun, role));
   }
 
-  /** The held signers for a role that this identity may use (and `signWith` names); 403 when there are none, unless proposing. */
-  async signersFor(gun: string, role: string, who: SigningIdentity, signing?: SigningRole, opts: KeyOptions = {}): Promise<Signer[]> {
-    const s = signing ?? (await this.signingRole(gun, role));
-    const held = await this.editor.heldSigners(gun, s.role.keyids);
-    const usable = held.filter((x) => (who.admin || who.keyIds.includes(x.id)) && (!opts.signWith || opts.signWith.includes(x.id)));
-    if (usable.length === 0 && !opts.propose) {
-      throw new SigningError(
-        403,
-        'FORBIDDEN',
-        who.admin
-          ? `the server holds no key of role ${role} in ${gun}; sign it elsewhere`
-          : `this token may not sign ${role} in ${gun}: it holds none of the role's keys`,
-        { role },
-      );
+  /** The caller's usable held signers of a role (and `signWith`); 403 when there are none, unless proposing. */
+  private async signersFor(gun: string, role: string, who: SigningIdentity, signing: SigningRole, opts: KeyOptions): Promise<Signer[]> {
+    const signers = await this.changes.usableSigners(gun, who, signing.role.keyids, { signWith: opts.signWith });
+    if (signers.length === 0 && !opts.propose) {
+      await trusted(() => this.changes.roleSigners(gun, role, who, { signWith: opts.signWith }));
     }
-    return usable;
+    return signers;
   }
 
-  /**
-   * Applies edits to several roles of one GUN and publishes them in one go (one new version
-   * per role, one snapshot, one timestamp), or records a pending change when a role's
-   * threshold is not met with the caller's keys. Retries when another writer published first.
-   */
-  private async publishEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: Label, opts: KeyOptions): Promise<Publication> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.locks.run(gun, () => this.publishOnce(gun, edits, who, label, opts));
-      } catch (e) {
-        if (!(e instanceof VersionConflictError) || attempt >= 4) {
-          if (e instanceof VersionConflictError) throw new SigningError(409, 'VERSION_CONFLICT', `${gun} kept changing while signing; retry`);
-          throw e;
-        }
-      }
-    }
-  }
-
-  private async publishOnce(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: Label, opts: KeyOptions): Promise<Publication> {
-    const uploads = new Map<string, Buffer>();
-    const parts: PendingChange['parts'] = [];
-    const published: PublishedRole[] = [];
-    let short = false;
-    for (const [role, edit] of edits) {
-      const signing = await this.signingRole(gun, role);
-      const signers = await this.signersFor(gun, role, who, signing, opts);
-      const body = await this.editor.nextTargetsBody(gun, role);
-      edit(body);
-      // The canonical bytes are made once: signed, and spliced into the envelope. Keys in
-      // canonical order put "signatures" before "signed", so this equals canonicalBytes(envelope).
-      const message = canonicalBytes(body);
-      const signatures: Signature[] = [];
-      for (const x of signers) signatures.push({ keyid: x.id, method: signingMethod(x.key.keytype), sig: (await x.sign(message)).toString('base64') });
-      // Our own signatures are valid by construction: count the distinct role keys that made them.
-      const made = new Set(signers.map((x) => x.id).filter((id) => signing.role.keyids.includes(id)));
-      const missing = Math.max(0, signing.role.threshold - made.size);
-      parts.push({ role, body, signatures, requirements: [{ label: role, keys: signing.keys, keyids: signing.role.keyids, threshold: signing.role.threshold }] });
-      if (missing > 0) short = true;
-      else uploads.set(role, Buffer.concat([Buffer.from(`{"signatures":${canonicalString(signatures)},"signed":`), message, Buffer.from('}')]));
-      published.push({ gun, role, version: body.version, tags: Object.keys(body.targets).length });
-    }
-    if (short) return { gun, ...label, published: [], versions: {}, pending: this.recordPending(gun, parts, who, label) };
-    try {
-      const note = auditNote({ id: who.id, name: who.name }, label.action, { detail: { api: 'signing' } });
-      const files = await this.editor.trust.publish(gun, uploads, note);
-      for (const p of published) journals.set(p, note.id);
-      return { gun, ...label, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])), journal: note.id };
-    } catch (e) {
-      // A client-held snapshot key is not bad input: it goes on as is (409 CONFLICT, saying what to do).
-      if (e instanceof TufValidationError && e.missing !== 'snapshot') throw new SigningError(400, 'INVALID_REQUEST', `the signed result was refused: ${e.message}`);
-      throw e;
-    }
-  }
-
-  private recordPending(gun: string, parts: PendingChange['parts'], who: SigningIdentity, label: Label): PendingInfo {
-    const store = this.opts.pending;
-    const needs = parts.map((p) => {
-      const r = p.requirements[0]!;
-      const s = { keys: r.keys, role: { keyids: r.keyids, threshold: r.threshold } };
-      return { role: p.role, needed: RepoEditor.missing(p.body, p.signatures, s), keyIds: r.keyids.filter((k) => !p.signatures.some((x) => x.keyid === k)), signatures: p.signatures.length };
-    });
-    if (!store) {
-      const first = needs.find((n) => n.needed > 0)!;
-      throw new SigningError(409, 'INVALID_REQUEST', `${first.role} needs ${first.needed} more signature(s) and this server keeps no pending changes`);
-    }
-    const change = pendingChange({ gun, ...label, parts, createdKeyIds: [], retireKeyIds: [] }, who, this.now(), this.opts.pendingTtlMs ?? 7 * 24 * 3600 * 1000);
-    store.put(change);
-    this.log('info', 'signing change pending further signatures', { gun, pending: change.id, roles: needs.map((n) => `${n.role}:${n.needed}`).join(',') });
-    return { id: change.id, gun, roles: needs.filter((n) => n.needed > 0), expiresAt: change.expiresAt };
+  /** One change of one GUN through the change pipeline, answered in the signing API's errors. */
+  private async applyEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: { action: string; summary: string }, opts: KeyOptions, after: AfterPublish[] = []): Promise<Publication> {
+    const p = await trusted(() =>
+      this.changes.apply({ gun, caller: who, ...label, edits, ...(opts.signWith ? { signWith: opts.signWith } : {}), ...(opts.propose ? { propose: true } : {}), after, audit: { detail: { api: 'signing' } } }),
+    );
+    if (p.journal) for (const r of p.published) journals.set(r, p.journal);
+    return p;
   }
 
   /** Sizes from the upstream for items without one, and (when checking is on) proof that each digest exists there. */
@@ -453,6 +349,7 @@ export class SigningService {
     const sized = items.map((it, i) => ({ ...it, size: it.size ?? heads.get(i)!.size }));
 
     const result: SignResult = { status: 'published', published: [], pending: [], items: [] };
+    result.items = sized.map((it) => ({ gun: it.gun, tag: it.tag, digest: it.digest, size: it.size, role: it.role }));
     const publications: Publication[] = [];
     for (const [gun, roles] of byGun) {
       const edits = new Map<string, Edit>();
@@ -466,36 +363,45 @@ export class SigningService {
           }
         });
       }
+      // Registry-side signatures once the GUN's change is published (a pending change gets them when its own request completes it).
+      const after: AfterPublish[] = [];
+      if (opts.cosign || opts.bundle) {
+        const mine = [...roles.values()].flat();
+        after.push(() => this.attach(result, mine, heads, cosignSigners, opts));
+      }
       const n = [...roles.values()].reduce((a, b) => a + b.length, 0);
-      const r = await this.publishEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.sign', summary: opts.label?.summary ?? `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}` }, opts);
+      const label = { action: opts.label?.action ?? 'tag.sign', summary: opts.label?.summary ?? `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}` };
+      const r = await this.applyEdits(gun, edits, who, label, opts, after).catch((e: unknown) => {
+        // A failed registry write names everything published so far.
+        if (e instanceof SigningError && e.code === 'UPSTREAM_ERROR' && e.extra.published) e.extra.published = [...result.published, ...(e.extra.published as PublishedRole[])];
+        throw e;
+      });
       publications.push(r);
       result.published.push(...r.published);
       if (r.pending) result.pending.push(r.pending);
       opts.onProgress?.('published', result.published.length, byGun.size);
     }
     if (result.pending.length) result.status = 'pending';
-    result.items = sized.map((it) => ({ gun: it.gun, tag: it.tag, digest: it.digest, size: it.size, role: it.role }));
-
-    // Registry-side signatures for what was published (pending changes get them on completion by their own request).
-    if ((opts.cosign || opts.bundle) && result.status === 'published') {
-      const reg = this.opts.registry!;
-      let done = 0;
-      await pool(result.items, 8, async (item, i) => {
-        const signer = cosignSigners.get(`${item.gun}\n${item.role}`)!;
-        const repo = this.repoFor(item.gun);
-        try {
-          if (opts.cosign) item.cosign = await writeCosignSignature(reg, repo, item.gun, item.digest, signer);
-          if (opts.bundle) item.bundle = await writeBundleReferrer(reg, repo, heads.get(i)!, { repository: item.gun, tag: item.tag, role: item.role }, signer, new Date(this.now()));
-        } catch (e) {
-          if (e instanceof RegistryError) {
-            throw new SigningError(502, 'UPSTREAM_ERROR', `signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, { published: result.published });
-          }
-          throw e;
-        }
-        opts.onProgress?.('attached', ++done, result.items.length);
-      });
-    }
     return { result, publications };
+  }
+
+  /** Writes the cosign signature and/or Sigstore bundle of items `idx` (of one published GUN). */
+  private async attach(result: SignResult, idx: number[], heads: Map<number, ManifestHead>, signers: Map<string, Signer>, opts: SignOptions): Promise<void> {
+    const reg = this.opts.registry!;
+    let done = 0;
+    await pool(idx, 8, async (i) => {
+      const item = result.items[i]!;
+      const signer = signers.get(`${item.gun}\n${item.role}`)!;
+      const repo = this.repoFor(item.gun);
+      try {
+        if (opts.cosign) item.cosign = await writeCosignSignature(reg, repo, item.gun, item.digest, signer);
+        if (opts.bundle) item.bundle = await writeBundleReferrer(reg, repo, heads.get(i)!, { repository: item.gun, tag: item.tag, role: item.role }, signer, new Date(this.now()));
+      } catch (e) {
+        if (e instanceof RegistryError) throw new RegistryError(`signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, e.status);
+        throw e;
+      }
+      opts.onProgress?.('attached', ++done, idx.length);
+    });
   }
 
   /**
@@ -523,9 +429,9 @@ export class SigningService {
       if (!(await this.editor.trust.current(gun, 'root'))) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data`);
       throw new SigningError(404, 'TAG_NOT_FOUND', `tag ${tag} is not signed in ${role ?? 'any role of'} ${gun}`);
     }
-    for (const r of removed) await this.signersFor(gun, r.role, who, undefined, opts);
+    for (const r of removed) await this.signersFor(gun, r.role, who, await this.signingRole(gun, r.role), opts);
     const edits = new Map<string, Edit>(removed.map((r) => [r.role, (b: TargetsBody) => void delete b.targets[tag]]));
-    const res = await this.publishEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.revoke', summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}` }, opts);
+    const res = await this.applyEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.revoke', summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}` }, opts);
     const result: RevokeResult = { status: res.pending ? 'pending' : 'published', published: res.published, ...(res.pending ? { pending: res.pending } : {}), removed };
     return { result, publication: res };
   }
@@ -567,6 +473,22 @@ export class SigningService {
     const v = await this.opts.verifier.verifyTag(src.gun, src.tag, req);
     if (!v.ok || !v.digest || v.length === undefined) {
       throw new SigningError(409, 'SOURCE_NOT_VERIFIED', `${src.gun}:${src.tag}${src.role ? ` in ${src.role}` : ''} does not verify: ${v.message ?? v.reason}`, { reason: v.reason });
+    }
+    const fromRepo = this.repoFor(src.gun);
+    const toRepo = this.repoFor(dst.gun);
+    if (fromRepo !== toRepo) {
+      // The target repository must hold the image before its tag is signed: checked (the caller
+      // may sign there), copied, then signed. Nothing is signed when the copy fails.
+      await this.signersFor(dst.gun, dst.role, who, await this.signingRole(dst.gun, dst.role), opts);
+      const reg = this.opts.registry;
+      if (!reg) throw new SigningError(400, 'UPSTREAM_REQUIRED', `promoting into another repository copies the image from ${fromRepo} to ${toRepo} in the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)`);
+      try {
+        await copyManifest(reg, fromRepo, toRepo, v.digest);
+      } catch (e) {
+        if (!(e instanceof RegistryError)) throw e;
+        const status = e.status === undefined || e.status >= 500 ? 502 : 409;
+        throw new SigningError(status, status === 502 ? 'UPSTREAM_ERROR' : 'COPY_FAILED', `could not copy ${v.digest} from ${fromRepo} to ${toRepo}, so nothing was signed: ${e.message}`);
+      }
     }
     const res = await this.sign([{ gun: dst.gun, tag: dst.tag, digest: v.digest, size: v.length, role: dst.role, ...(dst.custom ? { custom: dst.custom } : {}) }], who, opts);
     return { ...res, source: { digest: v.digest, size: v.length, roles: v.evidence.roles ?? [], keyIds: v.signers } };

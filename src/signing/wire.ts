@@ -1,17 +1,15 @@
 // Composition of the signing feature: the service over the trust service and keystore, the
-// proxy's verifier, the upstream registry (when configured), the management API's pending
-// changes, and the REST router. app.ts calls this once with the shared token store and audit log.
+// proxy's verifier, the upstream registry (when configured), the change pipeline (trust/changes.ts),
+// and the REST router. app.ts calls this once with the shared token store and audit log.
 import type { Router } from 'express';
 import type { Config } from '../config/config.js';
 import type { AuditLog } from '../audit/log.js';
 import type { TokenStore } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../log.js';
-import type { PendingStore } from '../management/pending.js';
 import { Upstream } from '../proxy/upstream.js';
 import { Verifier } from '../proxy/verifier.js';
-import { RepoEditor } from '../trust/editor.js';
-import type { GunLocks } from '../trust/locks.js';
+import type { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
 import type { CosignHook } from '../proxy/hooks.js';
 import { cosignHook } from './cosign-hook.js';
@@ -26,10 +24,8 @@ export interface SigningDeps {
   tokens: TokenStore;
   audit: AuditLog;
   log: Logger;
-  pending?: PendingStore;
-  pendingTtlMs?: number;
-  /** The per-GUN change queue the management API uses, so their changes to a GUN do not interleave. */
-  locks?: GunLocks;
+  /** The change pipeline, shared with the management API and sign-on-push. */
+  changes: TrustChanges;
   /** The proxy's verifier, shared so verdicts and caches are the same; made here when absent. */
   verifier?: Verifier;
   /** The proxy's upstream client, or its URL. */
@@ -61,14 +57,11 @@ export function createSigning(d: SigningDeps): Signing {
   const upstream = ownUpstream ?? (d.upstream as Upstream | undefined);
   const registry = upstream ? new UpstreamRegistry(upstream) : undefined;
   const service = new SigningService({
-    editor: new RepoEditor(d.trust, d.keys, d.now),
+    changes: d.changes,
     verifier,
     ...(registry ? { registry } : {}),
     ...(d.upstreamRepo ? { upstreamRepo: d.upstreamRepo } : {}),
     checkUpstream: d.checkUpstream ?? false,
-    ...(d.pending ? { pending: d.pending } : {}),
-    ...(d.pendingTtlMs ? { pendingTtlMs: d.pendingTtlMs } : {}),
-    ...(d.locks ? { locks: d.locks } : {}),
     log: d.log,
     ...(d.now ? { now: d.now } : {}),
   });
@@ -86,12 +79,12 @@ export function createSigning(d: SigningDeps): Signing {
   return { service, verifier, ...(registry ? { registry } : {}), ...(hook ? { cosignHook: hook } : {}), router, close: () => ownUpstream?.close() };
 }
 
-/** What createApp hands over: its services, and the management API's tokens, audit log, pending changes and change queue. */
+/** What createApp hands over: its services, and the management API's tokens, audit log and change pipeline. */
 export interface AppSigningDeps {
   trust: TrustService;
   keys: KeyStore;
   log: Logger;
-  management: { tokens: TokenStore; audit: AuditLog; pending: PendingStore; locks: GunLocks };
+  management: { tokens: TokenStore; audit: AuditLog; changes: TrustChanges };
   now?: () => number;
 }
 
@@ -116,9 +109,7 @@ export function createSigningForApp(config: Config, d: AppSigningDeps): Signing 
     keys: d.keys,
     tokens: d.management.tokens,
     audit: d.management.audit,
-    pending: d.management.pending,
-    pendingTtlMs: config.pendingTtlSeconds * 1000,
-    locks: d.management.locks,
+    changes: d.management.changes,
     log: d.log,
     ...(upstream ? { upstream } : {}),
     checkUpstream: config.signCheckUpstream,

@@ -4,7 +4,7 @@
 // the keystore holds; a change whose role needs more signatures than the server holds is
 // returned unsigned-enough (`ThresholdNotMetError`) for the caller to collect the rest.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { keyId, signingMethod, type TufKey } from '../core/crypto/keys.js';
+import { keyId, type TufKey } from '../core/crypto/keys.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { createRootCertificate } from '../core/crypto/x509.js';
 import { canonicalBytes } from '../core/json/canonical.js';
@@ -15,6 +15,7 @@ import { YEAR_MS, formatRfc3339 } from '../core/tuf/time.js';
 import type { PlannedFile } from '../core/tuf/update.js';
 import type { KeyRecord, KeyStore } from '../keystore/types.js';
 import type { AuditNote, TrustService } from './service.js';
+import { envelope, signBody } from './sign.js';
 
 export class EditorError extends Error {
   override name = 'EditorError';
@@ -104,18 +105,6 @@ export class RepoEditor {
     return this.trust.heldSigners(gun, keyids);
   }
 
-  /** Signs a body with the given signers, keeping existing signatures by other keys. */
-  static async addSignatures(body: unknown, signers: readonly Signer[], existing: Signature[] = []): Promise<Signature[]> {
-    const message = canonicalBytes(body);
-    const out = existing.filter((s) => !signers.some((x) => x.id === s.keyid));
-    for (const s of signers) out.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: (await s.sign(message)).toString('base64') });
-    return out;
-  }
-
-  static envelope(body: unknown, signatures: Signature[]): Buffer {
-    return canonicalBytes({ signed: body, signatures });
-  }
-
   /** Number of distinct valid signatures still missing for `signing`. */
   static missing(body: unknown, signatures: Signature[], signing: SigningRole): number {
     const valid = countValidSignatures(canonicalBytes(body), signatures, signing.keys, signing.role.keyids);
@@ -143,18 +132,18 @@ export class RepoEditor {
     const body = await this.nextTargetsBody(gun, role);
     mutate(body);
     const signers = await this.heldSigners(gun, signing.role.keyids);
-    const signatures = await RepoEditor.addSignatures(body, signers, extraSignatures);
+    const signatures = await signBody(body, signers, extraSignatures);
     return this.publishSigned(gun, role, body, signatures, signing);
   }
 
   /** Publishes a signed targets-role body, or throws ThresholdNotMetError naming what is missing. */
-  async publishSigned(gun: string, role: string, body: TargetsBody | RootBody, signatures: Signature[], signing?: SigningRole, note?: AuditNote): Promise<PlannedFile[]> {
+  async publishSigned(gun: string, role: string, body: TargetsBody | RootBody, signatures: Signature[], signing?: SigningRole): Promise<PlannedFile[]> {
     const s = signing ?? (role === 'root' ? undefined : await this.signingRole(gun, role));
     if (s) {
       const missing = RepoEditor.missing(body, signatures, s);
       if (missing > 0) throw new ThresholdNotMetError(role, body, signatures, missing, s.role.keyids);
     }
-    return this.trust.publish(gun, new Map([[role, RepoEditor.envelope(body, signatures)]]), note);
+    return this.trust.publish(gun, new Map([[role, envelope(body, signatures)]]));
   }
 
   /** Makes a root key: a key pair wrapped in a self-signed certificate whose CN is the GUN. */
@@ -196,8 +185,8 @@ export class RepoEditor {
     const files = await this.trust.publish(
       gun,
       new Map([
-        ['root', RepoEditor.envelope(rootBody, await RepoEditor.addSignatures(rootBody, [rootSigner]))],
-        ['targets', RepoEditor.envelope(targetsBody, await RepoEditor.addSignatures(targetsBody, targetsSigners))],
+        ['root', envelope(rootBody, await signBody(rootBody, [rootSigner]))],
+        ['targets', envelope(targetsBody, await signBody(targetsBody, targetsSigners))],
       ]),
       opts.note,
     );
@@ -226,12 +215,12 @@ export class RepoEditor {
     await mutate(body);
     const keyids = [...new Set([...cur.body.roles.root.keyids, ...body.roles.root.keyids])];
     const signers = [...(await this.heldSigners(gun, keyids)), ...extraSigners];
-    const signatures = await RepoEditor.addSignatures(body, signers, extraSignatures);
+    const signatures = await signBody(body, signers, extraSignatures);
     const oldMissing = RepoEditor.missing(body, signatures, { keys: cur.body.keys, role: cur.body.roles.root });
     const newMissing = RepoEditor.missing(body, signatures, { keys: body.keys, role: body.roles.root });
     if (oldMissing > 0 || newMissing > 0) throw new ThresholdNotMetError('root', body, signatures, Math.max(oldMissing, newMissing), keyids);
     try {
-      return await this.trust.publish(gun, new Map([['root', RepoEditor.envelope(body, signatures)]]));
+      return await this.trust.publish(gun, new Map([['root', envelope(body, signatures)]]));
     } catch (e) {
       if (e instanceof TufValidationError) throw new EditorError('INVALID', e.message);
       throw e;

@@ -1,14 +1,21 @@
 // One change per GUN at a time in this process: a trust change reads the current versions, signs
-// the next ones and publishes them, and two of those must not interleave. The management API and
-// the signing service share one instance (app.ts), so their changes to a GUN queue behind each
-// other. Not re-entrant: code holding a GUN's lock must not ask for it again.
+// the next ones and publishes them, and two of those must not interleave. The management API, the
+// signing API and sign-on-push share one instance (through TrustChanges), so their changes to a
+// GUN queue behind each other. Re-entrant within one async call chain: code holding a GUN's lock
+// may run a change of that GUN (it runs at once instead of waiting for itself).
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 export class GunLocks {
   private tails = new Map<string, Promise<unknown>>();
+  private held = new AsyncLocalStorage<ReadonlySet<string>>();
 
   /** Runs `fn` once every earlier run for `gun` has settled (whatever their outcome). */
   async run<T>(gun: string, fn: () => Promise<T>): Promise<T> {
+    const mine = this.held.getStore();
+    if (mine?.has(gun)) return fn();
+    const inner = () => this.held.run(new Set([...(mine ?? []), gun]), fn);
     const prev = this.tails.get(gun) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
+    const run = prev.then(inner, inner);
     const tail = run.catch(() => undefined);
     this.tails.set(gun, tail);
     try {

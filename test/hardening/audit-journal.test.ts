@@ -23,7 +23,7 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
   const env = { TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'journal-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn', ...extraEnv };
   const log = path.join(data, 'audit.jsonl');
   const aside = path.join(dir, 'audit.jsonl.aside');
-  let first = await startTrustgateProcess(env, path.join(dir, 'first.log'));
+  const first = await startTrustgateProcess(env, path.join(dir, 'first.log'));
   let second: Awaited<ReturnType<typeof startTrustgateProcess>> | undefined;
   try {
     const gun = 'example.com/journal/app';

@@ -141,7 +141,7 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   const added = await m.call('post', `/repositories/${g}/roles/targets/keys`, { body: { threshold: 2 } });
   expectStatus(added, 200);
   let root = await tuf(gun, 'root');
-  assert.deepEqual((root.signed.roles as Record<string, { threshold: number; keyids: string[] }>).targets.threshold, 2);
+  assert.deepEqual((root.signed.roles as Record<string, { threshold: number; keyids: string[] }>).targets!.threshold, 2);
   const thr = await m.call('put', `/repositories/${g}/roles/targets/threshold`, { body: { threshold: 1 } });
   expectStatus(thr, 200);
   const targetsIds = (await tuf(gun, 'root')).signed.roles as Record<string, { keyids: string[] }>;

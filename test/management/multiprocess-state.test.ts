@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { AuditLog, type AuditEntry } from '../../src/audit/log.js';
 import { TokenStore, bootstrapAdminToken, type TokenRecord } from '../../src/auth/tokens.js';
-import { PendingStore, pendingChange, type PendingChange } from '../../src/management/pending.js';
+import { PendingStore, pendingChange, type PendingChange } from '../../src/trust/pending.js';
 import { StateLock, StateLockTimeout } from '../../src/state/lock.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -7,7 +7,7 @@
 import { createInterface } from 'node:readline';
 import { AuditLog } from '../../src/audit/log.js';
 import { TokenStore, bootstrapAdminToken } from '../../src/auth/tokens.js';
-import { PendingStore, pendingChange } from '../../src/management/pending.js';
+import { PendingStore, pendingChange } from '../../src/trust/pending.js';
 import { StateLock } from '../../src/state/lock.js';
 
 const [dir, name, mode, arg] = process.argv.slice(2) as [string, string, string, string];

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MAX_GUN_LENGTH } from '../../src/core/tuf/gun.js';
 import { startProxy } from '../../src/proxy/index.js';
-import { MAX_MANIFEST_BYTES } from '../../src/proxy/server.js';
+import { MAX_MANIFEST_BYTES } from '../../src/proxy/manifests.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 import { get, sha256, startStack, type Stack } from './support.js';

@@ -251,7 +251,7 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   assert.equal(done.status, 201, done.body.toString());
   assert.ok(done.headers.get('location')!.startsWith(s.px.url));
 
-  const bodies = async () => [await metric('trustgate_proxy_blob_bodies_total', 'via="socket"'), await metric('trustgate_proxy_blob_bodies_total', 'via="client"')];
+  const bodies = async (): Promise<[number, number]> => [await metric('trustgate_proxy_blob_bodies_total', 'via="socket"'), await metric('trustgate_proxy_blob_bodies_total', 'via="client"')];
   const [socketBefore, clientBefore] = await bodies();
   const headBlob = await get(`${s.px.url}/v2/team/up/blobs/${digest}`, { method: 'HEAD' });
   assert.equal(headBlob.status, 200);

@@ -78,7 +78,7 @@ test('over HTTP: a publish using filename* and LF line endings is accepted with 
   const gun = newGun('mp');
   const repo = await initRepo(s.agent, gun, { serverSnapshot: true });
   assert.equal((await repo.addDelegation('targets/releases')).status, 200);
-  const [[, bytes]] = await repo.files([['targets/releases', repo.next('targets/releases')]]);
+  const [[, bytes]] = (await repo.files([['targets/releases', repo.next('targets/releases')]])) as [[string, Buffer]];
   const body = Buffer.concat([
     Buffer.from(`--${B}\nContent-Disposition: form-data; name="files"; filename*=UTF-8''targets%2Freleases\n\n`),
     bytes!,

@@ -14,7 +14,7 @@ import { startProxy, type StartedProxy } from '../../src/proxy/index.js';
 import { writeCosignSignature } from '../../src/signing/attach.js';
 import { UpstreamRegistry } from '../../src/signing/registry.js';
 import { Upstream } from '../../src/proxy/upstream.js';
-import { makeImageLayout, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
+import { makeImageLayout, makeIndexLayout, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
 import { runCommand } from '../helpers/services.js';
 import { cliCommand } from '../cli/support.js';
 import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from '../helpers/services.js';
@@ -40,6 +40,7 @@ before(async () => {
       '  - pattern: "cosign/**"', '    require:', '      roles: [targets/releases]', '    cosign: true',
       '  - pattern: "both/**"', '    signatures: both',
       '  - pattern: "cosignonly/**"', '    signatures: cosign',
+      '  - pattern: "pushboth/**"', '    signatures: both', '    signOnPush: targets',
       '',
     ].join('\n'),
   );
@@ -234,5 +235,59 @@ describe('signatures: both and signatures: cosign', () => {
     assert.equal(c1.headers.get('docker-content-digest'), a.manifest.digest);
     const c2 = await fetch(`${px.url}/v2/cosignonly/app/manifests/c2`, { headers: accept });
     assert.equal(c2.status, 403, 'a TUF signature does not count under `cosign`');
+  });
+});
+
+describe('writes through the change pipeline', () => {
+  test('sign-on-push under `signatures: both` writes the cosign signature too, so the pushed image pulls', async () => {
+    const img = await makeImageLayout(join(work, 'pushboth'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${proxyHost}/pushboth/app:v1`, ['--dest-creds', `admin:${s.adminToken}`]);
+    const out = join(work, 'pushboth-pulled');
+    await skopeoCopy(`docker://${proxyHost}/pushboth/app:v1`, `oci:${out}:v1`);
+    assert.equal((await skopeoInspect<{ Digest: string }>(`oci:${out}:v1`)).Digest, img.manifest.digest);
+    const sig = await fetch(`${reg.url}/v2/pushboth/app/manifests/${img.manifest.digest.replace(':', '-')}.sig`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(sig.status, 200, 'the cosign signature is in the upstream');
+  });
+
+  test('sign-on-push under `signatures: both` with no ECDSA key of the role is refused before the upstream write', async () => {
+    ok(await admin.run(['repo', 'init', `${proxyHost}/pushboth/rsa`, '--algorithm', 'rsa']), 'repo init (RSA)');
+    const img = await makeImageLayout(join(work, 'pushboth-rsa'), { tag: 'v1' });
+    const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${s.adminToken}`, img.ref, `docker://${proxyHost}/pushboth/rsa:v1`]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /ECDSA/);
+    assert.equal((await fetch(`${reg.url}/v2/pushboth/rsa/manifests/v1`, { method: 'HEAD' })).status, 404);
+  });
+
+  test('promote --to-repo copies the image into the target repository before signing it there', async () => {
+    const from = `${proxyHost}/promo/src`;
+    const to = `${proxyHost}/promo/dst`;
+    ok(await admin.run(['repo', 'init', from]), 'repo init source');
+    ok(await admin.run(['repo', 'init', to]), 'repo init target');
+    const img = await makeImageLayout(join(work, 'promo'), { tag: 'rc1', layers: 2 });
+    await skopeoCopy(img.ref, `docker://${reg.host}/promo/src:rc1`);
+    ok(await admin.run(['sign', `${from}@${img.manifest.digest}`, '--tag', 'rc1']), 'sign source');
+    assert.equal((await fetch(`${reg.url}/v2/promo/dst/manifests/${img.manifest.digest}`, { method: 'HEAD' })).status, 404);
+    ok(await admin.run(['promote', `${from}:rc1`, '--to-role', 'targets', '--to-tag', '1.0', '--to-repo', to]), 'promote --to-repo');
+    const out = join(work, 'promo-pulled');
+    await skopeoCopy(`docker://${proxyHost}/promo/dst:1.0`, `oci:${out}:1.0`);
+    assert.equal((await skopeoInspect<{ Digest: string }>(`oci:${out}:1.0`)).Digest, img.manifest.digest);
+  });
+
+  test('promote --to-repo of an index copies its child manifests too', async () => {
+    const from = `${proxyHost}/promo/multi`;
+    const to = `${proxyHost}/promo/multi-dst`;
+    ok(await admin.run(['repo', 'init', from]), 'repo init source');
+    ok(await admin.run(['repo', 'init', to]), 'repo init target');
+    const idx = await makeIndexLayout(join(work, 'promo-index'), undefined, { tag: 'm1' });
+    await skopeoCopy(idx.ref, `docker://${reg.host}/promo/multi:m1`);
+    ok(await admin.run(['sign', `${from}@${idx.index.digest}`, '--tag', 'm1']), 'sign source index');
+    ok(await admin.run(['promote', `${from}:m1`, '--to-role', 'targets', '--to-repo', to]), 'promote --to-repo');
+    for (const m of idx.images) {
+      const r = await fetch(`${reg.url}/v2/promo/multi-dst/manifests/${m.manifest.digest}`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(r.status, 200, `child ${m.manifest.digest} was copied`);
+    }
+    const pull = await fetch(`${px.url}/v2/promo/multi-dst/manifests/m1`, { headers: { Accept: 'application/vnd.oci.image.index.v1+json' } });
+    assert.equal(pull.status, 200, await pull.clone().text());
+    assert.equal(pull.headers.get('docker-content-digest'), idx.index.digest);
   });
 });

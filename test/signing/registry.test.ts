@@ -113,7 +113,7 @@ describe('cosign-format signatures and Sigstore bundles', () => {
     // Another image's digest, or a changed payload, must not verify.
     assert.equal(verifySimpleSigning(pem, payload.bytes, layers[0]!.signature, fakeDigest('other')).ok, false);
     const bent = Buffer.from(payload.bytes);
-    bent[bent.length - 3] ^= 1;
+    bent[bent.length - 3]! ^= 1;
     assert.equal(verifySimpleSigning(pem, bent, layers[0]!.signature, digest).ok, false);
 
   });

@@ -328,6 +328,18 @@ describe('promote', () => {
     const wrongRole = await unchanged(s, gun, () => post('promote', s.adminToken, { gun, from: { tag: 'b1', role: 'targets/releases' }, to: { tag: '1.0', role: 'targets' } }));
     assert.equal(wrongRole.status, 409);
   });
+
+  test('into another repository without an upstream registry to copy the image: 400 before anything is signed', async () => {
+    const gun = newGun('promo-from');
+    const to = newGun('promo-to');
+    await initRepo(s, gun);
+    await initRepo(s, to);
+    assert.equal((await post('sign', s.adminToken, { gun, tag: 'rc1', digest: fakeDigest('rc1'), size: 5 })).status, 201);
+    const res = await unchanged(s, to, () => post('promote', s.adminToken, { gun, from: { tag: 'rc1' }, to: { gun: to, tag: '1.0', role: 'targets' } }));
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, 'UPSTREAM_REQUIRED');
+    assert.match(res.body.error.message, /copies the image/);
+  });
 });
 
 describe('verify', () => {

@@ -2,7 +2,7 @@
 // (signing routes, and the management API's token store, audit log and pending changes).
 import type { AuditLog } from '../../src/audit/log.js';
 import type { TokenStore } from '../../src/auth/tokens.js';
-import type { PendingStore } from '../../src/management/pending.js';
+import type { PendingStore } from '../../src/trust/pending.js';
 import type { Signing } from '../../src/signing/wire.js';
 import type { RunningTrustgate } from '../helpers/trustgate.js';
 

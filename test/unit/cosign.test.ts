@@ -19,7 +19,7 @@ test('the fixture signature fails for another digest, another reference, or a fl
   assert.equal(verifySimpleSigning(pub, fix('signature-payload-1.json'), meta.attachment.signatureBase64, other).ok, false);
   assert.equal(verifySimpleSigning(pub, fix('signature-payload-1.json'), meta.attachment.signatureBase64, meta.signedImage.manifestDigest, 'evil/app:v1').ok, false);
   const tampered = Buffer.from(fix('signature-payload-1.json'));
-  tampered[10] ^= 1;
+  tampered[10]! ^= 1;
   assert.equal(verifySimpleSigning(pub, tampered, meta.attachment.signatureBase64, meta.signedImage.manifestDigest).ok, false);
 });
 

@@ -68,7 +68,7 @@ test('a targets edit that lacks signatures is refused with what is missing, and 
 
 test('push signing a tag named "__proto__" or "constructor" lists it as an own target of the signed file', async () => {
   const gun = 'example.com/editor/proto';
-  const signer = new PushSigner(tg.app.trust, tg.app.keys, tg.app.signing.verifier);
+  const signer = new PushSigner(tg.app.management.changes, tg.app.keys);
   const admin = { id: 'admin', name: 'admin', admin: true, keyIds: [] };
   const hex = (s: string) => digest(s).toString('hex');
   await signer.sign(gun, 'targets', '__proto__', `sha256:${hex('p')}`, 3, admin);

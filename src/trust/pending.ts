@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TufKey } from '../core/crypto/keys.js';
-import type { RootBody, Signature, TargetsBody } from '../core/tuf/metadata.js';
+import { canonicalBytes } from '../core/json/canonical.js';
+import { countValidSignatures, type RootBody, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
 import { StateLock } from '../state/lock.js';
 import { SharedFile } from '../state/shared-file.js';
 
@@ -48,6 +49,21 @@ export interface PendingChange {
 
 /** A change as it is built: what a pending change records besides who made it and when. */
 export type ChangeDraft = Pick<PendingChange, 'gun' | 'action' | 'summary' | 'parts' | 'createdKeyIds' | 'retireKeyIds'>;
+
+/** Distinct valid signatures `p` still lacks (the largest shortfall of its requirements). */
+export function partMissing(p: ChangePart, message: Buffer = canonicalBytes(p.body)): number {
+  let missing = 0;
+  for (const r of p.requirements) {
+    const valid = countValidSignatures(message, p.signatures, r.keys, r.keyids);
+    missing = Math.max(missing, r.threshold - valid.size);
+  }
+  return Math.max(0, missing);
+}
+
+/** Every key whose signature counts for some requirement of `p`. */
+export function requiredKeyIds(p: ChangePart): string[] {
+  return [...new Set(p.requirements.flatMap((r) => r.keyids))];
+}
 
 /** A new pending change for `draft`, made by `by` at `nowMs`, waiting `ttlMs` for signatures. */
 export function pendingChange(draft: ChangeDraft, by: { id: string; name: string }, nowMs: number, ttlMs: number): PendingChange {

@@ -1,0 +1,131 @@
+// Pending changes (m-of-n) over their store: list them, add signatures (by a held key the caller
+// may use, or uploaded over the canonical bytes), publish through TrustChanges once complete, or
+// cancel. Expired changes are swept on every read, with the keys made for them.
+import { signingMethod, verifySignature } from '../core/crypto/keys.js';
+import { normaliseSignature } from '../core/crypto/signature.js';
+import { canonicalBytes } from '../core/json/canonical.js';
+import type { Signature } from '../core/tuf/metadata.js';
+import type { KeyStore } from '../keystore/types.js';
+import type { Logger } from '../log.js';
+import { TrustChangeError, dropKeys, type Caller, type Publication, type TrustChanges } from './changes.js';
+import { partMissing, requiredKeyIds, type PendingChange, type PendingStore } from './pending.js';
+import { signBody } from './sign.js';
+
+export interface SignPendingRequest {
+  keyId?: string;
+  signatures?: Array<{ keyid: string; sig: string; method?: string; role?: string }>;
+}
+
+/** What adding signatures came to: the change as stored now, and its publication once complete. */
+export interface PendingSigned {
+  change: PendingChange;
+  added: string[];
+  publication?: Publication;
+}
+
+const complete = (p: PendingChange) => p.parts.every((x) => partMissing(x) === 0);
+
+/** A change another process published, cancelled or let expire while this one worked on it. */
+const gone = (id: string) => new TrustChangeError('PENDING_GONE', `pending change ${id} was published, cancelled or expired meanwhile`);
+const notFound = (id: string) => new TrustChangeError('PENDING_NOT_FOUND', `no pending change ${id} (it may have expired or been published)`);
+
+/** `cur` (as stored now) with the signatures of `mine` added, part by part; `mine`'s win for the same key. */
+function mergeSignatures(cur: PendingChange, mine: PendingChange): PendingChange {
+  for (const part of cur.parts) {
+    const own = mine.parts.find((x) => x.role === part.role)?.signatures ?? [];
+    const keyids = new Set(own.map((s) => s.keyid));
+    part.signatures = [...part.signatures.filter((s) => !keyids.has(s.keyid)), ...own];
+  }
+  return cur;
+}
+
+export class PendingChanges {
+  constructor(
+    readonly store: PendingStore,
+    private changes: TrustChanges,
+    private keys: KeyStore,
+    private log: Logger,
+  ) {}
+
+  /** Removes expired changes and the keys made for them; returns what it removed. */
+  async sweep(): Promise<PendingChange[]> {
+    const expired = this.store.takeExpired();
+    for (const p of expired) await dropKeys(this.keys, p.createdKeyIds, this.log);
+    return expired;
+  }
+
+  list(gun?: string): PendingChange[] {
+    return this.store.list(gun !== undefined ? { gun } : {});
+  }
+
+  get(id: string): PendingChange {
+    const p = this.store.get(id);
+    if (!p) throw notFound(id);
+    return p;
+  }
+
+  /**
+   * Adds signatures to a pending change: by a held key the caller may use (`keyId`), or uploaded
+   * (`signatures`, each over the part's canonical bytes). Publishes when every part is complete.
+   */
+  async sign(caller: Caller, id: string, req: SignPendingRequest): Promise<PendingSigned> {
+    const first = this.get(id);
+    return this.changes.locks.run(first.gun, async () => {
+      let p = this.get(id);
+      if (!req.keyId && !req.signatures?.length) throw new TrustChangeError('INVALID_REQUEST', 'give keyId (a key the server holds) or signatures');
+      const added: string[] = [];
+      if (req.keyId) {
+        const rec = await this.keys.get(req.keyId);
+        if (!rec || rec.gun !== p.gun) throw new TrustChangeError('KEY_NOT_FOUND', `the server holds no key ${req.keyId} for ${p.gun}`);
+        const [signer] = await this.changes.usableSigners(p.gun, caller, [req.keyId]);
+        if (!signer) throw new TrustChangeError('FORBIDDEN', `this token may not sign with key ${req.keyId}`);
+        const parts = p.parts.filter((x) => requiredKeyIds(x).includes(signer.id));
+        if (parts.length === 0) throw new TrustChangeError('KEY_NOT_IN_ROLE', `key ${req.keyId} is not needed by this change`);
+        for (const x of parts) x.signatures = await signBody(x.body, [signer], x.signatures);
+        added.push(signer.id);
+      }
+      for (const s of req.signatures ?? []) {
+        const parts = p.parts.filter((x) => (s.role === undefined || x.role === s.role) && requiredKeyIds(x).includes(s.keyid));
+        if (parts.length === 0) throw new TrustChangeError('KEY_NOT_IN_ROLE', `key ${s.keyid} is not needed by this change${s.role ? ` in ${s.role}` : ''}`);
+        let ok = false;
+        for (const x of parts) {
+          const key = x.requirements.map((r) => r.keys[s.keyid]).find(Boolean)!;
+          const method = s.method ?? signingMethod(key.keytype);
+          const raw = normaliseSignature(key, Buffer.from(s.sig, 'base64'));
+          if (!verifySignature(key, canonicalBytes(x.body), method, raw)) continue;
+          x.signatures = [...x.signatures.filter((e) => e.keyid !== s.keyid), { keyid: s.keyid, method, sig: raw.toString('base64') } satisfies Signature];
+          ok = true;
+        }
+        if (!ok) throw new TrustChangeError('INVALID_SIGNATURE', `the signature by ${s.keyid} does not verify over the canonical bytes of the change`);
+        added.push(s.keyid);
+      }
+      if (!complete(p)) {
+        // Another process may have signed it meanwhile (or published, cancelled or expired it).
+        const saved = this.store.update(p.id, (cur) => mergeSignatures(cur, p));
+        if (!saved) throw gone(p.id);
+        if (!complete(saved)) return { change: saved, added };
+        p = saved;
+      }
+      // Taken off the list before publishing, so of several processes only one publishes it.
+      if (!this.store.remove(p.id)) throw gone(p.id);
+      try {
+        const publication = await this.changes.apply({ gun: p.gun, caller, action: p.action, summary: p.summary, draft: p, held: false, whenShort: 'refuse', audit: {} });
+        return { change: p, added, publication };
+      } catch (e) {
+        // The change can no longer apply (another change won, or the repository moved on); its keys went with it.
+        const conflict = e instanceof TrustChangeError && e.code === 'VERSION_CONFLICT';
+        throw new TrustChangeError('PENDING_DROPPED', `the change could not be published and was dropped: ${(e as Error).message}`, { versionConflict: conflict }, { cause: e });
+      }
+    });
+  }
+
+  /** Cancels a change (its creator or an admin); returns it. */
+  async cancel(caller: Caller, id: string): Promise<PendingChange> {
+    const p = this.get(id);
+    if (!caller.admin && p.createdBy.id !== caller.id) throw new TrustChangeError('FORBIDDEN', 'only the creator of a pending change or an admin may cancel it');
+    // Gone meanwhile (published, cancelled or expired in another process): as if never found.
+    if (!this.store.remove(id)) throw notFound(id);
+    await dropKeys(this.keys, p.createdKeyIds, this.log);
+    return p;
+  }
+}
