@@ -17,7 +17,8 @@ import { Metrics } from './notary/metrics.js';
 import { createFileDurable } from './state/durable.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
-import { TrustService } from './trust/service.js';
+import { auditNote, TrustService } from './trust/service.js';
+import { reconcileJournal } from './audit/journal.js';
 import { createManagement, type Management } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
@@ -98,6 +99,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     cacheMaxAge: config.cacheMaxAge,
     ...(registryAuth ? { authorize: registryAuth.authorize } : {}),
     ...(trustgateAuth ? { authorize: trustgateAuth.authorize, anonymousReads: config.anonymousRead } : {}),
+    auditNote: (req, action) => auditNote(actors.get(req) ?? ANONYMOUS_ACTOR, action, { detail: { api: 'notary' } }),
     onWrite: (req, w) => {
       try {
         management?.audit.append({
@@ -107,8 +109,10 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
           gun: w.gun,
           ...(w.role !== undefined ? { role: w.role } : {}),
           ...(w.keyId !== undefined ? { keyId: w.keyId } : {}),
-          detail: { api: 'notary', ...(w.files ? { files: w.files } : {}) },
+          detail: { api: 'notary', ...(w.files ? { files: w.files } : {}), ...(w.journal ? { journal: w.journal } : {}) },
         });
+        // Only once the entry is on disk: a row left behind is appended at the next start.
+        if (w.journal) trust.acknowledge(w.journal);
       } catch (e) {
         log('error', 'audit log write failed', { action: w.action, gun: w.gun, error: (e as Error).message });
       }
@@ -132,6 +136,8 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
   });
+  // Changes committed by a process that died before auditing them.
+  await reconcileJournal(store, management.audit, log);
   auditDenial = (d) =>
     void management.audit.appendDenial(
       {
@@ -187,6 +193,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     close: async () => {
       signing.close();
       management.close();
+      await trust.flushAcks().catch((e: Error) => log('warn', 'audit journal acknowledgements not written; the next start settles them', { error: e.message }));
       await store.close();
       await opened?.close();
     },

@@ -262,6 +262,56 @@ export class AuditLog {
     });
   }
 
+  /**
+   * The `detail.journal` ids of the entries written at or after `sinceMs`, reading the log
+   * backwards only as far as the first entry older than that.
+   */
+  journalIdsSince(sinceMs: number): Set<string> {
+    const out = new Set<string>();
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      throw e;
+    }
+    try {
+      let pos = fstatSync(fd).size;
+      // Bytes of a line whose start is in the part not read yet.
+      let carry = Buffer.alloc(0);
+      while (pos > 0) {
+        const n = Math.min(64 * 1024, pos);
+        pos -= n;
+        const buf = Buffer.alloc(n);
+        readSync(fd, buf, 0, n, pos);
+        let chunk = Buffer.concat([buf, carry]);
+        if (pos > 0) {
+          const nl = chunk.indexOf(10);
+          if (nl < 0) {
+            carry = chunk;
+            continue;
+          }
+          carry = chunk.subarray(0, nl);
+          chunk = chunk.subarray(nl + 1);
+        }
+        for (const line of splitLines(chunk.toString('utf8')).reverse()) {
+          let e: AuditEntry;
+          try {
+            e = JSON.parse(line) as AuditEntry;
+          } catch {
+            continue;
+          }
+          if (Date.parse(e.time) < sinceMs) return out;
+          const id = e.detail?.journal;
+          if (typeof id === 'string') out.add(id);
+        }
+      }
+      return out;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   private readAll(): string[] {
     if (!existsSync(this.path)) return [];
     return splitLines(readFileSync(this.path, 'utf8'));

@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import { dropKeys, type Publication, type TrustChanges } from '../trust/changes.js';
 import type { RepoEditor } from '../trust/editor.js';
 import type { GunLocks } from '../trust/locks.js';
-import type { TrustService } from '../trust/service.js';
+import { auditNote, type AuditNote, type TrustService } from '../trust/service.js';
 import { PendingChanges } from '../trust/pending-store.js';
 import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
 import { signingIdentity, type Actor } from '../auth/guard.js';
@@ -121,20 +121,32 @@ export class ManagementContext {
   // -------------------------------------------------------------------------------------------
   // Audit
 
-  auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}): void {
-    this.audit.append({ actor: actorRef(actor), action, outcome: 'success', ...(gun ? { gun } : {}), ...extra, detail });
+  auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}, note?: AuditNote): void {
+    this.audit.append({ actor: actorRef(actor), action, outcome: 'success', ...(gun ? { gun } : {}), ...extra, detail: note ? { ...detail, journal: note.id } : detail });
+    if (note) this.trust.acknowledge(note.id);
   }
+
+  /** The audit note a change journals with its commit (TrustService.publish). */
+  journalNote(actor: Actor, action: string): AuditNote {
+    return auditNote(actorRef(actor), action, { detail: { api: 'management' } });
+  }
+
+  /** Journal ids by the `versions` object of a published result, for auditChange. */
+  private journals = new WeakMap<object, string>();
 
   /** Audits a change as published (with the new versions) or pending (with its ID). */
   auditChange(actor: Actor, action: string, gun: string, r: ChangeResult, extra: AuditExtra = {}, detail: AuditDetail = {}): void {
+    const journal = r.status === 'published' ? this.journals.get(r.versions) : undefined;
     this.audit.append({
       actor: actorRef(actor),
       action,
       outcome: r.status === 'published' ? 'success' : 'pending',
       gun,
       ...extra,
-      detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`) } : { ...detail, pendingId: r.pending.id },
+      detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`), ...(journal ? { journal } : {}) } : { ...detail, pendingId: r.pending.id },
     });
+    // Only once the entry is written: a row left behind is appended at the next start.
+    if (journal) this.trust.acknowledge(journal);
   }
 
   /** Audits a refused or failed action and rethrows it as an ApiError. */
@@ -241,6 +253,7 @@ export class ManagementContext {
       summary: d.summary,
       draft: d,
       propose: true,
+      audit: { detail: { api: 'management' } },
       ...(o.offline ? { offline: o.offline } : {}),
       ...(o.signWith ? { signWith: o.signWith } : {}),
     });
@@ -255,6 +268,7 @@ export class ManagementContext {
   /** A publication of the change pipeline as a management change result. */
   result(p: Publication): ChangeResult {
     if (p.change) return { status: 'pending', action: p.action, summary: p.summary, pending: this.pendingView(p.change) };
+    if (p.journal) this.journals.set(p.versions, p.journal);
     return { status: 'published', action: p.action, summary: p.summary, versions: p.versions };
   }
 

@@ -39,7 +39,8 @@ export class Repositories {
     return this.c.change(actor, 'repository.create', req.gun, async () => {
       this.c.checkGun(req.gun);
       if (req.rootKey === 'offline') checkPassphrase(req.passphrase);
-      const res = await this.c.editor.init(req.gun, { rootKey: req.rootKey, algorithm: req.algorithm ?? 'ecdsa' });
+      const note = this.c.journalNote(actor, 'repository.create');
+      const res = await this.c.editor.init(req.gun, { rootKey: req.rootKey, algorithm: req.algorithm ?? 'ecdsa', note });
       let rootKey: { id: string; canonicalId: string; pem: string } | undefined;
       if (res.offlineRootKey) {
         rootKey = {
@@ -54,7 +55,7 @@ export class Repositories {
         targetsKeyId: res.targetsKeyId,
         snapshotKeyId: res.snapshotKeyId,
         timestampKeyId: res.timestampKeyId,
-      });
+      }, {}, note);
       return { repository: await this.inspect(req.gun), ...(rootKey ? { rootKey } : {}) };
     });
   }
@@ -119,7 +120,8 @@ export class Repositories {
       for (const p of this.c.pending.list({ gun })) {
         if (this.c.pending.remove(p.id)) await this.c.dropKeys(p.createdKeyIds);
       }
-      await this.c.trust.deleteGun(gun);
+      const note = this.c.journalNote(actor, 'repository.delete');
+      await this.c.trust.deleteGun(gun, note);
       const deleted: string[] = [];
       if (deleteKeys) {
         for (const k of await this.c.keys.list({ gun })) {
@@ -127,7 +129,7 @@ export class Repositories {
           deleted.push(k.id);
         }
       }
-      this.c.auditOk(actor, 'repository.delete', gun, { deletedKeyIds: deleted });
+      this.c.auditOk(actor, 'repository.delete', gun, { deletedKeyIds: deleted }, {}, note);
       return { gun, deleted: true, deletedKeyIds: deleted };
     });
   }
@@ -147,9 +149,10 @@ export class Repositories {
         } catch {
           throw badRequest('INVALID_METADATA', 'root is not canonical-JSON-encodable metadata');
         }
-        const files = await this.c.trust.publish(gun, new Map([['root', bytes]]));
+        const note = this.c.journalNote(actor, 'root.upload');
+        const files = await this.c.trust.publish(gun, new Map([['root', bytes]]), note);
         const versions = Object.fromEntries(files.map((f) => [f.role, f.version]));
-        this.c.auditOk(actor, 'root.upload', gun, { version: versions.root ?? null });
+        this.c.auditOk(actor, 'root.upload', gun, { version: versions.root ?? null }, {}, note);
         return { status: 'published' as const, action: 'root.upload', summary: `uploaded root v${versions.root}`, versions };
       },
       { role: 'root' },

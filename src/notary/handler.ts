@@ -9,7 +9,7 @@ import { isValidRole } from '../core/tuf/roles.js';
 import { formatRfc3339 } from '../core/tuf/time.js';
 import { JSON_CONTENT_TYPE, NotaryErrors as E, sendError } from '../http/errcode.js';
 import { VersionConflictError, type StoredFile } from '../storage/types.js';
-import type { TrustService } from '../trust/service.js';
+import type { AuditNote, TrustService } from '../trust/service.js';
 import type { Metrics, Operation } from './metrics.js';
 import { MultipartError, readMultipart } from './multipart.js';
 import { NOTARY_ROUTES, type NotaryRoute } from './routes.js';
@@ -28,6 +28,8 @@ export interface NotaryOptions {
   anonymousReads?: boolean;
   /** Hears of every write that succeeded (for the audit log). */
   onWrite?: (req: IncomingMessage, w: NotaryWrite) => void;
+  /** Who is writing, for the audit entry a publish or delete journals with its commit. */
+  auditNote?: (req: IncomingMessage, action: NotaryWrite['action']) => AuditNote;
   log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -39,6 +41,8 @@ export interface NotaryWrite {
   keyId?: string;
   /** Publishes: the files stored, `role@version`. */
   files?: string[];
+  /** The journal id of the commit's audit entry (TrustService.acknowledge it once appended). */
+  journal?: string;
 }
 
 const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'HEAD', 'DELETE']);
@@ -211,10 +215,11 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       uploads.set(role, p.bytes);
     }
     try {
-      const files = await trust.publish(gun, uploads);
+      const note = opts.auditNote?.(req, 'notary.publish');
+      const files = await trust.publish(gun, uploads, note);
       const stored = files.map((f) => `${f.role}@${f.version}`);
       log('info', 'published', { gun, files: stored });
-      wrote(req, { action: 'notary.publish', gun, files: stored });
+      wrote(req, { action: 'notary.publish', gun, files: stored, ...(note ? { journal: note.id } : {}) });
       sendBytes(res, '');
     } catch (e) {
       if (e instanceof TufValidationError) return sendError(res, E.INVALID_UPDATE, e.toDetail());
@@ -313,9 +318,10 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     UpdateTUF: (req, res, gun) => timed('UpdateTUF', () => publish(req, res, gun!)),
     DeleteTUF: (req, res, gun) =>
       timed('DeleteTUF', async () => {
-        await trust.deleteGun(gun!);
+        const note = opts.auditNote?.(req, 'notary.delete');
+        await trust.deleteGun(gun!, note);
         log('info', 'deleted trust data', { gun });
-        wrote(req, { action: 'notary.delete', gun: gun! });
+        wrote(req, { action: 'notary.delete', gun: gun!, ...(note ? { journal: note.id } : {}) });
         sendBytes(res, '');
       }),
     async GetRoleByHash(_req, res, gun, m) {

@@ -75,5 +75,6 @@ export interface ProxyHost {
   responseHeaders(req: IncomingMessage, upstreamHeaders: IncomingHttpHeaders): OutgoingHttpHeaders;
   upstreamFailure(res: ServerResponse, e: Error, what: string): void;
   denyPush(actor: { id: string; name: string }, gun: string | undefined, detail: Record<string, string>): void;
-  audit(entry: Parameters<AuditSink['append']>[0]): void;
+  /** Whether the entry was written. */
+  audit(entry: Parameters<AuditSink['append']>[0]): boolean;
 }

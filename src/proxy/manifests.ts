@@ -359,7 +359,9 @@ export class ManifestRoutes {
       const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal, writesCosign(rule) ? { cosign: { repo: ctx.repo } } : {});
       this.opts.metrics.signedPushes.inc({ result: 'signed' });
       this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
-      this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised, ...(r.cosign ? { cosign: r.cosign.tag } : {}) } });
+      const audited = this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised, ...(r.cosign ? { cosign: r.cosign.tag } : {}), ...(r.journal ? { journal: r.journal } : {}) } });
+      // Only once the entry is written: a journal row left behind is appended at the next start.
+      if (r.journal && audited) this.opts.signer.changes.trust.acknowledge(r.journal);
       // The cache holds verdicts of the old trust data; the trust 'change' event drops them too.
       this.opts.cache.invalidate(ctx.gun);
       return relay();

@@ -272,7 +272,10 @@ export class RegistryProxy implements ProxyHost {
     this.opts.log('debug', 'push refused', { actor: actor.name, gun, ...detail });
     const entry = { actor: { id: actor.id, name: actor.name }, action: 'proxy.push', outcome: 'denied' as const, ...(gun !== undefined ? { gun } : {}), detail };
     const sink = this.opts.audit;
-    if (!sink?.appendDenial) return this.audit(entry);
+    if (!sink?.appendDenial) {
+      this.audit(entry);
+      return;
+    }
     try {
       sink.appendDenial(entry, { reason: detail.reason ?? '', ...(gun !== undefined ? { gun } : {}) });
     } catch (e) {
@@ -280,12 +283,14 @@ export class RegistryProxy implements ProxyHost {
     }
   }
 
-  audit(entry: Parameters<AuditSink['append']>[0]): void {
-    if (!this.opts.audit) return;
+  audit(entry: Parameters<AuditSink['append']>[0]): boolean {
+    if (!this.opts.audit) return false;
     try {
       this.opts.audit.append(entry);
+      return true;
     } catch (e) {
       this.opts.log('error', 'audit log write failed', { error: (e as Error).message });
+      return false;
     }
   }
 }

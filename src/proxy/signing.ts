@@ -29,6 +29,8 @@ export interface SignResult {
   versions: Record<string, number>;
   /** The cosign signature written, when the policy asks for one. */
   cosign?: CosignResult;
+  /** The journal id of the tag's commit: put in its audit entry, then TrustService.acknowledge it. */
+  journal?: string;
 }
 
 export interface PushSignOptions {
@@ -119,8 +121,9 @@ export class PushSigner {
         edits: new Map([[role, (b) => setEntry(b.targets, tag, meta)]]),
         whenShort: 'refuse',
         after,
+        audit: { role, detail: { tag, digest, length } },
       });
-      return { gun, role, tag, digest, length, initialised, delegated, versions: p.versions, ...(cosign ? { cosign } : {}) };
+      return { gun, role, tag, digest, length, initialised, delegated, versions: p.versions, ...(cosign ? { cosign } : {}), ...(p.journal ? { journal: p.journal } : {}) };
     });
   }
 

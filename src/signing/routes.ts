@@ -15,7 +15,7 @@ import type { TokenStore } from '../auth/tokens.js';
 import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
 import { API_DIR } from '../management/schemas.js';
 import type { Logger } from '../log.js';
-import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
+import { journalOf, SigningError, SigningService, type PublishedRole, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
@@ -113,10 +113,19 @@ export function signingRouter(deps: SigningRouteDeps): Router {
   const mayRead = (a: Actor, gun: string, action: string) => authorize(audit, a, 'read', gun, action);
   const maySign = (a: Actor, gun: string, action: string) => authorize(audit, a, 'sign', gun, action);
 
+  /** The journal id of a published role's commit, for its entry; acknowledged once every entry is written. */
+  const journaled = (p: PublishedRole, ids: Set<string>): Record<string, string> => {
+    const j = journalOf(p);
+    if (j) ids.add(j);
+    return j ? { journal: j } : {};
+  };
+  const acknowledge = (ids: Set<string>) => ids.forEach((j) => service.editor.trust.acknowledge(j));
   const auditSign = (a: Actor, action: string, res: SignResult, extra: Record<string, string | number | boolean> = {}) => {
+    const ids = new Set<string>();
     for (const p of res.published) {
-      audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'success', gun: p.gun, role: p.role, detail: { version: p.version, tags: res.items.filter((i) => i.gun === p.gun && i.role === p.role).length, ...extra } });
+      audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'success', gun: p.gun, role: p.role, detail: { version: p.version, tags: res.items.filter((i) => i.gun === p.gun && i.role === p.role).length, ...extra, ...journaled(p, ids) } });
     }
+    acknowledge(ids);
     for (const p of res.pending) {
       audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'pending', gun: p.gun, detail: { pending: p.id, roles: p.roles.map((x) => `${x.role}:${x.needed}`), ...extra } });
     }
@@ -190,7 +199,9 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const role = b.role !== undefined ? checkRole(b.role) : undefined;
       maySign(a, gun, 'tag.revoke');
       const out = await service.revoke(gun, tag, role, identity(a));
-      for (const p of out.published) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'success', gun, role: p.role, detail: { tag, version: p.version } });
+      const ids = new Set<string>();
+      for (const p of out.published) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'success', gun, role: p.role, detail: { tag, version: p.version, ...journaled(p, ids) } });
+      acknowledge(ids);
       if (out.pending) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'pending', gun, detail: { tag, pending: out.pending.id } });
       res.status(out.status === 'pending' ? 202 : 200).json(out);
     }),

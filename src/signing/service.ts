@@ -127,6 +127,10 @@ export interface RevokeResult {
   removed: Array<{ role: string; digest?: string }>;
 }
 
+/** Journal ids of published roles, for the signing routes' audit entries. */
+const journals = new WeakMap<PublishedRole, string>();
+export const journalOf = (p: PublishedRole): string | undefined => journals.get(p);
+
 export interface SigningServiceOptions {
   /** The change pipeline (shared with the management API and sign-on-push). */
   changes: TrustChanges;
@@ -261,10 +265,12 @@ export class SigningService {
   }
 
   /** One change of one GUN through the change pipeline, answered in the signing API's errors. */
-  private applyEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: { action: string; summary: string }, opts: KeyOptions, after: AfterPublish[] = []): Promise<Publication> {
-    return trusted(() =>
-      this.changes.apply({ gun, caller: who, ...label, edits, ...(opts.signWith ? { signWith: opts.signWith } : {}), ...(opts.propose ? { propose: true } : {}), after }),
+  private async applyEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: { action: string; summary: string }, opts: KeyOptions, after: AfterPublish[] = []): Promise<Publication> {
+    const p = await trusted(() =>
+      this.changes.apply({ gun, caller: who, ...label, edits, ...(opts.signWith ? { signWith: opts.signWith } : {}), ...(opts.propose ? { propose: true } : {}), after, audit: { detail: { api: 'signing' } } }),
     );
+    if (p.journal) for (const r of p.published) journals.set(r, p.journal);
+    return p;
   }
 
   /** Sizes from the upstream for items without one, and (when checking is on) proof that each digest exists there. */

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { createLogger } from '../log.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
-import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
+import { VersionConflictError, type Change, type ChangeQuery, type JournalRow, type JournalWrite, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
 
 interface FileRow {
   gun: string;
@@ -60,7 +60,31 @@ const SCHEMA = `
     sha256 TEXT NOT NULL, category TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL);
   CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);
   CREATE TABLE IF NOT EXISTS trust_pins (
-    gun TEXT PRIMARY KEY, root BYTEA NOT NULL, versions TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL);`;
+    gun TEXT PRIMARY KEY, root BYTEA NOT NULL, versions TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+  CREATE TABLE IF NOT EXISTS audit_journal (
+    id TEXT PRIMARY KEY, gun TEXT NOT NULL, at TIMESTAMPTZ NOT NULL, writer TEXT NOT NULL, entry TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS audit_journal_at ON audit_journal (at);`;
+
+const INSERT_FILE = 'INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)';
+
+/**
+ * The journal's writes as data-modifying CTEs in front of a statement the transaction sends
+ * anyway, so journaling adds no round trip: `$first` is the first parameter number free.
+ */
+function withJournal(sql: string, first: number, gun: string, now: Date, j: JournalWrite | undefined, add: boolean): { sql: string; args: unknown[] } {
+  const ctes: string[] = [];
+  const args: unknown[] = [];
+  if (j?.ack?.length) {
+    args.push([...j.ack]);
+    ctes.push(`acked AS (DELETE FROM audit_journal WHERE id = ANY($${first}::text[]))`);
+  }
+  if (j?.add && add) {
+    const n = first + args.length;
+    args.push(j.add.id, gun, now, j.add.writer, j.add.entry);
+    ctes.push(`journaled AS (INSERT INTO audit_journal (id, gun, at, writer, entry) VALUES ($${n}, $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}))`);
+  }
+  return { sql: ctes.length ? `WITH ${ctes.join(', ')} ${sql}` : sql, args };
+}
 
 export interface PostgresStoreOptions {
   /** Pool size (default 10). */
@@ -212,19 +236,20 @@ export class PostgresStore implements MetadataStore {
     }
   }
 
-  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<StoredFile[]> {
+  async commit(gun: string, files: readonly NewFile[], now: Date, journal?: JournalWrite): Promise<StoredFile[]> {
     checkBatch(files);
     if (files.length === 0) return [];
     return this.tx(gun, async (c) => {
       const changes: Pending[] = [];
       const stored: StoredFile[] = [];
-      for (const f of files) {
+      for (const [i, f] of files.entries()) {
         const r = await c.query<{ v: string | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = $1 AND role = $2', [gun, f.role]);
         const max = r.rows[0]?.v == null ? 0 : int(r.rows[0].v, 'version');
         if (f.version <= max) throw new VersionConflictError(f.role, f.version);
         const sha = sha256Hex(f.bytes);
         try {
-          await c.query('INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [gun, f.role, f.version, sha, f.bytes, now]);
+          const j = withJournal(INSERT_FILE, 7, gun, now, i === 0 ? journal : undefined, true);
+          await c.query(j.sql, [gun, f.role, f.version, sha, f.bytes, now, ...j.args]);
         } catch (e) {
           // The primary key backs up the advisory lock: a duplicate version is a conflict, not a 500.
           if ((e as { code?: string }).code === '23505') throw new VersionConflictError(f.role, f.version);
@@ -237,12 +262,23 @@ export class PostgresStore implements MetadataStore {
     });
   }
 
-  async deleteGun(gun: string, now: Date): Promise<boolean> {
+  async deleteGun(gun: string, now: Date, journal?: JournalWrite): Promise<boolean> {
     return this.tx(gun, async (c) => {
       const r = await c.query('DELETE FROM tuf_files WHERE gun = $1', [gun]);
       const removed = (r.rowCount ?? 0) > 0;
+      const j = withJournal('SELECT 1', 1, gun, now, journal, removed);
+      if (j.args.length > 0) await c.query(j.sql, j.args);
       return { out: removed, changes: removed ? [{ gun, version: 0, sha256: '', category: 'deletion', at: now }] : [] };
     });
+  }
+
+  async journal(limit: number): Promise<JournalRow[]> {
+    const r = await this.read<{ id: string; gun: string; at: Date; writer: string; entry: string }>('SELECT * FROM audit_journal ORDER BY at, id LIMIT $1', [limit]);
+    return r.rows.map((x) => ({ id: x.id, gun: x.gun, at: x.at, writer: x.writer, entry: x.entry }));
+  }
+
+  async acknowledge(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.pool.query('DELETE FROM audit_journal WHERE id = ANY($1::text[])', [[...ids]]);
   }
 
   async pin(gun: string) {

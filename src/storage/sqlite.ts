@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import { RESTART_WAIT_MS, startCheckpointer, WAL_CHECKPOINT_FRAMES, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js';
 import { WalWatch } from './sqlite-wal-watch.js';
-import { VersionConflictError, type Change, type ChangeQuery, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
+import { VersionConflictError, type Change, type ChangeQuery, type JournalRow, type JournalWrite, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
 
 /**
  * How long a writer waits for another connection's (or process's) write lock. better-sqlite3
@@ -33,6 +33,14 @@ interface ChangeRow {
   sha256: string;
   category: 'update' | 'deletion';
   created_at: number;
+}
+
+interface JournalDbRow {
+  id: string;
+  gun: string;
+  at: number;
+  writer: string;
+  entry: string;
 }
 
 interface PinRow {
@@ -106,7 +114,10 @@ export class SqliteStore implements MetadataStore {
         sha256 TEXT NOT NULL, category TEXT NOT NULL, created_at INTEGER NOT NULL);
       CREATE INDEX IF NOT EXISTS changefeed_gun ON changefeed (gun, id);
       CREATE TABLE IF NOT EXISTS trust_pins (
-        gun TEXT PRIMARY KEY, root BLOB NOT NULL, versions TEXT NOT NULL, updated_at INTEGER NOT NULL);`);
+        gun TEXT PRIMARY KEY, root BLOB NOT NULL, versions TEXT NOT NULL, updated_at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS audit_journal (
+        id TEXT PRIMARY KEY, gun TEXT NOT NULL, at INTEGER NOT NULL, writer TEXT NOT NULL, entry TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS audit_journal_at ON audit_journal (at);`);
     this.q = {
       latest: this.db.prepare<[string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1'),
       byVersion: this.db.prepare<[string, string, number], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND version = ?'),
@@ -128,6 +139,9 @@ export class SqliteStore implements MetadataStore {
       setPin: this.db.prepare(`INSERT INTO trust_pins (gun, root, versions, updated_at) VALUES (?, ?, ?, ?)
         ON CONFLICT (gun) DO UPDATE SET root = excluded.root, versions = excluded.versions, updated_at = excluded.updated_at`),
       delPin: this.db.prepare('DELETE FROM trust_pins WHERE gun = ?'),
+      journalAdd: this.db.prepare('INSERT INTO audit_journal (id, gun, at, writer, entry) VALUES (?, ?, ?, ?, ?)'),
+      journalDel: this.db.prepare('DELETE FROM audit_journal WHERE id = ?'),
+      journal: this.db.prepare<[number], JournalDbRow>('SELECT * FROM audit_journal ORDER BY at, id LIMIT ?'),
       dataVersion: this.db.prepare<[], number>('PRAGMA data_version').pluck(),
       restart: this.db.prepare('PRAGMA wal_checkpoint(RESTART)'),
     };
@@ -172,7 +186,13 @@ export class SqliteStore implements MetadataStore {
     return new Map(this.q.versions.all({ gun }).map((r) => [r.role, r.v]));
   }
 
-  async commit(gun: string, files: readonly NewFile[], now: Date): Promise<StoredFile[]> {
+  private writeJournal(gun: string, now: Date, j: JournalWrite | undefined, add = true): void {
+    if (!j) return;
+    for (const id of j.ack ?? []) this.q.journalDel.run(id);
+    if (j.add && add) this.q.journalAdd.run(j.add.id, gun, now.getTime(), j.add.writer, j.add.entry);
+  }
+
+  async commit(gun: string, files: readonly NewFile[], now: Date, journal?: JournalWrite): Promise<StoredFile[]> {
     checkBatch(files);
     const stored: StoredFile[] = [];
     const run = this.db.transaction(() => {
@@ -184,6 +204,7 @@ export class SqliteStore implements MetadataStore {
         if (f.role === 'timestamp') this.q.change.run(gun, f.version, sha, 'update', now.getTime());
         stored.push({ gun, role: f.role, version: f.version, sha256: sha, bytes: f.bytes, createdAt: new Date(now.getTime()) });
       }
+      this.writeJournal(gun, now, journal);
     });
     try {
       run.immediate();
@@ -215,12 +236,24 @@ export class SqliteStore implements MetadataStore {
     }
   }
 
-  async deleteGun(gun: string, now: Date): Promise<boolean> {
+  async deleteGun(gun: string, now: Date, journal?: JournalWrite): Promise<boolean> {
     processWrites++;
     return this.db.transaction(() => {
       const n = this.q.del.run(gun).changes;
       if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());
+      this.writeJournal(gun, now, journal, n > 0);
       return n > 0;
+    }).immediate();
+  }
+
+  async journal(limit: number): Promise<JournalRow[]> {
+    return this.q.journal.all(limit).map((r) => ({ id: r.id, gun: r.gun, at: new Date(r.at), writer: r.writer, entry: r.entry }));
+  }
+
+  async acknowledge(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    this.db.transaction(() => {
+      for (const id of ids) this.q.journalDel.run(id);
     }).immediate();
   }
 

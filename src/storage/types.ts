@@ -52,6 +52,29 @@ export interface StoredPin extends TrustPin {
   updatedAt: Date;
 }
 
+/**
+ * The audit entry of a commit, stored in the commit's own transaction: the edge appends it to
+ * the audit log after the commit and then acknowledges it; one left behind (the process died in
+ * between) is appended at the next start (src/audit/journal.ts).
+ */
+export interface JournalRow {
+  /** Random, unique; the audit entry carries it as `detail.journal`. */
+  id: string;
+  gun: string;
+  at: Date;
+  /** Who wrote it: `host pid` of the process that must append it. */
+  writer: string;
+  /** The audit entry, as JSON. */
+  entry: string;
+}
+
+/** What a commit writes to the journal besides its files, in the same transaction. */
+export interface JournalWrite {
+  add?: Omit<JournalRow, 'gun' | 'at'>;
+  /** Rows whose audit entries are appended: removed in the same transaction. */
+  ack?: readonly string[];
+}
+
 /** A commit lost a race or replayed an old version: the caller answers 400 VERSION. */
 export class VersionConflictError extends Error {
   override name = 'VersionConflictError';
@@ -81,11 +104,19 @@ export interface MetadataStore {
   /**
    * Stores all files or none. Each version must be strictly greater than every stored version of
    * its role (else VersionConflictError). Each timestamp appends an `update` change. Resolves to
-   * the stored rows, as the read methods would return them.
+   * the stored rows, as the read methods would return them. `journal.add` is stored, and the
+   * rows `journal.ack` names removed, in the same transaction: all of it or none.
    */
-  commit(gun: string, files: readonly NewFile[], now: Date): Promise<StoredFile[]>;
-  /** Removes every version of every role of exactly this GUN; records a deletion if anything went. */
-  deleteGun(gun: string, now: Date): Promise<boolean>;
+  commit(gun: string, files: readonly NewFile[], now: Date, journal?: JournalWrite): Promise<StoredFile[]>;
+  /**
+   * Removes every version of every role of exactly this GUN; records a deletion if anything went.
+   * The journal is written (as in commit) only when something went.
+   */
+  deleteGun(gun: string, now: Date, journal?: JournalWrite): Promise<boolean>;
+  /** Journal rows not yet acknowledged, oldest first, at most `limit`. */
+  journal(limit: number): Promise<JournalRow[]>;
+  /** Removes these journal rows (their audit entries are appended). */
+  acknowledge(ids: readonly string[]): Promise<void>;
   changes(q: ChangeQuery): Promise<Change[]>;
   /** The GUN's pin; deleteGun leaves it in place. */
   pin(gun: string): Promise<StoredPin | undefined>;

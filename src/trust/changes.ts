@@ -21,7 +21,7 @@ import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor, type SigningRole } from './editor.js';
 import { GunLocks } from './locks.js';
 import { partMissing, pendingChange, requiredKeyIds, type ChangeDraft, type ChangePart, type PendingChange, type PendingStore } from './pending.js';
-import type { TrustService } from './service.js';
+import { auditNote, type AuditNote, type TrustService } from './service.js';
 import { envelope, signBody } from './sign.js';
 
 /** Who asks for a change, as far as signing goes. */
@@ -106,6 +106,8 @@ export interface Publication {
   pending?: PendingInfo;
   /** The parked change itself, when pending. */
   change?: PendingChange;
+  /** When published: the journal id of its audit entry; the edge puts it in the entry's `detail.journal`, then calls TrustService.acknowledge. */
+  journal?: string;
 }
 
 /** Runs after a change is published (not when it is parked): writes what lives next to the trust data. */
@@ -127,6 +129,11 @@ export interface ChangeRequest extends Omit<KeyOptions, 'label'> {
   /** When the signatures fall short of a threshold: park a pending change (default), or refuse. */
   whenShort?: 'park' | 'refuse';
   after?: readonly AfterPublish[];
+  /**
+   * Given when the caller audits the change: its entry (actor and action from `caller` and
+   * `action`, plus these facts) is journaled with the commit; see Publication.journal.
+   */
+  audit?: Omit<AuditNote, 'id' | 'actor' | 'action'>;
 }
 
 export interface TrustChangesOptions {
@@ -283,10 +290,11 @@ export class TrustChanges {
       return { publication: { ...base, published: [], versions: {}, pending: { id: change.id, gun: req.gun, roles, expiresAt: change.expiresAt }, change }, signers };
     }
     const uploads = new Map(d.parts.map((p, i) => [p.role, envelope(p.body, p.signatures, messages[i])]));
-    const files = await this.trust.publish(req.gun, uploads);
+    const note = req.audit && auditNote({ id: req.caller.id, name: req.caller.name }, req.action, req.audit);
+    const files = await this.trust.publish(req.gun, uploads, note);
     await dropKeys(this.opts.keys, d.retireKeyIds, this.log);
     const published = d.parts.map((p) => ({ gun: req.gun, role: p.role, version: p.body.version, tags: 'targets' in p.body ? Object.keys(p.body.targets).length : 0 }));
-    return { publication: { ...base, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])) }, signers };
+    return { publication: { ...base, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])), ...(note ? { journal: note.id } : {}) }, signers };
   }
 
   /** The trust layer's error for anything a change threw; other errors (keystore, storage) pass. */

@@ -14,7 +14,7 @@ import { isTargetsRole, parentRole } from '../core/tuf/roles.js';
 import { YEAR_MS, formatRfc3339 } from '../core/tuf/time.js';
 import type { PlannedFile } from '../core/tuf/update.js';
 import type { KeyRecord, KeyStore } from '../keystore/types.js';
-import type { TrustService } from './service.js';
+import type { AuditNote, TrustService } from './service.js';
 import { envelope, signBody } from './sign.js';
 
 export class EditorError extends Error {
@@ -48,6 +48,8 @@ export interface InitOptions {
   /** `keystore`: the root key stays on the server (encrypted); `offline`: it is returned once and forgotten. */
   rootKey: 'keystore' | 'offline';
   algorithm?: Algorithm;
+  /** The audit entry to journal with the first publish (TrustService.publish). */
+  note?: AuditNote;
 }
 
 export interface InitResult {
@@ -186,6 +188,7 @@ export class RepoEditor {
         ['root', envelope(rootBody, await signBody(rootBody, [rootSigner]))],
         ['targets', envelope(targetsBody, await signBody(targetsBody, targetsSigners))],
       ]),
+      opts.note,
     );
     if (opts.rootKey === 'keystore') await this.keys.importKey(gun, 'root', root.privateKey, root.key);
     return {

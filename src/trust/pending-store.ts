@@ -109,7 +109,7 @@ export class PendingChanges {
       // Taken off the list before publishing, so of several processes only one publishes it.
       if (!this.store.remove(p.id)) throw gone(p.id);
       try {
-        const publication = await this.changes.apply({ gun: p.gun, caller, action: p.action, summary: p.summary, draft: p, held: false, whenShort: 'refuse' });
+        const publication = await this.changes.apply({ gun: p.gun, caller, action: p.action, summary: p.summary, draft: p, held: false, whenShort: 'refuse', audit: {} });
         return { change: p, added, publication };
       } catch (e) {
         // The change can no longer apply (another change won, or the repository moved on); its keys went with it.

@@ -2,12 +2,15 @@
 // API, signer and proxy) and the pure TUF core. It resolves "current" metadata through the
 // timestamp → snapshot → role hash chain, validates and commits publishes, re-signs expired
 // timestamps and server-held snapshots lazily, and hands out server-held keys.
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { AuditActor, AuditInput } from '../audit/log.js';
 import type { Algorithm, Signer } from '../core/crypto/signer.js';
 import { Metadata, metaSha256Hex, type RootBody, type SnapshotBody, type TimestampBody } from '../core/tuf/metadata.js';
 import { DEFAULT_LIFETIMES, planPublish, planRefresh, type Lifetimes, type PlannedFile, type RepoState, type ServerKeyring } from '../core/tuf/update.js';
 import type { KeyRecord, KeyStore } from '../keystore/types.js';
-import { VersionConflictError, type ChangeQuery, type MetadataStore, type StoredFile } from '../storage/types.js';
+import { VersionConflictError, type ChangeQuery, type JournalWrite, type MetadataStore, type StoredFile } from '../storage/types.js';
 
 export interface TrustServiceOptions {
   lifetimes?: Lifetimes;
@@ -35,6 +38,46 @@ interface ChainHead {
   /** Whether this head sits in the per-GUN cache (only complete heads do). */
   cached: boolean;
 }
+
+/**
+ * Who made a change and how, for its audit entry: a commit given one journals that entry in its
+ * own transaction, so a process that dies before appending it leaves it for the next start.
+ * After appending (with `detail.journal` = `id`), the caller calls TrustService.acknowledge(id).
+ */
+export interface AuditNote {
+  id: string;
+  actor: AuditActor;
+  action: string;
+  role?: string;
+  keyId?: string;
+  detail?: AuditInput['detail'];
+}
+
+export const auditNote = (actor: AuditActor, action: string, more: Omit<AuditNote, 'id' | 'actor' | 'action'> = {}): AuditNote => ({ id: randomUUID(), actor, action, ...more });
+
+/**
+ * The audit entry of a change: the note's facts, the GUN, the files stored (`role@version`), and
+ * the journal id. `detail` keys the note sets win over `files`.
+ */
+export function journalEntry(gun: string, note: AuditNote, files?: readonly { role: string; version: number }[]): AuditInput {
+  return {
+    actor: note.actor,
+    action: note.action,
+    outcome: 'success',
+    gun,
+    ...(note.role !== undefined ? { role: note.role } : {}),
+    ...(note.keyId !== undefined ? { keyId: note.keyId } : {}),
+    detail: { ...(files ? { files: files.map((f) => `${f.role}@${f.version}`) } : {}), ...note.detail, journal: note.id },
+  };
+}
+
+/** This process, as journal rows name their writer: only it may append their entries while it lives. */
+export const JOURNAL_WRITER = `${hostname()} ${process.pid}`;
+
+/** Acknowledgements ride on the next commit's transaction, or are written alone after this long. */
+const ACK_FLUSH_MS = 1000;
+/** At most this many acknowledgements ride on one commit. */
+const ACK_BATCH = 256;
 
 /** How many GUNs' chain heads the read path keeps in memory. */
 const MAX_CACHED_HEADS = 512;
@@ -70,6 +113,9 @@ export class TrustService {
   private heads = new Map<string, ChainHead>();
   private refreshing = new Map<string, Promise<void>>();
   private lifetimes: Lifetimes;
+  /** Journal rows whose audit entries are appended, not yet removed. */
+  private acks: string[] = [];
+  private ackTimer: NodeJS.Timeout | undefined;
   private algorithm: Algorithm;
   private now: () => number;
 
@@ -207,9 +253,53 @@ export class TrustService {
     if (md && md.role === f.role && (md.bytes === f.bytes || md.bytes.equals(f.bytes))) out.set(f.bytes, md);
   }
 
-  private async commit(gun: string, files: PlannedFile[]): Promise<void> {
+  /** The journal writes of a change: its entry (with a note) and the acknowledgements waiting. */
+  private journalWrite(gun: string, note: AuditNote | undefined, files?: readonly PlannedFile[]): JournalWrite {
+    const ack = this.acks.splice(0, ACK_BATCH);
+    return {
+      ...(ack.length ? { ack } : {}),
+      ...(note ? { add: { id: note.id, writer: JOURNAL_WRITER, entry: JSON.stringify(journalEntry(gun, note, files)) } } : {}),
+    };
+  }
+
+  /** Acknowledgements of a write that failed go back in the queue. */
+  private requeue(j: JournalWrite): void {
+    if (j.ack) this.acks.unshift(...j.ack);
+  }
+
+  /** The audit entry of journal row `id` is appended: the row goes, with the next commit or soon. */
+  acknowledge(id: string): void {
+    this.acks.push(id);
+    this.ackTimer ??= setTimeout(() => {
+      this.ackTimer = undefined;
+      this.flushAcks().catch(() => undefined); // the rows stay; the next start finds their entries
+    }, ACK_FLUSH_MS).unref();
+  }
+
+  /** Removes the acknowledged journal rows now (at shutdown). */
+  async flushAcks(): Promise<void> {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    const ids = this.acks.splice(0);
+    if (ids.length === 0) return;
+    try {
+      await this.store.acknowledge(ids);
+    } catch (e) {
+      this.acks.unshift(...ids);
+      throw e;
+    }
+  }
+
+  private async commit(gun: string, files: PlannedFile[], note?: AuditNote): Promise<void> {
     const before = this.heads.get(gun);
-    const stored = await this.store.commit(gun, files, new Date(this.now()));
+    const journal = this.journalWrite(gun, note, files);
+    let stored: StoredFile[];
+    try {
+      stored = await this.store.commit(gun, files, new Date(this.now()), journal);
+    } catch (e) {
+      this.requeue(journal);
+      throw e;
+    }
     this.events.emit('change', { gun, kind: 'update' });
     this.headAfterCommit(gun, stored, before);
   }
@@ -234,14 +324,20 @@ export class TrustService {
     this.cacheHead(gun, { ts, snap, snapMd, tsExpiresMs: tsMd.expiresMs, snapExpiresMs: snapMd.expiresMs, roles, cached: true });
   }
 
-  /** Validates and stores an upload; throws TufValidationError or VersionConflictError. */
-  async publish(gun: string, uploads: ReadonlyMap<string, Buffer>): Promise<PlannedFile[]> {
+  /**
+   * Validates and stores an upload; throws TufValidationError or VersionConflictError. With a
+   * note, its audit entry is journaled with the files (see AuditNote).
+   */
+  async publish(gun: string, uploads: ReadonlyMap<string, Buffer>, note?: AuditNote): Promise<PlannedFile[]> {
     const files = await planPublish(gun, uploads, await this.state(gun), this.keyring(gun), this.now(), this.lifetimes);
-    await this.commit(gun, files);
+    await this.commit(gun, files, note);
     return files;
   }
 
-  /** Re-signs an expired timestamp or server snapshot, once at a time per GUN. */
+  /**
+   * Re-signs an expired timestamp or server snapshot, once at a time per GUN. Not journaled: no
+   * caller changes anything (nothing is audited for it); the changefeed records it.
+   */
   private async refresh(gun: string): Promise<void> {
     const running = this.refreshing.get(gun);
     if (running) return running;
@@ -335,9 +431,18 @@ export class TrustService {
     return this.keys.generate(gun, role, this.algorithm);
   }
 
-  async deleteGun(gun: string): Promise<void> {
-    const removed = await this.store.deleteGun(gun, new Date(this.now()));
+  /** Deletes a GUN's metadata; with a note, its audit entry is journaled when anything went. */
+  async deleteGun(gun: string, note?: AuditNote): Promise<boolean> {
+    const journal = this.journalWrite(gun, note);
+    let removed: boolean;
+    try {
+      removed = await this.store.deleteGun(gun, new Date(this.now()), journal);
+    } catch (e) {
+      this.requeue(journal);
+      throw e;
+    }
     if (removed) this.events.emit('change', { gun, kind: 'deletion' });
+    return removed;
   }
 
   changes(q: ChangeQuery) {

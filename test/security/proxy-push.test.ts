@@ -111,6 +111,10 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
   assert.deepEqual(after.signatures.map((x) => x.keyid), [targetsKey]);
   const signed = s.tg.app.management.audit.query({ action: 'proxy.sign' }).at(-1);
   assert.equal(signed?.actor.name, 'ci');
+  // The tag's commit journaled this entry, and the row went once it was written.
+  await s.tg.app.trust.flushAcks();
+  assert.ok(!(await s.tg.app.store.journal(1000)).some((r) => r.id === signed?.detail?.journal), JSON.stringify(signed));
+  assert.equal(typeof signed?.detail?.journal, 'string');
 });
 
 test('V14: TRUSTGATE_PROXY_AUTH=none is explicit, warns at every start, and opens pulls only', async () => {

@@ -464,6 +464,33 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         await s.ping();
       }));
 
+    test('a journal row is stored with its commit, or not at all, and acknowledgements ride along', () =>
+      withStore(open, async (s) => {
+        const row = (id: string) => ({ id, writer: 'host 1', entry: JSON.stringify({ action: 'x', id }) });
+        await s.commit('ex/j', [file('root', 1), file('timestamp', 1)], at(1), { add: row('j1') });
+        assert.deepEqual(
+          (await s.journal(10)).map((r) => [r.id, r.gun, r.at.getTime(), r.writer, JSON.parse(r.entry).id]),
+          [['j1', 'ex/j', at(1).getTime(), 'host 1', 'j1']],
+        );
+        // A refused commit stores neither its files nor its row, and removes nothing.
+        await rejectsConflict(s.commit('ex/j', [file('timestamp', 2), file('root', 1)], at(2), { add: row('j2'), ack: ['j1'] }), 'root', 1);
+        assert.deepEqual((await s.journal(10)).map((r) => r.id), ['j1']);
+        assert.equal((await s.latest('ex/j', 'timestamp'))!.version, 1);
+        // A commit removes the rows it acknowledges and adds its own, together.
+        await s.commit('ex/j', [file('timestamp', 2)], at(3), { add: row('j3'), ack: ['j1', 'unknown'] });
+        await s.commit('ex/j', [file('timestamp', 3)], at(4), { add: row('j4') });
+        assert.deepEqual((await s.journal(10)).map((r) => r.id), ['j3', 'j4']);
+        assert.deepEqual((await s.journal(1)).map((r) => r.id), ['j3']);
+        // A delete journals only when something went; its acknowledgements are written either way.
+        assert.equal(await s.deleteGun('ex/none', at(5), { add: row('j5'), ack: ['j3'] }), false);
+        assert.deepEqual((await s.journal(10)).map((r) => r.id), ['j4']);
+        assert.equal(await s.deleteGun('ex/j', at(6), { add: row('j6') }), true);
+        assert.deepEqual((await s.journal(10)).map((r) => [r.id, r.gun]), [['j4', 'ex/j'], ['j6', 'ex/j']]);
+        await s.acknowledge(['j4', 'j6']);
+        await s.acknowledge([]);
+        assert.deepEqual(await s.journal(10), []);
+      }));
+
     test('ping succeeds on an open store and close is idempotent', async () => {
       const s = await open();
       await s.ping();
