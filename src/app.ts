@@ -11,9 +11,9 @@ import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js'
 import { ANONYMOUS_ACTOR, createTrustgateAuth } from './auth/notary-auth.js';
 import type { AuditActor } from './audit/log.js';
 import type { KeyStore } from './keystore/types.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './observability/log.js';
 import { createNotaryHandler } from './notary/handler.js';
-import { Metrics } from './notary/metrics.js';
+import { Metrics } from './observability/metrics.js';
 import { createFileDurable } from './state/durable.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';

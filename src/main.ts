@@ -10,7 +10,7 @@ import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { createServer } from './http/server.js';
-import { createLogger } from './log.js';
+import { createLogger } from './observability/log.js';
 import { removeLeftoverBackups } from './management/backup-dirs.js';
 import { startProxy } from './proxy/index.js';
 

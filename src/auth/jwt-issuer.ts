@@ -25,7 +25,7 @@ import { SignJWT } from 'jose';
 import type { RegistryAuthConfig } from '../config/config.js';
 import { isValidGun } from '../core/tuf/gun.js';
 import { GunPatternError, compileGunPattern } from '../core/tuf/gun-pattern.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { libtrustKeyId, type AccessEntry } from './jwt-keys.js';
 import { DEFAULT_LOGIN_GATE, LoginGate } from './login-gate.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuditActor, AuditLog } from '../audit/log.js';
 import { NotaryErrors, sendError } from '../http/errcode.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { ProxyAuth } from '../proxy/auth.js';
 import { challengeHeader, requiredAccess } from './registry-token.js';
 import { allows, type Permission, type Scope } from './tokens.js';

@@ -4,9 +4,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createApp } from '../app.js';
 import type { Config } from '../config/config.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { removeLeftoverBackups } from '../management/backup-dirs.js';
-import { Metrics, type MetricsSnapshot } from '../notary/metrics.js';
+import { Metrics, type MetricsSnapshot } from '../observability/metrics.js';
 import { clusterMessage, type ClusterMessage } from './messages.js';
 
 /** A worker that dies is replaced after this long, doubled for each recent death, at most MAX. */

@@ -1,7 +1,7 @@
 // The worker side of cluster mode: /metrics answers for the whole service, trust changes are
 // shared with the other workers, and the primary hears when this worker is serving.
 import type { App } from '../app.js';
-import { Metrics } from '../notary/metrics.js';
+import { Metrics } from '../observability/metrics.js';
 import type { ChangeEvent } from '../trust/service.js';
 import { clusterMessage, type ClusterMessage, type MetricsReply, type ReadyMessage } from './messages.js';
 

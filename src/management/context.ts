@@ -8,7 +8,7 @@ import { canonicalBytes } from '../core/json/canonical.js';
 import { isValidGun } from '../core/tuf/gun.js';
 import { Metadata, countValidSignatures, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { dropKeys, type Publication, type TrustChanges } from '../trust/changes.js';
 import type { RepoEditor } from '../trust/editor.js';
 import type { GunLocks } from '../trust/locks.js';

@@ -5,7 +5,7 @@ import { AuditLog } from '../audit/log.js';
 import { TokenStore, bootstrapAdminToken } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { StateLock } from '../state/lock.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { GunLocks } from '../trust/locks.js';

@@ -10,7 +10,7 @@ import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/guard.js';
 import { ScopeError, allows, validateScope, type Permission, type Scope, type TokenStore } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { makeBackupDir } from './backup-dirs.js';
 import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound, toApiError } from './errors.js';
 import { RequestValidator } from './schemas.js';

@@ -4,7 +4,7 @@
 // Entries of a GUN are dropped when its trust data changes, in Redis for every instance at once;
 // a verification that started before the change is not stored. Identical verifications in flight
 // at once run once. The manifest cache: bytes of manifests already checked against their digest.
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { Verdict } from './verifier.js';
 
 /** A Map that forgets its oldest entries past `max` (insertion order; a hit re-inserts). */

@@ -8,7 +8,7 @@ import type { App } from '../app.js';
 import { allows, type Scope } from '../auth/tokens.js';
 import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { UpstreamRegistry } from '../signing/registry.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';

@@ -13,7 +13,7 @@ import { fail, type TargetRequirement } from '../core/tuf/verify.js';
 import { errorBody, JSON_CONTENT_TYPE } from '../http/errcode.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { checkArtifact } from './artifacts.js';
 import { ProxyAuth, CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { BoundedMap, ManifestCache, type VerdictCache } from './cache.js';

@@ -14,7 +14,7 @@ import { actorOf, authenticate, authorize, signingIdentity as identity, type Act
 import type { TokenStore } from '../auth/tokens.js';
 import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
 import { API_DIR } from '../management/schemas.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';

@@ -8,7 +8,7 @@ import type { JsonValue } from '../core/json/canonical.js';
 import type { Signer } from '../core/crypto/signer.js';
 import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from '../trust/changes.js';
 import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';

@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import type { AuditLog } from '../audit/log.js';
 import type { TokenStore } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { Upstream } from '../proxy/upstream.js';
 import { Verifier } from '../proxy/verifier.js';
 import type { TrustChanges } from '../trust/changes.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/observability/log.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { OpenApiChecker } from './openapi.js';
 

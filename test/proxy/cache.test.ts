@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/observability/log.js';
 import { BoundedMap, ManifestCache, VerdictCache } from '../../src/proxy/cache.js';
 import { startProxy } from '../../src/proxy/index.js';
 import type { Verdict } from '../../src/proxy/verifier.js';

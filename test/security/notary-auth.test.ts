@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import request from 'supertest';
 import type { AuditEntry } from '../../src/audit/log.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/observability/log.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { authedAgent, initRepo, publish, raw, tufPath, type Agent } from '../helpers/tuf-builder.js';
 import { basicAuth, bearer, startTrustgate } from '../helpers/trustgate.js';

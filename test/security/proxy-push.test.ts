@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import type { Logger } from '../../src/log.js';
+import type { Logger } from '../../src/observability/log.js';
 import { readProxyConfig } from '../../src/proxy/config.js';
 import { startProxy } from '../../src/proxy/index.js';
 import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/oci.js';

@@ -3,7 +3,7 @@
 // the exact ones, counters add, and one process's snapshot renders as its own /metrics does.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Metrics, type MetricsSnapshot } from '../../src/notary/metrics.js';
+import { Metrics, type MetricsSnapshot } from '../../src/observability/metrics.js';
 import { ProxyMetrics } from '../../src/proxy/metrics.js';
 
 const NAME = 'notary_server_http_request_duration_microseconds';

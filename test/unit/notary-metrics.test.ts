@@ -2,7 +2,7 @@
 // type and labels, and quantiles read off its buckets close to the exact ones.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Metrics } from '../../src/notary/metrics.js';
+import { Metrics } from '../../src/observability/metrics.js';
 
 const NAME = 'notary_server_http_request_duration_microseconds';
 
