@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Algorithm } from '../core/crypto/signer.js';
 import { DEFAULT_HTTP_TIMEOUTS, type HttpTimeouts } from '../http/server.js';
-import { readProxyConfig, type ProxyConfig } from '../proxy/config.js';
+import { readProxyConfig, type ProxyConfig } from './proxy.js';
 
 export interface Config {
   listen: { host: string; port: number };

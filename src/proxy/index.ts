@@ -9,19 +9,19 @@ import { allows, type Scope } from '../auth/tokens.js';
 import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
-import { UpstreamRegistry } from '../signing/registry.js';
+import { UpstreamRegistry } from '../registry/artifacts.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
 import { ProxyAuth, type TokenSource } from './auth.js';
 import { VerdictCache } from './cache.js';
-import type { ProxyConfig } from './config.js';
-import type { AuditSink, CosignHook } from './hooks.js';
+import type { ProxyConfig } from '../config/proxy.js';
+import type { AuditSink, CosignHook } from '../trust/hooks.js';
 import { ProxyMetrics } from './metrics.js';
 import { PolicySource } from './policy.js';
 import { RegistryProxy } from './server.js';
 import { PushSigner } from './signing.js';
-import { Upstream } from './upstream.js';
-import { Verifier } from './verifier.js';
+import { Upstream } from '../registry/client.js';
+import { Verifier } from '../trust/verifier.js';
 
 export interface ProxyDeps {
   trust: TrustService;

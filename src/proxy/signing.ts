@@ -11,7 +11,7 @@ import { setEntry } from '../core/tuf/metadata.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { KeyStore } from '../keystore/types.js';
 import { writeCosignSignature, type CosignResult } from '../signing/attach.js';
-import type { RegistryClient } from '../signing/registry.js';
+import type { RegistryClient } from '../registry/artifacts.js';
 import { TrustChangeError, type AfterPublish, type Caller, type TrustChanges } from '../trust/changes.js';
 import { EditorError } from '../trust/editor.js';
 

@@ -4,7 +4,7 @@
 import { bundleToJSON } from '@sigstore/bundle';
 import type { Signer } from '../core/crypto/signer.js';
 import { OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signatureArtifact, signatureTag, signPayload, simpleSigningPayload } from './cosign.js';
-import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './registry.js';
+import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
 import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from './sigstore.js';
 import { ociDigest } from '../core/digest.js';
 

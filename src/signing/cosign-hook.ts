@@ -8,11 +8,11 @@
 import { publicKeyObject, type TufKey } from '../core/crypto/keys.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
 import { fail } from '../core/tuf/verify.js';
-import type { CosignHook } from '../proxy/hooks.js';
-import type { Verdict } from '../proxy/verifier.js';
+import type { CosignHook } from '../trust/hooks.js';
+import type { Verdict } from '../trust/verifier.js';
 import type { TrustService } from '../trust/service.js';
 import { signatureLayers, signatureTag, verifySimpleSigning } from './cosign.js';
-import type { RegistryClient } from './registry.js';
+import type { RegistryClient } from '../registry/artifacts.js';
 import type { ImageVerifier } from './verifier.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;

@@ -12,7 +12,7 @@ import type { Logger } from '../observability/log.js';
 import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from '../trust/changes.js';
 import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
-import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from './registry.js';
+import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from './validate.js';
 import type { ImageVerifier } from './verifier.js';
 

@@ -3,7 +3,7 @@
 // reference, with its verdict turned into a self-contained report: verdict, digest, the roles
 // that signed with their key IDs, versions and expiries, and the reason when it fails.
 import type { FailureReason, TargetRequirement, VerifiedRepo, VerifyFailure } from '../core/tuf/verify.js';
-import type { Verdict as ProxyVerdict } from '../proxy/verifier.js';
+import type { Verdict as ProxyVerdict } from '../trust/verifier.js';
 
 /** The part of the proxy's Verifier that signing uses. */
 export interface ImageVerifier {

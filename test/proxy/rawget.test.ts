@@ -8,7 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseHead, RawGetClient, RawGetError, requestHead } from '../../src/proxy/rawget.js';
+import { parseHead, RawGetClient, RawGetError, requestHead } from '../../src/registry/rawget.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

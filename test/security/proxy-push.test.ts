@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Logger } from '../../src/observability/log.js';
-import { readProxyConfig } from '../../src/proxy/config.js';
+import { readProxyConfig } from '../../src/config/proxy.js';
 import { startProxy } from '../../src/proxy/index.js';
 import { makeImageLayout, MEDIA_TYPES, runSkopeo, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
