@@ -17,7 +17,8 @@ import { PendingChanges } from '../trust/pending-store.js';
 import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import type { DraftBuilder, RepoView } from './draft.js';
-import { badRequest, notFound, toApiError } from './errors.js';
+import { badRequest, notFound } from '../http/api-error.js';
+import { toApiError } from '../trust/api-errors.js';
 import { readPrivateKeyPem, sameKey } from './material.js';
 import { partMissing, type ChangeDraft, type PendingChange, type PendingStore } from '../trust/pending.js';
 

@@ -12,8 +12,9 @@ import { ScopeError, allows, validateScope, type Permission, type Scope, type To
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../observability/log.js';
 import { makeBackupDir } from './backup-dirs.js';
-import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound, toApiError } from './errors.js';
-import { RequestValidator } from './schemas.js';
+import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound } from '../http/api-error.js';
+import { toApiError } from '../trust/api-errors.js';
+import { RequestValidator } from '../http/schemas.js';
 import { parseDuration, type ChangeResult, type OfflineKeyInput } from './context.js';
 import type { ManagementService } from './service.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';

@@ -8,7 +8,7 @@ import { signingIdentity, type Actor } from '../auth/guard.js';
 import { SigningError, SigningService, type Publication } from '../signing/service.js';
 import { SigningInputError } from '../signing/validate.js';
 import { roleKeysOf } from './draft.js';
-import { ApiError, badRequest, conflict, notFound } from './errors.js';
+import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';
 import type { ChangeResult, ManagementContext } from './context.js';
 
 export type TagSigning = Pick<SigningService, 'signItems' | 'revokeTag'>;

@@ -27,7 +27,7 @@ import { Upstream, UpstreamError, endToEnd } from '../registry/client.js';
 import type { Verdict, Verifier } from '../trust/verifier.js';
 import { ociDigest } from '../core/digest.js';
 import { MAX_GUN_LENGTH } from '../core/tuf/gun.js';
-import { MultipartError, readBody as readRequestBody } from '../notary/multipart.js';
+import { BodyError as MultipartError, readBody as readRequestBody } from '../http/body.js';
 
 // Registry name grammar (distribution/reference).
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';

@@ -12,8 +12,9 @@ import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.
 import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
 import type { TokenStore } from '../auth/tokens.js';
-import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
-import { API_DIR } from '../management/schemas.js';
+import { ApiError, isBodyParserError } from '../http/api-error.js';
+import { toApiError } from '../trust/api-errors.js';
+import { API_DIR } from '../http/schemas.js';
 import type { Logger } from '../observability/log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
