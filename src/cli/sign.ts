@@ -5,7 +5,7 @@ import { intOpt, needPositionals, opt, opts, UsageError, type Parsed } from './a
 import { CliError, EXIT } from './client.js';
 import { prettyInspect, type InspectBody } from './format.js';
 import type { Command, Context } from './main.js';
-import { checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError, type ImageRef } from '../signing/validate.js';
+import { checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError, type ImageRef } from '../http/signing-input.js';
 
 /** Input errors found on the client are usage errors: nothing was sent. */
 function local<T>(fn: () => T): T {

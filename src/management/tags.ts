@@ -6,7 +6,7 @@
 // API answers 403.
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import { SigningError, SigningService, type Publication } from '../signing/service.js';
-import { SigningInputError } from '../signing/validate.js';
+import { SigningInputError } from '../http/signing-input.js';
 import { roleKeysOf } from './draft.js';
 import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';
 import type { ChangeResult, ManagementContext } from './context.js';

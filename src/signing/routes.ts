@@ -17,7 +17,7 @@ import { toApiError } from '../trust/api-errors.js';
 import { API_DIR } from '../http/schemas.js';
 import type { Logger } from '../observability/log.js';
 import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
-import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
+import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from '../http/signing-input.js';
 import { verifyImage, type ImageVerifier } from './verifier.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 

@@ -13,7 +13,7 @@ import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOp
 import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
-import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from './validate.js';
+import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from '../http/signing-input.js';
 import type { ImageVerifier } from './verifier.js';
 
 export type SigningErrorCode =

@@ -2,7 +2,7 @@
 // tags, sizes, roles, custom metadata and image references.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkCustom, checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError } from '../../src/signing/validate.js';
+import { checkCustom, checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError } from '../../src/http/signing-input.js';
 import { defaultUpstreamRepo } from '../../src/signing/service.js';
 
 const D = 'sha256:' + 'ab'.repeat(32);
