@@ -11,7 +11,7 @@ import { fail } from '../core/tuf/verify.js';
 import type { CosignHook } from '../trust/hooks.js';
 import type { Verdict } from '../trust/verifier.js';
 import type { TrustService } from '../trust/service.js';
-import { signatureLayers, signatureTag, verifySimpleSigning } from './cosign.js';
+import { signatureLayers, signatureTag, verifySimpleSigning } from '../core/crypto/cosign.js';
 import type { RegistryClient } from '../registry/artifacts.js';
 import type { ImageVerifier } from './verifier.js';
 

@@ -11,7 +11,7 @@ import type { TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../observability/log.js';
 import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from '../trust/changes.js';
 import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
-import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
+import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from '../http/signing-input.js';
 import type { ImageVerifier } from './verifier.js';

@@ -11,7 +11,7 @@ import { generateSigner } from '../../src/core/crypto/signer.js';
 import { checkArtifact, DEFAULT_ARTIFACT_TYPES } from '../../src/proxy/artifacts.js';
 import { parsePolicy, PolicyError } from '../../src/proxy/policy.js';
 import { Upstream } from '../../src/registry/client.js';
-import { writeBundleReferrer, writeCosignSignature } from '../../src/signing/attach.js';
+import { writeBundleReferrer, writeCosignSignature } from '../../src/registry/signatures.js';
 import { UpstreamRegistry } from '../../src/registry/artifacts.js';
 import { RepoEditor } from '../../src/trust/editor.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy, type ImageLayout } from '../helpers/oci.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { startProxy, type StartedProxy } from '../../src/proxy/index.js';
-import { writeCosignSignature } from '../../src/signing/attach.js';
+import { writeCosignSignature } from '../../src/registry/signatures.js';
 import { UpstreamRegistry } from '../../src/registry/artifacts.js';
 import { Upstream } from '../../src/registry/client.js';
 import { makeImageLayout, makeIndexLayout, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
