@@ -1,11 +1,11 @@
-// Tags: signed and removed by the signing service (src/signing/service.ts), the one
+// Tags: signed and removed by the signing service (src/trust/tag-signing.ts), the one
 // implementation of "put or remove targets in a role and publish": its input rules, role and
 // path checks, key binding, upstream check and m-of-n pending changes. The management API
 // answers in its own shapes and error codes, defaults to targets/releases when it exists, and
 // proposes a change the caller cannot sign at all (it waits for key holders) where the signing
 // API answers 403.
 import { signingIdentity, type Actor } from '../auth/guard.js';
-import { SigningError, SigningService, type Publication } from '../signing/service.js';
+import { SigningError, SigningService, type Publication } from '../trust/tag-signing.js';
 import { SigningInputError } from '../http/signing-input.js';
 import { roleKeysOf } from './draft.js';
 import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';

@@ -13,7 +13,7 @@ import type { Verdict } from '../trust/verifier.js';
 import type { TrustService } from '../trust/service.js';
 import { signatureLayers, signatureTag, verifySimpleSigning } from '../core/crypto/cosign.js';
 import type { RegistryClient } from '../registry/artifacts.js';
-import type { ImageVerifier } from './verifier.js';
+import type { ImageVerifier } from '../trust/verify-report.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const MAX_PAYLOAD = 64 * 1024;

@@ -16,9 +16,9 @@ import { ApiError, isBodyParserError } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
 import { API_DIR } from '../http/schemas.js';
 import type { Logger } from '../observability/log.js';
-import { SigningError, SigningService, type SignItem, type SignResult } from './service.js';
+import { SigningError, SigningService, type SignItem, type SignResult } from '../trust/tag-signing.js';
 import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from '../http/signing-input.js';
-import { verifyImage, type ImageVerifier } from './verifier.js';
+import { verifyImage, type ImageVerifier } from '../trust/verify-report.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface SigningRouteDeps {

@@ -15,8 +15,8 @@ import type { CosignHook } from '../trust/hooks.js';
 import { cosignHook } from './cosign-hook.js';
 import { UpstreamRegistry, type RegistryClient } from '../registry/artifacts.js';
 import { signingRouter } from './routes.js';
-import { SigningService, defaultUpstreamRepo } from './service.js';
-import type { ImageVerifier } from './verifier.js';
+import { SigningService, defaultUpstreamRepo } from '../trust/tag-signing.js';
+import type { ImageVerifier } from '../trust/verify-report.js';
 
 export interface SigningDeps {
   trust: TrustService;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError } from '../../src/http/signing-input.js';
-import { defaultUpstreamRepo } from '../../src/signing/service.js';
+import { defaultUpstreamRepo } from '../../src/trust/tag-signing.js';
 
 const D = 'sha256:' + 'ab'.repeat(32);
 

@@ -1,4 +1,4 @@
-// The signing API's service: turns sign, revoke and promote requests (single items and batches
+// Tag signing, for the signing API and the management API's tag routes: turns sign, revoke and promote requests (single items and batches
 // of thousands) into targets edits for the change pipeline (trust/changes.ts), one change per
 // GUN, and asks it to write the registry-side signatures (cosign `.sig`, Sigstore bundle) after
 // publishing. Everything is checked before anything is published: a bad item, an unknown role, a
@@ -9,12 +9,12 @@ import type { Signer } from '../core/crypto/signer.js';
 import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../observability/log.js';
-import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from '../trust/changes.js';
-import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
+import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from './changes.js';
+import { EditorError, type RepoEditor, type SigningRole } from './editor.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from '../http/signing-input.js';
-import type { ImageVerifier } from './verifier.js';
+import type { ImageVerifier } from './verify-report.js';
 
 export type SigningErrorCode =
   | 'INVALID_REQUEST'
