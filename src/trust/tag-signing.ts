@@ -1,9 +1,10 @@
-// Tag signing, for the signing API and the management API's tag routes: turns sign, revoke and promote requests (single items and batches
-// of thousands) into targets edits for the change pipeline (trust/changes.ts), one change per
-// GUN, and asks it to write the registry-side signatures (cosign `.sig`, Sigstore bundle) after
-// publishing. Everything is checked before anything is published: a bad item, an unknown role, a
-// role the caller may not sign or a digest the upstream does not have refuses the whole request.
-// A role whose threshold the caller's keys cannot meet becomes a pending change.
+// Tag signing, for the signing API and the management API's tag routes: turns sign, revoke and
+// promote requests (single items and batches of thousands) into targets edits for the change
+// pipeline (trust/changes.ts), one change per GUN, and asks it to write the registry-side
+// signatures (cosign `.sig`, Sigstore bundle) after publishing. Everything is checked before
+// anything is published: a bad item, an unknown role, a role the caller may not sign or a digest
+// the upstream does not have refuses the whole request. A role whose threshold the caller's keys
+// cannot meet becomes a pending change.
 import type { JsonValue } from '../core/json/canonical.js';
 import type { Signer } from '../core/crypto/signer.js';
 import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
