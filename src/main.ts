@@ -11,7 +11,7 @@ import { joinCluster, reportReady } from './cluster/worker.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { createServer } from './http/server.js';
 import { createLogger } from './observability/log.js';
-import { removeLeftoverBackups } from './management/backup-dirs.js';
+import { removeLeftoverBackups } from './storage/backup-dirs.js';
 import { startProxy } from './proxy/index.js';
 
 const listenUrl = (config: Config, tls: boolean) =>

@@ -5,7 +5,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { createApp } from '../app.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../observability/log.js';
-import { removeLeftoverBackups } from '../management/backup-dirs.js';
+import { removeLeftoverBackups } from '../storage/backup-dirs.js';
 import { Metrics, type MetricsSnapshot } from '../observability/metrics.js';
 import { clusterMessage, type ClusterMessage } from './messages.js';
 

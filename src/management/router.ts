@@ -11,7 +11,7 @@ import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/g
 import { ScopeError, allows, validateScope, type Permission, type Scope, type TokenStore } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../observability/log.js';
-import { makeBackupDir } from './backup-dirs.js';
+import { makeBackupDir } from '../storage/backup-dirs.js';
 import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
 import { RequestValidator } from '../http/schemas.js';
