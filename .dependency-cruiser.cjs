@@ -51,6 +51,13 @@ module.exports = {
       to: { path: '^src/', pathNot: `^src/(cli|${SHARED}|${CORE})/` },
     },
     {
+      name: 'only-root-reads-config',
+      comment: 'config/config.ts parses the whole environment; below the root, code takes its own plain options.',
+      severity: 'error',
+      from: { pathNot: '^src/(app\\.ts|main\\.ts|cluster/|config/)' },
+      to: { path: '^src/config/config\\.ts$' },
+    },
+    {
       name: 'no-folder-cycle',
       comment: 'No import cycle between folders of src/.',
       severity: 'error',

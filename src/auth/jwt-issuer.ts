@@ -22,7 +22,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { SignJWT } from 'jose';
-import type { RegistryAuthConfig } from '../config/config.js';
+import type { RegistryAuthConfig } from '../config/registry-auth.js';
 import { isValidGun } from '../core/tuf/gun.js';
 import { GunPatternError, compileGunPattern } from '../core/tuf/gun-pattern.js';
 import type { Logger } from '../observability/log.js';

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Algorithm } from '../core/crypto/signer.js';
 import { DEFAULT_HTTP_TIMEOUTS, type HttpTimeouts } from '../http/server.js';
 import { readProxyConfig, type ProxyConfig } from './proxy.js';
+import type { RegistryAuthConfig } from './registry-auth.js';
 
 export interface Config {
   listen: { host: string; port: number };
@@ -60,20 +61,6 @@ export interface Config {
 export const AUTO_WORKERS_MAX = 16;
 
 /** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
-export interface RegistryAuthConfig {
-  type: 'token';
-  realm: string;
-  service: string;
-  issuer: string;
-  /** Path of a PEM bundle of the certificates whose keys may sign tokens. */
-  rootCertBundle: string;
-  /** Built-in token endpoint (GET /api/v1/token): signing key and certificate (PEM paths) and users file. */
-  issuerKey?: string;
-  issuerCert?: string;
-  users?: string;
-  tokenTtl: number;
-}
-
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(readonly problems: string[]) {

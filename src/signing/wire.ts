@@ -2,7 +2,7 @@
 // proxy's verifier, the upstream registry (when configured), the change pipeline (trust/changes.ts),
 // and the REST router. app.ts calls this once with the shared token store and audit log.
 import type { Router } from 'express';
-import type { Config } from '../config/config.js';
+import type { ProxyConfig } from '../config/proxy.js';
 import type { AuditLog } from '../audit/log.js';
 import type { TokenStore } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
@@ -88,12 +88,20 @@ export interface AppSigningDeps {
   now?: () => number;
 }
 
+/** The settings the signing feature reads (app.ts's Config has them). */
+export interface SigningSettings {
+  proxy?: Pick<ProxyConfig, 'registryName' | 'listen' | 'upstream' | 'upstreamTimeoutMs' | 'upstreamUsername' | 'upstreamPassword' | 'upstreamToken'>;
+  signCheckUpstream: boolean;
+  maxBodyBytes: number;
+  signMaxBatch: number;
+}
+
 /**
  * The signing feature as the app runs it. With the proxy configured (TRUSTGATE_UPSTREAM), its
  * upstream registry is used for sizes, upstream checks and registry-side signatures, and bare
  * repository names map to GUNs as the proxy names them (`<registry name>/<repository>`).
  */
-export function createSigningForApp(config: Config, d: AppSigningDeps): Signing {
+export function createSigningForApp(config: SigningSettings, d: AppSigningDeps): Signing {
   const px = config.proxy;
   const registryName = px ? (px.registryName ?? `${px.listen.host.includes(':') ? `[${px.listen.host}]` : px.listen.host}:${px.listen.port}`) : undefined;
   const upstream = px
