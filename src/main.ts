@@ -42,7 +42,12 @@ async function main(): Promise<void> {
   if (cluster.isPrimary) {
     const log = createLogger(config.logLevel);
     if (config.workersNote) log('info', config.workersNote);
-    if (config.workers > 1) return runPrimary(config, { workers: config.workers, url: listenUrl(config, !!tlsOptions), log });
+    const prepare = async () => {
+      const app = await createApp(config, { log });
+      await app.close();
+      return { storage: app.store.kind, keystore: app.keys.kind };
+    };
+    if (config.workers > 1) return runPrimary(config, { workers: config.workers, url: listenUrl(config, !!tlsOptions), log, prepare });
   }
   await serve(config, tlsOptions);
 }
