@@ -131,6 +131,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     gunPrefixes: config.gunPrefixes,
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
+    tagSigning: () => signing.service,
   });
   auditDenial = (d) =>
     void management.audit.appendDenial(
@@ -145,8 +146,6 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     );
   // Signing routes first: the management router answers 404 for paths it does not know.
   const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
-  // The management API's tag routes sign and revoke through the signing service.
-  management.service.tags.useSigning(signing.service);
   api.use('/api/v1', signing.router);
   api.use('/api/v1', management.router);
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.

@@ -52,18 +52,16 @@ export async function fromSigning<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 export class Tags {
-  private signing?: TagSigning;
-
-  constructor(private c: ManagementContext) {}
-
-  /** The signing service serves the tag routes; app.ts connects it once both exist. */
-  useSigning(s: TagSigning): void {
-    this.signing = s;
-  }
+  /** `signing`: the tag signing service, which the root makes after the management API. */
+  constructor(
+    private c: ManagementContext,
+    private signing?: () => TagSigning,
+  ) {}
 
   private service(): TagSigning {
-    if (!this.signing) throw new Error('tag signing is not connected to the management API');
-    return this.signing;
+    const s = this.signing?.();
+    if (!s) throw new Error('tag signing is not connected to the management API');
+    return s;
   }
 
   private result(p: Publication): ChangeResult {
