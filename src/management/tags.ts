@@ -5,7 +5,8 @@
 // proposes a change the caller cannot sign at all (it waits for key holders) where the signing
 // API answers 403.
 import { signingIdentity, type Actor } from '../auth/guard.js';
-import { SigningError, SigningService, type Publication } from '../trust/tag-signing.js';
+import { SigningError } from '../http/signing-error.js';
+import { SigningService, type Publication } from '../trust/tag-signing.js';
 import { SigningInputError } from '../http/signing-input.js';
 import { roleKeysOf } from './draft.js';
 import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';

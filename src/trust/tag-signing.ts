@@ -16,36 +16,7 @@ import { writeBundleReferrer, writeCosignSignature, type BundleResult, type Cosi
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from '../http/signing-input.js';
 import type { ImageVerifier } from './verify-report.js';
-
-export type SigningErrorCode =
-  | 'INVALID_REQUEST'
-  | 'ROLE_NOT_FOUND'
-  | 'REPOSITORY_NOT_FOUND'
-  | 'FORBIDDEN'
-  | 'DIGEST_UNKNOWN'
-  | 'SIZE_MISMATCH'
-  | 'SIZE_REQUIRED'
-  | 'TAG_NOT_FOUND'
-  | 'SOURCE_NOT_VERIFIED'
-  | 'UPSTREAM_REQUIRED'
-  | 'UPSTREAM_ERROR'
-  | 'UNSUPPORTED_KEY'
-  | 'VERSION_CONFLICT'
-  | 'PENDING_NOT_FOUND'
-  | 'PENDING_STALE'
-  | 'COPY_FAILED';
-
-export class SigningError extends Error {
-  override name = 'SigningError';
-  constructor(
-    readonly status: number,
-    readonly code: SigningErrorCode,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
-}
+import { SigningError } from '../http/signing-error.js';
 
 /** Who is asking: which held keys they may sign with (the change pipeline's caller). */
 export type SigningIdentity = Caller;
