@@ -39,7 +39,7 @@ export interface Config {
   authRealm?: string;
   /** Docker registry token auth for the Notary API (TRUSTGATE_AUTH=token); off when undefined. */
   auth?: RegistryAuthConfig;
-  /** The verifying registry proxy (src/proxy/config.ts); runs only when TRUSTGATE_UPSTREAM is set. */
+  /** The verifying registry proxy (src/config/proxy.ts); runs only when TRUSTGATE_UPSTREAM is set. */
   proxy?: ProxyConfig;
   /** TRUSTGATE_PENDING_TTL_SECONDS: how long a management-API change waits for m-of-n signatures. */
   pendingTtlSeconds: number;

@@ -1,7 +1,7 @@
 // Cosign-format verification for the proxy (its CosignHook), for repositories whose policy
 // accepts cosign signatures: the reference is resolved in the upstream, the digest's
 // `sha256-<hex>.sig` attachment is read, and a simple-signing layer must verify (node:crypto,
-// src/signing/cosign.ts) with an ECDSA key that the GUN's verified trust data names for
+// src/core/crypto/cosign.ts) with an ECDSA key that the GUN's verified trust data names for
 // `targets` or one of its delegations, and name this GUN and digest. So cosign trust follows TUF
 // trust: a key stops counting when the trust data drops it, and a signature pushed by anyone
 // else is just bytes.

@@ -1,4 +1,4 @@
-// The raw blob GET path (src/proxy/rawget.ts) against scripted upstreams: heads parsed strictly
+// The raw blob GET path (src/registry/rawget.ts) against scripted upstreams: heads parsed strictly
 // (anything unusual goes back to node's client), bodies intact across buffer boundaries,
 // connections kept alive and stale ones replaced, backpressure from a client that stops reading,
 // and the upstream aborted when the client goes or the upstream stalls.

@@ -1,4 +1,4 @@
-// The input rules shared by the REST routes and the CLI (src/signing/validate.ts): digests, OCI
+// The input rules shared by the REST routes and the CLI (src/http/signing-input.ts): digests, OCI
 // tags, sizes, roles, custom metadata and image references.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// Merging metrics across cluster workers (src/notary/metrics.ts: snapshot, merge, render): the
+// Merging metrics across cluster workers (src/observability/metrics.ts: snapshot, merge, render): the
 // duration summary's buckets, sums and counts add exactly, quantiles of the merge stay close to
 // the exact ones, counters add, and one process's snapshot renders as its own /metrics does.
 import assert from 'node:assert/strict';

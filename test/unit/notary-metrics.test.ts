@@ -1,4 +1,4 @@
-// The Notary request-duration summary (src/notary/metrics.ts): notary-server's metric name,
+// The Notary request-duration summary (src/observability/metrics.ts): notary-server's metric name,
 // type and labels, and quantiles read off its buckets close to the exact ones.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
