@@ -25,7 +25,7 @@ module.exports = {
       'adapters-import-shared',
       ADAPTERS,
       `${ADAPTERS}|${SHARED}|${CORE}`,
-      'Adapters import shared, core and (below) few other adapters.',
+      'Adapters import shared, core and the adapters that adapters-sideways allows.',
     ),
     {
       name: 'adapters-sideways',
