@@ -11,14 +11,14 @@ import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js'
 import { ANONYMOUS_ACTOR, createTrustgateAuth } from './auth/notary-auth.js';
 import type { AuditActor } from './audit/log.js';
 import type { KeyStore } from './keystore/types.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './observability/log.js';
 import { createNotaryHandler } from './notary/handler.js';
-import { Metrics } from './notary/metrics.js';
+import { Metrics } from './observability/metrics.js';
 import { createFileDurable } from './state/durable.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
 import { auditNote, TrustService } from './trust/service.js';
-import { reconcileJournal } from './audit/journal.js';
+import { reconcileJournal } from './trust/audit-journal.js';
 import { createManagement, type Management } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
@@ -135,6 +135,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     gunPrefixes: config.gunPrefixes,
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
+    tagSigning: () => signing.service,
   });
   // Changes committed by a process that died before auditing them.
   await reconcileJournal(store, management.audit, log);
@@ -151,8 +152,6 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     );
   // Signing routes first: the management router answers 404 for paths it does not know.
   const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
-  // The management API's tag routes sign and revoke through the signing service.
-  management.service.tags.useSigning(signing.service);
   api.use('/api/v1', signing.router);
   api.use('/api/v1', management.router);
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.

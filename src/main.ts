@@ -10,8 +10,8 @@ import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
 import { createServer } from './http/server.js';
-import { createLogger } from './log.js';
-import { removeLeftoverBackups } from './management/backup-dirs.js';
+import { createLogger } from './observability/log.js';
+import { removeLeftoverBackups } from './storage/backup-dirs.js';
 import { startProxy } from './proxy/index.js';
 
 const listenUrl = (config: Config, tls: boolean) =>
@@ -42,7 +42,12 @@ async function main(): Promise<void> {
   if (cluster.isPrimary) {
     const log = createLogger(config.logLevel);
     if (config.workersNote) log('info', config.workersNote);
-    if (config.workers > 1) return runPrimary(config, { workers: config.workers, url: listenUrl(config, !!tlsOptions), log });
+    const prepare = async () => {
+      const app = await createApp(config, { log });
+      await app.close();
+      return { storage: app.store.kind, keystore: app.keys.kind };
+    };
+    if (config.workers > 1) return runPrimary(config, { workers: config.workers, url: listenUrl(config, !!tlsOptions), log, prepare });
   }
   await serve(config, tlsOptions);
 }

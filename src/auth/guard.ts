@@ -3,7 +3,7 @@
 // token is written to the audit log; the token itself never is, nor is it logged.
 import type { NextFunction, Request, Response } from 'express';
 import type { AuditLog } from '../audit/log.js';
-import { ApiError } from '../management/errors.js';
+import { ApiError } from '../http/api-error.js';
 import { allows, type Permission, type Scope, type TokenStore } from './tokens.js';
 
 export interface Actor {

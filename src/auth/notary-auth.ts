@@ -12,8 +12,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuditActor, AuditLog } from '../audit/log.js';
 import { NotaryErrors, sendError } from '../http/errcode.js';
-import type { Logger } from '../log.js';
-import { ProxyAuth } from '../proxy/auth.js';
+import type { Logger } from '../observability/log.js';
+import { tokenOf } from './credentials.js';
 import { challengeHeader, requiredAccess } from './registry-token.js';
 import { allows, type Permission, type Scope } from './tokens.js';
 
@@ -82,7 +82,7 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
       return Promise.resolve(false);
     };
     const header = req.headers.authorization;
-    const token = ProxyAuth.tokenOf(header);
+    const token = tokenOf(header);
     if (token === undefined || token === ANONYMOUS_TOKEN) {
       if (header && token === undefined) return refuse(401, 'invalid_token', 'malformed Authorization header');
       if (perm === 'read' && o.anonymousRead) {
@@ -101,7 +101,7 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
 
   function tokenEndpoint(req: IncomingMessage, res: ServerResponse): void {
     const header = req.headers.authorization;
-    const token = ProxyAuth.tokenOf(header);
+    const token = tokenOf(header);
     let answer = ANONYMOUS_TOKEN;
     if (header || token !== undefined) {
       const rec = token === undefined ? undefined : o.tokens.authenticate(token);

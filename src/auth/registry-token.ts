@@ -14,9 +14,9 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import type { RegistryAuthConfig } from '../config/config.js';
+import type { RegistryAuthConfig } from '../config/registry-auth.js';
 import { NotaryErrors, sendError } from '../http/errcode.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { TokenIssuer } from './jwt-issuer.js';
 import { libtrustKeyId, type AccessEntry } from './jwt-keys.js';
 

@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { intOpt, needPositionals, opt, opts, UsageError, type Parsed } from './args.js';
 import { CliError, EXIT } from './client.js';
 import { table } from './format.js';
-import type { Command, Context } from './main.js';
+import type { Command, Context } from './command.js';
 
 const enc = encodeURIComponent;
 const repoPath = (gun: string) => `/api/v1/repositories/${enc(gun)}`;

@@ -5,30 +5,11 @@
 // are one line on stderr; results go to stdout (`--json` for machines).
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, UsageError, type OptionSpec, type Parsed } from './args.js';
+import { parseArgs, UsageError, type OptionSpec } from './args.js';
 import { ApiClient, CliError, EXIT } from './client.js';
 import { adminCommands } from './admin.js';
 import { signCommands } from './sign.js';
-
-export interface Context {
-  api(): ApiClient;
-  json: boolean;
-  quiet: boolean;
-  out(text: string): void;
-  err(text: string): void;
-  /** Progress for long work (stderr; silent with --quiet or --json). */
-  progress(text: string): void;
-  env: NodeJS.ProcessEnv;
-}
-
-export interface Command {
-  /** e.g. `sign`, `key list`. */
-  name: string;
-  usage: string;
-  summary: string;
-  options: Record<string, OptionSpec>;
-  run(ctx: Context, args: Parsed): Promise<number>;
-}
+import type { Command, Context } from './command.js';
 
 const GLOBAL: Record<string, OptionSpec> = {
   url: { value: true },

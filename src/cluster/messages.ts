@@ -1,6 +1,6 @@
 // The IPC messages between the cluster primary and its workers (node:cluster, `advanced`
 // serialization). Every type is prefixed, so messages of other modules on the same channel pass by.
-import type { MetricsSnapshot } from '../notary/metrics.js';
+import type { MetricsSnapshot } from '../observability/metrics.js';
 import type { ChangeEvent } from '../trust/service.js';
 
 /** Worker → primary: listening (and the proxy started, when configured). */

@@ -2,11 +2,10 @@
 // workers that serve requests, keeps their number up, merges their metrics for /metrics, and
 // stops them all on SIGTERM/SIGINT. It serves no request itself (docs/cluster.md).
 import cluster, { type Worker } from 'node:cluster';
-import { createApp } from '../app.js';
 import type { Config } from '../config/config.js';
-import type { Logger } from '../log.js';
-import { removeLeftoverBackups } from '../management/backup-dirs.js';
-import { Metrics, type MetricsSnapshot } from '../notary/metrics.js';
+import type { Logger } from '../observability/log.js';
+import { removeLeftoverBackups } from '../storage/backup-dirs.js';
+import { Metrics, type MetricsSnapshot } from '../observability/metrics.js';
 import { clusterMessage, type ClusterMessage } from './messages.js';
 
 /** A worker that dies is replaced after this long, doubled for each recent death, at most MAX. */
@@ -25,6 +24,8 @@ export interface PrimaryOptions {
   /** The trust server's URL, for the log. */
   url: string;
   log: Logger;
+  /** Opens the app once and closes it (schema, keystore, first admin token); returns what the log names. */
+  prepare(): Promise<Record<string, string>>;
 }
 
 export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<void> {
@@ -33,9 +34,7 @@ export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<
   // copies an earlier run left behind, the store's schema, the keystore and its secret, the first
   // admin token (logged here, once).
   await removeLeftoverBackups(config.dataDir, log);
-  const prepared = await createApp(config, { log });
-  const kinds = { storage: prepared.store.kind, keystore: prepared.keys.kind };
-  await prepared.close();
+  const kinds = await opts.prepare();
 
   // Structured clone keeps what JSON would not (NaN in process metrics).
   cluster.setupPrimary({ serialization: 'advanced' });

@@ -1,8 +1,8 @@
 // The worker side of cluster mode: /metrics answers for the whole service, trust changes are
 // shared with the other workers, and the primary hears when this worker is serving.
-import type { App } from '../app.js';
-import { Metrics } from '../notary/metrics.js';
-import type { ChangeEvent } from '../trust/service.js';
+import { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/log.js';
+import type { ChangeEvent, TrustService } from '../trust/service.js';
 import { clusterMessage, type ClusterMessage, type MetricsReply, type ReadyMessage } from './messages.js';
 
 /** How long /metrics waits for the primary's merge (the primary itself waits 1 s for the workers). */
@@ -18,8 +18,17 @@ function send(m: ClusterMessage): void {
   }
 }
 
+/** What a worker's app shares with the cluster (app.ts's App has it). */
+export interface ClusterApp {
+  config: { proxy?: unknown };
+  metrics: Pick<Metrics, 'snapshot' | 'collectWith'>;
+  log: Logger;
+  store: { committedElsewhere?(): void };
+  trust: Pick<TrustService, 'events'>;
+}
+
 /** Wires a worker's app into the cluster: call once, right after createApp. */
-export function joinCluster(app: App): void {
+export function joinCluster(app: ClusterApp): void {
   const waiting = new Map<number, { resolve: (m: MetricsReply) => void; timer: NodeJS.Timeout }>();
   let nextId = 0;
   // Events that came from another worker are not sent back out.

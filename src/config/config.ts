@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Algorithm } from '../core/crypto/signer.js';
 import { DEFAULT_HTTP_TIMEOUTS, type HttpTimeouts } from '../http/server.js';
-import { readProxyConfig, type ProxyConfig } from '../proxy/config.js';
+import { readProxyConfig, type ProxyConfig } from './proxy.js';
+import type { RegistryAuthConfig } from './registry-auth.js';
 
 export interface Config {
   listen: { host: string; port: number };
@@ -38,7 +39,7 @@ export interface Config {
   authRealm?: string;
   /** Docker registry token auth for the Notary API (TRUSTGATE_AUTH=token); off when undefined. */
   auth?: RegistryAuthConfig;
-  /** The verifying registry proxy (src/proxy/config.ts); runs only when TRUSTGATE_UPSTREAM is set. */
+  /** The verifying registry proxy (src/config/proxy.ts); runs only when TRUSTGATE_UPSTREAM is set. */
   proxy?: ProxyConfig;
   /** TRUSTGATE_PENDING_TTL_SECONDS: how long a management-API change waits for m-of-n signatures. */
   pendingTtlSeconds: number;
@@ -60,20 +61,6 @@ export interface Config {
 export const AUTO_WORKERS_MAX = 16;
 
 /** TRUSTGATE_AUTH_*: see src/auth/registry-token.ts. */
-export interface RegistryAuthConfig {
-  type: 'token';
-  realm: string;
-  service: string;
-  issuer: string;
-  /** Path of a PEM bundle of the certificates whose keys may sign tokens. */
-  rootCertBundle: string;
-  /** Built-in token endpoint (GET /api/v1/token): signing key and certificate (PEM paths) and users file. */
-  issuerKey?: string;
-  issuerCert?: string;
-  users?: string;
-  tokenTtl: number;
-}
-
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(readonly problems: string[]) {

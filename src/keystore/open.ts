@@ -1,11 +1,18 @@
 // Chooses the keystore from configuration: `file` (default), `pkcs11` (an HSM token) or `keyv`
 // (Redis or PostgreSQL, for several instances without a shared disk).
 import { readFileSync } from 'node:fs';
-import type { Config } from '../config/config.js';
 import { FileKeyStore } from './file.js';
 import { KeyvKeyStore } from './keyv.js';
 import { Pkcs11KeyStore } from './pkcs11.js';
 import { KeyStoreError, type KeyStore } from './types.js';
+
+/** Which keystore to open, and where it is. */
+export interface KeyStoreOptions {
+  keystore?: 'file' | 'pkcs11' | 'keyv';
+  keysDir: string;
+  pkcs11?: { module: string; tokenLabel: string; pin?: string; pinFile?: string };
+  keystoreUrl?: string;
+}
 
 /** A keystore and how to let go of what it holds open (sessions, connections). */
 export interface OpenedKeyStore {
@@ -31,7 +38,7 @@ export function readPinFile(path: string): string {
  * stores); the pkcs11 store uses the token PIN instead, so the passphrase is only evaluated for
  * stores that need it.
  */
-export async function openKeyStore(config: Config, passphrase: () => string): Promise<OpenedKeyStore> {
+export async function openKeyStore(config: KeyStoreOptions, passphrase: () => string): Promise<OpenedKeyStore> {
   switch (config.keystore ?? 'file') {
     case 'pkcs11': {
       const p = config.pkcs11;

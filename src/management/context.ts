@@ -8,7 +8,7 @@ import { canonicalBytes } from '../core/json/canonical.js';
 import { isValidGun } from '../core/tuf/gun.js';
 import { Metadata, countValidSignatures, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { dropKeys, type Publication, type TrustChanges } from '../trust/changes.js';
 import type { RepoEditor } from '../trust/editor.js';
 import type { GunLocks } from '../trust/locks.js';
@@ -17,7 +17,8 @@ import { PendingChanges } from '../trust/pending-store.js';
 import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import type { DraftBuilder, RepoView } from './draft.js';
-import { badRequest, notFound, toApiError } from './errors.js';
+import { badRequest, notFound } from '../http/api-error.js';
+import { toApiError } from '../trust/api-errors.js';
 import { readPrivateKeyPem, sameKey } from './material.js';
 import { partMissing, type ChangeDraft, type PendingChange, type PendingStore } from '../trust/pending.js';
 

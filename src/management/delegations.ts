@@ -5,7 +5,7 @@ import type { Algorithm } from '../core/crypto/signer.js';
 import { isDelegationName } from '../core/tuf/roles.js';
 import type { Actor } from '../auth/guard.js';
 import { DraftBuilder, requireRole, roleKeysOf, type RepoView } from './draft.js';
-import { badRequest, conflict } from './errors.js';
+import { badRequest, conflict } from '../http/api-error.js';
 import { parsePublicKeyPem } from './material.js';
 import type { ManagementContext } from './context.js';
 import type { Keyring } from './keys.js';

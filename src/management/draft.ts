@@ -18,7 +18,7 @@ import {
 import { BASE_ROLES, isBaseRole, isDelegationName, isTargetsRole, parentRole } from '../core/tuf/roles.js';
 import { formatRfc3339 } from '../core/tuf/time.js';
 import { ROOT_LIFETIME_MS, TARGETS_LIFETIME_MS } from '../trust/editor.js';
-import { badRequest, notFound } from './errors.js';
+import { badRequest, notFound } from '../http/api-error.js';
 import type { ChangePart, Requirement } from '../trust/pending.js';
 
 export interface RepoView {

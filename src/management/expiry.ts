@@ -4,7 +4,7 @@ import { isTargetsRole } from '../core/tuf/roles.js';
 import { parseRfc3339 } from '../core/tuf/time.js';
 import type { Actor } from '../auth/guard.js';
 import { DraftBuilder, allRoles, requireRole, roleKeysOf } from './draft.js';
-import { badRequest, notFound } from './errors.js';
+import { badRequest, notFound } from '../http/api-error.js';
 import { SERVER_ROLES, roleFile, type ManagementContext, type OfflineKeyInput } from './context.js';
 
 /** The last instant an RFC 3339 time can name (a four-digit year). */

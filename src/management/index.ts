@@ -5,7 +5,7 @@ import { AuditLog } from '../audit/log.js';
 import { TokenStore, bootstrapAdminToken } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { StateLock } from '../state/lock.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { GunLocks } from '../trust/locks.js';
@@ -13,6 +13,7 @@ import { PendingStore } from '../trust/pending.js';
 import type { TrustService } from '../trust/service.js';
 import { createManagementRouter } from './router.js';
 import { ManagementService } from './service.js';
+import type { TagSigning } from './tags.js';
 
 export interface ManagementDeps {
   dataDir: string;
@@ -27,6 +28,8 @@ export interface ManagementDeps {
   backup?: (dest: string) => Promise<void>;
   /** Where the one-time admin token is shown besides its file; default: stderr when it is a terminal. */
   announce?: (text: string) => void;
+  /** The tag routes' signing service (trust/tag-signing.ts), made by the root over `changes`. */
+  tagSigning?: () => TagSigning;
 }
 
 export interface Management {
@@ -68,7 +71,7 @@ export function createManagement(d: ManagementDeps): Management {
     ...(d.serverKeyAlgorithm ? { serverKeyAlgorithm: d.serverKeyAlgorithm } : {}),
     ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
     log: d.log,
-  });
+  }, d.tagSigning);
   const close = () => {
     try {
       audit.flushDenials(); // counted refusals are written before the process goes

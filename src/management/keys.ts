@@ -11,7 +11,7 @@ import { isTargetsRole } from '../core/tuf/roles.js';
 import { KeyStoreError } from '../keystore/types.js';
 import type { Actor } from '../auth/guard.js';
 import { DraftBuilder, allRoles, requireRole, roleKeysOf, type RepoView } from './draft.js';
-import { badRequest, conflict, notFound } from './errors.js';
+import { badRequest, conflict, notFound } from '../http/api-error.js';
 import { metadataKeyFor, parsePublicKeyPem, readPrivateKeyPem } from './material.js';
 import { SERVER_ROLES, checkPassphrase, roleFile, type ChangeResult, type ManagementContext, type OfflineKeyInput } from './context.js';
 

@@ -6,7 +6,8 @@ import { MIN_RSA_BITS, isX509, makeKey, publicKeyObject, type TufKey } from '../
 import { importPrivateKeyPem, pemDecodeAll, type PemBlock } from '../core/crypto/pem.js';
 import { tufKeyFromPublic } from '../core/crypto/signer.js';
 import { parseCertificateBundle, pemEncodeCertificates, validateDelegationCert } from '../core/crypto/x509.js';
-import { badRequest, toApiError } from './errors.js';
+import { badRequest } from '../http/api-error.js';
+import { toApiError } from '../trust/api-errors.js';
 
 const SUPPORTED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
 

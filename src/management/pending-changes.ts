@@ -4,7 +4,7 @@ import { signingIdentity, type Actor } from '../auth/guard.js';
 import type { PendingChange } from '../trust/pending.js';
 import type { SignPendingRequest } from '../trust/pending-store.js';
 import { actorRef, type ChangeResult, type ManagementContext, type PendingView } from './context.js';
-import { toApiError } from './errors.js';
+import { toApiError } from '../trust/api-errors.js';
 
 export type { SignPendingRequest };
 

@@ -9,7 +9,7 @@ import { parseRfc3339 } from '../core/tuf/time.js';
 import type { TrustPin } from '../storage/types.js';
 import type { Actor } from '../auth/guard.js';
 import { allRoles, roleKeysOf, type RepoView } from './draft.js';
-import { badRequest, notFound } from './errors.js';
+import { badRequest, notFound } from '../http/api-error.js';
 import { checkPassphrase, roleFile, type ManagementContext } from './context.js';
 
 /** A pinned root as the trust reset reports it. */

@@ -15,7 +15,7 @@ import { Expiry } from './expiry.js';
 import { Keyring } from './keys.js';
 import { PendingChanges } from './pending-changes.js';
 import { Repositories } from './repositories.js';
-import { Tags } from './tags.js';
+import { Tags, type TagSigning } from './tags.js';
 
 export class ManagementService {
   readonly context: ManagementContext;
@@ -26,12 +26,12 @@ export class ManagementService {
   readonly pendingChanges: PendingChanges;
   readonly expiry: Expiry;
 
-  constructor(changes: TrustChanges, keys: KeyStore, audit: AuditLog, opts: ManagementOptions) {
+  constructor(changes: TrustChanges, keys: KeyStore, audit: AuditLog, opts: ManagementOptions, tagSigning?: () => TagSigning) {
     const c = (this.context = new ManagementContext(changes, keys, audit, opts));
     this.repositories = new Repositories(c);
     this.keyring = new Keyring(c);
     this.delegations = new Delegations(c, this.repositories, this.keyring);
-    this.tags = new Tags(c);
+    this.tags = new Tags(c, tagSigning);
     this.pendingChanges = new PendingChanges(c);
     this.expiry = new Expiry(c);
   }

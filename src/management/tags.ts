@@ -1,14 +1,15 @@
-// Tags: signed and removed by the signing service (src/signing/service.ts), the one
+// Tags: signed and removed by the signing service (src/trust/tag-signing.ts), the one
 // implementation of "put or remove targets in a role and publish": its input rules, role and
 // path checks, key binding, upstream check and m-of-n pending changes. The management API
 // answers in its own shapes and error codes, defaults to targets/releases when it exists, and
 // proposes a change the caller cannot sign at all (it waits for key holders) where the signing
 // API answers 403.
 import { signingIdentity, type Actor } from '../auth/guard.js';
-import { SigningError, SigningService, type Publication } from '../signing/service.js';
-import { SigningInputError } from '../signing/validate.js';
+import { SigningError } from '../http/signing-error.js';
+import { SigningService, type Publication } from '../trust/tag-signing.js';
+import { SigningInputError } from '../http/signing-input.js';
 import { roleKeysOf } from './draft.js';
-import { ApiError, badRequest, conflict, notFound } from './errors.js';
+import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';
 import type { ChangeResult, ManagementContext } from './context.js';
 
 export type TagSigning = Pick<SigningService, 'signItems' | 'revokeTag'>;
@@ -52,18 +53,16 @@ export async function fromSigning<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 export class Tags {
-  private signing?: TagSigning;
-
-  constructor(private c: ManagementContext) {}
-
-  /** The signing service serves the tag routes; app.ts connects it once both exist. */
-  useSigning(s: TagSigning): void {
-    this.signing = s;
-  }
+  /** `signing`: the tag signing service, which the root makes after the management API. */
+  constructor(
+    private c: ManagementContext,
+    private signing?: () => TagSigning,
+  ) {}
 
   private service(): TagSigning {
-    if (!this.signing) throw new Error('tag signing is not connected to the management API');
-    return this.signing;
+    const s = this.signing?.();
+    if (!s) throw new Error('tag signing is not connected to the management API');
+    return s;
   }
 
   private result(p: Publication): ChangeResult {

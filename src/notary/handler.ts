@@ -10,7 +10,7 @@ import { formatRfc3339 } from '../core/tuf/time.js';
 import { JSON_CONTENT_TYPE, NotaryErrors as E, sendError } from '../http/errcode.js';
 import { VersionConflictError, type StoredFile } from '../storage/types.js';
 import type { AuditNote, TrustService } from '../trust/service.js';
-import type { Metrics, Operation } from './metrics.js';
+import type { Metrics, Operation } from '../observability/metrics.js';
 import { MultipartError, readMultipart } from './multipart.js';
 import { NOTARY_ROUTES, type NotaryRoute } from './routes.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';

@@ -8,14 +8,10 @@
 // the close delimiter is malformed. A part whose Content-Disposition is missing, unparseable or
 // has no filename comes back with filename '' (the handler answers NO_FILENAME in part order).
 import type { IncomingMessage } from 'node:http';
+import { BodyError as MultipartError, readBody } from '../http/body.js';
 
-export type MultipartFailure = 'MALFORMED_UPLOAD' | 'TOO_LARGE';
-
-export class MultipartError extends Error {
-  constructor(readonly kind: MultipartFailure, message: string) {
-    super(message);
-  }
-}
+// One error class for the body and its parts: the handler answers both the same way.
+export { BodyError as MultipartError, type BodyFailure as MultipartFailure } from '../http/body.js';
 
 export interface Part {
   /** The raw filename parameter; '' when the part has none. */
@@ -93,40 +89,6 @@ export function formDataBoundary(contentType: string | undefined): string | unde
   if (!mt || mt.type !== 'multipart/form-data') return undefined;
   const b = mt.params.get('boundary');
   return b && b.length <= 70 ? b : undefined;
-}
-
-/** Reads the request body, at most maxBytes of it; beyond that the rest is drained and TOO_LARGE thrown. */
-export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > maxBytes) {
-      req.resume();
-      reject(new MultipartError('TOO_LARGE', `body of ${declared} bytes exceeds ${maxBytes}`));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      total += c.length;
-      if (total > maxBytes) {
-        failed = true;
-        chunks.length = 0;
-        reject(new MultipartError('TOO_LARGE', `body exceeds ${maxBytes} bytes`));
-        return; // keep reading (and dropping) so the answer can be delivered
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks, total));
-    });
-    req.on('error', (e) => {
-      if (failed) return;
-      failed = true;
-      reject(new MultipartError('MALFORMED_UPLOAD', e.message));
-    });
-  });
 }
 
 const isBlank = (b: Buffer, from: number, to: number) => {

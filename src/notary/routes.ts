@@ -2,7 +2,7 @@
 // names its methods, path, operation and the access it needs. The handler dispatches by this table
 // and hands the matched entry to the authorisation hook: a route's permission is declared here only.
 import type { NotaryAccess } from '../auth/notary-auth.js';
-import type { Operation } from './metrics.js';
+import type { Operation } from '../observability/metrics.js';
 
 const ROLE = '(?:root|snapshot|timestamp|targets(?:/[^/\\s]+)*)';
 

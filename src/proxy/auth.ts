@@ -4,6 +4,7 @@
 // anonymous pulls are configured. Every write that reaches the upstream (blob upload, manifest
 // PUT, DELETE) needs a token with sign access to the GUN, in every mode: nobody writes upstream
 // with the proxy's own credentials on an anonymous or read-only client's behalf.
+import { tokenOf } from '../auth/credentials.js';
 
 export interface Principal {
   id: string;
@@ -46,21 +47,9 @@ export class ProxyAuth {
     return this.opts.openPulls;
   }
 
-  /** The token in an Authorization header: `Bearer <t>` or Basic `<any>:<t>`. */
-  static tokenOf(header: string | undefined): string | undefined {
-    if (!header) return undefined;
-    const bearer = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-    if (bearer) return bearer[1];
-    const basic = /^Basic[ ]+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-    if (!basic) return undefined;
-    const text = Buffer.from(basic[1]!, 'base64').toString('utf8');
-    const i = text.indexOf(':');
-    return i >= 0 ? text.slice(i + 1) : undefined;
-  }
-
   /** Decides one request: `gun` is undefined for registry-wide requests (ping, catalog). */
   check(header: string | undefined, action: ProxyAction | 'ping', gun: string | undefined): AuthResult {
-    const token = ProxyAuth.tokenOf(header);
+    const token = tokenOf(header);
     const refuse = (status: 401 | 403, message: string, actor = ANONYMOUS): AuthResult => ({ ok: false, status, message, actor: { id: actor.id, name: actor.name } });
     if (!token) {
       // The ping always challenges: clients send credentials only after a challenge there, and

@@ -4,21 +4,9 @@
 // Entries of a GUN are dropped when its trust data changes, in Redis for every instance at once;
 // a verification that started before the change is not stored. Identical verifications in flight
 // at once run once. The manifest cache: bytes of manifests already checked against their digest.
-import type { Logger } from '../log.js';
-import type { Verdict } from './verifier.js';
-
-/** A Map that forgets its oldest entries past `max` (insertion order; a hit re-inserts). */
-export class BoundedMap<K, V> extends Map<K, V> {
-  constructor(readonly max: number) {
-    super();
-  }
-  override set(key: K, value: V): this {
-    if (this.has(key)) this.delete(key);
-    super.set(key, value);
-    while (this.size > this.max) this.delete(this.keys().next().value as K);
-    return this;
-  }
-}
+import type { Logger } from '../observability/log.js';
+import { BoundedMap } from '../core/bounded-map.js';
+import type { Verdict } from '../trust/verifier.js';
 
 export interface VerdictCacheOptions {
   /** redis://… to share verdicts between processes; default in-process. */

@@ -2,15 +2,15 @@
 // share: the proxy's options, a request's context, the host helpers they call, and the registry
 // name grammar (distribution/reference) the route patterns are built from.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { ProxyAuth, Principal, ProxyAction } from './auth.js';
 import type { VerdictCache } from './cache.js';
-import type { AuditSink, CosignHook } from './hooks.js';
+import type { AuditSink, CosignHook } from '../trust/hooks.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { PolicySource, Rule } from './policy.js';
 import type { PushSigner } from './signing.js';
-import type { Upstream } from './upstream.js';
-import type { Verifier } from './verifier.js';
+import type { Upstream } from '../registry/client.js';
+import type { Verifier } from '../trust/verifier.js';
 
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 export const NAME = `${COMPONENT}(?:/${COMPONENT})*`;

@@ -4,24 +4,23 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { App } from '../app.js';
 import { allows, type Scope } from '../auth/tokens.js';
 import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
-import { UpstreamRegistry } from '../signing/registry.js';
+import type { Logger } from '../observability/log.js';
+import { UpstreamRegistry } from '../registry/artifacts.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
 import { ProxyAuth, type TokenSource } from './auth.js';
 import { VerdictCache } from './cache.js';
-import type { ProxyConfig } from './config.js';
-import type { AuditSink, CosignHook } from './hooks.js';
+import type { ProxyConfig } from '../config/proxy.js';
+import type { AuditSink, CosignHook } from '../trust/hooks.js';
 import { ProxyMetrics } from './metrics.js';
 import { PolicySource } from './policy.js';
 import { RegistryProxy } from './server.js';
 import { PushSigner } from './signing.js';
-import { Upstream } from './upstream.js';
-import { Verifier } from './verifier.js';
+import { Upstream } from '../registry/client.js';
+import { Verifier } from '../trust/verifier.js';
 
 export interface ProxyDeps {
   trust: TrustService;
@@ -102,6 +101,23 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
   };
 }
 
+/** What startProxy takes from the app (app.ts's App is one). */
+export interface ProxyHost {
+  config: {
+    proxy?: ProxyConfig;
+    tls?: { cert: string; key: string };
+    http: Parameters<typeof proxyTimeouts>[0];
+    proxyRequestTimeoutMs: Parameters<typeof proxyTimeouts>[1];
+  };
+  management: { tokens: Pick<TokenSource, 'authenticate'>; audit: AuditSink; changes: TrustChanges };
+  trust: TrustService;
+  keys: KeyStore;
+  log: Logger;
+  metrics: { registry: Registry };
+  now: () => number;
+  listener: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
 export interface StartedProxy extends RunningProxyParts {
   url: string;
   address: AddressInfo;
@@ -111,7 +127,7 @@ export interface StartedProxy extends RunningProxyParts {
  * Starts the proxy of an app on its configured listen address (http, or https with the app's TLS
  * certificate). `listen` overrides the address (tests use port 0).
  */
-export async function startProxy(app: App, extra: Partial<ProxyDeps> = {}, listen?: { host: string; port: number }): Promise<StartedProxy> {
+export async function startProxy(app: ProxyHost, extra: Partial<ProxyDeps> = {}, listen?: { host: string; port: number }): Promise<StartedProxy> {
   const config = app.config.proxy;
   if (!config) throw new Error('the proxy is not configured (TRUSTGATE_UPSTREAM is not set)');
   const tls = app.config.tls;

@@ -6,14 +6,15 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { ociDigest } from '../core/digest.js';
 import { fail, type TargetRequirement } from '../core/tuf/verify.js';
-import { MultipartError, readBody as readRequestBody } from '../notary/multipart.js';
+import { BodyError, readBody as readRequestBody } from '../http/body.js';
 import { checkArtifact } from './artifacts.js';
-import { BoundedMap, ManifestCache } from './cache.js';
+import { BoundedMap } from '../core/bounded-map.js';
+import { ManifestCache } from './cache.js';
 import { DIGEST_RE, type Ctx, type Fetched, type ProxyHost, type ProxyOptions } from './context.js';
 import { DAPI, E, send } from './errors.js';
 import { requirementFor, type Rule } from './policy.js';
-import { Upstream, UpstreamError, endToEnd } from './upstream.js';
-import type { Verdict } from './verifier.js';
+import { Upstream, UpstreamError, endToEnd } from '../registry/client.js';
+import type { Verdict } from '../trust/verifier.js';
 
 /** cosign's tag for the signature (and attestation, SBOM) of `sha256:<hex>`. */
 const SIGNATURE_TAG = /^sha256-([0-9a-f]{64})\.(sig|att|sbom)$/;
@@ -320,7 +321,7 @@ export class ManifestRoutes {
       // the 413 must go out on. This one drains the rest, so the client still sending reads it.
       body = await readRequestBody(req, MAX_MANIFEST_BYTES);
     } catch (e) {
-      if (e instanceof MultipartError && e.kind === 'TOO_LARGE') return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
+      if (e instanceof BodyError && e.kind === 'TOO_LARGE') return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
       return void res.destroy(); // the request broke off: nobody to answer
     }
     const skip = this.signSkipReason(ref, body, rule);

@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { compareSpecificity, compileGunPattern, GunPatternError, type GunPattern } from '../core/tuf/gun-pattern.js';
 import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { DEFAULT_ARTIFACT_TYPES, NOT_ARTIFACT_TYPE } from './artifacts.js';
 
 export type Mode = 'enforce' | 'audit' | 'off';

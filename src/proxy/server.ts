@@ -11,15 +11,15 @@ import { MAX_GUN_LENGTH } from '../core/tuf/gun.js';
 import { createServer, DEFAULT_HTTP_TIMEOUTS, proxyTimeouts } from '../http/server.js';
 import { CHALLENGE, type Principal, type ProxyAction } from './auth.js';
 import { blob } from './blobs.js';
-import { registryNameProblem } from './config.js';
+import { registryNameProblem } from '../config/proxy.js';
 import { DIGEST, NAME, TAG, type Ctx, type ProxyHost, type ProxyOptions } from './context.js';
 import { E, send } from './errors.js';
-import type { AuditSink } from './hooks.js';
+import type { AuditSink } from '../trust/hooks.js';
 import { ManifestRoutes } from './manifests.js';
 import { ruleFor } from './policy.js';
 import { listReferrers } from './referrers.js';
 import { catalog, listTags } from './tags.js';
-import { UpstreamError, endToEnd } from './upstream.js';
+import { UpstreamError, endToEnd } from '../registry/client.js';
 import { startUpload, upload } from './uploads.js';
 
 export type { ProxyOptions } from './context.js';

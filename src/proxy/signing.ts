@@ -10,8 +10,8 @@ import type { Signer } from '../core/crypto/signer.js';
 import { setEntry } from '../core/tuf/metadata.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { KeyStore } from '../keystore/types.js';
-import { writeCosignSignature, type CosignResult } from '../signing/attach.js';
-import type { RegistryClient } from '../signing/registry.js';
+import { writeCosignSignature, type CosignResult } from '../registry/signatures.js';
+import type { RegistryClient } from '../registry/artifacts.js';
 import { TrustChangeError, type AfterPublish, type Caller, type TrustChanges } from '../trust/changes.js';
 import { EditorError } from '../trust/editor.js';
 

@@ -1,19 +1,19 @@
 // Cosign-format verification for the proxy (its CosignHook), for repositories whose policy
 // accepts cosign signatures: the reference is resolved in the upstream, the digest's
 // `sha256-<hex>.sig` attachment is read, and a simple-signing layer must verify (node:crypto,
-// src/signing/cosign.ts) with an ECDSA key that the GUN's verified trust data names for
+// src/core/crypto/cosign.ts) with an ECDSA key that the GUN's verified trust data names for
 // `targets` or one of its delegations, and name this GUN and digest. So cosign trust follows TUF
 // trust: a key stops counting when the trust data drops it, and a signature pushed by anyone
 // else is just bytes.
 import { publicKeyObject, type TufKey } from '../core/crypto/keys.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
 import { fail } from '../core/tuf/verify.js';
-import type { CosignHook } from '../proxy/hooks.js';
-import type { Verdict } from '../proxy/verifier.js';
+import type { CosignHook } from '../trust/hooks.js';
+import type { Verdict } from '../trust/verifier.js';
 import type { TrustService } from '../trust/service.js';
-import { signatureLayers, signatureTag, verifySimpleSigning } from './cosign.js';
-import type { RegistryClient } from './registry.js';
-import type { ImageVerifier } from './verifier.js';
+import { signatureLayers, signatureTag, verifySimpleSigning } from '../core/crypto/cosign.js';
+import type { RegistryClient } from '../registry/artifacts.js';
+import type { ImageVerifier } from '../trust/verify-report.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const MAX_PAYLOAD = 64 * 1024;

@@ -12,12 +12,14 @@ import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.
 import type { AuditLog } from '../audit/log.js';
 import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
 import type { TokenStore } from '../auth/tokens.js';
-import { ApiError, isBodyParserError, toApiError } from '../management/errors.js';
-import { API_DIR } from '../management/schemas.js';
-import type { Logger } from '../log.js';
-import { journalOf, SigningError, SigningService, type PublishedRole, type SignItem, type SignResult } from './service.js';
-import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from './validate.js';
-import { verifyImage, type ImageVerifier } from './verifier.js';
+import { ApiError, isBodyParserError } from '../http/api-error.js';
+import { toApiError } from '../trust/api-errors.js';
+import { API_DIR } from '../http/schemas.js';
+import type { Logger } from '../observability/log.js';
+import { SigningError } from '../http/signing-error.js';
+import { journalOf, SigningService, type PublishedRole, type SignItem, type SignResult } from '../trust/tag-signing.js';
+import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from '../http/signing-input.js';
+import { verifyImage, type ImageVerifier } from '../trust/verify-report.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
 export interface SigningRouteDeps {

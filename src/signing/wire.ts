@@ -2,21 +2,21 @@
 // proxy's verifier, the upstream registry (when configured), the change pipeline (trust/changes.ts),
 // and the REST router. app.ts calls this once with the shared token store and audit log.
 import type { Router } from 'express';
-import type { Config } from '../config/config.js';
+import type { ProxyConfig } from '../config/proxy.js';
 import type { AuditLog } from '../audit/log.js';
 import type { TokenStore } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
-import { Upstream } from '../proxy/upstream.js';
-import { Verifier } from '../proxy/verifier.js';
+import type { Logger } from '../observability/log.js';
+import { Upstream } from '../registry/client.js';
+import { Verifier } from '../trust/verifier.js';
 import type { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
-import type { CosignHook } from '../proxy/hooks.js';
+import type { CosignHook } from '../trust/hooks.js';
 import { cosignHook } from './cosign-hook.js';
-import { UpstreamRegistry, type RegistryClient } from './registry.js';
+import { UpstreamRegistry, type RegistryClient } from '../registry/artifacts.js';
 import { signingRouter } from './routes.js';
-import { SigningService, defaultUpstreamRepo } from './service.js';
-import type { ImageVerifier } from './verifier.js';
+import { SigningService, defaultUpstreamRepo } from '../trust/tag-signing.js';
+import type { ImageVerifier } from '../trust/verify-report.js';
 
 export interface SigningDeps {
   trust: TrustService;
@@ -88,12 +88,20 @@ export interface AppSigningDeps {
   now?: () => number;
 }
 
+/** The settings the signing feature reads (app.ts's Config has them). */
+export interface SigningSettings {
+  proxy?: Pick<ProxyConfig, 'registryName' | 'listen' | 'upstream' | 'upstreamTimeoutMs' | 'upstreamUsername' | 'upstreamPassword' | 'upstreamToken'>;
+  signCheckUpstream: boolean;
+  maxBodyBytes: number;
+  signMaxBatch: number;
+}
+
 /**
  * The signing feature as the app runs it. With the proxy configured (TRUSTGATE_UPSTREAM), its
  * upstream registry is used for sizes, upstream checks and registry-side signatures, and bare
  * repository names map to GUNs as the proxy names them (`<registry name>/<repository>`).
  */
-export function createSigningForApp(config: Config, d: AppSigningDeps): Signing {
+export function createSigningForApp(config: SigningSettings, d: AppSigningDeps): Signing {
   const px = config.proxy;
   const registryName = px ? (px.registryName ?? `${px.listen.host.includes(':') ? `[${px.listen.host}]` : px.listen.host}:${px.listen.port}`) : undefined;
   const upstream = px

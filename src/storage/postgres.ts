@@ -4,7 +4,7 @@
 // is taken just before a transaction writes changefeed rows, so change ids become visible in
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
-import { createLogger } from '../log.js';
+import { createLogger } from '../observability/log.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import { VersionConflictError, type Change, type ChangeQuery, type JournalRow, type JournalWrite, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
 

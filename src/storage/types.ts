@@ -55,7 +55,7 @@ export interface StoredPin extends TrustPin {
 /**
  * The audit entry of a commit, stored in the commit's own transaction: the edge appends it to
  * the audit log after the commit and then acknowledges it; one left behind (the process died in
- * between) is appended at the next start (src/audit/journal.ts).
+ * between) is appended at the next start (src/trust/audit-journal.ts).
  */
 export interface JournalRow {
   /** Random, unique; the audit entry carries it as `detail.journal`. */

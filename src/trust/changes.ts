@@ -16,7 +16,7 @@ import { TufValidationError } from '../core/tuf/errors.js';
 import type { TargetsBody } from '../core/tuf/metadata.js';
 import { isDelegationName, parentRole } from '../core/tuf/roles.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor, type SigningRole } from './editor.js';
 import { GunLocks } from './locks.js';

@@ -6,7 +6,7 @@ import { normaliseSignature } from '../core/crypto/signature.js';
 import { canonicalBytes } from '../core/json/canonical.js';
 import type { Signature } from '../core/tuf/metadata.js';
 import type { KeyStore } from '../keystore/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { TrustChangeError, dropKeys, type Caller, type Publication, type TrustChanges } from './changes.js';
 import { partMissing, requiredKeyIds, type PendingChange, type PendingStore } from './pending.js';
 import { signBody } from './sign.js';

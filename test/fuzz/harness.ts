@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import request from 'supertest';
 import type { Agent } from '../helpers/tuf-builder.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger } from '../../src/observability/log.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 
 export interface FuzzRequest {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { createServer } from '../../src/http/server.js';
-import { createLogger, type Level } from '../../src/log.js';
+import { createLogger, type Level } from '../../src/observability/log.js';
 import { freePort, waitForHttp } from './ports.js';
 import { makeTempDir, removeTempDir, startProcess, tailFile, type ManagedProcess } from './services.js';
 import { until } from './util.js';

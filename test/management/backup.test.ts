@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import request from 'supertest';
-import { removeLeftoverBackups } from '../../src/management/backup-dirs.js';
+import { removeLeftoverBackups } from '../../src/storage/backup-dirs.js';
 import { cli } from '../cli/support.js';
 import { makeTempDir, removeTempDir, startPostgres, tailFile } from '../helpers/services.js';
 import { startTrustgate, startTrustgateProcess, type RunningTrustgate } from '../helpers/trustgate.js';

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { Metadata, type RootBody } from '../../src/core/tuf/metadata.js';
-import { Verifier } from '../../src/proxy/verifier.js';
+import { Verifier } from '../../src/trust/verifier.js';
 import { cli, lines } from '../cli/support.js';
 import { checker } from '../management/support.js';
 import { makeImageLayout, skopeoCopy, type ImageLayout } from '../helpers/oci.js';

@@ -1,4 +1,4 @@
-// The raw blob GET path (src/proxy/rawget.ts) against scripted upstreams: heads parsed strictly
+// The raw blob GET path (src/registry/rawget.ts) against scripted upstreams: heads parsed strictly
 // (anything unusual goes back to node's client), bodies intact across buffer boundaries,
 // connections kept alive and stale ones replaced, backpressure from a client that stops reading,
 // and the upstream aborted when the client goes or the upstream stalls.
@@ -8,7 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseHead, RawGetClient, RawGetError, requestHead } from '../../src/proxy/rawget.js';
+import { parseHead, RawGetClient, RawGetError, requestHead } from '../../src/registry/rawget.js';
 import { sha256Hex } from '../helpers/util.js';
 
 

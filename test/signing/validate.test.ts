@@ -1,9 +1,9 @@
-// The input rules shared by the REST routes and the CLI (src/signing/validate.ts): digests, OCI
+// The input rules shared by the REST routes and the CLI (src/http/signing-input.ts): digests, OCI
 // tags, sizes, roles, custom metadata and image references.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkCustom, checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError } from '../../src/signing/validate.js';
-import { defaultUpstreamRepo } from '../../src/signing/service.js';
+import { checkCustom, checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError } from '../../src/http/signing-input.js';
+import { defaultUpstreamRepo } from '../../src/trust/tag-signing.js';
 
 const D = 'sha256:' + 'ab'.repeat(32);
 

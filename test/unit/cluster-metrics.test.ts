@@ -1,9 +1,9 @@
-// Merging metrics across cluster workers (src/notary/metrics.ts: snapshot, merge, render): the
+// Merging metrics across cluster workers (src/observability/metrics.ts: snapshot, merge, render): the
 // duration summary's buckets, sums and counts add exactly, quantiles of the merge stay close to
 // the exact ones, counters add, and one process's snapshot renders as its own /metrics does.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Metrics, type MetricsSnapshot } from '../../src/notary/metrics.js';
+import { Metrics, type MetricsSnapshot } from '../../src/observability/metrics.js';
 import { ProxyMetrics } from '../../src/proxy/metrics.js';
 
 const NAME = 'notary_server_http_request_duration_microseconds';

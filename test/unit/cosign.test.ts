@@ -3,7 +3,7 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
-import { signatureArtifact, signatureLayers, signatureTag, signPayload, simpleSigningPayload, verifySimpleSigning } from '../../src/signing/cosign.js';
+import { signatureArtifact, signatureLayers, signatureTag, signPayload, simpleSigningPayload, verifySimpleSigning } from '../../src/core/crypto/cosign.js';
 
 const fix = (n: string) => readFileSync(new URL(`../fixtures/sigstore/${n}`, import.meta.url));
 const meta = JSON.parse(fix('meta.json').toString()) as { signedImage: { manifestDigest: string; reference: string }; attachment: { signatureBase64: string; tag: string; manifestDigest: string } };

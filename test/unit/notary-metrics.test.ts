@@ -1,8 +1,8 @@
-// The Notary request-duration summary (src/notary/metrics.ts): notary-server's metric name,
+// The Notary request-duration summary (src/observability/metrics.ts): notary-server's metric name,
 // type and labels, and quantiles read off its buckets close to the exact ones.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Metrics } from '../../src/notary/metrics.js';
+import { Metrics } from '../../src/observability/metrics.js';
 
 const NAME = 'notary_server_http_request_duration_microseconds';
 

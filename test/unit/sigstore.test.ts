@@ -3,7 +3,7 @@ import { createPublicKey } from 'node:crypto';
 import { test } from 'node:test';
 import { bundleToJSON } from '@sigstore/bundle';
 import { generateSigner } from '../../src/core/crypto/signer.js';
-import { createBundle, tagStatement, verifyBundle } from '../../src/signing/sigstore.js';
+import { createBundle, tagStatement, verifyBundle } from '../../src/core/crypto/sigstore.js';
 
 const digest = 'sha256:' + 'ef'.repeat(32);
 

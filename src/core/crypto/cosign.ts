@@ -4,8 +4,8 @@
 // the bytes; pushing them is the registry client's job.
 import { createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
-import type { Signer } from '../core/crypto/signer.js';
-import { ociDigest } from '../core/digest.js';
+import type { Signer } from './signer.js';
+import { ociDigest } from '../digest.js';
 
 export const SIMPLE_SIGNING_MEDIA_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
 export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';

@@ -5,8 +5,8 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { DSSEBundleBuilder, type Bundle, type Signer as SigstoreSigner } from '@sigstore/sign';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
-import { publicKeyObject } from '../core/crypto/keys.js';
-import type { Signer } from '../core/crypto/signer.js';
+import { publicKeyObject } from './keys.js';
+import type { Signer } from './signer.js';
 import { rawEcdsaToDer } from './cosign.js';
 
 export const IN_TOTO_STATEMENT = 'https://in-toto.io/Statement/v1';

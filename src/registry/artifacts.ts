@@ -2,7 +2,7 @@
 // digest and size, push blobs and manifests (signature attachments, referrers), and list
 // referrers (with the spec's tag-schema fallback for registries without the referrers API).
 import type { IncomingMessage } from 'node:http';
-import { Upstream } from '../proxy/upstream.js';
+import { Upstream } from './client.js';
 import { ociDigest } from '../core/digest.js';
 
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { badRequest } from './errors.js';
+import { badRequest } from './api-error.js';
 
 export const SCHEMA_BASE = 'https://trustgate.example/api/';
 /** `api/` at the package root, from src/management or dist/management alike. */

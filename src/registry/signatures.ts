@@ -3,9 +3,9 @@
 // a trustgate Signer (a key the keystore holds); the registry calls go through RegistryClient.
 import { bundleToJSON } from '@sigstore/bundle';
 import type { Signer } from '../core/crypto/signer.js';
-import { OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signatureArtifact, signatureTag, signPayload, simpleSigningPayload } from './cosign.js';
-import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './registry.js';
-import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from './sigstore.js';
+import { OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signatureArtifact, signatureTag, signPayload, simpleSigningPayload } from '../core/crypto/cosign.js';
+import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './artifacts.js';
+import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from '../core/crypto/sigstore.js';
 import { ociDigest } from '../core/digest.js';
 
 

@@ -3,9 +3,9 @@
 // row still there is an entry that may never have been appended. Each is appended now, marked
 // `recovered`, unless the log already holds an entry with its journal id.
 import { hostname } from 'node:os';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { MetadataStore } from '../storage/types.js';
-import type { AuditInput, AuditLog } from './log.js';
+import type { AuditInput, AuditLog } from '../audit/log.js';
 
 /** Rows read per pass. */
 const PAGE = 500;

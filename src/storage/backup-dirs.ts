@@ -3,7 +3,7 @@
 // holding a whole copy of the metadata; the next start removes such leftovers.
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 
 export const BACKUP_DIR_PREFIX = '.backup-';
 

@@ -1,69 +1,16 @@
-// Errors of the management API: one JSON shape, `{"error":{"code","message"}}`, and a mapping
-// from the domain errors below it. Messages never echo request values that could be secret.
+// The /api/v1 error for a domain error: how the management and signing APIs answer a refusal of
+// the change pipeline, the editor, the key parsers or the stores below them.
 import { KeyError } from '../core/crypto/keys.js';
 import { PrivateKeyPemError } from '../core/crypto/pem.js';
 import { CertificateError } from '../core/crypto/x509.js';
 import { MalformedMetadataError, TufValidationError } from '../core/tuf/errors.js';
 import { KeyStoreError } from '../keystore/types.js';
 import { VersionConflictError } from '../storage/types.js';
-import { TrustChangeError } from '../trust/changes.js';
-import { EditorError } from '../trust/editor.js';
+import { TrustChangeError } from './changes.js';
+import { EditorError } from './editor.js';
+import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';
 
-export type ErrorCode =
-  | 'UNAUTHORIZED'
-  | 'FORBIDDEN'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'INVALID_REQUEST'
-  | 'INVALID_JSON'
-  | 'INVALID_GUN'
-  | 'INVALID_ROLE'
-  | 'ROLE_NOT_FOUND'
-  | 'KEY_NOT_FOUND'
-  | 'KEY_EXISTS'
-  | 'KEY_IN_USE'
-  | 'UNKNOWN_ALGORITHM'
-  | 'WEAK_KEY'
-  | 'UNSUPPORTED_KEY'
-  | 'MALFORMED_PEM'
-  | 'WRONG_PASSPHRASE'
-  | 'PASSPHRASE_REQUIRED'
-  | 'ROLE_MISMATCH'
-  | 'GUN_MISMATCH'
-  | 'KEY_NOT_IN_ROLE'
-  | 'THRESHOLD_TOO_HIGH'
-  | 'NOT_ENOUGH_KEYS'
-  | 'NOT_EXPORTABLE'
-  | 'INVALID_SIGNATURE'
-  | 'INVALID_METADATA'
-  | 'VERSION_CONFLICT'
-  | 'PENDING_EXPIRED'
-  | 'LAST_ADMIN_TOKEN'
-  | 'BACKUP_UNSUPPORTED'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'UPSTREAM_ERROR'
-  | 'INTERNAL';
-
-export class ApiError extends Error {
-  override name = 'ApiError';
-  constructor(
-    readonly status: number,
-    readonly code: ErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export const badRequest = (code: ErrorCode, message: string) => new ApiError(400, code, message);
-export const notFound = (code: ErrorCode, message: string) => new ApiError(404, code, message);
-export const conflict = (code: ErrorCode, message: string) => new ApiError(409, code, message);
-
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
-}
-
-/** The management API's answer to a refusal of the change pipeline. */
+/** The /api/v1 answer to a refusal of the change pipeline. */
 function fromTrust(e: TrustChangeError): ApiError {
   switch (e.code) {
     case 'REPOSITORY_NOT_FOUND':
@@ -123,14 +70,4 @@ export function toApiError(e: unknown): ApiError {
   if (e instanceof VersionConflictError) return conflict('VERSION_CONFLICT', `${e.message}; another change was published first, retry`);
   if (e instanceof KeyStoreError) return new ApiError(500, 'INTERNAL', 'keystore error');
   return new ApiError(500, 'INTERNAL', 'internal error');
-}
-
-/** A 4xx the JSON body parser raised (http-errors marks those `expose`), not one of our own errors. */
-export function isBodyParserError(err: unknown): boolean {
-  const e = err as { status?: unknown; expose?: unknown };
-  return !(err instanceof ApiError) && e?.expose === true && typeof e.status === 'number' && e.status >= 400 && e.status < 500;
-}
-
-export function errorBody(e: ApiError): ErrorBody {
-  return { error: { code: e.code, message: e.message } };
 }

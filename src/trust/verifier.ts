@@ -23,8 +23,8 @@ import {
   type VersionMap,
 } from '../core/tuf/verify.js';
 import type { StoredPin, TrustPin } from '../storage/types.js';
-import type { TrustService } from '../trust/service.js';
-import { BoundedMap } from './cache.js';
+import type { TrustService } from './service.js';
+import { BoundedMap } from '../core/bounded-map.js';
 
 /** How an allowed digest was established. */
 export type Via = 'tag' | 'digest' | 'index' | 'referrer' | 'signature' | 'cosign';

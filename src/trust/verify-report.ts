@@ -1,9 +1,9 @@
 // The verify answer for REST clients and admission controllers: the proxy's verification
-// service (src/proxy/verifier.ts, the same code that decides pulls) asked about an image
+// service (src/trust/verifier.ts, the same code that decides pulls) asked about an image
 // reference, with its verdict turned into a self-contained report: verdict, digest, the roles
 // that signed with their key IDs, versions and expiries, and the reason when it fails.
 import type { FailureReason, TargetRequirement, VerifiedRepo, VerifyFailure } from '../core/tuf/verify.js';
-import type { Verdict as ProxyVerdict } from '../proxy/verifier.js';
+import type { Verdict as ProxyVerdict } from './verifier.js';
 
 /** The part of the proxy's Verifier that signing uses. */
 export interface ImageVerifier {

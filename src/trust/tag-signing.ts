@@ -1,50 +1,22 @@
-// The signing API's service: turns sign, revoke and promote requests (single items and batches
-// of thousands) into targets edits for the change pipeline (trust/changes.ts), one change per
-// GUN, and asks it to write the registry-side signatures (cosign `.sig`, Sigstore bundle) after
-// publishing. Everything is checked before anything is published: a bad item, an unknown role, a
-// role the caller may not sign or a digest the upstream does not have refuses the whole request.
-// A role whose threshold the caller's keys cannot meet becomes a pending change.
+// Tag signing, for the signing API and the management API's tag routes: turns sign, revoke and
+// promote requests (single items and batches of thousands) into targets edits for the change
+// pipeline (trust/changes.ts), one change per GUN, and asks it to write the registry-side
+// signatures (cosign `.sig`, Sigstore bundle) after publishing. Everything is checked before
+// anything is published: a bad item, an unknown role, a role the caller may not sign or a digest
+// the upstream does not have refuses the whole request. A role whose threshold the caller's keys
+// cannot meet becomes a pending change.
 import type { JsonValue } from '../core/json/canonical.js';
 import type { Signer } from '../core/crypto/signer.js';
 import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
-import type { Logger } from '../log.js';
-import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from '../trust/changes.js';
-import { EditorError, type RepoEditor, type SigningRole } from '../trust/editor.js';
-import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from './attach.js';
-import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from './registry.js';
-import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from './validate.js';
-import type { ImageVerifier } from './verifier.js';
-
-export type SigningErrorCode =
-  | 'INVALID_REQUEST'
-  | 'ROLE_NOT_FOUND'
-  | 'REPOSITORY_NOT_FOUND'
-  | 'FORBIDDEN'
-  | 'DIGEST_UNKNOWN'
-  | 'SIZE_MISMATCH'
-  | 'SIZE_REQUIRED'
-  | 'TAG_NOT_FOUND'
-  | 'SOURCE_NOT_VERIFIED'
-  | 'UPSTREAM_REQUIRED'
-  | 'UPSTREAM_ERROR'
-  | 'UNSUPPORTED_KEY'
-  | 'VERSION_CONFLICT'
-  | 'PENDING_NOT_FOUND'
-  | 'PENDING_STALE'
-  | 'COPY_FAILED';
-
-export class SigningError extends Error {
-  override name = 'SigningError';
-  constructor(
-    readonly status: number,
-    readonly code: SigningErrorCode,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
-  }
-}
+import type { Logger } from '../observability/log.js';
+import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from './changes.js';
+import { EditorError, type RepoEditor, type SigningRole } from './editor.js';
+import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
+import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
+import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from '../http/signing-input.js';
+import type { ImageVerifier } from './verify-report.js';
+import { SigningError } from '../http/signing-error.js';
 
 /** Who is asking: which held keys they may sign with (the change pipeline's caller). */
 export type SigningIdentity = Caller;
