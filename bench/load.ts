@@ -108,7 +108,12 @@ async function main(): Promise<void> {
     bytes,
     elapsedMs,
     rps: requests / (elapsedMs / 1000),
-    latencyMs: { p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9), p99: percentile(sorted, 0.99), max: sorted.length ? sorted[sorted.length - 1]! : 0 },
+    latencyMs: {
+      p50: percentile(sorted, 0.5),
+      p90: percentile(sorted, 0.9),
+      p99: percentile(sorted, 0.99),
+      max: sorted.length ? sorted[sorted.length - 1]! : 0,
+    },
   };
   process.stdout.write(JSON.stringify(result) + '\n');
 }

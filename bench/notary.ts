@@ -164,14 +164,21 @@ async function startTrustgateProcess(entry: string[], workers: string, name: Ser
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function request(url: string, opts: { method?: string; headers?: Record<string, string | number>; body?: Buffer; timeoutMs?: number } = {}): Promise<{ status: number; body: Buffer }> {
+function request(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string | number>; body?: Buffer; timeoutMs?: number } = {},
+): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: opts.method ?? 'GET', headers: opts.headers, agent, timeout: opts.timeoutMs ?? 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      { method: opts.method ?? 'GET', headers: opts.headers, agent, timeout: opts.timeoutMs ?? 30_000 },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`timeout: ${opts.method ?? 'GET'} ${url}`)));
     req.on('error', reject);
     req.end(opts.body);
@@ -190,7 +197,11 @@ function multipart(files: [role: string, bytes: Buffer][]): { body: Buffer; cont
   const boundary = `trustgate-bench-${randomBytes(12).toString('hex')}`;
   const parts: Buffer[] = [];
   for (const [role, bytes] of files) {
-    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${role}"\r\nContent-Type: application/octet-stream\r\n\r\n`));
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${role}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
+    );
     parts.push(bytes, Buffer.from('\r\n'));
   }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
@@ -198,7 +209,11 @@ function multipart(files: [role: string, bytes: Buffer][]): { body: Buffer; cont
 }
 
 async function post(s: Server, gun: string, m: { body: Buffer; contentType: string }): Promise<void> {
-  const r = await request(tufUrl(s, gun), { method: 'POST', headers: { 'Content-Type': m.contentType, 'Content-Length': m.body.length }, body: m.body });
+  const r = await request(tufUrl(s, gun), {
+    method: 'POST',
+    headers: { 'Content-Type': m.contentType, 'Content-Length': m.body.length },
+    body: m.body,
+  });
   if (r.status !== 200) throw new Error(`${s.name}: publish to ${gun} answered ${r.status} ${r.body.toString('utf8').slice(0, 500)}`);
 }
 
@@ -265,10 +280,14 @@ async function runWrk(url: string, c: number, ms: number): Promise<LoadResult> {
 
 function runNodeLoad(url: string, c: number, ms: number, warmupMs: number): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'load.ts'), url, String(c), String(ms), String(MAX_REQUESTS), String(warmupMs)], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'bench', 'load.ts'), url, String(c), String(ms), String(MAX_REQUESTS), String(warmupMs)],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b));
@@ -388,7 +407,13 @@ async function presignSeries(gun: string, n: number, keepTags?: number): Promise
 async function publishSeries(servers: Server[], series: Series): Promise<Record<string, PublishResult>> {
   const roots = new Map<Server, Buffer>();
   for (const s of servers) roots.set(s, await makeRoot(s, series.keys, series.gun));
-  return publishAll(servers, series.gun, roots, series.signed[0]!, series.signed.slice(1).map((b) => multipart([['targets', b]])));
+  return publishAll(
+    servers,
+    series.gun,
+    roots,
+    series.signed[0]!,
+    series.signed.slice(1).map((b) => multipart([['targets', b]])),
+  );
 }
 
 interface PublishResult {
@@ -412,8 +437,22 @@ interface PublishResult {
  * swapped each time), so both repositories grow together and load from elsewhere on the machine
  * falls on both alike. Each server's rates come from its own request times.
  */
-async function publishAll(servers: Server[], gun: string, roots: Map<Server, Buffer>, v1: Buffer, bodies: { body: Buffer; contentType: string }[]): Promise<Record<string, PublishResult>> {
-  for (const s of servers) await post(s, gun, multipart([['root', roots.get(s)!], ['targets', v1]]));
+async function publishAll(
+  servers: Server[],
+  gun: string,
+  roots: Map<Server, Buffer>,
+  v1: Buffer,
+  bodies: { body: Buffer; contentType: string }[],
+): Promise<Record<string, PublishResult>> {
+  for (const s of servers)
+    await post(
+      s,
+      gun,
+      multipart([
+        ['root', roots.get(s)!],
+        ['targets', v1],
+      ]),
+    );
   const times = new Map<Server, number[]>(servers.map((s) => [s, []]));
   const cpu0 = new Map<Server, number>();
   for (const s of servers) cpu0.set(s, await cpuMs(s.pid));
@@ -472,13 +511,15 @@ async function checkPublished(s: Server, gun: string, expectTags: number, expect
   const t = JSON.parse((await getOk(tufUrl(s, gun, 'targets.json'))).toString('utf8')) as { signed: TargetsBody };
   const n = Object.keys(t.signed.targets).length;
   if (n !== expectTags) throw new Error(`${s.name}: ${gun} targets.json lists ${n} tags after the publishes, expected ${expectTags}`);
-  if (t.signed.version !== expectVersion) throw new Error(`${s.name}: ${gun} targets.json is version ${t.signed.version} after the publishes, expected ${expectVersion}`);
+  if (t.signed.version !== expectVersion)
+    throw new Error(`${s.name}: ${gun} targets.json is version ${t.signed.version} after the publishes, expected ${expectVersion}`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const fmt = (n: number, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a');
+const fmt = (n: number, d = 0) =>
+  Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a';
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -506,7 +547,12 @@ async function main(): Promise<void> {
 
     say('starting reference notary-server and trustgate');
     const refSvc = await startNotaryServer();
-    const ref: Server = { name: 'reference', url: refSvc.url, pid: await findPid(path.join(refSvc.dir, 'server-config.json')), stop: () => refSvc.stop() };
+    const ref: Server = {
+      name: 'reference',
+      url: refSvc.url,
+      pid: await findPid(path.join(refSvc.dir, 'server-config.json')),
+      stop: () => refSvc.stop(),
+    };
     cleanups.push(ref.stop);
     const tg = await startTrustgateProcess(build.entry, WORKERS);
     cleanups.push(tg.stop);
@@ -524,7 +570,8 @@ async function main(): Promise<void> {
 
     // GET: each case runs in ROUNDS short rounds, the servers taking turns (order swapped each
     // round), so that whatever else the machine does hits both alike; medians are reported.
-    const roundMs = gen === 'wrk' ? Math.max(1000, Math.round(DURATION_MS / ROUNDS / 1000) * 1000) : Math.max(500, Math.round(DURATION_MS / ROUNDS));
+    const roundMs =
+      gen === 'wrk' ? Math.max(1000, Math.round(DURATION_MS / ROUNDS / 1000) * 1000) : Math.max(500, Math.round(DURATION_MS / ROUNDS));
     const get: Record<string, Record<string, GetResult>> = {};
     const getRatios: Record<string, number> = {};
     if (ONLY !== 'publish') {
@@ -541,7 +588,8 @@ async function main(): Promise<void> {
         }
         const perRound: number[] = [];
         for (let i = 0; i < ROUNDS; i++) {
-          for (const s of i % 2 ? [...getServers].reverse() : getServers) runs[s.name]!.push(await measure(gen, s, tufUrl(s, GET_GUN, file), c, roundMs));
+          for (const s of i % 2 ? [...getServers].reverse() : getServers)
+            runs[s.name]!.push(await measure(gen, s, tufUrl(s, GET_GUN, file), c, roundMs));
           perRound.push(runs.trustgate![i]!.rps / runs.reference![i]!.rps);
         }
         get[key] = {};
@@ -553,10 +601,13 @@ async function main(): Promise<void> {
             rounds: rs.map((r) => Math.round(r.rps)),
             requests,
             latencyMs: { p50: median(rs.map((r) => r.latencyMs.p50)), p99: median(rs.map((r) => r.latencyMs.p99)) },
-            serverCpuUsPerRequest: (rs.reduce((a, r) => a + r.cpuMs, 0) * 1000) / rs.reduce((a, r) => a + (r.totalRequests ?? r.requests), 0),
+            serverCpuUsPerRequest:
+              (rs.reduce((a, r) => a + r.cpuMs, 0) * 1000) / rs.reduce((a, r) => a + (r.totalRequests ?? r.requests), 0),
           };
           get[key]![s.name] = g;
-          say(`GET ${key} ${s.name}: ${fmt(g.rps)} req/s median of [${g.rounds.join(', ')}] (p50 ${fmt(g.latencyMs.p50, 2)} ms; server CPU ${fmt(g.serverCpuUsPerRequest)} µs/request)`);
+          say(
+            `GET ${key} ${s.name}: ${fmt(g.rps)} req/s median of [${g.rounds.join(', ')}] (p50 ${fmt(g.latencyMs.p50, 2)} ms; server CPU ${fmt(g.serverCpuUsPerRequest)} µs/request)`,
+          );
         }
         getRatios[key] = median(perRound);
       }
@@ -578,7 +629,10 @@ async function main(): Promise<void> {
         const r = publish[s.name]!;
         await checkPublished(s, PUBLISH_GUN, r.publishes, r.publishes + 1);
         if (s.name === 'trustgate') r.serverSide = await serverPublishLatency(s);
-        say(`${s.name}: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s, p50 ${fmt(r.latencyMs.p50, 2)} ms, server CPU ${fmt(r.serverCpuMsPerPublish, 2)} ms/publish` + (r.serverSide ? ` (server-side mean ${fmt(r.serverSide.meanMs!, 2)} ms)` : ''));
+        say(
+          `${s.name}: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s, p50 ${fmt(r.latencyMs.p50, 2)} ms, server CPU ${fmt(r.serverCpuMsPerPublish, 2)} ms/publish` +
+            (r.serverSide ? ` (server-side mean ${fmt(r.serverSide.meanMs!, 2)} ms)` : ''),
+        );
       }
     }
 
@@ -592,7 +646,9 @@ async function main(): Promise<void> {
       for (const s of servers) {
         const r = history[s.name]!;
         await checkPublished(s, HISTORY_GUN, Math.min(r.publishes, HISTORY_KEEP_TAGS), r.publishes + 1);
-        say(`${s.name}, ${HISTORY_KEEP_TAGS} tags: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s`);
+        say(
+          `${s.name}, ${HISTORY_KEEP_TAGS} tags: ${fmt(r.overallPerSec, 1)} publishes/s overall, first 100 ${fmt(r.first100PerSec, 1)}/s, last 100 ${fmt(r.last100PerSec, 1)}/s`,
+        );
       }
     }
 
@@ -607,11 +663,24 @@ async function main(): Promise<void> {
     for (const [key, r] of Object.entries(get)) {
       const q = getRatios[key]!;
       ratios[`GET ${key}`] = q;
-      rows.push([`GET ${key} (req/s)`, fmt(r.trustgate!.rps), fmt(r.reference!.rps), `${fmt(q, 2)}x`, q >= 1.5 ? '>=1.5x ok' : '>=1.5x MISSED']);
+      rows.push([
+        `GET ${key} (req/s)`,
+        fmt(r.trustgate!.rps),
+        fmt(r.reference!.rps),
+        `${fmt(q, 2)}x`,
+        q >= 1.5 ? '>=1.5x ok' : '>=1.5x MISSED',
+      ]);
     }
     for (const [key, r] of Object.entries(get)) {
       const one = r['trustgate-1'];
-      if (one) rows.push([`  GET ${key}, trustgate 1 process`, fmt(one.rps), fmt(r.reference!.rps), `${fmt(one.rps / r.reference!.rps, 2)}x`, '(default setting)']);
+      if (one)
+        rows.push([
+          `  GET ${key}, trustgate 1 process`,
+          fmt(one.rps),
+          fmt(r.reference!.rps),
+          `${fmt(one.rps / r.reference!.rps, 2)}x`,
+          '(default setting)',
+        ]);
     }
     for (const [key, r] of Object.entries(get)) {
       const a = r.trustgate!.serverCpuUsPerRequest!;
@@ -630,22 +699,64 @@ async function main(): Promise<void> {
       ratios[`publish ${label}`] = q;
       rows.push([`publish ${label} (/s)`, fmt(pt[field], 1), fmt(pr[field], 1), `${fmt(q, 2)}x`, q >= 1 ? '>=1x ok' : '>=1x MISSED']);
     }
-    rows.push(['publish last100/first100', fmt(pt.lastOverFirst, 2), fmt(pr.lastOverFirst, 2), '', pt.lastOverFirst >= 0.9 ? 'flat ok' : 'slows down']);
+    rows.push([
+      'publish last100/first100',
+      fmt(pt.lastOverFirst, 2),
+      fmt(pr.lastOverFirst, 2),
+      '',
+      pt.lastOverFirst >= 0.9 ? 'flat ok' : 'slows down',
+    ]);
     const ht = history.trustgate;
     const hr = history.reference;
     if (ht && hr) {
       ratios['publish 20 tags overall'] = ht.overallPerSec / hr.overallPerSec;
-      rows.push([`  publish, ${HISTORY_KEEP_TAGS} tags kept, overall (/s)`, fmt(ht.overallPerSec, 1), fmt(hr.overallPerSec, 1), `${fmt(ratios['publish 20 tags overall'], 2)}x`, '(history only)']);
-      rows.push([`  publish, ${HISTORY_KEEP_TAGS} tags kept, last100/first100`, fmt(ht.lastOverFirst, 2), fmt(hr.lastOverFirst, 2), '', '(history only)']);
+      rows.push([
+        `  publish, ${HISTORY_KEEP_TAGS} tags kept, overall (/s)`,
+        fmt(ht.overallPerSec, 1),
+        fmt(hr.overallPerSec, 1),
+        `${fmt(ratios['publish 20 tags overall'], 2)}x`,
+        '(history only)',
+      ]);
+      rows.push([
+        `  publish, ${HISTORY_KEEP_TAGS} tags kept, last100/first100`,
+        fmt(ht.lastOverFirst, 2),
+        fmt(hr.lastOverFirst, 2),
+        '',
+        '(history only)',
+      ]);
     }
     rows.push(['publish p50 latency (ms)', fmt(pt.latencyMs.p50, 2), fmt(pr.latencyMs.p50, 2), '', '']);
     ratios['publish cpu efficiency'] = pr.serverCpuMsPerPublish / pt.serverCpuMsPerPublish;
-    rows.push(['  server CPU ms/publish', fmt(pt.serverCpuMsPerPublish, 2), fmt(pr.serverCpuMsPerPublish, 2), `${fmt(ratios['publish cpu efficiency'], 2)}x`, '(ref/tg)']);
+    rows.push([
+      '  server CPU ms/publish',
+      fmt(pt.serverCpuMsPerPublish, 2),
+      fmt(pr.serverCpuMsPerPublish, 2),
+      `${fmt(ratios['publish cpu efficiency'], 2)}x`,
+      '(ref/tg)',
+    ]);
 
     const results = {
       date: new Date(started).toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, platform: `${os.platform()} ${os.release()}`, loadavgAtStart, loadavgAtEnd: os.loadavg() },
-      settings: { durationMs: DURATION_MS, warmupMs: WARMUP_MS, concurrency: CONCURRENCIES, loadGenerator: gen, publishes: TAGS, getRepoTags: GET_REPO_TAGS, trustgate: build.how, trustgateWorkers: WORKERS, trustgateStore: 'sqlite (default, temp TRUSTGATE_DATA_DIR)', reference: 'notary-server, memory store, local signer' },
+      machine: {
+        cpus: os.cpus().length,
+        model: os.cpus()[0]?.model,
+        node: process.version,
+        platform: `${os.platform()} ${os.release()}`,
+        loadavgAtStart,
+        loadavgAtEnd: os.loadavg(),
+      },
+      settings: {
+        durationMs: DURATION_MS,
+        warmupMs: WARMUP_MS,
+        concurrency: CONCURRENCIES,
+        loadGenerator: gen,
+        publishes: TAGS,
+        getRepoTags: GET_REPO_TAGS,
+        trustgate: build.how,
+        trustgateWorkers: WORKERS,
+        trustgateStore: 'sqlite (default, temp TRUSTGATE_DATA_DIR)',
+        reference: 'notary-server, memory store, local signer',
+      },
       get,
       publish,
       publishFixedSize: { tags: HISTORY_KEEP_TAGS, ...history },

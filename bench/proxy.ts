@@ -76,13 +76,25 @@ async function load(url: string, c: number, ms: number, accept: string): Promise
   await Promise.all(loops);
   agent.destroy();
   const sorted = lat.sort((a, b) => a - b);
-  return { requests: lat.length, errors, rps: lat.length / (elapsed / 1000), p50: pct(sorted, 0.5), p99: pct(sorted, 0.99), lat: sorted, total };
+  return {
+    requests: lat.length,
+    errors,
+    rps: lat.length / (elapsed / 1000),
+    p50: pct(sorted, 0.5),
+    p99: pct(sorted, 0.99),
+    lat: sorted,
+    total,
+  };
 }
 
 /** Runs the load generator as its own process. */
 function loadProcess(url: string, c: number, ms: number, accept: string): Promise<Sample> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/proxy.ts'), '--load', url, String(c), String(ms), accept], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'bench/proxy.ts'), '--load', url, String(c), String(ms), accept],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.on('error', reject);
@@ -143,7 +155,7 @@ function pool(runs: Sample[]): Load & { cpuPerRequestUs?: number } {
     rps: requests / seconds,
     p50: pct(lat, 0.5),
     p99: pct(lat, 0.99),
-    ...(cpu.length ? { cpuPerRequestUs: (median(cpu.map((r) => r.cpuPerRequest!)) * 1e6) } : {}),
+    ...(cpu.length ? { cpuPerRequestUs: median(cpu.map((r) => r.cpuPerRequest!)) * 1e6 } : {}),
   };
 }
 
@@ -189,14 +201,26 @@ async function main(): Promise<void> {
   // Pushes through the proxy need a token with sign access; the measured pulls go without one.
   const creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'bench', scopes: ['admin'], createdBy: 'bench' }).token}`;
   // SIGINT: trustgate exits through its own handler, so --cpu-prof can write its profile.
-  const proc = startProcess(process.execPath, nodeArgs, { cwd: ROOT, logFile: path.join(dir, 'trustgate.log'), env: env(port), stopSignal: 'SIGINT', stopTimeoutMs: 15_000 });
+  const proc = startProcess(process.execPath, nodeArgs, {
+    cwd: ROOT,
+    logFile: path.join(dir, 'trustgate.log'),
+    env: env(port),
+    stopSignal: 'SIGINT',
+    stopTimeoutMs: 15_000,
+  });
   // A second trustgate over the same trust data, without the verified-manifest cache: every
   // proxied pull fetches the manifest from the upstream by its signed digest.
   let uncachedProc: ReturnType<typeof startProcess> | undefined;
   const proxy = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 401 });
-    uncachedProc = startProcess(process.execPath, nodeArgs, { cwd: ROOT, logFile: path.join(dir, 'trustgate-uncached.log'), env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }), stopSignal: 'SIGINT', stopTimeoutMs: 15_000 });
+    uncachedProc = startProcess(process.execPath, nodeArgs, {
+      cwd: ROOT,
+      logFile: path.join(dir, 'trustgate-uncached.log'),
+      env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }),
+      stopSignal: 'SIGINT',
+      stopTimeoutMs: 15_000,
+    });
     const uncached = `http://127.0.0.1:${uncachedPort}`;
     await waitForHttp(`${uncached}/v2/`, 60_000, { check: () => uncachedProc!.assertAlive(), okStatus: (s) => s === 401 });
     const host = `127.0.0.1:${port}`;
@@ -208,7 +232,8 @@ async function main(): Promise<void> {
     const accept = MEDIA_TYPES.ociManifest;
     for (const base of [proxy, uncached]) {
       const check = await fetch(`${base}/v2/bench/app/manifests/v1`, { headers: { accept } });
-      if (check.status !== 200 || check.headers.get('docker-content-digest') !== small.manifest.digest) throw new Error(`${base} does not serve the signed manifest: ${check.status}`);
+      if (check.status !== 200 || check.headers.get('docker-content-digest') !== small.manifest.digest)
+        throw new Error(`${base} does not serve the signed manifest: ${check.status}`);
     }
 
     const manifest = (base: string) => `${base}/v2/bench/app/manifests/v1`;
@@ -235,7 +260,9 @@ async function main(): Promise<void> {
         for (const [name, url] of round % 2 ? order.reverse() : order) await run(name, url, c);
       }
     }
-    const results: Record<string, Load & { cpuPerRequestUs?: number }> = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, pool(v)]));
+    const results: Record<string, Load & { cpuPerRequestUs?: number }> = Object.fromEntries(
+      Object.entries(runs).map(([k, v]) => [k, pool(v)]),
+    );
     const layer = big.layers[0]!;
     const rates = { direct: [] as number[], proxy: [] as number[] };
     const proxyCpu: Array<{ user: number; system: number }> = [];
@@ -286,7 +313,26 @@ async function main(): Promise<void> {
     writeFileSync(
       file,
       JSON.stringify(
-        { loadavg: { start: loadAtStart, end: loadAtEnd, cpus: os.cpus().length }, results, rounds: runs, blobMBps: rates, proxyCpuPerGb: cpuPerGb, proxyCpuPerBlob: proxyCpu, ratios: { manifestC1: r1, manifestC32: r32, blob, blobPaired, addedP50Ms: addedP50, uncachedC1: u1, uncachedC32: u32, uncachedAddedP50Ms: uAdded }, seconds, layerMb },
+        {
+          loadavg: { start: loadAtStart, end: loadAtEnd, cpus: os.cpus().length },
+          results,
+          rounds: runs,
+          blobMBps: rates,
+          proxyCpuPerGb: cpuPerGb,
+          proxyCpuPerBlob: proxyCpu,
+          ratios: {
+            manifestC1: r1,
+            manifestC32: r32,
+            blob,
+            blobPaired,
+            addedP50Ms: addedP50,
+            uncachedC1: u1,
+            uncachedC32: u32,
+            uncachedAddedP50Ms: uAdded,
+          },
+          seconds,
+          layerMb,
+        },
         (k, v) => (k === 'lat' ? undefined : v),
         2,
       ) + '\n',

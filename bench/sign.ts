@@ -95,7 +95,12 @@ async function startServer(entry: string[]): Promise<Server> {
   };
 }
 
-async function api(s: Server, method: string, p: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown>; bytes: number }> {
+async function api(
+  s: Server,
+  method: string,
+  p: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown>; bytes: number }> {
   const res = await fetch(`${s.url}${p}`, {
     method,
     headers: { Authorization: `Bearer ${s.token}`, 'Content-Type': 'application/json', Accept: 'application/json' },
@@ -117,28 +122,50 @@ async function round(s: Server, n: number, r: number): Promise<Round> {
   const gun = `bench.example/sign/n${n}-r${r}-${randomBytes(3).toString('hex')}`;
   const init = await api(s, 'POST', '/api/v1/repositories', { gun, rootKey: 'keystore' });
   if (init.status !== 201) throw new Error(`repo init: ${init.status} ${JSON.stringify(init.json)}`);
-  const items = Array.from({ length: n }, (_, i) => ({ tag: `build-${i}`, digest: `sha256:${createHash('sha256').update(`${gun} ${i}`).digest('hex')}`, size: 500 + (i % 4096) }));
+  const items = Array.from({ length: n }, (_, i) => ({
+    tag: `build-${i}`,
+    digest: `sha256:${createHash('sha256').update(`${gun} ${i}`).digest('hex')}`,
+    size: 500 + (i % 4096),
+  }));
   const body = JSON.stringify({ gun, items });
   const t0 = performance.now();
-  const res = await fetch(`${s.url}/api/v1/signing/batch`, { method: 'POST', headers: { Authorization: `Bearer ${s.token}`, 'Content-Type': 'application/json' }, body });
-  const answer = (await res.json()) as { status?: string; published?: Array<{ role: string; version: number; tags: number }>; error?: unknown };
+  const res = await fetch(`${s.url}/api/v1/signing/batch`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${s.token}`, 'Content-Type': 'application/json' },
+    body,
+  });
+  const answer = (await res.json()) as {
+    status?: string;
+    published?: Array<{ role: string; version: number; tags: number }>;
+    error?: unknown;
+  };
   const ms = performance.now() - t0;
-  if (res.status !== 201 || answer.status !== 'published') throw new Error(`batch of ${n}: ${res.status} ${JSON.stringify(answer).slice(0, 300)}`);
+  if (res.status !== 201 || answer.status !== 'published')
+    throw new Error(`batch of ${n}: ${res.status} ${JSON.stringify(answer).slice(0, 300)}`);
   const pub = answer.published![0]!;
   // Check what was published, as a Notary client reads it.
   const tj = await fetch(`${s.url}/v2/${gun}/_trust/tuf/targets.json`);
-  const targets = ((await tj.json()) as { signed: { version: number; targets: Record<string, { hashes: { sha256: string }; length: number }> } }).signed;
+  const targets = (
+    (await tj.json()) as { signed: { version: number; targets: Record<string, { hashes: { sha256: string }; length: number }> } }
+  ).signed;
   if (targets.version !== 2 || pub.version !== 2) throw new Error(`expected targets version 2 (one publish), got ${targets.version}`);
-  if (Object.keys(targets.targets).length !== n) throw new Error(`targets.json holds ${Object.keys(targets.targets).length} tags, expected ${n}`);
+  if (Object.keys(targets.targets).length !== n)
+    throw new Error(`targets.json holds ${Object.keys(targets.targets).length} tags, expected ${n}`);
   for (const i of [0, Math.floor(n / 2), n - 1]) {
     const t = targets.targets[items[i]!.tag]!;
-    if (Buffer.from(t.hashes.sha256, 'base64').toString('hex') !== items[i]!.digest.slice(7) || t.length !== items[i]!.size) throw new Error(`tag ${items[i]!.tag} published wrong`);
+    if (Buffer.from(t.hashes.sha256, 'base64').toString('hex') !== items[i]!.digest.slice(7) || t.length !== items[i]!.size)
+      throw new Error(`tag ${items[i]!.tag} published wrong`);
   }
   return { tags: n, ms, perSecond: n / (ms / 1000), version: targets.version, requestBytes: body.length };
 }
 
 async function main(): Promise<void> {
-  say(`machine: ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}, node ${process.version}, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  say(
+    `machine: ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}, node ${process.version}, load ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   const build = await buildTrustgate();
   say(`trustgate: ${build.how}`);
   const rawBefore = rawEcdsaRate();
@@ -153,7 +180,9 @@ async function main(): Promise<void> {
       for (let r = 1; r <= ROUNDS; r++) {
         const x = await round(s, n, r);
         results[n]!.push(x);
-        say(`${n} tags, round ${r}: ${x.ms.toFixed(0)} ms, ${Math.round(x.perSecond)} signatures/s (request ${(x.requestBytes / 1024).toFixed(0)} KiB)`);
+        say(
+          `${n} tags, round ${r}: ${x.ms.toFixed(0)} ms, ${Math.round(x.perSecond)} signatures/s (request ${(x.requestBytes / 1024).toFixed(0)} KiB)`,
+        );
       }
     }
   } finally {
@@ -168,7 +197,14 @@ async function main(): Promise<void> {
   const summary = SIZES.map((n) => {
     const rs = results[n]!;
     const perSecond = median(rs.map((x) => x.perSecond));
-    return { tags: n, rounds: rs.length, medianMs: median(rs.map((x) => x.ms)), medianSignaturesPerSecond: perSecond, bestSignaturesPerSecond: Math.max(...rs.map((x) => x.perSecond)), fractionOfRawEcdsa: perSecond / raw };
+    return {
+      tags: n,
+      rounds: rs.length,
+      medianMs: median(rs.map((x) => x.ms)),
+      medianSignaturesPerSecond: perSecond,
+      bestSignaturesPerSecond: Math.max(...rs.map((x) => x.perSecond)),
+      fractionOfRawEcdsa: perSecond / raw,
+    };
   });
   const out = [
     '',
@@ -180,7 +216,12 @@ async function main(): Promise<void> {
         `${String(x.tags).padEnd(8)} ${x.medianMs.toFixed(0).padStart(9)}   ${String(Math.round(x.medianSignaturesPerSecond)).padStart(21)}   ${String(Math.round(x.bestSignaturesPerSecond)).padStart(7)}    ${x.fractionOfRawEcdsa.toFixed(2).padStart(21)}   ${x.fractionOfRawEcdsa >= 0.5 ? 'met' : 'NOT met'}`,
     ),
     '',
-    ...(openssl ? [`for context, openssl speed ecdsap256: ${Math.round(openssl)} signatures/s; batch rate / that: ${summary.map((x) => `${x.tags} tags ${(x.medianSignaturesPerSecond / openssl).toFixed(2)}`).join(', ')}`, ''] : []),
+    ...(openssl
+      ? [
+          `for context, openssl speed ecdsap256: ${Math.round(openssl)} signatures/s; batch rate / that: ${summary.map((x) => `${x.tags} tags ${(x.medianSignaturesPerSecond / openssl).toFixed(2)}`).join(', ')}`,
+          '',
+        ]
+      : []),
   ].join('\n');
   process.stdout.write(out);
   const file = path.join(ROOT, 'bench', 'results', `sign-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

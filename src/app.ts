@@ -54,7 +54,11 @@ export function resolvePassphrase(config: Config, log: Logger): string {
   const path = join(config.dataDir, 'keystore.secret');
   // Durable before any key is sealed under it; of racing first starts exactly one secret wins.
   if (!existsSync(path) && createFileDurable(path, randomBytes(32).toString('base64') + '\n')) {
-    log('warn', 'TRUSTGATE_KEY_PASSPHRASE is not set: generated a key-encryption secret; back it up with the keys directory, but store it apart', { path });
+    log(
+      'warn',
+      'TRUSTGATE_KEY_PASSPHRASE is not set: generated a key-encryption secret; back it up with the keys directory, but store it apart',
+      { path },
+    );
   }
   return readFileSync(path, 'utf8').trim();
 }
@@ -68,7 +72,8 @@ export interface AppOverrides {
 
 export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
   const log = over.log ?? createLogger(config.logLevel);
-  const store = over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
+  const store =
+    over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
   const opened = over.keys ? undefined : await openKeyStore(config, () => resolvePassphrase(config, log));
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
@@ -78,7 +83,13 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   // Who made each Notary API request let through, so its write is audited with its actor.
   const actors = new WeakMap<IncomingMessage, AuditActor>();
   const registryAuth = config.auth
-    ? createRegistryAuth(config.auth, log, over.now, (d) => auditDenial?.(d), (req, subject) => actors.set(req, { id: 'registry-token', name: subject || 'unknown' }))
+    ? createRegistryAuth(
+        config.auth,
+        log,
+        over.now,
+        (d) => auditDenial?.(d),
+        (req, subject) => actors.set(req, { id: 'registry-token', name: subject || 'unknown' }),
+      )
     : undefined;
   let management: Management | undefined;
   const trustgateAuth =
@@ -92,7 +103,11 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
           onGranted: (req, actor) => actors.set(req, actor),
         })
       : undefined;
-  if (config.authMode === 'none') log('warn', 'TRUSTGATE_AUTH=none: the Notary API takes no credentials, so anyone who can reach it may publish, delete and rewrite trust data');
+  if (config.authMode === 'none')
+    log(
+      'warn',
+      'TRUSTGATE_AUTH=none: the Notary API takes no credentials, so anyone who can reach it may publish, delete and rewrite trust data',
+    );
   const notary = createNotaryHandler(trust, metrics, {
     maxBodyBytes: config.maxBodyBytes,
     gunPrefixes: config.gunPrefixes,
@@ -157,7 +172,8 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
   const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
 
-  const toApi = (req: IncomingMessage, res: ServerResponse) => api(req as express.Request, res as express.Response, () => fallthrough(req, res));
+  const toApi = (req: IncomingMessage, res: ServerResponse) =>
+    api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     let handled: boolean | Promise<boolean>;
     try {
@@ -192,7 +208,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     close: async () => {
       signing.close();
       management.close();
-      await trust.flushAcks().catch((e: Error) => log('warn', 'audit journal acknowledgements not written; the next start settles them', { error: e.message }));
+      await trust
+        .flushAcks()
+        .catch((e: Error) => log('warn', 'audit journal acknowledgements not written; the next start settles them', { error: e.message }));
       await store.close();
       await opened?.close();
     },

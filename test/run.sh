@@ -14,6 +14,9 @@ fi
 echo "== lint (npm run lint)"
 npm run --silent lint
 
+echo "== format (npm run format:check)"
+npm run --silent format:check
+
 # find instead of a ** glob so this works without globstar; sorted for a stable order.
 mapfile -t files < <(find test -name '*.test.ts' -type f -not -path '*/node_modules/*' | LC_ALL=C sort)
 if [ "${#files[@]}" -eq 0 ]; then

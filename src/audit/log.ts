@@ -373,7 +373,13 @@ export class AuditLog {
       try {
         const head = JSON.parse(snap.head) as { seq: number; hash: string };
         if (head.seq !== n || head.hash !== prev) {
-          return { ok: false, entries: n, head: { seq: n, hash: prev }, brokenAt: n + 1, reason: `the log ends at entry ${n} but its head records entry ${head.seq}` };
+          return {
+            ok: false,
+            entries: n,
+            head: { seq: n, hash: prev },
+            brokenAt: n + 1,
+            reason: `the log ends at entry ${n} but its head records entry ${head.seq}`,
+          };
         }
       } catch {
         return { ok: false, entries: n, head: { seq: n, hash: prev }, brokenAt: n + 1, reason: 'head file is damaged' };

@@ -45,7 +45,12 @@ export function authenticate(tokens: TokenStore, audit: AuditLog) {
     if (!rec) {
       const reason = m ? 'unknown or expired token' : 'malformed Authorization header';
       audit.appendDenial(
-        { actor: { id: 'anonymous', name: 'anonymous' }, action: 'auth.denied', outcome: 'denied', detail: { reason, method: req.method, path: req.path } },
+        {
+          actor: { id: 'anonymous', name: 'anonymous' },
+          action: 'auth.denied',
+          outcome: 'denied',
+          detail: { reason, method: req.method, path: req.path },
+        },
         { reason },
       );
       res.setHeader('WWW-Authenticate', CHALLENGE);
@@ -60,8 +65,18 @@ export function authenticate(tokens: TokenStore, audit: AuditLog) {
 export function authorize(audit: AuditLog, actor: Actor, perm: Permission, gun: string | undefined, action: string): void {
   if (allows(actor.scopes, perm, gun)) return;
   audit.appendDenial(
-    { actor: { id: actor.id, name: actor.name }, action: 'auth.denied', outcome: 'denied', ...(gun !== undefined ? { gun } : {}), detail: { attempted: action, needs: perm } },
+    {
+      actor: { id: actor.id, name: actor.name },
+      action: 'auth.denied',
+      outcome: 'denied',
+      ...(gun !== undefined ? { gun } : {}),
+      detail: { attempted: action, needs: perm },
+    },
     { attempted: action, needs: perm },
   );
-  throw new ApiError(403, 'FORBIDDEN', gun !== undefined ? `this token may not ${perm === 'admin' ? 'administer' : perm} ${gun}` : `this action needs the ${perm} scope`);
+  throw new ApiError(
+    403,
+    'FORBIDDEN',
+    gun !== undefined ? `this token may not ${perm === 'admin' ? 'administer' : perm} ${gun}` : `this action needs the ${perm} scope`,
+  );
 }

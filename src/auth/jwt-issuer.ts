@@ -17,7 +17,15 @@
 //   grant = <type>:<name pattern>:<actions>, e.g. repository:example.com/team/*:pull,push
 //           or registry:catalog:*. Name patterns are GUN patterns (src/core/tuf/gun-pattern.ts):
 //           anchored, `*` within one path segment, a `**` segment for one or more segments.
-import { randomBytes, randomUUID, scrypt as scryptCb, timingSafeEqual, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import {
+  randomBytes,
+  randomUUID,
+  scrypt as scryptCb,
+  timingSafeEqual,
+  createPrivateKey,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
@@ -30,7 +38,12 @@ import { libtrustKeyId, type AccessEntry } from './jwt-keys.js';
 import { DEFAULT_LOGIN_GATE, LoginGate } from './login-gate.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
-const scrypt = promisify(scryptCb) as (pw: string | Buffer, salt: Buffer, len: number, opts: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+const scrypt = promisify(scryptCb) as (
+  pw: string | Buffer,
+  salt: Buffer,
+  len: number,
+  opts: { N: number; r: number; p: number; maxmem: number },
+) => Promise<Buffer>;
 
 export interface Grant {
   type: string;
@@ -63,7 +76,10 @@ export function splitScope(s: string): { type: string; name: string; actions: st
   const first = s.indexOf(':');
   const last = s.lastIndexOf(':');
   if (first <= 0 || last <= first + 1) return undefined;
-  const actions = s.slice(last + 1).split(',').filter(Boolean);
+  const actions = s
+    .slice(last + 1)
+    .split(',')
+    .filter(Boolean);
   return { type: s.slice(0, first), name: s.slice(first + 1, last), actions };
 }
 
@@ -105,7 +121,12 @@ export async function checkPassword(password: string, hash: string): Promise<boo
   const want = Buffer.from(key ?? '', 'base64');
   const n = Number(N);
   if (!Number.isInteger(n) || n < 2 || n > 1 << 20 || want.length === 0) return false;
-  const got = await scrypt(password, Buffer.from(salt ?? '', 'base64'), want.length, { N: n, r: Number(r), p: Number(p), maxmem: 256 * 1024 * 1024 });
+  const got = await scrypt(password, Buffer.from(salt ?? '', 'base64'), want.length, {
+    N: n,
+    r: Number(r),
+    p: Number(p),
+    maxmem: 256 * 1024 * 1024,
+  });
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
@@ -126,7 +147,12 @@ export function grantAccess(grants: readonly Grant[], requested: readonly Access
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body) + '\n';
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
   res.end(text);
 }
 
@@ -164,7 +190,8 @@ export class TokenIssuer {
   }
 
   static load(cfg: RegistryAuthConfig, log: Logger, now: () => number = Date.now, gate?: LoginGate): TokenIssuer {
-    if (!cfg.issuerKey || !cfg.issuerCert || !cfg.users) throw new UsersFileError('the token issuer needs a key, a certificate and a users file');
+    if (!cfg.issuerKey || !cfg.issuerCert || !cfg.users)
+      throw new UsersFileError('the token issuer needs a key, a certificate and a users file');
     const key = createPrivateKey(readFileSync(cfg.issuerKey));
     const certPem = readFileSync(cfg.issuerCert, 'utf8');
     const cert = new X509Certificate(certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0] ?? certPem);
@@ -181,7 +208,12 @@ export class TokenIssuer {
     const issuedAt = new Date(this.now());
     const iat = Math.floor(issuedAt.getTime() / 1000);
     const token = await new SignJWT({ access })
-      .setProtectedHeader({ alg: this.alg, typ: 'JWT', kid: libtrustKeyId(this.certificate.publicKey), x5c: [this.certificate.raw.toString('base64')] })
+      .setProtectedHeader({
+        alg: this.alg,
+        typ: 'JWT',
+        kid: libtrustKeyId(this.certificate.publicKey),
+        x5c: [this.certificate.raw.toString('base64')],
+      })
       .setIssuer(this.cfg.issuer)
       .setSubject(subject)
       .setAudience(this.cfg.service)
@@ -196,10 +228,13 @@ export class TokenIssuer {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const repeated = repeatedParam(req.url ?? '/', ['scope']);
-    if (repeated !== undefined) return json(res, 400, { errors: [{ code: 'INVALID_PARAMETERS', message: repeatedParamMessage(repeated), detail: null }] });
+    if (repeated !== undefined)
+      return json(res, 400, { errors: [{ code: 'INVALID_PARAMETERS', message: repeatedParamMessage(repeated), detail: null }] });
     const service = url.searchParams.get('service');
     if (service !== this.cfg.service) {
-      return json(res, 400, { errors: [{ code: 'INVALID_PARAMETERS', message: 'unknown or missing service', detail: { service: this.cfg.service } }] });
+      return json(res, 400, {
+        errors: [{ code: 'INVALID_PARAMETERS', message: 'unknown or missing service', detail: { service: this.cfg.service } }],
+      });
     }
     const requested: AccessEntry[] = [];
     for (const param of url.searchParams.getAll('scope')) {
@@ -224,19 +259,36 @@ export class TokenIssuer {
         return (await checkPassword(colon > 0 ? plain.slice(colon + 1) : '', this.hashFor(name))) && !!user;
       });
       if (typeof checked === 'object') {
-        this.log('warn', 'token request refused: login rate limited', { user: name || undefined, client: req.socket.remoteAddress, reason: checked.reason });
-        return json(res, checked.status, { errors: [{ code: checked.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: checked.reason, detail: null }] }, { 'Retry-After': String(checked.retryAfterS) });
+        this.log('warn', 'token request refused: login rate limited', {
+          user: name || undefined,
+          client: req.socket.remoteAddress,
+          reason: checked.reason,
+        });
+        return json(
+          res,
+          checked.status,
+          { errors: [{ code: checked.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: checked.reason, detail: null }] },
+          { 'Retry-After': String(checked.retryAfterS) },
+        );
       }
       if (!checked || !user) {
         this.log('warn', 'token request with wrong credentials', { user: name || undefined });
-        return json(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: null }] }, { 'WWW-Authenticate': 'Basic realm="trustgate token service"' });
+        return json(
+          res,
+          401,
+          { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: null }] },
+          { 'WWW-Authenticate': 'Basic realm="trustgate token service"' },
+        );
       }
       subject = user.name;
       grants = user.grants;
     }
     const access = grantAccess(grants, requested);
     const { token, expiresIn, issuedAt } = await this.issue(subject, access);
-    this.log('info', 'registry token issued', { subject: subject || '(anonymous)', access: access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`) });
+    this.log('info', 'registry token issued', {
+      subject: subject || '(anonymous)',
+      access: access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`),
+    });
     json(res, 200, { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt.toISOString() });
   }
 }

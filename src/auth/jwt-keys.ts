@@ -13,7 +13,10 @@ export interface AccessEntry {
  * of the DER SubjectPublicKeyInfo, base32 without padding, in twelve `:`-separated groups of four.
  */
 export function libtrustKeyId(pub: KeyObject): string {
-  const digest = createHash('sha256').update(pub.export({ format: 'der', type: 'spki' })).digest().subarray(0, 30);
+  const digest = createHash('sha256')
+    .update(pub.export({ format: 'der', type: 'spki' }))
+    .digest()
+    .subarray(0, 30);
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   let bits = 0;
   let value = 0;

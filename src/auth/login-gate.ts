@@ -18,7 +18,14 @@ export interface LoginGateOptions {
   maxClients: number;
 }
 
-export const DEFAULT_LOGIN_GATE: LoginGateOptions = { concurrency: 2, queue: 32, perClient: 2, freeFailures: 5, maxBackoffMs: 60_000, maxClients: 10_000 };
+export const DEFAULT_LOGIN_GATE: LoginGateOptions = {
+  concurrency: 2,
+  queue: 32,
+  perClient: 2,
+  freeFailures: 5,
+  maxBackoffMs: 60_000,
+  maxClients: 10_000,
+};
 
 export type Refusal = { status: 429 | 503; retryAfterS: number; reason: string };
 
@@ -42,9 +49,11 @@ export class LoginGate {
   async run(client: string, check: () => Promise<boolean>): Promise<boolean | Refusal> {
     const c = this.client(client);
     const t = this.now();
-    if (c.until > t) return { status: 429, retryAfterS: Math.ceil((c.until - t) / 1000), reason: 'too many failed logins: wait before trying again' };
+    if (c.until > t)
+      return { status: 429, retryAfterS: Math.ceil((c.until - t) / 1000), reason: 'too many failed logins: wait before trying again' };
     if (c.inFlight >= this.o.perClient) return { status: 429, retryAfterS: 1, reason: 'too many logins in flight from this client' };
-    if (this.running >= this.o.concurrency && this.waiting.length >= this.o.queue) return { status: 503, retryAfterS: 1, reason: 'the token service is busy' };
+    if (this.running >= this.o.concurrency && this.waiting.length >= this.o.queue)
+      return { status: 503, retryAfterS: 1, reason: 'the token service is busy' };
     c.inFlight++;
     try {
       if (this.running >= this.o.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
@@ -59,7 +68,8 @@ export class LoginGate {
         else this.running--;
       }
       if (ok) c.failures = 0;
-      else if (++c.failures > this.o.freeFailures) c.until = this.now() + Math.min(this.o.maxBackoffMs, 1000 * 2 ** (c.failures - this.o.freeFailures - 1));
+      else if (++c.failures > this.o.freeFailures)
+        c.until = this.now() + Math.min(this.o.maxBackoffMs, 1000 * 2 ** (c.failures - this.o.freeFailures - 1));
       return ok;
     } finally {
       c.inFlight--;

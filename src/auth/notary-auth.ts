@@ -58,7 +58,13 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
   const denyAudit = (actor: AuditActor, reason: string, needs: string, method: string, gun: string | undefined) => {
     try {
       o.audit()?.appendDenial(
-        { actor, action: 'auth.denied', outcome: 'denied', ...(gun !== undefined ? { gun } : {}), detail: { api: 'notary', reason, needs, method } },
+        {
+          actor,
+          action: 'auth.denied',
+          outcome: 'denied',
+          ...(gun !== undefined ? { gun } : {}),
+          detail: { api: 'notary', reason, needs, method },
+        },
         { api: 'notary', reason },
       );
     } catch (e) {
@@ -78,7 +84,10 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
       if (error) denyAudit(actor ?? ANONYMOUS_ACTOR, error, needs, method, gun);
       req.resume(); // drain an unread body (a publish) so the connection can be reused
       if (status === 403) sendError(res, NotaryErrors.DENIED, detail);
-      else sendError(res, NotaryErrors.UNAUTHORIZED, detail, { 'WWW-Authenticate': challengeHeader({ realm: realmOf(req), service: NOTARY_SERVICE }, need, error) });
+      else
+        sendError(res, NotaryErrors.UNAUTHORIZED, detail, {
+          'WWW-Authenticate': challengeHeader({ realm: realmOf(req), service: NOTARY_SERVICE }, need, error),
+        });
       return Promise.resolve(false);
     };
     const header = req.headers.authorization;
@@ -94,7 +103,8 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
     const rec = o.tokens.authenticate(token);
     if (!rec) return refuse(401, 'invalid_token', 'unknown or expired token');
     const actor = { id: rec.id, name: rec.name };
-    if (perm !== 'ping' && !allows(rec.scopes as Scope[], perm, gun)) return refuse(403, 'insufficient_scope', `the token may not ${perm} ${gun ?? 'every repository'}`, actor);
+    if (perm !== 'ping' && !allows(rec.scopes as Scope[], perm, gun))
+      return refuse(403, 'insufficient_scope', `the token may not ${perm} ${gun ?? 'every repository'}`, actor);
     o.onGranted(req, actor);
     return Promise.resolve(true);
   }

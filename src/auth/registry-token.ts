@@ -41,7 +41,12 @@ function parseAccess(claim: unknown): AccessEntry[] {
   if (!Array.isArray(claim)) throw new TokenError('access claim is not a list');
   return claim.map((e) => {
     const x = e as { type?: unknown; name?: unknown; actions?: unknown };
-    if (typeof x?.type !== 'string' || typeof x.name !== 'string' || !Array.isArray(x.actions) || !x.actions.every((a) => typeof a === 'string')) {
+    if (
+      typeof x?.type !== 'string' ||
+      typeof x.name !== 'string' ||
+      !Array.isArray(x.actions) ||
+      !x.actions.every((a) => typeof a === 'string')
+    ) {
       throw new TokenError('malformed access entry');
     }
     return { type: x.type, name: x.name, actions: x.actions as string[] };
@@ -57,12 +62,18 @@ export function covers(granted: readonly AccessEntry[], need: AccessEntry): bool
 
 /** The access set a Notary route needs: its GUN's repository, or the catalog. */
 export function requiredAccess(gun: string | undefined, actions: readonly string[]): AccessEntry {
-  return gun === undefined ? { type: 'registry', name: 'catalog', actions: ['*'] } : { type: 'repository', name: gun, actions: [...actions] };
+  return gun === undefined
+    ? { type: 'registry', name: 'catalog', actions: ['*'] }
+    : { type: 'repository', name: gun, actions: [...actions] };
 }
 
 const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
 
-export function challengeHeader(cfg: Pick<RegistryAuthConfig, 'realm' | 'service'>, need: AccessEntry, error?: 'invalid_token' | 'insufficient_scope'): string {
+export function challengeHeader(
+  cfg: Pick<RegistryAuthConfig, 'realm' | 'service'>,
+  need: AccessEntry,
+  error?: 'invalid_token' | 'insufficient_scope',
+): string {
   let h = `Bearer realm=${quote(cfg.realm)},service=${quote(cfg.service)},scope=${quote(`${need.type}:${need.name}:${need.actions.join(',')}`)}`;
   if (error) h += `,error=${quote(error)}`;
   return h;
@@ -95,7 +106,12 @@ export class RegistryTokenVerifier {
   /** The public key that must have signed a token with this header. */
   private keyFor(header: { x5c?: unknown; kid?: unknown }): KeyObject {
     if (header.x5c !== undefined) {
-      if (!Array.isArray(header.x5c) || header.x5c.length === 0 || header.x5c.length > 10 || !header.x5c.every((c) => typeof c === 'string')) {
+      if (
+        !Array.isArray(header.x5c) ||
+        header.x5c.length === 0 ||
+        header.x5c.length > 10 ||
+        !header.x5c.every((c) => typeof c === 'string')
+      ) {
         throw new TokenError('malformed x5c header');
       }
       let chain: X509Certificate[];
@@ -164,7 +180,12 @@ export interface NotaryDenial {
 
 export interface RegistryAuth {
   /** The NotaryOptions.authorize hook. */
-  authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: { readonly actions: readonly string[] }): Promise<boolean>;
+  authorize(
+    req: IncomingMessage,
+    res: ServerResponse,
+    gun: string | undefined,
+    access: { readonly actions: readonly string[] },
+  ): Promise<boolean>;
   /** GET /api/v1/token, when the built-in issuer is configured. */
   tokenEndpoint?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   verifier: RegistryTokenVerifier;
@@ -188,13 +209,25 @@ export function createRegistryAuth(
     log('warn', 'the built-in token issuer certificate is not in TRUSTGATE_AUTH_ROOT_CERT_BUNDLE: its tokens will be refused', {});
   }
 
-  async function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, { actions }: { readonly actions: readonly string[] }): Promise<boolean> {
+  async function authorize(
+    req: IncomingMessage,
+    res: ServerResponse,
+    gun: string | undefined,
+    { actions }: { readonly actions: readonly string[] },
+  ): Promise<boolean> {
     const need = requiredAccess(gun, actions);
     const needs = `${need.type}:${need.name}:${need.actions.join(',')}`;
     const deny = (error: 'invalid_token' | 'insufficient_scope' | undefined, reason: string, subject?: string) => {
       log('info', 'notary API access denied', { method: req.method, path: req.url, need: needs, reason });
       if (error && onDenied) {
-        onDenied({ error, reason, needs, method: req.method ?? 'GET', ...(gun !== undefined ? { gun } : {}), ...(subject !== undefined ? { subject } : {}) });
+        onDenied({
+          error,
+          reason,
+          needs,
+          method: req.method ?? 'GET',
+          ...(gun !== undefined ? { gun } : {}),
+          ...(subject !== undefined ? { subject } : {}),
+        });
       }
       req.resume(); // drain an unread body (a publish) so the connection can be reused
       const detail = need.actions.map((a) => ({ Type: need.type, Class: '', Name: need.name, Action: a }));

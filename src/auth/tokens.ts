@@ -134,7 +134,10 @@ export class TokenStore {
   }
 
   /** Makes a token; the returned `token` string is the only copy of the secret. */
-  create(opts: { name: string; scopes: Scope[]; keyIds?: string[]; expiresInSeconds?: number; createdBy: string }): { token: string; info: TokenInfo } {
+  create(opts: { name: string; scopes: Scope[]; keyIds?: string[]; expiresInSeconds?: number; createdBy: string }): {
+    token: string;
+    info: TokenInfo;
+  } {
     const token = newTokenString();
     const rec: TokenRecord = {
       id: randomBytes(8).toString('hex'),
@@ -179,7 +182,9 @@ export class TokenStore {
 
   /** Tokens that still grant admin (not expired). */
   activeAdmins(): TokenInfo[] {
-    return this.tokens.filter((t) => t.scopes.includes('admin') && !(t.expiresAt && Date.parse(t.expiresAt) <= this.now())).map(TokenStore.info);
+    return this.tokens
+      .filter((t) => t.scopes.includes('admin') && !(t.expiresAt && Date.parse(t.expiresAt) <= this.now()))
+      .map(TokenStore.info);
   }
 
   revoke(id: string): boolean {

@@ -50,7 +50,11 @@ interface ChangeAnswer {
   status: 'published' | 'pending';
   summary?: string;
   versions?: Record<string, number>;
-  pending?: { id: string; missing: number; parts: Array<{ role: string; missing: number; requirements: Array<{ keyids: string[]; missing: number }> }> };
+  pending?: {
+    id: string;
+    missing: number;
+    parts: Array<{ role: string; missing: number; requirements: Array<{ keyids: string[]; missing: number }> }>;
+  };
 }
 
 function reportChange(ctx: Context, a: ChangeAnswer & Record<string, unknown>, done: string): number {
@@ -60,7 +64,9 @@ function reportChange(ctx: Context, a: ChangeAnswer & Record<string, unknown>, d
     const need = (a.pending?.parts ?? []).filter((x) => x.missing > 0).map((x) => `${x.role} needs ${x.missing}`);
     ctx.out(`pending: ${need.join(', ')} more signature(s) (change ${a.pending?.id}; complete it with the other key holders)\n`);
   } else {
-    const v = Object.entries(a.versions ?? {}).map(([r, n]) => `${r} v${n}`).join(', ');
+    const v = Object.entries(a.versions ?? {})
+      .map(([r, n]) => `${r} v${n}`)
+      .join(', ');
     ctx.out(`${done}${v ? ` (${v})` : ''}\n`);
   }
   return a.status === 'pending' ? EXIT.DENIED : EXIT.OK;
@@ -70,7 +76,12 @@ const repoInit: Command = {
   name: 'repo init',
   usage: 'repo init REPO [--root-key keystore|offline -o ROOT.key] [--algorithm ecdsa|rsa]',
   summary: 'create trust data for a repository (root kept on the server, or handed out once)',
-  options: { 'root-key': { value: true }, algorithm: { value: true }, 'passphrase-file': { value: true }, output: { value: true, short: 'o' } },
+  options: {
+    'root-key': { value: true },
+    algorithm: { value: true },
+    'passphrase-file': { value: true },
+    output: { value: true, short: 'o' },
+  },
   async run(ctx, p) {
     const [gun] = needPositionals(p, ['REPO'], this.usage);
     const rootKey = opt(p, 'root-key') ?? 'keystore';
@@ -78,14 +89,17 @@ const repoInit: Command = {
     const out = opt(p, 'output');
     if (rootKey === 'offline' && !out) throw new UsageError('an offline root key is returned once: give -o FILE to keep it');
     const pass = rootKey === 'offline' ? passphrase(ctx, p, true) : undefined;
-    const res = await ctx.api().call<{ repository: Record<string, unknown>; rootKey?: { id: string; pem: string } }>('POST', '/api/v1/repositories', {
-      gun,
-      rootKey,
-      ...(pass ? { passphrase: pass } : {}),
-      ...(opt(p, 'algorithm') ? { algorithm: opt(p, 'algorithm') } : {}),
-    });
+    const res = await ctx
+      .api()
+      .call<{ repository: Record<string, unknown>; rootKey?: { id: string; pem: string } }>('POST', '/api/v1/repositories', {
+        gun,
+        rootKey,
+        ...(pass ? { passphrase: pass } : {}),
+        ...(opt(p, 'algorithm') ? { algorithm: opt(p, 'algorithm') } : {}),
+      });
     if (res.body.rootKey) writeSecret(ctx, out, res.body.rootKey.pem, `offline root key ${res.body.rootKey.id.slice(0, 12)}`);
-    if (ctx.json) ctx.out(JSON.stringify({ ...res.body, ...(res.body.rootKey ? { rootKey: { id: res.body.rootKey.id } } : {}) }, null, 2) + '\n');
+    if (ctx.json)
+      ctx.out(JSON.stringify({ ...res.body, ...(res.body.rootKey ? { rootKey: { id: res.body.rootKey.id } } : {}) }, null, 2) + '\n');
     else ctx.out(`initialised trust for ${gun}\n`);
     return EXIT.OK;
   },
@@ -103,10 +117,13 @@ const repoTrustReset: Command = {
   options: {},
   async run(ctx, p) {
     const [gun] = needPositionals(p, ['REPO'], this.usage);
-    const res = await ctx.api().call<{ gun: string; previous: PinInfo | null; pinned: PinInfo | null }>('POST', `${repoPath(gun!)}/trust-reset`);
+    const res = await ctx
+      .api()
+      .call<{ gun: string; previous: PinInfo | null; pinned: PinInfo | null }>('POST', `${repoPath(gun!)}/trust-reset`);
     if (ctx.json) ctx.out(JSON.stringify(res.body, null, 2) + '\n');
     else {
-      const root = (x: PinInfo | null) => (x ? `root v${x.rootVersion} (${x.rootKeyIds.map((k) => k.slice(0, 12)).join(', ')})` : 'nothing');
+      const root = (x: PinInfo | null) =>
+        x ? `root v${x.rootVersion} (${x.rootKeyIds.map((k) => k.slice(0, 12)).join(', ')})` : 'nothing';
       const now = res.body.pinned ? root(res.body.pinned) : 'the next root it gets, on first use';
       ctx.out(`reset the trust of ${gun}: was ${root(res.body.previous)}, now ${now}\n`);
     }
@@ -151,12 +168,14 @@ const keyRotate: Command = {
   options: { 'key-id': { value: true }, algorithm: { value: true } },
   async run(ctx, p) {
     const [gun, role] = needPositionals(p, ['REPO', 'ROLE'], this.usage);
-    const res = await ctx.api().call<ChangeAnswer & Record<string, unknown>>(
-      'POST',
-      `${repoPath(gun!)}/keys/${enc(role!)}/rotate`,
-      { ...(opt(p, 'key-id') ? { keyId: opt(p, 'key-id') } : {}), ...(opt(p, 'algorithm') ? { algorithm: opt(p, 'algorithm') } : {}) },
-      { allow: [202] },
-    );
+    const res = await ctx
+      .api()
+      .call<ChangeAnswer & Record<string, unknown>>(
+        'POST',
+        `${repoPath(gun!)}/keys/${enc(role!)}/rotate`,
+        { ...(opt(p, 'key-id') ? { keyId: opt(p, 'key-id') } : {}), ...(opt(p, 'algorithm') ? { algorithm: opt(p, 'algorithm') } : {}) },
+        { allow: [202] },
+      );
     return reportChange(ctx, res.body, `rotated the ${role} key of ${gun}`);
   },
 };
@@ -171,7 +190,9 @@ const keyExport: Command = {
     const out = opt(p, 'output');
     if (!out) throw new UsageError('give -o FILE for the exported key (or -o - for stdout)');
     const pass = passphrase(ctx, p, true)!;
-    const res = await ctx.api().call<{ keyId: string; pem: string }>('POST', `${repoPath(gun!)}/keys/${enc(id!)}/export`, { passphrase: pass });
+    const res = await ctx
+      .api()
+      .call<{ keyId: string; pem: string }>('POST', `${repoPath(gun!)}/keys/${enc(id!)}/export`, { passphrase: pass });
     writeSecret(ctx, out, res.body.pem, `key ${res.body.keyId.slice(0, 12)}`);
     return EXIT.OK;
   },
@@ -188,12 +209,20 @@ const keyImport: Command = {
     if (!role) throw new UsageError('give --role (the role the key signs)');
     const pem = readFile(file!, 'key file');
     const pass = /ENCRYPTED/.test(pem) ? passphrase(ctx, p, true) : passphrase(ctx, p, false);
-    const res = await ctx.api().call<Omit<ChangeAnswer, 'status'> & { status: 'published' | 'pending' | 'stored'; keyId?: string } & Record<string, unknown>>(
-      'POST',
-      `${repoPath(gun!)}/keys/import`,
-      { pem, role, ...(pass ? { passphrase: pass } : {}), ...(p.flags.has('activate') ? { activate: true } : {}), ...(opt(p, 'replace') ? { replaceKeyId: opt(p, 'replace') } : {}) },
-      { allow: [202] },
-    );
+    const res = await ctx
+      .api()
+      .call<Omit<ChangeAnswer, 'status'> & { status: 'published' | 'pending' | 'stored'; keyId?: string } & Record<string, unknown>>(
+        'POST',
+        `${repoPath(gun!)}/keys/import`,
+        {
+          pem,
+          role,
+          ...(pass ? { passphrase: pass } : {}),
+          ...(p.flags.has('activate') ? { activate: true } : {}),
+          ...(opt(p, 'replace') ? { replaceKeyId: opt(p, 'replace') } : {}),
+        },
+        { allow: [202] },
+      );
     if (res.body.status === 'stored') {
       if (ctx.json) ctx.out(JSON.stringify(res.body, null, 2) + '\n');
       else ctx.out(`imported key ${String(res.body.keyId ?? '').slice(0, 12)} for ${role} of ${gun}\n`);
@@ -211,7 +240,8 @@ const signerAdd: Command = {
   async run(ctx, p) {
     const [gun, name] = needPositionals(p, ['REPO', 'NAME'], this.usage);
     const keys = opts(p, 'key').map((f) => readFile(f, 'public key'));
-    if (keys.length === 0 && !p.flags.has('generate')) throw new UsageError('give --key FILE.pub (one per key) or --generate (a key held by the server)');
+    if (keys.length === 0 && !p.flags.has('generate'))
+      throw new UsageError('give --key FILE.pub (one per key) or --generate (a key held by the server)');
     const threshold = intOpt(p, 'threshold');
     const res = await ctx.api().call<ChangeAnswer & { keyIds?: string[] } & Record<string, unknown>>(
       'POST',
@@ -225,7 +255,11 @@ const signerAdd: Command = {
       },
       { allow: [202] },
     );
-    return reportChange(ctx, res.body, `added signer ${name} to ${gun} with key(s) ${(res.body.keyIds ?? []).map((k) => k.slice(0, 12)).join(', ')}`);
+    return reportChange(
+      ctx,
+      res.body,
+      `added signer ${name} to ${gun} with key(s) ${(res.body.keyIds ?? []).map((k) => k.slice(0, 12)).join(', ')}`,
+    );
   },
 };
 
@@ -236,7 +270,9 @@ const signerRemove: Command = {
   options: {},
   async run(ctx, p) {
     const [gun, name] = needPositionals(p, ['REPO', 'NAME'], this.usage);
-    const res = await ctx.api().call<ChangeAnswer & Record<string, unknown>>('DELETE', `${repoPath(gun!)}/signers/${enc(name!)}`, undefined, { allow: [202] });
+    const res = await ctx
+      .api()
+      .call<ChangeAnswer & Record<string, unknown>>('DELETE', `${repoPath(gun!)}/signers/${enc(name!)}`, undefined, { allow: [202] });
     return reportChange(ctx, res.body, `removed signer ${name} from ${gun}`);
   },
 };
@@ -245,7 +281,12 @@ const tokenCreate: Command = {
   name: 'token create',
   usage: 'token create --name N --scope S... [--key-id ID]... [--expires 30d]',
   summary: 'create an API token (scopes: admin, reader[:PATTERN], signer:PATTERN); prints the token',
-  options: { name: { value: true }, scope: { value: true, repeat: true, short: 's' }, 'key-id': { value: true, repeat: true }, expires: { value: true } },
+  options: {
+    name: { value: true },
+    scope: { value: true, repeat: true, short: 's' },
+    'key-id': { value: true, repeat: true },
+    expires: { value: true },
+  },
   async run(ctx, p) {
     needPositionals(p, [], this.usage);
     const name = opt(p, 'name');
@@ -290,4 +331,15 @@ const backup: Command = {
   },
 };
 
-export const adminCommands: Command[] = [repoInit, repoTrustReset, keyList, keyRotate, keyExport, keyImport, signerAdd, signerRemove, tokenCreate, backup];
+export const adminCommands: Command[] = [
+  repoInit,
+  repoTrustReset,
+  keyList,
+  keyRotate,
+  keyExport,
+  keyImport,
+  signerAdd,
+  signerRemove,
+  tokenCreate,
+  backup,
+];

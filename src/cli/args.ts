@@ -24,7 +24,11 @@ export function parseArgs(argv: readonly string[], spec: Record<string, OptionSp
   const positionals: string[] = [];
   const options = new Map<string, string[]>();
   const flags = new Set<string>();
-  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([k, s]) => [s.short!, k]));
+  const byShort = new Map(
+    Object.entries(spec)
+      .filter(([, s]) => s.short)
+      .map(([k, s]) => [s.short!, k]),
+  );
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--') {
@@ -67,13 +71,15 @@ export const opts = (p: Parsed, name: string): string[] => p.options.get(name) ?
 
 export function needPositionals(p: Parsed, names: string[], usage: string): string[] {
   if (p.positionals.length < names.length) throw new UsageError(`missing ${names.slice(p.positionals.length).join(' ')}\nusage: ${usage}`);
-  if (p.positionals.length > names.length) throw new UsageError(`unexpected argument ${JSON.stringify(p.positionals[names.length])}\nusage: ${usage}`);
+  if (p.positionals.length > names.length)
+    throw new UsageError(`unexpected argument ${JSON.stringify(p.positionals[names.length])}\nusage: ${usage}`);
   return p.positionals;
 }
 
 export function intOpt(p: Parsed, name: string, min = 1): number | undefined {
   const v = opt(p, name);
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw new UsageError(`--${name} must be a whole number of at least ${min}`);
+  if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v)))
+    throw new UsageError(`--${name} must be a whole number of at least ${min}`);
   return Number(v);
 }

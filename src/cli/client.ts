@@ -35,7 +35,10 @@ export class ApiClient {
     try {
       u = new URL(url);
     } catch {
-      throw new CliError(`the server URL ${JSON.stringify(url)} is not a URL (use --url or TRUSTGATE_URL, e.g. https://trustgate.example.com:4443)`, EXIT.USAGE);
+      throw new CliError(
+        `the server URL ${JSON.stringify(url)} is not a URL (use --url or TRUSTGATE_URL, e.g. https://trustgate.example.com:4443)`,
+        EXIT.USAGE,
+      );
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new CliError(`the server URL must be http:// or https://`, EXIT.USAGE);
     this.base = url.replace(/\/+$/, '');
@@ -46,7 +49,12 @@ export class ApiClient {
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     try {
-      return await fetch(`${this.base}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(this.timeoutMs) });
+      return await fetch(`${this.base}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (e as Error).message;
@@ -80,7 +88,12 @@ export class ApiClient {
   }
 
   /** Sends a request; answers of 2xx come back, others become CliErrors (403/401 → exit 3). */
-  async call<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts: { accept?: string; allow?: number[] } = {}): Promise<ApiAnswer<T>> {
+  async call<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts: { accept?: string; allow?: number[] } = {},
+  ): Promise<ApiAnswer<T>> {
     return this.answer<T>(await this.send(method, path, body, opts.accept ?? 'application/json'), method, path, opts);
   }
 

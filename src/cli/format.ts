@@ -50,13 +50,27 @@ export function prettyInspect(r: InspectBody, name = r.name): string {
   }
   if (r.signers.length) {
     out += `\nList of signers and their keys for ${name}\n\n`;
-    out += dockerTable(['SIGNER', 'KEYS'], r.signers.map((s) => [s.name, s.keys.map((k) => k.id).sort(byBytes).map((id) => id.slice(0, 12)).join(', ')]));
+    out += dockerTable(
+      ['SIGNER', 'KEYS'],
+      r.signers.map((s) => [
+        s.name,
+        s.keys
+          .map((k) => k.id)
+          .sort(byBytes)
+          .map((id) => id.slice(0, 12))
+          .join(', '),
+      ]),
+    );
   }
   out += `\nAdministrative keys for ${name}\n\n`;
   // docker sorts the roles by name, descending: targets ("Repository") before root.
   for (const label of ['Repository', 'Root']) {
     const a = r.administrativeKeys.find((x) => x.name === label);
-    if (a) out += `  ${label} Key:\t${a.keys.map((k) => k.id).sort(byBytes).join(', ')}\n`;
+    if (a)
+      out += `  ${label} Key:\t${a.keys
+        .map((k) => k.id)
+        .sort(byBytes)
+        .join(', ')}\n`;
   }
   return out;
 }

@@ -53,7 +53,11 @@ function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefin
   return { cmd: best, rest };
 }
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) }): Promise<number> {
+export async function main(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) },
+): Promise<number> {
   // Global options may come before the command; split them off first.
   const globals: string[] = [];
   let i = 0;
@@ -76,7 +80,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         return EXIT.OK;
       }
       if (tail.length === 0) throw new UsageError('no command given (see trustgate --help)');
-      throw new UsageError(`unknown command ${JSON.stringify(tail.filter((a) => !a.startsWith('-')).slice(0, 2).join(' '))} (see trustgate --help)`);
+      throw new UsageError(
+        `unknown command ${JSON.stringify(
+          tail
+            .filter((a) => !a.startsWith('-'))
+            .slice(0, 2)
+            .join(' '),
+        )} (see trustgate --help)`,
+      );
     }
     const { cmd, rest } = found;
     const p = parseArgs(rest, { ...GLOBAL, ...cmd.options });

@@ -26,7 +26,10 @@ async function sizeFromRegistry(registry: string, ref: ImageRef, digest: string)
   try {
     const res = await fetch(`${base}/v2/${ref.path}/manifests/${digest}`, {
       method: 'HEAD',
-      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json' },
+      headers: {
+        Accept:
+          'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json',
+      },
       signal: AbortSignal.timeout(30_000),
     });
     if (!res.ok) return undefined;
@@ -42,12 +45,22 @@ interface SignAnswer {
   status: 'published' | 'pending';
   published: Array<{ gun: string; role: string; version: number; tags: number }>;
   pending: Array<{ id: string; gun: string; roles: Array<{ role: string; needed: number; keyIds: string[] }> }>;
-  items: Array<{ gun: string; tag: string; digest: string; size: number; role: string; cosign?: { tag: string }; bundle?: { manifestDigest: string } }>;
+  items: Array<{
+    gun: string;
+    tag: string;
+    digest: string;
+    size: number;
+    role: string;
+    cosign?: { tag: string };
+    bundle?: { manifestDigest: string };
+  }>;
   message?: string;
 }
 
 /** The tags one published role took: the answer's items of that repository and role. */
-const signedIn = (a: SignAnswer, p: SignAnswer['published'][number]) => [...new Set(a.items.filter((i) => i.gun === p.gun && i.role === p.role).map((i) => i.tag))];
+const signedIn = (a: SignAnswer, p: SignAnswer['published'][number]) => [
+  ...new Set(a.items.filter((i) => i.gun === p.gun && i.role === p.role).map((i) => i.tag)),
+];
 
 /** Items listed one per line at most; more are counted (`--json` has them all). */
 const MAX_LINES = 20;
@@ -59,18 +72,24 @@ function reportSign(ctx: Context, a: SignAnswer, signed = a.published.map((p) =>
     // `published[].tags` counts every tag the role lists; the tags signed now are the items.
     for (const [k, p] of a.published.entries()) {
       const tags = signed[k]!;
-      const names = tags.length <= MAX_LINES ? tags.join(', ') : `${tags.slice(0, MAX_LINES).join(', ')}, ... (${tags.length - MAX_LINES} more)`;
+      const names =
+        tags.length <= MAX_LINES ? tags.join(', ') : `${tags.slice(0, MAX_LINES).join(', ')}, ... (${tags.length - MAX_LINES} more)`;
       ctx.out(`signed ${tags.length} tag(s) in ${p.role} of ${p.gun}: ${names}; ${p.role} is now version ${p.version}\n`);
     }
     if (a.status === 'published') {
       for (const i of a.items.slice(0, MAX_LINES)) {
-        const extra = [i.cosign ? `cosign ${i.cosign.tag}` : '', i.bundle ? `bundle ${i.bundle.manifestDigest.slice(0, 19)}` : ''].filter(Boolean).join(', ');
+        const extra = [i.cosign ? `cosign ${i.cosign.tag}` : '', i.bundle ? `bundle ${i.bundle.manifestDigest.slice(0, 19)}` : '']
+          .filter(Boolean)
+          .join(', ');
         ctx.out(`  ${i.gun}:${i.tag} -> ${i.digest} (${i.size} bytes)${extra ? ` [${extra}]` : ''}\n`);
       }
       if (a.items.length > MAX_LINES) ctx.out(`  ... and ${a.items.length - MAX_LINES} more (--json lists them all)\n`);
     }
     for (const p of a.pending) {
-      for (const r of p.roles) ctx.out(`pending: ${r.role} of ${p.gun} needs ${r.needed} more signature(s) from ${r.keyIds.map((k) => k.slice(0, 12)).join(', ')} (change ${p.id})\n`);
+      for (const r of p.roles)
+        ctx.out(
+          `pending: ${r.role} of ${p.gun} needs ${r.needed} more signature(s) from ${r.keyIds.map((k) => k.slice(0, 12)).join(', ')} (change ${p.id})\n`,
+        );
     }
   }
   if (a.status === 'pending') {
@@ -121,7 +140,13 @@ const sign: Command = {
         throw new UsageError('--custom must be a JSON object');
       }
     }
-    const base = { ...where(ref), digest: ref.digest, ...(size !== undefined ? { size } : {}), ...(role ? { role } : {}), ...(custom !== undefined ? { custom } : {}) };
+    const base = {
+      ...where(ref),
+      digest: ref.digest,
+      ...(size !== undefined ? { size } : {}),
+      ...(role ? { role } : {}),
+      ...(custom !== undefined ? { custom } : {}),
+    };
     const flags = { ...(p.flags.has('cosign') ? { cosign: true } : {}), ...(p.flags.has('bundle') ? { bundle: true } : {}) };
     const api = ctx.api();
     const res =
@@ -157,8 +182,16 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
   } catch (e) {
     throw new CliError(`cannot read batch file ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
-  const top = (Array.isArray(doc) ? { items: doc } : doc) as { gun?: string; repository?: string; role?: string; items?: BatchItem[]; cosign?: boolean; bundle?: boolean };
-  if (!top || !Array.isArray(top.items) || top.items.length === 0) throw new UsageError(`${file}: expected {"items":[{"tag","digest","size"},...]} or a list of such items`);
+  const top = (Array.isArray(doc) ? { items: doc } : doc) as {
+    gun?: string;
+    repository?: string;
+    role?: string;
+    items?: BatchItem[];
+    cosign?: boolean;
+    bundle?: boolean;
+  };
+  if (!top || !Array.isArray(top.items) || top.items.length === 0)
+    throw new UsageError(`${file}: expected {"items":[{"tag","digest","size"},...]} or a list of such items`);
   const role = opt(p, 'role') ?? top.role;
   const gun = opt(p, 'gun') ?? top.gun;
   const total = top.items.length;
@@ -179,7 +212,8 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
       checkDigest(o.digest, `${at}.digest`);
       if (o.size !== undefined) checkSize(o.size, `${at}.size`);
       if (o.role !== undefined) checkRole(o.role, `${at}.role`);
-      if (!o.gun && !o.repository && !gun && !top.repository) throw new SigningInputError(`${at}.gun`, `${at} names no repository (give "gun" in the item or the file, or --gun)`);
+      if (!o.gun && !o.repository && !gun && !top.repository)
+        throw new SigningInputError(`${at}.gun`, `${at} names no repository (give "gun" in the item or the file, or --gun)`);
       return o;
     }),
   );
@@ -209,11 +243,15 @@ async function signBatch(ctx: Context, p: Parsed): Promise<number> {
     if (res.body.status === 'pending') all.status = 'pending';
     const pct = Math.round((done / total) * 100);
     const versions = res.body.published.map((x) => `${x.role} v${x.version}`).join(', ');
-    ctx.progress(`[${k + 1}/${chunks.length}] ${done}/${total} (${pct}%) ${res.body.status}${versions ? `: ${versions}` : ''} in ${((Date.now() - t0) / 1000).toFixed(2)}s`);
+    ctx.progress(
+      `[${k + 1}/${chunks.length}] ${done}/${total} (${pct}%) ${res.body.status}${versions ? `: ${versions}` : ''} in ${((Date.now() - t0) / 1000).toFixed(2)}s`,
+    );
     if (res.body.status === 'pending') break;
   }
   const secs = (Date.now() - started) / 1000;
-  ctx.progress(`${all.status === 'published' ? 'signed' : 'sent'} ${done} item(s) in ${secs.toFixed(2)}s (${Math.round(done / Math.max(secs, 0.001))}/s)`);
+  ctx.progress(
+    `${all.status === 'published' ? 'signed' : 'sent'} ${done} item(s) in ${secs.toFixed(2)}s (${Math.round(done / Math.max(secs, 0.001))}/s)`,
+  );
   return reportSign(ctx, all, signed);
 }
 
@@ -245,7 +283,8 @@ const verify: Command = {
     if (ctx.json) ctx.out(JSON.stringify(r, null, 2) + '\n');
     else if (r.verdict === 'signed') {
       ctx.out(`${image} is signed: ${r.digest}${r.size ? ` (${r.size} bytes)` : ''}${r.tags ? ` as ${r.tags.join(', ')}` : ''}\n`);
-      for (const x of r.roles) ctx.out(`  ${x.role} v${x.version}, expires ${x.expires}, keys ${x.keyIds.map((k) => k.slice(0, 12)).join(', ')}\n`);
+      for (const x of r.roles)
+        ctx.out(`  ${x.role} v${x.version}, expires ${x.expires}, keys ${x.keyIds.map((k) => k.slice(0, 12)).join(', ')}\n`);
       if (r.validUntil) ctx.out(`  verdict valid until ${r.validUntil}\n`);
     }
     if (r.verdict !== 'signed') {
@@ -267,7 +306,8 @@ const inspect: Command = {
     if (ref.tag || ref.digest) throw new UsageError('inspect takes a repository name, without :tag or @digest');
     const q = new URLSearchParams(ref.host ? { gun: ref.name } : { repository: ref.name });
     const res = await ctx.api().call<InspectBody>('GET', `/api/v1/signing/inspect?${q}`);
-    if (res.body.verified === false) ctx.err(`trustgate: the trust data of ${repo} does not verify: ${res.body.message ?? 'unknown reason'}\n`);
+    if (res.body.verified === false)
+      ctx.err(`trustgate: the trust data of ${repo} does not verify: ${res.body.message ?? 'unknown reason'}\n`);
     ctx.out(ctx.json ? JSON.stringify(res.body, null, 2) + '\n' : prettyInspect(res.body, repo));
     return res.body.verified === false ? EXIT.DENIED : EXIT.OK;
   },
@@ -284,14 +324,23 @@ const revoke: Command = {
     if (!ref.tag) throw new UsageError(`${image} has no :tag to revoke`);
     const role = opt(p, 'role');
     if (role) local(() => checkRole(role, '--role'));
-    const res = await ctx.api().call<{ status: string; removed: Array<{ role: string }>; published: Array<{ role: string; version: number }>; pending?: { id: string } }>('POST', '/api/v1/signing/revoke', {
+    const res = await ctx.api().call<{
+      status: string;
+      removed: Array<{ role: string }>;
+      published: Array<{ role: string; version: number }>;
+      pending?: { id: string };
+    }>('POST', '/api/v1/signing/revoke', {
       ...where(ref),
       tag: ref.tag,
       ...(role ? { role } : {}),
     });
     if (ctx.json) ctx.out(JSON.stringify(res.body, null, 2) + '\n');
-    else if (res.body.status === 'pending') ctx.out(`revocation of ${ref.tag} is pending further signatures (change ${res.body.pending?.id})\n`);
-    else ctx.out(`revoked ${ref.tag} from ${res.body.removed.map((r) => r.role).join(', ')} (${res.body.published.map((x) => `${x.role} v${x.version}`).join(', ')})\n`);
+    else if (res.body.status === 'pending')
+      ctx.out(`revocation of ${ref.tag} is pending further signatures (change ${res.body.pending?.id})\n`);
+    else
+      ctx.out(
+        `revoked ${ref.tag} from ${res.body.removed.map((r) => r.role).join(', ')} (${res.body.published.map((x) => `${x.role} v${x.version}`).join(', ')})\n`,
+      );
     return res.body.status === 'pending' ? EXIT.DENIED : EXIT.OK;
   },
 };
@@ -300,7 +349,14 @@ const promote: Command = {
   name: 'promote',
   usage: 'promote IMAGE:TAG --to-role R [--to-tag T] [--from-role R] [--to-repo REPO]',
   summary: 'sign an already signed digest under another tag/role, after verifying the source',
-  options: { 'to-role': { value: true }, 'to-tag': { value: true }, 'from-role': { value: true }, 'to-repo': { value: true }, cosign: {}, bundle: {} },
+  options: {
+    'to-role': { value: true },
+    'to-tag': { value: true },
+    'from-role': { value: true },
+    'to-repo': { value: true },
+    cosign: {},
+    bundle: {},
+  },
   async run(ctx, p) {
     const [image] = needPositionals(p, ['IMAGE:TAG'], this.usage);
     const ref = local(() => parseImageRef(image!));
@@ -321,4 +377,3 @@ const promote: Command = {
 };
 
 export const signCommands: Command[] = [sign, verify, inspect, revoke, promote];
-

@@ -45,7 +45,14 @@ export interface TrustChange {
 
 export type ClusterMessage = ReadyMessage | MetricsRequest | MetricsReply | SnapshotRequest | SnapshotReply | TrustChange;
 
-const TYPES = new Set<string>(['trustgate:ready', 'trustgate:metrics?', 'trustgate:metrics', 'trustgate:snapshot?', 'trustgate:snapshot', 'trustgate:change']);
+const TYPES = new Set<string>([
+  'trustgate:ready',
+  'trustgate:metrics?',
+  'trustgate:metrics',
+  'trustgate:snapshot?',
+  'trustgate:snapshot',
+  'trustgate:change',
+]);
 
 /** The message as one of ours, or undefined. */
 export function clusterMessage(m: unknown): ClusterMessage | undefined {

@@ -127,7 +127,9 @@ export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<
     if (live.size === 0) process.exit(code);
     for (const w of live.values()) w.process.kill('SIGTERM');
     setTimeout(() => {
-      log('warn', `workers did not stop within ${STOP_GRACE_MS / 1000} s: killing them`, { pids: [...live.values()].map((w) => w.process.pid) });
+      log('warn', `workers did not stop within ${STOP_GRACE_MS / 1000} s: killing them`, {
+        pids: [...live.values()].map((w) => w.process.pid),
+      });
       for (const w of live.values()) w.process.kill('SIGKILL');
       process.exit(code);
     }, STOP_GRACE_MS);
@@ -150,7 +152,11 @@ export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<
     deaths.push(now);
     while (deaths.length > 0 && deaths[0]! <= now - DEATH_WINDOW_MS) deaths.shift();
     if (deaths.length >= DEATH_LIMIT) {
-      log('error', `workers keep stopping (${deaths.length} within ${DEATH_WINDOW_MS / 1000} s): giving up`, { pid: worker.process.pid, code, signal });
+      log('error', `workers keep stopping (${deaths.length} within ${DEATH_WINDOW_MS / 1000} s): giving up`, {
+        pid: worker.process.pid,
+        code,
+        signal,
+      });
       stop(1);
       return;
     }

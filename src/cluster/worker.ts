@@ -40,7 +40,7 @@ export function joinCluster(app: ClusterApp): void {
     if (m.type === 'trustgate:snapshot?') {
       void app.metrics.snapshot().then(
         (snapshot) => send({ type: 'trustgate:snapshot', id: m.id, snapshot }),
-        (e: Error) => app.log('warn', 'cannot read this worker\'s metrics', { error: e.message }),
+        (e: Error) => app.log('warn', "cannot read this worker's metrics", { error: e.message }),
       );
     } else if (m.type === 'trustgate:metrics') {
       const w = waiting.get(m.id);

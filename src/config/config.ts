@@ -134,7 +134,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!!cert !== !!key) r.problems.push('TRUSTGATE_TLS_CERT and TRUSTGATE_TLS_KEY must be set together');
   const databaseUrl = r.str('TRUSTGATE_DATABASE_URL');
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) r.problems.push('TRUSTGATE_DATABASE_URL must be a postgres:// URL');
-  const prefixes = (r.str('TRUSTGATE_GUN_PREFIXES') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const prefixes = (r.str('TRUSTGATE_GUN_PREFIXES') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const cfg: Config = {
     listen: r.hostPort('TRUSTGATE_LISTEN', '127.0.0.1:4443'),
     ...(cert && key ? { tls: { cert, key } } : {}),
@@ -164,7 +167,8 @@ export function loadConfig(env: Env = process.env): Config {
     proxyRequestTimeoutMs: r.int('TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
     signMaxBatch: r.int('TRUSTGATE_SIGN_MAX_BATCH', 1000, 1, 50_000),
   };
-  if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM) r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
+  if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM)
+    r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);
   workersConfig(r, cfg);
   const proxy = readProxyConfig(merged);
@@ -180,7 +184,8 @@ function workersConfig(r: Reader, cfg: Config): void {
   if (v === undefined) return;
   if (v === 'auto') {
     const n = Math.min(AUTO_WORKERS_MAX, availableParallelism());
-    if (cfg.keystore === 'pkcs11' && n > 1) cfg.workersNote = 'TRUSTGATE_WORKERS=auto runs one process with TRUSTGATE_KEYSTORE=pkcs11 (HSM sessions are per process)';
+    if (cfg.keystore === 'pkcs11' && n > 1)
+      cfg.workersNote = 'TRUSTGATE_WORKERS=auto runs one process with TRUSTGATE_KEYSTORE=pkcs11 (HSM sessions are per process)';
     else cfg.workers = n;
     return;
   }
@@ -189,7 +194,9 @@ function workersConfig(r: Reader, cfg: Config): void {
     return;
   }
   if (cfg.keystore === 'pkcs11' && Number(v) > 1) {
-    r.problems.push(`TRUSTGATE_WORKERS must be 1 with TRUSTGATE_KEYSTORE=pkcs11 (HSM sessions are per process and not used across processes), got ${v}`);
+    r.problems.push(
+      `TRUSTGATE_WORKERS must be 1 with TRUSTGATE_KEYSTORE=pkcs11 (HSM sessions are per process and not used across processes), got ${v}`,
+    );
     return;
   }
   cfg.workers = Number(v);
@@ -204,18 +211,21 @@ function keystoreAndAuthConfig(r: Reader, cfg: Config): void {
     const pinFile = r.str('TRUSTGATE_PKCS11_PIN_FILE');
     if (!module) r.problems.push('TRUSTGATE_PKCS11_MODULE must be set when TRUSTGATE_KEYSTORE=pkcs11');
     if (!tokenLabel) r.problems.push('TRUSTGATE_PKCS11_TOKEN_LABEL must be set when TRUSTGATE_KEYSTORE=pkcs11');
-    if (!pin === !pinFile) r.problems.push('set exactly one of TRUSTGATE_PKCS11_PIN_FILE (preferred) and TRUSTGATE_PKCS11_PIN when TRUSTGATE_KEYSTORE=pkcs11');
+    if (!pin === !pinFile)
+      r.problems.push('set exactly one of TRUSTGATE_PKCS11_PIN_FILE (preferred) and TRUSTGATE_PKCS11_PIN when TRUSTGATE_KEYSTORE=pkcs11');
     if (module && tokenLabel) cfg.pkcs11 = { module, tokenLabel, ...(pin ? { pin } : {}), ...(pinFile ? { pinFile } : {}) };
   }
   if (cfg.keystore === 'keyv') {
     const url = r.str('TRUSTGATE_KEYSTORE_URL');
-    if (!url || !/^(postgres(ql)?|rediss?):\/\//.test(url)) r.problems.push('TRUSTGATE_KEYSTORE_URL must be a postgres:// or redis:// URL when TRUSTGATE_KEYSTORE=keyv');
+    if (!url || !/^(postgres(ql)?|rediss?):\/\//.test(url))
+      r.problems.push('TRUSTGATE_KEYSTORE_URL must be a postgres:// or redis:// URL when TRUSTGATE_KEYSTORE=keyv');
     else cfg.keystoreUrl = url;
   }
   cfg.authMode = r.oneOf('TRUSTGATE_AUTH', 'trustgate', ['trustgate', 'token', 'none'] as const);
   const anonymousRead = r.str('TRUSTGATE_AUTH_ANONYMOUS_READ');
   if (anonymousRead !== undefined) {
-    if (cfg.authMode !== 'trustgate') r.problems.push(`TRUSTGATE_AUTH_ANONYMOUS_READ applies only with TRUSTGATE_AUTH=trustgate, not ${cfg.authMode}`);
+    if (cfg.authMode !== 'trustgate')
+      r.problems.push(`TRUSTGATE_AUTH_ANONYMOUS_READ applies only with TRUSTGATE_AUTH=trustgate, not ${cfg.authMode}`);
     else cfg.anonymousRead = ['true', '1'].includes(r.oneOf('TRUSTGATE_AUTH_ANONYMOUS_READ', 'true', ['true', 'false', '1', '0'] as const));
   }
   if (cfg.authMode === 'trustgate') {
@@ -243,7 +253,9 @@ function keystoreAndAuthConfig(r: Reader, cfg: Config): void {
   const issuerCert = r.str('TRUSTGATE_AUTH_TOKEN_CERT');
   const users = r.str('TRUSTGATE_AUTH_USERS');
   if ((issuerKey || issuerCert || users) && !(issuerKey && issuerCert && users)) {
-    r.problems.push('TRUSTGATE_AUTH_TOKEN_KEY, TRUSTGATE_AUTH_TOKEN_CERT and TRUSTGATE_AUTH_USERS must be set together (built-in token endpoint)');
+    r.problems.push(
+      'TRUSTGATE_AUTH_TOKEN_KEY, TRUSTGATE_AUTH_TOKEN_CERT and TRUSTGATE_AUTH_USERS must be set together (built-in token endpoint)',
+    );
   }
   if (issuerKey && issuerCert && users) Object.assign(auth, { issuerKey, issuerCert, users });
   cfg.auth = auth;

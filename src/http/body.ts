@@ -4,7 +4,10 @@ import type { IncomingMessage } from 'node:http';
 export type BodyFailure = 'MALFORMED_UPLOAD' | 'TOO_LARGE';
 
 export class BodyError extends Error {
-  constructor(readonly kind: BodyFailure, message: string) {
+  constructor(
+    readonly kind: BodyFailure,
+    message: string,
+  ) {
     super(message);
   }
 }

@@ -38,7 +38,13 @@ export function errorBody(e: ErrorCode, detail?: unknown, message = e.message): 
   return JSON.stringify({ errors: [item] }) + '\n';
 }
 
-export function sendError(res: ServerResponse, e: ErrorCode, detail?: unknown, headers: Record<string, string> = {}, message?: string): void {
+export function sendError(
+  res: ServerResponse,
+  e: ErrorCode,
+  detail?: unknown,
+  headers: Record<string, string> = {},
+  message?: string,
+): void {
   const body = errorBody(e, detail, message);
   res.writeHead(e.status, { 'Content-Type': JSON_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body), ...headers });
   res.end(body);

@@ -13,7 +13,9 @@ export const API_DIR = fileURLToPath(new URL('../../api/', import.meta.url));
 export function loadSchemas(dir = API_DIR): Ajv2020 {
   const ajv = new Ajv2020({ allErrors: false, strict: true, allowUnionTypes: true });
   (addFormats as unknown as (a: Ajv2020) => void)(ajv);
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((n) => n.endsWith('.json'))
+    .sort()) {
     const schema = JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')) as { $id?: string };
     // Only the management API's own schemas; other files in api/ belong to other features.
     if (schema.$id?.startsWith(SCHEMA_BASE)) ajv.addSchema(schema);
@@ -23,7 +25,8 @@ export function loadSchemas(dir = API_DIR): Ajv2020 {
 
 function describe(e: ErrorObject): string {
   const where = e.instancePath ? `body${e.instancePath.replace(/\//g, '.')}` : 'body';
-  if (e.keyword === 'additionalProperties') return `${where} has an unknown field ${JSON.stringify(String(e.params.additionalProperty).slice(0, 40))}`;
+  if (e.keyword === 'additionalProperties')
+    return `${where} has an unknown field ${JSON.stringify(String(e.params.additionalProperty).slice(0, 40))}`;
   if (e.keyword === 'enum') return `${where} must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
   return `${where} ${e.message ?? 'is invalid'}`;
 }

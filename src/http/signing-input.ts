@@ -73,7 +73,8 @@ export function checkCustom(v: unknown, field = 'custom'): Record<string, unknow
   // Depth first: JSON.stringify of a deeply nested value throws RangeError.
   const walk = (x: unknown, depth: number): void => {
     if (depth > 16) throw new SigningInputError(field, `${field} is nested too deeply`);
-    if (typeof x === 'number' && !Number.isSafeInteger(x)) throw new SigningInputError(field, `${field} may hold only whole numbers (canonical JSON)`);
+    if (typeof x === 'number' && !Number.isSafeInteger(x))
+      throw new SigningInputError(field, `${field} may hold only whole numbers (canonical JSON)`);
     if (Array.isArray(x)) x.forEach((y) => walk(y, depth + 1));
     else if (isObj(x)) Object.values(x).forEach((y) => walk(y, depth + 1));
   };
@@ -101,7 +102,8 @@ const looksLikeHost = (s: string) => s.includes('.') || s.includes(':') || s ===
  * together keep both; the caller decides which wins.
  */
 export function parseImageRef(ref: string, field = 'image'): ImageRef {
-  if (typeof ref !== 'string' || ref.length === 0 || ref.length > 512) throw new SigningInputError(field, `${field} must be an image reference like host/repo:tag or host/repo@sha256:<hex>`);
+  if (typeof ref !== 'string' || ref.length === 0 || ref.length > 512)
+    throw new SigningInputError(field, `${field} must be an image reference like host/repo:tag or host/repo@sha256:<hex>`);
   let rest = ref;
   let digest: string | undefined;
   const at = rest.indexOf('@');
@@ -119,6 +121,10 @@ export function parseImageRef(ref: string, field = 'image'): ImageRef {
   const first = name.split('/')[0]!;
   const host = name.includes('/') && looksLikeHost(first) ? first : undefined;
   const path = host ? name.slice(host.length + 1) : name;
-  if (/[:@]/.test(path)) throw new SigningInputError(field, `${field} ${JSON.stringify(ref)} is not an image reference: only the registry host may hold ":" (a tag goes last)`);
+  if (/[:@]/.test(path))
+    throw new SigningInputError(
+      field,
+      `${field} ${JSON.stringify(ref)} is not an image reference: only the registry host may hold ":" (a tag goes last)`,
+    );
   return { name, ...(host ? { host } : {}), path, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
 }

@@ -50,7 +50,6 @@ export function algorithmOf(k: KeyObject): Algorithm {
   }
 }
 
-
 export class FileKeyStore implements KeyStore {
   readonly kind = 'file';
   private index = new Map<string, KeyRecord>();
@@ -102,7 +101,15 @@ export class FileKeyStore implements KeyStore {
   }
 
   private store(gun: string, role: string, privateKey: KeyObject, pub: TufKey): KeyRecord {
-    const rec: KeyRecord = { id: keyId(pub), gun, role, algorithm: algorithmOf(privateKey), public: pub, createdAt: new Date().toISOString(), held: this.kind };
+    const rec: KeyRecord = {
+      id: keyId(pub),
+      gun,
+      role,
+      algorithm: algorithmOf(privateKey),
+      public: pub,
+      createdAt: new Date().toISOString(),
+      held: this.kind,
+    };
     const der = privateKey.export({ format: 'der', type: 'pkcs8' });
     const sealed = seal(this.kek, der, this.aad(rec));
     der.fill(0);

@@ -92,7 +92,11 @@ export class KeyvKeyStore implements KeyStore {
       const { default: KeyvRedis } = await import('@keyv/redis');
       const redis = new KeyvRedis(
         // No offline queue: while Redis is unreachable, calls fail at once instead of waiting.
-        { url: clean, disableOfflineQueue: true, socket: { connectTimeout: 10_000, reconnectStrategy: (n: number) => Math.min(2 ** n * 100, 2000) } },
+        {
+          url: clean,
+          disableOfflineQueue: true,
+          socket: { connectTimeout: 10_000, reconnectStrategy: (n: number) => Math.min(2 ** n * 100, 2000) },
+        },
         { throwOnConnectError: true, throwErrors: true, connectionTimeout: 10_000 },
       );
       // The client reports a lost connection as an 'error' event; calls fail and reconnection
@@ -111,7 +115,12 @@ export class KeyvKeyStore implements KeyStore {
   }
 
   /** Opens the keystore in any keyv instance, creating the KDF parameters on first use. */
-  static async open(kv: Keyv, passphrase: string, opts: KeyvKeyStoreOptions = {}, onClose: () => Promise<void> = async () => undefined): Promise<KeyvKeyStore> {
+  static async open(
+    kv: Keyv,
+    passphrase: string,
+    opts: KeyvKeyStoreOptions = {},
+    onClose: () => Promise<void> = async () => undefined,
+  ): Promise<KeyvKeyStore> {
     // Errors are thrown to the caller as well (throwOnErrors); the listener keeps an emitted
     // error from crashing the process.
     kv.on('error', () => undefined);
@@ -176,7 +185,15 @@ export class KeyvKeyStore implements KeyStore {
   }
 
   private async store(gun: string, role: string, privateKey: KeyObject, pub: TufKey): Promise<KeyRecord> {
-    const rec: KeyRecord = { id: keyId(pub), gun, role, algorithm: algorithmOf(privateKey), public: pub, createdAt: new Date().toISOString(), held: this.kind };
+    const rec: KeyRecord = {
+      id: keyId(pub),
+      gun,
+      role,
+      algorithm: algorithmOf(privateKey),
+      public: pub,
+      createdAt: new Date().toISOString(),
+      held: this.kind,
+    };
     const der = privateKey.export({ format: 'der', type: 'pkcs8' });
     let sealed: SealedBlob;
     try {
@@ -185,7 +202,11 @@ export class KeyvKeyStore implements KeyStore {
       der.fill(0);
     }
     await this.run(() => this.kv.set(KEY_PREFIX + rec.id, { ...rec, sealed } satisfies KeyEntry));
-    if (this.listing === 'index') await this.updateIndex((ids) => ids.add(rec.id), (ids) => ids.has(rec.id));
+    if (this.listing === 'index')
+      await this.updateIndex(
+        (ids) => ids.add(rec.id),
+        (ids) => ids.has(rec.id),
+      );
     return rec;
   }
 
@@ -262,7 +283,11 @@ export class KeyvKeyStore implements KeyStore {
   async delete(id: string): Promise<boolean> {
     if (!(await this.entry(id))) return false;
     await this.run(() => this.kv.delete(KEY_PREFIX + id));
-    if (this.listing === 'index') await this.updateIndex((ids) => ids.delete(id), (ids) => !ids.has(id));
+    if (this.listing === 'index')
+      await this.updateIndex(
+        (ids) => ids.delete(id),
+        (ids) => !ids.has(id),
+      );
     return true;
   }
 }

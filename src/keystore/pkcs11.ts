@@ -351,7 +351,15 @@ export class Pkcs11KeyStore implements KeyStore {
     this.checkAlgorithm(alg);
     const pubObj = createPublicKey(privateKey);
     const published = publicKey ?? tufKeyFromPublic(pubObj);
-    const rec: KeyRecord = { id: keyId(published), gun, role, algorithm: alg, public: published, createdAt: new Date().toISOString(), held: this.kind };
+    const rec: KeyRecord = {
+      id: keyId(published),
+      gun,
+      role,
+      algorithm: alg,
+      public: published,
+      createdAt: new Date().toISOString(),
+      held: this.kind,
+    };
     if (await this.get(rec.id)) throw new KeyStoreError(`key ${rec.id} is already in the token`);
     const tmp = randomBytes(32);
     const common = [
@@ -371,15 +379,21 @@ export class Pkcs11KeyStore implements KeyStore {
     const pubTmpl: Template = [{ type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY }, { type: P.CKA_VERIFY, value: true }, ...common];
     try {
       if (alg === 'ecdsa') {
-        if (privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new KeyStoreError('the pkcs11 keystore only holds P-256 ECDSA keys');
+        if (privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+          throw new KeyStoreError('the pkcs11 keystore only holds P-256 ECDSA keys');
         const der = privateKey.export({ format: 'der', type: 'pkcs8' });
         secrets.push(der);
-        if (!der.subarray(0, P256_PKCS8_PREFIX.length).equals(P256_PKCS8_PREFIX)) throw new KeyStoreError('unexpected PKCS#8 layout for a P-256 key');
+        if (!der.subarray(0, P256_PKCS8_PREFIX.length).equals(P256_PKCS8_PREFIX))
+          throw new KeyStoreError('unexpected PKCS#8 layout for a P-256 key');
         const d = Buffer.from(der.subarray(P256_PKCS8_PREFIX.length, P256_PKCS8_PREFIX.length + 32));
         secrets.push(d);
         const spki = pubObj.export({ format: 'der', type: 'spki' });
         const point = spki.subarray(P256_SPKI_PREFIX.length);
-        privTmpl.push({ type: P.CKA_KEY_TYPE, value: P.CKK_EC }, { type: P.CKA_EC_PARAMS, value: P256_PARAMS }, { type: P.CKA_VALUE, value: d });
+        privTmpl.push(
+          { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
+          { type: P.CKA_EC_PARAMS, value: P256_PARAMS },
+          { type: P.CKA_VALUE, value: d },
+        );
         pubTmpl.push(
           { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
           { type: P.CKA_EC_PARAMS, value: P256_PARAMS },

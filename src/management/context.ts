@@ -6,7 +6,14 @@ import type { TufKey } from '../core/crypto/keys.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { canonicalBytes } from '../core/json/canonical.js';
 import { isValidGun } from '../core/tuf/gun.js';
-import { Metadata, countValidSignatures, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../core/tuf/metadata.js';
+import {
+  Metadata,
+  countValidSignatures,
+  type RootBody,
+  type SnapshotBody,
+  type TargetsBody,
+  type TimestampBody,
+} from '../core/tuf/metadata.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
 import { dropKeys, type Publication, type TrustChanges } from '../trust/changes.js';
@@ -82,7 +89,8 @@ export function parseDuration(text: string): number {
 
 export function checkPassphrase(p: string | undefined): asserts p is string {
   if (!p) throw badRequest('PASSPHRASE_REQUIRED', 'a passphrase is required to encrypt the exported key');
-  if (p.length < MIN_PASSPHRASE_LENGTH) throw badRequest('INVALID_REQUEST', `the passphrase must be at least ${MIN_PASSPHRASE_LENGTH} characters`);
+  if (p.length < MIN_PASSPHRASE_LENGTH)
+    throw badRequest('INVALID_REQUEST', `the passphrase must be at least ${MIN_PASSPHRASE_LENGTH} characters`);
 }
 
 /** The current file of any role of a repository view. */
@@ -114,16 +122,28 @@ export class ManagementContext {
   }
 
   checkGun(gun: string): void {
-    if (!isValidGun(gun)) throw badRequest('INVALID_GUN', 'not a valid GUN (host[:port]/path, segments of letters, digits and ._:@-, not starting with a role name)');
+    if (!isValidGun(gun))
+      throw badRequest(
+        'INVALID_GUN',
+        'not a valid GUN (host[:port]/path, segments of letters, digits and ._:@-, not starting with a role name)',
+      );
     const prefixes = this.opts.gunPrefixes ?? [];
-    if (prefixes.length && !prefixes.some((p) => gun.startsWith(p))) throw badRequest('INVALID_GUN', 'this server does not serve that GUN (TRUSTGATE_GUN_PREFIXES)');
+    if (prefixes.length && !prefixes.some((p) => gun.startsWith(p)))
+      throw badRequest('INVALID_GUN', 'this server does not serve that GUN (TRUSTGATE_GUN_PREFIXES)');
   }
 
   // -------------------------------------------------------------------------------------------
   // Audit
 
   auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}, note?: AuditNote): void {
-    this.audit.append({ actor: actorRef(actor), action, outcome: 'success', ...(gun ? { gun } : {}), ...extra, detail: note ? { ...detail, journal: note.id } : detail });
+    this.audit.append({
+      actor: actorRef(actor),
+      action,
+      outcome: 'success',
+      ...(gun ? { gun } : {}),
+      ...extra,
+      detail: note ? { ...detail, journal: note.id } : detail,
+    });
     if (note) this.trust.acknowledge(note.id);
   }
 
@@ -144,7 +164,10 @@ export class ManagementContext {
       outcome: r.status === 'published' ? 'success' : 'pending',
       gun,
       ...extra,
-      detail: r.status === 'published' ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`), ...(journal ? { journal } : {}) } : { ...detail, pendingId: r.pending.id },
+      detail:
+        r.status === 'published'
+          ? { ...detail, versions: Object.entries(r.versions).map(([k, n]) => `${k}=${n}`), ...(journal ? { journal } : {}) }
+          : { ...detail, pendingId: r.pending.id },
     });
     // Only once the entry is written: a row left behind is appended at the next start.
     if (journal) this.trust.acknowledge(journal);
@@ -157,7 +180,14 @@ export class ManagementContext {
     } catch (e) {
       const err = toApiError(e);
       if (err.status >= 500) this.opts.log('error', 'management action failed', { action, gun, error: (e as Error).message });
-      const entry: AuditInput = { actor: actorRef(actor), action, outcome: err.status === 403 ? 'denied' : 'failure', ...(gun ? { gun } : {}), ...extra, detail: { code: err.code, status: err.status } };
+      const entry: AuditInput = {
+        actor: actorRef(actor),
+        action,
+        outcome: err.status === 403 ? 'denied' : 'failure',
+        ...(gun ? { gun } : {}),
+        ...extra,
+        detail: { code: err.code, status: err.status },
+      };
       // Refusals are counted per kind (see AuditLog.appendDenial); other failures are each written.
       if (err.status === 403) this.audit.appendDenial(entry, { code: err.code });
       else this.audit.append(entry);
@@ -246,7 +276,11 @@ export class ManagementContext {
   }
 
   /** Signs a draft with the actor's usable keys (narrowed to `signWith`) and `offline` ones, then publishes or parks it (trust/changes.ts). */
-  async apply(actor: Actor, d: ChangeDraft, o: { offline?: Signer[]; signWith?: readonly string[] | undefined } = {}): Promise<ChangeResult> {
+  async apply(
+    actor: Actor,
+    d: ChangeDraft,
+    o: { offline?: Signer[]; signWith?: readonly string[] | undefined } = {},
+  ): Promise<ChangeResult> {
     const p = await this.changes.apply({
       gun: d.gun,
       caller: signingIdentity(actor),
@@ -262,7 +296,13 @@ export class ManagementContext {
   }
 
   /** A draft of `b`'s edits, applied as apply() does. */
-  async applyBuilt(actor: Actor, b: DraftBuilder, action: string, summary: string, o: { offline?: Signer[]; created?: string[] } = {}): Promise<ChangeResult> {
+  async applyBuilt(
+    actor: Actor,
+    b: DraftBuilder,
+    action: string,
+    summary: string,
+    o: { offline?: Signer[]; created?: string[] } = {},
+  ): Promise<ChangeResult> {
     return this.apply(actor, await this.draft(b, action, summary, o.created), o.offline ? { offline: o.offline } : {});
   }
 
@@ -284,7 +324,13 @@ export class ManagementContext {
         signatures: part.signatures.map((s) => ({ keyid: s.keyid, method: s.method })),
         requirements: part.requirements.map((r) => {
           const valid = countValidSignatures(msg, part.signatures, r.keys, r.keyids);
-          return { label: r.label, keyids: r.keyids, threshold: r.threshold, signedBy: [...valid], missing: Math.max(0, r.threshold - valid.size) };
+          return {
+            label: r.label,
+            keyids: r.keyids,
+            threshold: r.threshold,
+            signedBy: [...valid],
+            missing: Math.max(0, r.threshold - valid.size),
+          };
         }),
         missing: partMissing(part),
       };
@@ -305,7 +351,13 @@ export class ManagementContext {
   /** Removes expired pending changes and the keys made for them. */
   async sweep(): Promise<void> {
     for (const p of await this.pendingChanges.sweep()) {
-      this.audit.append({ actor: { id: 'system', name: 'system' }, action: 'pending.expire', outcome: 'failure', gun: p.gun, detail: { pendingId: p.id, change: p.action } });
+      this.audit.append({
+        actor: { id: 'system', name: 'system' },
+        action: 'pending.expire',
+        outcome: 'failure',
+        gun: p.gun,
+        detail: { pendingId: p.id, change: p.action },
+      });
     }
   }
 }

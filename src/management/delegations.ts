@@ -40,7 +40,12 @@ export class Delegations {
    * The keys given for `role` (PEMs) and, with `generate`, one made on the server (kept in the
    * keystore under `role`). Refused when the role would have no key, or fewer than its threshold.
    */
-  private async keysFor(v: RepoView, role: string, req: KeysRequest, what: string): Promise<{ given: TufKey[]; generated: TufKey[]; created: string[] }> {
+  private async keysFor(
+    v: RepoView,
+    role: string,
+    req: KeysRequest,
+    what: string,
+  ): Promise<{ given: TufKey[]; generated: TufKey[]; created: string[] }> {
     const given = (req.publicKeys ?? []).map((p) => parsePublicKeyPem(p, new Date(this.c.now())));
     const existing = roleKeysOf(v, role);
     const total = new Set([...(existing?.role.keyids ?? []), ...given.map(keyId)]).size + (req.generate ? 1 : 0);
@@ -69,13 +74,23 @@ export class Delegations {
       gun,
       async () => {
         const v = await this.c.view(gun);
-        if (!isDelegationName(req.role)) throw badRequest('INVALID_ROLE', 'delegation names look like targets/<name> (lower case letters, digits, - and _)');
+        if (!isDelegationName(req.role))
+          throw badRequest('INVALID_ROLE', 'delegation names look like targets/<name> (lower case letters, digits, - and _)');
         const { given, generated, created } = await this.keysFor(v, req.role, req, 'delegation');
         const keys = req.generate ? generated : given;
         return this.dropOnFailure(created, async () => {
           const b = new DraftBuilder(v, this.c.now());
-          const what = b.upsertDelegation(req.role, [...given, ...generated], { ...(req.paths ? { paths: req.paths } : {}), ...(req.threshold !== undefined ? { threshold: req.threshold } : {}) });
-          const result = await this.c.applyBuilt(actor, b, 'delegation.add', `${what === 'created' ? 'create' : 'update'} delegation ${req.role}`, { created });
+          const what = b.upsertDelegation(req.role, [...given, ...generated], {
+            ...(req.paths ? { paths: req.paths } : {}),
+            ...(req.threshold !== undefined ? { threshold: req.threshold } : {}),
+          });
+          const result = await this.c.applyBuilt(
+            actor,
+            b,
+            'delegation.add',
+            `${what === 'created' ? 'create' : 'update'} delegation ${req.role}`,
+            { created },
+          );
           this.c.auditChange(actor, 'delegation.add', gun, result, { role: req.role }, { keyIds: keys.map(keyId) });
           return { ...result, role: req.role, keyIds: keys.map(keyId) };
         });
@@ -112,12 +127,16 @@ export class Delegations {
       gun,
       async () => {
         const v = await this.c.view(gun);
-        if (req.name === 'releases' || !isDelegationName(role) || req.name.includes('/')) throw badRequest('INVALID_ROLE', 'signer names are lower case letters, digits, - and _, and not "releases"');
+        if (req.name === 'releases' || !isDelegationName(role) || req.name.includes('/'))
+          throw badRequest('INVALID_ROLE', 'signer names are lower case letters, digits, - and _, and not "releases"');
         const { given, generated, created } = await this.keysFor(v, role, req, 'signer');
         const keys = req.generate ? generated : given;
         return this.dropOnFailure(created, async () => {
           const b = new DraftBuilder(v, this.c.now());
-          b.upsertDelegation(role, keys, { paths: req.paths ?? [''], ...(req.threshold !== undefined ? { threshold: req.threshold } : {}) });
+          b.upsertDelegation(role, keys, {
+            paths: req.paths ?? [''],
+            ...(req.threshold !== undefined ? { threshold: req.threshold } : {}),
+          });
           b.upsertDelegation('targets/releases', keys, roleKeysOf(v, 'targets/releases') ? {} : { paths: [''] });
           const result = await this.c.applyBuilt(actor, b, 'signer.add', `add signer ${req.name}`, { created });
           this.c.auditChange(actor, 'signer.add', gun, result, { role }, { keyIds: keys.map(keyId) });
@@ -145,13 +164,19 @@ export class Delegations {
         const releases = roleKeysOf(v, 'targets/releases');
         if (releases) {
           const others = new Set(
-            (v.targets.get('targets')?.body.delegations.roles ?? []).filter((r) => r.name !== role && r.name !== 'targets/releases').flatMap((r) => r.keyids),
+            (v.targets.get('targets')?.body.delegations.roles ?? [])
+              .filter((r) => r.name !== role && r.name !== 'targets/releases')
+              .flatMap((r) => r.keyids),
           );
           const remaining = releases.role.keyids.filter((id) => !ids.includes(id) || others.has(id));
           if (remaining.length === 0) b.removeDelegation('targets/releases');
           else if (remaining.length < releases.role.threshold) {
-            throw conflict('KEY_IN_USE', `targets/releases would keep ${remaining.length} key(s) for threshold ${releases.role.threshold}: lower its threshold first`);
-          } else if (remaining.length !== releases.role.keyids.length) b.editRoleKeys('targets/releases', (r) => void (r.keyids = remaining));
+            throw conflict(
+              'KEY_IN_USE',
+              `targets/releases would keep ${remaining.length} key(s) for threshold ${releases.role.threshold}: lower its threshold first`,
+            );
+          } else if (remaining.length !== releases.role.keyids.length)
+            b.editRoleKeys('targets/releases', (r) => void (r.keyids = remaining));
         }
         const result = await this.c.applyBuilt(actor, b, 'signer.remove', `remove signer ${name}`);
         this.c.auditChange(actor, 'signer.remove', gun, result, { role });

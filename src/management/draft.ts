@@ -65,7 +65,11 @@ export function roleKeysOf(v: RepoView, role: string): { keys: Record<string, Tu
 
 /** Checks a role name and that the repository has it: 400 for a bad name, 404 when absent. */
 export function requireRole(v: RepoView, role: string): void {
-  if (!isBaseRole(role) && !isDelegationName(role)) throw badRequest('INVALID_ROLE', `${JSON.stringify(role).slice(0, 80)} is not a role name (root, targets, snapshot, timestamp or targets/<name>)`);
+  if (!isBaseRole(role) && !isDelegationName(role))
+    throw badRequest(
+      'INVALID_ROLE',
+      `${JSON.stringify(role).slice(0, 80)} is not a role name (root, targets, snapshot, timestamp or targets/<name>)`,
+    );
   if (!roleKeysOf(v, role)) throw notFound('ROLE_NOT_FOUND', `${v.gun} has no role ${role}`);
 }
 
@@ -142,7 +146,8 @@ export class DraftBuilder {
   upsertDelegation(role: string, keys: TufKey[], opts: { paths?: string[]; threshold?: number }): 'created' | 'updated' {
     if (!isDelegationName(role)) throw badRequest('INVALID_ROLE', `${role} is not a delegation name (targets/<name>, lower case)`);
     const parent = parentRole(role);
-    if (parent !== 'targets' && !roleKeysOf(this.view, parent)) throw notFound('ROLE_NOT_FOUND', `the parent role ${parent} does not exist in ${this.view.gun}`);
+    if (parent !== 'targets' && !roleKeysOf(this.view, parent))
+      throw notFound('ROLE_NOT_FOUND', `the parent role ${parent} does not exist in ${this.view.gun}`);
     const ids = keys.map(keyId);
     if (this.delegation(role)) {
       this.editRoleKeys(
@@ -160,7 +165,12 @@ export class DraftBuilder {
     const body = this.targets(parent);
     for (const k of keys) body.delegations.keys[keyId(k)] = k;
     const paths = opts.paths ?? [''];
-    body.delegations.roles.push({ keyids: [...new Set(ids)], name: role, ...(paths.length ? { paths } : {}), threshold: opts.threshold ?? 1 });
+    body.delegations.roles.push({
+      keyids: [...new Set(ids)],
+      name: role,
+      ...(paths.length ? { paths } : {}),
+      threshold: opts.threshold ?? 1,
+    });
     this.rekeyed.add(role);
     return 'created';
   }
@@ -190,7 +200,8 @@ export class DraftBuilder {
 
   private static checkRole(name: string, rk: RoleKeys): void {
     if (rk.keyids.length === 0) throw badRequest('INVALID_REQUEST', `role ${name} would have no keys`);
-    if (!Number.isSafeInteger(rk.threshold) || rk.threshold < 1) throw badRequest('INVALID_REQUEST', `role ${name}: threshold must be at least 1`);
+    if (!Number.isSafeInteger(rk.threshold) || rk.threshold < 1)
+      throw badRequest('INVALID_REQUEST', `role ${name}: threshold must be at least 1`);
     if (rk.threshold > rk.keyids.length) {
       throw badRequest('THRESHOLD_TOO_HIGH', `role ${name}: threshold ${rk.threshold} is larger than its ${rk.keyids.length} key(s)`);
     }
@@ -198,7 +209,10 @@ export class DraftBuilder {
 
   /** Key IDs listed before the change and by no role after it. */
   droppedKeyIds(): string[] {
-    const before = referencedKeyIds(this.view.root.body, [...this.view.targets.values()].map((m) => m.body));
+    const before = referencedKeyIds(
+      this.view.root.body,
+      [...this.view.targets.values()].map((m) => m.body),
+    );
     const targets = new Map<string, TargetsBody>([...this.view.targets].map(([r, m]) => [r, m.body]));
     for (const [r, b] of this.bodies) targets.set(r, b);
     const after = referencedKeyIds(this.rootBody ?? this.view.root.body, targets.values());
@@ -246,7 +260,12 @@ export class DraftBuilder {
         signatures: [],
         requirements: [
           { label: 'current root', keys: cur.keys, keyids: [...cur.roles.root.keyids], threshold: cur.roles.root.threshold },
-          { label: 'new root', keys: this.rootBody.keys, keyids: [...this.rootBody.roles.root.keyids], threshold: this.rootBody.roles.root.threshold },
+          {
+            label: 'new root',
+            keys: this.rootBody.keys,
+            keyids: [...this.rootBody.roles.root.keyids],
+            threshold: this.rootBody.roles.root.threshold,
+          },
         ],
       });
     }

@@ -22,7 +22,14 @@ export class Expiry {
         if (!md || md.expiresMs > cutoff) continue;
         const serverRole = SERVER_ROLES.has(role);
         const held = serverRole ? (await this.c.heldOf(v.gun, roleKeysOf(v, role)!.role.keyids)).length > 0 : false;
-        items.push({ gun: v.gun, role, version: md.version, expires: md.body.expires, expired: md.isExpired(this.c.now()), renewedAutomatically: serverRole && held });
+        items.push({
+          gun: v.gun,
+          role,
+          version: md.version,
+          expires: md.body.expires,
+          expired: md.isExpired(this.c.now()),
+          renewedAutomatically: serverRole && held,
+        });
       }
     }
     items.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
@@ -33,7 +40,11 @@ export class Expiry {
   }
 
   /** Re-signs targets roles (and root, if asked) with fresh expiry; each role is its own change. */
-  async resign(actor: Actor, gun: string, req: { roles?: string[]; withinMs?: number; signWith?: string[]; offlineRootKey?: OfflineKeyInput }) {
+  async resign(
+    actor: Actor,
+    gun: string,
+    req: { roles?: string[]; withinMs?: number; signWith?: string[]; offlineRootKey?: OfflineKeyInput },
+  ) {
     return this.c.change(actor, 'repository.resign', gun, async () => {
       const v = await this.c.view(gun);
       let roles = req.roles ?? allRoles(v).filter((r) => isTargetsRole(r) && v.targets.has(r));

@@ -57,21 +57,35 @@ export function createManagement(d: ManagementDeps): Management {
   const pending = new PendingStore(d.dataDir, now, stateLock);
   const boot = bootstrapAdminToken(tokens, d.dataDir);
   if (boot.token) {
-    audit.append({ actor: { id: 'system', name: 'system' }, action: 'token.create', outcome: 'success', detail: { tokenId: boot.info!.id, name: boot.info!.name, scopes: boot.info!.scopes } });
+    audit.append({
+      actor: { id: 'system', name: 'system' },
+      action: 'token.create',
+      outcome: 'success',
+      detail: { tokenId: boot.info!.id, name: boot.info!.name, scopes: boot.info!.scopes },
+    });
     // The token itself is never logged: it is in a 0600 file, and shown on an interactive terminal.
-    d.log('warn', 'created the initial admin token for the management API: read it from the file, keep it safe, then delete the file', { file: boot.file, id: boot.info!.id });
+    d.log('warn', 'created the initial admin token for the management API: read it from the file, keep it safe, then delete the file', {
+      file: boot.file,
+      id: boot.info!.id,
+    });
     const announce = d.announce ?? (process.stderr.isTTY ? (t: string) => process.stderr.write(t) : undefined);
     announce?.(`\ntrustgate: initial admin token (shown once, also in ${boot.file}):\n\n  ${boot.token}\n\n`);
   }
   const pendingTtlMs = (d.pendingTtlSeconds ?? DEFAULT_PENDING_TTL_SECONDS) * 1000;
   const changes = new TrustChanges({ trust: d.trust, keys: d.keys, pending, pendingTtlMs, log: d.log, now });
-  const service = new ManagementService(changes, d.keys, audit, {
-    now,
-    pendingTtlMs,
-    ...(d.serverKeyAlgorithm ? { serverKeyAlgorithm: d.serverKeyAlgorithm } : {}),
-    ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
-    log: d.log,
-  }, d.tagSigning);
+  const service = new ManagementService(
+    changes,
+    d.keys,
+    audit,
+    {
+      now,
+      pendingTtlMs,
+      ...(d.serverKeyAlgorithm ? { serverKeyAlgorithm: d.serverKeyAlgorithm } : {}),
+      ...(d.gunPrefixes ? { gunPrefixes: d.gunPrefixes } : {}),
+      log: d.log,
+    },
+    d.tagSigning,
+  );
   const close = () => {
     try {
       audit.flushDenials(); // counted refusals are written before the process goes
@@ -79,5 +93,14 @@ export function createManagement(d: ManagementDeps): Management {
       stateLock.close();
     }
   };
-  return { service, tokens, audit, pending, changes, locks: changes.locks, router: createManagementRouter({ service, tokens, audit, log: d.log, dataDir: d.dataDir, ...(d.backup ? { backup: d.backup } : {}) }), close };
+  return {
+    service,
+    tokens,
+    audit,
+    pending,
+    changes,
+    locks: changes.locks,
+    router: createManagementRouter({ service, tokens, audit, log: d.log, dataDir: d.dataDir, ...(d.backup ? { backup: d.backup } : {}) }),
+    close,
+  };
 }

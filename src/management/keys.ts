@@ -125,7 +125,11 @@ export class Keyring {
    * be listed, e.g. a targets key made by the notary client; or be kept for later). With
    * `activate` the role is rotated to it, as by rotate.
    */
-  async import(actor: Actor, gun: string, req: { pem: string; passphrase?: string; role: string; activate?: boolean; replaceKeyId?: string; offlineRootKey?: OfflineKeyInput }) {
+  async import(
+    actor: Actor,
+    gun: string,
+    req: { pem: string; passphrase?: string; role: string; activate?: boolean; replaceKeyId?: string; offlineRootKey?: OfflineKeyInput },
+  ) {
     return this.c.change(
       actor,
       'key.import',
@@ -135,26 +139,38 @@ export class Keyring {
         requireRole(v, req.role);
         // replaceKeyId only steers an activated import; without activate it was ignored and the
         // key to replace stayed in the role while the answer looked like success.
-        if (req.replaceKeyId !== undefined && !req.activate) throw badRequest('INVALID_REQUEST', 'replaceKeyId needs activate: true (it names the key the imported key replaces)');
+        if (req.replaceKeyId !== undefined && !req.activate)
+          throw badRequest('INVALID_REQUEST', 'replaceKeyId needs activate: true (it names the key the imported key replaces)');
         const up = readPrivateKeyPem(req.pem, req.passphrase);
         if (up.role !== undefined && up.role !== req.role && `targets/${up.role}` !== req.role) {
           throw badRequest('ROLE_MISMATCH', `the key's role header says ${up.role.slice(0, 64)}, not ${req.role}`);
         }
         if (up.gun !== undefined && up.gun !== gun) throw badRequest('GUN_MISMATCH', `the key's gun header names another repository`);
-        if (req.role === 'root' && up.privateKey.asymmetricKeyType === 'ed25519') throw badRequest('UNSUPPORTED_KEY', 'root keys must be ECDSA or RSA');
+        if (req.role === 'root' && up.privateKey.asymmetricKeyType === 'ed25519')
+          throw badRequest('UNSUPPORTED_KEY', 'root keys must be ECDSA or RSA');
         const rk = roleKeysOf(v, req.role)!;
         const listed = rk.role.keyids.map((id) => rk.keys[id]!).filter(Boolean);
         let pub = metadataKeyFor(up.privateKey, listed);
         const inRole = rk.role.keyids.includes(keyId(pub));
         if (req.role === 'root' && !inRole) {
-          if (!req.activate) throw badRequest('KEY_NOT_IN_ROLE', 'this key is not a root key of the repository; import it with activate=true to rotate the root to it');
+          if (!req.activate)
+            throw badRequest(
+              'KEY_NOT_IN_ROLE',
+              'this key is not a root key of the repository; import it with activate=true to rotate the root to it',
+            );
           pub = (await createRootCertificate({ gun, privateKey: up.privateKey, notBefore: new Date(this.c.now()) })).key;
         }
         const id = keyId(pub);
         if (await this.c.keys.get(id)) throw conflict('KEY_EXISTS', `the server already holds key ${id}`);
         if (req.activate && !inRole) {
           const signer = new LocalSigner(up.privateKey, pub);
-          const result = await this.rotateWith(actor, v, req.role, { signer, store: true, replaceKeyId: req.replaceKeyId, offlineRootKey: req.offlineRootKey, action: 'key.import' });
+          const result = await this.rotateWith(actor, v, req.role, {
+            signer,
+            store: true,
+            replaceKeyId: req.replaceKeyId,
+            offlineRootKey: req.offlineRootKey,
+            action: 'key.import',
+          });
           this.c.auditChange(actor, 'key.import', gun, result, { role: req.role, keyId: id });
           return { key: await this.info(gun, id), ...result };
         }
@@ -193,7 +209,15 @@ export class Keyring {
     actor: Actor,
     v: RepoView,
     role: string,
-    o: { signer: Signer; store: boolean; privateKey?: KeyObject; replaceKeyId?: string; offlineRootKey?: OfflineKeyInput; action: string; signWith?: string[] },
+    o: {
+      signer: Signer;
+      store: boolean;
+      privateKey?: KeyObject;
+      replaceKeyId?: string;
+      offlineRootKey?: OfflineKeyInput;
+      action: string;
+      signWith?: string[];
+    },
   ): Promise<ChangeResult> {
     const rk = roleKeysOf(v, role)!;
     let old: string;
@@ -240,7 +264,8 @@ export class Keyring {
         const v = await this.c.view(gun);
         requireRole(v, role);
         const keyids = roleKeysOf(v, role)!.role.keyids;
-        if (req.keyId !== undefined && !keyids.includes(req.keyId)) throw badRequest('KEY_NOT_IN_ROLE', `key ${req.keyId} is not a key of ${role}`);
+        if (req.keyId !== undefined && !keyids.includes(req.keyId))
+          throw badRequest('KEY_NOT_IN_ROLE', `key ${req.keyId} is not a key of ${role}`);
         if (role === 'root' && req.algorithm === 'ed25519') throw badRequest('UNSUPPORTED_KEY', 'root keys must be ECDSA or RSA');
         let rootMode: 'keystore' | 'offline' = 'keystore';
         if (role === 'root') {
@@ -250,7 +275,8 @@ export class Keyring {
         }
         // Check an offline key before a new key is made, so a bad one leaves nothing behind.
         this.c.offlineRootSigners(v, req.offlineRootKey);
-        if (keyids.length > 1 && req.keyId === undefined) throw badRequest('INVALID_REQUEST', `${role} has several keys: name the one to replace with keyId`);
+        if (keyids.length > 1 && req.keyId === undefined)
+          throw badRequest('INVALID_REQUEST', `${role} has several keys: name the one to replace with keyId`);
         const k = await this.newKey(gun, role, req.algorithm, rootMode);
         let result: ChangeResult;
         try {
@@ -269,7 +295,11 @@ export class Keyring {
         this.c.auditChange(actor, 'key.rotate', gun, result, { role, keyId: k.signer.id });
         const rootKey =
           role === 'root' && rootMode === 'offline' && k.privateKey
-            ? { id: k.signer.id, canonicalId: safeCanonicalId(k.signer.key), pem: exportPrivateKeyPem(k.privateKey, { passphrase: req.passphrase!, role: 'root' }) }
+            ? {
+                id: k.signer.id,
+                canonicalId: safeCanonicalId(k.signer.key),
+                pem: exportPrivateKeyPem(k.privateKey, { passphrase: req.passphrase!, role: 'root' }),
+              }
             : undefined;
         return { ...result, newKeyId: k.signer.id, ...(rootKey ? { rootKey } : {}) };
       },
@@ -295,13 +325,23 @@ export class Keyring {
           if (!rec || rec.gun !== gun) throw notFound('KEY_NOT_FOUND', `${gun} has no key ${id}`);
           await this.c.keys.delete(id);
           this.c.auditOk(actor, 'key.delete', gun, { inMetadata: false }, { role: rec.role, keyId: id });
-          return { status: 'published' as const, action: 'key.delete', summary: `deleted unused key ${id.slice(0, 12)}`, versions: {}, removedFromRoles: [] as string[], deletedFromKeystore: true };
+          return {
+            status: 'published' as const,
+            action: 'key.delete',
+            summary: `deleted unused key ${id.slice(0, 12)}`,
+            versions: {},
+            removedFromRoles: [] as string[],
+            deletedFromKeystore: true,
+          };
         }
         const b = new DraftBuilder(v, this.c.now());
         for (const role of roles) {
           const rk = roleKeysOf(v, role)!.role;
           if (rk.keyids.length - 1 < rk.threshold) {
-            throw conflict('KEY_IN_USE', `removing the key would leave ${role} with ${rk.keyids.length - 1} key(s) for threshold ${rk.threshold}: rotate it or add a key first`);
+            throw conflict(
+              'KEY_IN_USE',
+              `removing the key would leave ${role} with ${rk.keyids.length - 1} key(s) for threshold ${rk.threshold}: rotate it or add a key first`,
+            );
           }
           b.editRoleKeys(role, (r) => void (r.keyids = r.keyids.filter((k) => k !== id)));
         }
@@ -317,7 +357,12 @@ export class Keyring {
   }
 
   /** Adds a key to a role (generated on the server, or a public key / certificate held elsewhere), optionally with a new threshold. */
-  async addToRole(actor: Actor, gun: string, role: string, req: { publicKey?: string; algorithm?: Algorithm; threshold?: number; offlineRootKey?: OfflineKeyInput }) {
+  async addToRole(
+    actor: Actor,
+    gun: string,
+    role: string,
+    req: { publicKey?: string; algorithm?: Algorithm; threshold?: number; offlineRootKey?: OfflineKeyInput },
+  ) {
     return this.c.change(
       actor,
       'role.key.add',
@@ -327,15 +372,20 @@ export class Keyring {
         requireRole(v, role);
         const rk = roleKeysOf(v, role)!;
         if (req.threshold !== undefined && req.threshold > rk.role.keyids.length + 1) {
-          throw badRequest('THRESHOLD_TOO_HIGH', `role ${role}: threshold ${req.threshold} is larger than its ${rk.role.keyids.length + 1} key(s)`);
+          throw badRequest(
+            'THRESHOLD_TOO_HIGH',
+            `role ${role}: threshold ${req.threshold} is larger than its ${rk.role.keyids.length + 1} key(s)`,
+          );
         }
         let key: TufKey;
         let extra: Signer[] = [];
         let generated: NewKey | undefined;
         if (req.publicKey !== undefined) {
-          if (SERVER_ROLES.has(role)) throw badRequest('INVALID_REQUEST', `${role} keys are held by the server: generate one (omit publicKey) or rotate`);
+          if (SERVER_ROLES.has(role))
+            throw badRequest('INVALID_REQUEST', `${role} keys are held by the server: generate one (omit publicKey) or rotate`);
           // algorithm picks the kind of key the server generates; with a given key it was ignored.
-          if (req.algorithm !== undefined) throw badRequest('INVALID_REQUEST', 'algorithm is for a key the server generates: give publicKey or algorithm, not both');
+          if (req.algorithm !== undefined)
+            throw badRequest('INVALID_REQUEST', 'algorithm is for a key the server generates: give publicKey or algorithm, not both');
           key = parsePublicKeyPem(req.publicKey, new Date(this.c.now()));
           if (role === 'root') {
             const ok = validateRootKey(key, gun, new Date(this.c.now()));
@@ -361,7 +411,11 @@ export class Keyring {
             [key],
           );
           extra.push(...this.c.offlineRootSigners(v, req.offlineRootKey));
-          const d = await this.c.draft(b, 'role.key.add', `add key ${id.slice(0, 12)} to ${role}${req.threshold !== undefined ? `, threshold ${req.threshold}` : ''}`);
+          const d = await this.c.draft(
+            b,
+            'role.key.add',
+            `add key ${id.slice(0, 12)} to ${role}${req.threshold !== undefined ? `, threshold ${req.threshold}` : ''}`,
+          );
           if (generated?.store && generated.privateKey) await this.c.keys.importKey(gun, role, generated.privateKey, key);
           if (generated && (await this.c.keys.get(id))) created.push(id);
           d.createdKeyIds = created;

@@ -15,10 +15,12 @@ const SUPPORTED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
 export function checkKeyStrength(k: KeyObject): void {
   switch (k.asymmetricKeyType) {
     case 'rsa':
-      if ((k.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) throw badRequest('WEAK_KEY', `RSA keys must have at least ${MIN_RSA_BITS} bits`);
+      if ((k.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS)
+        throw badRequest('WEAK_KEY', `RSA keys must have at least ${MIN_RSA_BITS} bits`);
       return;
     case 'ec':
-      if (!SUPPORTED_CURVES.has(k.asymmetricKeyDetails?.namedCurve ?? '')) throw badRequest('UNSUPPORTED_KEY', 'unsupported elliptic curve (use P-256, P-384 or P-521)');
+      if (!SUPPORTED_CURVES.has(k.asymmetricKeyDetails?.namedCurve ?? ''))
+        throw badRequest('UNSUPPORTED_KEY', 'unsupported elliptic curve (use P-256, P-384 or P-521)');
       return;
     case 'ed25519':
       return;
@@ -61,7 +63,8 @@ export function parsePublicKeyPem(pem: string, now: Date): TufKey {
     if (!ok.ok) throw badRequest(/RSA/.test(ok.reason) ? 'WEAK_KEY' : 'UNSUPPORTED_KEY', ok.reason);
     return key;
   }
-  if (first.type !== 'PUBLIC KEY') throw badRequest('UNSUPPORTED_KEY', `expected a PUBLIC KEY or CERTIFICATE block, found ${first.type.slice(0, 40)}`);
+  if (first.type !== 'PUBLIC KEY')
+    throw badRequest('UNSUPPORTED_KEY', `expected a PUBLIC KEY or CERTIFICATE block, found ${first.type.slice(0, 40)}`);
   let pub: KeyObject;
   try {
     pub = createPublicKey({ key: first.bytes, format: 'der', type: 'spki' });
@@ -93,7 +96,11 @@ export function readPrivateKeyPem(pem: string, passphrase: string | undefined): 
     throw toApiError(e);
   }
   checkKeyStrength(imported.privateKey);
-  return { privateKey: imported.privateKey, ...(imported.role ? { role: imported.role } : {}), ...(imported.gun ? { gun: imported.gun } : {}) };
+  return {
+    privateKey: imported.privateKey,
+    ...(imported.role ? { role: imported.role } : {}),
+    ...(imported.gun ? { gun: imported.gun } : {}),
+  };
 }
 
 /** Whether a metadata key (plain or x509) holds the public half of `k`. */

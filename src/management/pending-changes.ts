@@ -44,7 +44,13 @@ export class PendingChanges {
         return { status: 'pending' as const, action: p.action, summary: p.summary, pending: this.c.pendingView(p) };
       }
       const result = this.c.result(r.publication);
-      this.c.audit.append({ actor: actorRef(actor), action: 'pending.sign', outcome: 'success', gun: p.gun, detail: { pendingId: p.id, keyIds: r.added, complete: true, change: p.action } });
+      this.c.audit.append({
+        actor: actorRef(actor),
+        action: 'pending.sign',
+        outcome: 'success',
+        gun: p.gun,
+        detail: { pendingId: p.id, keyIds: r.added, complete: true, change: p.action },
+      });
       this.c.auditChange(actor, p.action, p.gun, result, {}, { pendingId: p.id });
       return result;
     });

@@ -21,10 +21,12 @@ function pinView(p: TrustPin | undefined) {
 
 /** Every target of every role, grouped by tag and digest, with the roles that sign it. */
 function allTags(v: RepoView) {
-  return tagRows(allRoles(v).flatMap((role) => {
-    const md = v.targets.get(role);
-    return md ? [[role, md.body.targets] as const] : [];
-  }));
+  return tagRows(
+    allRoles(v).flatMap((role) => {
+      const md = v.targets.get(role);
+      return md ? [[role, md.body.targets] as const] : [];
+    }),
+  );
 }
 
 /** What `docker trust inspect` calls signed tags (the signing API's inspect shows the same). */
@@ -49,13 +51,20 @@ export class Repositories {
           pem: exportPrivateKeyPem(res.offlineRootKey, { passphrase: req.passphrase!, role: 'root' }),
         };
       }
-      this.c.auditOk(actor, 'repository.create', req.gun, {
-        rootKey: req.rootKey,
-        rootKeyId: res.rootKeyId,
-        targetsKeyId: res.targetsKeyId,
-        snapshotKeyId: res.snapshotKeyId,
-        timestampKeyId: res.timestampKeyId,
-      }, {}, note);
+      this.c.auditOk(
+        actor,
+        'repository.create',
+        req.gun,
+        {
+          rootKey: req.rootKey,
+          rootKeyId: res.rootKeyId,
+          targetsKeyId: res.targetsKeyId,
+          snapshotKeyId: res.snapshotKeyId,
+          timestampKeyId: res.timestampKeyId,
+        },
+        {},
+        note,
+      );
       return { repository: await this.inspect(req.gun), ...(rootKey ? { rootKey } : {}) };
     });
   }
@@ -170,7 +179,8 @@ export class Repositories {
       const rootFile = await this.c.trust.current(gun, 'root');
       const next = rootFile && { root: rootFile.bytes, versions: { root: rootFile.version } };
       // Checked before anything is written: a GUN with neither trust data nor a pin is unknown.
-      if (!next && !(await this.c.trust.store.pin(gun))) throw notFound('NOT_FOUND', `repository ${gun} has no trust data and no pinned root`);
+      if (!next && !(await this.c.trust.store.pin(gun)))
+        throw notFound('NOT_FOUND', `repository ${gun} has no trust data and no pinned root`);
       const pinned = pinView(next);
       const old = await this.c.trust.store.resetPin(gun, next, new Date(this.c.now()));
       let previous: ReturnType<typeof pinView> = null;

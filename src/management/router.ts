@@ -64,7 +64,8 @@ const changeReply = (r: ChangeResult & Record<string, unknown>): Reply => ({ sta
 
 function intParam(v: string | undefined, name: string, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw badRequest('INVALID_REQUEST', `${name} must be a whole number from ${min} to ${max}`);
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw badRequest('INVALID_REQUEST', `${name} must be a whole number from ${min} to ${max}`);
   return Number(v);
 }
 
@@ -124,7 +125,8 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       action: 'repository.delete',
       handler: async ({ actor, params, query }) => {
-        if (query.keys !== undefined && query.keys !== 'keep' && query.keys !== 'delete') throw badRequest('INVALID_REQUEST', 'keys must be keep or delete');
+        if (query.keys !== undefined && query.keys !== 'keep' && query.keys !== 'delete')
+          throw badRequest('INVALID_REQUEST', 'keys must be keep or delete');
         return { status: 200, body: await s.repositories.delete(actor, params.gun!, query.keys === 'delete') };
       },
     },
@@ -150,7 +152,8 @@ export function routes(d: RouterDeps): Route[] {
       body: 'repositories.json#/$defs/ResignRequest',
       action: 'repository.resign',
       handler: async ({ actor, params, body }) => {
-        if ((body.roles ?? []).includes('root') && !isAdmin(actor)) throw new ApiError(403, 'FORBIDDEN', 're-signing root needs the admin scope');
+        if ((body.roles ?? []).includes('root') && !isAdmin(actor))
+          throw new ApiError(403, 'FORBIDDEN', 're-signing root needs the admin scope');
         const r = await s.expiry.resign(actor, params.gun!, {
           ...(body.roles ? { roles: body.roles } : {}),
           ...(body.within ? { withinMs: parseDuration(body.within) } : {}),
@@ -193,7 +196,10 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/ExportKeyRequest',
       action: 'key.export',
-      handler: async ({ actor, params, body }) => ({ status: 200, body: await s.keyring.export(actor, params.gun!, params.keyId!, body.passphrase) }),
+      handler: async ({ actor, params, body }) => ({
+        status: 200,
+        body: await s.keyring.export(actor, params.gun!, params.keyId!, body.passphrase),
+      }),
     },
     {
       method: 'delete',
@@ -201,7 +207,8 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/DeleteKeyRequest',
       action: 'key.delete',
-      handler: async ({ actor, params, body }) => changeReply(await s.keyring.delete(actor, params.gun!, params.keyId!, body as { offlineRootKey?: OfflineKeyInput })),
+      handler: async ({ actor, params, body }) =>
+        changeReply(await s.keyring.delete(actor, params.gun!, params.keyId!, body as { offlineRootKey?: OfflineKeyInput })),
     },
     {
       method: 'post',
@@ -217,7 +224,8 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/ThresholdRequest',
       action: 'role.threshold',
-      handler: async ({ actor, params, body }) => changeReply(await s.keyring.setThreshold(actor, params.gun!, params.role!, body) as ChangeResult & Record<string, unknown>),
+      handler: async ({ actor, params, body }) =>
+        changeReply((await s.keyring.setThreshold(actor, params.gun!, params.role!, body)) as ChangeResult & Record<string, unknown>),
     },
     // Delegations and signers
     {
@@ -233,14 +241,16 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'delegations.json#/$defs/AddDelegationRequest',
       action: 'delegation.add',
-      handler: async ({ actor, params, body }) => changeReply(await s.delegations.add(actor, params.gun!, body as { role: string; algorithm?: Algorithm })),
+      handler: async ({ actor, params, body }) =>
+        changeReply(await s.delegations.add(actor, params.gun!, body as { role: string; algorithm?: Algorithm })),
     },
     {
       method: 'delete',
       path: '/repositories/{gun}/delegations/{role}',
       perm: 'admin',
       action: 'delegation.remove',
-      handler: async ({ actor, params }) => changeReply(await s.delegations.remove(actor, params.gun!, params.role!) as ChangeResult & Record<string, unknown>),
+      handler: async ({ actor, params }) =>
+        changeReply((await s.delegations.remove(actor, params.gun!, params.role!)) as ChangeResult & Record<string, unknown>),
     },
     {
       method: 'get',
@@ -262,7 +272,8 @@ export function routes(d: RouterDeps): Route[] {
       path: '/repositories/{gun}/signers/{name}',
       perm: 'admin',
       action: 'signer.remove',
-      handler: async ({ actor, params }) => changeReply(await s.delegations.removeSigner(actor, params.gun!, params.name!) as ChangeResult & Record<string, unknown>),
+      handler: async ({ actor, params }) =>
+        changeReply((await s.delegations.removeSigner(actor, params.gun!, params.name!)) as ChangeResult & Record<string, unknown>),
     },
     // Tags
     {
@@ -279,7 +290,11 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'sign',
       action: 'tag.remove',
       handler: async ({ actor, params, query }) =>
-        changeReply((await s.tags.remove(actor, params.gun!, params.tag!, { ...(query.role !== undefined ? { role: query.role } : {}) })) as ChangeResult & Record<string, unknown>),
+        changeReply(
+          (await s.tags.remove(actor, params.gun!, params.tag!, {
+            ...(query.role !== undefined ? { role: query.role } : {}),
+          })) as ChangeResult & Record<string, unknown>,
+        ),
     },
     // Pending changes
     {
@@ -294,7 +309,10 @@ export function routes(d: RouterDeps): Route[] {
       path: '/pending/{id}',
       perm: 'any',
       action: 'pending.get',
-      handler: async ({ actor, params }) => ({ status: 200, body: s.pendingChanges.view(await pendingFor(actor, params.id!, 'read', 'pending.get')) }),
+      handler: async ({ actor, params }) => ({
+        status: 200,
+        body: s.pendingChanges.view(await pendingFor(actor, params.id!, 'read', 'pending.get')),
+      }),
     },
     {
       method: 'post',
@@ -323,7 +341,10 @@ export function routes(d: RouterDeps): Route[] {
       path: '/expiring',
       perm: 'any',
       action: 'expiring.list',
-      handler: async ({ actor, query }) => ({ status: 200, body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor)) }),
+      handler: async ({ actor, query }) => ({
+        status: 200,
+        body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor)),
+      }),
     },
     // Tokens
     {
@@ -357,7 +378,12 @@ export function routes(d: RouterDeps): Route[] {
           ...(body.expiresInSeconds ? { expiresInSeconds: body.expiresInSeconds } : {}),
           createdBy: actor.id,
         });
-        d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'token.create', outcome: 'success', detail: { tokenId: info.id, name: info.name, scopes: info.scopes } });
+        d.audit.append({
+          actor: { id: actor.id, name: actor.name },
+          action: 'token.create',
+          outcome: 'success',
+          detail: { tokenId: info.id, name: info.name, scopes: info.scopes },
+        });
         return { status: 201, body: { token, info } };
       },
     },
@@ -372,10 +398,16 @@ export function routes(d: RouterDeps): Route[] {
         // Checked and revoked under the state lock: two processes must not revoke the last two admins.
         d.tokens.lock.run(() => {
           const admins = d.tokens.activeAdmins();
-          if (admins.length === 1 && admins[0]!.id === t.id) throw conflict('LAST_ADMIN_TOKEN', 'this is the last admin token: create another admin token first');
+          if (admins.length === 1 && admins[0]!.id === t.id)
+            throw conflict('LAST_ADMIN_TOKEN', 'this is the last admin token: create another admin token first');
           d.tokens.revoke(t.id);
         });
-        d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'token.revoke', outcome: 'success', detail: { tokenId: t.id, name: t.name } });
+        d.audit.append({
+          actor: { id: actor.id, name: actor.name },
+          action: 'token.revoke',
+          outcome: 'success',
+          detail: { tokenId: t.id, name: t.name },
+        });
         return { status: 200, body: { id: t.id, revoked: true } };
       },
     },
@@ -415,7 +447,8 @@ export function routes(d: RouterDeps): Route[] {
       action: 'backup.create',
       handler: async ({ actor }) => {
         const backup = d.backup;
-        if (!backup || !d.dataDir) throw conflict('BACKUP_UNSUPPORTED', 'this store has no built-in backup: back up PostgreSQL with its own tools (pg_dump)');
+        if (!backup || !d.dataDir)
+          throw conflict('BACKUP_UNSUPPORTED', 'this store has no built-in backup: back up PostgreSQL with its own tools (pg_dump)');
         const dir = await makeBackupDir(d.dataDir);
         const done = () => rm(dir, { recursive: true, force: true });
         const path = join(dir, 'trustgate.db');
@@ -437,7 +470,8 @@ export function routes(d: RouterDeps): Route[] {
 /** Streams a reply's file, then lets it go (also when the client leaves early). */
 function sendFile(res: Response, file: NonNullable<Reply['file']>, log: Logger): void {
   const src = createReadStream(file.path);
-  const finish = () => void file.done().catch((e: Error) => log('error', 'cannot remove a sent file', { file: file.path, error: e.message }));
+  const finish = () =>
+    void file.done().catch((e: Error) => log('error', 'cannot remove a sent file', { file: file.path, error: e.message }));
   src.once('open', () => {
     res.status(200).type(file.type).setHeader('Content-Length', String(file.size));
     src.pipe(res);
@@ -479,7 +513,8 @@ export function createManagementRouter(d: RouterDeps): express.Router {
         if (r.perm !== 'any') authorize(d.audit, actor, r.perm, params.gun, r.action);
         const body = req.body === undefined ? {} : req.body;
         if (r.body) validator.check(r.body, body);
-        else if (req.body !== undefined && Object.keys(req.body as object).length > 0) throw badRequest('INVALID_REQUEST', 'this endpoint takes no request body');
+        else if (req.body !== undefined && Object.keys(req.body as object).length > 0)
+          throw badRequest('INVALID_REQUEST', 'this endpoint takes no request body');
         const repeated = repeatedParam(req.originalUrl);
         if (repeated !== undefined) throw badRequest('INVALID_REQUEST', repeatedParamMessage(repeated));
         const query: Record<string, string | undefined> = {};
@@ -495,7 +530,9 @@ export function createManagementRouter(d: RouterDeps): express.Router {
       })().catch(next);
     });
   }
-  router.use((_req: Request, _res: Response, next: NextFunction) => next(notFound('NOT_FOUND', 'no such endpoint (or not with this method)')));
+  router.use((_req: Request, _res: Response, next: NextFunction) =>
+    next(notFound('NOT_FOUND', 'no such endpoint (or not with this method)')),
+  );
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     let e: ApiError;
     const t = (err as { type?: string }).type;
@@ -503,7 +540,8 @@ export function createManagementRouter(d: RouterDeps): express.Router {
     else if (t === 'entity.too.large') e = new ApiError(413, 'PAYLOAD_TOO_LARGE', 'the request body is too large');
     // Any other refusal of the JSON parser (an unknown encoding or charset: 415; a corrupt gzip
     // body: 400 without a `type`) is the client's: it answered 500 INTERNAL when untyped.
-    else if (isBodyParserError(err)) e = new ApiError(400, 'INVALID_REQUEST', 'the request body could not be read: unsupported or corrupt encoding');
+    else if (isBodyParserError(err))
+      e = new ApiError(400, 'INVALID_REQUEST', 'the request body could not be read: unsupported or corrupt encoding');
     // Express decodes path parameters and raises a URIError for `%ZZ`: a bad request, not a 500.
     else if (err instanceof URIError) e = badRequest('INVALID_REQUEST', 'a path segment is not valid percent-encoding');
     else e = toApiError(err);

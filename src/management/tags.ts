@@ -19,7 +19,8 @@ const unbatched = (m: string) => m.replace(/^items\[0\](?::\s*|\.)/, '');
 
 /** The management API's error for an error of the signing service. */
 export function signingToApiError(e: unknown): unknown {
-  if (e instanceof SigningInputError) return badRequest(/(^|\.)role$/.test(e.field) ? 'INVALID_ROLE' : 'INVALID_REQUEST', unbatched(e.message));
+  if (e instanceof SigningInputError)
+    return badRequest(/(^|\.)role$/.test(e.field) ? 'INVALID_ROLE' : 'INVALID_REQUEST', unbatched(e.message));
   if (!(e instanceof SigningError)) return e;
   const message = unbatched(e.message);
   switch (e.code) {
@@ -76,7 +77,11 @@ export class Tags {
       const result = await fromSigning(async () => {
         const item = { ...SigningService.parseItem({ tag: req.tag, digest: req.digest, size: req.size, role }), gun };
         const label = { action: 'tag.add', summary: `sign ${item.tag} (${item.digest.slice(0, 19)}) in ${role}` };
-        const out = await this.service().signItems([item], signingIdentity(actor), { propose: true, label, ...(req.signWith ? { signWith: req.signWith } : {}) });
+        const out = await this.service().signItems([item], signingIdentity(actor), {
+          propose: true,
+          label,
+          ...(req.signWith ? { signWith: req.signWith } : {}),
+        });
         return this.result(out.publications[0]!);
       });
       this.c.auditChange(actor, 'tag.add', gun, result, { role }, { tag: req.tag, digest: req.digest });

@@ -119,7 +119,8 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   const notFound = (res: ServerResponse, withDetail = true) => sendError(res, E.METADATA_NOT_FOUND, withDetail ? {} : undefined);
   const authorizeHook = opts.authorize;
   /** The hook a route passes through, or undefined when it needs none. */
-  const gateOf = (r: NotaryRoute) => (r.permission === 'none' || (r.permission === 'read' && opts.anonymousReads) ? undefined : authorizeHook);
+  const gateOf = (r: NotaryRoute) =>
+    r.permission === 'none' || (r.permission === 'read' && opts.anonymousReads) ? undefined : authorizeHook;
   const wrote = (req: IncomingMessage, w: NotaryWrite) => opts.onWrite?.(req, w);
 
   // GUN checks (syntax and prefixes) by name, remembered for the GUNs seen last.
@@ -196,7 +197,14 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       parts = await readMultipart(req, opts.maxBodyBytes);
     } catch (e) {
       if (!(e instanceof MultipartError)) throw e;
-      if (e.kind === 'TOO_LARGE') return sendError(res, E.TOO_LARGE, undefined, { Connection: 'close' }, `The body of your request is larger than this server accepts (${opts.maxBodyBytes} bytes).`);
+      if (e.kind === 'TOO_LARGE')
+        return sendError(
+          res,
+          E.TOO_LARGE,
+          undefined,
+          { Connection: 'close' },
+          `The body of your request is larger than this server accepts (${opts.maxBodyBytes} bytes).`,
+        );
       return sendError(res, E.MALFORMED_UPLOAD);
     }
     const uploads = new Map<string, Buffer>();
@@ -272,7 +280,13 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   }
 
   /** GET (`GetKey`, made on first use) or POST (`RotateKey`) a server-held snapshot or timestamp key. */
-  async function serverKey(req: IncomingMessage, res: ServerResponse, gun: string, role: 'snapshot' | 'timestamp', op: 'GetKey' | 'RotateKey'): Promise<void> {
+  async function serverKey(
+    req: IncomingMessage,
+    res: ServerResponse,
+    gun: string,
+    role: 'snapshot' | 'timestamp',
+    op: 'GetKey' | 'RotateKey',
+  ): Promise<void> {
     const start = performance.now();
     try {
       const got = op === 'GetKey' ? await trust.serverKeyOrNew(gun, role) : { key: await trust.rotateServerKey(gun, role), created: true };
@@ -295,7 +309,12 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   }
 
   /** An operation, once its route matched and let the request through; `m`: the file pattern's groups. */
-  type Run = (req: IncomingMessage, res: ServerResponse, gun: string | undefined, m: readonly (string | undefined)[] | null) => Promise<void>;
+  type Run = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    gun: string | undefined,
+    m: readonly (string | undefined)[] | null,
+  ) => Promise<void>;
   const runs: Record<NotaryRoute['operation'], Run> = {
     async Health(_req, res) {
       try {
@@ -366,7 +385,13 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
     return undefined;
   }
 
-  async function serve(e: Entry, req: IncomingMessage, res: ServerResponse, gun: string | undefined, m: readonly (string | undefined)[] | null): Promise<void> {
+  async function serve(
+    e: Entry,
+    req: IncomingMessage,
+    res: ServerResponse,
+    gun: string | undefined,
+    m: readonly (string | undefined)[] | null,
+  ): Promise<void> {
     if (e.gate && !(await e.gate(req, res, gun, e.route))) return;
     await e.run(req, res, gun, m);
   }
@@ -395,7 +420,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       const cf = path.endsWith(FEED) ? path.slice(4, -FEED.length) : undefined;
       const feed = cf === undefined ? undefined : entryFor(feedEntries, method);
       if (feed) {
-        if (!gunAllowed(cf!)) return notFound(res, false), true;
+        if (!gunAllowed(cf!)) return (notFound(res, false), true);
         await serve(feed, req, res, cf, null);
         return true;
       }
@@ -462,7 +487,15 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       if (at >= 4) {
         const file = path.slice(at + TUF.length);
         const role =
-          file === 'targets.json' ? 'targets' : file === 'timestamp.json' ? 'timestamp' : file === 'snapshot.json' ? 'snapshot' : file === 'root.json' ? 'root' : undefined;
+          file === 'targets.json'
+            ? 'targets'
+            : file === 'timestamp.json'
+              ? 'timestamp'
+              : file === 'snapshot.json'
+                ? 'snapshot'
+                : file === 'root.json'
+                  ? 'root'
+                  : undefined;
         if (role !== undefined) {
           const gun = path.slice(4, at);
           if (!gunAllowed(gun)) {

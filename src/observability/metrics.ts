@@ -12,9 +12,17 @@
 // The buckets are the whole state of the summary, so merging adds them (and sums, counts) exactly,
 // and the merged quantiles are as close as one process's. Other metrics (process, proxy counters)
 // merge with prom-client's per-metric aggregators (counters add; see AggregatorRegistry).
-import { AggregatorRegistry, Registry, collectDefaultMetrics, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Registry,
+  collectDefaultMetrics,
+  type Metric,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from 'prom-client';
 
-export type Operation = 'UpdateTUF' | 'GetRoleByHash' | 'GetRoleByVersion' | 'GetRole' | 'GetKey' | 'RotateKey' | 'DeleteTUF' | 'Changefeed';
+export type Operation =
+  'UpdateTUF' | 'GetRoleByHash' | 'GetRoleByVersion' | 'GetRole' | 'GetKey' | 'RotateKey' | 'DeleteTUF' | 'Changefeed';
 
 const SUB_BITS = 5;
 const SUB = 1 << SUB_BITS; // buckets per power of two

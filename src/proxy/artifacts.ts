@@ -30,7 +30,8 @@ const RUNNABLE_CONFIGS = new Set(['application/vnd.oci.image.config.v1+json', 'a
 const IMAGE_MANIFESTS = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
 
 /** Media types a policy may not allow as artifacts: image configs, layers, manifests and indexes, and the empty type (always allowed as a placeholder). */
-export const NOT_ARTIFACT_TYPE = /^application\/vnd\.(oci\.image\.|oci\.empty\.|docker\.(image\.rootfs|container\.image|distribution\.manifest|plugin))/;
+export const NOT_ARTIFACT_TYPE =
+  /^application\/vnd\.(oci\.image\.|oci\.empty\.|docker\.(image\.rootfs|container\.image|distribution\.manifest|plugin))/;
 
 export type ArtifactCheck = { ok: true; type: string; subject?: string } | { ok: false; why: string };
 
@@ -46,7 +47,8 @@ const typeOf = (d: unknown): string | undefined => {
 export function checkArtifact(doc: Record<string, unknown> | undefined, allowed: ReadonlySet<string>): ArtifactCheck {
   if (!doc) return { ok: false, why: 'not a manifest' };
   const mediaType = typeOf(doc);
-  if (Array.isArray(doc.manifests) || (mediaType !== undefined && !IMAGE_MANIFESTS.has(mediaType))) return { ok: false, why: 'an index or another non-image manifest is never an artifact' };
+  if (Array.isArray(doc.manifests) || (mediaType !== undefined && !IMAGE_MANIFESTS.has(mediaType)))
+    return { ok: false, why: 'an index or another non-image manifest is never an artifact' };
   const config = typeOf(doc.config);
   if (config === undefined || !Array.isArray(doc.layers)) return { ok: false, why: 'not an image manifest' };
   const layers: string[] = [];
@@ -59,7 +61,8 @@ export function checkArtifact(doc: Record<string, unknown> | undefined, allowed:
   }
   const runnable = RUNNABLE_CONFIGS.has(config);
   if (runnable && layers.length === 0) return { ok: false, why: `a runnable image config (${config}) without artifact layers` };
-  if (!runnable && config !== EMPTY_TYPE && !allowed.has(config)) return { ok: false, why: `its config type ${config} is not an allowed artifact type` };
+  if (!runnable && config !== EMPTY_TYPE && !allowed.has(config))
+    return { ok: false, why: `its config type ${config} is not an allowed artifact type` };
   if (doc.artifactType !== undefined && typeof doc.artifactType !== 'string') return { ok: false, why: 'a malformed artifactType' };
   const declared = typeof doc.artifactType === 'string' ? doc.artifactType.toLowerCase() : undefined;
   const type = declared ?? (!runnable && config !== EMPTY_TYPE ? config : layers[0]);

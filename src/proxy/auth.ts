@@ -26,8 +26,7 @@ export interface TokenSource {
 }
 
 export type AuthResult =
-  | { ok: true; principal: Principal }
-  | { ok: false; status: 401 | 403; message: string; actor: { id: string; name: string } };
+  { ok: true; principal: Principal } | { ok: false; status: 401 | 403; message: string; actor: { id: string; name: string } };
 
 export const ANONYMOUS: Principal = { id: 'anonymous', name: 'anonymous', admin: false, keyIds: [] };
 export const CHALLENGE = 'Basic realm="trustgate"';
@@ -50,16 +49,23 @@ export class ProxyAuth {
   /** Decides one request: `gun` is undefined for registry-wide requests (ping, catalog). */
   check(header: string | undefined, action: ProxyAction | 'ping', gun: string | undefined): AuthResult {
     const token = tokenOf(header);
-    const refuse = (status: 401 | 403, message: string, actor = ANONYMOUS): AuthResult => ({ ok: false, status, message, actor: { id: actor.id, name: actor.name } });
+    const refuse = (status: 401 | 403, message: string, actor = ANONYMOUS): AuthResult => ({
+      ok: false,
+      status,
+      message,
+      actor: { id: actor.id, name: actor.name },
+    });
     if (!token) {
       // The ping always challenges: clients send credentials only after a challenge there, and
       // clients without any go on anonymously.
       if (action === 'push') return refuse(401, 'authentication required: pushes need a token with sign access');
       if (action === 'ping' && this.opts.openPulls && !this.tokens) return { ok: true, principal: ANONYMOUS }; // no credential could push
-      if (action !== 'ping' && (this.opts.openPulls || (this.opts.anonymousPull && action === 'pull'))) return { ok: true, principal: ANONYMOUS };
+      if (action !== 'ping' && (this.opts.openPulls || (this.opts.anonymousPull && action === 'pull')))
+        return { ok: true, principal: ANONYMOUS };
       return refuse(401, 'authentication required');
     }
-    if (!this.tokens) return action === 'push' ? refuse(403, 'this proxy has no token store: pushes are refused') : { ok: true, principal: ANONYMOUS };
+    if (!this.tokens)
+      return action === 'push' ? refuse(403, 'this proxy has no token store: pushes are refused') : { ok: true, principal: ANONYMOUS };
     const rec = this.tokens.authenticate(token);
     if (!rec) return refuse(401, 'the token is not valid');
     const principal: Principal = { id: rec.id, name: rec.name, admin: this.tokens.allows(rec.scopes, 'admin'), keyIds: rec.keyIds ?? [] };

@@ -111,7 +111,11 @@ class RedisStore implements Store {
   static async connect(url: string, log: Logger): Promise<RedisStore> {
     const { createClient } = await import('@keyv/redis');
     // Without the offline queue, commands fail at once while Redis is away (a miss, not a wait).
-    const client = createClient({ url, disableOfflineQueue: true, socket: { connectTimeout: 2000, reconnectStrategy: (n: number) => Math.min(100 * (n + 1), 2000) } });
+    const client = createClient({
+      url,
+      disableOfflineQueue: true,
+      socket: { connectTimeout: 2000, reconnectStrategy: (n: number) => Math.min(100 * (n + 1), 2000) },
+    });
     const store = new RedisStore(client, log);
     await Promise.race([client.connect().catch(() => undefined), new Promise((r) => setTimeout(r, 2000).unref())]);
     return store;
@@ -137,12 +141,21 @@ class RedisStore implements Store {
   }
 
   async get(gun: string, key: string): Promise<{ verdict?: Verdict; token: string }> {
-    const [token, value] = (await this.script(GET_SCRIPT, this.keys(gun), [`${NS}:v:`, `${gun}|${key}`])) as [string, string | null | undefined];
+    const [token, value] = (await this.script(GET_SCRIPT, this.keys(gun), [`${NS}:v:`, `${gun}|${key}`])) as [
+      string,
+      string | null | undefined,
+    ];
     return value ? { verdict: JSON.parse(value) as Verdict, token } : { token };
   }
 
   async set(gun: string, key: string, v: Verdict, ttlMs: number, token: string): Promise<void> {
-    await this.script(SET_SCRIPT, this.keys(gun), [`${NS}:v:`, `${gun}|${key}`, token, JSON.stringify(v), String(Math.max(1, Math.floor(ttlMs)))]);
+    await this.script(SET_SCRIPT, this.keys(gun), [
+      `${NS}:v:`,
+      `${gun}|${key}`,
+      token,
+      JSON.stringify(v),
+      String(Math.max(1, Math.floor(ttlMs))),
+    ]);
   }
 
   async invalidate(gun: string): Promise<void> {
@@ -235,7 +248,11 @@ export class VerdictCache {
     const p = this.store.invalidate(gun).then(
       () => true,
       (e: Error) => {
-        if (first) this.opts.log('warn', "verdict cache: dropping a repository's verdicts failed; its verdicts are not cached until that works", { gun, error: e.message });
+        if (first)
+          this.opts.log('warn', "verdict cache: dropping a repository's verdicts failed; its verdicts are not cached until that works", {
+            gun,
+            error: e.message,
+          });
         return false;
       },
     );

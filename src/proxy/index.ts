@@ -51,7 +51,13 @@ export interface RunningProxyParts {
 export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps): Promise<RunningProxyParts> {
   const now = deps.now ?? Date.now;
   const policy = new PolicySource(config.policyPath, deps.log);
-  const cache = await VerdictCache.create({ ...(config.cacheUrl ? { url: config.cacheUrl } : {}), max: config.cacheMax, maxTtlMs: config.verdictTtlMs, now, log: deps.log });
+  const cache = await VerdictCache.create({
+    ...(config.cacheUrl ? { url: config.cacheUrl } : {}),
+    max: config.cacheMax,
+    maxTtlMs: config.verdictTtlMs,
+    now,
+    log: deps.log,
+  });
   const verifier = new Verifier(deps.trust, { now });
   const onChange = ({ gun }: { gun: string }) => void cache.invalidate(gun);
   deps.trust.events.on('change', onChange);
@@ -127,7 +133,11 @@ export interface StartedProxy extends RunningProxyParts {
  * Starts the proxy of an app on its configured listen address (http, or https with the app's TLS
  * certificate). `listen` overrides the address (tests use port 0).
  */
-export async function startProxy(app: ProxyHost, extra: Partial<ProxyDeps> = {}, listen?: { host: string; port: number }): Promise<StartedProxy> {
+export async function startProxy(
+  app: ProxyHost,
+  extra: Partial<ProxyDeps> = {},
+  listen?: { host: string; port: number },
+): Promise<StartedProxy> {
   const config = app.config.proxy;
   if (!config) throw new Error('the proxy is not configured (TRUSTGATE_UPSTREAM is not set)');
   const tls = app.config.tls;
@@ -137,7 +147,9 @@ export async function startProxy(app: ProxyHost, extra: Partial<ProxyDeps> = {},
     allows: (scopes, perm, gun) => allows(scopes as Scope[], perm, gun),
   };
   if (config.auth === 'none') {
-    app.log('warn', 'TRUSTGATE_PROXY_AUTH=none: the registry proxy serves pulls to anyone (pushes still need a token with sign access)', { listen: listen ?? config.listen });
+    app.log('warn', 'TRUSTGATE_PROXY_AUTH=none: the registry proxy serves pulls to anyone (pushes still need a token with sign access)', {
+      listen: listen ?? config.listen,
+    });
   }
   const parts = await createRegistryProxy(config, {
     tokens,

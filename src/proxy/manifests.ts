@@ -38,7 +38,11 @@ export class ManifestRoutes {
 
   constructor(private readonly host: ProxyHost) {
     this.opts = host.opts;
-    this.manifests = new ManifestCache(this.opts.manifestCacheBytes ?? 0, this.opts.manifestCacheTtlMs ?? 60_000, this.opts.now ?? Date.now);
+    this.manifests = new ManifestCache(
+      this.opts.manifestCacheBytes ?? 0,
+      this.opts.manifestCacheTtlMs ?? 60_000,
+      this.opts.now ?? Date.now,
+    );
   }
 
   // The host's helpers, under the names the handlers below call.
@@ -91,7 +95,8 @@ export class ManifestRoutes {
       verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
     }
     if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
-    if (!verdict.ok && notArtifact) verdict = { ...verdict, message: `${verdict.message ?? 'not verified'}; not served as an artifact: ${notArtifact}` };
+    if (!verdict.ok && notArtifact)
+      verdict = { ...verdict, message: `${verdict.message ?? 'not verified'}; not served as an artifact: ${notArtifact}` };
     if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
     return this.serveVerified(ctx, ref, url, verdict);
   }
@@ -117,12 +122,17 @@ export class ManifestRoutes {
     if (got.status !== 200) {
       // cosign asks for the tag before signing and verifying: a missing one is relayed when the
       // digest it would be about is served.
-      if (got.status >= 500) return unavailable(this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `upstream registry answered ${got.status}`)));
+      if (got.status >= 500)
+        return unavailable(this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `upstream registry answered ${got.status}`)));
       if (got.status < 400) return `the upstream answered ${got.status}`;
       const parent = await this.decideDigest(ctx, named, require);
       if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `the upstream answered ${got.status}`;
       this.count(ctx.rule, 'upstream', String(got.status));
-      res.writeHead(got.status, { ...DAPI, ...endToEnd(got.headers, ['www-authenticate', 'content-length']), 'content-length': got.body.length });
+      res.writeHead(got.status, {
+        ...DAPI,
+        ...endToEnd(got.headers, ['www-authenticate', 'content-length']),
+        'content-length': got.body.length,
+      });
       res.end(req.method === 'HEAD' ? undefined : got.body);
       return 'answered';
     }
@@ -131,10 +141,18 @@ export class ManifestRoutes {
     const subject = art.subject ?? named;
     if (!DIGEST_RE.test(subject)) return `its subject ${subject} is not a digest`;
     const parent = await this.decideDigest(ctx, subject, require, 1);
-    if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `its subject ${subject} is not served: ${parent.message ?? parent.reason}`;
+    if (!parent.ok)
+      return parent.reason === 'unavailable'
+        ? unavailable(parent)
+        : `its subject ${subject} is not served: ${parent.message ?? parent.reason}`;
     const { length: _l, ...rest } = parent;
     const digest = ociDigest(got.body);
-    this.serveManifest(ctx, { ...rest, digest, evidence: { ...parent.evidence, reference: ref, via: 'signature', parent: subject } }, got.headers['content-type'], got.body);
+    this.serveManifest(
+      ctx,
+      { ...rest, digest, evidence: { ...parent.evidence, reference: ref, via: 'signature', parent: subject } },
+      got.headers['content-type'],
+      got.body,
+    );
     return 'answered';
   }
 
@@ -145,7 +163,13 @@ export class ManifestRoutes {
     if (mode === 'both' && !tuf.ok) return tuf;
     const hook = this.opts.cosign;
     if (!hook) {
-      return mode === 'either' ? tuf : this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', 'the policy needs cosign-format signatures, and no cosign verifier is configured'));
+      return mode === 'either'
+        ? tuf
+        : this.opts.verifier.failure(
+            ctx.gun,
+            ref,
+            fail('unavailable', 'the policy needs cosign-format signatures, and no cosign verifier is configured'),
+          );
     }
     // For `both`, the cosign signature must be over the very digest the TUF data signed.
     const reference = mode === 'both' ? tuf.digest! : ref;
@@ -153,7 +177,12 @@ export class ManifestRoutes {
       .verify({ gun: ctx.gun, repository: ctx.repo, reference })
       .catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
     if (mode !== 'both' || !cosign.ok) return cosign;
-    if (cosign.digest !== tuf.digest) return this.opts.verifier.failure(ctx.gun, ref, fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'));
+    if (cosign.digest !== tuf.digest)
+      return this.opts.verifier.failure(
+        ctx.gun,
+        ref,
+        fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'),
+      );
     return { ...tuf, signers: [...tuf.signers, ...cosign.signers] };
   }
 
@@ -167,7 +196,12 @@ export class ManifestRoutes {
     if (reason === 'unavailable') {
       this.count(ctx.rule, 'unavailable', reason);
       this.opts.log('warn', 'proxy could not verify; failing closed', { gun: ctx.gun, reference: ref, message: v.message });
-      return send(ctx.res, E.UNAVAILABLE, { reason, repository: ctx.repo, reference: ref }, `cannot verify ${ctx.repo}:${ref}: ${v.message}`);
+      return send(
+        ctx.res,
+        E.UNAVAILABLE,
+        { reason, repository: ctx.repo, reference: ref },
+        `cannot verify ${ctx.repo}:${ref}: ${v.message}`,
+      );
     }
     if (ctx.rule.mode === 'audit') {
       this.count(ctx.rule, 'audit-violation', reason);
@@ -200,7 +234,11 @@ export class ManifestRoutes {
     const { status, headers, body } = got;
     if (status >= 300 && status < 400) {
       // Relayed, a redirect would have the client fetch bytes nobody checked against the digest.
-      return this.upstreamFailure(res, new UpstreamError(`the upstream answered ${status} (a redirect) for ${digest}; manifests are served only as bytes checked here`), `manifest ${ctx.repo}@${digest}`);
+      return this.upstreamFailure(
+        res,
+        new UpstreamError(`the upstream answered ${status} (a redirect) for ${digest}; manifests are served only as bytes checked here`),
+        `manifest ${ctx.repo}@${digest}`,
+      );
     }
     if (status !== 200) {
       // The signed digest is not (or not in an accepted form) upstream: relay the registry's answer.
@@ -212,7 +250,10 @@ export class ManifestRoutes {
     const actual = ociDigest(body);
     const lengthOk = v.length === undefined || v.length === body.length;
     if (actual !== digest || !lengthOk) {
-      const message = actual !== digest ? `upstream content for ${digest} hashes to ${actual}` : `upstream content for ${digest} is ${body.length} bytes, signed length is ${v.length}`;
+      const message =
+        actual !== digest
+          ? `upstream content for ${digest} hashes to ${actual}`
+          : `upstream content for ${digest} is ${body.length} bytes, signed length is ${v.length}`;
       return this.refuse(ctx, ref, url, { ...v, ok: false, reason: 'digest-mismatch', message });
     }
     const contentType = headers['content-type'];
@@ -234,8 +275,11 @@ export class ManifestRoutes {
 
   /** GET a manifest by digest from the upstream, whole (bounded). */
   private async fetchManifest(repo: string, digest: string, accept: string | undefined): Promise<Fetched> {
-    const got = await this.opts.upstream.getWhole({ path: `/v2/${repo}/manifests/${digest}`, headers: accept ? { accept } : {}, scope: `repository:${repo}:pull` }, MAX_MANIFEST_BYTES);
-    if (got.status === 401) throw new UpstreamError('the upstream registry refused trustgate\'s credentials');
+    const got = await this.opts.upstream.getWhole(
+      { path: `/v2/${repo}/manifests/${digest}`, headers: accept ? { accept } : {}, scope: `repository:${repo}:pull` },
+      MAX_MANIFEST_BYTES,
+    );
+    if (got.status === 401) throw new UpstreamError("the upstream registry refused trustgate's credentials");
     return got;
   }
 
@@ -321,7 +365,8 @@ export class ManifestRoutes {
       // the 413 must go out on. This one drains the rest, so the client still sending reads it.
       body = await readRequestBody(req, MAX_MANIFEST_BYTES);
     } catch (e) {
-      if (e instanceof BodyError && e.kind === 'TOO_LARGE') return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
+      if (e instanceof BodyError && e.kind === 'TOO_LARGE')
+        return send(res, E.SIZE_INVALID, { limit: MAX_MANIFEST_BYTES }, undefined, { Connection: 'close' });
       return void res.destroy(); // the request broke off: nobody to answer
     }
     const skip = this.signSkipReason(ref, body, rule);
@@ -330,12 +375,23 @@ export class ManifestRoutes {
       const why = await this.opts.signer.refusal(ctx.gun, rule.signOnPush!, ctx.principal, { cosign: writesCosign(rule) });
       if (why) {
         this.denyPush(ctx.principal, ctx.gun, { reason: why, method: 'PUT', tag: ref, role: rule.signOnPush! });
-        return send(res, E.DENIED, { reason: 'cannot-sign', repository: ctx.repo, tag: ref, role: rule.signOnPush! }, `the policy signs pushes to ${ctx.repo} into ${rule.signOnPush!}, and this token cannot: ${why}`);
+        return send(
+          res,
+          E.DENIED,
+          { reason: 'cannot-sign', repository: ctx.repo, tag: ref, role: rule.signOnPush! },
+          `the policy signs pushes to ${ctx.repo} into ${rule.signOnPush!}, and this token cannot: ${why}`,
+        );
       }
     }
     let up: IncomingMessage;
     try {
-      up = await this.opts.upstream.request({ method: 'PUT', path: url, headers: endToEnd(req.headers, ['content-length']), data: body, scope: `repository:${ctx.repo}:pull,push` });
+      up = await this.opts.upstream.request({
+        method: 'PUT',
+        path: url,
+        headers: endToEnd(req.headers, ['content-length']),
+        data: body,
+        scope: `repository:${ctx.repo}:pull,push`,
+      });
     } catch (e) {
       return this.upstreamFailure(res, e as Error, `PUT manifest ${ctx.repo}:${ref}`);
     }
@@ -356,11 +412,34 @@ export class ManifestRoutes {
     const actor = { id: ctx.principal.id, name: ctx.principal.name };
     try {
       const upstreamDigest = up.headers['docker-content-digest'];
-      if (upstreamDigest && upstreamDigest !== digest) throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
-      const r = await this.opts.signer.sign(ctx.gun, role, ref, digest, body.length, ctx.principal, writesCosign(rule) ? { cosign: { repo: ctx.repo } } : {});
+      if (upstreamDigest && upstreamDigest !== digest)
+        throw new Error(`the upstream stored ${upstreamDigest}, the pushed bytes hash to ${digest}`);
+      const r = await this.opts.signer.sign(
+        ctx.gun,
+        role,
+        ref,
+        digest,
+        body.length,
+        ctx.principal,
+        writesCosign(rule) ? { cosign: { repo: ctx.repo } } : {},
+      );
       this.opts.metrics.signedPushes.inc({ result: 'signed' });
       this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
-      const audited = this.audit({ actor, action: 'proxy.sign', outcome: 'success', gun: ctx.gun, role, detail: { tag: ref, digest, length: body.length, initialised: r.initialised, ...(r.cosign ? { cosign: r.cosign.tag } : {}), ...(r.journal ? { journal: r.journal } : {}) } });
+      const audited = this.audit({
+        actor,
+        action: 'proxy.sign',
+        outcome: 'success',
+        gun: ctx.gun,
+        role,
+        detail: {
+          tag: ref,
+          digest,
+          length: body.length,
+          initialised: r.initialised,
+          ...(r.cosign ? { cosign: r.cosign.tag } : {}),
+          ...(r.journal ? { journal: r.journal } : {}),
+        },
+      });
       // Only once the entry is written: a journal row left behind is appended at the next start.
       if (r.journal && audited) this.opts.signer.changes.trust.acknowledge(r.journal);
       // The cache holds verdicts of the old trust data; the trust 'change' event drops them too.
@@ -393,7 +472,6 @@ export class ManifestRoutes {
     }
     return undefined;
   }
-
 }
 
 const reqKey = (r: TargetRequirement) => JSON.stringify([r.roles ?? [], r.signers ?? [], r.threshold ?? 1]);
@@ -404,7 +482,10 @@ function requirement(rule: Rule): { require: TargetRequirement; key: string; art
   let r = requirements.get(rule);
   if (!r) {
     const require = requirementFor(rule);
-    const artifacts = createHash('sha256').update(JSON.stringify([...rule.artifactTypes].sort())).digest('hex').slice(0, 16);
+    const artifacts = createHash('sha256')
+      .update(JSON.stringify([...rule.artifactTypes].sort()))
+      .digest('hex')
+      .slice(0, 16);
     requirements.set(rule, (r = { require, key: reqKey(require), artifacts }));
   }
   return r;

@@ -18,21 +18,41 @@ export class ProxyMetrics {
     const existing = <T>(name: string) => registry.getSingleMetric(name) as T | undefined;
     this.decisions =
       existing('trustgate_proxy_pull_decisions_total') ??
-      new Counter({ name: 'trustgate_proxy_pull_decisions_total', help: 'Manifest pull decisions of the verifying proxy.', labelNames: ['mode', 'result', 'reason'], registers: [registry] });
+      new Counter({
+        name: 'trustgate_proxy_pull_decisions_total',
+        help: 'Manifest pull decisions of the verifying proxy.',
+        labelNames: ['mode', 'result', 'reason'],
+        registers: [registry],
+      });
     this.auditViolations =
       existing('trustgate_proxy_audit_violations_total') ??
-      new Counter({ name: 'trustgate_proxy_audit_violations_total', help: 'Pulls served in audit mode that enforce mode would have denied.', labelNames: ['repository', 'reason'], registers: [registry] });
+      new Counter({
+        name: 'trustgate_proxy_audit_violations_total',
+        help: 'Pulls served in audit mode that enforce mode would have denied.',
+        labelNames: ['repository', 'reason'],
+        registers: [registry],
+      });
     this.signedPushes =
       existing('trustgate_proxy_signed_pushes_total') ??
-      new Counter({ name: 'trustgate_proxy_signed_pushes_total', help: 'Manifest pushes signed on the way through (result: signed, failed, skipped).', labelNames: ['result'], registers: [registry] });
+      new Counter({
+        name: 'trustgate_proxy_signed_pushes_total',
+        help: 'Manifest pushes signed on the way through (result: signed, failed, skipped).',
+        labelNames: ['result'],
+        registers: [registry],
+      });
     this.upstreamErrors =
       existing('trustgate_proxy_upstream_errors_total') ??
-      new Counter({ name: 'trustgate_proxy_upstream_errors_total', help: 'Requests the upstream registry could not answer.', labelNames: ['kind'], registers: [registry] });
+      new Counter({
+        name: 'trustgate_proxy_upstream_errors_total',
+        help: 'Requests the upstream registry could not answer.',
+        labelNames: ['kind'],
+        registers: [registry],
+      });
     this.blobBodies =
       existing('trustgate_proxy_blob_bodies_total') ??
       new Counter({
         name: 'trustgate_proxy_blob_bodies_total',
-        help: 'Blob GET bodies streamed by the proxy (via: socket = copied from the upstream socket, client = through node\'s HTTP client).',
+        help: "Blob GET bodies streamed by the proxy (via: socket = copied from the upstream socket, client = through node's HTTP client).",
         labelNames: ['via'],
         registers: [registry],
       });

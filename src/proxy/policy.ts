@@ -51,7 +51,14 @@ const DEFAULT_ARTIFACTS: ReadonlySet<string> = new Set(DEFAULT_ARTIFACT_TYPES);
 export const BUILTIN_POLICY: Policy = {
   source: '(built-in)',
   rules: [],
-  default: { pattern: '(default)', mode: 'enforce', require: {}, signOnPush: 'targets', signatures: 'tuf', artifactTypes: DEFAULT_ARTIFACTS },
+  default: {
+    pattern: '(default)',
+    mode: 'enforce',
+    require: {},
+    signOnPush: 'targets',
+    signatures: 'tuf',
+    artifactTypes: DEFAULT_ARTIFACTS,
+  },
 };
 
 /** A policy file's `default` when it has none: enforce with nothing signed on push, so unsigned is denied. */
@@ -72,7 +79,7 @@ interface RawPolicy {
   repositories?: Array<RawSettings & { pattern: string }>;
 }
 
-let validator: ((v: unknown) => boolean) & { errors?: Array<{ instancePath: string; message?: string }> | null } | undefined;
+let validator: (((v: unknown) => boolean) & { errors?: Array<{ instancePath: string; message?: string }> | null }) | undefined;
 function validate(doc: unknown): void {
   if (!validator) {
     const schema = JSON.parse(readFileSync(new URL('../../api/policy.schema.json', import.meta.url), 'utf8')) as object;
@@ -99,7 +106,8 @@ function artifactTypes(raw: string[] | undefined, base: ReadonlySet<string>): Re
   const types = raw.map((t) => t.toLowerCase());
   // The schema refuses these too; checked here as well because serving one would pass runnable images.
   const bad = types.find((t) => NOT_ARTIFACT_TYPE.test(t));
-  if (bad) throw new PolicyError(`policy artifactTypes may not list ${bad}: image configs, layers, manifests and indexes are never artifacts`);
+  if (bad)
+    throw new PolicyError(`policy artifactTypes may not list ${bad}: image configs, layers, manifests and indexes are never artifacts`);
   return new Set(types);
 }
 

@@ -56,18 +56,66 @@ const REFERRERS = new RegExp(`^/v2/(${NAME})/referrers/(${DIGEST})$`);
 
 /** The proxy's routes. A method a matched path does not list is refused with 405 UNSUPPORTED. */
 export const PROXY_ROUTES: readonly ProxyRoute[] = [
-  { methods: ['GET', 'HEAD'], pattern: BASE, operation: 'Ping', permission: 'ping', handle: (p, req, res) => p.forward(req, res, '/v2/', { scope: '' }) },
-  { methods: ['GET'], pattern: CATALOG, operation: 'Catalog', permission: 'catalog', handle: (p, req, res, url) => catalog(p, req, res, url) },
-  { methods: ['GET', 'HEAD'], pattern: MANIFEST, operation: 'GetManifest', permission: 'pull', handle: (p, ctx, ref, url) => p.manifests.pullManifest(ctx, ref, url) },
-  { methods: ['PUT'], pattern: MANIFEST, operation: 'PutManifest', permission: 'push', handle: (p, ctx, ref, url) => p.manifests.pushManifest(ctx, ref, url) },
-  { methods: ['DELETE'], pattern: MANIFEST, operation: 'DeleteManifest', permission: 'push', handle: (p, ctx, _ref, url) => p.manifests.deleteManifest(ctx, url) },
-  { methods: ['POST'], pattern: UPLOAD_START, operation: 'StartBlobUpload', permission: 'push', handle: (p, ctx, _ref, url) => startUpload(p, ctx, url) },
+  {
+    methods: ['GET', 'HEAD'],
+    pattern: BASE,
+    operation: 'Ping',
+    permission: 'ping',
+    handle: (p, req, res) => p.forward(req, res, '/v2/', { scope: '' }),
+  },
+  {
+    methods: ['GET'],
+    pattern: CATALOG,
+    operation: 'Catalog',
+    permission: 'catalog',
+    handle: (p, req, res, url) => catalog(p, req, res, url),
+  },
+  {
+    methods: ['GET', 'HEAD'],
+    pattern: MANIFEST,
+    operation: 'GetManifest',
+    permission: 'pull',
+    handle: (p, ctx, ref, url) => p.manifests.pullManifest(ctx, ref, url),
+  },
+  {
+    methods: ['PUT'],
+    pattern: MANIFEST,
+    operation: 'PutManifest',
+    permission: 'push',
+    handle: (p, ctx, ref, url) => p.manifests.pushManifest(ctx, ref, url),
+  },
+  {
+    methods: ['DELETE'],
+    pattern: MANIFEST,
+    operation: 'DeleteManifest',
+    permission: 'push',
+    handle: (p, ctx, _ref, url) => p.manifests.deleteManifest(ctx, url),
+  },
+  {
+    methods: ['POST'],
+    pattern: UPLOAD_START,
+    operation: 'StartBlobUpload',
+    permission: 'push',
+    handle: (p, ctx, _ref, url) => startUpload(p, ctx, url),
+  },
   { methods: ['GET'], pattern: UPLOAD, operation: 'GetBlobUpload', permission: 'pull', handle: (p, ctx, _ref, url) => upload(p, ctx, url) },
-  { methods: ['PATCH', 'PUT', 'DELETE'], pattern: UPLOAD, operation: 'WriteBlobUpload', permission: 'push', handle: (p, ctx, _ref, url) => upload(p, ctx, url) },
+  {
+    methods: ['PATCH', 'PUT', 'DELETE'],
+    pattern: UPLOAD,
+    operation: 'WriteBlobUpload',
+    permission: 'push',
+    handle: (p, ctx, _ref, url) => upload(p, ctx, url),
+  },
   { methods: ['GET', 'HEAD'], pattern: BLOB, operation: 'GetBlob', permission: 'pull', handle: (p, ctx, _ref, url) => blob(p, ctx, url) },
   { methods: ['DELETE'], pattern: BLOB, operation: 'DeleteBlob', permission: 'push', handle: (p, ctx, _ref, url) => blob(p, ctx, url) },
   { methods: ['GET'], pattern: TAGS, operation: 'ListTags', permission: 'pull', handle: (p, ctx, _ref, url) => listTags(p, ctx, url) },
-  { methods: ['GET'], pattern: REFERRERS, operation: 'ListReferrers', permission: 'pull', handle: (p, ctx, _ref, url) => listReferrers(p, ctx, url) },
+  {
+    methods: ['GET'],
+    pattern: REFERRERS,
+    operation: 'ListReferrers',
+    permission: 'pull',
+    handle: (p, ctx, _ref, url) => listReferrers(p, ctx, url),
+  },
 ];
 
 /** The table by pattern, in order, so each pattern is tried once per request. */
@@ -88,7 +136,6 @@ export class RegistryProxy implements ProxyHost {
     if (opts.registryName) this.registryName = opts.registryName;
     this.manifests = new ManifestRoutes(this);
   }
-
 
   gunFor(repo: string): string {
     return `${this.registryName ?? 'localhost'}/${repo}`;
@@ -116,7 +163,9 @@ export class RegistryProxy implements ProxyHost {
       if (bad) {
         // Started anyway, every pull would be denied and every push left unsigned.
         await this.close();
-        throw new Error(`the registry name ${name}, taken from the listen address, ${bad}: set TRUSTGATE_REGISTRY_NAME to the name clients use`);
+        throw new Error(
+          `the registry name ${name}, taken from the listen address, ${bad}: set TRUSTGATE_REGISTRY_NAME to the name clients use`,
+        );
       }
       this.registryName = name;
     }
@@ -172,7 +221,13 @@ export class RegistryProxy implements ProxyHost {
     // The name grammar has no length limit, and the registry part lengthens the GUN: a name whose
     // GUN is over 255 bytes would be signed into trust data the Notary API refuses to serve.
     // (Length only: the name grammar makes valid segments, and an IPv6 registry part fails isValidGun.)
-    if (Buffer.byteLength(gun) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { name: repo, limit: MAX_GUN_LENGTH - Buffer.byteLength(this.gunFor('')) }, `repository name too long: its GUN is over ${MAX_GUN_LENGTH} bytes`);
+    if (Buffer.byteLength(gun) > MAX_GUN_LENGTH)
+      return send(
+        res,
+        E.NAME_INVALID,
+        { name: repo, limit: MAX_GUN_LENGTH - Buffer.byteLength(this.gunFor('')) },
+        `repository name too long: its GUN is over ${MAX_GUN_LENGTH} bytes`,
+      );
     const principal = this.authorize(req, res, route.permission, gun);
     if (!principal) return;
     const rule = ruleFor(this.opts.policy.current(), repo);
@@ -180,7 +235,6 @@ export class RegistryProxy implements ProxyHost {
     const ctx: Ctx = { req, res, repo, gun, rule, principal, scope };
     return route.handle(this, ctx, m[2] ?? '', url);
   }
-
 
   // ---------------------------------------------------------------------------------------------
   // Pass-through
@@ -218,7 +272,12 @@ export class RegistryProxy implements ProxyHost {
    * Blob GETs (`blob`) take the raw path first: body bytes copied from the upstream's socket
    * without node's HTTP client (rawget.ts), falling back to it for answers that path leaves alone.
    */
-  async forward(req: IncomingMessage, res: ServerResponse, path: string, o: { scope: string; body?: boolean; blob?: boolean }): Promise<void> {
+  async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    o: { scope: string; body?: boolean; blob?: boolean },
+  ): Promise<void> {
     const ac = new AbortController();
     const onClose = () => {
       if (!res.writableFinished) ac.abort();
@@ -241,10 +300,17 @@ export class RegistryProxy implements ProxyHost {
           return await raw.pipe(res);
         }
       }
-      const up = await this.opts.upstream.request({ method: req.method ?? 'GET', path, headers, scope: o.scope, ...(hasBody ? { body: req } : {}), signal: ac.signal });
+      const up = await this.opts.upstream.request({
+        method: req.method ?? 'GET',
+        path,
+        headers,
+        scope: o.scope,
+        ...(hasBody ? { body: req } : {}),
+        signal: ac.signal,
+      });
       if (up.statusCode === 401) {
         up.resume();
-        return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, 'the upstream registry refused trustgate\'s credentials');
+        return send(res, E.UNAVAILABLE, { upstream: this.opts.upstream.origin }, "the upstream registry refused trustgate's credentials");
       }
       if (o.blob && req.method === 'GET') this.opts.metrics.blobBodies.inc({ via: 'client' });
       const status = up.statusCode ?? 502;
@@ -270,7 +336,13 @@ export class RegistryProxy implements ProxyHost {
   /** A push refused for its credentials or its signing rights, audited with the actor (refusals of one kind are windowed when the sink can). */
   denyPush(actor: { id: string; name: string }, gun: string | undefined, detail: Record<string, string>): void {
     this.opts.log('debug', 'push refused', { actor: actor.name, gun, ...detail });
-    const entry = { actor: { id: actor.id, name: actor.name }, action: 'proxy.push', outcome: 'denied' as const, ...(gun !== undefined ? { gun } : {}), detail };
+    const entry = {
+      actor: { id: actor.id, name: actor.name },
+      action: 'proxy.push',
+      outcome: 'denied' as const,
+      ...(gun !== undefined ? { gun } : {}),
+      detail,
+    };
     const sink = this.opts.audit;
     if (!sink?.appendDenial) {
       this.audit(entry);
@@ -294,7 +366,6 @@ export class RegistryProxy implements ProxyHost {
     }
   }
 }
-
 
 /** An upstream error answer's body as far as it came (it may end before its stated length), at most `limit` bytes. */
 function upstreamErrorBody(up: IncomingMessage, limit: number): Promise<Buffer> {

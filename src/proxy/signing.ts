@@ -53,7 +53,8 @@ export class PushSigner {
     try {
       if (o.cosign && !this.registry) return 'the policy asks for a cosign signature and no upstream registry client is configured';
       const signers = await this.pusherSigners(gun, role, who);
-      if (o.cosign && signers && !signers.some(isEcdsa)) return `the policy asks for a cosign signature, which needs an ECDSA key, and none of this token's keys of ${role} in ${gun} is one`;
+      if (o.cosign && signers && !signers.some(isEcdsa))
+        return `the policy asks for a cosign signature, which needs an ECDSA key, and none of this token's keys of ${role} in ${gun} is one`;
       return undefined;
     } catch (e) {
       if (e instanceof TrustChangeError || e instanceof EditorError) return e.message;
@@ -80,19 +81,24 @@ export class PushSigner {
     const signers = await this.changes.usableSigners(gun, who, keyids);
     if (signers.length === 0) await this.changes.roleSigners(gun, role, who);
     if (signers.length < threshold) {
-      throw new TrustChangeError('THRESHOLD_NOT_MET', `role ${role} in ${gun} needs ${threshold} signatures and this token may sign with ${signers.length} of its keys`);
+      throw new TrustChangeError(
+        'THRESHOLD_NOT_MET',
+        `role ${role} in ${gun} needs ${threshold} signatures and this token may sign with ${signers.length} of its keys`,
+      );
     }
     return signers;
   }
 
   /** Signs `tag` → `digest` (`sha256:<hex>`), `length` bytes, into `role`, with `who`'s usable keys. */
   sign(gun: string, role: string, tag: string, digest: string, length: number, who: Caller, o: PushSignOptions = {}): Promise<SignResult> {
-    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) return Promise.reject(new TrustChangeError('INVALID_REQUEST', `cannot sign ${digest}: only sha256 digests are signed`));
+    if (!/^sha256:[0-9a-f]{64}$/.test(digest))
+      return Promise.reject(new TrustChangeError('INVALID_REQUEST', `cannot sign ${digest}: only sha256 digests are signed`));
     // Initialising, delegating and signing queue as one change of the GUN.
     return this.changes.locks.run(gun, async () => {
       let initialised = false;
       if (!(await this.changes.trust.current(gun, 'root'))) {
-        if (!who.admin) throw new TrustChangeError('FORBIDDEN', `repository ${gun} has no trust data: only an admin token's push initialises it`);
+        if (!who.admin)
+          throw new TrustChangeError('FORBIDDEN', `repository ${gun} has no trust data: only an admin token's push initialises it`);
         try {
           await this.changes.editor.init(gun, { rootKey: 'keystore' });
           initialised = true;
@@ -109,7 +115,11 @@ export class PushSigner {
         const repo = o.cosign.repo;
         after.push(async ({ signers }) => {
           const ec = signers.find(isEcdsa);
-          if (!ec) throw new TrustChangeError('FORBIDDEN', `a cosign signature needs an ECDSA key of ${role} in ${gun}, and this token may use none`);
+          if (!ec)
+            throw new TrustChangeError(
+              'FORBIDDEN',
+              `a cosign signature needs an ECDSA key of ${role} in ${gun}, and this token may use none`,
+            );
           cosign = await writeCosignSignature(reg, repo, gun, digest, ec);
         });
       }
@@ -123,7 +133,18 @@ export class PushSigner {
         after,
         audit: { role, detail: { tag, digest, length } },
       });
-      return { gun, role, tag, digest, length, initialised, delegated, versions: p.versions, ...(cosign ? { cosign } : {}), ...(p.journal ? { journal: p.journal } : {}) };
+      return {
+        gun,
+        role,
+        tag,
+        digest,
+        length,
+        initialised,
+        delegated,
+        versions: p.versions,
+        ...(cosign ? { cosign } : {}),
+        ...(p.journal ? { journal: p.journal } : {}),
+      };
     });
   }
 
@@ -136,7 +157,8 @@ export class PushSigner {
     } catch (e) {
       if (!(e instanceof EditorError && e.code === 'NOT_FOUND')) throw e;
     }
-    if (!who.admin) throw new TrustChangeError('FORBIDDEN', `role ${role} is not delegated in ${gun}: only an admin token's push creates it`);
+    if (!who.admin)
+      throw new TrustChangeError('FORBIDDEN', `role ${role} is not delegated in ${gun}: only an admin token's push creates it`);
     const parent = parentRole(role);
     const key = await this.keys.generate(gun, role, 'ecdsa');
     const id = keyId(key.public);
@@ -150,7 +172,10 @@ export class PushSigner {
           parent,
           (b) => {
             b.delegations.keys[id] = key.public;
-            b.delegations.roles = [...b.delegations.roles.filter((r) => r.name !== role), { name: role, keyids: [id], threshold: 1, paths: [''] }];
+            b.delegations.roles = [
+              ...b.delegations.roles.filter((r) => r.name !== role),
+              { name: role, keyids: [id], threshold: 1, paths: [''] },
+            ];
           },
         ],
       ]),

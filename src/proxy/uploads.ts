@@ -15,7 +15,8 @@ export function startUpload(p: ProxyHost, ctx: Ctx, url: string): Promise<void> 
   const from = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('from');
   if (from) {
     const fromGun = p.gunFor(from);
-    if (!NAME_RE.test(from) || Buffer.byteLength(fromGun) > MAX_GUN_LENGTH) return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
+    if (!NAME_RE.test(from) || Buffer.byteLength(fromGun) > MAX_GUN_LENGTH)
+      return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
     if (!p.authorize(req, res, 'pull', fromGun)) return;
   }
   const mountScope = from ? `${scope} repository:${from}:pull` : scope;

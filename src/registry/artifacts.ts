@@ -69,7 +69,13 @@ export class UpstreamRegistry implements RegistryClient {
     private maxManifestBytes = 4 * 1024 * 1024,
   ) {}
 
-  private async call(method: string, path: string, scope: string, headers: Record<string, string> = {}, data?: Buffer): Promise<IncomingMessage> {
+  private async call(
+    method: string,
+    path: string,
+    scope: string,
+    headers: Record<string, string> = {},
+    data?: Buffer,
+  ): Promise<IncomingMessage> {
     try {
       return await this.upstream.request({ method, path, scope, headers, ...(data ? { data } : {}) });
     } catch (e) {
@@ -136,7 +142,13 @@ export class UpstreamRegistry implements RegistryClient {
   }
 
   async putManifest(repo: string, reference: string, bytes: Buffer, mediaType: string): Promise<{ digest: string; subject?: string }> {
-    const res = await this.call('PUT', `/v2/${repo}/manifests/${reference}`, `repository:${repo}:pull,push`, { 'content-type': mediaType }, bytes);
+    const res = await this.call(
+      'PUT',
+      `/v2/${repo}/manifests/${reference}`,
+      `repository:${repo}:pull,push`,
+      { 'content-type': mediaType },
+      bytes,
+    );
     if (res.statusCode !== 201 && res.statusCode !== 200) return this.fail(`PUT manifest ${repo}:${reference}`, res);
     res.resume();
     const subject = header(res, 'oci-subject');
@@ -153,7 +165,13 @@ export class UpstreamRegistry implements RegistryClient {
 
   async mountBlob(repo: string, digest: string, from: string): Promise<boolean> {
     const q = new URLSearchParams({ mount: digest, from });
-    const res = await this.call('POST', `/v2/${repo}/blobs/uploads/?${q}`, `repository:${repo}:pull,push repository:${from}:pull`, {}, Buffer.alloc(0));
+    const res = await this.call(
+      'POST',
+      `/v2/${repo}/blobs/uploads/?${q}`,
+      `repository:${repo}:pull,push repository:${from}:pull`,
+      {},
+      Buffer.alloc(0),
+    );
     res.resume();
     if (res.statusCode === 201) return true;
     if (res.statusCode === 202) {
@@ -200,7 +218,13 @@ export async function listReferrers(reg: RegistryClient, repo: string, digest: s
  * Pushes a referrer manifest by digest; when the registry does not acknowledge the subject
  * (no OCI-Subject header), also adds it to the fallback index under `sha256-<hex>`.
  */
-export async function pushReferrer(reg: RegistryClient, repo: string, subjectDigest: string, manifest: Buffer, desc: Descriptor): Promise<{ digest: string; via: 'referrers-api' | 'tag-schema' }> {
+export async function pushReferrer(
+  reg: RegistryClient,
+  repo: string,
+  subjectDigest: string,
+  manifest: Buffer,
+  desc: Descriptor,
+): Promise<{ digest: string; via: 'referrers-api' | 'tag-schema' }> {
   const put = await reg.putManifest(repo, desc.digest, manifest, OCI_MANIFEST);
   if (put.subject) return { digest: put.digest, via: 'referrers-api' };
   const tag = referrersTag(subjectDigest);
@@ -241,14 +265,16 @@ export async function copyManifest(reg: RegistryClient, from: string, to: string
   } catch {
     throw new RegistryError(`${from}@${digest} is not a JSON manifest`);
   }
-  const digests = (xs: Array<{ digest?: unknown }> | undefined) => (Array.isArray(xs) ? xs.map((x) => x?.digest).filter((d): d is string => typeof d === 'string') : []);
+  const digests = (xs: Array<{ digest?: unknown }> | undefined) =>
+    Array.isArray(xs) ? xs.map((x) => x?.digest).filter((d): d is string => typeof d === 'string') : [];
   const children = digests(doc.manifests);
   if (children.length && depth >= MAX_COPY_DEPTH) throw new RegistryError(`${from}@${digest}: indexes nest too deep to copy`);
   for (const child of children) await copyManifest(reg, from, to, child, depth + 1);
   const blobs = [...new Set([...digests(doc.config ? [doc.config] : []), ...digests(doc.layers)])];
   for (const blob of blobs) {
     if (await reg.hasBlob(to, blob)) continue;
-    if (!(await reg.mountBlob(to, blob, from))) throw new RegistryError(`the upstream registry would not mount blob ${blob} from ${from} into ${to}`, 409);
+    if (!(await reg.mountBlob(to, blob, from)))
+      throw new RegistryError(`the upstream registry would not mount blob ${blob} from ${from} into ${to}`, 409);
   }
   await reg.putManifest(to, digest, m.bytes, m.mediaType || OCI_MANIFEST);
 }

@@ -40,7 +40,12 @@ export function parseChallenge(header: string | undefined): Challenge | undefine
   if (scheme !== 'basic' && scheme !== 'bearer') return undefined;
   const params: Record<string, string> = {};
   for (const p of m[2]!.matchAll(/(\w+)="([^"]*)"/g)) params[p[1]!.toLowerCase()] = p[2]!;
-  return { scheme, ...(params.realm ? { realm: params.realm } : {}), ...(params.service ? { service: params.service } : {}), ...(params.scope ? { scope: params.scope } : {}) };
+  return {
+    scheme,
+    ...(params.realm ? { realm: params.realm } : {}),
+    ...(params.service ? { service: params.service } : {}),
+    ...(params.scope ? { scope: params.scope } : {}),
+  };
 }
 
 export interface UpstreamRequest {
@@ -91,7 +96,12 @@ export class Upstream {
    * upstream is https, no token for the scope is at hand yet, or the answer is of another kind
    * (a challenge, a redirect, an error): the caller then asks through request().
    */
-  async streamGet(r: { path: string; headers: OutgoingHttpHeaders; scope?: string; signal?: AbortSignal }): Promise<RawResponse | undefined> {
+  async streamGet(r: {
+    path: string;
+    headers: OutgoingHttpHeaders;
+    scope?: string;
+    signal?: AbortSignal;
+  }): Promise<RawResponse | undefined> {
     if (!this.raw) return undefined;
     const authorization = this.authorization(r.scope);
     if (this.bearer && !authorization?.startsWith('Bearer ')) return undefined; // request() runs the token flow first
@@ -110,7 +120,10 @@ export class Upstream {
    * A GET of a small body (a manifest) read whole, at most `limit` bytes: over the raw path when
    * it can (see streamGet), else through request(). Resolves with any status the upstream gave.
    */
-  async getWhole(r: { path: string; headers: OutgoingHttpHeaders; scope?: string }, limit: number): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  async getWhole(
+    r: { path: string; headers: OutgoingHttpHeaders; scope?: string },
+    limit: number,
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
     const raw = await this.streamGet(r);
     if (raw) {
       const body = await raw.collect(limit).catch((e: Error) => {
@@ -178,11 +191,22 @@ export class Upstream {
       if (authorization) headers.authorization = authorization;
       if (r.data) headers['content-length'] = r.data.length;
       const req = this.mod.request(
-        { protocol: this.base.protocol, hostname: this.base.hostname, port: this.base.port, method: r.method, path: r.path, headers, agent: this.agent, signal: r.signal },
+        {
+          protocol: this.base.protocol,
+          hostname: this.base.hostname,
+          port: this.base.port,
+          method: r.method,
+          path: r.path,
+          headers,
+          agent: this.agent,
+          signal: r.signal,
+        },
         resolve,
       );
       req.setTimeout(this.opts.timeoutMs ?? 60_000, () => req.destroy(new UpstreamError(`upstream ${this.origin} timed out`)));
-      req.once('error', (e) => reject(e instanceof UpstreamError ? e : new UpstreamError(`upstream ${this.origin} unavailable: ${e.message}`)));
+      req.once('error', (e) =>
+        reject(e instanceof UpstreamError ? e : new UpstreamError(`upstream ${this.origin} unavailable: ${e.message}`)),
+      );
       if (r.body) {
         pipeline(r.body, req).catch((e: Error) => req.destroy(e));
       } else req.end(r.data);
@@ -216,7 +240,20 @@ export class Upstream {
   }
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'authorization', 'expect', 'proxy-connection']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'authorization',
+  'expect',
+  'proxy-connection',
+]);
 
 /** Request or response headers without hop-by-hop ones (and without credentials). */
 export function endToEnd(h: IncomingHttpHeaders, drop: readonly string[] = []): OutgoingHttpHeaders {

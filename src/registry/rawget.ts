@@ -12,7 +12,13 @@
 // strictly as llhttp would) is reported as `undefined` before a byte went to the client, the
 // connection is dropped, and the caller asks again through node's client (`Upstream.request`).
 import net from 'node:net';
-import { validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import {
+  validateHeaderName,
+  validateHeaderValue,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from 'node:http';
 
 const CHUNK = 512 * 1024;
 /** Buffers written to the client and not yet taken by its socket, per response. */
@@ -108,7 +114,12 @@ class Conn {
     readonly timeoutMs: number,
     onIdleGone: (c: Conn) => void,
   ) {
-    this.socket = net.connect({ host, port, noDelay: true, onread: { buffer: takeBuffer, callback: (n: number, buf: Buffer) => this.read(n, buf) } });
+    this.socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      onread: { buffer: takeBuffer, callback: (n: number, buf: Buffer) => this.read(n, buf) },
+    });
     this.socket.setTimeout(timeoutMs);
     const gone = (e?: Error) => {
       if (this.exchange) this.exchange.connectionGone(e ?? new Error('the upstream closed the connection'));

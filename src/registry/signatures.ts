@@ -3,11 +3,19 @@
 // a trustgate Signer (a key the keystore holds); the registry calls go through RegistryClient.
 import { bundleToJSON } from '@sigstore/bundle';
 import type { Signer } from '../core/crypto/signer.js';
-import { OCI_CONFIG, OCI_MANIFEST, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, signatureArtifact, signatureTag, signPayload, simpleSigningPayload } from '../core/crypto/cosign.js';
+import {
+  OCI_CONFIG,
+  OCI_MANIFEST,
+  SIGNATURE_ANNOTATION,
+  SIMPLE_SIGNING_MEDIA_TYPE,
+  signatureArtifact,
+  signatureTag,
+  signPayload,
+  simpleSigningPayload,
+} from '../core/crypto/cosign.js';
 import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './artifacts.js';
 import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from '../core/crypto/sigstore.js';
 import { ociDigest } from '../core/digest.js';
-
 
 export interface CosignResult {
   tag: string;
@@ -27,7 +35,13 @@ interface SigLayer {
  * digest's `.sig` tag. A `.sig` manifest already there keeps its other signatures (cosign
  * appends a layer per signature); a signature over the same payload is replaced.
  */
-export async function writeCosignSignature(reg: RegistryClient, repo: string, dockerReference: string, digest: string, signer: Signer): Promise<CosignResult> {
+export async function writeCosignSignature(
+  reg: RegistryClient,
+  repo: string,
+  dockerReference: string,
+  digest: string,
+  signer: Signer,
+): Promise<CosignResult> {
   const payload = simpleSigningPayload(dockerReference, digest);
   const sig = await signPayload(signer, payload);
   const art = signatureArtifact(digest, payload, sig);
@@ -37,13 +51,30 @@ export async function writeCosignSignature(reg: RegistryClient, repo: string, do
   let config = art.config;
   if (existing) {
     const old = JSON.parse(existing.bytes.toString('utf8')) as { layers?: SigLayer[] };
-    const others = (old.layers ?? []).filter((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE && l.digest !== art.payloadDigest).slice(0, 31);
+    const others = (old.layers ?? [])
+      .filter((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE && l.digest !== art.payloadDigest)
+      .slice(0, 31);
     if (others.length > 0) {
       // Other layers' payload blobs are already in the registry: only the manifest and config change.
-      const layers: SigLayer[] = [...others, { mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: art.payloadDigest, size: payload.length, annotations: { [SIGNATURE_ANNOTATION]: sig } }];
-      config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
+      const layers: SigLayer[] = [
+        ...others,
+        {
+          mediaType: SIMPLE_SIGNING_MEDIA_TYPE,
+          digest: art.payloadDigest,
+          size: payload.length,
+          annotations: { [SIGNATURE_ANNOTATION]: sig },
+        },
+      ];
+      config = Buffer.from(
+        JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }),
+      );
       manifest = Buffer.from(
-        JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: OCI_CONFIG, digest: ociDigest(config), size: config.length }, layers }),
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: OCI_CONFIG, digest: ociDigest(config), size: config.length },
+          layers,
+        }),
       );
     }
   }

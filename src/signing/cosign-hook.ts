@@ -35,7 +35,9 @@ async function trustedCosignKeys(trust: TrustService, gun: string): Promise<Map<
   const state = await trust.state(gun);
   for (const [role, bytes] of state.targets) {
     const body = Metadata.parse<TargetsBody>(role, bytes).body;
-    for (const d of body.delegations.roles) for (const id of d.keyids) if (body.delegations.keys[id] && !out.has(id)) out.set(id, { key: body.delegations.keys[id]!, role: d.name });
+    for (const d of body.delegations.roles)
+      for (const id of d.keyids)
+        if (body.delegations.keys[id] && !out.has(id)) out.set(id, { key: body.delegations.keys[id]!, role: d.name });
   }
   for (const [id, v] of out) if (!v.key.keytype.startsWith('ecdsa')) out.delete(id);
   return out;
@@ -70,7 +72,15 @@ export function cosignHook(d: CosignVerifierDeps): CosignHook {
             role: k.role,
             signers: [id],
             expiresAtMs: repo.expiresAtMs,
-            evidence: { gun, reference, via: 'cosign', roles: [k.role], versions: repo.versions, expiries: repo.expiries, checkedAt: new Date(now()).toISOString() },
+            evidence: {
+              gun,
+              reference,
+              via: 'cosign',
+              roles: [k.role],
+              versions: repo.versions,
+              expiries: repo.expiries,
+              checkedAt: new Date(now()).toISOString(),
+            },
           };
         }
       }

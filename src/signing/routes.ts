@@ -60,7 +60,16 @@ function fieldsOf(path: string): ReadonlySet<string> {
 
 /** Each request schema of api/signing.json (by its $defs name or path) and the fields accepted for it. */
 export const REQUEST_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = Object.fromEntries(
-  ['SignRequest', 'BatchItem', 'BatchRequest', 'RevokeRequest', 'PromoteRequest', 'PromoteRequest.from', 'PromoteRequest.to', 'VerifyRequest'].map((p) => [p, fieldsOf(p)]),
+  [
+    'SignRequest',
+    'BatchItem',
+    'BatchRequest',
+    'RevokeRequest',
+    'PromoteRequest',
+    'PromoteRequest.from',
+    'PromoteRequest.to',
+    'VerifyRequest',
+  ].map((p) => [p, fieldsOf(p)]),
 );
 const SIGN_FIELDS = REQUEST_FIELDS.SignRequest!;
 const ITEM_FIELDS = REQUEST_FIELDS.BatchItem!;
@@ -125,11 +134,29 @@ export function signingRouter(deps: SigningRouteDeps): Router {
   const auditSign = (a: Actor, action: string, res: SignResult, extra: Record<string, string | number | boolean> = {}) => {
     const ids = new Set<string>();
     for (const p of res.published) {
-      audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'success', gun: p.gun, role: p.role, detail: { version: p.version, tags: res.items.filter((i) => i.gun === p.gun && i.role === p.role).length, ...extra, ...journaled(p, ids) } });
+      audit.append({
+        actor: { id: a.id, name: a.name },
+        action,
+        outcome: 'success',
+        gun: p.gun,
+        role: p.role,
+        detail: {
+          version: p.version,
+          tags: res.items.filter((i) => i.gun === p.gun && i.role === p.role).length,
+          ...extra,
+          ...journaled(p, ids),
+        },
+      });
     }
     acknowledge(ids);
     for (const p of res.pending) {
-      audit.append({ actor: { id: a.id, name: a.name }, action, outcome: 'pending', gun: p.gun, detail: { pending: p.id, roles: p.roles.map((x) => `${x.role}:${x.needed}`), ...extra } });
+      audit.append({
+        actor: { id: a.id, name: a.name },
+        action,
+        outcome: 'pending',
+        gun: p.gun,
+        detail: { pending: p.id, roles: p.roles.map((x) => `${x.role}:${x.needed}`), ...extra },
+      });
     }
   };
   const answer = (res: Response, result: SignResult & Record<string, unknown>) => {
@@ -137,7 +164,13 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     res.status(pending ? 202 : 201).json({
       ...result,
       ...(pending
-        ? { message: result.pending.map((p) => p.roles.map((x) => `${x.role} in ${p.gun} needs ${x.needed} more signature(s) (pending change ${p.id})`).join('; ')).join('; ') }
+        ? {
+            message: result.pending
+              .map((p) =>
+                p.roles.map((x) => `${x.role} in ${p.gun} needs ${x.needed} more signature(s) (pending change ${p.id})`).join('; '),
+              )
+              .join('; '),
+          }
         : {}),
     });
   };
@@ -165,7 +198,8 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const b = body(req);
       onlyFields(b, BATCH_FIELDS);
       const a = actorOf(res);
-      if (!Array.isArray(b.items) || b.items.length === 0) throw new SigningInputError('items', 'items must be a non-empty list of {tag, digest, size}');
+      if (!Array.isArray(b.items) || b.items.length === 0)
+        throw new SigningInputError('items', 'items must be a non-empty list of {tag, digest, size}');
       if (b.items.length > maxBatch) throw new SigningInputError('items', `a batch holds at most ${maxBatch} items`);
       const defGun = b.gun !== undefined || b.repository !== undefined ? gunOf(b as { gun?: string; repository?: string }, '') : undefined;
       const defRole = b.role !== undefined ? checkRole(b.role) : undefined;
@@ -202,9 +236,24 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       maySign(a, gun, 'tag.revoke');
       const out = await service.revoke(gun, tag, role, identity(a));
       const ids = new Set<string>();
-      for (const p of out.published) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'success', gun, role: p.role, detail: { tag, version: p.version, ...journaled(p, ids) } });
+      for (const p of out.published)
+        audit.append({
+          actor: { id: a.id, name: a.name },
+          action: 'tag.revoke',
+          outcome: 'success',
+          gun,
+          role: p.role,
+          detail: { tag, version: p.version, ...journaled(p, ids) },
+        });
       acknowledge(ids);
-      if (out.pending) audit.append({ actor: { id: a.id, name: a.name }, action: 'tag.revoke', outcome: 'pending', gun, detail: { tag, pending: out.pending.id } });
+      if (out.pending)
+        audit.append({
+          actor: { id: a.id, name: a.name },
+          action: 'tag.revoke',
+          outcome: 'pending',
+          gun,
+          detail: { tag, pending: out.pending.id },
+        });
       res.status(out.status === 'pending' ? 202 : 200).json(out);
     }),
   );
@@ -221,8 +270,13 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       onlyFields(b, PROMOTE_FIELDS);
       onlyFields(b.from, FROM_FIELDS, 'from');
       onlyFields(b.to, TO_FIELDS, 'to');
-      const from = { gun, tag: checkTag(b.from.tag, 'from.tag'), ...(b.from.role !== undefined ? { role: checkRole(b.from.role, 'from.role') } : {}) };
-      const toGun = b.to.gun !== undefined || b.to.repository !== undefined ? gunOf(b.to as { gun?: string; repository?: string }, 'to.') : gun;
+      const from = {
+        gun,
+        tag: checkTag(b.from.tag, 'from.tag'),
+        ...(b.from.role !== undefined ? { role: checkRole(b.from.role, 'from.role') } : {}),
+      };
+      const toGun =
+        b.to.gun !== undefined || b.to.repository !== undefined ? gunOf(b.to as { gun?: string; repository?: string }, 'to.') : gun;
       const to = { gun: toGun, tag: checkTag(b.to.tag ?? from.tag, 'to.tag'), role: checkRole(b.to.role ?? 'targets', 'to.role') };
       mayRead(a, gun, 'tag.promote');
       maySign(a, toGun, 'tag.promote');
@@ -247,10 +301,19 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     if (req.method !== 'GET' && src.roles !== undefined && (!Array.isArray(src.roles) || src.roles.length === 0)) {
       throw new SigningInputError('roles', 'roles must be a non-empty list of targets roles');
     }
-    const roles = src.roles === undefined ? undefined : (Array.isArray(src.roles) ? src.roles : String(src.roles).split(',')).map((x, i) => checkRole(x, `roles[${i}]`));
+    const roles =
+      src.roles === undefined
+        ? undefined
+        : (Array.isArray(src.roles) ? src.roles : String(src.roles).split(',')).map((x, i) => checkRole(x, `roles[${i}]`));
     const gun = ref.name;
     mayRead(a, gun, 'image.verify');
-    const report = await verifyImage(verifier, image, gun, { ...(ref.tag ? { tag: ref.tag } : {}), ...(ref.digest ? { digest: ref.digest } : {}) }, roles ? { roles } : {});
+    const report = await verifyImage(
+      verifier,
+      image,
+      gun,
+      { ...(ref.tag ? { tag: ref.tag } : {}), ...(ref.digest ? { digest: ref.digest } : {}) },
+      roles ? { roles } : {},
+    );
     res.status(200).json(report);
   });
   r.get('/signing/verify', verify);
@@ -287,12 +350,18 @@ export function signingRouter(deps: SigningRouteDeps): Router {
   r.use('/signing', (e: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) return;
     const err = e as { type?: string; status?: number };
-    if (err?.type === 'entity.parse.failed') return void res.status(400).json({ error: { code: 'INVALID_JSON', message: 'the request body is not valid JSON' } });
-    if (err?.type === 'entity.too.large') return void res.status(413).json({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large' } });
-    if (e instanceof SigningInputError) return void res.status(400).json({ error: { code: 'INVALID_REQUEST', message: e.message, field: e.field } });
+    if (err?.type === 'entity.parse.failed')
+      return void res.status(400).json({ error: { code: 'INVALID_JSON', message: 'the request body is not valid JSON' } });
+    if (err?.type === 'entity.too.large')
+      return void res.status(413).json({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is too large' } });
+    if (e instanceof SigningInputError)
+      return void res.status(400).json({ error: { code: 'INVALID_REQUEST', message: e.message, field: e.field } });
     if (e instanceof SigningError) return void res.status(e.status).json({ error: { code: e.code, message: e.message, ...e.extra } });
     // Other refusals of the JSON parser (unknown encoding or charset, corrupt gzip) fell through to 500.
-    if (isBodyParserError(e)) return void res.status(400).json({ error: { code: 'INVALID_REQUEST', message: 'the request body could not be read: unsupported or corrupt encoding' } });
+    if (isBodyParserError(e))
+      return void res
+        .status(400)
+        .json({ error: { code: 'INVALID_REQUEST', message: 'the request body could not be read: unsupported or corrupt encoding' } });
     const api = toApiError(e);
     if (api.status >= 500) deps.log?.('error', 'signing request failed', { error: (e as Error)?.message });
     if (api.status === 401) res.setHeader('WWW-Authenticate', res.getHeader('WWW-Authenticate') ?? 'Bearer realm="trustgate"');
@@ -337,15 +406,34 @@ export async function inspect(service: SigningService, verifier: ImageVerifier, 
     { name: 'Repository', keys: root.roles.targets.keyids.map((id) => ({ id })) },
   ];
   const repo = await verifier.repository(gun);
-  if (!repo.ok) return { name: gun, signedTags: [], signers: [], administrativeKeys: admin, verified: false, reason: repo.reason, message: repo.message };
+  if (!repo.ok)
+    return {
+      name: gun,
+      signedTags: [],
+      signers: [],
+      administrativeKeys: admin,
+      verified: false,
+      reason: repo.reason,
+      message: repo.message,
+    };
   const inPaths = (paths: string[], tag: string) => paths.some((p) => tag.startsWith(p));
-  const rows = tagRows([...repo.roles].map(([name, role]) => [name, Object.fromEntries(Object.entries(role.targets).filter(([t, fm]) => fm.hashes.sha256 && inPaths(role.paths, t)))] as const));
+  const rows = tagRows(
+    [...repo.roles].map(
+      ([name, role]) =>
+        [name, Object.fromEntries(Object.entries(role.targets).filter(([t, fm]) => fm.hashes.sha256 && inPaths(role.paths, t)))] as const,
+    ),
+  );
   // Delegation keys come from the parents' delegation entries; names and key IDs as Docker shows them.
   const signers = new Map<string, InspectReport['signers'][number]>();
   const targetsFile = await service.editor.trust.current(gun, 'targets');
   const walk = async (body: TargetsBody | undefined) => {
     for (const d of body?.delegations.roles ?? []) {
-      if (d.name !== 'targets/releases') signers.set(signerName(d.name), { name: signerName(d.name), keys: d.keyids.map((id) => ({ id: canonicalId(body!.delegations.keys[id], id) })), threshold: d.threshold });
+      if (d.name !== 'targets/releases')
+        signers.set(signerName(d.name), {
+          name: signerName(d.name),
+          keys: d.keyids.map((id) => ({ id: canonicalId(body!.delegations.keys[id], id) })),
+          threshold: d.threshold,
+        });
       const f = repo.roles.has(d.name) ? await service.editor.trust.current(gun, d.name) : undefined;
       if (f && d.name.split('/').length < 6) await walk(Metadata.parse<TargetsBody>(d.name, f.bytes).body);
     }

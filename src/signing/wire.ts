@@ -75,8 +75,22 @@ export function createSigning(d: SigningDeps): Signing {
     ...(d.maxBodyBytes ? { maxBodyBytes: d.maxBodyBytes } : {}),
     ...(d.maxBatch ? { maxBatch: d.maxBatch } : {}),
   });
-  const hook = registry ? cosignHook({ trust: d.trust, verifier: verifier as ImageVerifier & Pick<Verifier, 'failure'>, registry, ...(d.now ? { now: d.now } : {}) }) : undefined;
-  return { service, verifier, ...(registry ? { registry } : {}), ...(hook ? { cosignHook: hook } : {}), router, close: () => ownUpstream?.close() };
+  const hook = registry
+    ? cosignHook({
+        trust: d.trust,
+        verifier: verifier as ImageVerifier & Pick<Verifier, 'failure'>,
+        registry,
+        ...(d.now ? { now: d.now } : {}),
+      })
+    : undefined;
+  return {
+    service,
+    verifier,
+    ...(registry ? { registry } : {}),
+    ...(hook ? { cosignHook: hook } : {}),
+    router,
+    close: () => ownUpstream?.close(),
+  };
 }
 
 /** What createApp hands over: its services, and the management API's tokens, audit log and change pipeline. */
@@ -90,7 +104,10 @@ export interface AppSigningDeps {
 
 /** The settings the signing feature reads (app.ts's Config has them). */
 export interface SigningSettings {
-  proxy?: Pick<ProxyConfig, 'registryName' | 'listen' | 'upstream' | 'upstreamTimeoutMs' | 'upstreamUsername' | 'upstreamPassword' | 'upstreamToken'>;
+  proxy?: Pick<
+    ProxyConfig,
+    'registryName' | 'listen' | 'upstream' | 'upstreamTimeoutMs' | 'upstreamUsername' | 'upstreamPassword' | 'upstreamToken'
+  >;
   signCheckUpstream: boolean;
   maxBodyBytes: number;
   signMaxBatch: number;
@@ -103,7 +120,9 @@ export interface SigningSettings {
  */
 export function createSigningForApp(config: SigningSettings, d: AppSigningDeps): Signing {
   const px = config.proxy;
-  const registryName = px ? (px.registryName ?? `${px.listen.host.includes(':') ? `[${px.listen.host}]` : px.listen.host}:${px.listen.port}`) : undefined;
+  const registryName = px
+    ? (px.registryName ?? `${px.listen.host.includes(':') ? `[${px.listen.host}]` : px.listen.host}:${px.listen.port}`)
+    : undefined;
   const upstream = px
     ? new Upstream({
         url: px.upstream,
@@ -124,7 +143,8 @@ export function createSigningForApp(config: SigningSettings, d: AppSigningDeps):
     ...(registryName
       ? {
           gunFor: (repo: string) => `${registryName}/${repo}`,
-          upstreamRepo: (gun: string) => (gun.startsWith(`${registryName}/`) ? gun.slice(registryName.length + 1) : defaultUpstreamRepo(gun)),
+          upstreamRepo: (gun: string) =>
+            gun.startsWith(`${registryName}/`) ? gun.slice(registryName.length + 1) : defaultUpstreamRepo(gun),
         }
       : {}),
     maxBodyBytes: config.maxBodyBytes,

@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 
 function writeAllSync(fd: number, data: string | Buffer): void {
   const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
 }
 
 /** Makes a directory's entries (a rename, a new or removed file) durable. */

@@ -35,7 +35,9 @@ export class StateLock {
       db.exec('BEGIN IMMEDIATE');
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_BUSY') {
-        throw new StateLockTimeout(`the data directory's state lock (${this.path}) was held by another process for more than ${this.timeoutMs} ms`);
+        throw new StateLockTimeout(
+          `the data directory's state lock (${this.path}) was held by another process for more than ${this.timeoutMs} ms`,
+        );
       }
       throw e;
     }

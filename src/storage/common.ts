@@ -12,7 +12,8 @@ export const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).d
 export function checkBatch(files: readonly NewFile[]): void {
   const seen = new Set<string>();
   for (const f of files) {
-    if (!Number.isSafeInteger(f.version) || f.version < 1) throw new RangeError(`version of ${f.role} must be a positive safe integer, got ${f.version}`);
+    if (!Number.isSafeInteger(f.version) || f.version < 1)
+      throw new RangeError(`version of ${f.role} must be a positive safe integer, got ${f.version}`);
     if (!Buffer.isBuffer(f.bytes)) throw new TypeError(`bytes of ${f.role} must be a Buffer`);
     const key = `${f.role}\0${f.version}`;
     if (seen.has(key)) throw new VersionConflictError(f.role, f.version);
@@ -59,6 +60,7 @@ export const versionsText = (v: Record<string, number>): string => JSON.stringif
 export function parseVersions(text: string): Record<string, number> {
   const v = JSON.parse(text) as unknown;
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new TypeError('stored pin versions are not an object');
-  for (const [role, n] of Object.entries(v)) if (!Number.isSafeInteger(n)) throw new TypeError(`stored pin version of ${role} is not an integer`);
+  for (const [role, n] of Object.entries(v))
+    if (!Number.isSafeInteger(n)) throw new TypeError(`stored pin version of ${role} is not an integer`);
   return { ...(v as Record<string, number>) };
 }

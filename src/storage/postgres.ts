@@ -6,7 +6,18 @@
 import pg from 'pg';
 import { createLogger } from '../observability/log.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
-import { VersionConflictError, type Change, type ChangeQuery, type JournalRow, type JournalWrite, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
+import {
+  VersionConflictError,
+  type Change,
+  type ChangeQuery,
+  type JournalRow,
+  type JournalWrite,
+  type MetadataStore,
+  type NewFile,
+  type StoredFile,
+  type StoredPin,
+  type TrustPin,
+} from './types.js';
 
 interface FileRow {
   gun: string;
@@ -41,8 +52,16 @@ function int(v: string, what: string): number {
 
 const toFile = (r: FileRow | undefined): StoredFile | undefined =>
   r && { gun: r.gun, role: r.role, version: int(r.version, 'version'), sha256: r.sha256, bytes: r.data, createdAt: r.created_at };
-const toPin = (r: PinRow | undefined): StoredPin | undefined => r && { gun: r.gun, root: r.root, versions: parseVersions(r.versions), updatedAt: r.updated_at };
-const toChange = (r: ChangeRow): Change => ({ id: int(r.id, 'change id'), gun: r.gun, version: int(r.version, 'version'), sha256: r.sha256, category: r.category, createdAt: r.created_at });
+const toPin = (r: PinRow | undefined): StoredPin | undefined =>
+  r && { gun: r.gun, root: r.root, versions: parseVersions(r.versions), updatedAt: r.updated_at };
+const toChange = (r: ChangeRow): Change => ({
+  id: int(r.id, 'change id'),
+  gun: r.gun,
+  version: int(r.version, 'version'),
+  sha256: r.sha256,
+  category: r.category,
+  createdAt: r.created_at,
+});
 
 /** Fixed advisory locks live in the (int4, int4) key space, apart from the per-GUN bigint keys. */
 const LOCK_CLASS = 7482301;
@@ -71,7 +90,14 @@ const INSERT_FILE = 'INSERT INTO tuf_files (gun, role, version, sha256, data, cr
  * The journal's writes as data-modifying CTEs in front of a statement the transaction sends
  * anyway, so journaling adds no round trip: `$first` is the first parameter number free.
  */
-function withJournal(sql: string, first: number, gun: string, now: Date, j: JournalWrite | undefined, add: boolean): { sql: string; args: unknown[] } {
+function withJournal(
+  sql: string,
+  first: number,
+  gun: string,
+  now: Date,
+  j: JournalWrite | undefined,
+  add: boolean,
+): { sql: string; args: unknown[] } {
   const ctes: string[] = [];
   const args: unknown[] = [];
   if (j?.ack?.length) {
@@ -81,7 +107,9 @@ function withJournal(sql: string, first: number, gun: string, now: Date, j: Jour
   if (j?.add && add) {
     const n = first + args.length;
     args.push(j.add.id, gun, now, j.add.writer, j.add.entry);
-    ctes.push(`journaled AS (INSERT INTO audit_journal (id, gun, at, writer, entry) VALUES ($${n}, $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}))`);
+    ctes.push(
+      `journaled AS (INSERT INTO audit_journal (id, gun, at, writer, entry) VALUES ($${n}, $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}))`,
+    );
   }
   return { sql: ctes.length ? `WITH ${ctes.join(', ')} ${sql}` : sql, args };
 }
@@ -183,7 +211,11 @@ export class PostgresStore implements MetadataStore {
     return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 AND version = $3', [gun, role, version]);
   }
   byChecksum(gun: string, role: string, sha256: string) {
-    return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1', [gun, role, sha256]);
+    return this.one('SELECT * FROM tuf_files WHERE gun = $1 AND role = $2 AND sha256 = $3 ORDER BY version DESC LIMIT 1', [
+      gun,
+      role,
+      sha256,
+    ]);
   }
   async latestVersions(gun: string) {
     // A loose index scan (one index seek per role) rather than GROUP BY over every stored
@@ -221,7 +253,13 @@ export class PostgresStore implements MetadataStore {
       if (changes.length > 0) {
         await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_CHANGEFEED]);
         for (const ch of changes) {
-          await c.query('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES ($1, $2, $3, $4, $5)', [ch.gun, ch.version, ch.sha256, ch.category, ch.at]);
+          await c.query('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES ($1, $2, $3, $4, $5)', [
+            ch.gun,
+            ch.version,
+            ch.sha256,
+            ch.category,
+            ch.at,
+          ]);
         }
       }
       await c.query('COMMIT');
@@ -243,7 +281,10 @@ export class PostgresStore implements MetadataStore {
       const changes: Pending[] = [];
       const stored: StoredFile[] = [];
       for (const [i, f] of files.entries()) {
-        const r = await c.query<{ v: string | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = $1 AND role = $2', [gun, f.role]);
+        const r = await c.query<{ v: string | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = $1 AND role = $2', [
+          gun,
+          f.role,
+        ]);
         const max = r.rows[0]?.v == null ? 0 : int(r.rows[0].v, 'version');
         if (f.version <= max) throw new VersionConflictError(f.role, f.version);
         const sha = sha256Hex(f.bytes);
@@ -273,7 +314,10 @@ export class PostgresStore implements MetadataStore {
   }
 
   async journal(limit: number): Promise<JournalRow[]> {
-    const r = await this.read<{ id: string; gun: string; at: Date; writer: string; entry: string }>('SELECT * FROM audit_journal ORDER BY at, id LIMIT $1', [limit]);
+    const r = await this.read<{ id: string; gun: string; at: Date; writer: string; entry: string }>(
+      'SELECT * FROM audit_journal ORDER BY at, id LIMIT $1',
+      [limit],
+    );
     return r.rows.map((x) => ({ id: x.id, gun: x.gun, at: x.at, writer: x.writer, entry: x.entry }));
   }
 

@@ -7,9 +7,27 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
-import { RESTART_WAIT_MS, startCheckpointer, WAL_CHECKPOINT_FRAMES, WAL_RESTART_FRAMES, WAL_SIZE_LIMIT_BYTES, type Checkpointer } from './sqlite-checkpointer.js';
+import {
+  RESTART_WAIT_MS,
+  startCheckpointer,
+  WAL_CHECKPOINT_FRAMES,
+  WAL_RESTART_FRAMES,
+  WAL_SIZE_LIMIT_BYTES,
+  type Checkpointer,
+} from './sqlite-checkpointer.js';
 import { WalWatch } from './sqlite-wal-watch.js';
-import { VersionConflictError, type Change, type ChangeQuery, type JournalRow, type JournalWrite, type MetadataStore, type NewFile, type StoredFile, type StoredPin, type TrustPin } from './types.js';
+import {
+  VersionConflictError,
+  type Change,
+  type ChangeQuery,
+  type JournalRow,
+  type JournalWrite,
+  type MetadataStore,
+  type NewFile,
+  type StoredFile,
+  type StoredPin,
+  type TrustPin,
+} from './types.js';
 
 /**
  * How long a writer waits for another connection's (or process's) write lock. better-sqlite3
@@ -50,10 +68,18 @@ interface PinRow {
   updated_at: number;
 }
 
-const toPin = (r: PinRow | undefined): StoredPin | undefined => r && { gun: r.gun, root: r.root, versions: parseVersions(r.versions), updatedAt: new Date(r.updated_at) };
+const toPin = (r: PinRow | undefined): StoredPin | undefined =>
+  r && { gun: r.gun, root: r.root, versions: parseVersions(r.versions), updatedAt: new Date(r.updated_at) };
 const toFile = (r: FileRow | undefined): StoredFile | undefined =>
   r && { gun: r.gun, role: r.role, version: r.version, sha256: r.sha256, bytes: r.data, createdAt: new Date(r.created_at) };
-const toChange = (r: ChangeRow): Change => ({ id: r.id, gun: r.gun, version: r.version, sha256: r.sha256, category: r.category, createdAt: new Date(r.created_at) });
+const toChange = (r: ChangeRow): Change => ({
+  id: r.id,
+  gun: r.gun,
+  version: r.version,
+  sha256: r.sha256,
+  category: r.category,
+  createdAt: new Date(r.created_at),
+});
 
 /**
  * Commits and deletions through any SqliteStore in this process. Each store drops its latest()
@@ -119,9 +145,13 @@ export class SqliteStore implements MetadataStore {
         id TEXT PRIMARY KEY, gun TEXT NOT NULL, at INTEGER NOT NULL, writer TEXT NOT NULL, entry TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS audit_journal_at ON audit_journal (at);`);
     this.q = {
-      latest: this.db.prepare<[string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1'),
+      latest: this.db.prepare<[string, string], FileRow>(
+        'SELECT * FROM tuf_files WHERE gun = ? AND role = ? ORDER BY version DESC LIMIT 1',
+      ),
       byVersion: this.db.prepare<[string, string, number], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND version = ?'),
-      byChecksum: this.db.prepare<[string, string, string], FileRow>('SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1'),
+      byChecksum: this.db.prepare<[string, string, string], FileRow>(
+        'SELECT * FROM tuf_files WHERE gun = ? AND role = ? AND sha256 = ? ORDER BY version DESC LIMIT 1',
+      ),
       // One index seek per role (a loose index scan), not a pass over every stored version: this
       // runs on every publish and must not slow down as a repository's history grows.
       versions: this.db.prepare<[{ gun: string }], { role: string; v: number }>(`
@@ -130,7 +160,9 @@ export class SqliteStore implements MetadataStore {
           UNION ALL
           SELECT (SELECT MIN(role) FROM tuf_files WHERE gun = @gun AND role > r.role) FROM r WHERE r.role IS NOT NULL)
         SELECT role, (SELECT MAX(version) FROM tuf_files WHERE gun = @gun AND role = r.role) AS v FROM r WHERE role IS NOT NULL`),
-      maxVersion: this.db.prepare<[string, string], { v: number | null }>('SELECT MAX(version) AS v FROM tuf_files WHERE gun = ? AND role = ?'),
+      maxVersion: this.db.prepare<[string, string], { v: number | null }>(
+        'SELECT MAX(version) AS v FROM tuf_files WHERE gun = ? AND role = ?',
+      ),
       insert: this.db.prepare('INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       change: this.db.prepare('INSERT INTO changefeed (gun, version, sha256, category, created_at) VALUES (?, ?, ?, ?, ?)'),
       del: this.db.prepare('DELETE FROM tuf_files WHERE gun = ?'),
@@ -238,12 +270,14 @@ export class SqliteStore implements MetadataStore {
 
   async deleteGun(gun: string, now: Date, journal?: JournalWrite): Promise<boolean> {
     processWrites++;
-    return this.db.transaction(() => {
-      const n = this.q.del.run(gun).changes;
-      if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());
-      this.writeJournal(gun, now, journal, n > 0);
-      return n > 0;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const n = this.q.del.run(gun).changes;
+        if (n > 0) this.q.change.run(gun, 0, '', 'deletion', now.getTime());
+        this.writeJournal(gun, now, journal, n > 0);
+        return n > 0;
+      })
+      .immediate();
   }
 
   async journal(limit: number): Promise<JournalRow[]> {
@@ -252,9 +286,11 @@ export class SqliteStore implements MetadataStore {
 
   async acknowledge(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    this.db.transaction(() => {
-      for (const id of ids) this.q.journalDel.run(id);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        for (const id of ids) this.q.journalDel.run(id);
+      })
+      .immediate();
   }
 
   async pin(gun: string) {
@@ -263,21 +299,25 @@ export class SqliteStore implements MetadataStore {
 
   async advancePin(gun: string, from: Buffer | undefined, next: TrustPin, now: Date): Promise<boolean> {
     checkPin(next);
-    return this.db.transaction(() => {
-      const write = pinAdvance(toPin(this.q.pin.get(gun)), from, next);
-      if (write) this.q.setPin.run(gun, write.root, versionsText(write.versions), now.getTime());
-      return write !== undefined;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const write = pinAdvance(toPin(this.q.pin.get(gun)), from, next);
+        if (write) this.q.setPin.run(gun, write.root, versionsText(write.versions), now.getTime());
+        return write !== undefined;
+      })
+      .immediate();
   }
 
   async resetPin(gun: string, next: TrustPin | undefined, now: Date) {
     if (next) checkPin(next);
-    return this.db.transaction(() => {
-      const old = toPin(this.q.pin.get(gun));
-      if (next) this.q.setPin.run(gun, next.root, versionsText(next.versions), now.getTime());
-      else this.q.delPin.run(gun);
-      return old;
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const old = toPin(this.q.pin.get(gun));
+        if (next) this.q.setPin.run(gun, next.root, versionsText(next.versions), now.getTime());
+        else this.q.delPin.run(gun);
+        return old;
+      })
+      .immediate();
   }
 
   async changes(q: ChangeQuery): Promise<Change[]> {

@@ -78,7 +78,10 @@ export interface JournalWrite {
 /** A commit lost a race or replayed an old version: the caller answers 400 VERSION. */
 export class VersionConflictError extends Error {
   override name = 'VersionConflictError';
-  constructor(readonly role: string, readonly version: number) {
+  constructor(
+    readonly role: string,
+    readonly version: number,
+  ) {
     super(`a newer version of ${role} than ${version} is already stored`);
   }
 }

@@ -64,7 +64,10 @@ export function toApiError(e: unknown): ApiError {
     return badRequest('INVALID_REQUEST', e.message);
   }
   if (e instanceof TufValidationError && e.missing === 'snapshot') {
-    return conflict('CONFLICT', 'a client holds the snapshot key of this repository: rotate the snapshot key to the server first (POST …/keys/snapshot/rotate)');
+    return conflict(
+      'CONFLICT',
+      'a client holds the snapshot key of this repository: rotate the snapshot key to the server first (POST …/keys/snapshot/rotate)',
+    );
   }
   if (e instanceof TufValidationError || e instanceof MalformedMetadataError) return badRequest('INVALID_METADATA', e.message);
   if (e instanceof VersionConflictError) return conflict('VERSION_CONFLICT', `${e.message}; another change was published first, retry`);

@@ -57,7 +57,10 @@ export async function reconcileJournal(store: MetadataStore, audit: AuditLog, lo
         } catch {
           entry = { actor: { id: 'unknown', name: 'unknown' }, action: 'journal.damaged', outcome: 'success', gun: r.gun, detail: {} };
         }
-        audit.append({ ...entry, detail: { ...entry.detail, journal: r.id, recovered: true, committedAt: r.at.toISOString(), writer: r.writer } });
+        audit.append({
+          ...entry,
+          detail: { ...entry.detail, journal: r.id, recovered: true, committedAt: r.at.toISOString(), writer: r.writer },
+        });
         appended++;
       }
     });

@@ -20,7 +20,15 @@ import type { Logger } from '../observability/log.js';
 import { VersionConflictError } from '../storage/types.js';
 import { EditorError, RepoEditor, type SigningRole } from './editor.js';
 import { GunLocks } from './locks.js';
-import { partMissing, pendingChange, requiredKeyIds, type ChangeDraft, type ChangePart, type PendingChange, type PendingStore } from './pending.js';
+import {
+  partMissing,
+  pendingChange,
+  requiredKeyIds,
+  type ChangeDraft,
+  type ChangePart,
+  type PendingChange,
+  type PendingStore,
+} from './pending.js';
 import { auditNote, type AuditNote, type TrustService } from './service.js';
 import { envelope, signBody } from './sign.js';
 
@@ -214,8 +222,15 @@ export class TrustChanges {
    * The held keys among `keyids` that `caller` may sign with: every held key of the GUN for an
    * admin, the token's keyIds for others; narrowed to `signWith` when given; then `offline`.
    */
-  async usableSigners(gun: string, caller: Caller, keyids: Iterable<string>, o: { signWith?: readonly string[] | undefined; offline?: readonly Signer[] | undefined } = {}): Promise<Signer[]> {
-    const ids = [...new Set(keyids)].filter((id) => (caller.admin || caller.keyIds.includes(id)) && (!o.signWith || o.signWith.includes(id)));
+  async usableSigners(
+    gun: string,
+    caller: Caller,
+    keyids: Iterable<string>,
+    o: { signWith?: readonly string[] | undefined; offline?: readonly Signer[] | undefined } = {},
+  ): Promise<Signer[]> {
+    const ids = [...new Set(keyids)].filter(
+      (id) => (caller.admin || caller.keyIds.includes(id)) && (!o.signWith || o.signWith.includes(id)),
+    );
     const out = await this.trust.heldSigners(gun, ids);
     for (const s of o.offline ?? []) if (!out.some((x) => x.id === s.id)) out.push(s);
     return out;
@@ -227,8 +242,13 @@ export class TrustChanges {
       return await this.editor.signingRole(gun, role);
     } catch (e) {
       if (e instanceof EditorError && e.code === 'NOT_FOUND') {
-        if (!(await this.trust.current(gun, 'root'))) throw new TrustChangeError('REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data (run: trustgate repo init ${gun})`);
-        throw new TrustChangeError('ROLE_NOT_FOUND', `role ${role} does not exist in ${gun}${isDelegationName(role) ? ` (it is not delegated by ${parentRole(role)})` : ''}`, { role });
+        if (!(await this.trust.current(gun, 'root')))
+          throw new TrustChangeError('REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data (run: trustgate repo init ${gun})`);
+        throw new TrustChangeError(
+          'ROLE_NOT_FOUND',
+          `role ${role} does not exist in ${gun}${isDelegationName(role) ? ` (it is not delegated by ${parentRole(role)})` : ''}`,
+          { role },
+        );
       }
       if (e instanceof EditorError) throw new TrustChangeError('INVALID_ROLE', e.message, { role });
       throw e;
@@ -236,7 +256,12 @@ export class TrustChanges {
   }
 
   /** The caller's usable signers of a targets role; FORBIDDEN when there are none. */
-  async roleSigners(gun: string, role: string, caller: Caller, o: { signWith?: readonly string[] | undefined } = {}): Promise<{ signing: SigningRole; signers: Signer[] }> {
+  async roleSigners(
+    gun: string,
+    role: string,
+    caller: Caller,
+    o: { signWith?: readonly string[] | undefined } = {},
+  ): Promise<{ signing: SigningRole; signers: Signer[] }> {
     const signing = await this.role(gun, role);
     const signers = await this.usableSigners(gun, caller, signing.role.keyids, o);
     if (signers.length === 0) throw forbidden(gun, role, caller);
@@ -250,7 +275,12 @@ export class TrustChanges {
       const s = await this.role(req.gun, role);
       const body = await this.editor.nextTargetsBody(req.gun, role);
       edit(body);
-      parts.push({ role, body, signatures: [], requirements: [{ label: role, keys: s.keys, keyids: [...s.role.keyids], threshold: s.role.threshold }] });
+      parts.push({
+        role,
+        body,
+        signatures: [],
+        requirements: [{ label: role, keys: s.keys, keyids: [...s.role.keyids], threshold: s.role.threshold }],
+      });
     }
     if (parts.length === 0) throw new TrustChangeError('INVALID_REQUEST', 'nothing to change');
     return { gun: req.gun, action: req.action, summary: req.summary, parts, createdKeyIds: [], retireKeyIds: [] };
@@ -259,7 +289,9 @@ export class TrustChanges {
   private async once(req: ChangeRequest): Promise<{ publication: Publication; signers: Signer[] }> {
     const d = await this.draftOf(req);
     const signers =
-      req.held === false ? [...(req.offline ?? [])] : await this.usableSigners(req.gun, req.caller, d.parts.flatMap(requiredKeyIds), { signWith: req.signWith, offline: req.offline });
+      req.held === false
+        ? [...(req.offline ?? [])]
+        : await this.usableSigners(req.gun, req.caller, d.parts.flatMap(requiredKeyIds), { signWith: req.signWith, offline: req.offline });
     const messages: Buffer[] = [];
     const missing: number[] = [];
     for (const p of d.parts) {
@@ -278,36 +310,87 @@ export class TrustChanges {
       if (req.whenShort === 'refuse') {
         const r = p.requirements[0]!;
         const had = signers.filter((s) => r.keyids.includes(s.id)).length;
-        throw new TrustChangeError('THRESHOLD_NOT_MET', `role ${p.role} in ${req.gun} needs ${r.threshold} signatures and this token may sign with ${had} of its keys`, { role: p.role });
+        throw new TrustChangeError(
+          'THRESHOLD_NOT_MET',
+          `role ${p.role} in ${req.gun} needs ${r.threshold} signatures and this token may sign with ${had} of its keys`,
+          { role: p.role },
+        );
       }
-      if (!this.pending) throw new TrustChangeError('THRESHOLD_NOT_MET', `${p.role} needs ${missing[short]} more signature(s) and this server keeps no pending changes`, { role: p.role });
+      if (!this.pending)
+        throw new TrustChangeError(
+          'THRESHOLD_NOT_MET',
+          `${p.role} needs ${missing[short]} more signature(s) and this server keeps no pending changes`,
+          { role: p.role },
+        );
       const change = pendingChange(d, req.caller, this.now(), this.opts.pendingTtlMs ?? 7 * 24 * 3600 * 1000);
       this.pending.put(change);
       const roles = d.parts
-        .map((x, i) => ({ role: x.role, needed: missing[i]!, keyIds: requiredKeyIds(x).filter((k) => !x.signatures.some((s) => s.keyid === k)), signatures: x.signatures.length }))
+        .map((x, i) => ({
+          role: x.role,
+          needed: missing[i]!,
+          keyIds: requiredKeyIds(x).filter((k) => !x.signatures.some((s) => s.keyid === k)),
+          signatures: x.signatures.length,
+        }))
         .filter((n) => n.needed > 0);
-      this.log('info', 'change pending further signatures', { gun: req.gun, pending: change.id, roles: roles.map((n) => `${n.role}:${n.needed}`).join(',') });
-      return { publication: { ...base, published: [], versions: {}, pending: { id: change.id, gun: req.gun, roles, expiresAt: change.expiresAt }, change }, signers };
+      this.log('info', 'change pending further signatures', {
+        gun: req.gun,
+        pending: change.id,
+        roles: roles.map((n) => `${n.role}:${n.needed}`).join(','),
+      });
+      return {
+        publication: {
+          ...base,
+          published: [],
+          versions: {},
+          pending: { id: change.id, gun: req.gun, roles, expiresAt: change.expiresAt },
+          change,
+        },
+        signers,
+      };
     }
     const uploads = new Map(d.parts.map((p, i) => [p.role, envelope(p.body, p.signatures, messages[i])]));
     const note = req.audit && auditNote({ id: req.caller.id, name: req.caller.name }, req.action, req.audit);
     const files = await this.trust.publish(req.gun, uploads, note);
     await dropKeys(this.opts.keys, d.retireKeyIds, this.log);
-    const published = d.parts.map((p) => ({ gun: req.gun, role: p.role, version: p.body.version, tags: 'targets' in p.body ? Object.keys(p.body.targets).length : 0 }));
-    return { publication: { ...base, published, versions: Object.fromEntries(files.map((f) => [f.role, f.version])), ...(note ? { journal: note.id } : {}) }, signers };
+    const published = d.parts.map((p) => ({
+      gun: req.gun,
+      role: p.role,
+      version: p.body.version,
+      tags: 'targets' in p.body ? Object.keys(p.body.targets).length : 0,
+    }));
+    return {
+      publication: {
+        ...base,
+        published,
+        versions: Object.fromEntries(files.map((f) => [f.role, f.version])),
+        ...(note ? { journal: note.id } : {}),
+      },
+      signers,
+    };
   }
 
   /** The trust layer's error for anything a change threw; other errors (keystore, storage) pass. */
   private typed(e: unknown, req: ChangeRequest): unknown {
     if (e instanceof TrustChangeError) return e;
     if (e instanceof VersionConflictError) {
-      return new TrustChangeError('VERSION_CONFLICT', req.edits ? `${req.gun} kept changing while signing; retry` : `${e.message}; another change was published first, retry`, {}, { cause: e });
+      return new TrustChangeError(
+        'VERSION_CONFLICT',
+        req.edits ? `${req.gun} kept changing while signing; retry` : `${e.message}; another change was published first, retry`,
+        {},
+        { cause: e },
+      );
     }
     if (e instanceof TufValidationError && e.missing === 'snapshot') {
-      return new TrustChangeError('SNAPSHOT_KEY_HELD', 'a client holds the snapshot key of this repository: rotate the snapshot key to the server first (POST …/keys/snapshot/rotate)', {}, { cause: e });
+      return new TrustChangeError(
+        'SNAPSHOT_KEY_HELD',
+        'a client holds the snapshot key of this repository: rotate the snapshot key to the server first (POST …/keys/snapshot/rotate)',
+        {},
+        { cause: e },
+      );
     }
     if (e instanceof TufValidationError) return new TrustChangeError('INVALID_METADATA', e.message, {}, { cause: e });
-    if (e instanceof EditorError) return new TrustChangeError(e.code === 'NOT_FOUND' ? 'REPOSITORY_NOT_FOUND' : 'INVALID_REQUEST', e.message, {}, { cause: e });
+    if (e instanceof EditorError)
+      return new TrustChangeError(e.code === 'NOT_FOUND' ? 'REPOSITORY_NOT_FOUND' : 'INVALID_REQUEST', e.message, {}, { cause: e });
     return e;
   }
 }
@@ -315,7 +398,9 @@ export class TrustChanges {
 function forbidden(gun: string, role: string, caller: Caller): TrustChangeError {
   return new TrustChangeError(
     'FORBIDDEN',
-    caller.admin ? `the server holds no key of role ${role} in ${gun}; sign it elsewhere` : `this token may not sign ${role} in ${gun}: it holds none of the role's keys`,
+    caller.admin
+      ? `the server holds no key of role ${role} in ${gun}; sign it elsewhere`
+      : `this token may not sign ${role} in ${gun}: it holds none of the role's keys`,
     { role },
   );
 }

@@ -127,7 +127,12 @@ export class RepoEditor {
    * Applies `mutate` to the next version of a targets role, signs it with held keys (plus any
    * `extraSignatures`), and publishes. Throws ThresholdNotMetError when signatures are missing.
    */
-  async editTargets(gun: string, role: string, mutate: (body: TargetsBody) => void, extraSignatures: Signature[] = []): Promise<PlannedFile[]> {
+  async editTargets(
+    gun: string,
+    role: string,
+    mutate: (body: TargetsBody) => void,
+    extraSignatures: Signature[] = [],
+  ): Promise<PlannedFile[]> {
     const signing = await this.signingRole(gun, role);
     const body = await this.nextTargetsBody(gun, role);
     mutate(body);
@@ -137,7 +142,13 @@ export class RepoEditor {
   }
 
   /** Publishes a signed targets-role body, or throws ThresholdNotMetError naming what is missing. */
-  async publishSigned(gun: string, role: string, body: TargetsBody | RootBody, signatures: Signature[], signing?: SigningRole): Promise<PlannedFile[]> {
+  async publishSigned(
+    gun: string,
+    role: string,
+    body: TargetsBody | RootBody,
+    signatures: Signature[],
+    signing?: SigningRole,
+  ): Promise<PlannedFile[]> {
     const s = signing ?? (role === 'root' ? undefined : await this.signingRole(gun, role));
     if (s) {
       const missing = RepoEditor.missing(body, signatures, s);
@@ -149,7 +160,8 @@ export class RepoEditor {
   /** Makes a root key: a key pair wrapped in a self-signed certificate whose CN is the GUN. */
   async makeRootKey(gun: string, alg: Algorithm = 'ecdsa'): Promise<{ privateKey: KeyObject; key: TufKey }> {
     if (alg === 'ed25519') throw new EditorError('INVALID', 'root keys must be ECDSA or RSA (they are wrapped in an X.509 certificate)');
-    const { privateKey } = alg === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 3072 }) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const { privateKey } =
+      alg === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 3072 }) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const { key } = await createRootCertificate({ gun, privateKey, notBefore: new Date(this.now()) });
     return { privateKey, key };
   }
@@ -180,7 +192,13 @@ export class RepoEditor {
       },
       version: 1,
     };
-    const targetsBody: TargetsBody = { _type: 'Targets', delegations: { keys: {}, roles: [] }, expires: formatRfc3339(this.now() + TARGETS_LIFETIME_MS), targets: {}, version: 1 };
+    const targetsBody: TargetsBody = {
+      _type: 'Targets',
+      delegations: { keys: {}, roles: [] },
+      expires: formatRfc3339(this.now() + TARGETS_LIFETIME_MS),
+      targets: {},
+      version: 1,
+    };
     const targetsSigners = await this.heldSigners(gun, [targets.id]);
     const files = await this.trust.publish(
       gun,
@@ -207,7 +225,12 @@ export class RepoEditor {
    * of the new one, so clients holding the old root accept it. Offline root keys can add their
    * signatures through `extraSignatures`.
    */
-  async editRoot(gun: string, mutate: (body: RootBody) => void | Promise<void>, extraSignatures: Signature[] = [], extraSigners: Signer[] = []): Promise<PlannedFile[]> {
+  async editRoot(
+    gun: string,
+    mutate: (body: RootBody) => void | Promise<void>,
+    extraSignatures: Signature[] = [],
+    extraSigners: Signer[] = [],
+  ): Promise<PlannedFile[]> {
     const cur = await this.root(gun);
     const body = JSON.parse(JSON.stringify(cur.body)) as RootBody;
     body.version = cur.body.version + 1;
@@ -218,7 +241,8 @@ export class RepoEditor {
     const signatures = await signBody(body, signers, extraSignatures);
     const oldMissing = RepoEditor.missing(body, signatures, { keys: cur.body.keys, role: cur.body.roles.root });
     const newMissing = RepoEditor.missing(body, signatures, { keys: body.keys, role: body.roles.root });
-    if (oldMissing > 0 || newMissing > 0) throw new ThresholdNotMetError('root', body, signatures, Math.max(oldMissing, newMissing), keyids);
+    if (oldMissing > 0 || newMissing > 0)
+      throw new ThresholdNotMetError('root', body, signatures, Math.max(oldMissing, newMissing), keyids);
     try {
       return await this.trust.publish(gun, new Map([['root', envelope(body, signatures)]]));
     } catch (e) {

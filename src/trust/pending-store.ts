@@ -27,7 +27,8 @@ const complete = (p: PendingChange) => p.parts.every((x) => partMissing(x) === 0
 
 /** A change another process published, cancelled or let expire while this one worked on it. */
 const gone = (id: string) => new TrustChangeError('PENDING_GONE', `pending change ${id} was published, cancelled or expired meanwhile`);
-const notFound = (id: string) => new TrustChangeError('PENDING_NOT_FOUND', `no pending change ${id} (it may have expired or been published)`);
+const notFound = (id: string) =>
+  new TrustChangeError('PENDING_NOT_FOUND', `no pending change ${id} (it may have expired or been published)`);
 
 /** `cur` (as stored now) with the signatures of `mine` added, part by part; `mine`'s win for the same key. */
 function mergeSignatures(cur: PendingChange, mine: PendingChange): PendingChange {
@@ -72,7 +73,8 @@ export class PendingChanges {
     const first = this.get(id);
     return this.changes.locks.run(first.gun, async () => {
       let p = this.get(id);
-      if (!req.keyId && !req.signatures?.length) throw new TrustChangeError('INVALID_REQUEST', 'give keyId (a key the server holds) or signatures');
+      if (!req.keyId && !req.signatures?.length)
+        throw new TrustChangeError('INVALID_REQUEST', 'give keyId (a key the server holds) or signatures');
       const added: string[] = [];
       if (req.keyId) {
         const rec = await this.keys.get(req.keyId);
@@ -86,17 +88,25 @@ export class PendingChanges {
       }
       for (const s of req.signatures ?? []) {
         const parts = p.parts.filter((x) => (s.role === undefined || x.role === s.role) && requiredKeyIds(x).includes(s.keyid));
-        if (parts.length === 0) throw new TrustChangeError('KEY_NOT_IN_ROLE', `key ${s.keyid} is not needed by this change${s.role ? ` in ${s.role}` : ''}`);
+        if (parts.length === 0)
+          throw new TrustChangeError('KEY_NOT_IN_ROLE', `key ${s.keyid} is not needed by this change${s.role ? ` in ${s.role}` : ''}`);
         let ok = false;
         for (const x of parts) {
           const key = x.requirements.map((r) => r.keys[s.keyid]).find(Boolean)!;
           const method = s.method ?? signingMethod(key.keytype);
           const raw = normaliseSignature(key, Buffer.from(s.sig, 'base64'));
           if (!verifySignature(key, canonicalBytes(x.body), method, raw)) continue;
-          x.signatures = [...x.signatures.filter((e) => e.keyid !== s.keyid), { keyid: s.keyid, method, sig: raw.toString('base64') } satisfies Signature];
+          x.signatures = [
+            ...x.signatures.filter((e) => e.keyid !== s.keyid),
+            { keyid: s.keyid, method, sig: raw.toString('base64') } satisfies Signature,
+          ];
           ok = true;
         }
-        if (!ok) throw new TrustChangeError('INVALID_SIGNATURE', `the signature by ${s.keyid} does not verify over the canonical bytes of the change`);
+        if (!ok)
+          throw new TrustChangeError(
+            'INVALID_SIGNATURE',
+            `the signature by ${s.keyid} does not verify over the canonical bytes of the change`,
+          );
         added.push(s.keyid);
       }
       if (!complete(p)) {
@@ -109,12 +119,26 @@ export class PendingChanges {
       // Taken off the list before publishing, so of several processes only one publishes it.
       if (!this.store.remove(p.id)) throw gone(p.id);
       try {
-        const publication = await this.changes.apply({ gun: p.gun, caller, action: p.action, summary: p.summary, draft: p, held: false, whenShort: 'refuse', audit: {} });
+        const publication = await this.changes.apply({
+          gun: p.gun,
+          caller,
+          action: p.action,
+          summary: p.summary,
+          draft: p,
+          held: false,
+          whenShort: 'refuse',
+          audit: {},
+        });
         return { change: p, added, publication };
       } catch (e) {
         // The change can no longer apply (another change won, or the repository moved on); its keys went with it.
         const conflict = e instanceof TrustChangeError && e.code === 'VERSION_CONFLICT';
-        throw new TrustChangeError('PENDING_DROPPED', `the change could not be published and was dropped: ${(e as Error).message}`, { versionConflict: conflict }, { cause: e });
+        throw new TrustChangeError(
+          'PENDING_DROPPED',
+          `the change could not be published and was dropped: ${(e as Error).message}`,
+          { versionConflict: conflict },
+          { cause: e },
+        );
       }
     });
   }
@@ -122,7 +146,8 @@ export class PendingChanges {
   /** Cancels a change (its creator or an admin); returns it. */
   async cancel(caller: Caller, id: string): Promise<PendingChange> {
     const p = this.get(id);
-    if (!caller.admin && p.createdBy.id !== caller.id) throw new TrustChangeError('FORBIDDEN', 'only the creator of a pending change or an admin may cancel it');
+    if (!caller.admin && p.createdBy.id !== caller.id)
+      throw new TrustChangeError('FORBIDDEN', 'only the creator of a pending change or an admin may cancel it');
     // Gone meanwhile (published, cancelled or expired in another process): as if never found.
     if (!this.store.remove(id)) throw notFound(id);
     await dropKeys(this.keys, p.createdKeyIds, this.log);

@@ -8,7 +8,15 @@ import { hostname } from 'node:os';
 import type { AuditActor, AuditInput } from '../audit/log.js';
 import type { Algorithm, Signer } from '../core/crypto/signer.js';
 import { Metadata, metaSha256Hex, type RootBody, type SnapshotBody, type TimestampBody } from '../core/tuf/metadata.js';
-import { DEFAULT_LIFETIMES, planPublish, planRefresh, type Lifetimes, type PlannedFile, type RepoState, type ServerKeyring } from '../core/tuf/update.js';
+import {
+  DEFAULT_LIFETIMES,
+  planPublish,
+  planRefresh,
+  type Lifetimes,
+  type PlannedFile,
+  type RepoState,
+  type ServerKeyring,
+} from '../core/tuf/update.js';
 import type { KeyRecord, KeyStore } from '../keystore/types.js';
 import { VersionConflictError, type ChangeQuery, type JournalWrite, type MetadataStore, type StoredFile } from '../storage/types.js';
 
@@ -53,7 +61,12 @@ export interface AuditNote {
   detail?: AuditInput['detail'];
 }
 
-export const auditNote = (actor: AuditActor, action: string, more: Omit<AuditNote, 'id' | 'actor' | 'action'> = {}): AuditNote => ({ id: randomUUID(), actor, action, ...more });
+export const auditNote = (actor: AuditActor, action: string, more: Omit<AuditNote, 'id' | 'actor' | 'action'> = {}): AuditNote => ({
+  id: randomUUID(),
+  actor,
+  action,
+  ...more,
+});
 
 /**
  * The audit entry of a change: the note's facts, the GUN, the files stored (`role@version`), and
@@ -163,7 +176,12 @@ export class TrustService {
   private cachedHead(gun: string, ts: StoredFile): ChainHead | undefined {
     const hit = this.heads.get(gun);
     // The store may hand back the very row object it gave before (while its database is unchanged).
-    if (hit && (hit.ts === ts || (hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()))) return hit;
+    if (
+      hit &&
+      (hit.ts === ts ||
+        (hit.ts.sha256 === ts.sha256 && hit.ts.version === ts.version && hit.ts.createdAt.getTime() === ts.createdAt.getTime()))
+    )
+      return hit;
     return undefined;
   }
 

@@ -9,7 +9,12 @@ import type { Signature } from '../core/tuf/metadata.js';
  * `signers` sign the canonical bytes of `body` (`message`, when the caller has them already);
  * existing signatures by other keys stay, and a signer's own earlier signature is replaced.
  */
-export async function signBody(body: unknown, signers: readonly Signer[], existing: readonly Signature[] = [], message: Buffer = canonicalBytes(body)): Promise<Signature[]> {
+export async function signBody(
+  body: unknown,
+  signers: readonly Signer[],
+  existing: readonly Signature[] = [],
+  message: Buffer = canonicalBytes(body),
+): Promise<Signature[]> {
   const out = existing.filter((s) => !signers.some((x) => x.id === s.keyid));
   for (const s of signers) out.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: (await s.sign(message)).toString('base64') });
   return out;

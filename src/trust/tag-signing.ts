@@ -10,7 +10,17 @@ import type { Signer } from '../core/crypto/signer.js';
 import { ownEntry, setEntry, type DelegatedRole, type FileMeta, type TargetsBody } from '../core/tuf/metadata.js';
 import type { TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../observability/log.js';
-import { TrustChangeError, type AfterPublish, type Caller, type Edit, type KeyOptions, type PendingInfo, type Publication, type PublishedRole, type TrustChanges } from './changes.js';
+import {
+  TrustChangeError,
+  type AfterPublish,
+  type Caller,
+  type Edit,
+  type KeyOptions,
+  type PendingInfo,
+  type Publication,
+  type PublishedRole,
+  type TrustChanges,
+} from './changes.js';
 import { EditorError, type RepoEditor, type SigningRole } from './editor.js';
 import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
@@ -140,7 +150,8 @@ function checkPaths(role: string, signing: SigningRole, items: readonly SignItem
   const paths = (signing.role as DelegatedRole).paths ?? [];
   for (const i of idx) {
     const tag = items[i]!.tag;
-    if (!paths.some((p) => tag.startsWith(p))) throw new SigningInputError(`items[${i}].tag`, `items[${i}]: ${role} may not sign ${tag} (outside its paths)`);
+    if (!paths.some((p) => tag.startsWith(p)))
+      throw new SigningInputError(`items[${i}].tag`, `items[${i}]: ${role} may not sign ${tag} (outside its paths)`);
   }
 }
 
@@ -182,18 +193,26 @@ export class SigningService {
   }
 
   /** Parses one raw request item (REST body or batch entry); `defaults` fill role and GUN. */
-  static parseItem(raw: unknown, defaults: { gun?: string; role?: string } = {}, at = ''): Omit<SignItem, 'gun'> & { gun?: string; repository?: string } {
+  static parseItem(
+    raw: unknown,
+    defaults: { gun?: string; role?: string } = {},
+    at = '',
+  ): Omit<SignItem, 'gun'> & { gun?: string; repository?: string } {
     // Fast path for well-formed batch items (thousands per request); anything else takes the
     // checked path below, which names the field that is wrong.
     if (raw && typeof raw === 'object' && !Array.isArray(raw)) {
       const o = raw as Record<string, unknown>;
       const role = o.role ?? defaults.role ?? 'targets';
       if (
-        typeof o.tag === 'string' && TAG_RE.test(o.tag) &&
-        typeof o.digest === 'string' && DIGEST_RE.test(o.digest) &&
+        typeof o.tag === 'string' &&
+        TAG_RE.test(o.tag) &&
+        typeof o.digest === 'string' &&
+        DIGEST_RE.test(o.digest) &&
         (o.size === undefined || (typeof o.size === 'number' && Number.isSafeInteger(o.size) && o.size > 0)) &&
         (role === 'targets' || role === defaults.role) &&
-        o.custom === undefined && o.gun === undefined && o.repository === undefined
+        o.custom === undefined &&
+        o.gun === undefined &&
+        o.repository === undefined
       ) {
         const item: Omit<SignItem, 'gun'> = { tag: o.tag, digest: o.digest, role: role as string };
         if (o.size !== undefined) item.size = o.size as number;
@@ -203,8 +222,13 @@ export class SigningService {
     return SigningService.parseItemChecked(raw, defaults, at);
   }
 
-  private static parseItemChecked(raw: unknown, defaults: { gun?: string; role?: string }, at: string): Omit<SignItem, 'gun'> & { gun?: string; repository?: string } {
-    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new SigningInputError(at || 'body', `${at || 'the request body'} must be a JSON object`);
+  private static parseItemChecked(
+    raw: unknown,
+    defaults: { gun?: string; role?: string },
+    at: string,
+  ): Omit<SignItem, 'gun'> & { gun?: string; repository?: string } {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw))
+      throw new SigningInputError(at || 'body', `${at || 'the request body'} must be a JSON object`);
     const o = raw as Record<string, unknown>;
     const f = (n: string) => (at ? `${at}.${n}` : n);
     const role = checkRole(o.role ?? defaults.role ?? 'targets', f('role'));
@@ -237,9 +261,25 @@ export class SigningService {
   }
 
   /** One change of one GUN through the change pipeline, answered in the signing API's errors. */
-  private async applyEdits(gun: string, edits: Map<string, Edit>, who: SigningIdentity, label: { action: string; summary: string }, opts: KeyOptions, after: AfterPublish[] = []): Promise<Publication> {
+  private async applyEdits(
+    gun: string,
+    edits: Map<string, Edit>,
+    who: SigningIdentity,
+    label: { action: string; summary: string },
+    opts: KeyOptions,
+    after: AfterPublish[] = [],
+  ): Promise<Publication> {
     const p = await trusted(() =>
-      this.changes.apply({ gun, caller: who, ...label, edits, ...(opts.signWith ? { signWith: opts.signWith } : {}), ...(opts.propose ? { propose: true } : {}), after, audit: { detail: { api: 'signing' } } }),
+      this.changes.apply({
+        gun,
+        caller: who,
+        ...label,
+        edits,
+        ...(opts.signWith ? { signWith: opts.signWith } : {}),
+        ...(opts.propose ? { propose: true } : {}),
+        after,
+        audit: { detail: { api: 'signing' } },
+      }),
     );
     if (p.journal) for (const r of p.published) journals.set(r, p.journal);
     return p;
@@ -248,13 +288,26 @@ export class SigningService {
   /** Sizes from the upstream for items without one, and (when checking is on) proof that each digest exists there. */
   private async resolveUpstream(items: SignItem[], opts: SignOptions): Promise<Map<number, ManifestHead>> {
     const heads = new Map<number, ManifestHead>();
-    const needHead = items.map((it, i) => ({ it, i })).filter(({ it }) => it.size === undefined || this.opts.checkUpstream || opts.cosign || opts.bundle);
+    const needHead = items
+      .map((it, i) => ({ it, i }))
+      .filter(({ it }) => it.size === undefined || this.opts.checkUpstream || opts.cosign || opts.bundle);
     if (needHead.length === 0) return heads;
     const reg = this.opts.registry;
     if (!reg) {
       const first = needHead.find(({ it }) => it.size === undefined);
-      if (first) throw new SigningError(400, 'SIZE_REQUIRED', `items[${first.i}].size is required: no upstream registry is configured to read it from`, { field: `items[${first.i}].size` });
-      if (opts.cosign || opts.bundle) throw new SigningError(400, 'UPSTREAM_REQUIRED', 'cosign and bundle signatures are written to the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)');
+      if (first)
+        throw new SigningError(
+          400,
+          'SIZE_REQUIRED',
+          `items[${first.i}].size is required: no upstream registry is configured to read it from`,
+          { field: `items[${first.i}].size` },
+        );
+      if (opts.cosign || opts.bundle)
+        throw new SigningError(
+          400,
+          'UPSTREAM_REQUIRED',
+          'cosign and bundle signatures are written to the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)',
+        );
       return heads;
     }
     let done = 0;
@@ -266,10 +319,20 @@ export class SigningService {
         throw new SigningError(502, 'UPSTREAM_ERROR', `could not read ${it.digest} from the upstream registry: ${(e as Error).message}`);
       }
       if (!h) {
-        throw new SigningError(400, 'DIGEST_UNKNOWN', `items[${i}]: ${it.digest} is not a manifest in upstream repository ${this.repoFor(it.gun)}`, { field: `items[${i}].digest` });
+        throw new SigningError(
+          400,
+          'DIGEST_UNKNOWN',
+          `items[${i}]: ${it.digest} is not a manifest in upstream repository ${this.repoFor(it.gun)}`,
+          { field: `items[${i}].digest` },
+        );
       }
       if (it.size !== undefined && it.size !== h.size) {
-        throw new SigningError(400, 'SIZE_MISMATCH', `items[${i}]: size ${it.size} does not match the manifest's ${h.size} bytes in the upstream`, { field: `items[${i}].size` });
+        throw new SigningError(
+          400,
+          'SIZE_MISMATCH',
+          `items[${i}]: size ${it.size} does not match the manifest's ${h.size} bytes in the upstream`,
+          { field: `items[${i}].size` },
+        );
       }
       heads.set(i, h);
       opts.onProgress?.('checked', ++done, needHead.length);
@@ -286,13 +349,18 @@ export class SigningService {
   }
 
   /** sign(), also telling what each GUN's change published (every file version) or left pending. */
-  async signItems(items: SignItem[], who: SigningIdentity, opts: SignOptions = {}): Promise<{ result: SignResult; publications: Publication[] }> {
+  async signItems(
+    items: SignItem[],
+    who: SigningIdentity,
+    opts: SignOptions = {},
+  ): Promise<{ result: SignResult; publications: Publication[] }> {
     if (items.length === 0) throw new SigningInputError('items', 'nothing to sign');
     const seen = new Map<string, number>();
     items.forEach((it, i) => {
       const k = `${it.gun}\n${it.role}\n${it.tag}`;
       const j = seen.get(k);
-      if (j !== undefined && items[j]!.digest !== it.digest) throw new SigningInputError(`items[${i}].tag`, `items[${i}]: tag ${it.tag} is given twice with different digests`);
+      if (j !== undefined && items[j]!.digest !== it.digest)
+        throw new SigningInputError(`items[${i}].tag`, `items[${i}]: tag ${it.tag} is given twice with different digests`);
       seen.set(k, i);
     });
     // Roles exist and the caller may sign them: checked for every GUN before anything is published.
@@ -312,7 +380,12 @@ export class SigningService {
         checkPaths(role, signing, items, idx);
         if (opts.cosign || opts.bundle) {
           const ec = signers.find((s) => s.key.keytype.startsWith('ecdsa'));
-          if (!ec) throw new SigningError(400, 'UNSUPPORTED_KEY', `cosign and bundle signatures need an ECDSA key, and role ${role} in ${gun} has none this token may use`);
+          if (!ec)
+            throw new SigningError(
+              400,
+              'UNSUPPORTED_KEY',
+              `cosign and bundle signatures need an ECDSA key, and role ${role} in ${gun} has none this token may use`,
+            );
           cosignSigners.set(`${gun}\n${role}`, ec);
         }
       }
@@ -342,10 +415,14 @@ export class SigningService {
         after.push(() => this.attach(result, mine, heads, cosignSigners, opts));
       }
       const n = [...roles.values()].reduce((a, b) => a + b.length, 0);
-      const label = { action: opts.label?.action ?? 'tag.sign', summary: opts.label?.summary ?? `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}` };
+      const label = {
+        action: opts.label?.action ?? 'tag.sign',
+        summary: opts.label?.summary ?? `sign ${n} tag(s) in ${[...roles.keys()].join(', ')}`,
+      };
       const r = await this.applyEdits(gun, edits, who, label, opts, after).catch((e: unknown) => {
         // A failed registry write names everything published so far.
-        if (e instanceof SigningError && e.code === 'UPSTREAM_ERROR' && e.extra.published) e.extra.published = [...result.published, ...(e.extra.published as PublishedRole[])];
+        if (e instanceof SigningError && e.code === 'UPSTREAM_ERROR' && e.extra.published)
+          e.extra.published = [...result.published, ...(e.extra.published as PublishedRole[])];
         throw e;
       });
       publications.push(r);
@@ -358,7 +435,13 @@ export class SigningService {
   }
 
   /** Writes the cosign signature and/or Sigstore bundle of items `idx` (of one published GUN). */
-  private async attach(result: SignResult, idx: number[], heads: Map<number, ManifestHead>, signers: Map<string, Signer>, opts: SignOptions): Promise<void> {
+  private async attach(
+    result: SignResult,
+    idx: number[],
+    heads: Map<number, ManifestHead>,
+    signers: Map<string, Signer>,
+    opts: SignOptions,
+  ): Promise<void> {
     const reg = this.opts.registry!;
     let done = 0;
     await pool(idx, 8, async (i) => {
@@ -367,9 +450,18 @@ export class SigningService {
       const repo = this.repoFor(item.gun);
       try {
         if (opts.cosign) item.cosign = await writeCosignSignature(reg, repo, item.gun, item.digest, signer);
-        if (opts.bundle) item.bundle = await writeBundleReferrer(reg, repo, heads.get(i)!, { repository: item.gun, tag: item.tag, role: item.role }, signer, new Date(this.now()));
+        if (opts.bundle)
+          item.bundle = await writeBundleReferrer(
+            reg,
+            repo,
+            heads.get(i)!,
+            { repository: item.gun, tag: item.tag, role: item.role },
+            signer,
+            new Date(this.now()),
+          );
       } catch (e) {
-        if (e instanceof RegistryError) throw new RegistryError(`signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, e.status);
+        if (e instanceof RegistryError)
+          throw new RegistryError(`signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, e.status);
         throw e;
       }
       opts.onProgress?.('attached', ++done, idx.length);
@@ -385,7 +477,13 @@ export class SigningService {
   }
 
   /** revoke(), also telling what the change published (every file version) or left pending. */
-  async revokeTag(gun: string, tag: string, role: string | undefined, who: SigningIdentity, opts: KeyOptions = {}): Promise<{ result: RevokeResult; publication: Publication }> {
+  async revokeTag(
+    gun: string,
+    tag: string,
+    role: string | undefined,
+    who: SigningIdentity,
+    opts: KeyOptions = {},
+  ): Promise<{ result: RevokeResult; publication: Publication }> {
     checkTag(tag);
     if (role !== undefined) checkRole(role);
     const roles = role ? [role] : await this.rolesListing(gun, tag);
@@ -398,13 +496,28 @@ export class SigningService {
       if (fm) removed.push({ role: r, ...(digestOf(fm) ? { digest: digestOf(fm)! } : {}) });
     }
     if (removed.length === 0) {
-      if (!(await this.editor.trust.current(gun, 'root'))) throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data`);
+      if (!(await this.editor.trust.current(gun, 'root')))
+        throw new SigningError(404, 'REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data`);
       throw new SigningError(404, 'TAG_NOT_FOUND', `tag ${tag} is not signed in ${role ?? 'any role of'} ${gun}`);
     }
     for (const r of removed) await this.signersFor(gun, r.role, who, await this.signingRole(gun, r.role), opts);
     const edits = new Map<string, Edit>(removed.map((r) => [r.role, (b: TargetsBody) => void delete b.targets[tag]]));
-    const res = await this.applyEdits(gun, edits, who, { action: opts.label?.action ?? 'tag.revoke', summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}` }, opts);
-    const result: RevokeResult = { status: res.pending ? 'pending' : 'published', published: res.published, ...(res.pending ? { pending: res.pending } : {}), removed };
+    const res = await this.applyEdits(
+      gun,
+      edits,
+      who,
+      {
+        action: opts.label?.action ?? 'tag.revoke',
+        summary: opts.label?.summary ?? `revoke ${tag} from ${removed.map((r) => r.role).join(', ')}`,
+      },
+      opts,
+    );
+    const result: RevokeResult = {
+      status: res.pending ? 'pending' : 'published',
+      published: res.published,
+      ...(res.pending ? { pending: res.pending } : {}),
+      removed,
+    };
     return { result, publication: res };
   }
 
@@ -440,11 +553,17 @@ export class SigningService {
     if (src.role !== undefined) checkRole(src.role, 'from.role');
     checkTag(dst.tag, 'to.tag');
     checkRole(dst.role, 'to.role');
-    if (src.gun === dst.gun && src.tag === dst.tag && src.role === dst.role) throw new SigningInputError('to', 'promotion source and destination are the same');
+    if (src.gun === dst.gun && src.tag === dst.tag && src.role === dst.role)
+      throw new SigningInputError('to', 'promotion source and destination are the same');
     const req: TargetRequirement = src.role ? { roles: [src.role] } : {};
     const v = await this.opts.verifier.verifyTag(src.gun, src.tag, req);
     if (!v.ok || !v.digest || v.length === undefined) {
-      throw new SigningError(409, 'SOURCE_NOT_VERIFIED', `${src.gun}:${src.tag}${src.role ? ` in ${src.role}` : ''} does not verify: ${v.message ?? v.reason}`, { reason: v.reason });
+      throw new SigningError(
+        409,
+        'SOURCE_NOT_VERIFIED',
+        `${src.gun}:${src.tag}${src.role ? ` in ${src.role}` : ''} does not verify: ${v.message ?? v.reason}`,
+        { reason: v.reason },
+      );
     }
     const fromRepo = this.repoFor(src.gun);
     const toRepo = this.repoFor(dst.gun);
@@ -453,16 +572,29 @@ export class SigningService {
       // may sign there), copied, then signed. Nothing is signed when the copy fails.
       await this.signersFor(dst.gun, dst.role, who, await this.signingRole(dst.gun, dst.role), opts);
       const reg = this.opts.registry;
-      if (!reg) throw new SigningError(400, 'UPSTREAM_REQUIRED', `promoting into another repository copies the image from ${fromRepo} to ${toRepo} in the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)`);
+      if (!reg)
+        throw new SigningError(
+          400,
+          'UPSTREAM_REQUIRED',
+          `promoting into another repository copies the image from ${fromRepo} to ${toRepo} in the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)`,
+        );
       try {
         await copyManifest(reg, fromRepo, toRepo, v.digest);
       } catch (e) {
         if (!(e instanceof RegistryError)) throw e;
         const status = e.status === undefined || e.status >= 500 ? 502 : 409;
-        throw new SigningError(status, status === 502 ? 'UPSTREAM_ERROR' : 'COPY_FAILED', `could not copy ${v.digest} from ${fromRepo} to ${toRepo}, so nothing was signed: ${e.message}`);
+        throw new SigningError(
+          status,
+          status === 502 ? 'UPSTREAM_ERROR' : 'COPY_FAILED',
+          `could not copy ${v.digest} from ${fromRepo} to ${toRepo}, so nothing was signed: ${e.message}`,
+        );
       }
     }
-    const res = await this.sign([{ gun: dst.gun, tag: dst.tag, digest: v.digest, size: v.length, role: dst.role, ...(dst.custom ? { custom: dst.custom } : {}) }], who, opts);
+    const res = await this.sign(
+      [{ gun: dst.gun, tag: dst.tag, digest: v.digest, size: v.length, role: dst.role, ...(dst.custom ? { custom: dst.custom } : {}) }],
+      who,
+      opts,
+    );
     return { ...res, source: { digest: v.digest, size: v.length, roles: v.evidence.roles ?? [], keyIds: v.signers } };
   }
 

@@ -147,7 +147,8 @@ export class Verifier {
 
   /** A root that does not chain from the pin is named as such: only a trust reset accepts it (or older versions). */
   private explain(gun: string, pin: StoredPin | undefined, current: Buffer, f: VerifyFailure): VerifyFailure {
-    if (pin && f.reason === 'rollback') return { ...f, message: `${f.message} (if ${gun} was restored or created again, an administrator can reset its trust)` };
+    if (pin && f.reason === 'rollback')
+      return { ...f, message: `${f.message} (if ${gun} was restored or created again, an administrator can reset its trust)` };
     if (!pin || f.reason !== 'untrusted-root' || pin.root.equals(current)) return f;
     let pinned = '';
     try {
@@ -155,7 +156,11 @@ export class Verifier {
     } catch {
       // the message goes without the version
     }
-    return fail('root-changed', `the root of ${gun} is not the one pinned${pinned}, nor signed by it (${f.message}); an administrator must reset its trust to accept it`, 'root');
+    return fail(
+      'root-changed',
+      `the root of ${gun} is not the one pinned${pinned}, nor signed by it (${f.message}); an administrator must reset its trust to accept it`,
+      'root',
+    );
   }
 
   /** Fetches what a client fetches on pull, by the hash chain. */
@@ -214,7 +219,14 @@ export class Verifier {
 
   /** A failure as a verdict. */
   failure(gun: string, reference: string, f: VerifyFailure, extra: Partial<Evidence> = {}): Verdict {
-    return { ok: false, reason: f.reason, message: f.message, ...(f.role ? { role: f.role } : {}), signers: [], evidence: this.evidence(gun, reference, extra) };
+    return {
+      ok: false,
+      reason: f.reason,
+      message: f.message,
+      ...(f.role ? { role: f.role } : {}),
+      signers: [],
+      evidence: this.evidence(gun, reference, extra),
+    };
   }
 
   /** A resolved target as an allowing verdict. */
@@ -251,13 +263,23 @@ export class Verifier {
     if (!repo.ok) return this.failure(gun, digest, repo);
     const hits = targetsForDigest(repo, digest, req);
     if (hits.length === 0) {
-      return { ...this.failure(gun, digest, fail('not-signed', `${digest} is not signed for any tag in ${(req.roles ?? ['targets/releases', 'targets']).join(', ')}`)), expiresAtMs: repo.expiresAtMs };
+      return {
+        ...this.failure(
+          gun,
+          digest,
+          fail('not-signed', `${digest} is not signed for any tag in ${(req.roles ?? ['targets/releases', 'targets']).join(', ')}`),
+        ),
+        expiresAtMs: repo.expiresAtMs,
+      };
     }
     return this.allow(gun, digest, hits[0]!, repo, { via: 'digest', tags: hits.map((h) => h.name) });
   }
 
   /** Every digest signed for a tag, with its resolution (for index and referrer checks). */
-  async signedDigests(gun: string, req: TargetRequirement = {}): Promise<{ ok: true; repo: VerifiedRepo; digests: Map<string, ResolvedTarget> } | VerifyFailure> {
+  async signedDigests(
+    gun: string,
+    req: TargetRequirement = {},
+  ): Promise<{ ok: true; repo: VerifiedRepo; digests: Map<string, ResolvedTarget> } | VerifyFailure> {
     const repo = await this.repository(gun);
     if (!repo.ok) return repo;
     return { ok: true, repo, digests: signedDigests(repo, req) };

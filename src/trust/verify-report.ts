@@ -48,7 +48,13 @@ export interface VerifyReport {
  * The verdict is the proxy verifier's; the report adds per-role key IDs from the same verified
  * repository.
  */
-export async function verifyImage(v: ImageVerifier, image: string, gun: string, ref: { tag?: string; digest?: string }, req: TargetRequirement = {}): Promise<VerifyReport> {
+export async function verifyImage(
+  v: ImageVerifier,
+  image: string,
+  gun: string,
+  ref: { tag?: string; digest?: string },
+  req: TargetRequirement = {},
+): Promise<VerifyReport> {
   let verdict: ProxyVerdict;
   if (ref.tag) verdict = await v.verifyTag(gun, ref.tag, req);
   else verdict = await v.verifyDigest(gun, ref.digest!, req);
@@ -88,7 +94,12 @@ export async function verifyImage(v: ImageVerifier, image: string, gun: string, 
   const repo = await v.repository(gun);
   const roles: RoleEvidence[] = (ev.roles ?? []).map((r) => {
     const vr = repo.ok ? repo.roles.get(r) : undefined;
-    return { role: r, version: vr?.version ?? ev.versions?.[r] ?? 0, expires: vr?.expires ?? ev.expiries?.[r] ?? '', keyIds: vr ? [...vr.signers] : [] };
+    return {
+      role: r,
+      version: vr?.version ?? ev.versions?.[r] ?? 0,
+      expires: vr?.expires ?? ev.expiries?.[r] ?? '',
+      keyIds: vr ? [...vr.signers] : [],
+    };
   });
   return {
     ...base,

@@ -84,7 +84,13 @@ function assertChallenge(res: request.Response, scope: string, error?: string): 
   const [type, , actions] = [scope.slice(0, scope.indexOf(':')), '', scope.slice(scope.lastIndexOf(':') + 1)];
   const name = scope.slice(scope.indexOf(':') + 1, scope.lastIndexOf(':'));
   assert.deepEqual(JSON.parse(res.text), {
-    errors: [{ code: 'UNAUTHORIZED', message: 'authentication required', detail: actions.split(',').map((a) => ({ Type: type, Class: '', Name: name, Action: a })) }],
+    errors: [
+      {
+        code: 'UNAUTHORIZED',
+        message: 'authentication required',
+        detail: actions.split(',').map((a) => ({ Type: type, Class: '', Name: name, Action: a })),
+      },
+    ],
   });
 }
 
@@ -109,8 +115,16 @@ test('health and metrics need no token', async () => {
 });
 
 test('a malformed or non-bearer Authorization header gets error="invalid_token"', async () => {
-  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
-  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', basic('alice', ALICE_PW)), `repository:${GUN}:pull`, 'invalid_token');
+  assertChallenge(
+    await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'),
+    `repository:${GUN}:pull`,
+    'invalid_token',
+  );
+  assertChallenge(
+    await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', basic('alice', ALICE_PW)),
+    `repository:${GUN}:pull`,
+    'invalid_token',
+  );
 });
 
 test('token endpoint: grants requested actions the user may have, anonymous gets none, wrong credentials 401', async () => {
@@ -140,13 +154,19 @@ test('token endpoint: grants requested actions the user may have, anonymous gets
   assert.equal(anon.sub, '');
   assert.deepEqual(anon.access, []);
 
-  const wrong = await request(base).get('/api/v1/token').query({ service: SERVICE, scope: `repository:${GUN}:pull` }).set('Authorization', basic('alice', 'nope'));
+  const wrong = await request(base)
+    .get('/api/v1/token')
+    .query({ service: SERVICE, scope: `repository:${GUN}:pull` })
+    .set('Authorization', basic('alice', 'nope'));
   assert.equal(wrong.status, 401);
   assert.match(wrong.headers['www-authenticate']!, /^Basic /);
   assert.equal(wrong.body.token, undefined);
   const unknown = await request(base).get('/api/v1/token').query({ service: SERVICE }).set('Authorization', basic('mallory', ALICE_PW));
   assert.equal(unknown.status, 401);
-  const badService = await request(base).get('/api/v1/token').query({ service: 'other', scope: `repository:${GUN}:pull` }).set('Authorization', basic('alice', ALICE_PW));
+  const badService = await request(base)
+    .get('/api/v1/token')
+    .query({ service: 'other', scope: `repository:${GUN}:pull` })
+    .set('Authorization', basic('alice', ALICE_PW));
   assert.equal(badService.status, 400);
 });
 
@@ -174,8 +194,16 @@ test('a token authorises exactly its access: pull passes, push needs push, anoth
   const ok = await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', `Bearer ${pull}`);
   assert.equal(ok.status, 404, 'past auth: the repository does not exist yet');
   assert.equal(JSON.parse(ok.text).errors[0].code, 'METADATA_NOT_FOUND');
-  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:push,pull`, 'insufficient_scope');
-  assertChallenge(await request(base).get('/v2/example.com/auth/other/_trust/tuf/root.json').set('Authorization', `Bearer ${pull}`), 'repository:example.com/auth/other:pull', 'insufficient_scope');
+  assertChallenge(
+    await request(base).get(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`),
+    `repository:${GUN}:push,pull`,
+    'insufficient_scope',
+  );
+  assertChallenge(
+    await request(base).get('/v2/example.com/auth/other/_trust/tuf/root.json').set('Authorization', `Bearer ${pull}`),
+    'repository:example.com/auth/other:pull',
+    'insufficient_scope',
+  );
   assertChallenge(await request(base).get('/v2/').set('Authorization', `Bearer ${pull}`), 'registry:catalog:*', 'insufficient_scope');
 
   const catalog = await getToken('registry:catalog:*', basic('alice', ALICE_PW));
@@ -193,27 +221,48 @@ test('refused tokens on the Notary API are audited (a bad token, a token that la
   // Docker's token flow: every client's first request has no token and gets the challenge.
   assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
   assert.equal(denials().length, before, 'the challenge to a tokenless request is not an audit event');
-  assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'), `repository:${GUN}:pull`, 'invalid_token');
+  assertChallenge(
+    await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`).set('Authorization', 'Bearer not.a.jwt'),
+    `repository:${GUN}:pull`,
+    'invalid_token',
+  );
   const pull = await getToken(`repository:${GUN}:pull`, basic('alice', ALICE_PW));
-  assertChallenge(await request(base).post(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`), `repository:${GUN}:*`, 'insufficient_scope');
+  assertChallenge(
+    await request(base).post(`/v2/${GUN}/_trust/tuf/timestamp.key`).set('Authorization', `Bearer ${pull}`),
+    `repository:${GUN}:*`,
+    'insufficient_scope',
+  );
   const [bad, scope] = denials().slice(before);
   assert.equal(denials().length, before + 2);
-  assert.deepEqual({ actor: bad!.actor, outcome: bad!.outcome, gun: bad!.gun, reason: bad!.detail?.reason, needs: bad!.detail?.needs, method: bad!.detail?.method }, {
-    actor: { id: 'anonymous', name: 'anonymous' },
-    outcome: 'denied',
-    gun: GUN,
-    reason: 'invalid_token',
-    needs: `repository:${GUN}:pull`,
-    method: 'GET',
-  });
+  assert.deepEqual(
+    {
+      actor: bad!.actor,
+      outcome: bad!.outcome,
+      gun: bad!.gun,
+      reason: bad!.detail?.reason,
+      needs: bad!.detail?.needs,
+      method: bad!.detail?.method,
+    },
+    {
+      actor: { id: 'anonymous', name: 'anonymous' },
+      outcome: 'denied',
+      gun: GUN,
+      reason: 'invalid_token',
+      needs: `repository:${GUN}:pull`,
+      method: 'GET',
+    },
+  );
   // A verified token's subject names who was refused.
-  assert.deepEqual({ actor: scope!.actor, gun: scope!.gun, reason: scope!.detail?.reason, needs: scope!.detail?.needs, method: scope!.detail?.method }, {
-    actor: { id: 'registry-token', name: 'alice' },
-    gun: GUN,
-    reason: 'insufficient_scope',
-    needs: `repository:${GUN}:*`,
-    method: 'POST',
-  });
+  assert.deepEqual(
+    { actor: scope!.actor, gun: scope!.gun, reason: scope!.detail?.reason, needs: scope!.detail?.needs, method: scope!.detail?.method },
+    {
+      actor: { id: 'registry-token', name: 'alice' },
+      gun: GUN,
+      reason: 'insufficient_scope',
+      needs: `repository:${GUN}:*`,
+      method: 'POST',
+    },
+  );
   // Tokens themselves never reach the audit log.
   const raw = JSON.stringify(tg.app.management.audit.query({}));
   assert.ok(!raw.includes(pull) && !raw.includes('not.a.jwt'));
@@ -251,7 +300,11 @@ test('verifier: refuses wrong issuer, audience, expired/not-yet-valid tokens, un
   // The trusted certificate in x5c but signed by another key.
   assertChallenge(await get(await sign(good, { x5c: [cert.raw.toString('base64')] }, otherKey)), scope, 'invalid_token');
   // The other CA's leaf followed by our CA: the chain does not verify.
-  assertChallenge(await get(await sign(good, { x5c: [otherCert.raw.toString('base64'), caCert.raw.toString('base64')] }, otherKey)), scope, 'invalid_token');
+  assertChallenge(
+    await get(await sign(good, { x5c: [otherCert.raw.toString('base64'), caCert.raw.toString('base64')] }, otherKey)),
+    scope,
+    'invalid_token',
+  );
   // alg none and HMAC (with the public cert as secret) are refused.
   const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   assertChallenge(await get(`${b64({ alg: 'none', x5c: [cert.raw.toString('base64')] })}.${b64(good)}.`), scope, 'invalid_token');
@@ -264,20 +317,42 @@ test('verifier: refuses wrong issuer, audience, expired/not-yet-valid tokens, un
 test('verifier: RS256 tokens from an RSA certificate named by kid', async () => {
   const d = await makeTempDir('rsa-cert');
   try {
-    await runCommandOk('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(d, 'k.pem'), '-out', path.join(d, 'c.pem'), '-days', '2', '-subj', '/CN=rsa token signer']);
+    await runCommandOk('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(d, 'k.pem'),
+      '-out',
+      path.join(d, 'c.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=rsa token signer',
+    ]);
     const cert = new X509Certificate(await fsp.readFile(path.join(d, 'c.pem')));
     const key = createPrivateKey(await fsp.readFile(path.join(d, 'k.pem')));
     const v = new RegistryTokenVerifier({ issuer: 'i', service: 's' }, cert.toString());
     const now = Math.floor(Date.now() / 1000);
     const jwt = await new SignJWT({ access: [{ type: 'repository', name: 'a/b', actions: ['pull', 'push'] }] })
       .setProtectedHeader({ alg: 'RS256', kid: libtrustKeyId(cert.publicKey) })
-      .setIssuer('i').setAudience('s').setExpirationTime(now + 60).sign(key);
+      .setIssuer('i')
+      .setAudience('s')
+      .setExpirationTime(now + 60)
+      .sign(key);
     const { access } = await v.verify(jwt);
     assert.equal(covers(access, { type: 'repository', name: 'a/b', actions: ['push', 'pull'] }), true);
     assert.equal(covers(access, { type: 'repository', name: 'a/b', actions: ['*'] }), false);
     assert.equal(covers(access, { type: 'repository', name: 'a/bc', actions: ['pull'] }), false);
     const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-    const forged = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: libtrustKeyId(cert.publicKey) }).setIssuer('i').setAudience('s').setExpirationTime(now + 60).sign(ec);
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: libtrustKeyId(cert.publicKey) })
+      .setIssuer('i')
+      .setAudience('s')
+      .setExpirationTime(now + 60)
+      .sign(ec);
     await assert.rejects(v.verify(forged), /invalid token/);
   } finally {
     await removeTempDir(d);
@@ -286,7 +361,10 @@ test('verifier: RS256 tokens from an RSA certificate named by kid', async () => 
 
 test('libtrust key IDs match an independent base32 of the SPKI hash', () => {
   const pub = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
-  const h = createHash('sha256').update(pub.export({ format: 'der', type: 'spki' })).digest().subarray(0, 30);
+  const h = createHash('sha256')
+    .update(pub.export({ format: 'der', type: 'spki' }))
+    .digest()
+    .subarray(0, 30);
   let bits = '';
   for (const b of h) bits += b.toString(2).padStart(8, '0');
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -310,8 +388,14 @@ test('real notary CLI: gets tokens with NOTARY_AUTH, publishes and lists; wrong 
     await fsp.writeFile(file, 'token-protected\n');
     await alice.runOk(['add', GUN, 'v1', file]);
     await alice.runOk(['publish', GUN]);
-    assert.deepEqual(parseNotaryList((await reader.runOk(['list', GUN])).stdout).map((t) => t.name), ['v1']);
-    assert.ok(logs.some((l) => l.includes('registry token issued') && l.includes('"subject":"alice"') && l.includes(`repository:${GUN}:push,pull`)), 'the CLI fetched a push,pull token');
+    assert.deepEqual(
+      parseNotaryList((await reader.runOk(['list', GUN])).stdout).map((t) => t.name),
+      ['v1'],
+    );
+    assert.ok(
+      logs.some((l) => l.includes('registry token issued') && l.includes('"subject":"alice"') && l.includes(`repository:${GUN}:push,pull`)),
+      'the CLI fetched a push,pull token',
+    );
 
     // Wrong password: the token endpoint refuses, so the CLI cannot read.
     const w = await wrong.run(['list', GUN]);
@@ -325,10 +409,18 @@ test('real notary CLI: gets tokens with NOTARY_AUTH, publishes and lists; wrong 
     await bob.runOk(['init', 'example.com/other/team/app', '-p']);
     const bobInit = await bob.run(['init', 'example.com/auth/bobs', '-p']);
     assert.notEqual(bobInit.code, 0);
-    assert.ok(logs.some((l) => l.includes('notary API access denied') && l.includes('example.com/auth/bobs') && l.includes('token lacks the access')), 'denied with insufficient_scope');
+    assert.ok(
+      logs.some(
+        (l) => l.includes('notary API access denied') && l.includes('example.com/auth/bobs') && l.includes('token lacks the access'),
+      ),
+      'denied with insufficient_scope',
+    );
     // The server answered the publish with 401 insufficient_scope: no repository was made.
     const admin = await getToken('repository:example.com/auth/bobs:pull', basic('alice', ALICE_PW));
-    assert.equal((await request(base).get('/v2/example.com/auth/bobs/_trust/tuf/root.json').set('Authorization', `Bearer ${admin}`)).status, 404);
+    assert.equal(
+      (await request(base).get('/v2/example.com/auth/bobs/_trust/tuf/root.json').set('Authorization', `Bearer ${admin}`)).status,
+      404,
+    );
 
     // Rotating a server key needs `*`: alice lacks it on example.com/auth/app.
     const rot = await alice.run(['key', 'rotate', GUN, 'snapshot', '-r']);

@@ -121,7 +121,9 @@ describe('a repository from init to revoke', () => {
   });
 
   test('server-side refusals are errors (exit 1): an unknown role, nothing published', async () => {
-    const r = await unchanged(s, gun, () => admin.run(['sign', `${gun}@${fakeDigest('x')}`, '--tag', 'v9', '--size', '5', '--role', 'targets/nope']));
+    const r = await unchanged(s, gun, () =>
+      admin.run(['sign', `${gun}@${fakeDigest('x')}`, '--tag', 'v9', '--size', '5', '--role', 'targets/nope']),
+    );
     exits(r, 1);
     assert.match(r.stderr, /ROLE_NOT_FOUND/);
   });
@@ -136,7 +138,13 @@ describe('a repository from init to revoke', () => {
   test('a batch file of 1,000 tags: progress on stderr, one new version, all tags signed', async () => {
     const before = await versions(s, gun);
     const file = join(dir, 'batch.json');
-    writeFileSync(file, JSON.stringify({ gun, items: Array.from({ length: 1000 }, (_, i) => ({ tag: `b-${i}`, digest: fakeDigest(`b${i}`), size: 1000 + i })) }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        gun,
+        items: Array.from({ length: 1000 }, (_, i) => ({ tag: `b-${i}`, digest: fakeDigest(`b${i}`), size: 1000 + i })),
+      }),
+    );
     const r = await admin.run(['sign', '--batch', file]);
     exits(r, 0);
     assert.match(r.stderr, /checked 1000 item\(s\); signing in 1 request/);
@@ -145,13 +153,25 @@ describe('a repository from init to revoke', () => {
     assert.equal(Object.keys((await targetsOf(s, gun))!.targets).filter((t) => t.startsWith('b-')).length, 1000);
     // --chunk splits it into several publishes, reported one by one.
     const file2 = join(dir, 'batch2.json');
-    writeFileSync(file2, JSON.stringify(Array.from({ length: 30 }, (_, i) => ({ image: `${gun}@${fakeDigest(`c${i}`)}`, tag: `c-${i}`, size: 10 }))));
+    writeFileSync(
+      file2,
+      JSON.stringify(Array.from({ length: 30 }, (_, i) => ({ image: `${gun}@${fakeDigest(`c${i}`)}`, tag: `c-${i}`, size: 10 }))),
+    );
     const r2 = await admin.run(['sign', '--batch', file2, '--chunk', '10']);
     exits(r2, 0);
     assert.equal(lines(r2.stderr).filter((l) => /^\[\d\/3\]/.test(l)).length, 3);
     // A bad line is reported with its index and nothing is sent.
     const bad = join(dir, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ gun, items: [{ tag: 'ok', digest: fakeDigest('ok'), size: 1 }, { tag: 'no', digest: 'sha256:zz', size: 1 }] }));
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        gun,
+        items: [
+          { tag: 'ok', digest: fakeDigest('ok'), size: 1 },
+          { tag: 'no', digest: 'sha256:zz', size: 1 },
+        ],
+      }),
+    );
     const rb = await unchanged(s, gun, () => admin.run(['sign', '--batch', bad]));
     exits(rb, 2);
     assert.match(rb.stderr, /items\[1\]\.digest/);
@@ -182,7 +202,16 @@ describe('sign reports the tags it signed', () => {
     assert.doesNotMatch(one.stdout, /signed 4 tag/);
 
     const file = join(dir, 'count.json');
-    writeFileSync(file, JSON.stringify({ gun, items: [{ tag: 'v5', digest: fakeDigest('v5'), size: 9 }, { tag: 'v6', digest: fakeDigest('v6'), size: 9 }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        gun,
+        items: [
+          { tag: 'v5', digest: fakeDigest('v5'), size: 9 },
+          { tag: 'v6', digest: fakeDigest('v6'), size: 9 },
+        ],
+      }),
+    );
     const two = await admin.run(['sign', '--batch', file]);
     exits(two, 0);
     assert.match(two.stdout, new RegExp(`^signed 2 tag\\(s\\) in targets of ${esc(gun)}: v5, v6; targets is now version ${v! + 1}$`, 'm'));
@@ -213,10 +242,17 @@ describe('keys, signers and tokens', () => {
   });
 
   test('key rotate gives targets a new key; key export writes an encrypted PEM (0600); key import stores a key made elsewhere', async () => {
-    const before = JSON.parse((await admin.run(['key', 'list', gun, '--json'])).stdout).keys.filter((k: { role: string; inMetadata: boolean }) => k.role === 'targets' && k.inMetadata);
+    const before = JSON.parse((await admin.run(['key', 'list', gun, '--json'])).stdout).keys.filter(
+      (k: { role: string; inMetadata: boolean }) => k.role === 'targets' && k.inMetadata,
+    );
     exits(await admin.run(['key', 'rotate', gun, 'targets']), 0);
-    const after = JSON.parse((await admin.run(['key', 'list', gun, '--json'])).stdout).keys.filter((k: { role: string; inMetadata: boolean }) => k.role === 'targets' && k.inMetadata);
-    assert.notDeepEqual(after.map((k: { id: string }) => k.id), before.map((k: { id: string }) => k.id));
+    const after = JSON.parse((await admin.run(['key', 'list', gun, '--json'])).stdout).keys.filter(
+      (k: { role: string; inMetadata: boolean }) => k.role === 'targets' && k.inMetadata,
+    );
+    assert.notDeepEqual(
+      after.map((k: { id: string }) => k.id),
+      before.map((k: { id: string }) => k.id),
+    );
 
     const pass = join(dir, 'pass');
     writeFileSync(pass, 'correct horse battery\n');
@@ -231,7 +267,10 @@ describe('keys, signers and tokens', () => {
     // Import a key made elsewhere (a notary-style PKCS#8 PEM, unencrypted) for targets.
     const fresh = join(dir, 'fresh.key');
     const { generateKeyPairSync } = await import('node:crypto');
-    writeFileSync(fresh, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    writeFileSync(
+      fresh,
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    );
     const imp = await admin.run(['key', 'import', gun, fresh, '--role', 'targets']);
     exits(imp, 0);
     assert.match(imp.stdout, /imported key/);
@@ -242,7 +281,11 @@ describe('keys, signers and tokens', () => {
     exits(add, 0);
     assert.match(add.stdout, /added signer alice/);
     const j = JSON.parse((await admin.run(['inspect', gun, '--json'])).stdout);
-    assert.deepEqual(j.signers.map((x: { name: string }) => x.name), ['alice'], 'targets/releases is not a signer (docker hides it)');
+    assert.deepEqual(
+      j.signers.map((x: { name: string }) => x.name),
+      ['alice'],
+      'targets/releases is not a signer (docker hides it)',
+    );
     exits(await admin.run(['signer', 'remove', gun, 'alice']), 0);
     const k = JSON.parse((await admin.run(['inspect', gun, '--json'])).stdout);
     assert.ok(!k.signers.some((x: { name: string }) => x.name === 'alice'));

@@ -28,7 +28,12 @@ export function cli(url: string | undefined, token: string | undefined): Cli {
     run: (a, o = {}) => {
       const env: NodeJS.ProcessEnv = { ...process.env, TRUSTGATE_URL: url, TRUSTGATE_TOKEN: token, ...o.env };
       for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-      return runCommand(cmd, [...args, ...a], { cwd: root, env, ...(o.input !== undefined ? { input: o.input } : {}), timeoutMs: o.timeoutMs ?? 120_000 });
+      return runCommand(cmd, [...args, ...a], {
+        cwd: root,
+        env,
+        ...(o.input !== undefined ? { input: o.input } : {}),
+        timeoutMs: o.timeoutMs ?? 120_000,
+      });
     },
   };
 }

@@ -18,7 +18,15 @@ import { freePort } from '../helpers/ports.js';
 import { until } from '../helpers/util.js';
 import { startTrustgateProcess, trustgateCommand } from '../helpers/trustgate.js';
 import { authedAgent, initRepo } from '../helpers/tuf-builder.js';
-import { makeTempDir, removeTempDir, runCommand, startRegistry, tailFile, type ManagedProcess, type RegistryService } from '../helpers/services.js';
+import {
+  makeTempDir,
+  removeTempDir,
+  runCommand,
+  startRegistry,
+  tailFile,
+  type ManagedProcess,
+  type RegistryService,
+} from '../helpers/services.js';
 
 const SUMMARY = 'notary_server_http_request_duration_microseconds';
 
@@ -57,7 +65,11 @@ const clusterEnv = (dir: string, env: Record<string, string> = {}) => ({
 /** Starts a cluster in `dir` and waits until the primary has logged that all workers listen. */
 async function startCluster(dir: string, env: Record<string, string> = {}): Promise<Cluster> {
   const logFile = path.join(dir, 'trustgate.log');
-  const { url, proc, adminToken } = await startTrustgateProcess(clusterEnv(dir, env), logFile, { timeoutMs: 90_000, stopTimeoutMs: 15_000, logLine: /"msg":"trustgate listening"/ });
+  const { url, proc, adminToken } = await startTrustgateProcess(clusterEnv(dir, env), logFile, {
+    timeoutMs: 90_000,
+    stopTimeoutMs: 15_000,
+    logLine: /"msg":"trustgate listening"/,
+  });
   const log = () => {
     try {
       return fs.readFileSync(logFile, 'utf8');
@@ -102,7 +114,11 @@ function workerPids(primary: number): number[] {
 }
 
 /** One GET, on a connection of its own unless an agent (keep-alive connections) is given. */
-function getOnce(url: string, headers: Record<string, string> = {}, agent: http.Agent | false = false): Promise<{ status: number; body: string }> {
+function getOnce(
+  url: string,
+  headers: Record<string, string> = {},
+  agent: http.Agent | false = false,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent, timeout: 10_000, headers }, (res) => {
       const chunks: Buffer[] = [];
@@ -184,7 +200,10 @@ describe('a cluster of two workers', () => {
       // A fresh trust dir fetches everything anew, over new connections (so from either worker).
       for (const cli of [alice, reader]) {
         const listed = parseNotaryList((await cli.runOk(['list', gun])).stdout);
-        assert.deepEqual(listed.map((t) => [t.name, t.digest, t.size, t.role]), [['v1', hex, bytes.length, 'targets']]);
+        assert.deepEqual(
+          listed.map((t) => [t.name, t.digest, t.size, t.role]),
+          [['v1', hex, bytes.length, 'targets']],
+        );
       }
     } finally {
       await alice.cleanup();
@@ -192,7 +211,7 @@ describe('a cluster of two workers', () => {
     }
   });
 
-  test('read-your-writes across workers under load: a GET sent after a publish\'s answer, on either worker, gets the new targets', async () => {
+  test("read-your-writes across workers under load: a GET sent after a publish's answer, on either worker, gets the new targets", async () => {
     // Each worker looks at SQLite's WAL-index once per event-loop turn (src/storage/sqlite-wal-watch.ts).
     // Background GETs on keep-alive connections keep both workers busy, so their turns serve
     // many requests on one look. The GETs checked here go out right after each publish's answer:
@@ -208,15 +227,22 @@ describe('a cluster of two workers', () => {
     const pinned = new http.Agent({ keepAlive: true, maxSockets: 4 });
     // The load runs in a process of its own, so this one sends its GETs as soon as each publish
     // is answered.
-    const loader = spawn(process.execPath, ['-e', LOAD_SCRIPT, `${url}/v2/${g}/_trust/tuf/timestamp.json`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const loader = spawn(process.execPath, ['-e', LOAD_SCRIPT, `${url}/v2/${g}/_trust/tuf/timestamp.json`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let loadOut = '';
     loader.stdout!.on('data', (b: Buffer) => (loadOut += b.toString()));
     loader.stderr!.on('data', (b: Buffer) => (loadOut += b.toString()));
     const served = () => Number(/served (\d+)/.exec(loadOut.slice(loadOut.lastIndexOf('served')))?.[1] ?? 0);
     try {
       // The four pinned connections, opened together.
-      assert.deepEqual((await Promise.all([0, 1, 2, 3].map(() => get(pinned)))).map((r) => r.status), [200, 200, 200, 200]);
-      await until('the background load to run', () => served() >= 200, 20_000, { check: () => assert.equal(loader.exitCode, null, loadOut) });
+      assert.deepEqual(
+        (await Promise.all([0, 1, 2, 3].map(() => get(pinned)))).map((r) => r.status),
+        [200, 200, 200, 200],
+      );
+      await until('the background load to run', () => served() >= 200, 20_000, {
+        check: () => assert.equal(loader.exitCode, null, loadOut),
+      });
       for (let i = 0; i < 40; i++) {
         const res = await repo.addTarget(`t${i}`, `content ${i}`);
         assert.equal(res.status, 200, `publish ${i}`);
@@ -274,7 +300,7 @@ describe('a cluster of two workers', () => {
     await until('the replacement to listen', () => /"msg":"worker started"/.test(log()), 90_000);
     for (let i = 0; i < 10; i++) assert.equal((await getOnce(`${url}/_notary_server/health`)).status, 200);
     // The killed worker's counts (as of the last scrape) stay in the merge: the counter never goes back.
-    assert.ok((await getRoleCount(url)) >= countBefore + 20, 'merged counter kept the stopped worker\'s counts');
+    assert.ok((await getRoleCount(url)) >= countBefore + 20, "merged counter kept the stopped worker's counts");
   });
 
   test('SIGTERM to the primary: every process exits, with code 0', async () => {
@@ -297,12 +323,18 @@ test('the verifying proxy on two workers: a tag signed through one worker is ser
     reg = await startRegistry();
     const proxyPort = await freePort();
     // Pushes through the proxy need a token with sign access; pulls here go without one.
-    c = await startCluster(dir, { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' });
+    c = await startCluster(dir, {
+      TRUSTGATE_UPSTREAM: reg.url,
+      TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
+      TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true',
+    });
     const creds = `admin:${c.adminToken}`;
     assert.equal(c.log().match(/"msg":"registry proxy listening"/g)?.length, 1, c.log());
     const host = `127.0.0.1:${proxyPort}`;
     const manifest = (tag: string) =>
-      getOnce(`http://${host}/v2/team/app/manifests/${tag}`, { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' });
+      getOnce(`http://${host}/v2/team/app/manifests/${tag}`, {
+        accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json',
+      });
     const v1 = await makeImageLayout(path.join(dir, 'v1'), { tag: 'v1' });
     await skopeoCopy(v1.ref, `docker://${host}/team/app:v1`, ['--dest-creds', creds]);
     // Each worker gets some of these connections, and keeps the denial of the unsigned v2.
@@ -365,7 +397,12 @@ test('TRUSTGATE_WORKERS=0, abc or 65: exit 2 with a message naming the setting',
   const dir = await makeTempDir('cluster-config');
   try {
     for (const v of ['0', 'abc', '65']) {
-      const main = trustgateCommand({ TRUSTGATE_WORKERS: v, TRUSTGATE_DATA_DIR: path.join(dir, 'data'), TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_LISTEN: '127.0.0.1:1' });
+      const main = trustgateCommand({
+        TRUSTGATE_WORKERS: v,
+        TRUSTGATE_DATA_DIR: path.join(dir, 'data'),
+        TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+        TRUSTGATE_LISTEN: '127.0.0.1:1',
+      });
       const r = await runCommand(main.cmd, main.args, { ...main.opts, timeoutMs: 60_000 });
       assert.equal(r.code, 2, `${v}: ${r.stderr}`);
       assert.ok(r.stderr.includes(`TRUSTGATE_WORKERS must be auto or a whole number from 1 to 64, got "${v}"`), r.stderr);

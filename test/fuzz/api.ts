@@ -40,7 +40,10 @@ async function buildFixture(t: Target): Promise<Fixture> {
   await expect2xx(await a.post(`/api/v1/repositories/${g}/tags`).send({ tag: 'v1', digest: digest('v1'), size: 10 }), 'tag');
   const spare = generateSigner('ecdsa');
   const sparePem = exportPrivateKeyPem(spare.privateKey, { passphrase: 'spare-passphrase', role: 'targets', gun });
-  await expect2xx(await a.post(`/api/v1/repositories/${g}/keys/import`).send({ pem: sparePem, passphrase: 'spare-passphrase', role: 'targets' }), 'import');
+  await expect2xx(
+    await a.post(`/api/v1/repositories/${g}/keys/import`).send({ pem: sparePem, passphrase: 'spare-passphrase', role: 'targets' }),
+    'import',
+  );
   const outside = outsideKey();
   const pend = await a.post(`/api/v1/repositories/${g}/roles/targets/keys`).send({ publicKey: outside.publicPem, threshold: 2 });
   await expect2xx(pend, 'pending change');
@@ -66,42 +69,147 @@ interface RouteCase {
 }
 
 const CASES: RouteCase[] = [
-  { name: 'repository.create', method: 'POST', path: () => '/api/v1/repositories', body: () => ({ gun: newGun('new'), rootKey: 'keystore' }) },
+  {
+    name: 'repository.create',
+    method: 'POST',
+    path: () => '/api/v1/repositories',
+    body: () => ({ gun: newGun('new'), rootKey: 'keystore' }),
+  },
   { name: 'root.upload', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/root`, body: (f) => ({ root: f.root }) },
-  { name: 'repository.resign', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/resign`, body: () => ({ roles: ['targets'], within: '30d' }) },
-  { name: 'key.import', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/keys/import`, body: (f) => ({ pem: f.importPem, passphrase: 'import-passphrase', role: 'targets' }) },
-  { name: 'key.rotate', method: 'POST', path: (_f, g, r) => `/api/v1/repositories/${g}/keys/${r.pick(['targets', 'snapshot', 'timestamp', 'root'])}/rotate`, body: () => ({ algorithm: 'ecdsa' }) },
-  { name: 'key.export', method: 'POST', path: (f, g) => `/api/v1/repositories/${g}/keys/${f.targetsKeyId}/export`, body: () => ({ passphrase: 'export-passphrase' }) },
-  { name: 'key.delete', method: 'DELETE', path: (f, g, r) => `/api/v1/repositories/${g}/keys/${r.pick([f.spareKeyId, f.targetsKeyId, 'f'.repeat(64)])}`, body: () => ({}) },
-  { name: 'role.key.add', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/roles/targets/keys`, body: (f) => ({ publicKey: f.outsidePem, threshold: 1 }) },
-  { name: 'role.threshold', method: 'PUT', path: (_f, g, r) => `/api/v1/repositories/${g}/roles/${r.pick(['targets', 'root', 'snapshot'])}/threshold`, body: () => ({ threshold: 1 }) },
-  { name: 'delegation.add', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/delegations`, body: () => ({ role: 'targets/releases', generate: true, paths: [''], threshold: 1 }) },
-  { name: 'signer.add', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/signers`, body: (f) => ({ name: 'alice', publicKeys: [f.outsidePem] }) },
-  { name: 'tag.add', method: 'POST', path: (_f, g) => `/api/v1/repositories/${g}/tags`, body: () => ({ tag: 'v2', digest: digest('v2'), size: 20 }) },
+  {
+    name: 'repository.resign',
+    method: 'POST',
+    path: (_f, g) => `/api/v1/repositories/${g}/resign`,
+    body: () => ({ roles: ['targets'], within: '30d' }),
+  },
+  {
+    name: 'key.import',
+    method: 'POST',
+    path: (_f, g) => `/api/v1/repositories/${g}/keys/import`,
+    body: (f) => ({ pem: f.importPem, passphrase: 'import-passphrase', role: 'targets' }),
+  },
+  {
+    name: 'key.rotate',
+    method: 'POST',
+    path: (_f, g, r) => `/api/v1/repositories/${g}/keys/${r.pick(['targets', 'snapshot', 'timestamp', 'root'])}/rotate`,
+    body: () => ({ algorithm: 'ecdsa' }),
+  },
+  {
+    name: 'key.export',
+    method: 'POST',
+    path: (f, g) => `/api/v1/repositories/${g}/keys/${f.targetsKeyId}/export`,
+    body: () => ({ passphrase: 'export-passphrase' }),
+  },
+  {
+    name: 'key.delete',
+    method: 'DELETE',
+    path: (f, g, r) => `/api/v1/repositories/${g}/keys/${r.pick([f.spareKeyId, f.targetsKeyId, 'f'.repeat(64)])}`,
+    body: () => ({}),
+  },
+  {
+    name: 'role.key.add',
+    method: 'POST',
+    path: (_f, g) => `/api/v1/repositories/${g}/roles/targets/keys`,
+    body: (f) => ({ publicKey: f.outsidePem, threshold: 1 }),
+  },
+  {
+    name: 'role.threshold',
+    method: 'PUT',
+    path: (_f, g, r) => `/api/v1/repositories/${g}/roles/${r.pick(['targets', 'root', 'snapshot'])}/threshold`,
+    body: () => ({ threshold: 1 }),
+  },
+  {
+    name: 'delegation.add',
+    method: 'POST',
+    path: (_f, g) => `/api/v1/repositories/${g}/delegations`,
+    body: () => ({ role: 'targets/releases', generate: true, paths: [''], threshold: 1 }),
+  },
+  {
+    name: 'signer.add',
+    method: 'POST',
+    path: (_f, g) => `/api/v1/repositories/${g}/signers`,
+    body: (f) => ({ name: 'alice', publicKeys: [f.outsidePem] }),
+  },
+  {
+    name: 'tag.add',
+    method: 'POST',
+    path: (_f, g) => `/api/v1/repositories/${g}/tags`,
+    body: () => ({ tag: 'v2', digest: digest('v2'), size: 20 }),
+  },
   {
     name: 'pending.sign',
     method: 'POST',
     path: (f) => `/api/v1/pending/${f.pendingId}/signatures`,
     body: (f) => ({ signatures: [{ keyid: f.outsideId, sig: randomBytes(64).toString('base64'), role: 'targets' }] }),
   },
-  { name: 'token.create', method: 'POST', path: () => '/api/v1/tokens', body: () => ({ name: 'ci', scopes: ['signer:registry.example.com:5000/fuzzapi/*'], expiresInSeconds: 3600 }) },
-  { name: 'signing.sign', method: 'POST', path: () => '/api/v1/signing/sign', body: (f) => ({ gun: f.gun, tag: 'v3', digest: digest('v3'), size: 30 }) },
+  {
+    name: 'token.create',
+    method: 'POST',
+    path: () => '/api/v1/tokens',
+    body: () => ({ name: 'ci', scopes: ['signer:registry.example.com:5000/fuzzapi/*'], expiresInSeconds: 3600 }),
+  },
+  {
+    name: 'signing.sign',
+    method: 'POST',
+    path: () => '/api/v1/signing/sign',
+    body: (f) => ({ gun: f.gun, tag: 'v3', digest: digest('v3'), size: 30 }),
+  },
   {
     name: 'signing.batch',
     method: 'POST',
     path: () => '/api/v1/signing/batch',
-    body: (f) => ({ gun: f.gun, items: [{ tag: 'b1', digest: digest('b1'), size: 1 }, { tag: 'b2', digest: digest('b2'), size: 2, role: 'targets' }] }),
+    body: (f) => ({
+      gun: f.gun,
+      items: [
+        { tag: 'b1', digest: digest('b1'), size: 1 },
+        { tag: 'b2', digest: digest('b2'), size: 2, role: 'targets' },
+      ],
+    }),
   },
   { name: 'signing.revoke', method: 'POST', path: () => '/api/v1/signing/revoke', body: (f) => ({ gun: f.gun, tag: 'v1' }) },
-  { name: 'signing.promote', method: 'POST', path: () => '/api/v1/signing/promote', body: (f) => ({ gun: f.gun, from: { tag: 'v1' }, to: { role: 'targets', tag: 'v1-promoted' } }) },
+  {
+    name: 'signing.promote',
+    method: 'POST',
+    path: () => '/api/v1/signing/promote',
+    body: (f) => ({ gun: f.gun, from: { tag: 'v1' }, to: { role: 'targets', tag: 'v1-promoted' } }),
+  },
   { name: 'signing.verify', method: 'POST', path: () => '/api/v1/signing/verify', body: (f) => ({ image: `${f.gun}:v1` }) },
 ];
 
 /** The routes fuzzed, by the management route table's action names (signing.*: the signing POST routes). */
 export const FUZZED_ROUTES = CASES.map((c) => c.name);
 
-const TOP_LEVEL = ['[]', '"x"', 'null', '1e400', 'true', '', ' ', '{', '{"a":1,"a":2}', '[{}]', '{}'.repeat(3), `${'['.repeat(20000)}${']'.repeat(20000)}`];
-const SEGMENTS = ['..', '%2e%2e', '.', 'Targets', 'targets%2Freleases', 'targets%2F..%2Froot', 'root', 'timestamp', '%00', 'x'.repeat(300), '%ZZ', '', '__proto__', 'F'.repeat(64), '%C0%AF'];
+const TOP_LEVEL = [
+  '[]',
+  '"x"',
+  'null',
+  '1e400',
+  'true',
+  '',
+  ' ',
+  '{',
+  '{"a":1,"a":2}',
+  '[{}]',
+  '{}'.repeat(3),
+  `${'['.repeat(20000)}${']'.repeat(20000)}`,
+];
+const SEGMENTS = [
+  '..',
+  '%2e%2e',
+  '.',
+  'Targets',
+  'targets%2Freleases',
+  'targets%2F..%2Froot',
+  'root',
+  'timestamp',
+  '%00',
+  'x'.repeat(300),
+  '%ZZ',
+  '',
+  '__proto__',
+  'F'.repeat(64),
+  '%C0%AF',
+];
 const CONTENT_TYPES = [
   'text/plain',
   'application/json; charset=utf-16',
@@ -135,7 +243,16 @@ export async function apiFuzzer(t: Target): Promise<ApiFuzzer> {
       const mutations = [`route:${c.name}`];
       let gunSeg = enc(f.gun);
       if (rng.chance(0.05)) {
-        gunSeg = rng.pick([enc(f.gun.toUpperCase()), `${gunSeg}%2F..`, enc(`${f.gun}/`), '%ZZ', enc('x'.repeat(300)), enc(`${f.gun}\u0000`), '..', enc('registry.example.com:5000/fuzzapi/targets')]);
+        gunSeg = rng.pick([
+          enc(f.gun.toUpperCase()),
+          `${gunSeg}%2F..`,
+          enc(`${f.gun}/`),
+          '%ZZ',
+          enc('x'.repeat(300)),
+          enc(`${f.gun}\u0000`),
+          '..',
+          enc('registry.example.com:5000/fuzzapi/targets'),
+        ]);
         mutations.push(`path:${gunSeg.slice(-16)}`);
       }
       const headers: Record<string, string> = { 'Content-Type': 'application/json' };

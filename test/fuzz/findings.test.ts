@@ -34,7 +34,10 @@ test('F1: a published role whose _type is nested 5,000 deep is refused with 400 
   const placeholder = 'DEEP-TYPE';
   (body as unknown as Record<string, unknown>)._type = placeholder;
   const signed = (await sign(body, [repo.targetsKey])).toString('utf8').replace(JSON.stringify(placeholder), nested(5000));
-  const { body: mp, contentType } = multipart([['targets', Buffer.from(signed)], ['snapshot', await repo.clientSnapshot([['targets', Buffer.from(signed)]])]]);
+  const { body: mp, contentType } = multipart([
+    ['targets', Buffer.from(signed)],
+    ['snapshot', await repo.clientSnapshot([['targets', Buffer.from(signed)]])],
+  ]);
   const res = await refused(gun, { method: 'POST', path: tufUrl(gun), headers: { 'Content-Type': contentType }, body: mp });
   assert.match(res.body.toString(), /expected _type Targets, found an object/);
 });
@@ -74,12 +77,20 @@ test('the fingerprint sees what a refusal must not change: a publish, a new serv
   };
   await changed('a publish', async () => assert.equal((await repo.addTarget('v9', 'nine')).status, 200));
   await changed('a server key', () => t.authed.post(tufUrl(gun, 'snapshot.key')).expect(200));
-  await changed('a token', () => t.authed.post('/api/v1/tokens').send({ name: 'fp', scopes: ['reader'] }).expect(201));
+  await changed('a token', () =>
+    t.authed
+      .post('/api/v1/tokens')
+      .send({ name: 'fp', scopes: ['reader'] })
+      .expect(201),
+  );
   const other = `registry.example.com:5000/findings/fp2-${process.pid}`;
   await changed('another GUN', () => initRepo(t.authed, other));
   const m = `registry.example.com:5000/findings/fp3-${process.pid}`;
   await t.authed.post('/api/v1/repositories').send({ gun: m, rootKey: 'keystore' }).expect(201);
   await changed('a pending change', () =>
-    t.authed.post(`/api/v1/repositories/${encodeURIComponent(m)}/roles/targets/keys`).send({ publicKey: outsideKey().publicPem, threshold: 2 }).expect(202),
+    t.authed
+      .post(`/api/v1/repositories/${encodeURIComponent(m)}/roles/targets/keys`)
+      .send({ publicKey: outsideKey().publicPem, threshold: 2 })
+      .expect(202),
   );
 });

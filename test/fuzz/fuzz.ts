@@ -44,7 +44,16 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzStats> {
   log(`fuzz: seed ${opts.seed}, at most ${opts.iterations} requests or ${opts.seconds} s; failing inputs go to ${outDir}`);
   const t = await startTarget();
   const started = Date.now();
-  const stats: FuzzStats = { seed: opts.seed, requests: 0, publishes: 0, apiBodies: 0, statuses: {}, accepted: 0, seconds: 0, failures: [] };
+  const stats: FuzzStats = {
+    seed: opts.seed,
+    requests: 0,
+    publishes: 0,
+    apiBodies: 0,
+    statuses: {},
+    accepted: 0,
+    seconds: 0,
+    failures: [],
+  };
   try {
     const pub = await publishFuzzer(t);
     const api = await apiFuzzer(t);
@@ -61,7 +70,12 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzStats> {
       lastGun = gun;
       let res;
       try {
-        res = await check(t, { seed: opts.seed, iteration: i, kind: isPublish ? 'publish' : 'api', mutations, outDir, guns: [gun] }, request, before);
+        res = await check(
+          t,
+          { seed: opts.seed, iteration: i, kind: isPublish ? 'publish' : 'api', mutations, outDir, guns: [gun] },
+          request,
+          before,
+        );
       } catch (e) {
         if (!(opts.keepGoing && e instanceof FuzzFailure)) throw e;
         stats.failures.push(e.message);
@@ -79,13 +93,16 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzStats> {
         await f.accepted();
         before = undefined; // fixtures may have been made again
       }
-      if (i > 0 && i % 1000 === 0) log(`fuzz: ${i} requests, ${Math.round((Date.now() - started) / 1000)} s, statuses ${JSON.stringify(stats.statuses)}`);
+      if (i > 0 && i % 1000 === 0)
+        log(`fuzz: ${i} requests, ${Math.round((Date.now() - started) / 1000)} s, statuses ${JSON.stringify(stats.statuses)}`);
     }
   } finally {
     stats.seconds = (Date.now() - started) / 1000;
     await t.stop();
   }
   if (stats.failures.length > 0) log(`fuzz: ${stats.failures.length} failure(s); inputs in ${outDir}`);
-  log(`fuzz: done: ${stats.requests} requests (${stats.publishes} publishes, ${stats.apiBodies} API bodies, ${stats.accepted} accepted) in ${stats.seconds.toFixed(1)} s; statuses ${JSON.stringify(stats.statuses)}`);
+  log(
+    `fuzz: done: ${stats.requests} requests (${stats.publishes} publishes, ${stats.apiBodies} API bodies, ${stats.accepted} accepted) in ${stats.seconds.toFixed(1)} s; statuses ${JSON.stringify(stats.statuses)}`,
+  );
   return stats;
 }

@@ -44,7 +44,8 @@ export function withToken(agent: Agent, token: string): Agent {
     get(t, p) {
       const v = Reflect.get(t, p) as unknown;
       if (typeof v !== 'function' || !['get', 'post', 'put', 'delete', 'head', 'patch'].includes(String(p))) return v;
-      return (...args: unknown[]) => (v as (...a: unknown[]) => ReturnType<Agent['get']>).apply(t, args).set('Authorization', `Bearer ${token}`);
+      return (...args: unknown[]) =>
+        (v as (...a: unknown[]) => ReturnType<Agent['get']>).apply(t, args).set('Authorization', `Bearer ${token}`);
     },
   });
 }
@@ -133,7 +134,9 @@ export async function fingerprint(t: Target, guns: string[]) {
     files,
     current,
     allFiles: JSON.stringify(db.prepare('SELECT count(*) AS n, max(rowid) AS last, total(length(data)) AS bytes FROM tuf_files').get()),
-    changefeed: JSON.stringify(db.prepare('SELECT * FROM changefeed ORDER BY id DESC LIMIT 1').get() ?? null) + JSON.stringify(db.prepare('SELECT count(*) AS n FROM changefeed').get()),
+    changefeed:
+      JSON.stringify(db.prepare('SELECT * FROM changefeed ORDER BY id DESC LIMIT 1').get() ?? null) +
+      JSON.stringify(db.prepare('SELECT count(*) AS n FROM changefeed').get()),
     keys: (await t.tg.app.keys.list()).map((k) => `${k.id} ${k.gun} ${k.role}`).sort(),
     keyFiles: listFiles(t.tg.app.config.keysDir),
     tokens: readOr(join(dataDir, 'tokens.json')),
@@ -149,7 +152,10 @@ export function diff(a: Fingerprint, b: Fingerprint): Record<string, { removed: 
     const x = ([] as string[]).concat(a[k]);
     const y = ([] as string[]).concat(b[k]);
     if (JSON.stringify(x) === JSON.stringify(y)) continue;
-    out[k] = { removed: x.filter((l) => !y.includes(l)).map((l) => l.slice(0, 300)), added: y.filter((l) => !x.includes(l)).map((l) => l.slice(0, 300)) };
+    out[k] = {
+      removed: x.filter((l) => !y.includes(l)).map((l) => l.slice(0, 300)),
+      added: y.filter((l) => !x.includes(l)).map((l) => l.slice(0, 300)),
+    };
   }
   return out;
 }
@@ -194,8 +200,19 @@ export async function check(
 ): Promise<{ status: number; body: Buffer; after: Fingerprint }> {
   t.logs.length = 0;
   const fail = (msg: string, extra: Partial<Finding>) => {
-    const file = saveFinding(ctx.outDir, { seed: ctx.seed, iteration: ctx.iteration, kind: ctx.kind, mutations: ctx.mutations, request: req, serverLog: [...t.logs], ...extra });
-    return new FuzzFailure(`fuzz seed ${ctx.seed} iteration ${ctx.iteration} (${ctx.kind}: ${ctx.mutations.join(', ')}): ${req.method} ${req.path.slice(0, 200)}: ${msg}`, file);
+    const file = saveFinding(ctx.outDir, {
+      seed: ctx.seed,
+      iteration: ctx.iteration,
+      kind: ctx.kind,
+      mutations: ctx.mutations,
+      request: req,
+      serverLog: [...t.logs],
+      ...extra,
+    });
+    return new FuzzFailure(
+      `fuzz seed ${ctx.seed} iteration ${ctx.iteration} (${ctx.kind}: ${ctx.mutations.join(', ')}): ${req.method} ${req.path.slice(0, 200)}: ${msg}`,
+      file,
+    );
   };
   let res: FuzzResponse;
   try {
@@ -209,7 +226,11 @@ export async function check(
   if (res.status >= 300) {
     const changed = diff(before, after);
     if (Object.keys(changed).length > 0) {
-      throw fail(`refused with ${res.status} but stored data changed: ${JSON.stringify(changed).slice(0, 600)}`, { status: res.status, response: text, changed });
+      throw fail(`refused with ${res.status} but stored data changed: ${JSON.stringify(changed).slice(0, 600)}`, {
+        status: res.status,
+        response: text,
+        changed,
+      });
     }
   }
   return { status: res.status, body: res.body, after };

@@ -64,12 +64,38 @@ function set(s: Slot, v: Node): void {
 const clone = (n: Node): Node => structuredClone(n);
 
 const HUGE_NUMBERS = [
-  '1e400', '-1e400', '1e-400', '-0', '0.0', '1.5', '-1', '0', '9007199254740992', '9007199254740993',
-  '18446744073709551616', '-9223372036854775809', '1E2', '100000000000000000000000000000000000000000000000000',
-  '4294967296', '2147483648', '0.000000000000000000000000001',
+  '1e400',
+  '-1e400',
+  '1e-400',
+  '-0',
+  '0.0',
+  '1.5',
+  '-1',
+  '0',
+  '9007199254740992',
+  '9007199254740993',
+  '18446744073709551616',
+  '-9223372036854775809',
+  '1E2',
+  '100000000000000000000000000000000000000000000000000',
+  '4294967296',
+  '2147483648',
+  '0.000000000000000000000000001',
 ];
 const UNICODE = [
-  '\u0000', '\u202e', '\ufeff', 'e\u0301', '\u00e9', '\ud83d\ude00', '\u0442\u0430rgets', '\uffff', '\u2028', '..', '/', '\\', '%2e%2e',
+  '\u0000',
+  '\u202e',
+  '\ufeff',
+  'e\u0301',
+  '\u00e9',
+  '\ud83d\ude00',
+  '\u0442\u0430rgets',
+  '\uffff',
+  '\u2028',
+  '..',
+  '/',
+  '\\',
+  '%2e%2e',
 ];
 const KEY_NAMES = ['__proto__', 'constructor', 'prototype', 'toString', '', ' ', 'signed ', 'x'.repeat(300)];
 
@@ -169,7 +195,11 @@ export function mutateTree(rng: Rng, root: Node): string {
     else set(s, replacement(rng, v));
   } else if (op === 'add-case-twin') {
     // A second field that equals an existing one case-insensitively (Go's decoder would read either).
-    if (isObj(s.parent)) s.parent.e.splice(rng.int(0, s.parent.e.length), 0, [caseVariant(rng, s.key!), rng.chance(0.5) ? clone(v) : replacement(rng, v, s.key)]);
+    if (isObj(s.parent))
+      s.parent.e.splice(rng.int(0, s.parent.e.length), 0, [
+        caseVariant(rng, s.key!),
+        rng.chance(0.5) ? clone(v) : replacement(rng, v, s.key),
+      ]);
     else s.parent.v.push(clone(v));
   } else if (op === 'add-unknown') {
     const target = isObj(v) ? v : isObj(s.parent) ? s.parent : undefined;
@@ -178,7 +208,14 @@ export function mutateTree(rng: Rng, root: Node): string {
   } else if (op === 'empty-container') {
     if (isObj(v)) v.e = [];
     else if (isArr(v)) v.v = [];
-    else set(s, rng.pick<Node>([{ t: 'obj', e: [] }, { t: 'arr', v: [] }]));
+    else
+      set(
+        s,
+        rng.pick<Node>([
+          { t: 'obj', e: [] },
+          { t: 'arr', v: [] },
+        ]),
+      );
   } else {
     if (isArr(v) && v.v.length > 0) {
       const first = v.v[0]!;
@@ -218,7 +255,11 @@ export function mutateBytes(rng: Rng, b: Buffer): { bytes: Buffer; op: string } 
     out = Buffer.from(b);
     out[at] = rng.chance(0.5) ? rng.pick(INTERESTING_BYTES) : rng.int(0, 255);
   } else if (op === 'insert') {
-    out = Buffer.concat([b.subarray(0, at), rng.chance(0.5) ? Buffer.from([rng.pick(INTERESTING_BYTES)]) : rng.bytes(rng.int(1, 16)), b.subarray(at)]);
+    out = Buffer.concat([
+      b.subarray(0, at),
+      rng.chance(0.5) ? Buffer.from([rng.pick(INTERESTING_BYTES)]) : rng.bytes(rng.int(1, 16)),
+      b.subarray(at),
+    ]);
   } else if (op === 'delete') {
     out = Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + rng.int(1, 32)))]);
   } else if (op === 'duplicate') {
@@ -229,7 +270,18 @@ export function mutateBytes(rng: Rng, b: Buffer): { bytes: Buffer; op: string } 
   } else if (op === 'bom') {
     out = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), b]);
   } else {
-    out = Buffer.concat([b.subarray(0, at), Buffer.from(rng.pick([[0xc3, 0x28], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80], [0xc0, 0xaf]])), b.subarray(at)]);
+    out = Buffer.concat([
+      b.subarray(0, at),
+      Buffer.from(
+        rng.pick([
+          [0xc3, 0x28],
+          [0xed, 0xa0, 0x80],
+          [0xf8, 0x88, 0x80, 0x80],
+          [0xc0, 0xaf],
+        ]),
+      ),
+      b.subarray(at),
+    ]);
   }
   return { bytes: out, op: `bytes:${op}@${at}` };
 }
@@ -259,13 +311,24 @@ export interface MBody {
 }
 
 export function mbody(files: Array<[string, Buffer]>, boundary: string): MBody {
-  return { boundary, headerBoundary: boundary, parts: files.map(([filename, bytes]) => ({ filename, bytes })), nl: '\r\n', preamble: '', epilogue: '', close: true };
+  return {
+    boundary,
+    headerBoundary: boundary,
+    parts: files.map(([filename, bytes]) => ({ filename, bytes })),
+    nl: '\r\n',
+    preamble: '',
+    epilogue: '',
+    close: true,
+  };
 }
 
 export function encodeMultipart(m: MBody): { body: Buffer; contentType: string } {
   const chunks: Buffer[] = [Buffer.from(m.preamble)];
   for (const p of m.parts) {
-    const headers = p.headers ?? [`Content-Disposition: form-data; name="files"; filename="${p.filename}"`, 'Content-Type: application/octet-stream'];
+    const headers = p.headers ?? [
+      `Content-Disposition: form-data; name="files"; filename="${p.filename}"`,
+      'Content-Type: application/octet-stream',
+    ];
     chunks.push(Buffer.from(`--${m.boundary}${m.nl}${headers.map((h) => h + m.nl).join('')}${m.nl}`), p.bytes, Buffer.from(m.nl));
   }
   if (m.close) chunks.push(Buffer.from(`--${m.boundary}--${m.nl}`));
@@ -275,7 +338,27 @@ export function encodeMultipart(m: MBody): { body: Buffer; contentType: string }
   return { body, contentType: m.contentType ?? `multipart/form-data; boundary=${m.headerBoundary}` };
 }
 
-const ROLE_NAMES = ['root', 'targets', 'snapshot', 'timestamp', 'targets/releases', 'Targets', 'ROOT', 'targets.json', 'root.json', 'targets/', '/targets', '../root', 'targets/../root', 'targets//x', '', 'snapshot\u0000', 'targets/Releases', 'targets/releases/../../root', 'x'.repeat(300)];
+const ROLE_NAMES = [
+  'root',
+  'targets',
+  'snapshot',
+  'timestamp',
+  'targets/releases',
+  'Targets',
+  'ROOT',
+  'targets.json',
+  'root.json',
+  'targets/',
+  '/targets',
+  '../root',
+  'targets/../root',
+  'targets//x',
+  '',
+  'snapshot\u0000',
+  'targets/Releases',
+  'targets/releases/../../root',
+  'x'.repeat(300),
+];
 
 /** One multipart-level mutation (in place). */
 export function mutateMultipart(rng: Rng, m: MBody): string {
@@ -302,7 +385,8 @@ export function mutateMultipart(rng: Rng, m: MBody): string {
       m.parts.splice(i, 1);
       break;
     case 'duplicate-part':
-      if (p) m.parts.splice(rng.int(0, m.parts.length), 0, { ...p, ...(rng.chance(0.3) ? { filename: caseVariant(rng, p.filename) } : {}) });
+      if (p)
+        m.parts.splice(rng.int(0, m.parts.length), 0, { ...p, ...(rng.chance(0.3) ? { filename: caseVariant(rng, p.filename) } : {}) });
       break;
     case 'swap-parts':
       if (m.parts.length > 1) m.parts.reverse();
@@ -311,7 +395,15 @@ export function mutateMultipart(rng: Rng, m: MBody): string {
       if (p) p.filename = rng.chance(0.5) ? rng.pick(ROLE_NAMES) : caseVariant(rng, p.filename);
       break;
     case 'header-boundary':
-      m.headerBoundary = rng.pick([`${m.boundary}x`, m.boundary.slice(1), '', `"${m.boundary}"`, `${m.boundary}; boundary=${m.boundary}`, 'x'.repeat(71), `${m.boundary.toUpperCase()}`]);
+      m.headerBoundary = rng.pick([
+        `${m.boundary}x`,
+        m.boundary.slice(1),
+        '',
+        `"${m.boundary}"`,
+        `${m.boundary}; boundary=${m.boundary}`,
+        'x'.repeat(71),
+        `${m.boundary.toUpperCase()}`,
+      ]);
       break;
     case 'content-type':
       m.contentType = rng.pick([
@@ -342,7 +434,11 @@ export function mutateMultipart(rng: Rng, m: MBody): string {
       m.preamble = rng.pick(['garbage\r\n', `--${m.boundary}x\r\n`, '\r\n\r\n', 'x'.repeat(5000)]);
       break;
     case 'epilogue':
-      m.epilogue = rng.pick([`--${m.boundary}\r\nContent-Disposition: form-data; filename="root"\r\n\r\n{}\r\n--${m.boundary}--\r\n`, 'trailing', '\r\n']);
+      m.epilogue = rng.pick([
+        `--${m.boundary}\r\nContent-Disposition: form-data; filename="root"\r\n\r\n{}\r\n--${m.boundary}--\r\n`,
+        'trailing',
+        '\r\n',
+      ]);
       break;
     case 'part-headers':
       if (p) {

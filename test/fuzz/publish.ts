@@ -72,7 +72,8 @@ async function resign(signedText: string, signers: Signer[]): Promise<Buffer> {
     message = Buffer.from(signedText, 'utf8');
   }
   const sigs = [];
-  for (const s of signers) sigs.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: (await s.sign(message)).toString('base64') });
+  for (const s of signers)
+    sigs.push({ keyid: s.id, method: signingMethod(s.key.keytype), sig: (await s.sign(message)).toString('base64') });
   return Buffer.from(`{"signed":${signedText},"signatures":${JSON.stringify(sigs)}}`, 'utf8');
 }
 
@@ -143,7 +144,14 @@ export async function publishFuzzer(t: Target): Promise<PublishFuzzer> {
       const { body, contentType } = encodeMultipart(m);
       let gun = sc.gun;
       if (r.chance(0.03)) {
-        gun = r.pick([gun.toUpperCase(), `${gun}/`, `${gun}/..`, gun.replace('/fuzz/', '/fuzz/./'), gun.replace(/\//g, '%2F'), `${gun}%00`]);
+        gun = r.pick([
+          gun.toUpperCase(),
+          `${gun}/`,
+          `${gun}/..`,
+          gun.replace('/fuzz/', '/fuzz/./'),
+          gun.replace(/\//g, '%2F'),
+          `${gun}%00`,
+        ]);
         mutations.push(`path:${gun.slice(-12)}`);
       }
       const headers: Record<string, string> = contentType === '' ? {} : { 'Content-Type': contentType };

@@ -20,7 +20,13 @@ const readAudit = (data: string): AuditEntry[] =>
 async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<void> {
   const dir = await makeTempDir('audit-journal');
   const data = path.join(dir, 'data');
-  const env = { TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'journal-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn', ...extraEnv };
+  const env = {
+    TRUSTGATE_DATA_DIR: data,
+    TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
+    TRUSTGATE_KEY_PASSPHRASE: 'journal-test-passphrase',
+    TRUSTGATE_LOG_LEVEL: 'warn',
+    ...extraEnv,
+  };
   const log = path.join(data, 'audit.jsonl');
   const aside = path.join(dir, 'audit.jsonl.aside');
   const first = await startTrustgateProcess(env, path.join(dir, 'first.log'));
@@ -43,7 +49,10 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
     first.proc.child.kill('SIGKILL');
     await first.proc.stop();
     const before = readAudit(data).filter((e) => e.action === 'notary.publish');
-    assert.deepEqual(before.map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@'))), ['targets@1', 'targets@2', 'targets@5']);
+    assert.deepEqual(
+      before.map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@'))),
+      ['targets@1', 'targets@2', 'targets@5'],
+    );
 
     second = await startTrustgateProcess(env, path.join(dir, 'second.log'));
     const entries = readAudit(data).filter((e) => e.action === 'notary.publish' && e.gun === gun);
@@ -58,7 +67,11 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
       assert.equal(typeof e.detail!.journal, 'string');
     }
     // Every version the store holds has its entry; the chain is intact.
-    const stored = await (await fetch(`${second.url}/v2/${gun}/_trust/tuf/targets.json`, { headers: { Authorization: `Bearer ${second.adminToken ?? first.adminToken}` } })).json();
+    const stored = await (
+      await fetch(`${second.url}/v2/${gun}/_trust/tuf/targets.json`, {
+        headers: { Authorization: `Bearer ${second.adminToken ?? first.adminToken}` },
+      })
+    ).json();
     assert.equal((stored as { signed: { version: number } }).signed.version, 5);
     assert.equal(new AuditLog(data).verify().ok, true);
     await second.proc.stop();
@@ -98,7 +111,9 @@ test('every audited change of the Notary, management and signing APIs carries it
 
     await tg.app.trust.flushAcks();
     assert.deepEqual(await tg.app.store.journal(100), []);
-    const changes = tg.app.management.audit.query().filter((e) => e.outcome === 'success' && (e.gun === gun || e.gun === notary) && !['notary.key.create'].includes(e.action));
+    const changes = tg.app.management.audit
+      .query()
+      .filter((e) => e.outcome === 'success' && (e.gun === gun || e.gun === notary) && !['notary.key.create'].includes(e.action));
     assert.deepEqual(
       changes.map((e) => [e.action, typeof e.detail?.journal]),
       [
@@ -126,10 +141,18 @@ test('the audit log finds the journal ids of its tail, across read chunks', asyn
     const log = new AuditLog(dir, () => now);
     for (let i = 0; i < 400; i++) {
       now += 1000;
-      log.append({ actor: { id: 'a', name: 'é'.repeat(i % 7) }, action: 'notary.publish', outcome: 'success', gun: 'x/y', detail: { files: ['targets@1'], pad: 'p'.repeat(300), ...(i % 3 ? { journal: `j${i}` } : {}) } });
+      log.append({
+        actor: { id: 'a', name: 'é'.repeat(i % 7) },
+        action: 'notary.publish',
+        outcome: 'success',
+        gun: 'x/y',
+        detail: { files: ['targets@1'], pad: 'p'.repeat(300), ...(i % 3 ? { journal: `j${i}` } : {}) },
+      });
     }
     const since = Date.parse('2026-01-01T00:00:00Z') + 101 * 1000; // the time of entry 100, 300 entries (over 64 KiB) before the end
-    const expected = Array.from({ length: 300 }, (_, k) => 100 + k).filter((i) => i % 3).map((i) => `j${i}`);
+    const expected = Array.from({ length: 300 }, (_, k) => 100 + k)
+      .filter((i) => i % 3)
+      .map((i) => `j${i}`);
     assert.deepEqual([...log.journalIdsSince(since)].sort(), expected.sort());
     assert.equal(log.journalIdsSince(now + 1).size, 0);
     assert.equal(new AuditLog(path.join(dir, 'empty')).journalIdsSince(0).size, 0);
@@ -146,5 +169,6 @@ describe('PostgreSQL', () => {
   after(async () => {
     await pg?.stop();
   });
-  test('V10: a commit whose audit append never happened is audited at the next start (PostgreSQL)', () => commitWithoutAudit({ TRUSTGATE_DATABASE_URL: pg.url }));
+  test('V10: a commit whose audit append never happened is audited at the next start (PostgreSQL)', () =>
+    commitWithoutAudit({ TRUSTGATE_DATABASE_URL: pg.url }));
 });

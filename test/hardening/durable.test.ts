@@ -25,7 +25,24 @@ before(async () => {
   dir = await makeTempDir('durable');
   const trace = path.join(dir, 'strace.txt');
   const work = path.join(dir, 'state');
-  const r = await runCommand('strace', ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat', '-o', trace, process.execPath, '--import', 'tsx', 'test/hardening/durable-worker.ts', work], { cwd: ROOT });
+  const r = await runCommand(
+    'strace',
+    [
+      '-f',
+      '-y',
+      '-qq',
+      '-e',
+      'trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat',
+      '-o',
+      trace,
+      process.execPath,
+      '--import',
+      'tsx',
+      'test/hardening/durable-worker.ts',
+      work,
+    ],
+    { cwd: ROOT },
+  );
   assert.equal(r.code, 0, r.stderr);
   keyFile = (JSON.parse(r.stdout) as { keyFile: string }).keyFile;
   events = readFileSync(trace, 'utf8')
@@ -46,10 +63,19 @@ after(async () => {
 function assertDurableReplace(file: string): void {
   let i = events.length - 1;
   while (i >= 0 && !((events[i]!.call === 'rename' || events[i]!.call === 'link') && events[i]!.args[1] === file)) i--;
-  assert.ok(i >= 0, `${file}: not written by rename or link (${JSON.stringify(events.filter((e) => e.args.some((a) => a.startsWith(path.dirname(file)))))})`);
+  assert.ok(
+    i >= 0,
+    `${file}: not written by rename or link (${JSON.stringify(events.filter((e) => e.args.some((a) => a.startsWith(path.dirname(file)))))})`,
+  );
   const tmp = events[i]!.args[0]!;
-  assert.ok(events.slice(0, i).some((e) => e.call === 'fsync' && e.args[0] === tmp), `${file}: ${tmp} not fsynced before it replaced the file`);
-  assert.ok(events.slice(i + 1).some((e) => e.call === 'fsync' && e.args[0] === path.dirname(file)), `${file}: its directory not fsynced after the rename`);
+  assert.ok(
+    events.slice(0, i).some((e) => e.call === 'fsync' && e.args[0] === tmp),
+    `${file}: ${tmp} not fsynced before it replaced the file`,
+  );
+  assert.ok(
+    events.slice(i + 1).some((e) => e.call === 'fsync' && e.args[0] === path.dirname(file)),
+    `${file}: its directory not fsynced after the rename`,
+  );
 }
 
 test('fsync: a key file is written durably (temp file fsynced, renamed, directory fsynced)', () => {
@@ -67,6 +93,9 @@ test('fsync: the token file (SharedFile, as pending changes) is written durably'
 
 test('fsync: an audit entry is fsynced after its append, and the head file written durably', () => {
   const log = path.join(dir, 'state', 'data', 'audit.jsonl');
-  assert.ok(events.some((e) => e.call === 'fsync' && e.args[0] === log), 'audit.jsonl not fsynced');
+  assert.ok(
+    events.some((e) => e.call === 'fsync' && e.args[0] === log),
+    'audit.jsonl not fsynced',
+  );
   assertDurableReplace(path.join(dir, 'state', 'data', 'audit.head'));
 });

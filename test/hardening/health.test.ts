@@ -17,7 +17,9 @@ test('health: storage down answers 503 with a generic message, the error text on
     assert.equal(res.status, 503);
     assert.deepEqual(JSON.parse(text), { storage: 'unavailable' });
     assert.ok(!text.includes(String(pg.port)) && !/ECONN|refused|terminat|connect/i.test(text), text);
-    const logged = tg.logs.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string }).find((l) => l.msg.startsWith('health check failed'));
+    const logged = tg.logs
+      .map((l) => JSON.parse(l) as { level: string; msg: string; error?: string })
+      .find((l) => l.msg.startsWith('health check failed'));
     assert.equal(logged?.level, 'error');
     assert.ok(logged?.error, 'the storage error is logged');
   } finally {

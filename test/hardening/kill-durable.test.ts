@@ -23,7 +23,10 @@ test('V10: after kill -9, every answered key creation has its key files and ever
   const dir = await makeTempDir('kill-durable');
   const data = path.join(dir, 'data');
   const keys = path.join(dir, 'keys');
-  const { url, proc, adminToken } = await startTrustgateProcess({ TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: keys, TRUSTGATE_KEY_PASSPHRASE: 'kill-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn' }, path.join(dir, 'trustgate.log'));
+  const { url, proc, adminToken } = await startTrustgateProcess(
+    { TRUSTGATE_DATA_DIR: data, TRUSTGATE_KEYS_DIR: keys, TRUSTGATE_KEY_PASSPHRASE: 'kill-test-passphrase', TRUSTGATE_LOG_LEVEL: 'warn' },
+    path.join(dir, 'trustgate.log'),
+  );
   try {
     const admin = adminToken!;
     const headers = { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' };
@@ -73,11 +76,17 @@ test('V10: after kill -9, every answered key creation has its key files and ever
     for (const c of created) {
       assert.ok(c.keyIds.length >= 4, `${c.gun}: ${c.keyIds.length} keys`);
       for (const id of c.keyIds) assert.ok(existsSync(path.join(keys, `${id}.key.json`)), `${c.gun}: key ${id} answered but not on disk`);
-      assert.ok(audit.some((a) => a.action === 'repository.create' && a.outcome === 'success' && a.gun === c.gun), `${c.gun}: creation not audited`);
+      assert.ok(
+        audit.some((a) => a.action === 'repository.create' && a.outcome === 'success' && a.gun === c.gun),
+        `${c.gun}: creation not audited`,
+      );
     }
     for (const s of signed) {
       assert.ok(
-        audit.some((a) => a.action === 'tag.sign' && a.outcome === 'success' && a.gun === s.gun && a.role === s.role && a.detail?.version === s.version),
+        audit.some(
+          (a) =>
+            a.action === 'tag.sign' && a.outcome === 'success' && a.gun === s.gun && a.role === s.role && a.detail?.version === s.version,
+        ),
         `${s.gun} ${s.role} v${s.version}: signed and answered, but not audited`,
       );
     }

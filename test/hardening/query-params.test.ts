@@ -30,7 +30,11 @@ test('repeated query parameter: management API answers 400', async () => {
 test('repeated query parameter: signing API answers 400', async () => {
   const auth = { Authorization: `Bearer ${m.admin}` };
   const gun = 'registry.example.com:5000/q/app';
-  for (const path of [`inspect?gun=${gun}&gun=${gun}x`, `public-key?gun=${gun}&role=targets&role=targets/releases`, `verify?image=${gun}:v1&image=${gun}:v2`]) {
+  for (const path of [
+    `inspect?gun=${gun}&gun=${gun}x`,
+    `public-key?gun=${gun}&role=targets&role=targets/releases`,
+    `verify?image=${gun}:v1&image=${gun}:v2`,
+  ]) {
     const res = await fetch(`${m.tg.url}/api/v1/signing/${path}`, { headers: auth });
     assert.equal(res.status, 400, path);
     const body = (await res.json()) as { error: { code: string; message: string } };

@@ -13,12 +13,18 @@ after(async () => {
   await s?.stop();
 });
 
-const items = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ tag: `${prefix}-${i}`, digest: fakeDigest(`${prefix}${i}`), size: 100 + i }));
+const items = (n: number, prefix: string) =>
+  Array.from({ length: n }, (_, i) => ({ tag: `${prefix}-${i}`, digest: fakeDigest(`${prefix}${i}`), size: 100 + i }));
 
 test('V12: a batch over 1000 items is a 400 and stores nothing', async () => {
   const gun = newGun('v12-over');
   await initRepo(s, gun);
-  const res = await unchanged(s, gun, () => s.agent.post('/api/v1/signing/batch').set(bearer(s.adminToken)).send({ gun, items: items(1001, 'over') }));
+  const res = await unchanged(s, gun, () =>
+    s.agent
+      .post('/api/v1/signing/batch')
+      .set(bearer(s.adminToken))
+      .send({ gun, items: items(1001, 'over') }),
+  );
   assert.equal(res.status, 400, JSON.stringify(res.body).slice(0, 300));
   assert.equal(res.body.error.code, 'INVALID_REQUEST');
   assert.equal(res.body.error.field, 'items');
@@ -58,10 +64,23 @@ test('V12: TRUSTGATE_SIGN_MAX_BATCH sets the cap', async () => {
   try {
     const gun = newGun('v12-env');
     await initRepo(small, gun);
-    const over = await unchanged(small, gun, () => small.agent.post('/api/v1/signing/batch').set(bearer(small.adminToken)).send({ gun, items: items(11, 'env') }));
+    const over = await unchanged(small, gun, () =>
+      small.agent
+        .post('/api/v1/signing/batch')
+        .set(bearer(small.adminToken))
+        .send({ gun, items: items(11, 'env') }),
+    );
     assert.equal(over.status, 400);
     assert.match(over.body.error.message, /at most 10 items/);
-    assert.equal((await small.agent.post('/api/v1/signing/batch').set(bearer(small.adminToken)).send({ gun, items: items(10, 'env') })).status, 201);
+    assert.equal(
+      (
+        await small.agent
+          .post('/api/v1/signing/batch')
+          .set(bearer(small.adminToken))
+          .send({ gun, items: items(10, 'env') })
+      ).status,
+      201,
+    );
   } finally {
     await small.stop();
   }

@@ -53,7 +53,13 @@ before(async () => {
     },
     path.join(dir, 'trustgate.log'),
   );
-  stack = await startStack({ env: { TRUSTGATE_HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_MS), TRUSTGATE_HTTP_REQUEST_TIMEOUT_MS: '3000', TRUSTGATE_PROXY_AUTH: 'token' } });
+  stack = await startStack({
+    env: {
+      TRUSTGATE_HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_MS),
+      TRUSTGATE_HTTP_REQUEST_TIMEOUT_MS: '3000',
+      TRUSTGATE_PROXY_AUTH: 'token',
+    },
+  });
 });
 
 after(async () => {
@@ -84,7 +90,9 @@ test('slow headers: a blob upload streaming longer than the request timeout stil
   // One chunk a second: 5 s in all, past the 3 s whole-request timeout the trust server has.
   const status = await new Promise<number>((resolve, reject) => {
     const sock = net.connect(Number(port), hostname, async () => {
-      sock.write(`PUT ${location.pathname}${location.search} HTTP/1.1\r\nHost: ${location.host}\r\nAuthorization: ${auth}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${blob.length}\r\nConnection: close\r\n\r\n`);
+      sock.write(
+        `PUT ${location.pathname}${location.search} HTTP/1.1\r\nHost: ${location.host}\r\nAuthorization: ${auth}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${blob.length}\r\nConnection: close\r\n\r\n`,
+      );
       for (const c of chunks) {
         sock.write(c);
         await new Promise((r) => setTimeout(r, 1000));

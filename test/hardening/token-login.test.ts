@@ -26,8 +26,16 @@ let env: Record<string, string>;
 before(async () => {
   certs = await makeTestCerts();
   dir = await makeTempDir('v9');
-  await fsp.writeFile(path.join(dir, 'users'), `alice:${await hashPassword(ALICE_PW, COST)}:repository:example.com/**:pull\n`, { mode: 0o600 });
-  env = tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: 'http://127.0.0.1/api/v1/token', service: SERVICE, issuer: 'v9-issuer' });
+  await fsp.writeFile(path.join(dir, 'users'), `alice:${await hashPassword(ALICE_PW, COST)}:repository:example.com/**:pull\n`, {
+    mode: 0o600,
+  });
+  env = tokenAuthEnv({
+    certs,
+    users: path.join(dir, 'users'),
+    realm: 'http://127.0.0.1/api/v1/token',
+    service: SERVICE,
+    issuer: 'v9-issuer',
+  });
   tg = await startTrustgate({ env });
 });
 
@@ -38,21 +46,34 @@ after(async () => {
 });
 
 /** One request from the loopback address `from` (127.x.y.z: each its own client). */
-function get(base: string, target: string, from: string, auth?: string): Promise<{ status: number; ms: number; body: string; retryAfter?: string }> {
+function get(
+  base: string,
+  target: string,
+  from: string,
+  auth?: string,
+): Promise<{ status: number; ms: number; body: string; retryAfter?: string }> {
   const u = new URL(target, base);
   const start = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.get(u, { localAddress: from, agent: false, headers: auth ? { Authorization: auth } : {} }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, ms: performance.now() - start, body, ...(res.headers['retry-after'] ? { retryAfter: res.headers['retry-after'] } : {}) }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode!,
+          ms: performance.now() - start,
+          body,
+          ...(res.headers['retry-after'] ? { retryAfter: res.headers['retry-after'] } : {}),
+        }),
+      );
     });
     req.on('error', reject);
   });
 }
 
 const basic = (user: string, pw: string) => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
-const login = (user: string, pw: string, from: string, base = tg.url) => get(base, `/api/v1/token?service=${SERVICE}&scope=repository:example.com/app:pull`, from, basic(user, pw));
+const login = (user: string, pw: string, from: string, base = tg.url) =>
+  get(base, `/api/v1/token?service=${SERVICE}&scope=repository:example.com/app:pull`, from, basic(user, pw));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const costOf = (hash: string) => hash.split('$').slice(2, 5).join('$') + `$${Buffer.from(hash.split('$')[6]!, 'base64').length}`;
 
@@ -67,7 +88,12 @@ test('V9: unknown and known users take the same path', async () => {
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   try {
     const answers: string[] = [];
-    for (const [i, [user, pw]] of [['alice', 'wrong'], ['mallory', 'wrong'], ['', 'wrong'], ['alice', ALICE_PW]].entries()) {
+    for (const [i, [user, pw]] of [
+      ['alice', 'wrong'],
+      ['mallory', 'wrong'],
+      ['', 'wrong'],
+      ['alice', ALICE_PW],
+    ].entries()) {
       const before = issuer.passwordChecks;
       const r = await login(user!, pw!, `127.0.9.${i + 1}`, base);
       assert.equal(issuer.passwordChecks, before + 1, `${user || '(empty)'}: one password check`);
@@ -89,7 +115,10 @@ test('V9: unknown and known users take the same path', async () => {
     unknown.push((await login(`nobody${i}`, 'wrong', `127.0.11.${i + 1}`)).ms);
   }
   const ratio = median(unknown) / median(known);
-  assert.ok(ratio < 3 && ratio > 1 / 3, `unknown/known median time ratio ${ratio.toFixed(2)} (known ${median(known).toFixed(1)} ms, unknown ${median(unknown).toFixed(1)} ms)`);
+  assert.ok(
+    ratio < 3 && ratio > 1 / 3,
+    `unknown/known median time ratio ${ratio.toFixed(2)} (known ${median(known).toFixed(1)} ms, unknown ${median(unknown).toFixed(1)} ms)`,
+  );
 });
 
 test('V9: a wrong-password flood does not stall other requests', async () => {
@@ -120,6 +149,11 @@ test('repeated query parameter: the token endpoint answers 400 (scope may repeat
   const twice = await get(tg.url, `/api/v1/token?service=${SERVICE}&service=other`, '127.0.30.1');
   assert.equal(twice.status, 400);
   assert.match(JSON.parse(twice.body).errors[0].message, /"service" is given more than once/);
-  const scopes = await get(tg.url, `/api/v1/token?service=${SERVICE}&scope=repository:example.com/a:pull&scope=repository:example.com/b:pull`, '127.0.30.1', basic('alice', ALICE_PW));
+  const scopes = await get(
+    tg.url,
+    `/api/v1/token?service=${SERVICE}&scope=repository:example.com/a:pull&scope=repository:example.com/b:pull`,
+    '127.0.30.1',
+    basic('alice', ALICE_PW),
+  );
   assert.equal(scopes.status, 200);
 });

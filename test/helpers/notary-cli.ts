@@ -66,8 +66,10 @@ export async function notaryCli(opts: NotaryCliOptions): Promise<NotaryCli> {
     ...opts.env,
   };
   const globalArgs = [
-    '-s', opts.server,
-    '-d', trustDir,
+    '-s',
+    opts.server,
+    '-d',
+    trustDir,
     ...(opts.tlsCaCert ? ['--tlscacert', opts.tlsCaCert] : []),
     ...(opts.tlsCert ? ['--tlscert', opts.tlsCert] : []),
     ...(opts.tlsKey ? ['--tlskey', opts.tlsKey] : []),

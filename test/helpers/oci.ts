@@ -340,10 +340,14 @@ export function runSkopeo(args: readonly string[], opts: SkopeoRunOptions = {}):
   return runCommand(
     'skopeo',
     [
-      '--policy', e.policy,
-      '--registries.d', path.join(e.dir, 'registries.d'),
-      '--tmpdir', path.join(e.dir, 'tmp'),
-      '--command-timeout', `${Math.ceil(timeoutMs / 1000)}s`,
+      '--policy',
+      e.policy,
+      '--registries.d',
+      path.join(e.dir, 'registries.d'),
+      '--tmpdir',
+      path.join(e.dir, 'tmp'),
+      '--command-timeout',
+      `${Math.ceil(timeoutMs / 1000)}s`,
       ...args,
     ],
     { env: e.env, timeoutMs: timeoutMs + 5000 }, // our hard kill backs up skopeo's own timeout
@@ -359,7 +363,9 @@ export interface SkopeoCopyOptions extends SkopeoRunOptions {
 
 function checked(what: string, r: RunResult): RunResult {
   if (r.code !== 0) {
-    throw new Error(`${what} failed (code=${r.code}${r.timedOut ? ', timed out' : ''})\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`);
+    throw new Error(
+      `${what} failed (code=${r.code}${r.timedOut ? ', timed out' : ''})\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`,
+    );
   }
   return r;
 }
@@ -369,13 +375,19 @@ function checked(what: string, r: RunResult): RunResult {
  * TLS verification is off, so plain-http and self-signed https registries both work.
  * Throws with skopeo's output on failure.
  */
-export async function skopeoCopy(src: string, dst: string, extraArgs: readonly string[] = [], opts: SkopeoCopyOptions = {}): Promise<RunResult> {
+export async function skopeoCopy(
+  src: string,
+  dst: string,
+  extraArgs: readonly string[] = [],
+  opts: SkopeoCopyOptions = {},
+): Promise<RunResult> {
   const e = getSkopeoEnv();
   const args = [
     'copy',
     '--src-tls-verify=false',
     '--dest-tls-verify=false',
-    '--authfile', e.authfile,
+    '--authfile',
+    e.authfile,
     ...(opts.all === false ? [] : ['--all']),
     ...(opts.preserveDigests === false ? [] : ['--preserve-digests']),
     ...extraArgs,
@@ -399,7 +411,8 @@ export async function skopeoInspect<T = Record<string, unknown>>(ref: string, op
   const args = [
     'inspect',
     '--tls-verify=false',
-    '--authfile', e.authfile,
+    '--authfile',
+    e.authfile,
     ...(opts.raw ? ['--raw'] : []),
     ...(opts.config ? ['--config'] : []),
     ...(opts.extraArgs ?? []),

@@ -404,15 +404,23 @@ export async function startPostgres(): Promise<PostgresService> {
 
   const port = await freePort();
   const args = [
-    '-D', data,
-    '-h', '127.0.0.1',
-    '-p', String(port),
-    '-k', sock,
+    '-D',
+    data,
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-k',
+    sock,
     // Durability is pointless for throwaway test data; these make it much faster.
-    '-c', 'fsync=off',
-    '-c', 'synchronous_commit=off',
-    '-c', 'full_page_writes=off',
-    '-c', 'max_connections=200',
+    '-c',
+    'fsync=off',
+    '-c',
+    'synchronous_commit=off',
+    '-c',
+    'full_page_writes=off',
+    '-c',
+    'max_connections=200',
   ];
   // SIGINT = "fast" shutdown (SIGTERM would wait for clients to disconnect).
   const proc = await launch(dir, exe('postgres'), args, { env, logName: 'postgres.log', stopSignal: 'SIGINT', ...ids }, async (p) => {
@@ -423,7 +431,10 @@ export async function startPostgres(): Promise<PostgresService> {
       p.assertAlive();
       const r = await runCommand(exe('pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], { env, timeoutMs: 5000 });
       if (r.code === 0) {
-        await runCommandOk(exe('createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'trustgate'], { env, timeoutMs: 30_000 });
+        await runCommandOk(exe('createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'trustgate'], {
+          env,
+          timeoutMs: 30_000,
+        });
         return;
       }
       await sleep(100);
@@ -458,13 +469,20 @@ export async function startRedis(): Promise<RedisService> {
   const dir = await makeTempDir('redis');
   const port = await freePort();
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--save', '',
-    '--appendonly', 'no',
-    '--dir', dir,
-    '--daemonize', 'no',
-    '--logfile', '', // '' = stdout, which goes to our log file
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+    '--logfile',
+    '', // '' = stdout, which goes to our log file
   ];
   const proc = await launch(dir, 'redis-server', args, { logName: 'redis.log' }, (p) =>
     waitForPort(port, 15_000, { check: () => p.assertAlive() }),
@@ -569,11 +587,10 @@ export async function initSoftHsm(opts: { label?: string; pin?: string; soPin?: 
   const env: NodeJS.ProcessEnv = { ...process.env, SOFTHSM2_CONF: conf };
   try {
     const module = await findSoftHsmModule();
-    const r = await runCommandOk(
-      'softhsm2-util',
-      ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin],
-      { env, timeoutMs: 30_000 },
-    );
+    const r = await runCommandOk('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin], {
+      env,
+      timeoutMs: 30_000,
+    });
     const slot = /reassigned to slot (\d+)/.exec(r.stdout)?.[1] ?? null;
     return { module, conf, label, pin, soPin, slot, dir, env, cleanup: () => removeTempDir(dir) };
   } catch (e) {

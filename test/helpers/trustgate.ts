@@ -57,7 +57,13 @@ export const basicAuth = (token: string, user = 'trustgate') => `Basic ${Buffer.
  * makeTestCerts) sign and verify the tokens, `users` is the users file, `realm` the URL clients
  * are sent to for a token.
  */
-export function tokenAuthEnv(o: { certs: { caCert: string; cert: string; key: string }; users: string; realm: string; service: string; issuer: string }): Record<string, string> {
+export function tokenAuthEnv(o: {
+  certs: { caCert: string; cert: string; key: string };
+  users: string;
+  realm: string;
+  service: string;
+  issuer: string;
+}): Record<string, string> {
   return {
     TRUSTGATE_AUTH: 'token',
     TRUSTGATE_AUTH_REALM: o.realm,
@@ -75,7 +81,8 @@ let tokens = 0;
 /** A new token on an app's token store. */
 function newToken(app: App, scopes: string[], opts: { keyIds?: string[]; name?: string } = {}): string {
   const name = opts.name ?? `test-${++tokens}`;
-  return app.management.tokens.create({ name, scopes: scopes as never, ...(opts.keyIds ? { keyIds: opts.keyIds } : {}), createdBy: 'test' }).token;
+  return app.management.tokens.create({ name, scopes: scopes as never, ...(opts.keyIds ? { keyIds: opts.keyIds } : {}), createdBy: 'test' })
+    .token;
 }
 
 /** The admin token of an app: the first-start file when it is there, else a new token. */
@@ -102,8 +109,16 @@ export async function startTrustgate(opts: TrustgateOptions = {}): Promise<Runni
     TRUSTGATE_LOG_LEVEL: opts.logs ?? 'error',
     ...opts.env,
   });
-  const app = await createApp(config, { ...(opts.logs ? { log: createLogger(opts.logs, (l) => logs.push(l)) } : {}), ...opts.overrides, now });
-  const server = createServer(config.http, opts.tls ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) } : undefined, app.listener);
+  const app = await createApp(config, {
+    ...(opts.logs ? { log: createLogger(opts.logs, (l) => logs.push(l)) } : {}),
+    ...opts.overrides,
+    now,
+  });
+  const server = createServer(
+    config.http,
+    opts.tls ? { cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) } : undefined,
+    app.listener,
+  );
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
@@ -129,7 +144,11 @@ export async function startTrustgate(opts: TrustgateOptions = {}): Promise<Runni
  * The command line of `npm start`'s code (`node --import tsx src/main.ts`) with only `env`'s
  * TRUSTGATE_* settings, not the caller's: for runCommand when the run is expected to end.
  */
-export function trustgateCommand(env: Record<string, string>): { cmd: string; args: string[]; opts: { cwd: string; env: NodeJS.ProcessEnv } } {
+export function trustgateCommand(env: Record<string, string>): {
+  cmd: string;
+  args: string[];
+  opts: { cwd: string; env: NodeJS.ProcessEnv };
+} {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TRUSTGATE_')));
   return { cmd: process.execPath, args: ['--import', 'tsx', 'src/main.ts'], opts: { cwd: ROOT, env: { ...clean, ...env } } };
 }
@@ -156,7 +175,11 @@ export interface ProcessOptions {
  * `npm start`'s code as a process of its own, logging to `logFile`, on TRUSTGATE_LISTEN (default:
  * a free loopback port); resolves once its health check answers 200.
  */
-export async function startTrustgateProcess(env: Record<string, string>, logFile: string, opts: ProcessOptions = {}): Promise<TrustgateProcess> {
+export async function startTrustgateProcess(
+  env: Record<string, string>,
+  logFile: string,
+  opts: ProcessOptions = {},
+): Promise<TrustgateProcess> {
   const listen = env.TRUSTGATE_LISTEN ?? `127.0.0.1:${await freePort()}`;
   const { cmd, args, opts: run } = trustgateCommand({ TRUSTGATE_LISTEN: listen, ...env });
   const proc = startProcess(cmd, args, { ...run, logFile, ...(opts.stopTimeoutMs ? { stopTimeoutMs: opts.stopTimeoutMs } : {}) });
@@ -166,7 +189,8 @@ export async function startTrustgateProcess(env: Record<string, string>, logFile
   try {
     await waitForHttp(`${url}/_notary_server/health`, timeout, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });
     const line = opts.logLine;
-    if (line) await until(`the log to show ${line}`, () => line.test(tailFile(logFile, 1 << 20)), timeout, { check: () => proc.assertAlive() });
+    if (line)
+      await until(`the log to show ${line}`, () => line.test(tailFile(logFile, 1 << 20)), timeout, { check: () => proc.assertAlive() });
   } catch (e) {
     await proc.stop();
     throw new Error(`trustgate (${logFile}) did not start: ${(e as Error).message}\n${tailFile(logFile)}`);

@@ -9,7 +9,15 @@ import { keyId, parseKey, signingMethod, type TufKey } from '../../src/core/cryp
 import { canonicalBytes } from '../../src/core/json/canonical.js';
 import { generateSigner, LocalSigner, type Signer } from '../../src/core/crypto/signer.js';
 import { createRootCertificate } from '../../src/core/crypto/x509.js';
-import { fileMetaFor, signBody, type DelegatedRole, type FileMeta, type RootBody, type SnapshotBody, type TargetsBody } from '../../src/core/tuf/metadata.js';
+import {
+  fileMetaFor,
+  signBody,
+  type DelegatedRole,
+  type FileMeta,
+  type RootBody,
+  type SnapshotBody,
+  type TargetsBody,
+} from '../../src/core/tuf/metadata.js';
 import { DAY_MS, YEAR_MS, formatRfc3339 } from '../../src/core/tuf/time.js';
 
 export type Agent = ReturnType<typeof request>;
@@ -21,7 +29,10 @@ export const tufPath = (gun: string, file = '') => `/v2/${gun}/_trust/tuf/${file
 export function authedAgent(agent: Agent, token: string): Agent {
   const out: Record<string, unknown> = {};
   for (const [m, f] of Object.entries(agent)) {
-    out[m] = typeof f === 'function' ? (url: string) => (f as (u: string) => ReturnType<Agent['get']>)(url).set('Authorization', `Bearer ${token}`) : f;
+    out[m] =
+      typeof f === 'function'
+        ? (url: string) => (f as (u: string) => ReturnType<Agent['get']>)(url).set('Authorization', `Bearer ${token}`)
+        : f;
   }
   return out as unknown as Agent;
 }
@@ -52,7 +63,12 @@ export async function newRootSigner(cn: string, opts: { notBefore?: Date; years?
   return new LocalSigner(plain.privateKey, key);
 }
 
-export async function fetchServerKey(agent: Agent, gun: string, role: 'timestamp' | 'snapshot', method: 'get' | 'post' = 'get'): Promise<TufKey> {
+export async function fetchServerKey(
+  agent: Agent,
+  gun: string,
+  role: 'timestamp' | 'snapshot',
+  method: 'get' | 'post' = 'get',
+): Promise<TufKey> {
   const res = await raw(agent[method](tufPath(gun, `${role}.key`)));
   if (res.status !== 200) throw new Error(`${method.toUpperCase()} ${role}.key: ${res.status} ${res.body.toString()}`);
   return parseKey(JSON.parse(res.body.toString('utf8')));
@@ -75,23 +91,37 @@ export function rootBody(opts: {
   expires?: string;
 }): RootBody {
   const keys: Record<string, TufKey> = {};
-  const ids = (ks: TufKey[]) => ks.map((k) => {
-    const id = keyId(k);
-    keys[id] = k;
-    return id;
+  const ids = (ks: TufKey[]) =>
+    ks.map((k) => {
+      const id = keyId(k);
+      keys[id] = k;
+      return id;
+    });
+  const role = (name: 'root' | 'targets' | 'snapshot' | 'timestamp', ks: TufKey[]) => ({
+    keyids: ids(ks),
+    threshold: opts.thresholds?.[name] ?? 1,
   });
-  const role = (name: 'root' | 'targets' | 'snapshot' | 'timestamp', ks: TufKey[]) => ({ keyids: ids(ks), threshold: opts.thresholds?.[name] ?? 1 });
   return {
     _type: 'Root',
     consistent_snapshot: false,
     expires: opts.expires ?? EXPIRES_10Y(),
     keys,
-    roles: { root: role('root', opts.root), snapshot: role('snapshot', opts.snapshot), targets: role('targets', opts.targets), timestamp: role('timestamp', opts.timestamp) },
+    roles: {
+      root: role('root', opts.root),
+      snapshot: role('snapshot', opts.snapshot),
+      targets: role('targets', opts.targets),
+      timestamp: role('timestamp', opts.timestamp),
+    },
     version: opts.version,
   };
 }
 
-export function targetsBody(opts: { version: number; targets?: Record<string, FileMeta>; delegations?: TargetsBody['delegations']; expires?: string }): TargetsBody {
+export function targetsBody(opts: {
+  version: number;
+  targets?: Record<string, FileMeta>;
+  delegations?: TargetsBody['delegations'];
+  expires?: string;
+}): TargetsBody {
   return {
     _type: 'Targets',
     delegations: opts.delegations ?? { keys: {}, roles: [] },
@@ -101,7 +131,11 @@ export function targetsBody(opts: { version: number; targets?: Record<string, Fi
   };
 }
 
-export function snapshotBody(opts: { version: number; files: Map<string, Buffer> | Record<string, Buffer>; expires?: string }): SnapshotBody {
+export function snapshotBody(opts: {
+  version: number;
+  files: Map<string, Buffer> | Record<string, Buffer>;
+  expires?: string;
+}): SnapshotBody {
   const meta: Record<string, FileMeta> = {};
   const entries = opts.files instanceof Map ? [...opts.files] : Object.entries(opts.files);
   for (const [role, bytes] of entries) meta[role] = fileMetaFor(bytes);
@@ -144,7 +178,9 @@ export function multipart(files: Files, boundary = `tgtest${randomBytes(12).toSt
   const chunks: Buffer[] = [];
   for (const [name, bytes] of files) {
     chunks.push(
-      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
       bytes,
       Buffer.from('\r\n'),
     );
@@ -205,7 +241,9 @@ export class TufRepo {
     const repo = new TufRepo(agent, gun, await newRootSigner(gun), ts, snap);
     const body = repo.rootBodyFor(1);
     repo.root = { body, bytes: await sign(body, repo.rootSigners) };
-    const files = await repo.files([['targets', targetsBody({ version: 1, ...(opts.targets ? { targets: opts.targets } : {}) })]], { root: true });
+    const files = await repo.files([['targets', targetsBody({ version: 1, ...(opts.targets ? { targets: opts.targets } : {}) })]], {
+      root: true,
+    });
     if (opts.publish !== false) {
       const res = await repo.publish(files);
       if (res.status !== 200) throw new Error(`init publish of ${gun}: ${res.status} ${res.body.toString()}`);
@@ -302,7 +340,10 @@ export class TufRepo {
    * Delegates `name` (a direct child of its parent) to a new ecdsa key and publishes the parent;
    * with `publishRole`, also publishes the delegation's own first (empty) file.
    */
-  async addDelegation(name: string, opts: { paths?: string[]; threshold?: number; publishRole?: boolean } = {}): Promise<Response & { body: Buffer }> {
+  async addDelegation(
+    name: string,
+    opts: { paths?: string[]; threshold?: number; publishRole?: boolean } = {},
+  ): Promise<Response & { body: Buffer }> {
     const key = generateSigner('ecdsa');
     this.delegationKeys.set(name, key);
     const parent = name.slice(0, name.lastIndexOf('/'));

@@ -56,7 +56,9 @@ export async function storedState(tg: RunningTrustgate, guns: readonly string[] 
     // Every stored version, byte for byte, straight from the database file.
     const db = new Database(path.join(tg.app.config.dataDir, 'trustgate.db'), { readonly: true, fileMustExist: true });
     try {
-      const rows = db.prepare('SELECT gun, role, version, sha256, hex(data) AS data, created_at FROM tuf_files ORDER BY gun, role, version').all() as Array<Record<string, string | number>>;
+      const rows = db
+        .prepare('SELECT gun, role, version, sha256, hex(data) AS data, created_at FROM tuf_files ORDER BY gun, role, version')
+        .all() as Array<Record<string, string | number>>;
       for (const r of rows) trust[`${r.gun} ${r.role} ${r.version}`] = `${r.sha256} ${r.data} ${r.created_at}`;
     } finally {
       db.close();
@@ -70,14 +72,26 @@ export async function storedState(tg: RunningTrustgate, guns: readonly string[] 
       }
     }
   }
-  const changes = (await store.changes({ changeId: -1, records: 100 })).map((c) => `${c.id} ${c.gun} ${c.version} ${c.sha256} ${c.category}`);
+  const changes = (await store.changes({ changeId: -1, records: 100 })).map(
+    (c) => `${c.id} ${c.gun} ${c.version} ${c.sha256} ${c.category}`,
+  );
   return {
     trust,
     changes,
     served,
     ...(w.keys !== false ? { keys: (await keys.list()).map((k) => `${k.id} ${k.gun} ${k.role}`).sort() } : {}),
-    pending: management.pending.list().map((p) => p.id).sort(),
-    ...(w.tokens ? { tokens: management.tokens.list().map((t) => t.id).sort() } : {}),
+    pending: management.pending
+      .list()
+      .map((p) => p.id)
+      .sort(),
+    ...(w.tokens
+      ? {
+          tokens: management.tokens
+            .list()
+            .map((t) => t.id)
+            .sort(),
+        }
+      : {}),
     ...(w.audit ? { audit: management.audit.query().length } : {}),
   };
 }
@@ -88,7 +102,12 @@ export async function storedState(tg: RunningTrustgate, guns: readonly string[] 
  * asks, and what the named GUNs serve. Returns fn's result. `on`: a running trustgate, or a
  * suite's server holding one.
  */
-export async function unchanged<T>(on: RunningTrustgate | { tg: RunningTrustgate }, guns: string | readonly string[], fn: () => Promise<T>, w: Watch = {}): Promise<T> {
+export async function unchanged<T>(
+  on: RunningTrustgate | { tg: RunningTrustgate },
+  guns: string | readonly string[],
+  fn: () => Promise<T>,
+  w: Watch = {},
+): Promise<T> {
   const tg = 'tg' in on ? on.tg : on;
   const names = typeof guns === 'string' ? [guns] : guns;
   const before = await storedState(tg, names, w);

@@ -18,7 +18,12 @@ export function gunNamer(prefix: string, fallback: string): (name?: string) => s
  * Polls `ok` every `intervalMs` until it returns something truthy, and returns that; throws
  * after `ms`. `check` runs before each poll (e.g. to fail early when a process died).
  */
-export async function until<T>(what: string, ok: () => T | Promise<T>, ms: number, opts: { intervalMs?: number; check?: () => void } = {}): Promise<NonNullable<T>> {
+export async function until<T>(
+  what: string,
+  ok: () => T | Promise<T>,
+  ms: number,
+  opts: { intervalMs?: number; check?: () => void } = {},
+): Promise<NonNullable<T>> {
   const interval = opts.intervalMs ?? 100;
   const deadline = Date.now() + ms;
   for (let i = 0; i <= Math.ceil(ms / interval); i++) {

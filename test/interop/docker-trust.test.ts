@@ -26,14 +26,17 @@ function fakeManifest(label: string): { hex: string; size: number } {
       schemaVersion: 2,
       mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
       config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: 1470, digest: `sha256:${sha256Hex(`cfg-${label}`)}` },
-      layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 3370706, digest: `sha256:${sha256Hex(`l-${label}`)}` }],
+      layers: [
+        { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 3370706, digest: `sha256:${sha256Hex(`l-${label}`)}` },
+      ],
     }),
   );
   return { hex: sha256Hex(bytes), size: bytes.length };
 }
 
 /** TUF key id (spec §5.6), written out by hand so it does not depend on src/. */
-const tufKeyId = (keytype: string, publicB64: string) => sha256Hex(`{"keytype":"${keytype}","keyval":{"private":null,"public":"${publicB64}"}}`);
+const tufKeyId = (keytype: string, publicB64: string) =>
+  sha256Hex(`{"keytype":"${keytype}","keyval":{"private":null,"public":"${publicB64}"}}`);
 
 interface KeyJson {
   keytype: string;
@@ -166,7 +169,10 @@ const ok = (r: RunResult, what: string) => assert.equal(r.code, 0, `${what} fail
 function prettySkeleton(text: string, name: string): string[] {
   const out: string[] = [];
   for (const raw of text.split('\n')) {
-    let line = raw.split(name).join('<NAME>').replace(/[0-9a-f]{64}/g, '<ID>');
+    let line = raw
+      .split(name)
+      .join('<NAME>')
+      .replace(/[0-9a-f]{64}/g, '<ID>');
     if (/^\S+\s+<ID>\s+\S.*$/.test(line) && !/^SIGNED TAG/.test(line)) line = '<TAG ROW>';
     else if (/^\S+\s+[0-9a-f]{12}(, [0-9a-f]{12})*$/.test(line)) line = '<SIGNER ROW>';
     if (line === out.at(-1) && line.startsWith('<')) continue; // n rows look like one
@@ -242,7 +248,10 @@ test('docker trust inspect (pretty and JSON) reads tags published with the notar
     const fixtureJson = JSON.parse(await fsp.readFile(path.join(FIXTURES, 'docker-trust-inspect.json'), 'utf8')) as InspectJson[];
     assert.deepEqual(Object.keys(parsed[0]!), Object.keys(fixtureJson[0]!));
     assert.deepEqual(Object.keys(parsed[0]!.SignedTags[0]!), Object.keys(fixtureJson[0]!.SignedTags[0]!));
-    assert.deepEqual(parsed[0]!.AdministrativeKeys.map((k) => k.Name), fixtureJson[0]!.AdministrativeKeys.map((k) => k.Name));
+    assert.deepEqual(
+      parsed[0]!.AdministrativeKeys.map((k) => k.Name),
+      fixtureJson[0]!.AdministrativeKeys.map((k) => k.Name),
+    );
 
     // One tag only.
     const one = JSON.parse((await env.docker(['trust', 'inspect', `${gun}:v1`])).stdout) as InspectJson[];
@@ -309,7 +318,19 @@ test('docker trust key generate + signer add (two signers) initialise a reposito
     const admin = await env.notary({ dockerTrustDir: true });
     const [mAdmin, mAlice] = [fakeManifest('admin'), fakeManifest('alice')];
     await admin.runOk(['addhash', gun, 'base', String(mAdmin.size), '--sha256', mAdmin.hex, '-p']);
-    await admin.runOk(['addhash', gun, 'v1', String(mAlice.size), '--sha256', mAlice.hex, '--roles', 'targets/releases', '--roles', 'targets/alice', '-p']);
+    await admin.runOk([
+      'addhash',
+      gun,
+      'v1',
+      String(mAlice.size),
+      '--sha256',
+      mAlice.hex,
+      '--roles',
+      'targets/releases',
+      '--roles',
+      'targets/alice',
+      '-p',
+    ]);
     const rel = await env.tuf<TargetsSigned>(gun, 'targets/releases.json');
     assert.equal(Buffer.from(rel.signed.targets.v1!.hashes.sha256!, 'base64').toString('hex'), mAlice.hex);
     // Both signer keys sit in this one docker trust dir, so notary signs targets/releases with both.
@@ -331,21 +352,30 @@ test('docker trust key generate + signer add (two signers) initialise a reposito
       { SignedTag: 'v1', Digest: mAlice.hex, Signers: ['alice'] },
     ]);
     // docker builds this list from a Go map, so its order varies from run to run.
-    assert.deepEqual([...parsed[0]!.Signers].sort((a, b) => a.Name.localeCompare(b.Name)), [
-      { Name: 'alice', Keys: [{ ID: aliceId }] },
-      { Name: 'bob', Keys: [{ ID: bobId }] },
-    ]);
-    assert.deepEqual(parsed[0]!.AdministrativeKeys.map((k) => [k.Name, k.Keys.map((x) => x.ID)]), [
-      ['Root', root.roles.root.keyids],
-      ['Repository', root.roles.targets.keyids],
-    ]);
+    assert.deepEqual(
+      [...parsed[0]!.Signers].sort((a, b) => a.Name.localeCompare(b.Name)),
+      [
+        { Name: 'alice', Keys: [{ ID: aliceId }] },
+        { Name: 'bob', Keys: [{ ID: bobId }] },
+      ],
+    );
+    assert.deepEqual(
+      parsed[0]!.AdministrativeKeys.map((k) => [k.Name, k.Keys.map((x) => x.ID)]),
+      [
+        ['Root', root.roles.root.keyids],
+        ['Repository', root.roles.targets.keyids],
+      ],
+    );
 
     // Revoke alice's signature for v1: docker removes it from every delegation and publishes.
     const revoke = await env.docker(['trust', 'revoke', '--yes', `${gun}:v1`]);
     ok(revoke, 'docker trust revoke');
     assert.match(revoke.stdout, /Successfully deleted signature for .*:v1/);
     const after = JSON.parse((await env.docker(['trust', 'inspect', gun])).stdout) as InspectJson[];
-    assert.deepEqual(after[0]!.SignedTags.map((t) => t.SignedTag), ['base']);
+    assert.deepEqual(
+      after[0]!.SignedTags.map((t) => t.SignedTag),
+      ['base'],
+    );
     assert.deepEqual((await env.tuf<TargetsSigned>(gun, 'targets/releases.json')).signed.targets, {});
   });
 });
@@ -388,16 +418,30 @@ test('GOLDEN: trustgate inspect prints byte for byte what docker trust inspect -
       ok(docker, `docker trust inspect --pretty ${gun}`);
       const ours = await tgCli.run(['inspect', gun], { env: cliEnv });
       ok(ours, `trustgate inspect ${gun}`);
-      assert.equal(ours.stdout, docker.stdout, `trustgate inspect ${gun} differs from docker:\n--- docker\n${docker.stdout}\n--- trustgate\n${ours.stdout}`);
+      assert.equal(
+        ours.stdout,
+        docker.stdout,
+        `trustgate inspect ${gun} differs from docker:\n--- docker\n${docker.stdout}\n--- trustgate\n${ours.stdout}`,
+      );
       // The rows the case is about, so a shape both get wrong the same way cannot pass.
-      assert.deepEqual(prettyTags(docker.stdout).map((r) => `${r.tag} ${r.signers}`), expectRows);
+      assert.deepEqual(
+        prettyTags(docker.stdout).map((r) => `${r.tag} ${r.signers}`),
+        expectRows,
+      );
 
       const [dj] = JSON.parse((await env.docker(['trust', 'inspect', gun])).stdout) as InspectJson[];
       const dockerTags = dj!.SignedTags.map((t) => [t.SignedTag, `sha256:${t.Digest}`, t.Signers]);
       const signing = await api(`/signing/inspect?gun=${encodeURIComponent(gun)}`);
       const mgmt = await api(`/repositories/${encodeURIComponent(gun)}`);
-      for (const [what, tags] of [['signing API', signing.signedTags], ['management API', mgmt.signedTags]] as const) {
-        assert.deepEqual(tags.map((t: { tag: string; digest: string; signers: string[] }) => [t.tag, t.digest, t.signers]), dockerTags, `${what} signedTags of ${gun}`);
+      for (const [what, tags] of [
+        ['signing API', signing.signedTags],
+        ['management API', mgmt.signedTags],
+      ] as const) {
+        assert.deepEqual(
+          tags.map((t: { tag: string; digest: string; signers: string[] }) => [t.tag, t.digest, t.signers]),
+          dockerTags,
+          `${what} signedTags of ${gun}`,
+        );
       }
       assert.deepEqual(
         signing.signers.map((s: { name: string; keys: Array<{ id: string }> }) => [s.name, s.keys.map((k) => k.id)]),
@@ -411,7 +455,13 @@ test('GOLDEN: trustgate inspect prints byte for byte what docker trust inspect -
     await admin.runOk(['init', plain, '-p']);
     await admin.runOk(['key', 'rotate', plain, 'snapshot', '-r']);
     const [m1, m2, m10] = [fakeManifest('g1'), fakeManifest('g2'), fakeManifest('g10')];
-    for (const [tag, m] of [['v1', m1], ['v10', m10], ['v2', m2], ['latest', m10]] as const) await admin.runOk(['addhash', plain, tag, String(m.size), '--sha256', m.hex]);
+    for (const [tag, m] of [
+      ['v1', m1],
+      ['v10', m10],
+      ['v2', m2],
+      ['latest', m10],
+    ] as const)
+      await admin.runOk(['addhash', plain, tag, String(m.size), '--sha256', m.hex]);
     await admin.runOk(['publish', plain]);
     await same(plain, ['latest (Repo Admin)', 'v1 (Repo Admin)', 'v2 (Repo Admin)', 'v10 (Repo Admin)']);
 
@@ -432,8 +482,32 @@ test('GOLDEN: trustgate inspect prints byte for byte what docker trust inspect -
     const signer = await env.notary({ dockerTrustDir: true });
     const [mb, ma, mab, mu] = [fakeManifest('base'), fakeManifest('a'), fakeManifest('ab'), fakeManifest('u')];
     await signer.runOk(['addhash', team, 'base', String(mb.size), '--sha256', mb.hex]);
-    await signer.runOk(['addhash', team, 'v1', String(ma.size), '--sha256', ma.hex, '--roles', 'targets/releases', '--roles', 'targets/alice']);
-    await signer.runOk(['addhash', team, 'v2', String(mab.size), '--sha256', mab.hex, '--roles', 'targets/releases', '--roles', 'targets/bob', '--roles', 'targets/alice']);
+    await signer.runOk([
+      'addhash',
+      team,
+      'v1',
+      String(ma.size),
+      '--sha256',
+      ma.hex,
+      '--roles',
+      'targets/releases',
+      '--roles',
+      'targets/alice',
+    ]);
+    await signer.runOk([
+      'addhash',
+      team,
+      'v2',
+      String(mab.size),
+      '--sha256',
+      mab.hex,
+      '--roles',
+      'targets/releases',
+      '--roles',
+      'targets/bob',
+      '--roles',
+      'targets/alice',
+    ]);
     await signer.runOk(['addhash', team, 'wip', String(mu.size), '--sha256', mu.hex, '--roles', 'targets/bob']);
     await signer.runOk(['publish', team]);
     await same(team, ['base (Repo Admin)', 'v1 alice', 'v2 alice, bob']);
@@ -445,15 +519,40 @@ test('GOLDEN: trustgate inspect prints byte for byte what docker trust inspect -
     const mc = fakeManifest('ci');
     const batch = path.join(env.home, 'golden-batch.json');
     const item = { gun: own, tag: 'build-7', digest: `sha256:${mc.hex}`, size: mc.size };
-    await fsp.writeFile(batch, JSON.stringify([{ ...item, role: 'targets/releases' }, { ...item, role: 'targets/ci' }, { ...item, tag: 'build-12' }]));
+    await fsp.writeFile(
+      batch,
+      JSON.stringify([
+        { ...item, role: 'targets/releases' },
+        { ...item, role: 'targets/ci' },
+        { ...item, tag: 'build-12' },
+      ]),
+    );
     ok(await tgCli.run(['sign', '--batch', batch], { env: cliEnv }), 'trustgate sign --batch');
     // A signer given as an x509 certificate: docker shows the ID of the key inside it.
     const [certKey, cert] = [path.join(env.home, 'dave.key'), path.join(env.home, 'dave.crt')];
-    const made = await runCommand('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=dave', '-days', '30', '-keyout', certKey, '-out', cert]);
+    const made = await runCommand('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=dave',
+      '-days',
+      '30',
+      '-keyout',
+      certKey,
+      '-out',
+      cert,
+    ]);
     ok(made, 'openssl req -x509');
     ok(await tgCli.run(['signer', 'add', own, 'dave', '--key', cert], { env: cliEnv }), 'trustgate signer add --key cert');
     await same(own, ['build-7 ci', 'build-12 (Repo Admin)']);
-    const daveRole = ((await env.tuf<TargetsSigned>(own, 'targets.json')).signed.delegations.roles ?? []).find((r) => r.name === 'targets/dave')!;
+    const daveRole = ((await env.tuf<TargetsSigned>(own, 'targets.json')).signed.delegations.roles ?? []).find(
+      (r) => r.name === 'targets/dave',
+    )!;
     const daveCertId = daveRole.keyids[0]!;
     const [dj] = JSON.parse((await env.docker(['trust', 'inspect', own])).stdout) as InspectJson[];
     const daveShown = dj!.Signers.find((x) => x.Name === 'dave')!.Keys[0]!.ID;

@@ -36,7 +36,10 @@ test('oci: tar header checksum is valid ustar', () => {
   const stored = parseInt(h.subarray(148, 154).toString('latin1'), 8);
   const copy = Buffer.from(h);
   copy.fill(0x20, 148, 156);
-  assert.equal(stored, copy.reduce((a, b) => a + b, 0));
+  assert.equal(
+    stored,
+    copy.reduce((a, b) => a + b, 0),
+  );
   assert.equal(h.subarray(257, 263).toString('latin1'), 'ustar\0');
 });
 
@@ -101,8 +104,13 @@ test('registry: multi-arch index push with --all keeps the index digest', async 
       assert.equal(r.status, 200, `platform ${im.platform.architecture}`);
       assert.equal(sha256Digest(Buffer.from(await r.arrayBuffer())), im.manifest.digest);
     }
-    const raw = await skopeoInspect<{ manifests: { platform: { architecture: string } }[] }>(`docker://${reg.host}/ns/multi:multi`, { raw: true });
-    assert.deepEqual(raw.manifests.map((m) => m.platform.architecture), ['amd64', 'arm64']);
+    const raw = await skopeoInspect<{ manifests: { platform: { architecture: string } }[] }>(`docker://${reg.host}/ns/multi:multi`, {
+      raw: true,
+    });
+    assert.deepEqual(
+      raw.manifests.map((m) => m.platform.architecture),
+      ['amd64', 'arm64'],
+    );
   } finally {
     await reg.stop();
     await removeTempDir(work);

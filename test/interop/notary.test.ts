@@ -20,7 +20,9 @@ function fakeManifest(label: string): { bytes: Buffer; hex: string; size: number
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256Hex(`config-${label}`)}`, size: 1469 },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${sha256Hex(`layer-${label}`)}`, size: 3623807 }],
+      layers: [
+        { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${sha256Hex(`layer-${label}`)}`, size: 3623807 },
+      ],
     }),
   );
   return { bytes, hex: sha256Hex(bytes), size: bytes.length };
@@ -55,7 +57,12 @@ interface SnapshotSigned {
 }
 
 /** GET a file under /v2/<gun>/_trust/tuf/ and keep the exact bytes. */
-async function getTuf(base: string, gun: string, file: string, token?: string): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
+async function getTuf(
+  base: string,
+  gun: string,
+  file: string,
+  token?: string,
+): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
   const headers = token ? { Authorization: `Bearer ${token}` } : undefined;
   const res = await fetch(`${base}/v2/${gun}/_trust/tuf/${file}`, { signal: AbortSignal.timeout(10_000), ...(headers ? { headers } : {}) });
   return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), headers: res.headers };
@@ -211,7 +218,11 @@ test('notary: key rotations (server snapshot, timestamp, targets, root) keep old
     const served = JSON.parse((await getTuf(tg.url, gun, 'snapshot.key', tg.adminToken)).bytes.toString()) as KeyJson;
     assert.equal(tufKeyId(served.keytype, served.keyval.public), snapKeyId, 'GET snapshot.key = the key root v2 names');
     const snapAfter = await getJson<SnapshotSigned>(tg.url, gun, 'snapshot.json');
-    assert.deepEqual(snapAfter.env.signatures.map((s) => s.keyid), [snapKeyId], 'the server signed the new snapshot');
+    assert.deepEqual(
+      snapAfter.env.signatures.map((s) => s.keyid),
+      [snapKeyId],
+      'the server signed the new snapshot',
+    );
     const daysLeft = (iso: string) => (Date.parse(iso) - Date.now()) / 86_400_000;
     assert.ok(Math.abs(daysLeft(snapAfter.env.signed.expires) - 1095) < 1, snapAfter.env.signed.expires);
     assert.ok(Math.abs(daysLeft((await getJson(tg.url, gun, 'timestamp.json')).env.signed.expires) - 14) < 1);
@@ -227,7 +238,10 @@ test('notary: key rotations (server snapshot, timestamp, targets, root) keep old
     assert.equal(root3.signed.version, 3);
     const tsKeyId = root3.signed.roles.timestamp.keyids[0]!;
     assert.notEqual(tsKeyId, root2.signed.roles.timestamp.keyids[0]);
-    assert.deepEqual((await getJson(tg.url, gun, 'timestamp.json')).env.signatures.map((s) => s.keyid), [tsKeyId]);
+    assert.deepEqual(
+      (await getJson(tg.url, gun, 'timestamp.json')).env.signatures.map((s) => s.keyid),
+      [tsKeyId],
+    );
     assert.deepEqual(parseNotaryList((await bob!.runOk(['list', gun])).stdout), [row('r1', m1), row('r2', m2)]);
 
     // 3. Targets key (client side): targets is re-signed with the new key.
@@ -236,7 +250,10 @@ test('notary: key rotations (server snapshot, timestamp, targets, root) keep old
     assert.equal(root4.signed.version, 4);
     const targetsKeyId = root4.signed.roles.targets.keyids[0]!;
     assert.notEqual(targetsKeyId, root3.signed.roles.targets.keyids[0]);
-    assert.deepEqual((await getJson(tg.url, gun, 'targets.json')).env.signatures.map((s) => s.keyid), [targetsKeyId]);
+    assert.deepEqual(
+      (await getJson(tg.url, gun, 'targets.json')).env.signatures.map((s) => s.keyid),
+      [targetsKeyId],
+    );
     // bob cached root v3 just above.
     assert.deepEqual(parseNotaryList((await bob!.runOk(['list', gun])).stdout), [row('r1', m1), row('r2', m2)]);
 
@@ -295,7 +312,10 @@ test('notary: root rotation right after init: 1.root.json and 2.root.json, old-r
 
     await alice!.runOk(['addhash', gun, 'after', String(m.size), '--sha256', m.hex, '-p']);
     const listed = parseNotaryList((await bob!.runOk(['list', gun])).stdout);
-    assert.deepEqual(listed.map((t) => t.name), ['after', 'before']);
+    assert.deepEqual(
+      listed.map((t) => t.name),
+      ['after', 'before'],
+    );
   });
 });
 
@@ -328,7 +348,17 @@ test('notary: delegation targets/releases: import key, add, publish as delegate,
 
       // The snapshot key is still the admin's: the delegate cannot publish, and the client decodes
       // the server's ErrBadHierarchy detail into notary's own message (same as notary-server).
-      const noSnap = await delegate!.run(['addhash', gun, 'rel-0', String(relTag.size), '--sha256', relTag.hex, '--roles', 'targets/releases', '-p']);
+      const noSnap = await delegate!.run([
+        'addhash',
+        gun,
+        'rel-0',
+        String(relTag.size),
+        '--sha256',
+        relTag.hex,
+        '--roles',
+        'targets/releases',
+        '-p',
+      ]);
       assert.equal(noSnap.code, 1);
       assert.match(
         noSnap.stdout + noSnap.stderr,
@@ -338,7 +368,17 @@ test('notary: delegation targets/releases: import key, add, publish as delegate,
       // So, as Docker does, hand the snapshot to the server.
       await admin!.runOk(['key', 'rotate', gun, 'snapshot', '-r']);
 
-      const a1 = await delegate!.runOk(['addhash', gun, 'rel-1', String(relTag.size), '--sha256', relTag.hex, '--roles', 'targets/releases', '-p']);
+      const a1 = await delegate!.runOk([
+        'addhash',
+        gun,
+        'rel-1',
+        String(relTag.size),
+        '--sha256',
+        relTag.hex,
+        '--roles',
+        'targets/releases',
+        '-p',
+      ]);
       assert.match(a1.stdout, /Successfully published changes/);
       await delegate!.runOk(['add', gun, 'rel-2', file, '--roles', 'targets/releases', '-p']);
 
@@ -346,7 +386,10 @@ test('notary: delegation targets/releases: import key, add, publish as delegate,
       const relFile = await getJson<TargetsSigned>(tg.url, gun, 'targets/releases.json');
       assert.equal(relFile.env.signed._type, 'Targets');
       assert.deepEqual(Object.keys(relFile.env.signed.targets).sort(), ['rel-1', 'rel-2']);
-      assert.deepEqual(relFile.env.signatures.map((s) => s.keyid), [rel.keyId]);
+      assert.deepEqual(
+        relFile.env.signatures.map((s) => s.keyid),
+        [rel.keyId],
+      );
       const snap = await assertHashChain(tg.url, gun);
       assert.deepEqual(Object.keys(snap.signed.meta).sort(), ['root', 'targets', 'targets/releases']);
 
@@ -378,13 +421,28 @@ test('notary: delegation targets/releases: import key, add, publish as delegate,
       assert.deepEqual(t2.env.signed.delegations.roles ?? [], []);
 
       // The delegate can no longer publish (the client already refuses) ...
-      const late = await delegate!.run(['addhash', gun, 'rel-3', String(relTag.size), '--sha256', relTag.hex, '--roles', 'targets/releases', '-p']);
+      const late = await delegate!.run([
+        'addhash',
+        gun,
+        'rel-3',
+        String(relTag.size),
+        '--sha256',
+        relTag.hex,
+        '--roles',
+        'targets/releases',
+        '-p',
+      ]);
       assert.notEqual(late.code, 0);
       assert.match(late.stdout + late.stderr, /delegation does not exist/);
       // ... and the server refuses a replayed delegation file whose parent no longer lists it.
       const form = new FormData();
       form.append('files', new Blob([new Uint8Array(oldRelBytes)]), 'targets/releases');
-      const res = await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, { method: 'POST', body: form, headers: { Authorization: `Bearer ${tg.adminToken}` }, signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, {
+        method: 'POST',
+        body: form,
+        headers: { Authorization: `Bearer ${tg.adminToken}` },
+        signal: AbortSignal.timeout(10_000),
+      });
       assert.equal(res.status, 400);
       const body = (await res.json()) as { errors: { code: string; detail: { Name: string; Error: { Msg: string } } }[] };
       assert.equal(body.errors[0]!.code, 'INVALID_UPDATE');
@@ -418,7 +476,10 @@ test('notary: delegation key rotation, then `witness` re-signs the delegation wi
       await admin!.runOk(['delegation', 'add', gun, 'targets/releases', k2.cert, '-p']);
       await admin!.runOk(['delegation', 'remove', gun, 'targets/releases', k1.canonicalId, '-p']);
       const t = await getJson<TargetsSigned>(tg.url, gun, 'targets.json');
-      assert.deepEqual(t.env.signed.delegations.roles.map((r) => r.keyids), [[k2.keyId]]);
+      assert.deepEqual(
+        t.env.signed.delegations.roles.map((r) => r.keyids),
+        [[k2.keyId]],
+      );
       const broken = await reader!.runOk(['list', gun]);
       assert.deepEqual(parseNotaryList(broken.stdout), []);
       assert.match(broken.stderr, /valid signatures did not meet threshold for targets\/releases/);
@@ -431,7 +492,10 @@ test('notary: delegation key rotation, then `witness` re-signs the delegation wi
       const after = await getJson<TargetsSigned>(tg.url, gun, 'targets/releases.json');
       assert.equal(after.env.signed.version, before.env.signed.version + 1);
       assert.deepEqual(after.env.signed.targets, before.env.signed.targets);
-      assert.deepEqual(after.env.signatures.map((s) => s.keyid), [k2.keyId]);
+      assert.deepEqual(
+        after.env.signatures.map((s) => s.keyid),
+        [k2.keyId],
+      );
       assert.deepEqual(parseNotaryList((await reader!.runOk(['list', gun])).stdout), want);
       await assertHashChain(tg.url, gun);
     });
@@ -440,42 +504,39 @@ test('notary: delegation key rotation, then `witness` re-signs the delegation wi
   }
 });
 
-test(
-  'notary: removing the last key of a delegation (`delegation remove <gun> <role> <keyid>`) publishes',
-  async () => {
-    const work = await makeTempDir('notary-lastkey');
-    const flow = async (server: string, token?: string) => {
-      const [admin, reader] = [await notaryCli({ server, token }), await notaryCli({ server })];
-      try {
-        const gun = 'registry.example.com/ns/lastkey';
-        const k = await makeDelegationCert(work, 'releases');
-        await admin.runOk(['init', gun, '-p']);
-        await admin.runOk(['delegation', 'add', gun, 'targets/releases', k.cert, '--all-paths', '-p']);
-        const r = await admin.run(['delegation', 'remove', gun, 'targets/releases', k.canonicalId, '-p']);
-        assert.equal(r.code, 0, `${server}: ${r.stdout}${r.stderr}`);
-        assert.match(r.stdout, /Successfully published changes/);
-        const t = await getJson<TargetsSigned>(server, gun, 'targets.json');
-        assert.equal(t.env.signed.delegations.roles.length, 1);
-        assert.deepEqual(t.env.signed.delegations.roles[0]!.keyids ?? [], []);
-        const dl = await reader.runOk(['delegation', 'list', gun]);
-        assert.match(dl.stdout, /targets\/releases\s+"" <all paths>\s+1/);
-      } finally {
-        await admin.cleanup();
-        await reader.cleanup();
-      }
-    };
-    const ref = await startNotaryServer();
-    const tg = await startTrustgate();
+test('notary: removing the last key of a delegation (`delegation remove <gun> <role> <keyid>`) publishes', async () => {
+  const work = await makeTempDir('notary-lastkey');
+  const flow = async (server: string, token?: string) => {
+    const [admin, reader] = [await notaryCli({ server, token }), await notaryCli({ server })];
     try {
-      await flow(ref.url); // the reference server accepts it ...
-      await flow(tg.url, tg.adminToken); // ... and so must trustgate
+      const gun = 'registry.example.com/ns/lastkey';
+      const k = await makeDelegationCert(work, 'releases');
+      await admin.runOk(['init', gun, '-p']);
+      await admin.runOk(['delegation', 'add', gun, 'targets/releases', k.cert, '--all-paths', '-p']);
+      const r = await admin.run(['delegation', 'remove', gun, 'targets/releases', k.canonicalId, '-p']);
+      assert.equal(r.code, 0, `${server}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /Successfully published changes/);
+      const t = await getJson<TargetsSigned>(server, gun, 'targets.json');
+      assert.equal(t.env.signed.delegations.roles.length, 1);
+      assert.deepEqual(t.env.signed.delegations.roles[0]!.keyids ?? [], []);
+      const dl = await reader.runOk(['delegation', 'list', gun]);
+      assert.match(dl.stdout, /targets\/releases\s+"" <all paths>\s+1/);
     } finally {
-      await tg.stop();
-      await ref.stop();
-      await removeTempDir(work);
+      await admin.cleanup();
+      await reader.cleanup();
     }
-  },
-);
+  };
+  const ref = await startNotaryServer();
+  const tg = await startTrustgate();
+  try {
+    await flow(ref.url); // the reference server accepts it ...
+    await flow(tg.url, tg.adminToken); // ... and so must trustgate
+  } finally {
+    await tg.stop();
+    await ref.stop();
+    await removeTempDir(work);
+  }
+});
 
 test('notary: nested delegation created by a delegate, with path restrictions', async () => {
   const work = await makeTempDir('notary-nested');
@@ -498,7 +559,17 @@ test('notary: nested delegation created by a delegate, with path restrictions', 
       await delegate!.runOk(['addhash', gun, 'rel/qa/1', String(m.size), '--sha256', m.hex, '--roles', 'targets/releases/qa', '-p']);
       await delegate!.runOk(['addhash', gun, 'rel/2', String(m.size), '--sha256', m.hex, '--roles', 'targets/releases', '-p']);
       // Outside the delegation's paths: the client refuses to stage it.
-      const outside = await delegate!.run(['addhash', gun, 'other', String(m.size), '--sha256', m.hex, '--roles', 'targets/releases', '-p']);
+      const outside = await delegate!.run([
+        'addhash',
+        gun,
+        'other',
+        String(m.size),
+        '--sha256',
+        m.hex,
+        '--roles',
+        'targets/releases',
+        '-p',
+      ]);
       assert.notEqual(outside.code, 0);
 
       assert.deepEqual(parseNotaryList((await reader!.runOk(['list', gun])).stdout), [
@@ -539,12 +610,17 @@ test('notary: delete --remote removes the trust data; fresh clients see none; re
     const cf = (await (await fetch(`${tg.url}/v2/${gun}/_trust/changefeed?records=-1&change_id=-1`)).json()) as {
       records: { Category: string; Version: number; SHA256: string }[];
     };
-    assert.deepEqual(cf.records.map((r) => [r.Category, r.Version, r.SHA256]), [['deletion', 0, '']]);
+    assert.deepEqual(
+      cf.records.map((r) => [r.Category, r.Version, r.SHA256]),
+      [['deletion', 0, '']],
+    );
 
     // The GUN can be initialised again from scratch (alice's local data was deleted too).
     await alice!.runOk(['init', gun, '-p']);
     await alice!.runOk(['addhash', gun, 'v2', String(m.size), '--sha256', m.hex, '-p']);
-    assert.deepEqual(parseNotaryList((await carol!.runOk(['list', gun])).stdout), [{ name: 'v2', digest: m.hex, size: m.size, role: 'targets' }]);
+    assert.deepEqual(parseNotaryList((await carol!.runOk(['list', gun])).stdout), [
+      { name: 'v2', digest: m.hex, size: m.size, role: 'targets' },
+    ]);
     assert.equal((await getJson(tg.url, gun, 'root.json')).env.signed.version, 1);
   });
 });
@@ -554,7 +630,11 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
   // so everything the server re-signs must still chain correctly from what the client cached.
   const DAY = 86_400_000;
   const tg = await startTrustgate();
-  const [alice, bob, carol] = [await notaryCli({ server: tg.url, token: tg.adminToken }), await notaryCli({ server: tg.url, token: tg.adminToken }), await notaryCli({ server: tg.url, token: tg.adminToken })];
+  const [alice, bob, carol] = [
+    await notaryCli({ server: tg.url, token: tg.adminToken }),
+    await notaryCli({ server: tg.url, token: tg.adminToken }),
+    await notaryCli({ server: tg.url, token: tg.adminToken }),
+  ];
   try {
     const gun = 'registry.example.com/ns/clock';
     const m = fakeManifest('clock');
@@ -574,8 +654,13 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
     assert.deepEqual((await getJson(tg.url, gun, 'snapshot.json')).bytes, snap1.bytes);
     assert.deepEqual((await getJson(tg.url, gun, 'timestamp.json')).bytes, ts2.bytes, 'no second re-sign while fresh');
     await assertHashChain(tg.url, gun);
-    const cf = (await (await fetch(`${tg.url}/v2/${gun}/_trust/changefeed?records=-1&change_id=-1`)).json()) as { records: { Version: number; SHA256: string }[] };
-    assert.deepEqual(cf.records.map((r) => [r.Version, r.SHA256]), [[ts2.env.signed.version, sha256Hex(ts2.bytes)]]);
+    const cf = (await (await fetch(`${tg.url}/v2/${gun}/_trust/changefeed?records=-1&change_id=-1`)).json()) as {
+      records: { Version: number; SHA256: string }[];
+    };
+    assert.deepEqual(
+      cf.records.map((r) => [r.Version, r.SHA256]),
+      [[ts2.env.signed.version, sha256Hex(ts2.bytes)]],
+    );
     assert.deepEqual(parseNotaryList((await bob.runOk(['list', gun])).stdout), want);
     assert.deepEqual(parseNotaryList((await carol.runOk(['list', gun])).stdout), want);
 
@@ -588,7 +673,10 @@ test('notary: expired timestamp and server snapshot are re-signed on GET and rea
     assert.equal(snap3.env.signed.version, snap2.env.signed.version + 1);
     assert.deepEqual(snap3.env.signed.meta.root, snap2.env.signed.meta.root);
     assert.deepEqual(snap3.env.signed.meta.targets, snap2.env.signed.meta.targets);
-    assert.deepEqual(snap3.env.signatures.map((s) => s.keyid), snap2.env.signatures.map((s) => s.keyid));
+    assert.deepEqual(
+      snap3.env.signatures.map((s) => s.keyid),
+      snap2.env.signatures.map((s) => s.keyid),
+    );
     await assertHashChain(tg.url, gun);
     assert.deepEqual(parseNotaryList((await bob.runOk(['list', gun])).stdout), want);
     const dave = await notaryCli({ server: tg.url, token: tg.adminToken });
@@ -629,7 +717,9 @@ async function parityFlow(server: string, work: string, token?: string) {
     const shape: string[] = [];
     for (const role of ['root', 'targets', 'targets/releases', 'snapshot', 'timestamp']) {
       const { env } = await getJson<{ meta?: Record<string, unknown> }>(server, gun, `${role}.json`);
-      const keysOf = Object.keys(env.signed.meta ?? {}).sort().join(',');
+      const keysOf = Object.keys(env.signed.meta ?? {})
+        .sort()
+        .join(',');
       shape.push(`${role}: ${env.signed._type} v${env.signed.version} sigs=${env.signatures.length} meta=[${keysOf}]`);
     }
     out.shape = shape.join('\n');
@@ -647,7 +737,10 @@ test('notary: parity with the reference notary-server (same CLI flow, same outpu
     const want = await parityFlow(ref.url, work);
     const got = await parityFlow(tg.url, work, tg.adminToken);
     // Sanity: the reference flow produced what we think it did, so the comparison means something.
-    assert.deepEqual(parseNotaryList(want.list!).map((t) => `${t.name}@${t.role}`), ['r1@targets/releases', 'v1@targets', 'v2@targets']);
+    assert.deepEqual(
+      parseNotaryList(want.list!).map((t) => `${t.name}@${t.role}`),
+      ['r1@targets/releases', 'v1@targets', 'v2@targets'],
+    );
     assert.match(want.shape!, /^snapshot: Snapshot v\d+ sigs=1 meta=\[root,targets,targets\/releases\]$/m);
     assert.deepEqual(parseNotaryList(got.listAfterAdd!), parseNotaryList(want.listAfterAdd!));
     assert.equal(got.listAfterAdd, want.listAfterAdd);

@@ -13,15 +13,19 @@ test('processes racing to create the file keystore all end up with the same one'
 const s = FileKeyStore.open(process.argv[1], 'race-passphrase');
 const rec = await s.generate('example.com/race', 'timestamp', 'ecdsa');
 console.log(rec.id);`;
-    const runs = Array.from({ length: 6 }, () =>
-      new Promise<string>((resolve, reject) => {
-        const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        let err = '';
-        p.stdout.on('data', (c) => (out += c));
-        p.stderr.on('data', (c) => (err += c));
-        p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(err))));
-      }),
+    const runs = Array.from(
+      { length: 6 },
+      () =>
+        new Promise<string>((resolve, reject) => {
+          const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let out = '';
+          let err = '';
+          p.stdout.on('data', (c) => (out += c));
+          p.stderr.on('data', (c) => (err += c));
+          p.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(err))));
+        }),
     );
     const ids = await Promise.all(runs);
     const store = FileKeyStore.open(dir, 'race-passphrase');

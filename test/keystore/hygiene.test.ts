@@ -61,7 +61,15 @@ test('no key bytes or passphrase in logs, responses or key files after a notary 
     }
     responses.push(await (await fetch(`${tg.url}/v2/${gun}/_trust/tuf/timestamp.key`, { method: 'POST' })).text());
     // An error path, too: a bad publish body.
-    responses.push(await (await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, { method: 'POST', body: 'junk', headers: { 'Content-Type': 'multipart/form-data; boundary=x' } })).text());
+    responses.push(
+      await (
+        await fetch(`${tg.url}/v2/${gun}/_trust/tuf/`, {
+          method: 'POST',
+          body: 'junk',
+          headers: { 'Content-Type': 'multipart/form-data; boundary=x' },
+        })
+      ).text(),
+    );
 
     const forms = await secretForms(tg.app.keys);
     assert.ok(forms.length >= 9, 'the server holds timestamp and snapshot keys');
@@ -89,8 +97,18 @@ test('a wrong key-encryption passphrase is refused without echoing either passph
     await first.keys.generate('example.com/hygiene/p', 'timestamp', 'ecdsa');
     await first.close();
     const wrong = 'wrong-passphrase-b71';
-    await assert.rejects(openKeyStore(config, () => wrong), (e: Error) => /wrong key-encryption passphrase/.test(e.message) && !e.message.includes(wrong) && !e.message.includes(PASSPHRASE) && !(e.stack ?? '').includes(wrong));
-    assert.throws(() => FileKeyStore.open(path.join(dir, 'keys'), wrong), (e: Error) => !String(e).includes(wrong));
+    await assert.rejects(
+      openKeyStore(config, () => wrong),
+      (e: Error) =>
+        /wrong key-encryption passphrase/.test(e.message) &&
+        !e.message.includes(wrong) &&
+        !e.message.includes(PASSPHRASE) &&
+        !(e.stack ?? '').includes(wrong),
+    );
+    assert.throws(
+      () => FileKeyStore.open(path.join(dir, 'keys'), wrong),
+      (e: Error) => !String(e).includes(wrong),
+    );
   } finally {
     await removeTempDir(dir);
   }

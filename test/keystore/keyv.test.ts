@@ -13,7 +13,15 @@ import { KeyvKeyStore } from '../../src/keystore/keyv.js';
 import { openKeyStore } from '../../src/keystore/open.js';
 import { loadConfig } from '../../src/config/config.js';
 import { KeyStoreError, type KeyStore } from '../../src/keystore/types.js';
-import { makeTempDir, removeTempDir, runCommandOk, startPostgres, startRedis, type PostgresService, type RedisService } from '../helpers/services.js';
+import {
+  makeTempDir,
+  removeTempDir,
+  runCommandOk,
+  startPostgres,
+  startRedis,
+  type PostgresService,
+  type RedisService,
+} from '../helpers/services.js';
 import { startTrustgate } from '../helpers/trustgate.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 
@@ -82,18 +90,26 @@ async function sharedBackendChecks(url: string, dump: () => Promise<string>): Pr
     assert.match(raw, /salt/);
     assert.match(raw, /ciphertext/);
     for (const id of [ts.id, snap.id]) {
-      for (const form of await secretForms(a, id)) assert.ok(!raw.includes(form), `raw backend data contains key bytes (${form.slice(0, 12)}…)`);
+      for (const form of await secretForms(a, id))
+        assert.ok(!raw.includes(form), `raw backend data contains key bytes (${form.slice(0, 12)}…)`);
     }
     assert.ok(!raw.includes(PASS));
 
     // A delete in one instance is seen by the other.
     assert.equal(await b.delete(snap.id), true);
     assert.equal(await a.get(snap.id), undefined);
-    assert.deepEqual((await a.list({ gun })).map((r) => r.id), [ts.id]);
+    assert.deepEqual(
+      (await a.list({ gun })).map((r) => r.id),
+      [ts.id],
+    );
     assert.equal(await a.delete(snap.id), false);
 
     // The wrong passphrase is refused against the stored check value, and not echoed.
-    await assert.rejects(KeyvKeyStore.connect(url, 'not-the-passphrase'), (e: Error) => e instanceof KeyStoreError && /wrong key-encryption passphrase/.test(e.message) && !e.message.includes('not-the-passphrase'));
+    await assert.rejects(
+      KeyvKeyStore.connect(url, 'not-the-passphrase'),
+      (e: Error) =>
+        e instanceof KeyStoreError && /wrong key-encryption passphrase/.test(e.message) && !e.message.includes('not-the-passphrase'),
+    );
   } finally {
     await a.close();
     await b.close();
@@ -132,7 +148,10 @@ test('keyv: adapters without an iterator list through the index entry', async ()
   assert.deepEqual((await ks.list()).map((r) => r.id).sort(), [k1.id, k2.id].sort());
   assert.equal(await ks.delete(k1.id), true);
   assert.deepEqual((await kv.get('index')) as string[], [k2.id]);
-  assert.deepEqual((await ks.list()).map((r) => r.id), [k2.id]);
+  assert.deepEqual(
+    (await ks.list()).map((r) => r.id),
+    [k2.id],
+  );
   // A second store over the same keyv sees the same keys.
   const again = await KeyvKeyStore.open(kv, PASS, { listing: 'index' });
   assert.deepEqual(await again.list(), await ks.list());
@@ -190,7 +209,10 @@ test('keyv e2e: two trustgate instances share metadata (PostgreSQL) and keys (Re
     const k1 = await (await fetch(`${one.url}/v2/${gun}/_trust/tuf/timestamp.key`)).text();
     const k2 = await (await fetch(`${two.url}/v2/${gun}/_trust/tuf/timestamp.key`)).text();
     assert.equal(k2, k1);
-    assert.deepEqual(parseNotaryList((await reader.runOk(['list', gun])).stdout).map((t) => t.name), ['v1']);
+    assert.deepEqual(
+      parseNotaryList((await reader.runOk(['list', gun])).stdout).map((t) => t.name),
+      ['v1'],
+    );
     const held = await two.app.keys.list({ gun, role: 'timestamp' });
     assert.equal(held.length, 1);
     assert.ok(!logs.join('\n').includes(PASS));
@@ -213,6 +235,9 @@ test('keyv: openKeyStore picks keyv from config, and config rejects a non-Redis/
   } finally {
     await opened.close();
   }
-  assert.throws(() => loadConfig({ TRUSTGATE_KEYSTORE: 'keyv', TRUSTGATE_KEYSTORE_URL: 'mysql://x' }), /TRUSTGATE_KEYSTORE_URL must be a postgres:\/\/ or redis:\/\//);
+  assert.throws(
+    () => loadConfig({ TRUSTGATE_KEYSTORE: 'keyv', TRUSTGATE_KEYSTORE_URL: 'mysql://x' }),
+    /TRUSTGATE_KEYSTORE_URL must be a postgres:\/\/ or redis:\/\//,
+  );
   assert.throws(() => loadConfig({ TRUSTGATE_KEYSTORE: 'keyv' }), /TRUSTGATE_KEYSTORE_URL/);
 });

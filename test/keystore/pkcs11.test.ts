@@ -32,7 +32,9 @@ after(async () => {
 const open = () => Pkcs11KeyStore.open({ module: hsm.module, tokenLabel: hsm.label, pin: PIN });
 
 /** Reads raw attributes of the token's objects with a separate PKCS#11 session. */
-function rawObjects(label: string): { cls: number; sensitive?: boolean; extractable?: boolean; neverExtractable?: boolean; valueReadable?: boolean }[] {
+function rawObjects(
+  label: string,
+): { cls: number; sensitive?: boolean; extractable?: boolean; neverExtractable?: boolean; valueReadable?: boolean }[] {
   const P = pkcs11js;
   const lib = new P.PKCS11();
   lib.load(hsm.module);
@@ -59,7 +61,11 @@ function rawObjects(label: string): { cls: number; sensitive?: boolean; extracta
     const out = handles.map((h) => {
       const cls = lib.C_GetAttributeValue(session, h, [{ type: P.CKA_CLASS }])[0]!.value.readUInt32LE(0);
       if (cls !== P.CKO_PRIVATE_KEY) return { cls };
-      const [s, x, nx] = lib.C_GetAttributeValue(session, h, [{ type: P.CKA_SENSITIVE }, { type: P.CKA_EXTRACTABLE }, { type: P.CKA_NEVER_EXTRACTABLE }]);
+      const [s, x, nx] = lib.C_GetAttributeValue(session, h, [
+        { type: P.CKA_SENSITIVE },
+        { type: P.CKA_EXTRACTABLE },
+        { type: P.CKA_NEVER_EXTRACTABLE },
+      ]);
       let valueReadable = true;
       try {
         lib.C_GetAttributeValue(session, h, [{ type: P.CKA_VALUE }]);
@@ -95,7 +101,13 @@ test('pkcs11: generate makes a sensitive, non-extractable P-256 key in the token
     assert.equal(objs.length, 3, 'private key, public key and record object');
     const priv = objs.filter((o) => o.cls === pkcs11js.CKO_PRIVATE_KEY);
     assert.equal(priv.length, 1);
-    assert.deepEqual(priv[0], { cls: pkcs11js.CKO_PRIVATE_KEY, sensitive: true, extractable: false, neverExtractable: true, valueReadable: false });
+    assert.deepEqual(priv[0], {
+      cls: pkcs11js.CKO_PRIVATE_KEY,
+      sensitive: true,
+      extractable: false,
+      neverExtractable: true,
+      valueReadable: false,
+    });
     await assert.rejects(ks.exportPrivate(rec.id), (e: Error) => e instanceof KeyStoreError && /never leave/.test(e.message));
   } finally {
     await ks.close();
@@ -146,7 +158,10 @@ test('pkcs11: rotate = generate new + delete old; the old key objects are destro
     const fresh = await ks.generate(gun, 'timestamp', 'ecdsa');
     assert.equal(await ks.delete(old.id), true);
     assert.equal(await ks.delete(old.id), false);
-    assert.deepEqual((await ks.list({ gun })).map((r) => r.id), [fresh.id]);
+    assert.deepEqual(
+      (await ks.list({ gun })).map((r) => r.id),
+      [fresh.id],
+    );
     assert.equal(await ks.get(old.id), undefined);
     assert.equal(await ks.signer(old.id), undefined);
     assert.equal(rawObjects(`trustgate:${old.id}`).length, 0);
@@ -222,7 +237,10 @@ test('pkcs11: a session the token ended is opened again, logged in, and the oper
     const msg = Buffer.from('signed after the token dropped our session');
     assert.ok(verifySignature(rec.public, msg, 'ecdsa', await signer.sign(msg)));
     closeAllSessions();
-    assert.deepEqual((await ks.list({ gun })).map((r) => r.id), [rec.id]);
+    assert.deepEqual(
+      (await ks.list({ gun })).map((r) => r.id),
+      [rec.id],
+    );
     closeAllSessions();
     const second = await ks.generate(gun, 'snapshot', 'ecdsa');
     assert.equal((await ks.list({ gun })).length, 2);
@@ -240,9 +258,13 @@ test('pkcs11: a wrong PIN or token label fails with a clear error that does not 
   const wrong = 'wrong-pin-99817';
   assert.throws(
     () => Pkcs11KeyStore.open({ module: hsm.module, tokenLabel: hsm.label, pin: wrong }),
-    (e: Error) => e instanceof KeyStoreError && /CKR_PIN_INCORRECT/.test(e.message) && !e.message.includes(wrong) && !(e.stack ?? '').includes(wrong),
+    (e: Error) =>
+      e instanceof KeyStoreError && /CKR_PIN_INCORRECT/.test(e.message) && !e.message.includes(wrong) && !(e.stack ?? '').includes(wrong),
   );
-  assert.throws(() => Pkcs11KeyStore.open({ module: hsm.module, tokenLabel: 'no-such-token', pin: PIN }), /no token labelled "no-such-token"/);
+  assert.throws(
+    () => Pkcs11KeyStore.open({ module: hsm.module, tokenLabel: 'no-such-token', pin: PIN }),
+    /no token labelled "no-such-token"/,
+  );
   // The keystore still opens afterwards (the failed attempts released the module).
   const ks = open();
   await ks.close();
@@ -318,9 +340,18 @@ test('pkcs11 e2e: notary CLI publishes to trustgate whose timestamp/snapshot key
       for (const role of roles) {
         const ids = root.signed.roles[role]!.keyids;
         assert.equal(ids.length, 1);
-        assert.ok(held.some((k) => k.id === ids[0] && k.role === role), `${role} key of the root is in the HSM`);
-        const md = JSON.parse(await (await fetch(`${tg.url}/v2/${gun}/_trust/tuf/${role}.json`)).text()) as { signatures: { keyid: string }[] };
-        assert.deepEqual(md.signatures.map((x) => x.keyid), ids, `${role}.json is signed by the HSM key`);
+        assert.ok(
+          held.some((k) => k.id === ids[0] && k.role === role),
+          `${role} key of the root is in the HSM`,
+        );
+        const md = JSON.parse(await (await fetch(`${tg.url}/v2/${gun}/_trust/tuf/${role}.json`)).text()) as {
+          signatures: { keyid: string }[];
+        };
+        assert.deepEqual(
+          md.signatures.map((x) => x.keyid),
+          ids,
+          `${role}.json is signed by the HSM key`,
+        );
         assert.equal(rawObjects(`trustgate:${ids[0]}`).length, 3);
       }
     };
@@ -343,7 +374,12 @@ test('pkcs11 e2e: notary CLI publishes to trustgate whose timestamp/snapshot key
     await publisher.runOk(['key', 'rotate', gun, 'timestamp', '-r']);
     const reader2 = await notaryCli({ server: tg.url, token: tg.adminToken });
     try {
-      assert.deepEqual(parseNotaryList((await reader2.runOk(['list', gun])).stdout).map((t) => t.name).sort(), ['v1', 'v2']);
+      assert.deepEqual(
+        parseNotaryList((await reader2.runOk(['list', gun])).stdout)
+          .map((t) => t.name)
+          .sort(),
+        ['v1', 'v2'],
+      );
     } finally {
       await reader2.cleanup();
     }

@@ -31,7 +31,9 @@ test('openapi.yaml documents exactly the routes the router serves, with the same
   const table = routes({ service: {} as any, tokens: {} as any, audit: {} as any, log: () => undefined });
   const c = checker();
   const served = table.map((r) => `${r.method} ${r.path}`).sort();
-  const documented = managementOps().map((o) => `${o.method} ${o.template}`).sort();
+  const documented = managementOps()
+    .map((o) => `${o.method} ${o.template}`)
+    .sort();
   assert.deepEqual(documented, served);
   for (const r of table) {
     const op = c.ops.find((o) => o.method === r.method && o.template === r.path)!;
@@ -68,14 +70,21 @@ test('every example request in api/examples is referenced from openapi.yaml, and
   }
   assert.ok(checked >= 11);
   const files = readdirSync(new URL('../../api/examples/', import.meta.url)).map((f) => `api/examples/${f}`);
-  assert.deepEqual(files.filter((f) => !used.has(f)), [], 'examples nobody refers to');
+  assert.deepEqual(
+    files.filter((f) => !used.has(f)),
+    [],
+    'examples nobody refers to',
+  );
 });
 
 test('the schemas really constrain: an invented field or a wrong type fails validation', () => {
   const c = checker();
   assert.equal(c.validator('api/keys.json#/$defs/KeyInfo')({ id: 'x' }), false);
   assert.equal(c.validator('api/common.json#/$defs/Error')({ error: { code: 'NOT_A_CODE', message: 'x' } }), false);
-  assert.equal(c.validator('api/common.json#/$defs/ChangeResult')({ status: 'published', action: 'a', summary: 's', versions: {}, extra: 1 }), false);
+  assert.equal(
+    c.validator('api/common.json#/$defs/ChangeResult')({ status: 'published', action: 'a', summary: 's', versions: {}, extra: 1 }),
+    false,
+  );
 });
 
 test('a full tour of the API: repositories, tags, signers, delegations, keys, m-of-n, offline root, expiry, tokens, audit', async () => {
@@ -110,11 +119,18 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   assert.deepEqual(signer.body.keyIds, [alice.id]);
   const signers = await m.call('get', `/repositories/${g}/signers`);
   expectStatus(signers, 200);
-  assert.deepEqual(signers.body.signers, [{ name: 'alice', role: 'targets/alice', keyIds: [alice.id], keys: [{ id: alice.id, held: 'offline' }] }]);
+  assert.deepEqual(signers.body.signers, [
+    { name: 'alice', role: 'targets/alice', keyIds: [alice.id], keys: [{ id: alice.id, held: 'offline' }] },
+  ]);
   const dels = await m.call('get', `/repositories/${g}/delegations`);
   expectStatus(dels, 200);
   assert.deepEqual(
-    dels.body.delegations.map((d: { role: string; keyIds: string[]; paths: string[]; threshold: number }) => [d.role, d.keyIds, d.paths, d.threshold]),
+    dels.body.delegations.map((d: { role: string; keyIds: string[]; paths: string[]; threshold: number }) => [
+      d.role,
+      d.keyIds,
+      d.paths,
+      d.threshold,
+    ]),
     [
       ['targets/alice', [alice.id], [''], 1],
       ['targets/releases', [alice.id], [''], 1],
@@ -124,7 +140,9 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   expectStatus(qa, 200);
   const qaKey = qa.body.keyIds[0] as string;
   assert.equal((await m.tg.app.keys.get(qaKey))?.role, 'targets/qa');
-  const qaTag = await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'qa-1', digest: digest('b'), size: 5, role: 'targets/qa' } });
+  const qaTag = await m.call('post', `/repositories/${g}/tags`, {
+    body: { tag: 'qa-1', digest: digest('b'), size: 5, role: 'targets/qa' },
+  });
   expectStatus(qaTag, 200);
   inspect = await m.call('get', `/repositories/${g}`);
   assert.deepEqual(inspect.body.allTags, [{ tag: 'qa-1', digest: digest('b'), size: 5, roles: ['targets/qa'], signers: ['qa'] }]);
@@ -137,7 +155,10 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   // Keys: list, add (m-of-n, both held), threshold, rotate, export, import, delete.
   const keys = await m.call('get', `/repositories/${g}/keys`);
   expectStatus(keys, 200);
-  assert.deepEqual(keys.body.keys.map((k: { role: string; held: string }) => `${k.role}:${k.held}`), ['root:keystore', 'targets:keystore', 'snapshot:server', 'timestamp:server']);
+  assert.deepEqual(
+    keys.body.keys.map((k: { role: string; held: string }) => `${k.role}:${k.held}`),
+    ['root:keystore', 'targets:keystore', 'snapshot:server', 'timestamp:server'],
+  );
   const added = await m.call('post', `/repositories/${g}/roles/targets/keys`, { body: { threshold: 2 } });
   expectStatus(added, 200);
   let root = await tuf(gun, 'root');
@@ -147,14 +168,19 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   const targetsIds = (await tuf(gun, 'root')).signed.roles as Record<string, { keyids: string[] }>;
   const rot = await m.call('post', `/repositories/${g}/keys/targets/rotate`, { body: { keyId: targetsIds.targets!.keyids[0] } });
   expectStatus(rot, 200);
-  assert.ok((await tuf(gun, 'targets')).signatures.some((s) => s.keyid === rot.body.newKeyId), 'targets re-signed by the new key');
+  assert.ok(
+    (await tuf(gun, 'targets')).signatures.some((s) => s.keyid === rot.body.newKeyId),
+    'targets re-signed by the new key',
+  );
   const exp = await m.call('post', `/repositories/${g}/keys/${rot.body.newKeyId}/export`, { body: { passphrase: 'export-passphrase' } });
   expectStatus(exp, 200);
   assert.equal(importPrivateKeyPem(exp.body.pem, 'export-passphrase').gun, gun);
   // An unused key: imported (stored only), then deleted.
   const spare = generateSigner('ecdsa');
   const sparePem = exportPrivateKeyPem(spare.privateKey, { passphrase: 'spare-passphrase', role: 'targets', gun });
-  const imp = await m.call('post', `/repositories/${g}/keys/import`, { body: { pem: sparePem, passphrase: 'spare-passphrase', role: 'targets' } });
+  const imp = await m.call('post', `/repositories/${g}/keys/import`, {
+    body: { pem: sparePem, passphrase: 'spare-passphrase', role: 'targets' },
+  });
   expectStatus(imp, 201);
   assert.equal(imp.body.key.inMetadata, false);
   const del = await m.call('delete', `/repositories/${g}/keys/${spare.id}`);
@@ -174,13 +200,24 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   const pend = await m.call('post', `/repositories/${g}/roles/targets/keys`, { body: { publicKey: bob.publicPem, threshold: 2 } });
   expectStatus(pend, 202);
   const p = pend.body.pending;
-  assert.deepEqual(p.parts.map((x: { role: string; missing: number }) => [x.role, x.missing]), [['root', 0], ['targets', 1]]);
+  assert.deepEqual(
+    p.parts.map((x: { role: string; missing: number }) => [x.role, x.missing]),
+    [
+      ['root', 0],
+      ['targets', 1],
+    ],
+  );
   const listed = await m.call('get', `/pending?gun=${g}`);
   expectStatus(listed, 200);
-  assert.deepEqual(listed.body.pending.map((x: { id: string }) => x.id), [p.id]);
+  assert.deepEqual(
+    listed.body.pending.map((x: { id: string }) => x.id),
+    [p.id],
+  );
   expectStatus(await m.call('get', `/pending/${p.id}`), 200);
   const targetsPart = p.parts.find((x: { role: string }) => x.role === 'targets');
-  const done = await m.call('post', `/pending/${p.id}/signatures`, { body: { signatures: [{ keyid: bob.id, sig: bob.sign(targetsPart.canonical) }] } });
+  const done = await m.call('post', `/pending/${p.id}/signatures`, {
+    body: { signatures: [{ keyid: bob.id, sig: bob.sign(targetsPart.canonical) }] },
+  });
   expectStatus(done, 200);
   assert.equal(done.body.status, 'published');
   root = await tuf(gun, 'root');
@@ -194,16 +231,26 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   // Offline root: returned once; rotating it waits for the old key's signature; a signed root can be uploaded.
   const off = newGun('tour-offline');
   const o = enc(off);
-  const createdOff = await m.call('post', '/repositories', { body: { gun: off, rootKey: 'offline', passphrase: 'offline-root-passphrase' } });
+  const createdOff = await m.call('post', '/repositories', {
+    body: { gun: off, rootKey: 'offline', passphrase: 'offline-root-passphrase' },
+  });
   expectStatus(createdOff, 201);
   const oldRoot = importPrivateKeyPem(createdOff.body.rootKey.pem, 'offline-root-passphrase');
   assert.equal(oldRoot.role, 'root');
   assert.equal(createdOff.body.repository.rootKey, 'offline');
-  const rr = await m.call('post', `/repositories/${o}/keys/root/rotate`, { body: { rootKey: 'offline', passphrase: 'new-root-passphrase' } });
+  const rr = await m.call('post', `/repositories/${o}/keys/root/rotate`, {
+    body: { rootKey: 'offline', passphrase: 'new-root-passphrase' },
+  });
   expectStatus(rr, 202);
   assert.ok(rr.body.rootKey.pem);
   const rootPart = rr.body.pending.parts[0];
-  assert.deepEqual(rootPart.requirements.map((r: { label: string; missing: number }) => [r.label, r.missing]), [['current root', 1], ['new root', 0]]);
+  assert.deepEqual(
+    rootPart.requirements.map((r: { label: string; missing: number }) => [r.label, r.missing]),
+    [
+      ['current root', 1],
+      ['new root', 0],
+    ],
+  );
   const oldRootId = createdOff.body.rootKey.id;
   const signedRoot = await m.call('post', `/pending/${rr.body.pending.id}/signatures`, {
     body: { signatures: [{ keyid: oldRootId, sig: signAs(oldRoot.privateKey, rootPart.canonical), role: 'root' }] },
@@ -215,7 +262,9 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   const cur = await tuf(off, 'root');
   const body = { ...cur.signed, version: cur.signed.version + 1 };
   const sig = signAs(newRoot.privateKey, canonicalBytes(body).toString('base64'));
-  const up = await m.call('post', `/repositories/${o}/root`, { body: { root: { signed: body, signatures: [{ keyid: rr.body.newKeyId, method: 'ecdsa', sig }] } } });
+  const up = await m.call('post', `/repositories/${o}/root`, {
+    body: { root: { signed: body, signatures: [{ keyid: rr.body.newKeyId, method: 'ecdsa', sig }] } },
+  });
   expectStatus(up, 200);
   assert.equal((await tuf(off, 'root')).signed.version, 3);
 
@@ -281,13 +330,18 @@ test('a signer given as an X.509 certificate: the delegation lists the certifica
   const p = await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: digest('f'), size: 8, role: 'targets/dana' } });
   expectStatus(p, 202);
   const part = p.body.pending.parts[0];
-  const done = await m.call('post', `/pending/${p.body.pending.id}/signatures`, { body: { signatures: [{ keyid: keyId(cert.key), sig: signAs(privateKey, part.canonical) }] } });
+  const done = await m.call('post', `/pending/${p.body.pending.id}/signatures`, {
+    body: { signatures: [{ keyid: keyId(cert.key), sig: signAs(privateKey, part.canonical) }] },
+  });
   expectStatus(done, 200);
   assert.equal(done.body.status, 'published');
   const { notaryCli, parseNotaryList } = await import('../helpers/notary-cli.js');
   const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
-    assert.deepEqual(parseNotaryList((await cli.runOk(['list', gun])).stdout).map((r) => `${r.name} ${r.role}`), ['v1 targets/dana']);
+    assert.deepEqual(
+      parseNotaryList((await cli.runOk(['list', gun])).stdout).map((r) => `${r.name} ${r.role}`),
+      ['v1 targets/dana'],
+    );
   } finally {
     await cli.cleanup();
   }
@@ -313,7 +367,10 @@ test('tags named like Object.prototype members ("__proto__", "constructor") are 
   const inspect = await m.call('get', `/repositories/${g}`);
   assert.deepEqual(
     inspect.body.signedTags.map((t: { tag: string; digest: string }) => [t.tag, t.digest]),
-    [['__proto__', digest('a')], ['constructor', digest('b')]],
+    [
+      ['__proto__', digest('a')],
+      ['constructor', digest('b')],
+    ],
   );
   expectError(await m.call('delete', `/repositories/${g}/tags/toString`), 404, 'NOT_FOUND');
   expectStatus(await m.call('delete', `/repositories/${g}/tags/__proto__`), 200);

@@ -5,7 +5,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AuditLog, DENIAL_WINDOW_MS, GENESIS, MAX_DENIAL_KINDS, MAX_DENIAL_STRING, entryHash, type AuditEntry } from '../../src/audit/log.js';
+import {
+  AuditLog,
+  DENIAL_WINDOW_MS,
+  GENESIS,
+  MAX_DENIAL_KINDS,
+  MAX_DENIAL_STRING,
+  entryHash,
+  type AuditEntry,
+} from '../../src/audit/log.js';
 import { exportPrivateKeyPem } from '../../src/core/crypto/pem.js';
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { enc, expectStatus, newGun, startMgmt, type Mgmt } from './support.js';
@@ -73,13 +81,22 @@ describe('AuditLog', () => {
 
 describe('AuditLog refusals', () => {
   const anon = { id: 'anonymous', name: 'anonymous' };
-  const refusal = (path: string) => ({ actor: anon, action: 'auth.denied', outcome: 'denied' as const, detail: { reason: 'unknown or expired token', path } });
+  const refusal = (path: string) => ({
+    actor: anon,
+    action: 'auth.denied',
+    outcome: 'denied' as const,
+    detail: { reason: 'unknown or expired token', path },
+  });
   const fresh = () => {
     const dir = mkdtempSync(join(tmpdir(), 'trustgate-audit-'));
     const clock = { t: Date.parse('2026-01-01T00:00:00Z') };
     return { dir, clock, log: new AuditLog(dir, () => clock.t) };
   };
-  const lines = (log: AuditLog) => readFileSync(log.path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEntry);
+  const lines = (log: AuditLog) =>
+    readFileSync(log.path, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AuditEntry);
 
   test('a flood of one kind writes one entry per window, then the count; the chain stays whole', () => {
     const { dir, clock, log } = fresh();
@@ -99,18 +116,25 @@ describe('AuditLog refusals', () => {
       assert.equal(log.appendDenial(refusal('/late'), { reason: 'unknown or expired token' })?.detail?.path, '/late');
       const all = lines(log);
       const summary = all.find((e) => e.detail?.repeated !== undefined)!;
-      assert.deepEqual({ actor: summary.actor, action: summary.action, outcome: summary.outcome, detail: summary.detail }, {
-        actor: anon,
-        action: 'auth.denied',
-        outcome: 'denied',
-        detail: { reason: 'unknown or expired token', repeated: 500, from: '2026-01-01T00:00:00.010Z', to: '2026-01-01T00:00:05.000Z' },
-      });
+      assert.deepEqual(
+        { actor: summary.actor, action: summary.action, outcome: summary.outcome, detail: summary.detail },
+        {
+          actor: anon,
+          action: 'auth.denied',
+          outcome: 'denied',
+          detail: { reason: 'unknown or expired token', repeated: 500, from: '2026-01-01T00:00:00.010Z', to: '2026-01-01T00:00:05.000Z' },
+        },
+      );
       assert.equal(all.at(-1)!.detail?.path, '/late');
       // Closing writes what is still counted (the new window has none; the other kinds none either).
       log.appendDenial(refusal('/again'), { reason: 'unknown or expired token' });
       log.flushDenials();
       assert.equal(lines(log).at(-1)!.detail?.repeated, 1);
-      assert.deepEqual(log.verify(), { ok: true, entries: lines(log).length, head: { seq: lines(log).length, hash: lines(log).at(-1)!.hash } });
+      assert.deepEqual(log.verify(), {
+        ok: true,
+        entries: lines(log).length,
+        head: { seq: lines(log).length, hash: lines(log).at(-1)!.hash },
+      });
     } finally {
       log.flushDenials();
       rmSync(dir, { recursive: true, force: true });
@@ -121,15 +145,22 @@ describe('AuditLog refusals', () => {
     const { dir, clock, log } = fresh();
     try {
       const long = '/' + 'a'.repeat(10_000);
-      const e = log.appendDenial({ ...refusal(long), gun: 'g/' + 'b'.repeat(5000), actor: { id: 'x'.repeat(1000), name: 'n' } }, { reason: 'r' })!;
+      const e = log.appendDenial(
+        { ...refusal(long), gun: 'g/' + 'b'.repeat(5000), actor: { id: 'x'.repeat(1000), name: 'n' } },
+        { reason: 'r' },
+      )!;
       assert.equal((e.detail!.path as string).length, MAX_DENIAL_STRING + 1);
       assert.equal(e.gun!.length, MAX_DENIAL_STRING + 1);
       assert.equal(e.actor.id.length, MAX_DENIAL_STRING + 1);
       // Every kind beyond the bound shares one entry, written once per window.
-      for (let i = 1; i < MAX_DENIAL_KINDS + 300; i++) log.appendDenial({ ...refusal('/k'), actor: { id: `t${i}`, name: `n${i}` } }, { reason: 'r' });
+      for (let i = 1; i < MAX_DENIAL_KINDS + 300; i++)
+        log.appendDenial({ ...refusal('/k'), actor: { id: `t${i}`, name: `n${i}` } }, { reason: 'r' });
       const all = lines(log);
       assert.equal(all.length, MAX_DENIAL_KINDS + 1);
-      assert.deepEqual({ actor: all.at(-1)!.actor, detail: all.at(-1)!.detail }, { actor: { id: 'various', name: 'various' }, detail: { overflow: true } });
+      assert.deepEqual(
+        { actor: all.at(-1)!.actor, detail: all.at(-1)!.detail },
+        { actor: { id: 'various', name: 'various' }, detail: { overflow: true } },
+      );
       clock.t += DENIAL_WINDOW_MS;
       log.flushDenials(clock.t);
       assert.equal(lines(log).at(-1)!.detail?.repeated, 299);
@@ -152,15 +183,24 @@ describe('audit over the API', () => {
     const t0 = new Date(m.now() - 1000).toISOString();
     const signerTok = await m.call('post', '/tokens', { body: { name: 'auditor-signer', scopes: [`signer:${gun}`] } });
     expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
-    expectStatus(await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: `sha256:${'1'.repeat(64)}`, size: 1 } }), 200);
+    expectStatus(
+      await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'v1', digest: `sha256:${'1'.repeat(64)}`, size: 1 } }),
+      200,
+    );
     const rot = await m.call('post', `/repositories/${g}/keys/targets/rotate`, { body: {} });
     expectStatus(rot, 200);
-    expectStatus(await m.call('post', `/repositories/${g}/keys/${rot.body.newKeyId}/export`, { body: { passphrase: 'audit-passphrase' } }), 200);
+    expectStatus(
+      await m.call('post', `/repositories/${g}/keys/${rot.body.newKeyId}/export`, { body: { passphrase: 'audit-passphrase' } }),
+      200,
+    );
     const s = generateSigner('ecdsa');
     const pem = exportPrivateKeyPem(s.privateKey, { passphrase: 'audit-passphrase', role: 'targets', gun });
-    expectStatus(await m.call('post', `/repositories/${g}/keys/import`, { body: { pem, passphrase: 'audit-passphrase', role: 'targets' } }), 201);
+    expectStatus(
+      await m.call('post', `/repositories/${g}/keys/import`, { body: { pem, passphrase: 'audit-passphrase', role: 'targets' } }),
+      201,
+    );
     expectStatus(await m.call('delete', `/repositories/${g}/keys/${s.id}`), 200);
-    expectStatus(await m.call('post', `/repositories/${g}/keys/snapshot/rotate`, { body: {} , token: signerTok.body.token }), 403);
+    expectStatus(await m.call('post', `/repositories/${g}/keys/snapshot/rotate`, { body: {}, token: signerTok.body.token }), 403);
     expectStatus(await m.call('post', `/repositories/${g}/keys/nope/rotate`, { body: {} }), 400);
 
     const all = (await m.call('get', `/audit?gun=${g}`)).body.entries as AuditEntry[];

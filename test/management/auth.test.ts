@@ -46,8 +46,10 @@ describe('GUN patterns are anchored', () => {
     });
   }
   test('invalid patterns and scopes are refused', () => {
-    for (const p of ['', 'a//b', 'a/**x', 'a/x**', 'a/../b', 'a/b c', 'a/(b|c)', 'a/b$']) assert.throws(() => validatePattern(p), ScopeError, p);
-    for (const s of ['root', 'admin:x', 'signer:', 'signer', 'writer:a/b', 'reader:a//b']) assert.throws(() => validateScope(s), ScopeError, s);
+    for (const p of ['', 'a//b', 'a/**x', 'a/x**', 'a/../b', 'a/b c', 'a/(b|c)', 'a/b$'])
+      assert.throws(() => validatePattern(p), ScopeError, p);
+    for (const s of ['root', 'admin:x', 'signer:', 'signer', 'writer:a/b', 'reader:a//b'])
+      assert.throws(() => validateScope(s), ScopeError, s);
     assert.equal(validateScope('signer:a/*'), 'signer:a/*');
   });
   test('reader and signer grant what they say, and only admin administers', () => {
@@ -79,7 +81,9 @@ describe('the management API over HTTP', () => {
   after(() => m.stop());
 
   const token = async (scopes: string[], keyIds?: string[]) => {
-    const r = await m.call('post', '/tokens', { body: { name: `t-${scopes.join('-').replace(/[^A-Za-z0-9]/g, '')}`.slice(0, 60), scopes, ...(keyIds ? { keyIds } : {}) } });
+    const r = await m.call('post', '/tokens', {
+      body: { name: `t-${scopes.join('-').replace(/[^A-Za-z0-9]/g, '')}`.slice(0, 60), scopes, ...(keyIds ? { keyIds } : {}) },
+    });
     expectStatus(r, 201);
     return r.body.token as string;
   };
@@ -94,7 +98,10 @@ describe('the management API over HTTP', () => {
     const me = await m.call('get', '/whoami');
     expectStatus(me, 200);
     assert.deepEqual(me.body.scopes, ['admin']);
-    assert.ok(m.logs.some((l) => l.includes('initial admin token') && l.includes(file)), 'the log says where the token is');
+    assert.ok(
+      m.logs.some((l) => l.includes('initial admin token') && l.includes(file)),
+      'the log says where the token is',
+    );
   });
 
   test('401 without a token, with a malformed header, an unknown or a revoked token; with a Bearer challenge', async () => {
@@ -126,12 +133,22 @@ describe('the management API over HTTP', () => {
     expectStatus(await m.call('get', `/repositories/${enc(app)}`, { token: reader }), 200);
     expectStatus(await m.call('get', `/repositories/${enc(app)}/keys`, { token: reader }), 200);
     expectError(await m.call('post', `/repositories/${enc(app)}/tags`, { token: reader, body: tag('r1') }), 403, 'FORBIDDEN');
-    expectError(await m.call('post', `/repositories/${enc(app)}/keys/${targetsKeyOf[app]}/export`, { token: reader, body: { passphrase: 'long enough' } }), 403, 'FORBIDDEN');
+    expectError(
+      await m.call('post', `/repositories/${enc(app)}/keys/${targetsKeyOf[app]}/export`, {
+        token: reader,
+        body: { passphrase: 'long enough' },
+      }),
+      403,
+      'FORBIDDEN',
+    );
     expectError(await m.call('get', '/tokens', { token: reader }), 403, 'FORBIDDEN');
     expectError(await m.call('get', '/audit', { token: reader }), 403, 'FORBIDDEN');
     const narrow = await token([`reader:${app}`]);
     const list = await m.call('get', '/repositories', { token: narrow });
-    assert.deepEqual(list.body.repositories.map((r: { gun: string }) => r.gun), [app]);
+    assert.deepEqual(
+      list.body.repositories.map((r: { gun: string }) => r.gun),
+      [app],
+    );
     expectError(await m.call('get', `/repositories/${enc(evil)}`, { token: narrow }), 403, 'FORBIDDEN');
     expectError(await m.call('get', `/repositories/${enc(sub)}`, { token: narrow }), 403, 'FORBIDDEN');
   });
@@ -141,12 +158,22 @@ describe('the management API over HTTP', () => {
     const ok = await m.call('post', `/repositories/${enc(app)}/tags`, { token: signer, body: tag('s1') });
     expectStatus(ok, 200);
     for (const gun of [evil, sub]) {
-      await unchanged(m, gun, async () => expectError(await m.call('post', `/repositories/${enc(gun)}/tags`, { token: signer, body: tag('s2') }), 403, 'FORBIDDEN'));
+      await unchanged(m, gun, async () =>
+        expectError(await m.call('post', `/repositories/${enc(gun)}/tags`, { token: signer, body: tag('s2') }), 403, 'FORBIDDEN'),
+      );
     }
-    expectError(await m.call('post', `/repositories/${enc(`${app}/../app-evil`)}/tags`, { token: signer, body: tag('s3') }), 400, 'INVALID_GUN');
+    expectError(
+      await m.call('post', `/repositories/${enc(`${app}/../app-evil`)}/tags`, { token: signer, body: tag('s3') }),
+      400,
+      'INVALID_GUN',
+    );
     // Signers do not manage keys, signers or tokens.
     expectError(await m.call('post', `/repositories/${enc(app)}/keys/targets/rotate`, { token: signer, body: {} }), 403, 'FORBIDDEN');
-    expectError(await m.call('post', `/repositories/${enc(app)}/signers`, { token: signer, body: { name: 'x', generate: true } }), 403, 'FORBIDDEN');
+    expectError(
+      await m.call('post', `/repositories/${enc(app)}/signers`, { token: signer, body: { name: 'x', generate: true } }),
+      403,
+      'FORBIDDEN',
+    );
     expectError(await m.call('post', '/tokens', { token: signer, body: { name: 'mine', scopes: ['admin'] } }), 403, 'FORBIDDEN');
     expectError(await m.call('post', '/repositories', { token: signer, body: { gun: `${app}2`, rootKey: 'keystore' } }), 403, 'FORBIDDEN');
   });
@@ -157,12 +184,16 @@ describe('the management API over HTTP', () => {
     expectError(await m.call('get', `/repositories/${enc(sub)}`, { token: wild }), 403, 'FORBIDDEN');
   });
 
-  test("a signer token may sign only with the keys it names; without any, its changes wait for others", async () => {
+  test('a signer token may sign only with the keys it names; without any, its changes wait for others', async () => {
     const unbound = await token([`signer:${app}`]);
     const r = await m.call('post', `/repositories/${enc(app)}/tags`, { token: unbound, body: tag('u1') });
     expectStatus(r, 202);
     // It may not use the held key on the pending change either; an admin may.
-    expectError(await m.call('post', `/pending/${r.body.pending.id}/signatures`, { token: unbound, body: { keyId: targetsKeyOf[app] } }), 403, 'FORBIDDEN');
+    expectError(
+      await m.call('post', `/pending/${r.body.pending.id}/signatures`, { token: unbound, body: { keyId: targetsKeyOf[app] } }),
+      403,
+      'FORBIDDEN',
+    );
     const done = await m.call('post', `/pending/${r.body.pending.id}/signatures`, { body: { keyId: targetsKeyOf[app] } });
     expectStatus(done, 200);
     assert.equal(done.body.status, 'published');
@@ -172,14 +203,27 @@ describe('the management API over HTTP', () => {
   });
 
   test('token creation checks scopes and key IDs; the last admin token cannot be revoked', async () => {
-    await unchanged(m, [], async () => {
-      expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['signer:a//b'] } }), 400, 'INVALID_REQUEST');
-      expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['superuser'] } }), 400, 'INVALID_REQUEST');
-      expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader'], keyIds: ['0'.repeat(64)] } }), 404, 'KEY_NOT_FOUND');
-      // A scope or key listed twice is a mistake in the request, not a wish: refused, never stored.
-      expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader', 'reader'] } }), 400, 'INVALID_REQUEST');
-      expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader'], keyIds: ['1'.repeat(64), '1'.repeat(64)] } }), 400, 'INVALID_REQUEST');
-    }, { tokens: true });
+    await unchanged(
+      m,
+      [],
+      async () => {
+        expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['signer:a//b'] } }), 400, 'INVALID_REQUEST');
+        expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['superuser'] } }), 400, 'INVALID_REQUEST');
+        expectError(
+          await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader'], keyIds: ['0'.repeat(64)] } }),
+          404,
+          'KEY_NOT_FOUND',
+        );
+        // A scope or key listed twice is a mistake in the request, not a wish: refused, never stored.
+        expectError(await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader', 'reader'] } }), 400, 'INVALID_REQUEST');
+        expectError(
+          await m.call('post', '/tokens', { body: { name: 'x', scopes: ['reader'], keyIds: ['1'.repeat(64), '1'.repeat(64)] } }),
+          400,
+          'INVALID_REQUEST',
+        );
+      },
+      { tokens: true },
+    );
     const me = (await m.call('get', '/whoami')).body.id as string;
     expectError(await m.call('delete', `/tokens/${me}`), 409, 'LAST_ADMIN_TOKEN');
     const second = await token(['admin']);
@@ -195,7 +239,11 @@ describe('the management API over HTTP', () => {
     const id = (await m.call('get', '/whoami', { token: reader })).body.id as string;
     await m.call('delete', `/repositories/${enc(app)}`, { token: reader });
     await m.call('get', '/tokens', { token: 'tgt_' + 'B'.repeat(43) });
-    const denied = (await m.call('get', '/audit?action=auth.denied')).body.entries as Array<{ actor: { id: string }; gun?: string; detail: Record<string, unknown> }>;
+    const denied = (await m.call('get', '/audit?action=auth.denied')).body.entries as Array<{
+      actor: { id: string };
+      gun?: string;
+      detail: Record<string, unknown>;
+    }>;
     assert.ok(denied.some((e) => e.actor.id === id && e.gun === app && e.detail.attempted === 'repository.delete'));
     assert.ok(denied.some((e) => e.actor.id === 'anonymous' && e.detail.path === '/tokens'));
   });
@@ -214,7 +262,11 @@ describe('the management API over HTTP', () => {
     assert.ok(JSON.stringify(written[0]).length < 1200, 'the request path is clipped');
     audit.flushDenials();
     assert.equal(count(), before + 2);
-    assert.deepEqual(audit.query({}).at(-1)!.detail, { ...audit.query({}).at(-1)!.detail, reason: 'unknown or expired token', repeated: 59 });
+    assert.deepEqual(audit.query({}).at(-1)!.detail, {
+      ...audit.query({}).at(-1)!.detail,
+      reason: 'unknown or expired token',
+      repeated: 59,
+    });
     assert.equal(audit.verify().ok, true);
   });
 
@@ -229,7 +281,9 @@ describe('the management API over HTTP', () => {
     // A wrong passphrase and a malformed key are refused without echoing them.
     const s = generateSigner('ecdsa');
     const pem = exportPrivateKeyPem(s.privateKey, { passphrase: 'import-secret-passphrase', role: 'targets', gun: app });
-    const wrong = await m.call('post', `/repositories/${enc(app)}/keys/import`, { body: { pem, passphrase: 'wrong-secret-passphrase', role: 'targets' } });
+    const wrong = await m.call('post', `/repositories/${enc(app)}/keys/import`, {
+      body: { pem, passphrase: 'wrong-secret-passphrase', role: 'targets' },
+    });
     expectError(wrong, 400, 'WRONG_PASSPHRASE');
     const rawKey = s.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     const body = rawKey.split('\n').slice(1, -2).join('');
@@ -242,7 +296,16 @@ describe('the management API over HTTP', () => {
     const auditText = readFileSync(join(m.tg.app.config.dataDir, 'audit.jsonl'), 'utf8');
     const pendingText = readFileSync(join(m.tg.app.config.dataDir, 'pending.json'), 'utf8');
     const haystacks = { logs: m.logs.join('\n'), audit: auditText, pending: pendingText, wrong: wrong.text };
-    const secrets = { adminToken: m.admin, newToken, secretPass, importPass: 'import-secret-passphrase', wrongPass: 'wrong-secret-passphrase', exportedPem: exp.body.pem.split('\n')[5], rawPriv, body };
+    const secrets = {
+      adminToken: m.admin,
+      newToken,
+      secretPass,
+      importPass: 'import-secret-passphrase',
+      wrongPass: 'wrong-secret-passphrase',
+      exportedPem: exp.body.pem.split('\n')[5],
+      rawPriv,
+      body,
+    };
     for (const [where, text] of Object.entries(haystacks)) {
       for (const [what, secret] of Object.entries(secrets)) assert.ok(!text.includes(secret as string), `${what} appears in ${where}`);
     }

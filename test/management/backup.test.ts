@@ -28,7 +28,13 @@ describe('backup of the embedded store', () => {
     m = await startMgmt();
     work = await makeTempDir('trustgate-backup');
     expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
-    for (let i = 0; i < 5; i++) expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: `v${i}`, digest: `sha256:${String(i).repeat(64)}`, size: 100 + i } }), 200);
+    for (let i = 0; i < 5; i++)
+      expectStatus(
+        await m.call('post', `/repositories/${enc(gun)}/tags`, {
+          body: { tag: `v${i}`, digest: `sha256:${String(i).repeat(64)}`, size: 100 + i },
+        }),
+        200,
+      );
   });
   after(async () => {
     await m.stop();
@@ -62,7 +68,10 @@ describe('backup of the embedded store', () => {
     } finally {
       db.close();
     }
-    const entry = (await m.call('get', '/audit?action=backup.create')).body.entries.at(-1) as { outcome: string; detail: { bytes: number } };
+    const entry = (await m.call('get', '/audit?action=backup.create')).body.entries.at(-1) as {
+      outcome: string;
+      detail: { bytes: number };
+    };
     assert.deepEqual({ outcome: entry.outcome, bytes: entry.detail.bytes }, { outcome: 'success', bytes: bytes.length });
 
     // Restore as the docs say: the copy as trustgate.db, the keys directory beside it.
@@ -130,7 +139,10 @@ describe('backup on PostgreSQL', () => {
       const r = await request(tg.url).get('/api/v1/backup').set('Authorization', `Bearer ${admin}`);
       assert.equal(r.status, 409);
       assert.equal(r.body.error.code, 'BACKUP_UNSUPPORTED');
-      assert.deepEqual(readdirSync(tg.app.config.dataDir).filter((f) => f.startsWith('.backup-')), []);
+      assert.deepEqual(
+        readdirSync(tg.app.config.dataDir).filter((f) => f.startsWith('.backup-')),
+        [],
+      );
       assert.deepEqual(tg.app.management.audit.query({ action: 'backup.create' }), []);
     } finally {
       await tg.stop();
@@ -163,12 +175,17 @@ describe('backup copies left behind by a killed run', () => {
     await removeLeftoverBackups(join(work, 'missing'), () => undefined);
   });
 
-  test('`npm start`\'s code, one process: a leftover copy is gone once it serves', async () => {
+  test("`npm start`'s code, one process: a leftover copy is gone once it serves", async () => {
     const dir = join(work, 'single');
     mkdirSync(join(dir, 'data', '.backup-left2'), { recursive: true });
     writeFileSync(join(dir, 'data', '.backup-left2', 'trustgate.db'), 'copy');
     const { proc } = await startTrustgateProcess(
-      { TRUSTGATE_DATA_DIR: join(dir, 'data'), TRUSTGATE_KEYS_DIR: join(dir, 'keys'), TRUSTGATE_KEY_PASSPHRASE: 'pw-leftover', TRUSTGATE_LOG_LEVEL: 'info' },
+      {
+        TRUSTGATE_DATA_DIR: join(dir, 'data'),
+        TRUSTGATE_KEYS_DIR: join(dir, 'keys'),
+        TRUSTGATE_KEY_PASSPHRASE: 'pw-leftover',
+        TRUSTGATE_LOG_LEVEL: 'info',
+      },
       join(dir, 'trustgate.log'),
     );
     try {

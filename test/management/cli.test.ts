@@ -45,7 +45,9 @@ async function notary(): Promise<NotaryCli> {
 }
 
 async function tuf<T>(gun: string, role: string): Promise<{ signed: T; signatures: Array<{ keyid: string }> }> {
-  const r = await request(m.tg.url).get(`/v2/${gun}/_trust/tuf/${role}.json`).ca(await fsp.readFile(certs.caCert));
+  const r = await request(m.tg.url)
+    .get(`/v2/${gun}/_trust/tuf/${role}.json`)
+    .ca(await fsp.readFile(certs.caCert));
   assert.equal(r.status, 200);
   return JSON.parse(r.text) as { signed: T; signatures: Array<{ keyid: string }> };
 }
@@ -71,7 +73,8 @@ async function dockerEnv() {
   return {
     home,
     config,
-    run: (args: string[], input?: string): Promise<RunResult> => runCommand('docker', args, { env, timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) }),
+    run: (args: string[], input?: string): Promise<RunResult> =>
+      runCommand('docker', args, { env, timeoutMs: 60_000, ...(input !== undefined ? { input } : {}) }),
   };
 }
 
@@ -93,8 +96,13 @@ test('a targets key exported by the API is taken by `notary key import`, and not
   // notary signs a new target with the imported key; the server accepts it and the API sees it.
   await cli.runOk(['addhash', gun, 'from-notary', '123', '--sha256', sha('m1'), '-p']);
   const inspect = await m.call('get', `/repositories/${enc(gun)}`);
-  assert.deepEqual(inspect.body.signedTags, [{ tag: 'from-notary', digest: `sha256:${sha('m1')}`, size: 123, roles: ['targets'], signers: ['Repo Admin'] }]);
-  assert.deepEqual((await tuf(gun, 'targets')).signatures.map((s) => s.keyid), [targetsId]);
+  assert.deepEqual(inspect.body.signedTags, [
+    { tag: 'from-notary', digest: `sha256:${sha('m1')}`, size: 123, roles: ['targets'], signers: ['Repo Admin'] },
+  ]);
+  assert.deepEqual(
+    (await tuf(gun, 'targets')).signatures.map((s) => s.keyid),
+    [targetsId],
+  );
 });
 
 test('an offline root key returned at creation is taken by notary, which rotates the root with it', async () => {
@@ -125,21 +133,34 @@ test('a key made by `notary key generate` is imported through the API, becomes t
   const pem = await fsp.readFile(`${out}-key.pem`, 'utf8');
   const pubPem = await fsp.readFile(`${out}.pem`, 'utf8');
   const genId = keyId(parsePublicKeyPem(pubPem, new Date()));
-  const imp = await m.call('post', `/repositories/${enc(gun)}/keys/import`, { body: { pem, passphrase: NOTARY_TEST_PASSPHRASE, role: 'targets', activate: true } });
+  const imp = await m.call('post', `/repositories/${enc(gun)}/keys/import`, {
+    body: { pem, passphrase: NOTARY_TEST_PASSPHRASE, role: 'targets', activate: true },
+  });
   expectStatus(imp, 200);
   assert.equal(imp.body.key.id, genId);
   assert.deepEqual((await tuf<RootRoles>(gun, 'root')).signed.roles.targets!.keyids, [genId]);
-  expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: `sha256:${sha('m2')}`, size: 77 } }), 200);
-  assert.deepEqual((await tuf(gun, 'targets')).signatures.map((s) => s.keyid), [genId]);
+  expectStatus(
+    await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: `sha256:${sha('m2')}`, size: 77 } }),
+    200,
+  );
+  assert.deepEqual(
+    (await tuf(gun, 'targets')).signatures.map((s) => s.keyid),
+    [genId],
+  );
   const fresh = await notary();
-  assert.deepEqual(parseNotaryList((await fresh.runOk(['list', gun])).stdout), [{ name: 'v1', digest: sha('m2'), size: 77, role: 'targets' }]);
+  assert.deepEqual(parseNotaryList((await fresh.runOk(['list', gun])).stdout), [
+    { name: 'v1', digest: sha('m2'), size: 77, role: 'targets' },
+  ]);
 });
 
 test('docker trust: a key from `docker trust key generate` becomes a signer through the API; docker trust inspect agrees with the API', async () => {
   const gun = newGun('docker');
   expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
   const d = await dockerEnv();
-  ok(await d.run(['trust', 'key', 'generate', 'alice', '--dir', d.home], `${NOTARY_TEST_PASSPHRASE}\n${NOTARY_TEST_PASSPHRASE}\n`), 'docker trust key generate');
+  ok(
+    await d.run(['trust', 'key', 'generate', 'alice', '--dir', d.home], `${NOTARY_TEST_PASSPHRASE}\n${NOTARY_TEST_PASSPHRASE}\n`),
+    'docker trust key generate',
+  );
   const pub = await fsp.readFile(path.join(d.home, 'alice.pub'), 'utf8');
   const aliceId = keyId(parsePublicKeyPem(pub, new Date()));
   const added = await m.call('post', `/repositories/${enc(gun)}/signers`, { body: { name: 'alice', publicKeys: [pub] } });
@@ -148,14 +169,24 @@ test('docker trust: a key from `docker trust key generate` becomes a signer thro
   // The private key docker keeps (role: alice), imported for targets/alice.
   const priv = await fsp.readFile(path.join(d.config, 'trust', 'private', `${aliceId}.key`), 'utf8');
   assert.match(priv, /role: alice/);
-  const imp = await m.call('post', `/repositories/${enc(gun)}/keys/import`, { body: { pem: priv, passphrase: NOTARY_TEST_PASSPHRASE, role: 'targets/alice' } });
+  const imp = await m.call('post', `/repositories/${enc(gun)}/keys/import`, {
+    body: { pem: priv, passphrase: NOTARY_TEST_PASSPHRASE, role: 'targets/alice' },
+  });
   expectStatus(imp, 201);
   assert.equal(imp.body.key.held, 'keystore');
   // As `docker trust sign` does: the tag goes into every delegation the key can sign, releases included.
   for (const role of ['targets/releases', 'targets/alice']) {
-    expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: `sha256:${sha('m3')}`, size: 55, role } }), 200);
+    expectStatus(
+      await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: `sha256:${sha('m3')}`, size: 55, role } }),
+      200,
+    );
   }
-  expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'unreleased', digest: `sha256:${sha('m5')}`, size: 5, role: 'targets/alice' } }), 200);
+  expectStatus(
+    await m.call('post', `/repositories/${enc(gun)}/tags`, {
+      body: { tag: 'unreleased', digest: `sha256:${sha('m5')}`, size: 5, role: 'targets/alice' },
+    }),
+    200,
+  );
 
   const r = await d.run(['trust', 'inspect', gun]);
   ok(r, 'docker trust inspect');
@@ -169,9 +200,18 @@ test('docker trust: a key from `docker trust key generate` becomes a signer thro
     docker!.SignedTags.map((t) => [t.SignedTag, `sha256:${t.Digest}`, t.Signers]),
     api.signedTags.map((t: { tag: string; digest: string; signers: string[] }) => [t.tag, t.digest, t.signers]),
   );
-  assert.deepEqual(api.signedTags.map((t: { tag: string; signers: string[]; roles: string[] }) => [t.tag, t.signers, [...t.roles].sort()]), [['v1', ['alice'], ['targets/alice', 'targets/releases']]]);
-  assert.deepEqual(api.allTags.map((t: { tag: string }) => t.tag), ['unreleased', 'v1']);
-  assert.deepEqual(docker!.Signers.map((s) => [s.Name, s.Keys.map((k) => k.ID)]), api.signers.map((s: { name: string; keyIds: string[] }) => [s.name, s.keyIds]));
+  assert.deepEqual(
+    api.signedTags.map((t: { tag: string; signers: string[]; roles: string[] }) => [t.tag, t.signers, [...t.roles].sort()]),
+    [['v1', ['alice'], ['targets/alice', 'targets/releases']]],
+  );
+  assert.deepEqual(
+    api.allTags.map((t: { tag: string }) => t.tag),
+    ['unreleased', 'v1'],
+  );
+  assert.deepEqual(
+    docker!.Signers.map((s) => [s.Name, s.Keys.map((k) => k.ID)]),
+    api.signers.map((s: { name: string; keyIds: string[] }) => [s.name, s.keyIds]),
+  );
   const admin = Object.fromEntries(docker!.AdministrativeKeys.map((a) => [a.Name, a.Keys.map((k) => k.ID)]));
   assert.deepEqual(admin.Repository, api.administrativeKeys.repository);
   assert.equal(admin.Root!.length, 1);
@@ -198,7 +238,10 @@ test('a delegation key exported by the API is loaded by `docker trust key load` 
   // notary signs into targets/ci with it.
   await cli.runOk(['addhash', gun, 'ci-1', '9', '--sha256', sha('m4'), '--roles', 'targets/ci', '-p']);
   const inspect = await m.call('get', `/repositories/${enc(gun)}`);
-  assert.deepEqual(inspect.body.allTags.map((t: { tag: string; roles: string[] }) => [t.tag, t.roles]), [['ci-1', ['targets/ci']]]);
+  assert.deepEqual(
+    inspect.body.allTags.map((t: { tag: string; roles: string[] }) => [t.tag, t.roles]),
+    [['ci-1', ['targets/ci']]],
+  );
 });
 
 test('taking over a repository made by `notary init`: its keys are imported, the snapshot key moves to the server, then the API signs', async () => {
@@ -225,9 +268,17 @@ test('taking over a repository made by `notary init`: its keys are imported, the
   assert.equal(blocked.status, 409);
   assert.match(blocked.body.error.message, /snapshot key/);
   expectStatus(await m.call('post', `/repositories/${enc(gun)}/keys/snapshot/rotate`, { body: {} }), 200);
-  expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'new', digest: `sha256:${sha('m7')}`, size: 4 } }), 200);
+  expectStatus(
+    await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'new', digest: `sha256:${sha('m7')}`, size: 4 } }),
+    200,
+  );
   const fresh = await notary();
-  assert.deepEqual(parseNotaryList((await fresh.runOk(['list', gun])).stdout).map((r) => r.name).sort(), ['new', 'old']);
+  assert.deepEqual(
+    parseNotaryList((await fresh.runOk(['list', gun])).stdout)
+      .map((r) => r.name)
+      .sort(),
+    ['new', 'old'],
+  );
   const inspect = await m.call('get', `/repositories/${enc(gun)}`);
   assert.equal(inspect.body.rootKey, 'keystore');
 });

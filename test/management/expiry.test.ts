@@ -29,25 +29,45 @@ test('expiring lists roles across repositories soonest first; resign renews targ
   const extTag = await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'e1', digest, size: 9, role: 'targets/ext' } });
   expectStatus(extTag, 202);
   const part = extTag.body.pending.parts[0];
-  expectStatus(await m.call('post', `/pending/${extTag.body.pending.id}/signatures`, { body: { signatures: [{ keyid: ext.id, sig: ext.sign(part.canonical) }] } }), 200);
+  expectStatus(
+    await m.call('post', `/pending/${extTag.body.pending.id}/signatures`, {
+      body: { signatures: [{ keyid: ext.id, sig: ext.sign(part.canonical) }] },
+    }),
+    200,
+  );
 
   // Nothing but the 14-day timestamps expires within 30 days today.
   const now = await m.call('get', '/expiring?within=30d');
   expectStatus(now, 200);
   const mine = (now.body.items as Item[]).filter((i) => i.gun === gun);
-  assert.deepEqual(mine.map((i) => [i.role, i.renewedAutomatically]), [['timestamp', true]]);
+  assert.deepEqual(
+    mine.map((i) => [i.role, i.renewedAutomatically]),
+    [['timestamp', true]],
+  );
 
   // 35 months later: targets, both delegations and the snapshot expire within 30 days.
   m.advance(3 * YEAR_MS - 20 * DAY);
   try {
     const soon = await m.call('get', '/expiring?within=30d');
     const items = soon.body.items as Item[];
-    assert.deepEqual(items.filter((i) => i.gun === gun).map((i) => i.role).sort(), ['snapshot', 'targets', 'targets/ci', 'targets/ext', 'timestamp']);
+    assert.deepEqual(
+      items
+        .filter((i) => i.gun === gun)
+        .map((i) => i.role)
+        .sort(),
+      ['snapshot', 'targets', 'targets/ci', 'targets/ext', 'timestamp'],
+    );
     const ts = items.find((i) => i.gun === gun && i.role === 'timestamp')!;
     assert.ok(ts.version > 1 && Date.parse(ts.expires) > m.now() && ts.renewedAutomatically, 'the timestamp was renewed when it expired');
-    assert.ok(items.some((i) => i.gun === other && i.role === 'targets'), 'every repository is listed');
+    assert.ok(
+      items.some((i) => i.gun === other && i.role === 'targets'),
+      'every repository is listed',
+    );
     const sorted = items.map((i) => Date.parse(i.expires));
-    assert.deepEqual(sorted, [...sorted].sort((a, b) => a - b));
+    assert.deepEqual(
+      sorted,
+      [...sorted].sort((a, b) => a - b),
+    );
     assert.ok(items.every((i) => !i.expired));
     assert.equal(items.find((i) => i.gun === gun && i.role === 'snapshot')!.renewedAutomatically, true);
     assert.equal(items.find((i) => i.gun === gun && i.role === 'targets')!.renewedAutomatically, false);
@@ -58,7 +78,13 @@ test('expiring lists roles across repositories soonest first; resign renews targ
     const byRole = Object.fromEntries((r.body.results as Array<{ role: string; status: string }>).map((x) => [x.role, x.status]));
     assert.deepEqual(byRole, { targets: 'published', 'targets/ci': 'published', 'targets/ext': 'pending' });
     const after = (await m.call('get', '/expiring?within=30d')).body.items as Item[];
-    assert.deepEqual(after.filter((i) => i.gun === gun).map((i) => i.role).sort(), ['targets/ext', 'timestamp']);
+    assert.deepEqual(
+      after
+        .filter((i) => i.gun === gun)
+        .map((i) => i.role)
+        .sort(),
+      ['targets/ext', 'timestamp'],
+    );
     const inspect = await m.call('get', `/repositories/${g}`);
     const targets = inspect.body.roles.find((x: { role: string }) => x.role === 'targets');
     assert.ok(Date.parse(targets.expires) > m.now() + 2 * YEAR_MS, 'targets expire three years from the (moved) clock');
@@ -114,7 +140,9 @@ test('root is re-signed with an offline root key handed in for that request only
   assert.equal(root.signed.version, 2);
   assert.deepEqual(await m.tg.app.keys.list({ gun, role: 'root' }), [], 'the offline key was not kept');
   expectError(
-    await m.call('post', `/repositories/${g}/resign`, { body: { roles: ['root'], offlineRootKey: { pem: created.body.rootKey.pem, passphrase: 'not-the-passphrase' } } }),
+    await m.call('post', `/repositories/${g}/resign`, {
+      body: { roles: ['root'], offlineRootKey: { pem: created.body.rootKey.pem, passphrase: 'not-the-passphrase' } },
+    }),
     400,
     'WRONG_PASSPHRASE',
   );

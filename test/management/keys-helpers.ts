@@ -15,7 +15,9 @@ export interface OutsideKey {
 
 export function outsideKey(kind: 'ecdsa' | 'rsa' | 'rsa1024' = 'ecdsa'): OutsideKey {
   const { privateKey, publicKey } =
-    kind === 'ecdsa' ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' }) : generateKeyPairSync('rsa', { modulusLength: kind === 'rsa' ? 2048 : 1024 });
+    kind === 'ecdsa'
+      ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+      : generateKeyPairSync('rsa', { modulusLength: kind === 'rsa' ? 2048 : 1024 });
   const key = tufKeyFromPublic(publicKey);
   return {
     privateKey,

@@ -19,7 +19,12 @@ const WORKER = join(here, 'state-worker.ts');
 const ROOT = join(here, '..', '..');
 
 const change = (gun: string, ttlMs = 3600_000, nowMs = Date.now()): PendingChange =>
-  pendingChange({ gun, action: 'tag.add', summary: gun, parts: [], createdKeyIds: [], retireKeyIds: [] }, { id: 't', name: 'n' }, nowMs, ttlMs);
+  pendingChange(
+    { gun, action: 'tag.add', summary: gun, parts: [], createdKeyIds: [], retireKeyIds: [] },
+    { id: 't', name: 'n' },
+    nowMs,
+    ttlMs,
+  );
 
 describe('two instances on one data directory in one process', () => {
   let dir: string;
@@ -35,7 +40,10 @@ describe('two instances on one data directory in one process', () => {
     assert.deepEqual(b.get(info.id), info);
     const second = b.create({ name: 'ci2', scopes: ['admin'], createdBy: 'test' });
     assert.equal(a.authenticate(second.token)?.id, second.info.id);
-    assert.deepEqual(a.activeAdmins().map((t) => t.id), [second.info.id]);
+    assert.deepEqual(
+      a.activeAdmins().map((t) => t.id),
+      [second.info.id],
+    );
     assert.equal(a.revoke(info.id), true);
     assert.equal(b.authenticate(token), undefined);
     assert.equal(b.get(info.id), undefined);
@@ -48,13 +56,25 @@ describe('two instances on one data directory in one process', () => {
     const b = new TokenStore(join(dir, 'tok2'));
     const made: string[] = [];
     for (let i = 0; i < 20; i++) made.push((i % 2 ? a : b).create({ name: `t${i}`, scopes: ['reader'], createdBy: 'test' }).info.id);
-    assert.deepEqual(a.list().map((t) => t.id), made);
-    assert.deepEqual(b.list().map((t) => t.id), made);
+    assert.deepEqual(
+      a.list().map((t) => t.id),
+      made,
+    );
+    assert.deepEqual(
+      b.list().map((t) => t.id),
+      made,
+    );
     for (let i = 0; i < 20; i += 3) assert.equal((i % 2 ? b : a).revoke(made[i]!), true);
     const left = made.filter((_, i) => i % 3 !== 0);
-    assert.deepEqual(a.list().map((t) => t.id), left);
+    assert.deepEqual(
+      a.list().map((t) => t.id),
+      left,
+    );
     const onDisk = JSON.parse(readFileSync(a.path, 'utf8')) as { tokens: TokenRecord[] };
-    assert.deepEqual(onDisk.tokens.map((t) => t.id), left);
+    assert.deepEqual(
+      onDisk.tokens.map((t) => t.id),
+      left,
+    );
   });
 
   test('the admin token is made once, whichever instance asks', () => {
@@ -72,7 +92,8 @@ describe('two instances on one data directory in one process', () => {
     const a = new AuditLog(join(dir, 'audit'));
     const b = new AuditLog(join(dir, 'audit'));
     const seqs: number[] = [];
-    for (let i = 0; i < 10; i++) seqs.push((i % 3 ? a : b).append({ actor: { id: 'x', name: 'x' }, action: 'test.append', outcome: 'success', detail: { i } }).seq);
+    for (let i = 0; i < 10; i++)
+      seqs.push((i % 3 ? a : b).append({ actor: { id: 'x', name: 'x' }, action: 'test.append', outcome: 'success', detail: { i } }).seq);
     assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     assert.deepEqual(a.verify(), b.verify());
     assert.equal(b.verify().ok, true);
@@ -87,7 +108,13 @@ describe('two instances on one data directory in one process', () => {
     const p2 = change('example.com/two');
     a.put(p1);
     b.put(p2);
-    assert.deepEqual(a.list().map((p) => p.id).sort(), [p1.id, p2.id].sort());
+    assert.deepEqual(
+      a
+        .list()
+        .map((p) => p.id)
+        .sort(),
+      [p1.id, p2.id].sort(),
+    );
     assert.equal(b.get(p1.id)?.gun, 'example.com/one');
 
     const updated = b.update(p1.id, (cur) => ({ ...cur, summary: 'changed in b' }));
@@ -96,14 +123,24 @@ describe('two instances on one data directory in one process', () => {
 
     assert.equal(a.remove(p2.id)?.id, p2.id);
     assert.equal(b.remove(p2.id), undefined, 'already removed by the other');
-    assert.equal(b.update(p2.id, (cur) => cur), undefined, 'an update does not bring a removed change back');
+    assert.equal(
+      b.update(p2.id, (cur) => cur),
+      undefined,
+      'an update does not bring a removed change back',
+    );
     assert.equal(a.get(p2.id), undefined);
 
     const soon = change('example.com/soon', 1000, Date.now() - 5000);
     b.put(soon);
-    assert.deepEqual(a.takeExpired().map((p) => p.id), [soon.id]);
+    assert.deepEqual(
+      a.takeExpired().map((p) => p.id),
+      [soon.id],
+    );
     assert.deepEqual(b.takeExpired(), []);
-    assert.deepEqual(b.list().map((p) => p.id), [p1.id]);
+    assert.deepEqual(
+      b.list().map((p) => p.id),
+      [p1.id],
+    );
   });
 });
 
@@ -114,7 +151,10 @@ interface Child {
 }
 
 function startChild(dir: string, name: string, mode: 'work' | 'hold', arg: number): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', WORKER, dir, name, mode, String(arg)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', WORKER, dir, name, mode, String(arg)], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]();
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   return { proc, lines, exited };
@@ -148,7 +188,9 @@ describe('child processes on one data directory', { timeout: 120_000 }, () => {
     const children = Array.from({ length: N }, (_, i) => startChild(d, `w${i}`, 'work', APPENDS));
     started.push(...children);
     await startTogether(children);
-    const results = await Promise.all(children.map(async (c) => JSON.parse(await nextLine(c)) as { bootstrapped: boolean; tokenIds: string[]; pendingIds: string[] }));
+    const results = await Promise.all(
+      children.map(async (c) => JSON.parse(await nextLine(c)) as { bootstrapped: boolean; tokenIds: string[]; pendingIds: string[] }),
+    );
     assert.deepEqual(await Promise.all(children.map((c) => c.exited)), Array(N).fill(0));
 
     assert.equal(results.filter((r) => r.bootstrapped).length, 1, 'exactly one process made the admin token');
@@ -158,7 +200,14 @@ describe('child processes on one data directory', { timeout: 120_000 }, () => {
     assert.equal(tokens.authenticate(readFileSync(join(d, 'admin-token'), 'utf8').trim())?.name, 'initial-admin');
     const made = results.flatMap((r) => r.tokenIds);
     assert.equal(made.length, N * Math.ceil(APPENDS / 10));
-    assert.deepEqual(all.map((t) => t.id).filter((id) => made.includes(id)).sort(), [...made].sort(), 'every token made is kept');
+    assert.deepEqual(
+      all
+        .map((t) => t.id)
+        .filter((id) => made.includes(id))
+        .sort(),
+      [...made].sort(),
+      'every token made is kept',
+    );
     assert.equal(all.length, made.length + 1);
 
     const audit = new AuditLog(d);
@@ -166,15 +215,28 @@ describe('child processes on one data directory', { timeout: 120_000 }, () => {
     assert.equal(v.ok, true, v.reason);
     assert.equal(v.entries, N * APPENDS);
     const entries = audit.query();
-    assert.deepEqual(entries.map((e) => e.seq), Array.from({ length: N * APPENDS }, (_, i) => i + 1));
+    assert.deepEqual(
+      entries.map((e) => e.seq),
+      Array.from({ length: N * APPENDS }, (_, i) => i + 1),
+    );
     for (let w = 0; w < N; w++) {
       const mine = entries.filter((e: AuditEntry) => e.actor.id === `w${w}`).map((e) => e.detail!.i);
-      assert.deepEqual(mine, Array.from({ length: APPENDS }, (_, i) => i), `w${w}'s entries, each once and in order`);
+      assert.deepEqual(
+        mine,
+        Array.from({ length: APPENDS }, (_, i) => i),
+        `w${w}'s entries, each once and in order`,
+      );
     }
     assert.ok(new Set(entries.map((e) => e.actor.id)).size === N);
 
     const pending = new PendingStore(d);
-    assert.deepEqual(pending.list().map((p) => p.id).sort(), results.flatMap((r) => r.pendingIds).sort());
+    assert.deepEqual(
+      pending
+        .list()
+        .map((p) => p.id)
+        .sort(),
+      results.flatMap((r) => r.pendingIds).sort(),
+    );
     assert.ok(!existsSync(join(d, 'audit.head.tmp')));
   });
 
@@ -193,7 +255,10 @@ describe('child processes on one data directory', { timeout: 120_000 }, () => {
     holder.proc.kill('SIGKILL');
     await holder.exited;
     const t1 = Date.now();
-    assert.equal(new StateLock(d, 5000).run(() => 'mine'), 'mine');
+    assert.equal(
+      new StateLock(d, 5000).run(() => 'mine'),
+      'mine',
+    );
     assert.ok(Date.now() - t1 < 1000, 'the lock was free once the holder died');
     impatient.close();
   });

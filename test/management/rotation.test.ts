@@ -11,7 +11,14 @@ let m: Mgmt;
 before(async () => (m = await startMgmt()));
 after(() => m.stop());
 
-type Env = { signed: { version: number; roles: Record<string, { keyids: string[] }>; delegations: { roles: Array<{ name: string; keyids: string[] }> } }; signatures: Array<{ keyid: string }> };
+type Env = {
+  signed: {
+    version: number;
+    roles: Record<string, { keyids: string[] }>;
+    delegations: { roles: Array<{ name: string; keyids: string[] }> };
+  };
+  signatures: Array<{ keyid: string }>;
+};
 const tuf = async (gun: string, role: string): Promise<Env> => {
   const r = await request(m.tg.url).get(`/v2/${gun}/_trust/tuf/${role}.json`);
   assert.equal(r.status, 200);
@@ -56,7 +63,10 @@ test('snapshot and timestamp rotation: the server re-signs snapshot and timestam
     assert.deepEqual(sigs(await tuf(gun, role)), [r.body.newKeyId]);
     assert.equal(await m.tg.app.keys.get(old), undefined);
     const keys = (await m.call('get', `/repositories/${enc(gun)}/keys`)).body.keys as Array<{ id: string; role: string; held: string }>;
-    assert.deepEqual(keys.filter((k) => k.role === role).map((k) => [k.id, k.held]), [[r.body.newKeyId, 'server']]);
+    assert.deepEqual(
+      keys.filter((k) => k.role === role).map((k) => [k.id, k.held]),
+      [[r.body.newKeyId, 'server']],
+    );
   }
   const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
@@ -72,7 +82,10 @@ test('delegation rotation: the parent lists the new key and the delegation is re
   const add = await m.call('post', `/repositories/${enc(gun)}/signers`, { body: { name: 'ci', generate: true } });
   expectStatus(add, 200);
   const old = add.body.keyIds[0] as string;
-  expectStatus(await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: digest('3'), size: 3, role: 'targets/ci' } }), 200);
+  expectStatus(
+    await m.call('post', `/repositories/${enc(gun)}/tags`, { body: { tag: 'v1', digest: digest('3'), size: 3, role: 'targets/ci' } }),
+    200,
+  );
   const r = await m.call('post', `/repositories/${enc(gun)}/keys/${enc('targets/ci')}/rotate`, { body: {} });
   expectStatus(r, 200);
   const targets = await tuf(gun, 'targets');
@@ -83,7 +96,10 @@ test('delegation rotation: the parent lists the new key and the delegation is re
   assert.deepEqual(sigs(await tuf(gun, 'targets/ci')), [r.body.newKeyId]);
   const cli = await notaryCli({ server: m.tg.url, token: m.admin });
   try {
-    assert.deepEqual(parseNotaryList((await cli.runOk(['list', gun])).stdout).map((x) => `${x.name} ${x.role}`), ['v1 targets/ci']);
+    assert.deepEqual(
+      parseNotaryList((await cli.runOk(['list', gun])).stdout).map((x) => `${x.name} ${x.role}`),
+      ['v1 targets/ci'],
+    );
   } finally {
     await cli.cleanup();
   }
@@ -95,11 +111,19 @@ test('rotating a role whose new root needs an offline signature waits, and the r
   expectStatus(created, 201);
   const r = await m.call('post', `/repositories/${enc(gun)}/keys/targets/rotate`, { body: {} });
   expectStatus(r, 202);
-  assert.deepEqual(r.body.pending.parts.map((p: { role: string; missing: number }) => [p.role, p.missing]), [['root', 1], ['targets', 0]]);
+  assert.deepEqual(
+    r.body.pending.parts.map((p: { role: string; missing: number }) => [p.role, p.missing]),
+    [
+      ['root', 1],
+      ['targets', 0],
+    ],
+  );
   assert.equal((await tuf(gun, 'root')).signed.version, 1, 'nothing published yet');
   // With the offline key handed in for the request, the same rotation publishes at once.
   expectStatus(await m.call('delete', `/pending/${r.body.pending.id}`), 200);
-  const now = await m.call('post', `/repositories/${enc(gun)}/keys/targets/rotate`, { body: { offlineRootKey: { pem: created.body.rootKey.pem, passphrase: 'rotation-passphrase' } } });
+  const now = await m.call('post', `/repositories/${enc(gun)}/keys/targets/rotate`, {
+    body: { offlineRootKey: { pem: created.body.rootKey.pem, passphrase: 'rotation-passphrase' } },
+  });
   expectStatus(now, 200);
   assert.equal(now.body.versions.root, 2);
   assert.deepEqual(sigs(await tuf(gun, 'targets')), [now.body.newKeyId]);

@@ -26,7 +26,12 @@ function work(appends: number) {
     audit.append({ actor: { id: name, name }, action: 'test.append', outcome: 'success', detail: { i } });
     if (i % 10 === 0) tokenIds.push(tokens.create({ name: `${name}-${i}`, scopes: ['reader'], createdBy: name }).info.id);
     if (i % 25 === 0) {
-      const p = pendingChange({ gun: `example.com/${name}`, action: 'tag.add', summary: `${name} ${i}`, parts: [], createdKeyIds: [], retireKeyIds: [] }, { id: name, name }, Date.now(), 3600_000);
+      const p = pendingChange(
+        { gun: `example.com/${name}`, action: 'tag.add', summary: `${name} ${i}`, parts: [], createdKeyIds: [], retireKeyIds: [] },
+        { id: name, name },
+        Date.now(),
+        3600_000,
+      );
       pending.put(p);
       pendingIds.push(p.id);
     }

@@ -23,7 +23,11 @@ export interface Mgmt {
   advance(ms: number): void;
   now(): number;
   /** A request to /api/v1 + path with the admin token (or `token`, or none with null); the response is checked against openapi.yaml. */
-  call(method: 'get' | 'post' | 'put' | 'delete', path: string, opts?: { token?: string | null; body?: unknown; raw?: string; contentType?: string }): Promise<Res>;
+  call(
+    method: 'get' | 'post' | 'put' | 'delete',
+    path: string,
+    opts?: { token?: string | null; body?: unknown; raw?: string; contentType?: string },
+  ): Promise<Res>;
   stop(): Promise<void>;
 }
 

@@ -60,13 +60,22 @@ test('2-of-2 on targets with server-held keys bound to two different signer toke
   expectError(await m.call('post', `/pending/${p.id}/signatures`, { token: alice, body: { keyId: keyB } }), 403, 'FORBIDDEN');
   // Bob sees it and signs with his key: published.
   const seen = await m.call('get', `/pending?gun=${g}`, { token: bob });
-  assert.deepEqual(seen.body.pending.map((x: { id: string }) => x.id), [p.id]);
+  assert.deepEqual(
+    seen.body.pending.map((x: { id: string }) => x.id),
+    [p.id],
+  );
   const done = await m.call('post', `/pending/${p.id}/signatures`, { token: bob, body: { keyId: keyB } });
   expectStatus(done, 200);
   assert.equal(done.body.status, 'published');
   assert.deepEqual(await notaryList(gun), [{ name: 'v1', digest: hexOf(digest('a')), size: 42, role: 'targets' }]);
-  const audit = (await m.call('get', `/audit?gun=${g}&action=pending.sign`)).body.entries as Array<{ actor: { name: string }; outcome: string }>;
-  assert.deepEqual(audit.map((e) => `${e.actor.name} ${e.outcome}`), ['alice denied', 'bob success']);
+  const audit = (await m.call('get', `/audit?gun=${g}&action=pending.sign`)).body.entries as Array<{
+    actor: { name: string };
+    outcome: string;
+  }>;
+  assert.deepEqual(
+    audit.map((e) => `${e.actor.name} ${e.outcome}`),
+    ['alice denied', 'bob success'],
+  );
 });
 
 test('2-of-2 on a delegation with keys held elsewhere: uploaded signatures (DER and raw) publish it', async () => {
@@ -74,21 +83,34 @@ test('2-of-2 on a delegation with keys held elsewhere: uploaded signatures (DER 
   const g = enc(gun);
   expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
   const [k1, k2] = [outsideKey(), outsideKey()];
-  expectStatus(await m.call('post', `/repositories/${g}/delegations`, { body: { role: 'targets/team', publicKeys: [k1.publicPem, k2.publicPem], threshold: 2, paths: [''] } }), 200);
-  const proposed = await m.call('post', `/repositories/${g}/tags`, { body: { tag: 'rel', digest: digest('b'), size: 7, role: 'targets/team' } });
+  expectStatus(
+    await m.call('post', `/repositories/${g}/delegations`, {
+      body: { role: 'targets/team', publicKeys: [k1.publicPem, k2.publicPem], threshold: 2, paths: [''] },
+    }),
+    200,
+  );
+  const proposed = await m.call('post', `/repositories/${g}/tags`, {
+    body: { tag: 'rel', digest: digest('b'), size: 7, role: 'targets/team' },
+  });
   expectStatus(proposed, 202);
   const part = proposed.body.pending.parts[0];
   assert.equal(part.role, 'targets/team');
   assert.equal(part.missing, 2);
   const id = proposed.body.pending.id as string;
-  const one = await m.call('post', `/pending/${id}/signatures`, { body: { signatures: [{ keyid: k1.id, sig: k1.sign(part.canonical, true) }] } });
+  const one = await m.call('post', `/pending/${id}/signatures`, {
+    body: { signatures: [{ keyid: k1.id, sig: k1.sign(part.canonical, true) }] },
+  });
   expectStatus(one, 200);
   assert.equal(one.body.status, 'pending');
   assert.equal(one.body.pending.missing, 1);
   // The same key again does not count twice.
-  const again = await m.call('post', `/pending/${id}/signatures`, { body: { signatures: [{ keyid: k1.id, sig: k1.sign(part.canonical) }] } });
+  const again = await m.call('post', `/pending/${id}/signatures`, {
+    body: { signatures: [{ keyid: k1.id, sig: k1.sign(part.canonical) }] },
+  });
   assert.equal(again.body.pending.missing, 1);
-  const two = await m.call('post', `/pending/${id}/signatures`, { body: { signatures: [{ keyid: k2.id, sig: k2.sign(part.canonical), method: 'ecdsa' }] } });
+  const two = await m.call('post', `/pending/${id}/signatures`, {
+    body: { signatures: [{ keyid: k2.id, sig: k2.sign(part.canonical), method: 'ecdsa' }] },
+  });
   expectStatus(two, 200);
   assert.equal(two.body.status, 'published');
   assert.deepEqual(await notaryList(gun), [{ name: 'rel', digest: hexOf(digest('b')), size: 7, role: 'targets/team' }]);
@@ -109,7 +131,10 @@ test('a pending change that another change overtook is refused with 409 and drop
   const lost = await m.call('post', `/pending/${first.body.pending.id}/signatures`, { body: { keyId: keyA } });
   expectError(lost, 409, 'VERSION_CONFLICT');
   expectError(await m.call('get', `/pending/${first.body.pending.id}`), 404, 'NOT_FOUND');
-  assert.deepEqual((await m.call('get', `/repositories/${g}`)).body.signedTags.map((t: { tag: string }) => t.tag), ['two']);
+  assert.deepEqual(
+    (await m.call('get', `/repositories/${g}`)).body.signedTags.map((t: { tag: string }) => t.tag),
+    ['two'],
+  );
 });
 
 test('pending changes survive a restart and expire after TRUSTGATE_PENDING_TTL_SECONDS, dropping the keys made for them', async () => {

@@ -105,7 +105,13 @@ test('root.key and targets.key do not exist: GET and POST answer a bare 404 (fix
 });
 
 test('PATCH (a method no Notary route allows) answers 405 with an empty body', async () => {
-  for (const path of ['/v2/', tufPath('example.com/app'), tufPath('example.com/app', 'root.json'), '/v2/_trust/changefeed', '/v2/example.com/app/_trust/changefeed']) {
+  for (const path of [
+    '/v2/',
+    tufPath('example.com/app'),
+    tufPath('example.com/app', 'root.json'),
+    '/v2/_trust/changefeed',
+    '/v2/example.com/app/_trust/changefeed',
+  ]) {
     const res = await rawRequest(s, 'PATCH', path, { body: 'x' });
     assert.equal(res.status, 405, path);
     assert.equal(res.body.length, 0, path);

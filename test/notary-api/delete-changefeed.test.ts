@@ -3,7 +3,17 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { fetchServerKey, initRepo, raw, tufPath } from '../helpers/tuf-builder.js';
-import { assertError, fixture, fixtureHeader, newGun, rawRequest, startServer, NOT_FOUND_BARE, NOT_FOUND_DETAIL, type Server } from './support.js';
+import {
+  assertError,
+  fixture,
+  fixtureHeader,
+  newGun,
+  rawRequest,
+  startServer,
+  NOT_FOUND_BARE,
+  NOT_FOUND_DETAIL,
+  type Server,
+} from './support.js';
 import { unchanged } from '../helpers/unchanged.js';
 import { sha256Hex } from '../helpers/util.js';
 
@@ -56,7 +66,16 @@ test('DELETE removes exactly that GUN: every role and version; `a/b` leaves `a/b
   assert.equal(res.body.length, 0);
   assert.equal(res.headers['content-length'], fixtureHeader('del_neg', 'Content-Length'));
 
-  for (const file of ['root.json', 'targets.json', 'snapshot.json', 'timestamp.json', 'targets/releases.json', '1.root.json', '2.targets.json', '1.timestamp.json']) {
+  for (const file of [
+    'root.json',
+    'targets.json',
+    'snapshot.json',
+    'timestamp.json',
+    'targets/releases.json',
+    '1.root.json',
+    '2.targets.json',
+    '1.timestamp.json',
+  ]) {
     assertError(await raw(s.agent.get(tufPath(ab, file))), 404, fixture('del_a_ts'));
   }
   assert.deepEqual(await s.tg.app.store.latestVersions(ab), new Map());
@@ -122,7 +141,10 @@ test('changefeed: one update record per stored timestamp, with its version and s
   assert.equal(f.count, 2);
   for (const [i, r] of f.records.entries()) {
     const ts = await raw(s.agent.get(tufPath(gun, `${i + 1}.timestamp.json`)));
-    assert.deepEqual({ ...r, ID: '', CreatedAt: '' }, { ID: '', CreatedAt: '', GUN: gun, Version: i + 1, SHA256: sha256Hex(ts.body), Category: 'update' });
+    assert.deepEqual(
+      { ...r, ID: '', CreatedAt: '' },
+      { ID: '', CreatedAt: '', GUN: gun, Version: i + 1, SHA256: sha256Hex(ts.body), Category: 'update' },
+    );
   }
   assert.ok(Number(f.records[1]!.ID) > Number(f.records[0]!.ID));
   assert.ok((await feed('?records=100')).records.some((r) => r.GUN === `${gun}x`));
@@ -135,7 +157,11 @@ test('changefeed: change_id and records semantics (after an id, before it, from 
   const all = (await feed('?records=1000')).records;
   assert.ok(all.length >= 6, `need a few records, have ${all.length}`);
   const ids = all.map((r) => r.ID);
-  assert.deepEqual([...ids].sort((a, b) => Number(a) - Number(b)), ids, 'oldest first');
+  assert.deepEqual(
+    [...ids].sort((a, b) => Number(a) - Number(b)),
+    ids,
+    'oldest first',
+  );
   const at = (q: string) => feed(q).then((f) => f.records.map((r) => r.ID));
 
   assert.deepEqual(await at('?records=2'), ids.slice(0, 2));

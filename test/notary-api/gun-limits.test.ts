@@ -17,7 +17,8 @@ before(async () => {
 });
 after(() => s.stop());
 
-const INVALID_GUN = (detail: string) => `{"errors":[{"code":"INVALID_GUN","message":"The server does not support actions on images of this name.","detail":${JSON.stringify(detail)}}]}\n`;
+const INVALID_GUN = (detail: string) =>
+  `{"errors":[{"code":"INVALID_GUN","message":"The server does not support actions on images of this name.","detail":${JSON.stringify(detail)}}]}\n`;
 
 /** GUNs as they appear in the request path (already percent-encoded where needed). */
 const ODD_GUNS = [
@@ -78,14 +79,25 @@ test('`a/../b` never acts on `b`: GET, DELETE and POST through a traversal leave
       assertError(await rawRequest(s, 'GET', tufPath(g, 'root.json')), 404, NOT_FOUND_BARE);
       assertError(await rawRequest(s, 'DELETE', tufPath(g)), 404, NOT_FOUND_BARE);
       const files = multipart(await repo.files([['targets', repo.next()]]));
-      assertError(await rawRequest(s, 'POST', tufPath(g), { headers: { 'Content-Type': files.contentType }, body: files.body }), 400, INVALID_GUN('invalid GUN'));
+      assertError(
+        await rawRequest(s, 'POST', tufPath(g), { headers: { 'Content-Type': files.contentType }, body: files.body }),
+        400,
+        INVALID_GUN('invalid GUN'),
+      );
     }
   });
   assert.ok((await raw(s.agent.get(tufPath(gun, 'root.json')))).body.equals(repo.root.bytes));
 });
 
 test('GUNs real clients send are accepted: host:port, nested paths, dots, dashes, underscores, up to 255 bytes', async () => {
-  for (const gun of ['docker.io/library/alpine', '127.0.0.1:4446/test/app', 'registry.example.com:5000/a_b/c-d/e.f', `example.com/${'a'.repeat(243)}`, 'localhost', 'UPPER.example.com/Repo']) {
+  for (const gun of [
+    'docker.io/library/alpine',
+    '127.0.0.1:4446/test/app',
+    'registry.example.com:5000/a_b/c-d/e.f',
+    `example.com/${'a'.repeat(243)}`,
+    'localhost',
+    'UPPER.example.com/Repo',
+  ]) {
     const repo = await initRepo(s.agent, gun, { serverSnapshot: true });
     assert.ok((await raw(s.agent.get(tufPath(gun, 'root.json')))).body.equals(repo.root.bytes), gun);
   }
@@ -109,7 +121,8 @@ test('TRUSTGATE_GUN_PREFIXES: outside GUNs get 400 INVALID_GUN with the prefixes
     await unchanged(s2, [], async () => {
       const post = await rawRequest(s2, 'POST', tufPath(outside), { headers: { 'Content-Type': body.contentType }, body: body.body });
       assertError(post, 400, INVALID_GUN('Require GUNs with prefix: [localhost:5000/library/pfx/ docker.io/]'));
-      for (const file of ['root.json', 'timestamp.key', '1.root.json']) assertError(await raw(s2.agent.get(tufPath(outside, file))), 404, NOT_FOUND_BARE);
+      for (const file of ['root.json', 'timestamp.key', '1.root.json'])
+        assertError(await raw(s2.agent.get(tufPath(outside, file))), 404, NOT_FOUND_BARE);
       assertError(await raw(s2.agent.delete(tufPath(outside))), 404, NOT_FOUND_BARE);
       assertError(await raw(s2.agent.get(`/v2/${outside}/_trust/changefeed?records=1`)), 404, NOT_FOUND_BARE);
     });
@@ -123,11 +136,20 @@ test('TRUSTGATE_GUN_PREFIXES: outside GUNs get 400 INVALID_GUN with the prefixes
 /** POSTs a body in chunks without a Content-Length (chunked transfer encoding). */
 function postChunked(srv: Server, path: string, contentType: string, chunks: Buffer[]): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: srv.tg.port, method: 'POST', path, headers: { 'Content-Type': contentType, Authorization: `Bearer ${srv.tg.adminToken}` } }, (res) => {
-      const out: Buffer[] = [];
-      res.on('data', (c: Buffer) => out.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(out) }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: srv.tg.port,
+        method: 'POST',
+        path,
+        headers: { 'Content-Type': contentType, Authorization: `Bearer ${srv.tg.adminToken}` },
+      },
+      (res) => {
+        const out: Buffer[] = [];
+        res.on('data', (c: Buffer) => out.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(out) }));
+      },
+    );
     req.on('error', reject);
     (async () => {
       for (const c of chunks) if (!req.write(c)) await new Promise((r) => req.once('drain', r));
@@ -143,18 +165,29 @@ test('bodies over TRUSTGATE_MAX_BODY_BYTES: 413 with nothing stored, whether the
     const repo = await initRepo(s2.agent, gun, { serverSnapshot: true, publish: false });
     const ok = multipart(repo.pending);
     assert.ok(ok.body.length < 8192, `the first publish is ${ok.body.length} bytes`);
-    const TOO_LARGE = '{"errors":[{"code":"MALFORMED_UPLOAD","message":"The body of your request is larger than this server accepts (8192 bytes)."}]}\n';
+    const TOO_LARGE =
+      '{"errors":[{"code":"MALFORMED_UPLOAD","message":"The body of your request is larger than this server accepts (8192 bytes)."}]}\n';
     const padded = multipart([...repo.pending, ['targets/pad', Buffer.alloc(1024 * 1024, 0x20)]]);
     await unchanged(s2, [gun], async () => {
       // declared length
-      assertError(await rawRequest(s2, 'POST', tufPath(gun), { headers: { 'Content-Type': padded.contentType }, body: padded.body }), 413, TOO_LARGE);
+      assertError(
+        await rawRequest(s2, 'POST', tufPath(gun), { headers: { 'Content-Type': padded.contentType }, body: padded.body }),
+        413,
+        TOO_LARGE,
+      );
       // chunked, in pieces
-      const pieces = Array.from({ length: Math.ceil(padded.body.length / 65536) }, (_, i) => padded.body.subarray(i * 65536, (i + 1) * 65536));
+      const pieces = Array.from({ length: Math.ceil(padded.body.length / 65536) }, (_, i) =>
+        padded.body.subarray(i * 65536, (i + 1) * 65536),
+      );
       assertError(await postChunked(s2, tufPath(gun), padded.contentType, pieces), 413, TOO_LARGE);
       // just over the limit
       const over = multipart([...repo.pending, ['targets/pad', Buffer.alloc(8192 - ok.body.length, 0x20)]]);
       assert.ok(over.body.length > 8192);
-      assertError(await rawRequest(s2, 'POST', tufPath(gun), { headers: { 'Content-Type': over.contentType }, body: over.body }), 413, TOO_LARGE);
+      assertError(
+        await rawRequest(s2, 'POST', tufPath(gun), { headers: { 'Content-Type': over.contentType }, body: over.body }),
+        413,
+        TOO_LARGE,
+      );
       // through supertest as well
       assertError(await publish(s2.agent, gun, [...repo.pending, ['targets/pad', Buffer.alloc(20000, 0x20)]]), 413, TOO_LARGE);
     });

@@ -39,10 +39,14 @@ test('GETs right after each publish match what the store holds, on either instan
   const repoA = await TufRepo.init(agentA, gun, { serverSnapshot: true });
   await sameAnswers(gun, [agentA, agentB]);
   for (let i = 0; i < 4; i++) {
-    const res = await repoA.publish(await repoA.files([['targets', repoA.next('targets', (t) => (t.targets[`v${i}`] = targetMeta(`image ${i}`)))]]));
+    const res = await repoA.publish(
+      await repoA.files([['targets', repoA.next('targets', (t) => (t.targets[`v${i}`] = targetMeta(`image ${i}`)))]]),
+    );
     assert.equal(res.status, 200, res.body.toString());
     await sameAnswers(gun, [agentA, agentB]);
-    const listed = JSON.parse((await raw(agentB.get(tufPath(gun, 'targets.json')))).body.toString()) as { signed: { targets: Record<string, unknown> } };
+    const listed = JSON.parse((await raw(agentB.get(tufPath(gun, 'targets.json')))).body.toString()) as {
+      signed: { targets: Record<string, unknown> };
+    };
     assert.equal(Object.keys(listed.signed.targets).length, i + 1);
   }
   // A publish through the other instance: the first one's cached head must give way to it.

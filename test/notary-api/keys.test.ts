@@ -35,7 +35,13 @@ test('GET timestamp.key / snapshot.key before any root: 200, a public key, the s
   assert.notEqual((await getKey(newGun('keys-other'), 'timestamp')).text, ts1.text);
   // and the server holds the private halves for this GUN and role
   const held = await s.tg.app.keys.list({ gun });
-  assert.deepEqual(held.map((k) => [k.role, k.id]).sort(), [['snapshot', keyId(sn1.key)], ['timestamp', keyId(ts1.key)]].sort());
+  assert.deepEqual(
+    held.map((k) => [k.role, k.id]).sort(),
+    [
+      ['snapshot', keyId(sn1.key)],
+      ['timestamp', keyId(ts1.key)],
+    ].sort(),
+  );
 });
 
 test('POST makes a new key every time (its body is ignored); without a root GET then hands out the newest', async () => {
@@ -69,10 +75,15 @@ test('with a root: GET returns the key the root lists, even after POST made a ne
 test('GET snapshot.key on a repository whose client holds the snapshot key hands out a server key without touching metadata', async () => {
   const gun = newGun('keys-client-snap');
   await initRepo(s.agent, gun);
-  await unchanged(s, [gun], async () => {
-    const k = await getKey(gun, 'snapshot');
-    assert.equal(k.key.keytype, 'ecdsa');
-  }, { keys: false });
+  await unchanged(
+    s,
+    [gun],
+    async () => {
+      const k = await getKey(gun, 'snapshot');
+      assert.equal(k.key.keytype, 'ecdsa');
+    },
+    { keys: false },
+  );
 });
 
 test('TRUSTGATE_SERVER_KEY_ALGORITHM=ed25519: ed25519 server keys, and a repository built on them works', async () => {

@@ -21,7 +21,8 @@ before(async () => {
 after(() => s.stop());
 
 const get = (file: string, g = gun) => raw(s.agent.get(tufPath(g, file)));
-const LAST_MODIFIED = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} UTC$/;
+const LAST_MODIFIED =
+  /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} UTC$/;
 const CURRENT_CC = 'public, max-age=300, s-maxage=300, must-revalidate';
 const CONSISTENT_CC = 'public, max-age=2592000, s-maxage=2592000';
 
@@ -74,7 +75,13 @@ test('by version: N.role.json serves version N with consistent cache headers; de
 });
 
 test('by version: unknown versions, version 0, huge numbers and other GUNs are 404 with detail {} (fixture a_root_9999)', async () => {
-  for (const file of ['9999.root.json', '0.root.json', '99999999999999999999999.root.json', '5.targets/releases.json', '1.targets/nope.json']) {
+  for (const file of [
+    '9999.root.json',
+    '0.root.json',
+    '99999999999999999999999.root.json',
+    '5.targets/releases.json',
+    '1.targets/nope.json',
+  ]) {
     const res = await get(file);
     assertError(res, 404, fixture('a_root_9999'));
     assert.equal(res.headers['cache-control'], undefined, 'no cache headers on errors');

@@ -11,7 +11,10 @@ const parse = (text: string) => parseMultipart(Buffer.from(text), B).map((p) => 
 
 test('CRLF parts in order, filenames raw with slashes', () => {
   const body = `--${B}\r\nContent-Disposition: form-data; name="files"; filename="root"\r\nContent-Type: application/octet-stream\r\n\r\n{"a":1}\r\n--${B}\r\nContent-Disposition: form-data; name="files"; filename="targets/releases"\r\n\r\n{"b":2}\r\n--${B}--\r\n`;
-  assert.deepEqual(parse(body), [['root', '{"a":1}'], ['targets/releases', '{"b":2}']]);
+  assert.deepEqual(parse(body), [
+    ['root', '{"a":1}'],
+    ['targets/releases', '{"b":2}'],
+  ]);
 });
 
 test('preamble and epilogue are ignored; LF-only line endings and blanks after the delimiter are accepted', () => {
@@ -37,8 +40,18 @@ test('an empty part, a part without headers, and a body that is only the close d
 });
 
 test('malformed bodies throw MALFORMED_UPLOAD', () => {
-  for (const body of ['', 'no delimiter', `--${B}\r\nContent-Disposition: form-data; filename="t"\r\n\r\n{}`, `--${B}\r\nContent-Disposition: form-data; filename="t"`, `--${B}\r\nbad header line\r\n\r\nx\r\n--${B}--`]) {
-    assert.throws(() => parseMultipart(Buffer.from(body), B), (e: unknown) => e instanceof MultipartError && e.kind === 'MALFORMED_UPLOAD', JSON.stringify(body));
+  for (const body of [
+    '',
+    'no delimiter',
+    `--${B}\r\nContent-Disposition: form-data; filename="t"\r\n\r\n{}`,
+    `--${B}\r\nContent-Disposition: form-data; filename="t"`,
+    `--${B}\r\nbad header line\r\n\r\nx\r\n--${B}--`,
+  ]) {
+    assert.throws(
+      () => parseMultipart(Buffer.from(body), B),
+      (e: unknown) => e instanceof MultipartError && e.kind === 'MALFORMED_UPLOAD',
+      JSON.stringify(body),
+    );
   }
 });
 

@@ -53,10 +53,18 @@ test('V5: a targets.json with both targets and Targets is refused', async () => 
     const file = await craftedTargets(repo, withAfterTargets(repo, `,"Targets":${evil}`));
     const files: Array<[string, Buffer]> = [['targets', file]];
     if (repo === client) files.push(['snapshot', await repo.clientSnapshot(files)]);
-    await refused(repo, files, invalidUpdate('ErrBadTargets', 'targets: signed: key "Targets" is not the field "targets" (field names are case-sensitive)'));
+    await refused(
+      repo,
+      files,
+      invalidUpdate('ErrBadTargets', 'targets: signed: key "Targets" is not the field "targets" (field names are case-sensitive)'),
+    );
   }
   const onlyUpper = await craftedTargets(server, withAfterTargets(server, '').replace('"targets":', '"TARGETS":'));
-  await refused(server, [['targets', onlyUpper]], invalidUpdate('ErrBadTargets', 'targets: signed: key "TARGETS" is not the field "targets" (field names are case-sensitive)'));
+  await refused(
+    server,
+    [['targets', onlyUpper]],
+    invalidUpdate('ErrBadTargets', 'targets: signed: key "TARGETS" is not the field "targets" (field names are case-sensitive)'),
+  );
 });
 
 test('V5: duplicate keys refused over HTTP', async () => {
@@ -66,12 +74,22 @@ test('V5: duplicate keys refused over HTTP', async () => {
   // A duplicate in the unsigned envelope is refused as well.
   const good = (await server.files([['targets', server.next()]]))[0]![1];
   const doubled = Buffer.from(good.toString().replace('"signatures":', '"signatures":[],"signatures":'));
-  await refused(server, [['targets', doubled]], invalidUpdate('ErrBadTargets', 'targets: duplicate key "signatures" in the top-level object'));
+  await refused(
+    server,
+    [['targets', doubled]],
+    invalidUpdate('ErrBadTargets', 'targets: duplicate key "signatures" in the top-level object'),
+  );
 });
 
 function compressedSpki(pub: KeyObject): Buffer {
   const jwk = pub.export({ format: 'jwk' });
-  const point = ECDH.convertKey(Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]), 'prime256v1', undefined, undefined, 'compressed') as Buffer;
+  const point = ECDH.convertKey(
+    Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]),
+    'prime256v1',
+    undefined,
+    undefined,
+    'compressed',
+  ) as Buffer;
   return Buffer.concat([Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'), point]);
 }
 
@@ -97,30 +115,55 @@ test('V6: one key listed twice (raw and re-encoded) is refused on publish, in a 
   const rootBody = client.rootBodyFor(client.root.body.version + 1, { targets: [k.key, twin], thresholds: { targets: 2 } });
   const rootBytes = await sign(rootBody, client.rootSigners);
   const t = await sign(client.next(), [k, new LocalSigner(k.privateKey, twin)]);
-  const files: Array<[string, Buffer]> = [['root', rootBytes], ['targets', t]];
+  const files: Array<[string, Buffer]> = [
+    ['root', rootBytes],
+    ['targets', t],
+  ];
   files.push(['snapshot', await client.clientSnapshot(files)]);
-  await refused(client, files, invalidUpdate('ErrBadRoot', `role targets lists keys ${k.id} and ${keyId(twin)}, which are the same public key`));
+  await refused(
+    client,
+    files,
+    invalidUpdate('ErrBadRoot', `role targets lists keys ${k.id} and ${keyId(twin)}, which are the same public key`),
+  );
 });
 
 test('V7: a client snapshot with a wrong targets length is refused', async () => {
-  const files = await client.files([['targets', client.next('targets', (b) => void (b.targets.v2 = targetMeta('two')))]], { snapshot: false });
+  const files = await client.files([['targets', client.next('targets', (b) => void (b.targets.v2 = targetMeta('two')))]], {
+    snapshot: false,
+  });
   const targetsLength = files[0]![1].length;
   for (const delta of [1, -1]) {
     const snap = await client.clientSnapshot(files, (b) => void (b.meta.targets!.length += delta));
-    await refused(client, [...files, ['snapshot', snap]], invalidUpdate('ErrBadSnapshot', `length for targets did not match: expected ${targetsLength + delta}`));
+    await refused(
+      client,
+      [...files, ['snapshot', snap]],
+      invalidUpdate('ErrBadSnapshot', `length for targets did not match: expected ${targetsLength + delta}`),
+    );
   }
   // A stored role the upload does not touch is checked too: here root, with a wrong hash and then a wrong length.
   const rootLength = client.root.bytes.length;
   const badHash = await client.clientSnapshot(files, (b) => void (b.meta.root!.hashes = { sha256: targetMeta('x').hashes.sha256! }));
-  await refused(client, [...files, ['snapshot', badHash]], invalidUpdate('ErrBadSnapshot', `sha256 checksum for root did not match: expected ${Buffer.from(targetMeta('x').hashes.sha256!, 'base64').toString('hex')}`));
+  await refused(
+    client,
+    [...files, ['snapshot', badHash]],
+    invalidUpdate(
+      'ErrBadSnapshot',
+      `sha256 checksum for root did not match: expected ${Buffer.from(targetMeta('x').hashes.sha256!, 'base64').toString('hex')}`,
+    ),
+  );
   const badLength = await client.clientSnapshot(files, (b) => void (b.meta.root!.length = rootLength + 7));
-  await refused(client, [...files, ['snapshot', badLength]], invalidUpdate('ErrBadSnapshot', `length for root did not match: expected ${rootLength + 7}`));
+  await refused(
+    client,
+    [...files, ['snapshot', badLength]],
+    invalidUpdate('ErrBadSnapshot', `length for root did not match: expected ${rootLength + 7}`),
+  );
   // The honest snapshot still goes through.
   assert.equal((await client.publish([...files, ['snapshot', await client.clientSnapshot(files)]])).status, 200);
 });
 
 test('GUN named like a role is refused', async () => {
-  const INVALID_GUN = '{"errors":[{"code":"INVALID_GUN","message":"The server does not support actions on images of this name.","detail":"invalid GUN"}]}\n';
+  const INVALID_GUN =
+    '{"errors":[{"code":"INVALID_GUN","message":"The server does not support actions on images of this name.","detail":"invalid GUN"}]}\n';
   const t = await sign(targetsBody({ version: 1 }), [generateSigner('ecdsa')]);
   for (const gun of ['root', 'targets', 'snapshot', 'timestamp', 'targets/releases', 'targets/a/b', 'Targets/x']) {
     await unchanged(s, [], async () => {

@@ -4,7 +4,21 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
 import { type TargetsBody } from '../../src/core/tuf/metadata.js';
-import { initRepo, multipart, newRootSigner, publish, raw, rootBody, sign, signLiteral, targetMeta, targetsBody, tufPath, type Files, type TufRepo } from '../helpers/tuf-builder.js';
+import {
+  initRepo,
+  multipart,
+  newRootSigner,
+  publish,
+  raw,
+  rootBody,
+  sign,
+  signLiteral,
+  targetMeta,
+  targetsBody,
+  tufPath,
+  type Files,
+  type TufRepo,
+} from '../helpers/tuf-builder.js';
 import { assertError, fixture, invalidUpdate, newGun, rawRequest, startServer, type Server } from './support.js';
 import { unchanged } from '../helpers/unchanged.js';
 
@@ -27,7 +41,13 @@ async function refused(gun: string, files: Files, status: number, body: Buffer |
   });
 }
 /** Sends a raw body with a content type; same checks. */
-async function refusedRaw(gun: string, contentType: string | undefined, body: Buffer | string, status: number, expected: Buffer | string): Promise<void> {
+async function refusedRaw(
+  gun: string,
+  contentType: string | undefined,
+  body: Buffer | string,
+  status: number,
+  expected: Buffer | string,
+): Promise<void> {
   await unchanged(s, [gun], async () => {
     const res = await rawRequest(s, 'POST', tufPath(gun), { headers: contentType ? { 'Content-Type': contentType } : {}, body });
     assertError(res, status, expected);
@@ -64,7 +84,13 @@ test('a malformed multipart body: MALFORMED_UPLOAD, and the server survives it',
   await refusedRaw(gun, contentType, 'no delimiter anywhere', 400, fixture('post_not_multipart'));
   await refusedRaw(gun, contentType, '', 400, fixture('post_not_multipart'));
   const boundary = contentType.split('boundary=')[1]!;
-  await refusedRaw(gun, contentType, `--${boundary}\r\nthis is not a header\r\n\r\n{}\r\n--${boundary}--\r\n`, 400, fixture('post_not_multipart'));
+  await refusedRaw(
+    gun,
+    contentType,
+    `--${boundary}\r\nthis is not a header\r\n\r\n{}\r\n--${boundary}--\r\n`,
+    400,
+    fixture('post_not_multipart'),
+  );
   // still serving, and the same publish, complete, works
   assert.equal((await raw(s.agent.get('/_notary_server/health'))).status, 200);
 });
@@ -84,7 +110,13 @@ test('a part without a filename: NO_FILENAME (fixture post_no_filename), even af
     part('form-data; name="files"; filename="targets', targets), // unterminated quote
   ]) {
     await refusedRaw(gun, ct, `${bad}--${b}--\r\n`, 400, fixture('post_no_filename'));
-    await refusedRaw(gun, ct, `${part('form-data; name="files"; filename="targets"', targets)}${bad}--${b}--\r\n`, 400, fixture('post_no_filename'));
+    await refusedRaw(
+      gun,
+      ct,
+      `${part('form-data; name="files"; filename="targets"', targets)}${bad}--${b}--\r\n`,
+      400,
+      fixture('post_no_filename'),
+    );
   }
 });
 
@@ -93,10 +125,34 @@ test('an invalid role name: INVALID_ROLE with the role as detail (fixtures post_
   const targets = (await server.files([['targets', server.next()]]))[0]![1];
   await refused(gun, [['foobar', targets]], 400, fixture('post_bad_role'));
   await refused(gun, [['targets/../root', targets]], 400, fixture('post_bad_role2'));
-  await refused(gun, [['targets', targets], ['foobar.json', targets]], 400, fixture('post_bad_role'));
-  for (const role of ['foo', 'Targets', 'targets/', 'targets//x', 'targets/X', 'targets/x/*', 'targets/./x', 'root.json.json', `targets/${'a'.repeat(250)}`, 'targets/é']) {
+  await refused(
+    gun,
+    [
+      ['targets', targets],
+      ['foobar.json', targets],
+    ],
+    400,
+    fixture('post_bad_role'),
+  );
+  for (const role of [
+    'foo',
+    'Targets',
+    'targets/',
+    'targets//x',
+    'targets/X',
+    'targets/x/*',
+    'targets/./x',
+    'root.json.json',
+    `targets/${'a'.repeat(250)}`,
+    'targets/é',
+  ]) {
     const detail = role.replace(/\.json$/, '');
-    await refused(gun, [[role, targets]], 400, `{"errors":[{"code":"INVALID_ROLE","message":"The role you are attempting to operate on is invalid.","detail":${JSON.stringify(detail)}}]}\n`);
+    await refused(
+      gun,
+      [[role, targets]],
+      400,
+      `{"errors":[{"code":"INVALID_ROLE","message":"The role you are attempting to operate on is invalid.","detail":${JSON.stringify(detail)}}]}\n`,
+    );
   }
 });
 
@@ -129,8 +185,24 @@ test('re-POSTing the current targets: VERSION (fixtures post_replay, post_replay
   await refused(server.gun, [['targets', server.targets.bytes]], 400, fixture('post_replay'));
   await refused(server.gun, [['targets.json', server.targets.bytes]], 400, fixture('post_replay_json_suffix'));
   // the client-held repository replays its snapshot with it (alone, the server could not make one)
-  await refused(client.gun, [['targets', client.targets.bytes], ['snapshot', client.snapshot!.bytes]], 400, fixture('post_replay'));
-  await refused(client.gun, [['targets.json', client.targets.bytes], ['snapshot.json', client.snapshot!.bytes]], 400, fixture('post_replay_json_suffix'));
+  await refused(
+    client.gun,
+    [
+      ['targets', client.targets.bytes],
+      ['snapshot', client.snapshot!.bytes],
+    ],
+    400,
+    fixture('post_replay'),
+  );
+  await refused(
+    client.gun,
+    [
+      ['targets.json', client.targets.bytes],
+      ['snapshot.json', client.snapshot!.bytes],
+    ],
+    400,
+    fixture('post_replay_json_suffix'),
+  );
   // a client snapshot at the current version is a replay as well
   const snap = await client.clientSnapshot([], (b) => (b.version = client.snapshot!.body.version));
   await refused(client.gun, [['snapshot', snap]], 400, fixture('post_replay'));
@@ -213,10 +285,21 @@ test('a root for another GUN (cert CN mismatch): ErrBadRoot (fixture post_cross_
   const gun = newGun('xgun');
   const repo = await initRepo(s.agent, gun, { publish: false });
   const foreign = await newRootSigner('localhost:5000/library/other');
-  const body = rootBody({ version: 1, root: [foreign.key], targets: [repo.targetsKey.key], snapshot: [repo.snapshotKey!.key], timestamp: [repo.timestampKey] });
+  const body = rootBody({
+    version: 1,
+    root: [foreign.key],
+    targets: [repo.targetsKey.key],
+    snapshot: [repo.snapshotKey!.key],
+    timestamp: [repo.timestampKey],
+  });
   const files = repo.pending.map(([r, b]) => [r, r === 'root' ? undefined : b] as const);
   const rootBytes = await sign(body, [foreign]);
-  await refused(gun, [['root', rootBytes], ...files.filter(([r]) => r !== 'root' && r !== 'snapshot').map(([r, b]) => [r, b!] as [string, Buffer])], 400, fixture('post_cross_gun_root'));
+  await refused(
+    gun,
+    [['root', rootBytes], ...files.filter(([r]) => r !== 'root' && r !== 'snapshot').map(([r, b]) => [r, b!] as [string, Buffer])],
+    400,
+    fixture('post_cross_gun_root'),
+  );
   assertError(await raw(s.agent.get(tufPath(gun, 'root.json'))), 404, fixture('xgun_after'));
 });
 
@@ -226,8 +309,19 @@ test('root keys that are not valid certificates: ErrBadRoot', async () => {
   const plain = generateSigner('ecdsa'); // a bare key, not a certificate
   const expired = await newRootSigner(gun, { notBefore: new Date(Date.now() - 3 * 365 * 86400e3), years: 1 });
   for (const signer of [plain, expired]) {
-    const body = rootBody({ version: 1, root: [signer.key], targets: [repo.targetsKey.key], snapshot: [repo.serverSnapshotKey!], timestamp: [repo.timestampKey] });
-    await refused(gun, [['root', await sign(body, [signer])], repo.pending[1]!], 400, invalidUpdate('ErrBadRoot', 'could not validate the path to a trusted root: unable to retrieve valid leaf certificates'));
+    const body = rootBody({
+      version: 1,
+      root: [signer.key],
+      targets: [repo.targetsKey.key],
+      snapshot: [repo.serverSnapshotKey!],
+      timestamp: [repo.timestampKey],
+    });
+    await refused(
+      gun,
+      [['root', await sign(body, [signer])], repo.pending[1]!],
+      400,
+      invalidUpdate('ErrBadRoot', 'could not validate the path to a trusted root: unable to retrieve valid leaf certificates'),
+    );
   }
 });
 
@@ -236,15 +330,30 @@ test('a root more than one version ahead, or behind: ErrBadRoot "Root modificati
   const gun = newGun('rootv');
   const repo = await initRepo(s.agent, gun, { serverSnapshot: true, publish: false });
   const v3 = await sign(repo.rootBodyFor(3), repo.rootSigners);
-  await refused(gun, [['root', v3], repo.pending[1]!], 400, invalidUpdate('ErrBadRoot', 'Root modifications must increment the version. Current 1, new 3'));
+  await refused(
+    gun,
+    [['root', v3], repo.pending[1]!],
+    400,
+    invalidUpdate('ErrBadRoot', 'Root modifications must increment the version. Current 1, new 3'),
+  );
   // an existing repo at root v1: v3 is refused, as is going back from v2 to v1 (fixture post_root_rollback shape)
   const two = server.rootBodyFor(server.root.body.version + 2);
-  await refused(server.gun, [['root', await sign(two, server.rootSigners)]], 400, invalidUpdate('ErrBadRoot', 'Root modifications must increment the version. Current 1, new 3'));
+  await refused(
+    server.gun,
+    [['root', await sign(two, server.rootSigners)]],
+    400,
+    invalidUpdate('ErrBadRoot', 'Root modifications must increment the version. Current 1, new 3'),
+  );
   const r = await initRepo(s.agent, newGun('rootback'), { serverSnapshot: true });
   assert.equal((await r.rotateRoot()).status, 200);
   assert.equal((await r.rotateRoot()).status, 200);
   const v1 = r.rootBodyFor(1);
-  await refused(r.gun, [['root', await sign(v1, r.rootSigners)]], 400, invalidUpdate('ErrBadRoot', 'Root modifications must increment the version. Current 3, new 1'));
+  await refused(
+    r.gun,
+    [['root', await sign(v1, r.rootSigners)]],
+    400,
+    invalidUpdate('ErrBadRoot', 'Root modifications must increment the version. Current 3, new 1'),
+  );
   assert.match(fixture('post_root_rollback').toString(), /Root modifications must increment the version\. Current 6, new 1/);
 });
 
@@ -252,14 +361,26 @@ test('a root rotation not signed by the old root: ErrBadRoot "could not rotate t
   const repo = await initRepo(s.agent, newGun('rot'), { serverSnapshot: true });
   await unchanged(s, [repo.gun], async () => {
     const res = await repo.rotateRoot({ signOld: false });
-    assertError(res, 400, invalidUpdate('ErrBadRoot', 'could not rotate trust to a new trusted root: failed to validate data with current trusted certificates'));
+    assertError(
+      res,
+      400,
+      invalidUpdate(
+        'ErrBadRoot',
+        'could not rotate trust to a new trusted root: failed to validate data with current trusted certificates',
+      ),
+    );
   });
 });
 
 test('a root whose role threshold is larger than its keys: refused', async () => {
   const repo = await initRepo(s.agent, newGun('thresh'), { serverSnapshot: true });
   const body = repo.rootBodyFor(2, { thresholds: { targets: 2 } });
-  await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', 'role targets threshold 2 is larger than its 1 keys'));
+  await refused(
+    repo.gun,
+    [['root', await sign(body, repo.rootSigners)]],
+    400,
+    invalidUpdate('ErrBadRoot', 'role targets threshold 2 is larger than its 1 keys'),
+  );
 });
 
 test('a role listing one key twice is refused: [k, k] with threshold 2 passed the threshold check but can never be met', async () => {
@@ -267,7 +388,12 @@ test('a role listing one key twice is refused: [k, k] with threshold 2 passed th
   const body = repo.rootBodyFor(2, { thresholds: { targets: 2 } });
   const id = body.roles.targets.keyids[0]!;
   body.roles.targets.keyids = [id, id];
-  await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', `role targets lists key ${id} more than once`));
+  await refused(
+    repo.gun,
+    [['root', await sign(body, repo.rootSigners)]],
+    400,
+    invalidUpdate('ErrBadRoot', `role targets lists key ${id} more than once`),
+  );
 });
 
 test('key IDs named like Object.prototype members (constructor, __proto__) are unknown keys: ErrBadRoot, never a 500', async () => {
@@ -275,14 +401,24 @@ test('key IDs named like Object.prototype members (constructor, __proto__) are u
   for (const id of ['constructor', '__proto__', 'toString']) {
     const body = repo.rootBodyFor(2);
     body.roles.targets.keyids = [id];
-    await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', `key ${id} of role targets is not in root keys`));
+    await refused(
+      repo.gun,
+      [['root', await sign(body, repo.rootSigners)]],
+      400,
+      invalidUpdate('ErrBadRoot', `key ${id} of role targets is not in root keys`),
+    );
   }
 });
 
 test('a root that drops the server timestamp key: ErrBadRoot "no  timestamp keys exist on the server"', async () => {
   const repo = await initRepo(s.agent, newGun('nots'), { serverSnapshot: true });
   const body = repo.rootBodyFor(2, { timestamp: [generateSigner('ecdsa').key] });
-  await refused(repo.gun, [['root', await sign(body, repo.rootSigners)]], 400, invalidUpdate('ErrBadRoot', 'no  timestamp keys exist on the server'));
+  await refused(
+    repo.gun,
+    [['root', await sign(body, repo.rootSigners)]],
+    400,
+    invalidUpdate('ErrBadRoot', 'no  timestamp keys exist on the server'),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -330,15 +466,30 @@ test('a non-canonical `custom` (as a Go client signs it): the signature fails, E
 
 test('a targets body of the wrong type: ErrBadTargets', async () => {
   const snapLike = { _type: 'Snapshot', expires: '2099-01-01T00:00:00Z', meta: {}, version: 3 };
-  await refused(server.gun, [['targets', await sign(snapLike, [server.targetsKey])]], 400, invalidUpdate('ErrBadTargets', 'targets: expected _type Targets, found "Snapshot"'));
+  await refused(
+    server.gun,
+    [['targets', await sign(snapLike, [server.targetsKey])]],
+    400,
+    invalidUpdate('ErrBadTargets', 'targets: expected _type Targets, found "Snapshot"'),
+  );
 });
 
 test('a delegation its parent does not list: "tuf: invalid role targets/x. delegation does not exist"', async () => {
   const key = generateSigner('ecdsa');
   const x = await sign(targetsBody({ version: 1 }), [key]);
-  await refused(server.gun, [['targets/x', x]], 400, invalidUpdate('ErrBadTargets', 'tuf: invalid role targets/x. delegation does not exist'));
+  await refused(
+    server.gun,
+    [['targets/x', x]],
+    400,
+    invalidUpdate('ErrBadTargets', 'tuf: invalid role targets/x. delegation does not exist'),
+  );
   // a grandchild whose parent does not exist at all
-  await refused(server.gun, [['targets/x/y', x]], 400, invalidUpdate('ErrBadTargets', 'tuf: invalid role targets/x/y. delegation does not exist'));
+  await refused(
+    server.gun,
+    [['targets/x/y', x]],
+    400,
+    invalidUpdate('ErrBadTargets', 'tuf: invalid role targets/x/y. delegation does not exist'),
+  );
 });
 
 test('a delegation signed by a key its parent does not delegate to: ErrBadTargets threshold for that role', async () => {
@@ -351,12 +502,27 @@ test('a delegation signed by a key its parent does not delegate to: ErrBadTarget
 test('delegation entries that are not direct children, or whose threshold exceeds their keys: ErrBadTargets', async () => {
   const key = generateSigner('ecdsa');
   for (const [entry, msg] of [
-    [{ keyids: [key.id], name: 'targets/a/b', paths: [''], threshold: 1 }, 'invalid delegation targets/a/b: must be a direct child of targets'],
-    [{ keyids: [key.id], name: 'targets/a/*', paths: [''], threshold: 1 }, 'invalid delegation targets/a/*: must be a direct child of targets'],
+    [
+      { keyids: [key.id], name: 'targets/a/b', paths: [''], threshold: 1 },
+      'invalid delegation targets/a/b: must be a direct child of targets',
+    ],
+    [
+      { keyids: [key.id], name: 'targets/a/*', paths: [''], threshold: 1 },
+      'invalid delegation targets/a/*: must be a direct child of targets',
+    ],
     [{ keyids: [key.id], name: 'targets/a', paths: [''], threshold: 2 }, 'delegation targets/a: threshold 2 is larger than its 1 keys'],
-    [{ keyids: ['0'.repeat(64)], name: 'targets/a', paths: [''], threshold: 1 }, `delegation targets/a: key ${'0'.repeat(64)} is not in delegations.keys`],
-    [{ keyids: ['constructor'], name: 'targets/a', paths: [''], threshold: 1 }, 'delegation targets/a: key constructor is not in delegations.keys'],
-    [{ keyids: [key.id, key.id], name: 'targets/a', paths: [''], threshold: 2 }, `delegation targets/a: key ${key.id} is listed more than once`],
+    [
+      { keyids: ['0'.repeat(64)], name: 'targets/a', paths: [''], threshold: 1 },
+      `delegation targets/a: key ${'0'.repeat(64)} is not in delegations.keys`,
+    ],
+    [
+      { keyids: ['constructor'], name: 'targets/a', paths: [''], threshold: 1 },
+      'delegation targets/a: key constructor is not in delegations.keys',
+    ],
+    [
+      { keyids: [key.id, key.id], name: 'targets/a', paths: [''], threshold: 2 },
+      `delegation targets/a: key ${key.id} is listed more than once`,
+    ],
   ] as const) {
     const body = server.next('targets', (b: TargetsBody) => {
       b.delegations = { keys: { [key.id]: key.key }, roles: [{ ...entry, paths: [...entry.paths], keyids: [...entry.keyids] }] };
@@ -373,7 +539,12 @@ test('delegations with keys null or absent: a role naming key constructor/toStri
         if (keys === null) d.keys = null;
         (b as unknown as { delegations: unknown }).delegations = d;
       });
-      await refused(server.gun, [['targets', await sign(body, [server.targetsKey])]], 400, invalidUpdate('ErrBadTargets', `delegation targets/a: key ${id} is not in delegations.keys`));
+      await refused(
+        server.gun,
+        [['targets', await sign(body, [server.targetsKey])]],
+        400,
+        invalidUpdate('ErrBadTargets', `delegation targets/a: key ${id} is not in delegations.keys`),
+      );
     }
   }
 });
@@ -385,7 +556,15 @@ test('one bad file refuses the whole publish: a valid targets with an invalid de
     b.delegations = { keys: { [key.id]: key.key }, roles: [{ keyids: [key.id], name: 'targets/qa', paths: [''], threshold: 1 }] };
   });
   const child = await sign(targetsBody({ version: 1 }), [generateSigner('ecdsa')]);
-  await refused(repo.gun, [['targets', await sign(parent, [repo.targetsKey])], ['targets/qa', child]], 400, invalidUpdate('ErrBadTargets', THRESHOLD('targets/qa')));
+  await refused(
+    repo.gun,
+    [
+      ['targets', await sign(parent, [repo.targetsKey])],
+      ['targets/qa', child],
+    ],
+    400,
+    invalidUpdate('ErrBadTargets', THRESHOLD('targets/qa')),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -393,38 +572,80 @@ test('one bad file refuses the whole publish: a valid targets with an invalid de
 
 test('no snapshot while the server does not hold the snapshot key: ErrBadHierarchy Missing:"snapshot" (fixture post_missing_snapshot)', async () => {
   const files = await client.files([['targets', client.next('targets', (b) => (b.targets.n = targetMeta('n')))]], { snapshot: false });
-  assert.deepEqual(files.map(([r]) => r), ['targets']);
+  assert.deepEqual(
+    files.map(([r]) => r),
+    ['targets'],
+  );
   await refused(client.gun, files, 400, fixture('post_missing_snapshot'));
   await refused(client.gun, [], 400, fixture('post_missing_snapshot'));
 });
 
 test('a client snapshot with wrong hashes, no entry, or a bad signature: ErrBadSnapshot', async () => {
-  const targets = await sign(client.next('targets', (b) => (b.targets.w = targetMeta('w'))), [client.targetsKey]);
+  const targets = await sign(
+    client.next('targets', (b) => (b.targets.w = targetMeta('w'))),
+    [client.targetsKey],
+  );
   const wrong = Buffer.alloc(32, 7);
   const snap = await client.clientSnapshot([['targets', targets]], (b) => {
     b.meta.targets!.hashes.sha256 = wrong.toString('base64');
     delete b.meta.targets!.hashes.sha512;
   });
-  await refused(client.gun, [['targets', targets], ['snapshot', snap]], 400, invalidUpdate('ErrBadSnapshot', `sha256 checksum for targets did not match: expected ${wrong.toString('hex')}`));
+  await refused(
+    client.gun,
+    [
+      ['targets', targets],
+      ['snapshot', snap],
+    ],
+    400,
+    invalidUpdate('ErrBadSnapshot', `sha256 checksum for targets did not match: expected ${wrong.toString('hex')}`),
+  );
   // a snapshot that still names the previous targets
   const stale = await client.clientSnapshot([]);
-  const res = await unchanged(s, [client.gun], () => publish(s.agent, client.gun, [['targets', targets], ['snapshot', stale]]));
+  const res = await unchanged(s, [client.gun], () =>
+    publish(s.agent, client.gun, [
+      ['targets', targets],
+      ['snapshot', stale],
+    ]),
+  );
   assert.equal(res.status, 400);
-  assert.match(JSON.parse(res.body.toString()).errors[0].detail.Error.Msg, /^(sha256 checksum|length) for targets did not match: expected [0-9a-f]+$/);
+  assert.match(
+    JSON.parse(res.body.toString()).errors[0].detail.Error.Msg,
+    /^(sha256 checksum|length) for targets did not match: expected [0-9a-f]+$/,
+  );
   // signed by the wrong key
   const body = JSON.parse((await client.clientSnapshot([['targets', targets]])).toString()).signed;
-  await refused(client.gun, [['targets', targets], ['snapshot', await sign(body, [generateSigner('ecdsa')])]], 400, invalidUpdate('ErrBadSnapshot', THRESHOLD('snapshot')));
+  await refused(
+    client.gun,
+    [
+      ['targets', targets],
+      ['snapshot', await sign(body, [generateSigner('ecdsa')])],
+    ],
+    400,
+    invalidUpdate('ErrBadSnapshot', THRESHOLD('snapshot')),
+  );
   // no hashes for root
   const noRoot = await client.clientSnapshot([['targets', targets]], (b) => {
     b.meta.root!.hashes = {};
   });
-  await refused(client.gun, [['targets', targets], ['snapshot', noRoot]], 400, invalidUpdate('ErrBadSnapshot', 'snapshot is missing the sha256 of root'));
+  await refused(
+    client.gun,
+    [
+      ['targets', targets],
+      ['snapshot', noRoot],
+    ],
+    400,
+    invalidUpdate('ErrBadSnapshot', 'snapshot is missing the sha256 of root'),
+  );
 });
 
 test('concurrent identical publishes: one succeeds, the other gets VERSION', async () => {
   for (const repo of [await initRepo(s.agent, newGun('race-s'), { serverSnapshot: true }), await initRepo(s.agent, newGun('race-c'))]) {
     const files = await repo.files([['targets', repo.next('targets', (b) => (b.targets.r = targetMeta('r')))]]);
-    const results = await Promise.all([publish(s.agent, repo.gun, files), publish(s.agent, repo.gun, files), publish(s.agent, repo.gun, files)]);
+    const results = await Promise.all([
+      publish(s.agent, repo.gun, files),
+      publish(s.agent, repo.gun, files),
+      publish(s.agent, repo.gun, files),
+    ]);
     const statuses = results.map((r) => r.status).sort();
     assert.deepEqual(statuses, [200, 400, 400]);
     for (const r of results.filter((x) => x.status === 400)) assertError(r, 400, fixture('post_replay'));

@@ -1,7 +1,14 @@
 // POST /v2/<gun>/_trust/tuf/ (spec §2.6, §3): successful publishes in the shapes real clients send.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Metadata, checkFileMeta, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from '../../src/core/tuf/metadata.js';
+import {
+  Metadata,
+  checkFileMeta,
+  type RootBody,
+  type SnapshotBody,
+  type TargetsBody,
+  type TimestampBody,
+} from '../../src/core/tuf/metadata.js';
 import { initRepo, publish, raw, sign, targetMeta, tufPath } from '../helpers/tuf-builder.js';
 import { newGun, startServer, type Server } from './support.js';
 
@@ -35,7 +42,10 @@ async function chain(gun: string) {
 test('new repo, client-held snapshot: root v1 + targets + snapshot are stored byte for byte, timestamp v1 generated', async () => {
   const gun = newGun('client-snap');
   const repo = await initRepo(s.agent, gun, { publish: false, targets: { hello: targetMeta('hello') } });
-  assert.deepEqual(repo.pending.map(([r]) => r), ['root', 'targets', 'snapshot']);
+  assert.deepEqual(
+    repo.pending.map(([r]) => r),
+    ['root', 'targets', 'snapshot'],
+  );
   const res = await repo.publish(repo.pending);
   assert.equal(res.status, 200, res.body.toString());
   assert.equal(res.body.length, 0);
@@ -54,7 +64,10 @@ test('new repo, client-held snapshot: root v1 + targets + snapshot are stored by
 test('new repo, server-held snapshot (docker first push): root + targets only; server makes snapshot v1 and timestamp v1', async () => {
   const gun = newGun('server-snap');
   const repo = await initRepo(s.agent, gun, { serverSnapshot: true, publish: false });
-  assert.deepEqual(repo.pending.map(([r]) => r), ['root', 'targets']);
+  assert.deepEqual(
+    repo.pending.map(([r]) => r),
+    ['root', 'targets'],
+  );
   const res = await repo.publish(repo.pending);
   assert.equal(res.status, 200, res.body.toString());
   const { ts, snap, root } = await chain(gun);
@@ -64,7 +77,9 @@ test('new repo, server-held snapshot (docker first push): root + targets only; s
   const targets = await get(gun, 'targets.json');
   assert.equal(checkFileMeta('targets', targets.body, snap.body.meta.targets!), undefined);
   // the snapshot is signed by the key GET snapshot.key handed out
-  assert.deepEqual(root.body.roles.snapshot.keyids, [Object.keys(root.body.keys).find((id) => root.body.keys[id]!.keyval.public === repo.serverSnapshotKey!.keyval.public)]);
+  assert.deepEqual(root.body.roles.snapshot.keyids, [
+    Object.keys(root.body.keys).find((id) => root.body.keys[id]!.keyval.public === repo.serverSnapshotKey!.keyval.public),
+  ]);
 });
 
 test('adding a target: targets v+1 (and client snapshot v+1) chain correctly; old versions stay reachable', async () => {
@@ -158,7 +173,9 @@ test('an empty multipart body with a server-held snapshot key re-signs snapshot 
 test('a timestamp part is ignored (the server makes its own)', async () => {
   const gun = newGun('ts-part');
   const repo = await initRepo(s.agent, gun, { serverSnapshot: true });
-  const forged = await sign({ _type: 'Timestamp', expires: '2099-01-01T00:00:00Z', meta: { snapshot: targetMeta('x') }, version: 99 }, [repo.targetsKey]);
+  const forged = await sign({ _type: 'Timestamp', expires: '2099-01-01T00:00:00Z', meta: { snapshot: targetMeta('x') }, version: 99 }, [
+    repo.targetsKey,
+  ]);
   const files = await repo.files([['targets', repo.next()]]);
   const res = await repo.publish([['timestamp', forged], ...files]);
   assert.equal(res.status, 200, res.body.toString());
@@ -171,9 +188,18 @@ test('a timestamp part is ignored (the server makes its own)', async () => {
 test('the last part for a role wins; a `.json` suffix on the filename is removed', async () => {
   const gun = newGun('last-wins');
   const repo = await initRepo(s.agent, gun, { serverSnapshot: true });
-  const a = await sign(repo.next('targets', (b) => (b.targets.a = targetMeta('a'))), [repo.targetsKey]);
-  const b = await sign(repo.next('targets', (b) => (b.targets.b = targetMeta('b'))), [repo.targetsKey]);
-  const res = await repo.publish([['targets', a], ['targets.json', b]]);
+  const a = await sign(
+    repo.next('targets', (b) => (b.targets.a = targetMeta('a'))),
+    [repo.targetsKey],
+  );
+  const b = await sign(
+    repo.next('targets', (b) => (b.targets.b = targetMeta('b'))),
+    [repo.targetsKey],
+  );
+  const res = await repo.publish([
+    ['targets', a],
+    ['targets.json', b],
+  ]);
   assert.equal(res.status, 200, res.body.toString());
   assert.ok((await get(gun, 'targets.json')).body.equals(b));
   assert.ok((await get(gun, '2.targets.json')).body.equals(b));
@@ -182,7 +208,10 @@ test('the last part for a role wins; a `.json` suffix on the filename is removed
 test('a client snapshot is stored as sent, and a pretty-printed (validly signed) targets file is hashed as stored', async () => {
   const gun = newGun('pretty');
   const repo = await initRepo(s.agent, gun, { serverSnapshot: true });
-  const compact = await sign(repo.next('targets', (b) => (b.targets.p = targetMeta('p'))), [repo.targetsKey]);
+  const compact = await sign(
+    repo.next('targets', (b) => (b.targets.p = targetMeta('p'))),
+    [repo.targetsKey],
+  );
   const pretty = Buffer.from(JSON.stringify(JSON.parse(compact.toString()), null, 2));
   const res = await repo.publish([['targets', pretty]]);
   assert.equal(res.status, 200, res.body.toString());

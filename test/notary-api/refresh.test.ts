@@ -21,7 +21,10 @@ const get = (gun: string, file: string) => raw(s.agent.get(tufPath(gun, file)));
 async function feed(gun: string) {
   const res = await raw(s.agent.get(`/v2/${gun}/_trust/changefeed?records=100`));
   assert.equal(res.status, 200);
-  return JSON.parse(res.body.toString()) as { count: number; records: Array<{ Version: number; SHA256: string; Category: string; CreatedAt: string }> };
+  return JSON.parse(res.body.toString()) as {
+    count: number;
+    records: Array<{ Version: number; SHA256: string; Category: string; CreatedAt: string }>;
+  };
 }
 
 /** Asserts `expires` is `now + ms`, give or take a few seconds of test time. */
@@ -59,7 +62,10 @@ test('an expired timestamp is re-signed on GET: version+1, expires now+14d, stor
   assert.ok(Math.abs(lm - s.now()) < 10_000, res.headers['last-modified']);
   const f = await feed(gun);
   assert.equal(f.count, 2);
-  assert.deepEqual({ ...f.records[1]!, CreatedAt: undefined }, { ...f.records[1]!, CreatedAt: undefined, Version: md.version, SHA256: sha256Hex(res.body), Category: 'update' });
+  assert.deepEqual(
+    { ...f.records[1]!, CreatedAt: undefined },
+    { ...f.records[1]!, CreatedAt: undefined, Version: md.version, SHA256: sha256Hex(res.body), Category: 'update' },
+  );
   assert.ok(Math.abs(Date.parse(f.records[1]!.CreatedAt) - s.now()) < 10_000);
 });
 

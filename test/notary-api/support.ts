@@ -36,7 +36,11 @@ export function fixtureHeader(name: string, header: string): string | undefined 
 export const ERR_JSON = 'application/json; charset=utf-8';
 
 /** Asserts an error answer: status, JSON content type, body byte-equal to the fixture (or given text), under 1 KiB. */
-export function assertError(res: { status: number; headers: Record<string, string>; body: Buffer }, status: number, expected: Buffer | string): void {
+export function assertError(
+  res: { status: number; headers: Record<string, string>; body: Buffer },
+  status: number,
+  expected: Buffer | string,
+): void {
   const want = typeof expected === 'string' ? Buffer.from(expected) : expected;
   assert.equal(res.status, status, `status: ${res.body.toString()}`);
   assert.equal(res.headers['content-type'], ERR_JSON);
@@ -48,10 +52,15 @@ export function assertError(res: { status: number; headers: Record<string, strin
 /** The exact error body notary writes for INVALID_UPDATE with a SerializableError detail. */
 export function invalidUpdate(name: string, msg: string, missing?: string): string {
   const error = missing ? { Missing: missing, Msg: msg } : { Msg: msg };
-  return JSON.stringify({ errors: [{ code: 'INVALID_UPDATE', message: 'Update sent by the client is invalid.', detail: { Name: name, Error: error } }] }) + '\n';
+  return (
+    JSON.stringify({
+      errors: [{ code: 'INVALID_UPDATE', message: 'Update sent by the client is invalid.', detail: { Name: name, Error: error } }],
+    }) + '\n'
+  );
 }
 
-export const NOT_FOUND_DETAIL = '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}\n';
+export const NOT_FOUND_DETAIL =
+  '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist.","detail":{}}]}\n';
 export const NOT_FOUND_BARE = '{"errors":[{"code":"METADATA_NOT_FOUND","message":"You have requested metadata that does not exist."}]}\n';
 
 /** A fresh GUN per test, so tests on one server do not see each other. */
@@ -64,14 +73,34 @@ export interface RawResponse {
 }
 
 /** A request whose path goes out exactly as written (no URL normalisation of `..` or `%2e`), with the admin token unless `headers` name another. */
-export function rawRequest(s: Server, method: string, path: string, opts: { headers?: Record<string, string | number>; body?: Buffer | string } = {}): Promise<RawResponse> {
+export function rawRequest(
+  s: Server,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string | number>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: s.tg.port, method, path, headers: { Authorization: `Bearer ${s.tg.adminToken}`, ...(opts.body !== undefined ? { 'Content-Length': Buffer.byteLength(opts.body) } : {}), ...opts.headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: s.tg.port,
+        method,
+        path,
+        headers: {
+          Authorization: `Bearer ${s.tg.adminToken}`,
+          ...(opts.body !== undefined ? { 'Content-Length': Buffer.byteLength(opts.body) } : {}),
+          ...opts.headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });

@@ -62,7 +62,14 @@ async function artifact(at: Stack, repo: string, type: string, extra: object, re
   const layer = await putBlob(at.reg.url, repo, content);
   const empty = await putBlob(at.reg.url, repo, Buffer.from('{}'));
   const bytes = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, artifactType: type, config: { mediaType: EMPTY, digest: empty, size: 2 }, layers: [{ mediaType: type, digest: layer, size: content.length }], ...extra }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      artifactType: type,
+      config: { mediaType: EMPTY, digest: empty, size: 2 },
+      layers: [{ mediaType: type, digest: layer, size: content.length }],
+      ...extra,
+    }),
   );
   const put = await putManifest(at.reg.url, repo, ref ?? digestOf(bytes), bytes, MEDIA_TYPES.ociManifest);
   assert.equal(put.status, 201, put.body.toString());
@@ -86,14 +93,26 @@ test('V3: a runnable image with a subject is not served as an artifact', async (
   assert.equal((await putManifest(s.reg.url, 'v3/app', digestOf(bare), bare, MEDIA_TYPES.ociManifest)).status, 201);
   assert.match(denied(await get(`${s.px.url}/v2/v3/app/manifests/${digestOf(bare)}`)).message, /runnable image config/);
   const index = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, artifactType: BUNDLE, manifests: [subjectOf(rogue)], subject: subjectOf(signed) }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociIndex,
+      artifactType: BUNDLE,
+      manifests: [subjectOf(rogue)],
+      subject: subjectOf(signed),
+    }),
   );
   assert.equal((await putManifest(s.reg.url, 'v3/app', digestOf(index), index, MEDIA_TYPES.ociIndex)).status, 201);
   assert.match(denied(await get(`${s.px.url}/v2/v3/app/manifests/${digestOf(index)}`)).message, /index/);
   denied(await get(`${s.px.url}/v2/v3/app/manifests/${rogue.manifest.digest}`));
 
   // trustgate's own Sigstore bundle referrer of the signed image is still served.
-  const bundle = await writeBundleReferrer(new UpstreamRegistry(up), 'v3/app', subjectOf(signed), { repository: s.gun('v3/app'), tag: 'v1' }, generateSigner('ecdsa'));
+  const bundle = await writeBundleReferrer(
+    new UpstreamRegistry(up),
+    'v3/app',
+    subjectOf(signed),
+    { repository: s.gun('v3/app'), tag: 'v1' },
+    generateSigner('ecdsa'),
+  );
   const got = await get(`${s.px.url}/v2/v3/app/manifests/${bundle.manifestDigest}`);
   assert.equal(got.status, 200, got.body.toString());
   assert.equal(digestOf(got.body), bundle.manifestDigest);
@@ -125,12 +144,30 @@ test('V3: an artifact of a type the policy does not allow is denied', async () =
   }
 
   // A type a runtime would unpack may not be allowed at all.
-  for (const t of [MEDIA_TYPES.ociLayerGzip, MEDIA_TYPES.ociConfig, 'application/vnd.docker.image.rootfs.diff.tar.gzip', MEDIA_TYPES.ociIndex, EMPTY]) {
+  for (const t of [
+    MEDIA_TYPES.ociLayerGzip,
+    MEDIA_TYPES.ociConfig,
+    'application/vnd.docker.image.rootfs.diff.tar.gzip',
+    MEDIA_TYPES.ociIndex,
+    EMPTY,
+  ]) {
     assert.throws(() => parsePolicy(`version: 1\ndefault:\n  artifactTypes: ["${t}"]\n`, 'inline'), PolicyError, t);
   }
   // A rule's own list replaces the default: here only SPDX SBOMs.
   const file = path.join(work, 'policy.yaml');
-  writeFileSync(file, ['version: 1', 'default:', '  signOnPush: targets', 'repositories:', '  - pattern: "narrow/**"', '    signOnPush: targets', `    artifactTypes: ["${SPDX}"]`, ''].join('\n'));
+  writeFileSync(
+    file,
+    [
+      'version: 1',
+      'default:',
+      '  signOnPush: targets',
+      'repositories:',
+      '  - pattern: "narrow/**"',
+      '    signOnPush: targets',
+      `    artifactTypes: ["${SPDX}"]`,
+      '',
+    ].join('\n'),
+  );
   const t = await startStack({ reg: s.reg, env: { TRUSTGATE_POLICY: file } });
   try {
     const narrow = await signedImage(t, 'narrow/app', 'v1');
@@ -139,7 +176,13 @@ test('V3: an artifact of a type the policy does not allow is denied', async () =
     const bundle = await artifact(t, 'narrow/app', BUNDLE, { subject: subjectOf(narrow) });
     assert.match(denied(await get(`${t.px.url}/v2/narrow/app/manifests/${digestOf(bundle)}`)).message, /not an allowed artifact type/);
     const sigTag = `${narrow.manifest.digest.replace(':', '-')}.sig`;
-    await writeCosignSignature(new UpstreamRegistry(up), 'narrow/app', t.gun('narrow/app'), narrow.manifest.digest, generateSigner('ecdsa'));
+    await writeCosignSignature(
+      new UpstreamRegistry(up),
+      'narrow/app',
+      t.gun('narrow/app'),
+      narrow.manifest.digest,
+      generateSigner('ecdsa'),
+    );
     assert.match(denied(await get(`${t.px.url}/v2/narrow/app/manifests/${sigTag}`)).message, /simplesigning.*not an allowed artifact type/);
   } finally {
     await t.stop();
@@ -171,13 +214,19 @@ test('V4: a signature-shaped tag with an unsigned image is denied', async () => 
 });
 
 test('V4: a real cosign signature of a signed digest is still served', async () => {
-  const meta = JSON.parse(fixture('meta.json').toString('utf8')) as { signedImage: { manifestDigest: string }; attachment: { tag: string; manifestDigest: string } };
+  const meta = JSON.parse(fixture('meta.json').toString('utf8')) as {
+    signedImage: { manifestDigest: string };
+    attachment: { tag: string; manifestDigest: string };
+  };
   // The image the fixture signs, signed in this GUN's trust data (the proxy needs only its digest).
   await signedImage(s, 'v4/real', 'init');
   const image = fixture('signed-image-manifest.json');
   assert.equal(digestOf(image), meta.signedImage.manifestDigest);
   await new RepoEditor(s.tg.app.trust, s.tg.app.keys).editTargets(s.gun('v4/real'), 'targets', (b) => {
-    b.targets.hello = { hashes: { sha256: Buffer.from(meta.signedImage.manifestDigest.slice(7), 'hex').toString('base64') }, length: image.length };
+    b.targets.hello = {
+      hashes: { sha256: Buffer.from(meta.signedImage.manifestDigest.slice(7), 'hex').toString('base64') },
+      length: image.length,
+    };
   });
   // The signature as skopeo wrote it (cosign's format), pushed straight to the upstream.
   await putBlob(s.reg.url, 'v4/real', fixture('signature-config.json'));
@@ -195,7 +244,13 @@ test('V4: a real cosign signature of a signed digest is still served', async () 
 
   // trustgate's own cosign signature of an image pushed through the proxy, pulled with skopeo.
   const pushed = await signedImage(s, 'v4/real', 'v1');
-  const mine = await writeCosignSignature(new UpstreamRegistry(up), 'v4/real', s.gun('v4/real'), pushed.manifest.digest, generateSigner('ecdsa'));
+  const mine = await writeCosignSignature(
+    new UpstreamRegistry(up),
+    'v4/real',
+    s.gun('v4/real'),
+    pushed.manifest.digest,
+    generateSigner('ecdsa'),
+  );
   const mineGot = await get(`${s.px.url}/v2/v4/real/manifests/${mine.tag}`);
   assert.equal(mineGot.status, 200, mineGot.body.toString());
   assert.equal(digestOf(mineGot.body), mine.manifestDigest);
@@ -212,19 +267,60 @@ test('what counts as an artifact: cosign and skopeo layouts pass, anything a run
   const subject = { subject: d(MEDIA_TYPES.ociManifest) };
   const check = (doc: object) => checkArtifact(doc as Record<string, unknown>, allowed);
   // cosign's tag layout: an image config and only signature (or attestation) layers; docker-typed too.
-  assert.deepEqual(check({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: d(MEDIA_TYPES.ociConfig), layers: [d('application/vnd.dev.cosign.simplesigning.v1+json')] }), { ok: true, type: 'application/vnd.dev.cosign.simplesigning.v1+json' });
-  assert.equal(check({ schemaVersion: 2, config: d(MEDIA_TYPES.ociConfig), layers: [d('application/vnd.dsse.envelope.v1+json'), d('application/vnd.dsse.envelope.v1+json')] }).ok, true);
-  assert.equal(check({ schemaVersion: 2, mediaType: MEDIA_TYPES.dockerManifest, config: d('application/vnd.docker.container.image.v1+json'), layers: [d('text/spdx')] }).ok, true);
+  assert.deepEqual(
+    check({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: d(MEDIA_TYPES.ociConfig),
+      layers: [d('application/vnd.dev.cosign.simplesigning.v1+json')],
+    }),
+    { ok: true, type: 'application/vnd.dev.cosign.simplesigning.v1+json' },
+  );
+  assert.equal(
+    check({
+      schemaVersion: 2,
+      config: d(MEDIA_TYPES.ociConfig),
+      layers: [d('application/vnd.dsse.envelope.v1+json'), d('application/vnd.dsse.envelope.v1+json')],
+    }).ok,
+    true,
+  );
+  assert.equal(
+    check({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.dockerManifest,
+      config: d('application/vnd.docker.container.image.v1+json'),
+      layers: [d('text/spdx')],
+    }).ok,
+    true,
+  );
   // OCI 1.1: the artifact type names it; media types compare case-insensitively.
-  assert.deepEqual(check({ schemaVersion: 2, artifactType: 'Application/SPDX+JSON', config: d(EMPTY), layers: [d(EMPTY)], ...subject }), { ok: true, type: SPDX, subject: subject.subject.digest });
-  assert.equal(check({ schemaVersion: 2, config: d('application/vnd.dev.cosign.artifact.sig.v1+json'), layers: [d('application/vnd.dev.cosign.simplesigning.v1+json')] }).ok, true);
+  assert.deepEqual(check({ schemaVersion: 2, artifactType: 'Application/SPDX+JSON', config: d(EMPTY), layers: [d(EMPTY)], ...subject }), {
+    ok: true,
+    type: SPDX,
+    subject: subject.subject.digest,
+  });
+  assert.equal(
+    check({
+      schemaVersion: 2,
+      config: d('application/vnd.dev.cosign.artifact.sig.v1+json'),
+      layers: [d('application/vnd.dev.cosign.simplesigning.v1+json')],
+    }).ok,
+    true,
+  );
   // Not artifacts.
   const no = (doc: object, why: RegExp) => {
     const r = check(doc);
     assert.equal(r.ok, false, JSON.stringify(doc));
     assert.match((r as { why: string }).why, why);
   };
-  no({ schemaVersion: 2, config: d(MEDIA_TYPES.ociConfig), layers: [d('application/vnd.dev.cosign.simplesigning.v1+json'), d(MEDIA_TYPES.ociLayerGzip)] }, /layer of type/);
+  no(
+    {
+      schemaVersion: 2,
+      config: d(MEDIA_TYPES.ociConfig),
+      layers: [d('application/vnd.dev.cosign.simplesigning.v1+json'), d(MEDIA_TYPES.ociLayerGzip)],
+    },
+    /layer of type/,
+  );
   no({ schemaVersion: 2, artifactType: SPDX, config: d(MEDIA_TYPES.ociConfig), layers: [], ...subject }, /runnable image config/);
   no({ schemaVersion: 2, config: d(EMPTY), layers: [d(EMPTY)], ...subject }, /no artifact type/);
   no({ schemaVersion: 2, artifactType: SPDX, config: d('application/vnd.wasm.config.v0+json'), layers: [d(SPDX)] }, /config type/);

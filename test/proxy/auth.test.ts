@@ -36,7 +36,15 @@ test('pushes need a token with sign access; the signing is audited under the tok
   assert.equal(asReader.status, 403);
   const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', img.ref, `docker://${s.host}/team/app:v1`]);
   assert.notEqual(r.code, 0, 'an anonymous skopeo push is refused');
-  const bad = await runSkopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', '--dest-creds', 'ci:tgt_not-a-token', img.ref, `docker://${s.host}/team/app:v1`]);
+  const bad = await runSkopeo([
+    'copy',
+    '--dest-tls-verify=false',
+    '--preserve-digests',
+    '--dest-creds',
+    'ci:tgt_not-a-token',
+    img.ref,
+    `docker://${s.host}/team/app:v1`,
+  ]);
   assert.notEqual(bad.code, 0);
   await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', `ci:${signer}`]);
   const entry = s.tg.app.management.audit.query({ action: 'proxy.sign' }).at(-1);
@@ -55,13 +63,19 @@ test('anonymous pulls are allowed when configured; a reader token is limited to 
   assert.equal(out.code, 0, out.stderr);
   const bearer = await get(`${s.px.url}/v2/team/app/manifests/v1`, { headers: { authorization: `Bearer ${reader}` } });
   assert.equal(bearer.status, 200);
-  const basic = await get(`${s.px.url}/v2/team/app/manifests/v1`, { headers: { authorization: `Basic ${Buffer.from(`me:${reader}`).toString('base64')}` } });
+  const basic = await get(`${s.px.url}/v2/team/app/manifests/v1`, {
+    headers: { authorization: `Basic ${Buffer.from(`me:${reader}`).toString('base64')}` },
+  });
   assert.equal(basic.status, 200);
   const other = await get(`${s.px.url}/v2/other/app/manifests/v1`, { headers: { authorization: `Bearer ${reader}` } });
   assert.equal(other.status, 403);
   const wrong = await get(`${s.px.url}/v2/team/app/manifests/v1`, { headers: { authorization: 'Bearer tgt_wrong' } });
   assert.equal(wrong.status, 401);
-  const put = await get(`${s.px.url}/v2/team/app/manifests/v9`, { method: 'PUT', body: Buffer.from('{}'), headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${reader}` } });
+  const put = await get(`${s.px.url}/v2/team/app/manifests/v9`, {
+    method: 'PUT',
+    body: Buffer.from('{}'),
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${reader}` },
+  });
   assert.equal(put.status, 403);
 });
 
@@ -89,18 +103,28 @@ test('a cross-repository mount needs read access to the source repository too', 
   const loc = new URL(start.headers.get('location')!, s.reg.url);
   loc.searchParams.set('digest', digest);
   assert.equal((await get(loc.toString(), { method: 'PUT', body: secret })).status, 201);
-  assert.equal((await get(`${s.px.url}/v2/secret/app/blobs/${digest}`, { headers: auth })).status, 403, 'the token cannot read it directly');
+  assert.equal(
+    (await get(`${s.px.url}/v2/secret/app/blobs/${digest}`, { headers: auth })).status,
+    403,
+    'the token cannot read it directly',
+  );
 
   const mount = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=secret/app`, { method: 'POST', headers: auth });
   assert.equal(mount.status, 403, mount.body.toString());
   assert.equal(mount.json().errors[0].code, 'DENIED');
   assert.equal((await get(`${s.reg.url}/v2/team/mounted/blobs/${digest}`, { method: 'HEAD' })).status, 404, 'nothing was mounted upstream');
   // A source that is no repository name is refused, not forwarded.
-  const odd = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=${encodeURIComponent('secret/app:pull repository:x')}`, { method: 'POST', headers: auth });
+  const odd = await get(
+    `${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=${encodeURIComponent('secret/app:pull repository:x')}`,
+    { method: 'POST', headers: auth },
+  );
   assert.equal(odd.status, 404, odd.body.toString());
   assert.equal(odd.json().errors[0].code, 'NAME_INVALID');
   // With read access to the source, the mount goes through.
   const both = s.tg.token(['signer:127.0.0.1:*/team/**', 'reader:127.0.0.1:*/secret/**'], { name: 'team-ci-2' });
-  const ok = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=secret/app`, { method: 'POST', headers: { authorization: `Bearer ${both}` } });
+  const ok = await get(`${s.px.url}/v2/team/mounted/blobs/uploads/?mount=${digest}&from=secret/app`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${both}` },
+  });
   assert.equal(ok.status, 201, ok.body.toString());
 });

@@ -13,11 +13,24 @@ import type { Verdict } from '../../src/trust/verifier.js';
 import { RepoEditor } from '../../src/trust/editor.js';
 import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
-import { makeTempDir, removeTempDir, runCommandOk, startRedis, startRegistry, type RedisService, type RegistryService } from '../helpers/services.js';
+import {
+  makeTempDir,
+  removeTempDir,
+  runCommandOk,
+  startRedis,
+  startRegistry,
+  type RedisService,
+  type RegistryService,
+} from '../helpers/services.js';
 import { denied, get, startStack } from './support.js';
 
 const log = createLogger('error');
-const verdict = (ok: boolean, expiresAtMs?: number): Verdict => ({ ok, signers: [], evidence: { gun: 'g', reference: 'r', checkedAt: '' }, ...(expiresAtMs ? { expiresAtMs } : {}) });
+const verdict = (ok: boolean, expiresAtMs?: number): Verdict => ({
+  ok,
+  signers: [],
+  evidence: { gun: 'g', reference: 'r', checkedAt: '' },
+  ...(expiresAtMs ? { expiresAtMs } : {}),
+});
 
 test('identical concurrent verifications run once; unavailable verdicts are not kept', async () => {
   const cache = await VerdictCache.create({ max: 10, maxTtlMs: 60_000, now: Date.now, log });
@@ -112,8 +125,14 @@ test('with TRUSTGATE_CACHE_URL verdicts live in Redis and are dropped on trust c
     assert.equal((await get(`${s.px.url}/v2/cached/app/manifests/v1`)).status, 200);
     const keys = await runCommandOk('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*']);
     const stored = keys.stdout.split('\n').filter((k) => k.includes('cached/app'));
-    assert.ok(stored.some((k) => k.includes('tag:v1')), keys.stdout);
-    assert.ok(stored.some((k) => k.includes('tag:v2')), keys.stdout);
+    assert.ok(
+      stored.some((k) => k.includes('tag:v1')),
+      keys.stdout,
+    );
+    assert.ok(
+      stored.some((k) => k.includes('tag:v2')),
+      keys.stdout,
+    );
     const hits = s.px.cache.hits;
     assert.equal((await get(`${s.px.url}/v2/cached/app/manifests/v1`)).status, 200);
     assert.equal(s.px.cache.hits, hits + 1);

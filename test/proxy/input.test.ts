@@ -29,18 +29,34 @@ async function manifestFor(repo: string): Promise<Buffer> {
   const loc = new URL(start.headers.get('location')!, s.reg.url);
   loc.searchParams.set('digest', digestOf(config));
   assert.equal((await get(loc.toString(), { method: 'PUT', body: config })).status, 201);
-  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers: [] }));
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
+      layers: [],
+    }),
+  );
 }
 
 test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a reset connection', async () => {
   const big = Buffer.alloc(MAX_MANIFEST_BYTES + 1024 * 1024, 0x20);
-  const r = await get(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: big, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
+  const r = await get(`${s.px.url}/v2/team/big/manifests/v1`, {
+    method: 'PUT',
+    body: big,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth },
+  });
   assert.equal(r.status, 413, r.body.toString());
   assert.equal(r.json().errors[0].code, 'SIZE_INVALID');
   // Without a Content-Length (chunked), the limit is found while reading.
   const chunks = [big.subarray(0, 1024 * 1024), big.subarray(1024 * 1024)];
   const stream = new ReadableStream({ pull: (c) => (chunks.length ? c.enqueue(new Uint8Array(chunks.shift()!)) : c.close()) });
-  const chunked = await fetch(`${s.px.url}/v2/team/big/manifests/v1`, { method: 'PUT', body: stream, duplex: 'half', headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } } as RequestInit);
+  const chunked = await fetch(`${s.px.url}/v2/team/big/manifests/v1`, {
+    method: 'PUT',
+    body: stream,
+    duplex: 'half',
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth },
+  } as RequestInit);
   assert.equal(chunked.status, 413);
   assert.equal((await chunked.json()).errors[0].code, 'SIZE_INVALID');
   assert.equal((await get(`${s.reg.url}/v2/team/big/manifests/v1`)).status, 404, 'nothing reached the upstream');
@@ -49,7 +65,10 @@ test('a manifest push over the size limit is answered 413 SIZE_INVALID, not a re
 test('a proxy on an IPv6 address without TRUSTGATE_REGISTRY_NAME refuses to start: `[::1]:port` cannot begin a GUN', async () => {
   // Every GUN would have been `[::1]:<port>/<repo>`, which the trust server refuses: each pull was
   // denied and each push failed to sign, long after a start that looked fine.
-  await assert.rejects(startProxy(s.tg.app, {}, { host: '::1', port: 0 }), (e: Error) => /TRUSTGATE_REGISTRY_NAME/.test(e.message) && e.message.includes('[::1]'));
+  await assert.rejects(
+    startProxy(s.tg.app, {}, { host: '::1', port: 0 }),
+    (e: Error) => /TRUSTGATE_REGISTRY_NAME/.test(e.message) && e.message.includes('[::1]'),
+  );
   // Nothing was left listening: the same app can start a proxy on IPv4 again.
   const again = await startProxy(s.tg.app, {}, { host: '127.0.0.1', port: 0 });
   try {
@@ -64,7 +83,11 @@ test('a name whose GUN trustgate cannot hold (over 255 bytes with the registry p
   const repo = `team/${'n'.repeat(MAX_GUN_LENGTH - s.gun('team/').length + 1)}`;
   assert.ok(repo.length <= 255 && s.gun(repo).length === MAX_GUN_LENGTH + 1);
   const manifest = await manifestFor(repo);
-  const push = await get(`${s.px.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: manifest, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
+  const push = await get(`${s.px.url}/v2/${repo}/manifests/v1`, {
+    method: 'PUT',
+    body: manifest,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth },
+  });
   assert.equal(push.status, 404, push.body.toString());
   assert.equal(push.json().errors[0].code, 'NAME_INVALID');
   assert.equal((await get(`${s.reg.url}/v2/${repo}/manifests/v1`)).status, 404, 'nothing reached the upstream');
@@ -94,7 +117,9 @@ test('a manifest fetch the upstream answers with a redirect is not relayed: the 
   });
   await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
   const port = (front.address() as AddressInfo).port;
-  const t = await startStack({ reg: { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, port, dir: '', logFile: '', stop: async () => {} } });
+  const t = await startStack({
+    reg: { url: `http://127.0.0.1:${port}`, host: `127.0.0.1:${port}`, port, dir: '', logFile: '', stop: async () => {} },
+  });
   const work = await makeTempDir('proxy-redirect');
   try {
     const img = await makeImageLayout(path.join(work, 'img'), { tag: 'v1' });

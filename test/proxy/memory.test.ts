@@ -124,6 +124,11 @@ test('a 256 MB layer streams through the proxy both ways in bounded memory', asy
   assert.equal(m.headers.get('docker-content-digest'), img.manifest.digest);
 
   const growth = Math.max(pushPeak, pullPeak) - baseline;
-  process.stdout.write(`# proxy RSS baseline ${(baseline / 2 ** 20).toFixed(0)} MiB, push peak +${((pushPeak - baseline) / 2 ** 20).toFixed(0)} MiB, pull peak +${((pullPeak - baseline) / 2 ** 20).toFixed(0)} MiB for a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer; pull used ${pullCpu.toFixed(2)} s of proxy CPU\n`);
-  assert.ok(growth < MAX_GROWTH, `proxy RSS grew by ${(growth / 2 ** 20).toFixed(0)} MiB while streaming a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer`);
+  process.stdout.write(
+    `# proxy RSS baseline ${(baseline / 2 ** 20).toFixed(0)} MiB, push peak +${((pushPeak - baseline) / 2 ** 20).toFixed(0)} MiB, pull peak +${((pullPeak - baseline) / 2 ** 20).toFixed(0)} MiB for a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer; pull used ${pullCpu.toFixed(2)} s of proxy CPU\n`,
+  );
+  assert.ok(
+    growth < MAX_GROWTH,
+    `proxy RSS grew by ${(growth / 2 ** 20).toFixed(0)} MiB while streaming a ${(layer.size / 2 ** 20).toFixed(0)} MiB layer`,
+  );
 });

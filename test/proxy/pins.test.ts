@@ -13,7 +13,14 @@ import { Verifier } from '../../src/trust/verifier.js';
 import { cli, lines } from '../cli/support.js';
 import { checker } from '../management/support.js';
 import { makeImageLayout, skopeoCopy, type ImageLayout } from '../helpers/oci.js';
-import { makeTempDir, removeTempDir, startPostgres, startRegistry, type PostgresService, type RegistryService } from '../helpers/services.js';
+import {
+  makeTempDir,
+  removeTempDir,
+  startPostgres,
+  startRegistry,
+  type PostgresService,
+  type RegistryService,
+} from '../helpers/services.js';
 import { denied, get, startStack, type Stack } from './support.js';
 
 const REGISTRY = 'pins.test:5000';
@@ -46,7 +53,11 @@ async function api(s: PinStack, method: 'get' | 'post' | 'delete', p: string, to
   const headers: Record<string, string> = {};
   if (token !== null) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const r = await fetch(`${s.tg.url}/api/v1${p}`, { method: method.toUpperCase(), headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const r = await fetch(`${s.tg.url}/api/v1${p}`, {
+    method: method.toUpperCase(),
+    headers,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
   const text = await r.text();
   const out: Answer = { status: r.status, body: text ? JSON.parse(text) : undefined, headers: Object.fromEntries(r.headers) };
   checker().check(method, `/api/v1${p}`, out);
@@ -165,7 +176,10 @@ describe('pins survive deletion', () => {
 const NEWEST = ['targets', 'snapshot', 'timestamp'];
 
 /** Pins, restarts, rolls the database back under the proxy; the proxy must deny. */
-async function rollbackScenario(opts: { env?: Record<string, string>; rollBack: (gun: string, dir: string) => Promise<void> }): Promise<void> {
+async function rollbackScenario(opts: {
+  env?: Record<string, string>;
+  rollBack: (gun: string, dir: string) => Promise<void>;
+}): Promise<void> {
   const dir = await makeTempDir('proxy-pins-restart');
   try {
     const repo = newRepo('rolled-back');
@@ -188,7 +202,10 @@ async function rollbackScenario(opts: { env?: Record<string, string>; rollBack: 
     try {
       // The store now names the first image again; the pin remembers newer versions.
       const targets = (await s.tg.app.trust.current(gun, 'targets'))!;
-      assert.match(targets.bytes.toString(), new RegExp(Buffer.from(a.manifest.digest.slice(7), 'hex').toString('base64').replace(/[+/]/g, '\\$&')));
+      assert.match(
+        targets.bytes.toString(),
+        new RegExp(Buffer.from(a.manifest.digest.slice(7), 'hex').toString('base64').replace(/[+/]/g, '\\$&')),
+      );
       const r = denied(await pull(s, repo, 'v1'));
       assert.equal(r.detail.reason, 'rollback', r.message);
       assert.match(r.message, /older than version \d+ verified before .*reset its trust/);
@@ -211,7 +228,11 @@ describe('V11: pins and versions survive a restart', () => {
         const db = new Database(path.join(dir, 'data', 'trustgate.db'));
         try {
           for (const role of NEWEST) {
-            const r = db.prepare('DELETE FROM tuf_files WHERE gun = ? AND role = ? AND version = (SELECT MAX(version) FROM tuf_files WHERE gun = ? AND role = ?)').run(gun, role, gun, role);
+            const r = db
+              .prepare(
+                'DELETE FROM tuf_files WHERE gun = ? AND role = ? AND version = (SELECT MAX(version) FROM tuf_files WHERE gun = ? AND role = ?)',
+              )
+              .run(gun, role, gun, role);
             assert.equal(r.changes, 1);
           }
         } finally {
@@ -235,7 +256,10 @@ describe('V11: pins and versions survive a restart', () => {
           await c.connect();
           try {
             for (const role of NEWEST) {
-              const r = await c.query('DELETE FROM tuf_files WHERE gun = $1 AND role = $2 AND version = (SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2)', [gun, role]);
+              const r = await c.query(
+                'DELETE FROM tuf_files WHERE gun = $1 AND role = $2 AND version = (SELECT MAX(version) FROM tuf_files WHERE gun = $1 AND role = $2)',
+                [gun, role],
+              );
               assert.equal(r.rowCount, 1);
             }
           } finally {
@@ -268,7 +292,11 @@ describe('trust-reset', () => {
     return { repo, gun: gunOf(repo), img, pin: (await s.tg.app.store.pin(gunOf(repo)))! };
   }
   const resets = async (gun?: string) =>
-    (await ok(s, 'get', `/audit?action=repository.trust-reset${gun ? `&gun=${enc(gun)}` : ''}`)).body.entries as Array<{ actor: { id: string; name: string }; outcome: string; detail: Record<string, unknown> }>;
+    (await ok(s, 'get', `/audit?action=repository.trust-reset${gun ? `&gun=${enc(gun)}` : ''}`)).body.entries as Array<{
+      actor: { id: string; name: string };
+      outcome: string;
+      detail: Record<string, unknown>;
+    }>;
   const samePin = async (gun: string, before: { root: Buffer; versions: Record<string, number>; updatedAt: Date } | undefined) => {
     const now = await s.tg.app.store.pin(gun);
     if (!before) return assert.equal(now, undefined, `no pin for ${gun}`);
@@ -289,7 +317,10 @@ describe('trust-reset', () => {
     await samePin(gun, pin);
     assert.deepEqual(await resets(gun), []);
     const refused = (await ok(s, 'get', `/audit?action=auth.denied&gun=${enc(gun)}`)).body.entries;
-    assert.ok(refused.some((e: { detail: { attempted?: string } }) => e.detail.attempted === 'repository.trust-reset'), 'the refusal is audited');
+    assert.ok(
+      refused.some((e: { detail: { attempted?: string } }) => e.detail.attempted === 'repository.trust-reset'),
+      'the refusal is audited',
+    );
 
     const keyIds = rootOf(pin.root).body.roles.root.keyids;
     const r = await ok(s, 'post', path);

@@ -57,7 +57,10 @@ test('the most specific pattern wins; patterns are anchored', () => {
 });
 
 test('invalid policies are refused with a message naming the problem', () => {
-  assert.throws(() => parsePolicy('version: 2', 'x'), (e: Error) => e instanceof PolicyError && /version/.test(e.message));
+  assert.throws(
+    () => parsePolicy('version: 2', 'x'),
+    (e: Error) => e instanceof PolicyError && /version/.test(e.message),
+  );
   assert.throws(() => parsePolicy('version: 1\nrepositories:\n  - pattern: "a/*"\n    mode: block\n', 'x'), /mode/);
   assert.throws(() => parsePolicy('version: 1\nrepositories:\n  - pattern: "a/*"\n    colour: red\n', 'x'), PolicyError);
   assert.throws(() => parsePolicy('version: 1\nrepositories:\n  - mode: audit\n', 'x'), /pattern/);
@@ -97,7 +100,11 @@ test('a changed policy file is picked up; an invalid one is refused and the old 
   const lines: string[] = [];
   const refusals = () => lines.filter((l) => l.includes('refused'));
   // An hour between polls: every step below is driven by check(), so nothing depends on timing.
-  const src = new PolicySource(file, createLogger('info', (l) => lines.push(l)), 3_600_000);
+  const src = new PolicySource(
+    file,
+    createLogger('info', (l) => lines.push(l)),
+    3_600_000,
+  );
   let changes = 0;
   src.onChange(() => changes++);
   try {

@@ -136,7 +136,9 @@ test('without the manifest cache every pull is checked against the upstream byte
     const file = path.join(s.reg.dir, 'storage/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
     const fs = await import('node:fs/promises');
     const original = await fs.readFile(file);
-    const changed = Buffer.from(original.toString('utf8').replace(/("size":\d*)(\d)/, (_m, head: string, d: string) => `${head}${(Number(d) + 1) % 10}`));
+    const changed = Buffer.from(
+      original.toString('utf8').replace(/("size":\d*)(\d)/, (_m, head: string, d: string) => `${head}${(Number(d) + 1) % 10}`),
+    );
     assert.notDeepEqual(changed, original);
     assert.equal(changed.length, original.length);
     await fs.writeFile(file, changed);
@@ -200,19 +202,39 @@ test('signature artifacts and referrers are not signed on push, and are served w
   const config = Buffer.from('{}');
   const configDigest = await uploadBlob('team/sig', config);
   const artifact = (extra: object) =>
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: configDigest, size: 2 }, layers: [], ...extra }));
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MEDIA_TYPES.ociManifest,
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: configDigest, size: 2 },
+        layers: [],
+        ...extra,
+      }),
+    );
   // cosign's tag scheme
   const sigTag = `${img.manifest.digest.replace(':', '-')}.sig`;
   const sig = artifact({ artifactType: 'application/vnd.dev.cosign.artifact.sig.v1+json', annotations: { kind: 'signature' } });
-  const put = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`, { method: 'PUT', body: sig, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
+  const put = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`, {
+    method: 'PUT',
+    body: sig,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth },
+  });
   assert.equal(put.status, 201, put.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1'], 'the .sig tag was not signed');
   const gotSig = await get(`${s.px.url}/v2/team/sig/manifests/${sigTag}`);
   assert.equal(gotSig.status, 200);
   assert.equal(digestOf(gotSig.body), digestOf(sig));
   // a referrer (OCI subject), pushed by tag: not signed, served by digest because its subject is signed
-  const ref = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size }, annotations: { kind: 'sbom' } });
-  const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, { method: 'PUT', body: ref, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
+  const ref = artifact({
+    artifactType: 'application/spdx+json',
+    subject: { mediaType: MEDIA_TYPES.ociManifest, digest: img.manifest.digest, size: img.manifest.size },
+    annotations: { kind: 'sbom' },
+  });
+  const refPut = await get(`${s.px.url}/v2/team/sig/manifests/sbom`, {
+    method: 'PUT',
+    body: ref,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth },
+  });
   assert.equal(refPut.status, 201, refPut.body.toString());
   assert.deepEqual(Object.keys(await signedTargets('team/sig')), ['v1']);
   assert.equal((await get(`${s.px.url}/v2/team/sig/manifests/${digestOf(ref)}`)).status, 200);
@@ -222,7 +244,10 @@ test('signature artifacts and referrers are not signed on push, and are served w
   const straySig = `${stray.manifest.digest.replace(':', '-')}.sig`;
   assert.equal((await putManifest(s.reg.url, 'team/sig', straySig, sig, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${straySig}`));
-  const strayRef = artifact({ artifactType: 'application/spdx+json', subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size } });
+  const strayRef = artifact({
+    artifactType: 'application/spdx+json',
+    subject: { mediaType: MEDIA_TYPES.ociManifest, digest: stray.manifest.digest, size: stray.manifest.size },
+  });
   assert.equal((await putManifest(s.reg.url, 'team/sig', digestOf(strayRef), strayRef, MEDIA_TYPES.ociManifest)).status, 201);
   denied(await get(`${s.px.url}/v2/team/sig/manifests/${digestOf(strayRef)}`));
 });
@@ -238,7 +263,11 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
     [0, 100_000],
     [100_000, 300_000],
   ] as const) {
-    const chunk = await get(loc, { method: 'PATCH', body: data.subarray(from, to), headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${to - 1}`, ...s.auth } });
+    const chunk = await get(loc, {
+      method: 'PATCH',
+      body: data.subarray(from, to),
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${to - 1}`, ...s.auth },
+    });
     assert.equal(chunk.status, 202, chunk.body.toString());
     assert.equal(chunk.headers.get('range'), `0-${to - 1}`);
     loc = chunk.headers.get('location')!;
@@ -252,7 +281,10 @@ test('uploads: chunked, monolithic and cross-repository mount, with Locations po
   assert.equal(done.status, 201, done.body.toString());
   assert.ok(done.headers.get('location')!.startsWith(s.px.url));
 
-  const bodies = async (): Promise<[number, number]> => [await metric('trustgate_proxy_blob_bodies_total', 'via="socket"'), await metric('trustgate_proxy_blob_bodies_total', 'via="client"')];
+  const bodies = async (): Promise<[number, number]> => [
+    await metric('trustgate_proxy_blob_bodies_total', 'via="socket"'),
+    await metric('trustgate_proxy_blob_bodies_total', 'via="client"'),
+  ];
   const [socketBefore, clientBefore] = await bodies();
   const headBlob = await get(`${s.px.url}/v2/team/up/blobs/${digest}`, { method: 'HEAD' });
   assert.equal(headBlob.status, 200);
@@ -354,7 +386,11 @@ test('signing a push waits for other edits of the same GUN in this process', asy
     await new Promise((r) => setTimeout(r, 800));
     released = Date.now();
   });
-  const put = await get(`${s.px.url}/v2/team/locked/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth } });
+  const put = await get(`${s.px.url}/v2/team/locked/manifests/v2`, {
+    method: 'PUT',
+    body: img.manifest.bytes,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, ...s.auth },
+  });
   const answered = Date.now();
   await held;
   assert.equal(put.status, 201, put.body.toString());
@@ -370,8 +406,15 @@ test('a failed signing answers the push with an error and is audited', async () 
   const bad = await startStack({ env: { TRUSTGATE_POLICY: policy }, reg: s.reg, extra: { audit: { append: (e) => entries.push(e) } } });
   try {
     const img = await makeImageLayout(layout('signfail'), { tag: 'v1' });
-    await assert.rejects(skopeoCopy(img.ref, `docker://${bad.host}/team/signfail:v1`, ['--dest-creds', bad.creds]), /signing it into targets\/a\/b failed|500/);
-    const res = await get(`${bad.px.url}/v2/team/signfail/manifests/v1`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...bad.auth } });
+    await assert.rejects(
+      skopeoCopy(img.ref, `docker://${bad.host}/team/signfail:v1`, ['--dest-creds', bad.creds]),
+      /signing it into targets\/a\/b failed|500/,
+    );
+    const res = await get(`${bad.px.url}/v2/team/signfail/manifests/v1`, {
+      method: 'PUT',
+      body: img.manifest.bytes,
+      headers: { 'content-type': MEDIA_TYPES.ociManifest, ...bad.auth },
+    });
     assert.equal(res.status, 500);
     const err = res.json().errors[0];
     assert.equal(err.detail.reason, 'signing-failed');
@@ -408,14 +451,23 @@ test('upstream down: pulls and pushes fail closed with a clear error', async () 
     const img = await makeImageLayout(layout('down'), { tag: 'v1' });
     await skopeoCopy(img.ref, `docker://${t.host}/team/down:v1`, ['--dest-creds', t.creds]);
     await reg.stop();
-    for (const url of [`${t.px.url}/v2/team/down/manifests/v1`, `${t.px.url}/v2/team/down/manifests/${img.manifest.digest}`, `${t.px.url}/v2/team/down/blobs/${img.layers[0]!.digest}`, `${t.px.url}/v2/`]) {
+    for (const url of [
+      `${t.px.url}/v2/team/down/manifests/v1`,
+      `${t.px.url}/v2/team/down/manifests/${img.manifest.digest}`,
+      `${t.px.url}/v2/team/down/blobs/${img.layers[0]!.digest}`,
+      `${t.px.url}/v2/`,
+    ]) {
       const r = await get(url, { accept: ACCEPT_ALL, headers: t.auth });
       assert.equal(r.status, 503, `${url}: ${r.body.toString()}`);
       const e = r.json().errors[0];
       assert.equal(e.code, 'UNAVAILABLE');
       assert.match(e.message, /upstream registry unavailable/);
     }
-    const push = await get(`${t.px.url}/v2/team/down/manifests/v2`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, ...t.auth } });
+    const push = await get(`${t.px.url}/v2/team/down/manifests/v2`, {
+      method: 'PUT',
+      body: img.manifest.bytes,
+      headers: { 'content-type': MEDIA_TYPES.ociManifest, ...t.auth },
+    });
     assert.equal(push.status, 503);
     assert.equal(push.json().errors[0].code, 'UNAVAILABLE');
     // an unsigned tag is still denied (trust is checked first), never passed through

@@ -11,9 +11,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseHead, RawGetClient, RawGetError, requestHead } from '../../src/registry/rawget.js';
 import { sha256Hex } from '../helpers/util.js';
 
-
 test('response heads: only a plain 200/206 with one Content-Length is streamed', () => {
-  const ok = parseHead('HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: application/octet-stream\r\nX-A: 1\r\nx-a: 2\r\nSet-Cookie: a\r\nSet-Cookie: b');
+  const ok = parseHead(
+    'HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: application/octet-stream\r\nX-A: 1\r\nx-a: 2\r\nSet-Cookie: a\r\nSet-Cookie: b',
+  );
   assert.ok(ok);
   assert.equal(ok.status, 200);
   assert.equal(ok.length, 12);
@@ -95,7 +96,13 @@ async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => 
 }
 
 async function front(up: Upstream, timeoutMs = 10_000): Promise<{ url: URL; client: RawGetClient }> {
-  const client = new RawGetClient({ host: '127.0.0.1', port: Number(up.url.port), hostHeader: up.url.host, origin: up.url.origin, timeoutMs });
+  const client = new RawGetClient({
+    host: '127.0.0.1',
+    port: Number(up.url.port),
+    hostHeader: up.url.host,
+    origin: up.url.origin,
+    timeoutMs,
+  });
   closers.push(async () => client.close());
   const server = http.createServer(async (req, res) => {
     try {
@@ -125,7 +132,11 @@ test('bodies arrive intact across buffer boundaries, over one kept-alive connect
   const blobs = new Map(sizes.map((n) => [`/b/${n}`, randomBytes(n)]));
   const up = await upstream((req, res) => {
     const b = blobs.get(req.url!)!;
-    res.writeHead(200, { 'content-length': b.length, 'content-type': 'application/octet-stream', 'docker-content-digest': `sha256:${sha256Hex(b)}` });
+    res.writeHead(200, {
+      'content-length': b.length,
+      'content-type': 'application/octet-stream',
+      'docker-content-digest': `sha256:${sha256Hex(b)}`,
+    });
     // Small writes as well as large ones: the head and the body's start often share a read.
     if (b.length > 100) {
       res.write(b.subarray(0, 37));
@@ -163,7 +174,13 @@ test('small bodies are read whole, up to a limit; a larger one is refused and it
     res.writeHead(200, { 'content-length': b.length, 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
     res.end(b);
   });
-  const client = new RawGetClient({ host: '127.0.0.1', port: Number(up.url.port), hostHeader: up.url.host, origin: up.url.origin, timeoutMs: 5000 });
+  const client = new RawGetClient({
+    host: '127.0.0.1',
+    port: Number(up.url.port),
+    hostHeader: up.url.host,
+    origin: up.url.origin,
+    timeoutMs: 5000,
+  });
   closers.push(async () => client.close());
   for (let i = 0; i < 3; i++) {
     const r = await client.get('/small', {});
@@ -181,7 +198,7 @@ test('small bodies are read whole, up to a limit; a larger one is refused and it
   assert.equal(up.connections, 2);
 });
 
-test('answers other than a plain 200/206 are left to node\'s client', async () => {
+test("answers other than a plain 200/206 are left to node's client", async () => {
   const up = await upstream((req, res) => {
     if (req.url === '/401') res.writeHead(401, { 'www-authenticate': 'Bearer realm="x"', 'content-length': 2 }).end('no');
     else if (req.url === '/404') res.writeHead(404, { 'content-length': 2 }).end('no');
@@ -206,7 +223,13 @@ test('a response the caller cancels drops its connection', async () => {
     res.socket!.once('close', () => closed++);
     res.writeHead(200, { 'content-length': 10 }).end('0123456789');
   });
-  const client = new RawGetClient({ host: '127.0.0.1', port: Number(up.url.port), hostHeader: up.url.host, origin: up.url.origin, timeoutMs: 5000 });
+  const client = new RawGetClient({
+    host: '127.0.0.1',
+    port: Number(up.url.port),
+    hostHeader: up.url.host,
+    origin: up.url.origin,
+    timeoutMs: 5000,
+  });
   closers.push(async () => client.close());
   const r = await client.get('/a', {});
   assert.equal(r?.head.length, 10);
@@ -350,7 +373,13 @@ test('a stopped client that reads again gets the whole body', async () => {
 
 test('an upstream that does not answer times out; one that is not there is unavailable', async () => {
   const silent = await upstream(() => undefined);
-  const client = new RawGetClient({ host: '127.0.0.1', port: Number(silent.url.port), hostHeader: silent.url.host, origin: silent.url.origin, timeoutMs: 300 });
+  const client = new RawGetClient({
+    host: '127.0.0.1',
+    port: Number(silent.url.port),
+    hostHeader: silent.url.host,
+    origin: silent.url.origin,
+    timeoutMs: 300,
+  });
   closers.push(async () => client.close());
   const t0 = Date.now();
   await assert.rejects(client.get('/x', {}), (e: Error) => e instanceof RawGetError && /timed out/.test(e.message));
@@ -358,6 +387,12 @@ test('an upstream that does not answer times out; one that is not there is unava
   const port = Number(silent.url.port);
   await new Promise<void>((resolve) => silent.server.close(() => resolve()));
   silent.server.closeAllConnections();
-  const gone = new RawGetClient({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, origin: `http://127.0.0.1:${port}`, timeoutMs: 300 });
+  const gone = new RawGetClient({
+    host: '127.0.0.1',
+    port,
+    hostHeader: `127.0.0.1:${port}`,
+    origin: `http://127.0.0.1:${port}`,
+    timeoutMs: 300,
+  });
   await assert.rejects(gone.get('/x', {}), (e: Error) => e instanceof RawGetError && /unavailable: .*ECONNREFUSED/.test(e.message));
 });

@@ -46,7 +46,12 @@ async function anonymousWritesRefused(base: string): Promise<void> {
   const config = Buffer.from('{}');
   const configDigest = await putBlob(s.reg.url, REPO, config);
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: [] }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: [],
+    }),
   );
   assert.equal((await putManifest(s.reg.url, REPO, 'v1', manifest, MEDIA_TYPES.ociManifest)).status, 201);
   const paths: Record<string, string> = { ...WRITE_PATHS, DeleteBlob: `/v2/${REPO}/blobs/${configDigest}` };

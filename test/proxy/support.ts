@@ -33,7 +33,11 @@ export async function startStack(
 ): Promise<Stack> {
   const reg = opts.reg ?? (await startRegistry());
   const env = { TRUSTGATE_UPSTREAM: reg.url, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true', ...opts.env };
-  const tg = await startTrustgate({ env, ...(opts.overrides ? { overrides: opts.overrides } : {}), ...(opts.dir ? { dir: opts.dir } : {}) });
+  const tg = await startTrustgate({
+    env,
+    ...(opts.overrides ? { overrides: opts.overrides } : {}),
+    ...(opts.dir ? { dir: opts.dir } : {}),
+  });
   const px = await startProxy(tg.app, opts.extra ?? {}, { host: '127.0.0.1', port: 0 });
   const host = px.url.replace(/^https?:\/\//, '');
   const token = tg.adminToken;
@@ -55,7 +59,9 @@ export async function startStack(
 }
 
 /** Every manifest type, as a client that accepts them all sends. */
-export const ACCEPT_ALL = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
+export const ACCEPT_ALL = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(
+  ', ',
+);
 
 export interface Got {
   status: number;

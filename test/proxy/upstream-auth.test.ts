@@ -27,12 +27,20 @@ let reg: RegistryService;
 before(async () => {
   certs = await makeTestCerts();
   dir = await makeTempDir('upstream-auth');
-  await fsp.writeFile(path.join(dir, 'users'), `proxy:${await hashPassword(PASSWORD)}:repository:**:pull,push registry:catalog:*\n`, { mode: 0o600 });
+  await fsp.writeFile(path.join(dir, 'users'), `proxy:${await hashPassword(PASSWORD)}:repository:**:pull,push registry:catalog:*\n`, {
+    mode: 0o600,
+  });
   // The token service: a trustgate with the built-in registry token issuer.
   const issuerPort = await freePort();
   issuer = await startTrustgate({
     port: issuerPort,
-    env: tokenAuthEnv({ certs, users: path.join(dir, 'users'), realm: `http://127.0.0.1:${issuerPort}/api/v1/token`, service: SERVICE, issuer: ISSUER }),
+    env: tokenAuthEnv({
+      certs,
+      users: path.join(dir, 'users'),
+      realm: `http://127.0.0.1:${issuerPort}/api/v1/token`,
+      service: SERVICE,
+      issuer: ISSUER,
+    }),
   });
   const realm = `${issuer.url}/api/v1/token`;
   // The upstream: docker-registry requiring tokens from that service.
@@ -89,7 +97,10 @@ test('the proxy answers the upstream Bearer challenge with its own credentials',
 });
 
 test('V14: upstream credentials are never used for an anonymous client', async () => {
-  const s = await startStack({ reg, env: { TRUSTGATE_UPSTREAM_USERNAME: 'proxy', TRUSTGATE_UPSTREAM_PASSWORD: PASSWORD, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'false' } });
+  const s = await startStack({
+    reg,
+    env: { TRUSTGATE_UPSTREAM_USERNAME: 'proxy', TRUSTGATE_UPSTREAM_PASSWORD: PASSWORD, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'false' },
+  });
   try {
     const img = await makeImageLayout(path.join(dir, 'anon'), { tag: 'v1', layerBytes: 10_000 });
     const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', img.ref, `docker://${s.host}/anon/app:v1`]);
@@ -99,7 +110,10 @@ test('V14: upstream credentials are never used for an anonymous client', async (
       ['PUT', `${s.px.url}/v2/anon/app/manifests/v1`],
       ['DELETE', `${s.px.url}/v2/team/app/manifests/v1`],
     ] as const) {
-      const w = await get(url, { method, ...(method === 'PUT' ? { body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } } : {}) });
+      const w = await get(url, {
+        method,
+        ...(method === 'PUT' ? { body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } } : {}),
+      });
       assert.equal(w.status, 401, `${method} ${url}: ${w.body.toString()}`);
     }
     // Asked with the proxy's own credentials (through the proxy, as an admin), the upstream has nothing.

@@ -36,17 +36,29 @@ async function build(opts: BuildOptions = {}): Promise<Built> {
     releases: generateSigner('ecdsa'),
   };
   const root = await sign(
-    rootBody({ version: 1, root: [keys.root.key], targets: [keys.targets.key], snapshot: [keys.snapshot.key], timestamp: [keys.timestamp.key], thresholds: { targets: opts.targetsThreshold ?? 1 } }),
+    rootBody({
+      version: 1,
+      root: [keys.root.key],
+      targets: [keys.targets.key],
+      snapshot: [keys.snapshot.key],
+      timestamp: [keys.timestamp.key],
+      thresholds: { targets: opts.targetsThreshold ?? 1 },
+    }),
     [keys.root],
   );
   const tb = targetsBody({ version: opts.versions?.targets ?? 2, targets: { v1: targetMeta('manifest-v1') } });
-  tb.delegations = { keys: { [keys.releases.id]: keys.releases.key }, roles: [{ name: 'targets/releases', keyids: [keys.releases.id], threshold: 1, paths: opts.releasesPaths ?? [''] }] };
+  tb.delegations = {
+    keys: { [keys.releases.id]: keys.releases.key },
+    roles: [{ name: 'targets/releases', keyids: [keys.releases.id], threshold: 1, paths: opts.releasesPaths ?? [''] }],
+  };
   opts.targets?.(tb);
   const rb = targetsBody({ version: 1, targets: { v1: targetMeta('manifest-v1'), v2: targetMeta('manifest-v2') } });
   const keepReleases = opts.releases?.(rb) !== false;
   const roles = new Map<string, Buffer>([['targets', await sign(tb, [keys.targets])]]);
   if (keepReleases) roles.set('targets/releases', await sign(rb, [keys.releases]));
-  const snapshot = await sign(snapshotBody({ version: opts.versions?.snapshot ?? 3, files: new Map([['root', root], ...roles]) }), [keys.snapshot]);
+  const snapshot = await sign(snapshotBody({ version: opts.versions?.snapshot ?? 3, files: new Map([['root', root], ...roles]) }), [
+    keys.snapshot,
+  ]);
   const timestamp = await sign(
     {
       _type: 'Timestamp',
@@ -85,7 +97,10 @@ test('a valid chain resolves a tag to the digest and length the accepted role si
   const missing = resolveTarget(repo, 'v3');
   assert.equal(missing.ok, false);
   assert.equal(!missing.ok && missing.reason, 'not-signed');
-  assert.deepEqual(targetsForDigest(repo, digestOf('manifest-v1')).map((r) => r.name), ['v1']);
+  assert.deepEqual(
+    targetsForDigest(repo, digestOf('manifest-v1')).map((r) => r.name),
+    ['v1'],
+  );
   assert.deepEqual([...signedDigests(repo).keys()].sort(), [digestOf('manifest-v1'), digestOf('manifest-v2')].sort());
 });
 
@@ -159,10 +174,21 @@ test('a broken delegation is skipped; the tag falls back to targets or is report
   const roles = new Map([...b.roles, ['targets/releases', wrongKey]]);
   // keep the snapshot/timestamp consistent with the tampered delegation, signed by the real keys
   const snapshot = await sign(snapshotBody({ version: 3, files: new Map([['root', b.input.roots[0]!], ...roles]) }), [b.keys.snapshot]);
-  const timestamp = await sign({ _type: 'Timestamp', expires: formatRfc3339(NOW + DAY_MS), meta: { snapshot: snapshotBody({ version: 1, files: { snapshot } }).meta.snapshot! }, version: 4 }, [b.keys.timestamp]);
+  const timestamp = await sign(
+    {
+      _type: 'Timestamp',
+      expires: formatRfc3339(NOW + DAY_MS),
+      meta: { snapshot: snapshotBody({ version: 1, files: { snapshot } }).meta.snapshot! },
+      version: 4,
+    },
+    [b.keys.timestamp],
+  );
   const repo = verifyRepository({ ...b.input, roles, snapshot, timestamp });
   assert.ok(repo.ok);
-  assert.deepEqual(repo.skipped.map((s) => [s.role, s.reason]), [['targets/releases', 'threshold-not-met']]);
+  assert.deepEqual(
+    repo.skipped.map((s) => [s.role, s.reason]),
+    [['targets/releases', 'threshold-not-met']],
+  );
   assert.ok((resolveTarget(repo, 'v1') as { role: string }).role === 'targets');
   const v2 = resolveTarget(repo, 'v2');
   assert.equal(!v2.ok && v2.reason, 'threshold-not-met');
@@ -187,13 +213,27 @@ test('root rotation: a new root must chain from the trusted one through every ve
   const r2 = await newRootSigner(GUN);
   const r3 = await newRootSigner(GUN);
   const body = (version: number, rootKey: LocalSigner) =>
-    rootBody({ version, root: [rootKey.key], targets: [b.keys.targets.key], snapshot: [b.keys.snapshot.key], timestamp: [b.keys.timestamp.key] });
+    rootBody({
+      version,
+      root: [rootKey.key],
+      targets: [b.keys.targets.key],
+      snapshot: [b.keys.snapshot.key],
+      timestamp: [b.keys.timestamp.key],
+    });
   const v2 = await sign(body(2, r2), [b.keys.root, r2]);
   const v3 = await sign(body(3, r3), [r2, r3]);
   // The snapshot names the current root; rebuild snapshot and timestamp over v3.
   const rebuild = async (cur: Buffer) => {
     const snapshot = await sign(snapshotBody({ version: 3, files: new Map([['root', cur], ...b.roles]) }), [b.keys.snapshot]);
-    const timestamp = await sign({ _type: 'Timestamp', expires: formatRfc3339(NOW + DAY_MS), meta: { snapshot: snapshotBody({ version: 1, files: { snapshot } }).meta.snapshot! }, version: 4 }, [b.keys.timestamp]);
+    const timestamp = await sign(
+      {
+        _type: 'Timestamp',
+        expires: formatRfc3339(NOW + DAY_MS),
+        meta: { snapshot: snapshotBody({ version: 1, files: { snapshot } }).meta.snapshot! },
+        version: 4,
+      },
+      [b.keys.timestamp],
+    );
     return { snapshot, timestamp };
   };
   const at3 = await rebuild(v3);
@@ -221,7 +261,8 @@ test('a root whose certificate is not for this GUN is not trusted on first use',
 // Tags are untrusted names, and "__proto__", "constructor", "toString"... are valid OCI tags.
 const OBJECT_MEMBER_TAGS = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'length', 'hashes'];
 /** An own "__proto__" member, as JSON.parse makes it (plain assignment would set the prototype). */
-const putOwn = (o: object, k: string, v: unknown) => Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+const putOwn = (o: object, k: string, v: unknown) =>
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
 
 test('tags named like Object.prototype members are unsigned unless listed, like any other tag', async () => {
   const repo = verifyRepository((await build()).input);
@@ -243,7 +284,10 @@ test('a signed "__proto__" tag resolves to its digest, and other member names st
   assert.equal(t.digest, digestOf('manifest-proto'));
   assert.equal(t.length, 'manifest-proto'.length);
   assert.equal(t.role, 'targets');
-  assert.deepEqual(targetsForDigest(repo, digestOf('manifest-proto')).map((r) => r.name), ['__proto__']);
+  assert.deepEqual(
+    targetsForDigest(repo, digestOf('manifest-proto')).map((r) => r.name),
+    ['__proto__'],
+  );
   assert.ok(signedDigests(repo).has(digestOf('manifest-proto')));
   for (const tag of OBJECT_MEMBER_TAGS.filter((x) => x !== '__proto__')) {
     const r = resolveTarget(repo, tag);

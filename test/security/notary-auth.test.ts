@@ -15,7 +15,8 @@ import { unchanged } from '../helpers/unchanged.js';
 const UNAUTHORIZED = /"code":"UNAUTHORIZED"/;
 
 /** A token with `scopes` on the server's own token store. */
-const tokenFor = (s: { tg: Server['tg'] }, scopes: string[]) => s.tg.app.management.tokens.create({ name: `t-${scopes.join('-')}`, scopes: scopes as never, createdBy: 'test' });
+const tokenFor = (s: { tg: Server['tg'] }, scopes: string[]) =>
+  s.tg.app.management.tokens.create({ name: `t-${scopes.join('-')}`, scopes: scopes as never, createdBy: 'test' });
 
 let s: Server;
 let anon: Agent;
@@ -38,16 +39,21 @@ function assertChallenged(res: { status: number; headers: Record<string, string>
 test('V2: anonymous DELETE/re-init refused on the trust port by default', async () => {
   const gun = newGun('v2');
   await initRepo(s.agent, gun);
-  await unchanged(s, [gun], async () => {
-    assertChallenged(await raw(anon.delete(tufPath(gun))));
-    // A re-initialisation: another root, published without a credential.
-    const other = await initRepo(s.agent, newGun('v2-other'), { publish: false });
-    assertChallenged(await publish(anon, gun, other.pending));
-    // Nor with a bad token, as Bearer or as Basic.
-    assertChallenged(await raw(anon.delete(tufPath(gun)).set('Authorization', bearer('tgt_bogus'))), 'invalid_token');
-    assertChallenged(await raw(anon.delete(tufPath(gun)).set('Authorization', basicAuth(`tgt_${'x'.repeat(43)}`))), 'invalid_token');
-    assertChallenged(await publish(authedAgent(anon, 'tgt_bogus'), gun, other.pending), 'invalid_token');
-  }, { keys: false });
+  await unchanged(
+    s,
+    [gun],
+    async () => {
+      assertChallenged(await raw(anon.delete(tufPath(gun))));
+      // A re-initialisation: another root, published without a credential.
+      const other = await initRepo(s.agent, newGun('v2-other'), { publish: false });
+      assertChallenged(await publish(anon, gun, other.pending));
+      // Nor with a bad token, as Bearer or as Basic.
+      assertChallenged(await raw(anon.delete(tufPath(gun)).set('Authorization', bearer('tgt_bogus'))), 'invalid_token');
+      assertChallenged(await raw(anon.delete(tufPath(gun)).set('Authorization', basicAuth(`tgt_${'x'.repeat(43)}`))), 'invalid_token');
+      assertChallenged(await publish(authedAgent(anon, 'tgt_bogus'), gun, other.pending), 'invalid_token');
+    },
+    { keys: false },
+  );
   // The real notary CLI without credentials cannot re-initialise it either.
   const cli = await notaryCli({ server: s.tg.url });
   try {
@@ -108,7 +114,13 @@ test('Basic and Bearer both work: a signer token publishes either way, and the p
   const files = await repo.files([['targets', repo.next()]]);
   const boundary = 'b0undary';
   const body = Buffer.concat([
-    ...files.flatMap(([name, bytes]) => [Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`), bytes, Buffer.from('\r\n')]),
+    ...files.flatMap(([name, bytes]) => [
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="files"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
+      bytes,
+      Buffer.from('\r\n'),
+    ]),
     Buffer.from(`--${boundary}--\r\n`),
   ]);
   const r = await raw(basic.set('Content-Type', `multipart/form-data; boundary=${boundary}`).send(body));
@@ -136,7 +148,13 @@ test('reads stay anonymous by default and need a token when configured', async (
     const g = newGun('closed');
     await initRepo(closed.agent, g);
     const a = request(closed.tg.url);
-    for (const p of [tufPath(g, 'root.json'), tufPath(g, 'timestamp.json'), tufPath(g, '1.root.json'), `/v2/${g}/_trust/changefeed?records=10`, '/v2/_trust/changefeed?records=10']) {
+    for (const p of [
+      tufPath(g, 'root.json'),
+      tufPath(g, 'timestamp.json'),
+      tufPath(g, '1.root.json'),
+      `/v2/${g}/_trust/changefeed?records=10`,
+      '/v2/_trust/changefeed?records=10',
+    ]) {
       assertChallenged(await raw(a.get(p)));
     }
     const reader = tokenFor(closed, ['reader']).token;
@@ -167,7 +185,10 @@ test('TRUSTGATE_AUTH=none must be asked for by name, and logs a warning at every
   for (let start = 0; start < 2; start++) {
     const tg = await startTrustgate({ env: { TRUSTGATE_AUTH: 'none' }, logs: 'warn' });
     try {
-      assert.ok(tg.logs.some((l) => /"level":"warn"/.test(l) && /TRUSTGATE_AUTH=none/.test(l) && /anyone/.test(l)), tg.logs.join('\n'));
+      assert.ok(
+        tg.logs.some((l) => /"level":"warn"/.test(l) && /TRUSTGATE_AUTH=none/.test(l) && /anyone/.test(l)),
+        tg.logs.join('\n'),
+      );
     } finally {
       await tg.stop();
     }
@@ -177,7 +198,8 @@ test('TRUSTGATE_AUTH=none must be asked for by name, and logs a warning at every
   assert.ok(!tg.logs.some((l) => /TRUSTGATE_AUTH=none/.test(l)), 'no warning with authentication on');
 });
 
-const notaryAudit = (tg: Server['tg'], gun: string): AuditEntry[] => tg.app.management.audit.query({ gun }).filter((e) => e.action.startsWith('notary.') || e.action === 'auth.denied');
+const notaryAudit = (tg: Server['tg'], gun: string): AuditEntry[] =>
+  tg.app.management.audit.query({ gun }).filter((e) => e.action.startsWith('notary.') || e.action === 'auth.denied');
 
 test('V10: Notary API writes are audited with their actor', async () => {
   const gun = newGun('v10');
@@ -198,20 +220,33 @@ test('V10: Notary API writes are audited with their actor', async () => {
   const entries = notaryAudit(s.tg, gun);
   const by = (action: string) => entries.filter((e) => e.action === action);
   const created = by('notary.key.create');
-  assert.deepEqual(created.map((e) => [e.actor.id, e.role]), [[info.id, 'timestamp']], JSON.stringify(entries));
+  assert.deepEqual(
+    created.map((e) => [e.actor.id, e.role]),
+    [[info.id, 'timestamp']],
+    JSON.stringify(entries),
+  );
   const published = by('notary.publish');
   assert.equal(published.length, 2);
   assert.ok(published.every((e) => e.actor.id === info.id && e.actor.name === info.name));
   assert.ok((published[0]!.detail!.files as string[]).includes('root@1'), JSON.stringify(published[0]));
-  assert.ok(published.every((e) => (e.detail!.files as string[]).some((f) => f.startsWith('targets@'))), JSON.stringify(published));
+  assert.ok(
+    published.every((e) => (e.detail!.files as string[]).some((f) => f.startsWith('targets@'))),
+    JSON.stringify(published),
+  );
   const rotated = by('notary.key.rotate');
   assert.equal(rotated.length, 1);
   assert.equal(rotated[0]!.actor.id, adminId.id);
   assert.equal(rotated[0]!.role, 'snapshot');
   assert.ok(rotated[0]!.keyId);
-  assert.deepEqual(by('notary.delete').map((e) => e.actor.id), [adminId.id]);
+  assert.deepEqual(
+    by('notary.delete').map((e) => e.actor.id),
+    [adminId.id],
+  );
   const refused = s.tg.app.management.audit.query({ action: 'auth.denied' }); // one per kind a minute
-  assert.ok(refused.some((e) => e.actor.id === 'anonymous' && e.detail?.api === 'notary' && e.detail?.reason === 'invalid_token'), JSON.stringify(refused));
+  assert.ok(
+    refused.some((e) => e.actor.id === 'anonymous' && e.detail?.api === 'notary' && e.detail?.reason === 'invalid_token'),
+    JSON.stringify(refused),
+  );
   assert.equal(s.tg.app.management.audit.verify().ok, true);
 
   // Under TRUSTGATE_AUTH=none, the actor is anonymous.
@@ -221,17 +256,20 @@ test('V10: Notary API writes are audited with their actor', async () => {
     await initRepo(request(open.tg.url), g);
     assert.equal((await raw(request(open.tg.url).delete(tufPath(g)))).status, 200);
     const e = notaryAudit(open.tg, g);
-    assert.deepEqual(e.map((x) => [x.action, x.actor.id]), [
-      ['notary.key.create', 'anonymous'],
-      ['notary.publish', 'anonymous'],
-      ['notary.delete', 'anonymous'],
-    ]);
+    assert.deepEqual(
+      e.map((x) => [x.action, x.actor.id]),
+      [
+        ['notary.key.create', 'anonymous'],
+        ['notary.publish', 'anonymous'],
+        ['notary.delete', 'anonymous'],
+      ],
+    );
   } finally {
     await open.stop();
   }
 });
 
-test('V1: proxy trust paths apply the trust server\'s auth', async () => {
+test("V1: proxy trust paths apply the trust server's auth", async () => {
   let st: Stack | undefined;
   try {
     st = await startStack({ env: { TRUSTGATE_PROXY_AUTH: 'token' } });
@@ -264,7 +302,12 @@ test('V1: proxy trust paths apply the trust server\'s auth', async () => {
     // A valid signer token publishes through the proxy, and the reader sees it.
     const good = await notaryCli({ server: st.px.url, token: signer, trustDir: owner.trustDir });
     await good.runOk(['addhash', gun, 'v2', '3', '--sha256', 'c'.repeat(64), '-p']);
-    assert.deepEqual(parseNotaryList((await owner.runOk(['list', gun])).stdout).map((t) => t.name).sort(), ['v1', 'v2']);
+    assert.deepEqual(
+      parseNotaryList((await owner.runOk(['list', gun])).stdout)
+        .map((t) => t.name)
+        .sort(),
+      ['v1', 'v2'],
+    );
     await owner.cleanup();
   } finally {
     await st?.stop();

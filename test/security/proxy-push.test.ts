@@ -32,9 +32,16 @@ const upstreamTags = async (repo: string) => {
 };
 const targetsOf = async (repo: string) => {
   const f = await s.tg.app.trust.current(s.gun(repo), 'targets');
-  return f && (JSON.parse(f.bytes.toString('utf8')) as { signed: { version: number; targets: Record<string, unknown> }; signatures: Array<{ keyid: string }> });
+  return (
+    f &&
+    (JSON.parse(f.bytes.toString('utf8')) as {
+      signed: { version: number; targets: Record<string, unknown> };
+      signatures: Array<{ keyid: string }>;
+    })
+  );
 };
-const pushDenials = (actor: string) => s.tg.app.management.audit.query({ action: 'proxy.push' }).filter((e) => e.outcome === 'denied' && e.actor.name === actor);
+const pushDenials = (actor: string) =>
+  s.tg.app.management.audit.query({ action: 'proxy.push' }).filter((e) => e.outcome === 'denied' && e.actor.name === actor);
 
 test('V14: anonymous push through the proxy is refused in the default configuration', async () => {
   assert.equal(readProxyConfig({ TRUSTGATE_UPSTREAM: 'http://127.0.0.1:5000' }).config!.auth, 'token', 'token is the default');
@@ -45,7 +52,11 @@ test('V14: anonymous push through the proxy is refused in the default configurat
   const start = await get(`${s.px.url}/v2/evil/app/blobs/uploads/`, { method: 'POST' });
   assert.equal(start.status, 401);
   assert.equal(start.headers.get('www-authenticate'), 'Basic realm="trustgate"');
-  const put = await get(`${s.px.url}/v2/evil/app/manifests/v1`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest } });
+  const put = await get(`${s.px.url}/v2/evil/app/manifests/v1`, {
+    method: 'PUT',
+    body: img.manifest.bytes,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest },
+  });
   assert.equal(put.status, 401);
   assert.equal(put.json().errors[0].code, 'UNAUTHORIZED');
   assert.equal((await get(`${s.px.url}/v2/evil/app/manifests/${img.manifest.digest}`, { method: 'DELETE' })).status, 401);
@@ -63,7 +74,11 @@ test('V14: a read-only token cannot push', async () => {
   const img = await makeImageLayout(layout('reader'), { tag: 'v1' });
   const r = await push(img.ref, `${s.host}/readonly/app:v1`, `me:${reader}`);
   assert.notEqual(r.code, 0, 'a reader token is refused');
-  const put = await get(`${s.px.url}/v2/readonly/app/manifests/v1`, { method: 'PUT', body: img.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${reader}` } });
+  const put = await get(`${s.px.url}/v2/readonly/app/manifests/v1`, {
+    method: 'PUT',
+    body: img.manifest.bytes,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${reader}` },
+  });
   assert.equal(put.status, 403);
   assert.equal(put.json().errors[0].code, 'DENIED');
   assert.deepEqual(await upstreamTags('readonly/app'), []);
@@ -82,13 +97,18 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
   const targetsKey: string = root.roles.targets.keyids[0];
   // Another repository's targets key: held by the server, but not a key of team/own's role.
   await skopeoCopy(first.ref, `docker://${s.host}/team/other:v1`, ['--dest-creds', s.creds]);
-  const otherKey: string = JSON.parse((await s.tg.app.trust.current(s.gun('team/other'), 'root'))!.bytes.toString('utf8')).signed.roles.targets.keyids[0];
+  const otherKey: string = JSON.parse((await s.tg.app.trust.current(s.gun('team/other'), 'root'))!.bytes.toString('utf8')).signed.roles
+    .targets.keyids[0];
   const stranger = s.tg.token(['signer:**'], { name: 'stranger', keyIds: [otherKey] });
 
   const second = await makeImageLayout(layout('own-b'), { tag: 'v2' });
   const r = await push(second.ref, `${s.host}/team/own:v2`, `ci:${stranger}`);
   assert.notEqual(r.code, 0, 'a signer token without a key of the role is refused');
-  const put = await get(`${s.px.url}/v2/team/own/manifests/v2`, { method: 'PUT', body: second.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${stranger}` } });
+  const put = await get(`${s.px.url}/v2/team/own/manifests/v2`, {
+    method: 'PUT',
+    body: second.manifest.bytes,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${stranger}` },
+  });
   assert.equal(put.status, 403, put.body.toString());
   const e = put.json().errors[0];
   assert.equal(e.code, 'DENIED');
@@ -96,9 +116,16 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
   assert.match(e.message, /signs pushes to team\/own into targets, and this token cannot: .*none of the role's keys/);
   assert.deepEqual(await upstreamTags('team/own'), ['v1'], 'the manifest was not written upstream');
   assert.deepEqual(await targetsOf('team/own'), before, 'the trust data did not move');
-  assert.ok(pushDenials('stranger').some((d) => d.detail?.reason !== undefined), 'audited with the actor');
+  assert.ok(
+    pushDenials('stranger').some((d) => d.detail?.reason !== undefined),
+    'audited with the actor',
+  );
   // A signer token cannot initialise a repository's trust on push either.
-  const fresh = await get(`${s.px.url}/v2/team/fresh/manifests/v1`, { method: 'PUT', body: second.manifest.bytes, headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${stranger}` } });
+  const fresh = await get(`${s.px.url}/v2/team/fresh/manifests/v1`, {
+    method: 'PUT',
+    body: second.manifest.bytes,
+    headers: { 'content-type': MEDIA_TYPES.ociManifest, authorization: `Bearer ${stranger}` },
+  });
   assert.equal(fresh.status, 403, fresh.body.toString());
   assert.match(fresh.json().errors[0].message, /no trust data/);
   assert.deepEqual(await upstreamTags('team/fresh'), []);
@@ -108,7 +135,10 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
   await skopeoCopy(second.ref, `docker://${s.host}/team/own:v2`, ['--dest-creds', `ci:${ci}`]);
   const after = await targetsOf('team/own');
   assert.ok(after?.signed.targets.v2);
-  assert.deepEqual(after.signatures.map((x) => x.keyid), [targetsKey]);
+  assert.deepEqual(
+    after.signatures.map((x) => x.keyid),
+    [targetsKey],
+  );
   const signed = s.tg.app.management.audit.query({ action: 'proxy.sign' }).at(-1);
   assert.equal(signed?.actor.name, 'ci');
   // The tag's commit journaled this entry, and the row went once it was written.

@@ -36,15 +36,29 @@ before(async () => {
   writeFileSync(
     policy,
     [
-      'version: 1', 'default:', '  mode: enforce', 'repositories:',
-      '  - pattern: "cosign/**"', '    require:', '      roles: [targets/releases]', '    cosign: true',
-      '  - pattern: "both/**"', '    signatures: both',
-      '  - pattern: "cosignonly/**"', '    signatures: cosign',
-      '  - pattern: "pushboth/**"', '    signatures: both', '    signOnPush: targets',
+      'version: 1',
+      'default:',
+      '  mode: enforce',
+      'repositories:',
+      '  - pattern: "cosign/**"',
+      '    require:',
+      '      roles: [targets/releases]',
+      '    cosign: true',
+      '  - pattern: "both/**"',
+      '    signatures: both',
+      '  - pattern: "cosignonly/**"',
+      '    signatures: cosign',
+      '  - pattern: "pushboth/**"',
+      '    signatures: both',
+      '    signOnPush: targets',
       '',
     ].join('\n'),
   );
-  s = await startSigningServer({ upstream: reg.url, checkUpstream: true, env: { TRUSTGATE_POLICY: policy, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' } });
+  s = await startSigningServer({
+    upstream: reg.url,
+    checkUpstream: true,
+    env: { TRUSTGATE_POLICY: policy, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' },
+  });
   px = await startProxy(s.tg.app, { cosign: s.tg.app.signing.cosignHook! }, { host: '127.0.0.1', port: 0 });
   proxyHost = px.url.replace(/^https?:\/\//, '');
   admin = cli(s.tg.url, s.adminToken);
@@ -69,13 +83,19 @@ describe('CI: build, push, sign, pull through the proxy', () => {
     ok(await admin.run(['signer', 'add', gun, 'ci', '--generate']), 'signer add');
     const keys = JSON.parse(ok(await admin.run(['key', 'list', gun, '--json']), 'key list')).keys as Array<{ id: string; role: string }>;
     const ciKey = keys.find((k) => k.role === 'targets/ci')!.id;
-    const ciToken = ok(await admin.run(['token', 'create', '--name', 'ci', '--scope', `signer:${gun}`, '--key-id', ciKey]), 'token create').trim();
+    const ciToken = ok(
+      await admin.run(['token', 'create', '--name', 'ci', '--scope', `signer:${gun}`, '--key-id', ciKey]),
+      'token create',
+    ).trim();
     const ci = cli(s.tg.url, ciToken);
 
     // The CI job: build an OCI layout, push it to the upstream with skopeo, sign it.
     const img = await makeImageLayout(join(work, 'build-1'), { tag: 'v1.2.3', layers: 2 });
     await skopeoCopy(img.ref, `docker://${reg.host}/ci/app:v1.2.3`);
-    const digest = ok(await runSkopeo(['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${reg.host}/ci/app:v1.2.3`]), 'skopeo inspect').trim();
+    const digest = ok(
+      await runSkopeo(['inspect', '--tls-verify=false', '--format', '{{.Digest}}', `docker://${reg.host}/ci/app:v1.2.3`]),
+      'skopeo inspect',
+    ).trim();
     assert.equal(digest, img.manifest.digest);
     const signed = await ci.run(['sign', `${gun}@${digest}`, '--tag', 'v1.2.3', '--role', 'targets/releases']);
     ok(signed, 'trustgate sign');
@@ -91,11 +111,18 @@ describe('CI: build, push, sign, pull through the proxy', () => {
     // An unsigned sibling: pushed to the upstream, never signed, denied by the proxy (and by verify: exit 3).
     const sib = await makeImageLayout(join(work, 'build-2'), { tag: 'v1.2.4' });
     await skopeoCopy(sib.ref, `docker://${reg.host}/ci/app:v1.2.4`);
-    const deniedTag = await runSkopeo(['copy', '--src-tls-verify=false', `docker://${proxyHost}/ci/app:v1.2.4`, `oci:${join(work, 'nope')}:x`]);
+    const deniedTag = await runSkopeo([
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${proxyHost}/ci/app:v1.2.4`,
+      `oci:${join(work, 'nope')}:x`,
+    ]);
     assert.notEqual(deniedTag.code, 0);
     assert.match(deniedTag.stderr, /denied|DENIED/);
     assert.equal((await ci.run(['verify', `${gun}:v1.2.4`])).code, 3);
-    const deniedDigest = await fetch(`${px.url}/v2/ci/app/manifests/${sib.manifest.digest}`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const deniedDigest = await fetch(`${px.url}/v2/ci/app/manifests/${sib.manifest.digest}`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(deniedDigest.status, 403);
     // A sibling repository without trust data.
     await skopeoCopy(sib.ref, `docker://${reg.host}/ci/other:v1`);
@@ -107,7 +134,9 @@ describe('CI: build, push, sign, pull through the proxy', () => {
     assert.equal((await ci.run(['sign', `${proxyHost}/ci/other@${sib.manifest.digest}`, '--tag', 'v1'])).code, 3);
     // After revoking, the proxy denies the tag again.
     ok(await admin.run(['revoke', `${gun}:v1.2.3`]), 'revoke');
-    const afterRevoke = await fetch(`${px.url}/v2/ci/app/manifests/v1.2.3`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const afterRevoke = await fetch(`${px.url}/v2/ci/app/manifests/v1.2.3`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(afterRevoke.status, 403);
   });
 });
@@ -118,7 +147,19 @@ describe('the CI step in docs/signing.md', () => {
     ok(await admin.run(['repo', 'init', gun]), 'repo init');
     ok(await admin.run(['signer', 'add', gun, 'ci', '--generate']), 'signer add');
     const keys = JSON.parse(ok(await admin.run(['key', 'list', gun, '--json']), 'key list')).keys as Array<{ id: string; role: string }>;
-    const ciToken = ok(await admin.run(['token', 'create', '--name', 'docs-ci', '--scope', `signer:${gun}`, '--key-id', keys.find((k) => k.role === 'targets/ci')!.id]), 'token').trim();
+    const ciToken = ok(
+      await admin.run([
+        'token',
+        'create',
+        '--name',
+        'docs-ci',
+        '--scope',
+        `signer:${gun}`,
+        '--key-id',
+        keys.find((k) => k.role === 'targets/ci')!.id,
+      ]),
+      'token',
+    ).trim();
 
     const doc = readFileSync(new URL('../../docs/signing.md', import.meta.url), 'utf8');
     const block = /<!-- ci-example:start -->\s*```sh\n([\s\S]*?)```\s*<!-- ci-example:end -->/.exec(doc);
@@ -133,7 +174,10 @@ describe('the CI step in docs/signing.md', () => {
     writeFileSync(join(bin, 'trustgate'), `#!/bin/sh\nexec ${[cmd, ...args].map((a) => `'${a}'`).join(' ')} "$@"\n`);
     const policy = join(dir, 'policy.json');
     writeFileSync(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-    writeFileSync(join(bin, 'skopeo'), `#!/bin/sh\nsub="$1"; shift\nexec /usr/bin/skopeo --policy '${policy}' "$sub" --dest-tls-verify=false "$@"\n`);
+    writeFileSync(
+      join(bin, 'skopeo'),
+      `#!/bin/sh\nsub="$1"; shift\nexec /usr/bin/skopeo --policy '${policy}' "$sub" --dest-tls-verify=false "$@"\n`,
+    );
     chmodSync(join(bin, 'trustgate'), 0o755);
     chmodSync(join(bin, 'skopeo'), 0o755);
     const img = await makeImageLayout(join(dir, 'build', 'oci'), { tag: 'latest' });
@@ -156,11 +200,25 @@ describe('the CI step in docs/signing.md', () => {
     assert.equal(r.code, 0, `the documented CI step failed:\n${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /docs\/app:build-42 is signed: sha256:/);
     assert.equal(readFileSync(join(dir, 'digest.txt'), 'utf8').trim(), img.manifest.digest);
-    const pull = await fetch(`${px.url}/v2/docs/app/manifests/build-42`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const pull = await fetch(`${px.url}/v2/docs/app/manifests/build-42`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(pull.status, 200);
     assert.equal(pull.headers.get('docker-content-digest'), img.manifest.digest);
     // Without a token the same step fails, and nothing is signed.
-    const bad = await runCommand('bash', [join(dir, 'sign.sh')], { cwd: dir, env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TRUSTGATE_URL: s.tg.url, TRUSTGATE_TOKEN: 'tgt_' + 'x'.repeat(43), REGISTRY: reg.host, TRUST_NAME: proxyHost, IMAGE: 'docs/app', TAG: 'build-43' } });
+    const bad = await runCommand('bash', [join(dir, 'sign.sh')], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+        TRUSTGATE_URL: s.tg.url,
+        TRUSTGATE_TOKEN: 'tgt_' + 'x'.repeat(43),
+        REGISTRY: reg.host,
+        TRUST_NAME: proxyHost,
+        IMAGE: 'docs/app',
+        TAG: 'build-43',
+      },
+    });
     assert.equal(bad.code, 3);
   });
 });
@@ -175,7 +233,9 @@ describe("the proxy's cosign policy", () => {
     await skopeoCopy(b.ref, `docker://${reg.host}/cosign/app:v2`);
     // Signed in `targets` (not the targets/releases the policy requires) plus a cosign signature.
     ok(await admin.run(['sign', `${gun}@${a.manifest.digest}`, '--tag', 'v1', '--cosign']), 'sign --cosign');
-    const pullA = await fetch(`${px.url}/v2/cosign/app/manifests/v1`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const pullA = await fetch(`${px.url}/v2/cosign/app/manifests/v1`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(pullA.status, 200, await pullA.clone().text());
     assert.equal(pullA.headers.get('docker-content-digest'), a.manifest.digest);
 
@@ -183,7 +243,9 @@ describe("the proxy's cosign policy", () => {
     const c = await makeImageLayout(join(work, 'cos-c'), { tag: 'v3' });
     await skopeoCopy(c.ref, `docker://${reg.host}/cosign/app:v3`);
     ok(await admin.run(['sign', `${gun}@${c.manifest.digest}`, '--tag', 'v3']), 'sign without --cosign');
-    const pullC = await fetch(`${px.url}/v2/cosign/app/manifests/v3`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const pullC = await fetch(`${px.url}/v2/cosign/app/manifests/v3`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(pullC.status, 403);
 
     // v2 gets a cosign-format signature too, but made with a key trustgate's trust data does not name.
@@ -194,7 +256,9 @@ describe("the proxy's cosign policy", () => {
     } finally {
       up.close();
     }
-    const pullB = await fetch(`${px.url}/v2/cosign/app/manifests/v2`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const pullB = await fetch(`${px.url}/v2/cosign/app/manifests/v2`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(pullB.status, 403);
     const err = (await pullB.json()) as { errors: Array<{ detail: { reason: string } }> };
     assert.equal(err.errors[0]!.detail.reason, 'not-signed');
@@ -245,14 +309,23 @@ describe('writes through the change pipeline', () => {
     const out = join(work, 'pushboth-pulled');
     await skopeoCopy(`docker://${proxyHost}/pushboth/app:v1`, `oci:${out}:v1`);
     assert.equal((await skopeoInspect<{ Digest: string }>(`oci:${out}:v1`)).Digest, img.manifest.digest);
-    const sig = await fetch(`${reg.url}/v2/pushboth/app/manifests/${img.manifest.digest.replace(':', '-')}.sig`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    const sig = await fetch(`${reg.url}/v2/pushboth/app/manifests/${img.manifest.digest.replace(':', '-')}.sig`, {
+      headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(sig.status, 200, 'the cosign signature is in the upstream');
   });
 
   test('sign-on-push under `signatures: both` with no ECDSA key of the role is refused before the upstream write', async () => {
     ok(await admin.run(['repo', 'init', `${proxyHost}/pushboth/rsa`, '--algorithm', 'rsa']), 'repo init (RSA)');
     const img = await makeImageLayout(join(work, 'pushboth-rsa'), { tag: 'v1' });
-    const r = await runSkopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `admin:${s.adminToken}`, img.ref, `docker://${proxyHost}/pushboth/rsa:v1`]);
+    const r = await runSkopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `admin:${s.adminToken}`,
+      img.ref,
+      `docker://${proxyHost}/pushboth/rsa:v1`,
+    ]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /ECDSA/);
     assert.equal((await fetch(`${reg.url}/v2/pushboth/rsa/manifests/v1`, { method: 'HEAD' })).status, 404);
@@ -283,10 +356,15 @@ describe('writes through the change pipeline', () => {
     ok(await admin.run(['sign', `${from}@${idx.index.digest}`, '--tag', 'm1']), 'sign source index');
     ok(await admin.run(['promote', `${from}:m1`, '--to-role', 'targets', '--to-repo', to]), 'promote --to-repo');
     for (const m of idx.images) {
-      const r = await fetch(`${reg.url}/v2/promo/multi-dst/manifests/${m.manifest.digest}`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      const r = await fetch(`${reg.url}/v2/promo/multi-dst/manifests/${m.manifest.digest}`, {
+        method: 'HEAD',
+        headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
       assert.equal(r.status, 200, `child ${m.manifest.digest} was copied`);
     }
-    const pull = await fetch(`${px.url}/v2/promo/multi-dst/manifests/m1`, { headers: { Accept: 'application/vnd.oci.image.index.v1+json' } });
+    const pull = await fetch(`${px.url}/v2/promo/multi-dst/manifests/m1`, {
+      headers: { Accept: 'application/vnd.oci.image.index.v1+json' },
+    });
     assert.equal(pull.status, 200, await pull.clone().text());
     assert.equal(pull.headers.get('docker-content-digest'), idx.index.digest);
   });

@@ -22,7 +22,15 @@ const validator = (ref: string) => {
   }
   return v;
 };
-const deref = (v: any): any => (v?.$ref?.startsWith('#/') ? deref(v.$ref.slice(2).split('/').reduce((o: any, k: string) => o?.[k], doc)) : v);
+const deref = (v: any): any =>
+  v?.$ref?.startsWith('#/')
+    ? deref(
+        v.$ref
+          .slice(2)
+          .split('/')
+          .reduce((o: any, k: string) => o?.[k], doc),
+      )
+    : v;
 const seen = new Set<string>();
 
 let s: SigningServer;
@@ -32,7 +40,11 @@ before(async () => {
 after(() => s.stop());
 
 /** Sends a request, checks the body against the request schema and the answer against the documented one. */
-async function call(method: 'get' | 'post', path: string, opts: { body?: unknown; query?: Record<string, string>; token?: string | null; invalid?: boolean } = {}) {
+async function call(
+  method: 'get' | 'post',
+  path: string,
+  opts: { body?: unknown; query?: Record<string, string>; token?: string | null; invalid?: boolean } = {},
+) {
   const op = doc.paths[path]?.[method];
   assert.ok(op, `${method} ${path} is not in openapi.yaml`);
   if (opts.body !== undefined) {
@@ -49,7 +61,10 @@ async function call(method: 'get' | 'post', path: string, opts: { body?: unknown
   assert.ok(r, `${method} ${path} does not document status ${res.status}: ${JSON.stringify(res.body).slice(0, 300)}`);
   const ref = r.content['application/json'].schema.$ref;
   const v = validator(ref);
-  assert.ok(v(res.body), `${method} ${path} ${res.status} does not match ${ref}: ${ajv.errorsText(v.errors)}\n${JSON.stringify(res.body).slice(0, 800)}`);
+  assert.ok(
+    v(res.body),
+    `${method} ${path} ${res.status} does not match ${ref}: ${ajv.errorsText(v.errors)}\n${JSON.stringify(res.body).slice(0, 800)}`,
+  );
   assert.equal(res.headers['cache-control'], 'no-store');
   seen.add(`${method} ${path} ${res.status}`);
   return res;
@@ -76,21 +91,55 @@ test('every answer of the signing routes matches its documented schema', async (
   await initRepo(s, gun);
   const d = fakeDigest('oas');
   assert.equal((await call('post', '/signing/sign', { body: { gun, tag: 'v1', digest: d, size: 10, custom: { build: 7 } } })).status, 201);
-  assert.equal((await call('post', '/signing/batch', { body: { gun, items: [{ tag: 'v2', digest: d, size: 10 }, { tag: 'v3', digest: fakeDigest('3'), size: 3 }] } })).status, 201);
-  assert.equal((await call('post', '/signing/sign', { body: { gun, tag: 'v1', digest: 'sha256:nope', size: 1 }, invalid: true })).status, 400);
+  assert.equal(
+    (
+      await call('post', '/signing/batch', {
+        body: {
+          gun,
+          items: [
+            { tag: 'v2', digest: d, size: 10 },
+            { tag: 'v3', digest: fakeDigest('3'), size: 3 },
+          ],
+        },
+      })
+    ).status,
+    201,
+  );
+  assert.equal(
+    (await call('post', '/signing/sign', { body: { gun, tag: 'v1', digest: 'sha256:nope', size: 1 }, invalid: true })).status,
+    400,
+  );
   assert.equal((await call('post', '/signing/sign', { body: { gun, tag: 'v1', digest: d, size: 1 }, token: null })).status, 401);
-  assert.equal((await call('post', '/signing/sign', { body: { gun, tag: 'v1', digest: d, size: 1 }, token: s.token(['reader']) })).status, 403);
+  assert.equal(
+    (await call('post', '/signing/sign', { body: { gun, tag: 'v1', digest: d, size: 1 }, token: s.token(['reader']) })).status,
+    403,
+  );
   assert.equal((await call('post', '/signing/sign', { body: { gun: newGun('none'), tag: 'v1', digest: d, size: 1 } })).status, 404);
-  assert.equal((await call('post', '/signing/batch', { body: { gun, items: [{ tag: 'x', digest: d, size: 0 }] }, invalid: true })).status, 400);
+  assert.equal(
+    (await call('post', '/signing/batch', { body: { gun, items: [{ tag: 'x', digest: d, size: 0 }] }, invalid: true })).status,
+    400,
+  );
 
   // m-of-n: a 202 with the pending change.
   const offline = generateSigner('ecdsa');
   await addDelegation(s, gun, 'targets/releases', { extraKeys: [offline.key], threshold: 2 });
-  assert.equal((await call('post', '/signing/sign', { body: { gun, tag: 'r1', digest: d, size: 10, role: 'targets/releases' } })).status, 202);
-  assert.equal((await call('post', '/signing/batch', { body: { gun, role: 'targets/releases', items: [{ tag: 'r2', digest: d, size: 10 }] } })).status, 202);
+  assert.equal(
+    (await call('post', '/signing/sign', { body: { gun, tag: 'r1', digest: d, size: 10, role: 'targets/releases' } })).status,
+    202,
+  );
+  assert.equal(
+    (await call('post', '/signing/batch', { body: { gun, role: 'targets/releases', items: [{ tag: 'r2', digest: d, size: 10 }] } })).status,
+    202,
+  );
 
-  assert.equal((await call('post', '/signing/promote', { body: { gun, from: { tag: 'v1' }, to: { tag: 'v1-copy', role: 'targets' } } })).status, 201);
-  assert.equal((await call('post', '/signing/promote', { body: { gun, from: { tag: 'nope' }, to: { role: 'targets', tag: 'x' } } })).status, 409);
+  assert.equal(
+    (await call('post', '/signing/promote', { body: { gun, from: { tag: 'v1' }, to: { tag: 'v1-copy', role: 'targets' } } })).status,
+    201,
+  );
+  assert.equal(
+    (await call('post', '/signing/promote', { body: { gun, from: { tag: 'nope' }, to: { role: 'targets', tag: 'x' } } })).status,
+    409,
+  );
   assert.equal((await call('post', '/signing/revoke', { body: { gun, tag: 'v3' } })).status, 200);
   assert.equal((await call('post', '/signing/revoke', { body: { gun, tag: 'v3' } })).status, 404);
 

@@ -38,12 +38,19 @@ async function pushed(): Promise<{ repo: string; gun: string; image: ImageLayout
   return { repo, gun: `registry.example.com:5000/${repo}`, image };
 }
 
-async function regGet(path: string, accept = 'application/vnd.oci.image.manifest.v1+json'): Promise<{ status: number; bytes: Buffer; type: string }> {
+async function regGet(
+  path: string,
+  accept = 'application/vnd.oci.image.manifest.v1+json',
+): Promise<{ status: number; bytes: Buffer; type: string }> {
   const res = await fetch(`${reg.url}${path}`, { headers: { Accept: accept } });
   return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), type: res.headers.get('content-type') ?? '' };
 }
 
-const post = (path: string, body: unknown) => s.agent.post(`/api/v1/signing/${path}`).set(bearer(s.adminToken)).send(body as object);
+const post = (path: string, body: unknown) =>
+  s.agent
+    .post(`/api/v1/signing/${path}`)
+    .set(bearer(s.adminToken))
+    .send(body as object);
 
 async function publicKey(gun: string): Promise<{ pem: string; keyId: string }> {
   const res = await s.agent.get('/api/v1/signing/public-key').query({ gun }).set(bearer(s.adminToken)).set('Accept', 'application/json');
@@ -75,7 +82,9 @@ describe('the upstream registry', () => {
   test('a size that does not match the manifest in the upstream is refused', async () => {
     const { gun, image } = await pushed();
     await initRepo(s, gun);
-    const res = await unchanged(s, gun, () => post('sign', { gun, tag: 'v1', digest: image.manifest.digest, size: image.manifest.size + 1 }));
+    const res = await unchanged(s, gun, () =>
+      post('sign', { gun, tag: 'v1', digest: image.manifest.digest, size: image.manifest.size + 1 }),
+    );
     assert.equal(res.status, 400);
     assert.equal(res.body.error.code, 'SIZE_MISMATCH');
   });
@@ -84,7 +93,13 @@ describe('the upstream registry', () => {
     const { gun, image } = await pushed();
     await initRepo(s, gun);
     const res = await unchanged(s, gun, () =>
-      post('batch', { gun, items: [{ tag: 'v1', digest: image.manifest.digest }, { tag: 'v2', digest: fakeDigest('nope'), size: 5 }] }),
+      post('batch', {
+        gun,
+        items: [
+          { tag: 'v1', digest: image.manifest.digest },
+          { tag: 'v2', digest: fakeDigest('nope'), size: 5 },
+        ],
+      }),
     );
     assert.equal(res.status, 400);
     assert.equal(res.body.error.field, 'items[1].digest');
@@ -116,7 +131,6 @@ describe('cosign-format signatures and Sigstore bundles', () => {
     const bent = Buffer.from(payload.bytes);
     bent[bent.length - 3]! ^= 1;
     assert.equal(verifySimpleSigning(pem, bent, layers[0]!.signature, digest).ok, false);
-
   });
 
   test('signing again with another key keeps the first signature in the .sig manifest', async () => {
@@ -148,14 +162,23 @@ describe('cosign-format signatures and Sigstore bundles', () => {
 
     // The referrers API if the registry has it, else the tag schema (sha256-<hex>).
     const api = await regGet(`/v2/${repo}/referrers/${digest}`, 'application/vnd.oci.image.index.v1+json');
-    const index = api.status === 200 && api.type.includes('image.index') ? api : await regGet(`/v2/${repo}/manifests/${digest.replace(':', '-')}`, 'application/vnd.oci.image.index.v1+json');
+    const index =
+      api.status === 200 && api.type.includes('image.index')
+        ? api
+        : await regGet(`/v2/${repo}/manifests/${digest.replace(':', '-')}`, 'application/vnd.oci.image.index.v1+json');
     assert.equal(index.status, 200);
-    const refs = (JSON.parse(index.bytes.toString()) as { manifests: Array<{ digest: string; artifactType?: string }> }).manifests.filter((d) => d.artifactType === BUNDLE_MEDIA_TYPE);
+    const refs = (JSON.parse(index.bytes.toString()) as { manifests: Array<{ digest: string; artifactType?: string }> }).manifests.filter(
+      (d) => d.artifactType === BUNDLE_MEDIA_TYPE,
+    );
     assert.equal(refs.length, 1);
     assert.equal(refs[0]!.digest, info.manifestDigest);
 
     const m = await regGet(`/v2/${repo}/manifests/${refs[0]!.digest}`);
-    const manifest = JSON.parse(m.bytes.toString()) as { artifactType: string; subject: { digest: string; size: number }; layers: Array<{ mediaType: string; digest: string }> };
+    const manifest = JSON.parse(m.bytes.toString()) as {
+      artifactType: string;
+      subject: { digest: string; size: number };
+      layers: Array<{ mediaType: string; digest: string }>;
+    };
     assert.equal(manifest.artifactType, BUNDLE_MEDIA_TYPE);
     assert.deepEqual([manifest.subject.digest, manifest.subject.size], [digest, image.manifest.size]);
     assert.equal(manifest.layers[0]!.mediaType, BUNDLE_MEDIA_TYPE);
@@ -177,7 +200,10 @@ describe('cosign-format signatures and Sigstore bundles', () => {
       const gun = 'registry.example.com:5000/ci/no-upstream';
       await initRepo(local, gun);
       const before = await versions(local, gun);
-      const res = await local.agent.post('/api/v1/signing/sign').set(bearer(local.adminToken)).send({ gun, tag: 'v1', digest: fakeDigest('x'), size: 3, cosign: true });
+      const res = await local.agent
+        .post('/api/v1/signing/sign')
+        .set(bearer(local.adminToken))
+        .send({ gun, tag: 'v1', digest: fakeDigest('x'), size: 3, cosign: true });
       assert.equal(res.status, 400);
       assert.equal(res.body.error.code, 'UPSTREAM_REQUIRED');
       assert.deepEqual(await versions(local, gun), before);

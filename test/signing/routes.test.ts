@@ -6,7 +6,17 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { REQUEST_FIELDS } from '../../src/signing/routes.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
-import { addDelegation, bearer, fakeDigest, initRepo, newGun, startSigningServer, targetsOf, versions, type SigningServer } from './support.js';
+import {
+  addDelegation,
+  bearer,
+  fakeDigest,
+  initRepo,
+  newGun,
+  startSigningServer,
+  targetsOf,
+  versions,
+  type SigningServer,
+} from './support.js';
 import { unchanged } from '../helpers/unchanged.js';
 
 interface SchemaObject {
@@ -20,7 +30,11 @@ before(async () => {
 });
 after(() => s.stop());
 
-const post = (path: string, token: string, body: unknown) => s.agent.post(`/api/v1/signing/${path}`).set(bearer(token)).send(body as object);
+const post = (path: string, token: string, body: unknown) =>
+  s.agent
+    .post(`/api/v1/signing/${path}`)
+    .set(bearer(token))
+    .send(body as object);
 const hexOf = (d: string) => Buffer.from(d.slice(7), 'hex').toString('base64');
 
 describe('sign', () => {
@@ -42,17 +56,26 @@ describe('sign', () => {
     const cli = await notaryCli({ server: s.tg.url, token: s.adminToken });
     try {
       const rows = parseNotaryList((await cli.runOk(['list', gun])).stdout);
-      assert.deepEqual(rows.map((r) => [r.name, r.digest, r.size]), [['v1', digest.slice(7), 1234]]);
+      assert.deepEqual(
+        rows.map((r) => [r.name, r.digest, r.size]),
+        [['v1', digest.slice(7), 1234]],
+      );
     } finally {
       await cli.cleanup();
     }
 
-    const v = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:v1` }).set(bearer(s.adminToken));
+    const v = await s.agent
+      .get('/api/v1/signing/verify')
+      .query({ image: `${gun}:v1` })
+      .set(bearer(s.adminToken));
     assert.equal(v.status, 200);
     assert.equal(v.body.verdict, 'signed');
     assert.equal(v.body.digest, digest);
     assert.equal(v.body.size, 1234);
-    assert.deepEqual(v.body.roles.map((r: { role: string; keyIds: string[] }) => [r.role, r.keyIds]), [['targets', [targetsKeyId]]]);
+    assert.deepEqual(
+      v.body.roles.map((r: { role: string; keyIds: string[] }) => [r.role, r.keyIds]),
+      [['targets', [targetsKeyId]]],
+    );
     assert.equal(v.body.versions.targets, after.targets);
     assert.ok(Date.parse(v.body.expiries.timestamp) > Date.now());
   });
@@ -60,7 +83,13 @@ describe('sign', () => {
   test('custom metadata is stored inside the signed target, canonically', async () => {
     const gun = newGun();
     await initRepo(s, gun);
-    const res = await post('sign', s.adminToken, { gun, tag: 'v1', digest: fakeDigest('c'), size: 10, custom: { z: 1, a: { build: 'ci-42' } } });
+    const res = await post('sign', s.adminToken, {
+      gun,
+      tag: 'v1',
+      digest: fakeDigest('c'),
+      size: 10,
+      custom: { z: 1, a: { build: 'ci-42' } },
+    });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     const f = await s.tg.app.trust.current(gun, 'targets');
     assert.match(f!.bytes.toString(), /"custom":\{"a":\{"build":"ci-42"\},"z":1\}/);
@@ -109,7 +138,10 @@ describe('sign', () => {
     const ok = await post('sign', tok, { gun, tag: 'ci-1', digest: fakeDigest('ci'), size: 5, role: 'targets/ci' });
     assert.equal(ok.status, 201, JSON.stringify(ok.body));
     const f = await s.tg.app.trust.current(gun, 'targets/ci');
-    assert.deepEqual(JSON.parse(f!.bytes.toString()).signatures.map((x: { keyid: string }) => x.keyid), [ciKey]);
+    assert.deepEqual(
+      JSON.parse(f!.bytes.toString()).signatures.map((x: { keyid: string }) => x.keyid),
+      [ciKey],
+    );
   });
 });
 
@@ -139,7 +171,13 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
     ['role that is not delegated', () => ({ ...good(), role: 'targets/nope' }), 400, 'ROLE_NOT_FOUND', /targets\/nope does not exist/],
     ['custom with a float', () => ({ ...good(), custom: { x: 0.5 } }), 400, 'INVALID_REQUEST', /whole numbers/],
     ['missing gun', () => ({ tag: 'v1', digest: fakeDigest('x'), size: 1 }), 400, 'INVALID_REQUEST', /gun/],
-    ['size absent with no upstream to read it from', () => ({ gun, tag: 'v1', digest: fakeDigest('x') }), 400, 'SIZE_REQUIRED', /size is required/],
+    [
+      'size absent with no upstream to read it from',
+      () => ({ gun, tag: 'v1', digest: fakeDigest('x') }),
+      400,
+      'SIZE_REQUIRED',
+      /size is required/,
+    ],
   ];
   for (const [name, make, status, code, msg] of cases) {
     test(name, async () => {
@@ -187,7 +225,9 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
     const reader = await unchanged(s, gun, () => post('sign', s.token(['reader']), good()));
     assert.equal(reader.status, 403);
     assert.equal(reader.body.error.code, 'FORBIDDEN');
-    const other = await unchanged(s, gun, () => post('sign', s.token(['signer:registry.example.com:5000/other/**'], [ciKey]), { ...good(), role: 'targets/ci' }));
+    const other = await unchanged(s, gun, () =>
+      post('sign', s.token(['signer:registry.example.com:5000/other/**'], [ciKey]), { ...good(), role: 'targets/ci' }),
+    );
     assert.equal(other.status, 403);
   });
 
@@ -197,13 +237,21 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
     assert.equal(res.status, 403);
     assert.match(res.body.error.message, /may not sign targets/);
     const batch = await unchanged(s, gun, () =>
-      post('batch', tok, { gun, items: [{ tag: 'a', digest: fakeDigest('a'), size: 1, role: 'targets/ci' }, { tag: 'b', digest: fakeDigest('b'), size: 1 }] }),
+      post('batch', tok, {
+        gun,
+        items: [
+          { tag: 'a', digest: fakeDigest('a'), size: 1, role: 'targets/ci' },
+          { tag: 'b', digest: fakeDigest('b'), size: 1 },
+        ],
+      }),
     );
     assert.equal(batch.status, 403);
   });
 
   test('malformed JSON: 400', async () => {
-    const res = await unchanged(s, gun, () => s.agent.post('/api/v1/signing/sign').set(bearer(s.adminToken)).set('Content-Type', 'application/json').send('{"tag":'));
+    const res = await unchanged(s, gun, () =>
+      s.agent.post('/api/v1/signing/sign').set(bearer(s.adminToken)).set('Content-Type', 'application/json').send('{"tag":'),
+    );
     assert.equal(res.status, 400);
     assert.equal(res.body.error.code, 'INVALID_JSON');
   });
@@ -239,14 +287,19 @@ describe('bad input is refused with a clear 4xx and nothing is published', () =>
       assert.equal(res.body.error.field, field);
     }
     // GET /signing/verify's query alike: `?role=` was ignored and the verdict counted every role.
-    const q = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:v1`, role: 'targets/ci' }).set(bearer(s.adminToken));
+    const q = await s.agent
+      .get('/api/v1/signing/verify')
+      .query({ image: `${gun}:v1`, role: 'targets/ci' })
+      .set(bearer(s.adminToken));
     assert.equal(q.status, 400, JSON.stringify(q.body));
     assert.equal(q.body.error.code, 'INVALID_REQUEST');
     assert.equal(q.body.error.field, 'role');
   });
 
   test('the fields accepted for each request are the ones api/signing.json lists', () => {
-    const defs = (JSON.parse(readFileSync(new URL('../../api/signing.json', import.meta.url), 'utf8')) as { $defs: Record<string, SchemaObject> }).$defs;
+    const defs = (
+      JSON.parse(readFileSync(new URL('../../api/signing.json', import.meta.url), 'utf8')) as { $defs: Record<string, SchemaObject> }
+    ).$defs;
     for (const [name, accepted] of Object.entries(REQUEST_FIELDS)) {
       const [def, prop] = name.split('.');
       let schema = defs[def!]!;
@@ -271,7 +324,14 @@ describe('revoke', () => {
     await initRepo(s, gun);
     await addDelegation(s, gun, 'targets/releases');
     const d = fakeDigest('r');
-    await post('batch', s.adminToken, { gun, items: [{ tag: 'v1', digest: d, size: 3 }, { tag: 'v1', digest: d, size: 3, role: 'targets/releases' }, { tag: 'v2', digest: d, size: 3 }] });
+    await post('batch', s.adminToken, {
+      gun,
+      items: [
+        { tag: 'v1', digest: d, size: 3 },
+        { tag: 'v1', digest: d, size: 3, role: 'targets/releases' },
+        { tag: 'v2', digest: d, size: 3 },
+      ],
+    });
     const v0 = await versions(s, gun);
     const one = await post('revoke', s.adminToken, { gun, tag: 'v1', role: 'targets/releases' });
     assert.equal(one.status, 200, JSON.stringify(one.body));
@@ -284,7 +344,10 @@ describe('revoke', () => {
 
     const all = await post('revoke', s.adminToken, { gun, tag: 'v1' });
     assert.equal(all.status, 200);
-    assert.deepEqual(all.body.removed.map((r: { role: string }) => r.role), ['targets']);
+    assert.deepEqual(
+      all.body.removed.map((r: { role: string }) => r.role),
+      ['targets'],
+    );
     assert.equal((await targetsOf(s, gun))!.targets.v1, undefined);
     assert.ok((await targetsOf(s, gun))!.targets.v2);
 
@@ -293,7 +356,10 @@ describe('revoke', () => {
     assert.equal(gone.body.error.code, 'TAG_NOT_FOUND');
     const bad = await unchanged(s, gun, () => post('revoke', s.adminToken, { gun, tag: 'v/1' }));
     assert.equal(bad.status, 400);
-    const v = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:v1` }).set(bearer(s.adminToken));
+    const v = await s.agent
+      .get('/api/v1/signing/verify')
+      .query({ image: `${gun}:v1` })
+      .set(bearer(s.adminToken));
     assert.equal(v.body.verdict, 'denied');
     assert.equal(v.body.reason, 'not-signed');
   });
@@ -307,26 +373,40 @@ describe('promote', () => {
     const relKey = await addDelegation(s, gun, 'targets/releases');
     const d = fakeDigest('promote me');
     assert.equal((await post('sign', s.adminToken, { gun, tag: 'build-7', digest: d, size: 77, role: 'targets/ci' })).status, 201);
-    const res = await post('promote', s.adminToken, { gun, from: { tag: 'build-7', role: 'targets/ci' }, to: { tag: '1.0.0', role: 'targets/releases' } });
+    const res = await post('promote', s.adminToken, {
+      gun,
+      from: { tag: 'build-7', role: 'targets/ci' },
+      to: { tag: '1.0.0', role: 'targets/releases' },
+    });
     assert.equal(res.status, 201, JSON.stringify(res.body));
     assert.equal(res.body.source.digest, d);
     assert.deepEqual((await targetsOf(s, gun, 'targets/releases'))!.targets['1.0.0'], { hashes: { sha256: hexOf(d) }, length: 77 });
-    const v = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:1.0.0` }).set(bearer(s.adminToken));
+    const v = await s.agent
+      .get('/api/v1/signing/verify')
+      .query({ image: `${gun}:1.0.0` })
+      .set(bearer(s.adminToken));
     assert.equal(v.body.verdict, 'signed');
-    assert.deepEqual(v.body.roles.map((r: { role: string; keyIds: string[] }) => [r.role, r.keyIds]), [['targets/releases', [relKey]]]);
+    assert.deepEqual(
+      v.body.roles.map((r: { role: string; keyIds: string[] }) => [r.role, r.keyIds]),
+      [['targets/releases', [relKey]]],
+    );
   });
 
   test('an unsigned or revoked source is refused and nothing is published', async () => {
     const gun = newGun('promo-bad');
     await initRepo(s, gun);
     await addDelegation(s, gun, 'targets/releases');
-    const none = await unchanged(s, gun, () => post('promote', s.adminToken, { gun, from: { tag: 'nope' }, to: { tag: '1.0', role: 'targets/releases' } }));
+    const none = await unchanged(s, gun, () =>
+      post('promote', s.adminToken, { gun, from: { tag: 'nope' }, to: { tag: '1.0', role: 'targets/releases' } }),
+    );
     assert.equal(none.status, 409);
     assert.equal(none.body.error.code, 'SOURCE_NOT_VERIFIED');
     assert.equal(none.body.error.reason, 'not-signed');
     // Signed in targets, but the source must be in targets/ci: not there.
     await post('sign', s.adminToken, { gun, tag: 'b1', digest: fakeDigest('b1'), size: 1 });
-    const wrongRole = await unchanged(s, gun, () => post('promote', s.adminToken, { gun, from: { tag: 'b1', role: 'targets/releases' }, to: { tag: '1.0', role: 'targets' } }));
+    const wrongRole = await unchanged(s, gun, () =>
+      post('promote', s.adminToken, { gun, from: { tag: 'b1', role: 'targets/releases' }, to: { tag: '1.0', role: 'targets' } }),
+    );
     assert.equal(wrongRole.status, 409);
   });
 
@@ -336,7 +416,9 @@ describe('promote', () => {
     await initRepo(s, gun);
     await initRepo(s, to);
     assert.equal((await post('sign', s.adminToken, { gun, tag: 'rc1', digest: fakeDigest('rc1'), size: 5 })).status, 201);
-    const res = await unchanged(s, to, () => post('promote', s.adminToken, { gun, from: { tag: 'rc1' }, to: { gun: to, tag: '1.0', role: 'targets' } }));
+    const res = await unchanged(s, to, () =>
+      post('promote', s.adminToken, { gun, from: { tag: 'rc1' }, to: { gun: to, tag: '1.0', role: 'targets' } }),
+    );
     assert.equal(res.status, 400, JSON.stringify(res.body));
     assert.equal(res.body.error.code, 'UPSTREAM_REQUIRED');
     assert.match(res.body.error.message, /copies the image/);
@@ -348,24 +430,52 @@ describe('verify', () => {
     const gun = newGun('ver');
     await initRepo(s, gun);
     const d = fakeDigest('vd');
-    await post('batch', s.adminToken, { gun, items: [{ tag: 'a', digest: d, size: 9 }, { tag: 'b', digest: d, size: 9 }, { tag: 'c', digest: fakeDigest('other'), size: 9 }] });
-    const byDigest = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}@${d}` });
+    await post('batch', s.adminToken, {
+      gun,
+      items: [
+        { tag: 'a', digest: d, size: 9 },
+        { tag: 'b', digest: d, size: 9 },
+        { tag: 'c', digest: fakeDigest('other'), size: 9 },
+      ],
+    });
+    const byDigest = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.adminToken))
+      .send({ image: `${gun}@${d}` });
     assert.equal(byDigest.body.verdict, 'signed');
     assert.deepEqual([...byDigest.body.tags].sort(), ['a', 'b']);
-    const mismatch = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}:c@${d}` });
+    const mismatch = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.adminToken))
+      .send({ image: `${gun}:c@${d}` });
     assert.equal(mismatch.body.verdict, 'denied');
     assert.equal(mismatch.body.reason, 'digest-mismatch');
-    const unknown = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${newGun('nothing')}:v1` });
+    const unknown = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.adminToken))
+      .send({ image: `${newGun('nothing')}:v1` });
     assert.equal(unknown.body.verdict, 'denied');
     assert.equal(unknown.body.reason, 'no-trust-data');
-    const unsignedDigest = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}@${fakeDigest('never')}` });
+    const unsignedDigest = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.adminToken))
+      .send({ image: `${gun}@${fakeDigest('never')}` });
     assert.equal(unsignedDigest.body.verdict, 'denied');
     assert.equal(unsignedDigest.body.reason, 'not-signed');
-    const bad = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}` });
+    const bad = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.adminToken))
+      .send({ image: `${gun}` });
     assert.equal(bad.status, 400);
-    const reader = await s.agent.post('/api/v1/signing/verify').set(bearer(s.token([`reader:${gun}`]))).send({ image: `${gun}:a` });
+    const reader = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.token([`reader:${gun}`])))
+      .send({ image: `${gun}:a` });
     assert.equal(reader.body.verdict, 'signed');
-    const stranger = await s.agent.post('/api/v1/signing/verify').set(bearer(s.token(['reader:other/**']))).send({ image: `${gun}:a` });
+    const stranger = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.token(['reader:other/**'])))
+      .send({ image: `${gun}:a` });
     assert.equal(stranger.status, 403);
   });
 
@@ -374,13 +484,22 @@ describe('verify', () => {
     await initRepo(s, gun);
     await post('sign', s.adminToken, { gun, tag: 'a', digest: fakeDigest('r'), size: 9 });
     for (const roles of [[], 'targets', { 0: 'targets' }, null]) {
-      const res = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}:a`, roles });
+      const res = await s.agent
+        .post('/api/v1/signing/verify')
+        .set(bearer(s.adminToken))
+        .send({ image: `${gun}:a`, roles });
       assert.equal(res.status, 400, `${JSON.stringify(roles)}: ${JSON.stringify(res.body)}`);
       assert.equal(res.body.error.field, 'roles');
     }
-    const ok = await s.agent.post('/api/v1/signing/verify').set(bearer(s.adminToken)).send({ image: `${gun}:a`, roles: ['targets'] });
+    const ok = await s.agent
+      .post('/api/v1/signing/verify')
+      .set(bearer(s.adminToken))
+      .send({ image: `${gun}:a`, roles: ['targets'] });
     assert.equal(ok.body.verdict, 'signed');
-    const get = await s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:a`, roles: 'targets' }).set(bearer(s.adminToken));
+    const get = await s.agent
+      .get('/api/v1/signing/verify')
+      .query({ image: `${gun}:a`, roles: 'targets' })
+      .set(bearer(s.adminToken));
     assert.equal(get.body.verdict, 'signed');
   });
 });
@@ -417,12 +536,17 @@ describe('inspect and public key', () => {
   test('the public key of a role is a PEM of the held ECDSA key', async () => {
     const gun = newGun('pk');
     const { targetsKeyId } = await initRepo(s, gun);
-    const res = await s.agent.get('/api/v1/signing/public-key').query({ gun }).set(bearer(s.adminToken)).buffer(true).parse((r, cb) => {
-      let t = '';
-      r.setEncoding('utf8');
-      r.on('data', (c: string) => (t += c));
-      r.on('end', () => cb(null, t));
-    });
+    const res = await s.agent
+      .get('/api/v1/signing/public-key')
+      .query({ gun })
+      .set(bearer(s.adminToken))
+      .buffer(true)
+      .parse((r, cb) => {
+        let t = '';
+        r.setEncoding('utf8');
+        r.on('data', (c: string) => (t += c));
+        r.on('end', () => cb(null, t));
+      });
     assert.equal(res.status, 200);
     assert.match(res.body as unknown as string, /^-----BEGIN PUBLIC KEY-----/);
     assert.equal(res.headers['x-trustgate-key-id'], targetsKeyId);
@@ -435,7 +559,11 @@ describe('tags named like Object.prototype members ("__proto__", "constructor", 
     assert.equal(r.status, 200);
     return (JSON.parse(r.text) as { signed: { targets: Record<string, { hashes: { sha256: string }; length: number }> } }).signed.targets;
   };
-  const verify = (gun: string, tag: string) => s.agent.get('/api/v1/signing/verify').query({ image: `${gun}:${tag}` }).set(bearer(s.adminToken));
+  const verify = (gun: string, tag: string) =>
+    s.agent
+      .get('/api/v1/signing/verify')
+      .query({ image: `${gun}:${tag}` })
+      .set(bearer(s.adminToken));
 
   test('are signed into targets.json as their own entries, verify, and are revoked; unsigned ones are 404', async () => {
     const gun = newGun('proto');

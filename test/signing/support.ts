@@ -29,7 +29,9 @@ export interface SigningServer {
  * which signing uses for sizes, checks and registry-side signatures; the proxy itself is not
  * started) and `checkUpstream` TRUSTGATE_SIGN_CHECK_UPSTREAM.
  */
-export async function startSigningServer(opts: { env?: Record<string, string>; upstream?: string; checkUpstream?: boolean } = {}): Promise<SigningServer> {
+export async function startSigningServer(
+  opts: { env?: Record<string, string>; upstream?: string; checkUpstream?: boolean } = {},
+): Promise<SigningServer> {
   const tg = await startTrustgate({
     env: {
       ...(opts.upstream ? { TRUSTGATE_UPSTREAM: opts.upstream } : {}),
@@ -61,13 +63,23 @@ export async function initRepo(s: SigningServer, gun: string): Promise<{ targets
 }
 
 /** Adds a delegation under `targets` with a new held key (what `trustgate signer add` does). */
-export async function addDelegation(s: SigningServer, gun: string, role: string, opts: { extraKeys?: import('../../src/core/crypto/keys.js').TufKey[]; threshold?: number; paths?: string[] } = {}): Promise<string> {
+export async function addDelegation(
+  s: SigningServer,
+  gun: string,
+  role: string,
+  opts: { extraKeys?: import('../../src/core/crypto/keys.js').TufKey[]; threshold?: number; paths?: string[] } = {},
+): Promise<string> {
   const rec = await s.tg.app.keys.generate(gun, role, 'ecdsa');
   const extra = opts.extraKeys ?? [];
   await s.editor.editTargets(gun, 'targets', (b) => {
     b.delegations.keys[rec.id] = rec.public;
     for (const k of extra) b.delegations.keys[keyId(k)] = k;
-    b.delegations.roles.push({ name: role, keyids: [rec.id, ...extra.map(keyId)], threshold: opts.threshold ?? 1, paths: opts.paths ?? [''] });
+    b.delegations.roles.push({
+      name: role,
+      keyids: [rec.id, ...extra.map(keyId)],
+      threshold: opts.threshold ?? 1,
+      paths: opts.paths ?? [''],
+    });
   });
   return rec.id;
 }

@@ -5,7 +5,17 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { generateSigner } from '../../src/core/crypto/signer.js';
-import { addDelegation, bearer, fakeDigest, initRepo, newGun, startSigningServer, targetsOf, versions, type SigningServer } from './support.js';
+import {
+  addDelegation,
+  bearer,
+  fakeDigest,
+  initRepo,
+  newGun,
+  startSigningServer,
+  targetsOf,
+  versions,
+  type SigningServer,
+} from './support.js';
 
 let s: SigningServer;
 before(async () => {
@@ -25,7 +35,10 @@ test('2-of-2 held by two CI tokens: the first records a partial signature, the s
   const before = await versions(s, gun);
   const d = fakeDigest('release 1.0');
 
-  const res = await s.agent.post('/api/v1/signing/sign').set(bearer(alice)).send({ gun, tag: '1.0', digest: d, size: 10, role: 'targets/releases' });
+  const res = await s.agent
+    .post('/api/v1/signing/sign')
+    .set(bearer(alice))
+    .send({ gun, tag: '1.0', digest: d, size: 10, role: 'targets/releases' });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   assert.equal(res.body.status, 'pending');
   const p = res.body.pending[0];
@@ -58,7 +71,14 @@ test('a key held elsewhere: the server signs its share, the offline holder uploa
   const res = await s.agent
     .post('/api/v1/signing/batch')
     .set(bearer(s.adminToken))
-    .send({ gun, role: 'targets/ci', items: [{ tag: 'a', digest: fakeDigest('a'), size: 1 }, { tag: 'b', digest: fakeDigest('b'), size: 2 }] });
+    .send({
+      gun,
+      role: 'targets/ci',
+      items: [
+        { tag: 'a', digest: fakeDigest('a'), size: 1 },
+        { tag: 'b', digest: fakeDigest('b'), size: 2 },
+      ],
+    });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const id = res.body.pending[0].id as string;
   assert.deepEqual(res.body.pending[0].roles[0].keyIds, [offline.id]);
@@ -68,11 +88,17 @@ test('a key held elsewhere: the server signs its share, the offline holder uploa
   const part = view.body.parts.find((x: { role: string }) => x.role === 'targets/ci');
   const sig = (await offline.sign(Buffer.from(part.canonical, 'base64'))).toString('base64');
   // A signature over other bytes is refused and changes nothing.
-  const wrong = await s.agent.post(`/api/v1/pending/${id}/signatures`).set(bearer(s.adminToken)).send({ signatures: [{ keyid: offline.id, sig: (await offline.sign(Buffer.from('other'))).toString('base64') }] });
+  const wrong = await s.agent
+    .post(`/api/v1/pending/${id}/signatures`)
+    .set(bearer(s.adminToken))
+    .send({ signatures: [{ keyid: offline.id, sig: (await offline.sign(Buffer.from('other'))).toString('base64') }] });
   assert.equal(wrong.status, 400);
   assert.deepEqual(await versions(s, gun), before);
 
-  const done = await s.agent.post(`/api/v1/pending/${id}/signatures`).set(bearer(s.adminToken)).send({ signatures: [{ keyid: offline.id, sig }] });
+  const done = await s.agent
+    .post(`/api/v1/pending/${id}/signatures`)
+    .set(bearer(s.adminToken))
+    .send({ signatures: [{ keyid: offline.id, sig }] });
   assert.equal(done.status, 200, JSON.stringify(done.body));
   const body = await targetsOf(s, gun, 'targets/ci');
   assert.deepEqual(Object.keys(body!.targets).sort(), ['a', 'b']);
@@ -85,10 +111,16 @@ test('revoking from an m-of-n role is pending too, and the tag stays signed unti
   const offline = generateSigner('ecdsa');
   await addDelegation(s, gun, 'targets/releases', { extraKeys: [offline.key], threshold: 2 });
   // Sign with both (server share, then the offline share), then revoke.
-  const r1 = await s.agent.post('/api/v1/signing/sign').set(bearer(s.adminToken)).send({ gun, tag: 'v1', digest: fakeDigest('v1'), size: 1, role: 'targets/releases' });
+  const r1 = await s.agent
+    .post('/api/v1/signing/sign')
+    .set(bearer(s.adminToken))
+    .send({ gun, tag: 'v1', digest: fakeDigest('v1'), size: 1, role: 'targets/releases' });
   const id1 = r1.body.pending[0].id as string;
   const part1 = (await s.agent.get(`/api/v1/pending/${id1}`).set(bearer(s.adminToken))).body.parts[0];
-  await s.agent.post(`/api/v1/pending/${id1}/signatures`).set(bearer(s.adminToken)).send({ signatures: [{ keyid: offline.id, sig: (await offline.sign(Buffer.from(part1.canonical, 'base64'))).toString('base64') }] });
+  await s.agent
+    .post(`/api/v1/pending/${id1}/signatures`)
+    .set(bearer(s.adminToken))
+    .send({ signatures: [{ keyid: offline.id, sig: (await offline.sign(Buffer.from(part1.canonical, 'base64'))).toString('base64') }] });
   assert.equal((await verify(`${gun}:v1`)).body.verdict, 'signed');
   const rev = await s.agent.post('/api/v1/signing/revoke').set(bearer(s.adminToken)).send({ gun, tag: 'v1', role: 'targets/releases' });
   assert.equal(rev.status, 202, JSON.stringify(rev.body));

@@ -10,7 +10,9 @@ export const sha = (b: Buffer | string): string => createHash('sha256').update(b
 export const file = (role: string, version: number, content?: string | Buffer): NewFile => ({
   role,
   version,
-  bytes: Buffer.isBuffer(content) ? content : Buffer.from(content ?? `{"signed":{"_type":"${role}","version":${version}},"r":"${randomBytes(4).toString('hex')}"}`),
+  bytes: Buffer.isBuffer(content)
+    ? content
+    : Buffer.from(content ?? `{"signed":{"_type":"${role}","version":${version}},"r":"${randomBytes(4).toString('hex')}"}`),
 });
 const T0 = new Date('2024-03-01T12:00:00.123Z');
 const at = (s: number) => new Date(T0.getTime() + s * 1000);
@@ -42,7 +44,12 @@ async function snapshotOf(s: MetadataStore, gun: string, roles: string[]) {
     const f = await s.latest(gun, r);
     latest[r] = f ? { version: f.version, sha256: f.sha256, hex: f.bytes.toString('hex') } : null;
   }
-  return { latest, versions: [...(await s.latestVersions(gun))].sort(), changes: await s.changes({ changeId: 0, records: 1000 }), guns: await s.listGuns() };
+  return {
+    latest,
+    versions: [...(await s.latestVersions(gun))].sort(),
+    changes: await s.changes({ changeId: 0, records: 1000 }),
+    guns: await s.listGuns(),
+  };
 }
 
 const ids = (cs: Change[]) => cs.map((c) => c.id);
@@ -55,9 +62,22 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         const big = randomBytes(3 * 1024 * 1024 + 7); // 3 MiB of binary noise
         const pretty = Buffer.from('{\n  "signed": {"b": 1,   "a": 2}\n}\n');
         const empty = Buffer.alloc(0);
-        await s.commit('ex/bytes', [file('root', 1, odd), file('targets', 1, big), file('targets/x', 1, pretty), file('targets/empty', 1, empty)], T0);
-        for (const [role, bytes] of [['root', odd], ['targets', big], ['targets/x', pretty], ['targets/empty', empty]] as const) {
-          for (const f of [await s.latest('ex/bytes', role), await s.byVersion('ex/bytes', role, 1), await s.byChecksum('ex/bytes', role, sha(bytes))]) {
+        await s.commit(
+          'ex/bytes',
+          [file('root', 1, odd), file('targets', 1, big), file('targets/x', 1, pretty), file('targets/empty', 1, empty)],
+          T0,
+        );
+        for (const [role, bytes] of [
+          ['root', odd],
+          ['targets', big],
+          ['targets/x', pretty],
+          ['targets/empty', empty],
+        ] as const) {
+          for (const f of [
+            await s.latest('ex/bytes', role),
+            await s.byVersion('ex/bytes', role, 1),
+            await s.byChecksum('ex/bytes', role, sha(bytes)),
+          ]) {
             assert.ok(f, `${role} not found`);
             assert.ok(Buffer.isBuffer(f.bytes), 'bytes must be a Buffer');
             assert.equal(f.bytes.length, bytes.length);
@@ -75,7 +95,9 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
     test('latest, byVersion and byChecksum', () =>
       withStore(open, async (s) => {
         const g = 'ex/lookup';
-        const t1 = file('targets', 1), t2 = file('targets', 2), t3 = file('targets', 3);
+        const t1 = file('targets', 1),
+          t2 = file('targets', 2),
+          t3 = file('targets', 3);
         await s.commit(g, [t1], at(1));
         await s.commit(g, [t2], at(2));
         await s.commit(g, [t3], at(3));
@@ -120,9 +142,21 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         await s.commit('ex/v/sub', [file('root', 6)], at(3));
         assert.deepEqual(
           await s.latestVersions('ex/v'),
-          new Map([['root', 1], ['targets', 4], ['targets/rel', 2], ['snapshot', 2], ['timestamp', 9]]),
+          new Map([
+            ['root', 1],
+            ['targets', 4],
+            ['targets/rel', 2],
+            ['snapshot', 2],
+            ['timestamp', 9],
+          ]),
         );
-        assert.deepEqual(await s.latestVersions('ex/vv'), new Map([['root', 5], ['targets', 50]]));
+        assert.deepEqual(
+          await s.latestVersions('ex/vv'),
+          new Map([
+            ['root', 5],
+            ['targets', 50],
+          ]),
+        );
         assert.deepEqual(await s.latestVersions('ex/'), new Map());
         assert.deepEqual((await s.listGuns()).sort(), ['ex/v', 'ex/v/sub', 'ex/vv']);
       }));
@@ -147,7 +181,11 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal(await s.byVersion(g, 'snapshot', 3), undefined);
 
         // The same with a stale file in the middle of a new GUN's very first batch.
-        await rejectsConflict(s.commit('ex/atomic-new', [file('root', 1), file('targets', 1), file('targets', 1), file('timestamp', 1)], at(3)), 'targets', 1);
+        await rejectsConflict(
+          s.commit('ex/atomic-new', [file('root', 1), file('targets', 1), file('targets', 1), file('timestamp', 1)], at(3)),
+          'targets',
+          1,
+        );
         assert.equal(await s.latest('ex/atomic-new', 'root'), undefined);
         assert.deepEqual(await s.latestVersions('ex/atomic-new'), new Map());
         assert.deepEqual(await s.changes({ changeId: 0, records: 1000 }), before.changes);
@@ -169,7 +207,10 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         await rejectsConflict(s.commit(g, [file('targets', 2)], at(3)), 'targets', 2);
         await s.commit(g, [file('targets', 1000)], at(4));
         assert.equal((await s.latest(g, 'targets'))?.version, 1000);
-        assert.deepEqual((await Promise.all([1, 2, 4, 5, 1000].map((v) => s.byVersion(g, 'targets', v)))).map((f) => f?.version), [1, undefined, undefined, 5, 1000]);
+        assert.deepEqual(
+          (await Promise.all([1, 2, 4, 5, 1000].map((v) => s.byVersion(g, 'targets', v)))).map((f) => f?.version),
+          [1, undefined, undefined, 5, 1000],
+        );
 
         // Two files with the same role and version in one batch conflict, even on a new GUN.
         await rejectsConflict(s.commit('ex/dup', [file('targets', 1), file('targets', 1)], at(5)), 'targets', 1);
@@ -204,8 +245,17 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal(await s.byVersion(g, 'timestamp', 2 ** 31 - 2), undefined);
         assert.equal(await s.byVersion(g, 'timestamp', 2 ** 53 - 3), undefined);
         assert.equal((await s.latest(g, 'timestamp'))?.version, Number.MAX_SAFE_INTEGER);
-        assert.deepEqual(await s.latestVersions(g), new Map([['timestamp', Number.MAX_SAFE_INTEGER], ['targets', Number.MAX_SAFE_INTEGER]]));
-        assert.deepEqual((await s.changes({ changeId: 0, records: 100 })).map((c) => c.version), steps);
+        assert.deepEqual(
+          await s.latestVersions(g),
+          new Map([
+            ['timestamp', Number.MAX_SAFE_INTEGER],
+            ['targets', Number.MAX_SAFE_INTEGER],
+          ]),
+        );
+        assert.deepEqual(
+          (await s.changes({ changeId: 0, records: 100 })).map((c) => c.version),
+          steps,
+        );
         await rejectsConflict(s.commit(g, [file('timestamp', 2 ** 53 - 2)], at(20)), 'timestamp', 2 ** 53 - 2);
         await rejectsConflict(s.commit(g, [file('targets', Number.MAX_SAFE_INTEGER)], at(20)), 'targets', Number.MAX_SAFE_INTEGER);
         // 2^31 compared as a number, not a 32-bit int: 2^31 + 1 after 2^31 - 1 on a fresh role.
@@ -228,7 +278,15 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal(await s.byVersion('a/b', 'targets', 2), undefined);
         assert.deepEqual(await s.latestVersions('a/b'), new Map());
         for (const g of guns.slice(1)) {
-          assert.deepEqual(await s.latestVersions(g), new Map([['root', 1], ['targets', 2], ['timestamp', 1]]), `${g} must survive deleting a/b`);
+          assert.deepEqual(
+            await s.latestVersions(g),
+            new Map([
+              ['root', 1],
+              ['targets', 2],
+              ['timestamp', 1],
+            ]),
+            `${g} must survive deleting a/b`,
+          );
         }
         assert.deepEqual((await s.listGuns()).sort(), guns.slice(1).sort());
 
@@ -236,7 +294,10 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal(after.length, before.length + 1);
         assert.deepEqual(after.slice(0, -1), before);
         const del = after.at(-1)!;
-        assert.deepEqual({ gun: del.gun, version: del.version, sha256: del.sha256, category: del.category }, { gun: 'a/b', version: 0, sha256: '', category: 'deletion' });
+        assert.deepEqual(
+          { gun: del.gun, version: del.version, sha256: del.sha256, category: del.category },
+          { gun: 'a/b', version: 0, sha256: '', category: 'deletion' },
+        );
         assert.equal(del.createdAt.getTime(), at(100).getTime());
         assert.ok(del.id > before.at(-1)!.id);
 
@@ -246,8 +307,11 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal(await s.deleteGun('a', at(103)), false); // a prefix of several GUNs
         assert.equal(await s.deleteGun('a/%', at(103)), false);
         assert.equal(await s.deleteGun('a/b_', at(104)), true);
-        assert.equal(await s.latest('a/bc', 'root') !== undefined, true);
-        assert.deepEqual((await s.changes({ changeId: 0, records: 1000 })).map((c) => `${c.category}:${c.gun}`).slice(-2), ['deletion:a/b', 'deletion:a/b_']);
+        assert.equal((await s.latest('a/bc', 'root')) !== undefined, true);
+        assert.deepEqual((await s.changes({ changeId: 0, records: 1000 })).map((c) => `${c.category}:${c.gun}`).slice(-2), [
+          'deletion:a/b',
+          'deletion:a/b_',
+        ]);
 
         // A deleted GUN starts again from version 1.
         await s.commit('a/b', [file('root', 1)], at(105));
@@ -268,9 +332,16 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.deepEqual(p.versions, { root: 1, targets: 2, timestamp: 3 });
         assert.equal(p.gun, g);
         assert.equal(p.updatedAt.getTime(), at(1).getTime());
-        assert.equal(await s.advancePin(g, undefined, { root: other, versions: { root: 1 } }, at(2)), false, 'a second first use of another root');
+        assert.equal(
+          await s.advancePin(g, undefined, { root: other, versions: { root: 1 } }, at(2)),
+          false,
+          'a second first use of another root',
+        );
         // Same root: versions never go down, roles are added.
-        assert.equal(await s.advancePin(g, r1, { root: r1, versions: { root: 1, timestamp: 2, targets: 5, 'targets/releases': 1 } }, at(3)), true);
+        assert.equal(
+          await s.advancePin(g, r1, { root: r1, versions: { root: 1, timestamp: 2, targets: 5, 'targets/releases': 1 } }, at(3)),
+          true,
+        );
         assert.deepEqual((await s.pin(g))?.versions, { root: 1, targets: 5, 'targets/releases': 1, timestamp: 3 });
         // A rotation from the pinned root moves it; a writer that verified from another root does not.
         assert.equal(await s.advancePin(g, other, { root: r2, versions: { root: 2 } }, at(4)), false);
@@ -356,8 +427,14 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
           ],
         );
         const updates = all.filter((c) => c.category === 'update');
-        assert.deepEqual(updates.map((c) => c.sha256), tss.map((b) => sha(b)));
-        assert.deepEqual(all.map((c) => c.createdAt.getTime()), [1, 2, 4, 5, 6, 7, 8].map((i) => at(i).getTime()));
+        assert.deepEqual(
+          updates.map((c) => c.sha256),
+          tss.map((b) => sha(b)),
+        );
+        assert.deepEqual(
+          all.map((c) => c.createdAt.getTime()),
+          [1, 2, 4, 5, 6, 7, 8].map((i) => at(i).getTime()),
+        );
         for (let i = 1; i < all.length; i++) assert.ok(all[i]!.id > all[i - 1]!.id, 'ids increase');
         assert.ok(all.every((c) => Number.isSafeInteger(c.id) && c.id > 0));
         const id = ids(all);
@@ -441,7 +518,11 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
             assert.equal((await s.byVersion(g, r, i + 1))?.gun, g);
           }
           const cs = await s.changes({ gun: g, changeId: 0, records: 100 });
-          assert.deepEqual(cs.map((c) => [c.gun, c.sha256]), [[g, sha(`ts|${g}`)]], g);
+          assert.deepEqual(
+            cs.map((c) => [c.gun, c.sha256]),
+            [[g, sha(`ts|${g}`)]],
+            g,
+          );
         }
         // LIKE wildcards are not interpreted: '_' and '%' match only themselves.
         assert.equal((await s.latest('a%', 'targets/_'))?.role, 'targets/_');
@@ -454,13 +535,16 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         assert.equal(await s.deleteGun('%', at(51)), true);
         assert.equal(await s.deleteGun('_', at(52)), true);
         assert.equal(await s.deleteGun('under_score/x', at(53)), true);
-        assert.deepEqual(
-          (await s.listGuns()).sort(),
-          guns.filter((g) => !['a_', '%', '_', 'under_score/x'].includes(g)).sort(),
-        );
-        for (const g of ['a%', 'ab', 'a__', 'underXscore/x', '100%/lib', '100_/lib']) assert.equal((await s.latestVersions(g)).size, roles.length + 1, g);
+        assert.deepEqual((await s.listGuns()).sort(), guns.filter((g) => !['a_', '%', '_', 'under_score/x'].includes(g)).sort());
+        for (const g of ['a%', 'ab', 'a__', 'underXscore/x', '100%/lib', '100_/lib'])
+          assert.equal((await s.latestVersions(g)).size, roles.length + 1, g);
         const dels = (await s.changes({ changeId: -1, records: 4 })).map((c) => [c.gun, c.category]);
-        assert.deepEqual(dels, [['a_', 'deletion'], ['%', 'deletion'], ['_', 'deletion'], ['under_score/x', 'deletion']]);
+        assert.deepEqual(dels, [
+          ['a_', 'deletion'],
+          ['%', 'deletion'],
+          ['_', 'deletion'],
+          ['under_score/x', 'deletion'],
+        ]);
         await s.ping();
       }));
 
@@ -474,18 +558,36 @@ export function storeContract(name: string, open: () => Promise<MetadataStore>):
         );
         // A refused commit stores neither its files nor its row, and removes nothing.
         await rejectsConflict(s.commit('ex/j', [file('timestamp', 2), file('root', 1)], at(2), { add: row('j2'), ack: ['j1'] }), 'root', 1);
-        assert.deepEqual((await s.journal(10)).map((r) => r.id), ['j1']);
+        assert.deepEqual(
+          (await s.journal(10)).map((r) => r.id),
+          ['j1'],
+        );
         assert.equal((await s.latest('ex/j', 'timestamp'))!.version, 1);
         // A commit removes the rows it acknowledges and adds its own, together.
         await s.commit('ex/j', [file('timestamp', 2)], at(3), { add: row('j3'), ack: ['j1', 'unknown'] });
         await s.commit('ex/j', [file('timestamp', 3)], at(4), { add: row('j4') });
-        assert.deepEqual((await s.journal(10)).map((r) => r.id), ['j3', 'j4']);
-        assert.deepEqual((await s.journal(1)).map((r) => r.id), ['j3']);
+        assert.deepEqual(
+          (await s.journal(10)).map((r) => r.id),
+          ['j3', 'j4'],
+        );
+        assert.deepEqual(
+          (await s.journal(1)).map((r) => r.id),
+          ['j3'],
+        );
         // A delete journals only when something went; its acknowledgements are written either way.
         assert.equal(await s.deleteGun('ex/none', at(5), { add: row('j5'), ack: ['j3'] }), false);
-        assert.deepEqual((await s.journal(10)).map((r) => r.id), ['j4']);
+        assert.deepEqual(
+          (await s.journal(10)).map((r) => r.id),
+          ['j4'],
+        );
         assert.equal(await s.deleteGun('ex/j', at(6), { add: row('j6') }), true);
-        assert.deepEqual((await s.journal(10)).map((r) => [r.id, r.gun]), [['j4', 'ex/j'], ['j6', 'ex/j']]);
+        assert.deepEqual(
+          (await s.journal(10)).map((r) => [r.id, r.gun]),
+          [
+            ['j4', 'ex/j'],
+            ['j6', 'ex/j'],
+          ],
+        );
         await s.acknowledge(['j4', 'j6']);
         await s.acknowledge([]);
         assert.deepEqual(await s.journal(10), []);
@@ -506,7 +608,11 @@ export function winners(results: PromiseSettledResult<unknown>[]): number[] {
   const ok: number[] = [];
   for (const [i, r] of results.entries()) {
     if (r.status === 'fulfilled') ok.push(i);
-    else assert.ok(r.reason instanceof VersionConflictError, `commit ${i} failed with something other than a conflict: ${String(r.reason?.stack ?? r.reason)}`);
+    else
+      assert.ok(
+        r.reason instanceof VersionConflictError,
+        `commit ${i} failed with something other than a conflict: ${String(r.reason?.stack ?? r.reason)}`,
+      );
   }
   return ok;
 }
@@ -584,7 +690,10 @@ export function concurrencyContract(name: string, openPair: () => Promise<[Metad
         assert.equal(ok.length, 1, `exactly one crossing commit may win, got ${ok.length}`);
         const win = batches[ok[0]!]!;
         for (const f of win) assert.ok((await a.latest(g, f.role))?.bytes.equals(f.bytes), f.role);
-        assert.deepEqual([...(await b.latestVersions(g)).keys()].filter((r) => r.startsWith('targets/x-')), [win[0]!.role]);
+        assert.deepEqual(
+          [...(await b.latestVersions(g)).keys()].filter((r) => r.startsWith('targets/x-')),
+          [win[0]!.role],
+        );
         assert.equal((await a.byVersion(g, 'targets', 1))?.version, 1);
         const tv = await Promise.all(Array.from({ length: n }, (_, i) => a.byVersion(g, 'targets', i + 2)));
         assert.equal(tv.filter(Boolean).length, 1, 'only the winner’s targets version is stored');
@@ -627,11 +736,17 @@ export function concurrencyContract(name: string, openPair: () => Promise<[Metad
       withPair(async (a, b) => {
         const g = 'race/pin';
         const roots = Array.from({ length: 10 }, (_, i) => Buffer.from(`{"root":${i}}`));
-        const first = await Promise.all(roots.map((r, i) => (i % 2 ? a : b).advancePin(g, undefined, { root: r, versions: { root: 1 } }, at(i))));
+        const first = await Promise.all(
+          roots.map((r, i) => (i % 2 ? a : b).advancePin(g, undefined, { root: r, versions: { root: 1 } }, at(i))),
+        );
         assert.equal(first.filter(Boolean).length, 1);
         const won = roots[first.indexOf(true)]!;
         assert.ok((await b.pin(g))?.root.equals(won));
-        const bumps = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).advancePin(g, won, { root: won, versions: { timestamp: i + 1 } }, at(20 + i))));
+        const bumps = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            (i % 2 ? a : b).advancePin(g, won, { root: won, versions: { timestamp: i + 1 } }, at(20 + i)),
+          ),
+        );
         assert.ok(bumps.every(Boolean));
         assert.deepEqual((await a.pin(g))?.versions, { root: 1, timestamp: 20 });
         await a.resetPin(g, undefined, at(50));
@@ -646,7 +761,10 @@ export function concurrencyContract(name: string, openPair: () => Promise<[Metad
         const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).deleteGun(g, at(1))));
         assert.equal(results.filter(Boolean).length, 1);
         const feed = await b.changes({ changeId: 0, records: 100 });
-        assert.deepEqual(feed.map((c) => c.category), ['update', 'deletion']);
+        assert.deepEqual(
+          feed.map((c) => c.category),
+          ['update', 'deletion'],
+        );
         assert.deepEqual(await a.listGuns(), []);
       }));
   });

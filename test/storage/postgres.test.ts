@@ -107,13 +107,18 @@ describe('postgres: failure modes', () => {
       await blocker.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [gun]);
       const pending = s.commit(gun, [file('root', 1), file('timestamp', 1)], new Date());
       pending.catch(() => undefined);
-      const pid = await until('the commit to wait on the lock', async () => {
-        const r = await admin.query<{ pid: number }>(
-          "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-          [dbName],
-        );
-        return r.rows[0]?.pid;
-      }, 10_000, { intervalMs: 20 });
+      const pid = await until(
+        'the commit to wait on the lock',
+        async () => {
+          const r = await admin.query<{ pid: number }>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+            [dbName],
+          );
+          return r.rows[0]?.pid;
+        },
+        10_000,
+        { intervalMs: 20 },
+      );
       await admin.query('SELECT pg_terminate_backend($1)', [pid]);
       await assert.rejects(pending, (e: Error) => !(e instanceof VersionConflictError));
       await blocker.query('SELECT pg_advisory_unlock_all()');
@@ -138,24 +143,42 @@ describe('postgres: failure modes', () => {
     await x.connect();
     try {
       await x.query('BEGIN');
-      await x.query("INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ('order/a', 'targets/zzz', 5, '', '\\x00', now())");
+      await x.query(
+        "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ('order/a', 'targets/zzz', 5, '', '\\x00', now())",
+      );
       const tsA = file('timestamp', 1);
       const a = s.commit('order/a', [tsA, file('targets/zzz', 5)], new Date());
       a.catch(() => undefined);
-      await until('A to wait on the row lock', async () => {
-        const r = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'transactionid'", [dbName]);
-        return r.rowCount! > 0;
-      }, 10_000, { intervalMs: 20 });
+      await until(
+        'A to wait on the row lock',
+        async () => {
+          const r = await admin.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'transactionid'",
+            [dbName],
+          );
+          return r.rowCount! > 0;
+        },
+        10_000,
+        { intervalMs: 20 },
+      );
       const tsB = file('timestamp', 1);
       await s.commit('order/b', [tsB], new Date());
       const seen = await s.changes({ changeId: 0, records: 100 });
-      assert.deepEqual(seen.map((c) => c.sha256), [sha(tsB.bytes)], 'A has not committed yet');
+      assert.deepEqual(
+        seen.map((c) => c.sha256),
+        [sha(tsB.bytes)],
+        'A has not committed yet',
+      );
       const cursor = seen.at(-1)!.id;
 
       await x.query('ROLLBACK');
       await a;
       const next = await s.changes({ changeId: cursor, records: 100 });
-      assert.deepEqual(next.map((c) => [c.gun, c.sha256]), [['order/a', sha(tsA.bytes)]], 'A must appear after the cursor');
+      assert.deepEqual(
+        next.map((c) => [c.gun, c.sha256]),
+        [['order/a', sha(tsA.bytes)]],
+        'A must appear after the cursor',
+      );
     } finally {
       await x.end();
       await s.close();
@@ -178,10 +201,15 @@ describe('postgres: failure modes', () => {
       await x.query('SELECT pg_advisory_lock(424242)');
       const a = s.commit('order/slow', [file('timestamp', 1)], new Date());
       a.catch(() => undefined);
-      await until('A to stall in its trigger', async () => {
-        const r = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event = 'advisory'", [dbName]);
-        return r.rowCount! > 0;
-      }, 10_000, { intervalMs: 20 });
+      await until(
+        'A to stall in its trigger',
+        async () => {
+          const r = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event = 'advisory'", [dbName]);
+          return r.rowCount! > 0;
+        },
+        10_000,
+        { intervalMs: 20 },
+      );
       const b = s.commit('order/fast', [file('timestamp', 1)], new Date());
       b.catch(() => undefined);
       await sleep(300);
@@ -210,7 +238,9 @@ describe('postgres: failure modes', () => {
     await x.connect();
     try {
       await x.query('BEGIN');
-      await x.query("INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ('uv/g', 'targets', 3, '', '\\x00', now())");
+      await x.query(
+        "INSERT INTO tuf_files (gun, role, version, sha256, data, created_at) VALUES ('uv/g', 'targets', 3, '', '\\x00', now())",
+      );
       const p = s.commit('uv/g', [file('targets', 3)], new Date());
       p.catch(() => undefined);
       await sleep(300);

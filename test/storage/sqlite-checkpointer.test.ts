@@ -66,7 +66,10 @@ test('back-to-back commits cannot grow the WAL without bound', async () => {
       await store.commit('example.com/burst', [{ role: 'targets', version: v, bytes: blob }], new Date());
       maxWal = Math.max(maxWal, statSync(`${dbPath}-wal`).size);
     }
-    assert.ok(maxWal < WAL_BOUND_BYTES, `the WAL reached ${(maxWal / 2 ** 20).toFixed(1)} MiB while ${(n / 2).toFixed(0)} MiB were written`);
+    assert.ok(
+      maxWal < WAL_BOUND_BYTES,
+      `the WAL reached ${(maxWal / 2 ** 20).toFixed(1)} MiB while ${(n / 2).toFixed(0)} MiB were written`,
+    );
     assert.equal((await store.latest('example.com/burst', 'targets'))?.version, n);
     assert.equal((await store.byVersion('example.com/burst', 'targets', 1))?.bytes.readUInt32BE(0), 1);
   } finally {

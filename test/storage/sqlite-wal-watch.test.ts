@@ -63,7 +63,7 @@ test('WalWatch: changed on the first look and after each commit by another conne
   assert.equal(WalWatch.open(path.join(dir, 'missing', 'x.db')), undefined);
 });
 
-test('two connections: each commit by one is seen by the other\'s very next latest()', async () => {
+test("two connections: each commit by one is seen by the other's very next latest()", async () => {
   const p = freshPath();
   const a = new SqliteStore(p);
   const b = new SqliteStore(p);
@@ -120,7 +120,7 @@ test('changedThisTurn: one look stands for the rest of its event-loop turn, and 
   }
 });
 
-test('another process\'s commit shows at the next look, or at once when the store is told (committedElsewhere); this process\'s, at once', async () => {
+test("another process's commit shows at the next look, or at once when the store is told (committedElsewhere); this process's, at once", async () => {
   const p = freshPath();
   const writer = new SqliteStore(p);
   // A minute: only the turn, or being told, makes this reader look again.
@@ -152,12 +152,14 @@ test('another process\'s commit shows at the next look, or at once when the stor
   }
 });
 
-test('another process: each of its commits is seen by this process\'s next latest()', async () => {
+test("another process: each of its commits is seen by this process's next latest()", async () => {
   const p = freshPath();
   const store = new SqliteStore(p);
   const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'sqlite-worker.ts');
   const gun = 'example.com/other-process';
-  const child = spawn(process.execPath, ['--import', 'tsx', worker, p, 'race', JSON.stringify({ id: 0, gun })], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', worker, p, 'race', JSON.stringify({ id: 0, gun })], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();

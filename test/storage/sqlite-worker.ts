@@ -52,7 +52,12 @@ if (mode === 'hold') {
       await store.commit(arg.gun, batch, new Date());
       result = { round, ok: true };
     } catch (e) {
-      result = { round, ok: false, conflict: e instanceof VersionConflictError, error: `${(e as { code?: string }).code ?? ''} ${(e as Error).message}` };
+      result = {
+        round,
+        ok: false,
+        conflict: e instanceof VersionConflictError,
+        error: `${(e as { code?: string }).code ?? ''} ${(e as Error).message}`,
+      };
     }
     process.stdout.write(JSON.stringify(result) + '\n');
     round++;

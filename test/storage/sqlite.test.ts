@@ -59,7 +59,8 @@ describe('sqlite: separate processes on one file', () => {
     await seed.commit(gun, [file('root', 1), file('targets', 1), file('snapshot', 1), file('timestamp', 1)], new Date());
     await seed.close();
 
-    const P = 6, ROUNDS = 25;
+    const P = 6,
+      ROUNDS = 25;
     const kids = Array.from({ length: P }, (_, id) => spawnWorker(dbPath, 'race', { id, gun }));
     try {
       for (const k of kids) assert.equal(await nextLine(k, 'ready'), 'ready');
@@ -95,7 +96,8 @@ describe('sqlite: separate processes on one file', () => {
           }
         }
         // Every round starts from the previous round's version, so every round has exactly one winner.
-        for (let v = 2; v < ROUNDS + 2; v++) assert.deepEqual(winsByVersion.get(v)?.length, 1, `version ${v} won by ${winsByVersion.get(v)?.join(',') ?? 'nobody'}`);
+        for (let v = 2; v < ROUNDS + 2; v++)
+          assert.deepEqual(winsByVersion.get(v)?.length, 1, `version ${v} won by ${winsByVersion.get(v)?.join(',') ?? 'nobody'}`);
         const totalWins = [...winsByVersion.values()].flat().length;
         assert.ok(totalWins >= 1);
         // Every stored targets version above 1 belongs to exactly one reported winner.

@@ -25,7 +25,10 @@ interface Server {
 }
 
 const startServer = (name: string, dir: string, env: Record<string, string>): Promise<Server> =>
-  startTrustgateProcess({ TRUSTGATE_DATA_DIR: path.join(dir, `${name}-data`), TRUSTGATE_LOG_LEVEL: 'info', ...env }, path.join(dir, `${name}.log`));
+  startTrustgateProcess(
+    { TRUSTGATE_DATA_DIR: path.join(dir, `${name}-data`), TRUSTGATE_LOG_LEVEL: 'info', ...env },
+    path.join(dir, `${name}.log`),
+  );
 
 const b64sha256 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
 
@@ -100,10 +103,12 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   const cli1 = await notaryCli({ server: a.url, trustDir: trust1, token: a.adminToken });
   const cli2 = await notaryCli({ server: b.url, trustDir: trust2, token: b.adminToken });
   const tag = (n: string) => ({ name: n, hex: sha256Hex(Buffer.from(n)), size: 100 + n.length });
-  const t1 = tag('from-a'), t2 = tag('from-b');
+  const t1 = tag('from-a'),
+    t2 = tag('from-b');
   await cli1.runOk(['addhash', gun, t1.name, String(t1.size), '--sha256', t1.hex]);
   await cli2.runOk(['addhash', gun, t2.name, String(t2.size), '--sha256', t2.hex]);
-  const targetsVersion = async () => (JSON.parse((await get(`${a.url}/v2/${gun}/_trust/tuf/targets.json`)).toString()) as { signed: { version: number } }).signed.version;
+  const targetsVersion = async () =>
+    (JSON.parse((await get(`${a.url}/v2/${gun}/_trust/tuf/targets.json`)).toString()) as { signed: { version: number } }).signed.version;
   const before = await targetsVersion();
 
   const locker = new pg.Client({ connectionString: pgsvc.url });
@@ -146,7 +151,11 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   const lost = r1.code === 0 ? r2 : r1;
   // notary prints "* fatal: trust server rejected operation." for a 400 (VERSION) answer, and
   // "unable to reach trust server at this time: 500." for a 500.
-  assert.match(lost.stdout + lost.stderr, /fatal: trust server rejected operation/, `the loser's CLI reports the rejection: ${JSON.stringify(lost)}`);
+  assert.match(
+    lost.stdout + lost.stderr,
+    /fatal: trust server rejected operation/,
+    `the loser's CLI reports the rejection: ${JSON.stringify(lost)}`,
+  );
 
   // Both processes are alive and serve exactly the winner's tag, through a consistent chain.
   a.proc.assertAlive();
@@ -155,7 +164,11 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
     const fresh = await notaryCli({ server: s.url, token: s.adminToken });
     try {
       const listed = parseNotaryList((await fresh.runOk(['list', gun])).stdout);
-      assert.deepEqual(listed.map((t) => [t.name, t.digest, t.size]), [[winner.name, winner.hex, winner.size]], `${s.url} lists the winner only`);
+      assert.deepEqual(
+        listed.map((t) => [t.name, t.digest, t.size]),
+        [[winner.name, winner.hex, winner.size]],
+        `${s.url} lists the winner only`,
+      );
     } finally {
       await fresh.cleanup();
     }
@@ -169,7 +182,9 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   assert.ok(!ca.targets.toString().includes(loser.name));
 
   // The changefeed agrees across processes and ends with the served timestamp.
-  const feeds = await Promise.all([a, b].map(async (s) => JSON.parse((await get(`${s.url}/v2/${gun}/_trust/changefeed?change_id=0&records=100`)).toString())));
+  const feeds = await Promise.all(
+    [a, b].map(async (s) => JSON.parse((await get(`${s.url}/v2/${gun}/_trust/changefeed?change_id=0&records=100`)).toString())),
+  );
   assert.deepEqual(feeds[0], feeds[1]);
   const recs = feeds[0].records as { GUN: string; SHA256: string; Category: string }[];
   assert.equal(recs.at(-1)!.SHA256, sha256Hex(ca.ts));
@@ -180,7 +195,9 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   await loserCli.runOk(['publish', gun]);
   const both = await notaryCli({ server: b.url, token: b.adminToken });
   try {
-    const listed = parseNotaryList((await both.runOk(['list', gun])).stdout).map((t) => t.name).sort();
+    const listed = parseNotaryList((await both.runOk(['list', gun])).stdout)
+      .map((t) => t.name)
+      .sort();
     assert.deepEqual(listed, [t1.name, t2.name].sort());
   } finally {
     await both.cleanup();

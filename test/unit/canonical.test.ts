@@ -2,19 +2,30 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { CanonicalJsonError, canonicalBytes, canonicalString, canonicalStringSlow, compareUtf8, parseJson } from '../../src/core/json/canonical.js';
+import {
+  CanonicalJsonError,
+  canonicalBytes,
+  canonicalString,
+  canonicalStringSlow,
+  compareUtf8,
+  parseJson,
+} from '../../src/core/json/canonical.js';
 import { keyId, makeKey } from '../../src/core/crypto/keys.js';
 
 const FIX = new URL('../fixtures/notary/metadata/', import.meta.url);
 
-test('V1: ed25519 key of 32 zero bytes has notary\'s canonical form and key ID', () => {
+test("V1: ed25519 key of 32 zero bytes has notary's canonical form and key ID", () => {
   const k = makeKey('ed25519', Buffer.alloc(32));
-  assert.equal(canonicalString(k), '{"keytype":"ed25519","keyval":{"private":null,"public":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}');
+  assert.equal(
+    canonicalString(k),
+    '{"keytype":"ed25519","keyval":{"private":null,"public":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}',
+  );
   assert.equal(keyId(k), '06256955f08f0df5598a5d102b828847052eddce612c559400d7e9b7c329f594');
 });
 
-test('V2: ecdsa key of the P-256 generator has notary\'s key ID', () => {
-  const spki = 'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaxfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpZP40Li/hp/m47n60p8D54WK84zV2sxXs7LtkBoN79R9Q==';
+test("V2: ecdsa key of the P-256 generator has notary's key ID", () => {
+  const spki =
+    'MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaxfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpZP40Li/hp/m47n60p8D54WK84zV2sxXs7LtkBoN79R9Q==';
   assert.equal(keyId(makeKey('ecdsa', Buffer.from(spki, 'base64'))), '2a4a3169341f90dec00876954704aaaf9377744a576e20b3e17d3950976a448d');
 });
 
@@ -34,7 +45,10 @@ test('V4: fractions, NaN and numbers beyond 2^53 cannot be canonicalised', () =>
 });
 
 test('V5: a value with an offset expiry keeps the text as written', () => {
-  assert.equal(canonicalString({ version: 2, expires: '2030-01-02T03:04:05.12-08:00', _type: 'Targets' }), '{"_type":"Targets","expires":"2030-01-02T03:04:05.12-08:00","version":2}');
+  assert.equal(
+    canonicalString({ version: 2, expires: '2030-01-02T03:04:05.12-08:00', _type: 'Targets' }),
+    '{"_type":"Targets","expires":"2030-01-02T03:04:05.12-08:00","version":2}',
+  );
 });
 
 test('the signed part of every fixture file is already canonical', () => {
@@ -57,7 +71,10 @@ test('compareUtf8 orders astral characters after the whole BMP', () => {
 test('object keys: UTF-8 byte order whether or not a key has an astral character, and at any depth', () => {
   // U+FFFD sorts before U+1F600 in UTF-8 bytes but after it in UTF-16 code units.
   assert.equal(canonicalString({ '😀': 1, '\ufffd': 2, a: 3, Z: 4 }), '{"Z":4,"a":3,"\ufffd":2,"😀":1}');
-  assert.equal(canonicalString({ b: { '😀': [1, { y: 1, x: 2 }], '\ue000': null }, a: true }), '{"a":true,"b":{"\ue000":null,"😀":[1,{"x":2,"y":1}]}}');
+  assert.equal(
+    canonicalString({ b: { '😀': [1, { y: 1, x: 2 }], '\ue000': null }, a: true }),
+    '{"a":true,"b":{"\ue000":null,"😀":[1,{"x":2,"y":1}]}}',
+  );
   // Without astral characters the order is plain code unit order, upper case before lower.
   assert.equal(canonicalString({ b: 1, B: 2, 'b/a': 3, 'b-a': 4, '': 5 }), '{"":5,"B":2,"b":1,"b-a":4,"b/a":3}');
   // Undefined members are left out; arrays keep their order.
@@ -101,8 +118,56 @@ function rng(seed: number): () => number {
   };
 }
 
-const KEYS = ['a', 'b', 'Z', '_type', 'tag-1', 'tag-10', 'tag-9', '0', '9', '10', '01', '-1', '1e3', '4294967295', '', '__proto__', 'é', '\ue000', '\uffff', '😀', 'a\nb', 'q"', 'b\\s', '\u0000', '\ud800', 'x\udc00'];
-const CHARS = ['a', 'Z', '0', ' ', '"', '\\', '\n', '\t', '\u0000', '\u001f', '\u007f', '\u2028', 'é', '\ue000', '\uffff', '😀', '\ud800', '\udfff', '/', '<'];
+const KEYS = [
+  'a',
+  'b',
+  'Z',
+  '_type',
+  'tag-1',
+  'tag-10',
+  'tag-9',
+  '0',
+  '9',
+  '10',
+  '01',
+  '-1',
+  '1e3',
+  '4294967295',
+  '',
+  '__proto__',
+  'é',
+  '\ue000',
+  '\uffff',
+  '😀',
+  'a\nb',
+  'q"',
+  'b\\s',
+  '\u0000',
+  '\ud800',
+  'x\udc00',
+];
+const CHARS = [
+  'a',
+  'Z',
+  '0',
+  ' ',
+  '"',
+  '\\',
+  '\n',
+  '\t',
+  '\u0000',
+  '\u001f',
+  '\u007f',
+  '\u2028',
+  'é',
+  '\ue000',
+  '\uffff',
+  '😀',
+  '\ud800',
+  '\udfff',
+  '/',
+  '<',
+];
 const CLEAN_CHARS = ['a', 'Z', '0', ' ', '+', '/', '=', '-', '.', 'é', '\u2028', '\u007f'];
 const NUMBERS = [0, -0, 1, -7, 1234, 2 ** 53 - 1, -(2 ** 53 - 1), 2 ** 53, -(2 ** 53) - 2, 1.5, -0.25, 1e21, NaN, Infinity, -Infinity];
 
@@ -197,8 +262,18 @@ test('fast path edge cases match the reference encoder', () => {
     { a: { toJSON: () => 'x' } },
     { a: { toJSON: 'not a function' } },
     { a: Object.assign([1, 2], { toJSON: () => 'x' }) },
-    { a: new (class extends Array { toJSON() { return 'x'; } })() },
-    { a: new (class Plain { x = 1; })() },
+    {
+      a: new (class extends Array {
+        toJSON() {
+          return 'x';
+        }
+      })(),
+    },
+    {
+      a: new (class Plain {
+        x = 1;
+      })(),
+    },
     Object.assign(Object.create(null) as object, { a: 1, b: [] }),
     JSON.parse('{"__proto__":{"a":1},"b":2}') as unknown,
     [],
@@ -225,8 +300,14 @@ test('fast path edge cases match the reference encoder', () => {
   }
   assert.throws(() => canonicalString(nest(65, 1, true)), { name: 'CanonicalJsonError', message: 'JSON nested too deeply' });
   assert.equal(canonicalString(nest(64, 1, true)), '['.repeat(64) + '1' + ']'.repeat(64));
-  assert.throws(() => canonicalString({ a: Infinity }), { name: 'CanonicalJsonError', message: 'canonical JSON cannot encode NaN or Infinity' });
-  assert.throws(() => canonicalString({ a: 2 ** 53 }), { name: 'CanonicalJsonError', message: 'integer 9007199254740992 is outside the exactly representable range' });
+  assert.throws(() => canonicalString({ a: Infinity }), {
+    name: 'CanonicalJsonError',
+    message: 'canonical JSON cannot encode NaN or Infinity',
+  });
+  assert.throws(() => canonicalString({ a: 2 ** 53 }), {
+    name: 'CanonicalJsonError',
+    message: 'integer 9007199254740992 is outside the exactly representable range',
+  });
   assert.equal(canonicalString({ 10: 1, 9: 2 }), '{"10":1,"9":2}');
   assert.equal(canonicalString({ '\uffff': 2, '😀': 1 }), '{"\uffff":2,"😀":1}');
   assert.equal(canonicalString({ a: 'nl\n"' }), '{"a":"nl\n\\""}');
@@ -234,8 +315,15 @@ test('fast path edge cases match the reference encoder', () => {
 
 test('a parsed canonical targets file takes the fast path and comes out byte for byte', () => {
   const targets: Record<string, unknown> = {};
-  for (let i = 0; i < 300; i++) targets[`tag-${i}`] = { hashes: { sha256: createHash('sha256').update(String(i)).digest('base64') }, length: 1000 + i };
-  const text = canonicalStringSlow({ _type: 'Targets', delegations: { keys: {}, roles: [] }, expires: '2030-01-01T00:00:00Z', targets, version: 3 });
+  for (let i = 0; i < 300; i++)
+    targets[`tag-${i}`] = { hashes: { sha256: createHash('sha256').update(String(i)).digest('base64') }, length: 1000 + i };
+  const text = canonicalStringSlow({
+    _type: 'Targets',
+    delegations: { keys: {}, roles: [] },
+    expires: '2030-01-01T00:00:00Z',
+    targets,
+    version: 3,
+  });
   const { result, calls } = countingStringify(() => canonicalString(parseJson(text)));
   assert.equal(result, text);
   assert.equal(calls, 1);

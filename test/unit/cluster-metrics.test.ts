@@ -36,7 +36,7 @@ test('two workers: counts and sums add exactly, quantiles stay close to those of
   const b = new Metrics();
   const values: number[] = [];
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
   for (let i = 0; i < 10_000; i++) {
     const us = 20 * Math.exp(rand() * 9);
     values.push(us);
@@ -64,7 +64,7 @@ test('two workers: counts and sums add exactly, quantiles stay close to those of
   assert.equal(summaryBlock(await Metrics.render(Metrics.merge([sb, sa]))), summaryBlock(text));
 });
 
-test('proxy counters add across workers; process gauges follow prom-client\'s aggregators', async () => {
+test("proxy counters add across workers; process gauges follow prom-client's aggregators", async () => {
   const a = new Metrics();
   const b = new Metrics();
   const pa = new ProxyMetrics(a.registry);

@@ -4,7 +4,12 @@ import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { AUTO_WORKERS_MAX, ConfigError, loadConfig } from '../../src/config/config.js';
 
-const PKCS11 = { TRUSTGATE_KEYSTORE: 'pkcs11', TRUSTGATE_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so', TRUSTGATE_PKCS11_TOKEN_LABEL: 'tg', TRUSTGATE_PKCS11_PIN: '1234' };
+const PKCS11 = {
+  TRUSTGATE_KEYSTORE: 'pkcs11',
+  TRUSTGATE_PKCS11_MODULE: '/usr/lib/softhsm/libsofthsm2.so',
+  TRUSTGATE_PKCS11_TOKEN_LABEL: 'tg',
+  TRUSTGATE_PKCS11_PIN: '1234',
+};
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -32,7 +37,11 @@ test('auto: the available parallelism, at most AUTO_WORKERS_MAX', () => {
 
 test('anything else is refused by name', () => {
   for (const v of ['0', '65', 'abc', '-1', '2.5', 'AUTO', ' 2']) {
-    assert.deepEqual(problems({ TRUSTGATE_WORKERS: v }), [`TRUSTGATE_WORKERS must be auto or a whole number from 1 to 64, got ${JSON.stringify(v)}`], v);
+    assert.deepEqual(
+      problems({ TRUSTGATE_WORKERS: v }),
+      [`TRUSTGATE_WORKERS must be auto or a whole number from 1 to 64, got ${JSON.stringify(v)}`],
+      v,
+    );
   }
 });
 
@@ -43,7 +52,8 @@ test('pkcs11 keystore: more than one worker is refused; auto falls back to one w
   assert.equal(loadConfig({ ...PKCS11, TRUSTGATE_WORKERS: '1' }).workers, 1);
   const auto = loadConfig({ ...PKCS11, TRUSTGATE_WORKERS: 'auto' });
   assert.equal(auto.workers, 1);
-  if (Math.min(AUTO_WORKERS_MAX, availableParallelism()) > 1) assert.match(auto.workersNote ?? '', /TRUSTGATE_WORKERS=auto runs one process with TRUSTGATE_KEYSTORE=pkcs11/);
+  if (Math.min(AUTO_WORKERS_MAX, availableParallelism()) > 1)
+    assert.match(auto.workersNote ?? '', /TRUSTGATE_WORKERS=auto runs one process with TRUSTGATE_KEYSTORE=pkcs11/);
 });
 
 test('TRUSTGATE_REGISTRY_NAME must be able to begin a GUN; a host, a port and a path prefix are fine', () => {
@@ -53,6 +63,9 @@ test('TRUSTGATE_REGISTRY_NAME must be able to begin a GUN; a host, a port and a 
   }
   for (const bad of ['[::1]:5000', 'registry example', 'registry.example.com/', 'a/../b', 'x'.repeat(255)]) {
     const p = problems({ ...proxy, TRUSTGATE_REGISTRY_NAME: bad });
-    assert.ok(p.some((m) => m.includes('TRUSTGATE_REGISTRY_NAME')), `${bad}: ${p.join('; ')}`);
+    assert.ok(
+      p.some((m) => m.includes('TRUSTGATE_REGISTRY_NAME')),
+      `${bad}: ${p.join('; ')}`,
+    );
   }
 });

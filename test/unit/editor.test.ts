@@ -20,7 +20,10 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 test('a repository initialised on the server is readable by the real notary CLI', async () => {
   const gun = 'example.com/editor/app';
   const res = await editor.init(gun, { rootKey: 'keystore' });
-  assert.deepEqual(res.files.map((f) => f.role), ['root', 'targets', 'snapshot', 'timestamp']);
+  assert.deepEqual(
+    res.files.map((f) => f.role),
+    ['root', 'targets', 'snapshot', 'timestamp'],
+  );
   await editor.editTargets(gun, 'targets', (b) => {
     b.targets.v1 = { hashes: { sha256: digest('manifest').toString('base64') }, length: 8 };
   });
@@ -44,7 +47,10 @@ test('an offline root is returned once and never stored', async () => {
   const held = await tg.app.keys.list({ gun, role: 'root' });
   assert.equal(held.length, 0);
   // Root changes now need the offline key: without it the editor reports what is missing.
-  await assert.rejects(editor.editRoot(gun, () => undefined), ThresholdNotMetError);
+  await assert.rejects(
+    editor.editRoot(gun, () => undefined),
+    ThresholdNotMetError,
+  );
 });
 
 test('a targets edit that lacks signatures is refused with what is missing, and nothing is published', async () => {
@@ -74,7 +80,9 @@ test('push signing a tag named "__proto__" or "constructor" lists it as an own t
   await signer.sign(gun, 'targets', '__proto__', `sha256:${hex('p')}`, 3, admin);
   await signer.sign(gun, 'targets', 'constructor', `sha256:${hex('c')}`, 4, admin);
   const bytes = (await tg.app.trust.current(gun, 'targets'))!.bytes;
-  const signed = (JSON.parse(bytes.toString('utf8')) as { signed: { targets: Record<string, { hashes: { sha256: string }; length: number }> } }).signed;
+  const signed = (
+    JSON.parse(bytes.toString('utf8')) as { signed: { targets: Record<string, { hashes: { sha256: string }; length: number }> } }
+  ).signed;
   assert.deepEqual(Object.keys(signed.targets), ['__proto__', 'constructor']);
   assert.equal(signed.targets['__proto__']!.hashes.sha256, digest('p').toString('base64'));
   assert.equal(signed.targets['constructor']!.length, 4);

@@ -2,7 +2,14 @@
 // segment, `**` as whole segments only, what is refused, and the specificity order.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { GunPatternError, compareSpecificity, compileGunPattern, matchGunPattern, specificity, validateGunPattern } from '../../src/core/tuf/gun-pattern.js';
+import {
+  GunPatternError,
+  compareSpecificity,
+  compileGunPattern,
+  matchGunPattern,
+  specificity,
+  validateGunPattern,
+} from '../../src/core/tuf/gun-pattern.js';
 
 describe('matching', () => {
   const cases: Array<[string, string, boolean]> = [
@@ -57,7 +64,26 @@ describe('matching', () => {
 
 describe('validation', () => {
   test('refused: empty, too long, empty segments, `..`, `**` inside a segment, other characters', () => {
-    for (const p of ['', 'a'.repeat(256), 'a//b', '/a', 'a/', 'a/../b', '..', 'a/..b', 'a/**x', 'a/x**', 'a/***', 'a/b c', 'a/(b|c)', 'a/b$', 'a/b?', 'a/[b]', 'a\\b', 'a/b+']) {
+    for (const p of [
+      '',
+      'a'.repeat(256),
+      'a//b',
+      '/a',
+      'a/',
+      'a/../b',
+      '..',
+      'a/..b',
+      'a/**x',
+      'a/x**',
+      'a/***',
+      'a/b c',
+      'a/(b|c)',
+      'a/b$',
+      'a/b?',
+      'a/[b]',
+      'a\\b',
+      'a/b+',
+    ]) {
       assert.throws(() => validateGunPattern(p), GunPatternError, JSON.stringify(p));
       assert.throws(() => compileGunPattern(p), GunPatternError, JSON.stringify(p));
     }
@@ -67,7 +93,8 @@ describe('validation', () => {
     assert.throws(() => validateGunPattern('a//b'), /invalid pattern segment ""/);
   });
   test('accepted: GUN characters, `*` anywhere in a segment, `**` as a segment', () => {
-    for (const p of ['a', 'a/b', 'host:5000/a_b-c.d/e@f', '*', '**', 'a/*', 'a/**', '**/b', 'a/*x*/b', 'a'.repeat(255)]) validateGunPattern(p);
+    for (const p of ['a', 'a/b', 'host:5000/a_b-c.d/e@f', '*', '**', 'a/*', 'a/**', '**/b', 'a/*x*/b', 'a'.repeat(255)])
+      validateGunPattern(p);
   });
 });
 

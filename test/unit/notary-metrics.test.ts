@@ -34,7 +34,7 @@ test('quantiles stay within a few percent of the exact ones over a wide spread o
   const m = new Metrics();
   const values: number[] = [];
   let seed = 42;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
   for (let i = 0; i < 20_000; i++) {
     const us = 20 * Math.exp(rand() * 9); // 20 µs to ~160 ms, log-uniform
     values.push(us);

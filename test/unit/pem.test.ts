@@ -86,7 +86,11 @@ const NOTARY_LAYOUT = {
 
 describe('PEM encoding', () => {
   it('writes headers like Go pem.Encode (Proc-Type first, then sorted) and reads them back', () => {
-    const text = pemEncode({ type: 'X', bytes: Buffer.alloc(50, 1), headers: { role: 'targets', gun: 'a:5000/b', 'Proc-Type': '4,ENCRYPTED' } });
+    const text = pemEncode({
+      type: 'X',
+      bytes: Buffer.alloc(50, 1),
+      headers: { role: 'targets', gun: 'a:5000/b', 'Proc-Type': '4,ENCRYPTED' },
+    });
     assert.ok(text.startsWith('-----BEGIN X-----\nProc-Type: 4,ENCRYPTED\ngun: a:5000/b\nrole: targets\n\n'));
     const [block] = pemDecodeAll(`junk before\n${text}junk after`);
     assert.deepEqual(block!.headers, { 'Proc-Type': '4,ENCRYPTED', gun: 'a:5000/b', role: 'targets' });
@@ -96,7 +100,11 @@ describe('PEM encoding', () => {
 });
 
 describe('exportPrivateKeyPem / importPrivateKeyPem', () => {
-  for (const [name, make] of [['ecdsa P-256', ec], ['rsa 2048', rsa], ['ed25519', ed]] as const) {
+  for (const [name, make] of [
+    ['ecdsa P-256', ec],
+    ['rsa 2048', rsa],
+    ['ed25519', ed],
+  ] as const) {
     it(`round-trips ${name}`, () => {
       const key = make();
       const pem = exportPrivateKeyPem(key, { passphrase: PASS, role: 'targets', gun: GUN });
@@ -115,9 +123,18 @@ describe('exportPrivateKeyPem / importPrivateKeyPem', () => {
 
   it('writes the gun header only for roles notary files under a GUN, and no path when asked', () => {
     const key = ec();
-    assert.deepEqual(pemDecode(exportPrivateKeyPem(key, { passphrase: PASS, role: 'root', gun: GUN }))!.headers, { path: notaryKeyId(key), role: 'root' });
-    assert.deepEqual(pemDecode(exportPrivateKeyPem(key, { passphrase: PASS, role: 'targets/qa', gun: GUN, path: false }))!.headers, { role: 'targets/qa' });
-    assert.deepEqual(pemDecode(exportPrivateKeyPem(key, { passphrase: PASS, role: 'snapshot', gun: GUN, path: 'abc' }))!.headers, { gun: GUN, path: 'abc', role: 'snapshot' });
+    assert.deepEqual(pemDecode(exportPrivateKeyPem(key, { passphrase: PASS, role: 'root', gun: GUN }))!.headers, {
+      path: notaryKeyId(key),
+      role: 'root',
+    });
+    assert.deepEqual(pemDecode(exportPrivateKeyPem(key, { passphrase: PASS, role: 'targets/qa', gun: GUN, path: false }))!.headers, {
+      role: 'targets/qa',
+    });
+    assert.deepEqual(pemDecode(exportPrivateKeyPem(key, { passphrase: PASS, role: 'snapshot', gun: GUN, path: 'abc' }))!.headers, {
+      gun: GUN,
+      path: 'abc',
+      role: 'snapshot',
+    });
   });
 
   it('notary key IDs are the plain public key IDs', () => {
@@ -137,7 +154,10 @@ describe('exportPrivateKeyPem / importPrivateKeyPem', () => {
   it('refuses to export without a passphrase, and non-private or unsupported keys', () => {
     assertPemError(() => exportPrivateKeyPem(ec(), { passphrase: '', role: 'root' }), 'passphrase-required');
     assertPemError(() => exportPrivateKeyPem(createPublicKey(ec()), { passphrase: PASS, role: 'root' }), 'unsupported-key');
-    assertPemError(() => exportPrivateKeyPem(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey, { passphrase: PASS, role: 'root' }), 'unsupported-key');
+    assertPemError(
+      () => exportPrivateKeyPem(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey, { passphrase: PASS, role: 'root' }),
+      'unsupported-key',
+    );
     assertPemError(() => exportPrivateKeyPem(ec(), { passphrase: PASS, role: 'root\nx: y' }), 'unsupported-key');
   });
 
@@ -146,8 +166,15 @@ describe('exportPrivateKeyPem / importPrivateKeyPem', () => {
     assertPemError(() => importPrivateKeyPem('-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n'), 'malformed-pem');
     assertPemError(() => importPrivateKeyPem('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), 'malformed-pem');
     assertPemError(() => importPrivateKeyPem('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n'), 'malformed-pem');
-    assertPemError(() => importPrivateKeyPem('-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n', PASS), 'malformed-pem');
-    assertPemError(() => importPrivateKeyPem('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'), 'unsupported-key', /^unsupported key/);
+    assertPemError(
+      () => importPrivateKeyPem('-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n', PASS),
+      'malformed-pem',
+    );
+    assertPemError(
+      () => importPrivateKeyPem('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'),
+      'unsupported-key',
+      /^unsupported key/,
+    );
     const dsa = generateKeyPairSync('dsa', { modulusLength: 2048, divisorLength: 256 }).privateKey;
     assertPemError(() => importPrivateKeyPem(dsa.export({ type: 'pkcs8', format: 'pem' }) as string), 'unsupported-key');
     const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey;
@@ -183,7 +210,10 @@ describe('exportPrivateKeyPem / importPrivateKeyPem', () => {
     assertPemError(() => importPrivateKeyPem(legacy, 'nope'), 'wrong-passphrase');
 
     const r = rsa();
-    sameKey(r, importPrivateKeyPem(r.export({ type: 'pkcs1', format: 'pem', cipher: 'des-ede3-cbc', passphrase: PASS }) as string, PASS).privateKey);
+    sameKey(
+      r,
+      importPrivateKeyPem(r.export({ type: 'pkcs1', format: 'pem', cipher: 'des-ede3-cbc', passphrase: PASS }) as string, PASS).privateKey,
+    );
 
     const modern = e.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: PASS }) as string;
     assert.equal(pbes2Layout(modern).extraKdfParams, 1, 'OpenSSL names a PRF (hmacWithSHA256)');
@@ -256,7 +286,12 @@ describe('interop with the notary and docker CLIs', () => {
     chmodSync(file, 0o600);
     return file;
   };
-  const listed = (out: string, id: string) => out.split('\n').find((l) => l.includes(id))?.trim().split(/\s+/);
+  const listed = (out: string, id: string) =>
+    out
+      .split('\n')
+      .find((l) => l.includes(id))
+      ?.trim()
+      .split(/\s+/);
 
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'trustgate-pem-'));
@@ -346,7 +381,12 @@ describe('interop with the notary and docker CLIs', () => {
     const dir = fresh('docker-pub');
     mkdirSync(dir);
     const config = fresh('docker-config');
-    ok(run('docker', ['trust', 'key', 'generate', 'alice', '--dir', dir], { DOCKER_CONFIG: config, DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: PASS }));
+    ok(
+      run('docker', ['trust', 'key', 'generate', 'alice', '--dir', dir], {
+        DOCKER_CONFIG: config,
+        DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: PASS,
+      }),
+    );
     const privDir = join(config, 'trust', 'private');
     const files = readdirSync(privDir);
     assert.equal(files.length, 1);
@@ -363,16 +403,29 @@ describe('interop with the notary and docker CLIs', () => {
     const id = notaryKeyId(key);
     const config = fresh('docker-config');
     const noPath = writeKey(join(tmp, 'docker-nopath.pem'), exportPrivateKeyPem(key, { passphrase: PASS, role: 'bob', path: false }));
-    const bad = run('docker', ['trust', 'key', 'load', noPath, '--name', 'bob'], { DOCKER_CONFIG: config, DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: 'wrong passphrase' });
+    const bad = run('docker', ['trust', 'key', 'load', noPath, '--name', 'bob'], {
+      DOCKER_CONFIG: config,
+      DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: 'wrong passphrase',
+    });
     assert.notEqual(bad.status, 0);
     assert.match(bad.out, /could not decrypt key/);
     // Decrypts (so the passphrase is checked) but then stores nothing: docker/cli passes the raw DER
     // to notary's ImportKeys, which finds no PEM block. It still reports success.
-    ok(run('docker', ['trust', 'key', 'load', noPath, '--name', 'bob'], { DOCKER_CONFIG: config, DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: PASS }));
+    ok(
+      run('docker', ['trust', 'key', 'load', noPath, '--name', 'bob'], {
+        DOCKER_CONFIG: config,
+        DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: PASS,
+      }),
+    );
     assert.equal(existsSync(join(config, 'trust', 'private', `${id}.key`)), false);
 
     const withPath = writeKey(join(tmp, 'docker-path.pem'), exportPrivateKeyPem(key, { passphrase: PASS, role: 'bob' }));
-    ok(run('docker', ['trust', 'key', 'load', withPath, '--name', 'bob'], { DOCKER_CONFIG: config, DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: PASS }));
+    ok(
+      run('docker', ['trust', 'key', 'load', withPath, '--name', 'bob'], {
+        DOCKER_CONFIG: config,
+        DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE: PASS,
+      }),
+    );
     const stored = readFileSync(join(config, 'trust', 'private', `${id}.key`), 'utf8');
     const got = importPrivateKeyPem(stored, PASS);
     assert.equal(got.role, 'bob');

@@ -111,9 +111,15 @@ describe('pemEncodeCertificates / parseCertificateBundle', () => {
   });
 
   it('rejects non-certificate blocks and empty bundles', () => {
-    assert.throws(() => parseCertificateBundle(`${ROOT_PEM}-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n`), /invalid pem block type: PUBLIC KEY/);
+    assert.throws(
+      () => parseCertificateBundle(`${ROOT_PEM}-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n`),
+      /invalid pem block type: PUBLIC KEY/,
+    );
     assert.throws(() => parseCertificateBundle('hello'), /no valid certificates found/);
-    assert.throws(() => parseCertificateBundle('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'), /could not parse certificate/);
+    assert.throws(
+      () => parseCertificateBundle('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'),
+      /could not parse certificate/,
+    );
   });
 });
 
@@ -150,7 +156,12 @@ describe('validateRootKey', () => {
   });
 
   it('rejects an expired certificate', async () => {
-    const { key } = await createRootCertificate({ gun: 'example.com/app', privateKey: ec(), notBefore: new Date('2015-01-01T00:00:00Z'), years: 1 });
+    const { key } = await createRootCertificate({
+      gun: 'example.com/app',
+      privateKey: ec(),
+      notBefore: new Date('2015-01-01T00:00:00Z'),
+      years: 1,
+    });
     const r = validateRootKey(key, 'example.com/app', new Date());
     assert.equal(r.ok, false);
     assert.match(!r.ok ? r.reason : '', /certificate with CN example.com\/app is expired/);
@@ -160,7 +171,11 @@ describe('validateRootKey', () => {
   it('rejects a certificate that is not yet valid beyond the grace day', async () => {
     const { key } = await createRootCertificate({ gun: 'example.com/app', privateKey: ec(), notBefore: new Date(NOW.getTime() + 2 * DAY) });
     assert.equal(validateRootKey(key, 'example.com/app', NOW).ok, false);
-    const { key: soon } = await createRootCertificate({ gun: 'example.com/app', privateKey: ec(), notBefore: new Date(NOW.getTime() + DAY / 2) });
+    const { key: soon } = await createRootCertificate({
+      gun: 'example.com/app',
+      privateKey: ec(),
+      notBefore: new Date(NOW.getTime() + DAY / 2),
+    });
     assert.ok(validateRootKey(soon, 'example.com/app', NOW).ok);
   });
 
@@ -178,7 +193,13 @@ describe('validateRootKey', () => {
     assert.equal(r.ok, false);
     assert.match(!r.ok ? r.reason : '', /SHA1 signature algorithm/);
     // The same key signed with SHA-256 passes.
-    assert.ok(validateRootKey(x509Key(forgeCert({ cn: 'example.com/app', privateKey: rsa(2048), md: 'sha256' }), 'rsa-x509'), 'example.com/app', NOW).ok);
+    assert.ok(
+      validateRootKey(
+        x509Key(forgeCert({ cn: 'example.com/app', privateKey: rsa(2048), md: 'sha256' }), 'rsa-x509'),
+        'example.com/app',
+        NOW,
+      ).ok,
+    );
 
     const { privateKey, publicKey } = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
     const ecSha1 = await px509.X509CertificateGenerator.createSelfSigned(
@@ -276,7 +297,10 @@ describe('validateDelegationCert', () => {
     const expired = await cert('alice', { notBefore: new Date('2010-01-01T00:00:00Z'), years: 1 });
     assert.deepEqual(validateDelegationCert(x509Key(expired), NOW), { ok: true });
     assert.equal(validateDelegationCert(x509Key(forgeCert({ cn: 'alice', privateKey: rsa(2048), md: 'sha1' }), 'rsa-x509'), NOW).ok, false);
-    assert.equal(validateDelegationCert(x509Key(forgeCert({ cn: 'alice', privateKey: rsa(1024), md: 'sha256' }), 'rsa-x509'), NOW).ok, false);
+    assert.equal(
+      validateDelegationCert(x509Key(forgeCert({ cn: 'alice', privateKey: rsa(1024), md: 'sha256' }), 'rsa-x509'), NOW).ok,
+      false,
+    );
     const inverted = await cert('alice', { notBefore: new Date(NOW.getTime() + DAY), notAfter: new Date(NOW.getTime() - DAY) });
     assert.equal(validateDelegationCert(x509Key(inverted), NOW).ok, false);
     assert.deepEqual(validateDelegationCert(tufKeyFromPublic(createPublicKey(ec())), NOW), { ok: true });
@@ -322,7 +346,8 @@ describe('createRootCertificate', () => {
     // Self-signed and valid, with the same DER extensions Go writes (compare with the fixture's).
     const node = new X509Certificate(c!.der);
     assert.ok(node.verify(createPublicKey(privateKey)));
-    const extDer = (der: Buffer) => der.subarray(der.indexOf(Buffer.from('a335303330', 'hex')), der.indexOf(Buffer.from('300a06082a8648ce3d040302', 'hex'), 200));
+    const extDer = (der: Buffer) =>
+      der.subarray(der.indexOf(Buffer.from('a335303330', 'hex')), der.indexOf(Buffer.from('300a06082a8648ce3d040302', 'hex'), 200));
     assert.deepEqual(extDer(c!.der), extDer(parseCertificateBundle(ROOT_PEM)[0]!.der));
 
     const v = validateRootKey(key, GUN, new Date());
@@ -364,6 +389,9 @@ describe('createRootCertificate', () => {
   it('refuses keys notary cannot use in certificates', async () => {
     await assert.rejects(createRootCertificate({ gun: 'g', privateKey: rsa(1024) }), /at least 2048 bits/);
     await assert.rejects(createRootCertificate({ gun: 'g', privateKey: generateKeyPairSync('ed25519').privateKey }), /ed25519/);
-    await assert.rejects(createRootCertificate({ gun: 'g', privateKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey }), /curve/);
+    await assert.rejects(
+      createRootCertificate({ gun: 'g', privateKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey }),
+      /curve/,
+    );
   });
 });

@@ -45,7 +45,10 @@ export function rawEcdsaToDer(raw: Buffer): Buffer {
     if (v[0]! & 0x80) v = Buffer.concat([Buffer.from([0]), v]);
     return forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.INTEGER, false, forge.util.binary.raw.encode(v));
   };
-  const seq = forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.SEQUENCE, true, [int(raw.subarray(0, half)), int(raw.subarray(half))]);
+  const seq = forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.SEQUENCE, true, [
+    int(raw.subarray(0, half)),
+    int(raw.subarray(half)),
+  ]);
   return Buffer.from(forge.asn1.toDer(seq).getBytes(), 'binary');
 }
 
@@ -68,14 +71,23 @@ export interface SignatureArtifact {
 /** The attachment manifest and config exactly as cosign (and skopeo) write them. */
 export function signatureArtifact(imageDigest: string, payload: Buffer, signatureB64: string): SignatureArtifact {
   const payloadDigest = ociDigest(payload);
-  const config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [payloadDigest] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [payloadDigest] } }),
+  );
   const configDigest = ociDigest(config);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
-      layers: [{ mediaType: SIMPLE_SIGNING_MEDIA_TYPE, digest: payloadDigest, size: payload.length, annotations: { [SIGNATURE_ANNOTATION]: signatureB64 } }],
+      layers: [
+        {
+          mediaType: SIMPLE_SIGNING_MEDIA_TYPE,
+          digest: payloadDigest,
+          size: payload.length,
+          annotations: { [SIGNATURE_ANNOTATION]: signatureB64 },
+        },
+      ],
     }),
   );
   return { payload, payloadDigest, config, configDigest, manifest, manifestDigest: ociDigest(manifest), tag: signatureTag(imageDigest) };
@@ -90,7 +102,13 @@ export interface CosignCheck {
  * Verifies one simple-signing layer on its own terms (node:crypto only, no cosign code): the
  * DER ECDSA signature over the payload bytes, the payload's type, and that it names `digest`.
  */
-export function verifySimpleSigning(publicKey: KeyObject | string, payload: Buffer, signatureB64: string, digest: string, dockerReference?: string): CosignCheck {
+export function verifySimpleSigning(
+  publicKey: KeyObject | string,
+  payload: Buffer,
+  signatureB64: string,
+  digest: string,
+  dockerReference?: string,
+): CosignCheck {
   const key = typeof publicKey === 'string' ? createPublicKey(publicKey) : publicKey;
   let ok = false;
   try {
@@ -115,7 +133,9 @@ export function verifySimpleSigning(publicKey: KeyObject | string, payload: Buff
 
 /** Pulls the signature layers out of an attachment manifest. */
 export function signatureLayers(manifest: Buffer): { digest: string; size: number; signature: string }[] {
-  const m = JSON.parse(manifest.toString('utf8')) as { layers?: { mediaType?: string; digest?: string; size?: number; annotations?: Record<string, string> }[] };
+  const m = JSON.parse(manifest.toString('utf8')) as {
+    layers?: { mediaType?: string; digest?: string; size?: number; annotations?: Record<string, string> }[];
+  };
   return (m.layers ?? [])
     .filter((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE && typeof l.digest === 'string' && l.annotations?.[SIGNATURE_ANNOTATION])
     .slice(0, 32) // a hostile registry may serve endless signatures

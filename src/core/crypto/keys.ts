@@ -205,9 +205,14 @@ export function verifySignature(key: TufKey, message: Buffer, method: string, si
         return nodeVerify('sha256', message, { key: pub, dsaEncoding: 'ieee-p1363' }, sig);
       }
       case 'rsa':
-        return nodeVerify('sha256', message, m === 'rsapss'
-          ? { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
-          : { key: pub, padding: constants.RSA_PKCS1_PADDING }, sig);
+        return nodeVerify(
+          'sha256',
+          message,
+          m === 'rsapss'
+            ? { key: pub, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }
+            : { key: pub, padding: constants.RSA_PKCS1_PADDING },
+          sig,
+        );
       default:
         return false;
     }

@@ -35,7 +35,8 @@ export class PrivateKeyPemError extends Error {
 }
 
 const malformed = (detail?: string) => new PrivateKeyPemError('malformed-pem', detail ? `malformed PEM: ${detail}` : 'malformed PEM');
-const unsupported = (detail?: string) => new PrivateKeyPemError('unsupported-key', detail ? `unsupported key: ${detail}` : 'unsupported key');
+const unsupported = (detail?: string) =>
+  new PrivateKeyPemError('unsupported-key', detail ? `unsupported key: ${detail}` : 'unsupported key');
 const wrongPassphrase = () => new PrivateKeyPemError('wrong-passphrase', 'wrong passphrase');
 
 // ---------------------------------------------------------------------------------------------
@@ -46,7 +47,10 @@ export class DerError extends Error {
 }
 
 // @types/node-forge only declares the boolean form of fromDer's options.
-const fromDer = asn1.fromDer as unknown as (bytes: forge.util.ByteBuffer, options: { parseAllBytes: boolean; decodeBitStrings: boolean }) => Asn1;
+const fromDer = asn1.fromDer as unknown as (
+  bytes: forge.util.ByteBuffer,
+  options: { parseAllBytes: boolean; decodeBitStrings: boolean },
+) => Asn1;
 
 /** Runs a forge decoder, turning its plain Errors into DerErrors. */
 function decoding<R>(fn: () => R): R {
@@ -78,7 +82,8 @@ const int = (n: number) => asn1.create(U, T.INTEGER, false, asn1.integerToDer(n)
 
 // Readers: each checks the universal type it expects and throws DerError otherwise.
 function children(node: Asn1 | undefined, min: number): Asn1[] {
-  if (node?.tagClass !== U || node.type !== T.SEQUENCE || !Array.isArray(node.value) || node.value.length < min) throw new DerError('expected SEQUENCE');
+  if (node?.tagClass !== U || node.type !== T.SEQUENCE || !Array.isArray(node.value) || node.value.length < min)
+    throw new DerError('expected SEQUENCE');
   return node.value;
 }
 function contents(node: Asn1 | undefined, type: forge.asn1.Type): string {
@@ -315,7 +320,10 @@ function ed25519FromNotaryBytes(bytes: Buffer): KeyObject {
   const seed = bytes.subarray(bytes.length - 64, bytes.length - 32);
   const pubs = [bytes.subarray(bytes.length - 32), ...(bytes.length === 96 ? [bytes.subarray(0, 32)] : [])];
   // node derives the public key from `d` alone, so the stored copies are checked against it.
-  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: pubs[0]!.toString('base64url') }, format: 'jwk' });
+  const key = createPrivateKey({
+    key: { kty: 'OKP', crv: 'Ed25519', d: seed.toString('base64url'), x: pubs[0]!.toString('base64url') },
+    format: 'jwk',
+  });
   const { pub } = ed25519Raw(key);
   if (!pubs.every((p) => p.equals(pub))) throw new DerError('ed25519 public key does not match the private key');
   return key;
@@ -463,7 +471,9 @@ function decryptWithOpenSsl(der: Buffer, passphrase: string): KeyObject {
 const LEGACY_CIPHERS = new Set(['DES-CBC', 'DES-EDE3-CBC', 'AES-128-CBC', 'AES-192-CBC', 'AES-256-CBC']);
 
 // EVP_BytesToKey (MD5, one round), which @types/node-forge does not declare.
-const { opensslDeriveBytes } = (forge.pki as unknown as { pbe: { opensslDeriveBytes(password: string, salt: string, dkLen: number): string } }).pbe;
+const { opensslDeriveBytes } = (
+  forge.pki as unknown as { pbe: { opensslDeriveBytes(password: string, salt: string, dkLen: number): string } }
+).pbe;
 
 function decryptLegacy(block: PemBlock, passphrase: string): Buffer {
   const dek = block.headers['DEK-Info'] ?? '';

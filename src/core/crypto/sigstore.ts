@@ -31,7 +31,11 @@ export function tagStatement(i: TagStatementInput): Buffer {
       _type: IN_TOTO_STATEMENT,
       subject: [{ name: i.repository, digest: { sha256: hex } }],
       predicateType: TAG_PREDICATE,
-      predicate: { ...(i.tag ? { tag: i.tag } : {}), ...(i.role ? { role: i.role } : {}), signedAt: (i.signedAt ?? new Date()).toISOString() },
+      predicate: {
+        ...(i.tag ? { tag: i.tag } : {}),
+        ...(i.role ? { role: i.role } : {}),
+        signedAt: (i.signedAt ?? new Date()).toISOString(),
+      },
     }),
   );
 }
@@ -72,9 +76,16 @@ const EMPTY_TRUSTED_ROOT = {
  */
 export function verifyBundle(bundle: Bundle, trusted: { hint: string; key: KeyObject | string }): { statement: Record<string, unknown> } {
   const key = typeof trusted.key === 'string' ? createPublicKey(trusted.key) : trusted.key;
-  const material = toTrustMaterial(EMPTY_TRUSTED_ROOT as never, {
-    [trusted.hint]: { rawBytes: key.export({ type: 'spki', format: 'der' }), keyDetails: 'PKIX_ECDSA_P256_SHA_256' as never, validFor: undefined },
-  } as never);
+  const material = toTrustMaterial(
+    EMPTY_TRUSTED_ROOT as never,
+    {
+      [trusted.hint]: {
+        rawBytes: key.export({ type: 'spki', format: 'der' }),
+        keyDetails: 'PKIX_ECDSA_P256_SHA_256' as never,
+        validFor: undefined,
+      },
+    } as never,
+  );
   const verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
   verifier.verify(toSignedEntity(bundle));
   if (bundle.content.$case !== 'dsseEnvelope') throw new Error('bundle holds no DSSE envelope');

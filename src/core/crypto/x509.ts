@@ -175,9 +175,7 @@ function bundleText(key: TufKey): string | undefined {
   return bytes?.toString('utf8');
 }
 
-export type RootKeyResult =
-  | { ok: true; key: TufKey; leaf: ParsedCert; intermediates: ParsedCert[] }
-  | { ok: false; reason: string };
+export type RootKeyResult = { ok: true; key: TufKey; leaf: ParsedCert; intermediates: ParsedCert[] } | { ok: false; reason: string };
 
 /**
  * Checks a root key the way notary-server does (spec §3 step 2) and rebuilds it as Go does: the
@@ -257,7 +255,10 @@ export interface CreateCertificateOptions {
   ca?: boolean;
 }
 
-function signingParams(priv: KeyObject): { importAlg: Parameters<typeof webcrypto.subtle.importKey>[2]; signAlg: { name: string; hash: string } } {
+function signingParams(priv: KeyObject): {
+  importAlg: Parameters<typeof webcrypto.subtle.importKey>[2];
+  signAlg: { name: string; hash: string };
+} {
   switch (priv.asymmetricKeyType) {
     case 'ec': {
       const curve = priv.asymmetricKeyDetails?.namedCurve;

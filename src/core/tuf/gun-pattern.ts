@@ -67,7 +67,9 @@ export function compileGunPattern(pattern: string): GunPattern {
   if (hit) return hit;
   validateGunPattern(pattern);
   // A segment never matches empty (names with empty segments are not GUNs): a lone `*` needs a character.
-  const parts = pattern.split('/').map((seg) => (seg === '**' ? '[^/]+(?:/[^/]+)*' : seg === '*' ? '[^/]+' : seg.split('*').map(escapeRe).join('[^/]*')));
+  const parts = pattern
+    .split('/')
+    .map((seg) => (seg === '**' ? '[^/]+(?:/[^/]+)*' : seg === '*' ? '[^/]+' : seg.split('*').map(escapeRe).join('[^/]*')));
   const regexp = new RegExp(`^${parts.join('/')}$`);
   const compiled: GunPattern = { source: pattern, regexp, specificity: specificity(pattern), test: (name: string) => regexp.test(name) };
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);

@@ -183,7 +183,10 @@ function readBody(type: RoleType, v: unknown): RoleBody {
             const o = r as Record<string, unknown>;
             need(typeof o.name === 'string', `delegation ${i} has no name`);
             const paths = o.paths ?? undefined;
-            need(paths === undefined || paths === null || (Array.isArray(paths) && paths.every((p) => typeof p === 'string')), `delegation ${o.name}: paths must be strings`);
+            need(
+              paths === undefined || paths === null || (Array.isArray(paths) && paths.every((p) => typeof p === 'string')),
+              `delegation ${o.name}: paths must be strings`,
+            );
             return { ...rk, name: o.name, ...(Array.isArray(paths) ? { paths: paths as string[] } : {}) };
           }),
         };
@@ -267,7 +270,9 @@ function miscasedField(v: unknown, shape: Shape): Array<string | number> | undef
 function miscasedMessage(where: string, bad: Array<string | number>): string {
   const field = bad.pop() as string;
   const key = bad.pop() as string;
-  const path = bad.map((p) => (typeof p === 'number' ? `[${p}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(p) ? `.${p}` : `[${JSON.stringify(p)}]`)).join('');
+  const path = bad
+    .map((p) => (typeof p === 'number' ? `[${p}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(p) ? `.${p}` : `[${JSON.stringify(p)}]`))
+    .join('');
   return `${where}${path}: key ${JSON.stringify(key)} is not the field ${JSON.stringify(field)} (field names are case-sensitive)`;
 }
 
@@ -525,7 +530,8 @@ export function checkDelegationList(parent: string, d: Delegations): string | un
     // one with some keys but fewer than its threshold could never sign: refuse that.
     const dup = repeatedKeyId(r.keyids);
     if (dup !== undefined) return `delegation ${r.name}: key ${dup} is listed more than once`;
-    if (r.keyids.length > 0 && r.threshold > r.keyids.length) return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
+    if (r.keyids.length > 0 && r.threshold > r.keyids.length)
+      return `delegation ${r.name}: threshold ${r.threshold} is larger than its ${r.keyids.length} keys`;
     for (const id of r.keyids) if (!d.keys[id]) return `delegation ${r.name}: key ${id} is not in delegations.keys`;
     const same = repeatedPublicKey(r.keyids, d.keys);
     if (same) return `delegation ${r.name}: keys ${same[0]} and ${same[1]} are the same public key`;

@@ -67,7 +67,12 @@ export const DEFAULT_LIFETIMES: Lifetimes = { snapshotMs: 3 * YEAR_MS, timestamp
 export const MAX_VERSION_STEP = 1 << 20;
 
 /** A stored file's parse: the caller's when it has one for these very bytes and this role. */
-function parseStored<T extends Metadata['body']>(state: RepoState, role: string, bytes: Buffer | undefined, kind?: ValidationErrorName): Metadata<T> | undefined {
+function parseStored<T extends Metadata['body']>(
+  state: RepoState,
+  role: string,
+  bytes: Buffer | undefined,
+  kind?: ValidationErrorName,
+): Metadata<T> | undefined {
   if (!bytes) return undefined;
   const known = state.parsed?.get(bytes);
   if (known && known.role === role) return known as Metadata<T>;
@@ -94,7 +99,8 @@ function checkThresholds(root: RootBody): void {
     const dup = repeatedKeyId(r.keyids);
     if (dup !== undefined) throw new TufValidationError('ErrBadRoot', `role ${name} lists key ${dup} more than once`);
     const same = repeatedPublicKey(r.keyids, root.keys);
-    if (same) throw new TufValidationError('ErrBadRoot', `role ${name} lists keys ${same[0]} and ${same[1]}, which are the same public key`);
+    if (same)
+      throw new TufValidationError('ErrBadRoot', `role ${name} lists keys ${same[0]} and ${same[1]}, which are the same public key`);
     if (r.threshold > r.keyids.length) {
       throw new TufValidationError('ErrBadRoot', `role ${name} threshold ${r.threshold} is larger than its ${r.keyids.length} keys`);
     }
@@ -127,7 +133,10 @@ function validateRoot(gun: string, bytes: Buffer, stored: Metadata<RootBody> | u
     try {
       md.verifyThreshold(oldKeys, stored.body.roles.root, 'ErrBadRoot');
     } catch {
-      throw new TufValidationError('ErrBadRoot', 'could not rotate trust to a new trusted root: failed to validate data with current trusted certificates');
+      throw new TufValidationError(
+        'ErrBadRoot',
+        'could not rotate trust to a new trusted root: failed to validate data with current trusted certificates',
+      );
     }
   }
   md.verifyThreshold(newKeys, md.body.roles.root, 'ErrBadRoot');
@@ -136,7 +145,11 @@ function validateRoot(gun: string, bytes: Buffer, stored: Metadata<RootBody> | u
 }
 
 /** Finds the keys and role entry that sign `role`: root for `targets`, the parent's delegations below it. */
-function signingRole(role: string, root: RootBody, loaded: Map<string, Metadata<TargetsBody>>): { keys: Record<string, TufKey>; role: RoleKeys } {
+function signingRole(
+  role: string,
+  root: RootBody,
+  loaded: Map<string, Metadata<TargetsBody>>,
+): { keys: Record<string, TufKey>; role: RoleKeys } {
   if (role === 'targets') return { keys: root.keys, role: root.roles.targets };
   const parent = loaded.get(parentRole(role));
   const entry = parent?.body.delegations.roles.find((r) => r.name === role);
@@ -145,7 +158,13 @@ function signingRole(role: string, root: RootBody, loaded: Map<string, Metadata<
 }
 
 /** Step 3: one targets or delegation file. */
-function validateTargets(role: string, bytes: Buffer, root: RootBody, loaded: Map<string, Metadata<TargetsBody>>, nowMs: number): Metadata<TargetsBody> {
+function validateTargets(
+  role: string,
+  bytes: Buffer,
+  root: RootBody,
+  loaded: Map<string, Metadata<TargetsBody>>,
+  nowMs: number,
+): Metadata<TargetsBody> {
   const { keys, role: signing } = signingRole(role, root, loaded);
   const md = Metadata.parse<TargetsBody>(role, bytes, 'ErrBadTargets');
   md.verifyThreshold(keys, signing, 'ErrBadTargets');
@@ -159,7 +178,12 @@ function validateTargets(role: string, bytes: Buffer, root: RootBody, loaded: Ma
   return md;
 }
 
-async function serverSign(body: SnapshotBody | TimestampBody, role: 'snapshot' | 'timestamp', root: RootBody, keyring: ServerKeyring): Promise<Buffer | undefined> {
+async function serverSign(
+  body: SnapshotBody | TimestampBody,
+  role: 'snapshot' | 'timestamp',
+  root: RootBody,
+  keyring: ServerKeyring,
+): Promise<Buffer | undefined> {
   const r = root.roles[role];
   const signers = await keyring.signersFor(role, r.keyids);
   const usable = signers.filter((s) => r.keyids.includes(s.id));
@@ -199,7 +223,12 @@ async function generateTimestamp(
   lifetimes: Lifetimes,
 ): Promise<PlannedFile> {
   const version = nextVersion('timestamp', current, state);
-  const body: TimestampBody = { _type: 'Timestamp', expires: formatRfc3339(nowMs + lifetimes.timestampMs), meta: { snapshot: fileMetaFor(snapshot) }, version };
+  const body: TimestampBody = {
+    _type: 'Timestamp',
+    expires: formatRfc3339(nowMs + lifetimes.timestampMs),
+    meta: { snapshot: fileMetaFor(snapshot) },
+    version,
+  };
   const bytes = await serverSign(body, 'timestamp', root, keyring);
   if (!bytes) throw new TufValidationError('ErrBadRoot', 'no  timestamp keys exist on the server');
   return { role: 'timestamp', version, bytes };
@@ -282,14 +311,28 @@ export async function planPublish(
   } else {
     const gen = await generateSnapshot(changed, currentSnapshot, root.body, state, keyring, nowMs, lifetimes);
     if (!gen) {
-      throw new TufValidationError('ErrBadHierarchy', 'no snapshot was included in update and server does not hold current snapshot key for repository', 'snapshot');
+      throw new TufValidationError(
+        'ErrBadHierarchy',
+        'no snapshot was included in update and server does not hold current snapshot key for repository',
+        'snapshot',
+      );
     }
     snapshotBytes = gen.bytes;
     out.push(gen);
   }
 
   // Step 5: a timestamp over the new snapshot.
-  out.push(await generateTimestamp(snapshotBytes, parseStored<TimestampBody>(state, 'timestamp', state.timestamp), root.body, state, keyring, nowMs, lifetimes));
+  out.push(
+    await generateTimestamp(
+      snapshotBytes,
+      parseStored<TimestampBody>(state, 'timestamp', state.timestamp),
+      root.body,
+      state,
+      keyring,
+      nowMs,
+      lifetimes,
+    ),
+  );
   return out;
 }
 
@@ -297,7 +340,12 @@ export async function planPublish(
  * Lazy re-signing on GET (spec §3.7): a fresh snapshot when the server-held one expired, and a
  * fresh timestamp when it expired or no longer names the snapshot. Empty when nothing is due.
  */
-export async function planRefresh(state: RepoState, keyring: ServerKeyring, nowMs: number, lifetimes: Lifetimes = DEFAULT_LIFETIMES): Promise<PlannedFile[]> {
+export async function planRefresh(
+  state: RepoState,
+  keyring: ServerKeyring,
+  nowMs: number,
+  lifetimes: Lifetimes = DEFAULT_LIFETIMES,
+): Promise<PlannedFile[]> {
   if (!state.timestamp || !state.snapshot || !state.root) return [];
   const root = Metadata.parse<RootBody>('root', state.root);
   const ts = Metadata.parse<TimestampBody>('timestamp', state.timestamp);

@@ -6,7 +6,18 @@
 // verified view or a typed failure goes out. Nothing here trusts the server that stored the data.
 import { keyIdentity, type TufKey } from '../crypto/keys.js';
 import { MalformedMetadataError, TufValidationError } from './errors.js';
-import { Metadata, checkFileMeta, countValidSignatures, ownEntry, type FileMeta, type RoleKeys, type RootBody, type SnapshotBody, type TargetsBody, type TimestampBody } from './metadata.js';
+import {
+  Metadata,
+  checkFileMeta,
+  countValidSignatures,
+  ownEntry,
+  type FileMeta,
+  type RoleKeys,
+  type RootBody,
+  type SnapshotBody,
+  type TargetsBody,
+  type TimestampBody,
+} from './metadata.js';
 import { parentRole } from './roles.js';
 import { formatRfc3339 } from './time.js';
 import { validRootKeys } from './update.js';
@@ -36,7 +47,12 @@ export interface VerifyFailure {
   message: string;
 }
 
-export const fail = (reason: FailureReason, message: string, role?: string): VerifyFailure => ({ ok: false, reason, message, ...(role ? { role } : {}) });
+export const fail = (reason: FailureReason, message: string, role?: string): VerifyFailure => ({
+  ok: false,
+  reason,
+  message,
+  ...(role ? { role } : {}),
+});
 
 /** Versions of each role as last verified for a GUN; a newer verification must not go below them. */
 export type VersionMap = Record<string, number>;
@@ -154,7 +170,8 @@ function notExpired(md: Metadata, name: string, nowMs: number): void {
 
 function noRollback(md: Metadata, name: string, last: VersionMap | undefined): void {
   const prev = last?.[name];
-  if (prev !== undefined && md.version < prev) bail('rollback', `${name} version ${md.version} is older than version ${prev} verified before`, name);
+  if (prev !== undefined && md.version < prev)
+    bail('rollback', `${name} version ${md.version} is older than version ${prev} verified before`, name);
 }
 
 function matchesMeta(name: string, bytes: Buffer, fm: FileMeta | undefined): void {
@@ -176,13 +193,15 @@ function verifyRoots(input: VerifyInput): Metadata<RootBody> {
     try {
       threshold(trusted, own, trusted.body.roles.root, 'root');
     } catch (e) {
-      if (e instanceof Failure) bail('untrusted-root', `root v${trusted.version} is not signed by its own root keys: ${e.f.message}`, 'root');
+      if (e instanceof Failure)
+        bail('untrusted-root', `root v${trusted.version} is not signed by its own root keys: ${e.f.message}`, 'root');
       throw e;
     }
   }
   for (const next of chain) {
     if (next.bytes.equals(trusted.bytes)) continue;
-    if (next.version < trusted.version) bail('rollback', `root version ${next.version} is older than trusted version ${trusted.version}`, 'root');
+    if (next.version < trusted.version)
+      bail('rollback', `root version ${next.version} is older than trusted version ${trusted.version}`, 'root');
     if (next.version !== trusted.version + 1) {
       bail('untrusted-root', `root chain skips from version ${trusted.version} to ${next.version}`, 'root');
     }
@@ -330,7 +349,8 @@ export function resolveTarget(repo: VerifiedRepo, name: string, req: TargetRequi
     hits.push({ role, hex, length: fm.length });
   }
   if (hits.length === 0) {
-    if (outside.length) return fail('delegation-path', `${name} is listed by ${outside.join(', ')} outside the paths delegated to it`, outside[0]);
+    if (outside.length)
+      return fail('delegation-path', `${name} is listed by ${outside.join(', ')} outside the paths delegated to it`, outside[0]);
     const broken = repo.skipped.find((s) => order.includes(s.role));
     if (broken) return fail(broken.reason, `no valid signature for ${name}: ${broken.message}`, broken.role);
     return fail('not-signed', `no signature for tag ${name} in ${order.join(', ')}`);
@@ -353,7 +373,11 @@ function finish(repo: VerifiedRepo, name: string, agree: Hit[], req: TargetRequi
       return fail('policy-unmet', `${name} is signed by ${got} of the required signers, threshold is ${need}`, first.role.name);
     }
   } else if (agree.length < need) {
-    return fail('policy-unmet', `${name} is signed in ${agree.length} role(s) (${agree.map((h) => h.role.name).join(', ')}), threshold is ${need}`, first.role.name);
+    return fail(
+      'policy-unmet',
+      `${name} is signed in ${agree.length} role(s) (${agree.map((h) => h.role.name).join(', ')}), threshold is ${need}`,
+      first.role.name,
+    );
   }
   return {
     ok: true,
