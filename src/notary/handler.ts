@@ -455,8 +455,10 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   }
 
   function failed(res: ServerResponse, method: string, path: string, e: unknown): void {
-    log('error', 'request failed', { method, path, error: (e as Error).message });
-    if (!res.headersSent) sendError(res, e instanceof StoreUnavailableError ? E.UNAVAILABLE : E.UNKNOWN);
+    const down = e instanceof StoreUnavailableError;
+    // An outage fails every request alike: a warning each, not an error.
+    log(down ? 'warn' : 'error', 'request failed', { method, path, error: (e as Error).message });
+    if (!res.headersSent) sendError(res, down ? E.UNAVAILABLE : E.UNKNOWN);
     else res.destroy();
   }
 

@@ -7,6 +7,8 @@ import pg from 'pg';
 import type { ChangeFeed, ChangeFeedListener } from './types.js';
 
 export const CHANNEL = 'trustgate_changes';
+/** How the LISTEN connections show in pg_stat_activity. */
+export const APPLICATION_NAME = 'trustgate change feed';
 
 /** A commit is heard, or the feed stops counting as fresh, within this. */
 export const FRESH_MS = 1000;
@@ -51,7 +53,12 @@ export class PgChangeFeed {
 
   private async connect(): Promise<void> {
     if (this.closed) return;
-    const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: PING_TIMEOUT_MS, keepAlive: true });
+    const c = new pg.Client({
+      connectionString: this.url,
+      connectionTimeoutMillis: PING_TIMEOUT_MS,
+      keepAlive: true,
+      application_name: APPLICATION_NAME,
+    });
     let dead = false;
     const lost = (e?: Error) => {
       if (dead) return;

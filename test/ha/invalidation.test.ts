@@ -7,7 +7,9 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pgDriver from 'pg';
 import { startProxy, type StartedProxy } from '../../src/proxy/index.js';
+import { APPLICATION_NAME } from '../../src/storage/pg-feed.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { notaryCli } from '../helpers/notary-cli.js';
 import {
@@ -213,6 +215,63 @@ test('HA2: PostgreSQL restarted under load: every instance recovers by itself an
     console.log(`  after the restart, revoke refused within ms: ${JSON.stringify(took)}`);
     for (const [name, ms] of Object.entries(took)) assert.ok(ms < LIMIT_MS, `${name} refused after ${ms} ms`);
   } finally {
+    await all.stop();
+  }
+});
+
+test('HA2: a change made while the change feeds are cut is enforced once they are back: the reconnect drops every cache', async () => {
+  const all = await startInstances('memory');
+  const a = all[0]!;
+  const repo = 'ha-missed/app';
+  const gun = `${REGISTRY}/${repo}`;
+  const admin = new pgDriver.Client({ connectionString: pg.url });
+  await admin.connect();
+  try {
+    const img = await makeImageLayout(path.join(dir, 'img-missed'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${a.host}/${repo}:v1`, ['--dest-creds', `admin:${a.tg.adminToken}`]);
+    for (const i of all) for (let n = 0; n < 2; n++) assert.equal((await pull(i, repo, 'v1')).status, 200);
+    // Every instance's LISTEN connection is ended; the revoke commits before any is back, so its
+    // notification reaches none of them.
+    const cut = await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [APPLICATION_NAME]);
+    assert.equal(cut.rowCount, 3);
+    const revoke = await api(a, 'DELETE', `/repositories/${encodeURIComponent(gun)}/tags/v1`);
+    assert.equal(revoke.status, 200, revoke.body);
+    const took = await allAnswer(all, repo, 'v1', 403, performance.now());
+    console.log(`  revoke missed by the feeds refused within ms: ${JSON.stringify(took)}`);
+    for (const [name, ms] of Object.entries(took)) assert.ok(ms < LIMIT_MS, `${name} refused after ${ms} ms`);
+    // Refused while the feeds were away (nothing cached was used), and still once they are back.
+    await sleep(1500);
+    for (const i of all) for (let n = 0; n < 2; n++) assert.equal((await pull(i, repo, 'v1')).status, 403, `${i.name} after the reconnect`);
+  } finally {
+    await admin.end();
+    await all.stop();
+  }
+});
+
+test('HA2: an instance whose change feed cannot reconnect does not use its cached verdicts', async () => {
+  const all = await startInstances('memory');
+  const a = all[0]!;
+  const repo = 'ha-cutoff/app';
+  const gun = `${REGISTRY}/${repo}`;
+  // From another database: the one in use cannot be closed to new connections from inside.
+  const admin = new pgDriver.Client({ connectionString: pg.url.replace(/\/trustgate$/, '/postgres') });
+  await admin.connect();
+  try {
+    const img = await makeImageLayout(path.join(dir, 'img-cutoff'), { tag: 'v1' });
+    await skopeoCopy(img.ref, `docker://${a.host}/${repo}:v1`, ['--dest-creds', `admin:${a.tg.adminToken}`]);
+    for (const i of all) for (let n = 0; n < 2; n++) assert.equal((await pull(i, repo, 'v1')).status, 200);
+    // No new connection to the database (pooled ones stay): the feeds, once ended, stay away.
+    await admin.query('ALTER DATABASE trustgate ALLOW_CONNECTIONS false');
+    await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [APPLICATION_NAME]);
+    const revoke = await api(a, 'DELETE', `/repositories/${encodeURIComponent(gun)}/tags/v1`);
+    assert.equal(revoke.status, 200, revoke.body);
+    const took = await allAnswer(all, repo, 'v1', 403, performance.now());
+    for (const [name, ms] of Object.entries(took)) assert.ok(ms < LIMIT_MS, `${name} refused after ${ms} ms`);
+    await sleep(1500);
+    for (const i of all) assert.equal((await pull(i, repo, 'v1')).status, 403, `${i.name} while its feed is away`);
+  } finally {
+    await admin.query('ALTER DATABASE trustgate ALLOW_CONNECTIONS true').catch(() => undefined);
+    await admin.end();
     await all.stop();
   }
 });
