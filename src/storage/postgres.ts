@@ -166,6 +166,8 @@ export class PostgresStore implements MetadataStore {
   readonly kind = 'postgres';
   private closing?: Promise<void>;
   private feed?: PgChangeFeed;
+  /** Session locks get connections of their own: a holder's reads and commit use the main pool. */
+  private lockPool?: pg.Pool;
   private constructor(
     private pool: pg.Pool,
     private onError: (e: Error) => void,
@@ -435,7 +437,36 @@ export class PostgresStore implements MetadataStore {
     return this.feed.follow(l);
   }
 
+  async exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    if (!this.lockPool) {
+      this.lockPool = new pg.Pool({ connectionString: this.url, max: this.max, connectionTimeoutMillis: 30_000 });
+      this.lockPool.on('error', (e) => this.onError(e));
+    }
+    // Not the key of a commit's transaction lock (the bare GUN), which this process also takes.
+    const name = [`exclusive:${key}`];
+    let c: pg.PoolClient | undefined;
+    let broken: Error | undefined;
+    // A lost session drops the lock; commits still check versions, so that costs a retry, not data.
+    const onClientError = (e: Error) => (broken ??= e);
+    try {
+      c = await this.lockPool.connect();
+      c.on('error', onClientError);
+      await c.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', name);
+    } catch (e) {
+      c?.off('error', onClientError);
+      c?.release(true);
+      throw mapped(e);
+    }
+    try {
+      return await fn();
+    } finally {
+      if (!broken) await c.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', name).catch((e: Error) => (broken ??= e));
+      c.off('error', onClientError);
+      c.release(broken);
+    }
+  }
+
   close(): Promise<void> {
-    return (this.closing ??= Promise.all([this.feed?.close(), this.pool.end()]).then(() => undefined));
+    return (this.closing ??= Promise.all([this.feed?.close(), this.pool.end(), this.lockPool?.end()]).then(() => undefined));
   }
 }

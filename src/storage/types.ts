@@ -115,6 +115,11 @@ export interface MetadataStore {
    * made for several instances (PostgreSQL) have it.
    */
   follow?(l: ChangeFeedListener): ChangeFeed;
+  /**
+   * Runs `fn` holding the lock named `key` across every process that shares this database (only
+   * stores made for several instances have it). Released when `fn` settles or the process dies.
+   */
+  exclusive?<T>(key: string, fn: () => Promise<T>): Promise<T>;
   /** Highest stored version of a role. */
   latest(gun: string, role: string): Promise<StoredFile | undefined>;
   /**
