@@ -1,9 +1,9 @@
-// The container's HEALTHCHECK: exit 0 when trustgate's health endpoint on TRUSTGATE_LISTEN
+// The container's HEALTHCHECK: exit 0 when trustgate's liveness endpoint (/livez) on TRUSTGATE_LISTEN
 // answers 200 within 2 s, else 1. No curl in a slim image, so node asks.
 import http from 'node:http';
 import https from 'node:https';
 
-const PATH = '/_notary_server/health';
+const PATH = '/livez';
 const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(process.env.TRUSTGATE_LISTEN ?? '127.0.0.1:4443');
 // A wildcard listen address is asked on loopback.
 let host = m ? (m[1] ?? m[2]) : '127.0.0.1';
