@@ -22,6 +22,7 @@ import { reconcileJournal } from './trust/audit-journal.js';
 import { createManagement, type Management } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
+import { errorBody, notFound } from './http/api-error.js';
 
 export interface App {
   config: Config;
@@ -239,8 +240,18 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
   api.use('/api/v1', signing.router);
   api.use('/api/v1', management.router);
-  // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
-  const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
+  // Anything no route claims: under /api/v1 the management API's 404, elsewhere notary's
+  // catch-all answer, so each client sees the error vocabulary it expects.
+  const fallthrough = (req: IncomingMessage, res: ServerResponse) => {
+    if (!/^\/api\/v1(\/|\?|$)/.test(req.url ?? '')) return sendError(res, NotaryErrors.METADATA_NOT_FOUND);
+    const body = JSON.stringify(errorBody(notFound('NOT_FOUND', 'no such endpoint (or not with this method): see openapi.yaml')));
+    res.writeHead(404, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      'Cache-Control': 'no-store',
+    });
+    res.end(body);
+  };
 
   const toApi = (req: IncomingMessage, res: ServerResponse) =>
     api(req as express.Request, res as express.Response, () => fallthrough(req, res));
