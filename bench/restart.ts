@@ -3,7 +3,7 @@
 // first start has already set up (a restart). BENCH_ROUNDS runs of each (default 7); the median
 // and the spread are printed. Needs `npm run build` (npm ci runs it).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,8 +39,18 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
+/** CPU time (user + system) a process has used so far, from /proc; undefined elsewhere. */
+function cpuMs(pid: number): number | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks of 1/100 s (USER_HZ)
+  } catch {
+    return undefined;
+  }
+}
+
 /** Spawns `cmd` (after the previous run's server is gone: its port answers nothing) and returns the ms until /_notary_server/health first answers 200. */
-async function timeStart(cmd: string, args: string[], env: NodeJS.ProcessEnv, url: string): Promise<number> {
+async function timeStart(cmd: string, args: string[], env: NodeJS.ProcessEnv, url: string, cpu: number[] = []): Promise<number> {
   for (let i = 0; i < 100 && (await get(url)) !== null; i++) await new Promise((r) => setTimeout(r, 100));
   const t0 = performance.now();
   const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -49,7 +59,12 @@ async function timeStart(cmd: string, args: string[], env: NodeJS.ProcessEnv, ur
   try {
     for (let i = 0; i < LIMIT_MS / POLL_MS; i++) {
       if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}):\n${stderr}`);
-      if ((await get(url)) === 200) return performance.now() - t0;
+      if ((await get(url)) === 200) {
+        const ms = performance.now() - t0;
+        const c = cpuMs(child.pid!);
+        if (c !== undefined) cpu.push(c);
+        return ms;
+      }
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     throw new Error(`no 200 within ${LIMIT_MS} ms:\n${stderr}`);
@@ -85,13 +100,17 @@ async function main(): Promise<void> {
       ['node dist/main.js', process.execPath, ['dist/main.js']],
       ['npm start', npm, ['start', '--silent']],
     ];
-    console.log(`${os.cpus().length} CPUs, node ${process.version}, ${ROUNDS} restarts each`);
+    console.log(`${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(1)}, node ${process.version}, ${ROUNDS} restarts each`);
     for (const [name, cmd, args] of series) {
       const runs: number[] = [];
-      for (let i = 0; i < ROUNDS; i++) runs.push(await timeStart(cmd, args, env, url));
+      const cpu: number[] = [];
+      for (let i = 0; i < ROUNDS; i++) runs.push(await timeStart(cmd, args, env, url, cpu));
       console.log(
         `${name.padEnd(18)} median ${median(runs).toFixed(0)} ms  min ${Math.min(...runs).toFixed(0)}  max ${Math.max(...runs).toFixed(0)}  (${runs.map((r) => r.toFixed(0)).join(', ')})`,
       );
+      // npm's own CPU is in the process spawned; the server's is its child's, not counted here.
+      if (cmd === process.execPath && cpu.length)
+        console.log(`${''.padEnd(18)} server CPU to first answer: median ${median(cpu).toFixed(0)} ms`);
     }
   } finally {
     await removeTempDir(dir);
