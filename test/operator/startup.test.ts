@@ -7,7 +7,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../helpers/ports.js';
-import { makeTempDir, removeTempDir, runCommand, type RunResult } from '../helpers/services.js';
+import { makeTempDir, removeTempDir, runCommand, startRedis, type RunResult } from '../helpers/services.js';
 import { startTrustgateProcess, trustgateCommand } from '../helpers/trustgate.js';
 import { until } from '../helpers/util.js';
 
@@ -65,6 +65,23 @@ describe('keystore passphrase', () => {
     const r = await start({ ...env, TRUSTGATE_KEY_PASSPHRASE: 'a-wrong-one', TRUSTGATE_LOG_LEVEL: 'debug' });
     assert.equal(r.code, 2);
     assert.match(r.stderr, /^\s+at /m);
+  });
+});
+
+describe('keyv keystore passphrase', () => {
+  test('a missing passphrase on a keyv keystore that holds keys: refused, and the secret made for it is removed', async () => {
+    const redis = await startRedis();
+    try {
+      const env = { ...dirs('keyv'), TRUSTGATE_KEYSTORE: 'keyv', TRUSTGATE_KEYSTORE_URL: redis.url };
+      const tg = await startTrustgateProcess({ ...env, TRUSTGATE_KEY_PASSPHRASE: 'the-right-one' }, join(work, 'keyv.log'));
+      await tg.proc.stop();
+      const r = await start(env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(oneLine(r), /TRUSTGATE_KEY_PASSPHRASE is not set, but the keyv keystore at TRUSTGATE_KEYSTORE_URL already holds keys/);
+      assert.equal(existsSync(join(env.TRUSTGATE_DATA_DIR, 'keystore.secret')), false, 'no stray keystore.secret');
+    } finally {
+      await redis.stop();
+    }
   });
 });
 
