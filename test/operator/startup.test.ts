@@ -101,6 +101,24 @@ describe('environment and files', () => {
     }
   });
 
+  test("the proxy's port in use: exit 1, names TRUSTGATE_PROXY_LISTEN", async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    try {
+      const r = await start({
+        ...dirs('proxyport'),
+        TRUSTGATE_KEY_PASSPHRASE: 'p',
+        TRUSTGATE_UPSTREAM: `http://127.0.0.1:${await freePort()}`,
+        TRUSTGATE_PROXY_LISTEN: `127.0.0.1:${port}`,
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(oneLine(r), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*set TRUSTGATE_PROXY_LISTEN to a free address`));
+    } finally {
+      holder.close();
+    }
+  });
+
   test('a data directory that is a file: exit 1, names it and TRUSTGATE_DATA_DIR', async () => {
     const file = join(work, 'not-a-dir');
     writeFileSync(file, 'x');
