@@ -31,9 +31,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   cleanup_policy() { if [ "$created_policy" = 1 ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi; }
   trap cleanup_policy EXIT
-  # DPkg::Lock::Timeout: wait for another apt or dpkg run (e.g. unattended upgrades) to finish.
-  timeout 300 "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=120 update
-  timeout 900 "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends \
+  # Another apt or unattended-upgrades may hold the dpkg lock: wait for it (up to 10 minutes).
+  LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
+  timeout 900 "${SUDO[@]}" apt-get "${LOCK_WAIT[@]}" update
+  timeout 1500 "${SUDO[@]}" apt-get "${LOCK_WAIT[@]}" install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}"
   cleanup_policy
   created_policy=0

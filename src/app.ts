@@ -2,15 +2,15 @@
 // the HTTP front. Tests build the same app with their own configuration.
 import express from 'express';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import type { Config } from './config/config.js';
+import { StartupError, type Config } from './config/config.js';
 import { openKeyStore } from './keystore/open.js';
 import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js';
 import { ANONYMOUS_ACTOR, createTrustgateAuth } from './auth/notary-auth.js';
 import type { AuditActor } from './audit/log.js';
-import type { KeyStore } from './keystore/types.js';
+import { KeyStoreError, type KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createNotaryHandler } from './notary/handler.js';
 import { Metrics } from './observability/metrics.js';
@@ -23,6 +23,7 @@ import { createManagement, type Management } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
 import { Probes } from './http/probes.js';
+import { errorBody, notFound } from './http/api-error.js';
 
 export interface App {
   config: Config;
@@ -49,21 +50,76 @@ export interface App {
 /**
  * The key-encryption passphrase: the configured one, else a random secret kept in the data
  * directory (0600), apart from the keys themselves, so a copy of the keys directory alone does
- * not reveal any key.
+ * not reveal any key. A keystore already set up is never given a new secret (it would unlock
+ * nothing): the start is refused instead. `made.path` is set when this call wrote the secret.
  */
-export function resolvePassphrase(config: Config, log: Logger): string {
+export function resolvePassphrase(config: Config, _log: Logger, made: { path?: string } = {}): string {
   if (config.keyPassphrase) return config.keyPassphrase;
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const path = join(config.dataDir, 'keystore.secret');
-  // Durable before any key is sealed under it; of racing first starts exactly one secret wins.
-  if (!existsSync(path) && createFileDurable(path, randomBytes(32).toString('base64') + '\n')) {
-    log(
-      'warn',
-      'TRUSTGATE_KEY_PASSPHRASE is not set: generated a key-encryption secret; back it up with the keys directory, but store it apart',
-      { path },
-    );
+  if (!existsSync(path)) {
+    if (config.keysDir && (config.keystore ?? 'file') === 'file' && existsSync(join(config.keysDir, 'keystore.json')))
+      throw new StartupError(
+        `TRUSTGATE_KEY_PASSPHRASE is not set and ${path} does not exist, but the keystore in ${config.keysDir} already holds keys: ` +
+          'set TRUSTGATE_KEY_PASSPHRASE to the passphrase they were sealed with, or restore keystore.secret from its backup',
+        2,
+      );
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    // Durable before any key is sealed under it; of racing first starts exactly one secret wins.
+    if (createFileDurable(path, randomBytes(32).toString('base64') + '\n')) made.path = path;
   }
   return readFileSync(path, 'utf8').trim();
+}
+
+/** Where the configured keystore is, in the words of its settings. */
+function keystorePlace(config: Config): string {
+  if (config.keystore === 'keyv') return 'the keyv keystore at TRUSTGATE_KEYSTORE_URL';
+  if (config.keystore === 'pkcs11') return `the PKCS#11 token ${JSON.stringify(config.pkcs11?.tokenLabel ?? '')}`;
+  return `the keystore in ${config.keysDir} (TRUSTGATE_KEYS_DIR)`;
+}
+
+/** A keystore that would not open, as the start-up error that names the cause and the fix. */
+function keystoreFailure(config: Config, e: unknown, madeSecret: boolean): StartupError {
+  if (e instanceof StartupError) return e;
+  const msg = (e as Error).message;
+  const where = keystorePlace(config);
+  if (e instanceof KeyStoreError && /wrong key-encryption passphrase/.test(msg)) {
+    if (madeSecret)
+      return new StartupError(
+        `TRUSTGATE_KEY_PASSPHRASE is not set, but ${where} already holds keys: set it to the passphrase they were sealed with`,
+        2,
+        e,
+      );
+    const source = config.keyPassphrase
+      ? 'TRUSTGATE_KEY_PASSPHRASE'
+      : `${join(config.dataDir, 'keystore.secret')} (TRUSTGATE_KEY_PASSPHRASE is unset)`;
+    return new StartupError(
+      `cannot open ${where}: the key-encryption passphrase from ${source} is not the one its keys were sealed with; set TRUSTGATE_KEY_PASSPHRASE to that passphrase`,
+      2,
+      e,
+    );
+  }
+  if (e instanceof KeyStoreError) return new StartupError(`cannot open ${where}: ${msg}`, 2, e);
+  const code = (e as NodeJS.ErrnoException).code;
+  const hint =
+    code === 'EACCES' || code === 'EPERM'
+      ? ': check the directory and its permissions'
+      : config.keystore === 'keyv'
+        ? ': check that the server at TRUSTGATE_KEYSTORE_URL is up and reachable'
+        : '';
+  return new StartupError(`cannot open ${where}: ${msg.split('\n')[0]}${hint}`, 1, e);
+}
+
+/** The metadata store of the configuration, or the start-up error saying why it did not open. */
+async function openStoreForStart(config: Config, log: Logger): Promise<MetadataStore> {
+  try {
+    return await openStore({ dataDir: config.dataDir, log, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0];
+    const [where, hint] = config.databaseUrl
+      ? ['PostgreSQL at TRUSTGATE_DATABASE_URL', 'check that the database is up, reachable, and that the URL names a user who may use it']
+      : [`SQLite in ${config.dataDir}`, 'check that TRUSTGATE_DATA_DIR is a directory this user may write'];
+    throw new StartupError(`cannot open the metadata store (${where}): ${msg}; ${hint}`, 1, e);
+  }
 }
 
 export interface AppOverrides {
@@ -75,9 +131,24 @@ export interface AppOverrides {
 
 export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
   const log = over.log ?? createLogger(config.logLevel);
-  const store =
-    over.store ?? (await openStore({ dataDir: config.dataDir, log, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
-  const opened = over.keys ? undefined : await openKeyStore(config, () => resolvePassphrase(config, log));
+  const store = over.store ?? (await openStoreForStart(config, log));
+  const made: { path?: string } = {};
+  let opened: Awaited<ReturnType<typeof openKeyStore>> | undefined;
+  if (!over.keys) {
+    try {
+      opened = await openKeyStore(config, () => resolvePassphrase(config, log, made));
+    } catch (e) {
+      if (made.path) rmSync(made.path, { force: true }); // it unlocks nothing: leave no stray secret behind
+      if (!over.store) await store.close().catch(() => undefined);
+      throw keystoreFailure(config, e, !!made.path);
+    }
+    if (made.path)
+      log(
+        'warn',
+        'TRUSTGATE_KEY_PASSPHRASE is not set: generated a key-encryption secret; back it up with the keys directory, but store it apart',
+        { path: made.path },
+      );
+  }
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();
@@ -172,8 +243,18 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
   api.use('/api/v1', signing.router);
   api.use('/api/v1', management.router);
-  // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
-  const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
+  // Anything no route claims: under /api/v1 the management API's 404, elsewhere notary's
+  // catch-all answer, so each client sees the error vocabulary it expects.
+  const fallthrough = (req: IncomingMessage, res: ServerResponse) => {
+    if (!/^\/api\/v1(\/|\?|$)/.test(req.url ?? '')) return sendError(res, NotaryErrors.METADATA_NOT_FOUND);
+    const body = JSON.stringify(errorBody(notFound('NOT_FOUND', 'no such endpoint (or not with this method): see openapi.yaml')));
+    res.writeHead(404, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      'Cache-Control': 'no-store',
+    });
+    res.end(body);
+  };
 
   const probes = new Probes(
     {

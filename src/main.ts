@@ -8,7 +8,8 @@ import https from 'node:https';
 import { createApp } from './app.js';
 import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
-import { ConfigError, loadConfig, type Config } from './config/config.js';
+import { loadConfig, StartupError, type Config } from './config/config.js';
+import { checkUpstream, listenFailure, reportStartFailure, serverArgs } from './config/startup.js';
 import { createServer, drain } from './http/server.js';
 import { createLogger } from './observability/log.js';
 import { removeLeftoverBackups } from './storage/backup-dirs.js';
@@ -18,16 +19,14 @@ const listenUrl = (config: Config, tls: boolean) =>
   `${tls ? 'https' : 'http'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`trustgate: ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
+  const args = serverArgs(process.argv.slice(2));
+  if (args) {
+    if (args.out) process.stdout.write(args.out);
+    if (args.err) process.stderr.write(args.err);
+    process.exitCode = args.exit;
+    return;
   }
+  const config = loadConfig();
   let tlsOptions: https.ServerOptions | undefined;
   if (config.tls) {
     try {
@@ -35,12 +34,16 @@ async function main(): Promise<void> {
       // Parse now, so a bad pair fails here rather than on the first connection.
       https.createServer(tlsOptions);
     } catch (e) {
-      process.stderr.write(`trustgate: cannot load TLS certificate or key: ${(e as Error).message}\n`);
-      process.exit(2);
+      throw new StartupError(
+        `cannot load the TLS certificate ${config.tls.cert} or key ${config.tls.key} (TRUSTGATE_TLS_CERT, TRUSTGATE_TLS_KEY): ${(e as Error).message}; give a readable PEM certificate and its private key`,
+        2,
+        e,
+      );
     }
   }
   if (cluster.isPrimary) {
     const log = createLogger(config.logLevel);
+    for (const w of config.warnings ?? []) log('warn', w);
     if (config.workersNote) log('info', config.workersNote);
     const prepare = async () => {
       const app = await createApp(config, { log });
@@ -56,17 +59,25 @@ async function main(): Promise<void> {
 async function serve(config: Config, tlsOptions: https.ServerOptions | undefined): Promise<void> {
   const worker = cluster.isWorker;
   // One process alone on its data directory (a worker's primary has done this before forking).
-  if (!worker) await removeLeftoverBackups(config.dataDir, createLogger(config.logLevel));
+  if (!worker)
+    await removeLeftoverBackups(config.dataDir, createLogger(config.logLevel)).catch((e: Error) => {
+      throw new StartupError(
+        `cannot use the data directory ${config.dataDir}: ${e.message}; check that TRUSTGATE_DATA_DIR is a directory this user may write`,
+        1,
+        e,
+      );
+    });
   const app = await createApp(config);
   if (worker) joinCluster(app);
   const server = createServer(config.http, tlsOptions, app.listener);
-  server.on('error', (e) => {
+  let listening!: () => void;
+  const listened = new Promise<void>((resolve) => (listening = resolve));
+  server.on('error', (e: NodeJS.ErrnoException) => {
+    if (!server.listening) return fail(listenFailure(e, 'TRUSTGATE_LISTEN', listenUrl(config, !!tlsOptions)));
     app.log('error', 'server error', { error: e.message });
     process.exit(1);
   });
   // A worker reports to the primary, which logs the service's start once.
-  let listening!: () => void;
-  const listened = new Promise<void>((resolve) => (listening = resolve));
   server.listen(config.listen.port, config.listen.host, () => {
     listening();
     if (worker) return;
@@ -78,13 +89,17 @@ async function serve(config: Config, tlsOptions: https.ServerOptions | undefined
   });
   // The verifying registry proxy, when an upstream registry is configured.
   const proxy = config.proxy
-    ? await startProxy(app, app.signing.cosignHook ? { cosign: app.signing.cosignHook } : {}).catch((e: Error) => {
-        app.log('error', 'cannot start the registry proxy', { error: e.message });
-        process.exit(2);
+    ? await startProxy(app, app.signing.cosignHook ? { cosign: app.signing.cosignHook } : {}).catch((e: NodeJS.ErrnoException) => {
+        const at = config.proxy!.listen;
+        if (e.syscall === 'listen') throw listenFailure(e, 'TRUSTGATE_PROXY_LISTEN', `${at.host}:${at.port}`);
+        throw new StartupError(`cannot start the registry proxy: ${e.message}`, 2, e);
       })
     : undefined;
   const proxyInfo = proxy ? { url: proxy.url, upstream: config.proxy!.upstream, policy: proxy.policy.current().source } : undefined;
-  if (proxyInfo && !worker) app.log('info', 'registry proxy listening', proxyInfo);
+  if (proxyInfo && !worker) {
+    app.log('info', 'registry proxy listening', proxyInfo);
+    void checkUpstream(config.proxy!.upstream, app.log);
+  }
   // SIGTERM: not ready from now on, no new connections, requests in flight finish (within
   // TRUSTGATE_SHUTDOWN_TIMEOUT_SECONDS, then their connections are closed), exit 0.
   let stopping = false;
@@ -119,4 +134,9 @@ async function serve(config: Config, tlsOptions: https.ServerOptions | undefined
   }
 }
 
-void main();
+/** Reports a start-up failure (one line; a stack only at debug level) and exits. */
+function fail(e: unknown): never {
+  process.exit(reportStartFailure(e, process.env.TRUSTGATE_LOG_LEVEL === 'debug'));
+}
+
+main().catch(fail);

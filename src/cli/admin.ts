@@ -2,7 +2,7 @@
 // read from a file (--passphrase-file) or TRUSTGATE_PASSPHRASE, never from a command-line value
 // (which other users can see in the process list); private keys are written to files with mode
 // 0600, or to stdout only when asked with `-o -`.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { intOpt, needPositionals, opt, opts, UsageError, type Parsed } from './args.js';
 import { CliError, EXIT } from './client.js';
 import { table } from './format.js';
@@ -323,11 +323,59 @@ const backup: Command = {
     needPositionals(p, [], this.usage);
     const out = opt(p, 'out');
     if (!out || out === '-') throw new UsageError(`give -o FILE, a file that does not exist yet\nusage: ${this.usage}`);
+    // Checked before the server is asked: a copy of the store is not made only to be thrown away.
+    if (lstatSync(out, { throwIfNoEntry: false })) throw new CliError(`cannot write ${out}: it exists already (give a new file name)`);
     ctx.progress('copying the metadata store…');
     const bytes = await ctx.api().download('/api/v1/backup', out, 'application/vnd.sqlite3');
     if (ctx.json) ctx.out(JSON.stringify({ file: out, bytes }) + '\n');
     else ctx.progress(`wrote ${bytes} bytes to ${out} (mode 0600); the keys directory is backed up separately`);
     return EXIT.OK;
+  },
+};
+
+const G = 'trustgate.example.com:5000/team/app';
+const HELP: Record<string, Pick<Command, 'details' | 'examples'>> = {
+  'repo init': {
+    details:
+      'By default the root key stays in the server keystore. With --root-key offline the root key is made, returned once as ' +
+      'an encrypted PEM written to -o FILE (passphrase from --passphrase-file or TRUSTGATE_PASSPHRASE), and not kept.',
+    examples: [`trustgate repo init ${G}`, `TRUSTGATE_PASSPHRASE=... trustgate repo init ${G} --root-key offline -o root.key`],
+  },
+  'repo trust-reset': { examples: [`trustgate repo trust-reset ${G}`] },
+  'key list': {
+    details: 'Key IDs are printed in full; every command that takes a key ID also takes a unique prefix of 12 or more characters.',
+    examples: [`trustgate key list ${G}`, `trustgate key list ${G} --json | jq -r '.keys[] | select(.role=="targets/ci") | .id'`],
+  },
+  'key rotate': {
+    details: 'A role with several keys needs --key-id, the key to replace (a unique prefix of 12+ characters will do).',
+    examples: [`trustgate key rotate ${G} targets`, `trustgate key rotate ${G} targets/releases --key-id 8c2f1d6b0e4a`],
+  },
+  'key export': {
+    examples: [`TRUSTGATE_PASSPHRASE=... trustgate key export ${G} 8c2f1d6b0e4a -o targets.key`],
+  },
+  'key import': {
+    details: 'Without --activate the key is only stored; with it the role is rotated to the imported key.',
+    examples: [`trustgate key import ${G} targets.key --role targets --passphrase-file pass.txt`],
+  },
+  'signer add': {
+    details:
+      'Creates the delegation targets/NAME and adds its keys to targets/releases (created when missing), as docker trust signer add ' +
+      'does. --generate makes a key held by the server; --key FILE.pub adds public keys held elsewhere.',
+    examples: [`trustgate signer add ${G} ci --generate`, `trustgate signer add ${G} alice --key alice.pub`],
+  },
+  'signer remove': { examples: [`trustgate signer remove ${G} alice`] },
+  'token create': {
+    details:
+      'The token is printed once, on stdout. A signer token signs only with the keys named by --key-id (full IDs or unique ' +
+      'prefixes of 12+ characters).',
+    examples: [
+      'trustgate token create --name ops --scope admin --expires 30d',
+      `trustgate token create --name ci --scope signer:${G} --key-id 8c2f1d6b0e4a --expires 90d`,
+    ],
+  },
+  backup: {
+    details: 'FILE must not exist yet: that is checked before the server is asked for a copy. The keys directory is backed up apart.',
+    examples: ['trustgate backup -o trustgate-$(date +%F).db'],
   },
 };
 
@@ -343,3 +391,4 @@ export const adminCommands: Command[] = [
   tokenCreate,
   backup,
 ];
+for (const c of adminCommands) Object.assign(c, HELP[c.name]);

@@ -18,6 +18,10 @@ export interface Command {
   name: string;
   usage: string;
   summary: string;
+  /** More about what it does and its options, for `--help` (wrapped at 100 columns). */
+  details?: string;
+  /** Command lines shown under `examples:` in `--help`. */
+  examples?: string[];
   options: Record<string, OptionSpec>;
   run(ctx: Context, args: Parsed): Promise<number>;
 }

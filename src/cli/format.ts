@@ -87,3 +87,22 @@ export function bytes(n: number): string {
   }
   return `${v.toFixed(1)} ${units[u]}`;
 }
+
+/**
+ * `prefix` then `text` wrapped at `width` columns, continuation lines indented by `indent`
+ * (default: the prefix's length). A word longer than a line stays whole.
+ */
+export function wrap(text: string, width = 100, prefix = '', indent = prefix.length): string {
+  const out: string[] = [];
+  let line = prefix;
+  let empty = true;
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (!empty && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = ' '.repeat(indent) + word;
+    } else line = empty ? line + word : `${line} ${word}`;
+    empty = false;
+  }
+  out.push(line);
+  return out.join('\n');
+}

@@ -10,6 +10,8 @@ import { ApiClient, CliError, EXIT } from './client.js';
 import { adminCommands } from './admin.js';
 import { signCommands } from './sign.js';
 import type { Command, Context } from './command.js';
+import { wrap } from './format.js';
+import { serverVersion } from '../config/startup.js';
 
 const GLOBAL: Record<string, OptionSpec> = {
   url: { value: true },
@@ -18,24 +20,74 @@ const GLOBAL: Record<string, OptionSpec> = {
   json: {},
   quiet: { short: 'q' },
   help: { short: 'h' },
+  version: { short: 'V' },
 };
 
 const COMMANDS: Command[] = [...signCommands, ...adminCommands];
 
+const WIDTH = 100;
+const GLOBAL_NOTE =
+  'Global options: --url URL and --token TOKEN (or --token-file FILE), else TRUSTGATE_URL and TRUSTGATE_TOKEN; ' +
+  '--json prints the API answer; -q silences progress. Exit codes: 0 ok, 3 denied or not signed, 1 error, 2 usage.';
+
 function help(): string {
-  const w = Math.max(...COMMANDS.map((c) => c.usage.length));
+  const w = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
   return [
     'trustgate: sign, verify and manage image trust on a trustgate server',
     '',
     'usage: trustgate [--url URL] [--token TOKEN] [--json] [-q] <command> [args]',
+    '       trustgate help <command>      (or: trustgate <command> --help)',
+    '       trustgate --version',
     '',
     'commands:',
-    ...COMMANDS.map((c) => `  ${c.usage.padEnd(w)}  ${c.summary}`),
+    ...COMMANDS.map((c) => wrap(c.summary, WIDTH, `  ${c.name.padEnd(w - 2)}`)),
     '',
-    'The server URL and token come from --url/--token (or --token-file) or TRUSTGATE_URL/TRUSTGATE_TOKEN.',
-    'Exit codes: 0 ok, 3 denied or not signed, 1 error, 2 usage.',
+    wrap(GLOBAL_NOTE, WIDTH),
+    '',
+    'examples:',
+    '  export TRUSTGATE_URL=https://trustgate.example.com:4443 TRUSTGATE_TOKEN=$(cat admin-token)',
+    '  trustgate repo init trustgate.example.com:5000/team/app',
+    '  trustgate help sign',
     '',
   ].join('\n');
+}
+
+function commandHelp(c: Command): string {
+  return [
+    wrap(c.usage, WIDTH, 'usage: trustgate ', 17),
+    '',
+    wrap(`${c.summary[0]!.toUpperCase()}${c.summary.slice(1)}.`, WIDTH),
+    ...(c.details ? ['', wrap(c.details, WIDTH)] : []),
+    ...(c.examples?.length ? ['', 'examples:', ...c.examples.map((e) => wrap(e, WIDTH, '  ', 4))] : []),
+    '',
+    wrap(GLOBAL_NOTE, WIDTH),
+    '',
+  ].join('\n');
+}
+
+/** Commands whose name starts with `group ` (`key` → key list, key rotate, ...). */
+const groupOf = (group: string) => COMMANDS.filter((c) => c.name.startsWith(`${group} `));
+
+function groupHelp(group: string): string {
+  return [
+    `usage: trustgate ${group} <command> [args]`,
+    '',
+    'commands:',
+    ...groupOf(group).flatMap((c) => [wrap(c.usage, WIDTH, '  trustgate ', 6), wrap(c.summary, WIDTH, '      ')]),
+    '',
+    `Run trustgate help ${group} <command> (or trustgate ${group} <command> --help) for its options and examples.`,
+    '',
+  ].join('\n');
+}
+
+/** The help `words` ask for: a command's, a group's, or the overview; undefined when they name nothing. */
+function helpFor(words: string[]): string | undefined {
+  if (words.length === 0) return help();
+  const name = words.join(' ');
+  const cmd = COMMANDS.find((c) => c.name === name) ?? findCommand(words)?.cmd;
+  if (cmd) return commandHelp(cmd);
+  if (groupOf(words[0]!).length) return groupHelp(words[0]!);
+  return undefined;
 }
 
 /** Finds the longest command name the arguments start with (`key list` before `key`). */
@@ -71,32 +123,39 @@ export async function main(
     i++;
   }
   const tail = argv.slice(i);
+  // --help and --version anywhere before `--` (every command and group answers them).
+  const opts = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length);
+  const words = tail.filter((a) => !a.startsWith('-'));
   try {
+    if (opts.includes('--version') || opts.includes('-V')) {
+      io.out(`trustgate ${serverVersion()}\n`);
+      return EXIT.OK;
+    }
+    if (tail[0] === 'help' || opts.includes('--help') || opts.includes('-h')) {
+      const text = helpFor(tail[0] === 'help' ? words.slice(1) : words);
+      if (!text)
+        throw new UsageError(`unknown command ${JSON.stringify(words.slice(tail[0] === 'help' ? 1 : 0).join(' '))} (see trustgate --help)`);
+      io.out(text);
+      return EXIT.OK;
+    }
     const found = findCommand(tail);
     const g = parseArgs(globals, GLOBAL);
     if (!found) {
-      if (g.flags.has('help') || tail[0] === 'help') {
-        io.out(help());
-        return EXIT.OK;
-      }
       if (tail.length === 0) throw new UsageError('no command given (see trustgate --help)');
-      throw new UsageError(
-        `unknown command ${JSON.stringify(
-          tail
-            .filter((a) => !a.startsWith('-'))
-            .slice(0, 2)
-            .join(' '),
-        )} (see trustgate --help)`,
-      );
+      if (words[0] && groupOf(words[0]).length) {
+        io.err(groupHelp(words[0]));
+        throw new UsageError(
+          words.length > 1
+            ? `unknown command ${JSON.stringify(words.slice(0, 2).join(' '))}`
+            : `${words[0]} needs a command (listed above)`,
+        );
+      }
+      throw new UsageError(`unknown command ${JSON.stringify(words.slice(0, 2).join(' '))} (see trustgate --help)`);
     }
     const { cmd, rest } = found;
     const p = parseArgs(rest, { ...GLOBAL, ...cmd.options });
     for (const [k, v] of g.options) if (!p.options.has(k)) p.options.set(k, v);
     for (const f of g.flags) p.flags.add(f);
-    if (p.flags.has('help')) {
-      io.out(`usage: trustgate ${cmd.usage}\n\n${cmd.summary}\n`);
-      return EXIT.OK;
-    }
     const json = p.flags.has('json');
     const quiet = p.flags.has('quiet');
     let client: ApiClient | undefined;

@@ -376,4 +376,20 @@ const promote: Command = {
   },
 };
 
+const G = 'trustgate.example.com:5000/team/app';
+const HELP: Record<string, Pick<Command, 'details' | 'examples'>> = {
+  sign: {
+    details:
+      "The size is read from the server's upstream registry when --size is left out (or from --registry URL). " +
+      '--cosign and --bundle also write a cosign signature and a Sigstore bundle to the upstream. A batch file is ' +
+      '{"gun","role","items":[{"tag","digest","size"}...]}; every item is checked before anything is sent.',
+    examples: [`trustgate sign ${G}@sha256:3e1f... --tag 1.4.0 --role targets/releases`, 'trustgate sign --batch tags.json --chunk 500'],
+  },
+  verify: { examples: [`trustgate verify ${G}:1.4.0`, `trustgate verify ${G}@sha256:3e1f... --role targets/releases`] },
+  inspect: { examples: [`trustgate inspect ${G}`] },
+  revoke: { examples: [`trustgate revoke ${G}:1.4.0 --role targets/releases`] },
+  promote: { examples: [`trustgate promote ${G}:rc-7 --to-role targets/releases --to-tag 1.4.0`] },
+};
+
 export const signCommands: Command[] = [sign, verify, inspect, revoke, promote];
+for (const c of signCommands) Object.assign(c, HELP[c.name]);

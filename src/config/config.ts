@@ -49,6 +49,8 @@ export interface Config {
   workers: number;
   /** Set when `auto` was held to one worker, saying why (logged at start). */
   workersNote?: string;
+  /** Unknown TRUSTGATE_* names, each with the closest known one (logged at start as warnings). */
+  warnings?: string[];
   /** TRUSTGATE_HTTP_*_TIMEOUT_MS: header, whole-request and keep-alive limits of every server (src/http/server.ts). */
   http: HttpTimeouts;
   /** TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS: the proxy's whole-request limit; default 0 (none), so long blob uploads are not cut. */
@@ -70,7 +72,61 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A start-up failure with the message an operator acts on: `exit` 2 when a setting must change,
+ * 1 when the environment is at fault (a port in use, a store that cannot be reached).
+ */
+export class StartupError extends Error {
+  override name = 'StartupError';
+  constructor(
+    message: string,
+    readonly exit: 1 | 2,
+    override readonly cause?: unknown,
+  ) {
+    super(message);
+  }
+}
+
 type Env = Record<string, string | undefined>;
+
+/**
+ * Every TRUSTGATE_* name trustgate reads (the server's and the CLI's, which often share a shell).
+ * A name outside this list is warned about at start with the closest one here.
+ */
+export const KNOWN_VARIABLES: readonly string[] = [
+  ...'CONFIG LISTEN TLS_CERT TLS_KEY DATA_DIR KEYS_DIR DATABASE_URL KEY_PASSPHRASE MAX_BODY_BYTES GUN_PREFIXES'.split(' '),
+  ...'CACHE_MAX_AGE_CURRENT CACHE_MAX_AGE_CONSISTENT SERVER_KEY_ALGORITHM LOG_LEVEL KEYSTORE KEYSTORE_URL'.split(' '),
+  ...'PKCS11_MODULE PKCS11_TOKEN_LABEL PKCS11_PIN PKCS11_PIN_FILE PENDING_TTL_SECONDS SIGN_CHECK_UPSTREAM WORKERS'.split(' '),
+  ...'HTTP_HEADERS_TIMEOUT_MS HTTP_REQUEST_TIMEOUT_MS HTTP_KEEPALIVE_TIMEOUT_MS PROXY_REQUEST_TIMEOUT_MS SIGN_MAX_BATCH'.split(' '),
+  ...'AUTH AUTH_ANONYMOUS_READ AUTH_REALM AUTH_SERVICE AUTH_ISSUER AUTH_ROOT_CERT_BUNDLE AUTH_TOKEN_KEY AUTH_TOKEN_CERT'.split(' '),
+  ...'AUTH_USERS AUTH_TOKEN_TTL UPSTREAM PROXY_LISTEN REGISTRY_NAME PROXY_AUTH PROXY_ANONYMOUS_PULL UPSTREAM_USERNAME'.split(' '),
+  ...'UPSTREAM_PASSWORD UPSTREAM_TOKEN UPSTREAM_TIMEOUT_MS POLICY VERDICT_TTL_SECONDS VERDICT_CACHE_MAX CACHE_URL'.split(' '),
+  ...'MANIFEST_CACHE_MB SHUTDOWN_TIMEOUT_SECONDS URL TOKEN PASSPHRASE REGISTRY CLI FUZZ_SEED'.split(' '),
+].map((n) => `TRUSTGATE_${n}`);
+
+/** Levenshtein distance, for naming the variable a misspelt one was meant to be. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/** Warnings for TRUSTGATE_* names trustgate does not read, each naming the closest known name. */
+export function unknownVariables(names: Iterable<string>, known: readonly string[] = KNOWN_VARIABLES): string[] {
+  const out: string[] = [];
+  for (const name of names) {
+    // TRUSTGATE_TEST_*: the test suite's own settings.
+    if (!name.startsWith('TRUSTGATE_') || name.startsWith('TRUSTGATE_TEST_') || known.includes(name)) continue;
+    const best = [...known].sort((x, y) => distance(name, x) - distance(name, y))[0]!;
+    const near = distance(name, best) <= Math.max(2, Math.floor(name.length / 5));
+    out.push(`${name} is not a trustgate setting and is ignored${near ? ` (did you mean ${best}?)` : ''}`);
+  }
+  return out;
+}
 
 function parseHostPort(v: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v.trim());
@@ -178,6 +234,8 @@ export function loadConfig(env: Env = process.env): Config {
   r.problems.push(...proxy.problems);
   if (proxy.config) cfg.proxy = proxy.config;
   if (r.problems.length) throw new ConfigError(r.problems);
+  const warnings = unknownVariables(Object.keys(merged));
+  if (warnings.length) cfg.warnings = warnings;
   return cfg;
 }
 

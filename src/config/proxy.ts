@@ -45,12 +45,17 @@ export function readProxyConfig(env: Env): { config?: ProxyConfig; problems: str
   const str = (k: string) => (env[k] === undefined || env[k] === '' ? undefined : env[k]);
   const upstream = str('TRUSTGATE_UPSTREAM');
   if (!upstream) return { problems };
+  const schemeless = !/^[a-z][a-z0-9+.-]*:\/\//i.test(upstream);
+  if (schemeless)
+    problems.push(`TRUSTGATE_UPSTREAM must be a URL with its scheme, e.g. http://${upstream}, got ${JSON.stringify(upstream)}`);
   try {
     const u = new URL(upstream);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push('TRUSTGATE_UPSTREAM must be an http:// or https:// URL');
-    if (u.pathname !== '/' && u.pathname !== '') problems.push('TRUSTGATE_UPSTREAM must be the registry root URL, without a path');
+    if (schemeless) {
+      // reported above: `host:port` parses as a scheme and a path
+    } else if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push('TRUSTGATE_UPSTREAM must be an http:// or https:// URL');
+    else if (u.pathname !== '/' && u.pathname !== '') problems.push('TRUSTGATE_UPSTREAM must be the registry root URL, without a path');
   } catch {
-    problems.push(`TRUSTGATE_UPSTREAM must be a URL, got ${JSON.stringify(upstream)}`);
+    if (!schemeless) problems.push(`TRUSTGATE_UPSTREAM must be a URL, got ${JSON.stringify(upstream)}`);
   }
   const listenText = str('TRUSTGATE_PROXY_LISTEN') ?? '127.0.0.1:5000';
   const lm = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(listenText);

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'INVALID_ROLE'
   | 'ROLE_NOT_FOUND'
   | 'KEY_NOT_FOUND'
+  | 'AMBIGUOUS_KEY_ID'
   | 'KEY_EXISTS'
   | 'KEY_IN_USE'
   | 'UNKNOWN_ALGORITHM'

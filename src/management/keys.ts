@@ -104,7 +104,7 @@ export class Keyring {
         this.c.checkGun(gun);
         checkPassphrase(passphrase);
         const rec = await this.c.keys.get(id);
-        if (!rec || rec.gun !== gun) throw notFound('KEY_NOT_FOUND', `the server holds no key ${id} for ${gun}`);
+        if (!rec || rec.gun !== gun) throw notFound('KEY_NOT_FOUND', `the server holds no key with the ID ${id} for ${gun}`);
         let priv: KeyObject;
         try {
           priv = await this.c.keys.exportPrivate(id);
@@ -322,7 +322,7 @@ export class Keyring {
         const roles = allRoles(v).filter((r) => roleKeysOf(v, r)!.role.keyids.includes(id));
         if (roles.length === 0) {
           const rec = await this.c.keys.get(id);
-          if (!rec || rec.gun !== gun) throw notFound('KEY_NOT_FOUND', `${gun} has no key ${id}`);
+          if (!rec || rec.gun !== gun) throw notFound('KEY_NOT_FOUND', `${gun} has no key with the ID ${id}, held or in its metadata`);
           await this.c.keys.delete(id);
           this.c.auditOk(actor, 'key.delete', gun, { inMetadata: false }, { role: rec.role, keyId: id });
           return {

@@ -18,6 +18,7 @@ import { RequestValidator } from '../http/schemas.js';
 import { parseDuration, type ChangeResult, type OfflineKeyInput } from './context.js';
 import type { ManagementService } from './service.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
+import { resolveKeyId, resolveKeyIds } from './key-ids.js';
 
 export interface Ctx {
   req: Request;
@@ -80,6 +81,9 @@ export function routes(d: RouterDeps): Route[] {
   const s = d.service;
   const readable = (a: Actor) => (gun: string) => allows(a.scopes, 'read', gun);
   /** A pending change, once the actor may `perm` its repository. */
+  /** Every key ID a repository knows (held or in its metadata): what a prefix is matched against. */
+  const repoKeyIds = async (gun: string) => (await s.keyring.list(gun)).map((k) => k.id);
+  const repoKey = async (gun: string, id: string) => resolveKeyId(id, /^[0-9a-f]{64}$/.test(id) ? [] : await repoKeyIds(gun), gun);
   const pendingFor = async (a: Actor, id: string, perm: Permission, action: string) => {
     const p = await s.pendingChanges.get(id);
     authorize(d.audit, a, perm, p.gun, action);
@@ -157,7 +161,7 @@ export function routes(d: RouterDeps): Route[] {
         const r = await s.expiry.resign(actor, params.gun!, {
           ...(body.roles ? { roles: body.roles } : {}),
           ...(body.within ? { withinMs: parseDuration(body.within) } : {}),
-          ...(body.signWith ? { signWith: body.signWith } : {}),
+          ...(body.signWith ? { signWith: await resolveKeyIds(body.signWith, () => repoKeyIds(params.gun!), params.gun!) } : {}),
           ...(body.offlineRootKey ? { offlineRootKey: body.offlineRootKey } : {}),
         });
         return { status: 200, body: r };
@@ -178,6 +182,7 @@ export function routes(d: RouterDeps): Route[] {
       body: 'keys.json#/$defs/ImportKeyRequest',
       action: 'key.import',
       handler: async ({ actor, params, body }) => {
+        if (body.replaceKeyId !== undefined) body.replaceKeyId = await repoKey(params.gun!, body.replaceKeyId);
         const r = await s.keyring.import(actor, params.gun!, body);
         return r.status === 'stored' ? { status: 201, body: r } : changeReply(r as ChangeResult & Record<string, unknown>);
       },
@@ -188,7 +193,10 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       body: 'keys.json#/$defs/RotateKeyRequest',
       action: 'key.rotate',
-      handler: async ({ actor, params, body }) => changeReply(await s.keyring.rotate(actor, params.gun!, params.role!, body)),
+      handler: async ({ actor, params, body }) => {
+        if (body.keyId !== undefined) body.keyId = await repoKey(params.gun!, body.keyId);
+        return changeReply(await s.keyring.rotate(actor, params.gun!, params.role!, body));
+      },
     },
     {
       method: 'post',
@@ -198,7 +206,7 @@ export function routes(d: RouterDeps): Route[] {
       action: 'key.export',
       handler: async ({ actor, params, body }) => ({
         status: 200,
-        body: await s.keyring.export(actor, params.gun!, params.keyId!, body.passphrase),
+        body: await s.keyring.export(actor, params.gun!, await repoKey(params.gun!, params.keyId!), body.passphrase),
       }),
     },
     {
@@ -208,7 +216,14 @@ export function routes(d: RouterDeps): Route[] {
       body: 'keys.json#/$defs/DeleteKeyRequest',
       action: 'key.delete',
       handler: async ({ actor, params, body }) =>
-        changeReply(await s.keyring.delete(actor, params.gun!, params.keyId!, body as { offlineRootKey?: OfflineKeyInput })),
+        changeReply(
+          await s.keyring.delete(
+            actor,
+            params.gun!,
+            await repoKey(params.gun!, params.keyId!),
+            body as { offlineRootKey?: OfflineKeyInput },
+          ),
+        ),
     },
     {
       method: 'post',
@@ -282,7 +297,10 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'sign',
       body: 'tags.json#/$defs/AddTagRequest',
       action: 'tag.add',
-      handler: async ({ actor, params, body }) => changeReply(await s.tags.add(actor, params.gun!, body)),
+      handler: async ({ actor, params, body }) => {
+        if (body.signWith) body.signWith = await resolveKeyIds(body.signWith, () => repoKeyIds(params.gun!), params.gun!);
+        return changeReply(await s.tags.add(actor, params.gun!, body));
+      },
     },
     {
       method: 'delete',
@@ -321,7 +339,13 @@ export function routes(d: RouterDeps): Route[] {
       body: 'pending.json#/$defs/SignPendingRequest',
       action: 'pending.sign',
       handler: async ({ actor, params, body }) => {
-        await pendingFor(actor, params.id!, 'sign', 'pending.sign');
+        const p = await pendingFor(actor, params.id!, 'sign', 'pending.sign');
+        if (body.keyId !== undefined)
+          body.keyId = resolveKeyId(
+            body.keyId,
+            (await s.keys.list({ gun: p.gun })).map((k) => k.id),
+            `the keys held for ${p.gun}`,
+          );
         return { status: 200, body: await s.pendingChanges.sign(actor, params.id!, body) };
       },
     },
@@ -368,8 +392,9 @@ export function routes(d: RouterDeps): Route[] {
           if (e instanceof ScopeError) throw badRequest('INVALID_REQUEST', e.message);
           throw e;
         }
+        body.keyIds = await resolveKeyIds(body.keyIds, async () => (await s.keys.list()).map((k) => k.id), 'the keys the server holds');
         for (const id of (body.keyIds ?? []) as string[]) {
-          if (!(await s.keys.get(id))) throw notFound('KEY_NOT_FOUND', `the server holds no key ${id}`);
+          if (!(await s.keys.get(id))) throw notFound('KEY_NOT_FOUND', `the server holds no key with the ID ${id}`);
         }
         const { token, info } = d.tokens.create({
           name: body.name,
@@ -525,6 +550,15 @@ export function createManagementRouter(d: RouterDeps): express.Router {
           query[k] = v;
         }
         const reply = await r.handler({ req, res, actor, params, query, body });
+        // The service log names each change too (the audit log has the detail).
+        if (r.method !== 'get' && reply.status < 300)
+          d.log('info', 'management API change', {
+            actor: actor.name,
+            actorId: actor.id,
+            action: r.action,
+            ...(params.gun !== undefined ? { gun: params.gun } : typeof body.gun === 'string' ? { gun: body.gun } : {}),
+            ...(reply.status === 202 ? { pending: true } : {}),
+          });
         if (reply.file) return sendFile(res, reply.file, d.log);
         res.status(reply.status).json(reply.body);
       })().catch(next);

@@ -3,8 +3,9 @@
 // (trust/changes.ts) with the PUSHER's usable keys; a push is never parked as a pending change.
 // When the policy also asks for cosign signatures (`signatures: cosign` or `both`), the pipeline's
 // after-publish step writes one with the pusher's ECDSA key of the role. An admin's first push
-// initialises the repository's trust (root kept in the keystore) and creates a missing
-// delegated role under `targets` with a new held key.
+// initialises the repository's trust (root kept in the keystore, and targets/releases with a new
+// held key, as docker trust makes it) and creates a missing delegated role under `targets` with a
+// new held key.
 import { keyId } from '../core/crypto/keys.js';
 import type { Signer } from '../core/crypto/signer.js';
 import { setEntry } from '../core/tuf/metadata.js';
@@ -39,6 +40,7 @@ export interface PushSignOptions {
 }
 
 const isEcdsa = (s: Signer) => s.key.keytype.startsWith('ecdsa');
+const RELEASES = 'targets/releases';
 
 export class PushSigner {
   constructor(
@@ -106,6 +108,8 @@ export class PushSigner {
           if (!(e instanceof EditorError && e.code === 'CONFLICT')) throw e;
         }
       }
+      // As docker trust does, a repository it initialises gets targets/releases, which CI signs into.
+      if (initialised && role !== RELEASES) await this.ensureDelegation(gun, RELEASES, who);
       const delegated = role !== 'targets' ? await this.ensureDelegation(gun, role, who) : false;
       const meta = { hashes: { sha256: Buffer.from(digest.slice(7), 'hex').toString('base64') }, length };
       let cosign: CosignResult | undefined;

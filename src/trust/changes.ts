@@ -247,7 +247,7 @@ export class TrustChanges {
           throw new TrustChangeError('REPOSITORY_NOT_FOUND', `repository ${gun} has no trust data (run: trustgate repo init ${gun})`);
         throw new TrustChangeError(
           'ROLE_NOT_FOUND',
-          `role ${role} does not exist in ${gun}${isDelegationName(role) ? ` (it is not delegated by ${parentRole(role)})` : ''}`,
+          `role ${role} does not exist in ${gun}${isDelegationName(role) ? ` (it is not delegated by ${parentRole(role)}; ${role === 'targets/releases' ? `trustgate signer add ${gun} NAME creates it` : "the management API's POST /repositories/{gun}/delegations creates it"})` : ''}`,
           { role },
         );
       }

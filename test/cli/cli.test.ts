@@ -51,7 +51,10 @@ describe('usage and connection errors', () => {
     }
     const help = await admin.run(['--help']);
     exits(help, 0);
-    assert.match(help.stdout, /sign IMAGE@DIGEST/);
+    assert.match(help.stdout, /^ {2}sign +sign an image digest/m);
+    const signHelp = await admin.run(['help', 'sign']);
+    exits(signHelp, 0);
+    assert.match(signHelp.stdout, /sign IMAGE@DIGEST/);
   });
 
   test('no server URL: exit 2; an unreachable server: exit 1 with a one-line reason', async () => {

@@ -377,7 +377,8 @@ describe('trust-reset', () => {
     const { repo, gun, pin } = await pinnedRepo('cli');
     const admin = cli(s.tg.url, s.admin);
     const help = await admin.run(['--help']);
-    assert.match(help.stdout, /repo trust-reset REPO\s+make the proxy trust a repository's current root again/);
+    assert.match(help.stdout, /repo trust-reset\s+make the proxy trust a repository's current root again/);
+    assert.match((await admin.run(['help', 'repo', 'trust-reset'])).stdout, /usage: trustgate repo trust-reset REPO/);
 
     const usage = await admin.run(['repo', 'trust-reset']);
     assert.equal(usage.code, 2, usage.stderr);

@@ -3,7 +3,8 @@
 // certificate and no Rekor/TSA witness (no network here): trust rests on the public key, as with
 // `cosign sign --key`. Verification uses @sigstore/verify against that key.
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { DSSEBundleBuilder, type Bundle, type Signer as SigstoreSigner } from '@sigstore/sign';
+// @sigstore/sign is loaded on the first bundle made: most starts never make one, and it is slow to load.
+import type { Bundle, Signer as SigstoreSigner } from '@sigstore/sign';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
 import { publicKeyObject } from './keys.js';
 import type { Signer } from './signer.js';
@@ -58,6 +59,7 @@ export function sigstoreSigner(signer: Signer): SigstoreSigner {
 
 /** Signs an in-toto statement into a Sigstore bundle (DSSE, public-key verification material). */
 export async function createBundle(signer: Signer, statement: Buffer): Promise<Bundle> {
+  const { DSSEBundleBuilder } = await import('@sigstore/sign');
   const builder = new DSSEBundleBuilder({ signer: sigstoreSigner(signer), witnesses: [] });
   return builder.create({ data: statement, type: IN_TOTO_PAYLOAD_TYPE });
 }
