@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real external components the test suite runs against (Debian 12 packages):
 # the notary CLI and reference notary-server, docker-registry, skopeo, PostgreSQL, Redis,
-# SoftHSM2. Skips apt entirely when everything is already present. Needs root or sudo -n.
+# SoftHSM2, and for test/deploy HAProxy, buildah (vfs storage, chroot isolation: no daemon)
+# and mmdebstrap (the image's base). Skips apt entirely when everything is already present.
+# Needs root or sudo -n.
 set -euo pipefail
 
-PACKAGES=(notary docker-registry skopeo postgresql redis-server softhsm2 openssl)
-BINARIES=(notary notary-server docker-registry skopeo redis-server softhsm2-util openssl)
+PACKAGES=(notary docker-registry skopeo postgresql redis-server softhsm2 openssl haproxy buildah mmdebstrap)
+BINARIES=(notary notary-server docker-registry skopeo redis-server softhsm2-util openssl haproxy buildah mmdebstrap)
 
 missing=()
 for b in "${BINARIES[@]}"; do
@@ -29,8 +31,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   cleanup_policy() { if [ "$created_policy" = 1 ]; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; fi; }
   trap cleanup_policy EXIT
-  timeout 300 "${SUDO[@]}" apt-get update
-  timeout 900 "${SUDO[@]}" apt-get install -y --no-install-recommends \
+  # DPkg::Lock::Timeout: wait for another apt or dpkg run (e.g. unattended upgrades) to finish.
+  timeout 300 "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=120 update
+  timeout 900 "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}"
   cleanup_policy
   created_policy=0

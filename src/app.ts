@@ -22,6 +22,7 @@ import { reconcileJournal } from './trust/audit-journal.js';
 import { createManagement, type Management } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
+import { Probes } from './http/probes.js';
 
 export interface App {
   config: Config;
@@ -40,6 +41,8 @@ export interface App {
   management: Management;
   /** Signing for CI and release tools under /api/v1/signing (src/signing). */
   signing: Signing;
+  /** /livez and /readyz, on this listener and the proxy's; `draining` marks shutdown. */
+  probes: Probes;
   close(): Promise<void>;
 }
 
@@ -73,7 +76,7 @@ export interface AppOverrides {
 export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
   const log = over.log ?? createLogger(config.logLevel);
   const store =
-    over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
+    over.store ?? (await openStore({ dataDir: config.dataDir, log, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
   const opened = over.keys ? undefined : await openKeyStore(config, () => resolvePassphrase(config, log));
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
@@ -172,10 +175,20 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
   const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
 
+  const probes = new Probes(
+    {
+      store: () => store.ping(),
+      keystore: () => (keys.ping ? keys.ping() : keys.get('0'.repeat(64))),
+    },
+    log,
+  );
   const toApi = (req: IncomingMessage, res: ServerResponse) =>
     api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     let handled: boolean | Promise<boolean>;
+    if (req.url!.startsWith('/livez') || req.url!.startsWith('/readyz')) {
+      if (probes.handle(req, res)) return;
+    }
     try {
       handled = notary(req, res);
     } catch (e) {
@@ -205,6 +218,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     now: over.now ?? Date.now,
     management,
     signing,
+    probes,
     close: async () => {
       signing.close();
       management.close();

@@ -36,9 +36,6 @@ const META = 'keystore';
 const INDEX = 'index';
 const KEY_PREFIX = 'key:';
 
-/** Open keystores per PostgreSQL URL (see connect). */
-const pgUsers = new Map<string, number>();
-
 export interface KeyvKeyStoreOptions {
   /** `iterator` (default when the adapter has one) or `index`. */
   listing?: 'iterator' | 'index';
@@ -78,16 +75,22 @@ export class KeyvKeyStore implements KeyStore {
     let disconnect: (kv: Keyv) => Promise<void> = (kv) => kv.disconnect();
     if (/^postgres(ql)?:$/.test(u.protocol)) {
       const { default: KeyvPostgres } = await import('@keyv/postgres');
-      store = new KeyvPostgres({ uri: clean, table: 'trustgate_keys' });
-      // @keyv/postgres keeps one pool per process for a URI and ends it on any disconnect:
-      // count the users of a URI and end the pool with the last one.
-      pgUsers.set(clean, (pgUsers.get(clean) ?? 0) + 1);
-      disconnect = async (kv) => {
-        const n = (pgUsers.get(clean) ?? 1) - 1;
-        if (n > 0) return void pgUsers.set(clean, n);
-        pgUsers.delete(clean);
-        await kv.disconnect();
-      };
+      const { default: pg } = await import('pg');
+      // @keyv/postgres shares one pool per process and URI, with no 'error' listener: a database
+      // restart ends its idle connections, and the unhandled 'error' event ends the process. Each
+      // keystore gets its own pool here, which drops such connections and opens new ones.
+      class OwnPool extends KeyvPostgres {
+        declare own?: InstanceType<typeof pg.Pool>;
+        override async connect() {
+          const pool = (this.own ??= new pg.Pool({ connectionString: clean, max: 4 }));
+          pool.on('error', () => undefined);
+          return async (sql: string, values?: unknown) => (await pool.query(sql, values as unknown[])).rows;
+        }
+        override async disconnect() {
+          await this.own?.end();
+        }
+      }
+      store = new OwnPool({ uri: clean, table: 'trustgate_keys' });
     } else if (/^rediss?:$/.test(u.protocol)) {
       const { default: KeyvRedis } = await import('@keyv/redis');
       const redis = new KeyvRedis(
@@ -165,6 +168,14 @@ export class KeyvKeyStore implements KeyStore {
 
   private aad(rec: KeyRecord): string {
     return `${rec.id}\n${rec.gun}\n${rec.role}`;
+  }
+
+  async ping(): Promise<void> {
+    try {
+      if (!(await this.kv.get(META))) throw new KeyStoreError('the keystore entry is missing');
+    } catch (e) {
+      throw backendError(e);
+    }
   }
 
   private async entry(id: string): Promise<KeyEntry | undefined> {

@@ -183,7 +183,8 @@ export class TrustChanges {
     this.trust = opts.trust;
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? (() => undefined);
-    this.locks = opts.locks ?? new GunLocks();
+    const store = opts.trust.store;
+    this.locks = opts.locks ?? new GunLocks(store.exclusive && ((gun, fn) => store.exclusive!(gun, fn)));
     this.pending = opts.pending;
     this.editor = new RepoEditor(opts.trust, opts.keys, this.now);
     this.hooks = [...(opts.after ?? [])];
