@@ -19,6 +19,8 @@ import { makeTempDir, removeTempDir, runCommand, startNotaryServer, startProcess
 import type { LoadResult } from './load.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The checkout whose trustgate is measured (BENCH_TRUSTGATE_DIR: another one, e.g. an older commit's worktree). */
+const SERVER_ROOT = path.resolve(process.env.BENCH_TRUSTGATE_DIR ?? ROOT);
 const DURATION_MS = envInt('BENCH_DURATION_MS', 5000, 500, 60_000);
 const WARMUP_MS = Math.min(1000, Math.max(300, Math.floor(DURATION_MS / 5)));
 const MAX_REQUESTS = 2_000_000;
@@ -112,11 +114,11 @@ async function findPid(needle: string): Promise<number | undefined> {
 
 /** Builds dist/ as `npm start` does (`npm run build`), falling back to tsx if the build fails. */
 async function buildTrustgate(): Promise<{ entry: string[]; how: string }> {
-  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = await runCommand(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: ROOT, timeoutMs: 120_000 });
-  if (r.code === 0) return { entry: [path.join(ROOT, 'dist', 'main.js')], how: 'node dist/main.js' };
+  const tsc = path.join(SERVER_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = await runCommand(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: SERVER_ROOT, timeoutMs: 120_000 });
+  if (r.code === 0) return { entry: [path.join(SERVER_ROOT, 'dist', 'main.js')], how: 'node dist/main.js' };
   say(`build failed, running src/main.ts through tsx instead:\n${(r.stdout + r.stderr).slice(0, 2000)}`);
-  return { entry: ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (build failed)' };
+  return { entry: ['--import', 'tsx', path.join(SERVER_ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (build failed)' };
 }
 
 async function startTrustgateProcess(entry: string[], workers: string, name: Server['name'] = 'trustgate'): Promise<Server> {
@@ -134,7 +136,7 @@ async function startTrustgateProcess(entry: string[], workers: string, name: Ser
     NODE_ENV: 'production',
   });
   const extra = (process.env.BENCH_TRUSTGATE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const proc = startProcess(process.execPath, [...extra, ...entry], { cwd: ROOT, env, logFile: path.join(dir, 'trustgate.log') });
+  const proc = startProcess(process.execPath, [...extra, ...entry], { cwd: SERVER_ROOT, env, logFile: path.join(dir, 'trustgate.log') });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/_notary_server/health`, 30_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });

@@ -16,6 +16,8 @@ import { freePort, waitForHttp } from '../test/helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, startRegistry } from '../test/helpers/services.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+/** The checkout whose trustgate is measured (BENCH_TRUSTGATE_DIR: another one, e.g. an older commit's worktree). */
+const SERVER_ROOT = path.resolve(process.env.BENCH_TRUSTGATE_DIR ?? ROOT);
 
 interface Load {
   requests: number;
@@ -202,7 +204,7 @@ async function main(): Promise<void> {
   const creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'bench', scopes: ['admin'], createdBy: 'bench' }).token}`;
   // SIGINT: trustgate exits through its own handler, so --cpu-prof can write its profile.
   const proc = startProcess(process.execPath, nodeArgs, {
-    cwd: ROOT,
+    cwd: SERVER_ROOT,
     logFile: path.join(dir, 'trustgate.log'),
     env: env(port),
     stopSignal: 'SIGINT',
@@ -215,7 +217,7 @@ async function main(): Promise<void> {
   try {
     await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 401 });
     uncachedProc = startProcess(process.execPath, nodeArgs, {
-      cwd: ROOT,
+      cwd: SERVER_ROOT,
       logFile: path.join(dir, 'trustgate-uncached.log'),
       env: env(uncachedPort, { TRUSTGATE_MANIFEST_CACHE_MB: '0' }),
       stopSignal: 'SIGINT',

@@ -10,6 +10,8 @@ import { freePort, waitForHttp } from '../test/helpers/ports.js';
 import { makeTempDir, removeTempDir, runCommand, startProcess, tailFile } from '../test/helpers/services.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The checkout whose trustgate is measured (BENCH_TRUSTGATE_DIR: another one, e.g. an older commit's worktree). */
+const SERVER_ROOT = path.resolve(process.env.BENCH_TRUSTGATE_DIR ?? ROOT);
 const SIZES = (process.env.BENCH_SIGN_SIZES ?? '1000,10000').split(',').map((s) => Number(s.trim()));
 const ROUNDS = Number(process.env.BENCH_SIGN_ROUNDS ?? 5);
 if (SIZES.some((n) => !Number.isInteger(n) || n < 1 || n > 50_000)) throw new Error('BENCH_SIGN_SIZES: whole numbers from 1 to 50000');
@@ -45,11 +47,11 @@ async function opensslEcdsaRate(): Promise<number | undefined> {
 }
 
 async function buildTrustgate(): Promise<{ entry: string[]; how: string }> {
-  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = await runCommand(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: ROOT, timeoutMs: 180_000 });
-  if (r.code === 0) return { entry: [path.join(ROOT, 'dist', 'main.js')], how: 'node dist/main.js' };
+  const tsc = path.join(SERVER_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = await runCommand(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: SERVER_ROOT, timeoutMs: 180_000 });
+  if (r.code === 0) return { entry: [path.join(SERVER_ROOT, 'dist', 'main.js')], how: 'node dist/main.js' };
   say(`build failed, running src/main.ts through tsx instead:\n${(r.stdout + r.stderr).slice(0, 1500)}`);
-  return { entry: ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (build failed)' };
+  return { entry: ['--import', 'tsx', path.join(SERVER_ROOT, 'src', 'main.ts')], how: 'node --import tsx src/main.ts (build failed)' };
 }
 
 interface Server {
@@ -74,7 +76,7 @@ async function startServer(entry: string[]): Promise<Server> {
     NODE_ENV: 'production',
   });
   const extra = (process.env.BENCH_TRUSTGATE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  const proc = startProcess(process.execPath, [...extra, ...entry], { cwd: ROOT, env, logFile: path.join(dir, 'trustgate.log') });
+  const proc = startProcess(process.execPath, [...extra, ...entry], { cwd: SERVER_ROOT, env, logFile: path.join(dir, 'trustgate.log') });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/_notary_server/health`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 200 });

@@ -1,7 +1,8 @@
 // The audit log: an append-only JSON Lines file in the data directory. Every entry carries the
 // hash of the entry before it (`prev`) and its own hash over its canonical JSON (`hash`), so an
 // edited, inserted or removed entry breaks the chain that `verify()` walks. The newest sequence
-// number and hash are also kept in a small head file, which catches a truncated tail; an
+// number and hash are also kept in a small head file, which catches a truncated tail (a
+// fixed-size record, rewritten in place after each append: see overwriteDurable); an
 // operator who wants protection against someone rewriting both should record `verify().head`
 // somewhere else (the verify endpoint returns it).
 //
@@ -16,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalBytes } from '../core/json/canonical.js';
-import { appendFileDurable, writeFileDurable } from '../state/durable.js';
+import { appendFileDurable, overwriteDurable, writeFileDurable } from '../state/durable.js';
 import { StateLock } from '../state/lock.js';
 
 export type AuditOutcome = 'success' | 'denied' | 'failure' | 'pending';
@@ -113,6 +114,9 @@ function headOf(line: string | undefined, countLines: () => number): { seq: numb
   }
 }
 
+/** The head file's length: its JSON padded with spaces, so each new head overwrites the last in place. */
+const HEAD_BYTES = 128;
+
 const splitLines = (text: string) => text.split('\n').filter((l) => l.length > 0);
 
 /** How long repeated refusals of one kind are counted rather than written one by one. */
@@ -166,6 +170,9 @@ export class AuditLog {
     this.headPath = join(dir, 'audit.head');
     this.lock = lock ?? new StateLock(dir);
   }
+
+  /** The log's file as this process left it after its last append, and the head it holds then. */
+  private appended: { ino: number; size: number; mtimeMs: number; seq: number; hash: string } | undefined;
 
   private denials = new Map<string, DenialWindow>();
   private denialTimer: NodeJS.Timeout | undefined;
@@ -240,8 +247,14 @@ export class AuditLog {
 
   append(input: AuditInput): AuditEntry {
     return this.lock.run(() => {
-      // The newest entry as it is on disk now: another process may have appended since.
-      const head = headOf(lastLine(this.path), () => this.readAll().length);
+      // The newest entry as it is on disk now: another process may have appended since (then the
+      // file is not as this process left it, and its last line is read).
+      const st = statSync(this.path, { throwIfNoEntry: false });
+      const mine = this.appended;
+      const head =
+        st && mine && st.ino === mine.ino && st.size === mine.size && st.mtimeMs === mine.mtimeMs
+          ? mine
+          : headOf(lastLine(this.path), () => this.readAll().length);
       const base: Omit<AuditEntry, 'hash'> = {
         seq: head.seq + 1,
         time: new Date(this.now()).toISOString(),
@@ -257,7 +270,10 @@ export class AuditLog {
       const entry: AuditEntry = { ...base, hash: entryHash(base) };
       // On disk before the request is answered; the log before the head, so the head is never ahead.
       appendFileDurable(this.path, JSON.stringify(entry) + '\n');
-      writeFileDurable(this.headPath, JSON.stringify({ seq: entry.seq, hash: entry.hash }) + '\n');
+      const after = statSync(this.path);
+      this.appended = { ino: after.ino, size: after.size, mtimeMs: after.mtimeMs, seq: entry.seq, hash: entry.hash };
+      const headText = JSON.stringify({ seq: entry.seq, hash: entry.hash }).padEnd(HEAD_BYTES - 1) + '\n';
+      if (!overwriteDurable(this.headPath, headText)) writeFileDurable(this.headPath, headText);
       return entry;
     });
   }

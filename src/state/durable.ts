@@ -3,12 +3,12 @@
 // fsynced, renamed over the old one and its directory fsynced, so after a crash either the old
 // or the new contents are there, complete; an append is fsynced before it returns.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-function writeAllSync(fd: number, data: string | Buffer): void {
+function writeAllSync(fd: number, data: string | Buffer, position?: number): void {
   const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
+  for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off, position === undefined ? null : position + off);
 }
 
 /** Makes a directory's entries (a rename, a new or removed file) durable. */
@@ -79,4 +79,32 @@ export function appendFileDurable(path: string, data: string | Buffer, mode = 0o
     closeSync(fd);
   }
   if (created) fsyncDir(dirname(path));
+}
+
+/** Largest record `overwriteDurable` writes: one disk sector, which a power cut does not tear. */
+export const MAX_OVERWRITE_BYTES = 512;
+
+/**
+ * Overwrites an existing file of exactly `data`'s length in place and fdatasyncs it: one flush, no
+ * journal commit, as neither its size nor its directory entry changes. False, with nothing
+ * written, when the file is missing or of another length.
+ */
+export function overwriteDurable(path: string, data: string | Buffer): boolean {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  if (buf.length > MAX_OVERWRITE_BYTES) throw new Error(`overwriteDurable: ${buf.length} bytes is more than one sector`);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r+');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+  try {
+    if (fstatSync(fd).size !== buf.length) return false;
+    writeAllSync(fd, buf, 0);
+    fdatasyncSync(fd);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
 }

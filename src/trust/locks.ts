@@ -5,11 +5,15 @@
 // may run a change of that GUN (it runs at once instead of waiting for itself). With `across`
 // (the store's cross-process lock, when several instances share it) the holder of a GUN's lock
 // here also holds it in every other instance.
+// While an AsyncLocalStorage is enabled, node runs a hook for every promise and async resource in
+// the process (every request pays), so the storage is enabled only while some change holds a lock.
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 export class GunLocks {
   private tails = new Map<string, Promise<unknown>>();
   private held = new AsyncLocalStorage<ReadonlySet<string>>();
+  /** Runs holding a lock (not yet settled), over every GUN. */
+  private active = 0;
 
   constructor(private across?: <T>(key: string, fn: () => Promise<T>) => Promise<T>) {}
 
@@ -19,7 +23,14 @@ export class GunLocks {
     if (mine?.has(gun)) return fn();
     const across = this.across;
     const locked = across ? () => across(gun, fn) : fn;
-    const inner = () => this.held.run(new Set([...(mine ?? []), gun]), locked);
+    const inner = async () => {
+      this.active++;
+      try {
+        return await this.held.run(new Set([...(mine ?? []), gun]), locked);
+      } finally {
+        if (--this.active === 0) this.held.disable();
+      }
+    };
     const prev = this.tails.get(gun) ?? Promise.resolve();
     const run = prev.then(inner, inner);
     const tail = run.catch(() => undefined);

@@ -12,10 +12,8 @@ resolvePassphrase({ dataDir: join(dir, 'data') } as Config, () => undefined);
 const keys = FileKeyStore.open(join(dir, 'keys'), 'durable-test-passphrase');
 const rec = await keys.generate('example.com/durable/app', 'targets', 'ecdsa');
 new TokenStore(join(dir, 'data')).create({ name: 'durable', scopes: ['admin'], createdBy: 'test' });
-new AuditLog(join(dir, 'data')).append({
-  actor: { id: 'test', name: 'test' },
-  action: 'tag.sign',
-  outcome: 'success',
-  gun: 'example.com/durable/app',
-});
+const audit = new AuditLog(join(dir, 'data'));
+// The first append creates the head file, the second rewrites it in place.
+for (let i = 0; i < 2; i++)
+  audit.append({ actor: { id: 'test', name: 'test' }, action: 'tag.sign', outcome: 'success', gun: 'example.com/durable/app' });
 process.stdout.write(JSON.stringify({ keyFile: join(dir, 'keys', `${rec.id}.key.json`) }) + '\n');

@@ -13,7 +13,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 interface Event {
   call: string;
-  /** fsync: the file's path (strace -y); rename/link: [from, to]. */
+  /** fsync, pwrite64: the file's path (strace -y); rename/link: [from, to]. */
   args: string[];
 }
 
@@ -32,7 +32,7 @@ before(async () => {
       '-y',
       '-qq',
       '-e',
-      'trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat',
+      'trace=fsync,fdatasync,rename,renameat,renameat2,link,linkat,pwrite64',
       '-o',
       trace,
       process.execPath,
@@ -47,11 +47,14 @@ before(async () => {
   keyFile = (JSON.parse(r.stdout) as { keyFile: string }).keyFile;
   events = readFileSync(trace, 'utf8')
     .split('\n')
-    .map((line) => /^\d+\s+(\w+)\((.*)\)\s+=\s+0$/.exec(line))
+    .map((line) => /^\d+\s+(\w+)\((.*)\)\s+=\s+\d+$/.exec(line))
     .filter((m): m is RegExpExecArray => !!m)
     .map((m) => ({
       call: m[1]!.replace(/^(rename|link)at2?$/, '$1').replace(/^fdatasync$/, 'fsync'),
-      args: m[1]!.includes('sync') ? [/<(.*)>/.exec(m[2]!)?.[1] ?? ''] : [...m[2]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!),
+      args:
+        m[1]!.includes('sync') || m[1] === 'pwrite64'
+          ? [/<(.*)>/.exec(m[2]!)?.[1] ?? '']
+          : [...m[2]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!),
     }));
 });
 
@@ -93,9 +96,20 @@ test('fsync: the token file (SharedFile, as pending changes) is written durably'
 
 test('fsync: an audit entry is fsynced after its append, and the head file written durably', () => {
   const log = path.join(dir, 'state', 'data', 'audit.jsonl');
+  const head = path.join(dir, 'state', 'data', 'audit.head');
   assert.ok(
     events.some((e) => e.call === 'fsync' && e.args[0] === log),
     'audit.jsonl not fsynced',
   );
-  assertDurableReplace(path.join(dir, 'state', 'data', 'audit.head'));
+  // Created by a durable replace; the next head overwrites it in place, after the log's fsync, and is fsynced.
+  assertDurableReplace(head);
+  let last = events.length - 1;
+  while (last >= 0 && !(events[last]!.call === 'pwrite64' && events[last]!.args[0] === head)) last--;
+  assert.ok(last >= 0, 'the second head was not written in place');
+  const synced = events.slice(0, last).filter((e) => e.call === 'fsync' && (e.args[0] === log || e.args[0] === head));
+  assert.equal(synced.at(-1)?.args[0], log, 'the head was rewritten before the log was fsynced');
+  assert.ok(
+    events.slice(last + 1).some((e) => e.call === 'fsync' && e.args[0] === head),
+    'the rewritten head was not fsynced',
+  );
 });
