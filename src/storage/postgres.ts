@@ -5,6 +5,7 @@
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
 import { createLogger } from '../observability/log.js';
+import { connectionLost } from '../state/pg.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import {
   VersionConflictError,
@@ -131,16 +132,6 @@ const defaultOnError = (() => {
   const log = createLogger('warn');
   return (e: Error) => log('warn', 'postgres connection lost; it will be replaced', { error: e.message });
 })();
-
-/**
- * The connection died under the query (server restart, failover, an administrator ending the
- * session): the statement never ran to completion, and a fresh connection may well work.
- */
-function connectionLost(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  if (err.code && ['57P01', '57P02', '57P03', 'ECONNRESET', 'EPIPE'].includes(err.code)) return true;
-  return /^Connection terminated/.test(err.message ?? '');
-}
 
 type Pending = { gun: string; version: number; sha256: string; category: 'update' | 'deletion'; at: Date };
 
