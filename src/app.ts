@@ -12,7 +12,7 @@ import { ANONYMOUS_ACTOR, createTrustgateAuth } from './auth/notary-auth.js';
 import type { AuditActor } from './audit/log.js';
 import { PgAuditTrail } from './audit/pg.js';
 import { PgTokens } from './auth/tokens-pg.js';
-import { PgState } from './state/pg.js';
+import { LOCKS, PgState } from './state/pg.js';
 import { PgPendingRecords } from './state/pending-records.js';
 import type { PendingChange } from './trust/pending.js';
 import type { KeyStore } from './keystore/types.js';
@@ -103,9 +103,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const store =
     over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
   const db = config.databaseUrl ? await PgState.open(config.databaseUrl) : undefined;
-  const opened = over.keys
-    ? undefined
-    : await openKeyStore(config, () => (db ? sharedPassphrase(config, db, log) : resolvePassphrase(config, log)));
+  const open = () => openKeyStore(config, () => (db ? sharedPassphrase(config, db, log) : resolvePassphrase(config, log)));
+  // Instances starting together must not each create the shared keystore's KDF parameters.
+  const opened = over.keys ? undefined : db ? await db.exclusive(LOCKS.keystore, open) : await open();
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();

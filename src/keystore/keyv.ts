@@ -38,6 +38,8 @@ const KEY_PREFIX = 'key:';
 
 /** Open keystores per PostgreSQL URL (see connect). */
 const pgUsers = new Map<string, number>();
+/** One pool per PostgreSQL URL, shared by the keystores open on it. */
+const pgPools = new Map<string, import('pg').Pool>();
 
 export interface KeyvKeyStoreOptions {
   /** `iterator` (default when the adapter has one) or `index`. */
@@ -78,9 +80,28 @@ export class KeyvKeyStore implements KeyStore {
     let disconnect: (kv: Keyv) => Promise<void> = (kv) => kv.disconnect();
     if (/^postgres(ql)?:$/.test(u.protocol)) {
       const { default: KeyvPostgres } = await import('@keyv/postgres');
-      store = new KeyvPostgres({ uri: clean, table: 'trustgate_keys' });
-      // @keyv/postgres keeps one pool per process for a URI and ends it on any disconnect:
-      // count the users of a URI and end the pool with the last one.
+      const { default: pg } = await import('pg');
+      // @keyv/postgres's own pool has no 'error' listener: a connection the server drops while
+      // idle (a restart) would end the process. This pool drops it and opens another when needed.
+      class ListenedPostgres extends KeyvPostgres {
+        override async connect() {
+          let pool = pgPools.get(clean);
+          if (!pool) {
+            pool = new pg.Pool({ connectionString: clean });
+            pool.on('error', () => undefined);
+            pgPools.set(clean, pool);
+          }
+          const p = pool;
+          return async (sql: string, values?: unknown[]) => (await p.query(sql, values)).rows;
+        }
+        override async disconnect() {
+          const pool = pgPools.get(clean);
+          pgPools.delete(clean);
+          await pool?.end();
+        }
+      }
+      store = new ListenedPostgres({ uri: clean, table: 'trustgate_keys' });
+      // One pool per process for a URI: count its users and end it with the last one.
       pgUsers.set(clean, (pgUsers.get(clean) ?? 0) + 1);
       disconnect = async (kv) => {
         const n = (pgUsers.get(clean) ?? 1) - 1;

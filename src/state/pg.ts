@@ -8,7 +8,7 @@ import { createLogger } from '../observability/log.js';
 
 /** Advisory locks of shared state: (STATE_LOCK_CLASS, one of LOCKS), apart from the store's keys. */
 export const STATE_LOCK_CLASS = 7482302;
-export const LOCKS = { schema: 1, audit: 2, tokens: 3, secrets: 4 } as const;
+export const LOCKS = { schema: 1, audit: 2, tokens: 3, keystore: 4 } as const;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS state_tokens (
@@ -101,6 +101,11 @@ export class PgState {
       // A broken connection must not go back to the pool.
       c.release(broken);
     }
+  }
+
+  /** Runs `fn` holding advisory lock `lock` (LOCKS), apart from any instance running it too. */
+  exclusive<T>(lock: number, fn: () => Promise<T>): Promise<T> {
+    return this.tx(lock, () => fn());
   }
 
   /**
