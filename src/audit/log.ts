@@ -10,8 +10,8 @@
 //
 // Several processes on one machine may append to one data directory's log: an append runs under
 // the state lock (src/state/lock.ts) and takes its sequence number and `prev` from the log's last
-// line as it is on disk then, so all appends form one chain. Instances on different machines
-// sharing only a database each keep their own log.
+// line as it is on disk then, so all appends form one chain. With TRUSTGATE_DATABASE_URL the app
+// keeps the chain in PostgreSQL instead (audit/pg.ts), behind the same AuditTrail (audit/trail.ts).
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
