@@ -8,7 +8,9 @@ import { createLogger } from '../observability/log.js';
 
 /** Advisory locks of shared state: (STATE_LOCK_CLASS, one of LOCKS), apart from the store's keys. */
 export const STATE_LOCK_CLASS = 7482302;
-export const LOCKS = { schema: 1, audit: 2, tokens: 3, keystore: 4 } as const;
+export const LOCKS = { audit: 2, tokens: 3, keystore: 4 } as const;
+/** The metadata store's schema lock (storage/postgres.ts): both schemas create `audit_journal`. */
+export const SCHEMA_LOCK = [7482301, 1] as const;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS state_tokens (
@@ -54,7 +56,10 @@ export class PgState {
     const state = new PgState(pool, onError, max);
     try {
       // Instances starting together must not race on CREATE TABLE.
-      await state.tx(LOCKS.schema, (c) => c.query(SCHEMA));
+      await state.tx(undefined, async (c) => {
+        await c.query('SELECT pg_advisory_xact_lock($1, $2)', [...SCHEMA_LOCK]);
+        await c.query(SCHEMA);
+      });
     } catch (e) {
       await pool.end().catch(() => undefined);
       throw e;

@@ -5,7 +5,7 @@
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
 import { createLogger } from '../observability/log.js';
-import { connectionLost } from '../state/pg.js';
+import { SCHEMA_LOCK, connectionLost } from '../state/pg.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import {
   VersionConflictError,
@@ -65,8 +65,7 @@ const toChange = (r: ChangeRow): Change => ({
 });
 
 /** Fixed advisory locks live in the (int4, int4) key space, apart from the per-GUN bigint keys. */
-const LOCK_CLASS = 7482301;
-const LOCK_SCHEMA = 1;
+const [LOCK_CLASS, LOCK_SCHEMA] = SCHEMA_LOCK;
 const LOCK_CHANGEFEED = 2;
 
 const SCHEMA = `

@@ -157,6 +157,13 @@ describe('three instances on one database', () => {
       assert.equal(ping.status, 401);
     }
     assert.ok(Date.now() - revokedAt < 1000);
+    // The refusals went into the shared chain (written in the background, once per kind and window).
+    let denied: unknown[] = [];
+    for (let i = 0; i < 50 && denied.length === 0; i++) {
+      denied = (await call(a.url, admin, 'GET', '/audit?action=auth.denied')).body.entries;
+      if (denied.length === 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(denied.length >= 1, 'refusals are audited');
   });
 
   test('the last admin token cannot be revoked from another instance', async () => {
