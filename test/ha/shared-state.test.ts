@@ -263,6 +263,43 @@ describe('three instances on one database', () => {
       ['bob success'],
     );
   });
+
+  test('m-of-n: the last signature given on two instances at once publishes the change once', async () => {
+    const [a, b, c] = tgs as [RunningTrustgate, RunningTrustgate, RunningTrustgate];
+    const gun = 'example.com/ha/race';
+    const g = encodeURIComponent(gun);
+    expectStatus(await call(a.url, admin, 'POST', '/repositories', { gun, rootKey: 'keystore' }), 201, 'create');
+    const keyA = (await a.app.keys.list({ gun, role: 'targets' }))[0]!.id;
+    const add = await call(a.url, admin, 'POST', `/repositories/${g}/roles/targets/keys`, { threshold: 2 });
+    expectStatus(add, 200, 'second targets key');
+    const keyB = add.body.keyId as string;
+    const alice = (await call(a.url, admin, 'POST', '/tokens', { name: 'alice2', scopes: [`signer:${gun}`], keyIds: [keyA] })).body
+      .token as string;
+    const targetsVersion = async (base: string) =>
+      (
+        (await (await fetch(`${base}/v2/${gun}/_trust/tuf/targets.json`, { headers: { Authorization: `Bearer ${admin}` } })).json()) as {
+          signed: { version: number };
+        }
+      ).signed.version;
+    const before = await targetsVersion(a.url);
+    const proposed = await call(a.url, alice, 'POST', `/repositories/${g}/tags`, {
+      tag: 'v1',
+      digest: `sha256:${'b'.repeat(64)}`,
+      size: 7,
+    });
+    expectStatus(proposed, 202, 'proposed on A');
+    const id = proposed.body.pending.id as string;
+    const both = await Promise.all([b, c].map((t) => call(t.url, admin, 'POST', `/pending/${id}/signatures`, { keyId: keyB })));
+    const statuses = both.map((r) => r.status).sort();
+    assert.equal(statuses[0], 200, JSON.stringify(both.map((r) => r.body)));
+    assert.ok(statuses[1] === 404 || statuses[1] === 409, `the other instance finds it gone: ${JSON.stringify(both.map((r) => r.body))}`);
+    const after = (await call(c.url, admin, 'GET', `/repositories/${g}`)).body;
+    assert.deepEqual(
+      after.signedTags.map((x: { tag: string }) => x.tag),
+      ['v1'],
+    );
+    assert.equal(await targetsVersion(c.url), before + 1, 'published once');
+  });
 });
 
 describe('the first admin token', () => {
