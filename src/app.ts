@@ -27,6 +27,7 @@ import { reconcileJournal } from './trust/audit-journal.js';
 import { createManagement, type Management, type SharedState } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
+import { Probes } from './http/probes.js';
 
 export interface App {
   config: Config;
@@ -45,6 +46,8 @@ export interface App {
   management: Management;
   /** Signing for CI and release tools under /api/v1/signing (src/signing). */
   signing: Signing;
+  /** /livez and /readyz, on this listener and the proxy's; `draining` marks shutdown. */
+  probes: Probes;
   close(): Promise<void>;
 }
 
@@ -101,7 +104,7 @@ export interface AppOverrides {
 export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
   const log = over.log ?? createLogger(config.logLevel);
   const store =
-    over.store ?? (await openStore({ dataDir: config.dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
+    over.store ?? (await openStore({ dataDir: config.dataDir, log, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) }));
   const db = config.databaseUrl ? await PgState.open(config.databaseUrl) : undefined;
   const open = () => openKeyStore(config, () => (db ? sharedPassphrase(config, db, log) : resolvePassphrase(config, log)));
   // Instances starting together must not each create the shared keystore's KDF parameters.
@@ -205,10 +208,20 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   // Anything no route claims: notary's catch-all answer, so clients see the error they expect.
   const fallthrough = (_req: IncomingMessage, res: ServerResponse) => sendError(res, NotaryErrors.METADATA_NOT_FOUND);
 
+  const probes = new Probes(
+    {
+      store: () => store.ping(),
+      keystore: () => (keys.ping ? keys.ping() : keys.get('0'.repeat(64))),
+    },
+    log,
+  );
   const toApi = (req: IncomingMessage, res: ServerResponse) =>
     api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     let handled: boolean | Promise<boolean>;
+    if (req.url!.startsWith('/livez') || req.url!.startsWith('/readyz')) {
+      if (probes.handle(req, res)) return;
+    }
     try {
       handled = notary(req, res);
     } catch (e) {
@@ -238,6 +251,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     now: over.now ?? Date.now,
     management: mgmt,
     signing,
+    probes,
     close: async () => {
       signing.close();
       await mgmt.close().catch((e: Error) => log('warn', 'audit log refusal counts not written', { error: e.message }));

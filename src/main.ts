@@ -9,7 +9,7 @@ import { createApp } from './app.js';
 import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
 import { ConfigError, loadConfig, type Config } from './config/config.js';
-import { createServer } from './http/server.js';
+import { createServer, drain } from './http/server.js';
 import { createLogger } from './observability/log.js';
 import { removeLeftoverBackups } from './storage/backup-dirs.js';
 import { startProxy } from './proxy/index.js';
@@ -85,13 +85,30 @@ async function serve(config: Config, tlsOptions: https.ServerOptions | undefined
     : undefined;
   const proxyInfo = proxy ? { url: proxy.url, upstream: config.proxy!.upstream, policy: proxy.policy.current().source } : undefined;
   if (proxyInfo && !worker) app.log('info', 'registry proxy listening', proxyInfo);
+  // SIGTERM: not ready from now on, no new connections, requests in flight finish (within
+  // TRUSTGATE_SHUTDOWN_TIMEOUT_SECONDS, then their connections are closed), exit 0.
   let stopping = false;
-  const stop = () => {
+  const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    void proxy?.close();
-    server.close(() => void app.close().then(() => process.exit(0)));
-    setTimeout(() => process.exit(0), 5000).unref();
+    app.probes.draining = true;
+    const timeoutMs = config.shutdownTimeoutMs;
+    app.log('info', 'shutting down: no new connections, finishing requests in flight', { signal, pid: process.pid, timeoutMs });
+    const servers = [server, ...(proxy ? [proxy.server] : [])];
+    const overdue = setTimeout(() => {
+      app.log('warn', 'shutdown timeout: closing connections still in use', { timeoutMs });
+      for (const s of servers) s.closeAllConnections();
+    }, timeoutMs);
+    void Promise.all(servers.map((s) => drain(s)))
+      .then(() => clearTimeout(overdue))
+      .then(() => proxy?.close())
+      .then(() => app.close())
+      .catch((e: Error) => app.log('warn', 'shutdown: closing failed', { error: e.message }))
+      .finally(() => {
+        app.log('info', 'stopped', { pid: process.pid });
+        process.exit(0);
+      });
+    setTimeout(() => process.exit(0), timeoutMs + 5000).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -27,5 +27,5 @@ fi
 echo "== node --test (${#files[@]} files)"
 # spec reporter explicitly: when stdout is not a TTY node defaults to TAP, and we
 # want the human summary lines (ℹ tests / ℹ pass / ℹ fail) in CI logs.
-exec node --import tsx --test --test-concurrency=1 --test-timeout=300000 \
+exec node --import tsx --import ./test/helpers/watchdog.ts --test --test-concurrency=1 --test-timeout=300000 \
   --test-reporter=spec "$@" "${files[@]}"

@@ -14,8 +14,8 @@ const RESTART_DELAY_MAX_MS = 5000;
 /** This many deaths within the window mean workers cannot run: the primary gives up. */
 const DEATH_LIMIT = 5;
 const DEATH_WINDOW_MS = 30_000;
-/** How long workers get to finish after SIGTERM before they are killed. */
-const STOP_GRACE_MS = 10_000;
+/** How long workers get after SIGTERM beyond their own shutdown timeout before they are killed. */
+const STOP_GRACE_MS = 5000;
 /** How long a /metrics merge waits for each worker's snapshot; a worker that is late is left out. */
 const SNAPSHOT_TIMEOUT_MS = 1000;
 
@@ -126,13 +126,14 @@ export async function runPrimary(config: Config, opts: PrimaryOptions): Promise<
     restarts.clear();
     if (live.size === 0) process.exit(code);
     for (const w of live.values()) w.process.kill('SIGTERM');
+    const graceMs = config.shutdownTimeoutMs + STOP_GRACE_MS;
     setTimeout(() => {
-      log('warn', `workers did not stop within ${STOP_GRACE_MS / 1000} s: killing them`, {
+      log('warn', `workers did not stop within ${graceMs / 1000} s: killing them`, {
         pids: [...live.values()].map((w) => w.process.pid),
       });
       for (const w of live.values()) w.process.kill('SIGKILL');
       process.exit(code);
-    }, STOP_GRACE_MS);
+    }, graceMs);
     cluster.on('exit', () => {
       if (live.size === 0) process.exit(code);
     });

@@ -65,7 +65,8 @@ export function joinCluster(app: ClusterApp): void {
   // server's own caches check the store on every read. Without the proxy, nothing is relayed.
   if (app.config.proxy) {
     app.trust.events.on('change', (e) => {
-      if (!relayed.has(e)) send({ type: 'trustgate:change', gun: e.gun, kind: e.kind });
+      // Every worker hears the store's change feed itself.
+      if (!relayed.has(e) && !e.fromFeed) send({ type: 'trustgate:change', gun: e.gun, kind: e.kind });
     });
   }
 

@@ -53,6 +53,8 @@ export interface Config {
   http: HttpTimeouts;
   /** TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS: the proxy's whole-request limit; default 0 (none), so long blob uploads are not cut. */
   proxyRequestTimeoutMs: number;
+  /** TRUSTGATE_SHUTDOWN_TIMEOUT_SECONDS: how long SIGTERM waits for requests in flight (default 30 s) before closing their connections. */
+  shutdownTimeoutMs: number;
   /** TRUSTGATE_SIGN_MAX_BATCH: items one signing batch may hold (default 1000); a batch holds the event loop while it is checked and signed. */
   signMaxBatch: number;
 }
@@ -166,6 +168,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     proxyRequestTimeoutMs: r.int('TRUSTGATE_PROXY_REQUEST_TIMEOUT_MS', 0, 0, 86_400_000),
     signMaxBatch: r.int('TRUSTGATE_SIGN_MAX_BATCH', 1000, 1, 50_000),
+    shutdownTimeoutMs: r.int('TRUSTGATE_SHUTDOWN_TIMEOUT_SECONDS', 30, 0, 3600) * 1000,
   };
   if (cfg.signCheckUpstream && !merged.TRUSTGATE_UPSTREAM)
     r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');

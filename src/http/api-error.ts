@@ -33,6 +33,7 @@ export type ErrorCode =
   | 'BACKUP_UNSUPPORTED'
   | 'PAYLOAD_TOO_LARGE'
   | 'UPSTREAM_ERROR'
+  | 'UNAVAILABLE'
   | 'INTERNAL';
 
 export class ApiError extends Error {

@@ -26,6 +26,7 @@ export const NotaryErrors = {
   UNAUTHORIZED: def('UNAUTHORIZED', 401, 'authentication required'),
   DENIED: def('DENIED', 403, 'requested access to the resource is denied'),
   UNKNOWN: def('UNKNOWN', 500, 'unknown error'),
+  UNAVAILABLE: def('UNAVAILABLE', 503, 'service unavailable'),
 } as const;
 
 /** Notary's JSON answers (errors, health) carry this type. */

@@ -3,6 +3,7 @@
 // an idle keep-alive connection stays open.
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 
 export interface HttpTimeouts {
   /** The whole header block must arrive within this (from the request's first byte). */
@@ -32,5 +33,34 @@ export function createServer(t: HttpTimeouts, tls?: https.ServerOptions, listene
   const server = tls ? https.createServer({ ...tls, ...options }) : http.createServer(options);
   if (listener) server.on('request', listener);
   server.keepAliveTimeout = t.keepAliveMs;
+  const sockets = new Set<Socket>();
+  server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  socketsOf.set(server, sockets);
   return server;
+}
+
+const socketsOf = new WeakMap<http.Server, Set<Socket>>();
+
+/**
+ * Graceful stop: no new connection is accepted; requests in flight finish, their connections
+ * closing after their answer (`Connection: close` when it is not yet sent), idle keep-alive
+ * connections are closed. Resolves once every connection is gone. Servers from createServer only.
+ */
+export function drain(server: http.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => (res.shouldKeepAlive = false));
+  for (const s of socketsOf.get(server) ?? []) {
+    // node keeps the response a connection is answering here.
+    const res = (s as Socket & { _httpMessage?: http.ServerResponse })._httpMessage;
+    if (!res) continue;
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    else res.once('finish', () => s.end());
+  }
+  server.closeIdleConnections();
+  // A connection whose answer just went out becomes idle: close it too.
+  const sweep = setInterval(() => server.closeIdleConnections(), 50);
+  return closed.finally(() => clearInterval(sweep));
 }

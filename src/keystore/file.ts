@@ -3,7 +3,8 @@
 // Private keys are decrypted only for the moment they sign or are exported. Sealed keys stay in
 // memory (re-sealed as JWK, which node imports faster than PKCS#8) until their file changes.
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
 import { generateSigner, signWith, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
@@ -188,6 +189,10 @@ export class FileKeyStore implements KeyStore {
 
   async importKey(gun: string, role: string, privateKey: KeyObject, publicKey?: TufKey): Promise<KeyRecord> {
     return this.store(gun, role, privateKey, publicKey ?? tufKeyFromPublic(createPublicKey(privateKey)));
+  }
+
+  async ping(): Promise<void> {
+    await access(join(this.dir, 'keystore.json'), constants.R_OK);
   }
 
   async get(id: string): Promise<KeyRecord | undefined> {

@@ -36,11 +36,6 @@ const META = 'keystore';
 const INDEX = 'index';
 const KEY_PREFIX = 'key:';
 
-/** Open keystores per PostgreSQL URL (see connect). */
-const pgUsers = new Map<string, number>();
-/** One pool per PostgreSQL URL, shared by the keystores open on it. */
-const pgPools = new Map<string, import('pg').Pool>();
-
 export interface KeyvKeyStoreOptions {
   /** `iterator` (default when the adapter has one) or `index`. */
   listing?: 'iterator' | 'index';
@@ -81,34 +76,21 @@ export class KeyvKeyStore implements KeyStore {
     if (/^postgres(ql)?:$/.test(u.protocol)) {
       const { default: KeyvPostgres } = await import('@keyv/postgres');
       const { default: pg } = await import('pg');
-      // @keyv/postgres's own pool has no 'error' listener: a connection the server drops while
-      // idle (a restart) would end the process. This pool drops it and opens another when needed.
-      class ListenedPostgres extends KeyvPostgres {
+      // @keyv/postgres shares one pool per process and URI, with no 'error' listener: a database
+      // restart ends its idle connections, and the unhandled 'error' event ends the process. Each
+      // keystore gets its own pool here, which drops such connections and opens new ones.
+      class OwnPool extends KeyvPostgres {
+        declare own?: InstanceType<typeof pg.Pool>;
         override async connect() {
-          let pool = pgPools.get(clean);
-          if (!pool) {
-            pool = new pg.Pool({ connectionString: clean });
-            pool.on('error', () => undefined);
-            pgPools.set(clean, pool);
-          }
-          const p = pool;
-          return async (sql: string, values?: unknown[]) => (await p.query(sql, values)).rows;
+          const pool = (this.own ??= new pg.Pool({ connectionString: clean, max: 4 }));
+          pool.on('error', () => undefined);
+          return async (sql: string, values?: unknown) => (await pool.query(sql, values as unknown[])).rows;
         }
         override async disconnect() {
-          const pool = pgPools.get(clean);
-          pgPools.delete(clean);
-          await pool?.end();
+          await this.own?.end();
         }
       }
-      store = new ListenedPostgres({ uri: clean, table: 'trustgate_keys' });
-      // One pool per process for a URI: count its users and end it with the last one.
-      pgUsers.set(clean, (pgUsers.get(clean) ?? 0) + 1);
-      disconnect = async (kv) => {
-        const n = (pgUsers.get(clean) ?? 1) - 1;
-        if (n > 0) return void pgUsers.set(clean, n);
-        pgUsers.delete(clean);
-        await kv.disconnect();
-      };
+      store = new OwnPool({ uri: clean, table: 'trustgate_keys' });
     } else if (/^rediss?:$/.test(u.protocol)) {
       const { default: KeyvRedis } = await import('@keyv/redis');
       const redis = new KeyvRedis(
@@ -186,6 +168,14 @@ export class KeyvKeyStore implements KeyStore {
 
   private aad(rec: KeyRecord): string {
     return `${rec.id}\n${rec.gun}\n${rec.role}`;
+  }
+
+  async ping(): Promise<void> {
+    try {
+      if (!(await this.kv.get(META))) throw new KeyStoreError('the keystore entry is missing');
+    } catch (e) {
+      throw backendError(e);
+    }
   }
 
   private async entry(id: string): Promise<KeyEntry | undefined> {

@@ -32,6 +32,8 @@ export interface KeyStore {
   /** The private key itself, for export; stores whose keys never leave (HSMs) throw. */
   exportPrivate(id: string): Promise<KeyObject>;
   delete(id: string): Promise<boolean>;
+  /** Throws when the keys cannot be reached (readiness); stores without it are probed with get(). */
+  ping?(): Promise<void>;
 }
 
 export class KeyStoreError extends Error {

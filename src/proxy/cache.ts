@@ -16,6 +16,11 @@ export interface VerdictCacheOptions {
   maxTtlMs: number;
   now: () => number;
   log: Logger;
+  /**
+   * Whether cached verdicts may be used (and new ones kept): false while this instance cannot be
+   * sure it hears every trust change (its change feed is away). Default: always.
+   */
+  fresh?: () => boolean;
 }
 
 /**
@@ -177,6 +182,8 @@ export class VerdictCache {
   private inflight = new Map<string, Promise<Verdict>>();
   /** Invalidations made here, per GUN: a computation that began before one is neither joined nor stored. */
   private generation = new Map<string, number>();
+  /** Bumped by clear(): a computation that began before it is neither joined nor stored. */
+  private epoch = 0;
   /** GUNs whose invalidation has not reached the store yet (it failed): not cached here until it does. */
   private unsynced = new Map<string, Promise<boolean>>();
   readonly kind: 'memory' | 'redis';
@@ -202,7 +209,7 @@ export class VerdictCache {
    */
   async get(gun: string, key: string, compute: () => Promise<Verdict>): Promise<Verdict> {
     const gen = this.generation.get(gun) ?? 0;
-    const k = `${gen}|${gun}|${key}`;
+    const k = `${this.epoch}|${gen}|${gun}|${key}`;
     const running = this.inflight.get(k);
     if (running) return running;
     const p = this.lookup(gun, key, gen, compute).finally(() => this.inflight.delete(k));
@@ -211,7 +218,8 @@ export class VerdictCache {
   }
 
   private async lookup(gun: string, key: string, gen: number, compute: () => Promise<Verdict>): Promise<Verdict> {
-    if (this.unsynced.has(gun) && !(await this.synced(gun))) {
+    const epoch = this.epoch;
+    if ((this.unsynced.has(gun) && !(await this.synced(gun))) || (this.opts.fresh && !this.opts.fresh())) {
       this.misses++;
       return compute();
     }
@@ -228,7 +236,7 @@ export class VerdictCache {
     }
     this.misses++;
     const v = await compute();
-    if (!read || v.reason === 'unavailable' || (this.generation.get(gun) ?? 0) !== gen) return v;
+    if (!read || v.reason === 'unavailable' || (this.generation.get(gun) ?? 0) !== gen || this.epoch !== epoch) return v;
     const ttl = Math.min(this.opts.maxTtlMs, (v.expiresAtMs ?? Infinity) - this.opts.now());
     if (ttl > 0) await this.store.set(gun, key, v, ttl, read.token).catch(() => undefined); // not cached; still a valid answer
     return v;
@@ -272,7 +280,9 @@ export class VerdictCache {
     return again && again !== p ? again : this.send(gun);
   }
 
+  /** Drops every verdict (of every instance, in Redis). */
   async clear(): Promise<void> {
+    this.epoch++;
     await this.store.clear();
   }
 

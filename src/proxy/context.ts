@@ -36,6 +36,8 @@ export interface ProxyOptions {
   notary?: (req: IncomingMessage, res: ServerResponse) => void;
   audit?: AuditSink;
   cosign?: CosignHook;
+  /** Answers /livez and /readyz (returns false for any other request). */
+  probes?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
   now?: () => number;
   /**
    * Bytes of verified manifests kept in memory (keyed by repository, digest and the client's

@@ -1,7 +1,7 @@
 // Builds the verifying registry proxy from the app (trust service, keystore, metrics, clock) and
 // the proxy's configuration.
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { allows, type Scope } from '../auth/tokens.js';
@@ -36,6 +36,8 @@ export interface ProxyDeps {
   scheme?: 'http' | 'https';
   /** The app's change pipeline, so signed pushes queue with other changes of the same GUN. */
   changes?: TrustChanges;
+  /** /livez and /readyz, answered on the proxy's port too. */
+  probes?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
 }
 
 export interface RunningProxyParts {
@@ -57,10 +59,14 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     maxTtlMs: config.verdictTtlMs,
     now,
     log: deps.log,
+    fresh: () => deps.trust.fresh(),
   });
   const verifier = new Verifier(deps.trust, { now });
   const onChange = ({ gun }: { gun: string }) => void cache.invalidate(gun);
+  // After a change feed outage: anything may have changed meanwhile.
+  const onResync = () => void cache.clear().catch(() => undefined);
   deps.trust.events.on('change', onChange);
+  deps.trust.events.on('resync', onResync);
   policy.onChange(() => void cache.clear().catch(() => undefined));
   const upstream = new Upstream({
     url: config.upstream,
@@ -90,6 +96,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     ...(deps.notary ? { notary: deps.notary } : {}),
     ...(deps.audit ? { audit: deps.audit } : {}),
     ...(deps.cosign ? { cosign: deps.cosign } : {}),
+    ...(deps.probes ? { probes: deps.probes } : {}),
   });
   return {
     proxy,
@@ -100,6 +107,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     metrics,
     async close() {
       deps.trust.events.off('change', onChange);
+      deps.trust.events.off('resync', onResync);
       policy.close();
       await proxy.close();
       await cache.close();
@@ -122,11 +130,13 @@ export interface ProxyHost {
   metrics: { registry: Registry };
   now: () => number;
   listener: (req: IncomingMessage, res: ServerResponse) => void;
+  probes?: ProxyDeps['probes'];
 }
 
 export interface StartedProxy extends RunningProxyParts {
   url: string;
   address: AddressInfo;
+  server: Server;
 }
 
 /**
@@ -162,6 +172,7 @@ export async function startProxy(
     notary: app.listener,
     scheme: tls ? 'https' : 'http',
     changes: app.management.changes,
+    ...(app.probes ? { probes: app.probes } : {}),
     ...extra,
   });
   const timeouts = proxyTimeouts(app.config.http, app.config.proxyRequestTimeoutMs);
@@ -169,5 +180,5 @@ export async function startProxy(
   const at = listen ?? config.listen;
   const address = await parts.proxy.listen(at.host, at.port, server);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return { ...parts, address, url: `${tls ? 'https' : 'http'}://${host}:${address.port}` };
+  return { ...parts, address, server, url: `${tls ? 'https' : 'http'}://${host}:${address.port}` };
 }

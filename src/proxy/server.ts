@@ -199,6 +199,7 @@ export class RegistryProxy implements ProxyHost {
     const method = req.method ?? 'GET';
 
     if (this.opts.notary && /^\/v2\/.+\/_trust\//.test(path)) return this.opts.notary(req, res);
+    if (this.opts.probes && (path === '/livez' || path === '/readyz')) return void this.opts.probes.handle(req, res);
     let m: RegExpExecArray | null = null;
     let routes: ProxyRoute[] | undefined;
     for (const g of BY_PATTERN) {

@@ -4,12 +4,16 @@
 // is taken just before a transaction writes changefeed rows, so change ids become visible in
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
-import { createLogger } from '../observability/log.js';
+import { createLogger, type Logger } from '../observability/log.js';
 import { SCHEMA_LOCK, connectionLost } from '../state/pg.js';
+import { CHANNEL, notifyPayload, PgChangeFeed } from './pg-feed.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import {
+  StoreUnavailableError,
   VersionConflictError,
   type Change,
+  type ChangeFeed,
+  type ChangeFeedListener,
   type ChangeQuery,
   type JournalRow,
   type JournalWrite,
@@ -125,6 +129,8 @@ export interface PostgresStoreOptions {
    * needed; without a listener node would treat the error as uncaught and end the process.
    */
   onError?: (e: Error) => void;
+  /** Where the change feed reports losing and regaining its connection. */
+  log?: Logger;
 }
 
 const defaultOnError = (() => {
@@ -132,15 +138,30 @@ const defaultOnError = (() => {
   return (e: Error) => log('warn', 'postgres connection lost; it will be replaced', { error: e.message });
 })();
 
+/** The server cannot be reached or is not accepting work (down, starting, shutting down). */
+function unreachable(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  if (connectionLost(e)) return true;
+  if (err.code && ['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P03', '53300'].includes(err.code)) return true;
+  return /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error/i.test(err.message ?? '');
+}
+
+/** A connection-level failure as StoreUnavailableError (the API answers 503); anything else as it is. */
+const mapped = (e: unknown): unknown =>
+  unreachable(e) && !(e instanceof StoreUnavailableError) ? new StoreUnavailableError(e as Error) : e;
+
 type Pending = { gun: string; version: number; sha256: string; category: 'update' | 'deletion'; at: Date };
 
 export class PostgresStore implements MetadataStore {
   readonly kind = 'postgres';
   private closing?: Promise<void>;
+  private feed?: PgChangeFeed;
   private constructor(
     private pool: pg.Pool,
     private onError: (e: Error) => void,
     private max: number,
+    private url: string,
+    private log: Logger,
   ) {}
 
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
@@ -170,7 +191,7 @@ export class PostgresStore implements MetadataStore {
       await pool.end().catch(() => undefined);
       throw e;
     }
-    return new PostgresStore(pool, onError, max);
+    return new PostgresStore(pool, onError, max, url, opts.log ?? createLogger('warn'));
   }
 
   /**
@@ -184,7 +205,7 @@ export class PostgresStore implements MetadataStore {
       try {
         return await this.pool.query<R>(sql, args);
       } catch (e) {
-        if (!connectionLost(e) || attempt >= this.max) throw e;
+        if (!connectionLost(e) || attempt >= this.max) throw mapped(e);
       }
     }
   }
@@ -226,8 +247,13 @@ export class PostgresStore implements MetadataStore {
    * result and the changefeed rows to append; those are written last, under the global
    * changefeed lock, which is held only until COMMIT.
    */
-  private async tx<T>(lock: string, fn: (c: pg.PoolClient) => Promise<{ out: T; changes: Pending[] }>): Promise<T> {
-    const c = await this.pool.connect();
+  private async tx<T>(
+    lock: string,
+    fn: (c: pg.PoolClient) => Promise<{ out: T; changes: Pending[]; notify?: { gun: string; kind: 'update' | 'deletion' } }>,
+  ): Promise<T> {
+    const c = await this.pool.connect().catch((e: unknown) => {
+      throw mapped(e);
+    });
     // A checked-out client has no pool listener: a connection dropped mid-transaction would
     // otherwise raise an unhandled 'error' event. The failing query rejects on its own.
     let broken: Error | undefined;
@@ -239,7 +265,9 @@ export class PostgresStore implements MetadataStore {
     try {
       await c.query('BEGIN');
       await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lock]);
-      const { out, changes } = await fn(c);
+      const { out, changes, notify } = await fn(c);
+      // Delivered by PostgreSQL at COMMIT, and only if it commits.
+      if (notify) await c.query('SELECT pg_notify($1, $2)', [CHANNEL, notifyPayload(notify.gun, notify.kind)]);
       if (changes.length > 0) {
         await c.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_CHANGEFEED]);
         for (const ch of changes) {
@@ -256,7 +284,7 @@ export class PostgresStore implements MetadataStore {
       return out;
     } catch (e) {
       if (!broken) await c.query('ROLLBACK').catch((re: Error) => (broken ??= re));
-      throw e;
+      throw mapped(e);
     } finally {
       c.off('error', onClientError);
       // A broken connection must not go back to the pool.
@@ -289,7 +317,7 @@ export class PostgresStore implements MetadataStore {
         if (f.role === 'timestamp') changes.push({ gun, version: f.version, sha256: sha, category: 'update', at: now });
         stored.push({ gun, role: f.role, version: f.version, sha256: sha, bytes: f.bytes, createdAt: new Date(now.getTime()) });
       }
-      return { out: stored, changes };
+      return { out: stored, changes, notify: { gun, kind: 'update' } };
     });
   }
 
@@ -299,7 +327,11 @@ export class PostgresStore implements MetadataStore {
       const removed = (r.rowCount ?? 0) > 0;
       const j = withJournal('SELECT 1', 1, gun, now, journal, removed);
       if (j.args.length > 0) await c.query(j.sql, j.args);
-      return { out: removed, changes: removed ? [{ gun, version: 0, sha256: '', category: 'deletion', at: now }] : [] };
+      return {
+        out: removed,
+        changes: removed ? [{ gun, version: 0, sha256: '', category: 'deletion', at: now }] : [],
+        ...(removed ? { notify: { gun, kind: 'deletion' as const } } : {}),
+      };
     });
   }
 
@@ -312,7 +344,10 @@ export class PostgresStore implements MetadataStore {
   }
 
   async acknowledge(ids: readonly string[]): Promise<void> {
-    if (ids.length > 0) await this.pool.query('DELETE FROM audit_journal WHERE id = ANY($1::text[])', [[...ids]]);
+    if (ids.length > 0)
+      await this.pool.query('DELETE FROM audit_journal WHERE id = ANY($1::text[])', [[...ids]]).catch((e: unknown) => {
+        throw mapped(e);
+      });
   }
 
   async pin(gun: string) {
@@ -320,10 +355,10 @@ export class PostgresStore implements MetadataStore {
   }
 
   /** Reads and writes a pin under its own advisory lock (apart from the GUN's commit lock). */
-  private pinTx<T>(gun: string, fn: (c: pg.PoolClient, old: StoredPin | undefined) => Promise<T>): Promise<T> {
+  private pinTx<T>(gun: string, fn: (c: pg.PoolClient, old: StoredPin | undefined) => Promise<T>, notify = false): Promise<T> {
     return this.tx(`pin:${gun}`, async (c) => {
       const old = toPin((await c.query<PinRow>('SELECT * FROM trust_pins WHERE gun = $1', [gun])).rows[0]);
-      return { out: await fn(c, old), changes: [] };
+      return { out: await fn(c, old), changes: [], ...(notify ? { notify: { gun, kind: 'update' as const } } : {}) };
     });
   }
   private async setPin(c: pg.PoolClient, gun: string, p: TrustPin, now: Date): Promise<void> {
@@ -345,11 +380,15 @@ export class PostgresStore implements MetadataStore {
 
   async resetPin(gun: string, next: TrustPin | undefined, now: Date) {
     if (next) checkPin(next);
-    return this.pinTx(gun, async (c, old) => {
-      if (next) await this.setPin(c, gun, next, now);
-      else await c.query('DELETE FROM trust_pins WHERE gun = $1', [gun]);
-      return old;
-    });
+    return this.pinTx(
+      gun,
+      async (c, old) => {
+        if (next) await this.setPin(c, gun, next, now);
+        else await c.query('DELETE FROM trust_pins WHERE gun = $1', [gun]);
+        return old;
+      },
+      true,
+    );
   }
 
   async changes(q: ChangeQuery): Promise<Change[]> {
@@ -380,7 +419,13 @@ export class PostgresStore implements MetadataStore {
   async ping() {
     await this.read('SELECT 1');
   }
+  /** Opens the LISTEN connection on first use; it closes with the store. */
+  follow(l: ChangeFeedListener): ChangeFeed {
+    this.feed ??= new PgChangeFeed(this.url, this.log);
+    return this.feed.follow(l);
+  }
+
   close(): Promise<void> {
-    return (this.closing ??= this.pool.end());
+    return (this.closing ??= Promise.all([this.feed?.close(), this.pool.end()]).then(() => undefined));
   }
 }

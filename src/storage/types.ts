@@ -75,6 +75,14 @@ export interface JournalWrite {
   ack?: readonly string[];
 }
 
+/** The database cannot be reached (down, restarting, connection lost): nothing was written; retry later (503). */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+  constructor(override readonly cause: Error) {
+    super(`the metadata store is unavailable: ${cause.message}`);
+  }
+}
+
 /** A commit lost a race or replayed an old version: the caller answers 400 VERSION. */
 export class VersionConflictError extends Error {
   override name = 'VersionConflictError';
@@ -86,8 +94,27 @@ export class VersionConflictError extends Error {
   }
 }
 
+/** What a store's change feed reports (see MetadataStore.follow). */
+export interface ChangeFeedListener {
+  /** A GUN's trust data (files, or its pin) changed, in this process or another. */
+  change(gun: string, kind: 'update' | 'deletion'): void;
+  /** Changes may have been missed (the feed was away): drop everything cached. */
+  resync(): void;
+}
+
+export interface ChangeFeed {
+  /** Whether every change committed more than a second ago has been reported. */
+  fresh(): boolean;
+  close(): void;
+}
+
 export interface MetadataStore {
   readonly kind: string;
+  /**
+   * Changes committed by every process that shares this database, as they commit; only stores
+   * made for several instances (PostgreSQL) have it.
+   */
+  follow?(l: ChangeFeedListener): ChangeFeed;
   /** Highest stored version of a role. */
   latest(gun: string, role: string): Promise<StoredFile | undefined>;
   /**

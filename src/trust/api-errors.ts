@@ -5,7 +5,7 @@ import { PrivateKeyPemError } from '../core/crypto/pem.js';
 import { CertificateError } from '../core/crypto/x509.js';
 import { MalformedMetadataError, TufValidationError } from '../core/tuf/errors.js';
 import { KeyStoreError } from '../keystore/types.js';
-import { VersionConflictError } from '../storage/types.js';
+import { StoreUnavailableError, VersionConflictError } from '../storage/types.js';
 import { TrustChangeError } from './changes.js';
 import { EditorError } from './editor.js';
 import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';
@@ -71,6 +71,8 @@ export function toApiError(e: unknown): ApiError {
   }
   if (e instanceof TufValidationError || e instanceof MalformedMetadataError) return badRequest('INVALID_METADATA', e.message);
   if (e instanceof VersionConflictError) return conflict('VERSION_CONFLICT', `${e.message}; another change was published first, retry`);
+  if (e instanceof StoreUnavailableError)
+    return new ApiError(503, 'UNAVAILABLE', 'the metadata store is unavailable; nothing was changed, retry');
   if (e instanceof KeyStoreError) return new ApiError(500, 'INTERNAL', 'keystore error');
   return new ApiError(500, 'INTERNAL', 'internal error');
 }

@@ -1,14 +1,11 @@
-// Server-side edits of a repository's trust data: initialise a repository, change a targets
-// role (add, remove or promote tags; manage delegations), rotate keys, and publish the result
-// through the same validation path a Notary client's upload takes. Signatures come from keys
-// the keystore holds; a change whose role needs more signatures than the server holds is
-// returned unsigned-enough (`ThresholdNotMetError`) for the caller to collect the rest.
+// Reading and creating a repository's trust data on the server: the role that signs a targets
+// role, the next version of a targets body, a new root key, and a repository's first versions.
+// Changes to existing data go through TrustChanges (changes.ts), which uses these.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { createRootCertificate } from '../core/crypto/x509.js';
 import { canonicalBytes } from '../core/json/canonical.js';
-import { TufValidationError } from '../core/tuf/errors.js';
 import { Metadata, countValidSignatures, type RoleKeys, type RootBody, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
 import { isTargetsRole, parentRole } from '../core/tuf/roles.js';
 import { YEAR_MS, formatRfc3339 } from '../core/tuf/time.js';
@@ -24,20 +21,6 @@ export class EditorError extends Error {
     message: string,
   ) {
     super(message);
-  }
-}
-
-/** A role body whose signatures fall short of its threshold. */
-export class ThresholdNotMetError extends Error {
-  override name = 'ThresholdNotMetError';
-  constructor(
-    readonly role: string,
-    readonly body: RootBody | TargetsBody,
-    readonly signatures: Signature[],
-    readonly needed: number,
-    readonly keyids: string[],
-  ) {
-    super(`${role} needs ${needed} more signature(s) from keys ${keyids.join(', ')}`);
   }
 }
 
@@ -123,40 +106,6 @@ export class RepoEditor {
     return base;
   }
 
-  /**
-   * Applies `mutate` to the next version of a targets role, signs it with held keys (plus any
-   * `extraSignatures`), and publishes. Throws ThresholdNotMetError when signatures are missing.
-   */
-  async editTargets(
-    gun: string,
-    role: string,
-    mutate: (body: TargetsBody) => void,
-    extraSignatures: Signature[] = [],
-  ): Promise<PlannedFile[]> {
-    const signing = await this.signingRole(gun, role);
-    const body = await this.nextTargetsBody(gun, role);
-    mutate(body);
-    const signers = await this.heldSigners(gun, signing.role.keyids);
-    const signatures = await signBody(body, signers, extraSignatures);
-    return this.publishSigned(gun, role, body, signatures, signing);
-  }
-
-  /** Publishes a signed targets-role body, or throws ThresholdNotMetError naming what is missing. */
-  async publishSigned(
-    gun: string,
-    role: string,
-    body: TargetsBody | RootBody,
-    signatures: Signature[],
-    signing?: SigningRole,
-  ): Promise<PlannedFile[]> {
-    const s = signing ?? (role === 'root' ? undefined : await this.signingRole(gun, role));
-    if (s) {
-      const missing = RepoEditor.missing(body, signatures, s);
-      if (missing > 0) throw new ThresholdNotMetError(role, body, signatures, missing, s.role.keyids);
-    }
-    return this.trust.publish(gun, new Map([[role, envelope(body, signatures)]]));
-  }
-
   /** Makes a root key: a key pair wrapped in a self-signed certificate whose CN is the GUN. */
   async makeRootKey(gun: string, alg: Algorithm = 'ecdsa'): Promise<{ privateKey: KeyObject; key: TufKey }> {
     if (alg === 'ed25519') throw new EditorError('INVALID', 'root keys must be ECDSA or RSA (they are wrapped in an X.509 certificate)');
@@ -218,37 +167,6 @@ export class RepoEditor {
       ...(opts.rootKey === 'offline' ? { offlineRootKey: root.privateKey } : {}),
       files,
     };
-  }
-
-  /**
-   * A new root (version+1) after `mutate`, signed by the held keys of the current root role and
-   * of the new one, so clients holding the old root accept it. Offline root keys can add their
-   * signatures through `extraSignatures`.
-   */
-  async editRoot(
-    gun: string,
-    mutate: (body: RootBody) => void | Promise<void>,
-    extraSignatures: Signature[] = [],
-    extraSigners: Signer[] = [],
-  ): Promise<PlannedFile[]> {
-    const cur = await this.root(gun);
-    const body = JSON.parse(JSON.stringify(cur.body)) as RootBody;
-    body.version = cur.body.version + 1;
-    body.expires = formatRfc3339(this.now() + ROOT_LIFETIME_MS);
-    await mutate(body);
-    const keyids = [...new Set([...cur.body.roles.root.keyids, ...body.roles.root.keyids])];
-    const signers = [...(await this.heldSigners(gun, keyids)), ...extraSigners];
-    const signatures = await signBody(body, signers, extraSignatures);
-    const oldMissing = RepoEditor.missing(body, signatures, { keys: cur.body.keys, role: cur.body.roles.root });
-    const newMissing = RepoEditor.missing(body, signatures, { keys: body.keys, role: body.roles.root });
-    if (oldMissing > 0 || newMissing > 0)
-      throw new ThresholdNotMetError('root', body, signatures, Math.max(oldMissing, newMissing), keyids);
-    try {
-      return await this.trust.publish(gun, new Map([['root', envelope(body, signatures)]]));
-    } catch (e) {
-      if (e instanceof TufValidationError) throw new EditorError('INVALID', e.message);
-      throw e;
-    }
   }
 
   /** Keys the keystore holds for a GUN. */

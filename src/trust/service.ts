@@ -18,7 +18,14 @@ import {
   type ServerKeyring,
 } from '../core/tuf/update.js';
 import type { KeyRecord, KeyStore } from '../keystore/types.js';
-import { VersionConflictError, type ChangeQuery, type JournalWrite, type MetadataStore, type StoredFile } from '../storage/types.js';
+import {
+  VersionConflictError,
+  type ChangeFeed,
+  type ChangeQuery,
+  type JournalWrite,
+  type MetadataStore,
+  type StoredFile,
+} from '../storage/types.js';
 
 export interface TrustServiceOptions {
   lifetimes?: Lifetimes;
@@ -31,6 +38,8 @@ export type ServerRole = 'snapshot' | 'timestamp';
 export interface ChangeEvent {
   gun: string;
   kind: 'update' | 'deletion';
+  /** Heard from the store's change feed (every process sharing the database hears it too). */
+  fromFeed?: boolean;
 }
 
 /** The current timestamp, the snapshot it names, and that snapshot's parsed body. */
@@ -114,7 +123,9 @@ class ParseCache {
 }
 
 export class TrustService {
-  readonly events = new EventEmitter<{ change: [ChangeEvent] }>();
+  /** `change`: a GUN's trust data changed; `resync`: changes may have been missed, drop everything cached. */
+  readonly events = new EventEmitter<{ change: [ChangeEvent]; resync: [] }>();
+  private feed: ChangeFeed | undefined;
   private parses = new ParseCache();
   /**
    * Chain heads by GUN, so a GET does not walk timestamp → snapshot → role in the store each
@@ -141,6 +152,23 @@ export class TrustService {
     this.algorithm = opts.serverKeyAlgorithm ?? 'ecdsa';
     this.now = opts.now ?? Date.now;
     this.events.on('change', (e) => this.heads.delete(e.gun));
+    // Changes made by other instances (and this one) on a shared database.
+    this.feed = store.follow?.({
+      change: (gun, kind) => this.events.emit('change', { gun, kind, fromFeed: true }),
+      resync: () => {
+        this.heads.clear();
+        this.events.emit('resync');
+      },
+    });
+  }
+
+  /**
+   * Whether data cached here may still be served without asking the store: always for a store
+   * without a change feed (one instance), else while the feed is known to deliver every change
+   * within a second.
+   */
+  fresh(): boolean {
+    return this.feed?.fresh() ?? true;
   }
 
   /** Signers for a GUN's server-held keys; a key of another GUN is never used. */

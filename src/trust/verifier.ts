@@ -81,6 +81,8 @@ export class Verifier {
   private repos: BoundedMap<string, { repo: VerifiedRepo; timestamp: Buffer }>;
   private loading = new Map<string, Promise<VerifiedRepo | VerifyFailure>>();
   private generation = new Map<string, number>();
+  /** Bumped when changes may have been missed (the store's feed resynced). */
+  private epoch = 0;
   private now: () => number;
 
   constructor(
@@ -93,6 +95,10 @@ export class Verifier {
     trust.events.on('change', ({ gun }) => {
       this.generation.set(gun, (this.generation.get(gun) ?? 0) + 1);
       this.repos.delete(gun);
+    });
+    trust.events.on('resync', () => {
+      this.epoch++;
+      this.repos.clear();
     });
   }
 
@@ -107,8 +113,10 @@ export class Verifier {
 
   private async current(gun: string): Promise<VerifiedRepo | VerifyFailure> {
     const gen = this.generation.get(gun) ?? 0;
+    const epoch = this.epoch;
     const kept = this.repos.get(gun);
-    if (kept && kept.repo.expiresAtMs > this.now()) {
+    // A pin reset leaves the timestamp as it was: only the change feed tells of one made elsewhere.
+    if (kept && kept.repo.expiresAtMs > this.now() && this.trust.fresh()) {
       // This process hears its own publishes; the timestamp tells of everyone else's.
       const ts = await this.trust.current(gun, 'timestamp').catch(() => undefined);
       if (ts?.bytes.equals(kept.timestamp)) return kept.repo;
@@ -140,7 +148,7 @@ export class Verifier {
         }
       }
       // A verification that began before a change this process made is not kept.
-      if ((this.generation.get(gun) ?? 0) === gen) this.repos.set(gun, { repo: r, timestamp: input.timestamp });
+      if ((this.generation.get(gun) ?? 0) === gen && this.epoch === epoch) this.repos.set(gun, { repo: r, timestamp: input.timestamp });
       return r;
     }
   }

@@ -312,6 +312,15 @@ describe('a cluster of two workers', () => {
     assert.ok(exit, `the primary did not exit within 20 s\n${tailFile(proc.logFile)}`);
     assert.deepEqual(exit, { code: 0, signal: null });
     await until('the workers to be gone', () => workers.every((w) => !alive(w)), 10_000);
+    // Each worker drained and said so.
+    const log = tailFile(proc.logFile, 1 << 20);
+    for (const w of workers) {
+      assert.match(
+        log,
+        new RegExp(`"msg":"shutting down: no new connections, finishing requests in flight","signal":"SIGTERM","pid":${w},`),
+      );
+      assert.match(log, new RegExp(`"msg":"stopped","pid":${w}}`));
+    }
   });
 });
 

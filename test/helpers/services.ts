@@ -345,6 +345,10 @@ export interface PostgresService extends Service {
   port: number;
   user: string;
   database: string;
+  /** Stops the server (fast shutdown: sessions are ended), keeping its data; not for an external server. */
+  halt(): Promise<void>;
+  /** Starts the halted server again on the same port and data; resolves once it accepts connections. */
+  resume(): Promise<void>;
 }
 
 /**
@@ -365,6 +369,8 @@ export async function startPostgres(): Promise<PostgresService> {
       dir: '',
       logFile: '',
       stop: async () => {},
+      halt: () => Promise.reject(new Error('an external PostgreSQL (TRUSTGATE_TEST_DATABASE_URL) is not restarted by tests')),
+      resume: () => Promise.reject(new Error('an external PostgreSQL is not restarted by tests')),
     };
   }
 
@@ -422,8 +428,7 @@ export async function startPostgres(): Promise<PostgresService> {
     '-c',
     'max_connections=200',
   ];
-  // SIGINT = "fast" shutdown (SIGTERM would wait for clients to disconnect).
-  const proc = await launch(dir, exe('postgres'), args, { env, logName: 'postgres.log', stopSignal: 'SIGINT', ...ids }, async (p) => {
+  const ready = async (p: ManagedProcess, create: boolean) => {
     await waitForPort(port, 30_000, { check: () => p.assertAlive() });
     // The port opens before recovery finishes; pg_isready exit 0 means "accepting connections".
     const deadline = Date.now() + 30_000;
@@ -431,16 +436,21 @@ export async function startPostgres(): Promise<PostgresService> {
       p.assertAlive();
       const r = await runCommand(exe('pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], { env, timeoutMs: 5000 });
       if (r.code === 0) {
-        await runCommandOk(exe('createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'trustgate'], {
-          env,
-          timeoutMs: 30_000,
-        });
+        if (create)
+          await runCommandOk(exe('createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'trustgate'], {
+            env,
+            timeoutMs: 30_000,
+          });
         return;
       }
       await sleep(100);
     }
     throw new Error('pg_isready never succeeded');
-  });
+  };
+  // SIGINT = "fast" shutdown (SIGTERM would wait for clients to disconnect).
+  const opts = { env, logName: 'postgres.log', stopSignal: 'SIGINT' as const, ...ids };
+  let proc = await launch(dir, exe('postgres'), args, opts, (p) => ready(p, true));
+  let halted = false;
   return {
     url: `postgres://postgres@127.0.0.1:${port}/trustgate`,
     host: '127.0.0.1',
@@ -449,7 +459,19 @@ export async function startPostgres(): Promise<PostgresService> {
     database: 'trustgate',
     dir,
     logFile: proc.logFile,
-    stop: stopAndClean(proc, dir),
+    stop: async () => {
+      if (!halted) await stopAndClean(proc, dir)();
+      else await removeTempDir(dir);
+    },
+    async halt() {
+      await proc.stop();
+      halted = true;
+    },
+    async resume() {
+      proc = startProcess(exe('postgres'), args, { ...opts, logFile: path.join(dir, opts.logName) });
+      halted = false;
+      await ready(proc, false);
+    },
   };
 }
 

@@ -13,11 +13,11 @@ import { parsePolicy, PolicyError } from '../../src/proxy/policy.js';
 import { Upstream } from '../../src/registry/client.js';
 import { writeBundleReferrer, writeCosignSignature } from '../../src/registry/signatures.js';
 import { UpstreamRegistry } from '../../src/registry/artifacts.js';
-import { RepoEditor } from '../../src/trust/editor.js';
 import { makeImageLayout, MEDIA_TYPES, skopeoCopy, type ImageLayout } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 import { denied, get, putBlob, putManifest, startStack, type Stack } from './support.js';
 import { digestOf } from '../helpers/util.js';
+import { editTargets } from '../helpers/trust-edits.js';
 
 const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const SPDX = 'application/spdx+json';
@@ -222,7 +222,7 @@ test('V4: a real cosign signature of a signed digest is still served', async () 
   await signedImage(s, 'v4/real', 'init');
   const image = fixture('signed-image-manifest.json');
   assert.equal(digestOf(image), meta.signedImage.manifestDigest);
-  await new RepoEditor(s.tg.app.trust, s.tg.app.keys).editTargets(s.gun('v4/real'), 'targets', (b) => {
+  await editTargets(s.tg.app, s.gun('v4/real'), 'targets', (b) => {
     b.targets.hello = {
       hashes: { sha256: Buffer.from(meta.signedImage.manifestDigest.slice(7), 'hex').toString('base64') },
       length: image.length,

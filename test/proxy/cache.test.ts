@@ -10,7 +10,6 @@ import { BoundedMap } from '../../src/core/bounded-map.js';
 import { ManifestCache, VerdictCache } from '../../src/proxy/cache.js';
 import { startProxy } from '../../src/proxy/index.js';
 import type { Verdict } from '../../src/trust/verifier.js';
-import { RepoEditor } from '../../src/trust/editor.js';
 import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import {
@@ -23,6 +22,7 @@ import {
   type RegistryService,
 } from '../helpers/services.js';
 import { denied, get, startStack } from './support.js';
+import { editTargets } from '../helpers/trust-edits.js';
 
 const log = createLogger('error');
 const verdict = (ok: boolean, expiresAtMs?: number): Verdict => ({
@@ -162,7 +162,7 @@ test('V13: a revoke drops verdicts written by another instance at once', async (
     assert.equal((await get(`${a.px.url}/v2/v13/app/manifests/v1`)).status, 200);
     assert.equal(a.px.cache.hits, hits + 1, 'A used the verdict B wrote');
     // Revoked through A: neither instance serves it any more, B first.
-    await new RepoEditor(a.tg.app.trust, a.tg.app.keys).editTargets(gun, 'targets', (t) => void delete t.targets.v1);
+    await editTargets(a.tg.app, gun, 'targets', (t) => void delete t.targets.v1);
     assert.equal(denied(await get(`${b.url}/v2/v13/app/manifests/v1`)).detail.reason, 'not-signed');
     assert.equal(denied(await get(`${a.px.url}/v2/v13/app/manifests/v1`)).detail.reason, 'not-signed');
     // Signed again (through A's push), both serve it again at once: the denials are dropped too.

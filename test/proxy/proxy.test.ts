@@ -6,12 +6,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { YEAR_MS } from '../../src/core/tuf/time.js';
-import { RepoEditor } from '../../src/trust/editor.js';
 import { TrustService } from '../../src/trust/service.js';
 import { makeImageLayout, makeIndexLayout, MEDIA_TYPES, runSkopeo, skopeoCopy, skopeoInspect } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir } from '../helpers/services.js';
 import { ACCEPT_ALL, denied, get, putBlob, putManifest, startStack, type Stack } from './support.js';
 import { digestOf } from '../helpers/util.js';
+import { editTargets } from '../helpers/trust-edits.js';
 
 let s: Stack;
 let work: string;
@@ -116,7 +116,7 @@ test('a re-signed tag is served at once (verdicts are dropped when trust data ch
   await skopeoCopy(b.ref, `docker://${s.host}/team/resign:v1`, ['--dest-creds', s.creds]);
   assert.equal((await get(`${s.px.url}/v2/team/resign/manifests/v1`)).headers.get('docker-content-digest'), b.manifest.digest);
   // Removing the tag from the trust data (an edit outside the proxy) denies it at once.
-  await new RepoEditor(s.tg.app.trust, s.tg.app.keys).editTargets(s.gun('team/resign'), 'targets', (t) => void delete t.targets.v1);
+  await editTargets(s.tg.app, s.gun('team/resign'), 'targets', (t) => void delete t.targets.v1);
   assert.equal(denied(await get(`${s.px.url}/v2/team/resign/manifests/v1`)).detail.reason, 'not-signed');
 });
 
@@ -165,7 +165,7 @@ test('a trust change published by another process on the same database is seen o
     // Another trustgate over the same store: its own TrustService, whose change events this
     // proxy does not hear.
     const other = new TrustService(t.tg.app.trust.store, t.tg.app.keys);
-    await new RepoEditor(other, t.tg.app.keys).editTargets(t.gun('team/elsewhere'), 'targets', (b) => void delete b.targets.v1);
+    await editTargets({ trust: other, keys: t.tg.app.keys }, t.gun('team/elsewhere'), 'targets', (b) => void delete b.targets.v1);
     await new Promise((r) => setTimeout(r, 1100));
     assert.equal(denied(await get(`${t.px.url}/v2/team/elsewhere/manifests/v1`)).detail.reason, 'not-signed');
   } finally {

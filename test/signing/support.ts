@@ -1,7 +1,7 @@
 // Shared setup for the signing tests: a real trustgate (startTrustgate) with the signing routes
 // on its /api/v1, real tokens (the management API's token store), the proxy's verifier, and
 // optionally a real upstream registry (docker-registry). Helpers make repositories and
-// delegations with the RepoEditor and read back versions. Refused requests are checked with
+// delegations (test/helpers/trust-edits.ts) and read back versions. Refused requests are checked with
 // test/helpers/unchanged.ts.
 import request from 'supertest';
 import { keyId } from '../../src/core/crypto/keys.js';
@@ -10,6 +10,7 @@ import { RepoEditor } from '../../src/trust/editor.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 import { digestOf, gunNamer } from '../helpers/util.js';
 import { signingParts, type SigningParts } from './wiring.js';
+import { editTargets } from '../helpers/trust-edits.js';
 
 export type Agent = ReturnType<typeof request>;
 
@@ -71,7 +72,7 @@ export async function addDelegation(
 ): Promise<string> {
   const rec = await s.tg.app.keys.generate(gun, role, 'ecdsa');
   const extra = opts.extraKeys ?? [];
-  await s.editor.editTargets(gun, 'targets', (b) => {
+  await editTargets({ trust: s.tg.app.trust, keys: s.tg.app.keys }, gun, 'targets', (b) => {
     b.delegations.keys[rec.id] = rec.public;
     for (const k of extra) b.delegations.keys[keyId(k)] = k;
     b.delegations.roles.push({

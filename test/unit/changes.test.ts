@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { setEntry } from '../../src/core/tuf/metadata.js';
 import { TrustChangeError, type Caller, type Edit, type TrustChanges } from '../../src/trust/changes.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
+import { editRoot } from '../helpers/trust-edits.js';
 
 let tg: RunningTrustgate;
 let changes: TrustChanges;
@@ -31,7 +32,7 @@ async function twoOfTwo(): Promise<{ gun: string; first: string; second: string 
   const gun = newGun();
   const init = await changes.editor.init(gun, { rootKey: 'keystore' });
   const second = await tg.app.keys.generate(gun, 'targets', 'ecdsa');
-  await changes.editor.editRoot(gun, (b) => {
+  await editRoot(tg.app, gun, (b) => {
     b.keys[second.id] = second.public;
     b.roles.targets.keyids.push(second.id);
     b.roles.targets.threshold = 2;

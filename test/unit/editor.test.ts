@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Metadata, type TargetsBody } from '../../src/core/tuf/metadata.js';
 import { PushSigner } from '../../src/proxy/signing.js';
-import { RepoEditor, ThresholdNotMetError } from '../../src/trust/editor.js';
+import { TrustChangeError } from '../../src/trust/changes.js';
+import { RepoEditor } from '../../src/trust/editor.js';
+import { editRoot, editTargets } from '../helpers/trust-edits.js';
 import { notaryCli, parseNotaryList } from '../helpers/notary-cli.js';
 import { startTrustgate, type RunningTrustgate } from '../helpers/trustgate.js';
 
@@ -24,7 +26,7 @@ test('a repository initialised on the server is readable by the real notary CLI'
     res.files.map((f) => f.role),
     ['root', 'targets', 'snapshot', 'timestamp'],
   );
-  await editor.editTargets(gun, 'targets', (b) => {
+  await editTargets(tg.app, gun, 'targets', (b) => {
     b.targets.v1 = { hashes: { sha256: digest('manifest').toString('base64') }, length: 8 };
   });
   const cli = await notaryCli({ server: tg.url, token: tg.adminToken });
@@ -46,27 +48,30 @@ test('an offline root is returned once and never stored', async () => {
   assert.equal(await tg.app.keys.get(res.rootKeyId), undefined);
   const held = await tg.app.keys.list({ gun, role: 'root' });
   assert.equal(held.length, 0);
-  // Root changes now need the offline key: without it the editor reports what is missing.
-  await assert.rejects(
-    editor.editRoot(gun, () => undefined),
-    ThresholdNotMetError,
-  );
 });
 
 test('a targets edit that lacks signatures is refused with what is missing, and nothing is published', async () => {
   const gun = 'example.com/editor/threshold';
   await editor.init(gun, { rootKey: 'keystore' });
   const second = await tg.app.keys.generate(gun, 'targets', 'ecdsa');
-  await editor.editRoot(gun, (b) => {
+  await editRoot(tg.app, gun, (b) => {
     b.keys[second.id] = second.public;
     b.roles.targets.keyids.push(second.id);
     b.roles.targets.threshold = 2;
   });
   await tg.app.keys.delete(second.id); // the second holder is somebody else now
   const before = (await tg.app.trust.current(gun, 'targets'))!.bytes;
+  const admin = { id: 'admin', name: 'admin', admin: true, keyIds: [] };
   await assert.rejects(
-    editor.editTargets(gun, 'targets', (b) => void (b.targets.x = { hashes: { sha256: digest('x').toString('base64') }, length: 1 })),
-    (e: unknown) => e instanceof ThresholdNotMetError && e.needed === 1,
+    tg.app.management.changes.apply({
+      gun,
+      caller: admin,
+      action: 'tag.add',
+      summary: 'x',
+      edits: new Map([['targets', (b) => void (b.targets.x = { hashes: { sha256: digest('x').toString('base64') }, length: 1 })]]),
+      whenShort: 'refuse',
+    }),
+    (e: unknown) => e instanceof TrustChangeError && e.code === 'THRESHOLD_NOT_MET',
   );
   assert.deepEqual((await tg.app.trust.current(gun, 'targets'))!.bytes, before);
   assert.equal(Metadata.parse<TargetsBody>('targets', before).body.targets.x, undefined);
