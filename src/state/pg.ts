@@ -36,6 +36,26 @@ export function connectionLost(e: unknown): boolean {
   return /^Connection terminated/.test(err.message ?? '');
 }
 
+/** The server cannot be reached or is not accepting work (down, starting, shutting down). */
+function unreachable(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  if (connectionLost(e)) return true;
+  if (err.code && ['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P03', '53300'].includes(err.code)) return true;
+  return /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error/i.test(err.message ?? '');
+}
+
+/** The database cannot be reached (down, restarting, connection lost): nothing was written; retry later (503). */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError';
+  constructor(override readonly cause: Error) {
+    super(`the metadata store is unavailable: ${cause.message}`);
+  }
+}
+
+/** A connection-level failure as StoreUnavailableError (the API answers 503); anything else as it is. */
+export const unavailable = (e: unknown): unknown =>
+  unreachable(e) && !(e instanceof StoreUnavailableError) ? new StoreUnavailableError(e as Error) : e;
+
 export type Client = pg.PoolClient;
 
 export class PgState {
@@ -73,19 +93,28 @@ export class PgState {
       try {
         return await this.pool.query<R>(sql, args);
       } catch (e) {
-        if (!connectionLost(e) || attempt >= this.max) throw e;
+        if (!connectionLost(e) || attempt >= this.max) throw unavailable(e);
       }
     }
   }
 
   /** A statement that writes: not retried, since a lost answer does not mean it did not run. */
   async write<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(sql, args);
+    try {
+      return await this.pool.query<R>(sql, args);
+    } catch (e) {
+      throw unavailable(e);
+    }
   }
 
   /** One transaction, holding the advisory lock `lock` (LOCKS) until it ends when given. */
   async tx<T>(lock: number | undefined, fn: (c: Client) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
+    let c: Client;
+    try {
+      c = await this.pool.connect();
+    } catch (e) {
+      throw unavailable(e);
+    }
     let broken: Error | undefined;
     const onClientError = (e: Error) => {
       broken ??= e;
@@ -100,7 +129,7 @@ export class PgState {
       return out;
     } catch (e) {
       if (!broken) await c.query('ROLLBACK').catch((re: Error) => (broken ??= re));
-      throw e;
+      throw unavailable(e);
     } finally {
       c.off('error', onClientError);
       // A broken connection must not go back to the pool.

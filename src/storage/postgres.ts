@@ -5,7 +5,7 @@
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
 import { createLogger, type Logger } from '../observability/log.js';
-import { SCHEMA_LOCK, connectionLost } from '../state/pg.js';
+import { SCHEMA_LOCK, connectionLost, unavailable as mapped } from '../state/pg.js';
 import { CHANNEL, notifyPayload, PgChangeFeed } from './pg-feed.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import {
@@ -137,18 +137,6 @@ const defaultOnError = (() => {
   const log = createLogger('warn');
   return (e: Error) => log('warn', 'postgres connection lost; it will be replaced', { error: e.message });
 })();
-
-/** The server cannot be reached or is not accepting work (down, starting, shutting down). */
-function unreachable(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  if (connectionLost(e)) return true;
-  if (err.code && ['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P03', '53300'].includes(err.code)) return true;
-  return /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error/i.test(err.message ?? '');
-}
-
-/** A connection-level failure as StoreUnavailableError (the API answers 503); anything else as it is. */
-const mapped = (e: unknown): unknown =>
-  unreachable(e) && !(e instanceof StoreUnavailableError) ? new StoreUnavailableError(e as Error) : e;
 
 type Pending = { gun: string; version: number; sha256: string; category: 'update' | 'deletion'; at: Date };
 
