@@ -10,6 +10,11 @@ import { openKeyStore } from './keystore/open.js';
 import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js';
 import { ANONYMOUS_ACTOR, createTrustgateAuth } from './auth/notary-auth.js';
 import type { AuditActor } from './audit/log.js';
+import { PgAuditTrail } from './audit/pg.js';
+import { PgTokens } from './auth/tokens-pg.js';
+import { LOCKS, PgState } from './state/pg.js';
+import { PgPendingRecords } from './state/pending-records.js';
+import type { PendingChange } from './trust/pending.js';
 import { KeyStoreError, type KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createNotaryHandler } from './notary/handler.js';
@@ -19,7 +24,7 @@ import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
 import { auditNote, TrustService } from './trust/service.js';
 import { reconcileJournal } from './trust/audit-journal.js';
-import { createManagement, type Management } from './management/index.js';
+import { createManagement, type Management, type SharedState } from './management/index.js';
 import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
 import { Probes } from './http/probes.js';
@@ -122,6 +127,29 @@ async function openStoreForStart(config: Config, log: Logger): Promise<MetadataS
   }
 }
 
+/**
+ * The passphrase with state in PostgreSQL: instances sharing a keyv keystore must seal with one
+ * secret, so without TRUSTGATE_KEY_PASSPHRASE the generated one is kept in the database (a data
+ * directory's older secret is taken as that one if the database has none yet).
+ */
+async function sharedPassphrase(config: Config, db: PgState, log: Logger, made: { path?: string }): Promise<string> {
+  if (config.keyPassphrase || config.keystore !== 'keyv') return resolvePassphrase(config, log, made);
+  const local = join(config.dataDir, 'keystore.secret');
+  const seed = existsSync(local) ? readFileSync(local, 'utf8').trim() : undefined;
+  const { value, created } = await db.secret('keystore.secret', () => seed ?? randomBytes(32).toString('base64'));
+  if (created)
+    log(
+      'warn',
+      'TRUSTGATE_KEY_PASSPHRASE is not set: the key-encryption secret of the shared keyv keystore is kept in TRUSTGATE_DATABASE_URL; set TRUSTGATE_KEY_PASSPHRASE on every instance to keep it apart from the database',
+    );
+  return value;
+}
+
+/** Tokens, the audit log and pending changes in PostgreSQL, for every instance of one database. */
+function pgState(db: PgState, log: Logger, now: () => number): SharedState {
+  return { tokens: new PgTokens(db, now), audit: new PgAuditTrail(db, log, now), pending: new PgPendingRecords<PendingChange>(db, now) };
+}
+
 export interface AppOverrides {
   store?: MetadataStore;
   keys?: KeyStore;
@@ -132,14 +160,18 @@ export interface AppOverrides {
 export async function createApp(config: Config, over: AppOverrides = {}): Promise<App> {
   const log = over.log ?? createLogger(config.logLevel);
   const store = over.store ?? (await openStoreForStart(config, log));
+  const db = config.databaseUrl ? await PgState.open(config.databaseUrl) : undefined;
   const made: { path?: string } = {};
   let opened: Awaited<ReturnType<typeof openKeyStore>> | undefined;
   if (!over.keys) {
+    const open = () => openKeyStore(config, () => (db ? sharedPassphrase(config, db, log, made) : resolvePassphrase(config, log, made)));
     try {
-      opened = await openKeyStore(config, () => resolvePassphrase(config, log, made));
+      // Instances starting together must not each create the shared keystore's KDF parameters.
+      opened = db ? await db.exclusive(LOCKS.keystore, open) : await open();
     } catch (e) {
       if (made.path) rmSync(made.path, { force: true }); // it unlocks nothing: leave no stray secret behind
       if (!over.store) await store.close().catch(() => undefined);
+      await db?.close().catch(() => undefined);
       throw keystoreFailure(config, e, !!made.path);
     }
     if (made.path)
@@ -169,7 +201,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const trustgateAuth =
     config.authMode === 'trustgate'
       ? createTrustgateAuth({
-          tokens: { authenticate: (t) => management?.tokens.authenticate(t) },
+          tokens: { authenticate: async (t) => management?.tokens.authenticate(t) },
           anonymousRead: config.anonymousRead,
           ...(config.authRealm ? { realm: config.authRealm } : {}),
           log,
@@ -189,9 +221,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     ...(registryAuth ? { authorize: registryAuth.authorize } : {}),
     ...(trustgateAuth ? { authorize: trustgateAuth.authorize, anonymousReads: config.anonymousRead } : {}),
     auditNote: (req, action) => auditNote(actors.get(req) ?? ANONYMOUS_ACTOR, action, { detail: { api: 'notary' } }),
-    onWrite: (req, w) => {
+    onWrite: async (req, w) => {
       try {
-        management?.audit.append({
+        await management?.audit.append({
           actor: actors.get(req) ?? ANONYMOUS_ACTOR,
           action: w.action,
           outcome: 'success',
@@ -214,7 +246,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   // The registry token endpoint (TRUSTGATE_AUTH_TOKEN_*), ahead of the management API's guard.
   if (registryAuth?.tokenEndpoint) api.get('/api/v1/token', (req, res, next) => void registryAuth.tokenEndpoint!(req, res).catch(next));
   if (trustgateAuth) api.get('/api/v1/token', (req, res) => trustgateAuth.tokenEndpoint(req, res));
-  management = createManagement({
+  management = await createManagement({
     dataDir: config.dataDir,
     ...(store.backup ? { backup: (dest: string) => store.backup!(dest) } : {}),
     trust,
@@ -225,11 +257,13 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
     tagSigning: () => signing.service,
+    ...(db ? { shared: pgState(db, log, over.now ?? Date.now) } : {}),
   });
+  const mgmt = management;
   // Changes committed by a process that died before auditing them.
-  await reconcileJournal(store, management.audit, log);
+  await reconcileJournal(store, mgmt.audit, log);
   auditDenial = (d) =>
-    void management.audit.appendDenial(
+    mgmt.audit.appendDenial(
       {
         actor: d.subject !== undefined ? { id: 'registry-token', name: d.subject || 'unknown' } : { id: 'anonymous', name: 'anonymous' },
         action: 'auth.denied',
@@ -240,9 +274,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
       { api: 'notary', reason: d.error },
     );
   // Signing routes first: the management router answers 404 for paths it does not know.
-  const signing = createSigningForApp(config, { trust, keys, log, management, ...(over.now ? { now: over.now } : {}) });
+  const signing = createSigningForApp(config, { trust, keys, log, management: mgmt, ...(over.now ? { now: over.now } : {}) });
   api.use('/api/v1', signing.router);
-  api.use('/api/v1', management.router);
+  api.use('/api/v1', mgmt.router);
   // Anything no route claims: under /api/v1 the management API's 404, elsewhere notary's
   // catch-all answer, so each client sees the error vocabulary it expects.
   const fallthrough = (req: IncomingMessage, res: ServerResponse) => {
@@ -297,16 +331,17 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     api,
     listener,
     now: over.now ?? Date.now,
-    management,
+    management: mgmt,
     signing,
     probes,
     close: async () => {
       signing.close();
-      management.close();
+      await mgmt.close().catch((e: Error) => log('warn', 'audit log refusal counts not written', { error: e.message }));
       await trust
         .flushAcks()
         .catch((e: Error) => log('warn', 'audit journal acknowledgements not written; the next start settles them', { error: e.message }));
       await store.close();
+      await db?.close();
       await opened?.close();
     },
   };

@@ -11,8 +11,8 @@
 //
 // Several processes on one machine may append to one data directory's log: an append runs under
 // the state lock (src/state/lock.ts) and takes its sequence number and `prev` from the log's last
-// line as it is on disk then, so all appends form one chain. Instances on different machines
-// sharing only a database each keep their own log.
+// line as it is on disk then, so all appends form one chain. With TRUSTGATE_DATABASE_URL the app
+// keeps the chain in PostgreSQL instead (audit/pg.ts), behind the same AuditTrail (audit/trail.ts).
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -154,40 +154,22 @@ function clipped(input: AuditInput): AuditInput {
   return out;
 }
 
-export class AuditLog {
-  readonly path: string;
-  private headPath: string;
-  /** The state lock appends take (shared with tokens and pending changes in the app). */
-  readonly lock: StateLock;
-
-  constructor(
-    dir: string,
-    private now: () => number = Date.now,
-    lock?: StateLock,
-  ) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.path = join(dir, 'audit.jsonl');
-    this.headPath = join(dir, 'audit.head');
-    this.lock = lock ?? new StateLock(dir);
-  }
-
-  /** The log's file as this process left it after its last append, and the head it holds then. */
-  private appended: { ino: number; size: number; mtimeMs: number; seq: number; hash: string } | undefined;
-
+/**
+ * Refusals counted rather than written one by one: at most one entry of each kind (actor, action
+ * and `kind`) per DENIAL_WINDOW_MS. Later refusals in the window are counted, and the count is
+ * written as one entry (`detail.repeated`, `detail.from`, `detail.to`) once the window is over.
+ * Refusals come from whoever can reach the port, with or without a valid token: writing each one
+ * would let them grow the log, and hold its lock, as fast as they can send. Counts are per process.
+ */
+export class DenialWindows {
   private denials = new Map<string, DenialWindow>();
-  private denialTimer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
-  /**
-   * Appends a refusal, but at most one of each kind (actor, action and `kind`) per
-   * DENIAL_WINDOW_MS. Later refusals in the window are counted, and the count is written as one
-   * entry (`detail.repeated`, `detail.from`, `detail.to`) once the window is over. Refusals come
-   * from whoever can reach the port, with or without a valid token: writing each one would let
-   * them grow the log, and hold its lock, as fast as they can send. Returns the entry written,
-   * or undefined when the refusal was only counted. Counts are per process.
-   */
-  appendDenial(input: AuditInput, kind: DenialKind): AuditEntry | undefined {
-    const now = this.now();
-    this.flushDenials(now);
+  /** `tick` writes what `due` returns; it is called while windows are open. */
+  constructor(private tick: () => void) {}
+
+  /** The entry to write now for this refusal, or undefined when it is only counted. */
+  record(input: AuditInput, kind: DenialKind, now: number): AuditInput | undefined {
     let key = JSON.stringify([input.actor.id, input.actor.name, input.action, kind]);
     let entry = input;
     if (!this.denials.has(key) && this.denials.size >= MAX_DENIAL_KINDS) {
@@ -203,24 +185,123 @@ export class AuditLog {
       w.last = now;
       return undefined;
     }
-    const written = this.append(clipped(entry));
-    this.trackDenial(key, { actor: written.actor, action: written.action, kind, start: now, count: 0, first: 0, last: 0 });
+    const written = clipped(entry);
+    this.denials.set(key, { actor: written.actor, action: written.action, kind, start: now, count: 0, first: 0, last: 0 });
+    if (!this.timer) {
+      // Closes windows nobody refuses into again; unref'd, so it never keeps the process alive.
+      this.timer = setInterval(() => this.tick(), DENIAL_WINDOW_MS / 4);
+      this.timer.unref();
+    }
     return written;
   }
 
-  private trackDenial(key: string, w: DenialWindow): void {
-    this.denials.set(key, w);
-    if (!this.denialTimer) {
-      // Closes windows nobody refuses into again; unref'd, so it never keeps the process alive.
-      this.denialTimer = setInterval(() => {
-        try {
-          this.flushDenials(this.now());
-        } catch {
-          // A log that cannot be written now (disk full) loses these counts, not the process.
-        }
-      }, DENIAL_WINDOW_MS / 4);
-      this.denialTimer.unref();
+  /** The count entries of windows over at `now` (all with no `now`, as at shutdown); forgets them. */
+  due(now?: number): AuditInput[] {
+    const out: AuditInput[] = [];
+    for (const [key, w] of this.denials) {
+      if (now !== undefined && now - w.start < DENIAL_WINDOW_MS) continue;
+      this.denials.delete(key);
+      if (w.count === 0) continue;
+      out.push({
+        actor: w.actor,
+        action: w.action,
+        outcome: 'denied',
+        detail: { ...w.kind, repeated: w.count, from: new Date(w.first).toISOString(), to: new Date(w.last).toISOString() },
+      });
     }
+    if (this.denials.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+    return out;
+  }
+}
+
+/** The entry that follows `head` for `input`. */
+export function nextEntry(head: { seq: number; hash: string }, input: AuditInput, time: string): AuditEntry {
+  const base: Omit<AuditEntry, 'hash'> = {
+    seq: head.seq + 1,
+    time,
+    actor: { id: input.actor.id, name: input.actor.name },
+    action: input.action,
+    outcome: input.outcome,
+    ...(input.gun !== undefined ? { gun: input.gun } : {}),
+    ...(input.role !== undefined ? { role: input.role } : {}),
+    ...(input.keyId !== undefined ? { keyId: input.keyId } : {}),
+    ...(input.detail !== undefined ? { detail: input.detail } : {}),
+    prev: head.hash,
+  };
+  return { ...base, hash: entryHash(base) };
+}
+
+/** Whether entry `e` (as read) matches query `q`'s filters, all but `limit`. */
+export function matches(e: AuditEntry, q: AuditQuery): boolean {
+  if (q.gun !== undefined && e.gun !== q.gun) return false;
+  if (q.actor !== undefined && e.actor.id !== q.actor && e.actor.name !== q.actor) return false;
+  if (q.action !== undefined && e.action !== q.action && !e.action.startsWith(`${q.action}.`)) return false;
+  const t = Date.parse(e.time);
+  if (q.since !== undefined && t < q.since) return false;
+  if (q.until !== undefined && t > q.until) return false;
+  return true;
+}
+
+/** Walks a chain: every hash recomputed, every `prev` linked, sequence unbroken. */
+export function walkChain(lines: readonly string[]): { n: number; prev: string; fail?: string } {
+  let prev = GENESIS;
+  let n = 0;
+  for (const line of lines) {
+    let e: AuditEntry;
+    try {
+      e = JSON.parse(line) as AuditEntry;
+    } catch {
+      return { n, prev, fail: 'entry is not JSON' };
+    }
+    if (e.seq !== n + 1) return { n, prev, fail: `expected sequence number ${n + 1}, found ${e.seq}` };
+    if (e.prev !== prev) return { n, prev, fail: 'entry does not link to the previous entry' };
+    const { hash, ...rest } = e;
+    if (entryHash(rest) !== hash) return { n, prev, fail: 'entry hash does not match its content' };
+    prev = hash;
+    n++;
+  }
+  return { n, prev };
+}
+
+export class AuditLog {
+  readonly path: string;
+  private headPath: string;
+  /** The state lock appends take (shared with tokens and pending changes in the app). */
+  readonly lock: StateLock;
+  private windows: DenialWindows;
+  /** The log's file as this process left it after its last append, and the head it holds then. */
+  private appended: { ino: number; size: number; mtimeMs: number; seq: number; hash: string } | undefined;
+
+  constructor(
+    dir: string,
+    private now: () => number = Date.now,
+    lock?: StateLock,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.path = join(dir, 'audit.jsonl');
+    this.headPath = join(dir, 'audit.head');
+    this.lock = lock ?? new StateLock(dir);
+    this.windows = new DenialWindows(() => {
+      try {
+        this.flushDenials(this.now());
+      } catch {
+        // A log that cannot be written now (disk full) loses these counts, not the process.
+      }
+    });
+  }
+
+  /**
+   * Appends a refusal, windowed (DenialWindows). Returns the entry written, or undefined when the
+   * refusal was only counted.
+   */
+  appendDenial(input: AuditInput, kind: DenialKind): AuditEntry | undefined {
+    const now = this.now();
+    this.flushDenials(now);
+    const write = this.windows.record(input, kind, now);
+    return write && this.append(write);
   }
 
   /**
@@ -228,21 +309,7 @@ export class AuditLog {
    * at shutdown) and forgets those windows.
    */
   flushDenials(now?: number): void {
-    for (const [key, w] of this.denials) {
-      if (now !== undefined && now - w.start < DENIAL_WINDOW_MS) continue;
-      this.denials.delete(key);
-      if (w.count === 0) continue;
-      this.append({
-        actor: w.actor,
-        action: w.action,
-        outcome: 'denied',
-        detail: { ...w.kind, repeated: w.count, from: new Date(w.first).toISOString(), to: new Date(w.last).toISOString() },
-      });
-    }
-    if (this.denials.size === 0 && this.denialTimer) {
-      clearInterval(this.denialTimer);
-      this.denialTimer = undefined;
-    }
+    for (const e of this.windows.due(now)) this.append(e);
   }
 
   append(input: AuditInput): AuditEntry {
@@ -255,19 +322,7 @@ export class AuditLog {
         st && mine && st.ino === mine.ino && st.size === mine.size && st.mtimeMs === mine.mtimeMs
           ? mine
           : headOf(lastLine(this.path), () => this.readAll().length);
-      const base: Omit<AuditEntry, 'hash'> = {
-        seq: head.seq + 1,
-        time: new Date(this.now()).toISOString(),
-        actor: { id: input.actor.id, name: input.actor.name },
-        action: input.action,
-        outcome: input.outcome,
-        ...(input.gun !== undefined ? { gun: input.gun } : {}),
-        ...(input.role !== undefined ? { role: input.role } : {}),
-        ...(input.keyId !== undefined ? { keyId: input.keyId } : {}),
-        ...(input.detail !== undefined ? { detail: input.detail } : {}),
-        prev: head.hash,
-      };
-      const entry: AuditEntry = { ...base, hash: entryHash(base) };
+      const entry = nextEntry(head, input, new Date(this.now()).toISOString());
       // On disk before the request is answered; the log before the head, so the head is never ahead.
       appendFileDurable(this.path, JSON.stringify(entry) + '\n');
       const after = statSync(this.path);
@@ -347,13 +402,7 @@ export class AuditLog {
       } catch {
         continue;
       }
-      if (q.gun !== undefined && e.gun !== q.gun) continue;
-      if (q.actor !== undefined && e.actor.id !== q.actor && e.actor.name !== q.actor) continue;
-      if (q.action !== undefined && e.action !== q.action && !e.action.startsWith(`${q.action}.`)) continue;
-      const t = Date.parse(e.time);
-      if (q.since !== undefined && t < q.since) continue;
-      if (q.until !== undefined && t > q.until) continue;
-      out.push(e);
+      if (matches(e, q)) out.push(e);
     }
     return q.limit !== undefined ? out.slice(-q.limit) : out;
   }
@@ -368,23 +417,8 @@ export class AuditLog {
     }));
     const lines = snap.size > 0 ? splitLines(this.readPrefix(snap.size)) : [];
     const last = headOf(lines.at(-1), () => lines.length);
-    let prev = GENESIS;
-    let n = 0;
-    const fail = (reason: string): AuditVerifyResult => ({ ok: false, entries: lines.length, head: last, brokenAt: n + 1, reason });
-    for (const line of lines) {
-      let e: AuditEntry;
-      try {
-        e = JSON.parse(line) as AuditEntry;
-      } catch {
-        return fail('entry is not JSON');
-      }
-      if (e.seq !== n + 1) return fail(`expected sequence number ${n + 1}, found ${e.seq}`);
-      if (e.prev !== prev) return fail('entry does not link to the previous entry');
-      const { hash, ...rest } = e;
-      if (entryHash(rest) !== hash) return fail('entry hash does not match its content');
-      prev = hash;
-      n++;
-    }
+    const { n, prev, fail } = walkChain(lines);
+    if (fail) return { ok: false, entries: lines.length, head: last, brokenAt: n + 1, reason: fail };
     if (snap.head !== undefined) {
       try {
         const head = JSON.parse(snap.head) as { seq: number; hash: string };

@@ -2,9 +2,9 @@
 // challenge), 403 when the token's scopes do not cover the action. Every refusal of a presented
 // token is written to the audit log; the token itself never is, nor is it logged.
 import type { NextFunction, Request, Response } from 'express';
-import type { AuditLog } from '../audit/log.js';
+import type { AuditTrail } from '../audit/trail.js';
 import { ApiError } from '../http/api-error.js';
-import { allows, type Permission, type Scope, type TokenStore } from './tokens.js';
+import { allows, type Permission, type Scope, type Tokens } from './tokens.js';
 
 export interface Actor {
   id: string;
@@ -33,15 +33,19 @@ export function signingIdentity(a: Actor): { id: string; name: string; admin: bo
   return { id: a.id, name: a.name, admin: isAdmin(a), keyIds: a.keyIds };
 }
 
-export function authenticate(tokens: TokenStore, audit: AuditLog) {
-  return (req: Request, res: Response, next: NextFunction): void => {
+/** Where refusals go: the app's audit log (any AuditTrail). */
+type DenialSink = Pick<AuditTrail, 'appendDenial'>;
+
+export function authenticate(tokens: Pick<Tokens, 'authenticate'>, audit: DenialSink) {
+  return (req: Request, res: Response, next: NextFunction): void => void check(req, res).then(next, next);
+  async function check(req: Request, res: Response): Promise<void> {
     const header = req.headers.authorization;
     if (!header) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="trustgate"');
-      return next(new ApiError(401, 'UNAUTHORIZED', 'a bearer token is required'));
+      throw new ApiError(401, 'UNAUTHORIZED', 'a bearer token is required');
     }
     const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-    const rec = m ? tokens.authenticate(m[1]!) : undefined;
+    const rec = m ? await tokens.authenticate(m[1]!) : undefined;
     if (!rec) {
       const reason = m ? 'unknown or expired token' : 'malformed Authorization header';
       audit.appendDenial(
@@ -54,15 +58,14 @@ export function authenticate(tokens: TokenStore, audit: AuditLog) {
         { reason },
       );
       res.setHeader('WWW-Authenticate', CHALLENGE);
-      return next(new ApiError(401, 'UNAUTHORIZED', 'the bearer token is not valid'));
+      throw new ApiError(401, 'UNAUTHORIZED', 'the bearer token is not valid');
     }
     res.locals.actor = { id: rec.id, name: rec.name, scopes: rec.scopes, keyIds: rec.keyIds ?? [] } satisfies Actor;
-    next();
-  };
+  }
 }
 
 /** Throws 403 (and audits the refusal) unless the actor may `perm` (on `gun`). */
-export function authorize(audit: AuditLog, actor: Actor, perm: Permission, gun: string | undefined, action: string): void {
+export function authorize(audit: DenialSink, actor: Actor, perm: Permission, gun: string | undefined, action: string): void {
   if (allows(actor.scopes, perm, gun)) return;
   audit.appendDenial(
     {

@@ -10,7 +10,8 @@
 // presented token after checking it, or ANONYMOUS_TOKEN without one.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { AuditActor, AuditLog } from '../audit/log.js';
+import type { AuditActor } from '../audit/log.js';
+import type { AuditTrail } from '../audit/trail.js';
 import { NotaryErrors, sendError } from '../http/errcode.js';
 import type { Logger } from '../observability/log.js';
 import { tokenOf } from './credentials.js';
@@ -32,13 +33,13 @@ export interface NotaryAccess {
 }
 
 export interface TrustgateAuthOptions {
-  tokens: { authenticate(token: string): { id: string; name: string; scopes: readonly string[] } | undefined };
+  tokens: { authenticate(token: string): Promise<{ id: string; name: string; scopes: readonly string[] } | undefined> };
   anonymousRead: boolean;
   /** The challenge's realm; default: `<scheme>://<Host>/api/v1/token`. */
   realm?: string;
   log: Logger;
   /** Where refusals of presented tokens are written (a request without one is not: clients send that first). */
-  audit: () => AuditLog | undefined;
+  audit: () => Pick<AuditTrail, 'appendDenial'> | undefined;
   /** Hears who made each request let through (for the audit of writes). */
   onGranted: (req: IncomingMessage, actor: AuditActor) => void;
 }
@@ -47,7 +48,7 @@ export interface TrustgateAuth {
   /** The NotaryOptions.authorize hook. */
   authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: NotaryAccess): Promise<boolean>;
   /** GET /api/v1/token: the Bearer challenge's realm. */
-  tokenEndpoint(req: IncomingMessage, res: ServerResponse): void;
+  tokenEndpoint(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
@@ -72,10 +73,10 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
     }
   };
 
-  function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: NotaryAccess): Promise<boolean> {
+  async function authorize(req: IncomingMessage, res: ServerResponse, gun: string | undefined, access: NotaryAccess): Promise<boolean> {
     const method = req.method ?? 'GET';
     const perm = access.permission;
-    if (perm === 'none') return Promise.resolve(true);
+    if (perm === 'none') return true;
     const need = requiredAccess(gun, perm === 'ping' ? ['*'] : access.actions);
     const needs = perm === 'ping' ? 'a valid token' : perm;
     const detail = need.actions.map((a) => ({ Type: need.type, Class: '', Name: need.name, Action: a }));
@@ -88,7 +89,7 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
         sendError(res, NotaryErrors.UNAUTHORIZED, detail, {
           'WWW-Authenticate': challengeHeader({ realm: realmOf(req), service: NOTARY_SERVICE }, need, error),
         });
-      return Promise.resolve(false);
+      return false;
     };
     const header = req.headers.authorization;
     const token = tokenOf(header);
@@ -96,25 +97,25 @@ export function createTrustgateAuth(o: TrustgateAuthOptions): TrustgateAuth {
       if (header && token === undefined) return refuse(401, 'invalid_token', 'malformed Authorization header');
       if (perm === 'read' && o.anonymousRead) {
         o.onGranted(req, ANONYMOUS_ACTOR);
-        return Promise.resolve(true);
+        return true;
       }
       return refuse(401, undefined, 'no token');
     }
-    const rec = o.tokens.authenticate(token);
+    const rec = await o.tokens.authenticate(token);
     if (!rec) return refuse(401, 'invalid_token', 'unknown or expired token');
     const actor = { id: rec.id, name: rec.name };
     if (perm !== 'ping' && !allows(rec.scopes as Scope[], perm, gun))
       return refuse(403, 'insufficient_scope', `the token may not ${perm} ${gun ?? 'every repository'}`, actor);
     o.onGranted(req, actor);
-    return Promise.resolve(true);
+    return true;
   }
 
-  function tokenEndpoint(req: IncomingMessage, res: ServerResponse): void {
+  async function tokenEndpoint(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const header = req.headers.authorization;
     const token = tokenOf(header);
     let answer = ANONYMOUS_TOKEN;
     if (header || token !== undefined) {
-      const rec = token === undefined ? undefined : o.tokens.authenticate(token);
+      const rec = token === undefined ? undefined : await o.tokens.authenticate(token);
       if (!rec) {
         denyAudit(ANONYMOUS_ACTOR, 'invalid_token', 'a valid token', req.method ?? 'GET', undefined);
         return sendError(res, NotaryErrors.UNAUTHORIZED, undefined, { 'WWW-Authenticate': 'Basic realm="trustgate"' });

@@ -13,7 +13,8 @@
 // Several processes on one machine may share the data directory: creates and revokes run under
 // the state lock (src/state/lock.ts) on the file as it is then, and every lookup first reloads
 // the file if another process changed it, so a revoked token stops working everywhere on the
-// next request. Instances on different machines sharing only a database keep their own tokens.
+// next request. With TRUSTGATE_DATABASE_URL the app keeps tokens in PostgreSQL instead
+// (tokens-pg.ts), behind the same `Tokens` interface, so instances on different machines share them.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,6 +104,75 @@ export function newTokenString(): string {
   return `tgt_${randomBytes(32).toString('base64url')}`;
 }
 
+export class LastAdminTokenError extends Error {
+  override name = 'LastAdminTokenError';
+}
+
+export type NewToken = { name: string; scopes: Scope[]; keyIds?: string[]; expiresInSeconds?: number; createdBy: string };
+
+/** The app's token store: the data directory's file (fileTokens) or PostgreSQL (PgTokens). */
+export interface Tokens {
+  /** Makes a token; the returned `token` string is the only copy of the secret. */
+  create(opts: NewToken): Promise<{ token: string; info: TokenInfo }>;
+  /** The record of a presented token, if it exists and has not expired, as stored now. */
+  authenticate(token: string): Promise<TokenRecord | undefined>;
+  list(): Promise<TokenInfo[]>;
+  get(id: string): Promise<TokenInfo | undefined>;
+  /**
+   * Revokes token `id`; false when there is none. With `keepAnAdmin`, throws LastAdminTokenError
+   * instead when it is the last active admin token (checked and revoked atomically).
+   */
+  revoke(id: string, opts?: { keepAnAdmin?: boolean }): Promise<boolean>;
+  /**
+   * Makes an admin token when there is no token at all, once among every process sharing the
+   * store; `persist` (writing the token to a file) runs before that is final. Resolves to the
+   * token made, or undefined.
+   */
+  bootstrap(persist: (token: string) => void): Promise<{ token: string; info: TokenInfo } | undefined>;
+  close?(): Promise<void>;
+}
+
+/** A new token record and its secret. */
+export function newTokenRecord(opts: NewToken, nowMs: number): { token: string; rec: TokenRecord } {
+  const token = newTokenString();
+  const rec: TokenRecord = {
+    id: randomBytes(8).toString('hex'),
+    name: opts.name,
+    scopes: [...opts.scopes],
+    ...(opts.keyIds && opts.keyIds.length ? { keyIds: [...opts.keyIds] } : {}),
+    hash: hashToken(token),
+    createdAt: new Date(nowMs).toISOString(),
+    createdBy: opts.createdBy,
+    ...(opts.expiresInSeconds ? { expiresAt: new Date(nowMs + opts.expiresInSeconds * 1000).toISOString() } : {}),
+  };
+  return { token, rec };
+}
+
+export const expired = (rec: { expiresAt?: string }, nowMs: number) => rec.expiresAt !== undefined && Date.parse(rec.expiresAt) <= nowMs;
+
+export const isTokenShaped = (token: string) => /^tgt_[A-Za-z0-9_-]{43}$/.test(token);
+
+/** The data directory's token file as the app's `Tokens`. */
+export function fileTokens(store: TokenStore, dataDir: string): Tokens {
+  return {
+    create: async (opts) => store.create(opts),
+    authenticate: async (t) => store.authenticate(t),
+    list: async () => store.list(),
+    get: async (id) => store.get(id),
+    revoke: async (id, opts = {}) =>
+      // Checked and revoked under the state lock: two processes must not revoke the last two admins.
+      store.lock.run(() => {
+        const admins = store.activeAdmins();
+        if (opts.keepAnAdmin && admins.length === 1 && admins[0]!.id === id) throw new LastAdminTokenError('this is the last admin token');
+        return store.revoke(id);
+      }),
+    bootstrap: async (persist) => {
+      const made = bootstrapAdminToken(store, dataDir, persist);
+      return made.token ? { token: made.token, info: made.info! } : undefined;
+    },
+  };
+}
+
 export class TokenStore {
   private file: SharedFile<TokenFile>;
   readonly path: string;
@@ -134,21 +204,11 @@ export class TokenStore {
   }
 
   /** Makes a token; the returned `token` string is the only copy of the secret. */
-  create(opts: { name: string; scopes: Scope[]; keyIds?: string[]; expiresInSeconds?: number; createdBy: string }): {
+  create(opts: NewToken): {
     token: string;
     info: TokenInfo;
   } {
-    const token = newTokenString();
-    const rec: TokenRecord = {
-      id: randomBytes(8).toString('hex'),
-      name: opts.name,
-      scopes: [...opts.scopes],
-      ...(opts.keyIds && opts.keyIds.length ? { keyIds: [...opts.keyIds] } : {}),
-      hash: hashToken(token),
-      createdAt: new Date(this.now()).toISOString(),
-      createdBy: opts.createdBy,
-      ...(opts.expiresInSeconds ? { expiresAt: new Date(this.now() + opts.expiresInSeconds * 1000).toISOString() } : {}),
-    };
+    const { token, rec } = newTokenRecord(opts, this.now());
     this.file.update((f) => {
       f.tokens.push(rec);
       return { changed: true, result: undefined };
@@ -163,11 +223,11 @@ export class TokenStore {
 
   /** The record of a presented token, if it exists and has not expired. */
   authenticate(token: string): TokenRecord | undefined {
-    if (!/^tgt_[A-Za-z0-9_-]{43}$/.test(token)) return undefined;
+    if (!isTokenShaped(token)) return undefined;
     const h = Buffer.from(hashToken(token), 'hex');
     const rec = this.tokens.find((t) => timingSafeEqual(Buffer.from(t.hash, 'hex'), h));
     if (!rec) return undefined;
-    if (rec.expiresAt && Date.parse(rec.expiresAt) <= this.now()) return undefined;
+    if (expired(rec, this.now())) return undefined;
     return rec;
   }
 
@@ -182,9 +242,7 @@ export class TokenStore {
 
   /** Tokens that still grant admin (not expired). */
   activeAdmins(): TokenInfo[] {
-    return this.tokens
-      .filter((t) => t.scopes.includes('admin') && !(t.expiresAt && Date.parse(t.expiresAt) <= this.now()))
-      .map(TokenStore.info);
+    return this.tokens.filter((t) => t.scopes.includes('admin') && !expired(t, this.now())).map(TokenStore.info);
   }
 
   revoke(id: string): boolean {
@@ -210,13 +268,26 @@ export interface BootstrapResult {
  * the state lock, so of several processes starting together on one data directory exactly one
  * makes it.
  */
-export function bootstrapAdminToken(store: TokenStore, dataDir: string): BootstrapResult {
+export function bootstrapAdminToken(
+  store: TokenStore,
+  dataDir: string,
+  persist: (token: string) => void = (t) => writeAdminTokenFile(dataDir, t),
+): BootstrapResult {
   if (store.size > 0) return {}; // the usual restart: no need to wait for the lock
   return store.lock.run(() => {
     if (store.size > 0) return {};
-    const { token, info } = store.create({ name: 'initial-admin', scopes: ['admin'], createdBy: 'system' });
-    const file = join(dataDir, 'admin-token');
-    writeFileDurable(file, token + '\n');
-    return { token, info, file };
+    const { token, info } = store.create(INITIAL_ADMIN);
+    persist(token);
+    return { token, info, file: adminTokenFile(dataDir) };
   });
+}
+
+export const INITIAL_ADMIN: NewToken = { name: 'initial-admin', scopes: ['admin'], createdBy: 'system' };
+
+export const adminTokenFile = (dataDir: string) => join(dataDir, 'admin-token');
+
+/** Writes the first-start admin token to `<dataDir>/admin-token` (0600), durably. */
+export function writeAdminTokenFile(dataDir: string, token: string): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileDurable(adminTokenFile(dataDir), token + '\n');
 }

@@ -38,7 +38,7 @@ export function readPinFile(path: string): string {
  * stores); the pkcs11 store uses the token PIN instead, so the passphrase is only evaluated for
  * stores that need it.
  */
-export async function openKeyStore(config: KeyStoreOptions, passphrase: () => string): Promise<OpenedKeyStore> {
+export async function openKeyStore(config: KeyStoreOptions, passphrase: () => string | Promise<string>): Promise<OpenedKeyStore> {
   switch (config.keystore ?? 'file') {
     case 'pkcs11': {
       const p = config.pkcs11;
@@ -50,11 +50,11 @@ export async function openKeyStore(config: KeyStoreOptions, passphrase: () => st
     }
     case 'keyv': {
       if (!config.keystoreUrl) throw new KeyStoreError('TRUSTGATE_KEYSTORE=keyv needs TRUSTGATE_KEYSTORE_URL');
-      const keys = await KeyvKeyStore.connect(config.keystoreUrl, passphrase());
+      const keys = await KeyvKeyStore.connect(config.keystoreUrl, await passphrase());
       return { keys, close: () => keys.close() };
     }
     default: {
-      const keys = FileKeyStore.open(config.keysDir, passphrase());
+      const keys = FileKeyStore.open(config.keysDir, await passphrase());
       return { keys, close: async () => undefined };
     }
   }

@@ -21,13 +21,14 @@ import type { RepoEditor } from '../trust/editor.js';
 import type { GunLocks } from '../trust/locks.js';
 import { auditNote, type AuditNote, type TrustService } from '../trust/service.js';
 import { PendingChanges } from '../trust/pending-store.js';
-import type { AuditActor, AuditInput, AuditLog } from '../audit/log.js';
+import type { AuditActor, AuditInput } from '../audit/log.js';
+import type { AuditTrail } from '../audit/trail.js';
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import type { DraftBuilder, RepoView } from './draft.js';
 import { badRequest, notFound } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
 import { readPrivateKeyPem, sameKey } from './material.js';
-import { partMissing, type ChangeDraft, type PendingChange, type PendingStore } from '../trust/pending.js';
+import { partMissing, type ChangeDraft, type PendingChange, type PendingChangeStore } from '../trust/pending.js';
 
 export const MIN_PASSPHRASE_LENGTH = 8;
 
@@ -103,13 +104,13 @@ export class ManagementContext {
   readonly now: () => number;
   readonly locks: GunLocks;
   readonly trust: TrustService;
-  readonly pending: PendingStore;
+  readonly pending: PendingChangeStore;
   readonly pendingChanges: PendingChanges;
 
   constructor(
     readonly changes: TrustChanges,
     readonly keys: KeyStore,
-    readonly audit: AuditLog,
+    readonly audit: AuditTrail,
     readonly opts: ManagementOptions,
   ) {
     this.now = opts.now ?? Date.now;
@@ -135,8 +136,15 @@ export class ManagementContext {
   // -------------------------------------------------------------------------------------------
   // Audit
 
-  auditOk(actor: Actor, action: string, gun: string | undefined, detail: AuditDetail = {}, extra: AuditExtra = {}, note?: AuditNote): void {
-    this.audit.append({
+  async auditOk(
+    actor: Actor,
+    action: string,
+    gun: string | undefined,
+    detail: AuditDetail = {},
+    extra: AuditExtra = {},
+    note?: AuditNote,
+  ): Promise<void> {
+    await this.audit.append({
       actor: actorRef(actor),
       action,
       outcome: 'success',
@@ -156,9 +164,16 @@ export class ManagementContext {
   private journals = new WeakMap<object, string>();
 
   /** Audits a change as published (with the new versions) or pending (with its ID). */
-  auditChange(actor: Actor, action: string, gun: string, r: ChangeResult, extra: AuditExtra = {}, detail: AuditDetail = {}): void {
+  async auditChange(
+    actor: Actor,
+    action: string,
+    gun: string,
+    r: ChangeResult,
+    extra: AuditExtra = {},
+    detail: AuditDetail = {},
+  ): Promise<void> {
     const journal = r.status === 'published' ? this.journals.get(r.versions) : undefined;
-    this.audit.append({
+    await this.audit.append({
       actor: actorRef(actor),
       action,
       outcome: r.status === 'published' ? 'success' : 'pending',
@@ -190,7 +205,10 @@ export class ManagementContext {
       };
       // Refusals are counted per kind (see AuditLog.appendDenial); other failures are each written.
       if (err.status === 403) this.audit.appendDenial(entry, { code: err.code });
-      else this.audit.append(entry);
+      else
+        await this.audit
+          .append(entry)
+          .catch((ae: Error) => this.opts.log('error', 'audit log write failed', { action, gun, error: ae.message }));
       throw err;
     }
   }
@@ -351,7 +369,7 @@ export class ManagementContext {
   /** Removes expired pending changes and the keys made for them. */
   async sweep(): Promise<void> {
     for (const p of await this.pendingChanges.sweep()) {
-      this.audit.append({
+      await this.audit.append({
         actor: { id: 'system', name: 'system' },
         action: 'pending.expire',
         outcome: 'failure',

@@ -91,7 +91,7 @@ export class Delegations {
             `${what === 'created' ? 'create' : 'update'} delegation ${req.role}`,
             { created },
           );
-          this.c.auditChange(actor, 'delegation.add', gun, result, { role: req.role }, { keyIds: keys.map(keyId) });
+          await this.c.auditChange(actor, 'delegation.add', gun, result, { role: req.role }, { keyIds: keys.map(keyId) });
           return { ...result, role: req.role, keyIds: keys.map(keyId) };
         });
       },
@@ -111,7 +111,7 @@ export class Delegations {
         const b = new DraftBuilder(v, this.c.now());
         b.removeDelegation(role);
         const result = await this.c.applyBuilt(actor, b, 'delegation.remove', `remove delegation ${role}`);
-        this.c.auditChange(actor, 'delegation.remove', gun, result, { role });
+        await this.c.auditChange(actor, 'delegation.remove', gun, result, { role });
         return result;
       },
       { role },
@@ -139,7 +139,7 @@ export class Delegations {
           });
           b.upsertDelegation('targets/releases', keys, roleKeysOf(v, 'targets/releases') ? {} : { paths: [''] });
           const result = await this.c.applyBuilt(actor, b, 'signer.add', `add signer ${req.name}`, { created });
-          this.c.auditChange(actor, 'signer.add', gun, result, { role }, { keyIds: keys.map(keyId) });
+          await this.c.auditChange(actor, 'signer.add', gun, result, { role }, { keyIds: keys.map(keyId) });
           return { ...result, name: req.name, keyIds: keys.map(keyId) };
         });
       },
@@ -179,7 +179,7 @@ export class Delegations {
             b.editRoleKeys('targets/releases', (r) => void (r.keyids = remaining));
         }
         const result = await this.c.applyBuilt(actor, b, 'signer.remove', `remove signer ${name}`);
-        this.c.auditChange(actor, 'signer.remove', gun, result, { role });
+        await this.c.auditChange(actor, 'signer.remove', gun, result, { role });
         return result;
       },
       { role },

@@ -66,7 +66,7 @@ export class Expiry {
         const d = await this.c.draft(b, 'repository.resign', `re-sign ${role}`);
         const offline = role === 'root' ? this.c.offlineRootSigners(cur, req.offlineRootKey) : [];
         const r = await this.c.apply(actor, d, { offline, signWith: req.signWith });
-        this.c.auditChange(actor, 'repository.resign', gun, r, { role });
+        await this.c.auditChange(actor, 'repository.resign', gun, r, { role });
         results.push(
           r.status === 'published'
             ? { role, status: r.status, version: r.versions[role] ?? null, pendingId: null }

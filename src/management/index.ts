@@ -1,15 +1,17 @@
 // Wires the management API: tokens (with the first-start admin token), the audit log, pending
-// changes and the service, all kept in the data directory, and the `/api/v1` router.
+// changes and the service, kept in the data directory or, when the root passes `shared`, in
+// PostgreSQL for every instance; and the `/api/v1` router.
 import type express from 'express';
 import { AuditLog } from '../audit/log.js';
-import { TokenStore, bootstrapAdminToken } from '../auth/tokens.js';
+import { FileAuditTrail, type AuditTrail } from '../audit/trail.js';
+import { TokenStore, adminTokenFile, fileTokens, writeAdminTokenFile, type Tokens } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
 import { StateLock } from '../state/lock.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { GunLocks } from '../trust/locks.js';
-import { PendingStore } from '../trust/pending.js';
+import { PendingStore, filePending, type PendingChangeStore } from '../trust/pending.js';
 import type { TrustService } from '../trust/service.js';
 import { createManagementRouter } from './router.js';
 import { ManagementService } from './service.js';
@@ -30,43 +32,58 @@ export interface ManagementDeps {
   announce?: (text: string) => void;
   /** The tag routes' signing service (trust/tag-signing.ts), made by the root over `changes`. */
   tagSigning?: () => TagSigning;
+  /** Tokens, audit log and pending changes shared with other instances (PostgreSQL); default: the data directory's. */
+  shared?: SharedState;
+}
+
+export interface SharedState {
+  tokens: Tokens;
+  audit: AuditTrail;
+  pending: PendingChangeStore;
 }
 
 export interface Management {
   service: ManagementService;
-  tokens: TokenStore;
-  audit: AuditLog;
-  pending: PendingStore;
+  tokens: Tokens;
+  audit: AuditTrail;
+  pending: PendingChangeStore;
   /** The change pipeline over these pending changes; the signing API and sign-on-push share it. */
   changes: TrustChanges;
   /** The per-GUN change queue (the pipeline's). */
   locks: GunLocks;
   router: express.Router;
-  /** Closes the state lock the three stores share. */
-  close(): void;
+  /** Writes counted refusals and closes the state lock the three file stores share. */
+  close(): Promise<void>;
 }
 
 export const DEFAULT_PENDING_TTL_SECONDS = 7 * 24 * 3600;
 
-export function createManagement(d: ManagementDeps): Management {
+/** The data directory's tokens, audit log and pending changes, under one cross-process lock. */
+function fileState(dataDir: string, now: () => number, log: Logger): SharedState {
+  const stateLock = new StateLock(dataDir);
+  return {
+    tokens: fileTokens(new TokenStore(dataDir, now, stateLock), dataDir),
+    audit: new FileAuditTrail(new AuditLog(dataDir, now, stateLock), log),
+    pending: filePending(new PendingStore(dataDir, now, stateLock)),
+  };
+}
+
+export async function createManagement(d: ManagementDeps): Promise<Management> {
   const now = d.now ?? Date.now;
-  // One cross-process lock for the process's tokens, audit log and pending changes.
-  const stateLock = new StateLock(d.dataDir);
-  const tokens = new TokenStore(d.dataDir, now, stateLock);
-  const audit = new AuditLog(d.dataDir, now, stateLock);
-  const pending = new PendingStore(d.dataDir, now, stateLock);
-  const boot = bootstrapAdminToken(tokens, d.dataDir);
-  if (boot.token) {
-    audit.append({
+  const { tokens, audit, pending } = d.shared ?? fileState(d.dataDir, now, d.log);
+  const made = await tokens.bootstrap((t) => writeAdminTokenFile(d.dataDir, t));
+  if (made) {
+    const boot = { ...made, file: adminTokenFile(d.dataDir) };
+    await audit.append({
       actor: { id: 'system', name: 'system' },
       action: 'token.create',
       outcome: 'success',
-      detail: { tokenId: boot.info!.id, name: boot.info!.name, scopes: boot.info!.scopes },
+      detail: { tokenId: boot.info.id, name: boot.info.name, scopes: boot.info.scopes },
     });
     // The token itself is never logged: it is in a 0600 file, and shown on an interactive terminal.
     d.log('warn', 'created the initial admin token for the management API: read it from the file, keep it safe, then delete the file', {
       file: boot.file,
-      id: boot.info!.id,
+      id: boot.info.id,
     });
     const announce = d.announce ?? (process.stderr.isTTY ? (t: string) => process.stderr.write(t) : undefined);
     announce?.(`\ntrustgate: initial admin token (shown once, also in ${boot.file}):\n\n  ${boot.token}\n\n`);
@@ -86,13 +103,7 @@ export function createManagement(d: ManagementDeps): Management {
     },
     d.tagSigning,
   );
-  const close = () => {
-    try {
-      audit.flushDenials(); // counted refusals are written before the process goes
-    } finally {
-      stateLock.close();
-    }
-  };
+  const close = () => audit.close();
   return {
     service,
     tokens,

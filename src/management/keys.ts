@@ -113,7 +113,7 @@ export class Keyring {
           throw e;
         }
         const pem = exportPrivateKeyPem(priv, { passphrase, role: rec.role, gun });
-        this.c.auditOk(actor, 'key.export', gun, {}, { role: rec.role, keyId: id });
+        await this.c.auditOk(actor, 'key.export', gun, {}, { role: rec.role, keyId: id });
         return { keyId: id, canonicalId: safeCanonicalId(rec.public), role: rec.role, gun, pem };
       },
       { keyId: id },
@@ -171,11 +171,11 @@ export class Keyring {
             offlineRootKey: req.offlineRootKey,
             action: 'key.import',
           });
-          this.c.auditChange(actor, 'key.import', gun, result, { role: req.role, keyId: id });
+          await this.c.auditChange(actor, 'key.import', gun, result, { role: req.role, keyId: id });
           return { key: await this.info(gun, id), ...result };
         }
         await this.c.keys.importKey(gun, req.role, up.privateKey, pub);
-        this.c.auditOk(actor, 'key.import', gun, { inMetadata: inRole }, { role: req.role, keyId: id });
+        await this.c.auditOk(actor, 'key.import', gun, { inMetadata: inRole }, { role: req.role, keyId: id });
         return { key: await this.info(gun, id), status: 'stored' as const };
       },
       { role: req.role },
@@ -292,7 +292,7 @@ export class Keyring {
           if (!k.store) await this.c.dropKeys([k.signer.id]); // a keystore-generated key for this rotation
           throw e;
         }
-        this.c.auditChange(actor, 'key.rotate', gun, result, { role, keyId: k.signer.id });
+        await this.c.auditChange(actor, 'key.rotate', gun, result, { role, keyId: k.signer.id });
         const rootKey =
           role === 'root' && rootMode === 'offline' && k.privateKey
             ? {
@@ -324,7 +324,7 @@ export class Keyring {
           const rec = await this.c.keys.get(id);
           if (!rec || rec.gun !== gun) throw notFound('KEY_NOT_FOUND', `${gun} has no key with the ID ${id}, held or in its metadata`);
           await this.c.keys.delete(id);
-          this.c.auditOk(actor, 'key.delete', gun, { inMetadata: false }, { role: rec.role, keyId: id });
+          await this.c.auditOk(actor, 'key.delete', gun, { inMetadata: false }, { role: rec.role, keyId: id });
           return {
             status: 'published' as const,
             action: 'key.delete',
@@ -349,7 +349,7 @@ export class Keyring {
         if ((await this.c.keys.get(id))?.gun === gun && !d.retireKeyIds.includes(id)) d.retireKeyIds.push(id);
         const offline = this.c.offlineRootSigners(v, req.offlineRootKey);
         const result = await this.c.apply(actor, d, { offline });
-        this.c.auditChange(actor, 'key.delete', gun, result, { keyId: id }, { roles });
+        await this.c.auditChange(actor, 'key.delete', gun, result, { keyId: id }, { roles });
         return { ...result, removedFromRoles: roles, deletedFromKeystore: result.status === 'published' && d.retireKeyIds.includes(id) };
       },
       { keyId: id },
@@ -420,7 +420,14 @@ export class Keyring {
           if (generated && (await this.c.keys.get(id))) created.push(id);
           d.createdKeyIds = created;
           const result = await this.c.apply(actor, d, { offline: extra });
-          this.c.auditChange(actor, 'role.key.add', gun, result, { role, keyId: id }, { threshold: req.threshold ?? rk.role.threshold });
+          await this.c.auditChange(
+            actor,
+            'role.key.add',
+            gun,
+            result,
+            { role, keyId: id },
+            { threshold: req.threshold ?? rk.role.threshold },
+          );
           return { ...result, keyId: id };
         } catch (e) {
           if (generated && !created.length && (await this.c.keys.get(id))) await this.c.dropKeys([id]);
@@ -443,7 +450,7 @@ export class Keyring {
         b.editRoleKeys(role, (r) => void (r.threshold = req.threshold));
         const d = await this.c.draft(b, 'role.threshold', `set the threshold of ${role} to ${req.threshold}`);
         const result = await this.c.apply(actor, d, { offline: this.c.offlineRootSigners(v, req.offlineRootKey) });
-        this.c.auditChange(actor, 'role.threshold', gun, result, { role }, { threshold: req.threshold });
+        await this.c.auditChange(actor, 'role.threshold', gun, result, { role }, { threshold: req.threshold });
         return result;
       },
       { role },

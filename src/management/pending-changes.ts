@@ -13,16 +13,13 @@ export class PendingChanges {
 
   async list(filter: (gun: string) => boolean, gun?: string): Promise<PendingView[]> {
     await this.c.sweep();
-    return this.c.pendingChanges
-      .list(gun)
-      .filter((p) => filter(p.gun))
-      .map((p) => this.c.pendingView(p));
+    return (await this.c.pendingChanges.list(gun)).filter((p) => filter(p.gun)).map((p) => this.c.pendingView(p));
   }
 
   async get(id: string): Promise<PendingChange> {
     await this.c.sweep();
     try {
-      return this.c.pendingChanges.get(id);
+      return await this.c.pendingChanges.get(id);
     } catch (e) {
       throw toApiError(e);
     }
@@ -40,18 +37,18 @@ export class PendingChanges {
       const r = await this.c.pendingChanges.sign(signingIdentity(actor), id, req);
       const p = r.change;
       if (!r.publication) {
-        this.c.auditOk(actor, 'pending.sign', p.gun, { pendingId: p.id, keyIds: r.added, complete: false });
+        await this.c.auditOk(actor, 'pending.sign', p.gun, { pendingId: p.id, keyIds: r.added, complete: false });
         return { status: 'pending' as const, action: p.action, summary: p.summary, pending: this.c.pendingView(p) };
       }
       const result = this.c.result(r.publication);
-      this.c.audit.append({
+      await this.c.audit.append({
         actor: actorRef(actor),
         action: 'pending.sign',
         outcome: 'success',
         gun: p.gun,
         detail: { pendingId: p.id, keyIds: r.added, complete: true, change: p.action },
       });
-      this.c.auditChange(actor, p.action, p.gun, result, {}, { pendingId: p.id });
+      await this.c.auditChange(actor, p.action, p.gun, result, {}, { pendingId: p.id });
       return result;
     });
   }
@@ -60,7 +57,7 @@ export class PendingChanges {
     const p = await this.get(id);
     return this.c.audited(actor, 'pending.cancel', p.gun, async () => {
       await this.c.pendingChanges.cancel(signingIdentity(actor), id);
-      this.c.auditOk(actor, 'pending.cancel', p.gun, { pendingId: id, change: p.action });
+      await this.c.auditOk(actor, 'pending.cancel', p.gun, { pendingId: id, change: p.action });
       return { id, cancelled: true };
     });
   }

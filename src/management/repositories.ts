@@ -51,7 +51,7 @@ export class Repositories {
           pem: exportPrivateKeyPem(res.offlineRootKey, { passphrase: req.passphrase!, role: 'root' }),
         };
       }
-      this.c.auditOk(
+      await this.c.auditOk(
         actor,
         'repository.create',
         req.gun,
@@ -126,8 +126,8 @@ export class Repositories {
   async delete(actor: Actor, gun: string, deleteKeys: boolean) {
     return this.c.change(actor, 'repository.delete', gun, async () => {
       await this.c.view(gun);
-      for (const p of this.c.pending.list({ gun })) {
-        if (this.c.pending.remove(p.id)) await this.c.dropKeys(p.createdKeyIds);
+      for (const p of await this.c.pending.list({ gun })) {
+        if (await this.c.pending.remove(p.id)) await this.c.dropKeys(p.createdKeyIds);
       }
       const note = this.c.journalNote(actor, 'repository.delete');
       await this.c.trust.deleteGun(gun, note);
@@ -138,7 +138,7 @@ export class Repositories {
           deleted.push(k.id);
         }
       }
-      this.c.auditOk(actor, 'repository.delete', gun, { deletedKeyIds: deleted }, {}, note);
+      await this.c.auditOk(actor, 'repository.delete', gun, { deletedKeyIds: deleted }, {}, note);
       return { gun, deleted: true, deletedKeyIds: deleted };
     });
   }
@@ -161,7 +161,7 @@ export class Repositories {
         const note = this.c.journalNote(actor, 'root.upload');
         const files = await this.c.trust.publish(gun, new Map([['root', bytes]]), note);
         const versions = Object.fromEntries(files.map((f) => [f.role, f.version]));
-        this.c.auditOk(actor, 'root.upload', gun, { version: versions.root ?? null }, {}, note);
+        await this.c.auditOk(actor, 'root.upload', gun, { version: versions.root ?? null }, {}, note);
         return { status: 'published' as const, action: 'root.upload', summary: `uploaded root v${versions.root}`, versions };
       },
       { role: 'root' },
@@ -191,7 +191,7 @@ export class Repositories {
       }
       // Verifiers and verdict caches of this process (and of cluster workers) drop what they hold.
       this.c.trust.events.emit('change', { gun, kind: 'update' });
-      this.c.auditOk(actor, 'repository.trust-reset', gun, {
+      await this.c.auditOk(actor, 'repository.trust-reset', gun, {
         previousRootVersion: previous?.rootVersion ?? null,
         previousRootKeyIds: previous?.rootKeyIds ?? [],
         previousVersions: Object.entries(previous?.versions ?? {}).map(([r, v]) => `${r}=${v}`),

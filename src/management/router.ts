@@ -6,9 +6,9 @@ import { createReadStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { AuditLog } from '../audit/log.js';
+import type { AuditTrail } from '../audit/trail.js';
 import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/guard.js';
-import { ScopeError, allows, validateScope, type Permission, type Scope, type TokenStore } from '../auth/tokens.js';
+import { LastAdminTokenError, ScopeError, allows, validateScope, type Permission, type Scope, type Tokens } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../observability/log.js';
 import { makeBackupDir } from '../storage/backup-dirs.js';
@@ -52,8 +52,8 @@ export interface Route {
 
 export interface RouterDeps {
   service: ManagementService;
-  tokens: TokenStore;
-  audit: AuditLog;
+  tokens: Tokens;
+  audit: AuditTrail;
   log: Logger;
   validator?: RequestValidator;
   /** Where a backup is written before it is sent (the data directory: same disk, 0700). */
@@ -376,7 +376,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/tokens',
       perm: 'admin',
       action: 'token.list',
-      handler: async () => ({ status: 200, body: { tokens: d.tokens.list() } }),
+      handler: async () => ({ status: 200, body: { tokens: await d.tokens.list() } }),
     },
     {
       method: 'post',
@@ -396,14 +396,14 @@ export function routes(d: RouterDeps): Route[] {
         for (const id of (body.keyIds ?? []) as string[]) {
           if (!(await s.keys.get(id))) throw notFound('KEY_NOT_FOUND', `the server holds no key with the ID ${id}`);
         }
-        const { token, info } = d.tokens.create({
+        const { token, info } = await d.tokens.create({
           name: body.name,
           scopes,
           ...(body.keyIds ? { keyIds: body.keyIds } : {}),
           ...(body.expiresInSeconds ? { expiresInSeconds: body.expiresInSeconds } : {}),
           createdBy: actor.id,
         });
-        d.audit.append({
+        await d.audit.append({
           actor: { id: actor.id, name: actor.name },
           action: 'token.create',
           outcome: 'success',
@@ -418,16 +418,17 @@ export function routes(d: RouterDeps): Route[] {
       perm: 'admin',
       action: 'token.revoke',
       handler: async ({ actor, params }) => {
-        const t = d.tokens.get(params.id!);
+        const t = await d.tokens.get(params.id!);
         if (!t) throw notFound('NOT_FOUND', `no token ${params.id}`);
-        // Checked and revoked under the state lock: two processes must not revoke the last two admins.
-        d.tokens.lock.run(() => {
-          const admins = d.tokens.activeAdmins();
-          if (admins.length === 1 && admins[0]!.id === t.id)
+        // Checked and revoked atomically: two processes must not revoke the last two admins.
+        try {
+          await d.tokens.revoke(t.id, { keepAnAdmin: true });
+        } catch (e) {
+          if (e instanceof LastAdminTokenError)
             throw conflict('LAST_ADMIN_TOKEN', 'this is the last admin token: create another admin token first');
-          d.tokens.revoke(t.id);
-        });
-        d.audit.append({
+          throw e;
+        }
+        await d.audit.append({
           actor: { id: actor.id, name: actor.name },
           action: 'token.revoke',
           outcome: 'success',
@@ -446,7 +447,7 @@ export function routes(d: RouterDeps): Route[] {
         const since = timeParam(query.since, 'since');
         const until = timeParam(query.until, 'until');
         const limit = intParam(query.limit, 'limit', 1, 100000);
-        const entries = d.audit.query({
+        const entries = await d.audit.query({
           ...(query.gun !== undefined ? { gun: query.gun } : {}),
           ...(query.actor !== undefined ? { actor: query.actor } : {}),
           ...(query.action !== undefined ? { action: query.action } : {}),
@@ -462,7 +463,7 @@ export function routes(d: RouterDeps): Route[] {
       path: '/audit/verify',
       perm: 'admin',
       action: 'audit.verify',
-      handler: async () => ({ status: 200, body: d.audit.verify() }),
+      handler: async () => ({ status: 200, body: await d.audit.verify() }),
     },
     // Backup
     {
@@ -485,7 +486,7 @@ export function routes(d: RouterDeps): Route[] {
           await done();
           throw e;
         }
-        d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'backup.create', outcome: 'success', detail: { bytes } });
+        await d.audit.append({ actor: { id: actor.id, name: actor.name }, action: 'backup.create', outcome: 'success', detail: { bytes } });
         return { status: 200, body: undefined, file: { path, type: 'application/vnd.sqlite3', size: bytes, done } };
       },
     },

@@ -6,7 +6,7 @@
 //   tags.ts             sign and remove tags, through the signing service
 //   pending-changes.ts  m-of-n (trust/pending-store.ts): audited, in the API's shapes
 //   expiry.ts           what expires soon, re-signing
-import type { AuditLog } from '../audit/log.js';
+import type { AuditTrail } from '../audit/trail.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { TrustChanges } from '../trust/changes.js';
 import { ManagementContext, type ManagementOptions } from './context.js';
@@ -26,7 +26,7 @@ export class ManagementService {
   readonly pendingChanges: PendingChanges;
   readonly expiry: Expiry;
 
-  constructor(changes: TrustChanges, keys: KeyStore, audit: AuditLog, opts: ManagementOptions, tagSigning?: () => TagSigning) {
+  constructor(changes: TrustChanges, keys: KeyStore, audit: AuditTrail, opts: ManagementOptions, tagSigning?: () => TagSigning) {
     const c = (this.context = new ManagementContext(changes, keys, audit, opts));
     this.repositories = new Repositories(c);
     this.keyring = new Keyring(c);

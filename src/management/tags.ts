@@ -84,7 +84,7 @@ export class Tags {
         });
         return this.result(out.publications[0]!);
       });
-      this.c.auditChange(actor, 'tag.add', gun, result, { role }, { tag: req.tag, digest: req.digest });
+      await this.c.auditChange(actor, 'tag.add', gun, result, { role }, { tag: req.tag, digest: req.digest });
       return { ...result, role };
     });
   }
@@ -97,7 +97,7 @@ export class Tags {
         const out = await this.service().revokeTag(gun, tag, req.role, signingIdentity(actor), opts);
         return { result: this.result(out.publication), roles: out.result.removed.map((r) => r.role) };
       });
-      this.c.auditChange(actor, 'tag.remove', gun, result, {}, { tag, roles });
+      await this.c.auditChange(actor, 'tag.remove', gun, result, {}, { tag, roles });
       return result;
     });
   }

@@ -27,7 +27,8 @@ export interface NotaryOptions {
   /** Reads (permission `read`) skip `authorize`, so the hot GET path stays synchronous. */
   anonymousReads?: boolean;
   /** Hears of every write that succeeded (for the audit log). */
-  onWrite?: (req: IncomingMessage, w: NotaryWrite) => void;
+  /** Audits a write; the answer waits for it (it never rejects). */
+  onWrite?: (req: IncomingMessage, w: NotaryWrite) => void | Promise<void>;
   /** Who is writing, for the audit entry a publish or delete journals with its commit. */
   auditNote?: (req: IncomingMessage, action: NotaryWrite['action']) => AuditNote;
   log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -227,7 +228,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       const files = await trust.publish(gun, uploads, note);
       const stored = files.map((f) => `${f.role}@${f.version}`);
       log('info', 'published', { gun, files: stored });
-      wrote(req, { action: 'notary.publish', gun, files: stored, ...(note ? { journal: note.id } : {}) });
+      await wrote(req, { action: 'notary.publish', gun, files: stored, ...(note ? { journal: note.id } : {}) });
       sendBytes(res, '');
     } catch (e) {
       if (e instanceof TufValidationError) return sendError(res, E.INVALID_UPDATE, e.toDetail());
@@ -292,7 +293,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       const got = op === 'GetKey' ? await trust.serverKeyOrNew(gun, role) : { key: await trust.rotateServerKey(gun, role), created: true };
       const rec = got.key;
       if (op === 'RotateKey') log('info', 'server key created', { gun, role, keyId: rec.id });
-      if (got.created) wrote(req, { action: op === 'GetKey' ? 'notary.key.create' : 'notary.key.rotate', gun, role, keyId: rec.id });
+      if (got.created) await wrote(req, { action: op === 'GetKey' ? 'notary.key.create' : 'notary.key.rotate', gun, role, keyId: rec.id });
       return sendBytes(res, JSON.stringify(rec.public));
     } finally {
       metrics.observe(op, start);
@@ -340,7 +341,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
         const note = opts.auditNote?.(req, 'notary.delete');
         await trust.deleteGun(gun!, note);
         log('info', 'deleted trust data', { gun });
-        wrote(req, { action: 'notary.delete', gun: gun!, ...(note ? { journal: note.id } : {}) });
+        await wrote(req, { action: 'notary.delete', gun: gun!, ...(note ? { journal: note.id } : {}) });
         sendBytes(res, '');
       }),
     async GetRoleByHash(_req, res, gun, m) {

@@ -20,7 +20,7 @@ export type ProxyAction = 'pull' | 'push' | 'catalog';
 /** What the proxy needs from a token store (trustgate's management tokens fit it). */
 export interface TokenSource {
   /** The token's owner, scopes and key IDs, or undefined for an unknown or expired token. */
-  authenticate(token: string): { id: string; name: string; scopes: readonly string[]; keyIds?: readonly string[] } | undefined;
+  authenticate(token: string): Promise<{ id: string; name: string; scopes: readonly string[]; keyIds?: readonly string[] } | undefined>;
   /** Whether scopes allow `perm` (on `gun`): `read` for pulls, `sign` for pushes, `admin` for every key. */
   allows(scopes: readonly string[], perm: 'read' | 'sign' | 'admin', gun?: string): boolean;
 }
@@ -47,7 +47,7 @@ export class ProxyAuth {
   }
 
   /** Decides one request: `gun` is undefined for registry-wide requests (ping, catalog). */
-  check(header: string | undefined, action: ProxyAction | 'ping', gun: string | undefined): AuthResult {
+  async check(header: string | undefined, action: ProxyAction | 'ping', gun: string | undefined): Promise<AuthResult> {
     const token = tokenOf(header);
     const refuse = (status: 401 | 403, message: string, actor = ANONYMOUS): AuthResult => ({
       ok: false,
@@ -66,7 +66,7 @@ export class ProxyAuth {
     }
     if (!this.tokens)
       return action === 'push' ? refuse(403, 'this proxy has no token store: pushes are refused') : { ok: true, principal: ANONYMOUS };
-    const rec = this.tokens.authenticate(token);
+    const rec = await this.tokens.authenticate(token);
     if (!rec) return refuse(401, 'the token is not valid');
     const principal: Principal = { id: rec.id, name: rec.name, admin: this.tokens.allows(rec.scopes, 'admin'), keyIds: rec.keyIds ?? [] };
     if (action === 'ping' || (this.opts.openPulls && action !== 'push')) return { ok: true, principal };

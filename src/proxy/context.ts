@@ -72,11 +72,11 @@ export interface ProxyHost {
   readonly opts: ProxyOptions;
   gunFor(repo: string): string;
   /** The principal, or undefined once a 401/403 went out. */
-  authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Principal | undefined;
+  authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Promise<Principal | undefined>;
   forward(req: IncomingMessage, res: ServerResponse, path: string, o: { scope: string; body?: boolean; blob?: boolean }): Promise<void>;
   responseHeaders(req: IncomingMessage, upstreamHeaders: IncomingHttpHeaders): OutgoingHttpHeaders;
   upstreamFailure(res: ServerResponse, e: Error, what: string): void;
   denyPush(actor: { id: string; name: string }, gun: string | undefined, detail: Record<string, string>): void;
-  /** Whether the entry was written. */
-  audit(entry: Parameters<AuditSink['append']>[0]): boolean;
+  /** Whether the entry was written (never rejects). */
+  audit(entry: Parameters<AuditSink['append']>[0]): Promise<boolean>;
 }

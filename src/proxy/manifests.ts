@@ -425,7 +425,7 @@ export class ManifestRoutes {
       );
       this.opts.metrics.signedPushes.inc({ result: 'signed' });
       this.opts.log('info', 'signed pushed tag', { gun: ctx.gun, tag: ref, digest, role, initialised: r.initialised, actor: actor.name });
-      const audited = this.audit({
+      const audited = await this.audit({
         actor,
         action: 'proxy.sign',
         outcome: 'success',
@@ -449,7 +449,14 @@ export class ManifestRoutes {
       const message = (e as Error).message;
       this.opts.metrics.signedPushes.inc({ result: 'failed' });
       this.opts.log('error', 'signing a pushed tag failed', { gun: ctx.gun, tag: ref, digest, role, error: message });
-      this.audit({ actor, action: 'proxy.sign', outcome: 'failure', gun: ctx.gun, role, detail: { tag: ref, digest, error: message } });
+      await this.audit({
+        actor,
+        action: 'proxy.sign',
+        outcome: 'failure',
+        gun: ctx.gun,
+        role,
+        detail: { tag: ref, digest, error: message },
+      });
       return send(
         res,
         E.UNKNOWN,

@@ -180,8 +180,8 @@ export class RegistryProxy implements ProxyHost {
     this.opts.upstream.close();
   }
 
-  authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Principal | undefined {
-    const r = this.opts.auth.check(req.headers.authorization, action, gun);
+  async authorize(req: IncomingMessage, res: ServerResponse, action: ProxyAction | 'ping', gun?: string): Promise<Principal | undefined> {
+    const r = await this.opts.auth.check(req.headers.authorization, action, gun);
     if (r.ok) return r.principal;
     if (action === 'push') {
       const path = (req.url ?? '/').split('?')[0]!;
@@ -214,7 +214,7 @@ export class RegistryProxy implements ProxyHost {
     for (const r of routes) if (r.methods.includes(method)) route = r;
     if (!route) return send(res, E.UNSUPPORTED);
     if (isRegistryRoute(route)) {
-      if (!this.authorize(req, res, route.permission)) return;
+      if (!(await this.authorize(req, res, route.permission))) return;
       return route.handle(this, req, res, url);
     }
     const repo = m[1]!;
@@ -229,7 +229,7 @@ export class RegistryProxy implements ProxyHost {
         { name: repo, limit: MAX_GUN_LENGTH - Buffer.byteLength(this.gunFor('')) },
         `repository name too long: its GUN is over ${MAX_GUN_LENGTH} bytes`,
       );
-    const principal = this.authorize(req, res, route.permission, gun);
+    const principal = await this.authorize(req, res, route.permission, gun);
     if (!principal) return;
     const rule = ruleFor(this.opts.policy.current(), repo);
     const scope = `repository:${repo}:${route.permission === 'push' ? 'pull,push' : 'pull'}`;
@@ -346,7 +346,7 @@ export class RegistryProxy implements ProxyHost {
     };
     const sink = this.opts.audit;
     if (!sink?.appendDenial) {
-      this.audit(entry);
+      void this.audit(entry);
       return;
     }
     try {
@@ -356,10 +356,10 @@ export class RegistryProxy implements ProxyHost {
     }
   }
 
-  audit(entry: Parameters<AuditSink['append']>[0]): boolean {
+  async audit(entry: Parameters<AuditSink['append']>[0]): Promise<boolean> {
     if (!this.opts.audit) return false;
     try {
-      this.opts.audit.append(entry);
+      await this.opts.audit.append(entry);
       return true;
     } catch (e) {
       this.opts.log('error', 'audit log write failed', { error: (e as Error).message });

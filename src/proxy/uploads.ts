@@ -5,7 +5,7 @@ import { NAME_RE, type Ctx, type ProxyHost } from './context.js';
 import { E, send } from './errors.js';
 
 /** POST `/blobs/uploads/`: starts an upload, or mounts a blob from another repository (`?from=`). */
-export function startUpload(p: ProxyHost, ctx: Ctx, url: string): Promise<void> | void {
+export async function startUpload(p: ProxyHost, ctx: Ctx, url: string): Promise<void> {
   const { req, res, scope } = ctx;
   const q = url.indexOf('?');
   // A cross-repository mount reads the source repository too: the client needs read access
@@ -17,7 +17,7 @@ export function startUpload(p: ProxyHost, ctx: Ctx, url: string): Promise<void> 
     const fromGun = p.gunFor(from);
     if (!NAME_RE.test(from) || Buffer.byteLength(fromGun) > MAX_GUN_LENGTH)
       return send(res, E.NAME_INVALID, { from }, 'invalid repository name to mount from');
-    if (!p.authorize(req, res, 'pull', fromGun)) return;
+    if (!(await p.authorize(req, res, 'pull', fromGun))) return;
   }
   const mountScope = from ? `${scope} repository:${from}:pull` : scope;
   return p.forward(req, res, url, { scope: mountScope, body: true });

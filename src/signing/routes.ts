@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { canonicalKeyId, parseKey, publicKeyObject } from '../core/crypto/keys.js';
 import { naturalCompare, releasedRows, signerName, tagRows } from '../core/tuf/docker-view.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
-import type { AuditLog } from '../audit/log.js';
+import type { AuditTrail } from '../audit/trail.js';
 import { actorOf, authenticate, authorize, signingIdentity as identity, type Actor } from '../auth/guard.js';
-import type { TokenStore } from '../auth/tokens.js';
+import type { Tokens } from '../auth/tokens.js';
 import { ApiError, isBodyParserError } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
 import { API_DIR } from '../http/schemas.js';
@@ -25,8 +25,8 @@ import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 export interface SigningRouteDeps {
   service: SigningService;
   verifier: ImageVerifier;
-  tokens: TokenStore;
-  audit: AuditLog;
+  tokens: Pick<Tokens, 'authenticate'>;
+  audit: AuditTrail;
   log?: Logger;
   /** The GUN for a `repository` given without its registry name (the proxy's naming); default: as given. */
   gunFor?: (repository: string) => string;
@@ -131,10 +131,10 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     return j ? { journal: j } : {};
   };
   const acknowledge = (ids: Set<string>) => ids.forEach((j) => service.editor.trust.acknowledge(j));
-  const auditSign = (a: Actor, action: string, res: SignResult, extra: Record<string, string | number | boolean> = {}) => {
+  const auditSign = async (a: Actor, action: string, res: SignResult, extra: Record<string, string | number | boolean> = {}) => {
     const ids = new Set<string>();
     for (const p of res.published) {
-      audit.append({
+      await audit.append({
         actor: { id: a.id, name: a.name },
         action,
         outcome: 'success',
@@ -150,7 +150,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
     }
     acknowledge(ids);
     for (const p of res.pending) {
-      audit.append({
+      await audit.append({
         actor: { id: a.id, name: a.name },
         action,
         outcome: 'pending',
@@ -186,7 +186,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const item: SignItem = { ...raw, gun: gunOf(raw, '') };
       maySign(a, item.gun, 'tag.sign');
       const out = await service.sign([item], identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
-      auditSign(a, 'tag.sign', out);
+      await auditSign(a, 'tag.sign', out);
       answer(res, { ...out });
     }),
   );
@@ -218,7 +218,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       }
       for (const g of new Set(items.map((i) => i.gun))) maySign(a, g, 'tag.sign');
       const out = await service.sign(items, identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
-      auditSign(a, 'tag.sign', out, { batch: true });
+      await auditSign(a, 'tag.sign', out, { batch: true });
       answer(res, { ...out });
     }),
   );
@@ -237,7 +237,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const out = await service.revoke(gun, tag, role, identity(a));
       const ids = new Set<string>();
       for (const p of out.published)
-        audit.append({
+        await audit.append({
           actor: { id: a.id, name: a.name },
           action: 'tag.revoke',
           outcome: 'success',
@@ -247,7 +247,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
         });
       acknowledge(ids);
       if (out.pending)
-        audit.append({
+        await audit.append({
           actor: { id: a.id, name: a.name },
           action: 'tag.revoke',
           outcome: 'pending',
@@ -281,7 +281,7 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       mayRead(a, gun, 'tag.promote');
       maySign(a, toGun, 'tag.promote');
       const out = await service.promote(from, to, identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
-      auditSign(a, 'tag.promote', out, { from: `${gun}:${from.tag}` });
+      await auditSign(a, 'tag.promote', out, { from: `${gun}:${from.tag}` });
       answer(res, { ...out });
     }),
   );

@@ -3,8 +3,8 @@
 // and the REST router. app.ts calls this once with the shared token store and audit log.
 import type { Router } from 'express';
 import type { ProxyConfig } from '../config/proxy.js';
-import type { AuditLog } from '../audit/log.js';
-import type { TokenStore } from '../auth/tokens.js';
+import type { AuditTrail } from '../audit/trail.js';
+import type { Tokens } from '../auth/tokens.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
 import { Upstream } from '../registry/client.js';
@@ -21,8 +21,8 @@ import type { ImageVerifier } from '../trust/verify-report.js';
 export interface SigningDeps {
   trust: TrustService;
   keys: KeyStore;
-  tokens: TokenStore;
-  audit: AuditLog;
+  tokens: Tokens;
+  audit: AuditTrail;
   log: Logger;
   /** The change pipeline, shared with the management API and sign-on-push. */
   changes: TrustChanges;
@@ -98,7 +98,7 @@ export interface AppSigningDeps {
   trust: TrustService;
   keys: KeyStore;
   log: Logger;
-  management: { tokens: TokenStore; audit: AuditLog; changes: TrustChanges };
+  management: { tokens: Tokens; audit: AuditTrail; changes: TrustChanges };
   now?: () => number;
 }
 

@@ -5,10 +5,10 @@
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
 import { createLogger, type Logger } from '../observability/log.js';
+import { SCHEMA_LOCK, connectionLost, unavailable as mapped } from '../state/pg.js';
 import { CHANNEL, notifyPayload, PgChangeFeed } from './pg-feed.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import {
-  StoreUnavailableError,
   VersionConflictError,
   type Change,
   type ChangeFeed,
@@ -68,8 +68,7 @@ const toChange = (r: ChangeRow): Change => ({
 });
 
 /** Fixed advisory locks live in the (int4, int4) key space, apart from the per-GUN bigint keys. */
-const LOCK_CLASS = 7482301;
-const LOCK_SCHEMA = 1;
+const [LOCK_CLASS, LOCK_SCHEMA] = SCHEMA_LOCK;
 const LOCK_CHANGEFEED = 2;
 
 const SCHEMA = `
@@ -137,28 +136,6 @@ const defaultOnError = (() => {
   const log = createLogger('warn');
   return (e: Error) => log('warn', 'postgres connection lost; it will be replaced', { error: e.message });
 })();
-
-/**
- * The connection died under the query (server restart, failover, an administrator ending the
- * session): the statement never ran to completion, and a fresh connection may well work.
- */
-function connectionLost(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  if (err.code && ['57P01', '57P02', '57P03', 'ECONNRESET', 'EPIPE'].includes(err.code)) return true;
-  return /^Connection terminated/.test(err.message ?? '');
-}
-
-/** The server cannot be reached or is not accepting work (down, starting, shutting down). */
-function unreachable(e: unknown): boolean {
-  const err = e as { code?: string; message?: string };
-  if (connectionLost(e)) return true;
-  if (err.code && ['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P03', '53300'].includes(err.code)) return true;
-  return /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error/i.test(err.message ?? '');
-}
-
-/** A connection-level failure as StoreUnavailableError (the API answers 503); anything else as it is. */
-const mapped = (e: unknown): unknown =>
-  unreachable(e) && !(e instanceof StoreUnavailableError) ? new StoreUnavailableError(e as Error) : e;
 
 type Pending = { gun: string; version: number; sha256: string; category: 'update' | 'deletion'; at: Date };
 

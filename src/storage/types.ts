@@ -75,13 +75,8 @@ export interface JournalWrite {
   ack?: readonly string[];
 }
 
-/** The database cannot be reached (down, restarting, connection lost): nothing was written; retry later (503). */
-export class StoreUnavailableError extends Error {
-  override name = 'StoreUnavailableError';
-  constructor(override readonly cause: Error) {
-    super(`the metadata store is unavailable: ${cause.message}`);
-  }
-}
+// The database cannot be reached (503); defined with the shared state's pool, which throws it too.
+export { StoreUnavailableError } from '../state/pg.js';
 
 /** A commit lost a race or replayed an old version: the caller answers 400 VERSION. */
 export class VersionConflictError extends Error {

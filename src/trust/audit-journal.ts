@@ -1,11 +1,14 @@
 // Start-up reconciliation of the audit journal (storage types.ts JournalRow): a commit's audit
 // entry is stored in the commit's transaction and removed once the edge has appended it, so a
 // row still there is an entry that may never have been appended. Each is appended now, marked
-// `recovered`, unless the log already holds an entry with its journal id.
+// `recovered`, unless the log already holds an entry with its journal id. With the audit log in
+// PostgreSQL (audit/pg.ts) an entry and the removal of its row are one transaction, so a row
+// left is one whose entry is missing, and any instance may settle it under the log's lock.
 import { hostname } from 'node:os';
 import type { Logger } from '../observability/log.js';
 import type { MetadataStore } from '../storage/types.js';
-import type { AuditInput, AuditLog } from '../audit/log.js';
+import type { AuditInput } from '../audit/log.js';
+import type { AuditTrail, Recovered } from '../audit/trail.js';
 
 /** Rows read per pass. */
 const PAGE = 500;
@@ -37,7 +40,7 @@ function orphaned(writer: string, at: Date, host: string, now: number): boolean 
 }
 
 /** Appends the entries of orphaned journal rows that the log lacks, then removes the rows. Resolves to how many were appended. */
-export async function reconcileJournal(store: MetadataStore, audit: AuditLog, log: Logger): Promise<number> {
+export async function reconcileJournal(store: MetadataStore, audit: AuditTrail, log: Logger): Promise<number> {
   const host = hostname();
   let appended = 0;
   for (let pass = 0; pass < 1000; pass++) {
@@ -46,24 +49,20 @@ export async function reconcileJournal(store: MetadataStore, audit: AuditLog, lo
     const mine = rows.filter((r) => orphaned(r.writer, r.at, host, now));
     if (mine.length === 0) break;
     const since = Math.min(...mine.map((r) => r.at.getTime())) - CLOCK_SLACK_MS;
-    // Under the log's lock, so two processes starting together append each entry once.
-    audit.lock.run(() => {
-      const present = audit.journalIdsSince(since);
-      for (const r of mine) {
-        if (present.has(r.id)) continue;
-        let entry: AuditInput;
-        try {
-          entry = JSON.parse(r.entry) as AuditInput;
-        } catch {
-          entry = { actor: { id: 'unknown', name: 'unknown' }, action: 'journal.damaged', outcome: 'success', gun: r.gun, detail: {} };
-        }
-        audit.append({
-          ...entry,
-          detail: { ...entry.detail, journal: r.id, recovered: true, committedAt: r.at.toISOString(), writer: r.writer },
-        });
-        appended++;
+    const items = mine.map((r): Recovered => {
+      let entry: AuditInput;
+      try {
+        entry = JSON.parse(r.entry) as AuditInput;
+      } catch {
+        entry = { actor: { id: 'unknown', name: 'unknown' }, action: 'journal.damaged', outcome: 'success', gun: r.gun, detail: {} };
       }
+      return {
+        journal: r.id,
+        input: { ...entry, detail: { ...entry.detail, journal: r.id, recovered: true, committedAt: r.at.toISOString(), writer: r.writer } },
+      };
     });
+    // Each entry once, even when two processes start together (AuditTrail.recover).
+    appended += await audit.recover(items, since);
     await store.acknowledge(mine.map((r) => r.id));
     if (rows.length < PAGE) break;
   }

@@ -27,7 +27,7 @@ import {
   type ChangeDraft,
   type ChangePart,
   type PendingChange,
-  type PendingStore,
+  type PendingChangeStore,
 } from './pending.js';
 import { auditNote, type AuditNote, type TrustService } from './service.js';
 import { envelope, signBody } from './sign.js';
@@ -148,7 +148,7 @@ export interface TrustChangesOptions {
   trust: TrustService;
   keys: KeyStore;
   /** Where m-of-n changes wait; without it a change that falls short is refused. */
-  pending?: PendingStore;
+  pending?: PendingChangeStore;
   pendingTtlMs?: number;
   locks?: GunLocks;
   /** Hooks run after every published change. */
@@ -174,7 +174,7 @@ export class TrustChanges {
   readonly trust: TrustService;
   readonly editor: RepoEditor;
   readonly locks: GunLocks;
-  readonly pending: PendingStore | undefined;
+  readonly pending: PendingChangeStore | undefined;
   private now: () => number;
   private log: Logger;
   private hooks: AfterPublish[];
@@ -324,7 +324,7 @@ export class TrustChanges {
           { role: p.role },
         );
       const change = pendingChange(d, req.caller, this.now(), this.opts.pendingTtlMs ?? 7 * 24 * 3600 * 1000);
-      this.pending.put(change);
+      await this.pending.put(change);
       const roles = d.parts
         .map((x, i) => ({
           role: x.role,

@@ -11,10 +11,10 @@ export interface AuditEntryInput {
   detail?: Record<string, string | number | boolean | string[] | null>;
 }
 
-/** Where signing events and refused pushes go (trustgate's audit log fits it: `AuditLog`). */
+/** Where signing events and refused pushes go (trustgate's audit log fits it: `AuditTrail`); `append` may return a promise. */
 export interface AuditSink {
   append(entry: AuditEntryInput): unknown;
-  /** A refusal, written at most once per actor, action and `kind` in a time window (AuditLog.appendDenial). */
+  /** A refusal, written at most once per actor, action and `kind` in a time window (AuditTrail.appendDenial). */
   appendDenial?(entry: AuditEntryInput, kind: Record<string, string>): unknown;
 }
 

@@ -8,7 +8,7 @@ import type { Signature } from '../core/tuf/metadata.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
 import { TrustChangeError, dropKeys, type Caller, type Publication, type TrustChanges } from './changes.js';
-import { partMissing, requiredKeyIds, type PendingChange, type PendingStore } from './pending.js';
+import { partMissing, requiredKeyIds, type PendingChange, type PendingChangeStore } from './pending.js';
 import { signBody } from './sign.js';
 
 export interface SignPendingRequest {
@@ -42,7 +42,7 @@ function mergeSignatures(cur: PendingChange, mine: PendingChange): PendingChange
 
 export class PendingChanges {
   constructor(
-    readonly store: PendingStore,
+    readonly store: PendingChangeStore,
     private changes: TrustChanges,
     private keys: KeyStore,
     private log: Logger,
@@ -50,17 +50,17 @@ export class PendingChanges {
 
   /** Removes expired changes and the keys made for them; returns what it removed. */
   async sweep(): Promise<PendingChange[]> {
-    const expired = this.store.takeExpired();
+    const expired = await this.store.takeExpired();
     for (const p of expired) await dropKeys(this.keys, p.createdKeyIds, this.log);
     return expired;
   }
 
-  list(gun?: string): PendingChange[] {
+  list(gun?: string): Promise<PendingChange[]> {
     return this.store.list(gun !== undefined ? { gun } : {});
   }
 
-  get(id: string): PendingChange {
-    const p = this.store.get(id);
+  async get(id: string): Promise<PendingChange> {
+    const p = await this.store.get(id);
     if (!p) throw notFound(id);
     return p;
   }
@@ -70,9 +70,9 @@ export class PendingChanges {
    * (`signatures`, each over the part's canonical bytes). Publishes when every part is complete.
    */
   async sign(caller: Caller, id: string, req: SignPendingRequest): Promise<PendingSigned> {
-    const first = this.get(id);
+    const first = await this.get(id);
     return this.changes.locks.run(first.gun, async () => {
-      let p = this.get(id);
+      let p = await this.get(id);
       if (!req.keyId && !req.signatures?.length)
         throw new TrustChangeError('INVALID_REQUEST', 'give keyId (a key the server holds) or signatures');
       const added: string[] = [];
@@ -111,13 +111,13 @@ export class PendingChanges {
       }
       if (!complete(p)) {
         // Another process may have signed it meanwhile (or published, cancelled or expired it).
-        const saved = this.store.update(p.id, (cur) => mergeSignatures(cur, p));
+        const saved = await this.store.update(p.id, (cur) => mergeSignatures(cur, p));
         if (!saved) throw gone(p.id);
         if (!complete(saved)) return { change: saved, added };
         p = saved;
       }
       // Taken off the list before publishing, so of several processes only one publishes it.
-      if (!this.store.remove(p.id)) throw gone(p.id);
+      if (!(await this.store.remove(p.id))) throw gone(p.id);
       try {
         const publication = await this.changes.apply({
           gun: p.gun,
@@ -145,11 +145,11 @@ export class PendingChanges {
 
   /** Cancels a change (its creator or an admin); returns it. */
   async cancel(caller: Caller, id: string): Promise<PendingChange> {
-    const p = this.get(id);
+    const p = await this.get(id);
     if (!caller.admin && p.createdBy.id !== caller.id)
       throw new TrustChangeError('FORBIDDEN', 'only the creator of a pending change or an admin may cancel it');
     // Gone meanwhile (published, cancelled or expired in another process): as if never found.
-    if (!this.store.remove(id)) throw notFound(id);
+    if (!(await this.store.remove(id))) throw notFound(id);
     await dropKeys(this.keys, p.createdKeyIds, this.log);
     return p;
   }

@@ -3,8 +3,8 @@
 // so they survive a restart. Nothing secret is stored: role bodies, signatures and public keys
 // only. Several processes on one machine may share the file: every change to it runs under the
 // state lock (src/state/lock.ts) on the file as it is then, and reads reload it when another
-// process changed it. Instances on different machines sharing only a database each keep their
-// own pending changes.
+// process changed it. With TRUSTGATE_DATABASE_URL the app keeps them in PostgreSQL instead
+// (state/pending-records.ts), behind the same `PendingChangeStore` interface.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import type { TufKey } from '../core/crypto/keys.js';
 import { canonicalBytes } from '../core/json/canonical.js';
 import { countValidSignatures, type RootBody, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
 import { StateLock } from '../state/lock.js';
+import type { PendingRecords } from '../state/pending-records.js';
 import { SharedFile } from '../state/shared-file.js';
 
 /** Signatures that must be present: `threshold` distinct valid ones by `keyids`. */
@@ -78,6 +79,21 @@ export function pendingChange(draft: ChangeDraft, by: { id: string; name: string
     createdBy: { id: by.id, name: by.name },
     createdAt: new Date(nowMs).toISOString(),
     expiresAt: new Date(nowMs + ttlMs).toISOString(),
+  };
+}
+
+/** Where the change pipeline keeps pending changes: the data directory (filePending) or PostgreSQL. */
+export type PendingChangeStore = PendingRecords<PendingChange>;
+
+/** The data directory's `pending.json` as a PendingChangeStore. */
+export function filePending(store: PendingStore): PendingChangeStore {
+  return {
+    put: async (c) => store.put(c),
+    update: async (id, fn) => store.update(id, fn),
+    get: async (id) => store.get(id),
+    list: async (filter) => store.list(filter),
+    remove: async (id) => store.remove(id),
+    takeExpired: async () => store.takeExpired(),
   };
 }
 

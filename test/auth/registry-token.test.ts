@@ -214,9 +214,9 @@ test('a token authorises exactly its access: pull passes, push needs push, anoth
 });
 
 test('refused tokens on the Notary API are audited (a bad token, a token that lacks access); the tokenless first try is not', async () => {
-  const denials = () => tg.app.management.audit.query({ action: 'auth.denied' }).filter((e) => e.detail?.api === 'notary');
+  const denials = () => tg.auditLog.query({ action: 'auth.denied' }).filter((e) => e.detail?.api === 'notary');
   // Earlier tests were refused too: close their counting windows, so these refusals are written.
-  tg.app.management.audit.flushDenials();
+  tg.auditLog.flushDenials();
   const before = denials().length;
   // Docker's token flow: every client's first request has no token and gets the challenge.
   assertChallenge(await request(base).get(`/v2/${GUN}/_trust/tuf/root.json`), `repository:${GUN}:pull`);
@@ -264,7 +264,7 @@ test('refused tokens on the Notary API are audited (a bad token, a token that la
     },
   );
   // Tokens themselves never reach the audit log.
-  const raw = JSON.stringify(tg.app.management.audit.query({}));
+  const raw = JSON.stringify(tg.auditLog.query({}));
   assert.ok(!raw.includes(pull) && !raw.includes('not.a.jwt'));
 });
 

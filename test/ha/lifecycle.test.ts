@@ -30,6 +30,8 @@ after(async () => {
   await removeTempDir(dir);
 });
 
+let firstAdmin: string | undefined;
+
 /** A trustgate process with the proxy, its store and keystore both in PostgreSQL. */
 async function start(name: string, extra: Record<string, string> = {}): Promise<TrustgateProcess & { proxyUrl: string }> {
   const proxyPort = await freePort();
@@ -49,7 +51,9 @@ async function start(name: string, extra: Record<string, string> = {}): Promise<
     path.join(dir, `${name}.log`),
     { logLine: /registry proxy listening/ },
   );
-  return { ...p, proxyUrl: `http://127.0.0.1:${proxyPort}` };
+  // Tokens live in PostgreSQL: only the first start on the database makes an admin token.
+  firstAdmin ??= p.adminToken;
+  return { ...p, ...(firstAdmin ? { adminToken: firstAdmin } : {}), proxyUrl: `http://127.0.0.1:${proxyPort}` };
 }
 
 async function probe(url: string): Promise<{ status: number; text: string }> {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, renameSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import request from 'supertest';
 import { AuditLog, type AuditEntry } from '../../src/audit/log.js';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresService } from '../helpers/services.js';
@@ -17,6 +18,48 @@ const readAudit = (data: string): AuditEntry[] =>
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as AuditEntry);
 
+/** The audit log where the app keeps it: made unwritable, made writable again, read. */
+interface LogAccess {
+  break(): Promise<void>;
+  restore(): Promise<void>;
+  read(): Promise<AuditEntry[]>;
+}
+
+function fileLog(dir: string, data: string): LogAccess {
+  const log = path.join(data, 'audit.jsonl');
+  const aside = path.join(dir, 'audit.jsonl.aside');
+  return {
+    // A directory where the file was.
+    break: async () => {
+      renameSync(log, aside);
+      mkdirSync(log);
+    },
+    restore: async () => {
+      rmdirSync(log);
+      renameSync(aside, log);
+    },
+    read: async () => readAudit(data),
+  };
+}
+
+function pgLog(url: string): LogAccess {
+  const sql = async (q: string) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return (await c.query<{ entry: string }>(q)).rows;
+    } finally {
+      await c.end();
+    }
+  };
+  return {
+    // The table renamed away: appends fail, commits to the store do not.
+    break: async () => void (await sql('ALTER TABLE state_audit RENAME TO state_audit_aside')),
+    restore: async () => void (await sql('ALTER TABLE state_audit_aside RENAME TO state_audit')),
+    read: async () => (await sql('SELECT entry FROM state_audit ORDER BY seq')).map((r) => JSON.parse(r.entry) as AuditEntry),
+  };
+}
+
 async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<void> {
   const dir = await makeTempDir('audit-journal');
   const data = path.join(dir, 'data');
@@ -27,8 +70,7 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
     TRUSTGATE_LOG_LEVEL: 'warn',
     ...extraEnv,
   };
-  const log = path.join(data, 'audit.jsonl');
-  const aside = path.join(dir, 'audit.jsonl.aside');
+  const audit = extraEnv.TRUSTGATE_DATABASE_URL ? pgLog(extraEnv.TRUSTGATE_DATABASE_URL) : fileLog(dir, data);
   const first = await startTrustgateProcess(env, path.join(dir, 'first.log'));
   let second: Awaited<ReturnType<typeof startTrustgateProcess>> | undefined;
   try {
@@ -38,24 +80,22 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
     assert.equal((await repo.addTarget('v2', 'two')).status, 200); // targets@2, audited
     // The audit log cannot be appended to (a directory where the file was): publishes are
     // committed and answered, but their audit appends fail, as if the process died between.
-    renameSync(log, aside);
-    mkdirSync(log);
+    await audit.break();
     assert.equal((await repo.addTarget('v3', 'three')).status, 200);
     assert.equal((await repo.addTarget('v4', 'four')).status, 200);
-    rmdirSync(log);
-    renameSync(aside, log);
+    await audit.restore();
     // Audited, and killed at once: its journal row may still be there (not acknowledged yet).
     assert.equal((await repo.addTarget('v5', 'five')).status, 200);
     first.proc.child.kill('SIGKILL');
     await first.proc.stop();
-    const before = readAudit(data).filter((e) => e.action === 'notary.publish');
+    const before = (await audit.read()).filter((e) => e.action === 'notary.publish');
     assert.deepEqual(
       before.map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@'))),
       ['targets@1', 'targets@2', 'targets@5'],
     );
 
     second = await startTrustgateProcess(env, path.join(dir, 'second.log'));
-    const entries = readAudit(data).filter((e) => e.action === 'notary.publish' && e.gun === gun);
+    const entries = (await audit.read()).filter((e) => e.action === 'notary.publish' && e.gun === gun);
     const versions = entries.map((e) => (e.detail!.files as string[]).find((f) => f.startsWith('targets@')));
     assert.deepEqual([...versions].sort(), ['targets@1', 'targets@2', 'targets@3', 'targets@4', 'targets@5'], JSON.stringify(entries));
     assert.deepEqual(
@@ -73,12 +113,15 @@ async function commitWithoutAudit(extraEnv: Record<string, string>): Promise<voi
       })
     ).json();
     assert.equal((stored as { signed: { version: number } }).signed.version, 5);
-    assert.equal(new AuditLog(data).verify().ok, true);
+    const verified = await fetch(`${second.url}/api/v1/audit/verify`, {
+      headers: { Authorization: `Bearer ${second.adminToken ?? first.adminToken}` },
+    });
+    assert.equal(((await verified.json()) as { ok: boolean }).ok, true);
     await second.proc.stop();
     second = undefined;
     // A further start finds nothing left to append.
     second = await startTrustgateProcess(env, path.join(dir, 'third.log'));
-    assert.equal(readAudit(data).filter((e) => e.action === 'notary.publish' && e.gun === gun).length, 5);
+    assert.equal((await audit.read()).filter((e) => e.action === 'notary.publish' && e.gun === gun).length, 5);
   } finally {
     await first.proc.stop();
     await second?.proc.stop();
@@ -111,7 +154,7 @@ test('every audited change of the Notary, management and signing APIs carries it
 
     await tg.app.trust.flushAcks();
     assert.deepEqual(await tg.app.store.journal(100), []);
-    const changes = tg.app.management.audit
+    const changes = tg.auditLog
       .query()
       .filter((e) => e.outcome === 'success' && (e.gun === gun || e.gun === notary) && !['notary.key.create'].includes(e.action));
     assert.deepEqual(

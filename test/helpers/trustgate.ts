@@ -7,6 +7,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
+import type { AuditLog } from '../../src/audit/log.js';
+import { FileAuditTrail } from '../../src/audit/trail.js';
+import { TokenStore } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config/config.js';
 import { createServer } from '../../src/http/server.js';
 import { createLogger, type Level } from '../../src/observability/log.js';
@@ -25,6 +28,12 @@ export interface RunningTrustgate {
   adminToken: string;
   /** A new token with these scopes (and, for signers, the keystore keys it may sign with). */
   token(scopes: string[], opts?: { keyIds?: string[]; name?: string }): string;
+  /** The data directory's audit log (synchronous, for assertions); throws for an app that keeps it in PostgreSQL. */
+  readonly auditLog: AuditLog;
+  /** The data directory's token file (synchronous); throws for an app that keeps tokens in PostgreSQL. */
+  readonly tokenFile: TokenStore;
+  /** token() through the app's token store, wherever it keeps tokens (PostgreSQL too). */
+  tokenAsync(scopes: string[], opts?: { keyIds?: string[]; name?: string }): Promise<string>;
   /** The server's clock (`overrides.now` when given, else the wall clock moved by `advance`). */
   now(): number;
   /** Moves the server's clock forward (or back) by ms; no effect when `overrides.now` was given. */
@@ -78,16 +87,41 @@ export function tokenAuthEnv(o: {
 
 let tokens = 0;
 
-/** A new token on an app's token store. */
+const newTokenOpts = (scopes: string[], opts: { keyIds?: string[]; name?: string }) => ({
+  name: opts.name ?? `test-${++tokens}`,
+  scopes: scopes as never,
+  ...(opts.keyIds ? { keyIds: opts.keyIds } : {}),
+  createdBy: 'test',
+});
+
+/** The data directory's token file of each app, for synchronous token(). */
+const tokenFiles = new WeakMap<App, TokenStore>();
+
+function tokenFileOf(app: App): TokenStore {
+  if (app.config.databaseUrl) throw new Error('this app keeps tokens in PostgreSQL: use tokenAsync()');
+  let file = tokenFiles.get(app);
+  if (!file) tokenFiles.set(app, (file = new TokenStore(app.config.dataDir)));
+  return file;
+}
+
+function auditLogOf(app: App): AuditLog {
+  const a = app.management.audit;
+  if (!(a instanceof FileAuditTrail)) throw new Error('this app keeps its audit log in PostgreSQL');
+  return a.log;
+}
+
+/** A new token in an app's data directory (the app reads it on the next request). */
 function newToken(app: App, scopes: string[], opts: { keyIds?: string[]; name?: string } = {}): string {
-  const name = opts.name ?? `test-${++tokens}`;
-  return app.management.tokens.create({ name, scopes: scopes as never, ...(opts.keyIds ? { keyIds: opts.keyIds } : {}), createdBy: 'test' })
-    .token;
+  return tokenFileOf(app).create(newTokenOpts(scopes, opts)).token;
+}
+
+async function newTokenAsync(app: App, scopes: string[], opts: { keyIds?: string[]; name?: string } = {}): Promise<string> {
+  return (await app.management.tokens.create(newTokenOpts(scopes, opts))).token;
 }
 
 /** The admin token of an app: the first-start file when it is there, else a new token. */
-function adminTokenOf(app: App): string {
-  return firstStartToken(app.config.dataDir) ?? newToken(app, ['admin'], { name: 'test-admin' });
+async function adminTokenOf(app: App): Promise<string> {
+  return firstStartToken(app.config.dataDir) ?? newTokenAsync(app, ['admin'], { name: 'test-admin' });
 }
 
 const firstStartToken = (dataDir: string): string | undefined => {
@@ -125,8 +159,15 @@ export async function startTrustgate(opts: TrustgateOptions = {}): Promise<Runni
     app,
     port,
     dir,
-    adminToken: adminTokenOf(app),
+    adminToken: await adminTokenOf(app),
+    get auditLog() {
+      return auditLogOf(app);
+    },
+    get tokenFile() {
+      return tokenFileOf(app);
+    },
     token: (scopes, o) => newToken(app, scopes, o),
+    tokenAsync: (scopes, o) => newTokenAsync(app, scopes, o),
     now,
     advance: (ms) => void (offset += ms),
     logs,
@@ -135,6 +176,7 @@ export async function startTrustgate(opts: TrustgateOptions = {}): Promise<Runni
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await app.close();
+      tokenFiles.get(app)?.lock.close();
       if (!opts.dir) await removeTempDir(dir);
     },
   };

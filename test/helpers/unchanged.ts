@@ -80,19 +80,13 @@ export async function storedState(tg: RunningTrustgate, guns: readonly string[] 
     changes,
     served,
     ...(w.keys !== false ? { keys: (await keys.list()).map((k) => `${k.id} ${k.gun} ${k.role}`).sort() } : {}),
-    pending: management.pending
-      .list()
-      .map((p) => p.id)
-      .sort(),
+    pending: (await management.pending.list()).map((p) => p.id).sort(),
     ...(w.tokens
       ? {
-          tokens: management.tokens
-            .list()
-            .map((t) => t.id)
-            .sort(),
+          tokens: (await management.tokens.list()).map((t) => t.id).sort(),
         }
       : {}),
-    ...(w.audit ? { audit: management.audit.query().length } : {}),
+    ...(w.audit ? { audit: (await management.audit.query()).length } : {}),
   };
 }
 

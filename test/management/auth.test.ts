@@ -234,7 +234,7 @@ describe('the management API over HTTP', () => {
 
   test('refused token use is audited with who tried what', async () => {
     // Earlier tests were refused too: close their counting windows, so these refusals are written.
-    m.tg.app.management.audit.flushDenials();
+    m.tg.auditLog.flushDenials();
     const reader = await token(['reader']);
     const id = (await m.call('get', '/whoami', { token: reader })).body.id as string;
     await m.call('delete', `/repositories/${enc(app)}`, { token: reader });
@@ -249,7 +249,7 @@ describe('the management API over HTTP', () => {
   });
 
   test('a flood of bad tokens is counted, not written entry by entry', async () => {
-    const audit = m.tg.app.management.audit;
+    const audit = m.tg.auditLog;
     audit.flushDenials();
     const count = () => audit.query({}).length;
     const before = count();

@@ -95,7 +95,7 @@ describe('backup of the embedded store', () => {
   });
 
   test('only admins may take one; a refused one writes nothing', async () => {
-    const taken = () => m.tg.app.management.audit.query({ action: 'backup.create' }).length;
+    const taken = () => m.tg.auditLog.query({ action: 'backup.create' }).length;
     const before = taken();
     const reader = (await m.call('post', '/tokens', { body: { name: 'backup-reader', scopes: ['reader'] } })).body.token as string;
     expectError(await m.call('get', '/backup', { token: reader }), 403, 'FORBIDDEN');
@@ -143,7 +143,7 @@ describe('backup on PostgreSQL', () => {
         readdirSync(tg.app.config.dataDir).filter((f) => f.startsWith('.backup-')),
         [],
       );
-      assert.deepEqual(tg.app.management.audit.query({ action: 'backup.create' }), []);
+      assert.deepEqual(await tg.app.management.audit.query({ action: 'backup.create' }), []);
     } finally {
       await tg.stop();
       await pg.stop();

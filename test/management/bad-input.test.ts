@@ -309,7 +309,7 @@ test('a pending change refuses bad signatures and signatures by keys it does not
   const stranger = outsideKey();
   const root = p.body.pending.parts.find((x: { role: string }) => x.role === 'root');
   const rootId = root.requirements[0].keyids[0] as string;
-  const before = m.tg.app.management.pending.get(id);
+  const before = await m.tg.app.management.pending.get(id);
   expectError(
     await m.call('post', `/pending/${id}/signatures`, {
       body: { signatures: [{ keyid: stranger.id, sig: stranger.sign(root.canonical) }] },
@@ -328,7 +328,7 @@ test('a pending change refuses bad signatures and signatures by keys it does not
   expectError(notB64, 400, 'INVALID_REQUEST');
   assert.match(JSON.stringify(notB64.body), /sig/);
   expectError(await m.call('post', `/pending/${id}/signatures`, { body: { keyId: '2'.repeat(64) } }), 404, 'KEY_NOT_FOUND');
-  assert.deepEqual(m.tg.app.management.pending.get(id), before);
+  assert.deepEqual(await m.tg.app.management.pending.get(id), before);
   expectError(await m.call('post', `/pending/${'0'.repeat(24)}/signatures`, { body: { keyId: targetsKey } }), 404, 'NOT_FOUND');
   // Cancelling drops the key made for the rotation.
   const newKey = p.body.newKeyId as string;

@@ -94,9 +94,9 @@ test('backup -o an existing file fails before the server copies the store', asyn
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^trustgate: cannot write .*exists\.db: it exists already/);
   assert.equal(readFileSync(file, 'utf8'), 'keep me');
-  assert.equal(tg.app.management.audit.query({ action: 'backup.create' }).length, 0, 'the server made no copy');
+  assert.equal((await tg.app.management.audit.query({ action: 'backup.create' })).length, 0, 'the server made no copy');
   // A new file still works.
   const ok = await admin.run(['backup', '-o', join(tg.dir, 'new.db')]);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.equal(tg.app.management.audit.query({ action: 'backup.create' }).length, 1);
+  assert.equal((await tg.app.management.audit.query({ action: 'backup.create' })).length, 1);
 });

@@ -47,7 +47,7 @@ test('pushes need a token with sign access; the signing is audited under the tok
   ]);
   assert.notEqual(bad.code, 0);
   await skopeoCopy(img.ref, `docker://${s.host}/team/app:v1`, ['--dest-creds', `ci:${signer}`]);
-  const entry = s.tg.app.management.audit.query({ action: 'proxy.sign' }).at(-1);
+  const entry = s.tg.auditLog.query({ action: 'proxy.sign' }).at(-1);
   assert.ok(entry);
   assert.equal(entry.outcome, 'success');
   assert.equal(entry.actor.name, 'ci');

@@ -16,7 +16,7 @@ const UNAUTHORIZED = /"code":"UNAUTHORIZED"/;
 
 /** A token with `scopes` on the server's own token store. */
 const tokenFor = (s: { tg: Server['tg'] }, scopes: string[]) =>
-  s.tg.app.management.tokens.create({ name: `t-${scopes.join('-')}`, scopes: scopes as never, createdBy: 'test' });
+  s.tg.tokenFile.create({ name: `t-${scopes.join('-')}`, scopes: scopes as never, createdBy: 'test' });
 
 let s: Server;
 let anon: Agent;
@@ -199,7 +199,7 @@ test('TRUSTGATE_AUTH=none must be asked for by name, and logs a warning at every
 });
 
 const notaryAudit = (tg: Server['tg'], gun: string): AuditEntry[] =>
-  tg.app.management.audit.query({ gun }).filter((e) => e.action.startsWith('notary.') || e.action === 'auth.denied');
+  tg.auditLog.query({ gun }).filter((e) => e.action.startsWith('notary.') || e.action === 'auth.denied');
 
 test('V10: Notary API writes are audited with their actor', async () => {
   const gun = newGun('v10');
@@ -211,7 +211,7 @@ test('V10: Notary API writes are audited with their actor', async () => {
   } finally {
     await cli.cleanup();
   }
-  const adminId = s.tg.app.management.tokens.list().find((t) => t.scopes.includes('admin'))!;
+  const adminId = s.tg.tokenFile.list().find((t) => t.scopes.includes('admin'))!;
   const admin = authedAgent(anon, s.tg.adminToken);
   assert.equal((await raw(admin.post(tufPath(gun, 'snapshot.key')))).status, 200);
   assert.equal((await raw(anon.delete(tufPath(gun)).set('Authorization', bearer('tgt_bogus')))).status, 401);
@@ -242,12 +242,12 @@ test('V10: Notary API writes are audited with their actor', async () => {
     by('notary.delete').map((e) => e.actor.id),
     [adminId.id],
   );
-  const refused = s.tg.app.management.audit.query({ action: 'auth.denied' }); // one per kind a minute
+  const refused = s.tg.auditLog.query({ action: 'auth.denied' }); // one per kind a minute
   assert.ok(
     refused.some((e) => e.actor.id === 'anonymous' && e.detail?.api === 'notary' && e.detail?.reason === 'invalid_token'),
     JSON.stringify(refused),
   );
-  assert.equal(s.tg.app.management.audit.verify().ok, true);
+  assert.equal(s.tg.auditLog.verify().ok, true);
 
   // Under TRUSTGATE_AUTH=none, the actor is anonymous.
   const open = await startServer({ TRUSTGATE_AUTH: 'none' });

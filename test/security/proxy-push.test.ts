@@ -41,7 +41,7 @@ const targetsOf = async (repo: string) => {
   );
 };
 const pushDenials = (actor: string) =>
-  s.tg.app.management.audit.query({ action: 'proxy.push' }).filter((e) => e.outcome === 'denied' && e.actor.name === actor);
+  s.tg.auditLog.query({ action: 'proxy.push' }).filter((e) => e.outcome === 'denied' && e.actor.name === actor);
 
 test('V14: anonymous push through the proxy is refused in the default configuration', async () => {
   assert.equal(readProxyConfig({ TRUSTGATE_UPSTREAM: 'http://127.0.0.1:5000' }).config!.auth, 'token', 'token is the default');
@@ -139,7 +139,7 @@ test("V14: sign-on-push uses only the pusher's keys", async () => {
     after.signatures.map((x) => x.keyid),
     [targetsKey],
   );
-  const signed = s.tg.app.management.audit.query({ action: 'proxy.sign' }).at(-1);
+  const signed = s.tg.auditLog.query({ action: 'proxy.sign' }).at(-1);
   assert.equal(signed?.actor.name, 'ci');
   // The tag's commit journaled this entry, and the row went once it was written.
   await s.tg.app.trust.flushAcks();

@@ -1,15 +1,15 @@
 // How the tests reach the signing feature of a running trustgate: the parts createApp wires
 // (signing routes, and the management API's token store, audit log and pending changes).
-import type { AuditLog } from '../../src/audit/log.js';
-import type { TokenStore } from '../../src/auth/tokens.js';
-import type { PendingStore } from '../../src/trust/pending.js';
+import type { AuditTrail } from '../../src/audit/trail.js';
+import type { Tokens } from '../../src/auth/tokens.js';
+import type { PendingChangeStore } from '../../src/trust/pending.js';
 import type { Signing } from '../../src/signing/wire.js';
 import type { RunningTrustgate } from '../helpers/trustgate.js';
 
 export interface SigningParts {
-  tokens: TokenStore;
-  audit: AuditLog;
-  pending: PendingStore;
+  tokens: Tokens;
+  audit: AuditTrail;
+  pending: PendingChangeStore;
   signing: Signing;
 }
 

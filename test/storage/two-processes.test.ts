@@ -91,6 +91,9 @@ test('two trustgate processes on one PostgreSQL: of two same-version publishes e
   servers.push(a);
   const b = await startServer('b', dir, shared);
   servers.push(b);
+  // Tokens live in the database: the first start's admin token is every process's.
+  assert.equal(b.adminToken, undefined, 'the second start makes no admin token');
+  b.adminToken = a.adminToken;
 
   const gun = 'registry.example.com/race/app';
   const trust1 = path.join(dir, 'trust1');

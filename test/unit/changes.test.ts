@@ -82,7 +82,7 @@ test('a signer token signs only with its keyIds: short of the threshold it parks
     (e: unknown) => e instanceof TrustChangeError && e.code === 'THRESHOLD_NOT_MET',
   );
   assert.deepEqual(await versions(gun), before);
-  tg.app.management.pending.remove(p.pending.id);
+  await tg.app.management.pending.remove(p.pending.id);
 });
 
 test('a caller with none of the role keys is refused (FORBIDDEN) unless it proposes; unknown roles and repositories are named', async () => {
@@ -95,7 +95,7 @@ test('a caller with none of the role keys is refused (FORBIDDEN) unless it propo
   );
   const proposed = await changes.apply({ gun, caller: nobody, action: 'a', summary: 's', edits, propose: true });
   assert.equal(proposed.pending?.roles[0]?.needed, 2);
-  tg.app.management.pending.remove(proposed.pending!.id);
+  await tg.app.management.pending.remove(proposed.pending!.id);
   await assert.rejects(
     changes.apply({ gun, caller: admin, action: 'a', summary: 's', edits: new Map([['targets/none', tag('x')]]) }),
     (e: unknown) => e instanceof TrustChangeError && e.code === 'ROLE_NOT_FOUND',
