@@ -19,7 +19,7 @@ import { keyId, type TufKey } from '../core/crypto/keys.js';
 import { generateSigner, LocalSigner, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { algorithmOf } from './file.js';
 import { deriveKek, newKdfParams, seal, unseal, type KdfParams, type SealedBlob } from './sealed.js';
-import { KeyStoreError, type KeyRecord, type KeyStore } from './types.js';
+import { KeyStoreError, KeyStoreUnavailableError, type KeyRecord, type KeyStore } from './types.js';
 
 interface KeyEntry extends KeyRecord {
   sealed: SealedBlob;
@@ -41,11 +41,20 @@ export interface KeyvKeyStoreOptions {
   listing?: 'iterator' | 'index';
 }
 
-/** Backend errors without connection strings (which may hold credentials). */
+/** Error codes of a backend that cannot be reached: sockets, and PostgreSQL shutting down or starting. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', '57P01', '57P02', '57P03']);
+
+/** Backend errors without connection strings (which may hold credentials); an unreachable backend as KeyStoreUnavailableError. */
 function backendError(e: unknown): KeyStoreError {
   if (e instanceof KeyStoreError) return e;
   const msg = String((e as Error)?.message ?? e).replace(/[a-z][a-z0-9+.-]*:\/\/\S+/gi, '[url]');
-  return new KeyStoreError(`keyv keystore backend error: ${msg}`);
+  const code = (e as { code?: unknown })?.code;
+  const down =
+    (typeof code === 'string' && UNREACHABLE.has(code)) ||
+    /Connection terminated|terminating connection|timeout exceeded when trying to connect|The client is (closed|offline)|Socket closed unexpectedly/i.test(
+      msg,
+    );
+  return new (down ? KeyStoreUnavailableError : KeyStoreError)(`keyv keystore backend error: ${msg}`);
 }
 
 export class KeyvKeyStore implements KeyStore {

@@ -39,3 +39,8 @@ export interface KeyStore {
 export class KeyStoreError extends Error {
   override name = 'KeyStoreError';
 }
+
+/** The keystore's backend cannot be reached now (down, restarting, connection lost); nothing was changed. */
+export class KeyStoreUnavailableError extends KeyStoreError {
+  override name = 'KeyStoreUnavailableError';
+}

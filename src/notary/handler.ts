@@ -9,6 +9,7 @@ import { isValidRole } from '../core/tuf/roles.js';
 import { formatRfc3339 } from '../core/tuf/time.js';
 import { JSON_CONTENT_TYPE, NotaryErrors as E, sendError } from '../http/errcode.js';
 import { StoreUnavailableError, VersionConflictError, type StoredFile } from '../storage/types.js';
+import { KeyStoreUnavailableError } from '../keystore/types.js';
 import type { AuditNote, TrustService } from '../trust/service.js';
 import type { Metrics, Operation } from '../observability/metrics.js';
 import { MultipartError, readMultipart } from './multipart.js';
@@ -235,7 +236,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
       if (e instanceof VersionConflictError) return sendError(res, E.VERSION, {});
       if (e instanceof MalformedMetadataError) return sendError(res, E.MALFORMED_JSON);
       log('error', 'publish failed', { gun, error: (e as Error).message });
-      return sendError(res, e instanceof StoreUnavailableError ? E.UNAVAILABLE : E.UPDATING);
+      return sendError(res, e instanceof StoreUnavailableError || e instanceof KeyStoreUnavailableError ? E.UNAVAILABLE : E.UPDATING);
     }
   }
 
@@ -456,7 +457,7 @@ export function createNotaryHandler(trust: TrustService, metrics: Metrics, opts:
   }
 
   function failed(res: ServerResponse, method: string, path: string, e: unknown): void {
-    const down = e instanceof StoreUnavailableError;
+    const down = e instanceof StoreUnavailableError || e instanceof KeyStoreUnavailableError;
     // An outage fails every request alike: a warning each, not an error.
     log(down ? 'warn' : 'error', 'request failed', { method, path, error: (e as Error).message });
     if (!res.headersSent) sendError(res, down ? E.UNAVAILABLE : E.UNKNOWN);

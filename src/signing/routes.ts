@@ -363,7 +363,8 @@ export function signingRouter(deps: SigningRouteDeps): Router {
         .status(400)
         .json({ error: { code: 'INVALID_REQUEST', message: 'the request body could not be read: unsupported or corrupt encoding' } });
     const api = toApiError(e);
-    if (api.status >= 500) deps.log?.('error', 'signing request failed', { error: (e as Error)?.message });
+    // An outage fails every request alike: a warning each, not an error.
+    if (api.status >= 500) deps.log?.(api.status === 503 ? 'warn' : 'error', 'signing request failed', { error: (e as Error)?.message });
     if (api.status === 401) res.setHeader('WWW-Authenticate', res.getHeader('WWW-Authenticate') ?? 'Bearer realm="trustgate"');
     res.status(api.status).json({ error: { code: api.code, message: api.message } });
   });

@@ -4,7 +4,7 @@ import { KeyError } from '../core/crypto/keys.js';
 import { PrivateKeyPemError } from '../core/crypto/pem.js';
 import { CertificateError } from '../core/crypto/x509.js';
 import { MalformedMetadataError, TufValidationError } from '../core/tuf/errors.js';
-import { KeyStoreError } from '../keystore/types.js';
+import { KeyStoreError, KeyStoreUnavailableError } from '../keystore/types.js';
 import { StoreUnavailableError, VersionConflictError } from '../storage/types.js';
 import { TrustChangeError } from './changes.js';
 import { EditorError } from './editor.js';
@@ -73,6 +73,8 @@ export function toApiError(e: unknown): ApiError {
   if (e instanceof VersionConflictError) return conflict('VERSION_CONFLICT', `${e.message}; another change was published first, retry`);
   if (e instanceof StoreUnavailableError)
     return new ApiError(503, 'UNAVAILABLE', 'the metadata store is unavailable; nothing was changed, retry');
+  if (e instanceof KeyStoreUnavailableError)
+    return new ApiError(503, 'UNAVAILABLE', 'the keystore is unavailable; nothing was changed, retry');
   if (e instanceof KeyStoreError) return new ApiError(500, 'INTERNAL', 'keystore error');
   return new ApiError(500, 'INTERNAL', 'internal error');
 }

@@ -12,7 +12,8 @@ import { verifySignature } from '../../src/core/crypto/keys.js';
 import { KeyvKeyStore } from '../../src/keystore/keyv.js';
 import { openKeyStore } from '../../src/keystore/open.js';
 import { loadConfig } from '../../src/config/config.js';
-import { KeyStoreError, type KeyStore } from '../../src/keystore/types.js';
+import { KeyStoreError, KeyStoreUnavailableError, type KeyStore } from '../../src/keystore/types.js';
+import { toApiError } from '../../src/trust/api-errors.js';
 import {
   makeTempDir,
   removeTempDir,
@@ -240,4 +241,25 @@ test('keyv: openKeyStore picks keyv from config, and config rejects a non-Redis/
     /TRUSTGATE_KEYSTORE_URL must be a postgres:\/\/ or redis:\/\//,
   );
   assert.throws(() => loadConfig({ TRUSTGATE_KEYSTORE: 'keyv' }), /TRUSTGATE_KEYSTORE_URL/);
+});
+
+test('a backend that cannot be reached is KeyStoreUnavailableError, which the APIs answer with 503, not 500', async () => {
+  const own = await startRedis();
+  let ks: KeyvKeyStore | undefined;
+  try {
+    ks = await KeyvKeyStore.connect(own.url, PASS);
+    const rec = await ks.generate('example.com/keyv/down', 'targets', 'ecdsa');
+    await own.stop();
+    await assert.rejects(ks.generate('example.com/keyv/down', 'targets', 'ecdsa'), (e: unknown) => e instanceof KeyStoreUnavailableError);
+    await assert.rejects(
+      (async () => (await ks!.signer(rec.id))?.sign(Buffer.from('x')))(),
+      (e: unknown) => e instanceof KeyStoreUnavailableError,
+    );
+  } finally {
+    await ks?.close();
+    await own.stop();
+  }
+  const api = toApiError(new KeyStoreUnavailableError('keyv keystore backend error: connect ECONNREFUSED'));
+  assert.equal(api.status, 503);
+  assert.equal(api.code, 'UNAVAILABLE');
 });
