@@ -6,6 +6,7 @@
 // failed requests are those in flight on the killed instance or sent while the database was down.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -64,6 +65,8 @@ describe('failover under a mixed load through HAProxy', () => {
   let notaryGun: string;
   let notary: NotaryCli;
   let t0 = 0;
+  /** How many targets versions the signed repository had when the current load began. */
+  let targetsBefore = 0;
 
   before(async () => {
     dir = await makeTempDir('ha-failover');
@@ -132,22 +135,28 @@ describe('failover under a mixed load through HAProxy', () => {
     return { status: r.status, body: text ? JSON.parse(text) : undefined, instance: r.headers.get('x-trustgate-instance') ?? '' };
   }
 
-  /** Runs the mixed load beside `during`, until both `ms` and 2 s after `during` have passed (each loop bounded). */
+  /** Runs the mixed load beside `during`, until `ms` has passed and `during` has been over for 2 s (each loop bounded). */
   async function load(ms: number, during: () => Promise<void>): Promise<Outcome[]> {
     const out: Outcome[] = [];
+    targetsBefore = (await storedVersions(signGun, 'targets')).length;
     t0 = Date.now();
-    let stop = t0 + ms;
+    let stop = Infinity;
     const around = async () => {
       try {
         await during();
       } finally {
-        stop = Math.max(stop, Date.now() + 2000);
+        stop = Math.max(t0 + ms, Date.now() + 2000);
       }
     };
     const now = () => Date.now() - t0;
+    // A failed request is followed by a short pause, so an outage does not use up a loop's bound.
+    const paced = async (o: Outcome) => {
+      out.push(o);
+      if (!o.ok) await sleep(25);
+    };
     let n = 0;
     const signer = async () => {
-      for (let i = 0; i < 500 && Date.now() < stop; i++) {
+      for (let i = 0; i < 5000 && Date.now() < stop; i++) {
         const tag = `s${++n}-${randomBytes(3).toString('hex')}`;
         const digest = `sha256:${hexDigest()}`;
         const start = now();
@@ -156,11 +165,11 @@ describe('failover under a mixed load through HAProxy', () => {
           instance: '',
           body: undefined,
         }));
-        out.push({ kind: 'sign', start, end: now(), ok: r.status === 201, status: r.status, instance: r.instance, tag, digest });
+        await paced({ kind: 'sign', start, end: now(), ok: r.status === 201, status: r.status, instance: r.instance, tag, digest });
       }
     };
     const publisher = async () => {
-      for (let i = 0; i < 100 && Date.now() < stop; i++) {
+      for (let i = 0; i < 500 && Date.now() < stop; i++) {
         const tag = `n${++n}`;
         const hex = hexDigest();
         const start = now();
@@ -180,7 +189,7 @@ describe('failover under a mixed load through HAProxy', () => {
       }
     };
     const puller = async () => {
-      for (let i = 0; i < 5000 && Date.now() < stop; i++) {
+      for (let i = 0; i < 20_000 && Date.now() < stop; i++) {
         const start = now();
         let status = 0;
         let instance = '';
@@ -195,7 +204,7 @@ describe('failover under a mixed load through HAProxy', () => {
         } catch {
           // status 0: no answer
         }
-        out.push({ kind: 'pull', start, end: now(), ok: status === 200, status, instance });
+        await paced({ kind: 'pull', start, end: now(), ok: status === 200, status, instance });
       }
     };
     await Promise.all([signer(), signer(), publisher(), puller(), puller(), around()]);
@@ -214,20 +223,39 @@ describe('failover under a mixed load through HAProxy', () => {
     );
   }
 
-  /** Every stored version of the role; each one adds something (no publish applied twice). */
-  async function storedVersions(gun: string, role: string): Promise<number[]> {
+  async function query<T extends pg.QueryResultRow>(sql: string, args: unknown[]): Promise<T[]> {
     const c = new pg.Client({ connectionString: pgs.url });
     await c.connect();
     try {
-      const r = await c.query<{ version: number; data: Buffer }>(
-        'SELECT version, data FROM tuf_files WHERE gun = $1 AND role = $2 ORDER BY version',
-        [gun, role],
-      );
-      return r.rows.map((x) => Number(x.version));
+      return (await c.query<T>(sql, args)).rows;
     } finally {
       await c.end();
     }
   }
+
+  /** The error lines the instances logged, for a failure's message. */
+  const errorsLogged = () =>
+    instances
+      .flatMap((i) =>
+        readFileSync(i.log, 'utf8')
+          .split('\n')
+          .filter((l) => /"level":"(error|warn)"/.test(l) && !/store is unavailable|readiness check/.test(l))
+          .map((l) => `${i.name}: ${l}`),
+      )
+      .slice(-20)
+      .join('\n');
+
+  /** The stored versions of a role, lowest first. */
+  const storedVersions = async (gun: string, role: string) =>
+    (await query<{ version: string }>('SELECT version FROM tuf_files WHERE gun = $1 AND role = $2 ORDER BY version', [gun, role])).map(
+      (r) => Number(r.version),
+    );
+
+  /** The timestamp versions of the GUN's commits in the order they were committed. */
+  const committedInOrder = async (gun: string) =>
+    (await query<{ version: string }>("SELECT version FROM changefeed WHERE gun = $1 AND category = 'update' ORDER BY id", [gun])).map(
+      (r) => Number(r.version),
+    );
 
   async function checkConsistent(outcomes: Outcome[]): Promise<void> {
     for (const [gun, kind] of [
@@ -239,25 +267,32 @@ describe('failover under a mixed load through HAProxy', () => {
       for (const targets of await targetsEverywhere(gun)) {
         for (const o of accepted) assert.equal(targets.get(o.tag!), o.digest!.slice(7), `${kind} ${o.tag} is signed as accepted`);
       }
-      for (const role of ['targets', 'snapshot', 'timestamp']) {
-        const v = await storedVersions(gun, role);
-        assert.deepEqual(
-          v,
-          v.map((_, i) => i + 1),
-          `${gun} ${role}: versions 1..n, each once`,
-        );
-      }
+      // Versions rise in commit order, whichever instance committed.
+      const order = await committedInOrder(gun);
+      assert.ok(
+        order.every((v, i) => i === 0 || v > order[i - 1]!),
+        `${gun}: timestamp versions in commit order ${order.join(',')}`,
+      );
+    }
+    // The server makes every version of the signed repository: one by one, none skipped or twice.
+    for (const role of ['targets', 'snapshot', 'timestamp']) {
+      const v = await storedVersions(signGun, role);
+      assert.deepEqual(
+        v,
+        v.map((_, i) => i + 1),
+        `${signGun} ${role}: versions 1..n`,
+      );
     }
     // Each accepted signing call published its own targets version (none lost, none twice).
     const signed = await storedVersions(signGun, 'targets');
     const attempts = outcomes.filter((o) => o.kind === 'sign');
     const accepted = attempts.filter((o) => o.ok).length;
-    // v1 (creation), v2 (tag v1 before the load), then one per accepted call, plus at most one
-    // per call that failed without an answer (it may have committed before its instance died).
+    // One per accepted call, plus at most one per call that failed without an answer from its
+    // instance (it may have committed before the instance died or lost its database).
     const unanswered = attempts.filter((o) => !o.ok && (o.status === 0 || o.status >= 502)).length;
     assert.ok(
-      signed.length >= 2 + accepted && signed.length <= 2 + accepted + unanswered,
-      `${signed.length} targets versions for ${accepted} accepted calls`,
+      signed.length >= targetsBefore + accepted && signed.length <= targetsBefore + accepted + unanswered,
+      `${signed.length - targetsBefore} new targets versions for ${accepted} accepted calls (${unanswered} unanswered)`,
     );
   }
 
@@ -318,10 +353,13 @@ describe('failover under a mixed load through HAProxy', () => {
           .map(([k, o]) => `${k} +${o ? o.end - upAt : '∞'} ms`)
           .join(', '),
     );
-    // Failures are answers while the database was down (or just in flight as it went), not crashes.
+    // Failures are answers while the database was down, in flight as it went, or before HAProxy
+    // saw the instances ready again (two checks a second apart), not crashes.
     for (const o of failed) {
-      assert.ok(o.start <= upAt + 1000 && o.end >= downAt - 50, `${o.kind} failed outside the outage: ${JSON.stringify(o)}`);
-      if (o.kind === 'sign') assert.equal(o.status, 503, `a signing call during the outage: ${JSON.stringify(o)}`);
+      assert.ok(o.start <= upAt + 3000 && o.end >= downAt - 50, `${o.kind} failed outside the outage: ${JSON.stringify(o)}`);
+      // 503 from the instance or from HAProxy (every instance not ready), or the connection closed.
+      if (o.kind === 'sign')
+        assert.ok([0, 503].includes(o.status), `a signing call during the outage: ${JSON.stringify(o)}\n${errorsLogged()}`);
     }
     for (const [kind, o] of Object.entries(recovery)) assert.ok(o && o.end - upAt < 5000, `${kind} recovered within 5 s of the restart`);
     await checkConsistent(outcomes);
@@ -329,7 +367,7 @@ describe('failover under a mixed load through HAProxy', () => {
     for (const i of instances) i.tg.proc.assertAlive();
   });
 
-  test('the audit chain is one chain, verified from every instance, with every accepted signing call in it', async () => {
+  test('after both, the audit chain is one chain that verifies from every instance', async () => {
     for (const i of instances) {
       const r = await fetch(`http://${i.env.TRUSTGATE_LISTEN}/api/v1/audit/verify`, { headers: { authorization: `Bearer ${admin}` } });
       const body = (await r.json()) as { ok: boolean };
