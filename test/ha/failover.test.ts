@@ -296,6 +296,50 @@ describe('failover under a mixed load through HAProxy', () => {
     );
   }
 
+  /** Polls (bounded) until every instance answers `want` for `check`; resolves to the ms it took. */
+  async function everywhereWithin(ms: number, check: (i: Instance) => Promise<boolean>): Promise<number> {
+    const start = Date.now();
+    for (let n = 0; n < 1000; n++) {
+      const all = await Promise.all(instances.map(check));
+      if (all.every(Boolean)) return Date.now() - start;
+      if (Date.now() - start > ms) assert.fail(`not on every instance within ${ms} ms: ${all.join(', ')}`);
+      await sleep(20);
+    }
+    return assert.fail('bounded poll ended');
+  }
+
+  test('a token made through the balancer works on every instance; revoked through it, it fails on every one within 1 s', async (t) => {
+    const made = await api('POST', '/tokens', { name: 'ha-reader', scopes: ['reader'] });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const whoami = (i: Instance) =>
+      fetch(`http://${i.env.TRUSTGATE_LISTEN}/api/v1/whoami`, { headers: { authorization: `Bearer ${made.body.token}` } }).then(
+        (r) => r.status,
+      );
+    for (const i of instances) assert.equal(await whoami(i), 200, i.name);
+    const revoked = await api('DELETE', `/tokens/${made.body.info.id}`);
+    assert.ok(revoked.status === 200 || revoked.status === 204, JSON.stringify(revoked.body));
+    const took = await everywhereWithin(1000, async (i) => (await whoami(i)) === 401);
+    t.diagnostic(`revoked everywhere after ${took} ms`);
+  });
+
+  test('a tag revoked through the balancer is refused by the proxy of every instance within 1 s, whoever wrote the verdict', async (t) => {
+    const tag = 'revoke-me';
+    const sign = await api('POST', '/signing/sign', { gun: signGun, tag, digest: image.manifest.digest, size: image.manifest.size });
+    assert.equal(sign.status, 201, JSON.stringify(sign.body));
+    const pull = (i: Instance) =>
+      fetch(`http://${i.env.TRUSTGATE_PROXY_LISTEN}/v2/team/signed/manifests/${tag}`, { headers: { accept: ACCEPT } }).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      });
+    // Only the second instance pulls first: it writes the verdict the others then read from Redis.
+    assert.equal(await pull(instances[1]!), 200);
+    for (const i of instances) assert.equal(await pull(i), 200, i.name);
+    const revoked = await api('POST', '/signing/revoke', { gun: signGun, tag });
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    const took = await everywhereWithin(1000, async (i) => (await pull(i)) === 403);
+    t.diagnostic(`refused by every proxy after ${took} ms`);
+  });
+
   test('kill -9 of one instance under load, then its restart: only requests in flight on it fail', async (t) => {
     const victim = instances[2]!;
     let killedAt = 0;
