@@ -3,8 +3,7 @@
 // balancer reaches all three, the notary CLI publishes and skopeo pulls through it, and an
 // instance killed with `kill -9` is taken out while the others keep serving.
 //
-// Tokens still live in each data directory, so the first instance's token file is copied to
-// the other two before they start: its admin token then works on all three.
+// Tokens are in PostgreSQL: the admin token the first instance made works on all three.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
@@ -74,7 +73,6 @@ describe('three trustgate instances behind HAProxy (deploy/haproxy.cfg)', () => 
     for (const name of ['tg1', 'tg2', 'tg3']) {
       const data = path.join(dir, name, 'data');
       await fsp.mkdir(data, { recursive: true });
-      if (instances[0]) await fsp.copyFile(path.join(dir, 'tg1', 'data', 'tokens.json'), path.join(data, 'tokens.json'));
       const api = `127.0.0.1:${await freePort()}`;
       const proxy = `127.0.0.1:${await freePort()}`;
       const tg = await startTrustgateProcess(
