@@ -120,7 +120,7 @@ describe('backup of the embedded store', () => {
     const before = readFileSync(out);
     const again = await c.run(['backup', '-o', out]);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, /must not exist/);
+    assert.match(again.stderr, /it exists already/);
     assert.ok(readFileSync(out).equals(before), 'the existing file is untouched');
     const denied = await cli(m.tg.url, 'tgt_' + 'D'.repeat(43)).run(['backup', '-o', join(work, 'denied.db')]);
     assert.equal(denied.code, 3);
