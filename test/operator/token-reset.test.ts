@@ -125,6 +125,17 @@ describe('reset-admin-token usage', () => {
     assert.throws(() => statSync(missing));
   });
 
+  test('the CLI, which only talks HTTP, points to the server command', async () => {
+    const r = await cli(undefined, undefined).run(['admin', 'reset-token']);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /^trustgate: unknown command "admin reset-token": a lost admin token is reset on the server, with access to its store: npm run reset-admin-token -- --data-dir DIR \(docs\/operations\.md\)\n/,
+    );
+    const h = await cli(undefined, undefined).run(['--help']);
+    assert.match(h.stdout, /Not here: a lost admin token is reset on the server/);
+  });
+
   test('an unknown argument is refused with exit 2', async () => {
     const r = await server(['reset-admin-token', '--force'], {});
     assert.equal(r.code, 2);
