@@ -372,7 +372,7 @@ export class ManagementContext {
     };
   }
 
-  /** Closes expired and stale pending changes (all, or `gun`'s stale ones) and audits why. */
+  /** Closes expired and stale pending changes (with `gun`: only its stale ones) and audits why. */
   async sweep(gun?: string): Promise<void> {
     const { expired, stale } = await this.pendingChanges.sweep(gun);
     const system = { id: 'system', name: 'system' };

@@ -66,11 +66,12 @@ export class PendingChanges {
   }
 
   /**
-   * Closes expired changes and stale ones (staleReason; only `gun`'s when given), each taken by
-   * one process, and deletes the keys made for them that no remaining change was made with.
+   * Closes expired changes and stale ones (staleReason), each taken by one process, and deletes
+   * the keys made for them that no remaining change was made with. With `gun` (after a publish):
+   * only that GUN's stale ones.
    */
   async sweep(gun?: string): Promise<{ expired: PendingChange[]; stale: Array<{ change: PendingChange; reason: string }> }> {
-    const expired = await this.store.takeExpired();
+    const expired = gun === undefined ? await this.store.takeExpired() : [];
     const stale: Array<{ change: PendingChange; reason: string }> = [];
     for (const p of await this.store.list(gun !== undefined ? { gun } : {})) {
       const reason = await this.staleReason(p).catch(() => undefined); // unreadable now: judged on a later sweep
