@@ -6,6 +6,7 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { createApp } from './app.js';
+import { runResetAdminToken } from './auth/admin-reset.js';
 import { runPrimary } from './cluster/primary.js';
 import { joinCluster, reportReady } from './cluster/worker.js';
 import { loadConfig, StartupError, type Config } from './config/config.js';
@@ -19,7 +20,16 @@ const listenUrl = (config: Config, tls: boolean) =>
   `${tls ? 'https' : 'http'}://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
 
 async function main(): Promise<void> {
-  const args = serverArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === 'reset-admin-token' || (argv[0] === 'help' && argv[1] === 'reset-admin-token')) {
+    const rest = argv[0] === 'help' ? ['--help'] : argv.slice(1);
+    process.exitCode = await runResetAdminToken(rest, (env) => {
+      const c = loadConfig(env);
+      return { dataDir: c.dataDir, databaseUrl: c.databaseUrl };
+    });
+    return;
+  }
+  const args = serverArgs(argv);
   if (args) {
     if (args.out) process.stdout.write(args.out);
     if (args.err) process.stderr.write(args.err);

@@ -6,6 +6,7 @@
 import { LOCKS, type PgState } from '../state/pg.js';
 import {
   INITIAL_ADMIN,
+  type AdminReset,
   LastAdminTokenError,
   TokenStore,
   expired,
@@ -68,6 +69,17 @@ export class PgTokens implements Tokens {
       }
       const r = await c.query('DELETE FROM state_tokens WHERE id = $1', [id]);
       return (r.rowCount ?? 0) > 0;
+    });
+  }
+
+  resetAdmins(opts: NewToken, persist: (token: string) => void): Promise<AdminReset> {
+    return this.db.tx(LOCKS.tokens, async (c) => {
+      const all = parse((await c.query<{ record: string }>('SELECT record FROM state_tokens')).rows);
+      const revoked = all.filter((t) => t.scopes.includes('admin')).map((t) => t.id);
+      if (revoked.length) await c.query('DELETE FROM state_tokens WHERE id = ANY($1)', [revoked]);
+      const made = await this.insert((sql, args) => c.query(sql, args), opts);
+      persist(made.token); // before COMMIT, as in bootstrap
+      return { ...made, revoked };
     });
   }
 

@@ -129,7 +129,18 @@ export interface Tokens {
    * token made, or undefined.
    */
   bootstrap(persist: (token: string) => void): Promise<{ token: string; info: TokenInfo } | undefined>;
+  /**
+   * Revokes every admin token and makes a new one, in one step among every process sharing the
+   * store; `persist` runs before that is final. Resolves to the new token and the revoked IDs.
+   */
+  resetAdmins(opts: NewToken, persist: (token: string) => void): Promise<AdminReset>;
   close?(): Promise<void>;
+}
+
+export interface AdminReset {
+  token: string;
+  info: TokenInfo;
+  revoked: string[];
 }
 
 /** A new token record and its secret. */
@@ -166,6 +177,7 @@ export function fileTokens(store: TokenStore, dataDir: string): Tokens {
         if (opts.keepAnAdmin && admins.length === 1 && admins[0]!.id === id) throw new LastAdminTokenError('this is the last admin token');
         return store.revoke(id);
       }),
+    resetAdmins: async (opts, persist) => store.resetAdmins(opts, persist),
     bootstrap: async (persist) => {
       const made = bootstrapAdminToken(store, dataDir, persist);
       return made.token ? { token: made.token, info: made.info! } : undefined;
@@ -243,6 +255,20 @@ export class TokenStore {
   /** Tokens that still grant admin (not expired). */
   activeAdmins(): TokenInfo[] {
     return this.tokens.filter((t) => t.scopes.includes('admin') && !expired(t, this.now())).map(TokenStore.info);
+  }
+
+  /** Tokens.resetAdmins, under the state lock (a caller may hold it to audit in the same step). */
+  resetAdmins(opts: NewToken, persist: (token: string) => void): AdminReset {
+    return this.lock.run(() => {
+      const { token, rec } = newTokenRecord(opts, this.now());
+      persist(token);
+      const revoked = this.file.update((f) => {
+        const gone = f.tokens.filter((t) => t.scopes.includes('admin')).map((t) => t.id);
+        f.tokens = [...f.tokens.filter((t) => !t.scopes.includes('admin')), rec];
+        return { changed: true, result: gone };
+      });
+      return { token, info: TokenStore.info(rec), revoked };
+    });
   }
 
   revoke(id: string): boolean {

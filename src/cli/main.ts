@@ -30,6 +30,10 @@ const GLOBAL_NOTE =
   'Global options: --url URL and --token TOKEN (or --token-file FILE), else TRUSTGATE_URL and TRUSTGATE_TOKEN; ' +
   '--json prints the API answer; -q silences progress. Exit codes: 0 ok, 3 denied or not signed, 1 error, 2 usage.';
 
+const RESET_NOTE =
+  'a lost admin token is reset on the server, with access to its store: npm run reset-admin-token -- --data-dir DIR ' +
+  '(docs/operations.md)';
+
 function help(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
   return [
@@ -43,6 +47,8 @@ function help(): string {
     ...COMMANDS.map((c) => wrap(c.summary, WIDTH, `  ${c.name.padEnd(w - 2)}`)),
     '',
     wrap(GLOBAL_NOTE, WIDTH),
+    '',
+    wrap(`Not here: ${RESET_NOTE}.`, WIDTH),
     '',
     'examples:',
     '  export TRUSTGATE_URL=https://trustgate.example.com:4443 TRUSTGATE_TOKEN=$(cat admin-token)',
@@ -150,6 +156,9 @@ export async function main(
             : `${words[0]} needs a command (listed above)`,
         );
       }
+      // Resetting the admin token needs the server's store, which this client never opens.
+      if (/^(admin|reset-admin-token)$/.test(words[0] ?? ''))
+        throw new UsageError(`unknown command ${JSON.stringify(words.slice(0, 2).join(' '))}: ${RESET_NOTE}`);
       throw new UsageError(`unknown command ${JSON.stringify(words.slice(0, 2).join(' '))} (see trustgate --help)`);
     }
     const { cmd, rest } = found;

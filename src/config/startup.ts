@@ -14,6 +14,7 @@ export const SERVER_HELP = `trustgate server: a Notary v1 trust server, key mana
 verifying registry proxy.
 
 usage: node dist/main.js [--help | --version]     (npm start runs it)
+       node dist/main.js reset-admin-token [--data-dir DIR]     (a lost admin token; see its --help)
 
 The server takes no arguments: every setting is a TRUSTGATE_* environment variable, or a key of
 the JSON file that TRUSTGATE_CONFIG names (the environment wins). The README lists them all; the

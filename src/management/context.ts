@@ -120,6 +120,12 @@ export class ManagementContext {
     if (!changes.pending) throw new Error('the management API needs a pending-change store');
     this.pending = changes.pending;
     this.pendingChanges = new PendingChanges(changes.pending, changes, keys, opts.log);
+    // A publish can leave pending changes of its GUN without a base: close them at once.
+    changes.afterPublish(async ({ publication }) => {
+      await this.sweep(publication.gun).catch((e: Error) =>
+        opts.log('warn', 'could not close stale pending changes', { gun: publication.gun, error: e.message }),
+      );
+    });
   }
 
   checkGun(gun: string): void {
@@ -366,15 +372,27 @@ export class ManagementContext {
     };
   }
 
-  /** Removes expired pending changes and the keys made for them. */
-  async sweep(): Promise<void> {
-    for (const p of await this.pendingChanges.sweep()) {
+  /** Closes expired and stale pending changes (with `gun`: only its stale ones) and audits why. */
+  async sweep(gun?: string): Promise<void> {
+    const { expired, stale } = await this.pendingChanges.sweep(gun);
+    const system = { id: 'system', name: 'system' };
+    for (const p of expired) {
       await this.audit.append({
-        actor: { id: 'system', name: 'system' },
+        actor: system,
         action: 'pending.expire',
         outcome: 'failure',
         gun: p.gun,
         detail: { pendingId: p.id, change: p.action },
+      });
+    }
+    for (const { change: p, reason } of stale) {
+      this.opts.log('info', 'pending change closed as stale: it can no longer apply', { gun: p.gun, pending: p.id, reason });
+      await this.audit.append({
+        actor: system,
+        action: 'pending.stale',
+        outcome: 'failure',
+        gun: p.gun,
+        detail: { pendingId: p.id, change: p.action, reason, keyIds: p.createdKeyIds },
       });
     }
   }

@@ -1,6 +1,7 @@
 // Pending changes (m-of-n) over their store: list them, add signatures (by a held key the caller
 // may use, or uploaded over the canonical bytes), publish through TrustChanges once complete, or
-// cancel. Expired changes are swept on every read, with the keys made for them.
+// cancel. Expired and stale changes (their base version is gone) are closed on every read and
+// after every publish, with the keys made for them.
 import { signingMethod, verifySignature } from '../core/crypto/keys.js';
 import { normaliseSignature } from '../core/crypto/signature.js';
 import { canonicalBytes } from '../core/json/canonical.js';
@@ -28,7 +29,10 @@ const complete = (p: PendingChange) => p.parts.every((x) => partMissing(x) === 0
 /** A change another process published, cancelled or let expire while this one worked on it. */
 const gone = (id: string) => new TrustChangeError('PENDING_GONE', `pending change ${id} was published, cancelled or expired meanwhile`);
 const notFound = (id: string) =>
-  new TrustChangeError('PENDING_NOT_FOUND', `no pending change ${id} (it may have expired or been published)`);
+  new TrustChangeError(
+    'PENDING_NOT_FOUND',
+    `no pending change ${id} (it may have been published, cancelled, expired or closed as stale: see the audit log)`,
+  );
 
 /** `cur` (as stored now) with the signatures of `mine` added, part by part; `mine`'s win for the same key. */
 function mergeSignatures(cur: PendingChange, mine: PendingChange): PendingChange {
@@ -48,11 +52,44 @@ export class PendingChanges {
     private log: Logger,
   ) {}
 
-  /** Removes expired changes and the keys made for them; returns what it removed. */
-  async sweep(): Promise<PendingChange[]> {
-    const expired = await this.store.takeExpired();
-    for (const p of expired) await dropKeys(this.keys, p.createdKeyIds, this.log);
-    return expired;
+  /**
+   * Why `p` can no longer apply: a role it changes was published at or past the version it would
+   * make (its base version is gone); undefined while it still can.
+   */
+  async staleReason(p: PendingChange): Promise<string | undefined> {
+    for (const part of p.parts) {
+      const cur = await this.changes.trust.current(p.gun, part.role);
+      if (cur && cur.version >= part.body.version)
+        return `${part.role} version ${cur.version} of ${p.gun} was published after this change was opened from version ${part.body.version - 1}`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Closes expired changes and stale ones (staleReason), each taken by one process, and deletes
+   * the keys made for them that no remaining change was made with. With `gun` (after a publish):
+   * only that GUN's stale ones.
+   */
+  async sweep(gun?: string): Promise<{ expired: PendingChange[]; stale: Array<{ change: PendingChange; reason: string }> }> {
+    const expired = gun === undefined ? await this.store.takeExpired() : [];
+    const stale: Array<{ change: PendingChange; reason: string }> = [];
+    for (const p of await this.store.list(gun !== undefined ? { gun } : {})) {
+      const reason = await this.staleReason(p).catch(() => undefined); // unreadable now: judged on a later sweep
+      if (!reason) continue;
+      const change = await this.store.remove(p.id);
+      if (change) stale.push({ change, reason });
+    }
+    const closed = [...expired, ...stale.map((s) => s.change)];
+    if (closed.length) {
+      const kept = new Set((await this.store.list()).flatMap((p) => p.createdKeyIds));
+      for (const p of closed)
+        await dropKeys(
+          this.keys,
+          p.createdKeyIds.filter((k) => !kept.has(k)),
+          this.log,
+        );
+    }
+    return { expired, stale };
   }
 
   list(gun?: string): Promise<PendingChange[]> {

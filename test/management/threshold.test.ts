@@ -116,7 +116,7 @@ test('2-of-2 on a delegation with keys held elsewhere: uploaded signatures (DER 
   assert.deepEqual(await notaryList(gun), [{ name: 'rel', digest: hexOf(digest('b')), size: 7, role: 'targets/team' }]);
 });
 
-test('a pending change that another change overtook is refused with 409 and dropped', async () => {
+test('a pending change that another change overtook is closed as stale at once, and signing it is a 404', async () => {
   const gun = newGun('race');
   const g = enc(gun);
   expectStatus(await m.call('post', '/repositories', { body: { gun, rootKey: 'keystore' } }), 201);
@@ -129,8 +129,13 @@ test('a pending change that another change overtook is refused with 409 and drop
   assert.equal(first.body.pending.parts[0].version, second.body.pending.parts[0].version);
   expectStatus(await m.call('post', `/pending/${second.body.pending.id}/signatures`, { body: { keyId: keyA } }), 200);
   const lost = await m.call('post', `/pending/${first.body.pending.id}/signatures`, { body: { keyId: keyA } });
-  expectError(lost, 409, 'VERSION_CONFLICT');
-  expectError(await m.call('get', `/pending/${first.body.pending.id}`), 404, 'NOT_FOUND');
+  expectError(lost, 404, 'NOT_FOUND');
+  assert.match(lost.body.error.message, /closed as stale: see the audit log/);
+  const audit = await m.call('get', `/audit?gun=${g}&action=pending.stale`);
+  assert.deepEqual(
+    audit.body.entries.map((e: { detail: { pendingId: string } }) => e.detail.pendingId),
+    [first.body.pending.id],
+  );
   assert.deepEqual(
     (await m.call('get', `/repositories/${g}`)).body.signedTags.map((t: { tag: string }) => t.tag),
     ['two'],
