@@ -2,12 +2,12 @@
 # Installs the real external components the test suite runs against (Debian 12 packages):
 # the notary CLI and reference notary-server, docker-registry, skopeo, PostgreSQL, Redis,
 # SoftHSM2, and for test/deploy HAProxy, buildah (vfs storage, chroot isolation: no daemon)
-# and mmdebstrap (the image's base). Skips apt entirely when everything is already present.
-# Needs root or sudo -n.
+# and mmdebstrap (the image's base), and curl (the README's first-run block). Skips apt
+# entirely when everything is already present. Needs root or sudo -n.
 set -euo pipefail
 
-PACKAGES=(notary docker-registry skopeo postgresql redis-server softhsm2 openssl haproxy buildah mmdebstrap)
-BINARIES=(notary notary-server docker-registry skopeo redis-server softhsm2-util openssl haproxy buildah mmdebstrap)
+PACKAGES=(notary docker-registry skopeo postgresql redis-server softhsm2 openssl haproxy buildah mmdebstrap curl)
+BINARIES=(notary notary-server docker-registry skopeo redis-server softhsm2-util openssl haproxy buildah mmdebstrap curl)
 
 missing=()
 for b in "${BINARIES[@]}"; do
