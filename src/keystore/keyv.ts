@@ -91,7 +91,7 @@ export class KeyvKeyStore implements KeyStore {
       class OwnPool extends KeyvPostgres {
         declare own?: InstanceType<typeof pg.Pool>;
         override async connect() {
-          const pool = (this.own ??= new pg.Pool({ connectionString: clean, max: 4 }));
+          const pool = (this.own ??= new pg.Pool({ connectionString: clean, max: 4, connectionTimeoutMillis: 10_000 }));
           pool.on('error', () => undefined);
           return async (sql: string, values?: unknown) => (await pool.query(sql, values as unknown[])).rows;
         }

@@ -40,7 +40,7 @@ export class KeyStoreError extends Error {
   override name = 'KeyStoreError';
 }
 
-/** The keystore's backend cannot be reached now (down, restarting, connection lost); nothing was changed. */
+/** The keystore's backend cannot be reached now (down, restarting, connection lost). */
 export class KeyStoreUnavailableError extends KeyStoreError {
   override name = 'KeyStoreUnavailableError';
 }

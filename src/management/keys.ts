@@ -8,7 +8,7 @@ import { exportPrivateKeyPem } from '../core/crypto/pem.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { createRootCertificate, validateRootKey } from '../core/crypto/x509.js';
 import { isTargetsRole } from '../core/tuf/roles.js';
-import { KeyStoreError } from '../keystore/types.js';
+import { KeyStoreError, KeyStoreUnavailableError } from '../keystore/types.js';
 import type { Actor } from '../auth/guard.js';
 import { DraftBuilder, allRoles, requireRole, roleKeysOf, type RepoView } from './draft.js';
 import { badRequest, conflict, notFound } from '../http/api-error.js';
@@ -109,7 +109,8 @@ export class Keyring {
         try {
           priv = await this.c.keys.exportPrivate(id);
         } catch (e) {
-          if (e instanceof KeyStoreError) throw conflict('NOT_EXPORTABLE', `the ${this.c.keys.kind} keystore does not release this key`);
+          if (e instanceof KeyStoreError && !(e instanceof KeyStoreUnavailableError))
+            throw conflict('NOT_EXPORTABLE', `the ${this.c.keys.kind} keystore does not release this key`);
           throw e;
         }
         const pem = exportPrivateKeyPem(priv, { passphrase, role: rec.role, gun });

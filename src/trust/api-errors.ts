@@ -72,9 +72,17 @@ export function toApiError(e: unknown): ApiError {
   if (e instanceof TufValidationError || e instanceof MalformedMetadataError) return badRequest('INVALID_METADATA', e.message);
   if (e instanceof VersionConflictError) return conflict('VERSION_CONFLICT', `${e.message}; another change was published first, retry`);
   if (e instanceof StoreUnavailableError)
-    return new ApiError(503, 'UNAVAILABLE', 'the metadata store is unavailable; nothing was changed, retry');
+    return new ApiError(
+      503,
+      'UNAVAILABLE',
+      'the metadata store is unavailable; retry later (a change in flight may have been saved: check before repeating it)',
+    );
   if (e instanceof KeyStoreUnavailableError)
-    return new ApiError(503, 'UNAVAILABLE', 'the keystore is unavailable; nothing was changed, retry');
+    return new ApiError(
+      503,
+      'UNAVAILABLE',
+      'the keystore is unavailable; retry later (a change in flight may have been saved: check before repeating it)',
+    );
   if (e instanceof KeyStoreError) return new ApiError(500, 'INTERNAL', 'keystore error');
   return new ApiError(500, 'INTERNAL', 'internal error');
 }
