@@ -58,6 +58,58 @@ export const unavailable = (e: unknown): unknown =>
 
 export type Client = pg.PoolClient;
 
+/**
+ * A read-only query. A pooled connection the server dropped while it sat idle fails the first
+ * query sent on it (the pool then discards it), and after a restart every idle one does: reads
+ * are retried, at most `max` times (one per pooled connection), so a restart is not a burst of 503s.
+ */
+export async function readRetrying<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  max: number,
+  sql: string,
+  args: unknown[],
+): Promise<pg.QueryResult<R>> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await pool.query<R>(sql, args);
+    } catch (e) {
+      if (!connectionLost(e) || attempt >= max) throw unavailable(e);
+    }
+  }
+}
+
+/**
+ * One transaction on a connection of its own, rolled back when `fn` throws. A checked-out client
+ * has no pool listener, so its 'error' goes to `onError` here; a connection that failed is not
+ * returned to the pool.
+ */
+export async function transaction<T>(pool: pg.Pool, onError: (e: Error) => void, fn: (c: Client) => Promise<T>): Promise<T> {
+  let c: Client;
+  try {
+    c = await pool.connect();
+  } catch (e) {
+    throw unavailable(e);
+  }
+  let broken: Error | undefined;
+  const onClientError = (e: Error) => {
+    broken ??= e;
+    onError(e);
+  };
+  c.on('error', onClientError);
+  try {
+    await c.query('BEGIN');
+    const out = await fn(c);
+    await c.query('COMMIT');
+    return out;
+  } catch (e) {
+    if (!broken) await c.query('ROLLBACK').catch((re: Error) => (broken ??= re));
+    throw unavailable(e);
+  } finally {
+    c.off('error', onClientError);
+    c.release(broken);
+  }
+}
+
 export class PgState {
   private closing?: Promise<void>;
   private constructor(
@@ -88,14 +140,8 @@ export class PgState {
   }
 
   /** A read-only query, retried on a connection the server dropped while it sat in the pool. */
-  async read<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<pg.QueryResult<R>> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.pool.query<R>(sql, args);
-      } catch (e) {
-        if (!connectionLost(e) || attempt >= this.max) throw unavailable(e);
-      }
-    }
+  read<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return readRetrying<R>(this.pool, this.max, sql, args);
   }
 
   /** A statement that writes: not retried, since a lost answer does not mean it did not run. */
@@ -108,33 +154,11 @@ export class PgState {
   }
 
   /** One transaction, holding the advisory lock `lock` (LOCKS) until it ends when given. */
-  async tx<T>(lock: number | undefined, fn: (c: Client) => Promise<T>): Promise<T> {
-    let c: Client;
-    try {
-      c = await this.pool.connect();
-    } catch (e) {
-      throw unavailable(e);
-    }
-    let broken: Error | undefined;
-    const onClientError = (e: Error) => {
-      broken ??= e;
-      this.onError(e);
-    };
-    c.on('error', onClientError);
-    try {
-      await c.query('BEGIN');
+  tx<T>(lock: number | undefined, fn: (c: Client) => Promise<T>): Promise<T> {
+    return transaction(this.pool, this.onError, async (c) => {
       if (lock !== undefined) await c.query('SELECT pg_advisory_xact_lock($1, $2)', [STATE_LOCK_CLASS, lock]);
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (e) {
-      if (!broken) await c.query('ROLLBACK').catch((re: Error) => (broken ??= re));
-      throw unavailable(e);
-    } finally {
-      c.off('error', onClientError);
-      // A broken connection must not go back to the pool.
-      c.release(broken);
-    }
+      return fn(c);
+    });
   }
 
   /** Runs `fn` holding advisory lock `lock` (LOCKS), apart from any instance running it too. */

@@ -5,7 +5,7 @@
 // increasing order: a reader that has seen id N never later finds a new id below N.
 import pg from 'pg';
 import { createLogger, type Logger } from '../observability/log.js';
-import { SCHEMA_LOCK, connectionLost, unavailable as mapped } from '../state/pg.js';
+import { SCHEMA_LOCK, readRetrying, transaction, unavailable as mapped } from '../state/pg.js';
 import { CHANNEL, notifyPayload, PgChangeFeed } from './pg-feed.js';
 import { changePlan, checkBatch, checkPin, parseVersions, pinAdvance, sha256Hex, versionsText } from './common.js';
 import {
@@ -183,20 +183,8 @@ export class PostgresStore implements MetadataStore {
     return new PostgresStore(pool, onError, max, url, opts.log ?? createLogger('warn'));
   }
 
-  /**
-   * A read-only query. A pooled connection that the server dropped while it sat idle can fail the
-   * first query sent on it (the pool then discards it), and after a database restart every idle
-   * connection is such a one. Reads are retried, at most once per pooled connection plus one, so
-   * a restart does not turn into a burst of 500s.
-   */
-  private async read<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<pg.QueryResult<R>> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.pool.query<R>(sql, args);
-      } catch (e) {
-        if (!connectionLost(e) || attempt >= this.max) throw mapped(e);
-      }
-    }
+  private read<R extends pg.QueryResultRow>(sql: string, args: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return readRetrying<R>(this.pool, this.max, sql, args);
   }
 
   private async one(sql: string, args: unknown[]): Promise<StoredFile | undefined> {
@@ -236,23 +224,11 @@ export class PostgresStore implements MetadataStore {
    * result and the changefeed rows to append; those are written last, under the global
    * changefeed lock, which is held only until COMMIT.
    */
-  private async tx<T>(
+  private tx<T>(
     lock: string,
     fn: (c: pg.PoolClient) => Promise<{ out: T; changes: Pending[]; notify?: { gun: string; kind: 'update' | 'deletion' } }>,
   ): Promise<T> {
-    const c = await this.pool.connect().catch((e: unknown) => {
-      throw mapped(e);
-    });
-    // A checked-out client has no pool listener: a connection dropped mid-transaction would
-    // otherwise raise an unhandled 'error' event. The failing query rejects on its own.
-    let broken: Error | undefined;
-    const onClientError = (e: Error) => {
-      broken ??= e;
-      this.onError(e);
-    };
-    c.on('error', onClientError);
-    try {
-      await c.query('BEGIN');
+    return transaction(this.pool, this.onError, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [lock]);
       const { out, changes, notify } = await fn(c);
       // Delivered by PostgreSQL at COMMIT, and only if it commits.
@@ -269,16 +245,8 @@ export class PostgresStore implements MetadataStore {
           ]);
         }
       }
-      await c.query('COMMIT');
       return out;
-    } catch (e) {
-      if (!broken) await c.query('ROLLBACK').catch((re: Error) => (broken ??= re));
-      throw mapped(e);
-    } finally {
-      c.off('error', onClientError);
-      // A broken connection must not go back to the pool.
-      c.release(broken);
-    }
+    });
   }
 
   async commit(gun: string, files: readonly NewFile[], now: Date, journal?: JournalWrite): Promise<StoredFile[]> {
