@@ -51,6 +51,11 @@ export function algorithmOf(k: KeyObject): Algorithm {
   }
 }
 
+/** The record of a software key a keystore of `held` kind is about to store, made now. */
+export function softwareKeyRecord(held: KeyRecord['held'], gun: string, role: string, privateKey: KeyObject, pub: TufKey): KeyRecord {
+  return { id: keyId(pub), gun, role, algorithm: algorithmOf(privateKey), public: pub, createdAt: new Date().toISOString(), held };
+}
+
 export class FileKeyStore implements KeyStore {
   readonly kind = 'file';
   private index = new Map<string, KeyRecord>();
@@ -102,15 +107,7 @@ export class FileKeyStore implements KeyStore {
   }
 
   private store(gun: string, role: string, privateKey: KeyObject, pub: TufKey): KeyRecord {
-    const rec: KeyRecord = {
-      id: keyId(pub),
-      gun,
-      role,
-      algorithm: algorithmOf(privateKey),
-      public: pub,
-      createdAt: new Date().toISOString(),
-      held: this.kind,
-    };
+    const rec = softwareKeyRecord(this.kind, gun, role, privateKey, pub);
     const der = privateKey.export({ format: 'der', type: 'pkcs8' });
     const sealed = seal(this.kek, der, this.aad(rec));
     der.fill(0);

@@ -15,9 +15,9 @@
 // or the trust service would make new keys.
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import Keyv from 'keyv';
-import { keyId, type TufKey } from '../core/crypto/keys.js';
+import type { TufKey } from '../core/crypto/keys.js';
 import { generateSigner, LocalSigner, tufKeyFromPublic, type Algorithm, type Signer } from '../core/crypto/signer.js';
-import { algorithmOf } from './file.js';
+import { softwareKeyRecord } from './file.js';
 import { deriveKek, newKdfParams, seal, unseal, type KdfParams, type SealedBlob } from './sealed.js';
 import { KeyStoreError, KeyStoreUnavailableError, type KeyRecord, type KeyStore } from './types.js';
 
@@ -205,15 +205,7 @@ export class KeyvKeyStore implements KeyStore {
   }
 
   private async store(gun: string, role: string, privateKey: KeyObject, pub: TufKey): Promise<KeyRecord> {
-    const rec: KeyRecord = {
-      id: keyId(pub),
-      gun,
-      role,
-      algorithm: algorithmOf(privateKey),
-      public: pub,
-      createdAt: new Date().toISOString(),
-      held: this.kind,
-    };
+    const rec = softwareKeyRecord(this.kind, gun, role, privateKey, pub);
     const der = privateKey.export({ format: 'der', type: 'pkcs8' });
     let sealed: SealedBlob;
     try {
