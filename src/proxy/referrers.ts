@@ -105,9 +105,10 @@ export class ReferrerRoutes {
       this.host.upstreamFailure(res, e as Error, `manifest ${ctx.repo}:${ref}`);
       return 'answered';
     }
-    const served = async (): Promise<'answered' | string> => {
+    /** Undefined when `subject` is served, else why not ('answered' when the 503 went out). */
+    const notServed = async (): Promise<'answered' | string | undefined> => {
       const v = await this.manifests.digestVerdict(ctx, subject);
-      if (v.ok) return 'ok';
+      if (v.ok) return undefined;
       if (v.reason !== 'unavailable') return `its subject ${subject} is not served: ${v.message ?? v.reason}`;
       void this.manifests.refuse(ctx, ref, url, v);
       return 'answered';
@@ -123,8 +124,8 @@ export class ReferrerRoutes {
         return 'answered';
       }
       if (got.status < 400) return `the upstream answered ${got.status}`;
-      const s = await served();
-      if (s !== 'ok') return s;
+      const not = await notServed();
+      if (not !== undefined) return not;
       this.host.opts.metrics.decision(ctx.rule.mode, 'upstream', String(got.status));
       res.writeHead(got.status, {
         ...DAPI,
@@ -136,8 +137,8 @@ export class ReferrerRoutes {
     }
     const why = notReferrersIndex(got);
     if (why) return why;
-    const s = await served();
-    if (s !== 'ok') return s;
+    const not = await notServed();
+    if (not !== undefined) return not;
     const digest = ociDigest(got.body);
     this.host.opts.metrics.decision(ctx.rule.mode, 'allowed', 'referrers-index');
     res.writeHead(200, {

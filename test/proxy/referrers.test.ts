@@ -316,6 +316,94 @@ describe('what the referrers list holds is checked when pulled', () => {
   });
 });
 
+describe('signature and attestation artifacts of a signed digest', () => {
+  test("a cosign .att tag of a signed digest is served with its envelope blob; an unsigned digest's is not", async () => {
+    const repo = 'refs/att';
+    const image = await signedImage(s, repo, 'v1');
+    const rogue = await rogueImage(repo, 'rogue');
+    /** cosign's attestation layout: an image config naming one DSSE envelope layer, under `sha256-<hex>.att`. */
+    const attest = async (subject: string): Promise<{ tag: string; envelope: string }> => {
+      const envelope = Buffer.from(
+        JSON.stringify({ payloadType: 'application/vnd.in-toto+json', payload: '', signatures: [], n: subject }),
+      );
+      const layer = await putBlob(s.reg.url, repo, envelope);
+      const config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [layer] } }));
+      const configDigest = await putBlob(s.reg.url, repo, config);
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: MEDIA_TYPES.ociManifest,
+          config: { mediaType: MEDIA_TYPES.ociConfig, digest: configDigest, size: config.length },
+          layers: [
+            {
+              mediaType: 'application/vnd.dsse.envelope.v1+json',
+              digest: layer,
+              size: envelope.length,
+              annotations: { predicateType: 'https://slsa.dev/provenance/v1' },
+            },
+          ],
+        }),
+      );
+      const tag = `${tagOf(subject)}.att`;
+      assert.equal((await putManifest(s.reg.url, repo, tag, manifest, MEDIA_TYPES.ociManifest)).status, 201);
+      return { tag, envelope: layer };
+    };
+    const att = await attest(image.manifest.digest);
+    const got = await get(`${s.px.url}/v2/${repo}/manifests/${att.tag}`);
+    assert.equal(got.status, 200, got.body.toString());
+    assert.equal((await get(`${s.px.url}/v2/${repo}/manifests/${digestOf(got.body)}`)).status, 403); // no subject: by its tag only
+    const blob = await get(`${s.px.url}/v2/${repo}/blobs/${att.envelope}`, { accept: '*/*' });
+    assert.equal(blob.status, 200);
+    assert.equal(digestOf(blob.body), att.envelope);
+    const raw = await skopeoInspect<{ layers: Array<{ mediaType: string }> }>(`docker://${s.host}/${repo}:${att.tag}`, { raw: true });
+    assert.equal(raw.layers[0]!.mediaType, 'application/vnd.dsse.envelope.v1+json');
+    const rogueAtt = await attest(rogue.manifest.digest);
+    assert.match(denied(await get(`${s.px.url}/v2/${repo}/manifests/${rogueAtt.tag}`)).message, /is not served/);
+  });
+});
+
+describe('audit and off modes', () => {
+  test('audit lists the referrers of an unverified digest (a counted violation), off lists them unchecked', async () => {
+    const file = path.join(work, 'policy-modes.yaml');
+    writeFileSync(
+      file,
+      [
+        'version: 1',
+        'default:',
+        '  signOnPush: targets',
+        'repositories:',
+        '  - pattern: "audit/**"',
+        '    mode: audit',
+        '  - pattern: "off/**"',
+        '    mode: "off"',
+        '',
+      ].join('\n'),
+    );
+    const t = await startStack({ reg: s.reg, env: { TRUSTGATE_POLICY: file } });
+    try {
+      for (const repo of ['audit/app', 'off/app']) {
+        const rogue = await rogueImage(repo, 'rogue');
+        const helm = await artifact(repo, HELM, rogue);
+        const sbom = await artifact(repo, SPDX, rogue);
+        await fallbackIndex(repo, rogue.manifest.digest, [helm, sbom]);
+        assert.deepEqual(listed(await referrers(t, repo, rogue.manifest.digest)), [
+          [helm.digest, HELM],
+          [sbom.digest, SPDX],
+        ]);
+        const filtered = await referrers(t, repo, rogue.manifest.digest, `?artifactType=${encodeURIComponent(SPDX)}`);
+        assert.deepEqual(listed(filtered), [[sbom.digest, SPDX]]);
+        assert.equal(filtered.headers.get('oci-filters-applied'), 'artifactType');
+        assert.equal((await get(`${t.px.url}/v2/${repo}/manifests/${tagOf(rogue.manifest.digest)}`)).status, 200);
+      }
+      // Two listings and the fallback tag's pull, each a violation.
+      const metrics = await t.tg.app.metrics.registry.metrics();
+      assert.match(metrics, /trustgate_proxy_audit_violations_total\{repository="audit\/app",reason="no-trust-data"\} 3\n/);
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
 describe('bounded work', () => {
   test(`at most ${MAX_REFERRERS} referrers are listed, and a larger fallback index is not served as the tag`, async () => {
     const repo = 'refs/many';
