@@ -27,7 +27,10 @@ export const EMPTY_TYPE = 'application/vnd.oci.empty.v1+json';
 
 /** Configs of runnable images. A manifest with one is an artifact only if every layer is an allowed artifact type (cosign's tag layout). */
 const RUNNABLE_CONFIGS = new Set(['application/vnd.oci.image.config.v1+json', 'application/vnd.docker.container.image.v1+json']);
-const IMAGE_MANIFESTS = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
+export const IMAGE_MANIFESTS = new Set([
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+]);
 
 /** Media types a policy may not allow as artifacts: image configs, layers, manifests and indexes, and the empty type (always allowed as a placeholder). */
 export const NOT_ARTIFACT_TYPE =

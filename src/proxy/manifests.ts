@@ -13,6 +13,7 @@ import { ManifestCache } from './cache.js';
 import { DIGEST_RE, type Ctx, type Fetched, type ProxyHost, type ProxyOptions } from './context.js';
 import { DAPI, E, send } from './errors.js';
 import { requirementFor, type Rule } from './policy.js';
+import { REFERRERS_TAG, ReferrerRoutes } from './referrers.js';
 import { Upstream, UpstreamError, endToEnd } from '../registry/client.js';
 import type { Verdict } from '../trust/verifier.js';
 
@@ -35,9 +36,12 @@ export class ManifestRoutes {
   private children = new BoundedMap<string, Map<string, number>>(4096);
   private manifests: ManifestCache;
   private readonly opts: ProxyOptions;
+  /** The referrers API and the fallback tag (referrers.ts), which ask this class whether a subject is served. */
+  readonly referrers: ReferrerRoutes;
 
   constructor(private readonly host: ProxyHost) {
     this.opts = host.opts;
+    this.referrers = new ReferrerRoutes(host, this);
     this.manifests = new ManifestCache(
       this.opts.manifestCacheBytes ?? 0,
       this.opts.manifestCacheTtlMs ?? 60_000,
@@ -82,6 +86,13 @@ export class ManifestRoutes {
     const sig = SIGNATURE_TAG.exec(ref);
     let verdict: Verdict;
     let notArtifact: string | undefined;
+    const index = REFERRERS_TAG.exec(ref);
+    if (index) {
+      // The referrers tag schema's index of a digest: served when that digest is.
+      const r = await this.referrers.indexTag(ctx, ref, url, `sha256:${index[1]}`);
+      if (r === 'answered') return;
+      notArtifact = r;
+    }
     if (sig) {
       // A cosign signature (or attestation, SBOM) tag: served as an artifact of the digest it
       // names, or else only as any other tag is.
@@ -156,6 +167,12 @@ export class ManifestRoutes {
     return 'answered';
   }
 
+  /** The verdict a pull of `digest` gets, as pullManifest reaches it (referrers.ts asks it for a subject). */
+  async digestVerdict(ctx: Ctx, digest: string): Promise<Verdict> {
+    const v = await this.decideDigest(ctx, digest, requirement(ctx.rule).require);
+    return ctx.rule.signatures !== 'tuf' && v.reason !== 'unavailable' ? this.applyCosign(ctx, digest, v) : v;
+  }
+
   /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
   private async applyCosign(ctx: Ctx, ref: string, tuf: Verdict): Promise<Verdict> {
     const mode = ctx.rule.signatures;
@@ -191,7 +208,7 @@ export class ManifestRoutes {
   }
 
   /** A failed verdict: 403 (or 503 when unavailable) in enforce mode; served anyway in audit mode. */
-  private refuse(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> | void {
+  refuse(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> | void {
     const reason = v.reason ?? 'not-signed';
     if (reason === 'unavailable') {
       this.count(ctx.rule, 'unavailable', reason);
@@ -471,6 +488,8 @@ export class ManifestRoutes {
     if (!rule.signOnPush) return 'the policy signs no pushes here';
     if (DIGEST_RE.test(ref)) return 'pushed by digest';
     if (SIGNATURE_TAG.test(ref)) return 'a signature artifact';
+    // Signed, the index would make every manifest it lists a child of a signed index.
+    if (REFERRERS_TAG.test(ref)) return 'a referrers index (the tag schema)';
     try {
       const doc = JSON.parse(body.toString('utf8')) as { subject?: unknown };
       if (doc && typeof doc === 'object' && doc.subject) return 'a referrer (has a subject)';
@@ -499,7 +518,7 @@ function requirement(rule: Rule): { require: TargetRequirement; key: string; art
 }
 
 /** A JSON object, or undefined for anything else. */
-function parseObject(body: Buffer): Record<string, unknown> | undefined {
+export function parseObject(body: Buffer): Record<string, unknown> | undefined {
   try {
     const doc = JSON.parse(body.toString('utf8')) as unknown;
     return doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : undefined;

@@ -2,8 +2,8 @@
 // PROXY_ROUTES declares each route (method, path pattern, operation, the access it needs); this
 // file dispatches by it, authorises, and holds the helpers the resource handlers share: the
 // pass-through (constant memory, backpressure by pipeline, the upstream request aborted when the
-// client goes) and the audit of refused pushes. Trust is enforced on manifests (manifests.ts);
-// blobs, uploads, tag lists, the catalog and referrers stream through.
+// client goes) and the audit of refused pushes. Trust is enforced on manifests (manifests.ts) and
+// referrers listings (referrers.ts); blobs, uploads, tag lists and the catalog stream through.
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +17,6 @@ import { E, send } from './errors.js';
 import type { AuditSink } from '../trust/hooks.js';
 import { ManifestRoutes } from './manifests.js';
 import { ruleFor } from './policy.js';
-import { listReferrers } from './referrers.js';
 import { catalog, listTags } from './tags.js';
 import { UpstreamError, endToEnd } from '../registry/client.js';
 import { startUpload, upload } from './uploads.js';
@@ -114,7 +113,7 @@ export const PROXY_ROUTES: readonly ProxyRoute[] = [
     pattern: REFERRERS,
     operation: 'ListReferrers',
     permission: 'pull',
-    handle: (p, ctx, _ref, url) => listReferrers(p, ctx, url),
+    handle: (p, ctx, digest, url) => p.manifests.referrers.list(ctx, digest, url),
   },
 ];
 
