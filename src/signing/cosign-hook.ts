@@ -93,8 +93,10 @@ export function cosignHook(d: CosignVerifierDeps): CosignHook {
           };
         }
       }
-      const why = claimed
-        ? `; a trusted signature names ${claimed}, which signedIdentity ${identityName(identity)} does not accept for ${intended}`
+      // A trusted key's payload may still be long: its name is cut for the answer.
+      const shown = claimed && (claimed.length > 256 ? `${claimed.slice(0, 256)}…` : claimed);
+      const why = shown
+        ? `; a trusted signature names ${shown}, which signedIdentity ${identityName(identity)} does not accept for ${intended}`
         : '';
       return refuse('not-signed', `cosign: no signature on ${digest} verifies with a key the trust data of ${gun} names${why}`);
     },
