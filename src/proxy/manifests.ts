@@ -191,7 +191,13 @@ export class ManifestRoutes {
     // For `both`, the cosign signature must be over the very digest the TUF data signed.
     const reference = mode === 'both' ? tuf.digest! : ref;
     const cosign = await hook
-      .verify({ gun: ctx.gun, repository: ctx.repo, reference })
+      .verify({
+        gun: ctx.gun,
+        repository: ctx.repo,
+        reference,
+        pulled: ref,
+        ...(ctx.rule.signedIdentity ? { identity: ctx.rule.signedIdentity } : {}),
+      })
       .catch((e: Error) => this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `cosign verification failed: ${e.message}`)));
     if (mode !== 'both' || !cosign.ok) return cosign;
     if (cosign.digest !== tuf.digest)

@@ -9,6 +9,7 @@ import { compareSpecificity, compileGunPattern, GunPatternError, type GunPattern
 import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../observability/log.js';
 import { DEFAULT_ARTIFACT_TYPES, NOT_ARTIFACT_TYPE } from './artifacts.js';
+import { identityProblem, type SignedIdentity } from '../core/signed-identity.js';
 
 export type Mode = 'enforce' | 'audit' | 'off';
 /** Which signatures admit a pull: TUF trust data, cosign-format signatures, either, or both. */
@@ -22,6 +23,8 @@ export interface RepoSettings {
   signatures: SignatureMode;
   /** Media types a manifest may have to be served as an artifact (signature, attestation, SBOM) of a digest the proxy serves; lower case. */
   artifactTypes: ReadonlySet<string>;
+  /** Which identity a cosign signature may claim (containers-policy.json's signedIdentity); undefined: the default. */
+  signedIdentity?: SignedIdentity;
 }
 
 export interface Rule extends RepoSettings {
@@ -72,6 +75,7 @@ interface RawSettings {
   /** Shorthand for `signatures: either` (true) or `tuf` (false). */
   cosign?: boolean;
   artifactTypes?: string[];
+  signedIdentity?: SignedIdentity;
 }
 interface RawPolicy {
   version: 1;
@@ -116,12 +120,16 @@ function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSetting
   if (raw?.require?.roles) require.roles = raw.require.roles;
   if (raw?.require?.signers) require.signers = raw.require.signers;
   if (raw?.require?.threshold) require.threshold = raw.require.threshold;
+  const identity = raw?.signedIdentity ?? base.signedIdentity;
+  const bad = identity && identityProblem(identity);
+  if (bad) throw new PolicyError(`policy signedIdentity: ${bad}`);
   return {
     mode: raw?.mode ?? base.mode,
     require: raw?.require ? require : base.require,
     signOnPush: raw?.signOnPush === undefined ? base.signOnPush : raw.signOnPush,
     signatures: raw?.signatures ?? (raw?.cosign === undefined ? base.signatures : raw.cosign ? 'either' : 'tuf'),
     artifactTypes: artifactTypes(raw?.artifactTypes, base.artifactTypes),
+    ...(identity ? { signedIdentity: identity } : {}),
   };
 }
 

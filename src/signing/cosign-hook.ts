@@ -2,9 +2,10 @@
 // accepts cosign signatures: the reference is resolved in the upstream, the digest's
 // `sha256-<hex>.sig` attachment is read, and a simple-signing layer must verify (node:crypto,
 // src/core/crypto/cosign.ts) with an ECDSA key that the GUN's verified trust data names for
-// `targets` or one of its delegations, and name this GUN and digest. So cosign trust follows TUF
-// trust: a key stops counting when the trust data drops it, and a signature pushed by anyone
-// else is just bytes.
+// `targets` or one of its delegations, name this digest, and claim an identity that the rule's
+// signedIdentity accepts for the image as pulled (src/core/signed-identity.ts). So cosign trust
+// follows TUF trust: a key stops counting when the trust data drops it, and a signature pushed by
+// anyone else is just bytes.
 import { publicKeyObject, type TufKey } from '../core/crypto/keys.js';
 import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
 import { fail } from '../core/tuf/verify.js';
@@ -14,6 +15,7 @@ import type { TrustService } from '../trust/service.js';
 import { signatureLayers, signatureTag, verifySimpleSigning } from '../core/crypto/cosign.js';
 import type { RegistryClient } from '../registry/artifacts.js';
 import type { ImageVerifier } from '../trust/verify-report.js';
+import { identityMatcher, identityName } from '../core/signed-identity.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const MAX_PAYLOAD = 64 * 1024;
@@ -46,7 +48,7 @@ async function trustedCosignKeys(trust: TrustService, gun: string): Promise<Map<
 export function cosignHook(d: CosignVerifierDeps): CosignHook {
   const now = d.now ?? Date.now;
   return {
-    async verify({ gun, repository, reference }): Promise<Verdict> {
+    async verify({ gun, repository, reference, pulled = reference, identity }): Promise<Verdict> {
       const refuse = (reason: Parameters<typeof fail>[0], message: string) => d.verifier.failure(gun, reference, fail(reason, message));
       // The trust data must verify before any of its keys are believed.
       const repo = await d.verifier.repository(gun);
@@ -58,13 +60,20 @@ export function cosignHook(d: CosignVerifierDeps): CosignHook {
       const sig = await d.registry.getManifest(repository, signatureTag(digest));
       if (!sig) return refuse('not-signed', `cosign: no cosign signature for ${digest}`);
       const keys = await trustedCosignKeys(d.trust, gun);
+      // The image as the client named it: the GUN is the repository's public name.
+      const intended = `${gun}${pulled.includes(':') ? '@' : ':'}${pulled}`;
+      const accepts = identityMatcher(identity, intended);
+      let claimed: string | undefined;
       for (const layer of signatureLayers(sig.bytes)) {
         if (layer.size > MAX_PAYLOAD) continue;
         const payload = await d.registry.getBlob(repository, layer.digest, MAX_PAYLOAD);
         if (!payload) continue;
         for (const [id, k] of keys) {
-          const r = verifySimpleSigning(publicKeyObject(k.key), payload, layer.signature, digest, gun);
-          if (!r.ok) continue;
+          const r = verifySimpleSigning(publicKeyObject(k.key), payload, layer.signature, digest, accepts);
+          if (!r.ok) {
+            claimed ??= r.dockerReference;
+            continue;
+          }
           return {
             ok: true,
             digest,
@@ -84,7 +93,12 @@ export function cosignHook(d: CosignVerifierDeps): CosignHook {
           };
         }
       }
-      return refuse('not-signed', `cosign: no signature on ${digest} verifies with a key the trust data of ${gun} names`);
+      // A trusted key's payload may still be long: its name is cut for the answer.
+      const shown = claimed && (claimed.length > 256 ? `${claimed.slice(0, 256)}…` : claimed);
+      const why = shown
+        ? `; a trusted signature names ${shown}, which signedIdentity ${identityName(identity)} does not accept for ${intended}`
+        : '';
+      return refuse('not-signed', `cosign: no signature on ${digest} verifies with a key the trust data of ${gun} names${why}`);
     },
   };
 }

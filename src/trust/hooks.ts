@@ -1,6 +1,7 @@
 // Extension points of the proxy that other modules fill in: the audit log and cosign-format
 // signature verification. Both are optional; without them the proxy logs and refuses cosign.
 import type { Verdict } from './verifier.js';
+import type { SignedIdentity } from '../core/signed-identity.js';
 
 export interface AuditEntryInput {
   actor: { id: string; name: string };
@@ -20,9 +21,18 @@ export interface AuditSink {
 
 /**
  * Cosign-format verification, consulted for repositories whose policy accepts cosign when the
- * TUF check fails. It resolves the reference upstream and checks a `sha256-<hex>.sig` signature;
- * an allowing verdict names the digest to serve.
+ * TUF check fails. It resolves the reference upstream and checks a `sha256-<hex>.sig` signature
+ * whose identity `identity` accepts for `<gun>:<pulled>` (or `<gun>@<pulled>`); an allowing
+ * verdict names the digest to serve.
  */
 export interface CosignHook {
-  verify(req: { gun: string; repository: string; reference: string }): Promise<Verdict>;
+  verify(req: {
+    gun: string;
+    repository: string;
+    reference: string;
+    /** The tag or digest the client asked for (default `reference`). */
+    pulled?: string;
+    /** The policy rule's signedIdentity; undefined is the default. */
+    identity?: SignedIdentity;
+  }): Promise<Verdict>;
 }

@@ -559,3 +559,40 @@ test('GOLDEN: trustgate inspect prints byte for byte what docker trust inspect -
     assert.notEqual(daveShown, daveCertId, 'docker shows the canonical ID, not the certificate key ID');
   });
 });
+
+test('docker trust signer add on a repository trustgate created needs the targets key: trustgate signer add, or the key exported', async () => {
+  await withDockerEnv(async (env) => {
+    const gun = `${env.hostPort}/ns/made-by-trustgate`;
+    const tgCli = cli(env.tg.url, env.tg.adminToken);
+    const cliEnv = { NODE_EXTRA_CA_CERTS: env.certs.caCert };
+    ok(await tgCli.run(['repo', 'init', gun], { env: cliEnv }), 'trustgate repo init');
+    const keyDir = path.join(env.home, 'keys');
+    await fsp.mkdir(keyDir);
+    for (const who of ['bob', 'carol']) ok(await env.docker(['trust', 'key', 'generate', who, '--dir', keyDir]), `key generate ${who}`);
+
+    // The targets key is in trustgate's keystore, not here: docker cannot change targets.
+    const before = (await env.tuf<TargetsSigned>(gun, 'targets.json')).signed.version;
+    const refused = await env.docker(['trust', 'signer', 'add', '--key', path.join(keyDir, 'bob.pub'), 'bob', gun]);
+    assert.notEqual(refused.code, 0, refused.stdout);
+    assert.match(refused.stderr, /could not find necessary signing keys/);
+    assert.equal((await env.tuf<TargetsSigned>(gun, 'targets.json')).signed.version, before);
+
+    // What docs/notary-compatibility.md says instead: the signer added on the server...
+    ok(await tgCli.run(['signer', 'add', gun, 'bob', '--key', path.join(keyDir, 'bob.pub')], { env: cliEnv }), 'trustgate signer add');
+    // ...or the targets key exported and imported into docker's trust directory.
+    const listed = await tgCli.run(['key', 'list', gun, '--json'], { env: cliEnv });
+    ok(listed, 'trustgate key list');
+    const targetsId = (JSON.parse(listed.stdout) as { keys: Array<{ id: string; role: string }> }).keys.find(
+      (k) => k.role === 'targets',
+    )!.id;
+    const file = path.join(env.home, 'targets.key');
+    ok(
+      await tgCli.run(['key', 'export', gun, targetsId, '-o', file], { env: { ...cliEnv, TRUSTGATE_PASSPHRASE: PASSPHRASE } }),
+      'trustgate key export',
+    );
+    await (await env.notary({ dockerTrustDir: true })).runOk(['key', 'import', file]);
+    ok(await env.docker(['trust', 'signer', 'add', '--key', path.join(keyDir, 'carol.pub'), 'carol', gun]), 'docker trust signer add');
+    const [inspect] = JSON.parse((await env.docker(['trust', 'inspect', gun])).stdout) as InspectJson[];
+    assert.deepEqual(inspect!.Signers.map((x) => x.Name).sort(), ['bob', 'carol']);
+  });
+});

@@ -26,7 +26,7 @@ test('a real cosign signature verifies with node:crypto alone', () => {
     meta.signedImage.manifestDigest,
     meta.signedImage.reference,
   );
-  assert.deepEqual(r, { ok: true });
+  assert.deepEqual(r, { ok: true, dockerReference: meta.signedImage.reference });
 });
 
 test('the fixture signature fails for another digest, another reference, or a flipped byte', () => {
@@ -66,7 +66,10 @@ test('trustgate-made signatures verify with an independent check and the exporte
   const payload = simpleSigningPayload('registry.local/app:v2', digest);
   const sig = await signPayload(s, payload);
   const pubPem = createPublicKey(s.privateKey).export({ type: 'spki', format: 'pem' }).toString();
-  assert.deepEqual(verifySimpleSigning(pubPem, payload, sig, digest, 'registry.local/app:v2'), { ok: true });
+  assert.deepEqual(verifySimpleSigning(pubPem, payload, sig, digest, 'registry.local/app:v2'), {
+    ok: true,
+    dockerReference: 'registry.local/app:v2',
+  });
   assert.equal(signatureTag(digest), `sha256-${'cd'.repeat(32)}.sig`);
   assert.throws(() => signatureTag('sha256:xyz'));
 });
