@@ -2,7 +2,8 @@
 // extendedKeyUsage critical timeStamping) made with the openssl CLI, and a small HTTP front on
 // 127.0.0.1 that hands each application/timestamp-query to `openssl ts -reply` and returns its
 // reply. `mode` makes it misbehave: an HTTP error, bytes that are no reply, a genuine reply over
-// another message imprint, or no answer at all.
+// another message imprint or nonce, a refusal (a SHA-1 imprint, which it does not accept), or no
+// answer at all.
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
@@ -12,7 +13,7 @@ import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { TimeStampReq } from '@peculiar/asn1-tsp';
 import { makeTempDir, removeTempDir, runCommand, runCommandOk } from './services.js';
 
-export type TsaMode = 'ok' | 'http-500' | 'garbage' | 'other-imprint' | 'hang';
+export type TsaMode = 'ok' | 'http-500' | 'garbage' | 'other-imprint' | 'other-nonce' | 'sha1' | 'hang';
 
 export interface TestTsa {
   url: string;
@@ -159,6 +160,19 @@ export async function startTsa(): Promise<TestTsa> {
           // A genuine, signed reply with the request's nonce, over another message.
           const q = AsnConvert.parse(query, TimeStampReq);
           q.messageImprint.hashedMessage = new OctetString(createHash('sha256').update('another message').digest());
+          query = Buffer.from(AsnConvert.serialize(q));
+          break;
+        }
+        case 'other-nonce': {
+          const q = AsnConvert.parse(query, TimeStampReq);
+          q.nonce = new Uint8Array([0x12, 0x34, 0x56, 0x78]).buffer;
+          query = Buffer.from(AsnConvert.serialize(q));
+          break;
+        }
+        case 'sha1': {
+          const q = AsnConvert.parse(query, TimeStampReq);
+          q.messageImprint.hashAlgorithm.algorithm = '1.3.14.3.2.26';
+          q.messageImprint.hashedMessage = new OctetString(createHash('sha1').update('sig').digest());
           query = Buffer.from(AsnConvert.serialize(q));
           break;
         }
