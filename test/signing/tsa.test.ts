@@ -6,6 +6,7 @@
 // nothing published and no bundle pushed.
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +14,7 @@ import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { TimeStampResp } from '@peculiar/asn1-tsp';
+import YAML from 'yaml';
 import { BUNDLE_MEDIA_TYPE, verifyBundle } from '../../src/core/crypto/sigstore.js';
 import { TimestampError, tsaChainFromPem } from '../../src/core/crypto/timestamp.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
@@ -23,6 +25,22 @@ import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from 
 import { startTsa, type TestTsa } from '../helpers/tsa.js';
 import { unchanged } from '../helpers/unchanged.js';
 import { bearer, initRepo, startSigningServer, type SigningServer } from './support.js';
+import { loadApiSchemas, refUri } from '../management/openapi.js';
+
+const openapi = YAML.parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8')) as {
+  paths: Record<string, Record<string, { responses: Record<string, { $ref: string }> }>>;
+  components: { responses: Record<string, { content: Record<string, { schema: { $ref: string } }> }> };
+};
+const ajv = loadApiSchemas();
+
+/** The answer is documented for POST `path` at its status, and matches the documented schema. */
+function documented(path: string, res: { status: number; body: unknown }): void {
+  const ref = openapi.paths[path]!.post!.responses[String(res.status)]?.$ref;
+  assert.ok(ref, `openapi.yaml documents no ${res.status} for POST ${path}`);
+  const schema = openapi.components.responses[ref.split('/').pop()!]!.content['application/json']!.schema.$ref;
+  const v = ajv.getSchema(refUri(schema))!;
+  assert.ok(v(res.body), ajv.errorsText(v.errors));
+}
 
 let reg: RegistryService;
 let tsa: TestTsa;
@@ -207,6 +225,7 @@ describe('a TSA that fails refuses the request: nothing published, no bundle pus
     assert.equal(res.body.error.code, 'TSA_ERROR');
     assert.match(res.body.error.message, message);
     assert.match(res.body.error.message, /nothing was signed/);
+    documented('/signing/sign', res);
     assert.deepEqual(await bundlesOf(repo, image.manifest.digest), []);
     const sigTag = await fetch(`${reg.url}/v2/${repo}/manifests/${image.manifest.digest.replace(':', '-')}.sig`, {
       method: 'HEAD',
