@@ -173,7 +173,7 @@ describe('bundles timestamped by an RFC 3161 TSA', () => {
     );
   });
 
-  test('each bundle of a batch carries its own timestamp, and all pass the default Verifier', async () => {
+  test('regression: both bundles of a batch signing two tags of one digest stay in the fallback index, each timestamped', async () => {
     const s = await server({ tsaUrl: tsa.url });
     const a = await pushed(s);
     const before = tsa.requests;
@@ -341,8 +341,22 @@ describe('configuration', () => {
     assert.match(problems({ TRUSTGATE_TSA_CA: tsa.chainFile }).join(), /TRUSTGATE_TSA_CA needs TRUSTGATE_TSA_URL/);
     assert.match(problems({ TRUSTGATE_TSA_URL: 'ftp://tsa.example/' }).join(), /TRUSTGATE_TSA_URL must be an http\(s\) URL/);
     const caOnly = join(tmp, 'ca-only.pem');
-    await writeFile(caOnly, tsa.chainPem.slice(tsa.chainPem.indexOf('-----END CERTIFICATE-----') + 26));
+    const caOnlyPem = tsa.chainPem.slice(tsa.chainPem.indexOf('-----END CERTIFICATE-----') + 26);
+    await writeFile(caOnly, caOnlyPem);
     assert.match(problems({ TRUSTGATE_TSA_URL: tsa.url, TRUSTGATE_TSA_CA: caOnly }).join(), /no certificate for time stamping/);
+    const leafOnly = join(tmp, 'leaf-only.pem');
+    await writeFile(leafOnly, tsa.chainPem.slice(0, tsa.chainPem.indexOf('-----END CERTIFICATE-----') + 26));
+    assert.match(
+      problems({ TRUSTGATE_TSA_URL: tsa.url, TRUSTGATE_TSA_CA: leafOnly }).join(),
+      /does not lead from .*own TSA to a self-signed root/,
+    );
+    // Root first in the file: read leaf first all the same.
+    const reversed = join(tmp, 'root-first.pem');
+    await writeFile(reversed, caOnlyPem + tsa.chainPem.slice(0, tsa.chainPem.indexOf('-----END CERTIFICATE-----') + 26));
+    assert.deepEqual(
+      loadConfig({ ...base, TRUSTGATE_TSA_URL: tsa.url, TRUSTGATE_TSA_CA: reversed }).tsa?.chain,
+      tsaChainFromPem(tsa.chainPem),
+    );
     assert.match(problems({ TRUSTGATE_TSA_URL: tsa.url, TRUSTGATE_TSA_CA: join(tmp, 'missing.pem') }).join(), /TRUSTGATE_TSA_CA: .*ENOENT/);
   });
 });

@@ -85,8 +85,9 @@ export function checkTimestampReply(reply: Buffer, req: TimestampRequest): { gen
 const TIME_STAMPING = '1.3.6.1.5.5.7.3.8';
 
 /**
- * A TSA's certificate chain from PEM (any order) as DER, the timeStamping certificate first: a
- * trusted root's `timestampAuthorities[].certChain` matches the token's signer to its first entry.
+ * A TSA's certificate chain from PEM (any order) as DER, from the timeStamping certificate up to
+ * its self-signed root: a trusted root's `timestampAuthorities[].certChain` matches the token's
+ * signer to its first entry, and @sigstore/verify needs the path to end at a root.
  */
 export function tsaChainFromPem(pem: string): Buffer[] {
   let certs: X509Certificate[];
@@ -97,7 +98,16 @@ export function tsaChainFromPem(pem: string): Buffer[] {
   } catch (e) {
     throw new TimestampError(`the TSA chain is not valid PEM: ${(e as Error).message}`);
   }
-  const leaf = certs.findIndex((c) => !c.ca && (c.keyUsage ?? []).includes(TIME_STAMPING));
-  if (leaf < 0) throw new TimestampError('the TSA chain holds no certificate for time stamping (extendedKeyUsage timeStamping)');
-  return [certs[leaf]!, ...certs.filter((_, i) => i !== leaf)].map((c) => Buffer.from(c.raw));
+  const leaf = certs.find((c) => !c.ca && (c.keyUsage ?? []).includes(TIME_STAMPING));
+  if (!leaf) throw new TimestampError('the TSA chain holds no certificate for time stamping (extendedKeyUsage timeStamping)');
+  const path = [leaf];
+  for (let c = leaf; !(c.checkIssued(c) && c.verify(c.publicKey));) {
+    const issuer = certs.find((i) => i.ca && !path.includes(i) && c.checkIssued(i) && c.verify(i.publicKey));
+    if (!issuer)
+      throw new TimestampError(
+        `the TSA chain does not lead from ${leaf.subject.replace(/\n/g, ', ')} to a self-signed root: add its CA certificates`,
+      );
+    path.push((c = issuer));
+  }
+  return path.map((c) => Buffer.from(c.raw));
 }
