@@ -4,7 +4,7 @@
 // Type-only imports count: a type import ties two folders as much as a value import.
 const CORE = 'core';
 const SHARED = 'http|config|observability';
-const ADAPTERS = 'storage|keystore|registry|audit|auth|state';
+const ADAPTERS = 'storage|keystore|registry|audit|auth|state|tsa';
 const TRUST = 'trust';
 const EDGES = 'notary|management|signing|proxy|cli';
 

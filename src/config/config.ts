@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Algorithm } from '../core/crypto/signer.js';
 import { DEFAULT_HTTP_TIMEOUTS, type HttpTimeouts } from '../http/server.js';
 import { readProxyConfig, type ProxyConfig } from './proxy.js';
+import { tsaChainFromPem } from '../core/crypto/timestamp.js';
 import type { RegistryAuthConfig } from './registry-auth.js';
 
 export interface Config {
@@ -59,6 +60,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** TRUSTGATE_SIGN_MAX_BATCH: items one signing batch may hold (default 1000); a batch holds the event loop while it is checked and signed. */
   signMaxBatch: number;
+  /** TRUSTGATE_TSA_URL: the RFC 3161 TSA that timestamps bundles; TRUSTGATE_TSA_CA: its chain (PEM file), read as DER, timeStamping certificate first. */
+  tsa?: { url: string; chain?: Buffer[] };
 }
 
 /** Upper bound of TRUSTGATE_WORKERS=auto, so a large machine does not start dozens of processes (each has its own caches and store connections). */
@@ -101,7 +104,7 @@ export const KNOWN_VARIABLES: readonly string[] = [
   ...'AUTH AUTH_ANONYMOUS_READ AUTH_REALM AUTH_SERVICE AUTH_ISSUER AUTH_ROOT_CERT_BUNDLE AUTH_TOKEN_KEY AUTH_TOKEN_CERT'.split(' '),
   ...'AUTH_USERS AUTH_TOKEN_TTL UPSTREAM PROXY_LISTEN REGISTRY_NAME PROXY_AUTH PROXY_ANONYMOUS_PULL UPSTREAM_USERNAME'.split(' '),
   ...'UPSTREAM_PASSWORD UPSTREAM_TOKEN UPSTREAM_TIMEOUT_MS POLICY VERDICT_TTL_SECONDS VERDICT_CACHE_MAX CACHE_URL'.split(' '),
-  ...'MANIFEST_CACHE_MB SHUTDOWN_TIMEOUT_SECONDS URL TOKEN PASSPHRASE REGISTRY CLI FUZZ_SEED'.split(' '),
+  ...'MANIFEST_CACHE_MB SHUTDOWN_TIMEOUT_SECONDS URL TOKEN PASSPHRASE REGISTRY CLI FUZZ_SEED TSA_URL TSA_CA'.split(' '),
 ].map((n) => `TRUSTGATE_${n}`);
 
 /** Levenshtein distance, for naming the variable a misspelt one was meant to be. */
@@ -230,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
     r.problems.push('TRUSTGATE_SIGN_CHECK_UPSTREAM needs TRUSTGATE_UPSTREAM (the registry to check digests against)');
   keystoreAndAuthConfig(r, cfg);
   workersConfig(r, cfg);
+  tsaConfig(r, cfg);
   const proxy = readProxyConfig(merged);
   r.problems.push(...proxy.problems);
   if (proxy.config) cfg.proxy = proxy.config;
@@ -237,6 +241,23 @@ export function loadConfig(env: Env = process.env): Config {
   const warnings = unknownVariables(Object.keys(merged));
   if (warnings.length) cfg.warnings = warnings;
   return cfg;
+}
+
+/** TRUSTGATE_TSA_URL (http or https) and TRUSTGATE_TSA_CA, read and checked here so a bad file stops the start. */
+function tsaConfig(r: Reader, cfg: Config): void {
+  const url = r.str('TRUSTGATE_TSA_URL');
+  const ca = r.str('TRUSTGATE_TSA_CA');
+  if (ca && !url) r.problems.push('TRUSTGATE_TSA_CA needs TRUSTGATE_TSA_URL (the TSA whose chain it is)');
+  if (!url) return;
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol))
+    return void r.problems.push(`TRUSTGATE_TSA_URL must be an http(s) URL, got ${JSON.stringify(url)}`);
+  cfg.tsa = { url };
+  if (!ca) return;
+  try {
+    cfg.tsa.chain = tsaChainFromPem(readFileSync(ca, 'utf8'));
+  } catch (e) {
+    r.problems.push(`TRUSTGATE_TSA_CA: ${(e as Error).message}`);
+  }
 }
 
 /** TRUSTGATE_WORKERS: `auto` or 1..64. An HSM keystore stays in one process (its sessions are per process). */

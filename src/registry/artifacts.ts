@@ -228,16 +228,32 @@ export async function pushReferrer(
   const put = await reg.putManifest(repo, desc.digest, manifest, OCI_MANIFEST);
   if (put.subject) return { digest: put.digest, via: 'referrers-api' };
   const tag = referrersTag(subjectDigest);
-  const cur = await reg.getManifest(repo, tag);
-  let manifests: Descriptor[] = [];
-  if (cur) {
-    const parsed = JSON.parse(cur.bytes.toString('utf8')) as { mediaType?: string; manifests?: Descriptor[] };
-    if (parsed.mediaType === OCI_INDEX || Array.isArray(parsed.manifests)) manifests = parsed.manifests ?? [];
-  }
-  manifests = [...manifests.filter((m) => m.digest !== desc.digest), desc];
-  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
-  await reg.putManifest(repo, tag, index, OCI_INDEX);
+  await oneAtATime(`${repo}:${tag}`, async () => {
+    const cur = await reg.getManifest(repo, tag);
+    let manifests: Descriptor[] = [];
+    if (cur) {
+      const parsed = JSON.parse(cur.bytes.toString('utf8')) as { mediaType?: string; manifests?: Descriptor[] };
+      if (parsed.mediaType === OCI_INDEX || Array.isArray(parsed.manifests)) manifests = parsed.manifests ?? [];
+    }
+    manifests = [...manifests.filter((m) => m.digest !== desc.digest), desc];
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
+    await reg.putManifest(repo, tag, index, OCI_INDEX);
+  });
   return { digest: put.digest, via: 'tag-schema' };
+}
+
+// Updates of one fallback index run one at a time in this process: each reads, extends and
+// rewrites the tag, so two at once (a batch signing two tags of one digest) lost one referrer.
+const indexUpdates = new Map<string, Promise<void>>();
+async function oneAtATime(key: string, fn: () => Promise<void>): Promise<void> {
+  const run = (indexUpdates.get(key) ?? Promise.resolve()).then(fn);
+  const tail = run.catch(() => undefined);
+  indexUpdates.set(key, tail);
+  try {
+    await run;
+  } finally {
+    if (indexUpdates.get(key) === tail) indexUpdates.delete(key);
+  }
 }
 
 /** A manifest as the copy reads it: blobs it needs (config, layers) and child manifests (an index). */

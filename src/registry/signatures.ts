@@ -14,7 +14,8 @@ import {
   simpleSigningPayload,
 } from '../core/crypto/cosign.js';
 import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './artifacts.js';
-import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement } from '../core/crypto/sigstore.js';
+import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement, type BundleOptions } from '../core/crypto/sigstore.js';
+import type { Bundle } from '@sigstore/bundle';
 import { ociDigest } from '../core/digest.js';
 
 export interface CosignResult {
@@ -94,9 +95,8 @@ export interface BundleResult {
 }
 
 /**
- * Makes a Sigstore bundle (DSSE, in-toto statement naming the image digest and tag) and pushes
- * it as an OCI referrer of the image: artifactType = the bundle media type, the bundle JSON as
- * the single layer, an empty config, and `subject` = the image manifest.
+ * Makes a Sigstore bundle (DSSE, in-toto statement naming the image digest and tag; timestamped
+ * when `opts` has a TSA) and pushes it as an OCI referrer of the image (pushBundleReferrer).
  */
 export async function writeBundleReferrer(
   reg: RegistryClient,
@@ -105,8 +105,24 @@ export async function writeBundleReferrer(
   statement: { repository: string; tag?: string; role?: string },
   signer: Signer,
   now: Date = new Date(),
+  opts: BundleOptions = {},
 ): Promise<BundleResult> {
-  const bundle = await createBundle(signer, tagStatement({ ...statement, digest: subject.digest, signedAt: now }));
+  const bundle = await createBundle(signer, tagStatement({ ...statement, digest: subject.digest, signedAt: now }), opts);
+  return pushBundleReferrer(reg, repo, subject, bundle, signer.id, now);
+}
+
+/**
+ * Pushes a bundle as an OCI referrer of the image: artifactType = the bundle media type, the
+ * bundle JSON as the single layer, an empty config, and `subject` = the image manifest.
+ */
+export async function pushBundleReferrer(
+  reg: RegistryClient,
+  repo: string,
+  subject: ManifestHead,
+  bundle: Bundle,
+  keyId: string,
+  now: Date = new Date(),
+): Promise<BundleResult> {
   const bundleBytes = Buffer.from(JSON.stringify(bundleToJSON(bundle)));
   const empty = Buffer.from('{}');
   const bundleDigest = await reg.putBlob(repo, bundleBytes);
@@ -134,5 +150,5 @@ export async function writeBundleReferrer(
     annotations: { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': TAG_PREDICATE },
   };
   const r = await pushReferrer(reg, repo, subject.digest, manifest, desc);
-  return { manifestDigest: r.digest, bundleDigest, via: r.via, keyId: signer.id };
+  return { manifestDigest: r.digest, bundleDigest, via: r.via, keyId };
 }

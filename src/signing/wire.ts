@@ -17,6 +17,8 @@ import { UpstreamRegistry, type RegistryClient } from '../registry/artifacts.js'
 import { signingRouter } from './routes.js';
 import { SigningService, defaultUpstreamRepo } from '../trust/tag-signing.js';
 import type { ImageVerifier } from '../trust/verify-report.js';
+import type { BundleOptions } from '../core/crypto/sigstore.js';
+import { tsaBundleOptions } from '../tsa/client.js';
 
 export interface SigningDeps {
   trust: TrustService;
@@ -32,6 +34,8 @@ export interface SigningDeps {
   upstream?: Upstream | string;
   /** Refuse digests the upstream does not have. */
   checkUpstream?: boolean;
+  /** How bundles are made (the TSA that timestamps them). */
+  bundles?: BundleOptions;
   /** GUN for a bare repository name, and the upstream repository for a GUN (the proxy's naming). */
   gunFor?: (repository: string) => string;
   upstreamRepo?: (gun: string) => string;
@@ -62,6 +66,7 @@ export function createSigning(d: SigningDeps): Signing {
     ...(registry ? { registry } : {}),
     ...(d.upstreamRepo ? { upstreamRepo: d.upstreamRepo } : {}),
     checkUpstream: d.checkUpstream ?? false,
+    ...(d.bundles ? { bundles: d.bundles } : {}),
     log: d.log,
     ...(d.now ? { now: d.now } : {}),
   });
@@ -111,6 +116,8 @@ export interface SigningSettings {
   signCheckUpstream: boolean;
   maxBodyBytes: number;
   signMaxBatch: number;
+  /** TRUSTGATE_TSA_URL and TRUSTGATE_TSA_CA (DER, timeStamping certificate first). */
+  tsa?: { url: string; chain?: Buffer[] };
 }
 
 /**
@@ -140,6 +147,7 @@ export function createSigningForApp(config: SigningSettings, d: AppSigningDeps):
     log: d.log,
     ...(upstream ? { upstream } : {}),
     checkUpstream: config.signCheckUpstream,
+    ...(config.tsa ? { bundles: tsaBundleOptions(config.tsa) } : {}),
     ...(registryName
       ? {
           gunFor: (repo: string) => `${registryName}/${repo}`,

@@ -22,7 +22,10 @@ import {
   type TrustChanges,
 } from './changes.js';
 import { EditorError, type RepoEditor, type SigningRole } from './editor.js';
-import { writeBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
+import { pushBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
+import { createBundle, tagStatement, type BundleOptions } from '../core/crypto/sigstore.js';
+import { TimestampError } from '../core/crypto/timestamp.js';
+import type { Bundle } from '@sigstore/bundle';
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
 import { checkCustom, checkDigest, checkRole, checkSize, checkTag, DIGEST_RE, SigningInputError, TAG_RE } from '../http/signing-input.js';
 import type { ImageVerifier } from './verify-report.js';
@@ -123,6 +126,8 @@ export interface SigningServiceOptions {
   upstreamRepo?: (gun: string) => string;
   /** Refuse digests the upstream does not have (TRUSTGATE_SIGN_CHECK_UPSTREAM). */
   checkUpstream?: boolean;
+  /** How bundles are made: the TSA that timestamps them (TRUSTGATE_TSA_URL) and its chain. */
+  bundles?: BundleOptions;
   log?: Logger;
   now?: () => number;
 }
@@ -393,6 +398,9 @@ export class SigningService {
     const heads = await this.resolveUpstream(items, opts);
     const sized = items.map((it, i) => ({ ...it, size: it.size ?? heads.get(i)!.size }));
 
+    // Bundles are signed and timestamped before anything is published: a TSA that fails refuses the request, nothing changed.
+    const bundles = opts.bundle ? await this.makeBundles(sized, cosignSigners) : undefined;
+
     const result: SignResult = { status: 'published', published: [], pending: [], items: [] };
     result.items = sized.map((it) => ({ gun: it.gun, tag: it.tag, digest: it.digest, size: it.size, role: it.role }));
     const publications: Publication[] = [];
@@ -412,7 +420,7 @@ export class SigningService {
       const after: AfterPublish[] = [];
       if (opts.cosign || opts.bundle) {
         const mine = [...roles.values()].flat();
-        after.push(() => this.attach(result, mine, heads, cosignSigners, opts));
+        after.push(() => this.attach(result, mine, heads, cosignSigners, opts, bundles));
       }
       const n = [...roles.values()].reduce((a, b) => a + b.length, 0);
       const label = {
@@ -434,6 +442,25 @@ export class SigningService {
     return { result, publications };
   }
 
+  /** One Sigstore bundle per item, timestamped when a TSA is configured; a TSA failure is a 502 (refused reply) or 503 (unreachable). */
+  private async makeBundles(items: SignItem[], signers: Map<string, Signer>): Promise<Array<{ bundle: Bundle; at: Date }>> {
+    const at = new Date(this.now());
+    return pool(items, 8, async (it) => {
+      const signer = signers.get(`${it.gun}\n${it.role}`)!;
+      const statement = tagStatement({ repository: it.gun, digest: it.digest, tag: it.tag, role: it.role, signedAt: at });
+      try {
+        return { bundle: await createBundle(signer, statement, this.opts.bundles), at };
+      } catch (e) {
+        if (!(e instanceof TimestampError)) throw e;
+        throw new SigningError(
+          e.unavailable ? 503 : 502,
+          'TSA_ERROR',
+          `could not timestamp the bundle of ${it.gun}:${it.tag}, so nothing was signed: ${e.message}`,
+        );
+      }
+    });
+  }
+
   /** Writes the cosign signature and/or Sigstore bundle of items `idx` (of one published GUN). */
   private async attach(
     result: SignResult,
@@ -441,6 +468,7 @@ export class SigningService {
     heads: Map<number, ManifestHead>,
     signers: Map<string, Signer>,
     opts: SignOptions,
+    bundles?: Array<{ bundle: Bundle; at: Date }>,
   ): Promise<void> {
     const reg = this.opts.registry!;
     let done = 0;
@@ -450,15 +478,7 @@ export class SigningService {
       const repo = this.repoFor(item.gun);
       try {
         if (opts.cosign) item.cosign = await writeCosignSignature(reg, repo, item.gun, item.digest, signer);
-        if (opts.bundle)
-          item.bundle = await writeBundleReferrer(
-            reg,
-            repo,
-            heads.get(i)!,
-            { repository: item.gun, tag: item.tag, role: item.role },
-            signer,
-            new Date(this.now()),
-          );
+        if (bundles) item.bundle = await pushBundleReferrer(reg, repo, heads.get(i)!, bundles[i]!.bundle, signer.id, bundles[i]!.at);
       } catch (e) {
         if (e instanceof RegistryError)
           throw new RegistryError(`signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, e.status);

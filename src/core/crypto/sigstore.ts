@@ -1,14 +1,16 @@
 // Sigstore bundles for image digests, made by @sigstore/sign with a Signer backed by a key
 // trustgate holds: an in-toto statement about the image in a DSSE envelope. There is no Fulcio
-// certificate and no Rekor/TSA witness (no network here): trust rests on the public key, as with
-// `cosign sign --key`. Verification uses @sigstore/verify against that key.
+// certificate and no Rekor entry: trust rests on the public key, as with `cosign sign --key`.
+// With a Timestamper (an RFC 3161 TSA, src/tsa/) the signature also gets a timestamp, which
+// @sigstore/verify's default threshold asks for. Verification uses @sigstore/verify.
 import { createPublicKey, type KeyObject } from 'node:crypto';
 // @sigstore/sign is loaded on the first bundle made: most starts never make one, and it is slow to load.
-import type { Bundle, Signer as SigstoreSigner } from '@sigstore/sign';
+import type { Bundle, Signer as SigstoreSigner, Witness } from '@sigstore/sign';
 import { Verifier, toSignedEntity, toTrustMaterial } from '@sigstore/verify';
 import { publicKeyObject } from './keys.js';
 import type { Signer } from './signer.js';
 import { rawEcdsaToDer } from './cosign.js';
+import { TimestampError } from './timestamp.js';
 
 export const IN_TOTO_STATEMENT = 'https://in-toto.io/Statement/v1';
 export const IN_TOTO_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
@@ -57,11 +59,40 @@ export function sigstoreSigner(signer: Signer): SigstoreSigner {
   };
 }
 
-/** Signs an in-toto statement into a Sigstore bundle (DSSE, public-key verification material). */
-export async function createBundle(signer: Signer, statement: Buffer): Promise<Bundle> {
+/** Gets an RFC 3161 timestamp over a DSSE signature: the DER TimeStampResp a bundle embeds. */
+export type Timestamper = (signature: Buffer) => Promise<Buffer>;
+
+export interface BundleOptions {
+  timestamp?: Timestamper;
+  /** The TSA's chain (DER, timeStamping certificate first): a timestamped bundle must verify with it before it is returned. */
+  tsaChain?: Buffer[];
+}
+
+/** Signs an in-toto statement into a Sigstore bundle (DSSE, public-key verification material, and a timestamp when asked). */
+export async function createBundle(signer: Signer, statement: Buffer, opts: BundleOptions = {}): Promise<Bundle> {
   const { DSSEBundleBuilder } = await import('@sigstore/sign');
-  const builder = new DSSEBundleBuilder({ signer: sigstoreSigner(signer), witnesses: [] });
-  return builder.create({ data: statement, type: IN_TOTO_PAYLOAD_TYPE });
+  const stamp = opts.timestamp;
+  const witnesses: Witness[] = stamp
+    ? [
+        {
+          // @sigstore/verify checks the timestamp's imprint against the envelope's first signature.
+          testify: async (content) => {
+            if (content.$case !== 'dsseEnvelope') throw new Error('a bundle without a DSSE envelope');
+            return { rfc3161Timestamps: [{ signedTimestamp: await stamp(content.dsseEnvelope.signatures[0]!.sig) }] };
+          },
+        },
+      ]
+    : [];
+  const builder = new DSSEBundleBuilder({ signer: sigstoreSigner(signer), witnesses });
+  const bundle = await builder.create({ data: statement, type: IN_TOTO_PAYLOAD_TYPE });
+  if (stamp && opts.tsaChain) {
+    try {
+      verifyBundle(bundle, { hint: signer.id, key: publicKeyObject(signer.key) }, { tsaChain: opts.tsaChain });
+    } catch (e) {
+      throw new TimestampError(`the TSA's timestamp does not verify with its configured certificate chain: ${(e as Error).message}`);
+    }
+  }
+  return bundle;
 }
 
 const EMPTY_TRUSTED_ROOT = {
@@ -73,13 +104,22 @@ const EMPTY_TRUSTED_ROOT = {
 };
 
 /**
- * Verifies a bundle with @sigstore/verify against one trusted public key (by its hint, the
- * TUF key ID), requiring no transparency log or timestamp. Returns the statement.
+ * Verifies a bundle with @sigstore/verify against one trusted public key (by its hint, the TUF
+ * key ID), requiring no transparency log. With `tsaChain` (DER, timeStamping certificate first)
+ * it also requires a timestamp by that TSA, as a default verifier does; without, timestamps are
+ * not looked at. Returns the statement.
  */
-export function verifyBundle(bundle: Bundle, trusted: { hint: string; key: KeyObject | string }): { statement: Record<string, unknown> } {
+export function verifyBundle(
+  bundle: Bundle,
+  trusted: { hint: string; key: KeyObject | string },
+  opts: { tsaChain?: Buffer[] } = {},
+): { statement: Record<string, unknown> } {
   const key = typeof trusted.key === 'string' ? createPublicKey(trusted.key) : trusted.key;
+  const root = opts.tsaChain
+    ? { ...EMPTY_TRUSTED_ROOT, timestampAuthorities: [{ certChain: { certificates: opts.tsaChain.map((rawBytes) => ({ rawBytes })) } }] }
+    : EMPTY_TRUSTED_ROOT;
   const material = toTrustMaterial(
-    EMPTY_TRUSTED_ROOT as never,
+    root as never,
     {
       [trusted.hint]: {
         rawBytes: key.export({ type: 'spki', format: 'der' }),
@@ -88,8 +128,10 @@ export function verifyBundle(bundle: Bundle, trusted: { hint: string; key: KeyOb
       },
     } as never,
   );
-  const verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
-  verifier.verify(toSignedEntity(bundle));
+  const verifier = new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: opts.tsaChain ? 1 : 0 });
+  const entity = toSignedEntity(bundle);
+  // Key only: a timestamp that cannot be checked without its TSA's chain is left aside, not refused.
+  verifier.verify(opts.tsaChain ? entity : { ...entity, timestamps: [] });
   if (bundle.content.$case !== 'dsseEnvelope') throw new Error('bundle holds no DSSE envelope');
   const payload = bundle.content.dsseEnvelope.payload;
   return { statement: JSON.parse(payload.toString('utf8')) as Record<string, unknown> };
