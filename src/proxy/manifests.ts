@@ -95,6 +95,7 @@ export class ManifestRoutes {
       verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
     }
     if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
+    if (verdict.ok && rule.attestations.length) verdict = await this.applyAttestations(ctx, ref, verdict);
     if (!verdict.ok && notArtifact)
       verdict = { ...verdict, message: `${verdict.message ?? 'not verified'}; not served as an artifact: ${notArtifact}` };
     if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
@@ -184,6 +185,56 @@ export class ManifestRoutes {
         fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'),
       );
     return { ...tuf, signers: [...tuf.signers, ...cosign.signers] };
+  }
+
+  /**
+   * Requires the rule's attestations of an admitted digest (an index child may rely on its
+   * index's). Artifacts of a served digest are exempt: an attestation needs no attestation.
+   * Cached per digest and requirement, dropped with the GUN's other verdicts.
+   */
+  private async applyAttestations(ctx: Ctx, ref: string, v: Verdict): Promise<Verdict> {
+    const via = v.evidence.via;
+    if (via === 'referrer' || via === 'signature') return v;
+    const { verifier } = this.opts;
+    const hook = this.opts.attestations;
+    if (!hook)
+      return verifier.failure(
+        ctx.gun,
+        ref,
+        fail('unavailable', 'the policy requires attestations, and no attestation verifier is configured'),
+      );
+    const require = ctx.rule.attestations;
+    const key = attestationKey(ctx.rule);
+    const subjects = [v.digest!, ...(via === 'index' && v.evidence.parent ? [v.evidence.parent] : [])];
+    let denied: Verdict | undefined;
+    for (const digest of subjects) {
+      const a = await this.opts.cache.get(ctx.gun, `att:${digest}|${key}`, async () => {
+        const r = await hook
+          .verify({ gun: ctx.gun, repository: ctx.repo, digest, require })
+          .catch((e: Error) => ({ ok: false as const, unavailable: true, message: `attestation check failed: ${e.message}` }));
+        if (!r.ok)
+          return {
+            ...verifier.failure(ctx.gun, digest, fail(r.unavailable ? 'unavailable' : 'attestation-missing', r.message)),
+            ...(v.expiresAtMs !== undefined ? { expiresAtMs: v.expiresAtMs } : {}),
+          };
+        return {
+          ok: true,
+          digest,
+          signers: r.matched.map((m) => m.keyId),
+          evidence: {
+            gun: ctx.gun,
+            reference: digest,
+            attestations: r.matched,
+            checkedAt: new Date((this.opts.now ?? Date.now)()).toISOString(),
+          },
+          ...(v.expiresAtMs !== undefined ? { expiresAtMs: v.expiresAtMs } : {}),
+        };
+      });
+      if (a.ok) return { ...v, evidence: { ...v.evidence, attestations: a.evidence.attestations ?? [] } };
+      if (a.reason === 'unavailable') return a;
+      denied ??= a;
+    }
+    return { ...denied!, digest: v.digest! };
   }
 
   private count(rule: Rule, result: string, reason: string): void {
@@ -496,6 +547,14 @@ function requirement(rule: Rule): { require: TargetRequirement; key: string; art
     requirements.set(rule, (r = { require, key: reqKey(require), artifacts }));
   }
   return r;
+}
+
+/** A rule's attestation requirements as a cache-key part, worked out once per rule. */
+const attestationKeys = new WeakMap<Rule, string>();
+function attestationKey(rule: Rule): string {
+  let k = attestationKeys.get(rule);
+  if (!k) attestationKeys.set(rule, (k = createHash('sha256').update(JSON.stringify(rule.attestations)).digest('hex').slice(0, 16)));
+  return k;
 }
 
 /** A JSON object, or undefined for anything else. */

@@ -1,0 +1,227 @@
+// Attestation verification for the proxy (its AttestationHook), for rules with
+// `require.attestations`. Candidates are read from the digest's cosign `.att` tag (DSSE layers)
+// and its referrers (Sigstore bundles; listReferrers falls back to the tag schema), newest first,
+// those whose annotation names a required predicate type before the rest. At most
+// MAX_CANDIDATES are read per pull, each at most MAX_ATTESTATION_BYTES. One counts only if its
+// DSSE signature verifies with an ECDSA key the GUN's verified trust data names (for `targets`
+// or a delegation), its statement is about this digest and of the required predicate type, and
+// its predicate meets the conditions.
+import { bundleFromJSON } from '@sigstore/bundle';
+import { publicKeyObject, type TufKey } from '../core/crypto/keys.js';
+import { MAX_ATTESTATION_BYTES } from '../core/crypto/predicates.js';
+import {
+  PREDICATE_TYPE_ANNOTATION,
+  attestationLayers,
+  attestationTag,
+  checkStatement,
+  parseEnvelope,
+  unmetCondition,
+  verifyEnvelope,
+} from '../core/crypto/attestation.js';
+import { BUNDLE_MEDIA_TYPE, verifyBundle } from '../core/crypto/sigstore.js';
+import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
+import { listReferrers, type RegistryClient } from '../registry/artifacts.js';
+import type { AttestationCheck, AttestationHook, AttestationRequirement } from '../trust/hooks.js';
+import type { TrustService } from '../trust/service.js';
+import type { ImageVerifier } from '../trust/verify-report.js';
+
+/** Attestations (envelopes and bundles together) read per pull. */
+export const MAX_CANDIDATES = 16;
+
+export interface AttestationVerifierDeps {
+  trust: TrustService;
+  verifier: ImageVerifier;
+  registry: RegistryClient;
+  /** Attestations read per pull (default MAX_CANDIDATES). */
+  maxCandidates?: number;
+}
+
+interface TrustedKey {
+  key: TufKey;
+  /** `targets` and every delegation that lists the key. */
+  roles: Set<string>;
+}
+
+/** ECDSA keys of `targets` (from root) and of every delegation (from the parents' delegations), by key ID. */
+async function trustedKeys(trust: TrustService, gun: string): Promise<Map<string, TrustedKey>> {
+  const out = new Map<string, TrustedKey>();
+  const add = (id: string, key: TufKey | undefined, role: string) => {
+    if (!key || !key.keytype.startsWith('ecdsa')) return;
+    const k = out.get(id) ?? { key, roles: new Set<string>() };
+    k.roles.add(role);
+    out.set(id, k);
+  };
+  const rootFile = await trust.current(gun, 'root');
+  if (!rootFile) return out;
+  const root = Metadata.parse<RootBody>('root', rootFile.bytes).body;
+  for (const id of root.roles.targets.keyids) add(id, root.keys[id], 'targets');
+  const state = await trust.state(gun);
+  for (const [role, bytes] of state.targets) {
+    const body = Metadata.parse<TargetsBody>(role, bytes).body;
+    for (const d of body.delegations.roles) for (const id of d.keyids) add(id, body.delegations.keys[id], d.name);
+  }
+  return out;
+}
+
+/** Whether a key may make an attestation for `r`: named by key ID, or held by a named signer (`ci` is `targets/ci`). */
+function keyFits(r: AttestationRequirement, id: string, k: TrustedKey): string | undefined {
+  if (r.keys && !r.keys.includes(id)) return undefined;
+  if (!r.signers) return [...k.roles][0];
+  for (const s of r.signers) {
+    const role = s === 'targets' || s.startsWith('targets/') ? s : `targets/${s}`;
+    if (k.roles.has(role)) return role;
+  }
+  return undefined;
+}
+
+interface Candidate {
+  via: 'att' | 'referrer';
+  /** Manifest (referrer) or blob (`.att` layer) digest to read. */
+  digest: string;
+  size: number;
+  claimedType?: string;
+}
+
+/** A DSSE payload whose signature verified, and the key that made it. */
+interface Verified {
+  keyId: string;
+  payloadType: string;
+  payload: Buffer;
+}
+
+/** The hook, and `written` to call when trustgate itself wrote an attestation (its listeners drop cached verdicts). */
+export function attestationHook(d: AttestationVerifierDeps): AttestationHook & { written(gun: string): void } {
+  const cap = d.maxCandidates ?? MAX_CANDIDATES;
+  const listeners: Array<(gun: string) => void> = [];
+
+  /** Candidates from the `.att` tag and the referrers, preferred ones first, at most `cap`. */
+  async function candidates(repository: string, digest: string, wanted: Set<string>): Promise<{ list: Candidate[]; total: number }> {
+    const all: Candidate[] = [];
+    const att = await d.registry.getManifest(repository, attestationTag(digest));
+    if (att)
+      for (const l of attestationLayers(att.bytes))
+        all.push({ via: 'att', digest: l.digest, size: l.size, ...claimed(l.annotations?.[PREDICATE_TYPE_ANNOTATION]) });
+    const refs = (await listReferrers(d.registry, repository, digest)).filter((r) => r.artifactType === BUNDLE_MEDIA_TYPE);
+    for (const r of refs.reverse())
+      if (typeof r.digest === 'string' && typeof r.size === 'number')
+        all.push({ via: 'referrer', digest: r.digest, size: r.size, ...claimed(r.annotations?.['dev.sigstore.bundle.predicateType']) });
+    const first = all.filter((c) => c.claimedType !== undefined && wanted.has(c.claimedType));
+    const rest = all.filter((c) => !(c.claimedType !== undefined && wanted.has(c.claimedType)));
+    return { list: [...first, ...rest].slice(0, cap), total: all.length };
+  }
+
+  /** Reads and verifies one candidate against the trusted keys; the statement, or why not. */
+  async function open(repository: string, c: Candidate, keys: Map<string, TrustedKey>): Promise<Verified | string> {
+    if (c.size > MAX_ATTESTATION_BYTES) return `larger than ${MAX_ATTESTATION_BYTES} bytes`;
+    if (c.via === 'att') {
+      const blob = await d.registry.getBlob(repository, c.digest, MAX_ATTESTATION_BYTES);
+      if (!blob) return 'envelope unreadable';
+      const env = parseEnvelope(blob);
+      if (typeof env === 'string') return env;
+      const hinted = env.signatures.map((s) => s.keyid).filter((k): k is string => !!k && keys.has(k));
+      for (const id of hinted.length ? hinted : keys.keys()) {
+        const k = keys.get(id)!;
+        const payload = verifyEnvelope(publicKeyObject(k.key), env);
+        if (payload) return { keyId: id, payloadType: env.payloadType, payload };
+      }
+      return 'no key the trust data names verifies it';
+    }
+    const m = await d.registry.getManifest(repository, c.digest);
+    if (!m || m.digest !== c.digest) return 'referrer manifest unreadable';
+    let layer: { mediaType?: unknown; digest?: unknown; size?: unknown } | undefined;
+    try {
+      layer = (JSON.parse(m.bytes.toString('utf8')) as { layers?: Array<typeof layer> }).layers?.[0];
+    } catch {
+      return 'referrer manifest is not JSON';
+    }
+    if (layer?.mediaType !== BUNDLE_MEDIA_TYPE || typeof layer.digest !== 'string') return 'referrer holds no bundle';
+    if (typeof layer.size !== 'number' || layer.size > MAX_ATTESTATION_BYTES) return `bundle larger than ${MAX_ATTESTATION_BYTES} bytes`;
+    const blob = await d.registry.getBlob(repository, layer.digest, MAX_ATTESTATION_BYTES);
+    if (!blob) return 'bundle unreadable';
+    let bundle: ReturnType<typeof bundleFromJSON>;
+    try {
+      bundle = bundleFromJSON(JSON.parse(blob.toString('utf8')));
+    } catch {
+      return 'not a Sigstore bundle';
+    }
+    if (bundle.content.$case !== 'dsseEnvelope') return 'bundle holds no DSSE envelope';
+    const material = bundle.verificationMaterial.content;
+    const hint = material.$case === 'publicKey' ? material.publicKey.hint : undefined;
+    for (const id of hint && keys.has(hint) ? [hint] : keys.keys()) {
+      const k = keys.get(id)!;
+      try {
+        verifyBundle(bundle, { hint: hint ?? id, key: publicKeyObject(k.key) });
+      } catch {
+        continue;
+      }
+      const env = bundle.content.dsseEnvelope;
+      return { keyId: id, payloadType: env.payloadType, payload: env.payload };
+    }
+    return 'no key the trust data names verifies it';
+  }
+
+  return {
+    onWritten: (l) => void listeners.push(l),
+    written: (gun) => listeners.forEach((l) => l(gun)),
+    async verify({ gun, repository, digest, require }): Promise<AttestationCheck> {
+      const repo = await d.verifier.repository(gun);
+      if (!repo.ok) return { ok: false, message: `attestations: the trust data of ${gun} does not verify: ${repo.message}` };
+      const keys = await trustedKeys(d.trust, gun);
+      const wanted = new Set(require.map((r) => r.predicateType));
+      let found: { list: Candidate[]; total: number };
+      try {
+        found = await candidates(repository, digest, wanted);
+      } catch (e) {
+        return { ok: false, unavailable: true, message: `attestations of ${digest} could not be listed: ${(e as Error).message}` };
+      }
+      const open_ = new Set(require.map((_, i) => i));
+      const matched: Extract<AttestationCheck, { ok: true }>['matched'] = [];
+      const why = new Map<number, string>();
+      for (const c of found.list) {
+        if (open_.size === 0) break;
+        let v: Verified | string;
+        try {
+          v = await open(repository, c, keys);
+        } catch (e) {
+          return { ok: false, unavailable: true, message: `an attestation of ${digest} could not be read: ${(e as Error).message}` };
+        }
+        for (const i of open_) {
+          const r = require[i]!;
+          if (typeof v === 'string') {
+            if (!why.has(i) && c.claimedType === r.predicateType) why.set(i, v);
+            continue;
+          }
+          const st = checkStatement(v.payloadType, v.payload, digest, r.predicateType);
+          if (!st.ok) {
+            if (!why.has(i) && (c.claimedType === r.predicateType || !st.why.startsWith('its predicate type'))) why.set(i, st.why);
+            continue;
+          }
+          const role = keyFits(r, v.keyId, keys.get(v.keyId)!);
+          if (!role) {
+            if (!why.has(i))
+              why.set(i, `signed by key ${v.keyId.slice(0, 12)}, which the rule's ${r.keys ? 'keys' : 'signers'} do not name`);
+            continue;
+          }
+          const unmet = r.conditions ? unmetCondition(st.statement.predicate, r.conditions) : undefined;
+          if (unmet) {
+            if (!why.has(i)) why.set(i, `its predicate fails a condition: ${unmet}`);
+            continue;
+          }
+          open_.delete(i);
+          matched.push({ predicateType: r.predicateType, keyId: v.keyId, role, via: c.via });
+        }
+      }
+      if (open_.size === 0) return { ok: true, matched };
+      const read =
+        found.total > found.list.length ? ` (read ${found.list.length} of ${found.total}: at most ${cap} are read per pull)` : '';
+      const missing = [...open_].map((i) => {
+        const r = require[i]!;
+        const w = why.get(i);
+        return `${r.predicateType}${w ? ` (${w})` : ''}`;
+      });
+      return { ok: false, message: `no valid attestation of ${digest} for ${missing.join('; ')}${read}` };
+    },
+  };
+}
+
+const claimed = (t: string | undefined): { claimedType?: string } => (typeof t === 'string' ? { claimedType: t } : {});
