@@ -35,6 +35,7 @@ import { Upstream } from '../../src/registry/client.js';
 import { makeImageLayout, skopeoCopy } from '../helpers/oci.js';
 import { makeTempDir, removeTempDir, startRegistry, type RegistryService } from '../helpers/services.js';
 import { cli } from '../cli/support.js';
+import { loadApiSchemas, refUri } from '../management/openapi.js';
 import { editTargets } from '../helpers/trust-edits.js';
 import { addDelegation, bearer, initRepo, startSigningServer, type SigningServer } from './support.js';
 
@@ -165,6 +166,9 @@ describe('signing attestations', () => {
     assert.equal(res.status, 201, JSON.stringify(res.body));
     assert.equal(res.body.cosign.tag, attestationTag(digest));
     assert.equal(res.body.bundle.via, 'tag-schema', 'docker-registry 2.8 has no referrers API');
+    const ajv = loadApiSchemas();
+    const schema = ajv.getSchema(refUri('api/signing.json#/$defs/AttestResponse'))!;
+    assert.ok(schema(res.body), `the answer matches openapi.yaml: ${ajv.errorsText(schema.errors)}`);
     const pem = (await s.agent.get('/api/v1/signing/public-key').query({ gun }).set(bearer(s.adminToken)).set('Accept', 'application/json'))
       .body as { pem: string; keyId: string };
     assert.equal(res.body.keyId, pem.keyId);
