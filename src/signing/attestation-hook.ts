@@ -1,8 +1,9 @@
 // Attestation verification for the proxy (its AttestationHook), for rules with
-// `require.attestations`. Candidates are read from the digest's cosign `.att` tag (DSSE layers)
-// and its referrers (Sigstore bundles; listReferrers falls back to the tag schema), newest first,
-// those whose annotation names a required predicate type before the rest. At most
-// MAX_CANDIDATES are read per pull, each at most MAX_ATTESTATION_BYTES. One counts only if its
+// `require.attestations`. Candidates are read from the digest's cosign `.att` tag (DSSE layers),
+// then, if those do not meet the rule, from its referrers (Sigstore bundles; listReferrers falls
+// back to the tag schema): each source newest first, those whose annotation names a required
+// predicate type before the rest. At most MAX_CANDIDATES are read per pull, each at most
+// MAX_ATTESTATION_BYTES. One counts only if its
 // DSSE signature verifies with an ECDSA key the GUN's verified trust data names (for `targets`
 // or a delegation), its statement is about this digest and of the required predicate type, and
 // its predicate meets the conditions.
@@ -94,20 +95,25 @@ export function attestationHook(d: AttestationVerifierDeps): AttestationHook & {
   const cap = d.maxCandidates ?? MAX_CANDIDATES;
   const listeners: Array<(gun: string) => void> = [];
 
-  /** Candidates from the `.att` tag and the referrers, preferred ones first, at most `cap`. */
-  async function candidates(repository: string, digest: string, wanted: Set<string>): Promise<{ list: Candidate[]; total: number }> {
+  /** Candidates of one source, newest first, those whose annotation names a wanted type before the rest. */
+  async function listed(via: Candidate['via'], repository: string, digest: string, wanted: Set<string>): Promise<Candidate[]> {
     const all: Candidate[] = [];
-    const att = await d.registry.getManifest(repository, attestationTag(digest));
-    if (att)
-      for (const l of attestationLayers(att.bytes))
-        all.push({ via: 'att', digest: l.digest, size: l.size, ...claimed(l.annotations?.[PREDICATE_TYPE_ANNOTATION]) });
-    const refs = (await listReferrers(d.registry, repository, digest)).filter((r) => r.artifactType === BUNDLE_MEDIA_TYPE);
-    for (const r of refs.reverse())
-      if (typeof r.digest === 'string' && typeof r.size === 'number')
-        all.push({ via: 'referrer', digest: r.digest, size: r.size, ...claimed(r.annotations?.['dev.sigstore.bundle.predicateType']) });
-    const first = all.filter((c) => c.claimedType !== undefined && wanted.has(c.claimedType));
-    const rest = all.filter((c) => !(c.claimedType !== undefined && wanted.has(c.claimedType)));
-    return { list: [...first, ...rest].slice(0, cap), total: all.length };
+    if (via === 'att') {
+      const att = await d.registry.getManifest(repository, attestationTag(digest));
+      for (const l of att ? attestationLayers(att.bytes) : [])
+        all.push({ via, digest: l.digest, size: l.size, ...claimed(l.annotations?.[PREDICATE_TYPE_ANNOTATION]) });
+    } else {
+      // A fallback index that is not JSON lists nothing (anyone who may push can write one); an unreachable registry throws.
+      const refs = await listReferrers(d.registry, repository, digest).catch((e: unknown) => {
+        if (e instanceof SyntaxError) return [];
+        throw e;
+      });
+      for (const r of (Array.isArray(refs) ? refs : []).reverse())
+        if (r?.artifactType === BUNDLE_MEDIA_TYPE && typeof r.digest === 'string' && DIGEST.test(r.digest) && typeof r.size === 'number')
+          all.push({ via, digest: r.digest, size: r.size, ...claimed(r.annotations?.['dev.sigstore.bundle.predicateType']) });
+    }
+    const preferred = (c: Candidate) => c.claimedType !== undefined && wanted.has(c.claimedType);
+    return [...all.filter(preferred), ...all.filter((c) => !preferred(c))];
   }
 
   /** Reads and verifies one candidate against the trusted keys; the statement, or why not. */
@@ -164,64 +170,84 @@ export function attestationHook(d: AttestationVerifierDeps): AttestationHook & {
     onWritten: (l) => void listeners.push(l),
     written: (gun) => listeners.forEach((l) => l(gun)),
     async verify({ gun, repository, digest, require }): Promise<AttestationCheck> {
+      const wanted = new Set(require.map((r) => r.predicateType));
+      // The `.att` tag is read while the trust data is checked; referrers only when it is not enough.
+      const att = listed('att', repository, digest, wanted).then(
+        (list) => ({ list }),
+        (e: Error) => ({ error: e }),
+      );
       const repo = await d.verifier.repository(gun);
       if (!repo.ok) return { ok: false, message: `attestations: the trust data of ${gun} does not verify: ${repo.message}` };
       const keys = await trustedKeys(d.trust, gun);
-      const wanted = new Set(require.map((r) => r.predicateType));
-      let found: { list: Candidate[]; total: number };
-      try {
-        found = await candidates(repository, digest, wanted);
-      } catch (e) {
-        return { ok: false, unavailable: true, message: `attestations of ${digest} could not be listed: ${(e as Error).message}` };
-      }
       const open_ = new Set(require.map((_, i) => i));
       const matched: Extract<AttestationCheck, { ok: true }>['matched'] = [];
       const why = new Map<number, string>();
-      for (const c of found.list) {
-        if (open_.size === 0) break;
-        let v: Verified | string;
-        try {
-          v = await open(repository, c, keys);
-        } catch (e) {
-          return { ok: false, unavailable: true, message: `an attestation of ${digest} could not be read: ${(e as Error).message}` };
+      let read = 0;
+      let total = 0;
+      let listedAll = true;
+      for (const via of ['att', 'referrer'] as const) {
+        if (open_.size === 0 || read >= cap) {
+          listedAll = false;
+          break;
         }
-        for (const i of open_) {
-          const r = require[i]!;
-          if (typeof v === 'string') {
-            if (!why.has(i) && c.claimedType === r.predicateType) why.set(i, v);
-            continue;
+        const got =
+          via === 'att'
+            ? await att
+            : await listed(via, repository, digest, wanted).then(
+                (list) => ({ list }),
+                (e: Error) => ({ error: e }),
+              );
+        if ('error' in got)
+          return { ok: false, unavailable: true, message: `attestations of ${digest} could not be listed: ${got.error.message}` };
+        total += got.list.length;
+        for (const c of got.list) {
+          if (open_.size === 0 || read >= cap) break;
+          read++;
+          let v: Verified | string;
+          try {
+            v = await open(repository, c, keys);
+          } catch (e) {
+            return { ok: false, unavailable: true, message: `an attestation of ${digest} could not be read: ${(e as Error).message}` };
           }
-          const st = checkStatement(v.payloadType, v.payload, digest, r.predicateType);
-          if (!st.ok) {
-            if (!why.has(i) && (c.claimedType === r.predicateType || !st.why.startsWith('its predicate type'))) why.set(i, st.why);
-            continue;
+          for (const i of open_) {
+            const r = require[i]!;
+            if (typeof v === 'string') {
+              if (!why.has(i) && c.claimedType === r.predicateType) why.set(i, v);
+              continue;
+            }
+            const st = checkStatement(v.payloadType, v.payload, digest, r.predicateType);
+            if (!st.ok) {
+              if (!why.has(i) && (c.claimedType === r.predicateType || !st.why.startsWith('its predicate type'))) why.set(i, st.why);
+              continue;
+            }
+            const role = keyFits(r, v.keyId, keys.get(v.keyId)!);
+            if (!role) {
+              if (!why.has(i))
+                why.set(i, `signed by key ${v.keyId.slice(0, 12)}, which the rule's ${r.keys ? 'keys' : 'signers'} do not name`);
+              continue;
+            }
+            const unmet = r.conditions ? unmetCondition(st.statement.predicate, r.conditions) : undefined;
+            if (unmet) {
+              if (!why.has(i)) why.set(i, `its predicate fails a condition: ${unmet}`);
+              continue;
+            }
+            open_.delete(i);
+            matched.push({ predicateType: r.predicateType, keyId: v.keyId, role, via: c.via });
           }
-          const role = keyFits(r, v.keyId, keys.get(v.keyId)!);
-          if (!role) {
-            if (!why.has(i))
-              why.set(i, `signed by key ${v.keyId.slice(0, 12)}, which the rule's ${r.keys ? 'keys' : 'signers'} do not name`);
-            continue;
-          }
-          const unmet = r.conditions ? unmetCondition(st.statement.predicate, r.conditions) : undefined;
-          if (unmet) {
-            if (!why.has(i)) why.set(i, `its predicate fails a condition: ${unmet}`);
-            continue;
-          }
-          open_.delete(i);
-          matched.push({ predicateType: r.predicateType, keyId: v.keyId, role, via: c.via });
         }
       }
       if (open_.size === 0) return { ok: true, matched };
-      const read =
-        found.total > found.list.length ? ` (read ${found.list.length} of ${found.total}: at most ${cap} are read per pull)` : '';
+      const bound =
+        read < total || !listedAll ? ` (read ${read} of ${total}${listedAll ? '' : '+'}: at most ${cap} are read per pull)` : '';
       const missing = [...open_].map((i) => {
         const r = require[i]!;
         const w = why.get(i);
         return `${r.predicateType}${w ? ` (${w})` : ''}`;
       });
-      return { ok: false, message: `no valid attestation of ${digest} for ${missing.join('; ')}${read}` };
+      return { ok: false, message: `no valid attestation of ${digest} for ${missing.join('; ')}${bound}` };
     },
   };
 }
 
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const claimed = (t: string | undefined): { claimedType?: string } => (typeof t === 'string' ? { claimedType: t } : {});
