@@ -52,14 +52,16 @@ let host: string;
 let work: string;
 let upstream: Upstream;
 let registry: UpstreamRegistry;
+let policyFile: string;
+let policyText: string;
 
 before(async () => {
   reg = await startRegistry();
   work = await makeTempDir('attest');
-  const policy = join(work, 'policy.yaml');
+  const policy = (policyFile = join(work, 'policy.yaml'));
   writeFileSync(
     policy,
-    [
+    (policyText = [
       'version: 1',
       'default:',
       '  mode: enforce',
@@ -77,7 +79,7 @@ before(async () => {
       '          signers: [ci]',
       '  - pattern: "plain/**"',
       '',
-    ].join('\n'),
+    ].join('\n')),
   );
   s = await startSigningServer({ upstream: reg.url, env: { TRUSTGATE_POLICY: policy, TRUSTGATE_PROXY_ANONYMOUS_PULL: 'true' } });
   px = await startProxy(s.tg.app, { attestations: s.tg.app.signing.attestationHook! }, { host: '127.0.0.1', port: 0 });
@@ -370,6 +372,38 @@ describe('pulls under require.attestations', () => {
       delete b.delegations.keys[ciKey];
     });
     assert.equal(deniedFor(await pull(a.repo)).reason, 'attestation-missing');
+  });
+
+  test('keys: [id] counts only that key, and only while the trust data names it', async () => {
+    const a = await signedImage('attkey');
+    const ciKey = await addDelegation(s, a.gun, 'targets/ci');
+    const stranger = generateSigner('ecdsa');
+    const rule = (keys: string[]) =>
+      `  - pattern: "attkey/**"\n    require:\n      attestations:\n        - predicateType: ${SLSA_PROVENANCE_V1}\n          keys: [${keys.join(', ')}]\n`;
+    writeFileSync(policyFile, policyText + rule([ciKey, stranger.id]));
+    assert.ok(px.policy.reload(), 'the policy with keys took effect');
+    try {
+      // Signed with the targets key, which the rule does not list.
+      assert.equal((await attest(a.gun, a.digest)).status, 201);
+      assert.match(deniedFor(await pull(a.repo)).message, /which the rule's keys do not name/);
+      // Listed by the rule, but not named by the trust data: it counts no more than any other key.
+      const st = attestationStatement({ repository: a.gun, digest: a.digest, predicateType: SLSA_PROVENANCE_V1, predicate: provenance() });
+      await putAtt(a.repo, a.digest, [{ envelope: await envelope(stranger, st), predicateType: SLSA_PROVENANCE_V1 }]);
+      await px.cache.invalidate(a.gun);
+      assert.match(deniedFor(await pull(a.repo)).message, /no key the trust data names verifies it/);
+      // The listed key the trust data names (the ci delegation's).
+      const ci = s.token([`signer:${a.gun}`], [ciKey]);
+      const r = await post(
+        'attest',
+        { gun: a.gun, digest: a.digest, predicateType: SLSA_PROVENANCE_V1, predicate: provenance(), role: 'targets/ci' },
+        ci,
+      );
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      assert.equal((await pull(a.repo)).status, 200);
+    } finally {
+      writeFileSync(policyFile, policyText);
+      px.policy.reload();
+    }
   });
 
   test('the bound: of 100 junk attestations at most 16 are read, and the verdict is predictable', async () => {
