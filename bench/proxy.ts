@@ -16,6 +16,8 @@ import { freePort, waitForHttp } from '../test/helpers/ports.js';
 import { makeTempDir, removeTempDir, startProcess, startRegistry } from '../test/helpers/services.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+const SLSA = 'https://slsa.dev/provenance/v1';
+const BUILDER = 'https://bench.example.com/builder/v1';
 /** The checkout whose trustgate is measured (BENCH_TRUSTGATE_DIR: another one, e.g. an older commit's worktree). */
 const SERVER_ROOT = path.resolve(process.env.BENCH_TRUSTGATE_DIR ?? ROOT);
 
@@ -187,6 +189,24 @@ async function main(): Promise<void> {
   const dir = await makeTempDir('bench-proxy');
   const port = await freePort();
   const uncachedPort = await freePort();
+  const coldPort = await freePort();
+  const apiPort = await freePort();
+  // The built-in policy (enforce, sign pushes into targets), plus a rule requiring a SLSA provenance.
+  const policy = path.join(dir, 'policy.yaml');
+  writeFileSync(
+    policy,
+    [
+      'version: 1',
+      'default: { mode: enforce, signOnPush: targets }',
+      'repositories:',
+      '  - pattern: "benchatt/**"',
+      '    signOnPush: targets',
+      '    require:',
+      '      attestations:',
+      `        - { predicateType: "${SLSA}", conditions: { runDetails.builder.id: "${BUILDER}" } }`,
+      '',
+    ].join('\n'),
+  );
   const env = (proxyPort: number, extra: Record<string, string> = {}) => ({
     ...process.env,
     TRUSTGATE_LISTEN: '127.0.0.1:0',
@@ -198,21 +218,25 @@ async function main(): Promise<void> {
     TRUSTGATE_KEYS_DIR: path.join(dir, 'keys'),
     TRUSTGATE_KEY_PASSPHRASE: 'bench-passphrase',
     TRUSTGATE_LOG_LEVEL: 'warn',
+    TRUSTGATE_POLICY: policy,
     ...extra,
   });
   // Pushes through the proxy need a token with sign access; the measured pulls go without one.
-  const creds = `admin:${new TokenStore(path.join(dir, 'data')).create({ name: 'bench', scopes: ['admin'], createdBy: 'bench' }).token}`;
+  const adminToken = new TokenStore(path.join(dir, 'data')).create({ name: 'bench', scopes: ['admin'], createdBy: 'bench' }).token;
+  const creds = `admin:${adminToken}`;
   // SIGINT: trustgate exits through its own handler, so --cpu-prof can write its profile.
   const proc = startProcess(process.execPath, nodeArgs, {
     cwd: SERVER_ROOT,
     logFile: path.join(dir, 'trustgate.log'),
-    env: env(port),
+    env: env(port, { TRUSTGATE_LISTEN: `127.0.0.1:${apiPort}` }),
     stopSignal: 'SIGINT',
     stopTimeoutMs: 15_000,
   });
   // A second trustgate over the same trust data, without the verified-manifest cache: every
   // proxied pull fetches the manifest from the upstream by its signed digest.
   let uncachedProc: ReturnType<typeof startProcess> | undefined;
+  // A third without any verdict (or manifest) cache: every pull is verified from scratch (cold).
+  let coldProc: ReturnType<typeof startProcess> | undefined;
   const proxy = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${proxy}/v2/`, 60_000, { check: () => proc.assertAlive(), okStatus: (s) => s === 401 });
@@ -225,6 +249,15 @@ async function main(): Promise<void> {
     });
     const uncached = `http://127.0.0.1:${uncachedPort}`;
     await waitForHttp(`${uncached}/v2/`, 60_000, { check: () => uncachedProc!.assertAlive(), okStatus: (s) => s === 401 });
+    coldProc = startProcess(process.execPath, nodeArgs, {
+      cwd: SERVER_ROOT,
+      logFile: path.join(dir, 'trustgate-cold.log'),
+      env: env(coldPort, { TRUSTGATE_VERDICT_TTL_SECONDS: '0' }),
+      stopSignal: 'SIGINT',
+      stopTimeoutMs: 15_000,
+    });
+    const cold = `http://127.0.0.1:${coldPort}`;
+    await waitForHttp(`${cold}/v2/`, 60_000, { check: () => coldProc!.assertAlive(), okStatus: (s) => s === 401 });
     const host = `127.0.0.1:${port}`;
     process.stderr.write(`bench: pushing images through the proxy (signed on push; ${layerMb} MB layer)\n`);
     const small = await makeImageLayout(path.join(dir, 'small'), { tag: 'v1', layers: 2 });
@@ -232,15 +265,44 @@ async function main(): Promise<void> {
     const big = await makeImageLayout(path.join(dir, 'big'), { tag: 'big', layerBytes: layerMb * 1024 * 1024 });
     await skopeoCopy(big.ref, `docker://${host}/bench/app:big`, ['--dest-creds', creds], { timeoutMs: 600_000 });
     const accept = MEDIA_TYPES.ociManifest;
-    for (const base of [proxy, uncached]) {
+    // The attested image: signed on push, then a SLSA provenance signed through the signing API.
+    const att = await makeImageLayout(path.join(dir, 'att'), { tag: 'v1', layers: 2, annotations: { attested: 'yes' } });
+    await skopeoCopy(att.ref, `docker://${host}/benchatt/app:v1`, ['--dest-creds', creds]);
+    const attPull = (base: string) => fetch(`${base}/v2/benchatt/app/manifests/v1`, { headers: { accept } });
+    if ((await attPull(cold)).status !== 403) throw new Error('the attested rule admits a pull before the attestation');
+    const signed = await fetch(`http://127.0.0.1:${apiPort}/api/v1/signing/attest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        repository: 'benchatt/app',
+        digest: att.manifest.digest,
+        predicateType: SLSA,
+        predicate: {
+          buildDefinition: { buildType: 'https://bench.example.com/build/v1', externalParameters: {} },
+          runDetails: { builder: { id: BUILDER } },
+        },
+      }),
+    });
+    if (signed.status !== 201) throw new Error(`attest: ${signed.status} ${await signed.text()}`);
+    for (const base of [proxy, cold]) {
+      const check = await attPull(base);
+      if (check.status !== 200) throw new Error(`${base} does not serve the attested manifest: ${check.status} ${await check.text()}`);
+    }
+    for (const base of [proxy, uncached, cold]) {
       const check = await fetch(`${base}/v2/bench/app/manifests/v1`, { headers: { accept } });
       if (check.status !== 200 || check.headers.get('docker-content-digest') !== small.manifest.digest)
         throw new Error(`${base} does not serve the signed manifest: ${check.status}`);
     }
 
-    const manifest = (base: string) => `${base}/v2/bench/app/manifests/v1`;
+    const manifest = (base: string, repo = 'bench/app') => `${base}/v2/${repo}/manifests/v1`;
     const runs: Record<string, Sample[]> = {};
-    const pids: Record<string, number | undefined> = { proxy: proc.child.pid, uncached: uncachedProc.child.pid };
+    const pids: Record<string, number | undefined> = {
+      proxy: proc.child.pid,
+      attested: proc.child.pid,
+      uncached: uncachedProc.child.pid,
+      'cold-plain': coldProc.child.pid,
+      'cold-attested': coldProc.child.pid,
+    };
     const run = async (name: string, url: string, c: number) => {
       const pid = pids[name];
       const before = pid ? cpuSeconds(pid) : undefined;
@@ -258,6 +320,14 @@ async function main(): Promise<void> {
           ['proxy', manifest(proxy)],
           ['direct', manifest(reg.url)],
           ['uncached', manifest(uncached)],
+          ['attested', manifest(proxy, 'benchatt/app')],
+          // Cold: one connection only (at 32, identical verifications in flight run once).
+          ...(c === 1
+            ? ([
+                ['cold-plain', manifest(cold)],
+                ['cold-attested', manifest(cold, 'benchatt/app')],
+              ] as Array<[string, string]>)
+            : []),
         ];
         for (const [name, url] of round % 2 ? order.reverse() : order) await run(name, url, c);
       }
@@ -295,6 +365,11 @@ async function main(): Promise<void> {
     const u32 = results['uncached c=32']!.rps / results['direct c=32']!.rps;
     const uAdded = results['uncached c=1']!.p50 - results['direct c=1']!.p50;
     const fmt = (x: number[]) => x.map((v) => v.toFixed(0)).join(' ');
+    const R = (k: string) => results[k]!;
+    const attWarm1 = R('attested c=1').p50 / R('proxy c=1').p50;
+    const attWarm32 = R('attested c=32').p50 / R('proxy c=32').p50;
+    const attCold = R('cold-attested c=1').p50 / R('cold-plain c=1').p50;
+    const attColdVsWarm = R('cold-attested c=1').p50 / R('proxy c=1').p50;
     const lines = [
       `load average at start ${loadAtStart.join(' ')}, at end ${loadAtEnd.join(' ')} (${os.cpus().length} CPUs); ${rounds} rounds of ${seconds} s per measurement`,
       `manifest by tag, c=1   direct ${results['direct c=1']!.rps.toFixed(0)} req/s  proxy ${results['proxy c=1']!.rps.toFixed(0)} req/s  ratio ${r1.toFixed(2)}x (goal >= 0.8x)`,
@@ -307,6 +382,10 @@ async function main(): Promise<void> {
       `blob ${(layer.size / 1e6).toFixed(0)} MB          direct ${median(rates.direct).toFixed(0)} MB/s  proxy ${median(rates.proxy).toFixed(0)} MB/s  ratio ${blob.toFixed(2)}x (goal >= 0.9x)`,
       `  runs (MB/s): direct ${fmt(rates.direct)}; proxy ${fmt(rates.proxy)}; median of paired ratios ${blobPaired.toFixed(2)}x`,
       `  proxy CPU per GB streamed: ${cpuPerGb.user.toFixed(2)} s user + ${cpuPerGb.system.toFixed(2)} s system`,
+      `SLSA attestation required (manifest by tag; ratio of p50 latency to a plain signed pull):`,
+      `  warm c=1   plain ${R('proxy c=1').p50.toFixed(3)} ms  attested ${R('attested c=1').p50.toFixed(3)} ms  ratio ${attWarm1.toFixed(2)}x; ${R('proxy c=1').rps.toFixed(0)} vs ${R('attested c=1').rps.toFixed(0)} req/s`,
+      `  warm c=32  plain ${R('proxy c=32').p50.toFixed(3)} ms  attested ${R('attested c=32').p50.toFixed(3)} ms  ratio ${attWarm32.toFixed(2)}x; ${R('proxy c=32').rps.toFixed(0)} vs ${R('attested c=32').rps.toFixed(0)} req/s`,
+      `  cold c=1   plain ${R('cold-plain c=1').p50.toFixed(3)} ms  attested ${R('cold-attested c=1').p50.toFixed(3)} ms  ratio ${attCold.toFixed(2)}x (${attColdVsWarm.toFixed(1)}x a warm plain pull); CPU per pull ${R('cold-plain c=1').cpuPerRequestUs?.toFixed(0)} vs ${R('cold-attested c=1').cpuPerRequestUs?.toFixed(0)} us`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
     const out = path.join(ROOT, 'bench/results');
@@ -331,6 +410,10 @@ async function main(): Promise<void> {
             uncachedC1: u1,
             uncachedC32: u32,
             uncachedAddedP50Ms: uAdded,
+            attestedWarmP50C1: attWarm1,
+            attestedWarmP50C32: attWarm32,
+            attestedColdP50: attCold,
+            attestedColdVsWarmPlainP50: attColdVsWarm,
           },
           seconds,
           layerMb,
@@ -341,6 +424,7 @@ async function main(): Promise<void> {
     );
     process.stdout.write(`written to ${path.relative(ROOT, file)}\n`);
   } finally {
+    await coldProc?.stop();
     await uncachedProc?.stop();
     await proc.stop();
     await reg.stop();

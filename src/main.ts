@@ -99,7 +99,10 @@ async function serve(config: Config, tlsOptions: https.ServerOptions | undefined
   });
   // The verifying registry proxy, when an upstream registry is configured.
   const proxy = config.proxy
-    ? await startProxy(app, app.signing.cosignHook ? { cosign: app.signing.cosignHook } : {}).catch((e: NodeJS.ErrnoException) => {
+    ? await startProxy(app, {
+        ...(app.signing.cosignHook ? { cosign: app.signing.cosignHook } : {}),
+        ...(app.signing.attestationHook ? { attestations: app.signing.attestationHook } : {}),
+      }).catch((e: NodeJS.ErrnoException) => {
         const at = config.proxy!.listen;
         if (e.syscall === 'listen') throw listenFailure(e, 'TRUSTGATE_PROXY_LISTEN', `${at.host}:${at.port}`);
         throw new StartupError(`cannot start the registry proxy: ${e.message}`, 2, e);

@@ -1,11 +1,22 @@
-// CLI commands over the signing API: sign (one image or a batch file), verify, inspect, revoke
-// and promote.
+// CLI commands over the signing API: sign (one image or a batch file), verify, inspect, revoke,
+// promote and attest.
 import { readFileSync } from 'node:fs';
 import { intOpt, needPositionals, opt, opts, UsageError, type Parsed } from './args.js';
 import { CliError, EXIT } from './client.js';
 import { prettyInspect, type InspectBody } from './format.js';
 import type { Command, Context } from './command.js';
-import { checkDigest, checkRole, checkSize, checkTag, parseImageRef, SigningInputError, type ImageRef } from '../http/signing-input.js';
+import {
+  checkDigest,
+  checkPredicate,
+  checkPredicateType,
+  checkRole,
+  checkSize,
+  checkTag,
+  parseImageRef,
+  SigningInputError,
+  type ImageRef,
+} from '../http/signing-input.js';
+import { CYCLONEDX_BOM, MAX_PREDICATE_BYTES, SLSA_PROVENANCE_V1, SPDX_DOCUMENT, predicateProblem } from '../core/crypto/predicates.js';
 
 /** Input errors found on the client are usage errors: nothing was sent. */
 function local<T>(fn: () => T): T {
@@ -376,6 +387,60 @@ const promote: Command = {
   },
 };
 
+/** cosign's names for the well-known predicate types; anything else is given as its URI. */
+const PREDICATE_TYPES: Record<string, string> = {
+  slsaprovenance1: SLSA_PROVENANCE_V1,
+  spdx: SPDX_DOCUMENT,
+  spdxjson: SPDX_DOCUMENT,
+  cyclonedx: CYCLONEDX_BOM,
+};
+
+const attest: Command = {
+  name: 'attest',
+  usage: 'attest IMAGE@DIGEST --predicate FILE --type TYPE [--role R]',
+  summary: 'sign an in-toto attestation (SLSA provenance, SBOM, ...) about an image digest and attach it in the registry',
+  options: { predicate: { value: true }, type: { value: true }, role: { value: true, short: 'r' } },
+  async run(ctx, p) {
+    const [image] = needPositionals(p, ['IMAGE@DIGEST'], this.usage);
+    const ref = local(() => parseImageRef(image!));
+    if (!ref.digest) throw new UsageError(`${image} has no @sha256:<digest>: an attestation is about the exact manifest`);
+    const file = opt(p, 'predicate');
+    if (!file) throw new UsageError('give --predicate FILE (the predicate JSON; - reads stdin)');
+    const typeOpt = opt(p, 'type');
+    if (!typeOpt) throw new UsageError(`give --type (${Object.keys(PREDICATE_TYPES).join(', ')} or a predicate type URI)`);
+    const predicateType = local(() => checkPredicateType(PREDICATE_TYPES[typeOpt] ?? typeOpt, '--type'));
+    const role = opt(p, 'role');
+    if (role) local(() => checkRole(role, '--role'));
+    let text: string;
+    try {
+      text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new CliError(`cannot read predicate file ${file}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    let predicate: unknown;
+    try {
+      predicate = JSON.parse(text);
+    } catch {
+      throw new UsageError(`${file} is not JSON`);
+    }
+    local(() => checkPredicate(predicate, MAX_PREDICATE_BYTES, (x) => predicateProblem(predicateType, x), '--predicate'));
+    const res = await ctx
+      .api()
+      .call<{ gun: string; digest: string; keyId: string; cosign: { tag: string }; bundle: { manifestDigest: string } }>(
+        'POST',
+        '/api/v1/signing/attest',
+        { ...where(ref), digest: ref.digest, predicateType, predicate, ...(role ? { role } : {}) },
+      );
+    const a = res.body;
+    if (ctx.json) ctx.out(JSON.stringify(a, null, 2) + '\n');
+    else
+      ctx.out(
+        `attested ${a.gun}@${a.digest} (${predicateType}) with key ${a.keyId.slice(0, 12)}: cosign ${a.cosign.tag}, bundle ${a.bundle.manifestDigest}\n`,
+      );
+    return EXIT.OK;
+  },
+};
+
 const G = 'trustgate.example.com:5000/team/app';
 const HELP: Record<string, Pick<Command, 'details' | 'examples'>> = {
   sign: {
@@ -389,7 +454,14 @@ const HELP: Record<string, Pick<Command, 'details' | 'examples'>> = {
   inspect: { examples: [`trustgate inspect ${G}`] },
   revoke: { examples: [`trustgate revoke ${G}:1.4.0 --role targets/releases`] },
   promote: { examples: [`trustgate promote ${G}:rc-7 --to-role targets/releases --to-tag 1.4.0`] },
+  attest: {
+    details:
+      'TYPE is slsaprovenance1, spdxjson, cyclonedx or any predicate type URI. The statement names the image digest, which ' +
+      "the server's upstream registry must hold; it is signed with an ECDSA key of the role (default targets) and pushed as " +
+      'a cosign attestation (sha256-<hex>.att) and a Sigstore bundle referrer. Trust data is not changed.',
+    examples: [`trustgate attest ${G}@sha256:3e1f... --predicate provenance.json --type slsaprovenance1`],
+  },
 };
 
-export const signCommands: Command[] = [sign, verify, inspect, revoke, promote];
+export const signCommands: Command[] = [sign, verify, inspect, revoke, promote, attest];
 for (const c of signCommands) Object.assign(c, HELP[c.name]);

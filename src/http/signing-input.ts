@@ -83,6 +83,28 @@ export function checkCustom(v: unknown, field = 'custom'): Record<string, unknow
   return v;
 }
 
+/** A predicate type: an absolute URI (https://slsa.dev/provenance/v1), at most 1024 characters. */
+export function checkPredicateType(v: unknown, field = 'predicateType'): string {
+  if (typeof v !== 'string' || v.length > 1024 || !/^[a-z][a-z0-9+.-]*:[^\s]+$/i.test(v))
+    throw new SigningInputError(field, `${field} must be a URI such as https://slsa.dev/provenance/v1, got ${preview(v)}`);
+  return v;
+}
+
+/** A predicate: a JSON object of at most `maxBytes` (serialized), meeting `problem` (the type's required fields). */
+export function checkPredicate(v: unknown, maxBytes: number, problem: (p: unknown) => string | undefined, field = 'predicate'): object {
+  if (!isObj(v)) throw new SigningInputError(field, `${field} must be a JSON object`);
+  let size: number;
+  try {
+    size = Buffer.byteLength(JSON.stringify(v));
+  } catch {
+    throw new SigningInputError(field, `${field} is nested too deeply`);
+  }
+  if (size > maxBytes) throw new SigningInputError(field, `${field} is ${size} bytes; at most ${maxBytes} are signed`);
+  const why = problem(v);
+  if (why) throw new SigningInputError(field, `${field}: ${why}`);
+  return v;
+}
+
 export interface ImageRef {
   /** The repository name with its registry host: the GUN. */
   name: string;

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { Logger } from '../observability/log.js';
 import type { ProxyAuth, Principal, ProxyAction } from './auth.js';
 import type { VerdictCache } from './cache.js';
-import type { AuditSink, CosignHook } from '../trust/hooks.js';
+import type { AttestationHook, AuditSink, CosignHook } from '../trust/hooks.js';
 import type { ProxyMetrics } from './metrics.js';
 import type { PolicySource, Rule } from './policy.js';
 import type { PushSigner } from './signing.js';
@@ -36,6 +36,7 @@ export interface ProxyOptions {
   notary?: (req: IncomingMessage, res: ServerResponse) => void;
   audit?: AuditSink;
   cosign?: CosignHook;
+  attestations?: AttestationHook;
   /** Answers /livez and /readyz (returns false for any other request). */
   probes?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
   now?: () => number;

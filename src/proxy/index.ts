@@ -14,7 +14,7 @@ import type { TrustService } from '../trust/service.js';
 import { ProxyAuth, type TokenSource } from './auth.js';
 import { VerdictCache } from './cache.js';
 import type { ProxyConfig } from '../config/proxy.js';
-import type { AuditSink, CosignHook } from '../trust/hooks.js';
+import type { AttestationHook, AuditSink, CosignHook } from '../trust/hooks.js';
 import { ProxyMetrics } from './metrics.js';
 import { PolicySource } from './policy.js';
 import { RegistryProxy } from './server.js';
@@ -33,6 +33,8 @@ export interface ProxyDeps {
   tokens?: TokenSource;
   audit?: AuditSink;
   cosign?: CosignHook;
+  /** Checks `require.attestations`; its written attestations drop the GUN's cached verdicts. */
+  attestations?: AttestationHook;
   scheme?: 'http' | 'https';
   /** The app's change pipeline, so signed pushes queue with other changes of the same GUN. */
   changes?: TrustChanges;
@@ -68,6 +70,8 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
   deps.trust.events.on('change', onChange);
   deps.trust.events.on('resync', onResync);
   policy.onChange(() => void cache.clear().catch(() => undefined));
+  // An attestation written through trustgate may admit a pull that was denied and cached.
+  deps.attestations?.onWritten?.((gun) => void cache.invalidate(gun).catch(() => undefined));
   const upstream = new Upstream({
     url: config.upstream,
     timeoutMs: config.upstreamTimeoutMs,
@@ -96,6 +100,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     ...(deps.notary ? { notary: deps.notary } : {}),
     ...(deps.audit ? { audit: deps.audit } : {}),
     ...(deps.cosign ? { cosign: deps.cosign } : {}),
+    ...(deps.attestations ? { attestations: deps.attestations } : {}),
     ...(deps.probes ? { probes: deps.probes } : {}),
   });
   return {

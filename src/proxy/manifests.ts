@@ -81,10 +81,8 @@ export class ManifestRoutes {
       this.count(rule, 'passed', 'off');
       return this.forward(req, res, url, { scope: `repository:${ctx.repo}:pull` });
     }
-    const { require, key } = requirement(rule);
-    const isDigest = DIGEST_RE.test(ref);
+    const { require } = requirement(rule);
     const sig = SIGNATURE_TAG.exec(ref);
-    let verdict: Verdict;
     let notArtifact: string | undefined;
     const index = REFERRERS_TAG.exec(ref);
     if (index) {
@@ -100,12 +98,7 @@ export class ManifestRoutes {
       if (r === 'answered') return;
       notArtifact = r;
     }
-    if (isDigest) {
-      verdict = await this.decideDigest(ctx, ref, require);
-    } else {
-      verdict = await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
-    }
-    if (rule.signatures !== 'tuf' && verdict.reason !== 'unavailable') verdict = await this.applyCosign(ctx, ref, verdict);
+    let verdict = await this.verdictFor(ctx, ref);
     if (!verdict.ok && notArtifact)
       verdict = { ...verdict, message: `${verdict.message ?? 'not verified'}; not served as an artifact: ${notArtifact}` };
     if (!verdict.ok) return this.refuse(ctx, ref, url, verdict);
@@ -167,10 +160,18 @@ export class ManifestRoutes {
     return 'answered';
   }
 
-  /** The verdict a pull of `digest` gets, as pullManifest reaches it (referrers.ts asks it for a subject). */
-  async digestVerdict(ctx: Ctx, digest: string): Promise<Verdict> {
-    const v = await this.decideDigest(ctx, digest, requirement(ctx.rule).require);
-    return ctx.rule.signatures !== 'tuf' && v.reason !== 'unavailable' ? this.applyCosign(ctx, digest, v) : v;
+  /**
+   * The verdict a pull of `ref` (a tag or digest) gets: the TUF check, then cosign signatures and
+   * attestations as the rule says. referrers.ts asks it whether a subject is served.
+   */
+  async verdictFor(ctx: Ctx, ref: string): Promise<Verdict> {
+    const { require, key } = requirement(ctx.rule);
+    let v = DIGEST_RE.test(ref)
+      ? await this.decideDigest(ctx, ref, require)
+      : await this.opts.cache.get(ctx.gun, `tag:${ref}|${key}`, () => this.opts.verifier.verifyTag(ctx.gun, ref, require));
+    if (ctx.rule.signatures !== 'tuf' && v.reason !== 'unavailable') v = await this.applyCosign(ctx, ref, v);
+    if (v.ok && ctx.rule.attestations.length) v = await this.applyAttestations(ctx, ref, v);
+    return v;
   }
 
   /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
@@ -207,6 +208,56 @@ export class ManifestRoutes {
         fail('digest-mismatch', 'the cosign signature and the TUF trust data name different digests'),
       );
     return { ...tuf, signers: [...tuf.signers, ...cosign.signers] };
+  }
+
+  /**
+   * Requires the rule's attestations of an admitted digest (an index child may rely on its
+   * index's). Artifacts of a served digest are exempt: an attestation needs no attestation.
+   * Cached per digest and requirement, dropped with the GUN's other verdicts.
+   */
+  private async applyAttestations(ctx: Ctx, ref: string, v: Verdict): Promise<Verdict> {
+    const via = v.evidence.via;
+    if (via === 'referrer' || via === 'signature') return v;
+    const { verifier } = this.opts;
+    const hook = this.opts.attestations;
+    if (!hook)
+      return verifier.failure(
+        ctx.gun,
+        ref,
+        fail('unavailable', 'the policy requires attestations, and no attestation verifier is configured'),
+      );
+    const require = ctx.rule.attestations;
+    const key = attestationKey(ctx.rule);
+    const subjects = [v.digest!, ...(via === 'index' && v.evidence.parent ? [v.evidence.parent] : [])];
+    let denied: Verdict | undefined;
+    for (const digest of subjects) {
+      const a = await this.opts.cache.get(ctx.gun, `att:${digest}|${key}`, async () => {
+        const r = await hook
+          .verify({ gun: ctx.gun, repository: ctx.repo, digest, require })
+          .catch((e: Error) => ({ ok: false as const, unavailable: true, message: `attestation check failed: ${e.message}` }));
+        if (!r.ok)
+          return {
+            ...verifier.failure(ctx.gun, digest, fail(r.unavailable ? 'unavailable' : 'attestation-missing', r.message)),
+            ...(v.expiresAtMs !== undefined ? { expiresAtMs: v.expiresAtMs } : {}),
+          };
+        return {
+          ok: true,
+          digest,
+          signers: r.matched.map((m) => m.keyId),
+          evidence: {
+            gun: ctx.gun,
+            reference: digest,
+            attestations: r.matched,
+            checkedAt: new Date((this.opts.now ?? Date.now)()).toISOString(),
+          },
+          ...(v.expiresAtMs !== undefined ? { expiresAtMs: v.expiresAtMs } : {}),
+        };
+      });
+      if (a.ok) return { ...v, evidence: { ...v.evidence, attestations: a.evidence.attestations ?? [] } };
+      if (a.reason === 'unavailable') return a;
+      denied ??= a;
+    }
+    return { ...denied!, digest: v.digest! };
   }
 
   private count(rule: Rule, result: string, reason: string): void {
@@ -521,6 +572,14 @@ function requirement(rule: Rule): { require: TargetRequirement; key: string; art
     requirements.set(rule, (r = { require, key: reqKey(require), artifacts }));
   }
   return r;
+}
+
+/** A rule's attestation requirements as a cache-key part, worked out once per rule. */
+const attestationKeys = new WeakMap<Rule, string>();
+function attestationKey(rule: Rule): string {
+  let k = attestationKeys.get(rule);
+  if (!k) attestationKeys.set(rule, (k = createHash('sha256').update(JSON.stringify(rule.attestations)).digest('hex').slice(0, 16)));
+  return k;
 }
 
 /** A JSON object, or undefined for anything else. */

@@ -8,6 +8,8 @@ import { parse as parseYaml } from 'yaml';
 import { compareSpecificity, compileGunPattern, GunPatternError, type GunPattern } from '../core/tuf/gun-pattern.js';
 import { DEFAULT_ROLES, type TargetRequirement } from '../core/tuf/verify.js';
 import type { Logger } from '../observability/log.js';
+import type { AttestationRequirement } from '../trust/hooks.js';
+import { SLSA_PROVENANCE_V1, SLSA_V1_FIELDS } from '../core/crypto/predicates.js';
 import { DEFAULT_ARTIFACT_TYPES, NOT_ARTIFACT_TYPE } from './artifacts.js';
 import { identityProblem, type SignedIdentity } from '../core/signed-identity.js';
 
@@ -25,6 +27,8 @@ export interface RepoSettings {
   artifactTypes: ReadonlySet<string>;
   /** Which identity a cosign signature may claim (containers-policy.json's signedIdentity); undefined: the default. */
   signedIdentity?: SignedIdentity;
+  /** Attestations a pulled digest must have (`require.attestations`); empty: none. */
+  attestations: readonly AttestationRequirement[];
 }
 
 export interface Rule extends RepoSettings {
@@ -61,15 +65,23 @@ export const BUILTIN_POLICY: Policy = {
     signOnPush: 'targets',
     signatures: 'tuf',
     artifactTypes: DEFAULT_ARTIFACTS,
+    attestations: [],
   },
 };
 
 /** A policy file's `default` when it has none: enforce with nothing signed on push, so unsigned is denied. */
-const FILE_DEFAULT: RepoSettings = { mode: 'enforce', require: {}, signOnPush: null, signatures: 'tuf', artifactTypes: DEFAULT_ARTIFACTS };
+const FILE_DEFAULT: RepoSettings = {
+  mode: 'enforce',
+  require: {},
+  signOnPush: null,
+  signatures: 'tuf',
+  artifactTypes: DEFAULT_ARTIFACTS,
+  attestations: [],
+};
 
 interface RawSettings {
   mode?: Mode;
-  require?: { roles?: string[]; signers?: string[]; threshold?: number };
+  require?: { roles?: string[]; signers?: string[]; threshold?: number; attestations?: AttestationRequirement[] };
   signOnPush?: string | null;
   signatures?: SignatureMode;
   /** Shorthand for `signatures: either` (true) or `tuf` (false). */
@@ -115,6 +127,19 @@ function artifactTypes(raw: string[] | undefined, base: ReadonlySet<string>): Re
   return new Set(types);
 }
 
+/** Refuses SLSA v1 conditions that cannot match: its fields live under buildDefinition and runDetails. */
+function attestations(raw: AttestationRequirement[] | undefined): readonly AttestationRequirement[] {
+  for (const a of raw ?? []) {
+    if (a.predicateType !== SLSA_PROVENANCE_V1) continue;
+    const bad = Object.keys(a.conditions ?? {}).find((p) => !SLSA_V1_FIELDS.includes(p.split('.')[0]!));
+    if (bad)
+      throw new PolicyError(
+        `policy condition ${JSON.stringify(bad)} cannot match SLSA provenance v1, whose predicate has only ${SLSA_V1_FIELDS.join(' and ')} (the builder is runDetails.builder.id)`,
+      );
+  }
+  return raw ?? [];
+}
+
 function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSettings {
   const require: TargetRequirement = {};
   if (raw?.require?.roles) require.roles = raw.require.roles;
@@ -130,6 +155,7 @@ function settings(raw: RawSettings | undefined, base: RepoSettings): RepoSetting
     signatures: raw?.signatures ?? (raw?.cosign === undefined ? base.signatures : raw.cosign ? 'either' : 'tuf'),
     artifactTypes: artifactTypes(raw?.artifactTypes, base.artifactTypes),
     ...(identity ? { signedIdentity: identity } : {}),
+    attestations: raw?.require ? attestations(raw.require.attestations) : base.attestations,
   };
 }
 

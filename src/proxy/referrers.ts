@@ -43,7 +43,7 @@ export class ReferrerRoutes {
     const q = url.indexOf('?');
     const wanted = new URLSearchParams(q < 0 ? '' : url.slice(q + 1)).get('artifactType')?.toLowerCase() || undefined;
     if (rule.mode !== 'off') {
-      const v = await this.manifests.digestVerdict(ctx, digest);
+      const v = await this.manifests.verdictFor(ctx, digest);
       if (!v.ok && (rule.mode === 'enforce' || v.reason === 'unavailable')) return void this.manifests.refuse(ctx, digest, url, v);
       if (!v.ok) {
         const reason = v.reason ?? 'not-signed';
@@ -107,7 +107,7 @@ export class ReferrerRoutes {
     }
     /** Undefined when `subject` is served, else why not ('answered' when the 503 went out). */
     const notServed = async (): Promise<'answered' | string | undefined> => {
-      const v = await this.manifests.digestVerdict(ctx, subject);
+      const v = await this.manifests.verdictFor(ctx, subject);
       if (v.ok) return undefined;
       if (v.reason !== 'unavailable') return `its subject ${subject} is not served: ${v.message ?? v.reason}`;
       void this.manifests.refuse(ctx, ref, url, v);

@@ -1,5 +1,6 @@
 // Writes the registry-side signatures next to an image: the cosign-format `sha256-<hex>.sig`
-// attachment and a Sigstore bundle as an OCI referrer (subject = the image). Signing is done by
+// attachment, a Sigstore bundle as an OCI referrer (subject = the image), and attestations (a
+// DSSE envelope under `sha256-<hex>.att` and the same signature as a bundle referrer). Signing is done by
 // a trustgate Signer (a key the keystore holds); the registry calls go through RegistryClient.
 import { bundleToJSON } from '@sigstore/bundle';
 import type { Signer } from '../core/crypto/signer.js';
@@ -16,6 +17,13 @@ import {
 import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './artifacts.js';
 import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement, type BundleOptions } from '../core/crypto/sigstore.js';
 import type { Bundle } from '@sigstore/bundle';
+import {
+  attestationLayer,
+  attestationLayers,
+  attestationManifest,
+  attestationStatement,
+  attestationTag,
+} from '../core/crypto/attestation.js';
 import { ociDigest } from '../core/digest.js';
 
 export interface CosignResult {
@@ -108,7 +116,7 @@ export async function writeBundleReferrer(
   opts: BundleOptions = {},
 ): Promise<BundleResult> {
   const bundle = await createBundle(signer, tagStatement({ ...statement, digest: subject.digest, signedAt: now }), opts);
-  return pushBundleReferrer(reg, repo, subject, bundle, signer.id, now);
+  return { ...(await pushBundleReferrer(reg, repo, subject, bundle, TAG_PREDICATE, now)), keyId: signer.id };
 }
 
 /**
@@ -120,13 +128,14 @@ export async function pushBundleReferrer(
   repo: string,
   subject: ManifestHead,
   bundle: Bundle,
-  keyId: string,
-  now: Date = new Date(),
-): Promise<BundleResult> {
+  predicateType: string,
+  now: Date,
+): Promise<Omit<BundleResult, 'keyId'>> {
   const bundleBytes = Buffer.from(JSON.stringify(bundleToJSON(bundle)));
   const empty = Buffer.from('{}');
   const bundleDigest = await reg.putBlob(repo, bundleBytes);
   const emptyDigest = await reg.putBlob(repo, empty);
+  const annotations = { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': predicateType };
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -135,11 +144,7 @@ export async function pushBundleReferrer(
       config: { mediaType: OCI_EMPTY, digest: emptyDigest, size: empty.length },
       layers: [{ mediaType: BUNDLE_MEDIA_TYPE, digest: bundleDigest, size: bundleBytes.length }],
       subject: { mediaType: subject.mediaType || OCI_MANIFEST, digest: subject.digest, size: subject.size },
-      annotations: {
-        'dev.sigstore.bundle.content': 'dsse-envelope',
-        'dev.sigstore.bundle.predicateType': TAG_PREDICATE,
-        'org.opencontainers.image.created': now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      },
+      annotations: { ...annotations, 'org.opencontainers.image.created': now.toISOString().replace(/\.\d{3}Z$/, 'Z') },
     }),
   );
   const desc = {
@@ -147,8 +152,60 @@ export async function pushBundleReferrer(
     digest: ociDigest(manifest),
     size: manifest.length,
     artifactType: BUNDLE_MEDIA_TYPE,
-    annotations: { 'dev.sigstore.bundle.content': 'dsse-envelope', 'dev.sigstore.bundle.predicateType': TAG_PREDICATE },
+    annotations,
   };
   const r = await pushReferrer(reg, repo, subject.digest, manifest, desc);
-  return { manifestDigest: r.digest, bundleDigest, via: r.via, keyId };
+  return { manifestDigest: r.digest, bundleDigest, via: r.via };
+}
+
+export interface AttestationResult {
+  predicateType: string;
+  keyId: string;
+  /** The cosign attachment: tag `sha256-<hex>.att` and its manifest digest. */
+  cosign: { tag: string; manifestDigest: string; envelopeDigest: string };
+  bundle: Omit<BundleResult, 'keyId'>;
+}
+
+/** Layers a `.att` manifest keeps: older ones beyond this are dropped as new ones are appended. */
+const MAX_ATT_LAYERS = 32;
+
+/**
+ * Signs an in-toto statement about `subject` once (a DSSE envelope inside a Sigstore bundle) and
+ * attaches it twice: the envelope as a layer appended to the digest's cosign `.att` manifest
+ * (an identical envelope is not added again), and the bundle as an OCI referrer.
+ */
+export async function writeAttestation(
+  reg: RegistryClient,
+  repo: string,
+  subject: ManifestHead,
+  statement: { repository: string; predicateType: string; predicate: unknown },
+  signer: Signer,
+  now: Date = new Date(),
+  opts: BundleOptions = {},
+): Promise<AttestationResult> {
+  const bundle = await createBundle(signer, attestationStatement({ ...statement, digest: subject.digest }), opts);
+  const json = bundleToJSON(bundle) as {
+    dsseEnvelope?: { payloadType: string; payload: string; signatures: Array<{ sig: string; keyid?: string }> };
+  };
+  if (!json.dsseEnvelope) throw new Error('the bundle holds no DSSE envelope');
+  // The envelope as cosign writes it; the very signature the bundle carries.
+  const { payloadType, payload, signatures } = json.dsseEnvelope;
+  const envelope = Buffer.from(
+    JSON.stringify({ payloadType, payload, signatures: signatures.map((x) => ({ keyid: x.keyid ?? '', sig: x.sig })) }),
+  );
+  const layer = attestationLayer(envelope, statement.predicateType);
+  const tag = attestationTag(subject.digest);
+  const existing = await reg.getManifest(repo, tag);
+  const others = (existing ? attestationLayers(existing.bytes).reverse() : []).filter((l) => l.digest !== layer.digest);
+  const { manifest, config } = attestationManifest([...others.slice(-(MAX_ATT_LAYERS - 1)), layer]);
+  await reg.putBlob(repo, envelope);
+  await reg.putBlob(repo, config);
+  const put = await reg.putManifest(repo, tag, manifest, OCI_MANIFEST);
+  const referrer = await pushBundleReferrer(reg, repo, subject, bundle, statement.predicateType, now);
+  return {
+    predicateType: statement.predicateType,
+    keyId: signer.id,
+    cosign: { tag, manifestDigest: put.digest, envelopeDigest: layer.digest },
+    bundle: referrer,
+  };
 }

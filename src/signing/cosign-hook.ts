@@ -6,8 +6,7 @@
 // signedIdentity accepts for the image as pulled (src/core/signed-identity.ts). So cosign trust
 // follows TUF trust: a key stops counting when the trust data drops it, and a signature pushed by
 // anyone else is just bytes.
-import { publicKeyObject, type TufKey } from '../core/crypto/keys.js';
-import { Metadata, type RootBody, type TargetsBody } from '../core/tuf/metadata.js';
+import { publicKeyObject } from '../core/crypto/keys.js';
 import { fail } from '../core/tuf/verify.js';
 import type { CosignHook } from '../trust/hooks.js';
 import type { Verdict } from '../trust/verifier.js';
@@ -16,6 +15,7 @@ import { signatureLayers, signatureTag, verifySimpleSigning } from '../core/cryp
 import type { RegistryClient } from '../registry/artifacts.js';
 import type { ImageVerifier } from '../trust/verify-report.js';
 import { identityMatcher, identityName } from '../core/signed-identity.js';
+import { trustedEcdsaKeys, type TrustedKey } from './trusted-keys.js';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const MAX_PAYLOAD = 64 * 1024;
@@ -27,23 +27,8 @@ export interface CosignVerifierDeps {
   now?: () => number;
 }
 
-/** ECDSA keys of `targets` (from root) and of every delegation (from the parents' delegations), by key ID. */
-async function trustedCosignKeys(trust: TrustService, gun: string): Promise<Map<string, { key: TufKey; role: string }>> {
-  const out = new Map<string, { key: TufKey; role: string }>();
-  const rootFile = await trust.current(gun, 'root');
-  if (!rootFile) return out;
-  const root = Metadata.parse<RootBody>('root', rootFile.bytes).body;
-  for (const id of root.roles.targets.keyids) if (root.keys[id]) out.set(id, { key: root.keys[id]!, role: 'targets' });
-  const state = await trust.state(gun);
-  for (const [role, bytes] of state.targets) {
-    const body = Metadata.parse<TargetsBody>(role, bytes).body;
-    for (const d of body.delegations.roles)
-      for (const id of d.keyids)
-        if (body.delegations.keys[id] && !out.has(id)) out.set(id, { key: body.delegations.keys[id]!, role: d.name });
-  }
-  for (const [id, v] of out) if (!v.key.keytype.startsWith('ecdsa')) out.delete(id);
-  return out;
-}
+/** The role a key signs as: `targets`, else the first delegation that lists it. */
+const firstRole = (k: TrustedKey) => [...k.roles][0]!;
 
 export function cosignHook(d: CosignVerifierDeps): CosignHook {
   const now = d.now ?? Date.now;
@@ -59,7 +44,7 @@ export function cosignHook(d: CosignVerifierDeps): CosignHook {
       if (!DIGEST.test(digest)) return refuse('not-signed', `cosign: ${reference} has no sha256 digest`);
       const sig = await d.registry.getManifest(repository, signatureTag(digest));
       if (!sig) return refuse('not-signed', `cosign: no cosign signature for ${digest}`);
-      const keys = await trustedCosignKeys(d.trust, gun);
+      const keys = await trustedEcdsaKeys(d.trust, gun);
       // The image as the client named it: the GUN is the repository's public name.
       const intended = `${gun}${pulled.includes(':') ? '@' : ':'}${pulled}`;
       const accepts = identityMatcher(identity, intended);
@@ -78,14 +63,14 @@ export function cosignHook(d: CosignVerifierDeps): CosignHook {
             ok: true,
             digest,
             length: head.size,
-            role: k.role,
+            role: firstRole(k),
             signers: [id],
             expiresAtMs: repo.expiresAtMs,
             evidence: {
               gun,
               reference,
               via: 'cosign',
-              roles: [k.role],
+              roles: [firstRole(k)],
               versions: repo.versions,
               expiries: repo.expiries,
               checkedAt: new Date(now()).toISOString(),

@@ -18,7 +18,18 @@ import { API_DIR } from '../http/schemas.js';
 import type { Logger } from '../observability/log.js';
 import { SigningError } from '../http/signing-error.js';
 import { journalOf, SigningService, type PublishedRole, type SignItem, type SignResult } from '../trust/tag-signing.js';
-import { checkGun, checkRole, checkTag, onlyFields, parseImageRef, SigningInputError } from '../http/signing-input.js';
+import {
+  checkDigest,
+  checkGun,
+  checkPredicate,
+  checkPredicateType,
+  checkRole,
+  checkTag,
+  onlyFields,
+  parseImageRef,
+  SigningInputError,
+} from '../http/signing-input.js';
+import { MAX_PREDICATE_BYTES, predicateProblem } from '../core/crypto/predicates.js';
 import { verifyImage, type ImageVerifier } from '../trust/verify-report.js';
 import { repeatedParam, repeatedParamMessage } from '../http/query.js';
 
@@ -34,6 +45,8 @@ export interface SigningRouteDeps {
   maxBodyBytes?: number;
   /** Most items in one batch. */
   maxBatch?: number;
+  /** Told of each attestation written (the proxy drops the GUN's cached verdicts). */
+  onAttested?: (gun: string) => void;
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
@@ -69,6 +82,7 @@ export const REQUEST_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = Obj
     'PromoteRequest.from',
     'PromoteRequest.to',
     'VerifyRequest',
+    'AttestRequest',
   ].map((p) => [p, fieldsOf(p)]),
 );
 const SIGN_FIELDS = REQUEST_FIELDS.SignRequest!;
@@ -79,6 +93,7 @@ const PROMOTE_FIELDS = REQUEST_FIELDS.PromoteRequest!;
 const FROM_FIELDS = REQUEST_FIELDS['PromoteRequest.from']!;
 const TO_FIELDS = REQUEST_FIELDS['PromoteRequest.to']!;
 const VERIFY_FIELDS = REQUEST_FIELDS.VerifyRequest!;
+const ATTEST_FIELDS = REQUEST_FIELDS.AttestRequest!;
 
 /** The request body as an object, or 400. */
 function body(req: Request): Record<string, unknown> {
@@ -220,6 +235,33 @@ export function signingRouter(deps: SigningRouteDeps): Router {
       const out = await service.sign(items, identity(a), { cosign: bool(b.cosign, 'cosign'), bundle: bool(b.bundle, 'bundle') });
       await auditSign(a, 'tag.sign', out, { batch: true });
       answer(res, { ...out });
+    }),
+  );
+
+  // POST /signing/attest: {gun|repository, digest, predicateType, predicate, role?} → a signed attestation in the upstream.
+  r.post(
+    '/signing/attest',
+    wrap(async (req, res) => {
+      const b = body(req);
+      onlyFields(b, ATTEST_FIELDS);
+      const a = actorOf(res);
+      const gun = gunOf(b as { gun?: string; repository?: string }, '');
+      const digest = checkDigest(b.digest);
+      const role = checkRole(b.role ?? 'targets');
+      const predicateType = checkPredicateType(b.predicateType);
+      const predicate = checkPredicate(b.predicate, MAX_PREDICATE_BYTES, (p) => predicateProblem(predicateType, p));
+      maySign(a, gun, 'attestation.sign');
+      const out = await service.attest({ gun, digest, role, predicateType, predicate }, identity(a));
+      await audit.append({
+        actor: { id: a.id, name: a.name },
+        action: 'attestation.sign',
+        outcome: 'success',
+        gun,
+        role,
+        detail: { digest, predicateType, keyId: out.keyId, cosign: out.cosign.tag, bundle: out.bundle.manifestDigest },
+      });
+      deps.onAttested?.(gun);
+      res.status(201).json(out);
     }),
   );
 

@@ -11,8 +11,9 @@ import { Upstream } from '../registry/client.js';
 import { Verifier } from '../trust/verifier.js';
 import type { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
-import type { CosignHook } from '../trust/hooks.js';
+import type { AttestationHook, CosignHook } from '../trust/hooks.js';
 import { cosignHook } from './cosign-hook.js';
+import { attestationHook } from './attestation-hook.js';
 import { UpstreamRegistry, type RegistryClient } from '../registry/artifacts.js';
 import { signingRouter } from './routes.js';
 import { SigningService, defaultUpstreamRepo } from '../trust/tag-signing.js';
@@ -51,6 +52,8 @@ export interface Signing {
   registry?: RegistryClient;
   /** Cosign-format verification for the proxy (policy `cosign: true`); needs the upstream. */
   cosignHook?: CosignHook;
+  /** Attestation verification for the proxy (policy `require.attestations`); needs the upstream. */
+  attestationHook?: AttestationHook;
   router: Router;
   close(): void;
 }
@@ -70,6 +73,7 @@ export function createSigning(d: SigningDeps): Signing {
     log: d.log,
     ...(d.now ? { now: d.now } : {}),
   });
+  const attestations = registry ? attestationHook({ trust: d.trust, verifier, registry }) : undefined;
   const router = signingRouter({
     service,
     verifier,
@@ -79,6 +83,7 @@ export function createSigning(d: SigningDeps): Signing {
     ...(d.gunFor ? { gunFor: d.gunFor } : {}),
     ...(d.maxBodyBytes ? { maxBodyBytes: d.maxBodyBytes } : {}),
     ...(d.maxBatch ? { maxBatch: d.maxBatch } : {}),
+    ...(attestations ? { onAttested: (gun: string) => attestations.written(gun) } : {}),
   });
   const hook = registry
     ? cosignHook({
@@ -93,6 +98,7 @@ export function createSigning(d: SigningDeps): Signing {
     verifier,
     ...(registry ? { registry } : {}),
     ...(hook ? { cosignHook: hook } : {}),
+    ...(attestations ? { attestationHook: attestations } : {}),
     router,
     close: () => ownUpstream?.close(),
   };

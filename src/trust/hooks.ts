@@ -1,5 +1,6 @@
-// Extension points of the proxy that other modules fill in: the audit log and cosign-format
-// signature verification. Both are optional; without them the proxy logs and refuses cosign.
+// Extension points of the proxy that other modules fill in: the audit log, cosign-format
+// signature verification and attestation verification. All are optional; without them the proxy
+// logs, and refuses what needs the missing verifier.
 import type { Verdict } from './verifier.js';
 import type { SignedIdentity } from '../core/signed-identity.js';
 
@@ -35,4 +36,29 @@ export interface CosignHook {
     /** The policy rule's signedIdentity; undefined is the default. */
     identity?: SignedIdentity;
   }): Promise<Verdict>;
+}
+
+/** One attestation a policy rule requires of a pulled digest (api/policy.schema.json `require.attestations`). */
+export interface AttestationRequirement {
+  predicateType: string;
+  /** Delegations (or `targets`) whose keys count; default any key the trust data names. */
+  signers?: string[];
+  /** Key IDs that count (each must also be named by the trust data). */
+  keys?: string[];
+  /** Dotted paths into the predicate and the JSON value each must equal. */
+  conditions?: Record<string, unknown>;
+}
+
+/** The attestation check: whether `digest` has, for each requirement, an attestation that meets it. */
+export type AttestationCheck =
+  | { ok: true; matched: Array<{ predicateType: string; keyId: string; role: string; via: 'att' | 'referrer' }> }
+  | { ok: false; unavailable?: boolean; message: string };
+
+/**
+ * Attestation verification for pulls under rules that require attestations. `onWritten` tells
+ * of attestations written through trustgate, so verdicts that lacked them are dropped.
+ */
+export interface AttestationHook {
+  verify(req: { gun: string; repository: string; digest: string; require: readonly AttestationRequirement[] }): Promise<AttestationCheck>;
+  onWritten?(listener: (gun: string) => void): void;
 }

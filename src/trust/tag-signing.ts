@@ -22,8 +22,15 @@ import {
   type TrustChanges,
 } from './changes.js';
 import { EditorError, type RepoEditor, type SigningRole } from './editor.js';
-import { pushBundleReferrer, writeCosignSignature, type BundleResult, type CosignResult } from '../registry/signatures.js';
-import { createBundle, tagStatement, type BundleOptions } from '../core/crypto/sigstore.js';
+import {
+  pushBundleReferrer,
+  writeAttestation,
+  writeCosignSignature,
+  type AttestationResult,
+  type BundleResult,
+  type CosignResult,
+} from '../registry/signatures.js';
+import { createBundle, TAG_PREDICATE, tagStatement, type BundleOptions } from '../core/crypto/sigstore.js';
 import { TimestampError } from '../core/crypto/timestamp.js';
 import type { Bundle } from '@sigstore/bundle';
 import { RegistryError, copyManifest, type ManifestHead, type RegistryClient } from '../registry/artifacts.js';
@@ -478,7 +485,11 @@ export class SigningService {
       const repo = this.repoFor(item.gun);
       try {
         if (opts.cosign) item.cosign = await writeCosignSignature(reg, repo, item.gun, item.digest, signer);
-        if (bundles) item.bundle = await pushBundleReferrer(reg, repo, heads.get(i)!, bundles[i]!.bundle, signer.id, bundles[i]!.at);
+        if (bundles)
+          item.bundle = {
+            ...(await pushBundleReferrer(reg, repo, heads.get(i)!, bundles[i]!.bundle, TAG_PREDICATE, bundles[i]!.at)),
+            keyId: signer.id,
+          };
       } catch (e) {
         if (e instanceof RegistryError)
           throw new RegistryError(`signed in TUF, but writing the registry signature for ${item.tag} failed: ${e.message}`, e.status);
@@ -616,6 +627,64 @@ export class SigningService {
       opts,
     );
     return { ...res, source: { digest: v.digest, size: v.length, roles: v.evidence.roles ?? [], keyIds: v.signers } };
+  }
+
+  /**
+   * Signs an in-toto statement about `digest` (which the upstream must hold) with an ECDSA key of
+   * `role` the caller may use, and attaches it as a cosign `.att` and a bundle referrer. Trust
+   * data is not touched: the key signs like it signs cosign signatures.
+   */
+  async attest(
+    a: { gun: string; digest: string; role: string; predicateType: string; predicate: object },
+    who: SigningIdentity,
+  ): Promise<AttestationResult & { gun: string; digest: string; role: string }> {
+    const signing = await this.signingRole(a.gun, a.role);
+    const signers = await this.signersFor(a.gun, a.role, who, signing, {});
+    const ec = signers.find((s) => s.key.keytype.startsWith('ecdsa'));
+    if (!ec)
+      throw new SigningError(
+        400,
+        'UNSUPPORTED_KEY',
+        `attestations need an ECDSA key, and role ${a.role} in ${a.gun} has none this token may use`,
+      );
+    const reg = this.opts.registry;
+    if (!reg)
+      throw new SigningError(
+        400,
+        'UPSTREAM_REQUIRED',
+        'attestations are written to the upstream registry, and none is configured (TRUSTGATE_UPSTREAM)',
+      );
+    const repo = this.repoFor(a.gun);
+    let head: ManifestHead | undefined;
+    try {
+      head = await reg.headManifest(repo, a.digest);
+    } catch (e) {
+      throw new SigningError(502, 'UPSTREAM_ERROR', `could not read ${a.digest} from the upstream registry: ${(e as Error).message}`);
+    }
+    if (!head)
+      throw new SigningError(400, 'DIGEST_UNKNOWN', `${a.digest} is not a manifest in upstream repository ${repo}`, { field: 'digest' });
+    try {
+      const r = await writeAttestation(
+        reg,
+        repo,
+        head,
+        { repository: a.gun, predicateType: a.predicateType, predicate: a.predicate },
+        ec,
+        new Date(this.now()),
+        this.opts.bundles,
+      );
+      return { gun: a.gun, digest: a.digest, role: a.role, ...r };
+    } catch (e) {
+      if (e instanceof RegistryError) throw new SigningError(502, 'UPSTREAM_ERROR', `writing the attestation failed: ${e.message}`);
+      // The bundle is timestamped before anything is pushed.
+      if (e instanceof TimestampError)
+        throw new SigningError(
+          e.unavailable ? 503 : 502,
+          'TSA_ERROR',
+          `could not timestamp the attestation, so nothing was pushed: ${e.message}`,
+        );
+      throw e;
+    }
   }
 
   /** The cosign/bundle verification key of a role: the first ECDSA key the server holds for it. */

@@ -44,6 +44,8 @@ export interface Evidence {
   expiries?: Record<string, string>;
   /** Delegations skipped because they failed their checks. */
   skipped?: Array<{ role: string; reason: FailureReason; message: string }>;
+  /** Attestations the policy required, and who signed each. */
+  attestations?: Array<{ predicateType: string; keyId: string; role: string; via: 'att' | 'referrer' }>;
   checkedAt: string;
 }
 

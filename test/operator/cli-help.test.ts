@@ -17,6 +17,7 @@ const COMMANDS = [
   'inspect',
   'revoke',
   'promote',
+  'attest',
   'repo init',
   'repo trust-reset',
   'key list',

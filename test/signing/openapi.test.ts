@@ -154,4 +154,14 @@ test('every answer of the signing routes matches its documented schema', async (
   assert.equal((await call('get', '/signing/inspect', { query: { gun: newGun('nothing') } })).status, 404);
   assert.equal((await call('get', '/signing/public-key', { query: { gun } })).status, 200);
   assert.equal((await call('get', '/signing/public-key', { query: { gun, role: 'targets/nope' } })).status, 400);
+
+  // Attestations: this server has no upstream (400 UPSTREAM_REQUIRED); the 201 is checked in attest.test.ts.
+  const att = { gun, digest: d, predicateType: 'https://example.com/predicate/v1', predicate: { a: 1 } };
+  const noUpstream = await call('post', '/signing/attest', { body: att });
+  assert.equal(noUpstream.status, 400);
+  assert.equal(noUpstream.body.error.code, 'UPSTREAM_REQUIRED');
+  assert.equal((await call('post', '/signing/attest', { body: { ...att, predicate: 'x' }, invalid: true })).status, 400);
+  assert.equal((await call('post', '/signing/attest', { body: att, token: null })).status, 401);
+  assert.equal((await call('post', '/signing/attest', { body: att, token: s.token(['reader']) })).status, 403);
+  assert.equal((await call('post', '/signing/attest', { body: { ...att, gun: newGun('none') } })).status, 404);
 });

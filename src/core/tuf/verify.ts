@@ -37,6 +37,7 @@ export type FailureReason =
   | 'delegation-path' // the target is listed only by a delegation whose paths do not cover it
   | 'policy-unmet' // signed, but not by the roles or signers the policy requires
   | 'digest-mismatch' // the content fetched does not match the signed digest (used by callers)
+  | 'attestation-missing' // signed, but without an attestation the policy requires (used by callers)
   | 'unavailable'; // trust data or content could not be read (used by callers)
 
 export interface VerifyFailure {
