@@ -4,7 +4,8 @@ import express from 'express';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { StartupError, type Config } from './config/config.js';
 import { openKeyStore } from './keystore/open.js';
 import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js';
@@ -29,6 +30,7 @@ import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
 import { Probes } from './http/probes.js';
 import { errorBody, notFound } from './http/api-error.js';
+import { createDashboard, isDashboardPath } from './dashboard/static.js';
 
 export interface App {
   config: Config;
@@ -148,6 +150,12 @@ async function sharedPassphrase(config: Config, db: PgState, log: Logger, made: 
 /** Tokens, the audit log and pending changes in PostgreSQL, for every instance of one database. */
 function pgState(db: PgState, log: Logger, now: () => number): SharedState {
   return { tokens: new PgTokens(db, now), audit: new PgAuditTrail(db, log, now), pending: new PgPendingRecords<PendingChange>(db, now) };
+}
+
+/** dist/ui/ beside the built server, or (running from src/ under tsx) the last build's. */
+function dashboardDir(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [join(here, 'ui'), join(here, '..', 'dist', 'ui')].find((d) => existsSync(join(d, 'index.html')));
 }
 
 export interface AppOverrides {
@@ -297,6 +305,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     },
     log,
   );
+  const dashboard = createDashboard(dashboardDir());
   const toApi = (req: IncomingMessage, res: ServerResponse) =>
     api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
@@ -304,6 +313,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     if (req.url!.startsWith('/livez') || req.url!.startsWith('/readyz')) {
       if (probes.handle(req, res)) return;
     }
+    if (isDashboardPath(req.url!)) return dashboard(req, res);
     try {
       handled = notary(req, res);
     } catch (e) {
