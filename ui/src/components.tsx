@@ -52,7 +52,19 @@ export function Show<T>({ l, children }: { l: Loaded<T>; children: (data: T) => 
 }
 
 /** Page n (0-based) of `total` items, `size` per page. */
-export function Pager({ page, size, total, onPage, label }: { page: number; size: number; total: number; onPage: (p: number) => void; label: string }) {
+export function Pager({
+  page,
+  size,
+  total,
+  onPage,
+  label,
+}: {
+  page: number;
+  size: number;
+  total: number;
+  onPage: (p: number) => void;
+  label: string;
+}) {
   const pages = Math.max(1, Math.ceil(total / size));
   if (total <= size) return null;
   return (
@@ -71,7 +83,17 @@ export function Pager({ page, size, total, onPage, label }: { page: number; size
 }
 
 /** A button that asks once more, in place, before it acts. */
-export function ConfirmButton({ label, confirm, onConfirm, danger }: { label: string; confirm: string; onConfirm: () => void; danger?: boolean }) {
+export function ConfirmButton({
+  label,
+  confirm,
+  onConfirm,
+  danger,
+}: {
+  label: string;
+  confirm: string;
+  onConfirm: () => void;
+  danger?: boolean;
+}) {
   const [asking, setAsking] = useState(false);
   if (!asking)
     return (
@@ -97,4 +119,14 @@ export function ConfirmButton({ label, confirm, onConfirm, danger }: { label: st
       </button>
     </span>
   );
+}
+
+/** The value after typing has paused, so each keystroke is not a request. */
+export function useDebounced<T>(value: T, ms: number): T {
+  const [v, setV] = useState(value);
+  useEffect(() => {
+    const t = setTimeout(() => setV(value), ms);
+    return () => clearTimeout(t);
+  }, [value, ms]);
+  return v;
 }

@@ -9,7 +9,14 @@ export function matches(pattern: string, gun: string): boolean {
   const p = pattern.split('/');
   const g = gun.split('/');
   const seg = (pp: string, gg: string) =>
-    new RegExp('^' + pp.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$').test(gg);
+    new RegExp(
+      '^' +
+        pp
+          .split('*')
+          .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+          .join('[^/]*') +
+        '$',
+    ).test(gg);
   const walk = (i: number, j: number): boolean => {
     if (i === p.length) return j === g.length;
     if (p[i] === '**') {

@@ -1,34 +1,32 @@
-// Pending m-of-n changes: what each changes, who has signed, and this token's signature where its keys count.
+// Pending m-of-n changes: what each changes (a diff against the role's current file), who has
+// signed, and a button that adds this token's signature where its keys count.
 import { useState } from 'preact/hooks';
 import { api, errorText, must, type Schemas } from '../api';
 import { Problem, Show, Status, useLoad } from '../components';
-import { relative, shortKey, when } from '../format';
+import { bytes, relative, shortDigest, shortKey, when } from '../format';
 import type { Ctx } from '../main';
 
 type Pending = Schemas['Pending'];
+type PartDiff = Schemas['PartDiff'];
 
-/** This token's keys that a part of the change still needs (and that have not signed yet). */
-function myKeysThatCount(p: Pending, mine: string[]): string[] {
-  const out = new Set<string>();
-  for (const part of p.parts)
-    for (const req of part.requirements)
-      if (req.missing > 0)
-        for (const k of req.keyids) if (!req.signedBy.includes(k) && mine.some((m) => k.startsWith(m) || m.startsWith(k))) out.add(k);
-  return [...out];
-}
-
-function PendingCard({ p, ctx, done }: { p: Pending; ctx: Ctx; done: () => void }) {
+function PendingCard({ p, done }: { p: Pending; done: () => void }) {
   const [msg, setMsg] = useState<{ ok?: string; error?: string }>({});
   const [busy, setBusy] = useState(false);
-  const counting = ctx.can.sign(p.gun) ? myKeysThatCount(p, ctx.me.keyIds) : [];
+  const mine = p.caller?.canSign ? p.caller.keyIds : [];
   const sign = async () => {
     setBusy(true);
     setMsg({});
     try {
       let last: Schemas['ChangeResultBase'] | undefined;
-      for (const keyId of counting) last = must(await api.POST('/pending/{id}/signatures', { params: { path: { id: p.id } }, body: { keyId } }));
+      for (const keyId of mine) {
+        last = must(await api.POST('/pending/{id}/signatures', { params: { path: { id: p.id } }, body: { keyId } }));
+        if (last.status === 'published') break;
+      }
       setMsg({
-        ok: last?.status === 'published' ? 'Signed: the change is published.' : `Signed: still waiting for ${last && 'pending' in last ? last.pending.missing : '?'} signature(s).`,
+        ok:
+          last?.status === 'published'
+            ? `Signed: ${p.summary} is published.`
+            : `Signed: still waiting for ${last && 'pending' in last ? last.pending.missing : '?'} more signature(s).`,
       });
       done();
     } catch (e) {
@@ -37,6 +35,7 @@ function PendingCard({ p, ctx, done }: { p: Pending; ctx: Ctx; done: () => void 
       setBusy(false);
     }
   };
+  const byKey = new Map((p.signedBy ?? []).map((s) => [s.keyId, s.by?.name ?? 'unknown']));
   return (
     <article class="card" aria-labelledby={`p-${p.id}`}>
       <h2 id={`p-${p.id}`}>
@@ -46,11 +45,11 @@ function PendingCard({ p, ctx, done }: { p: Pending; ctx: Ctx; done: () => void 
         {p.action} · opened by {p.createdBy.name} {relative(p.createdAt)} · expires {when(p.expiresAt)} · ID <code>{p.id}</code>
       </p>
       {p.parts.map((part) => (
-        <section key={part.role} class="part">
+        <section key={part.role} class="part" aria-label={`${part.role} changes`}>
           <h3>
-            {part.role} → version {part.version}
+            {part.role}: version {part.diff?.fromVersion ?? '—'} → {part.version}
           </h3>
-          <RoleDiff signed={part.signed as Record<string, unknown>} />
+          {part.diff && <RoleDiff d={part.diff} />}
           <ul class="reqs">
             {part.requirements.map((r) => (
               <li key={r.label}>
@@ -58,11 +57,12 @@ function PendingCard({ p, ctx, done }: { p: Pending; ctx: Ctx; done: () => void 
                 {r.signedBy.length > 0 && (
                   <>
                     {' '}
-                    (by{' '}
-                    {r.signedBy.map((k) => (
-                      <code key={k} title={k}>
-                        {shortKey(k)}{' '}
-                      </code>
+                    (
+                    {r.signedBy.map((k, i) => (
+                      <span key={k}>
+                        {i > 0 && ', '}
+                        {byKey.get(k) ?? 'unknown'} with <code title={k}>{shortKey(k)}</code>
+                      </span>
                     ))}
                     )
                   </>
@@ -73,12 +73,12 @@ function PendingCard({ p, ctx, done }: { p: Pending; ctx: Ctx; done: () => void 
           </ul>
         </section>
       ))}
-      {counting.length > 0 ? (
+      {mine.length > 0 ? (
         <button type="button" class="primary" disabled={busy} onClick={sign}>
-          Add my signature ({counting.map(shortKey).join(', ')})
+          Add my signature ({mine.map(shortKey).join(', ')})
         </button>
       ) : (
-        <p class="muted">None of this token's keys is needed here.</p>
+        <p class="muted">None of this token's keys can add a signature here.</p>
       )}
       {msg.ok && <Status>{msg.ok}</Status>}
       {msg.error && <Problem>{msg.error}</Problem>}
@@ -86,43 +86,44 @@ function PendingCard({ p, ctx, done }: { p: Pending; ctx: Ctx; done: () => void 
   );
 }
 
-/** The new role's targets and delegations, as a reader checks them (the full JSON folds out). */
-function RoleDiff({ signed }: { signed: Record<string, unknown> }) {
-  const targets = (signed.targets ?? {}) as Record<string, { hashes?: { sha256?: string }; length?: number }>;
-  const roles = ((signed.delegations as { roles?: Array<{ name: string; keyids: string[]; threshold: number }> } | undefined)?.roles ?? []) as Array<{
-    name: string;
-    keyids: string[];
-    threshold: number;
-  }>;
+const target = (t: Schemas['TargetEntry']) => `${shortDigest(t.digest)}… (${bytes(t.size)})`;
+
+/** The part's changes line by line: + added, − removed, ~ changed. */
+function RoleDiff({ d }: { d: PartDiff }) {
+  const lines: Array<[string, string]> = [];
+  for (const t of d.targets.added) lines.push(['add', `+ tag ${t.tag} → ${target(t)}`]);
+  for (const t of d.targets.removed) lines.push(['del', `− tag ${t.tag} (was ${target(t)})`]);
+  for (const t of d.targets.changed) lines.push(['chg', `~ tag ${t.tag}: ${target(t.from)} → ${target(t.to)}`]);
+  for (const r of d.roles) {
+    const bits = [
+      ...r.keyIdsAdded.map((k) => `+key ${shortKey(k)}`),
+      ...r.keyIdsRemoved.map((k) => `−key ${shortKey(k)}`),
+      ...(r.threshold ? [`threshold ${r.threshold.from ?? '—'} → ${r.threshold.to ?? '—'}`] : []),
+      ...(r.paths ? [`paths ${(r.paths.from ?? []).join(',') || '—'} → ${(r.paths.to ?? []).join(',') || '—'}`] : []),
+    ];
+    const sign = r.change === 'added' ? '+' : r.change === 'removed' ? '−' : '~';
+    lines.push([
+      r.change === 'added' ? 'add' : r.change === 'removed' ? 'del' : 'chg',
+      `${sign} role ${r.role}: ${bits.join(', ') || r.change}`,
+    ]);
+  }
+  if (d.expires.from !== d.expires.to) lines.push(['chg', `~ expires ${when(d.expires.from)} → ${when(d.expires.to)}`]);
   return (
-    <div class="diff">
-      {Object.keys(targets).length > 0 && (
-        <ul>
-          {Object.entries(targets).map(([name, t]) => (
-            <li key={name}>
-              tag <strong>{name}</strong> → {t.length ?? '?'} bytes
-            </li>
-          ))}
-        </ul>
+    <ul class="diff" aria-label={`Changes to ${d.role}`}>
+      {lines.length === 0 ? (
+        <li>No change to tags or keys (a re-signing).</li>
+      ) : (
+        lines.map(([k, l], i) => (
+          <li key={i} class={k}>
+            {l}
+          </li>
+        ))
       )}
-      {roles.length > 0 && (
-        <ul>
-          {roles.map((r) => (
-            <li key={r.name}>
-              delegation <strong>{r.name}</strong>: {r.keyids.length} keys, threshold {r.threshold}
-            </li>
-          ))}
-        </ul>
-      )}
-      <details>
-        <summary>New role metadata</summary>
-        <pre>{JSON.stringify(signed, null, 2)}</pre>
-      </details>
-    </div>
+    </ul>
   );
 }
 
-export function ApprovalsPage({ ctx }: { ctx: Ctx }) {
+export function ApprovalsPage(_: { ctx: Ctx }) {
   const list = useLoad(async () => must(await api.GET('/pending')).pending, []);
   return (
     <>
@@ -133,9 +134,9 @@ export function ApprovalsPage({ ctx }: { ctx: Ctx }) {
             <p role="status">No change is waiting for signatures.</p>
           ) : (
             <>
-              <p class="muted">{pending.length} pending change(s)</p>
+              <p class="muted">{pending.length} pending change(s), waiting for m-of-n signatures</p>
               {pending.map((p) => (
-                <PendingCard key={p.id} p={p} ctx={ctx} done={list.reload} />
+                <PendingCard key={p.id} p={p} done={list.reload} />
               ))}
             </>
           )

@@ -53,7 +53,11 @@ export function ExpiringPage(_: { ctx: Ctx }) {
                   {l.items.map((i) => (
                     <tr key={`${i.gun} ${i.role}`} class={i.expired ? 'expired' : ''}>
                       <td>
-                        {when(i.expires)} <span class="muted">({i.expired ? 'expired ' : ''}{relative(i.expires)})</span>
+                        {when(i.expires)}{' '}
+                        <span class="muted">
+                          ({i.expired ? 'expired ' : ''}
+                          {relative(i.expires)})
+                        </span>
                       </td>
                       <td>
                         <a href={`#/repo/${encodeURIComponent(i.gun)}`}>{i.gun}</a>

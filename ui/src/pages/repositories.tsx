@@ -1,7 +1,8 @@
-// Every repository the token may read: signed tags, roles, the soonest expiry; search and pages.
+// Every repository the token may read, a page at a time from the server: signed tags, roles and
+// the soonest expiry, with a search box (the server filters, so 1,000 repositories stay light).
 import { useState } from 'preact/hooks';
 import { api, must } from '../api';
-import { Pager, Show, useLoad } from '../components';
+import { Pager, Show, useDebounced, useLoad } from '../components';
 import { relative, when } from '../format';
 import type { Ctx } from '../main';
 
@@ -10,7 +11,12 @@ const PAGE = 50;
 export function RepositoriesPage(_: { ctx: Ctx }) {
   const [q, setQ] = useState('');
   const [page, setPage] = useState(0);
-  const list = useLoad(async () => must(await api.GET('/repositories')).repositories, []);
+  const query = useDebounced(q.trim(), 250);
+  const list = useLoad(
+    async () =>
+      must(await api.GET('/repositories', { params: { query: { ...(query ? { q: query } : {}), offset: page * PAGE, limit: PAGE } } })),
+    [query, page],
+  );
   return (
     <>
       <h1>Repositories</h1>
@@ -28,15 +34,14 @@ export function RepositoriesPage(_: { ctx: Ctx }) {
         />
       </form>
       <Show l={list}>
-        {(repos) => {
-          const needle = q.trim().toLowerCase();
-          const hits = needle ? repos.filter((r) => r.gun.toLowerCase().includes(needle)) : repos;
-          const shown = hits.slice(page * PAGE, (page + 1) * PAGE);
-          return (
-            <>
-              <p class="muted" role="status">
-                {hits.length.toLocaleString('en')} of {repos.length.toLocaleString('en')} repositories
-              </p>
+        {(l) => (
+          <>
+            <p class="muted" role="status" id="repo-count">
+              {l.total.toLocaleString('en')} {query ? 'matching ' : ''}repositories
+            </p>
+            {l.total === 0 ? (
+              <p>No repository{query ? ' matches' : ' yet'}.</p>
+            ) : (
               <div class="scroll">
                 <table>
                   <caption class="sr-only">Repositories</caption>
@@ -46,30 +51,28 @@ export function RepositoriesPage(_: { ctx: Ctx }) {
                       <th scope="col" class="num">
                         Signed tags
                       </th>
-                      <th scope="col" class="num">
-                        Delegations
-                      </th>
-                      <th scope="col" class="num">
-                        Root / targets version
-                      </th>
+                      <th scope="col">Roles</th>
                       <th scope="col">Soonest expiry</th>
                     </tr>
                   </thead>
                   <tbody>
-                    {shown.map((r) => (
+                    {l.repositories.map((r) => (
                       <tr key={r.gun}>
-                        <td>
+                        <th scope="row">
                           <a href={`#/repo/${encodeURIComponent(r.gun)}`}>{r.gun}</a>
-                        </td>
-                        <td class="num">{r.tagCount}</td>
-                        <td class="num">{r.delegationCount}</td>
+                        </th>
                         <td class="num">
-                          {r.rootVersion} / {r.targetsVersion ?? '—'}
+                          {r.signedTagCount}
+                          {r.tagCount !== r.signedTagCount && <span class="muted"> ({r.tagCount} in all roles)</span>}
+                        </td>
+                        <td>
+                          {r.roles.length} <span class="muted">({r.delegationCount} delegations)</span>
                         </td>
                         <td>
                           {r.nextExpiry ? (
                             <>
-                              {r.nextExpiry.role}: {when(r.nextExpiry.expires)} <span class="muted">({relative(r.nextExpiry.expires)})</span>
+                              {r.nextExpiry.role}: {when(r.nextExpiry.expires)}{' '}
+                              <span class="muted">({relative(r.nextExpiry.expires)})</span>
                             </>
                           ) : (
                             '—'
@@ -80,11 +83,10 @@ export function RepositoriesPage(_: { ctx: Ctx }) {
                   </tbody>
                 </table>
               </div>
-              {hits.length === 0 && <p>No repository matches.</p>}
-              <Pager page={page} size={PAGE} total={hits.length} onPage={setPage} label="repositories" />
-            </>
-          );
-        }}
+            )}
+            <Pager page={page} size={PAGE} total={l.total} onPage={setPage} label="repositories" />
+          </>
+        )}
       </Show>
     </>
   );

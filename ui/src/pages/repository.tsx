@@ -1,12 +1,14 @@
 // One repository: its signed tags, roles and keys (where each is held, when its role expires),
 // delegations and signers, and the actions the token may take on them.
 import { useState } from 'preact/hooks';
+import { useDebounced } from '../components';
 import { api, errorText, must, type Schemas } from '../api';
 import { ConfirmButton, Pager, Problem, Show, Status, useLoad } from '../components';
 import { bytes, relative, shortDigest, shortKey, when } from '../format';
 import type { Ctx } from '../main';
 
 const TAG_PAGE = 100;
+const LOCATION = { keystore: 'keystore', hsm: 'HSM', offline: 'offline' } as const;
 type Change = Schemas['ChangeResultBase'];
 
 /** What a change did, in words, with the pending change to approve when it waits. */
@@ -18,10 +20,12 @@ function outcome(r: Change | { status?: string; summary?: string; pending?: { id
 
 function useAction(after: () => void) {
   const [msg, setMsg] = useState<{ ok?: string; error?: string }>({});
+  const [version, setVersion] = useState(0);
   const run = async (f: () => Promise<string>) => {
     setMsg({});
     try {
       setMsg({ ok: await f() });
+      setVersion((v) => v + 1);
       after();
     } catch (e) {
       setMsg({ error: errorText(e) });
@@ -33,7 +37,7 @@ function useAction(after: () => void) {
       {msg.error && <Problem>{msg.error}</Problem>}
     </>
   );
-  return { run, view };
+  return { run, view, version };
 }
 
 function KeyCell({ ids, keys }: { ids: string[]; keys: Map<string, Schemas['KeyInfo']> }) {
@@ -44,7 +48,7 @@ function KeyCell({ ids, keys }: { ids: string[]; keys: Map<string, Schemas['KeyI
         return (
           <li key={id}>
             <code title={id}>{shortKey(id)}</code>{' '}
-            <span class={`held held-${k?.held ?? 'elsewhere'}`}>{k ? (k.held === 'offline' ? 'offline' : k.keystore ?? k.held) : 'held elsewhere'}</span>
+            <span class={`held held-${k?.location ?? 'elsewhere'}`}>{k ? LOCATION[k.location] : 'not held here (public key only)'}</span>
           </li>
         );
       })}
@@ -72,11 +76,11 @@ export function RepositoryPage({ ctx, gun }: { ctx: Ctx; gun: string }) {
         {({ repo: r, keys }) => (
           <>
             <p class="muted">
-              Root key: {r.rootKey === 'offline' ? 'offline (held by its owner)' : 'in the keystore'} · {r.signedTags.length} signed tags ·{' '}
-              {r.delegations.length} delegations
+              Root key: {r.rootKey === 'offline' ? 'offline (held by its owner)' : 'held by the server'} · {r.signedTags.length} signed tags
+              · {r.delegations.length} delegations · {r.signers.length} signers
             </p>
             {canSign && <SignForm gun={gun} roles={['targets', ...r.delegations.map((d) => d.role)]} run={act.run} />}
-            <TagList gun={gun} tags={r.signedTags} canSign={canSign} run={act.run} />
+            <TagList gun={gun} canSign={canSign} run={act.run} version={act.version} />
             <section aria-labelledby="roles-h">
               <h2 id="roles-h">Roles and keys</h2>
               <div class="scroll">
@@ -201,7 +205,11 @@ export function RepositoryPage({ ctx, gun }: { ctx: Ctx; gun: string }) {
                                 confirm={`Confirm: remove ${s.name}`}
                                 onConfirm={() =>
                                   act.run(async () =>
-                                    outcome(must(await api.DELETE('/repositories/{gun}/signers/{name}', { params: { path: { gun, name: s.name } } }))),
+                                    outcome(
+                                      must(
+                                        await api.DELETE('/repositories/{gun}/signers/{name}', { params: { path: { gun, name: s.name } } }),
+                                      ),
+                                    ),
                                   )
                                 }
                               />
@@ -224,20 +232,27 @@ export function RepositoryPage({ ctx, gun }: { ctx: Ctx; gun: string }) {
 
 function TagList({
   gun,
-  tags,
   canSign,
   run,
+  version,
 }: {
   gun: string;
-  tags: Schemas['SignedTag'][];
   canSign: boolean;
   run: (f: () => Promise<string>) => void;
+  version: number;
 }) {
   const [q, setQ] = useState('');
   const [page, setPage] = useState(0);
-  const needle = q.trim().toLowerCase();
-  const hits = needle ? tags.filter((t) => t.tag.toLowerCase().includes(needle) || t.digest.includes(needle)) : tags;
-  const shown = hits.slice(page * TAG_PAGE, (page + 1) * TAG_PAGE);
+  const query = useDebounced(q.trim(), 250);
+  const tags = useLoad(
+    async () =>
+      must(
+        await api.GET('/repositories/{gun}/tags', {
+          params: { path: { gun }, query: { ...(query ? { q: query } : {}), offset: page * TAG_PAGE, limit: TAG_PAGE } },
+        }),
+      ),
+    [gun, query, page, version],
+  );
   return (
     <section aria-labelledby="tags-h">
       <h2 id="tags-h">Signed tags</h2>
@@ -253,52 +268,74 @@ function TagList({
           }}
         />
       </div>
-      {hits.length === 0 ? (
-        <p>No signed tags{needle ? ' match' : ''}.</p>
-      ) : (
-        <div class="scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Tag</th>
-                <th scope="col">Digest</th>
-                <th scope="col" class="num">
-                  Size
-                </th>
-                <th scope="col">Role</th>
-                <th scope="col">Signed by</th>
-                {canSign && <th scope="col">Actions</th>}
-              </tr>
-            </thead>
-            <tbody>
-              {shown.map((t) => (
-                <tr key={t.tag}>
-                  <th scope="row">{t.tag}</th>
-                  <td>
-                    <code title={t.digest}>sha256:{shortDigest(t.digest)}…</code>
-                  </td>
-                  <td class="num">{bytes(t.size)}</td>
-                  <td>{t.roles.join(', ')}</td>
-                  <td>{t.signers.join(', ') || '—'}</td>
-                  {canSign && (
-                    <td>
-                      <ConfirmButton
-                        danger
-                        label={`Revoke ${t.tag}`}
-                        confirm={`Confirm: revoke ${t.tag}`}
-                        onConfirm={() =>
-                          run(async () => outcome(must(await api.DELETE('/repositories/{gun}/tags/{tag}', { params: { path: { gun, tag: t.tag } } }))))
-                        }
-                      />
-                    </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-      <Pager page={page} size={TAG_PAGE} total={hits.length} onPage={setPage} label="tags" />
+      <Show l={tags}>
+        {(l) => (
+          <>
+            <p class="muted" role="status">
+              {l.total.toLocaleString('en')} {query ? 'matching ' : ''}tags
+            </p>
+            {l.tags.length > 0 && (
+              <div class="scroll">
+                <table>
+                  <thead>
+                    <tr>
+                      <th scope="col">Tag</th>
+                      <th scope="col">Digest</th>
+                      <th scope="col" class="num">
+                        Size
+                      </th>
+                      <th scope="col">Role</th>
+                      <th scope="col">Signer</th>
+                      <th scope="col">Signed</th>
+                      {canSign && <th scope="col">Actions</th>}
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {l.tags.map((t) => (
+                      <tr key={`${t.tag} ${t.digest}`}>
+                        <th scope="row">{t.tag}</th>
+                        <td>
+                          <code title={t.digest}>{shortDigest(t.digest)}…</code>
+                        </td>
+                        <td class="num">{bytes(t.size)}</td>
+                        <td>{t.roles.join(', ')}</td>
+                        <td>{t.signers.join(', ') || '—'}</td>
+                        <td>
+                          {t.signedAt ? (
+                            <span title={t.signedAtExact ? 'first stored with this digest' : 'at or before'}>
+                              {t.signedAtExact ? '' : '≤ '}
+                              {when(t.signedAt)}
+                            </span>
+                          ) : (
+                            '—'
+                          )}
+                        </td>
+                        {canSign && (
+                          <td>
+                            <ConfirmButton
+                              danger
+                              label={`Revoke ${t.tag}`}
+                              confirm={`Confirm: revoke ${t.tag}`}
+                              onConfirm={() =>
+                                run(async () =>
+                                  outcome(
+                                    must(await api.DELETE('/repositories/{gun}/tags/{tag}', { params: { path: { gun, tag: t.tag } } })),
+                                  ),
+                                )
+                              }
+                            />
+                          </td>
+                        )}
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+            )}
+            <Pager page={page} size={TAG_PAGE} total={l.total} onPage={setPage} label="tags" />
+          </>
+        )}
+      </Show>
     </section>
   );
 }
@@ -369,7 +406,13 @@ function AddSignerForm({ gun, run }: { gun: string; run: (f: () => Promise<strin
         }}
       >
         <label for="signer-name">Name</label>
-        <input id="signer-name" required pattern="[a-z0-9_\-]{1,64}" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+        <input
+          id="signer-name"
+          required
+          pattern="[a-z0-9_\-]{1,64}"
+          value={name}
+          onInput={(e) => setName((e.target as HTMLInputElement).value)}
+        />
         <label for="signer-pem">Public key (PEM; empty: the server generates one)</label>
         <textarea id="signer-pem" rows={4} value={pem} onInput={(e) => setPem((e.target as HTMLTextAreaElement).value)} />
         <button type="submit" class="primary">
