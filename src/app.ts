@@ -20,6 +20,7 @@ import { KeyStoreError, type KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createNotaryHandler } from './notary/handler.js';
 import { Metrics } from './observability/metrics.js';
+import { ProxyActivity } from './observability/proxy-activity.js';
 import { createFileDurable } from './state/durable.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
@@ -51,6 +52,8 @@ export interface App {
   signing: Signing;
   /** /livez and /readyz, on this listener and the proxy's; `draining` marks shutdown. */
   probes: Probes;
+  /** The registry proxy's refusals and cache hits (it writes, GET /api/v1/proxy/denials reads). */
+  proxyActivity: ProxyActivity;
   close(): Promise<void>;
 }
 
@@ -192,6 +195,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();
+  const proxyActivity = new ProxyActivity(undefined, over.now ?? Date.now);
   // Refused Notary API tokens go to the audit log, which the management API (made below) owns.
   let auditDenial: ((d: NotaryDenial) => void) | undefined;
   // Who made each Notary API request let through, so its write is audited with its actor.
@@ -265,6 +269,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
     tagSigning: () => signing.service,
+    proxyActivity,
     ...(db ? { shared: pgState(db, log, over.now ?? Date.now) } : {}),
   });
   const mgmt = management;
@@ -344,6 +349,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     management: mgmt,
     signing,
     probes,
+    proxyActivity,
     close: async () => {
       signing.close();
       await mgmt.close().catch((e: Error) => log('warn', 'audit log refusal counts not written', { error: e.message }));

@@ -25,6 +25,7 @@ import type { AuditActor, AuditInput } from '../audit/log.js';
 import type { AuditTrail } from '../audit/trail.js';
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import type { DraftBuilder, RepoView } from './draft.js';
+import type { RoleChange, TargetsChange } from '../core/tuf/role-diff.js';
 import { badRequest, notFound } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
 import { readPrivateKeyPem, sameKey } from './material.js';
@@ -56,6 +57,17 @@ export interface PartView {
   signatures: Array<{ keyid: string; method: string }>;
   requirements: Array<{ label: string; keyids: string[]; threshold: number; signedBy: string[]; missing: number }>;
   missing: number;
+  /** What the part changes (the pending routes only). */
+  diff?: PartDiff;
+}
+
+export interface PartDiff {
+  role: string;
+  fromVersion: number | null;
+  toVersion: number;
+  expires: { from: string | null; to: string };
+  targets: TargetsChange;
+  roles: RoleChange[];
 }
 
 export interface PendingView {
@@ -68,6 +80,10 @@ export interface PendingView {
   expiresAt: string;
   parts: PartView[];
   missing: number;
+  /** Who added each signature (the pending routes only). */
+  signedBy?: Array<{ keyId: string; roles: string[]; by: { id: string; name: string } | null }>;
+  /** What the calling token can still add (the pending routes only). */
+  caller?: { canSign: boolean; keyIds: string[] };
 }
 
 export type ChangeResult =

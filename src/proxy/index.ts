@@ -8,6 +8,7 @@ import { allows, type Scope } from '../auth/tokens.js';
 import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
+import type { ProxyActivity } from '../observability/proxy-activity.js';
 import { UpstreamRegistry } from '../registry/artifacts.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
@@ -38,6 +39,8 @@ export interface ProxyDeps {
   changes?: TrustChanges;
   /** /livez and /readyz, answered on the proxy's port too. */
   probes?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
+  /** Refusals and verdict-cache hits, for the management API's GET /proxy/denials. */
+  activity?: ProxyActivity;
 }
 
 export interface RunningProxyParts {
@@ -97,7 +100,9 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     ...(deps.audit ? { audit: deps.audit } : {}),
     ...(deps.cosign ? { cosign: deps.cosign } : {}),
     ...(deps.probes ? { probes: deps.probes } : {}),
+    ...(deps.activity ? { activity: deps.activity } : {}),
   });
+  deps.activity?.attach(() => ({ kind: cache.kind, hits: cache.hits, misses: cache.misses }));
   return {
     proxy,
     verifier,
@@ -108,6 +113,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     async close() {
       deps.trust.events.off('change', onChange);
       deps.trust.events.off('resync', onResync);
+      deps.activity?.detach();
       policy.close();
       await proxy.close();
       await cache.close();
@@ -131,6 +137,7 @@ export interface ProxyHost {
   now: () => number;
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   probes?: ProxyDeps['probes'];
+  proxyActivity?: ProxyActivity;
 }
 
 export interface StartedProxy extends RunningProxyParts {
@@ -173,6 +180,7 @@ export async function startProxy(
     scheme: tls ? 'https' : 'http',
     changes: app.management.changes,
     ...(app.probes ? { probes: app.probes } : {}),
+    ...(app.proxyActivity ? { activity: app.proxyActivity } : {}),
     ...extra,
   });
   const timeouts = proxyTimeouts(app.config.http, app.config.proxyRequestTimeoutMs);
