@@ -1,7 +1,7 @@
 // Every repository the token may read, a page at a time from the server: signed tags, roles and
 // the soonest expiry, with a search box (the server filters, so 1,000 repositories stay light).
 import { useState } from 'preact/hooks';
-import { api, must } from '../api';
+import { api, must, type Schemas } from '../api';
 import { Pager, Show, useDebounced, useLoad } from '../components';
 import { relative, when } from '../format';
 import type { Ctx } from '../main';
@@ -53,6 +53,7 @@ export function RepositoriesPage(_: { ctx: Ctx }) {
                       </th>
                       <th scope="col">Roles</th>
                       <th scope="col">Soonest expiry</th>
+                      <th scope="col">Needs re-signing by</th>
                     </tr>
                   </thead>
                   <tbody>
@@ -69,14 +70,10 @@ export function RepositoriesPage(_: { ctx: Ctx }) {
                           {r.roles.length} <span class="muted">({r.delegationCount} delegations)</span>
                         </td>
                         <td>
-                          {r.nextExpiry ? (
-                            <>
-                              {r.nextExpiry.role}: {when(r.nextExpiry.expires)}{' '}
-                              <span class="muted">({relative(r.nextExpiry.expires)})</span>
-                            </>
-                          ) : (
-                            '—'
-                          )}
+                          <Expiry e={r.nextExpiry} />
+                        </td>
+                        <td>
+                          <Expiry e={r.nextManualExpiry} />
                         </td>
                       </tr>
                     ))}
@@ -88,6 +85,15 @@ export function RepositoriesPage(_: { ctx: Ctx }) {
           </>
         )}
       </Show>
+    </>
+  );
+}
+
+function Expiry({ e }: { e: Schemas['RoleExpiry'] }) {
+  if (!e) return <>—</>;
+  return (
+    <>
+      {e.role}: {when(e.expires)} <span class="muted">({relative(e.expires)})</span>
     </>
   );
 }
