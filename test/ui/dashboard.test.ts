@@ -170,7 +170,10 @@ test('a repository made by notary: tags with digest, size, role, signer and time
   const roles = page.getByRole('region', { name: 'Roles and keys' });
   const root = await roles.getByRole('row').filter({ hasText: /^root/ }).innerText();
   assert.match(root, /not held here|offline/, 'notary keeps the root key');
-  const timestamp = await roles.getByRole('row').filter({ hasText: /^timestamp/ }).innerText();
+  const timestamp = await roles
+    .getByRole('row')
+    .filter({ hasText: /^timestamp/ })
+    .innerText();
   assert.match(timestamp, /keystore/, 'the server holds the timestamp key');
   assert.match(timestamp, /\d{4}-\d\d-\d\d/, 'with its expiry');
   // What notary lists is what the page shows.
@@ -208,7 +211,10 @@ test('an admin signs a digest, adds and removes a signer, rotates a key and revo
   const snapshotKey = before.find((r: { role: string }) => r.role === 'snapshot').keyIds[0];
   await page.getByRole('button', { name: 'Rotate snapshot key' }).click();
   await page.getByRole('button', { name: 'Confirm: rotate the snapshot key' }).click();
-  await page.getByRole('status').filter({ hasText: /snapshot/ }).waitFor();
+  await page
+    .getByRole('status')
+    .filter({ hasText: /snapshot/ })
+    .waitFor();
   const after = (await callOk(tg.url, tg.adminToken, 'GET', `/repositories/${encodeURIComponent(API_GUN)}`, undefined, 200)).roles;
   assert.notEqual(after.find((r: { role: string }) => r.role === 'snapshot').keyIds[0], snapshotKey);
 
@@ -300,7 +306,11 @@ test('a reader sees every page but no action button, and the API refuses it with
       const token = Object.values(sessionStorage)[0]!;
       const h = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       const g = encodeURIComponent(gun);
-      const sign = await fetch(`/api/v1/repositories/${g}/tags`, { method: 'POST', headers: h, body: JSON.stringify({ tag: 'evil', digest: d, size: 1 }) });
+      const sign = await fetch(`/api/v1/repositories/${g}/tags`, {
+        method: 'POST',
+        headers: h,
+        body: JSON.stringify({ tag: 'evil', digest: d, size: 1 }),
+      });
       const revoke = await fetch(`/api/v1/repositories/${g}/tags/stable`, { method: 'DELETE', headers: h });
       const signer = await fetch(`/api/v1/repositories/${g}/signers/alice`, { method: 'DELETE', headers: h });
       return [sign.status, revoke.status, signer.status];
@@ -330,7 +340,11 @@ test('a signer may sign and revoke only in its repositories and sees no admin ac
   await page.getByRole('heading', { name: OTHER_GUN }).waitFor();
   await page.getByRole('region', { name: 'Signed tags' }).waitFor();
   assert.deepEqual(await page.locator('main button').allInnerTexts(), [], 'nothing to do outside its pattern');
-  assert.equal((await call(tg.url, signer, 'POST', `/repositories/${encodeURIComponent(OTHER_GUN)}/tags`, { tag: 'x', digest: digest('x'), size: 1 })).status, 403);
+  assert.equal(
+    (await call(tg.url, signer, 'POST', `/repositories/${encodeURIComponent(OTHER_GUN)}/tags`, { tag: 'x', digest: digest('x'), size: 1 }))
+      .status,
+    403,
+  );
   await done(w);
 });
 
@@ -353,7 +367,9 @@ test('keyboard only: Tab reaches the navigation, Enter follows a link, and the f
   await page.goto(`${tg.url}/ui/${repoHash(API_GUN)}`);
   await page.getByText('Sign a digest').click();
   const unlabeled = await page.evaluate(() =>
-    [...document.querySelectorAll('input, select, textarea')].filter((e) => !(e as HTMLInputElement).labels?.length).map((e) => e.outerHTML),
+    [...document.querySelectorAll('input, select, textarea')]
+      .filter((e) => !(e as HTMLInputElement).labels?.length)
+      .map((e) => e.outerHTML),
   );
   assert.deepEqual(unlabeled, []);
   await done(w);

@@ -9,28 +9,31 @@ import type { Ctx } from '../main';
 type Pending = Schemas['Pending'];
 type PartDiff = Schemas['PartDiff'];
 
-function PendingCard({ p, done }: { p: Pending; done: () => void }) {
-  const [msg, setMsg] = useState<{ ok?: string; error?: string }>({});
+interface Outcome {
+  ok?: string;
+  error?: string;
+}
+
+/** One change; `done` gets what signing did (shown above the list, which reloads without a published change). */
+function PendingCard({ p, done }: { p: Pending; done: (o: Outcome) => void }) {
   const [busy, setBusy] = useState(false);
   const mine = p.caller?.canSign ? p.caller.keyIds : [];
   const sign = async () => {
     setBusy(true);
-    setMsg({});
     try {
       let last: Schemas['ChangeResultBase'] | undefined;
       for (const keyId of mine) {
         last = must(await api.POST('/pending/{id}/signatures', { params: { path: { id: p.id } }, body: { keyId } }));
         if (last.status === 'published') break;
       }
-      setMsg({
+      done({
         ok:
           last?.status === 'published'
-            ? `Signed: ${p.summary} is published.`
-            : `Signed: still waiting for ${last && 'pending' in last ? last.pending.missing : '?'} more signature(s).`,
+            ? `Signed ${p.summary} (${p.gun}): it is published.`
+            : `Signed ${p.summary} (${p.gun}): still waiting for ${last && 'pending' in last ? last.pending.missing : '?'} more signature(s).`,
       });
-      done();
     } catch (e) {
-      setMsg({ error: errorText(e) });
+      done({ error: errorText(e) });
     } finally {
       setBusy(false);
     }
@@ -80,8 +83,6 @@ function PendingCard({ p, done }: { p: Pending; done: () => void }) {
       ) : (
         <p class="muted">None of this token's keys can add a signature here.</p>
       )}
-      {msg.ok && <Status>{msg.ok}</Status>}
-      {msg.error && <Problem>{msg.error}</Problem>}
     </article>
   );
 }
@@ -125,9 +126,16 @@ function RoleDiff({ d }: { d: PartDiff }) {
 
 export function ApprovalsPage(_: { ctx: Ctx }) {
   const list = useLoad(async () => must(await api.GET('/pending')).pending, []);
+  const [msg, setMsg] = useState<Outcome>({});
+  const done = (o: Outcome) => {
+    setMsg(o);
+    list.reload();
+  };
   return (
     <>
       <h1>Approvals</h1>
+      {msg.ok && <Status>{msg.ok}</Status>}
+      {msg.error && <Problem>{msg.error}</Problem>}
       <Show l={list}>
         {(pending) =>
           pending.length === 0 ? (
@@ -136,7 +144,7 @@ export function ApprovalsPage(_: { ctx: Ctx }) {
             <>
               <p class="muted">{pending.length} pending change(s), waiting for m-of-n signatures</p>
               {pending.map((p) => (
-                <PendingCard key={p.id} p={p} done={list.reload} />
+                <PendingCard key={p.id} p={p} done={done} />
               ))}
             </>
           )
