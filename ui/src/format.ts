@@ -11,6 +11,7 @@ export function relative(iso: string | null | undefined, now = Date.now()): stri
   if (!iso) return '';
   const ms = new Date(iso).getTime() - now;
   const abs = Math.abs(ms);
+  if (abs < 60_000) return 'just now';
   const [n, unit] =
     abs < 3_600_000
       ? [Math.round(abs / 60_000), 'min']

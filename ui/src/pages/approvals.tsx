@@ -108,7 +108,7 @@ function RoleDiff({ d }: { d: PartDiff }) {
       `${sign} role ${r.role}: ${bits.join(', ') || r.change}`,
     ]);
   }
-  if (d.expires.from !== d.expires.to) lines.push(['chg', `~ expires ${when(d.expires.from)} → ${when(d.expires.to)}`]);
+  if (when(d.expires.from) !== when(d.expires.to)) lines.push(['chg', `~ expires ${when(d.expires.from)} → ${when(d.expires.to)}`]);
   return (
     <ul class="diff" aria-label={`Changes to ${d.role}`}>
       {lines.length === 0 ? (

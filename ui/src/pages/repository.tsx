@@ -77,7 +77,7 @@ export function RepositoryPage({ ctx, gun }: { ctx: Ctx; gun: string }) {
           <>
             <p class="muted">
               Root key: {r.rootKey === 'offline' ? 'offline (held by its owner)' : 'held by the server'} · {r.signedTags.length} signed tags
-              · {r.delegations.length} delegations · {r.signers.length} signers
+              · {r.delegations.length} delegation(s) · {r.signers.length} signer(s)
             </p>
             {canSign && <SignForm gun={gun} roles={['targets', ...r.delegations.map((d) => d.role)]} run={act.run} />}
             <TagList gun={gun} canSign={canSign} run={act.run} version={act.version} />
