@@ -30,14 +30,16 @@ try {
   for (let i = 0; i < 5; i++) await get(`${s.px.url}/v2/shop/web/manifests/1.2.0`);
   await callOk(base, admin, 'DELETE', `/repositories/${enc(s.gun('shop/web'))}/tags/1.0.0`, undefined, 200);
   await skopeoCopy(img.ref, `docker://${s.reg.host}/shop/unsigned:latest`);
-  for (const ref of ['shop/web/manifests/1.0.0', 'shop/unsigned/manifests/latest', 'shop/web/manifests/9.9.9']) await get(`${s.px.url}/v2/${ref}`);
+  for (const ref of ['shop/web/manifests/1.0.0', 'shop/unsigned/manifests/latest', 'shop/web/manifests/9.9.9'])
+    await get(`${s.px.url}/v2/${ref}`);
   await callOk(base, admin, 'POST', `/repositories/${enc(s.gun('shop/web'))}/signers`, { name: 'release-bot', generate: true }, 200);
 
   // A repository as the notary CLI makes it (its root key offline).
   const cli = await notaryCli({ server: base, token: admin });
   const notaryGun = 'registry.example.com/platform/base-image';
   await cli.runOk(['init', notaryGun, '-p']);
-  for (const v of ['bookworm', 'bookworm-slim', 'trixie']) await cli.runOk(['addhash', notaryGun, v, '29123', '--sha256', sha256Hex(v), '-p']);
+  for (const v of ['bookworm', 'bookworm-slim', 'trixie'])
+    await cli.runOk(['addhash', notaryGun, v, '29123', '--sha256', sha256Hex(v), '-p']);
   await cli.cleanup();
 
   // A 2-of-2 targets change waiting for its second key holder.
@@ -48,7 +50,14 @@ try {
   const keyB = (await callOk(base, admin, 'POST', `/repositories/${enc(payments)}/roles/targets/keys`, { threshold: 2 }, 200)).keyId;
   const alice = s.tg.token([`signer:${payments}`], { name: 'alice', keyIds: [keyA] });
   const bob = s.tg.token([`signer:${payments}`], { name: 'bob', keyIds: [keyB] });
-  await callOk(base, alice, 'POST', `/repositories/${enc(payments)}/tags`, { tag: 'v2.4.0', digest: `sha256:${sha256Hex('v2.4.0')}`, size: 7023 }, 202);
+  await callOk(
+    base,
+    alice,
+    'POST',
+    `/repositories/${enc(payments)}/tags`,
+    { tag: 'v2.4.0', digest: `sha256:${sha256Hex('v2.4.0')}`, size: 7023 },
+    202,
+  );
 
   mkdirSync(OUT, { recursive: true });
   const shot = async (w: Awaited<ReturnType<typeof browser.open>>, name: string) => {

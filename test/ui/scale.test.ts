@@ -38,7 +38,9 @@ test('250 repositories: a page of 50 at a time, the search asks the server, the 
   const { page } = w;
   const first = await repositoriesLoadTime(page, tg.url, REPOS);
   const again = await repositoriesLoadTime(page, tg.url, REPOS);
-  t.diagnostic(`Repositories page at ${REPOS} repositories: shown in ${first.shownMs} ms (cold), ${again.shownMs} ms (warm); DOMContentLoaded ${again.domContentLoadedMs} ms`);
+  t.diagnostic(
+    `Repositories page at ${REPOS} repositories: shown in ${first.shownMs} ms (cold), ${again.shownMs} ms (warm); DOMContentLoaded ${again.domContentLoadedMs} ms`,
+  );
   const rows = page.getByRole('table').getByRole('row');
   assert.equal(await rows.count(), 51, 'a header and 50 repositories');
   assert.match(await page.getByRole('navigation', { name: 'repositories pages' }).innerText(), /Page 1 of 5/);

@@ -20,7 +20,8 @@ export async function makeRepositories(base: string, admin: string, count: numbe
   let next = 0;
   await Promise.all(
     Array.from({ length: 4 }, async () => {
-      for (let i = next++; i < count; i = next++) await callOk(base, admin, 'POST', '/repositories', { gun: gun(i), rootKey: 'keystore' }, 201);
+      for (let i = next++; i < count; i = next++)
+        await callOk(base, admin, 'POST', '/repositories', { gun: gun(i), rootKey: 'keystore' }, 201);
     }),
   );
 }
@@ -40,7 +41,11 @@ export async function signManyTags(base: string, admin: string, gun: string, cou
  * Milliseconds from navigating to the Repositories page (signed in) until its first page of
  * `total` repositories is on screen, and the browser's own navigation figures.
  */
-export async function repositoriesLoadTime(page: Page, base: string, total: number): Promise<{ shownMs: number; domContentLoadedMs: number }> {
+export async function repositoriesLoadTime(
+  page: Page,
+  base: string,
+  total: number,
+): Promise<{ shownMs: number; domContentLoadedMs: number }> {
   await page.goto('about:blank');
   const t0 = Date.now();
   await page.goto(`${base}/ui/#/repositories`);
