@@ -387,3 +387,17 @@ test('on a phone-width screen the pages fit the width and the navigation wraps',
   }
   await done(w);
 });
+
+test('a malformed or unknown repository in the address shows an error on the page, not a broken one', async () => {
+  const w = await session(tg.adminToken);
+  const { page } = w;
+  await page.goto(`${tg.url}/ui/#/repo/%E0%A4%A`);
+  await page.getByRole('heading', { name: '%E0%A4%A' }).waitFor();
+  await page.getByRole('alert').first().waitFor();
+  await page.goto(`${tg.url}/ui/${repoHash('registry.example.com/dash/missing')}`);
+  await page.getByRole('alert').filter({ hasText: /404/ }).first().waitFor();
+  await page.getByRole('link', { name: 'Repositories' }).first().click();
+  await page.getByRole('link', { name: CLI_GUN }).waitFor();
+  // The refused lookups are the failed loads Chromium reports.
+  await done(w, [/status of (400|404)/]);
+});

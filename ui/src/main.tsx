@@ -44,13 +44,15 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (me: WhoAmI) => void; noti
     e.preventDefault();
     setBusy(true);
     setError(undefined);
-    session.set(token.trim());
+    const candidate = token.trim();
     try {
-      const r = await api.GET('/whoami');
+      // Kept only once the server accepts it.
+      const r = await api.GET('/whoami', { headers: { Authorization: `Bearer ${candidate}` } });
       if (r.response.status === 401) throw new Error('This token was not accepted: it is unknown, revoked or expired.');
-      onSignedIn(must(r));
+      const me = must(r);
+      session.set(candidate);
+      onSignedIn(me);
     } catch (err) {
-      session.clear();
       setError(errorText(err));
     } finally {
       setBusy(false);
@@ -82,12 +84,21 @@ function SignIn({ onSignedIn, notice }: { onSignedIn: (me: WhoAmI) => void; noti
   );
 }
 
+/** A path segment of the hash; a malformed escape is shown as typed rather than breaking the page. */
+function decoded(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function Page({ hash, ctx }: { hash: string; ctx: Ctx }) {
   const [path] = hash.slice(1).split('?');
   const parts = (path ?? '').split('/').filter(Boolean);
   switch (parts[0]) {
     case 'repo':
-      return <RepositoryPage ctx={ctx} gun={decodeURIComponent(parts[1] ?? '')} />;
+      return <RepositoryPage ctx={ctx} gun={decoded(parts[1] ?? '')} />;
     case 'approvals':
       return <ApprovalsPage ctx={ctx} />;
     case 'expiring':
