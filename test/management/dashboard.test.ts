@@ -33,9 +33,8 @@ const newGun = (name: string) => `registry.example.com:5000/dash${process.pid}/$
 /** A management API call with `token` (default: admin), checked against openapi.yaml. */
 async function call(method: 'get' | 'post' | 'put' | 'delete', p: string, o: { token?: string; body?: unknown } = {}): Promise<Res> {
   const url = `/api/v1${p}`;
-  let r = request(s.tg.url)
-    [method](url)
-    .set('Authorization', `Bearer ${o.token ?? s.token}`);
+  const agent = request(s.tg.url);
+  let r = agent[method](url).set('Authorization', `Bearer ${o.token ?? s.token}`);
   if (o.body !== undefined) r = r.send(o.body as object);
   const res = await r;
   const out: Res = { status: res.status, body: res.body, headers: res.headers as Record<string, string>, text: res.text };
