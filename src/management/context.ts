@@ -2,7 +2,10 @@
 // audit trail and the repository view. A trust change is built by DraftBuilder and handed to the
 // change pipeline (trust/changes.ts), which signs it with the keys the caller may use and
 // publishes or parks it; keys made for a change are removed again if it fails.
+import { createHash } from 'node:crypto';
+import { BoundedMap } from '../core/bounded-map.js';
 import type { TufKey } from '../core/crypto/keys.js';
+import type { StoredFile } from '../storage/types.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { canonicalBytes } from '../core/json/canonical.js';
 import { isValidGun } from '../core/tuf/gun.js';
@@ -115,7 +118,16 @@ export function roleFile(v: RepoView, role: string): Metadata | undefined {
   return role === 'root' ? v.root : role === 'snapshot' ? v.snapshot : role === 'timestamp' ? v.timestamp : v.targets.get(role);
 }
 
+/** Until when a view needs no renewal of its timestamp or snapshot (what view() would renew). */
+export const freshUntil = (v: RepoView) => Math.min(v.timestamp?.expiresMs ?? 0, v.snapshot?.expiresMs ?? 0);
+
+const sha256Hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Views kept by recentView (a view of a large repository holds every tag parsed). */
+const MAX_RECENT_VIEWS = 32;
+
 export class ManagementContext {
+  private views = new BoundedMap<string, { timestamp: string; freshUntil: number; view: RepoView }>(MAX_RECENT_VIEWS);
   readonly editor: RepoEditor;
   readonly now: () => number;
   readonly locks: GunLocks;
@@ -259,6 +271,32 @@ export class ManagementContext {
       ...(state.timestamp ? { timestamp: Metadata.parse<TimestampBody>('timestamp', state.timestamp) } : {}),
       latest: state.latestVersions,
     };
+  }
+
+  /**
+   * The GUN's newest stored timestamp, as cheaply as the store can answer (no renewal, no
+   * parse): what names the current version of every other role, so a key for answers made from them.
+   */
+  async latestTimestamp(gun: string): Promise<StoredFile | undefined> {
+    const store = this.trust.store;
+    if (store.latestNow) {
+      const f = store.latestNow(gun, 'timestamp');
+      if (f !== null) return f;
+    }
+    return store.latest(gun, 'timestamp');
+  }
+
+  /**
+   * view(), reused while the GUN's timestamp is the one it was made from and neither it nor the
+   * snapshot is due for renewal (list pages of a large repository read it again and again).
+   */
+  async recentView(gun: string): Promise<RepoView> {
+    const ts = await this.latestTimestamp(gun);
+    const hit = this.views.get(gun);
+    if (ts && hit && hit.timestamp === ts.sha256 && hit.freshUntil > this.now()) return hit.view;
+    const v = await this.view(gun);
+    if (v.timestamp) this.views.set(gun, { timestamp: sha256Hex(v.timestamp.bytes), freshUntil: freshUntil(v), view: v });
+    return v;
   }
 
   /** Views of every repository `canRead` allows, in GUN order (skipping GUNs with only keys minted, or not valid). */

@@ -11,7 +11,7 @@ import type { Actor } from '../auth/guard.js';
 import { allRoles, roleKeysOf, type RepoView } from './draft.js';
 import { badRequest, notFound } from '../http/api-error.js';
 import { BoundedMap } from '../core/bounded-map.js';
-import { SERVER_ROLES, checkPassphrase, roleFile, type ManagementContext } from './context.js';
+import { SERVER_ROLES, checkPassphrase, freshUntil, roleFile, type ManagementContext } from './context.js';
 
 /** A pinned root as the trust reset reports it. */
 function pinView(p: TrustPin | undefined) {
@@ -61,7 +61,7 @@ const MAX_SUMMARIES = 20_000;
 
 export class Repositories {
   /** Each GUN's summary with the sha256 of the timestamp it was made from. */
-  private summaries = new BoundedMap<string, { timestamp: string; summary: RepositorySummary }>(MAX_SUMMARIES);
+  private summaries = new BoundedMap<string, { timestamp: string; freshUntil: number; summary: RepositorySummary }>(MAX_SUMMARIES);
 
   constructor(private c: ManagementContext) {}
 
@@ -122,10 +122,13 @@ export class Repositories {
   /** The summary of one GUN: made again only when its current timestamp (which names every role file by hash) changed. */
   private async summary(gun: string): Promise<RepositorySummary | undefined> {
     this.c.checkGun(gun);
-    const ts = await this.c.trust.current(gun, 'timestamp'); // renews an expired timestamp first, as view() does
-    if (!ts) return undefined;
+    // One store read (no parse) while nothing changed and nothing is due for renewal.
+    const latest = await this.c.latestTimestamp(gun);
+    if (!latest) return undefined;
     const hit = this.summaries.get(gun);
-    if (hit?.timestamp === ts.sha256) return hit.summary;
+    if (hit?.timestamp === latest.sha256 && hit.freshUntil > this.c.now()) return hit.summary;
+    const ts = await this.c.trust.current(gun, 'timestamp'); // renews a due timestamp first, as view() does
+    if (!ts) return undefined;
     const v = await this.c.view(gun);
     const roles = allRoles(v);
     const summaries: RoleSummary[] = [];
@@ -157,7 +160,7 @@ export class Repositories {
       nextManualExpiry: soonest(summaries.filter((r) => !r.renewedAutomatically)),
       roles: summaries,
     };
-    this.summaries.set(gun, { timestamp: ts.sha256, summary });
+    this.summaries.set(gun, { timestamp: ts.sha256, freshUntil: freshUntil(v), summary });
     return summary;
   }
 
