@@ -299,20 +299,6 @@ export class ManagementContext {
     return v;
   }
 
-  /** Views of every repository `canRead` allows, in GUN order (skipping GUNs with only keys minted, or not valid). */
-  async *readableViews(canRead: (gun: string) => boolean): AsyncGenerator<RepoView> {
-    for (const gun of (await this.trust.store.listGuns()).sort()) {
-      if (!canRead(gun)) continue;
-      let v: RepoView;
-      try {
-        v = await this.view(gun);
-      } catch {
-        continue;
-      }
-      yield v;
-    }
-  }
-
   /** Keys among `ids` that this GUN's keystore holds (for retiring after a change). */
   async heldOf(gun: string, ids: readonly string[]): Promise<string[]> {
     const out: string[] = [];

@@ -103,12 +103,8 @@ export class Repositories {
    */
   async list(canRead: (gun: string) => boolean, page: { q?: string; offset?: number; limit?: number } = {}) {
     const needle = page.q?.toLowerCase();
-    const all: RepositorySummary[] = [];
-    for (const gun of (await this.c.trust.store.listGuns()).sort()) {
-      if (!canRead(gun) || (needle !== undefined && !gun.toLowerCase().includes(needle))) continue;
-      const s = await this.summary(gun).catch(() => undefined); // only keys minted, or not valid: not listed
-      if (s) all.push(s);
-    }
+    // GUNs with only keys minted, or not valid, have no summary and are not listed.
+    const all = await this.summariesOf((gun) => canRead(gun) && (needle === undefined || gun.toLowerCase().includes(needle)));
     const offset = page.offset ?? 0;
     const limit = page.limit ?? null;
     return {
@@ -117,6 +113,17 @@ export class Repositories {
       offset,
       limit,
     };
+  }
+
+  /** Summaries of every repository `canRead` allows, in GUN order (made or reused as list() does). */
+  async summariesOf(canRead: (gun: string) => boolean): Promise<RepositorySummary[]> {
+    const out: RepositorySummary[] = [];
+    for (const gun of (await this.c.trust.store.listGuns()).sort()) {
+      if (!canRead(gun)) continue;
+      const s = await this.summary(gun).catch(() => undefined);
+      if (s) out.push(s);
+    }
+    return out;
   }
 
   /** The summary of one GUN: made again only when its current timestamp (which names every role file by hash) changed. */

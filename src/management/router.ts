@@ -419,10 +419,20 @@ export function routes(d: RouterDeps): Route[] {
       path: '/expiring',
       perm: 'any',
       action: 'expiring.list',
-      handler: async ({ actor, query }) => ({
-        status: 200,
-        body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor)),
-      }),
+      handler: async ({ actor, query }) => {
+        if (query.manual !== undefined && query.manual !== 'true' && query.manual !== 'false')
+          throw badRequest('INVALID_REQUEST', 'manual must be true or false');
+        const offset = intParam(query.offset, 'offset', 0, MAX_OFFSET);
+        const limit = intParam(query.limit, 'limit', 1, MAX_PAGE);
+        return {
+          status: 200,
+          body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor), {
+            manual: query.manual === 'true',
+            ...(offset !== undefined ? { offset } : {}),
+            ...(limit !== undefined ? { limit } : {}),
+          }),
+        };
+      },
     },
     // Tokens
     {

@@ -341,6 +341,41 @@ test('pending: a root change shows the keys and threshold it changes', async () 
   expectStatus(await call('delete', `/pending/${p.id}`), 200);
 });
 
+test('expiring: soonest first, a page at a time; manual=true leaves out what the server renews itself', async () => {
+  const gun = newGun('expiring');
+  await createRepo(gun);
+  const all = await call('get', '/expiring?within=5000d');
+  expectStatus(all, 200);
+  assert.equal(all.body.total, all.body.items.length);
+  assert.equal(all.body.limit, null);
+  type Item = { gun: string; role: string; expires: string; renewedAutomatically: boolean };
+  const items = all.body.items as Item[];
+  assert.ok(
+    items.every((x, i) => i === 0 || Date.parse(x.expires) >= Date.parse(items[i - 1]!.expires)),
+    'soonest first',
+  );
+  assert.deepEqual(
+    items.filter((x) => x.gun === gun).map((x) => [x.role, x.renewedAutomatically]),
+    [
+      ['timestamp', true],
+      ['targets', false],
+      ['snapshot', true],
+      ['root', false],
+    ],
+  );
+  const manual = await call('get', '/expiring?within=5000d&manual=true');
+  assert.ok((manual.body.items as Item[]).every((x) => !x.renewedAutomatically));
+  assert.deepEqual(
+    (manual.body.items as Item[]).filter((x) => x.gun === gun).map((x) => x.role),
+    ['targets', 'root'],
+  );
+  const page = await call('get', '/expiring?within=5000d&offset=1&limit=2');
+  assert.deepEqual(page.body.items, items.slice(1, 3));
+  assert.equal(page.body.total, all.body.total);
+  for (const bad of ['manual=yes', 'limit=0', 'limit=1001', 'offset=-1', 'within=soon'])
+    expectError(await call('get', `/expiring?${bad}`), 400, 'INVALID_REQUEST');
+});
+
 test('audit: pages back with before/nextBefore, filters by outcome; bad values are 400; verify says when it checked', async () => {
   const gun = newGun('audit');
   await createRepo(gun);
