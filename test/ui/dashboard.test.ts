@@ -248,6 +248,12 @@ test('Expiring: the window chooser widens the list, soonest first', async () => 
     'soonest first',
   );
   assert.match(await rows.nth(1).innerText(), /timestamp/);
+  // Only what a person must re-sign: the server renews timestamps (and its snapshots) itself.
+  await page.getByLabel('Only roles someone must re-sign').check();
+  await page.getByRole('table').locator('tbody tr').first().filter({ hasNotText: 'timestamp' }).waitFor();
+  const renewal = await page.getByRole('table').locator('tbody tr td:nth-child(5)').allInnerTexts();
+  assert.ok(renewal.length > 0);
+  assert.deepEqual([...new Set(renewal)], ['needs a key holder']);
   await done(w);
 });
 
