@@ -6,7 +6,7 @@ const CORE = 'core';
 const SHARED = 'http|config|observability';
 const ADAPTERS = 'storage|keystore|registry|audit|auth|state|tsa';
 const TRUST = 'trust';
-const EDGES = 'notary|management|signing|proxy|cli';
+const EDGES = 'notary|management|signing|proxy|cli|dashboard';
 
 /** A dependency from `layer` to anything in src/ outside `allowed` folders is an error. */
 const layer = (name, from, allowed, comment) => ({

@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'keys/', 'data/', '.tmp/'] },
+  { ignores: ['dist/', 'node_modules/', 'keys/', 'data/', '.tmp/', 'ui/src/generated/'] },
   { linterOptions: { reportUnusedDisableDirectives: 'error' } },
   js.configs.recommended,
   ...tseslint.configs.recommended,

@@ -2,12 +2,13 @@
 # Installs the real external components the test suite runs against (Debian 12 packages):
 # the notary CLI and reference notary-server, docker-registry, skopeo, PostgreSQL, Redis,
 # SoftHSM2, and for test/deploy HAProxy, buildah (vfs storage, chroot isolation: no daemon)
-# and mmdebstrap (the image's base), and curl (the README's first-run block). Skips apt
+# and mmdebstrap (the image's base), curl (the README's first-run block), and Chromium (the
+# dashboard's browser tests, driven by playwright-core: no browser download). Skips apt
 # entirely when everything is already present. Needs root or sudo -n.
 set -euo pipefail
 
-PACKAGES=(notary docker-registry skopeo postgresql redis-server softhsm2 openssl haproxy buildah mmdebstrap curl)
-BINARIES=(notary notary-server docker-registry skopeo redis-server softhsm2-util openssl haproxy buildah mmdebstrap curl)
+PACKAGES=(notary docker-registry skopeo postgresql redis-server softhsm2 openssl haproxy buildah mmdebstrap curl chromium)
+BINARIES=(notary notary-server docker-registry skopeo redis-server softhsm2-util openssl haproxy buildah mmdebstrap curl chromium)
 
 missing=()
 for b in "${BINARIES[@]}"; do

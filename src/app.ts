@@ -4,7 +4,8 @@ import express from 'express';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { StartupError, type Config } from './config/config.js';
 import { openKeyStore } from './keystore/open.js';
 import { createRegistryAuth, type NotaryDenial } from './auth/registry-token.js';
@@ -19,6 +20,7 @@ import { KeyStoreError, type KeyStore } from './keystore/types.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createNotaryHandler } from './notary/handler.js';
 import { Metrics } from './observability/metrics.js';
+import { ProxyActivity } from './observability/proxy-activity.js';
 import { createFileDurable } from './state/durable.js';
 import { openStore } from './storage/open.js';
 import type { MetadataStore } from './storage/types.js';
@@ -29,6 +31,7 @@ import { createSigningForApp, type Signing } from './signing/wire.js';
 import { NotaryErrors, sendError } from './http/errcode.js';
 import { Probes } from './http/probes.js';
 import { errorBody, notFound } from './http/api-error.js';
+import { createDashboard, isDashboardPath } from './dashboard/static.js';
 
 export interface App {
   config: Config;
@@ -49,6 +52,8 @@ export interface App {
   signing: Signing;
   /** /livez and /readyz, on this listener and the proxy's; `draining` marks shutdown. */
   probes: Probes;
+  /** The registry proxy's refusals and cache hits (it writes, GET /api/v1/proxy/denials reads). */
+  proxyActivity: ProxyActivity;
   close(): Promise<void>;
 }
 
@@ -150,6 +155,12 @@ function pgState(db: PgState, log: Logger, now: () => number): SharedState {
   return { tokens: new PgTokens(db, now), audit: new PgAuditTrail(db, log, now), pending: new PgPendingRecords<PendingChange>(db, now) };
 }
 
+/** dist/ui/ beside the built server, or (running from src/ under tsx) the last build's. */
+function dashboardDir(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [join(here, 'ui'), join(here, '..', 'dist', 'ui')].find((d) => existsSync(join(d, 'index.html')));
+}
+
 export interface AppOverrides {
   store?: MetadataStore;
   keys?: KeyStore;
@@ -184,6 +195,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
   const keys = over.keys ?? opened!.keys;
   const trust = new TrustService(store, keys, { serverKeyAlgorithm: config.serverKeyAlgorithm, ...(over.now ? { now: over.now } : {}) });
   const metrics = new Metrics();
+  const proxyActivity = new ProxyActivity(undefined, over.now ?? Date.now);
   // Refused Notary API tokens go to the audit log, which the management API (made below) owns.
   let auditDenial: ((d: NotaryDenial) => void) | undefined;
   // Who made each Notary API request let through, so its write is audited with its actor.
@@ -257,6 +269,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     serverKeyAlgorithm: config.serverKeyAlgorithm,
     ...(over.now ? { now: over.now } : {}),
     tagSigning: () => signing.service,
+    proxyActivity,
     ...(db ? { shared: pgState(db, log, over.now ?? Date.now) } : {}),
   });
   const mgmt = management;
@@ -297,6 +310,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     },
     log,
   );
+  const dashboard = createDashboard(dashboardDir());
   const toApi = (req: IncomingMessage, res: ServerResponse) =>
     api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
@@ -304,6 +318,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     if (req.url!.startsWith('/livez') || req.url!.startsWith('/readyz')) {
       if (probes.handle(req, res)) return;
     }
+    if (isDashboardPath(req.url!)) return dashboard(req, res);
     try {
       handled = notary(req, res);
     } catch (e) {
@@ -334,6 +349,7 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     management: mgmt,
     signing,
     probes,
+    proxyActivity,
     close: async () => {
       signing.close();
       await mgmt.close().catch((e: Error) => log('warn', 'audit log refusal counts not written', { error: e.message }));

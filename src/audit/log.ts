@@ -56,6 +56,9 @@ export interface AuditQuery {
   action?: string;
   since?: number;
   until?: number;
+  outcome?: AuditEntry['outcome'];
+  /** Only entries with a lower sequence number (paging back). */
+  before?: number;
   limit?: number;
 }
 
@@ -239,6 +242,8 @@ export function matches(e: AuditEntry, q: AuditQuery): boolean {
   if (q.gun !== undefined && e.gun !== q.gun) return false;
   if (q.actor !== undefined && e.actor.id !== q.actor && e.actor.name !== q.actor) return false;
   if (q.action !== undefined && e.action !== q.action && !e.action.startsWith(`${q.action}.`)) return false;
+  if (q.outcome !== undefined && e.outcome !== q.outcome) return false;
+  if (q.before !== undefined && e.seq >= q.before) return false;
   const t = Date.parse(e.time);
   if (q.since !== undefined && t < q.since) return false;
   if (q.until !== undefined && t > q.until) return false;

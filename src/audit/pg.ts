@@ -92,6 +92,10 @@ export class PgAuditTrail implements AuditTrail {
       args.push(new Date(q.until));
       where.push(`at <= $${args.length}`);
     }
+    if (q.before !== undefined) {
+      args.push(q.before);
+      where.push(`seq < $${args.length}`);
+    }
     const r = await this.db.read<{ entry: string }>(
       `SELECT entry FROM state_audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq`,
       args,

@@ -2,7 +2,10 @@
 // audit trail and the repository view. A trust change is built by DraftBuilder and handed to the
 // change pipeline (trust/changes.ts), which signs it with the keys the caller may use and
 // publishes or parks it; keys made for a change are removed again if it fails.
+import { createHash } from 'node:crypto';
+import { BoundedMap } from '../core/bounded-map.js';
 import type { TufKey } from '../core/crypto/keys.js';
+import type { StoredFile } from '../storage/types.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { canonicalBytes } from '../core/json/canonical.js';
 import { isValidGun } from '../core/tuf/gun.js';
@@ -25,6 +28,7 @@ import type { AuditActor, AuditInput } from '../audit/log.js';
 import type { AuditTrail } from '../audit/trail.js';
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import type { DraftBuilder, RepoView } from './draft.js';
+import type { RoleChange, TargetsChange } from '../core/tuf/role-diff.js';
 import { badRequest, notFound } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
 import { readPrivateKeyPem, sameKey } from './material.js';
@@ -56,6 +60,17 @@ export interface PartView {
   signatures: Array<{ keyid: string; method: string }>;
   requirements: Array<{ label: string; keyids: string[]; threshold: number; signedBy: string[]; missing: number }>;
   missing: number;
+  /** What the part changes (the pending routes only). */
+  diff?: PartDiff;
+}
+
+export interface PartDiff {
+  role: string;
+  fromVersion: number | null;
+  toVersion: number;
+  expires: { from: string | null; to: string };
+  targets: TargetsChange;
+  roles: RoleChange[];
 }
 
 export interface PendingView {
@@ -68,6 +83,10 @@ export interface PendingView {
   expiresAt: string;
   parts: PartView[];
   missing: number;
+  /** Who added each signature (the pending routes only). */
+  signedBy?: Array<{ keyId: string; roles: string[]; by: { id: string; name: string } | null }>;
+  /** What the calling token can still add (the pending routes only). */
+  caller?: { canSign: boolean; keyIds: string[] };
 }
 
 export type ChangeResult =
@@ -99,7 +118,16 @@ export function roleFile(v: RepoView, role: string): Metadata | undefined {
   return role === 'root' ? v.root : role === 'snapshot' ? v.snapshot : role === 'timestamp' ? v.timestamp : v.targets.get(role);
 }
 
+/** Until when a view needs no renewal of its timestamp or snapshot (what view() would renew). */
+export const freshUntil = (v: RepoView) => Math.min(v.timestamp?.expiresMs ?? 0, v.snapshot?.expiresMs ?? 0);
+
+const sha256Hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Views kept by recentView (a view of a large repository holds every tag parsed). */
+const MAX_RECENT_VIEWS = 32;
+
 export class ManagementContext {
+  private views = new BoundedMap<string, { timestamp: string; freshUntil: number; view: RepoView }>(MAX_RECENT_VIEWS);
   readonly editor: RepoEditor;
   readonly now: () => number;
   readonly locks: GunLocks;
@@ -245,18 +273,30 @@ export class ManagementContext {
     };
   }
 
-  /** Views of every repository `canRead` allows, in GUN order (skipping GUNs with only keys minted, or not valid). */
-  async *readableViews(canRead: (gun: string) => boolean): AsyncGenerator<RepoView> {
-    for (const gun of (await this.trust.store.listGuns()).sort()) {
-      if (!canRead(gun)) continue;
-      let v: RepoView;
-      try {
-        v = await this.view(gun);
-      } catch {
-        continue;
-      }
-      yield v;
+  /**
+   * The GUN's newest stored timestamp, as cheaply as the store can answer (no renewal, no
+   * parse): what names the current version of every other role, so a key for answers made from them.
+   */
+  async latestTimestamp(gun: string): Promise<StoredFile | undefined> {
+    const store = this.trust.store;
+    if (store.latestNow) {
+      const f = store.latestNow(gun, 'timestamp');
+      if (f !== null) return f;
     }
+    return store.latest(gun, 'timestamp');
+  }
+
+  /**
+   * view(), reused while the GUN's timestamp is the one it was made from and neither it nor the
+   * snapshot is due for renewal (list pages of a large repository read it again and again).
+   */
+  async recentView(gun: string): Promise<RepoView> {
+    const ts = await this.latestTimestamp(gun);
+    const hit = this.views.get(gun);
+    if (ts && hit && hit.timestamp === ts.sha256 && hit.freshUntil > this.now()) return hit.view;
+    const v = await this.view(gun);
+    if (v.timestamp) this.views.set(gun, { timestamp: sha256Hex(v.timestamp.bytes), freshUntil: freshUntil(v), view: v });
+    return v;
   }
 
   /** Keys among `ids` that this GUN's keystore holds (for retiring after a change). */

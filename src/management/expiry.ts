@@ -3,40 +3,55 @@
 import { isTargetsRole } from '../core/tuf/roles.js';
 import { parseRfc3339 } from '../core/tuf/time.js';
 import type { Actor } from '../auth/guard.js';
-import { DraftBuilder, allRoles, requireRole, roleKeysOf } from './draft.js';
+import { DraftBuilder, allRoles, requireRole } from './draft.js';
 import { badRequest, notFound } from '../http/api-error.js';
 import { SERVER_ROLES, roleFile, type ManagementContext, type OfflineKeyInput } from './context.js';
+import type { Repositories } from './repositories.js';
 
 /** The last instant an RFC 3339 time can name (a four-digit year). */
 const MAX_DATE_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 export class Expiry {
-  constructor(private c: ManagementContext) {}
+  constructor(
+    private c: ManagementContext,
+    private repositories: Repositories,
+  ) {}
 
-  async expiring(withinMs: number, canRead: (gun: string) => boolean) {
-    const cutoff = this.c.now() + withinMs;
-    const items = [];
-    for await (const v of this.c.readableViews(canRead)) {
-      for (const role of allRoles(v)) {
-        const md = roleFile(v, role);
-        if (!md || md.expiresMs > cutoff) continue;
-        const serverRole = SERVER_ROLES.has(role);
-        const held = serverRole ? (await this.c.heldOf(v.gun, roleKeysOf(v, role)!.role.keyids)).length > 0 : false;
-        items.push({
-          gun: v.gun,
-          role,
-          version: md.version,
-          expires: md.body.expires,
-          expired: md.isExpired(this.c.now()),
-          renewedAutomatically: serverRole && held,
+  /** Roles expiring within `withinMs`, soonest first, from the repository summaries (kept per timestamp). */
+  async expiring(withinMs: number, canRead: (gun: string) => boolean, page: { manual?: boolean; offset?: number; limit?: number } = {}) {
+    const now = this.c.now();
+    const cutoff = now + withinMs;
+    const all = [];
+    for (const s of await this.repositories.summariesOf(canRead)) {
+      for (const r of s.roles) {
+        if (r.expires === null || r.version === null) continue;
+        const at = parseRfc3339(r.expires);
+        if (at > cutoff || (page.manual && r.renewedAutomatically)) continue;
+        all.push({
+          gun: s.gun,
+          role: r.role,
+          version: r.version,
+          expires: r.expires,
+          expired: at <= now,
+          renewedAutomatically: r.renewedAutomatically,
         });
       }
     }
-    items.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
+    all.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
+    const offset = page.offset ?? 0;
+    const limit = page.limit ?? null;
+    const items = all.slice(offset, limit === null ? undefined : offset + limit);
     // openapi allows up to 999999999w, far past the largest Date (8.64e15 ms): toISOString threw a
     // RangeError (500), and past year 9999 it writes no RFC 3339 time. The answer shows the cutoff
     // clamped to the last writable instant; the comparison above used the exact one.
-    return { within: Math.round(withinMs / 1000), cutoff: new Date(Math.min(cutoff, MAX_DATE_MS)).toISOString(), items };
+    return {
+      within: Math.round(withinMs / 1000),
+      cutoff: new Date(Math.min(cutoff, MAX_DATE_MS)).toISOString(),
+      total: all.length,
+      offset,
+      limit,
+      items,
+    };
   }
 
   /** Re-signs targets roles (and root, if asked) with fresh expiry; each role is its own change. */

@@ -8,6 +8,7 @@ import { TokenStore, adminTokenFile, fileTokens, writeAdminTokenFile, type Token
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
+import type { ProxyActivity } from '../observability/proxy-activity.js';
 import { StateLock } from '../state/lock.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { GunLocks } from '../trust/locks.js';
@@ -34,6 +35,8 @@ export interface ManagementDeps {
   tagSigning?: () => TagSigning;
   /** Tokens, audit log and pending changes shared with other instances (PostgreSQL); default: the data directory's. */
   shared?: SharedState;
+  /** The registry proxy's refusals, for GET /proxy/denials (the proxy, if any, writes them). */
+  proxyActivity?: ProxyActivity;
 }
 
 export interface SharedState {
@@ -111,7 +114,15 @@ export async function createManagement(d: ManagementDeps): Promise<Management> {
     pending,
     changes,
     locks: changes.locks,
-    router: createManagementRouter({ service, tokens, audit, log: d.log, dataDir: d.dataDir, ...(d.backup ? { backup: d.backup } : {}) }),
+    router: createManagementRouter({
+      service,
+      tokens,
+      audit,
+      log: d.log,
+      dataDir: d.dataDir,
+      ...(d.backup ? { backup: d.backup } : {}),
+      ...(d.proxyActivity ? { proxyActivity: d.proxyActivity } : {}),
+    }),
     close,
   };
 }

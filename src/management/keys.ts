@@ -8,7 +8,7 @@ import { exportPrivateKeyPem } from '../core/crypto/pem.js';
 import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { createRootCertificate, validateRootKey } from '../core/crypto/x509.js';
 import { isTargetsRole } from '../core/tuf/roles.js';
-import { KeyStoreError, KeyStoreUnavailableError } from '../keystore/types.js';
+import { KeyStoreError, KeyStoreUnavailableError, type KeyRecord } from '../keystore/types.js';
 import type { Actor } from '../auth/guard.js';
 import { DraftBuilder, allRoles, requireRole, roleKeysOf, type RepoView } from './draft.js';
 import { badRequest, conflict, notFound } from '../http/api-error.js';
@@ -23,11 +23,17 @@ export interface KeyInfo {
   role: string;
   held: 'keystore' | 'server' | 'offline';
   keystore: string | null;
+  /** Where the private half is: a software keystore, an HSM (PKCS#11), or not with the server. */
+  location: 'keystore' | 'hsm' | 'offline';
   createdAt: string | null;
   inMetadata: boolean;
   roleVersion: number | null;
+  roleThreshold: number | null;
   roleExpires: string | null;
 }
+
+/** Where a key record's private half is (the PKCS#11 keystore is an HSM or a token). */
+const locationOf = (rec: KeyRecord | undefined): KeyInfo['location'] => (!rec ? 'offline' : rec.held === 'pkcs11' ? 'hsm' : 'keystore');
 
 /** A key made for a change: its signer, whether the change must store it, and its private half when not in the keystore. */
 interface NewKey {
@@ -66,9 +72,11 @@ export class Keyring {
           role,
           held: rec ? (SERVER_ROLES.has(role) ? 'server' : 'keystore') : 'offline',
           keystore: rec ? rec.held : null,
+          location: locationOf(rec),
           createdAt: rec?.createdAt ?? null,
           inMetadata: true,
           roleVersion: md?.version ?? null,
+          roleThreshold: rk.role.threshold,
           roleExpires: md?.body.expires ?? null,
         });
       }
@@ -82,9 +90,11 @@ export class Keyring {
         role: rec.role,
         held: SERVER_ROLES.has(rec.role) ? 'server' : 'keystore',
         keystore: rec.held,
+        location: locationOf(rec),
         createdAt: rec.createdAt,
         inMetadata: false,
         roleVersion: null,
+        roleThreshold: null,
         roleExpires: null,
       });
     }

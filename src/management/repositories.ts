@@ -10,7 +10,8 @@ import type { TrustPin } from '../storage/types.js';
 import type { Actor } from '../auth/guard.js';
 import { allRoles, roleKeysOf, type RepoView } from './draft.js';
 import { badRequest, notFound } from '../http/api-error.js';
-import { checkPassphrase, roleFile, type ManagementContext } from './context.js';
+import { BoundedMap } from '../core/bounded-map.js';
+import { SERVER_ROLES, checkPassphrase, freshUntil, roleFile, type ManagementContext } from './context.js';
 
 /** A pinned root as the trust reset reports it. */
 function pinView(p: TrustPin | undefined) {
@@ -20,7 +21,7 @@ function pinView(p: TrustPin | undefined) {
 }
 
 /** Every target of every role, grouped by tag and digest, with the roles that sign it. */
-function allTags(v: RepoView) {
+export function allTags(v: RepoView) {
   return tagRows(
     allRoles(v).flatMap((role) => {
       const md = v.targets.get(role);
@@ -34,7 +35,34 @@ function signedTags(v: RepoView) {
   return releasedRows(allTags(v));
 }
 
+export interface RoleSummary {
+  role: string;
+  version: number | null;
+  expires: string | null;
+  threshold: number;
+  keyCount: number;
+  renewedAutomatically: boolean;
+}
+
+export interface RepositorySummary {
+  gun: string;
+  rootVersion: number;
+  targetsVersion: number | null;
+  tagCount: number;
+  signedTagCount: number;
+  delegationCount: number;
+  nextExpiry: { role: string; expires: string } | null;
+  nextManualExpiry: { role: string; expires: string } | null;
+  roles: RoleSummary[];
+}
+
+/** Summaries kept (one per GUN): enough for every repository of a large server. */
+const MAX_SUMMARIES = 20_000;
+
 export class Repositories {
+  /** Each GUN's summary with the sha256 of the timestamp it was made from. */
+  private summaries = new BoundedMap<string, { timestamp: string; freshUntil: number; summary: RepositorySummary }>(MAX_SUMMARIES);
+
   constructor(private c: ManagementContext) {}
 
   async create(actor: Actor, req: { gun: string; rootKey: 'keystore' | 'offline'; passphrase?: string; algorithm?: 'ecdsa' | 'rsa' }) {
@@ -69,25 +97,78 @@ export class Repositories {
     });
   }
 
-  async list(canRead: (gun: string) => boolean) {
-    const out = [];
-    for await (const v of this.c.readableViews(canRead)) {
-      const roles = allRoles(v);
-      const expiries = roles.flatMap((role) => {
-        const md = roleFile(v, role);
-        return md ? [{ role, expires: md.body.expires }] : [];
-      });
-      expiries.sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires));
-      out.push({
-        gun: v.gun,
-        rootVersion: v.root.version,
-        targetsVersion: v.targets.get('targets')?.version ?? null,
-        tagCount: allTags(v).length,
-        delegationCount: roles.length - BASE_ROLES.length,
-        nextExpiry: expiries[0] ?? null,
-      });
+  /**
+   * Readable repositories in GUN order, those whose GUN contains `q` (case-insensitive), and the
+   * page `offset`/`limit` of them. Summaries are kept per GUN until its timestamp changes.
+   */
+  async list(canRead: (gun: string) => boolean, page: { q?: string; offset?: number; limit?: number } = {}) {
+    const needle = page.q?.toLowerCase();
+    // GUNs with only keys minted, or not valid, have no summary and are not listed.
+    const all = await this.summariesOf((gun) => canRead(gun) && (needle === undefined || gun.toLowerCase().includes(needle)));
+    const offset = page.offset ?? 0;
+    const limit = page.limit ?? null;
+    return {
+      repositories: all.slice(offset, limit === null ? undefined : offset + limit),
+      total: all.length,
+      offset,
+      limit,
+    };
+  }
+
+  /** Summaries of every repository `canRead` allows, in GUN order (made or reused as list() does). */
+  async summariesOf(canRead: (gun: string) => boolean): Promise<RepositorySummary[]> {
+    const out: RepositorySummary[] = [];
+    for (const gun of (await this.c.trust.store.listGuns()).sort()) {
+      if (!canRead(gun)) continue;
+      const s = await this.summary(gun).catch(() => undefined);
+      if (s) out.push(s);
     }
     return out;
+  }
+
+  /** The summary of one GUN: made again only when its current timestamp (which names every role file by hash) changed. */
+  private async summary(gun: string): Promise<RepositorySummary | undefined> {
+    this.c.checkGun(gun);
+    // One store read (no parse) while nothing changed and nothing is due for renewal.
+    const latest = await this.c.latestTimestamp(gun);
+    if (!latest) return undefined;
+    const hit = this.summaries.get(gun);
+    if (hit?.timestamp === latest.sha256 && hit.freshUntil > this.c.now()) return hit.summary;
+    const ts = await this.c.trust.current(gun, 'timestamp'); // renews a due timestamp first, as view() does
+    if (!ts) return undefined;
+    const v = await this.c.view(gun);
+    const roles = allRoles(v);
+    const summaries: RoleSummary[] = [];
+    for (const role of roles) {
+      const md = roleFile(v, role);
+      const rk = roleKeysOf(v, role)!;
+      summaries.push({
+        role,
+        version: md?.version ?? null,
+        expires: md?.body.expires ?? null,
+        threshold: rk.role.threshold,
+        keyCount: rk.role.keyids.length,
+        renewedAutomatically: SERVER_ROLES.has(role) && (await this.c.heldOf(gun, rk.role.keyids)).length > 0,
+      });
+    }
+    const soonest = (rs: RoleSummary[]) =>
+      rs
+        .flatMap((r) => (r.expires === null ? [] : [{ role: r.role, expires: r.expires }]))
+        .sort((a, b) => parseRfc3339(a.expires) - parseRfc3339(b.expires))[0] ?? null;
+    const tags = allTags(v);
+    const summary: RepositorySummary = {
+      gun,
+      rootVersion: v.root.version,
+      targetsVersion: v.targets.get('targets')?.version ?? null,
+      tagCount: tags.length,
+      signedTagCount: releasedRows(tags).length,
+      delegationCount: roles.length - BASE_ROLES.length,
+      nextExpiry: soonest(summaries),
+      nextManualExpiry: soonest(summaries.filter((r) => !r.renewedAutomatically)),
+      roles: summaries,
+    };
+    this.summaries.set(gun, { timestamp: ts.sha256, freshUntil: freshUntil(v), summary });
+    return summary;
   }
 
   /** Like `docker trust inspect`, with versions and expiry of every role. */

@@ -11,6 +11,8 @@ import { actorOf, authenticate, authorize, isAdmin, type Actor } from '../auth/g
 import { LastAdminTokenError, ScopeError, allows, validateScope, type Permission, type Scope, type Tokens } from '../auth/tokens.js';
 import type { Algorithm } from '../core/crypto/signer.js';
 import type { Logger } from '../observability/log.js';
+import { ProxyActivity } from '../observability/proxy-activity.js';
+import type { AuditEntry } from '../audit/log.js';
 import { makeBackupDir } from '../storage/backup-dirs.js';
 import { ApiError, badRequest, conflict, errorBody, isBodyParserError, notFound } from '../http/api-error.js';
 import { toApiError } from '../trust/api-errors.js';
@@ -56,6 +58,8 @@ export interface RouterDeps {
   audit: AuditTrail;
   log: Logger;
   validator?: RequestValidator;
+  /** The registry proxy's refusals (GET /proxy/denials); none when no proxy runs here. */
+  proxyActivity?: ProxyActivity;
   /** Where a backup is written before it is sent (the data directory: same disk, 0700). */
   dataDir?: string;
   backup?: (dest: string) => Promise<void>;
@@ -70,12 +74,25 @@ function intParam(v: string | undefined, name: string, min: number, max: number)
   return Number(v);
 }
 
+/** A search text of 1 to `max` characters. */
+function textParam(v: string | undefined, name: string, max: number): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.length < 1 || v.length > max) throw badRequest('INVALID_REQUEST', `${name} must be 1 to ${max} characters`);
+  return v;
+}
+
+/** The largest page a list route answers. */
+export const MAX_PAGE = 1000;
+const MAX_OFFSET = 1_000_000_000;
+
 function timeParam(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw badRequest('INVALID_REQUEST', `${name} must be an RFC 3339 time`);
   return t;
 }
+
+const AUDIT_OUTCOMES: readonly string[] = ['success', 'denied', 'failure', 'pending'];
 
 export function routes(d: RouterDeps): Route[] {
   const s = d.service;
@@ -84,6 +101,8 @@ export function routes(d: RouterDeps): Route[] {
   /** Every key ID a repository knows (held or in its metadata): what a prefix is matched against. */
   const repoKeyIds = async (gun: string) => (await s.keyring.list(gun)).map((k) => k.id);
   const repoKey = async (gun: string, id: string) => resolveKeyId(id, /^[0-9a-f]{64}$/.test(id) ? [] : await repoKeyIds(gun), gun);
+  // Without a proxy in this process, an empty record that reports `enabled: false`.
+  const proxyActivity = d.proxyActivity ?? new ProxyActivity();
   const pendingFor = async (a: Actor, id: string, perm: Permission, action: string) => {
     const p = await s.pendingChanges.get(id);
     authorize(d.audit, a, perm, p.gun, action);
@@ -103,7 +122,19 @@ export function routes(d: RouterDeps): Route[] {
       path: '/repositories',
       perm: 'any',
       action: 'repository.list',
-      handler: async ({ actor }) => ({ status: 200, body: { repositories: await s.repositories.list(readable(actor)) } }),
+      handler: async ({ actor, query }) => {
+        const q = textParam(query.q, 'q', 255);
+        const offset = intParam(query.offset, 'offset', 0, MAX_OFFSET);
+        const limit = intParam(query.limit, 'limit', 1, MAX_PAGE);
+        return {
+          status: 200,
+          body: await s.repositories.list(readable(actor), {
+            ...(q !== undefined ? { q } : {}),
+            ...(offset !== undefined ? { offset } : {}),
+            ...(limit !== undefined ? { limit } : {}),
+          }),
+        };
+      },
     },
     {
       method: 'post',
@@ -292,6 +323,26 @@ export function routes(d: RouterDeps): Route[] {
     },
     // Tags
     {
+      method: 'get',
+      path: '/repositories/{gun}/tags',
+      perm: 'read',
+      action: 'tag.list',
+      handler: async ({ params, query }) => {
+        const q = textParam(query.q, 'q', 128);
+        const role = textParam(query.role, 'role', 255);
+        const offset = intParam(query.offset, 'offset', 0, MAX_OFFSET);
+        return {
+          status: 200,
+          body: await s.tags.list(params.gun!, {
+            ...(q !== undefined ? { q } : {}),
+            ...(role !== undefined ? { role } : {}),
+            ...(offset !== undefined ? { offset } : {}),
+            limit: intParam(query.limit, 'limit', 1, MAX_PAGE) ?? 100,
+          }),
+        };
+      },
+    },
+    {
       method: 'post',
       path: '/repositories/{gun}/tags',
       perm: 'sign',
@@ -320,7 +371,10 @@ export function routes(d: RouterDeps): Route[] {
       path: '/pending',
       perm: 'any',
       action: 'pending.list',
-      handler: async ({ actor, query }) => ({ status: 200, body: { pending: await s.pendingChanges.list(readable(actor), query.gun) } }),
+      handler: async ({ actor, query }) => ({
+        status: 200,
+        body: { pending: await s.pendingChanges.explain(actor, await s.pendingChanges.list(readable(actor), query.gun)) },
+      }),
     },
     {
       method: 'get',
@@ -329,7 +383,7 @@ export function routes(d: RouterDeps): Route[] {
       action: 'pending.get',
       handler: async ({ actor, params }) => ({
         status: 200,
-        body: s.pendingChanges.view(await pendingFor(actor, params.id!, 'read', 'pending.get')),
+        body: (await s.pendingChanges.explain(actor, [await pendingFor(actor, params.id!, 'read', 'pending.get')]))[0],
       }),
     },
     {
@@ -365,10 +419,20 @@ export function routes(d: RouterDeps): Route[] {
       path: '/expiring',
       perm: 'any',
       action: 'expiring.list',
-      handler: async ({ actor, query }) => ({
-        status: 200,
-        body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor)),
-      }),
+      handler: async ({ actor, query }) => {
+        if (query.manual !== undefined && query.manual !== 'true' && query.manual !== 'false')
+          throw badRequest('INVALID_REQUEST', 'manual must be true or false');
+        const offset = intParam(query.offset, 'offset', 0, MAX_OFFSET);
+        const limit = intParam(query.limit, 'limit', 1, MAX_PAGE);
+        return {
+          status: 200,
+          body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor), {
+            manual: query.manual === 'true',
+            ...(offset !== undefined ? { offset } : {}),
+            ...(limit !== undefined ? { limit } : {}),
+          }),
+        };
+      },
     },
     // Tokens
     {
@@ -447,15 +511,24 @@ export function routes(d: RouterDeps): Route[] {
         const since = timeParam(query.since, 'since');
         const until = timeParam(query.until, 'until');
         const limit = intParam(query.limit, 'limit', 1, 100000);
-        const entries = await d.audit.query({
+        const before = intParam(query.before, 'before', 1, Number.MAX_SAFE_INTEGER);
+        const outcome = query.outcome;
+        if (outcome !== undefined && !AUDIT_OUTCOMES.includes(outcome))
+          throw badRequest('INVALID_REQUEST', `outcome must be one of ${AUDIT_OUTCOMES.join(', ')}`);
+        // One more than asked: whether an older page exists.
+        const found = await d.audit.query({
           ...(query.gun !== undefined ? { gun: query.gun } : {}),
           ...(query.actor !== undefined ? { actor: query.actor } : {}),
           ...(query.action !== undefined ? { action: query.action } : {}),
           ...(since !== undefined ? { since } : {}),
           ...(until !== undefined ? { until } : {}),
-          ...(limit !== undefined ? { limit } : {}),
+          ...(outcome !== undefined ? { outcome: outcome as AuditEntry['outcome'] } : {}),
+          ...(before !== undefined ? { before } : {}),
+          ...(limit !== undefined ? { limit: limit + 1 } : {}),
         });
-        return { status: 200, body: { entries } };
+        const entries = limit !== undefined && found.length > limit ? found.slice(1) : found;
+        const nextBefore = limit !== undefined && found.length > limit ? entries[0]!.seq : null;
+        return { status: 200, body: { entries, nextBefore } };
       },
     },
     {
@@ -463,7 +536,23 @@ export function routes(d: RouterDeps): Route[] {
       path: '/audit/verify',
       perm: 'admin',
       action: 'audit.verify',
-      handler: async () => ({ status: 200, body: await d.audit.verify() }),
+      handler: async () => {
+        const checkedAt = new Date(s.context.now()).toISOString();
+        return { status: 200, body: { ...(await d.audit.verify()), checkedAt } };
+      },
+    },
+    // Proxy
+    {
+      method: 'get',
+      path: '/proxy/denials',
+      // Refusals name repositories of every GUN: a token that may read every repository.
+      perm: 'read',
+      action: 'proxy.denials',
+      handler: async ({ query }) => {
+        const reason = textParam(query.reason, 'reason', 64);
+        const limit = intParam(query.limit, 'limit', 1, MAX_PAGE) ?? 100;
+        return { status: 200, body: proxyActivity.report({ limit, reason }) };
+      },
     },
     // Backup
     {

@@ -33,7 +33,7 @@ export class ManagementService {
     this.delegations = new Delegations(c, this.repositories, this.keyring);
     this.tags = new Tags(c, tagSigning);
     this.pendingChanges = new PendingChanges(c);
-    this.expiry = new Expiry(c);
+    this.expiry = new Expiry(c, this.repositories);
   }
 
   /** The keystore (token creation checks the key IDs it names). */

@@ -8,7 +8,11 @@ import { signingIdentity, type Actor } from '../auth/guard.js';
 import { SigningError } from '../http/signing-error.js';
 import { SigningService, type Publication } from '../trust/tag-signing.js';
 import { SigningInputError } from '../http/signing-input.js';
-import { roleKeysOf } from './draft.js';
+import { isReleasedRole, type TagRow } from '../core/tuf/docker-view.js';
+import { isTargetsRole } from '../core/tuf/roles.js';
+import { requireRole, roleKeysOf, type RepoView } from './draft.js';
+import { allTags } from './repositories.js';
+import { TagHistory, type SignedSince } from './tag-history.js';
 import { ApiError, badRequest, conflict, notFound } from '../http/api-error.js';
 import type { ChangeResult, ManagementContext } from './context.js';
 
@@ -53,12 +57,62 @@ export async function fromSigning<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+export interface TagPage {
+  q?: string;
+  role?: string;
+  offset?: number;
+  limit: number;
+}
+
 export class Tags {
+  private history: TagHistory;
+  /** Rows of a (kept) view: sorting 10,000 tags once per version, not once per page. */
+  private rows = new WeakMap<RepoView, TagRow[]>();
+
   /** `signing`: the tag signing service, which the root makes after the management API. */
   constructor(
     private c: ManagementContext,
     private signing?: () => TagSigning,
-  ) {}
+  ) {
+    this.history = new TagHistory(c.trust);
+  }
+
+  /**
+   * Signed targets of every role (one row per tag and digest, in Docker's order), those whose tag
+   * contains `q` (case-insensitive) and that `role` signs, a page at a time, each with when it
+   * was signed (tag-history.ts; read only for the roles of the page).
+   */
+  async list(gun: string, page: TagPage) {
+    const v = await this.c.recentView(gun);
+    if (page.role !== undefined) {
+      requireRole(v, page.role);
+      if (!isTargetsRole(page.role)) throw badRequest('INVALID_ROLE', `${page.role} is not a targets role`);
+    }
+    const needle = page.q?.toLowerCase();
+    let every = this.rows.get(v);
+    if (!every) this.rows.set(v, (every = allTags(v)));
+    const rows = every.filter(
+      (r) => (page.role === undefined || r.roles.includes(page.role)) && (needle === undefined || r.tag.toLowerCase().includes(needle)),
+    );
+    const offset = page.offset ?? 0;
+    const slice = rows.slice(offset, offset + page.limit);
+    const since = new Map<string, Map<string, SignedSince>>();
+    for (const role of new Set(slice.flatMap((r) => r.roles))) {
+      const f = await this.c.trust.current(gun, role);
+      if (f) since.set(role, await this.history.signedSince(gun, f));
+    }
+    const tags = slice.map((r) => {
+      const times = r.roles.map((role) => since.get(role)?.get(r.tag));
+      const first = times.every((t) => t !== undefined) ? times.sort((a, b) => a!.at - b!.at)[0] : undefined;
+      return {
+        ...r,
+        released: r.roles.some(isReleasedRole),
+        signedAt: first ? new Date(first.at).toISOString() : null,
+        signedAtExact: first?.exact ?? false,
+      };
+    });
+    return { gun, total: rows.length, offset, limit: page.limit, tags };
+  }
 
   private service(): TagSigning {
     const s = this.signing?.();

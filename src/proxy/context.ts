@@ -3,6 +3,7 @@
 // name grammar (distribution/reference) the route patterns are built from.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from '../observability/log.js';
+import type { ProxyActivity } from '../observability/proxy-activity.js';
 import type { ProxyAuth, Principal, ProxyAction } from './auth.js';
 import type { VerdictCache } from './cache.js';
 import type { AttestationHook, AuditSink, CosignHook } from '../trust/hooks.js';
@@ -28,6 +29,8 @@ export interface ProxyOptions {
   auth: ProxyAuth;
   metrics: ProxyMetrics;
   log: Logger;
+  /** Where refusals are kept for the management API (the root shares one with it). */
+  activity?: ProxyActivity;
   /** Registry part of GUNs; default: the address the proxy listens on (host:port). */
   registryName?: string;
   /** Scheme clients use to reach the proxy (for rewritten Location headers). */

@@ -8,6 +8,7 @@ import { allows, type Scope } from '../auth/tokens.js';
 import { createServer, proxyTimeouts } from '../http/server.js';
 import type { KeyStore } from '../keystore/types.js';
 import type { Logger } from '../observability/log.js';
+import type { ProxyActivity } from '../observability/proxy-activity.js';
 import { UpstreamRegistry } from '../registry/artifacts.js';
 import { TrustChanges } from '../trust/changes.js';
 import type { TrustService } from '../trust/service.js';
@@ -40,6 +41,8 @@ export interface ProxyDeps {
   changes?: TrustChanges;
   /** /livez and /readyz, answered on the proxy's port too. */
   probes?: { handle(req: IncomingMessage, res: ServerResponse): boolean };
+  /** Refusals and verdict-cache hits, for the management API's GET /proxy/denials. */
+  activity?: ProxyActivity;
 }
 
 export interface RunningProxyParts {
@@ -102,7 +105,9 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     ...(deps.cosign ? { cosign: deps.cosign } : {}),
     ...(deps.attestations ? { attestations: deps.attestations } : {}),
     ...(deps.probes ? { probes: deps.probes } : {}),
+    ...(deps.activity ? { activity: deps.activity } : {}),
   });
+  deps.activity?.attach(() => ({ kind: cache.kind, hits: cache.hits, misses: cache.misses }));
   return {
     proxy,
     verifier,
@@ -113,6 +118,7 @@ export async function createRegistryProxy(config: ProxyConfig, deps: ProxyDeps):
     async close() {
       deps.trust.events.off('change', onChange);
       deps.trust.events.off('resync', onResync);
+      deps.activity?.detach();
       policy.close();
       await proxy.close();
       await cache.close();
@@ -136,6 +142,7 @@ export interface ProxyHost {
   now: () => number;
   listener: (req: IncomingMessage, res: ServerResponse) => void;
   probes?: ProxyDeps['probes'];
+  proxyActivity?: ProxyActivity;
 }
 
 export interface StartedProxy extends RunningProxyParts {
@@ -178,6 +185,7 @@ export async function startProxy(
     scheme: tls ? 'https' : 'http',
     changes: app.management.changes,
     ...(app.probes ? { probes: app.probes } : {}),
+    ...(app.proxyActivity ? { activity: app.proxyActivity } : {}),
     ...extra,
   });
   const timeouts = proxyTimeouts(app.config.http, app.config.proxyRequestTimeoutMs);

@@ -264,11 +264,25 @@ export class ManifestRoutes {
     this.opts.metrics.decision(rule.mode, result, reason);
   }
 
+  /** Keeps a refusal for the management API's denials page (observability/proxy-activity.ts). */
+  private recordRefusal(ctx: Ctx, ref: string, outcome: 'denied' | 'unavailable', reason: string, message: string | undefined): void {
+    this.opts.activity?.record({
+      repository: ctx.repo,
+      gun: ctx.gun,
+      reference: ref,
+      reason,
+      message: message ?? 'not verified',
+      outcome,
+      actor: ctx.principal.name,
+    });
+  }
+
   /** A failed verdict: 403 (or 503 when unavailable) in enforce mode; served anyway in audit mode. */
   refuse(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> | void {
     const reason = v.reason ?? 'not-signed';
     if (reason === 'unavailable') {
       this.count(ctx.rule, 'unavailable', reason);
+      this.recordRefusal(ctx, ref, 'unavailable', reason, v.message);
       this.opts.log('warn', 'proxy could not verify; failing closed', { gun: ctx.gun, reference: ref, message: v.message });
       return send(
         ctx.res,
@@ -284,6 +298,7 @@ export class ManifestRoutes {
       return this.forward(ctx.req, ctx.res, url, { scope: `repository:${ctx.repo}:pull` });
     }
     this.count(ctx.rule, 'denied', reason);
+    this.recordRefusal(ctx, ref, 'denied', reason, v.message);
     this.opts.log('info', 'pull denied', { gun: ctx.gun, reference: ref, reason, message: v.message, actor: ctx.principal.name });
     send(
       ctx.res,

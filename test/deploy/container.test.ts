@@ -213,7 +213,7 @@ test(
       const ctr = (await buildah(['from', tag])).stdout.trim();
       // Only production dependencies: no compiler, no test tools.
       const listed = await buildah(['run', '--isolation', 'chroot', ctr, '--', 'sh', '-c', 'ls node_modules; ls node_modules/.bin']);
-      for (const dev of ['typescript', 'tsx', 'eslint', 'prettier', 'supertest'])
+      for (const dev of ['typescript', 'tsx', 'eslint', 'prettier', 'supertest', 'vite', 'preact', 'playwright-core'])
         assert.ok(!listed.stdout.split('\n').includes(dev), `${dev} is in the image`);
       assert.ok(listed.stdout.split('\n').includes('better-sqlite3'));
 
@@ -239,6 +239,11 @@ test(
       assert.deepEqual(uids(serverPid), [IMAGE_UID, IMAGE_UID, IMAGE_UID, IMAGE_UID], 'the server runs as the image user');
       // SQLite, through the addon the image carries, in the data volume, owned by that user.
       assert.match(tailFile(run.logFile), /"storage":"sqlite"/);
+      // The dashboard built in the build stage, served with its CSP.
+      const ui = await fetch(`${url}/ui/`);
+      assert.equal(ui.status, 200);
+      assert.match(await ui.text(), /<script type="module" crossorigin src="\/ui\/assets\//);
+      assert.match(ui.headers.get('content-security-policy') ?? '', /default-src 'self'/);
 
       // The HEALTHCHECK command itself, in the image: 0 while the server answers.
       const hc = await runCommand(

@@ -216,6 +216,25 @@ describe('three instances on one database', () => {
     // The heads the three instances report agree once nothing is appended.
     const heads = await Promise.all(tgs.map((t) => call(t.url, admin, 'GET', '/audit/verify')));
     assert.equal(new Set(heads.map((h) => h.body.head.hash)).size, 1);
+    // Paging back (limit, before) through the shared table, a page from each instance in turn.
+    const paged: number[] = [];
+    let before: number | null = null;
+    for (let i = 0; i < 20; i++) {
+      const r = await call(
+        tgs[i % tgs.length]!.url,
+        admin,
+        'GET',
+        `/audit?action=token.create&limit=10${before ? `&before=${before}` : ''}`,
+      );
+      expectStatus(r, 200, 'page');
+      paged.unshift(...(r.body.entries as Array<{ seq: number }>).map((e) => e.seq));
+      before = r.body.nextBefore as number | null;
+      if (before === null) break;
+    }
+    assert.deepEqual(
+      paged,
+      entries.filter((e) => e.action === 'token.create').map((e) => e.seq),
+    );
   });
 
   test('m-of-n: a pending change opened on one instance is signed and published through another', async () => {

@@ -384,6 +384,22 @@ test('pkcs11 e2e: notary CLI publishes to trustgate whose timestamp/snapshot key
       await reader2.cleanup();
     }
     await checkHeld(['snapshot', 'timestamp']);
+    // The management API says where each key of the roles is: the HSM, or with the notary client.
+    const keys = await fetch(`${tg.url}/api/v1/repositories/${encodeURIComponent(gun)}/keys`, {
+      headers: { authorization: `Bearer ${tg.adminToken}` },
+    });
+    assert.equal(keys.status, 200);
+    const listed = ((await keys.json()) as { keys: { role: string; location: string; keystore: string | null; inMetadata: boolean }[] })
+      .keys;
+    assert.deepEqual(
+      listed.filter((k) => k.inMetadata).map((k) => [k.role, k.location, k.keystore]),
+      [
+        ['root', 'offline', null],
+        ['targets', 'offline', null],
+        ['snapshot', 'hsm', 'pkcs11'],
+        ['timestamp', 'hsm', 'pkcs11'],
+      ],
+    );
     assert.ok(!logs.join('\n').includes(PIN), 'the PIN never appears in logs');
   } finally {
     await publisher.cleanup();

@@ -24,7 +24,7 @@ const tuf = async (gun: string, role: string) => {
 };
 
 /** openapi.yaml also documents other modules' routes (e.g. `signing`); these tags are the management API's. */
-const MANAGEMENT_TAGS = new Set(['repositories', 'keys', 'delegations', 'tags', 'pending', 'expiry', 'tokens', 'audit', 'backup']);
+const MANAGEMENT_TAGS = new Set(['repositories', 'keys', 'delegations', 'tags', 'pending', 'expiry', 'tokens', 'audit', 'backup', 'proxy']);
 const managementOps = () => checker().ops.filter((o) => (o.op.tags as string[] | undefined)?.some((t) => MANAGEMENT_TAGS.has(t)));
 
 test('openapi.yaml documents exactly the routes the router serves, with the same request schemas', () => {
@@ -109,6 +109,12 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   assert.equal(tagged.body.role, 'targets');
   let inspect = await m.call('get', `/repositories/${g}`);
   assert.deepEqual(inspect.body.signedTags, [{ tag: 'v1', digest: digest('a'), size: 100, roles: ['targets'], signers: ['Repo Admin'] }]);
+  const tagList = await m.call('get', `/repositories/${g}/tags`);
+  expectStatus(tagList, 200);
+  assert.deepEqual(
+    tagList.body.tags.map((t: { tag: string; released: boolean; signedAtExact: boolean }) => [t.tag, t.released, t.signedAtExact]),
+    [['v1', true, true]],
+  );
   expectStatus(await m.call('delete', `/repositories/${g}/tags/v1`), 200);
   assert.deepEqual((await m.call('get', `/repositories/${g}`)).body.signedTags, []);
 
@@ -294,6 +300,11 @@ test('a full tour of the API: repositories, tags, signers, delegations, keys, m-
   const verify = await m.call('get', '/audit/verify');
   expectStatus(verify, 200);
   assert.equal(verify.body.ok, true);
+
+  // Proxy refusals (test/management/dashboard.test.ts records some through a real proxy).
+  const denials = await m.call('get', '/proxy/denials');
+  expectStatus(denials, 200);
+  assert.equal(denials.body.enabled, false, 'no registry proxy runs in this app');
 
   // Backup (test/management/backup.test.ts restores one).
   expectStatus(await m.call('get', '/backup'), 200);

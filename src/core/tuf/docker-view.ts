@@ -62,12 +62,16 @@ export interface TagRow {
 
 const hex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
 
+/** A target's digest as Docker writes it (`sha256:<hex>`, else `sha512:<hex>`, else empty). */
+export const targetDigest = (fm: FileMeta) =>
+  fm.hashes.sha256 ? `sha256:${hex(fm.hashes.sha256)}` : fm.hashes.sha512 ? `sha512:${hex(fm.hashes.sha512)}` : '';
+
 /** Every target of the given roles, one row per tag and digest, in Docker's order. */
 export function tagRows(roles: Iterable<readonly [string, Record<string, FileMeta>]>): TagRow[] {
   const rows = new Map<string, TagRow>();
   for (const [role, targets] of roles) {
     for (const [tag, fm] of Object.entries(targets)) {
-      const digest = fm.hashes.sha256 ? `sha256:${hex(fm.hashes.sha256)}` : fm.hashes.sha512 ? `sha512:${hex(fm.hashes.sha512)}` : '';
+      const digest = targetDigest(fm);
       const k = `${tag}\n${digest}`;
       const row = rows.get(k) ?? { tag, digest, size: fm.length, roles: [], signers: [] };
       if (!row.roles.includes(role)) row.roles.push(role);
