@@ -84,7 +84,7 @@ export interface PendingView {
   parts: PartView[];
   missing: number;
   /** Who added each signature (the pending routes only). */
-  signedBy?: Array<{ keyId: string; roles: string[]; by: { id: string; name: string } | null }>;
+  signedBy?: Array<{ keyId: string; roles: string[]; by: { id: string; name: string } }>;
   /** What the calling token can still add (the pending routes only). */
   caller?: { canSign: boolean; keyIds: string[] };
 }

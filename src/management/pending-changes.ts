@@ -1,5 +1,6 @@
 // The management API's view of pending changes (trust/pending-store.ts does the work): audited,
-// and answered in the API's shapes.
+// answered in the API's shapes, and explained for whoever decides to sign (diff, signers, the
+// caller's usable keys).
 import { signingIdentity, type Actor } from '../auth/guard.js';
 import { allows } from '../auth/tokens.js';
 import type { RootBody, TargetsBody } from '../core/tuf/metadata.js';

@@ -1,9 +1,9 @@
 // Reading and creating a repository's trust data on the server: the role that signs a targets
 // role, the next version of a targets body, a new root key, and a repository's first versions.
 // Changes to existing data go through TrustChanges (changes.ts), which uses these.
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { keyId, type TufKey } from '../core/crypto/keys.js';
-import { LocalSigner, type Algorithm, type Signer } from '../core/crypto/signer.js';
+import { LocalSigner, newPrivateKey, type Algorithm, type Signer } from '../core/crypto/signer.js';
 import { createRootCertificate } from '../core/crypto/x509.js';
 import { canonicalBytes } from '../core/json/canonical.js';
 import { Metadata, countValidSignatures, type RoleKeys, type RootBody, type Signature, type TargetsBody } from '../core/tuf/metadata.js';
@@ -109,8 +109,7 @@ export class RepoEditor {
   /** Makes a root key: a key pair wrapped in a self-signed certificate whose CN is the GUN. */
   async makeRootKey(gun: string, alg: Algorithm = 'ecdsa'): Promise<{ privateKey: KeyObject; key: TufKey }> {
     if (alg === 'ed25519') throw new EditorError('INVALID', 'root keys must be ECDSA or RSA (they are wrapped in an X.509 certificate)');
-    const { privateKey } =
-      alg === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 3072 }) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const privateKey = newPrivateKey(alg);
     const { key } = await createRootCertificate({ gun, privateKey, notBefore: new Date(this.now()) });
     return { privateKey, key };
   }

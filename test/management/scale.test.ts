@@ -80,6 +80,9 @@ test(`${REPOS} repositories and ${TAGS} tags: every page is right`, async (t) =>
   const [warmBody, warmMs] = await clientTime('/repositories?limit=50');
   const [, wholeMs] = await clientTime('/repositories');
   const [, searchMs] = await clientTime('/repositories?q=repo-09&limit=50');
+  const [expiring, expiringMs] = await clientTime('/expiring?within=30d&limit=50');
+  t.diagnostic(`GET /expiring at ${REPOS + 1} (from the kept summaries): ${expiringMs} ms`);
+  assert.equal(expiring.total, REPOS + 1, 'every timestamp expires within 30 days');
   assert.deepEqual(warmBody, coldBody);
   const cold = await m.call('get', '/repositories?limit=50');
   const whole = await m.call('get', '/repositories');

@@ -1,6 +1,6 @@
 // Private-key holders. The core asks a Signer for a signature and never sees where the key lives
 // (memory, an encrypted file, an HSM), so keystores can plug in behind this one interface.
-import { constants, generateKeyPairSync, createPublicKey, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { keyId, makeKey, signingMethod, type KeyType, type TufKey } from './keys.js';
 
 export interface Signer {
@@ -56,13 +56,26 @@ export class LocalSigner implements Signer {
   }
 }
 
+/**
+ * A new private key: ECDSA P-256 (notary's default), Ed25519, or RSA-3072. Made as PKCS#8 bytes
+ * and read back, so the key object shares no lock with Node's key-generation job: on Node 20,
+ * exporting a generated key (e.g. as JWK) while the collector frees that job deadlocks the process.
+ */
+export function newPrivateKey(alg: Algorithm): KeyObject {
+  const privateKeyEncoding = { type: 'pkcs8', format: 'der' } as const;
+  const publicKeyEncoding = { type: 'spki', format: 'der' } as const;
+  const pkcs8: Buffer =
+    alg === 'ecdsa'
+      ? generateKeyPairSync('ec', { namedCurve: 'prime256v1', privateKeyEncoding, publicKeyEncoding }).privateKey
+      : alg === 'ed25519'
+        ? generateKeyPairSync('ed25519', { privateKeyEncoding, publicKeyEncoding }).privateKey
+        : generateKeyPairSync('rsa', { modulusLength: 3072, privateKeyEncoding, publicKeyEncoding }).privateKey;
+  const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+  pkcs8.fill(0);
+  return key;
+}
+
 /** Makes a new key pair: ECDSA P-256 (notary's default), Ed25519, or RSA-3072. */
 export function generateSigner(alg: Algorithm): LocalSigner {
-  const { privateKey } =
-    alg === 'ecdsa'
-      ? generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
-      : alg === 'ed25519'
-        ? generateKeyPairSync('ed25519')
-        : generateKeyPairSync('rsa', { modulusLength: 3072 });
-  return new LocalSigner(privateKey);
+  return new LocalSigner(newPrivateKey(alg));
 }
