@@ -129,7 +129,7 @@ export class ManifestRoutes {
       if (got.status >= 500)
         return unavailable(this.opts.verifier.failure(ctx.gun, ref, fail('unavailable', `upstream registry answered ${got.status}`)));
       if (got.status < 400) return `the upstream answered ${got.status}`;
-      const parent = await this.decideDigest(ctx, named, require);
+      const parent = await this.servedSubject(ctx, named, require);
       if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `the upstream answered ${got.status}`;
       this.count(ctx.rule, 'upstream', String(got.status));
       res.writeHead(got.status, {
@@ -144,7 +144,7 @@ export class ManifestRoutes {
     if (!art.ok) return art.why;
     const subject = art.subject ?? named;
     if (!DIGEST_RE.test(subject)) return `its subject ${subject} is not a digest`;
-    const parent = await this.decideDigest(ctx, subject, require, 1);
+    const parent = await this.servedSubject(ctx, subject, require, 1);
     if (!parent.ok)
       return parent.reason === 'unavailable'
         ? unavailable(parent)
@@ -174,9 +174,21 @@ export class ManifestRoutes {
     return v;
   }
 
+  /**
+   * Whether the subject of an artifact is served: decideDigest, then the rule's cosign check, so
+   * that under `signatures: cosign` (or `either`, `both`) the artifacts of a digest a cosign
+   * signature admits are served as they are for a TUF-signed one. Attestations are not asked of it.
+   */
+  private async servedSubject(ctx: Ctx, subject: string, require: TargetRequirement, depth = 0): Promise<Verdict> {
+    const v = await this.decideDigest(ctx, subject, require, depth);
+    return ctx.rule.signatures !== 'tuf' && v.reason !== 'unavailable' ? this.applyCosign(ctx, subject, v) : v;
+  }
+
   /** Combines the TUF verdict with a cosign-format check as the rule's `signatures` says. */
   private async applyCosign(ctx: Ctx, ref: string, tuf: Verdict): Promise<Verdict> {
     const mode = ctx.rule.signatures;
+    // An artifact of a served subject (servedSubject made the rule's checks of that subject): it has no signature of its own.
+    if (tuf.ok && tuf.evidence.via === 'referrer') return tuf;
     if (mode === 'either' && tuf.ok) return tuf;
     if (mode === 'both' && !tuf.ok) return tuf;
     const hook = this.opts.cosign;
@@ -424,7 +436,7 @@ export class ManifestRoutes {
           if (!art.ok) why = art.why;
           else if (!art.subject || !DIGEST_RE.test(art.subject)) why = 'it is an artifact without a subject digest';
           else {
-            const parent = await this.decideDigest(ctx, art.subject, require, depth + 1);
+            const parent = await this.servedSubject(ctx, art.subject, require, depth + 1);
             if (parent.ok) {
               const { length: _l, ...rest } = parent;
               return { ...rest, digest, evidence: { ...parent.evidence, reference: digest, via: 'referrer', parent: art.subject } };
@@ -580,8 +592,9 @@ function requirement(rule: Rule): { require: TargetRequirement; key: string; art
   let r = requirements.get(rule);
   if (!r) {
     const require = requirementFor(rule);
+    // What decides an artifact: its allowed types, and how its subject is checked (servedSubject).
     const artifacts = createHash('sha256')
-      .update(JSON.stringify([...rule.artifactTypes].sort()))
+      .update(JSON.stringify([[...rule.artifactTypes].sort(), rule.signatures, rule.signedIdentity ?? null]))
       .digest('hex')
       .slice(0, 16);
     requirements.set(rule, (r = { require, key: reqKey(require), artifacts }));

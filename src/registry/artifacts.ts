@@ -242,10 +242,12 @@ export async function pushReferrer(
   return { digest: put.digest, via: 'tag-schema' };
 }
 
-// Updates of one fallback index run one at a time in this process: each reads, extends and
-// rewrites the tag, so two at once (a batch signing two tags of one digest) lost one referrer.
+// Updates of one fallback index (or `.att` manifest) run one at a time in this process: each
+// reads, extends and rewrites the tag, so two at once (a batch signing two tags of one digest)
+// lost one referrer.
 const indexUpdates = new Map<string, Promise<void>>();
-async function oneAtATime(key: string, fn: () => Promise<void>): Promise<void> {
+/** Runs `fn` after every earlier update of `key` (`repo:tag`) in this process has settled. */
+export async function oneAtATime(key: string, fn: () => Promise<void>): Promise<void> {
   const run = (indexUpdates.get(key) ?? Promise.resolve()).then(fn);
   const tail = run.catch(() => undefined);
   indexUpdates.set(key, tail);

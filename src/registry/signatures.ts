@@ -14,7 +14,7 @@ import {
   signPayload,
   simpleSigningPayload,
 } from '../core/crypto/cosign.js';
-import { OCI_EMPTY, pushReferrer, type ManifestHead, type RegistryClient } from './artifacts.js';
+import { OCI_EMPTY, oneAtATime, pushReferrer, type ManifestHead, type RegistryClient } from './artifacts.js';
 import { BUNDLE_MEDIA_TYPE, TAG_PREDICATE, createBundle, tagStatement, type BundleOptions } from '../core/crypto/sigstore.js';
 import type { Bundle } from '@sigstore/bundle';
 import {
@@ -195,17 +195,21 @@ export async function writeAttestation(
   );
   const layer = attestationLayer(envelope, statement.predicateType);
   const tag = attestationTag(subject.digest);
-  const existing = await reg.getManifest(repo, tag);
-  const others = (existing ? attestationLayers(existing.bytes).reverse() : []).filter((l) => l.digest !== layer.digest);
-  const { manifest, config } = attestationManifest([...others.slice(-(MAX_ATT_LAYERS - 1)), layer]);
   await reg.putBlob(repo, envelope);
-  await reg.putBlob(repo, config);
-  const put = await reg.putManifest(repo, tag, manifest, OCI_MANIFEST);
+  // Read, extended and rewritten: one attestation of this digest at a time, or one would be lost.
+  let put: { digest: string } | undefined;
+  await oneAtATime(`${repo}:${tag}`, async () => {
+    const existing = await reg.getManifest(repo, tag);
+    const others = (existing ? attestationLayers(existing.bytes).reverse() : []).filter((l) => l.digest !== layer.digest);
+    const { manifest, config } = attestationManifest([...others.slice(-(MAX_ATT_LAYERS - 1)), layer]);
+    await reg.putBlob(repo, config);
+    put = await reg.putManifest(repo, tag, manifest, OCI_MANIFEST);
+  });
   const referrer = await pushBundleReferrer(reg, repo, subject, bundle, statement.predicateType, now);
   return {
     predicateType: statement.predicateType,
     keyId: signer.id,
-    cosign: { tag, manifestDigest: put.digest, envelopeDigest: layer.digest },
+    cosign: { tag, manifestDigest: put!.digest, envelopeDigest: layer.digest },
     bundle: referrer,
   };
 }
