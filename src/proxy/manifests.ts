@@ -131,13 +131,7 @@ export class ManifestRoutes {
       if (got.status < 400) return `the upstream answered ${got.status}`;
       const parent = await this.servedSubject(ctx, named, require);
       if (!parent.ok) return parent.reason === 'unavailable' ? unavailable(parent) : `the upstream answered ${got.status}`;
-      this.count(ctx.rule, 'upstream', String(got.status));
-      res.writeHead(got.status, {
-        ...DAPI,
-        ...endToEnd(got.headers, ['www-authenticate', 'content-length']),
-        'content-length': got.body.length,
-      });
-      res.end(req.method === 'HEAD' ? undefined : got.body);
+      this.relayUpstream(ctx, got);
       return 'answered';
     }
     const art = checkArtifact(parseObject(got.body), ctx.rule.artifactTypes);
@@ -289,6 +283,17 @@ export class ManifestRoutes {
     });
   }
 
+  /** Relays an upstream answer other than 200 (a 404, say) as the registry gave it, counted as `upstream`. */
+  relayUpstream(ctx: Ctx, got: Pick<Fetched, 'status' | 'headers' | 'body'>): void {
+    this.count(ctx.rule, 'upstream', String(got.status));
+    ctx.res.writeHead(got.status, {
+      ...DAPI,
+      ...endToEnd(got.headers, ['www-authenticate', 'content-length']),
+      'content-length': got.body.length,
+    });
+    ctx.res.end(ctx.req.method === 'HEAD' ? undefined : got.body);
+  }
+
   /** A failed verdict: 403 (or 503 when unavailable) in enforce mode; served anyway in audit mode. */
   refuse(ctx: Ctx, ref: string, url: string, v: Verdict): Promise<void> | void {
     const reason = v.reason ?? 'not-signed';
@@ -343,9 +348,7 @@ export class ManifestRoutes {
     }
     if (status !== 200) {
       // The signed digest is not (or not in an accepted form) upstream: relay the registry's answer.
-      this.count(ctx.rule, 'upstream', String(status));
-      res.writeHead(status, { ...DAPI, ...endToEnd(headers, ['www-authenticate', 'content-length']), 'content-length': body.length });
-      res.end(req.method === 'HEAD' ? undefined : body);
+      this.relayUpstream(ctx, { status, headers, body });
       return;
     }
     const actual = ociDigest(body);

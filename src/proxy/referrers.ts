@@ -12,7 +12,7 @@ import { DIGEST_RE, type Ctx, type Fetched, type ProxyHost } from './context.js'
 import { DAPI, E, send } from './errors.js';
 import { parseObject, type ManifestRoutes } from './manifests.js';
 import { OCI_INDEX, referrersTag, type Descriptor } from '../registry/artifacts.js';
-import { UpstreamError, endToEnd } from '../registry/client.js';
+import { UpstreamError } from '../registry/client.js';
 
 /** The tag schema's tag for the referrers of `sha256:<hex>`. */
 export const REFERRERS_TAG = /^sha256-([0-9a-f]{64})$/;
@@ -126,13 +126,7 @@ export class ReferrerRoutes {
       if (got.status < 400) return `the upstream answered ${got.status}`;
       const not = await notServed();
       if (not !== undefined) return not;
-      this.host.opts.metrics.decision(ctx.rule.mode, 'upstream', String(got.status));
-      res.writeHead(got.status, {
-        ...DAPI,
-        ...endToEnd(got.headers, ['www-authenticate', 'content-length']),
-        'content-length': got.body.length,
-      });
-      res.end(req.method === 'HEAD' ? undefined : got.body);
+      this.manifests.relayUpstream(ctx, got);
       return 'answered';
     }
     const why = notReferrersIndex(got);
