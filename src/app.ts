@@ -315,6 +315,9 @@ export async function createApp(config: Config, over: AppOverrides = {}): Promis
     api(req as express.Request, res as express.Response, () => fallthrough(req, res));
   const listener = (req: IncomingMessage, res: ServerResponse) => {
     let handled: boolean | Promise<boolean>;
+    // The dashboard shares this origin (and its token): no answer here (metadata a signer wrote is
+    // served as text/plain) may be sniffed into something a browser runs.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     if (req.url!.startsWith('/livez') || req.url!.startsWith('/readyz')) {
       if (probes.handle(req, res)) return;
     }

@@ -60,6 +60,11 @@ export interface AuditQuery {
   /** Only entries with a lower sequence number (paging back). */
   before?: number;
   limit?: number;
+  /**
+   * With `since`: read back from the newest entry only as far as the first one older than
+   * `since` (the log's times follow its order but for clock steps back), not the whole log.
+   */
+  recent?: boolean;
 }
 
 export interface AuditVerifyResult {
@@ -344,11 +349,21 @@ export class AuditLog {
    */
   journalIdsSince(sinceMs: number): Set<string> {
     const out = new Set<string>();
+    for (const e of this.newestFirst()) {
+      if (Date.parse(e.time) < sinceMs) break;
+      const id = e.detail?.journal;
+      if (typeof id === 'string') out.add(id);
+    }
+    return out;
+  }
+
+  /** The log's entries newest first, read backwards a chunk at a time (lines not JSON skipped). */
+  private *newestFirst(): Generator<AuditEntry> {
     let fd: number;
     try {
       fd = openSync(this.path, 'r');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw e;
     }
     try {
@@ -371,18 +386,13 @@ export class AuditLog {
           chunk = chunk.subarray(nl + 1);
         }
         for (const line of splitLines(chunk.toString('utf8')).reverse()) {
-          let e: AuditEntry;
           try {
-            e = JSON.parse(line) as AuditEntry;
+            yield JSON.parse(line) as AuditEntry;
           } catch {
             continue;
           }
-          if (Date.parse(e.time) < sinceMs) return out;
-          const id = e.detail?.journal;
-          if (typeof id === 'string') out.add(id);
         }
       }
-      return out;
     } finally {
       closeSync(fd);
     }
@@ -400,6 +410,14 @@ export class AuditLog {
 
   query(q: AuditQuery = {}): AuditEntry[] {
     const out: AuditEntry[] = [];
+    if (q.recent && q.since !== undefined) {
+      for (const e of this.newestFirst()) {
+        if (Date.parse(e.time) < q.since) break;
+        if (matches(e, q)) out.push(e);
+      }
+      out.reverse();
+      return q.limit !== undefined ? out.slice(-q.limit) : out;
+    }
     for (const line of this.readAll()) {
       let e: AuditEntry;
       try {

@@ -13,6 +13,9 @@ import { toApiError } from '../trust/api-errors.js';
 
 export type { SignPendingRequest };
 
+/** How far before a change's creation its signers' audit entries are looked for (clock steps). */
+const CLOCK_MARGIN_MS = 60 * 60_000;
+
 /** A part's change against the role's current file (none when the repository has no such file). */
 function partDiff(cur: RepoView | undefined, role: string, after: RootBody | TargetsBody): PartDiff {
   const before = cur && roleFile(cur, role);
@@ -73,9 +76,11 @@ export class PendingChanges {
     const out = new Map<string, { id: string; name: string }>();
     if (changes.length === 0) return out;
     const ids = new Set(changes.map((p) => p.id));
-    const since = Math.min(...changes.map((p) => Date.parse(p.createdAt)));
+    // Read back from the newest entry only (a margin for clock steps), not the whole log: any
+    // token that may read a repository with a pending change asks for this.
+    const since = Math.min(...changes.map((p) => Date.parse(p.createdAt))) - CLOCK_MARGIN_MS;
     const gun = new Set(changes.map((p) => p.gun)).size === 1 ? changes[0]!.gun : undefined;
-    const entries = await this.c.audit.query({ action: 'pending.sign', since, ...(gun !== undefined ? { gun } : {}) });
+    const entries = await this.c.audit.query({ action: 'pending.sign', since, recent: true, ...(gun !== undefined ? { gun } : {}) });
     for (const e of entries) {
       const id = e.detail?.pendingId;
       if (e.outcome !== 'success' || typeof id !== 'string' || !ids.has(id)) continue;

@@ -100,6 +100,32 @@ describe('three instances on one database', () => {
     for (const t of tgs) expectStatus(await call(t.url, admin, 'GET', '/tokens'), 200, t.url);
   });
 
+  test('dashboard summaries and tag pages kept by one instance follow a tag another instance adds', async () => {
+    const gun = 'example.com/ha/summaries';
+    const g = encodeURIComponent(gun);
+    const [a, b] = [tgs[0]!, tgs[1]!];
+    expectStatus(await call(a.url, admin, 'POST', '/repositories', { gun, rootKey: 'keystore' }), 201, 'create');
+    expectStatus(
+      await call(a.url, admin, 'POST', `/repositories/${g}/tags`, { tag: 'v1', digest: `sha256:${'a'.repeat(64)}`, size: 1 }),
+      200,
+      'v1',
+    );
+    const summary = async () => (await call(a.url, admin, 'GET', `/repositories?q=${g}`)).body.repositories[0];
+    const tags = async () => (await call(a.url, admin, 'GET', `/repositories/${g}/tags`)).body;
+    assert.equal((await summary()).tagCount, 1);
+    assert.equal((await tags()).total, 1);
+    // The other instance publishes: the first answers from the new timestamp, not what it kept.
+    expectStatus(
+      await call(b.url, admin, 'POST', `/repositories/${g}/tags`, { tag: 'v2', digest: `sha256:${'b'.repeat(64)}`, size: 2 }),
+      200,
+      'v2',
+    );
+    assert.equal((await summary()).tagCount, 2);
+    assert.deepEqual(((await tags()).tags as Array<{ tag: string }>).map((t) => t.tag).sort(), ['v1', 'v2']);
+    const expiring = await call(a.url, admin, 'GET', '/expiring?within=3650d');
+    assert.ok((expiring.body.items as Array<{ gun: string }>).some((i) => i.gun === gun));
+  });
+
   test('HA1: instances started together on an empty keyv keystore seal with one key: a key made on one signs on every other', async () => {
     const gun = 'example.com/ha/keys';
     const g = encodeURIComponent(gun);

@@ -1,7 +1,7 @@
 // The audit log: every key and trust change recorded with who, what, where, when and outcome;
 // queries; and a hash chain that detects edited, removed and reordered entries.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -76,6 +76,53 @@ describe('AuditLog', () => {
     const t = tamper((l) => l.slice(0, 4));
     assert.equal(t.ok, false);
     assert.match(t.reason!, /head/);
+  });
+});
+
+describe('AuditLog recent queries', () => {
+  test('with recent, a query reads back only as far as `since`: a log too large to read whole still answers (GET /pending asks this)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trustgate-audit-'));
+    try {
+      const path = join(dir, 'audit.jsonl');
+      // Years of history: more than one string can hold (V8 stops near 512 MiB), sparse on disk.
+      writeFileSync(path, '');
+      truncateSync(path, 600 * 1024 * 1024);
+      const entry = (seq: number, time: string, action: string, gun = 'example.com/a') =>
+        JSON.stringify({
+          seq,
+          time,
+          actor: { id: 't1', name: 'ci' },
+          action,
+          outcome: 'success',
+          gun,
+          prev: '0'.repeat(64),
+          hash: '1'.repeat(64),
+        });
+      appendFileSync(
+        path,
+        '\n' +
+          [
+            entry(1, '2026-01-01T00:00:00.000Z', 'pending.sign'),
+            entry(2, '2026-03-01T00:00:00.000Z', 'tag.add'),
+            entry(3, '2026-03-01T00:00:01.000Z', 'pending.sign'),
+            entry(4, '2026-03-01T00:00:02.000Z', 'pending.sign', 'example.com/b'),
+          ].join('\n') +
+          '\n',
+      );
+      const log = new AuditLog(dir);
+      const since = Date.parse('2026-02-01T00:00:00Z');
+      const found = log.query({ action: 'pending.sign', since, recent: true });
+      assert.deepEqual(
+        found.map((e) => e.seq),
+        [3, 4],
+      );
+      assert.deepEqual(
+        log.query({ action: 'pending.sign', gun: 'example.com/a', since, recent: true, limit: 5 }).map((e) => e.seq),
+        [3],
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

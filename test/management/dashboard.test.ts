@@ -510,3 +510,13 @@ test('a reader gets 403 on the admin and write routes the dashboard offers, and 
   const inspect = await call('get', `/repositories/${g}`);
   assert.deepEqual(inspect.body.allTags, []);
 });
+
+test('every answer on the dashboard origin says nosniff: signer-written metadata (text/plain) never runs as a script', async () => {
+  const gun = newGun('nosniff');
+  await createRepo(gun);
+  const agent = request(s.tg.url);
+  for (const p of [`/v2/${gun}/_trust/tuf/root.json`, `/v2/${gun}/_trust/tuf/nope.json`, '/api/v1/whoami', '/v2/', '/metrics']) {
+    const r = await agent.get(p).set('Authorization', `Bearer ${s.token}`);
+    assert.equal(r.headers['x-content-type-options'], 'nosniff', `${p} (${r.status} ${r.headers['content-type']})`);
+  }
+});
