@@ -1,4 +1,4 @@
-/** A Map that forgets its oldest entries past `max` (insertion order; a hit re-inserts). */
+/** A Map that forgets its oldest entries past `max` (insertion order; setting a key again makes it newest, a get does not). */
 export class BoundedMap<K, V> extends Map<K, V> {
   constructor(readonly max: number) {
     super();
