@@ -128,11 +128,7 @@ export function routes(d: RouterDeps): Route[] {
         const limit = intParam(query.limit, 'limit', 1, MAX_PAGE);
         return {
           status: 200,
-          body: await s.repositories.list(readable(actor), {
-            ...(q !== undefined ? { q } : {}),
-            ...(offset !== undefined ? { offset } : {}),
-            ...(limit !== undefined ? { limit } : {}),
-          }),
+          body: await s.repositories.list(readable(actor), { q, offset, limit }),
         };
       },
     },
@@ -334,9 +330,9 @@ export function routes(d: RouterDeps): Route[] {
         return {
           status: 200,
           body: await s.tags.list(params.gun!, {
-            ...(q !== undefined ? { q } : {}),
-            ...(role !== undefined ? { role } : {}),
-            ...(offset !== undefined ? { offset } : {}),
+            q,
+            role,
+            offset,
             limit: intParam(query.limit, 'limit', 1, MAX_PAGE) ?? 100,
           }),
         };
@@ -428,8 +424,8 @@ export function routes(d: RouterDeps): Route[] {
           status: 200,
           body: await s.expiry.expiring(parseDuration(query.within ?? '30d'), readable(actor), {
             manual: query.manual === 'true',
-            ...(offset !== undefined ? { offset } : {}),
-            ...(limit !== undefined ? { limit } : {}),
+            offset,
+            limit,
           }),
         };
       },
